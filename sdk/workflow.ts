@@ -1,0 +1,128 @@
+/**
+ * The authoring side of Cairn: what a workflow file sees. A workflow is a
+ * handler `(input, ctx) => output`; every durable operation goes through `ctx`
+ * and is named, so a replay can match it to its journal entry. This module is
+ * types plus two tiny runtime helpers and imports nothing from the server, so
+ * workflow files (and browsers) can depend on it freely.
+ */
+import type { StandardSchemaV1 } from "@standard-schema/spec";
+
+/** A value that survives JSON.stringify → JSON.parse unchanged. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/** `"30s"`, `"5m"`, `"1h30m"`, `"250ms"`, a number of milliseconds, or `{ minutes: 5 }`. */
+export type Duration =
+  | string
+  | number
+  | { days?: number; hours?: number; minutes?: number; seconds?: number; milliseconds?: number };
+
+/** What a step's function receives. */
+export interface StepContext {
+  /** Stable for this run and step across attempts and replays: hand it to downstream APIs for exactly-once effects. */
+  readonly idempotencyKey: string;
+  /** 1 on the first attempt. */
+  readonly attempt: number;
+  /** Aborted when the run is cancelled, the attempt times out, or this process loses the run. */
+  readonly signal: AbortSignal;
+}
+
+export interface RetryPolicy {
+  maxAttempts?: number;
+  initialInterval?: Duration;
+  backoffCoefficient?: number;
+  maxInterval?: Duration;
+  /** 0..1: randomise each backoff by up to this fraction. */
+  jitter?: number;
+  /** Error names (`err.name`) that fail the step at once. */
+  nonRetryableErrors?: string[];
+}
+
+export interface StepOptions {
+  retry?: RetryPolicy;
+  /** Per attempt; the step's `signal` aborts when it passes. */
+  timeout?: Duration;
+}
+
+export interface WaitForEventOptions {
+  /** Give up after this long: the wait resolves `null`. */
+  timeout?: Duration;
+  /** Which earlier events may match: `"run"` (default: since the run was created), `"all"` retained events, or a duration back from now. */
+  lookback?: "run" | "all" | Duration;
+}
+
+export interface StartWorkflowOptions {
+  /** Keep the child running when this run is cancelled. */
+  detached?: boolean;
+}
+
+export interface AgentRequest {
+  /** Which agent serves the turn (defaults to the operation name). */
+  agent?: string;
+  /** The prompt. */
+  text: string;
+  [param: string]: JsonValue | undefined;
+}
+
+/** Logs with run and workflow fields attached; silent while the run replays. */
+export interface WorkflowLogger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** The durable primitives. Every `name` is the operation's identity inside the run and must be unique in it. */
+export interface WorkflowContext {
+  readonly runId: string;
+  readonly workflowName: string;
+  readonly log: WorkflowLogger;
+  /** Runs `fn` once; its JSON result (or final error) is journaled and returned on every replay. */
+  step<T>(name: string, fn: (step: StepContext) => T | Promise<T>, options?: StepOptions): Promise<T>;
+  sleep(name: string, duration: Duration): Promise<void>;
+  sleepUntil(name: string, when: Date | string | number): Promise<void>;
+  /** Resolves with the payload of the oldest matching unconsumed event, or `null` when `timeout` passes first. */
+  waitForEvent<T = JsonValue>(
+    name: string,
+    eventType: string,
+    correlationId: string,
+    options?: WaitForEventOptions,
+  ): Promise<T | null>;
+  startWorkflow(name: string, workflowName: string, input?: JsonObject, options?: StartWorkflowOptions): Promise<string>;
+  waitForWorkflow<T = JsonValue>(name: string, runId: string): Promise<T>;
+  runWorkflow<T = JsonValue>(name: string, workflowName: string, input?: JsonObject, options?: StartWorkflowOptions): Promise<T>;
+  startAgent(name: string, request: AgentRequest): Promise<string>;
+  runAgent<T = JsonValue>(name: string, request: AgentRequest): Promise<T>;
+}
+
+export type WorkflowHandler<I, O> = (input: I, ctx: WorkflowContext) => Promise<O> | O;
+
+/** A workflow made with `defineWorkflow`: carries its input and output types for typed clients. */
+export interface WorkflowDefinition<I = JsonObject, O = unknown> {
+  readonly kind: "cairn.workflow";
+  readonly name: string;
+  readonly input?: StandardSchemaV1<unknown, I>;
+  readonly handler: WorkflowHandler<I, O>;
+}
+
+export function defineWorkflow<S extends StandardSchemaV1, O>(definition: {
+  name: string;
+  input: S;
+  handler: WorkflowHandler<StandardSchemaV1.InferOutput<S>, O>;
+}): WorkflowDefinition<StandardSchemaV1.InferOutput<S>, O>;
+export function defineWorkflow<I extends JsonObject, O>(definition: {
+  name: string;
+  handler: WorkflowHandler<I, O>;
+}): WorkflowDefinition<I, O>;
+export function defineWorkflow<I, O>(definition: {
+  name: string;
+  input?: StandardSchemaV1<unknown, I>;
+  handler: WorkflowHandler<I, O>;
+}): WorkflowDefinition<I, O> {
+  return { kind: "cairn.workflow", ...definition };
+}
+
+/** Throw from a step to fail it without further retries. */
+export class NonRetryableError extends Error {
+  override readonly name: string = "NonRetryableError";
+}

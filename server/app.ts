@@ -1,0 +1,105 @@
+/**
+ * Assembles a Cairn server: store → workflows → scheduler → RPC routes → one
+ * listening port. `main.ts` runs it from the environment; tests start it
+ * in-process with their own config.
+ */
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { AgentService } from "../sdk/gen/cairn/v1/agent_pb.js";
+import { WorkflowService } from "../sdk/gen/cairn/v1/workflow_pb.js";
+import type { Config } from "./config.js";
+import { listen } from "./http/listen.js";
+import type { Logger } from "./logger.js";
+import { createAgentService } from "./rpc/agent-service.js";
+import { errorMappingInterceptor } from "./rpc/error-mapping.js";
+import { createHealthService, Health, ServingStatus } from "./rpc/health.js";
+import { createReflectionServices } from "./rpc/reflection.js";
+import { createWorkflowService } from "./rpc/workflow-service.js";
+import { Scheduler } from "./runtime/scheduler.js";
+import { type Database, openDatabase } from "./store/database.js";
+import { loadWorkflows } from "./workflows/loader.js";
+import type { WorkflowRegistry } from "./workflows/registry.js";
+
+export interface CairnServer {
+  readonly port: number;
+  readonly url: string;
+  readonly database: Database;
+  readonly registry: WorkflowRegistry;
+  readonly scheduler: Scheduler;
+  /** Graceful: stop serving, let activations finish within the grace period, release the rest, close the store. */
+  close(): Promise<void>;
+}
+
+/** Request bodies may hold an input of maxInputBytes plus protocol overhead; larger ones are refused unread. */
+const envelopeAllowance = 64 * 1024;
+
+export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
+  const registry = await loadWorkflows(config.workflowDirs, logger);
+  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize });
+  logger.info({ store: database.description }, "store ready");
+
+  const scheduler = new Scheduler({
+    db: database.db,
+    registry,
+    logger,
+    leaseMs: config.leaseMs,
+    pollIntervalMs: config.pollIntervalMs,
+    maxConcurrentRuns: config.maxConcurrentRuns,
+  });
+  const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName] });
+  const reflection = createReflectionServices([WorkflowService, AgentService, Health]);
+  const shutdown = new AbortController();
+
+  const routes = (router: ConnectRouter) => {
+    router.service(
+      WorkflowService,
+      createWorkflowService({
+        db: database.db,
+        registry,
+        scheduler,
+        leaseMs: config.leaseMs,
+        maxInputBytes: config.maxInputBytes,
+        namespace: "default",
+      }),
+    );
+    router.service(AgentService, createAgentService());
+    router.service(Health, health.impl);
+    reflection.register(router);
+  };
+  const handler = connectNodeAdapter({
+    routes,
+    interceptors: [errorMappingInterceptor(logger)],
+    readMaxBytes: config.maxInputBytes * 2 + envelopeAllowance,
+    shutdownSignal: shutdown.signal,
+  });
+
+  scheduler.start();
+  const listening = await listen(handler, {
+    host: config.host,
+    port: config.port,
+    onError: (error) => logger.warn({ err: error }, "http server error"),
+  });
+  const url = `http://${listening.host.includes(":") ? `[${listening.host}]` : listening.host}:${listening.port}`;
+  logger.info({ url, workflows: registry.list().map((w) => w.name), owner: scheduler.owner }, "cairn server listening");
+
+  let closing: Promise<void> | undefined;
+  return {
+    port: listening.port,
+    url,
+    database,
+    registry,
+    scheduler,
+    close() {
+      closing ??= (async () => {
+        for (const service of [WorkflowService.typeName, AgentService.typeName, ""]) health.setStatus(service, ServingStatus.NOT_SERVING);
+        health.shutdown();
+        shutdown.abort();
+        await listening.close();
+        await scheduler.stop(config.shutdownGraceMs);
+        await database.close();
+        logger.info("cairn server stopped");
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * Configuration from the environment (DESIGN §6). Parsed once at start-up;
+ * a bad value stops the server with a message naming the variable.
+ */
+import { delimiter, resolve } from "node:path";
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Absent: the embedded PGlite store in dataDir. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  databasePoolSize: number;
+  workflowDirs: string[];
+  logLevel: string;
+  /** Largest accepted run input, as JSON bytes. */
+  maxInputBytes: number;
+  /** How long a claimed run stays ours without a heartbeat. */
+  leaseMs: number;
+  /** How often idle schedulers look for queued runs and lapsed leases. */
+  pollIntervalMs: number;
+  /** Activations one process executes at once. */
+  maxConcurrentRuns: number;
+  /** On SIGTERM, how long running activations may finish before their runs are handed back. */
+  shutdownGraceMs: number;
+}
+
+export type Env = Record<string, string | undefined>;
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  return {
+    port: integer(env, "PORT", 8080, 0, 65535),
+    host: env.HOST || "127.0.0.1",
+    databaseUrl: env.DATABASE_URL || undefined,
+    dataDir: resolve(env.CAIRN_DATA_DIR || "./.cairn"),
+    databasePoolSize: integer(env, "DATABASE_POOL_SIZE", 10, 1, 1000),
+    workflowDirs: (env.WORKFLOW_DIRS || "./workflows")
+      .split(delimiter)
+      .filter((dir) => dir.length > 0)
+      .map((dir) => resolve(dir)),
+    logLevel: oneOf(env, "LOG_LEVEL", "info", ["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
+    maxInputBytes: integer(env, "CAIRN_MAX_INPUT_BYTES", 1024 * 1024, 1, 512 * 1024 * 1024),
+    leaseMs: integer(env, "CAIRN_LEASE_MS", 15_000, 500, 3_600_000),
+    pollIntervalMs: integer(env, "CAIRN_POLL_INTERVAL_MS", 250, 10, 60_000),
+    maxConcurrentRuns: integer(env, "CAIRN_MAX_CONCURRENT_RUNS", 100, 1, 100_000),
+    shutdownGraceMs: integer(env, "CAIRN_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
+  };
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)} is not an integer between ${min} and ${max}`);
+  }
+  return value;
+}
+
+function oneOf(env: Env, name: string, fallback: string, allowed: readonly string[]): string {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!allowed.includes(raw)) throw new ConfigError(`${name}=${JSON.stringify(raw)} must be one of ${allowed.join(", ")}`);
+  return raw;
+}

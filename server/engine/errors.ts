@@ -1,0 +1,92 @@
+/**
+ * Domain errors. They know nothing of Connect: `server/rpc/error-mapping.ts`
+ * maps them to codes in one place, so the engine and store stay transport-free.
+ */
+
+export class WorkflowNotFoundError extends Error {
+  override readonly name = "WorkflowNotFoundError";
+  constructor(
+    readonly workflowName: string,
+    readonly knownNames: readonly string[],
+    readonly workflowDirs: readonly string[],
+  ) {
+    const known = knownNames.length > 0 ? knownNames.join(", ") : "none";
+    super(
+      `unknown workflow "${workflowName}"; known workflows: ${known} (loaded from WORKFLOW_DIRS=${workflowDirs.join(":")})`,
+    );
+  }
+}
+
+export class InvalidInputError extends Error {
+  override readonly name = "InvalidInputError";
+  constructor(
+    message: string,
+    readonly violations: readonly string[] = [],
+  ) {
+    super(violations.length > 0 ? `${message}: ${violations.join("; ")}` : message);
+  }
+}
+
+export class PayloadTooLargeError extends Error {
+  override readonly name = "PayloadTooLargeError";
+  constructor(
+    readonly what: string,
+    readonly sizeBytes: number,
+    readonly limitBytes: number,
+    readonly setting: string,
+  ) {
+    super(`${what} is ${sizeBytes} bytes, over the limit of ${limitBytes} bytes (${setting})`);
+  }
+}
+
+export class RunNotFoundError extends Error {
+  override readonly name = "RunNotFoundError";
+  constructor(readonly runId: string) {
+    super(`run "${runId}" not found`);
+  }
+}
+
+/** An idempotency key reused for a different request. */
+export class IdempotencyConflictError extends Error {
+  override readonly name = "IdempotencyConflictError";
+  constructor(
+    readonly idempotencyKey: string,
+    readonly existingRunId: string,
+  ) {
+    super(
+      `idempotency key "${idempotencyKey}" was already used by run ${existingRunId} with a different workflow or input; use a new key for a different request`,
+    );
+  }
+}
+
+/**
+ * The handler did not do what its journal says it did last time: replay can't
+ * continue safely. Fails the run; never caught by the handler's own try/catch.
+ */
+export class DeterminismError extends Error {
+  override readonly name = "DeterminismError";
+  constructor(
+    readonly operationName: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A step result or run output that JSON can't carry unchanged. */
+export class NonJsonValueError extends Error {
+  override readonly name = "NonJsonValueError";
+}
+
+/** This process no longer holds the run's lease: another process owns it now, so nothing more may be written. */
+export class LeaseLostError extends Error {
+  override readonly name = "LeaseLostError";
+  constructor(readonly runId: string) {
+    super(`lease on run ${runId} was lost; the write was refused (another process owns the run now)`);
+  }
+}
+
+/** A primitive that this server version does not execute yet. */
+export class UnsupportedOperationError extends Error {
+  override readonly name = "UnsupportedOperationError";
+}

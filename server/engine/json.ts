@@ -1,0 +1,113 @@
+/**
+ * JSON discipline for journaled values. Everything a run records must come
+ * back identical on replay, so values that JSON would silently change (Dates,
+ * Maps, class instances, NaN, undefined in arrays) are refused with the path
+ * of the offending part rather than stored mangled.
+ */
+import type { JsonValue } from "../../sdk/workflow.js";
+import { NonJsonValueError } from "./errors.js";
+
+export interface FailureInfo {
+  name: string;
+  message: string;
+  stack?: string;
+  details?: JsonValue;
+}
+
+/** Returns `value` typed as JSON, or throws NonJsonValueError naming the first bad path. */
+export function toJsonValue(value: unknown, what: string): JsonValue {
+  const problem = findNonJson(value, "$", new Set());
+  if (problem) {
+    throw new NonJsonValueError(
+      `${what} cannot be stored as JSON: ${problem}. Return plain objects, arrays, strings, finite numbers, booleans or null (e.g. date.toISOString() instead of a Date)`,
+    );
+  }
+  return value as JsonValue;
+}
+
+function findNonJson(value: unknown, path: string, seen: Set<object>): string | undefined {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return undefined;
+    case "number":
+      return Number.isFinite(value) ? undefined : `${path} is ${value}`;
+    case "undefined":
+      return `${path} is undefined`;
+    case "bigint":
+    case "symbol":
+    case "function":
+      return `${path} is a ${typeof value}`;
+  }
+  if (value === null) return undefined;
+  const object = value as object;
+  if (seen.has(object)) return `${path} is a circular reference`;
+  seen.add(object);
+  try {
+    if (Array.isArray(object)) {
+      for (let i = 0; i < object.length; i++) {
+        const problem = findNonJson(object[i], `${path}[${i}]`, seen);
+        if (problem) return problem;
+      }
+      return undefined;
+    }
+    const proto: unknown = Object.getPrototypeOf(object);
+    if (proto !== Object.prototype && proto !== null) {
+      const kind = (object as { constructor?: { name?: string } }).constructor?.name ?? "object";
+      return `${path} is a ${kind}, not a plain object`;
+    }
+    for (const [key, item] of Object.entries(object)) {
+      // JSON drops undefined properties; accept them as "absent", like JSON.stringify does.
+      if (item === undefined) continue;
+      const problem = findNonJson(item, `${path}.${key}`, seen);
+      if (problem) return problem;
+    }
+    return undefined;
+  } finally {
+    seen.delete(object);
+  }
+}
+
+/** Drops undefined object properties so the stored value equals what replay returns. */
+export function normalizeJson(value: JsonValue): JsonValue {
+  return JSON.parse(JSON.stringify(value)) as JsonValue;
+}
+
+export function toFailureInfo(error: unknown): FailureInfo {
+  if (error instanceof Error) {
+    const info: FailureInfo = { name: error.name || "Error", message: error.message };
+    if (error.stack) info.stack = error.stack;
+    const details = (error as { details?: unknown }).details;
+    if (details !== undefined && findNonJson(details, "$", new Set()) === undefined) {
+      info.details = normalizeJson(details as JsonValue);
+    }
+    return info;
+  }
+  let message: string;
+  try {
+    message = typeof error === "string" ? error : JSON.stringify(error) ?? String(error);
+  } catch {
+    message = String(error);
+  }
+  return { name: "Error", message: `non-Error thrown: ${message}` };
+}
+
+/** Rebuilds a recorded failure as an Error with the same name, message and stack (class identity is not kept). */
+export function failureToError(info: FailureInfo): Error {
+  const error = new Error(info.message);
+  error.name = info.name;
+  if (info.stack) error.stack = info.stack;
+  if (info.details !== undefined) Object.assign(error, { details: info.details });
+  return error;
+}
+
+/** Structural equality of JSON values, ignoring object key order (PostgreSQL's jsonb reorders keys). */
+export function sameJson(a: JsonValue, b: JsonValue): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((item, i) => sameJson(item, b[i] as JsonValue));
+  }
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => key in b && sameJson(a[key] as JsonValue, b[key] as JsonValue));
+}

@@ -1,0 +1,163 @@
+// One plaintext port for every client: browsers, curl and Connect/gRPC-Web clients speak HTTP/1.1,
+// while gRPC clients (grpc-js, grpc-go, buf curl --protocol grpc, grpcurl -plaintext) speak HTTP/2
+// cleartext with prior knowledge. Node's http2 server only offers allowHTTP1 with TLS, so a plain
+// net.Server sniffs the first bytes of each connection for the HTTP/2 client preface and hands the
+// socket to an http2 or an http server that share the same request handler.
+// close() drains gracefully (GOAWAY for HTTP/2 sessions, "Connection: close" / closing idle
+// keep-alive sockets for HTTP/1.1) and destroys whatever is left after a bounded delay, which is
+// what a SIGTERM handler needs.
+
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import http2, { type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from "node:http2";
+import net, { type AddressInfo, type Socket } from "node:net";
+
+/** What `connectNodeAdapter({ routes })` returns. */
+export type NodeHandler = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => void;
+
+export interface ListenOptions {
+  /** Interface to bind, e.g. "0.0.0.0", "::" or "127.0.0.1". Default: Node's default (all interfaces). */
+  host?: string;
+  /** 0 picks a free port; the chosen one is returned. */
+  port: number;
+  /** How long close() waits for in-flight requests before destroying connections. Default 5000. */
+  shutdownTimeoutMs?: number;
+  /** Connections that send nothing for this long before protocol detection are dropped. Default 10000. */
+  detectTimeoutMs?: number;
+  /** Server- and session-level errors (not per-socket network errors, which are routine). */
+  onError?: (err: Error) => void;
+}
+
+export interface Listening {
+  /** The listening socket server. */
+  readonly server: net.Server;
+  /** The HTTP/1.1 and HTTP/2 servers the connections are handed to (for timeouts and settings). */
+  readonly http1: http.Server;
+  readonly http2: http2.Http2Server;
+  readonly host: string;
+  readonly port: number;
+  /** Stop accepting, drain gracefully, force-close after shutdownTimeoutMs. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** RFC 9113 section 3.4: every HTTP/2 connection starts with these 24 bytes. */
+const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+export function listen(handler: NodeHandler, options: ListenOptions): Promise<Listening> {
+  const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 5000;
+  const detectTimeoutMs = options.detectTimeoutMs ?? 10_000;
+  const report = (err: Error): void => options.onError?.(err);
+
+  let closing = false;
+  const sockets = new Set<Socket>(); // every accepted connection, until it closes
+  const sniffing = new Set<Socket>(); // protocol not known yet
+  const inflight = new Map<Socket, number>(); // HTTP/1.1 sockets -> requests being answered
+  const sessions = new Set<ServerHttp2Session>();
+
+  const http1 = http.createServer();
+  http1.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    inflight.set(socket, (inflight.get(socket) ?? 0) + 1);
+    if (closing && !res.headersSent) res.setHeader("connection", "close");
+    res.once("close", () => {
+      const left = (inflight.get(socket) ?? 1) - 1;
+      if (inflight.has(socket)) inflight.set(socket, left);
+      // The response went out before close() could ask for "Connection: close": end it here.
+      if (closing && left === 0) socket.end();
+    });
+  });
+  http1.on("request", handler);
+
+  const h2 = http2.createServer();
+  h2.on("request", handler);
+  h2.on("session", (session: ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    if (closing) session.close();
+  });
+  h2.on("sessionError", report);
+
+  const handOff = (socket: Socket, head: Buffer, isHttp2: boolean): void => {
+    sniffing.delete(socket);
+    socket.pause();
+    socket.unshift(head);
+    if (isHttp2) {
+      // The session reads the unshifted bytes itself (socket.readableLength) on the next tick.
+      h2.emit("connection", socket);
+    } else {
+      inflight.set(socket, 0);
+      socket.once("close", () => inflight.delete(socket));
+      http1.emit("connection", socket);
+      socket.resume(); // replays `head` to the parser before any new bytes can arrive
+    }
+  };
+
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    // Network errors (resets, timeouts) are routine; the owning server cleans up on "close".
+    socket.on("error", () => socket.destroy());
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    sniffing.add(socket);
+    socket.once("close", () => {
+      sockets.delete(socket);
+      sniffing.delete(socket);
+    });
+
+    let head: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), detectTimeoutMs);
+    timer.unref();
+    const onData = (chunk: Buffer): void => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, PREFACE.length);
+      const matches = head.subarray(0, n).equals(PREFACE.subarray(0, n));
+      if (matches && head.length < PREFACE.length) return; // could still be HTTP/2: wait for more
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+      clearTimeout(timer);
+      handOff(socket, head, matches);
+    };
+    const onEnd = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+    };
+    socket.on("data", onData);
+    socket.once("end", onEnd);
+  });
+
+  let closed: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closed ??= new Promise<void>((resolve) => {
+      closing = true;
+      const force = setTimeout(() => {
+        for (const session of sessions) session.destroy();
+        for (const socket of sockets) socket.destroy();
+      }, shutdownTimeoutMs);
+      force.unref();
+      // Resolves once the listening socket is closed and every accepted connection has ended.
+      server.close(() => {
+        clearTimeout(force);
+        resolve();
+      });
+      for (const socket of sniffing) socket.destroy();
+      for (const [socket, count] of inflight) if (count === 0) socket.destroy(); // idle keep-alive
+      for (const session of sessions) session.close(); // GOAWAY, then close when streams finish
+    });
+    return closed;
+  };
+
+  return new Promise<Listening>((resolve, reject) => {
+    const onListenError = (err: Error): void => reject(err);
+    server.once("error", onListenError);
+    server.listen({ host: options.host, port: options.port }, () => {
+      server.off("error", onListenError);
+      server.on("error", report);
+      const address = server.address() as AddressInfo;
+      resolve({ server, http1, http2: h2, host: address.address, port: address.port, close });
+    });
+  });
+}

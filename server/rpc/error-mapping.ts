@@ -1,0 +1,55 @@
+/**
+ * The one place domain errors become Connect codes. Anything unrecognised is
+ * an INTERNAL error: logged with its cause, never sent to the client.
+ */
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import {
+  DeterminismError,
+  IdempotencyConflictError,
+  InvalidInputError,
+  PayloadTooLargeError,
+  RunNotFoundError,
+  WorkflowNotFoundError,
+} from "../engine/errors.js";
+import type { Logger } from "../logger.js";
+
+export function toConnectError(error: unknown, logger: Logger, procedure: string): ConnectError {
+  if (error instanceof ConnectError) return error;
+  if (error instanceof WorkflowNotFoundError || error instanceof RunNotFoundError) {
+    return new ConnectError(error.message, Code.NotFound);
+  }
+  if (error instanceof InvalidInputError || error instanceof PayloadTooLargeError) {
+    return new ConnectError(error.message, Code.InvalidArgument);
+  }
+  if (error instanceof IdempotencyConflictError) return new ConnectError(error.message, Code.AlreadyExists);
+  if (error instanceof DeterminismError) return new ConnectError(error.message, Code.FailedPrecondition);
+  const sqlState = postgresCode(error);
+  if (sqlState === "40001" || sqlState === "40P01") {
+    return new ConnectError("the database asked to retry a conflicting transaction; retry the call", Code.Aborted);
+  }
+  if (sqlState?.startsWith("08") || sqlState === "57P01") {
+    return new ConnectError("the database is unavailable; retry the call", Code.Unavailable);
+  }
+  logger.error({ err: error, procedure }, "internal error");
+  return new ConnectError("internal error (the server logged the cause)", Code.Internal);
+}
+
+/** SQLSTATE of a pg error, directly or wrapped by Drizzle (`err.cause.code`). */
+function postgresCode(error: unknown): string | undefined {
+  for (let current = error, depth = 0; current && depth < 3; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+export function errorMappingInterceptor(logger: Logger): Interceptor {
+  return (next) => async (request) => {
+    try {
+      return await next(request);
+    } catch (error) {
+      throw toConnectError(error, logger, request.url);
+    }
+  };
+}

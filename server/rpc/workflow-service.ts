@@ -1,0 +1,197 @@
+/**
+ * cairn.v1.WorkflowService: validates requests, calls the store and the
+ * scheduler, converts rows to messages. Domain errors are thrown as they are
+ * and mapped to Connect codes by the error-mapping interceptor.
+ */
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import {
+  CreateRunResponseSchema,
+  GetRunHistoryResponseSchema,
+  GetRunResponseSchema,
+  ListRunsResponseSchema,
+  ListWorkflowsResponseSchema,
+  WorkflowSchema,
+  type WorkflowService,
+} from "../../sdk/gen/cairn/v1/workflow_pb.js";
+import type { JsonValue } from "../../sdk/workflow.js";
+import { InvalidInputError, PayloadTooLargeError, RunNotFoundError } from "../engine/errors.js";
+import { sameJson } from "../engine/json.js";
+import type { Scheduler } from "../runtime/scheduler.js";
+import type { Db } from "../store/database.js";
+import { listJournal } from "../store/journal.js";
+import { getRun, insertRun, listRuns, type RunCursor, type RunFilter } from "../store/runs.js";
+import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
+import { dateFromTimestamp, entryToProto, runToProto, statusFromProto, valueToJson } from "./convert.js";
+
+export interface WorkflowServiceDeps {
+  db: Db;
+  registry: WorkflowRegistry;
+  scheduler: Scheduler;
+  leaseMs: number;
+  maxInputBytes: number;
+  /** The caller's tenant; one namespace until API keys arrive. */
+  namespace: string;
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const maxIdempotencyKeyLength = 256;
+
+export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<typeof WorkflowService> {
+  const { db, registry, scheduler, namespace } = deps;
+
+  async function findRun(runId: string) {
+    const row = await getRun(db, namespace, requireRunId(runId));
+    if (!row) throw new RunNotFoundError(runId);
+    return row;
+  }
+
+  return {
+    listWorkflows() {
+      return create(ListWorkflowsResponseSchema, {
+        workflows: registry.list().map((w) =>
+          create(WorkflowSchema, {
+            name: w.name,
+            sourceFile: w.file,
+            hasInputSchema: w.input !== undefined,
+            inputSchemaVendor: w.input?.["~standard"].vendor ?? "",
+          }),
+        ),
+      });
+    },
+
+    async createRun(request) {
+      if (!request.workflowName) throw new InvalidInputError("workflow_name is required");
+      const workflow = registry.get(request.workflowName);
+      const input: JsonValue = request.input ? valueToJson(request.input) : {};
+      if (typeof input !== "object" || input === null || Array.isArray(input)) {
+        const got = input === null ? "null" : Array.isArray(input) ? "an array" : `a ${typeof input}`;
+        throw new InvalidInputError(`input must be a JSON object, got ${got}; wrap it in an object, e.g. {"value": ...}`);
+      }
+      const size = Buffer.byteLength(JSON.stringify(input));
+      if (size > deps.maxInputBytes) throw new PayloadTooLargeError("input", size, deps.maxInputBytes, "CAIRN_MAX_INPUT_BYTES");
+      if (request.idempotencyKey.length > maxIdempotencyKeyLength) {
+        throw new InvalidInputError(`idempotency_key is longer than ${maxIdempotencyKeyLength} characters`);
+      }
+      await validateInput(workflow, input);
+
+      const eager = request.eagerStart;
+      const { run, deduplicated } = await insertRun(
+        db,
+        {
+          id: randomUUID(),
+          namespace,
+          workflowName: workflow.name,
+          input,
+          idempotencyKey: request.idempotencyKey || undefined,
+          metadata: request.metadata,
+        },
+        eager ? { owner: scheduler.owner, leaseMs: deps.leaseMs } : undefined,
+      );
+      if (deduplicated) {
+        if (run.workflowName !== workflow.name || !sameJson(run.input, input)) {
+          throw new ConnectError(
+            `idempotency key "${request.idempotencyKey}" was already used by run ${run.id} with a different workflow or input; use a new key for a different request`,
+            Code.AlreadyExists,
+          );
+        }
+      } else if (eager) {
+        // Committed as claimed by this process: start it here, now (if we die first, the lease lapses and others resume it).
+        scheduler.adopt(run);
+      } else {
+        scheduler.wake();
+      }
+      return create(CreateRunResponseSchema, { run: runToProto(run), deduplicated });
+    },
+
+    async getRun(request) {
+      return create(GetRunResponseSchema, { run: runToProto(await findRun(request.runId)) });
+    },
+
+    async listRuns(request) {
+      const pageSize = clampPageSize(request.pageSize, 50, 1000, "page_size");
+      const statuses = request.statuses.map((s) => {
+        const stored = statusFromProto(s);
+        if (!stored) throw new InvalidInputError(`statuses contains an unknown status (${s})`);
+        return stored;
+      });
+      const filter: RunFilter = {
+        workflowName: request.workflowName || undefined,
+        statuses,
+        parentRunId: request.parentRunId ? requireRunId(request.parentRunId, "parent_run_id") : undefined,
+        createdAfter: dateFromTimestamp(request.createdAfter),
+        createdBefore: dateFromTimestamp(request.createdBefore),
+      };
+      const rows = await listRuns(db, namespace, filter, pageSize, decodePageToken(request.pageToken));
+      const page = rows.slice(0, pageSize);
+      const last = page.at(-1);
+      const more = rows.length > pageSize && last;
+      return create(ListRunsResponseSchema, {
+        runs: page.map(runToProto),
+        nextPageToken: more ? encodePageToken({ createdAt: last.createdAt, id: last.id }) : "",
+      });
+    },
+
+    async getRunHistory(request) {
+      const run = await findRun(request.runId);
+      const pageSize = clampPageSize(request.pageSize, 1000, 10_000, "page_size");
+      if (request.afterSequence < 0n) throw new InvalidInputError("after_sequence must not be negative");
+      const entries = await listJournal(db, namespace, run.id, Number(request.afterSequence), pageSize);
+      return create(GetRunHistoryResponseSchema, {
+        entries: entries.slice(0, pageSize).map(entryToProto),
+        hasMore: entries.length > pageSize,
+      });
+    },
+
+    cancelRun() {
+      throw notYet("CancelRun", "durable waiting and cancellation");
+    },
+    sendEvent() {
+      throw notYet("SendEvent", "durable waiting and events");
+    },
+    // Streams: fail before the first message.
+    async *watchRun() {
+      yield* [];
+      throw notYet("WatchRun", "live run streams");
+    },
+    async *watchRuns() {
+      yield* [];
+      throw notYet("WatchRuns", "live run streams");
+    },
+  };
+}
+
+function notYet(rpc: string, feature: string): ConnectError {
+  return new ConnectError(`${rpc} is not implemented by this server version yet (it arrives with ${feature})`, Code.Unimplemented);
+}
+
+function requireRunId(runId: string, field = "run_id"): string {
+  if (!runId) throw new InvalidInputError(`${field} is required`);
+  if (!uuidPattern.test(runId)) throw new InvalidInputError(`${field} "${runId}" is not a run id (run ids are UUIDs)`);
+  return runId.toLowerCase();
+}
+
+function clampPageSize(requested: number, fallback: number, max: number, field: string): number {
+  if (requested < 0) throw new InvalidInputError(`${field} must not be negative`);
+  if (requested === 0) return fallback;
+  return Math.min(requested, max);
+}
+
+function encodePageToken(cursor: RunCursor): string {
+  return Buffer.from(JSON.stringify({ c: cursor.createdAt.toISOString(), i: cursor.id })).toString("base64url");
+}
+
+function decodePageToken(token: string): RunCursor | undefined {
+  if (!token) return undefined;
+  try {
+    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { c?: unknown; i?: unknown };
+    const createdAt = typeof parsed.c === "string" ? new Date(parsed.c) : undefined;
+    if (createdAt && !Number.isNaN(createdAt.getTime()) && typeof parsed.i === "string" && uuidPattern.test(parsed.i)) {
+      return { createdAt, id: parsed.i };
+    }
+  } catch {
+    // fall through to the error below
+  }
+  throw new InvalidInputError("page_token is not one this server issued; pass next_page_token from a ListRuns response unchanged");
+}

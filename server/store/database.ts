@@ -1,0 +1,68 @@
+/**
+ * Opens the engine's database and brings its schema up to date. PostgreSQL
+ * through `pg` when a URL is given; otherwise the embedded default, PGlite in
+ * a data folder, so a fresh machine runs Cairn with nothing else installed.
+ * Both are driven through one Drizzle type; raw SQL goes through `queryRows`.
+ */
+import { mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { PGlite } from "@electric-sql/pglite";
+import type { SQL } from "drizzle-orm";
+import { drizzle as drizzleNodePg } from "drizzle-orm/node-postgres";
+import { migrate as migrateNodePg } from "drizzle-orm/node-postgres/migrator";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
+import pg from "pg";
+import * as schema from "./schema.js";
+
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export interface Database {
+  readonly db: Db;
+  readonly kind: "postgres" | "pglite";
+  /** A human description for logs, without credentials. */
+  readonly description: string;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** postgres://... ; absent selects PGlite in `dataDir`. */
+  url?: string;
+  dataDir: string;
+  poolSize?: number;
+}
+
+const migrationsFolder = fileURLToPath(new URL("./migrations", import.meta.url));
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.url) {
+    const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
+    // An idle client losing its connection (server restart, pg_terminate_backend) must not crash the process.
+    pool.on("error", () => {});
+    const db = drizzleNodePg({ client: pool, schema, casing: "snake_case" });
+    await migrateNodePg(db, { migrationsFolder });
+    return { db, kind: "postgres", description: redactUrl(options.url), close: () => pool.end() };
+  }
+  mkdirSync(options.dataDir, { recursive: true });
+  const client = await PGlite.create({ dataDir: options.dataDir });
+  const db = drizzlePglite({ client, schema, casing: "snake_case" });
+  await migratePglite(db, { migrationsFolder });
+  return { db, kind: "pglite", description: `PGlite in ${options.dataDir}`, close: () => client.close() };
+}
+
+/** Rows of a raw statement; both drivers return `{ rows }`. */
+export async function queryRows<T>(db: Db, query: SQL): Promise<T[]> {
+  const result: unknown = await db.execute(query);
+  return (result as { rows: T[] }).rows;
+}
+
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "postgres (unparseable URL)";
+  }
+}

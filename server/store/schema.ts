@@ -1,0 +1,83 @@
+/**
+ * The engine of record. A run row carries its lease (owner, epoch, expiry):
+ * every write a worker makes on behalf of a run is conditioned on the owner
+ * and epoch it claimed with (fencing), so a process that lost the lease can
+ * no longer commit. Journal rows are a run's memory for replay, and its
+ * history for people. Every row carries its namespace (tenant).
+ */
+import { sql } from "drizzle-orm";
+import { check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import type { FailureInfo } from "../engine/json.js";
+import type { JsonValue } from "../../sdk/workflow.js";
+
+export const runStatuses = ["queued", "running", "waiting", "completed", "failed", "cancelled"] as const;
+export type RunStatus = (typeof runStatuses)[number];
+export const terminalStatuses: readonly RunStatus[] = ["completed", "failed", "cancelled"];
+
+// Millisecond precision: timestamps round-trip through JS Dates exactly, which keyset pagination relies on.
+const timestamptz = (name: string) => timestamp(name, { withTimezone: true, mode: "date", precision: 3 });
+
+export const runs = pgTable(
+  "runs",
+  {
+    id: uuid().primaryKey(),
+    namespace: text().notNull().default("default"),
+    workflowName: text().notNull(),
+    status: text().$type<RunStatus>().notNull(),
+    input: jsonb().$type<JsonValue>().notNull(),
+    output: jsonb().$type<JsonValue>(),
+    error: jsonb().$type<FailureInfo>(),
+    parentRunId: uuid(),
+    idempotencyKey: text(),
+    metadata: jsonb().$type<Record<string, string>>().notNull().default({}),
+    /** What a WAITING run waits on (shape: WaitingOn in server/store/runs.ts). */
+    waitingOn: jsonb().$type<Record<string, unknown>>(),
+    /** The process id holding the run; null when nobody does. */
+    leaseOwner: text(),
+    /** Bumped on every claim; journal writes must present the epoch they claimed with. */
+    leaseEpoch: integer().notNull().default(0),
+    leaseExpiresAt: timestamptz("lease_expires_at"),
+    /** A queued run is eligible for claiming from this instant. */
+    availableAt: timestamptz("available_at").notNull().defaultNow(),
+    activationCount: integer().notNull().default(0),
+    createdAt: timestamptz("created_at").notNull().defaultNow(),
+    updatedAt: timestamptz("updated_at").notNull().defaultNow(),
+    startedAt: timestamptz("started_at"),
+    completedAt: timestamptz("completed_at"),
+  },
+  (t) => [
+    check("runs_status_check", sql`${t.status} in ('queued', 'running', 'waiting', 'completed', 'failed', 'cancelled')`),
+    uniqueIndex("runs_idempotency_key_idx").on(t.namespace, t.idempotencyKey).where(sql`${t.idempotencyKey} is not null`),
+    // The scheduler's two claim paths: queued runs that are due, and running runs whose lease lapsed.
+    index("runs_queued_idx").on(t.availableAt).where(sql`${t.status} = 'queued'`),
+    index("runs_lease_idx").on(t.leaseExpiresAt).where(sql`${t.status} = 'running'`),
+    index("runs_list_idx").on(t.namespace, t.createdAt.desc(), t.id.desc()),
+    index("runs_workflow_list_idx").on(t.namespace, t.workflowName, t.createdAt.desc(), t.id.desc()),
+    index("runs_parent_idx").on(t.parentRunId).where(sql`${t.parentRunId} is not null`),
+  ],
+);
+
+export const journalEntries = pgTable(
+  "journal_entries",
+  {
+    runId: uuid()
+      .notNull()
+      .references(() => runs.id, { onDelete: "cascade" }),
+    /** 1, 2, 3... per run, without gaps: the order operations finished in. */
+    sequence: integer().notNull(),
+    namespace: text().notNull().default("default"),
+    kind: text().notNull(),
+    /** The operation name; '' for run-level entries. */
+    name: text().notNull().default(""),
+    /** SQL NULL: no value (a step that returned nothing); JSON null is stored as 'null'. */
+    result: jsonb().$type<JsonValue>(),
+    error: jsonb().$type<FailureInfo>(),
+    attempt: integer().notNull().default(1),
+    startedAt: timestamptz("started_at"),
+    createdAt: timestamptz("created_at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.sequence] })],
+);
+
+export type RunRow = typeof runs.$inferSelect;
+export type JournalRow = typeof journalEntries.$inferSelect;
