@@ -1,0 +1,240 @@
+// The pure engine core, no database: replay matching, determinism errors,
+// JSON discipline and host failures, against an in-memory journal.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { Activation, type Handler } from "../server/engine/activation.js";
+import { LeaseLostError } from "../server/engine/errors.js";
+import type { JournalEntry } from "../server/engine/journal.js";
+import { sameJson, toJsonValue } from "../server/engine/json.js";
+import type { WorkflowContext } from "../sdk/workflow.js";
+import { memoryHost } from "./support/memory-host.js";
+
+const identity = { runId: "run-1", workflowName: "wf", input: { n: 2 } };
+
+function run(handler: (input: { n: number }, ctx: WorkflowContext) => unknown, journal: JournalEntry[] = []) {
+  const host = memoryHost(journal);
+  const outcome = new Activation(identity, journal, host).execute(handler as Handler);
+  return { host, outcome };
+}
+
+describe("replay", () => {
+  test("a journaled step is not executed again and returns its recorded value", async () => {
+    const calls: string[] = [];
+    const workflow = async (input: { n: number }, ctx: WorkflowContext) => {
+      const a = await ctx.step("a", () => (calls.push("a"), { v: input.n }));
+      const b = await ctx.step("b", () => (calls.push("b"), a.v * 10));
+      return { a, b };
+    };
+    const first = run(workflow);
+    assert.deepEqual(await first.outcome, { kind: "completed", output: { a: { v: 2 }, b: 20 } });
+    assert.deepEqual(calls, ["a", "b"]);
+
+    // Replay the whole journal minus the run entry: nothing executes, same output.
+    const second = run(workflow, [...first.host.journal]);
+    assert.deepEqual(await second.outcome, { kind: "completed", output: { a: { v: 2 }, b: 20 } });
+    assert.deepEqual(calls, ["a", "b"]);
+  });
+
+  test("a crash after some steps resumes with only the missing steps", async () => {
+    const calls: string[] = [];
+    const workflow = async (_: { n: number }, ctx: WorkflowContext) => {
+      for (let i = 0; i < 4; i++) await ctx.step(`s${i}`, () => (calls.push(`s${i}`), i));
+      return "done";
+    };
+    const partial: JournalEntry[] = [
+      { sequence: 1, kind: "step_completed", name: "s0", result: 0, attempt: 1, startedAt: new Date(), createdAt: new Date() },
+      { sequence: 2, kind: "step_completed", name: "s1", result: 1, attempt: 1, startedAt: new Date(), createdAt: new Date() },
+    ];
+    const resumed = run(workflow, partial);
+    assert.deepEqual(await resumed.outcome, { kind: "completed", output: "done" });
+    assert.deepEqual(calls, ["s2", "s3"]);
+    assert.deepEqual(resumed.host.journal.map((e) => e.name), ["s0", "s1", "s2", "s3"]);
+  });
+
+  test("a recorded step failure is rethrown with its name and message, and can be caught", async () => {
+    const workflow = async (_: { n: number }, ctx: WorkflowContext) => {
+      try {
+        await ctx.step("pay", () => {
+          const error = new Error("card declined");
+          error.name = "PaymentDeclined";
+          throw error;
+        });
+        return "paid";
+      } catch (error) {
+        return `${(error as Error).name}: ${(error as Error).message}`;
+      }
+    };
+    const first = run(workflow);
+    assert.deepEqual(await first.outcome, { kind: "completed", output: "PaymentDeclined: card declined" });
+    assert.equal(first.host.journal[0]?.kind, "step_failed");
+    let executed = false;
+    const replay = run(async (_i, ctx) => {
+      try {
+        await ctx.step("pay", () => {
+          executed = true;
+        });
+      } catch (error) {
+        return (error as Error).name;
+      }
+    }, [...first.host.journal]);
+    assert.deepEqual(await replay.outcome, { kind: "completed", output: "PaymentDeclined" });
+    assert.equal(executed, false);
+  });
+
+  test("an uncaught step failure fails the run with the step's error", async () => {
+    const { outcome } = run(async (_i, ctx) => ctx.step("boom", () => Promise.reject(new TypeError("bad thing"))));
+    const result = await outcome;
+    assert.equal(result.kind, "failed");
+    assert.equal(result.kind === "failed" && result.failure.name, "TypeError");
+    assert.equal(result.kind === "failed" && result.failure.message, "bad thing");
+  });
+
+  test("parallel steps run concurrently and replay by name whatever order they finished in", async () => {
+    let concurrent = 0;
+    let peak = 0;
+    const slowStep = (ms: number, value: number) => async () => {
+      concurrent++;
+      peak = Math.max(peak, concurrent);
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      concurrent--;
+      return value;
+    };
+    const workflow = async (_: { n: number }, ctx: WorkflowContext) => {
+      const values = await Promise.all([ctx.step("x", slowStep(30, 1)), ctx.step("y", slowStep(5, 2)), ctx.step("z", slowStep(15, 3))]);
+      return values;
+    };
+    const first = run(workflow);
+    assert.deepEqual(await first.outcome, { kind: "completed", output: [1, 2, 3] });
+    assert.equal(peak, 3);
+    assert.deepEqual(first.host.journal.map((e) => e.name), ["y", "z", "x"]);
+    const replay = run(workflow, [...first.host.journal]);
+    assert.deepEqual(await replay.outcome, { kind: "completed", output: [1, 2, 3] });
+    assert.equal(replay.host.journal.length, 3);
+  });
+
+  test("a step returning nothing replays as undefined, and null stays null", async () => {
+    const workflow = async (_: { n: number }, ctx: WorkflowContext) => {
+      const a = await ctx.step("void", () => undefined);
+      const b = await ctx.step("null", () => null);
+      return { aIsUndefined: a === undefined, bIsNull: b === null };
+    };
+    const first = run(workflow);
+    const expected = { kind: "completed", output: { aIsUndefined: true, bIsNull: true } };
+    assert.deepEqual(await first.outcome, expected);
+    assert.equal("result" in (first.host.journal[0] ?? {}), false);
+    assert.deepEqual(await run(workflow, [...first.host.journal]).outcome, expected);
+  });
+
+  test("ctx.log is silent while replaying and speaks once the run is live again", async () => {
+    const workflow = async (_: { n: number }, ctx: WorkflowContext) => {
+      ctx.log.info("before a");
+      await ctx.step("a", () => 1);
+      ctx.log.info("after a");
+      await ctx.step("b", () => 2);
+      ctx.log.info("after b");
+    };
+    const first = run(workflow);
+    await first.outcome;
+    assert.deepEqual(first.host.logs, ["info:before a", "info:after a", "info:after b"]);
+    const replay = run(workflow, first.host.journal.slice(0, 1));
+    await replay.outcome;
+    assert.deepEqual(replay.host.logs, ["info:after a", "info:after b"]);
+  });
+});
+
+describe("determinism", () => {
+  test("reusing a step name fails the run naming the step, even if the handler catches it", async () => {
+    const { outcome, host } = run(async (_i, ctx) => {
+      await ctx.step("charge", () => 1);
+      try {
+        await ctx.step("charge", () => 2);
+      } catch {
+        // swallowing must not hide a determinism error
+      }
+      return "swallowed";
+    });
+    const result = await outcome;
+    assert.equal(result.kind, "failed");
+    if (result.kind !== "failed") return;
+    assert.equal(result.failure.name, "DeterminismError");
+    assert.match(result.failure.message, /"charge" is used twice/);
+    assert.equal(host.journal.length, 1);
+  });
+
+  test("a journal entry of another kind under the same name is a determinism error", async () => {
+    const journal: JournalEntry[] = [
+      { sequence: 1, kind: "timer_started", name: "wait", attempt: 1, startedAt: new Date(), createdAt: new Date() },
+    ];
+    const result = await run(async (_i, ctx) => ctx.step("wait", () => 1), journal).outcome;
+    assert.equal(result.kind, "failed");
+    assert.match(result.kind === "failed" ? result.failure.message : "", /"wait".*ctx\.step now but the journal recorded it as timer_started/);
+  });
+
+  test("an empty operation name is refused", async () => {
+    const result = await run(async (_i, ctx) => ctx.step("", () => 1)).outcome;
+    assert.equal(result.kind === "failed" && result.failure.name, "DeterminismError");
+  });
+});
+
+describe("JSON discipline", () => {
+  test("a step result that JSON can't carry fails the step with the offending path", async () => {
+    const { outcome, host } = run(async (_i, ctx) => ctx.step("when", () => ({ at: new Date(0) })));
+    const result = await outcome;
+    assert.equal(result.kind, "failed");
+    assert.match(result.kind === "failed" ? result.failure.message : "", /step "when" result cannot be stored as JSON: \$\.at is a Date/);
+    assert.equal(host.journal[0]?.kind, "step_failed");
+  });
+
+  test("toJsonValue names the first bad part of a value", () => {
+    assert.throws(() => toJsonValue({ a: [1, Number.NaN] }, "x"), /\$\.a\[1\] is NaN/);
+    assert.throws(() => toJsonValue({ m: new Map() }, "x"), /\$\.m is a Map/);
+    assert.throws(() => toJsonValue({ f: () => 1 }, "x"), /\$\.f is a function/);
+    assert.throws(() => toJsonValue(10n, "x"), /\$ is a bigint/);
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    assert.throws(() => toJsonValue(circular, "x"), /circular/);
+    assert.deepEqual(toJsonValue({ a: [1, "two", null, { b: true }] }, "x"), { a: [1, "two", null, { b: true }] });
+  });
+
+  test("a non-JSON workflow output fails the run", async () => {
+    const result = await run(async () => ({ big: 1n })).outcome;
+    assert.equal(result.kind, "failed");
+    assert.match(result.kind === "failed" ? result.failure.message : "", /return value cannot be stored as JSON: \$\.big is a bigint/);
+  });
+
+  test("sameJson ignores key order", () => {
+    assert.equal(sameJson({ a: 1, b: [1, { c: 2, d: 3 }] }, { b: [1, { d: 3, c: 2 }], a: 1 }), true);
+    assert.equal(sameJson({ a: 1 }, { a: 1, b: 2 }), false);
+    assert.equal(sameJson([1, 2], [2, 1]), false);
+  });
+});
+
+describe("host failures", () => {
+  test("a refused journal write aborts the activation and records nothing more", async () => {
+    const journal: JournalEntry[] = [];
+    const host = memoryHost(journal);
+    host.failAppendsWith = new LeaseLostError("run-1");
+    let secondRan = false;
+    const outcome = await new Activation(identity, journal, host).execute((async (_i: unknown, ctx: WorkflowContext) => {
+      try {
+        await ctx.step("a", () => 1);
+      } catch {
+        // even if the handler swallows it, the activation is over
+      }
+      await ctx.step("b", () => {
+        secondRan = true;
+      });
+      return "unreachable";
+    }) as Handler);
+    assert.equal(outcome.kind, "aborted");
+    assert.ok(outcome.kind === "aborted" && outcome.reason instanceof LeaseLostError);
+    assert.equal(secondRan, false);
+    assert.equal(journal.length, 0);
+  });
+
+  test("unsupported primitives fail the run with a clear message instead of pretending", async () => {
+    const result = await run(async (_i, ctx) => ctx.sleep("nap", "1s")).outcome;
+    assert.equal(result.kind, "failed");
+    assert.match(result.kind === "failed" ? result.failure.message : "", /ctx\.sleep is not supported/);
+  });
+});

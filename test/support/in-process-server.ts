@@ -1,0 +1,30 @@
+/** Starts a real Cairn server inside the test process on a fresh database, with a Connect client. */
+import { type Client, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { pino } from "pino";
+import { type CairnServer, startServer } from "../../server/app.js";
+import { loadConfig } from "../../server/config.js";
+import { RunStatus, type Run } from "../../sdk/gen/cairn/v1/types_pb.js";
+import { WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
+
+export type WorkflowClient = Client<typeof WorkflowService>;
+
+export async function startTestServer(env: Record<string, string>): Promise<{ server: CairnServer; client: WorkflowClient }> {
+  const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", CAIRN_POLL_INTERVAL_MS: "50", ...env });
+  const server = await startServer(config, pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }));
+  const client = createClient(WorkflowService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+  return { server, client };
+}
+
+const finished = new Set([RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED]);
+
+/** Polls GetRun until the run has finished (or the timeout, which fails the test). */
+export async function waitForEnd(client: WorkflowClient, runId: string, timeoutMs = 10_000): Promise<Run> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { run } = await client.getRun({ runId });
+    if (run && finished.has(run.status)) return run;
+    if (Date.now() > deadline) throw new Error(`run ${runId} did not finish within ${timeoutMs} ms (status ${run?.status})`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
