@@ -3,6 +3,7 @@
  * listening port. `main.ts` runs it from the environment; tests start it
  * in-process with their own config.
  */
+import { setMaxListeners } from "node:events";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AgentService } from "../sdk/gen/cairn/v1/agent_pb.js";
@@ -49,6 +50,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName] });
   const reflection = createReflectionServices([WorkflowService, AgentService, Health]);
   const shutdown = new AbortController();
+  // Every in-flight request listens on this signal; many concurrent requests are normal, not a leak.
+  setMaxListeners(0, shutdown.signal);
 
   const routes = (router: ConnectRouter) => {
     router.service(

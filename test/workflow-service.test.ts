@@ -2,6 +2,8 @@
 // a Connect client over a real socket, every working RPC and its bad inputs.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { EntryKind, RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
 import { valueFromJson, valueToJson } from "../server/rpc/convert.js";
@@ -194,6 +196,10 @@ describe("bad input gets the right code and an actionable message", () => {
   test("non-object input", async () => {
     await rejects(client.createRun({ workflowName: "echo", input: valueFromJson([1, 2]) }), Code.InvalidArgument, /input must be a JSON object, got an array/);
     await rejects(client.createRun({ workflowName: "echo", input: valueFromJson("text") }), Code.InvalidArgument, /got a string/);
+  });
+
+  test("a protobuf Value that carries no JSON is INVALID_ARGUMENT, not INTERNAL", async () => {
+    await rejects(client.createRun({ workflowName: "echo", input: create(ValueSchema, {}) }), Code.InvalidArgument, /input is not a JSON value/);
   });
 
   test("oversized input names the limit and its setting", async () => {

@@ -15,8 +15,9 @@ import {
   WorkflowSchema,
   type WorkflowService,
 } from "../../sdk/gen/cairn/v1/workflow_pb.js";
+import type { Value } from "@bufbuild/protobuf/wkt";
 import type { JsonValue } from "../../sdk/workflow.js";
-import { InvalidInputError, PayloadTooLargeError, RunNotFoundError } from "../engine/errors.js";
+import { IdempotencyConflictError, InvalidInputError, PayloadTooLargeError, RunNotFoundError } from "../engine/errors.js";
 import { sameJson } from "../engine/json.js";
 import type { Scheduler } from "../runtime/scheduler.js";
 import type { Db } from "../store/database.js";
@@ -64,7 +65,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
     async createRun(request) {
       if (!request.workflowName) throw new InvalidInputError("workflow_name is required");
       const workflow = registry.get(request.workflowName);
-      const input: JsonValue = request.input ? valueToJson(request.input) : {};
+      const input: JsonValue = request.input ? jsonOf(request.input, "input") : {};
       if (typeof input !== "object" || input === null || Array.isArray(input)) {
         const got = input === null ? "null" : Array.isArray(input) ? "an array" : `a ${typeof input}`;
         throw new InvalidInputError(`input must be a JSON object, got ${got}; wrap it in an object, e.g. {"value": ...}`);
@@ -91,10 +92,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       );
       if (deduplicated) {
         if (run.workflowName !== workflow.name || !sameJson(run.input, input)) {
-          throw new ConnectError(
-            `idempotency key "${request.idempotencyKey}" was already used by run ${run.id} with a different workflow or input; use a new key for a different request`,
-            Code.AlreadyExists,
-          );
+          throw new IdempotencyConflictError(request.idempotencyKey, run.id);
         }
       } else if (eager) {
         // Committed as claimed by this process: start it here, now (if we die first, the lease lapses and others resume it).
@@ -164,6 +162,15 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
 
 function notYet(rpc: string, feature: string): ConnectError {
   return new ConnectError(`${rpc} is not implemented by this server version yet (it arrives with ${feature})`, Code.Unimplemented);
+}
+
+/** A protobuf Value that carries no JSON (e.g. an unset kind from a gRPC client) is the caller's mistake. */
+function jsonOf(value: Value, field: string): JsonValue {
+  try {
+    return valueToJson(value);
+  } catch (error) {
+    throw new InvalidInputError(`${field} is not a JSON value: ${(error as Error).message}`);
+  }
 }
 
 function requireRunId(runId: string, field = "run_id"): string {

@@ -41,7 +41,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     // An idle client losing its connection (server restart, pg_terminate_backend) must not crash the process.
     pool.on("error", () => {});
     const db = drizzleNodePg({ client: pool, schema, casing: "snake_case" });
-    await migrateNodePg(db, { migrationsFolder });
+    await migrateExclusively(pool);
     return { db, kind: "postgres", description: redactUrl(options.url), close: () => pool.end() };
   }
   mkdirSync(options.dataDir, { recursive: true });
@@ -49,6 +49,23 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const db = drizzlePglite({ client, schema, casing: "snake_case" });
   await migratePglite(db, { migrationsFolder });
   return { db, kind: "pglite", description: `PGlite in ${options.dataDir}`, close: () => client.close() };
+}
+
+/** Any fixed number: replicas starting together on an empty database take turns migrating it. */
+const migrationLockKey = 7_420_113;
+
+async function migrateExclusively(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query("select pg_advisory_lock($1)", [migrationLockKey]);
+    try {
+      await migrateNodePg(drizzleNodePg({ client, casing: "snake_case" }), { migrationsFolder });
+    } finally {
+      await client.query("select pg_advisory_unlock($1)", [migrationLockKey]);
+    }
+  } finally {
+    client.release();
+  }
 }
 
 /** Rows of a raw statement; both drivers return `{ rows }`. */
