@@ -40,10 +40,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   logger.info({ store: database.description }, "store ready");
 
   const scheduler = new Scheduler({
-    db: database.db,
+    database,
     registry,
     logger,
     leaseMs: config.leaseMs,
+    eventRetentionMs: config.eventRetentionMs,
     pollIntervalMs: config.pollIntervalMs,
     maxConcurrentRuns: config.maxConcurrentRuns,
   });
@@ -62,6 +63,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
         scheduler,
         leaseMs: config.leaseMs,
         maxInputBytes: config.maxInputBytes,
+        maxEventBytes: config.maxEventBytes,
         namespace: "default",
       }),
     );
@@ -76,7 +78,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     shutdownSignal: shutdown.signal,
   });
 
-  scheduler.start();
+  await scheduler.start();
   const listening = await listen(handler, {
     host: config.host,
     port: config.port,

@@ -3,6 +3,7 @@
  * a bad value stops the server with a message naming the variable.
  */
 import { delimiter, resolve } from "node:path";
+import { parseDuration } from "./engine/duration.js";
 
 export interface Config {
   port: number;
@@ -21,6 +22,10 @@ export interface Config {
   pollIntervalMs: number;
   /** Activations one process executes at once. */
   maxConcurrentRuns: number;
+  /** Largest accepted event payload, as JSON bytes. */
+  maxEventBytes: number;
+  /** How long sent events are kept for waits that start later. */
+  eventRetentionMs: number;
   /** On SIGTERM, how long running activations may finish before their runs are handed back. */
   shutdownGraceMs: number;
 }
@@ -45,8 +50,10 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf(env, "LOG_LEVEL", "info", ["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
     maxInputBytes: integer(env, "CAIRN_MAX_INPUT_BYTES", 1024 * 1024, 1, 512 * 1024 * 1024),
     leaseMs: integer(env, "CAIRN_LEASE_MS", 15_000, 500, 3_600_000),
-    pollIntervalMs: integer(env, "CAIRN_POLL_INTERVAL_MS", 250, 10, 60_000),
+    pollIntervalMs: integer(env, "CAIRN_POLL_INTERVAL_MS", 1000, 10, 60_000),
     maxConcurrentRuns: integer(env, "CAIRN_MAX_CONCURRENT_RUNS", 100, 1, 100_000),
+    maxEventBytes: integer(env, "CAIRN_MAX_EVENT_BYTES", 256 * 1024, 1, 512 * 1024 * 1024),
+    eventRetentionMs: duration(env, "CAIRN_EVENT_RETENTION", "7d"),
     shutdownGraceMs: integer(env, "CAIRN_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
   };
 }
@@ -59,6 +66,15 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
     throw new ConfigError(`${name}=${JSON.stringify(raw)} is not an integer between ${min} and ${max}`);
   }
   return value;
+}
+
+function duration(env: Env, name: string, fallback: string): number {
+  const raw = env[name] || fallback;
+  try {
+    return parseDuration(raw);
+  } catch (error) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)}: ${(error as Error).message}`);
+  }
 }
 
 function oneOf(env: Env, name: string, fallback: string, allowed: readonly string[]): string {

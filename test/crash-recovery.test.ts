@@ -16,7 +16,7 @@ import type { NewEntry } from "../server/engine/journal.js";
 import { type Database, openDatabase } from "../server/store/database.js";
 import { appendEntry, loadJournal } from "../server/store/journal.js";
 import {
-  claimQueuedRuns,
+  claimDueRuns,
   type Fence,
   finishRun,
   getRun,
@@ -277,7 +277,7 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
 
   await t.test("stale owner and stale epoch are refused; the new holder writes", async () => {
     const { run } = await insertRun(db, newRun());
-    const [claimedA] = await claimQueuedRuns(db, "A", 60_000, 10);
+    const [claimedA] = await claimDueRuns(db, "A", 60_000, 10, ["counted_steps"]);
     assert.equal(claimedA?.id, run.id);
     const fenceA: Fence = { runId: run.id, owner: "A", epoch: claimedA.leaseEpoch };
     assert.equal(fenceA.epoch, 1);
@@ -287,7 +287,7 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
     await expire(run.id);
     assert.deepEqual(await requeueExpiredLeases(db), [run.id]);
     assert.equal(await appendEntry(db, fenceA, 2, entry("a-2")), false, "A can't write to a requeued run");
-    const [claimedB] = await claimQueuedRuns(db, "B", 60_000, 10);
+    const [claimedB] = await claimDueRuns(db, "B", 60_000, 10, ["counted_steps"]);
     assert.equal(claimedB?.id, run.id);
     assert.equal(claimedB.leaseEpoch, 2, "the claim bumps the epoch");
     assert.equal(claimedB.activationCount, 2);
@@ -302,7 +302,7 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
     assert.equal(row?.status, "running");
     assert.equal(row?.leaseOwner, "B", "A's release did not touch B's claim");
 
-    assert.deepEqual(await renewLeases(db, "B", 60_000, [run.id]), [fenceB]);
+    assert.deepEqual(await renewLeases(db, "B", 60_000, [run.id]), [{ ...fenceB, cancelRequested: false }]);
     assert.equal(await appendEntry(db, fenceB, 2, entry("b-2")), true);
     assert.equal(await finishRun(db, fenceB, 3, { status: "completed", output: "from B" }), true);
     assert.deepEqual(await journalNames(run.id), ["1:a-1", "2:b-2", "3:"]);
@@ -316,11 +316,11 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
 
   await t.test("the same owner's earlier claim (stale epoch) is refused too", async () => {
     const { run } = await insertRun(db, newRun());
-    const [first] = await claimQueuedRuns(db, "A", 60_000, 10);
+    const [first] = await claimDueRuns(db, "A", 60_000, 10, ["counted_steps"]);
     assert.equal(first?.id, run.id);
     await expire(run.id);
     assert.deepEqual(await requeueExpiredLeases(db), [run.id]);
-    const [second] = await claimQueuedRuns(db, "A", 60_000, 10);
+    const [second] = await claimDueRuns(db, "A", 60_000, 10, ["counted_steps"]);
     assert.equal(second?.leaseEpoch, first.leaseEpoch + 1);
     const stale: Fence = { runId: run.id, owner: "A", epoch: first.leaseEpoch };
     const current: Fence = { runId: run.id, owner: "A", epoch: second.leaseEpoch };
@@ -333,7 +333,7 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
 
   await t.test("an append blocked behind a takeover in progress re-checks the fence and is refused", async () => {
     const { run } = await insertRun(db, newRun());
-    const [claimed] = await claimQueuedRuns(db, "A", 60_000, 10);
+    const [claimed] = await claimDueRuns(db, "A", 60_000, 10, ["counted_steps"]);
     assert.ok(claimed);
     const fenceA: Fence = { runId: run.id, owner: "A", epoch: claimed.leaseEpoch };
     // Another process is taking the run over: its UPDATE holds the row lock, not yet committed.
@@ -365,7 +365,7 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
     let aLost = 0;
     for (let i = 0; i < 50; i++) {
       const { run } = await insertRun(db, newRun());
-      const [claimed] = await claimQueuedRuns(db, "A", 60_000, 10);
+      const [claimed] = await claimDueRuns(db, "A", 60_000, 10, ["counted_steps"]);
       assert.equal(claimed?.id, run.id);
       const fenceA: Fence = { runId: run.id, owner: "A", epoch: claimed.leaseEpoch };
       assert.equal(await appendEntry(db, fenceA, 1, entry("a-1")), true);
@@ -375,7 +375,7 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
         // SKIP LOCKED: while A's append holds its FOR SHARE lock the run is skipped; try again.
         for (let attempt = 0; attempt < 500; attempt++) {
           await requeueExpiredLeases(db);
-          const [mine] = await claimQueuedRuns(db, "B", 60_000, 10);
+          const [mine] = await claimDueRuns(db, "B", 60_000, 10, ["counted_steps"]);
           if (mine) {
             assert.equal(mine.id, run.id);
             return { fence: { runId: run.id, owner: "B", epoch: mine.leaseEpoch } as Fence, journal: await loadJournal(db, run.id) };
@@ -437,7 +437,7 @@ test("SIGTERM: the process exits 0 within the grace period and hands its run ove
     row.status === "queued" || (row.status === "running" && row.lease_owner === f.owner),
     `run not handed over at shutdown: ${JSON.stringify(row)}`,
   );
-  assert.ok(logged(e, runId, "activation stopped; run released"), `E logged the release:\n${e.logs()}`);
+  assert.ok(logged(e, runId, "activation stopped by shutdown; run released"), `E logged the release:\n${e.logs()}`);
   assert.ok(journaledBefore.length >= 2 && journaledBefore.length < input.steps, `journaled before SIGTERM: ${journaledBefore.join(", ")}`);
 
   const run = await waitForRun(createWorkflowClient(f.url), runId, [RunStatus.COMPLETED, RunStatus.FAILED], 20_000);

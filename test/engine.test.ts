@@ -7,9 +7,9 @@ import { LeaseLostError } from "../server/engine/errors.js";
 import type { JournalEntry } from "../server/engine/journal.js";
 import { sameJson, toJsonValue } from "../server/engine/json.js";
 import type { WorkflowContext } from "../sdk/workflow.js";
-import { memoryHost } from "./support/memory-host.js";
+import { type MemoryHost, memoryHost } from "./support/memory-host.js";
 
-const identity = { runId: "run-1", workflowName: "wf", input: { n: 2 } };
+const identity = { runId: "run-1", workflowName: "wf", input: { n: 2 }, createdAt: new Date(Date.now() - 60_000) };
 
 function run(handler: (input: { n: number }, ctx: WorkflowContext) => unknown, journal: JournalEntry[] = []) {
   const host = memoryHost(journal);
@@ -233,8 +233,146 @@ describe("host failures", () => {
   });
 
   test("unsupported primitives fail the run with a clear message instead of pretending", async () => {
-    const result = await run(async (_i, ctx) => ctx.sleep("nap", "1s")).outcome;
+    const result = await run(async (_i, ctx) => ctx.startWorkflow("child", "other", {})).outcome;
     assert.equal(result.kind, "failed");
-    assert.match(result.kind === "failed" ? result.failure.message : "", /ctx\.sleep is not supported/);
+    assert.match(result.kind === "failed" ? result.failure.message : "", /ctx\.startWorkflow is not supported/);
+  });
+});
+
+describe("durable waits", () => {
+  /** Runs `handler` against `host` as one activation. */
+  const activate = (host: MemoryHost, handler: (input: { n: number }, ctx: WorkflowContext) => unknown) =>
+    new Activation(identity, [...host.journal], host).execute(handler as Handler);
+  const later = (host: MemoryHost, ms: number) => (host.clock = new Date(host.clock.getTime() + ms));
+
+  test("sleep suspends on a timer, never fires early, and fires once due", async () => {
+    const host = memoryHost();
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) => {
+      await ctx.sleep("settle", "30s");
+      return ctx.step("after", () => "woke");
+    };
+    const first = await activate(host, workflow);
+    assert.equal(first.kind, "suspended");
+    const fireAt = host.clock.getTime() + 30_000;
+    assert.deepEqual(host.suspendedOn, [{ kind: "timer", name: "settle", fireAt: new Date(fireAt) }]);
+    later(host, 29_999);
+    assert.equal((await activate(host, workflow)).kind, "suspended", "one millisecond early is still early");
+    later(host, 1);
+    assert.deepEqual(await activate(host, workflow), { kind: "completed", output: "woke" });
+    assert.deepEqual(host.journal.map((e) => e.kind), ["timer_started", "timer_fired", "step_completed"]);
+  });
+
+  test("an event stored before the wait starts is delivered; each event is consumed once", async () => {
+    const host = memoryHost();
+    host.events.push({ id: "e1", eventType: "approval", correlationId: "order-7", payload: { by: "ann" }, createdAt: new Date() });
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) => {
+      const first = await ctx.waitForEvent("first", "approval", "order-7");
+      const second = await ctx.waitForEvent("second", "approval", "order-7");
+      return [first, second];
+    };
+    assert.equal((await activate(host, workflow)).kind, "suspended");
+    assert.equal(host.suspendedOn?.[0]?.name, "second");
+    host.events.push({ id: "e2", eventType: "approval", correlationId: "order-7", payload: { by: "bob" }, createdAt: new Date() });
+    assert.deepEqual(await activate(host, workflow), { kind: "completed", output: [{ by: "ann" }, { by: "bob" }] });
+    assert.deepEqual(host.journal.filter((e) => e.kind === "event_received").map((e) => e.eventId), ["e1", "e2"]);
+  });
+
+  test("lookback: by default events from before the run are not matched; 'all' matches them", async () => {
+    const old = { id: "old", eventType: "t", correlationId: "k", payload: 1, createdAt: new Date(Date.now() - 3_600_000) };
+    const byDefault = memoryHost([], [old]);
+    assert.equal((await activate(byDefault, async (_i, ctx) => ctx.waitForEvent("w", "t", "k"))).kind, "suspended");
+    const withAll = memoryHost([], [old]);
+    assert.deepEqual(await activate(withAll, async (_i, ctx) => ctx.waitForEvent("w", "t", "k", { lookback: "all" })), { kind: "completed", output: 1 });
+    const withDuration = memoryHost([], [old]);
+    assert.deepEqual(await activate(withDuration, async (_i, ctx) => ctx.waitForEvent("w", "t", "k", { lookback: "2h" })), { kind: "completed", output: 1 });
+  });
+
+  test("a wait with a timeout resolves null once the timeout passes", async () => {
+    const host = memoryHost();
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) => ({ got: await ctx.waitForEvent("reply", "reply", "x", { timeout: "5m" }) });
+    const first = await activate(host, workflow);
+    assert.equal(first.kind, "suspended");
+    assert.equal(first.kind === "suspended" && first.waits[0]?.kind === "event" && first.waits[0].timeoutAt?.getTime(), host.clock.getTime() + 300_000);
+    later(host, 300_000);
+    assert.deepEqual(await activate(host, workflow), { kind: "completed", output: { got: null } });
+    assert.equal(host.journal.at(-1)?.kind, "event_wait_timed_out");
+  });
+
+  test("Promise.race of an event and a deadline replays the same winner even after the event arrives", async () => {
+    const host = memoryHost();
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) => {
+      const winner = await Promise.race([
+        ctx.waitForEvent("approval", "approval", "doc-1").then((payload) => ({ approved: payload })),
+        ctx.sleep("deadline", "1h").then(() => ({ approved: "timed out" })),
+      ]);
+      await ctx.sleep("cool-down", "1m");
+      return winner;
+    };
+    assert.equal((await activate(host, workflow)).kind, "suspended");
+    later(host, 3_600_000);
+    // The deadline wins; the run parks on the cool-down (and the abandoned event wait).
+    assert.equal((await activate(host, workflow)).kind, "suspended");
+    assert.ok(host.journal.some((e) => e.kind === "timer_fired" && e.name === "deadline"));
+    // The event arrives late: replay must still see the deadline win.
+    host.events.push({ id: "late", eventType: "approval", correlationId: "doc-1", payload: "yes", createdAt: new Date() });
+    later(host, 60_000);
+    const outcome = await activate(host, workflow);
+    assert.deepEqual(outcome, { kind: "completed", output: { approved: "timed out" } });
+  });
+
+  test("Promise.all over events resumes only when every event has arrived", async () => {
+    const host = memoryHost();
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) =>
+      Promise.all(["a", "b", "c"].map((k) => ctx.waitForEvent(`wait-${k}`, "done", k)));
+    assert.equal((await activate(host, workflow)).kind, "suspended");
+    host.events.push({ id: "1", eventType: "done", correlationId: "b", payload: "B", createdAt: new Date() });
+    assert.equal((await activate(host, workflow)).kind, "suspended");
+    assert.deepEqual(host.suspendedOn?.map((w) => w.name), ["wait-a", "wait-c"]);
+    host.events.push({ id: "2", eventType: "done", correlationId: "a", payload: "A", createdAt: new Date() });
+    host.events.push({ id: "3", eventType: "done", correlationId: "c", payload: "C", createdAt: new Date() });
+    assert.deepEqual(await activate(host, workflow), { kind: "completed", output: ["A", "B", "C"] });
+  });
+
+  test("bad durations and event arguments fail the run naming the operation", async () => {
+    const cases: [string, (ctx: WorkflowContext) => Promise<unknown>, RegExp][] = [
+      ["negative", (ctx) => ctx.sleep("nap", -5), /ctx\.sleep\("nap"\): -5 is negative/],
+      ["unparseable", (ctx) => ctx.sleep("nap", "soon"), /ctx\.sleep\("nap"\): "soon" is not a duration/],
+      ["bad instant", (ctx) => ctx.sleepUntil("until", "next tuesday"), /ctx\.sleep\("until"\): "next tuesday" is not a point in time/],
+      ["bad timeout", (ctx) => ctx.waitForEvent("w", "t", "k", { timeout: "-1s" }), /ctx\.waitForEvent\("w"\): "-1s" is not a duration/],
+      ["empty type", (ctx) => ctx.waitForEvent("w", "", "k"), /ctx\.waitForEvent\("w"\): eventType must be a non-empty string/],
+    ];
+    for (const [label, call, message] of cases) {
+      const outcome = await activate(memoryHost(), async (_i, ctx) => {
+        try {
+          await call(ctx);
+        } catch {
+          // catching does not save the run
+        }
+        return "ran on";
+      });
+      assert.equal(outcome.kind, "failed", label);
+      assert.match(outcome.kind === "failed" ? outcome.failure.message : "", message, label);
+    }
+  });
+
+  test("sleepUntil a past instant fires at once; replay keeps the recorded fire time", async () => {
+    const host = memoryHost();
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) => {
+      await ctx.sleepUntil("past", new Date(0));
+      return "done";
+    };
+    assert.deepEqual(await activate(host, workflow), { kind: "completed", output: "done" });
+    assert.deepEqual(host.journal.map((e) => [e.kind, e.fireAt?.getTime()]), [["timer_started", 0], ["timer_fired", 0]]);
+  });
+
+  test("a journal entry the code no longer produces is a determinism error", async () => {
+    const host = memoryHost();
+    await activate(host, async (_i, ctx) => {
+      await ctx.step("old", () => 1);
+      await ctx.sleep("nap", "1h");
+    });
+    const outcome = await activate(host, async (_i, ctx) => ctx.sleep("nap", "1h"));
+    assert.equal(outcome.kind, "failed");
+    assert.match(outcome.kind === "failed" ? outcome.failure.message : "", /records "old" \(step_completed\) next/);
   });
 });

@@ -1,12 +1,19 @@
 /**
- * One activation of a run: call the handler, answer each `ctx` operation from
- * the journal when it is recorded there (replay), run it live and persist it
- * when it is not. The activation owns no I/O: it is handed a journal and an
- * `ActivationHost` that makes entries durable, and returns what became of the
- * run. The host decides how (fenced SQL, group commit, an in-memory test
- * journal); the activation only promises never to resolve a live operation
- * before `host.append` has resolved, so nothing the handler observed can be
- * lost in a crash.
+ * One activation of a run: call the handler and feed it outcomes, one at a
+ * time, in journal order. Outcomes come from the journal first (replay); after
+ * that, from live steps as they commit, and — when the handler is blocked with
+ * nothing in flight — from the world: a due timer or a matching event, chosen
+ * here and journaled before the handler sees it. When nothing can move, the
+ * activation suspends and the run waits in the database.
+ *
+ * Delivering exactly one outcome per quiet point, in sequence order, makes
+ * replay reproduce the live run even through Promise.race and Promise.all:
+ * the handler sees the same outcomes in the same order at the same points.
+ *
+ * The activation owns no I/O. An `ActivationHost` makes entries durable,
+ * finds events and parks the run; the activation never lets the handler see
+ * an outcome before `host.append` has resolved, so nothing the handler
+ * observed can be lost in a crash.
  */
 import type {
   AgentRequest,
@@ -19,19 +26,37 @@ import type {
   WorkflowContext,
   WorkflowLogger,
 } from "../../sdk/workflow.js";
-import { DeterminismError, NonJsonValueError, UnsupportedOperationError } from "./errors.js";
-import { type EntryKind, indexJournal, type JournalEntry, type NewEntry, operationTypeOf, type OperationType } from "./journal.js";
+import { parseDuration, parseInstant } from "./duration.js";
+import { DeterminismError, UnsupportedOperationError } from "./errors.js";
+import {
+  type EventWait,
+  type JournalEntry,
+  type MatchedEvent,
+  type NewEntry,
+  type OperationType,
+  operationTypeOf,
+  type PendingWait,
+} from "./journal.js";
 import { failureToError, type FailureInfo, normalizeJson, toFailureInfo, toJsonValue } from "./json.js";
 
 export type ActivationOutcome =
   | { kind: "completed"; output: JsonValue }
   | { kind: "failed"; failure: FailureInfo }
-  /** The host withdrew the activation (lease lost, shutdown): persist nothing more. */
+  /** The run is parked on these waits; the host has already recorded them. */
+  | { kind: "suspended"; waits: PendingWait[] }
+  /** The host withdrew the activation (lease lost, cancelled, shutdown): persist nothing more. */
   | { kind: "aborted"; reason: unknown };
 
 export interface ActivationHost {
   /** Makes the entry durable; resolves after commit, rejects if it could not be written (e.g. LeaseLostError). */
   append(entry: NewEntry): Promise<void>;
+  /** The oldest unconsumed event matching one of these waits (tried in order), if any. */
+  findEvent(waits: readonly EventWait[]): Promise<MatchedEvent | undefined>;
+  /**
+   * Parks the run on `waits`. Resolves false when an event arrived in the
+   * meantime, so the activation should look again instead of sleeping.
+   */
+  suspend(waits: readonly PendingWait[]): Promise<boolean>;
   /** Aborted when the activation must stop: lease lost, run cancelled, server shutting down. */
   readonly signal: AbortSignal;
   /** The live logger; the activation mutes it while replaying. */
@@ -43,16 +68,36 @@ export interface RunIdentity {
   runId: string;
   workflowName: string;
   input: JsonValue;
+  createdAt: Date;
 }
 
 export type Handler = (input: never, ctx: WorkflowContext) => unknown;
 
+interface Operation {
+  readonly name: string;
+  readonly type: OperationType;
+  settled: boolean;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+  /** Timers and event waits that have not resolved. */
+  wait?: PendingWait;
+}
+
 export class Activation {
-  private readonly recorded: Map<string, JournalEntry[]>;
-  /** Names the handler has used in this activation, with the operation type they were used for. */
-  private readonly used = new Map<string, OperationType>();
-  private readonly live = new Set<Promise<unknown>>();
-  private unreplayed: number;
+  private readonly replay: readonly JournalEntry[];
+  private replayed = 0;
+  /** Recorded entries by operation name, for start parameters (a timer's fire time) and determinism checks. */
+  private readonly recorded = new Map<string, JournalEntry[]>();
+  private readonly operations = new Map<string, Operation>();
+  /** Live entries that committed, waiting for their turn (sequence order) to reach the handler. */
+  private readonly committed = new Map<number, { entry: NewEntry; operation: Operation }>();
+  private nextSequence: number;
+  private nextDelivery: number;
+  /** Live steps running and journal writes not yet committed. */
+  private inFlight = 0;
+  private changed = false;
+  private wakeLoop: (() => void) | undefined;
+  private handlerResult: { ok: true; value: unknown } | { ok: false; error: unknown } | undefined;
   /** A determinism error or host failure: it decides the outcome whatever the handler does with it. */
   private fatal: { error: unknown; abort: boolean } | undefined;
 
@@ -61,44 +106,247 @@ export class Activation {
     journal: readonly JournalEntry[],
     private readonly host: ActivationHost,
   ) {
-    this.recorded = indexJournal(journal);
-    this.unreplayed = this.recorded.size;
+    this.replay = journal.filter((entry) => entry.name !== "");
+    for (const entry of this.replay) {
+      const list = this.recorded.get(entry.name);
+      if (list) list.push(entry);
+      else this.recorded.set(entry.name, [entry]);
+    }
+    this.nextSequence = (journal.at(-1)?.sequence ?? 0) + 1;
+    this.nextDelivery = this.nextSequence;
   }
 
   get isReplaying(): boolean {
-    return this.unreplayed > 0;
+    return this.replayed < this.replay.length;
   }
 
   async execute(handler: Handler): Promise<ActivationOutcome> {
-    let outcome: ActivationOutcome;
+    const onAbort = () => this.poke();
+    this.host.signal.addEventListener("abort", onAbort);
     try {
-      const output = await handler(this.run.input as never, this.createContext());
-      outcome = { kind: "completed", output: output === undefined ? null : normalizeJson(toJsonValue(output, "the workflow's return value")) };
-    } catch (error) {
-      outcome = { kind: "failed", failure: toFailureInfo(error) };
+      void Promise.resolve()
+        .then(() => handler(this.run.input as never, this.createContext()))
+        .then(
+          (value: unknown) => (this.handlerResult = { ok: true, value }),
+          (error: unknown) => (this.handlerResult = { ok: false, error }),
+        )
+        .finally(() => this.poke());
+      return await this.loop();
+    } finally {
+      this.host.signal.removeEventListener("abort", onAbort);
     }
-    // Operations the handler started but did not await still finish (and persist) before the run ends.
-    await Promise.allSettled([...this.live]);
+  }
+
+  /** Delivers one outcome per quiet point until the handler settles or the run must suspend. */
+  private async loop(): Promise<ActivationOutcome> {
+    for (;;) {
+      // Let the handler react to the last outcome until it blocks again.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.host.signal.aborted) this.fail(this.host.signal.reason, true);
+      if (this.fatal || this.handlerResult) {
+        if (this.inFlight > 0 && !this.fatal?.abort) {
+          // Steps the handler started but did not await still finish and persist before the run ends.
+          await this.nextChange();
+          continue;
+        }
+        return this.finalOutcome();
+      }
+      if (this.replayed < this.replay.length) {
+        const entry = this.replay[this.replayed] as JournalEntry;
+        const operation = this.operations.get(entry.name);
+        if (!operation) {
+          if (this.inFlight > 0) {
+            await this.nextChange();
+            continue;
+          }
+          this.fail(
+            new DeterminismError(
+              entry.name,
+              `the journal of run ${this.run.runId} records "${entry.name}" (${entry.kind}) next, but workflow "${this.run.workflowName}" did not start that operation; the code changed under a running run — keep old operations for old runs or give new code new workflow names`,
+            ),
+            false,
+          );
+          continue;
+        }
+        this.replayed++;
+        this.deliver(operation, entry);
+        continue;
+      }
+      const ready = this.committed.get(this.nextDelivery);
+      if (ready) {
+        this.committed.delete(this.nextDelivery++);
+        this.deliver(ready.operation, ready.entry);
+        continue;
+      }
+      if (this.inFlight > 0) {
+        await this.nextChange();
+        continue;
+      }
+      const waits = this.pendingWaits();
+      if (waits.length === 0) {
+        // Blocked on something that is not durable (a raw promise outside ctx): wait for it to move.
+        await this.nextChange();
+        continue;
+      }
+      const resolution = await this.resolveFromWorld(waits);
+      if (resolution) {
+        const operation = this.operations.get(resolution.name) as Operation;
+        this.startWrite(resolution, operation);
+        continue;
+      }
+      if (this.fatal) continue;
+      try {
+        if (await this.host.suspend(waits)) return { kind: "suspended", waits };
+      } catch (error) {
+        this.fail(error, true);
+      }
+    }
+  }
+
+  private finalOutcome(): ActivationOutcome {
     if (this.fatal) {
-      return this.fatal.abort
-        ? { kind: "aborted", reason: this.fatal.error }
-        : { kind: "failed", failure: toFailureInfo(this.fatal.error) };
+      return this.fatal.abort ? { kind: "aborted", reason: this.fatal.error } : { kind: "failed", failure: toFailureInfo(this.fatal.error) };
     }
-    if (this.host.signal.aborted) return { kind: "aborted", reason: this.host.signal.reason };
-    return outcome;
+    const result = this.handlerResult as NonNullable<typeof this.handlerResult>;
+    if (!result.ok) return { kind: "failed", failure: toFailureInfo(result.error) };
+    try {
+      const output = result.value === undefined ? null : normalizeJson(toJsonValue(result.value, "the workflow's return value"));
+      return { kind: "completed", output };
+    } catch (error) {
+      return { kind: "failed", failure: toFailureInfo(error) };
+    }
+  }
+
+  /** A due timer, an expired event wait, or a matching event, as the entry that resolves it. */
+  private async resolveFromWorld(waits: PendingWait[]): Promise<NewEntry | undefined> {
+    const startedAt = this.host.now();
+    const events = waits.filter((w): w is EventWait => w.kind === "event");
+    if (events.length > 0) {
+      let match: MatchedEvent | undefined;
+      try {
+        match = await this.host.findEvent(events);
+      } catch (error) {
+        this.fail(error, true);
+        return undefined;
+      }
+      if (match) {
+        const wait = events.find((w) => w.name === match.name) as EventWait;
+        return {
+          kind: "event_received",
+          name: match.name,
+          result: match.payload,
+          eventId: match.eventId,
+          eventType: wait.eventType,
+          correlationId: wait.correlationId,
+          attempt: 1,
+          startedAt,
+        };
+      }
+    }
+    const now = this.host.now().getTime();
+    for (const wait of waits) {
+      if (wait.kind === "timer" && wait.fireAt.getTime() <= now) {
+        return { kind: "timer_fired", name: wait.name, fireAt: wait.fireAt, attempt: 1, startedAt };
+      }
+      if (wait.kind === "event" && wait.timeoutAt && wait.timeoutAt.getTime() <= now) {
+        return {
+          kind: "event_wait_timed_out",
+          name: wait.name,
+          eventType: wait.eventType,
+          correlationId: wait.correlationId,
+          timeoutAt: wait.timeoutAt,
+          attempt: 1,
+          startedAt,
+        };
+      }
+    }
+    return undefined;
+  }
+
+  private pendingWaits(): PendingWait[] {
+    const waits: PendingWait[] = [];
+    for (const operation of this.operations.values()) if (!operation.settled && operation.wait) waits.push(operation.wait);
+    return waits;
+  }
+
+  /** Hands one journal entry's outcome to its operation. */
+  private deliver(operation: Operation, entry: NewEntry): void {
+    if (operation.settled) return;
+    switch (entry.kind) {
+      case "step_completed":
+        return this.settle(operation, () => operation.resolve(entry.result));
+      case "step_failed":
+        return this.settle(operation, () => operation.reject(failureToError(entry.error ?? { name: "Error", message: "step failed" })));
+      case "timer_fired":
+        return this.settle(operation, () => operation.resolve(undefined));
+      case "event_received":
+        return this.settle(operation, () => operation.resolve(entry.result ?? null));
+      case "event_wait_timed_out":
+        return this.settle(operation, () => operation.resolve(null));
+      default:
+        // Start markers (timer_started, event_wait_started) and attempt records resolve nothing.
+        return;
+    }
+  }
+
+  private settle(operation: Operation, apply: () => void): void {
+    operation.settled = true;
+    delete operation.wait;
+    apply();
+  }
+
+  /** Journals `entry` in the background; the handler sees it when its sequence number comes up. */
+  private startWrite(entry: NewEntry, operation: Operation): void {
+    const sequence = this.nextSequence++;
+    this.inFlight++;
+    this.host.append(entry).then(
+      () => {
+        this.committed.set(sequence, { entry, operation });
+      },
+      (error: unknown) => {
+        this.fail(error, true);
+      },
+    ).finally(() => {
+      this.inFlight--;
+      this.poke();
+    });
+  }
+
+  private poke(): void {
+    this.changed = true;
+    const wake = this.wakeLoop;
+    this.wakeLoop = undefined;
+    wake?.();
+  }
+
+  private async nextChange(): Promise<void> {
+    if (this.changed) {
+      this.changed = false;
+      return;
+    }
+    await new Promise<void>((resolve) => (this.wakeLoop = resolve));
+    this.changed = false;
+  }
+
+  /** Records a fatal condition; returns the error to throw into the handler. */
+  private fail(error: unknown, abort: boolean): unknown {
+    this.fatal ??= { error, abort };
+    this.poke();
+    return this.fatal.error;
   }
 
   private createContext(): WorkflowContext {
     const unsupported = (primitive: string) => () =>
-      Promise.reject(this.fail(new UnsupportedOperationError(`ctx.${primitive} is not supported by this server version yet`), false));
+      rejected(this.fail(new UnsupportedOperationError(`ctx.${primitive} is not supported by this server version yet`), false));
     return {
       runId: this.run.runId,
       workflowName: this.run.workflowName,
       log: this.replayAwareLogger(),
       step: (name, fn, options) => this.step(name, fn, options),
-      sleep: unsupported("sleep") as (name: string, duration: Duration) => Promise<void>,
-      sleepUntil: unsupported("sleepUntil") as (name: string, when: Date | string | number) => Promise<void>,
-      waitForEvent: unsupported("waitForEvent") as <T>(n: string, t: string, c: string, o?: WaitForEventOptions) => Promise<T | null>,
+      sleep: (name, duration) => this.sleep(name, () => new Date(this.host.now().getTime() + parseDuration(duration))),
+      sleepUntil: (name, when) => this.sleep(name, () => parseInstant(when)),
+      waitForEvent: <T>(name: string, eventType: string, correlationId: string, options?: WaitForEventOptions) =>
+        this.waitForEvent(name, eventType, correlationId, options) as Promise<T | null>,
       startWorkflow: unsupported("startWorkflow") as (n: string, w: string, i?: JsonObject) => Promise<string>,
       waitForWorkflow: unsupported("waitForWorkflow") as <T>(n: string, r: string) => Promise<T>,
       runWorkflow: unsupported("runWorkflow") as <T>(n: string, w: string, i?: JsonObject) => Promise<T>,
@@ -117,19 +365,17 @@ export class Activation {
     return { debug: gate("debug"), info: gate("info"), warn: gate("warn"), error: gate("error") };
   }
 
-  /** Records a fatal condition; returns the error to throw into the handler. */
-  private fail(error: unknown, abort: boolean): unknown {
-    this.fatal ??= { error, abort };
-    return this.fatal.error;
-  }
-
-  /** Registers `name` for this activation and returns its recorded entries (empty when it runs live). */
-  private claim(name: string, type: OperationType): JournalEntry[] {
+  /**
+   * Registers operation `name` and returns it with its recorded entries. A
+   * reused name or a journal that recorded the name as another kind of
+   * operation is a determinism error: it fails the run, whatever the handler catches.
+   */
+  private register<T>(name: string, type: OperationType): { operation: Operation; promise: Promise<T>; recorded: JournalEntry[] } {
     if (this.fatal) throw this.fatal.error;
     if (typeof name !== "string" || name.length === 0) {
       throw this.fail(new DeterminismError(String(name), `every ctx operation needs a non-empty name (got ${JSON.stringify(name)})`), false);
     }
-    if (this.used.has(name)) {
+    if (this.operations.has(name)) {
       throw this.fail(
         new DeterminismError(
           name,
@@ -138,51 +384,67 @@ export class Activation {
         false,
       );
     }
-    this.used.set(name, type);
-    const entries = this.recorded.get(name) ?? [];
-    const last = entries.at(-1);
-    if (last) {
-      const recordedType = operationTypeOf(last.kind);
-      if (recordedType !== type) {
-        throw this.fail(
-          new DeterminismError(
-            name,
-            `operation "${name}" in workflow "${this.run.workflowName}" (run ${this.run.runId}) is a ctx.${type} now but the journal recorded it as ${last.kind}; the workflow code changed under a running run — keep old names for old behaviour or give the new operation a new name`,
-          ),
-          false,
-        );
-      }
-      this.unreplayed--;
+    const recorded = this.recorded.get(name) ?? [];
+    const first = recorded[0];
+    if (first && operationTypeOf(first.kind) !== type) {
+      throw this.fail(
+        new DeterminismError(
+          name,
+          `operation "${name}" in workflow "${this.run.workflowName}" (run ${this.run.runId}) is a ctx.${type} now but the journal recorded it as ${first.kind}; the workflow code changed under a running run — keep old names for old behaviour or give the new operation a new name`,
+        ),
+        false,
+      );
     }
-    return entries;
+    let resolve!: (value: unknown) => void;
+    let reject!: (error: unknown) => void;
+    const promise = new Promise<T>((res, rej) => {
+      resolve = res as (value: unknown) => void;
+      reject = rej;
+    });
+    // An outcome nobody awaits (a lost Promise.race, a step started and never awaited) must not crash the process.
+    promise.catch(() => undefined);
+    const operation: Operation = { name, type, settled: false, resolve, reject };
+    this.operations.set(name, operation);
+    this.poke();
+    return { operation, promise, recorded };
   }
 
-  private async step<T>(name: string, fn: (step: StepContext) => T | Promise<T>, options?: StepOptions): Promise<T> {
-    const entries = this.claim(name, "step");
-    const final = entries.find((e) => e.kind === "step_completed" || e.kind === "step_failed");
-    if (final) return resolveRecorded<T>(final);
+  /** An invalid argument to a durable primitive fails the run, naming the operation. */
+  private invalid(name: string, primitive: string, error: unknown): unknown {
+    const cause = error instanceof Error ? error.message : String(error);
+    const failure = new Error(`ctx.${primitive}("${name}"): ${cause}`);
+    failure.name = "InvalidOperationError";
+    return this.fail(failure, false);
+  }
+
+  private step<T>(name: string, fn: (step: StepContext) => T | Promise<T>, options?: StepOptions): Promise<T> {
+    const { operation, promise, recorded } = this.register<T>(name, "step");
+    if (recorded.some((e) => e.kind === "step_completed" || e.kind === "step_failed")) return promise;
     if (options?.retry || options?.timeout) {
       // Retries and per-attempt timeouts arrive with the composition work; refusing beats silently ignoring them.
-      throw this.fail(new UnsupportedOperationError(`step "${name}": retry and timeout options are not supported by this server version yet`), false);
+      return rejected(
+        this.fail(new UnsupportedOperationError(`step "${name}": retry and timeout options are not supported by this server version yet`), false),
+      );
     }
     const startedAt = this.host.now();
     const attempt = 1;
-    const running = this.runLive(name, fn, { idempotencyKey: `${this.run.runId}:${name}`, attempt, signal: this.host.signal });
-    this.live.add(running);
-    try {
-      const settled = await running;
-      const entry: NewEntry =
-        "failure" in settled
-          ? { kind: "step_failed", name, error: settled.failure, attempt, startedAt }
-          : { kind: "step_completed", name, attempt, startedAt, ...(settled.value === undefined ? {} : { result: settled.value }) };
-      await this.persist(entry);
-      return resolveRecorded<T>(entry);
-    } finally {
-      this.live.delete(running);
-    }
+    this.inFlight++;
+    void this.runStep(name, fn, { idempotencyKey: `${this.run.runId}:${name}`, attempt, signal: this.host.signal })
+      .then((settled) => {
+        const entry: NewEntry =
+          "failure" in settled
+            ? { kind: "step_failed", name, error: settled.failure, attempt, startedAt }
+            : { kind: "step_completed", name, attempt, startedAt, ...(settled.value === undefined ? {} : { result: settled.value }) };
+        this.startWrite(entry, operation);
+      })
+      .finally(() => {
+        this.inFlight--;
+        this.poke();
+      });
+    return promise;
   }
 
-  private async runLive(
+  private async runStep(
     name: string,
     fn: (step: StepContext) => unknown,
     stepContext: StepContext,
@@ -192,25 +454,78 @@ export class Activation {
       if (value === undefined) return { value: undefined };
       return { value: normalizeJson(toJsonValue(value, `step "${name}" result`)) };
     } catch (error) {
-      if (error instanceof NonJsonValueError) return { failure: toFailureInfo(error) };
       return { failure: toFailureInfo(error) };
     }
   }
 
-  /** A failed write means the activation can't go on (the lease is gone or the store is down): abort it. */
-  private async persist(entry: NewEntry): Promise<void> {
-    if (this.fatal) throw this.fatal.error;
-    try {
-      await this.host.append(entry);
-    } catch (error) {
-      throw this.fail(error, true);
+  private sleep(name: string, fireAtOf: () => Date): Promise<void> {
+    const { operation, promise, recorded } = this.register<void>(name, "timer");
+    const started = recorded.find((e) => e.kind === "timer_started");
+    let fireAt: Date;
+    if (started?.fireAt) {
+      fireAt = started.fireAt;
+    } else {
+      try {
+        fireAt = fireAtOf();
+      } catch (error) {
+        return rejected(this.invalid(name, "sleep", error));
+      }
+      this.startWrite({ kind: "timer_started", name, fireAt, attempt: 1, startedAt: this.host.now() }, operation);
     }
+    if (!recorded.some((e) => e.kind === "timer_fired")) operation.wait = { kind: "timer", name, fireAt };
+    return promise;
+  }
+
+  private waitForEvent(name: string, eventType: string, correlationId: string, options: WaitForEventOptions = {}): Promise<unknown> {
+    const { operation, promise, recorded } = this.register<unknown>(name, "event");
+    const started = recorded.find((e) => e.kind === "event_wait_started");
+    let wait: EventWait;
+    if (started) {
+      wait = {
+        kind: "event",
+        name,
+        eventType: started.eventType ?? eventType,
+        correlationId: started.correlationId ?? correlationId,
+        timeoutAt: started.timeoutAt,
+        lookbackFrom: started.lookbackFrom,
+      };
+    } else {
+      try {
+        if (typeof eventType !== "string" || eventType.length === 0) throw new Error("eventType must be a non-empty string");
+        if (typeof correlationId !== "string") throw new Error("correlationId must be a string");
+        const now = this.host.now();
+        const timeoutAt = options.timeout === undefined ? undefined : new Date(now.getTime() + parseDuration(options.timeout));
+        const lookback = options.lookback ?? "run";
+        const lookbackFrom =
+          lookback === "all" ? undefined : lookback === "run" ? this.run.createdAt : new Date(now.getTime() - parseDuration(lookback));
+        wait = { kind: "event", name, eventType, correlationId, timeoutAt, lookbackFrom };
+      } catch (error) {
+        return rejected(this.invalid(name, "waitForEvent", error));
+      }
+      this.startWrite(
+        {
+          kind: "event_wait_started",
+          name,
+          eventType: wait.eventType,
+          correlationId: wait.correlationId,
+          ...(wait.timeoutAt ? { timeoutAt: wait.timeoutAt } : {}),
+          ...(wait.lookbackFrom ? { lookbackFrom: wait.lookbackFrom } : {}),
+          attempt: 1,
+          startedAt: this.host.now(),
+        },
+        operation,
+      );
+    }
+    if (!recorded.some((e) => e.kind === "event_received" || e.kind === "event_wait_timed_out")) operation.wait = wait;
+    return promise;
   }
 }
 
-function resolveRecorded<T>(entry: NewEntry): T {
-  if (entry.kind === "step_failed" || entry.error) throw failureToError(entry.error ?? { name: "Error", message: "step failed" });
-  return entry.result as T;
+/** A rejected promise already marked handled: the handler decides whether to await it. */
+function rejected(error: unknown): Promise<never> {
+  const promise = Promise.reject(error);
+  promise.catch(() => undefined);
+  return promise;
 }
 
-export type { EntryKind };
+export type { Duration };

@@ -90,3 +90,33 @@ export class LeaseLostError extends Error {
 export class UnsupportedOperationError extends Error {
   override readonly name = "UnsupportedOperationError";
 }
+
+/** CancelRun reached a running run: the activation stops and the run ends CANCELLED. */
+export class RunCancelledError extends Error {
+  override readonly name = "CancelledError";
+  constructor(
+    readonly runId: string,
+    readonly reason: string,
+  ) {
+    super(reason || "cancelled");
+  }
+}
+
+/** CancelRun on a run that already ended. */
+export class RunAlreadyFinishedError extends Error {
+  override readonly name = "RunAlreadyFinishedError";
+  constructor(
+    readonly runId: string,
+    readonly status: string,
+  ) {
+    super(`run ${runId} already ended (${status}); only queued, running or waiting runs can be cancelled`);
+  }
+}
+
+/** The target of a targeted event does not exist in the caller's namespace. */
+export class EventTargetNotFoundError extends Error {
+  override readonly name = "EventTargetNotFoundError";
+  constructor(readonly runId: string) {
+    super(`run_id "${runId}" names no run; omit run_id to deliver to every run waiting on the key`);
+  }
+}

@@ -1,7 +1,7 @@
 /**
- * The journal is a run's durable memory: one entry per finished operation,
- * keyed by the operation's name. Replay answers `ctx.*` calls from it; the
- * kinds mirror cairn.v1.EntryKind.
+ * The journal is a run's durable memory: entries in sequence order, each
+ * naming the operation it belongs to. Replay feeds them back to the handler
+ * in the same order; the kinds mirror cairn.v1.EntryKind.
  */
 import type { JsonValue } from "../../sdk/workflow.js";
 import type { FailureInfo } from "./json.js";
@@ -37,6 +37,16 @@ export interface NewEntry {
   error?: FailureInfo;
   attempt: number;
   startedAt: Date;
+  /** Timers: when they fire. */
+  fireAt?: Date;
+  /** Event waits: when they give up; absent waits forever. */
+  timeoutAt?: Date;
+  eventType?: string;
+  correlationId?: string;
+  /** Event waits: oldest event creation time that may match; absent matches every retained event. */
+  lookbackFrom?: Date;
+  /** event_received: the event consumed (a run consumes each event at most once). */
+  eventId?: string;
 }
 
 export interface JournalEntry extends NewEntry {
@@ -45,26 +55,51 @@ export interface JournalEntry extends NewEntry {
 }
 
 /** The kind of durable operation a `ctx` call is, for determinism checks. */
-export type OperationType = "step";
+export type OperationType = "step" | "timer" | "event";
 
 const operationOfKind: Partial<Record<EntryKind, OperationType>> = {
   step_completed: "step",
   step_failed: "step",
   step_attempt_failed: "step",
+  timer_started: "timer",
+  timer_fired: "timer",
+  event_wait_started: "event",
+  event_received: "event",
+  event_wait_timed_out: "event",
 };
 
 export function operationTypeOf(kind: EntryKind): OperationType | undefined {
   return operationOfKind[kind];
 }
 
-/** Indexes a run's journal by operation name; later entries of one name supersede earlier ones. */
-export function indexJournal(entries: readonly JournalEntry[]): Map<string, JournalEntry[]> {
-  const byName = new Map<string, JournalEntry[]>();
-  for (const entry of entries) {
-    if (!entry.name) continue;
-    const list = byName.get(entry.name);
-    if (list) list.push(entry);
-    else byName.set(entry.name, [entry]);
+/** A wait the run is parked on, as the store needs it to wake the run. */
+export type PendingWait =
+  | { kind: "timer"; name: string; fireAt: Date }
+  | {
+      kind: "event";
+      name: string;
+      eventType: string;
+      correlationId: string;
+      timeoutAt?: Date | undefined;
+      lookbackFrom?: Date | undefined;
+    };
+
+export type EventWait = Extract<PendingWait, { kind: "event" }>;
+
+/** An event a wait may consume. */
+export interface MatchedEvent {
+  /** The wait (operation name) it matched. */
+  name: string;
+  eventId: string;
+  payload: JsonValue;
+}
+
+/** When a set of waits next needs the run awake by the clock alone (undefined: only an event can wake it). */
+export function nextDeadline(waits: readonly PendingWait[]): Date | undefined {
+  let earliest: Date | undefined;
+  for (const wait of waits) {
+    const at = wait.kind === "timer" ? wait.fireAt : wait.timeoutAt;
+    if (at && (!earliest || at < earliest)) earliest = at;
   }
-  return byName;
+  return earliest;
 }

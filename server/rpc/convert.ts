@@ -3,6 +3,7 @@ import { create, fromJson, type JsonValue as ProtoJson, toJson } from "@bufbuild
 import { timestampDate, timestampFromDate, type Timestamp, type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
 import {
   EntryKind,
+  EventWaitSchema,
   type Failure,
   FailureSchema,
   type HistoryEntry,
@@ -10,11 +11,14 @@ import {
   type Run,
   RunSchema,
   RunStatus,
+  TimerWaitSchema,
+  type WaitingOn as WaitingOnMessage,
+  WaitingOnSchema,
 } from "../../sdk/gen/cairn/v1/types_pb.js";
 import type { JsonValue } from "../../sdk/workflow.js";
 import type { EntryKind as StoredKind, JournalEntry } from "../engine/journal.js";
 import type { FailureInfo } from "../engine/json.js";
-import type { RunRow, RunStatus as StoredStatus } from "../store/schema.js";
+import type { RunRow, RunStatus as StoredStatus, WaitingOn } from "../store/schema.js";
 
 const statusToProto: Record<StoredStatus, RunStatus> = {
   queued: RunStatus.QUEUED,
@@ -92,6 +96,27 @@ export function runToProto(row: RunRow): Run {
     idempotencyKey: row.idempotencyKey ?? "",
     startedAt: timestamp(row.startedAt),
     activationCount: row.activationCount,
+    ...(row.status === "waiting" && row.waitingOn ? { waitingOn: waitingOnToProto(row.waitingOn) } : {}),
+  });
+}
+
+function waitingOnToProto(waiting: WaitingOn): WaitingOnMessage {
+  if (waiting.kind === "timer") {
+    return create(WaitingOnSchema, {
+      name: waiting.name,
+      target: { case: "timer", value: create(TimerWaitSchema, { fireAt: timestampFromDate(new Date(waiting.fireAt)) }) },
+    });
+  }
+  return create(WaitingOnSchema, {
+    name: waiting.name,
+    target: {
+      case: "event",
+      value: create(EventWaitSchema, {
+        eventType: waiting.eventType,
+        correlationId: waiting.correlationId,
+        timeoutAt: waiting.timeoutAt ? timestampFromDate(new Date(waiting.timeoutAt)) : undefined,
+      }),
+    },
   });
 }
 
@@ -105,5 +130,10 @@ export function entryToProto(entry: JournalEntry): HistoryEntry {
     attempt: entry.attempt,
     createdAt: timestamp(entry.createdAt),
     startedAt: timestamp(entry.startedAt),
+    fireAt: timestamp(entry.fireAt),
+    timeoutAt: timestamp(entry.timeoutAt),
+    eventType: entry.eventType ?? "",
+    correlationId: entry.correlationId ?? "",
+    eventId: entry.eventId ?? "",
   });
 }

@@ -5,6 +5,8 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import {
   DeterminismError,
+  EventTargetNotFoundError,
+  RunAlreadyFinishedError,
   IdempotencyConflictError,
   InvalidInputError,
   PayloadTooLargeError,
@@ -22,6 +24,8 @@ export function toConnectError(error: unknown, logger: Logger, procedure: string
     return new ConnectError(error.message, Code.InvalidArgument);
   }
   if (error instanceof IdempotencyConflictError) return new ConnectError(error.message, Code.AlreadyExists);
+  if (error instanceof EventTargetNotFoundError) return new ConnectError(error.message, Code.NotFound);
+  if (error instanceof RunAlreadyFinishedError) return new ConnectError(error.message, Code.FailedPrecondition);
   if (error instanceof DeterminismError) return new ConnectError(error.message, Code.FailedPrecondition);
   const sqlState = postgresCode(error);
   if (sqlState === "40001" || sqlState === "40P01") {

@@ -6,23 +6,34 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { WaitKind } from "../../sdk/gen/cairn/v1/types_pb.js";
 import {
+  CancelRunResponseSchema,
   CreateRunResponseSchema,
   GetRunHistoryResponseSchema,
   GetRunResponseSchema,
   ListRunsResponseSchema,
   ListWorkflowsResponseSchema,
+  SendEventResponseSchema,
   WorkflowSchema,
   type WorkflowService,
 } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import type { Value } from "@bufbuild/protobuf/wkt";
 import type { JsonValue } from "../../sdk/workflow.js";
-import { IdempotencyConflictError, InvalidInputError, PayloadTooLargeError, RunNotFoundError } from "../engine/errors.js";
+import {
+  EventTargetNotFoundError,
+  IdempotencyConflictError,
+  InvalidInputError,
+  PayloadTooLargeError,
+  RunAlreadyFinishedError,
+  RunNotFoundError,
+} from "../engine/errors.js";
+import { sendEvent } from "../store/events.js";
 import { sameJson } from "../engine/json.js";
 import type { Scheduler } from "../runtime/scheduler.js";
 import type { Db } from "../store/database.js";
 import { listJournal } from "../store/journal.js";
-import { getRun, insertRun, listRuns, type RunCursor, type RunFilter } from "../store/runs.js";
+import { cancelRun, getRun, insertRun, listRuns, type RunCursor, type RunFilter } from "../store/runs.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
 import { dateFromTimestamp, entryToProto, runToProto, statusFromProto, valueToJson } from "./convert.js";
 
@@ -32,12 +43,28 @@ export interface WorkflowServiceDeps {
   scheduler: Scheduler;
   leaseMs: number;
   maxInputBytes: number;
+  maxEventBytes: number;
   /** The caller's tenant; one namespace until API keys arrive. */
   namespace: string;
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const maxIdempotencyKeyLength = 256;
+const maxKeyLength = 512;
+
+function waitKindFromProto(kind: WaitKind): "timer" | "event" | undefined {
+  switch (kind) {
+    case WaitKind.UNSPECIFIED:
+      return undefined;
+    case WaitKind.TIMER:
+      return "timer";
+    case WaitKind.EVENT:
+      return "event";
+    default:
+      // Children, agents and retries cannot be waited on yet, so nothing waits on them.
+      throw new InvalidInputError(`waiting_for ${WaitKind[kind] ?? kind} is not supported by this server version yet`);
+  }
+}
 
 export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<typeof WorkflowService> {
   const { db, registry, scheduler, namespace } = deps;
@@ -98,7 +125,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
         // Committed as claimed by this process: start it here, now (if we die first, the lease lapses and others resume it).
         scheduler.adopt(run);
       } else {
-        scheduler.wake();
+        // Already durable; a lost notification only delays the run until some process polls.
+        await scheduler.announce().catch(() => undefined);
       }
       return create(CreateRunResponseSchema, { run: runToProto(run), deduplicated });
     },
@@ -120,6 +148,9 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
         parentRunId: request.parentRunId ? requireRunId(request.parentRunId, "parent_run_id") : undefined,
         createdAfter: dateFromTimestamp(request.createdAfter),
         createdBefore: dateFromTimestamp(request.createdBefore),
+        waitingFor: waitKindFromProto(request.waitingFor),
+        waitingEventType: request.waitingEventType || undefined,
+        waitingCorrelationId: request.waitingCorrelationId || undefined,
       };
       const rows = await listRuns(db, namespace, filter, pageSize, decodePageToken(request.pageToken));
       const page = rows.slice(0, pageSize);
@@ -142,12 +173,51 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       });
     },
 
-    cancelRun() {
-      throw notYet("CancelRun", "durable waiting and cancellation");
+    async cancelRun(request) {
+      const runId = requireRunId(request.runId);
+      // detach_children has nothing to act on until child workflows exist; the flag is accepted for forward compatibility.
+      const reason = request.reason || "cancelled by request";
+      const result = await cancelRun(db, namespace, runId, reason);
+      if (!result) throw new RunNotFoundError(request.runId);
+      if (result.outcome === "finished") throw new RunAlreadyFinishedError(runId, result.run.status.toUpperCase());
+      // The request is durable; the notice only makes a running holder stop sooner than its next durable operation.
+      if (result.outcome === "requested") await scheduler.announceCancel(runId).catch(() => undefined);
+      return create(CancelRunResponseSchema, { run: runToProto(result.run) });
     },
-    sendEvent() {
-      throw notYet("SendEvent", "durable waiting and events");
+
+    async sendEvent(request) {
+      if (!request.eventType.trim()) throw new InvalidInputError("event_type is required (a non-empty string, e.g. \"order.approved\")");
+      if (request.eventType.length > maxKeyLength) throw new InvalidInputError(`event_type is longer than ${maxKeyLength} characters`);
+      if (request.correlationId.length > maxKeyLength) throw new InvalidInputError(`correlation_id is longer than ${maxKeyLength} characters`);
+      if (request.idempotencyKey.length > maxIdempotencyKeyLength) {
+        throw new InvalidInputError(`idempotency_key is longer than ${maxIdempotencyKeyLength} characters`);
+      }
+      const payload: JsonValue = request.payload ? jsonOf(request.payload, "payload") : null;
+      const size = Buffer.byteLength(JSON.stringify(payload));
+      if (size > deps.maxEventBytes) throw new PayloadTooLargeError("payload", size, deps.maxEventBytes, "CAIRN_MAX_EVENT_BYTES");
+      let targetRunId: string | undefined;
+      if (request.runId) {
+        targetRunId = requireRunId(request.runId);
+        if (!(await getRun(db, namespace, targetRunId))) throw new EventTargetNotFoundError(request.runId);
+      }
+      const result = await sendEvent(db, {
+        id: randomUUID(),
+        namespace,
+        eventType: request.eventType,
+        correlationId: request.correlationId,
+        payload,
+        targetRunId,
+        idempotencyKey: request.idempotencyKey || undefined,
+      });
+      // The event is committed; waking is a speed-up (a lost notice waits for the next poll).
+      if (result.matchedRunIds.length > 0) await scheduler.announce().catch(() => undefined);
+      return create(SendEventResponseSchema, {
+        eventId: result.eventId,
+        matchedRunIds: result.matchedRunIds,
+        deduplicated: result.deduplicated,
+      });
     },
+
     // Streams: fail before the first message.
     async *watchRun() {
       yield* [];

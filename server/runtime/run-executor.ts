@@ -6,13 +6,14 @@
  */
 import type { JsonValue } from "../../sdk/workflow.js";
 import { Activation, type ActivationHost, type ActivationOutcome } from "../engine/activation.js";
-import { LeaseLostError } from "../engine/errors.js";
-import type { NewEntry } from "../engine/journal.js";
+import { LeaseLostError, RunCancelledError } from "../engine/errors.js";
+import { type JournalEntry, type NewEntry, nextDeadline, type PendingWait } from "../engine/journal.js";
 import { toFailureInfo } from "../engine/json.js";
 import { toWorkflowLogger, type Logger } from "../logger.js";
 import type { Db } from "../store/database.js";
+import { findEvent } from "../store/events.js";
 import { appendEntry, loadJournal } from "../store/journal.js";
-import { type Fence, finishRun, releaseRun, type RunEnding } from "../store/runs.js";
+import { type Fence, finishRun, getRun, releaseRun, type RunEnding, suspendRun } from "../store/runs.js";
 import type { RunRow } from "../store/schema.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
 
@@ -20,18 +21,40 @@ export interface RunExecutorDeps {
   db: Db;
   registry: WorkflowRegistry;
   logger: Logger;
+  /** The run parked; `deadline` is when the clock alone will wake it. */
+  onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined): void;
+}
+
+export class ShutdownError extends Error {
+  override readonly name = "ShutdownError";
 }
 
 /**
- * Runs `run` (already claimed under `fence`) until it ends or `signal` aborts.
- * If the process dies anywhere in here, nothing half-done is visible: each
- * journal entry commits alone, and the lease lapses so another process
- * replays the run from its journal.
+ * Runs `run` (already claimed under `fence`) until it ends, parks, or `signal`
+ * aborts. If the process dies anywhere in here, nothing half-done is visible:
+ * each journal entry commits alone, and the lease lapses so another process
+ * replays the run from its journal. `journal` may be passed when it is known
+ * (a run created a moment ago has none) to skip the read.
  */
-export async function executeRun(deps: RunExecutorDeps, run: RunRow, fence: Fence, signal: AbortSignal): Promise<void> {
+export async function executeRun(
+  deps: RunExecutorDeps,
+  run: RunRow,
+  fence: Fence,
+  signal: AbortSignal,
+  journal?: JournalEntry[],
+): Promise<void> {
   const logger = deps.logger.child({ runId: run.id, workflow: run.workflowName });
-  const journal = await loadJournal(deps.db, run.id);
-  let nextSequence = (journal.at(-1)?.sequence ?? 0) + 1;
+  const entries = journal ?? (await loadJournal(deps.db, run.id));
+  let nextSequence = (entries.at(-1)?.sequence ?? 0) + 1;
+
+  /** Why a fenced write matched nothing: a cancel request (we still hold the run) or a lost lease. */
+  const refusal = async (): Promise<Error> => {
+    const current = await getRun(deps.db, run.namespace, run.id);
+    if (current?.leaseOwner === fence.owner && current.leaseEpoch === fence.epoch && current.cancelRequestedAt) {
+      return new RunCancelledError(run.id, current.cancelReason ?? "cancelled");
+    }
+    return new LeaseLostError(run.id);
+  };
 
   const host: ActivationHost = {
     signal,
@@ -39,45 +62,76 @@ export async function executeRun(deps: RunExecutorDeps, run: RunRow, fence: Fenc
     now: () => new Date(),
     append: async (entry: NewEntry) => {
       if (signal.aborted) throw signal.reason;
-      // The sequence is taken before the write so that concurrent steps of one run get distinct numbers.
+      // The sequence is taken before the write so that concurrent operations of one run get distinct numbers.
       const sequence = nextSequence++;
-      if (!(await appendEntry(deps.db, fence, sequence, entry))) throw new LeaseLostError(run.id);
+      if (!(await appendEntry(deps.db, fence, sequence, entry))) throw await refusal();
+    },
+    findEvent: (waits) => findEvent(deps.db, run.namespace, run.id, waits),
+    suspend: async (waits) => {
+      if (signal.aborted) throw signal.reason;
+      try {
+        return await suspendRun(deps.db, fence, run.namespace, waits);
+      } catch (error) {
+        throw error instanceof LeaseLostError ? await refusal() : error;
+      }
     },
   };
 
   let outcome: ActivationOutcome;
-  try {
-    const workflow = deps.registry.get(run.workflowName);
-    const input = await validateInput(workflow, run.input);
-    const activation = new Activation({ runId: run.id, workflowName: run.workflowName, input: input as JsonValue }, journal, host);
-    outcome = await activation.execute(workflow.handler);
-  } catch (error) {
-    // The workflow is not loaded here or its input no longer validates: the run can't execute anywhere sensible.
-    outcome = { kind: "failed", failure: toFailureInfo(error) };
+  if (run.cancelRequestedAt) {
+    // Cancelled while its previous holder ran it; that holder died before stopping.
+    outcome = { kind: "aborted", reason: new RunCancelledError(run.id, run.cancelReason ?? "cancelled") };
+  } else {
+    try {
+      const workflow = deps.registry.get(run.workflowName);
+      const input = await validateInput(workflow, run.input);
+      const identity = { runId: run.id, workflowName: run.workflowName, input: input as JsonValue, createdAt: run.createdAt };
+      outcome = await new Activation(identity, entries, host).execute(workflow.handler);
+    } catch (error) {
+      // The workflow's input no longer validates: the run can't execute anywhere sensible.
+      outcome = { kind: "failed", failure: toFailureInfo(error) };
+    }
   }
 
+  let ending: RunEnding;
   switch (outcome.kind) {
+    case "suspended": {
+      const deadline = nextDeadline(outcome.waits);
+      logger.debug({ waits: outcome.waits.map((w) => w.name), deadline }, "run suspended");
+      deps.onSuspended(run, outcome.waits, deadline);
+      return;
+    }
     case "aborted": {
       const reason = outcome.reason;
-      if (reason instanceof LeaseLostError) {
+      if (reason instanceof RunCancelledError) {
+        // The notice that stopped us may not carry the reason; the run row does.
+        const current = await getRun(deps.db, run.namespace, run.id);
+        ending = { status: "cancelled", error: { name: "CancelledError", message: current?.cancelReason || reason.reason } };
+        break;
+      }
+      if (reason instanceof ShutdownError) {
+        // Hand the run back so another process resumes it without waiting for the lease to lapse.
+        await releaseRun(deps.db, fence).catch((error: unknown) => logger.warn({ err: error }, "could not release run"));
+        logger.info("activation stopped by shutdown; run released");
+      } else if (reason instanceof LeaseLostError) {
         logger.warn({ reason: reason.message }, "activation stopped: lease lost");
       } else {
-        // Shutdown: hand the run back so another process resumes it without waiting for the lease to lapse.
-        await releaseRun(deps.db, fence).catch((error: unknown) => logger.warn({ err: error }, "could not release run"));
-        logger.info({ reason: String(reason) }, "activation stopped; run released");
+        // The store failed under us: keep the lease until it lapses, so the run is retried after a pause, not in a loop.
+        logger.error({ err: reason }, "activation stopped by a store error; the run resumes after its lease lapses");
       }
       return;
     }
     case "completed":
-    case "failed": {
-      const ending: RunEnding =
-        outcome.kind === "completed" ? { status: "completed", output: outcome.output } : { status: "failed", error: outcome.failure };
-      // A crash before this commits leaves the run claimed; after the lease lapses it replays to the same end.
-      if (await finishRun(deps.db, fence, nextSequence++, ending)) {
-        logger.info({ status: ending.status }, "run finished");
-      } else {
-        logger.warn({ status: ending.status }, "run end not recorded: lease lost");
-      }
-    }
+      ending = { status: "completed", output: outcome.output };
+      break;
+    case "failed":
+      ending = { status: "failed", error: outcome.failure };
+      break;
+  }
+  // A crash before this commits leaves the run claimed; after the lease lapses it replays to the same end.
+  if (await finishRun(deps.db, fence, nextSequence++, ending)) {
+    logger.info({ status: ending.status }, "run finished");
+  } else {
+    logger.warn({ status: ending.status }, "run end not recorded: lease lost");
   }
 }

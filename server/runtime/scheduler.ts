@@ -1,27 +1,39 @@
 /**
- * The in-process worker pool. It claims runs (queued ones, and ones whose
- * holder died and whose lease lapsed), executes them up to a concurrency
- * limit, renews the leases of everything it executes in one statement per
- * heartbeat, and aborts an activation the moment its lease is found lost.
- * Idle, it polls every `pollIntervalMs`; `wake()` claims at once.
+ * The in-process worker pool. It claims due runs (queued, or parked runs whose
+ * timer or event has come, or whose holder died), executes them up to a
+ * concurrency limit, renews the leases of everything it executes in one
+ * statement per heartbeat, and aborts an activation the moment its lease is
+ * lost or its run cancelled.
+ *
+ * It wakes on: NOTIFY from any process (new queued run, event delivered,
+ * cancel), a single timer armed for the earliest known deadline, and a slow
+ * poll that covers a dropped listener connection and deadlines set by
+ * processes that died. Parked runs cost it nothing: no timer or memory per run.
  */
 import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
-import { LeaseLostError } from "../engine/errors.js";
+import { sql } from "drizzle-orm";
+import { LeaseLostError, RunCancelledError } from "../engine/errors.js";
+import type { JournalEntry, PendingWait } from "../engine/journal.js";
 import type { Logger } from "../logger.js";
-import type { Db } from "../store/database.js";
-import { claimQueuedRuns, type Fence, renewLeases, requeueExpiredLeases } from "../store/runs.js";
+import type { Database } from "../store/database.js";
+import { deleteExpiredEvents } from "../store/events.js";
+import { claimDueRuns, type Fence, nextDueAt, releaseRun, renewLeases, requeueExpiredLeases } from "../store/runs.js";
 import type { RunRow } from "../store/schema.js";
 import type { WorkflowRegistry } from "../workflows/registry.js";
-import { executeRun } from "./run-executor.js";
+import { executeRun, ShutdownError } from "./run-executor.js";
+
+export { ShutdownError };
 
 export interface SchedulerOptions {
-  db: Db;
+  database: Database;
   registry: WorkflowRegistry;
   logger: Logger;
   leaseMs: number;
   pollIntervalMs: number;
   maxConcurrentRuns: number;
+  /** Events older than this are deleted. */
+  eventRetentionMs: number;
   /** Unique per process; defaults to host:pid:random. */
   owner?: string;
 }
@@ -32,18 +44,23 @@ interface ActiveRun {
   done: Promise<void>;
 }
 
-export class ShutdownError extends Error {
-  override readonly name = "ShutdownError";
-}
+const wakeChannel = "cairn_wake";
+const cancelChannel = "cairn_cancel";
+const retentionSweepMs = 60_000;
+/** setTimeout's ceiling; a later deadline is re-armed by the poll. */
+const maxTimerMs = 2 ** 31 - 1;
 
 export class Scheduler {
   readonly owner: string;
   private readonly active = new Map<string, ActiveRun>();
   private stopped = true;
-  private claiming = false;
+  private claiming: Promise<void> | undefined;
   private claimAgain = false;
   private pollTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private deadlineAt: number | undefined;
   private lastRenewal = Date.now();
 
   constructor(private readonly options: SchedulerOptions) {
@@ -54,27 +71,59 @@ export class Scheduler {
     return this.active.size;
   }
 
-  start(): void {
+  async start(): Promise<void> {
     this.stopped = false;
     this.lastRenewal = Date.now();
+    try {
+      await this.options.database.listen(wakeChannel, () => this.wake());
+      await this.options.database.listen(cancelChannel, (runId) => this.abortCancelled(runId));
+    } catch (error) {
+      this.options.logger.warn({ err: error }, "LISTEN failed; relying on polling until it reconnects");
+    }
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), Math.max(50, Math.floor(this.options.leaseMs / 3)));
+    this.sweepTimer = setInterval(() => void this.sweepEvents(), retentionSweepMs);
+    this.sweepTimer.unref();
     this.schedulePoll(0);
   }
 
-  /** Look for claimable runs now (a run was queued or a slot freed up). */
+  /** Look for claimable runs now (a run was queued, an event woke one, a slot freed up). */
   wake(): void {
     if (this.stopped) return;
     if (this.claiming) {
       this.claimAgain = true;
       return;
     }
-    void this.claimLoop();
+    this.claiming = this.claimLoop().finally(() => (this.claiming = undefined));
   }
 
-  /** Executes a run this process claimed itself (eager start). */
-  adopt(run: RunRow): void {
+  /** Tells every server process (this one included) to look for claimable runs. */
+  async announce(): Promise<void> {
+    this.wake();
+    await this.options.database.db.execute(sql`select pg_notify(${wakeChannel}, '')`);
+  }
+
+  /** Stops the run's activation wherever it executes (its next durable operation would stop it anyway). */
+  async announceCancel(runId: string): Promise<void> {
+    this.abortCancelled(runId);
+    await this.options.database.db.execute(sql`select pg_notify(${cancelChannel}, ${runId})`);
+  }
+
+  /** Executes a run this process claimed itself (eager start); `journal` is known to be empty. */
+  adopt(run: RunRow, journal: JournalEntry[] = []): void {
     if (run.leaseOwner !== this.owner) throw new Error(`run ${run.id} is not claimed by ${this.owner}`);
-    this.launch(run);
+    this.launch(run, journal);
+  }
+
+  /** Arms the wake-up timer for `at` if it is earlier than the one armed. */
+  noteDeadline(at: Date): void {
+    const time = at.getTime();
+    if (this.stopped || (this.deadlineAt !== undefined && this.deadlineAt <= time)) return;
+    clearTimeout(this.deadlineTimer);
+    this.deadlineAt = time;
+    this.deadlineTimer = setTimeout(() => {
+      this.deadlineAt = undefined;
+      this.wake();
+    }, Math.min(Math.max(0, time - Date.now()), maxTimerMs));
   }
 
   /**
@@ -84,6 +133,10 @@ export class Scheduler {
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
     clearTimeout(this.pollTimer);
+    clearTimeout(this.deadlineTimer);
+    clearInterval(this.sweepTimer);
+    // A claim under way may still launch runs: wait for it so they are included below.
+    await this.claiming;
     const all = Promise.allSettled([...this.active.values()].map((a) => a.done));
     const timer = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([all, timer]);
@@ -96,61 +149,90 @@ export class Scheduler {
     if (this.stopped) return;
     clearTimeout(this.pollTimer);
     this.pollTimer = setTimeout(() => {
-      void this.claimLoop().finally(() => this.schedulePoll(this.options.pollIntervalMs));
+      this.wake();
+      void this.armForNextDue().finally(() => this.schedulePoll(this.options.pollIntervalMs));
     }, delayMs);
   }
 
+  /** Deadlines set by other (or dead) processes: sleep exactly until the earliest. */
+  private async armForNextDue(): Promise<void> {
+    try {
+      const due = await nextDueAt(this.options.database.db);
+      if (due) this.noteDeadline(due);
+    } catch (error) {
+      this.options.logger.warn({ err: error }, "reading the next deadline failed; retrying at next poll");
+    }
+  }
+
   private async claimLoop(): Promise<void> {
-    if (this.claiming) return;
-    this.claiming = true;
     try {
       do {
         this.claimAgain = false;
         const capacity = this.options.maxConcurrentRuns - this.active.size;
         if (capacity <= 0 || this.stopped) break;
-        const claimed = await claimQueuedRuns(this.options.db, this.owner, this.options.leaseMs, capacity);
+        const names = this.options.registry.list().map((w) => w.name);
+        const claimed = await claimDueRuns(this.options.database.db, this.owner, this.options.leaseMs, capacity, names);
         for (const run of claimed) this.launch(run);
         // A full batch suggests more are waiting.
         if (claimed.length === capacity) this.claimAgain = true;
       } while (this.claimAgain && !this.stopped);
     } catch (error) {
       this.options.logger.warn({ err: error }, "claiming runs failed; retrying at next poll");
-    } finally {
-      this.claiming = false;
     }
   }
 
-  private launch(run: RunRow): void {
+  private launch(run: RunRow, journal?: JournalEntry[]): void {
+    const fence: Fence = { runId: run.id, owner: this.owner, epoch: run.leaseEpoch };
+    if (this.stopped) {
+      // Claimed while shutting down: hand it straight back.
+      void releaseRun(this.options.database.db, fence).catch(() => undefined);
+      return;
+    }
     if (this.active.has(run.id)) {
       // Our own earlier activation lost the lease and is still unwinding; it can't write (stale epoch).
       this.options.logger.warn({ runId: run.id }, "run re-claimed while a stale activation is unwinding");
     }
-    const fence: Fence = { runId: run.id, owner: this.owner, epoch: run.leaseEpoch };
     const controller = new AbortController();
     const entry: ActiveRun = { fence, controller, done: Promise.resolve() };
-    entry.done = executeRun(this.options, run, fence, controller.signal)
+    const deps = {
+      db: this.options.database.db,
+      registry: this.options.registry,
+      logger: this.options.logger,
+      onSuspended: (_run: RunRow, _waits: readonly PendingWait[], deadline: Date | undefined) => {
+        if (deadline) this.noteDeadline(deadline);
+      },
+    };
+    entry.done = executeRun(deps, run, fence, controller.signal, journal)
       .catch((error: unknown) => {
         // The database failed under us: the lease will lapse and another activation replays the run.
         this.options.logger.error({ err: error, runId: run.id }, "activation failed; the run will be retried after its lease lapses");
       })
       .finally(() => {
         if (this.active.get(run.id) === entry) this.active.delete(run.id);
-        this.wake();
+        if (this.active.size === this.options.maxConcurrentRuns - 1) this.wake();
       });
     this.active.set(run.id, entry);
   }
 
+  private abortCancelled(runId: string): void {
+    this.active.get(runId)?.controller.abort(new RunCancelledError(runId, "cancelled"));
+  }
+
   private async heartbeat(): Promise<void> {
     try {
-      const ids = [...this.active.keys()];
-      const renewed = await renewLeases(this.options.db, this.owner, this.options.leaseMs, ids);
+      const held = new Map([...this.active].map(([id, run]) => [id, run.fence.epoch]));
+      const renewed = await renewLeases(this.options.database.db, this.owner, this.options.leaseMs, [...held.keys()]);
       this.lastRenewal = Date.now();
-      const held = new Set(renewed.map((f) => `${f.runId}:${f.epoch}`));
-      for (const [id, run] of this.active) {
-        if (ids.includes(id) && !held.has(`${id}:${run.fence.epoch}`)) run.controller.abort(new LeaseLostError(id));
+      const renewedEpochs = new Map(renewed.map((lease) => [lease.runId, lease]));
+      for (const [id, epoch] of held) {
+        const lease = renewedEpochs.get(id);
+        const run = this.active.get(id);
+        if (!run || run.fence.epoch !== epoch) continue;
+        if (!lease || lease.epoch !== epoch) run.controller.abort(new LeaseLostError(id));
+        else if (lease.cancelRequested) run.controller.abort(new RunCancelledError(id, "cancelled"));
       }
       // Any process may return lapsed runs to the queue; the claim that follows bumps their epoch.
-      const requeued = await requeueExpiredLeases(this.options.db);
+      const requeued = await requeueExpiredLeases(this.options.database.db);
       if (requeued.length > 0) {
         this.options.logger.info({ runs: requeued.length }, "requeued runs whose lease lapsed");
         this.wake();
@@ -161,6 +243,15 @@ export class Scheduler {
       if (Date.now() - this.lastRenewal > this.options.leaseMs) {
         for (const [id, run] of this.active) run.controller.abort(new LeaseLostError(id));
       }
+    }
+  }
+
+  private async sweepEvents(): Promise<void> {
+    try {
+      const deleted = await deleteExpiredEvents(this.options.database.db, this.options.eventRetentionMs);
+      if (deleted > 0) this.options.logger.info({ deleted }, "deleted events past retention");
+    } catch (error) {
+      this.options.logger.warn({ err: error }, "event retention sweep failed");
     }
   }
 }

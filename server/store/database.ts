@@ -23,6 +23,12 @@ export interface Database {
   readonly kind: "postgres" | "pglite";
   /** A human description for logs, without credentials. */
   readonly description: string;
+  /**
+   * Calls `onMessage` for every NOTIFY on `channel`, from any process. On
+   * PostgreSQL one dedicated connection listens and reconnects after a drop
+   * (callers poll as a fallback, so nothing is lost while it is down).
+   */
+  listen(channel: string, onMessage: (payload: string) => void): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -42,13 +48,82 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     pool.on("error", () => {});
     const db = drizzleNodePg({ client: pool, schema, casing: "snake_case" });
     await migrateExclusively(pool);
-    return { db, kind: "postgres", description: redactUrl(options.url), close: () => pool.end() };
+    const listener = new PostgresListener(options.url);
+    return {
+      db,
+      kind: "postgres",
+      description: redactUrl(options.url),
+      listen: (channel, onMessage) => listener.listen(channel, onMessage),
+      close: async () => {
+        await listener.close();
+        await pool.end();
+      },
+    };
   }
   mkdirSync(options.dataDir, { recursive: true });
   const client = await PGlite.create({ dataDir: options.dataDir });
   const db = drizzlePglite({ client, schema, casing: "snake_case" });
   await migratePglite(db, { migrationsFolder });
-  return { db, kind: "pglite", description: `PGlite in ${options.dataDir}`, close: () => client.close() };
+  return {
+    db,
+    kind: "pglite",
+    description: `PGlite in ${options.dataDir}`,
+    listen: async (channel, onMessage) => {
+      await client.listen(channel, onMessage);
+    },
+    close: () => client.close(),
+  };
+}
+
+/** One LISTEN connection per process, shared by every channel; reconnects with backoff after a drop. */
+class PostgresListener {
+  private client: pg.Client | undefined;
+  private connecting: Promise<void> | undefined;
+  private readonly handlers = new Map<string, (payload: string) => void>();
+  private closed = false;
+  private retryMs = 100;
+
+  constructor(private readonly url: string) {}
+
+  async listen(channel: string, onMessage: (payload: string) => void): Promise<void> {
+    this.handlers.set(channel, onMessage);
+    await this.connect();
+    await this.client?.query(`listen ${pg.escapeIdentifier(channel)}`);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.client?.end().catch(() => undefined);
+  }
+
+  private connect(): Promise<void> {
+    if (this.client) return Promise.resolve();
+    this.connecting ??= (async () => {
+      const client = new pg.Client({ connectionString: this.url });
+      client.on("notification", (message) => this.handlers.get(message.channel)?.(message.payload ?? ""));
+      client.on("error", () => this.reconnect(client));
+      client.on("end", () => this.reconnect(client));
+      await client.connect();
+      for (const channel of this.handlers.keys()) await client.query(`listen ${pg.escapeIdentifier(channel)}`);
+      this.client = client;
+      this.retryMs = 100;
+    })().finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  private reconnect(dropped: pg.Client): void {
+    if (this.client !== dropped || this.closed) return;
+    this.client = undefined;
+    dropped.end().catch(() => undefined);
+    const retry = () => {
+      if (this.closed) return;
+      this.connect().catch(() => {
+        this.retryMs = Math.min(this.retryMs * 2, 5000);
+        setTimeout(retry, this.retryMs).unref();
+      });
+    };
+    setTimeout(retry, this.retryMs).unref();
+  }
 }
 
 /** Any fixed number: replicas starting together on an empty database take turns migrating it. */

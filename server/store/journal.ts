@@ -3,6 +3,8 @@
  * run's lease. The append is a single INSERT ... SELECT that reads the run row
  * FOR SHARE, so it commits only while the writer's (owner, epoch) still holds
  * the run; a concurrent re-claim either waits for it or makes it match nothing.
+ * A cancel request also makes it match nothing: cancellation reaches a running
+ * run at its next durable operation.
  */
 import { and, asc, eq, getTableColumns, gt, sql } from "drizzle-orm";
 import type { JournalEntry, NewEntry, EntryKind } from "../engine/journal.js";
@@ -36,22 +38,29 @@ export async function listJournal(db: Db, namespace: string, runId: string, afte
   return rows.map(toJournalEntry);
 }
 
-/** Returns false when the fence no longer holds: nothing was written. */
+/** Returns false when the fence no longer holds (lease lost or cancel requested): nothing was written. */
 export async function appendEntry(db: Db, fence: Fence, sequence: number, entry: NewEntry): Promise<boolean> {
   const result = entry.result === undefined ? null : JSON.stringify(entry.result);
   const error = entry.error === undefined ? null : JSON.stringify(entry.error);
   const rows = await queryRows<{ sequence: number }>(
     db,
-    sql`insert into journal_entries (run_id, sequence, namespace, kind, name, result, error, attempt, started_at)
+    sql`insert into journal_entries (run_id, sequence, namespace, kind, name, result, error, attempt, started_at,
+                                     fire_at, timeout_at, event_type, correlation_id, lookback_from, event_id)
         select id, ${sequence}, namespace, ${entry.kind}, ${entry.name}, ${result}::jsonb, ${error}::jsonb,
-               ${entry.attempt}, ${entry.startedAt.toISOString()}::timestamptz
+               ${entry.attempt}, ${iso(entry.startedAt)}::timestamptz, ${iso(entry.fireAt)}::timestamptz,
+               ${iso(entry.timeoutAt)}::timestamptz, ${entry.eventType ?? null}, ${entry.correlationId ?? null},
+               ${iso(entry.lookbackFrom)}::timestamptz, ${entry.eventId ?? null}::uuid
         from runs
         where id = ${fence.runId} and lease_owner = ${fence.owner} and lease_epoch = ${fence.epoch}
-          and status = 'running'
+          and status = 'running' and cancel_requested_at is null
         for share
         returning sequence`,
   );
   return rows.length === 1;
+}
+
+function iso(date: Date | undefined): string | null {
+  return date ? date.toISOString() : null;
 }
 
 /** `pg` parses a stored JSON null and SQL NULL alike, so presence is selected separately. */
@@ -71,6 +80,12 @@ function toJournalEntry(row: JournalRow & { hasResult: boolean }): JournalEntry 
   };
   // SQL NULL means "no value" (a step that returned nothing); a stored JSON null is a value.
   if (row.hasResult) entry.result = row.result;
+  if (row.fireAt) entry.fireAt = row.fireAt;
+  if (row.timeoutAt) entry.timeoutAt = row.timeoutAt;
+  if (row.eventType !== null) entry.eventType = row.eventType;
+  if (row.correlationId !== null) entry.correlationId = row.correlationId;
+  if (row.lookbackFrom) entry.lookbackFrom = row.lookbackFrom;
+  if (row.eventId) entry.eventId = row.eventId;
   if (row.error !== null) entry.error = row.error;
   return entry;
 }

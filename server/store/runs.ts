@@ -4,11 +4,14 @@
  * owner and epoch it claimed with; when another process has claimed the run
  * since, the statement matches no row and the caller learns it lost the run.
  */
-import { and, desc, eq, gte, inArray, lt, or, sql, type SQL } from "drizzle-orm";
+import { and, desc, eq, gte, inArray, isNull, lt, or, sql, type SQL } from "drizzle-orm";
 import type { JsonValue } from "../../sdk/workflow.js";
+import { LeaseLostError } from "../engine/errors.js";
+import { type EventWait, nextDeadline, type PendingWait } from "../engine/journal.js";
 import type { FailureInfo } from "../engine/json.js";
+import { findEvent, lockEventKey } from "./events.js";
 import { type Db, queryRows } from "./database.js";
-import { type RunRow, type RunStatus, runs } from "./schema.js";
+import { type RunRow, type RunStatus, runs, terminalStatuses, type WaitingOn, waits } from "./schema.js";
 
 /** Identifies one claim of a run: writes carrying a stale fence are refused. */
 export interface Fence {
@@ -92,6 +95,10 @@ export interface RunFilter {
   parentRunId?: string | undefined;
   createdAfter?: Date | undefined;
   createdBefore?: Date | undefined;
+  /** Only runs parked on a wait of this kind and/or event key. */
+  waitingFor?: "timer" | "event" | undefined;
+  waitingEventType?: string | undefined;
+  waitingCorrelationId?: string | undefined;
 }
 
 /** Keyset position: the last run of the previous page. */
@@ -114,6 +121,15 @@ export async function listRuns(
   if (filter.parentRunId) conditions.push(eq(runs.parentRunId, filter.parentRunId));
   if (filter.createdAfter) conditions.push(gte(runs.createdAt, filter.createdAfter));
   if (filter.createdBefore) conditions.push(lt(runs.createdAt, filter.createdBefore));
+  if (filter.waitingFor || filter.waitingEventType || filter.waitingCorrelationId) {
+    conditions.push(
+      eq(runs.status, "waiting"),
+      sql`exists (select 1 from waits w where w.run_id = ${runs.id}
+                    and (${filter.waitingFor ?? null}::text is null or w.kind = ${filter.waitingFor ?? null})
+                    and (${filter.waitingEventType ?? null}::text is null or w.event_type = ${filter.waitingEventType ?? null})
+                    and (${filter.waitingCorrelationId ?? null}::text is null or w.correlation_id = ${filter.waitingCorrelationId ?? null}))`,
+    );
+  }
   if (after) {
     conditions.push(
       or(lt(runs.createdAt, after.createdAt), and(eq(runs.createdAt, after.createdAt), lt(runs.id, after.id))),
@@ -128,12 +144,20 @@ export async function listRuns(
 }
 
 /**
- * Claims up to `limit` due queued runs for `owner`, bumping each one's epoch.
- * SKIP LOCKED lets several processes claim concurrently without blocking or
- * double-claiming. If the process dies after this commits, the lease lapses
- * and `requeueExpiredLeases` hands the runs to someone else.
+ * Claims up to `limit` due runs (queued, or waiting with a deadline or a
+ * wake-up that has come) of the given workflows for `owner`, bumping each
+ * one's epoch. SKIP LOCKED lets several processes claim concurrently without
+ * blocking or double-claiming. If the process dies after this commits, the
+ * lease lapses and `requeueExpiredLeases` hands the runs to someone else.
  */
-export async function claimQueuedRuns(db: Db, owner: string, leaseMs: number, limit: number): Promise<RunRow[]> {
+export async function claimDueRuns(
+  db: Db,
+  owner: string,
+  leaseMs: number,
+  limit: number,
+  workflowNames: readonly string[],
+): Promise<RunRow[]> {
+  if (workflowNames.length === 0) return [];
   return db
     .update(runs)
     .set({
@@ -143,16 +167,27 @@ export async function claimQueuedRuns(db: Db, owner: string, leaseMs: number, li
       leaseExpiresAt: sql`now() + ${leaseMs} * interval '1 millisecond'`,
       activationCount: sql`${runs.activationCount} + 1`,
       startedAt: sql`coalesce(${runs.startedAt}, now())`,
+      waitingOn: null,
       updatedAt: sql`now()`,
     })
     .where(
       inArray(
         runs.id,
-        sql`(select id from runs where status = 'queued' and available_at <= now()
+        sql`(select id from runs where status in ('queued', 'waiting') and available_at <= now()
+               and workflow_name in (select jsonb_array_elements_text(${JSON.stringify(workflowNames)}::jsonb))
              order by available_at limit ${limit} for update skip locked)`,
       ),
     )
     .returning();
+}
+
+/** The earliest time a parked or queued run becomes due, so an idle scheduler can sleep exactly until then. */
+export async function nextDueAt(db: Db): Promise<Date | undefined> {
+  const [row] = await queryRows<{ at: Date | null }>(
+    db,
+    sql`select min(available_at) as at from runs where status in ('queued', 'waiting')`,
+  );
+  return row?.at ? new Date(row.at) : undefined;
 }
 
 /** Runs whose holder stopped heartbeating go back to the queue (their next claim bumps the epoch). */
@@ -170,17 +205,22 @@ export async function requeueExpiredLeases(db: Db): Promise<string[]> {
   return rows.map((r) => r.id);
 }
 
+export interface RenewedLease extends Fence {
+  /** CancelRun asked this run to stop. */
+  cancelRequested: boolean;
+}
+
 /** Extends the leases `owner` still holds; returns the fences that were renewed (others were lost). */
-export async function renewLeases(db: Db, owner: string, leaseMs: number, runIds: readonly string[]): Promise<Fence[]> {
+export async function renewLeases(db: Db, owner: string, leaseMs: number, runIds: readonly string[]): Promise<RenewedLease[]> {
   if (runIds.length === 0) return [];
-  const rows = await queryRows<{ id: string; lease_epoch: number }>(
+  const rows = await queryRows<{ id: string; lease_epoch: number; cancel_requested: boolean }>(
     db,
     sql`update runs set lease_expires_at = now() + ${leaseMs} * interval '1 millisecond'
         where lease_owner = ${owner} and status = 'running'
           and id = any (select jsonb_array_elements_text(${JSON.stringify(runIds)}::jsonb)::uuid)
-        returning id, lease_epoch`,
+        returning id, lease_epoch, cancel_requested_at is not null as cancel_requested`,
   );
-  return rows.map((r) => ({ runId: r.id, owner, epoch: r.lease_epoch }));
+  return rows.map((r) => ({ runId: r.id, owner, epoch: r.lease_epoch, cancelRequested: r.cancel_requested }));
 }
 
 /** Hands a run back without finishing it (graceful shutdown): any process may claim it at once. */
@@ -193,27 +233,148 @@ export async function releaseRun(db: Db, fence: Fence): Promise<void> {
 
 export type RunEnding =
   | { status: "completed"; output: JsonValue }
-  | { status: "failed"; error: FailureInfo };
+  | { status: "failed"; error: FailureInfo }
+  | { status: "cancelled"; error: FailureInfo };
+
+const endingKinds = { completed: "run_completed", failed: "run_failed", cancelled: "run_cancelled" } as const;
 
 /**
  * Records the run's end and its final journal entry in one statement, fenced
- * by the lease. Returns false when the fence no longer holds (nothing written).
+ * by the lease, and drops its waits. Returns false when the fence no longer
+ * holds (nothing written).
  */
 export async function finishRun(db: Db, fence: Fence, sequence: number, ending: RunEnding): Promise<boolean> {
   const output = ending.status === "completed" ? JSON.stringify(ending.output) : null;
-  const error = ending.status === "failed" ? JSON.stringify(ending.error) : null;
-  const kind = ending.status === "completed" ? "run_completed" : "run_failed";
+  const error = ending.status === "completed" ? null : JSON.stringify(ending.error);
   const rows = await queryRows<{ sequence: number }>(
     db,
     sql`with finished as (
           update runs set status = ${ending.status}, output = ${output}::jsonb, error = ${error}::jsonb,
-                 lease_owner = null, lease_expires_at = null, waiting_on = null,
+                 lease_owner = null, lease_expires_at = null, waiting_on = null, available_at = null,
                  completed_at = now(), updated_at = now()
           where id = ${fence.runId} and lease_owner = ${fence.owner} and lease_epoch = ${fence.epoch}
-          returning id, namespace)
+          returning id, namespace),
+        dropped as (delete from waits where run_id in (select id from finished))
         insert into journal_entries (run_id, sequence, namespace, kind, name, result, error, attempt)
-        select id, ${sequence}, namespace, ${kind}, '', ${output}::jsonb, ${error}::jsonb, 1 from finished
+        select id, ${sequence}, namespace, ${endingKinds[ending.status]}, '', ${output}::jsonb, ${error}::jsonb, 1 from finished
         returning sequence`,
   );
   return rows.length === 1;
+}
+
+/**
+ * Parks a run on its waits and gives up the lease. Holds the advisory lock of
+ * every event key it waits on and looks for a matching event first: if one
+ * arrived since the activation last looked, nothing is parked and false is
+ * returned so the activation consumes it. Throws LeaseLostError if the fence
+ * no longer holds. If the process dies before this commits, the lease lapses
+ * and the next activation replays to the same waits.
+ */
+export async function suspendRun(db: Db, fence: Fence, namespace: string, pending: readonly PendingWait[]): Promise<boolean> {
+  const eventWaits = pending.filter((w): w is EventWait => w.kind === "event");
+  const deadline = nextDeadline(pending);
+  const first = pending[0];
+  const waitingOn: WaitingOn | null = !first
+    ? null
+    : first.kind === "timer"
+      ? { kind: "timer", name: first.name, fireAt: first.fireAt.toISOString() }
+      : {
+          kind: "event",
+          name: first.name,
+          eventType: first.eventType,
+          correlationId: first.correlationId,
+          ...(first.timeoutAt ? { timeoutAt: first.timeoutAt.toISOString() } : {}),
+        };
+  return db.transaction(async (tx) => {
+    const keys = [...new Set(eventWaits.map((w) => JSON.stringify([w.eventType, w.correlationId])))].sort();
+    for (const key of keys) {
+      const [eventType, correlationId] = JSON.parse(key) as [string, string];
+      await lockEventKey(tx, namespace, eventType, correlationId);
+    }
+    if (eventWaits.length > 0 && (await findEvent(tx, namespace, fence.runId, eventWaits))) return false;
+    const parked = await tx
+      .update(runs)
+      .set({
+        status: "waiting",
+        waitingOn,
+        availableAt: deadline ?? null,
+        leaseOwner: null,
+        leaseExpiresAt: null,
+        updatedAt: sql`now()`,
+      })
+      .where(and(eq(runs.id, fence.runId), eq(runs.leaseOwner, fence.owner), eq(runs.leaseEpoch, fence.epoch), isNull(runs.cancelRequestedAt)))
+      .returning({ id: runs.id });
+    if (parked.length === 0) throw new LeaseLostError(fence.runId);
+    await tx.delete(waits).where(eq(waits.runId, fence.runId));
+    if (pending.length > 0) {
+      await tx.insert(waits).values(
+        pending.map((w) => ({
+          runId: fence.runId,
+          name: w.name,
+          namespace,
+          kind: w.kind,
+          eventType: w.kind === "event" ? w.eventType : null,
+          correlationId: w.kind === "event" ? w.correlationId : null,
+          deadline: w.kind === "timer" ? w.fireAt : (w.timeoutAt ?? null),
+        })),
+      );
+    }
+    return true;
+  });
+}
+
+export type CancelResult =
+  | { outcome: "cancelled"; run: RunRow }
+  | { outcome: "requested"; run: RunRow }
+  | { outcome: "finished"; run: RunRow };
+
+/**
+ * Cancels a run nobody is executing (queued or waiting) at once, with its
+ * final journal entry; for a running run, records the request so its holder
+ * stops at its next durable operation. The row lock orders this against a
+ * concurrent claim.
+ */
+export async function cancelRun(db: Db, namespace: string, runId: string, reason: string): Promise<CancelResult | undefined> {
+  return db.transaction(async (tx) => {
+    const [run] = await tx
+      .select()
+      .from(runs)
+      .where(and(eq(runs.namespace, namespace), eq(runs.id, runId)))
+      .for("update");
+    if (!run) return undefined;
+    if (terminalStatuses.includes(run.status)) return { outcome: "finished", run };
+    const error = JSON.stringify({ name: "CancelledError", message: reason });
+    if (run.status === "running") {
+      const [requested] = await tx
+        .update(runs)
+        .set({ cancelRequestedAt: sql`coalesce(${runs.cancelRequestedAt}, now())`, cancelReason: reason, updatedAt: sql`now()` })
+        .where(eq(runs.id, runId))
+        .returning();
+      return { outcome: "requested", run: requested ?? run };
+    }
+    await queryRows(
+      tx,
+      sql`insert into journal_entries (run_id, sequence, namespace, kind, name, error, attempt)
+          select ${runId}::uuid, coalesce(max(sequence), 0) + 1, ${namespace}, 'run_cancelled', '', ${error}::jsonb, 1
+          from journal_entries where run_id = ${runId}::uuid`,
+    );
+    await tx.delete(waits).where(eq(waits.runId, runId));
+    const [cancelled] = await tx
+      .update(runs)
+      .set({
+        status: "cancelled",
+        error: { name: "CancelledError", message: reason },
+        cancelReason: reason,
+        cancelRequestedAt: sql`now()`,
+        waitingOn: null,
+        availableAt: null,
+        leaseOwner: null,
+        leaseExpiresAt: null,
+        completedAt: sql`now()`,
+        updatedAt: sql`now()`,
+      })
+      .where(eq(runs.id, runId))
+      .returning();
+    return { outcome: "cancelled", run: cancelled ?? run };
+  });
 }

@@ -6,9 +6,14 @@
  * history for people. Every row carries its namespace (tenant).
  */
 import { sql } from "drizzle-orm";
-import { check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import { bigint, check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
 import type { FailureInfo } from "../engine/json.js";
 import type { JsonValue } from "../../sdk/workflow.js";
+
+/** A run's first pending wait, as GetRun shows it. */
+export type WaitingOn =
+  | { kind: "timer"; name: string; fireAt: string }
+  | { kind: "event"; name: string; eventType: string; correlationId: string; timeoutAt?: string };
 
 export const runStatuses = ["queued", "running", "waiting", "completed", "failed", "cancelled"] as const;
 export type RunStatus = (typeof runStatuses)[number];
@@ -30,16 +35,19 @@ export const runs = pgTable(
     parentRunId: uuid(),
     idempotencyKey: text(),
     metadata: jsonb().$type<Record<string, string>>().notNull().default({}),
-    /** What a WAITING run waits on (shape: WaitingOn in server/store/runs.ts). */
-    waitingOn: jsonb().$type<Record<string, unknown>>(),
+    /** What a WAITING run waits on: its first pending wait. */
+    waitingOn: jsonb().$type<WaitingOn>(),
     /** The process id holding the run; null when nobody does. */
     leaseOwner: text(),
     /** Bumped on every claim; journal writes must present the epoch they claimed with. */
     leaseEpoch: integer().notNull().default(0),
     leaseExpiresAt: timestamptz("lease_expires_at"),
-    /** A queued run is eligible for claiming from this instant. */
-    availableAt: timestamptz("available_at").notNull().defaultNow(),
+    /** A queued or waiting run may be claimed from this instant; NULL: only an event can wake it. */
+    availableAt: timestamptz("available_at").defaultNow(),
     activationCount: integer().notNull().default(0),
+    /** CancelRun on a running run: its holder stops at the next durable operation. */
+    cancelRequestedAt: timestamptz("cancel_requested_at"),
+    cancelReason: text(),
     createdAt: timestamptz("created_at").notNull().defaultNow(),
     updatedAt: timestamptz("updated_at").notNull().defaultNow(),
     startedAt: timestamptz("started_at"),
@@ -48,8 +56,8 @@ export const runs = pgTable(
   (t) => [
     check("runs_status_check", sql`${t.status} in ('queued', 'running', 'waiting', 'completed', 'failed', 'cancelled')`),
     uniqueIndex("runs_idempotency_key_idx").on(t.namespace, t.idempotencyKey).where(sql`${t.idempotencyKey} is not null`),
-    // The scheduler's two claim paths: queued runs that are due, and running runs whose lease lapsed.
-    index("runs_queued_idx").on(t.availableAt).where(sql`${t.status} = 'queued'`),
+    // The scheduler's two claim paths: queued or waiting runs that are due, and running runs whose lease lapsed.
+    index("runs_due_idx").on(t.availableAt).where(sql`${t.status} in ('queued', 'waiting')`),
     index("runs_lease_idx").on(t.leaseExpiresAt).where(sql`${t.status} = 'running'`),
     index("runs_list_idx").on(t.namespace, t.createdAt.desc(), t.id.desc()),
     index("runs_workflow_list_idx").on(t.namespace, t.workflowName, t.createdAt.desc(), t.id.desc()),
@@ -75,9 +83,70 @@ export const journalEntries = pgTable(
     attempt: integer().notNull().default(1),
     startedAt: timestamptz("started_at"),
     createdAt: timestamptz("created_at").notNull().defaultNow(),
+    fireAt: timestamptz("fire_at"),
+    timeoutAt: timestamptz("timeout_at"),
+    eventType: text(),
+    correlationId: text(),
+    lookbackFrom: timestamptz("lookback_from"),
+    /** event_received: the event consumed; matching skips events a run already consumed. */
+    eventId: uuid(),
   },
-  (t) => [primaryKey({ columns: [t.runId, t.sequence] })],
+  (t) => [
+    primaryKey({ columns: [t.runId, t.sequence] }),
+    index("journal_consumed_events_idx").on(t.runId, t.eventId).where(sql`${t.eventId} is not null`),
+  ],
+);
+
+/**
+ * Every event sent, kept for the retention period: a wait that starts later
+ * still finds it (buffering), and many runs may consume the same event (fan-out).
+ */
+export const events = pgTable(
+  "events",
+  {
+    id: uuid().primaryKey(),
+    /** Total order of arrival: "oldest matching event" is the lowest position. */
+    position: bigint({ mode: "number" }).generatedAlwaysAsIdentity(),
+    namespace: text().notNull().default("default"),
+    eventType: text().notNull(),
+    correlationId: text().notNull(),
+    payload: jsonb().$type<JsonValue>(),
+    /** Deliver only to this run. */
+    targetRunId: uuid(),
+    idempotencyKey: text(),
+    createdAt: timestamptz("created_at").notNull().defaultNow(),
+  },
+  (t) => [
+    index("events_key_idx").on(t.namespace, t.eventType, t.correlationId, t.position),
+    uniqueIndex("events_idempotency_key_idx").on(t.namespace, t.idempotencyKey).where(sql`${t.idempotencyKey} is not null`),
+    index("events_created_idx").on(t.createdAt),
+  ],
+);
+
+/**
+ * What each WAITING run is parked on, one row per pending wait, replaced at
+ * every suspension. SendEvent finds the runs to wake here by key.
+ */
+export const waits = pgTable(
+  "waits",
+  {
+    runId: uuid()
+      .notNull()
+      .references(() => runs.id, { onDelete: "cascade" }),
+    name: text().notNull(),
+    namespace: text().notNull().default("default"),
+    kind: text().$type<"timer" | "event">().notNull(),
+    eventType: text(),
+    correlationId: text(),
+    /** Timer fire time or event-wait timeout. */
+    deadline: timestamptz("deadline"),
+  },
+  (t) => [
+    primaryKey({ columns: [t.runId, t.name] }),
+    index("waits_event_key_idx").on(t.namespace, t.eventType, t.correlationId).where(sql`${t.kind} = 'event'`),
+  ],
 );
 
 export type RunRow = typeof runs.$inferSelect;
 export type JournalRow = typeof journalEntries.$inferSelect;
+export type EventRow = typeof events.$inferSelect;

@@ -1,20 +1,33 @@
 /**
- * An in-memory ActivationHost for engine tests: the journal is an array, so a
- * test can run an activation, "crash" it, and replay it against what was kept.
+ * An in-memory ActivationHost for engine tests: the journal and the event
+ * store are arrays, the clock is settable, so a test can run an activation,
+ * let it suspend or "crash", change the world, and replay against what was kept.
  */
 import type { ActivationHost } from "../../server/engine/activation.js";
-import type { JournalEntry, NewEntry } from "../../server/engine/journal.js";
-import type { WorkflowLogger } from "../../sdk/workflow.js";
+import type { EventWait, JournalEntry, MatchedEvent, NewEntry, PendingWait } from "../../server/engine/journal.js";
+import type { JsonValue, WorkflowLogger } from "../../sdk/workflow.js";
+
+export interface StoredEvent {
+  id: string;
+  eventType: string;
+  correlationId: string;
+  payload: JsonValue;
+  createdAt: Date;
+}
 
 export interface MemoryHost extends ActivationHost {
   readonly journal: JournalEntry[];
+  readonly events: StoredEvent[];
   readonly logs: string[];
   readonly controller: AbortController;
+  suspendedOn: PendingWait[] | undefined;
   /** Make the next append calls fail with this error. */
   failAppendsWith: Error | undefined;
+  /** The host clock; tests move it forward instead of waiting. */
+  clock: Date;
 }
 
-export function memoryHost(journal: JournalEntry[] = []): MemoryHost {
+export function memoryHost(journal: JournalEntry[] = [], events: StoredEvent[] = []): MemoryHost {
   const logs: string[] = [];
   const controller = new AbortController();
   const log =
@@ -25,16 +38,39 @@ export function memoryHost(journal: JournalEntry[] = []): MemoryHost {
   const logger: WorkflowLogger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
   const host: MemoryHost = {
     journal,
+    events,
     logs,
     controller,
     signal: controller.signal,
     logger,
+    suspendedOn: undefined,
     failAppendsWith: undefined,
-    now: () => new Date(),
+    clock: new Date(),
+    now: () => new Date(host.clock.getTime()),
     async append(entry: NewEntry) {
       await Promise.resolve();
       if (host.failAppendsWith) throw host.failAppendsWith;
-      journal.push({ ...entry, sequence: journal.length + 1, createdAt: new Date() });
+      journal.push({ ...entry, sequence: (journal.at(-1)?.sequence ?? 0) + 1, createdAt: new Date() });
+    },
+    async findEvent(waits: readonly EventWait[]): Promise<MatchedEvent | undefined> {
+      await Promise.resolve();
+      const consumed = new Set(journal.filter((e) => e.kind === "event_received").map((e) => e.eventId));
+      for (const wait of waits) {
+        const event = events.find(
+          (e) =>
+            e.eventType === wait.eventType &&
+            e.correlationId === wait.correlationId &&
+            !consumed.has(e.id) &&
+            (!wait.lookbackFrom || e.createdAt >= wait.lookbackFrom),
+        );
+        if (event) return { name: wait.name, eventId: event.id, payload: event.payload };
+      }
+      return undefined;
+    },
+    async suspend(waits: readonly PendingWait[]) {
+      await Promise.resolve();
+      host.suspendedOn = [...waits];
+      return true;
     },
   };
   return host;

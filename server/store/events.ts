@@ -1,0 +1,100 @@
+/**
+ * Events: stored on arrival, matched by waits later. Sending and suspending
+ * take the same transaction-scoped advisory lock on the event key, so an
+ * event sent while a run is about to park on its key is never missed: either
+ * the send sees the run's wait and wakes it, or the suspension sees the event
+ * and does not park.
+ */
+import { sql } from "drizzle-orm";
+import type { JsonValue } from "../../sdk/workflow.js";
+import type { EventWait, MatchedEvent } from "../engine/journal.js";
+import { type Db, queryRows } from "./database.js";
+
+export interface NewEvent {
+  id: string;
+  namespace: string;
+  eventType: string;
+  correlationId: string;
+  payload: JsonValue;
+  targetRunId?: string | undefined;
+  idempotencyKey?: string | undefined;
+}
+
+export interface SendResult {
+  eventId: string;
+  deduplicated: boolean;
+  /** Waiting runs this event woke. */
+  matchedRunIds: string[];
+}
+
+/** Serializes senders and sleepers of one event key for the rest of the transaction. */
+export async function lockEventKey(db: Db, namespace: string, eventType: string, correlationId: string): Promise<void> {
+  await db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`${namespace}\u0000${eventType}\u0000${correlationId}`}, 0))`);
+}
+
+/**
+ * Stores the event and wakes every run parked on its key (or only its
+ * target). Committed before SendEvent replies: an accepted event is never lost.
+ */
+export async function sendEvent(db: Db, event: NewEvent): Promise<SendResult> {
+  return db.transaction(async (tx) => {
+    await lockEventKey(tx, event.namespace, event.eventType, event.correlationId);
+    const inserted = await queryRows<{ id: string }>(
+      tx,
+      sql`insert into events (id, namespace, event_type, correlation_id, payload, target_run_id, idempotency_key)
+          values (${event.id}, ${event.namespace}, ${event.eventType}, ${event.correlationId},
+                  ${JSON.stringify(event.payload)}::jsonb, ${event.targetRunId ?? null}::uuid, ${event.idempotencyKey ?? null})
+          on conflict do nothing
+          returning id`,
+    );
+    if (inserted.length === 0) {
+      const [existing] = await queryRows<{ id: string }>(
+        tx,
+        sql`select id from events where namespace = ${event.namespace} and idempotency_key = ${event.idempotencyKey ?? null}`,
+      );
+      return { eventId: existing?.id ?? event.id, deduplicated: true, matchedRunIds: [] };
+    }
+    const woken = await queryRows<{ id: string }>(
+      tx,
+      sql`update runs set available_at = now(), updated_at = now()
+          where status = 'waiting'
+            and id in (select run_id from waits
+                       where namespace = ${event.namespace} and kind = 'event'
+                         and event_type = ${event.eventType} and correlation_id = ${event.correlationId}
+                         and (${event.targetRunId ?? null}::uuid is null or run_id = ${event.targetRunId ?? null}::uuid))
+          returning id`,
+    );
+    return { eventId: event.id, deduplicated: false, matchedRunIds: woken.map((r) => r.id) };
+  });
+}
+
+/**
+ * The oldest event matching one of `waits` (tried in order) that this run has
+ * not consumed yet, addressed to everyone or to this run, inside the wait's
+ * lookback window.
+ */
+export async function findEvent(db: Db, namespace: string, runId: string, waits: readonly EventWait[]): Promise<MatchedEvent | undefined> {
+  for (const wait of waits) {
+    const [row] = await queryRows<{ id: string; payload: JsonValue; has_payload: boolean }>(
+      db,
+      sql`select e.id, e.payload, e.payload is not null as has_payload from events e
+          where e.namespace = ${namespace} and e.event_type = ${wait.eventType} and e.correlation_id = ${wait.correlationId}
+            and (e.target_run_id is null or e.target_run_id = ${runId}::uuid)
+            and (${wait.lookbackFrom?.toISOString() ?? null}::timestamptz is null or e.created_at >= ${wait.lookbackFrom?.toISOString() ?? null}::timestamptz)
+            and not exists (select 1 from journal_entries j where j.run_id = ${runId}::uuid and j.event_id = e.id)
+          order by e.position
+          limit 1`,
+    );
+    if (row) return { name: wait.name, eventId: row.id, payload: row.has_payload ? row.payload : null };
+  }
+  return undefined;
+}
+
+/** Drops events past retention; returns how many. Consumed events stay referenced by id in journals only. */
+export async function deleteExpiredEvents(db: Db, retentionMs: number): Promise<number> {
+  const rows = await queryRows<{ id: string }>(
+    db,
+    sql`delete from events where created_at < now() - ${retentionMs} * interval '1 millisecond' returning id`,
+  );
+  return rows.length;
+}
