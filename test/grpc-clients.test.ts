@@ -135,6 +135,7 @@ test("grpc-js: ListWorkflows lists the example workflows", async () => {
     res.workflows.map((w) => [w.name, w.has_input_schema, w.input_schema_vendor]),
     [
       ["document_ingest", true, "zod"],
+      ["expense_approval", true, "zod"],
       ["order_fulfillment", true, "zod"],
     ],
   );

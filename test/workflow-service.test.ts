@@ -46,7 +46,7 @@ describe("running workflows", () => {
     const { workflows } = await client.listWorkflows({});
     assert.deepEqual(
       workflows.map((w) => w.name),
-      ["document_ingest", "duplicate_step", "echo", "failing", "order_fulfillment"],
+      ["document_ingest", "duplicate_step", "echo", "expense_approval", "failing", "order_fulfillment"],
     );
     const orderWorkflow = workflows.find((w) => w.name === "order_fulfillment");
     assert.match(orderWorkflow?.sourceFile ?? "", /workflows\/order-fulfillment\.ts$/);
@@ -200,6 +200,11 @@ describe("bad input gets the right code and an actionable message", () => {
 
   test("a protobuf Value that carries no JSON is INVALID_ARGUMENT, not INTERNAL", async () => {
     await rejects(client.createRun({ workflowName: "echo", input: create(ValueSchema, {}) }), Code.InvalidArgument, /input is not a JSON value/);
+  });
+
+  test("NUL characters, which PostgreSQL text cannot hold, are INVALID_ARGUMENT", async () => {
+    await rejects(client.createRun({ workflowName: "echo", input: valueFromJson({ value: "a\u0000b" }) }), Code.InvalidArgument, /cannot contain NUL/);
+    await rejects(client.createRun({ workflowName: "echo", idempotencyKey: "k\u0000" }), Code.InvalidArgument, /cannot contain NUL/);
   });
 
   test("oversized input names the limit and its setting", async () => {

@@ -31,6 +31,9 @@ export function toConnectError(error: unknown, logger: Logger, procedure: string
   if (sqlState === "40001" || sqlState === "40P01") {
     return new ConnectError("the database asked to retry a conflicting transaction; retry the call", Code.Aborted);
   }
+  if (sqlState === "22P05" || sqlState === "22021") {
+    return new ConnectError("text and JSON values cannot contain NUL (\\u0000) characters", Code.InvalidArgument);
+  }
   if (sqlState?.startsWith("08") || sqlState === "57P01") {
     return new ConnectError("the database is unavailable; retry the call", Code.Unavailable);
   }

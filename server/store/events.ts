@@ -29,7 +29,7 @@ export interface SendResult {
 
 /** Serializes senders and sleepers of one event key for the rest of the transaction. */
 export async function lockEventKey(db: Db, namespace: string, eventType: string, correlationId: string): Promise<void> {
-  await db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`${namespace}\u0000${eventType}\u0000${correlationId}`}, 0))`);
+  await db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${JSON.stringify([namespace, eventType, correlationId])}, 0))`);
 }
 
 /**
