@@ -8,7 +8,7 @@ import { EntryKind, RunStatus, WaitKind } from "../sdk/gen/cairn/v1/types_pb.js"
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { CairnServer } from "../server/app.js";
 import { valueFromJson, valueToJson } from "../server/rpc/convert.js";
-import { observed } from "./fixtures/wait-workflows/waits.js";
+import { attemptsSeen, observed } from "./fixtures/wait-workflows/waits.js";
 import { startTestServer, waitForEnd, type WorkflowClient } from "./support/in-process-server.js";
 import { createTestDatabase } from "./support/postgres.js";
 
@@ -221,6 +221,33 @@ describe("events", () => {
       client.sendEvent({ eventType: "t", correlationId: "k", runId: "00000000-0000-4000-8000-000000000000" }),
       Code.NotFound,
       /names no run/,
+    );
+  });
+});
+
+describe("step retries", () => {
+  test("a server restart during a 5 s backoff still retries on time; every attempt is in the history", async () => {
+    const runId = await create("flaky", { failures: 1, backoff: "5s" });
+    const waiting = await waitForStatus(runId, RunStatus.WAITING);
+    assert.equal(waiting.waitingOn?.target.case, "retry");
+    const retryAt = waiting.waitingOn?.target.case === "retry" ? timestampDate(waiting.waitingOn.target.value.retryAt ?? { seconds: 0n, nanos: 0 }).getTime() : 0;
+    assert.equal((await client.listRuns({ waitingFor: WaitKind.RETRY })).runs.some((r) => r.runId === runId), true);
+
+    await restart();
+    const finished = await waitForEnd(client, runId, 15_000);
+    assert.deepEqual(output(finished), { attempt: 2 });
+    const attempts = attemptsSeen.get(runId) ?? [];
+    assert.equal(attempts.length, 2);
+    assert.ok((attempts[1] ?? 0) >= retryAt, "the retry did not run early");
+    assert.ok((attempts[1] ?? 0) - retryAt < 2000, "the retry ran on time after the restart");
+    const { entries } = await client.getRunHistory({ runId });
+    assert.deepEqual(
+      entries.map((e) => [EntryKind[e.kind], e.attempt, e.error?.message ?? ""]),
+      [
+        ["STEP_ATTEMPT_FAILED", 1, "partner unavailable (attempt 1)"],
+        ["STEP_COMPLETED", 2, ""],
+        ["RUN_COMPLETED", 1, ""],
+      ],
     );
   });
 });

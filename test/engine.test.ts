@@ -6,7 +6,7 @@ import { Activation, type Handler } from "../server/engine/activation.js";
 import { LeaseLostError } from "../server/engine/errors.js";
 import type { JournalEntry } from "../server/engine/journal.js";
 import { sameJson, toJsonValue } from "../server/engine/json.js";
-import type { WorkflowContext } from "../sdk/workflow.js";
+import { NonRetryableError, type WorkflowContext } from "../sdk/workflow.js";
 import { type MemoryHost, memoryHost } from "./support/memory-host.js";
 
 const identity = { runId: "run-1", workflowName: "wf", input: { n: 2 }, createdAt: new Date(Date.now() - 60_000) };
@@ -374,5 +374,100 @@ describe("durable waits", () => {
     const outcome = await activate(host, async (_i, ctx) => ctx.sleep("nap", "1h"));
     assert.equal(outcome.kind, "failed");
     assert.match(outcome.kind === "failed" ? outcome.failure.message : "", /records "old" \(step_completed\) next/);
+  });
+});
+
+describe("step retries and timeouts", () => {
+  const activate = (host: MemoryHost, handler: (input: { n: number }, ctx: WorkflowContext) => unknown) =>
+    new Activation(identity, [...host.journal], host).execute(handler as Handler);
+
+  test("a step failing twice then succeeding completes with every attempt recorded", async () => {
+    const host = memoryHost();
+    let calls = 0;
+    const outcome = await activate(host, async (_i, ctx) =>
+      ctx.step(
+        "flaky",
+        ({ attempt }) => {
+          calls++;
+          if (attempt < 3) throw new Error(`flake ${attempt}`);
+          return { attempt };
+        },
+        { retry: { maxAttempts: 5, initialInterval: 0 } },
+      ),
+    );
+    assert.deepEqual(outcome, { kind: "completed", output: { attempt: 3 } });
+    assert.equal(calls, 3);
+    assert.deepEqual(
+      host.journal.map((e) => [e.kind, e.attempt, e.error?.message]),
+      [["step_attempt_failed", 1, "flake 1"], ["step_attempt_failed", 2, "flake 2"], ["step_completed", 3, undefined]],
+    );
+  });
+
+  test("a non-retryable error fails at once; exhausted attempts fail with the last error", async () => {
+    const nonRetryable = memoryHost();
+    const first = await activate(nonRetryable, async (_i, ctx) =>
+      ctx.step("charge", () => Promise.reject(new NonRetryableError("card stolen")), { retry: { maxAttempts: 5, initialInterval: 0 } }),
+    );
+    assert.equal(first.kind === "failed" && first.failure.message, "card stolen");
+    assert.deepEqual(nonRetryable.journal.map((e) => e.kind), ["step_failed"]);
+
+    const byName = memoryHost();
+    const second = await activate(byName, async (_i, ctx) =>
+      ctx.step("charge", () => {
+        const error = new Error("declined");
+        error.name = "CardDeclined";
+        throw error;
+      }, { retry: { maxAttempts: 5, initialInterval: 0, nonRetryableErrors: ["CardDeclined"] } }),
+    );
+    assert.equal(second.kind, "failed");
+    assert.equal(byName.journal.length, 1);
+
+    const exhausted = memoryHost();
+    const third = await activate(exhausted, async (_i, ctx) =>
+      ctx.step("always", ({ attempt }) => Promise.reject(new Error(`no ${attempt}`)), { retry: { maxAttempts: 2, initialInterval: 0 } }),
+    );
+    assert.equal(third.kind === "failed" && third.failure.message, "no 2");
+    assert.deepEqual(exhausted.journal.map((e) => e.kind), ["step_attempt_failed", "step_failed"]);
+  });
+
+  test("a backoff is durable: the run suspends on it and the next attempt runs once it has passed", async () => {
+    const host = memoryHost();
+    const attempts: number[] = [];
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) =>
+      ctx.step("sync", ({ attempt }) => {
+        attempts.push(attempt);
+        if (attempt === 1) throw new Error("down");
+        return "synced";
+      }, { retry: { initialInterval: "10m", maxInterval: "1h" } });
+    const first = await activate(host, workflow);
+    assert.equal(first.kind, "suspended");
+    assert.deepEqual(first.kind === "suspended" && first.waits.map((w) => [w.kind, w.name]), [["retry", "sync"]]);
+    assert.equal(host.journal[0]?.fireAt?.getTime(), host.clock.getTime() + 600_000);
+    host.clock = new Date(host.clock.getTime() + 599_999);
+    assert.equal((await activate(host, workflow)).kind, "suspended");
+    assert.deepEqual(attempts, [1]);
+    host.clock = new Date(host.clock.getTime() + 1);
+    assert.deepEqual(await activate(host, workflow), { kind: "completed", output: "synced" });
+    assert.deepEqual(attempts, [1, 2]);
+  });
+
+  test("a step timeout aborts the attempt's signal and fails the attempt even if the function ignores it", async () => {
+    const host = memoryHost();
+    let aborted: unknown;
+    const outcome = await activate(host, async (_i, ctx) =>
+      ctx.step("slow", ({ signal }) => {
+        signal.addEventListener("abort", () => (aborted = signal.reason));
+        return new Promise(() => undefined);
+      }, { timeout: "50ms" }),
+    );
+    assert.equal(outcome.kind, "failed");
+    assert.equal(outcome.kind === "failed" && outcome.failure.name, "StepTimeoutError");
+    assert.match(outcome.kind === "failed" ? outcome.failure.message : "", /step "slow" attempt 1 timed out after 50 ms/);
+    assert.ok(aborted instanceof Error);
+  });
+
+  test("invalid retry options fail the run naming the step", async () => {
+    const outcome = await activate(memoryHost(), async (_i, ctx) => ctx.step("x", () => 1, { retry: { maxAttempts: 0 } }));
+    assert.match(outcome.kind === "failed" ? outcome.failure.message : "", /ctx\.step\("x"\): retry\.maxAttempts must be an integer of at least 1/);
   });
 });

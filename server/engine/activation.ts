@@ -37,6 +37,7 @@ import {
   operationTypeOf,
   type PendingWait,
 } from "./journal.js";
+import { type ResolvedRetryPolicy, resolveRetryPolicy, retryDelayMs } from "./retry.js";
 import { failureToError, type FailureInfo, normalizeJson, toFailureInfo, toJsonValue } from "./json.js";
 
 export type ActivationOutcome =
@@ -79,8 +80,18 @@ interface Operation {
   settled: boolean;
   resolve(value: unknown): void;
   reject(error: unknown): void;
-  /** Timers and event waits that have not resolved. */
+  /** Timers, event waits and retry backoffs that have not resolved. */
   wait?: PendingWait;
+  /** A step waiting out a retry backoff: starts its next attempt. */
+  retry?: () => void;
+}
+
+interface LiveStep {
+  operation: Operation;
+  fn: (step: StepContext) => unknown;
+  policy: ResolvedRetryPolicy;
+  timeoutMs: number | undefined;
+  startedAt: Date;
 }
 
 export class Activation {
@@ -183,6 +194,7 @@ export class Activation {
         continue;
       }
       const waits = this.pendingWaits();
+      if (this.startDueRetry(waits)) continue;
       if (waits.length === 0) {
         // Blocked on something that is not durable (a raw promise outside ctx): wait for it to move.
         await this.nextChange();
@@ -261,6 +273,19 @@ export class Activation {
       }
     }
     return undefined;
+  }
+
+  /** A step whose backoff has passed runs its next attempt now (nothing is journaled for the wake-up itself). */
+  private startDueRetry(waits: readonly PendingWait[]): boolean {
+    const now = this.host.now().getTime();
+    const due = waits.find((w) => w.kind === "retry" && w.fireAt.getTime() <= now);
+    const operation = due && this.operations.get(due.name);
+    const retry = operation?.retry;
+    if (!operation || !retry) return false;
+    delete operation.wait;
+    delete operation.retry;
+    retry();
+    return true;
   }
 
   private pendingWaits(): PendingWait[] {
@@ -420,41 +445,83 @@ export class Activation {
   private step<T>(name: string, fn: (step: StepContext) => T | Promise<T>, options?: StepOptions): Promise<T> {
     const { operation, promise, recorded } = this.register<T>(name, "step");
     if (recorded.some((e) => e.kind === "step_completed" || e.kind === "step_failed")) return promise;
-    if (options?.retry || options?.timeout) {
-      // Retries and per-attempt timeouts arrive with the composition work; refusing beats silently ignoring them.
-      return rejected(
-        this.fail(new UnsupportedOperationError(`step "${name}": retry and timeout options are not supported by this server version yet`), false),
-      );
+    let policy: ResolvedRetryPolicy;
+    let timeoutMs: number | undefined;
+    try {
+      policy = resolveRetryPolicy(options?.retry);
+      timeoutMs = options?.timeout === undefined ? undefined : parseDuration(options.timeout);
+    } catch (error) {
+      return rejected(this.invalid(name, "step", error));
     }
-    const startedAt = this.host.now();
-    const attempt = 1;
+    const failures = recorded.filter((e) => e.kind === "step_attempt_failed");
+    const attempt = failures.length + 1;
+    const startedAt = recorded[0]?.startedAt ?? this.host.now();
+    const live = { operation, fn: fn as (step: StepContext) => unknown, policy, timeoutMs, startedAt };
+    const retryAt = failures.at(-1)?.fireAt;
+    if (retryAt && retryAt.getTime() > this.host.now().getTime()) this.awaitRetry(live, attempt, retryAt);
+    else this.runAttempt(live, attempt);
+    return promise;
+  }
+
+  /** Parks a step until its backoff passes; the run may suspend meanwhile (the backoff is durable). */
+  private awaitRetry(live: LiveStep, attempt: number, retryAt: Date): void {
+    live.operation.wait = { kind: "retry", name: live.operation.name, fireAt: retryAt, nextAttempt: attempt };
+    live.operation.retry = () => this.runAttempt(live, attempt);
+  }
+
+  private runAttempt(live: LiveStep, attempt: number): void {
+    const { operation, policy, startedAt } = live;
+    const name = operation.name;
     this.inFlight++;
-    void this.runStep(name, fn, { idempotencyKey: `${this.run.runId}:${name}`, attempt, signal: this.host.signal })
+    void this.runStep(name, live.fn, attempt, live.timeoutMs)
       .then((settled) => {
-        const entry: NewEntry =
-          "failure" in settled
-            ? { kind: "step_failed", name, error: settled.failure, attempt, startedAt }
-            : { kind: "step_completed", name, attempt, startedAt, ...(settled.value === undefined ? {} : { result: settled.value }) };
-        this.startWrite(entry, operation);
+        if ("value" in settled) {
+          this.startWrite({ kind: "step_completed", name, attempt, startedAt, ...(settled.value === undefined ? {} : { result: settled.value }) }, operation);
+          return;
+        }
+        const delayMs = retryDelayMs(policy, attempt, settled.failure);
+        if (delayMs === undefined) {
+          this.startWrite({ kind: "step_failed", name, error: settled.failure, attempt, startedAt }, operation);
+          return;
+        }
+        const retryAt = new Date(this.host.now().getTime() + delayMs);
+        this.startWrite({ kind: "step_attempt_failed", name, error: settled.failure, attempt, startedAt, fireAt: retryAt }, operation);
+        this.awaitRetry(live, attempt + 1, retryAt);
       })
       .finally(() => {
         this.inFlight--;
         this.poke();
       });
-    return promise;
   }
 
+  /** One attempt of a step's function; a timeout aborts its signal and fails the attempt whatever the function does. */
   private async runStep(
     name: string,
     fn: (step: StepContext) => unknown,
-    stepContext: StepContext,
+    attempt: number,
+    timeoutMs: number | undefined,
   ): Promise<{ value: JsonValue | undefined } | { failure: FailureInfo }> {
+    const timeout = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      if (timeoutMs === undefined) return;
+      timer = setTimeout(() => {
+        const error = new Error(`step "${name}" attempt ${attempt} timed out after ${timeoutMs} ms`);
+        error.name = "StepTimeoutError";
+        timeout.abort(error);
+        reject(error);
+      }, timeoutMs);
+    });
+    timedOut.catch(() => undefined);
+    const signal = timeoutMs === undefined ? this.host.signal : AbortSignal.any([this.host.signal, timeout.signal]);
     try {
-      const value = await fn(stepContext);
+      const value = await Promise.race([fn({ idempotencyKey: `${this.run.runId}:${name}`, attempt, signal }), timedOut]);
       if (value === undefined) return { value: undefined };
       return { value: normalizeJson(toJsonValue(value, `step "${name}" result`)) };
     } catch (error) {
       return { failure: toFailureInfo(error) };
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -75,6 +75,8 @@ export function operationTypeOf(kind: EntryKind): OperationType | undefined {
 /** A wait the run is parked on, as the store needs it to wake the run. */
 export type PendingWait =
   | { kind: "timer"; name: string; fireAt: Date }
+  /** A failed step's next attempt, due at `fireAt`. */
+  | { kind: "retry"; name: string; fireAt: Date; nextAttempt: number }
   | {
       kind: "event";
       name: string;
@@ -98,7 +100,7 @@ export interface MatchedEvent {
 export function nextDeadline(waits: readonly PendingWait[]): Date | undefined {
   let earliest: Date | undefined;
   for (const wait of waits) {
-    const at = wait.kind === "timer" ? wait.fireAt : wait.timeoutAt;
+    const at = wait.kind === "event" ? wait.timeoutAt : wait.fireAt;
     if (at && (!earliest || at < earliest)) earliest = at;
   }
   return earliest;

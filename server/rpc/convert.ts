@@ -10,6 +10,7 @@ import {
   HistoryEntrySchema,
   type Run,
   RunSchema,
+  RetryWaitSchema,
   RunStatus,
   TimerWaitSchema,
   type WaitingOn as WaitingOnMessage,
@@ -101,6 +102,15 @@ export function runToProto(row: RunRow): Run {
 }
 
 function waitingOnToProto(waiting: WaitingOn): WaitingOnMessage {
+  if (waiting.kind === "retry") {
+    return create(WaitingOnSchema, {
+      name: waiting.name,
+      target: {
+        case: "retry",
+        value: create(RetryWaitSchema, { stepName: waiting.name, nextAttempt: waiting.nextAttempt, retryAt: timestampFromDate(new Date(waiting.retryAt)) }),
+      },
+    });
+  }
   if (waiting.kind === "timer") {
     return create(WaitingOnSchema, {
       name: waiting.name,

@@ -52,7 +52,7 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 const maxIdempotencyKeyLength = 256;
 const maxKeyLength = 512;
 
-function waitKindFromProto(kind: WaitKind): "timer" | "event" | undefined {
+function waitKindFromProto(kind: WaitKind): "timer" | "event" | "retry" | undefined {
   switch (kind) {
     case WaitKind.UNSPECIFIED:
       return undefined;
@@ -60,8 +60,10 @@ function waitKindFromProto(kind: WaitKind): "timer" | "event" | undefined {
       return "timer";
     case WaitKind.EVENT:
       return "event";
+    case WaitKind.RETRY:
+      return "retry";
     default:
-      // Children, agents and retries cannot be waited on yet, so nothing waits on them.
+      // Children and agents cannot be waited on yet, so nothing waits on them.
       throw new InvalidInputError(`waiting_for ${WaitKind[kind] ?? kind} is not supported by this server version yet`);
   }
 }

@@ -96,7 +96,7 @@ export interface RunFilter {
   createdAfter?: Date | undefined;
   createdBefore?: Date | undefined;
   /** Only runs parked on a wait of this kind and/or event key. */
-  waitingFor?: "timer" | "event" | undefined;
+  waitingFor?: "timer" | "event" | "retry" | undefined;
   waitingEventType?: string | undefined;
   waitingCorrelationId?: string | undefined;
 }
@@ -274,17 +274,7 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
   const eventWaits = pending.filter((w): w is EventWait => w.kind === "event");
   const deadline = nextDeadline(pending);
   const first = pending[0];
-  const waitingOn: WaitingOn | null = !first
-    ? null
-    : first.kind === "timer"
-      ? { kind: "timer", name: first.name, fireAt: first.fireAt.toISOString() }
-      : {
-          kind: "event",
-          name: first.name,
-          eventType: first.eventType,
-          correlationId: first.correlationId,
-          ...(first.timeoutAt ? { timeoutAt: first.timeoutAt.toISOString() } : {}),
-        };
+  const waitingOn = first ? describeWait(first) : null;
   return db.transaction(async (tx) => {
     const keys = [...new Set(eventWaits.map((w) => JSON.stringify([w.eventType, w.correlationId])))].sort();
     for (const key of keys) {
@@ -315,12 +305,29 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
           kind: w.kind,
           eventType: w.kind === "event" ? w.eventType : null,
           correlationId: w.kind === "event" ? w.correlationId : null,
-          deadline: w.kind === "timer" ? w.fireAt : (w.timeoutAt ?? null),
+          deadline: w.kind === "event" ? (w.timeoutAt ?? null) : w.fireAt,
         })),
       );
     }
     return true;
   });
+}
+
+function describeWait(wait: PendingWait): WaitingOn {
+  switch (wait.kind) {
+    case "timer":
+      return { kind: "timer", name: wait.name, fireAt: wait.fireAt.toISOString() };
+    case "retry":
+      return { kind: "retry", name: wait.name, retryAt: wait.fireAt.toISOString(), nextAttempt: wait.nextAttempt };
+    case "event":
+      return {
+        kind: "event",
+        name: wait.name,
+        eventType: wait.eventType,
+        correlationId: wait.correlationId,
+        ...(wait.timeoutAt ? { timeoutAt: wait.timeoutAt.toISOString() } : {}),
+      };
+  }
 }
 
 export type CancelResult =

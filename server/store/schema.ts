@@ -13,7 +13,8 @@ import type { JsonValue } from "../../sdk/workflow.js";
 /** A run's first pending wait, as GetRun shows it. */
 export type WaitingOn =
   | { kind: "timer"; name: string; fireAt: string }
-  | { kind: "event"; name: string; eventType: string; correlationId: string; timeoutAt?: string };
+  | { kind: "event"; name: string; eventType: string; correlationId: string; timeoutAt?: string }
+  | { kind: "retry"; name: string; retryAt: string; nextAttempt: number };
 
 export const runStatuses = ["queued", "running", "waiting", "completed", "failed", "cancelled"] as const;
 export type RunStatus = (typeof runStatuses)[number];
@@ -135,7 +136,7 @@ export const waits = pgTable(
       .references(() => runs.id, { onDelete: "cascade" }),
     name: text().notNull(),
     namespace: text().notNull().default("default"),
-    kind: text().$type<"timer" | "event">().notNull(),
+    kind: text().$type<"timer" | "event" | "retry">().notNull(),
     eventType: text(),
     correlationId: text(),
     /** Timer fire time or event-wait timeout. */
