@@ -126,3 +126,18 @@ export function defineWorkflow<I, O>(definition: {
 export class NonRetryableError extends Error {
   override readonly name: string = "NonRetryableError";
 }
+
+/** What `ctx.waitForWorkflow` / `ctx.runWorkflow` throw when the child run failed or was cancelled. */
+export class ChildWorkflowFailedError extends Error {
+  override readonly name: string = "ChildWorkflowFailedError";
+  constructor(
+    readonly childRunId: string,
+    readonly workflowName: string,
+    /** "failed" or "cancelled". */
+    readonly status: string,
+    /** The child's own error. */
+    readonly failure: { name: string; message: string },
+  ) {
+    super(`child run ${childRunId} (${workflowName}) ${status}: ${failure.name}: ${failure.message}`);
+  }
+}

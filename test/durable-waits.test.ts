@@ -230,7 +230,9 @@ describe("step retries", () => {
     const runId = await create("flaky", { failures: 1, backoff: "5s" });
     const waiting = await waitForStatus(runId, RunStatus.WAITING);
     assert.equal(waiting.waitingOn?.target.case, "retry");
-    const retryAt = waiting.waitingOn?.target.case === "retry" ? timestampDate(waiting.waitingOn.target.value.retryAt ?? { seconds: 0n, nanos: 0 }).getTime() : 0;
+    const retryStamp = waiting.waitingOn?.target.case === "retry" ? waiting.waitingOn.target.value.retryAt : undefined;
+    assert.ok(retryStamp);
+    const retryAt = timestampDate(retryStamp).getTime();
     assert.equal((await client.listRuns({ waitingFor: WaitKind.RETRY })).runs.some((r) => r.runId === runId), true);
 
     await restart();

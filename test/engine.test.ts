@@ -2,11 +2,11 @@
 // JSON discipline and host failures, against an in-memory journal.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { Activation, type Handler } from "../server/engine/activation.js";
+import { Activation, childRunId, type Handler } from "../server/engine/activation.js";
 import { LeaseLostError } from "../server/engine/errors.js";
 import type { JournalEntry } from "../server/engine/journal.js";
 import { sameJson, toJsonValue } from "../server/engine/json.js";
-import { NonRetryableError, type WorkflowContext } from "../sdk/workflow.js";
+import { ChildWorkflowFailedError, NonRetryableError, type WorkflowContext } from "../sdk/workflow.js";
 import { type MemoryHost, memoryHost } from "./support/memory-host.js";
 
 const identity = { runId: "run-1", workflowName: "wf", input: { n: 2 }, createdAt: new Date(Date.now() - 60_000) };
@@ -233,9 +233,9 @@ describe("host failures", () => {
   });
 
   test("unsupported primitives fail the run with a clear message instead of pretending", async () => {
-    const result = await run(async (_i, ctx) => ctx.startWorkflow("child", "other", {})).outcome;
+    const result = await run(async (_i, ctx) => ctx.startAgent("summarize", { text: "hi" })).outcome;
     assert.equal(result.kind, "failed");
-    assert.match(result.kind === "failed" ? result.failure.message : "", /ctx\.startWorkflow is not supported/);
+    assert.match(result.kind === "failed" ? result.failure.message : "", /ctx\.startAgent is not supported/);
   });
 });
 
@@ -469,5 +469,67 @@ describe("step retries and timeouts", () => {
   test("invalid retry options fail the run naming the step", async () => {
     const outcome = await activate(memoryHost(), async (_i, ctx) => ctx.step("x", () => 1, { retry: { maxAttempts: 0 } }));
     assert.match(outcome.kind === "failed" ? outcome.failure.message : "", /ctx\.step\("x"\): retry\.maxAttempts must be an integer of at least 1/);
+  });
+});
+
+describe("child workflows", () => {
+  const activate = (host: MemoryHost, handler: (input: { n: number }, ctx: WorkflowContext) => unknown) =>
+    new Activation(identity, [...host.journal], host).execute(handler as Handler);
+
+  test("a child is created exactly once even if the parent crashes before journaling it", async () => {
+    const host = memoryHost();
+    host.failAppendsWith = new LeaseLostError("run-1");
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) => ctx.startWorkflow("kid", "child_wf", { x: 1 });
+    assert.equal((await activate(host, workflow)).kind, "aborted");
+    assert.equal(host.children.size, 1, "the child exists though the parent never journaled it");
+    host.failAppendsWith = undefined;
+    const outcome = await activate(host, workflow);
+    assert.equal(outcome.kind, "completed");
+    assert.equal(host.childRequests.length, 2, "the replay asked again...");
+    assert.equal(host.children.size, 1, "...and found the same child");
+    assert.equal(outcome.kind === "completed" && outcome.output, [...host.children.keys()][0]);
+    assert.equal(childRunId("run-1", "kid"), [...host.children.keys()][0]);
+    assert.notEqual(childRunId("run-1", "kid"), childRunId("run-2", "kid"));
+  });
+
+  test("runWorkflow waits for the child and returns its output", async () => {
+    const host = memoryHost();
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) => ctx.runWorkflow("kid", "child_wf", { x: 1 });
+    const first = await activate(host, workflow);
+    assert.equal(first.kind, "suspended");
+    const id = childRunId("run-1", "kid");
+    assert.deepEqual(first.kind === "suspended" && first.waits, [{ kind: "child", name: "kid/result", childRunId: id }]);
+    host.childOutcomes.set(id, { childRunId: id, workflowName: "child_wf", status: "completed", output: { done: true } });
+    assert.deepEqual(await activate(host, workflow), { kind: "completed", output: { done: true } });
+  });
+
+  test("a failed child surfaces as a catchable ChildWorkflowFailedError, live and on replay", async () => {
+    const host = memoryHost();
+    const id = childRunId("run-1", "kid");
+    host.childOutcomes.set(id, { childRunId: id, workflowName: "child_wf", status: "failed", error: { name: "TypeError", message: "boom" } });
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) => {
+      try {
+        await ctx.runWorkflow("kid", "child_wf", {});
+        return "no error";
+      } catch (error) {
+        assert.ok(error instanceof ChildWorkflowFailedError);
+        return { childRunId: error.childRunId, status: error.status, failure: error.failure };
+      }
+    };
+    const expected = { kind: "completed", output: { childRunId: id, status: "failed", failure: { name: "TypeError", message: "boom" } } };
+    assert.deepEqual(await activate(host, workflow), expected);
+    host.journal.pop();
+    assert.deepEqual(await activate(host, workflow), expected);
+  });
+
+  test("a child of an unknown workflow fails the parent's operation with the host's error", async () => {
+    const outcome = await activate(memoryHost(), async (_i, ctx) => {
+      try {
+        await ctx.startWorkflow("kid", "missing", {});
+      } catch (error) {
+        return (error as Error).message;
+      }
+    });
+    assert.deepEqual(outcome, { kind: "completed", output: 'unknown workflow "missing"' });
   });
 });

@@ -21,14 +21,20 @@ import type {
   JsonObject,
   JsonValue,
   StepContext,
+  StartWorkflowOptions,
   StepOptions,
   WaitForEventOptions,
   WorkflowContext,
   WorkflowLogger,
 } from "../../sdk/workflow.js";
+import { ChildWorkflowFailedError } from "../../sdk/workflow.js";
+import { createHash } from "node:crypto";
 import { parseDuration, parseInstant } from "./duration.js";
 import { DeterminismError, UnsupportedOperationError } from "./errors.js";
 import {
+  type ChildOutcome,
+  type ChildRequest,
+  type ChildWait,
   type EventWait,
   type JournalEntry,
   type MatchedEvent,
@@ -53,6 +59,10 @@ export interface ActivationHost {
   append(entry: NewEntry): Promise<void>;
   /** The oldest unconsumed event matching one of these waits (tried in order), if any. */
   findEvent(waits: readonly EventWait[]): Promise<MatchedEvent | undefined>;
+  /** Creates the child run if it does not exist yet (idempotent); throws for an unknown workflow or invalid input. */
+  startChild(request: ChildRequest): Promise<void>;
+  /** The first of these children that has ended, if any. */
+  findChildOutcome(waits: readonly ChildWait[]): Promise<ChildOutcome | undefined>;
   /**
    * Parks the run on `waits`. Resolves false when an event arrived in the
    * meantime, so the activation should look again instead of sleeping.
@@ -255,6 +265,26 @@ export class Activation {
         };
       }
     }
+    const children = waits.filter((w): w is ChildWait => w.kind === "child");
+    if (children.length > 0) {
+      let outcome: ChildOutcome | undefined;
+      try {
+        outcome = await this.host.findChildOutcome(children);
+      } catch (error) {
+        this.fail(error, true);
+        return undefined;
+      }
+      if (outcome) {
+        const wait = children.find((w) => w.childRunId === outcome.childRunId) as ChildWait;
+        if (outcome.status === "completed") {
+          return { kind: "child_completed", name: wait.name, result: outcome.output ?? null, targetRunId: outcome.childRunId, attempt: 1, startedAt };
+        }
+        const failure = outcome.error ?? { name: "Error", message: outcome.status };
+        const error = new ChildWorkflowFailedError(outcome.childRunId, outcome.workflowName, outcome.status, { name: failure.name, message: failure.message });
+        const details = { childRunId: outcome.childRunId, workflowName: outcome.workflowName, status: outcome.status, failure: { name: failure.name, message: failure.message } };
+        return { kind: "child_failed", name: wait.name, error: { ...toFailureInfo(error), details }, targetRunId: outcome.childRunId, attempt: 1, startedAt };
+      }
+    }
     const now = this.host.now().getTime();
     for (const wait of waits) {
       if (wait.kind === "timer" && wait.fireAt.getTime() <= now) {
@@ -308,6 +338,14 @@ export class Activation {
         return this.settle(operation, () => operation.resolve(entry.result ?? null));
       case "event_wait_timed_out":
         return this.settle(operation, () => operation.resolve(null));
+      case "child_started":
+        return this.settle(operation, () =>
+          entry.error ? operation.reject(failureToError(entry.error)) : operation.resolve(entry.targetRunId),
+        );
+      case "child_completed":
+        return this.settle(operation, () => operation.resolve(entry.result ?? null));
+      case "child_failed":
+        return this.settle(operation, () => operation.reject(failureToError(entry.error ?? { name: "Error", message: "child failed" })));
       default:
         // Start markers (timer_started, event_wait_started) and attempt records resolve nothing.
         return;
@@ -372,9 +410,11 @@ export class Activation {
       sleepUntil: (name, when) => this.sleep(name, () => parseInstant(when)),
       waitForEvent: <T>(name: string, eventType: string, correlationId: string, options?: WaitForEventOptions) =>
         this.waitForEvent(name, eventType, correlationId, options) as Promise<T | null>,
-      startWorkflow: unsupported("startWorkflow") as (n: string, w: string, i?: JsonObject) => Promise<string>,
-      waitForWorkflow: unsupported("waitForWorkflow") as <T>(n: string, r: string) => Promise<T>,
-      runWorkflow: unsupported("runWorkflow") as <T>(n: string, w: string, i?: JsonObject) => Promise<T>,
+      startWorkflow: (name, workflowName, input, options) => this.startWorkflow(name, workflowName, input, options),
+      waitForWorkflow: <T>(name: string, runId: string) => this.waitForWorkflow(name, runId) as Promise<T>,
+      // Two operations: `name` starts the child, `name/result` waits for it.
+      runWorkflow: async <T>(name: string, workflowName: string, input?: JsonObject, options?: StartWorkflowOptions) =>
+        this.waitForWorkflow(`${name}/result`, await this.startWorkflow(name, workflowName, input, options)) as Promise<T>,
       startAgent: unsupported("startAgent") as (n: string, r: AgentRequest) => Promise<string>,
       runAgent: unsupported("runAgent") as <T>(n: string, r: AgentRequest) => Promise<T>,
     };
@@ -525,6 +565,43 @@ export class Activation {
     }
   }
 
+  private startWorkflow(name: string, workflowName: string, input: JsonObject = {}, options: StartWorkflowOptions = {}): Promise<string> {
+    const { operation, promise, recorded } = this.register<string>(name, "child");
+    if (recorded.length > 0) return promise;
+    let request: ChildRequest;
+    try {
+      if (typeof workflowName !== "string" || workflowName.length === 0) throw new Error("workflowName must be a non-empty string");
+      const json = normalizeJson(toJsonValue(input, "the child's input"));
+      if (typeof json !== "object" || json === null || Array.isArray(json)) throw new Error("the child's input must be a JSON object");
+      request = { name, childRunId: childRunId(this.run.runId, name), workflowName, input: json, detached: options.detached === true };
+    } catch (error) {
+      return rejected(this.invalid(name, "startWorkflow", error));
+    }
+    const startedAt = this.host.now();
+    this.inFlight++;
+    // If the process dies between creating the child and journaling it, the replay derives the same id and finds it.
+    this.host
+      .startChild(request)
+      .then(
+        () => ({ kind: "child_started" as const, name, targetRunId: request.childRunId, attempt: 1, startedAt }),
+        (error: unknown) => ({ kind: "child_started" as const, name, error: toFailureInfo(error), attempt: 1, startedAt }),
+      )
+      .then((entry) => this.startWrite(entry, operation))
+      .finally(() => {
+        this.inFlight--;
+        this.poke();
+      });
+    return promise;
+  }
+
+  private waitForWorkflow(name: string, runId: string): Promise<unknown> {
+    const { operation, promise, recorded } = this.register<unknown>(name, "child_wait");
+    if (recorded.length > 0) return promise;
+    if (typeof runId !== "string" || runId.length === 0) return rejected(this.invalid(name, "waitForWorkflow", new Error("runId must be a run id")));
+    operation.wait = { kind: "child", name, childRunId: runId };
+    return promise;
+  }
+
   private sleep(name: string, fireAtOf: () => Date): Promise<void> {
     const { operation, promise, recorded } = this.register<void>(name, "timer");
     const started = recorded.find((e) => e.kind === "timer_started");
@@ -586,6 +663,15 @@ export class Activation {
     if (!recorded.some((e) => e.kind === "event_received" || e.kind === "event_wait_timed_out")) operation.wait = wait;
     return promise;
   }
+}
+
+/** A child's run id is a function of its parent and the operation name: creating it twice finds the first. */
+export function childRunId(parentRunId: string, name: string): string {
+  const bytes = createHash("sha256").update(`${parentRunId}\u0000${name}`).digest();
+  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x80; // UUID version 8 (custom)
+  bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80; // RFC 4122 variant
+  const hex = bytes.subarray(0, 16).toString("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
 /** A rejected promise already marked handled: the handler decides whether to await it. */

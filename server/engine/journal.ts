@@ -47,6 +47,8 @@ export interface NewEntry {
   lookbackFrom?: Date;
   /** event_received: the event consumed (a run consumes each event at most once). */
   eventId?: string;
+  /** Child entries: the child run. */
+  targetRunId?: string;
 }
 
 export interface JournalEntry extends NewEntry {
@@ -55,7 +57,7 @@ export interface JournalEntry extends NewEntry {
 }
 
 /** The kind of durable operation a `ctx` call is, for determinism checks. */
-export type OperationType = "step" | "timer" | "event";
+export type OperationType = "step" | "timer" | "event" | "child" | "child_wait";
 
 const operationOfKind: Partial<Record<EntryKind, OperationType>> = {
   step_completed: "step",
@@ -66,6 +68,9 @@ const operationOfKind: Partial<Record<EntryKind, OperationType>> = {
   event_wait_started: "event",
   event_received: "event",
   event_wait_timed_out: "event",
+  child_started: "child",
+  child_completed: "child_wait",
+  child_failed: "child_wait",
 };
 
 export function operationTypeOf(kind: EntryKind): OperationType | undefined {
@@ -75,6 +80,7 @@ export function operationTypeOf(kind: EntryKind): OperationType | undefined {
 /** A wait the run is parked on, as the store needs it to wake the run. */
 export type PendingWait =
   | { kind: "timer"; name: string; fireAt: Date }
+  | { kind: "child"; name: string; childRunId: string }
   /** A failed step's next attempt, due at `fireAt`. */
   | { kind: "retry"; name: string; fireAt: Date; nextAttempt: number }
   | {
@@ -87,6 +93,25 @@ export type PendingWait =
     };
 
 export type EventWait = Extract<PendingWait, { kind: "event" }>;
+export type ChildWait = Extract<PendingWait, { kind: "child" }>;
+
+/** A child run that ended, as a parent's wait sees it. */
+export interface ChildOutcome {
+  childRunId: string;
+  workflowName: string;
+  status: "completed" | "failed" | "cancelled";
+  output?: JsonValue;
+  error?: FailureInfo;
+}
+
+/** What `ctx.startWorkflow` asks the host to create (idempotently: the id is derived from the parent and the name). */
+export interface ChildRequest {
+  name: string;
+  childRunId: string;
+  workflowName: string;
+  input: JsonValue;
+  detached: boolean;
+}
 
 /** An event a wait may consume. */
 export interface MatchedEvent {
@@ -100,7 +125,7 @@ export interface MatchedEvent {
 export function nextDeadline(waits: readonly PendingWait[]): Date | undefined {
   let earliest: Date | undefined;
   for (const wait of waits) {
-    const at = wait.kind === "event" ? wait.timeoutAt : wait.fireAt;
+    const at = wait.kind === "event" ? wait.timeoutAt : wait.kind === "child" ? undefined : wait.fireAt;
     if (at && (!earliest || at < earliest)) earliest = at;
   }
   return earliest;

@@ -4,7 +4,7 @@
  * Maps, class instances, NaN, undefined in arrays) are refused with the path
  * of the offending part rather than stored mangled.
  */
-import type { JsonValue } from "../../sdk/workflow.js";
+import { ChildWorkflowFailedError, type JsonValue } from "../../sdk/workflow.js";
 import { NonJsonValueError } from "./errors.js";
 
 export interface FailureInfo {
@@ -92,13 +92,37 @@ export function toFailureInfo(error: unknown): FailureInfo {
   return { name: "Error", message: `non-Error thrown: ${message}` };
 }
 
-/** Rebuilds a recorded failure as an Error with the same name, message and stack (class identity is not kept). */
+/** Rebuilds a recorded failure as an Error with the same name, message and stack (class identity is kept for Cairn's own errors). */
 export function failureToError(info: FailureInfo): Error {
+  if (info.name === "ChildWorkflowFailedError" && isChildDetails(info.details)) {
+    const { childRunId, workflowName, status, failure } = info.details;
+    return new ChildWorkflowFailedError(childRunId, workflowName, status, failure);
+  }
   const error = new Error(info.message);
   error.name = info.name;
   if (info.stack) error.stack = info.stack;
   if (info.details !== undefined) Object.assign(error, { details: info.details });
   return error;
+}
+
+function isChildDetails(details: JsonValue | undefined): details is {
+  childRunId: string;
+  workflowName: string;
+  status: string;
+  failure: { name: string; message: string };
+} {
+  if (typeof details !== "object" || details === null || Array.isArray(details)) return false;
+  const failure = details.failure;
+  return (
+    typeof details.childRunId === "string" &&
+    typeof details.workflowName === "string" &&
+    typeof details.status === "string" &&
+    typeof failure === "object" &&
+    failure !== null &&
+    !Array.isArray(failure) &&
+    typeof failure.name === "string" &&
+    typeof failure.message === "string"
+  );
 }
 
 /** Structural equality of JSON values, ignoring object key order (PostgreSQL's jsonb reorders keys). */

@@ -2,6 +2,7 @@
 import { create, fromJson, type JsonValue as ProtoJson, toJson } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp, type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
 import {
+  ChildWaitSchema,
   EntryKind,
   EventWaitSchema,
   type Failure,
@@ -111,6 +112,9 @@ function waitingOnToProto(waiting: WaitingOn): WaitingOnMessage {
       },
     });
   }
+  if (waiting.kind === "child") {
+    return create(WaitingOnSchema, { name: waiting.name, target: { case: "child", value: create(ChildWaitSchema, { runId: waiting.childRunId }) } });
+  }
   if (waiting.kind === "timer") {
     return create(WaitingOnSchema, {
       name: waiting.name,
@@ -145,5 +149,6 @@ export function entryToProto(entry: JournalEntry): HistoryEntry {
     eventType: entry.eventType ?? "",
     correlationId: entry.correlationId ?? "",
     eventId: entry.eventId ?? "",
+    targetRunId: entry.targetRunId ?? "",
   });
 }

@@ -33,7 +33,7 @@ import { sameJson } from "../engine/json.js";
 import type { Scheduler } from "../runtime/scheduler.js";
 import type { Db } from "../store/database.js";
 import { listJournal } from "../store/journal.js";
-import { cancelRun, getRun, insertRun, listRuns, type RunCursor, type RunFilter } from "../store/runs.js";
+import { cancellableChildren, cancelRun, getRun, insertRun, listRuns, type RunCursor, type RunFilter } from "../store/runs.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
 import { dateFromTimestamp, entryToProto, runToProto, statusFromProto, valueToJson } from "./convert.js";
 
@@ -70,6 +70,15 @@ function waitKindFromProto(kind: WaitKind): "timer" | "event" | "retry" | undefi
 
 export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<typeof WorkflowService> {
   const { db, registry, scheduler, namespace } = deps;
+
+  /** Children started without { detached: true } end with their parent, and theirs with them. */
+  async function cancelDescendants(runId: string, reason: string): Promise<void> {
+    for (const childId of await cancellableChildren(db, runId)) {
+      const result = await cancelRun(db, namespace, childId, reason);
+      if (result?.outcome === "requested") await scheduler.announceCancel(childId).catch(() => undefined);
+      await cancelDescendants(childId, reason);
+    }
+  }
 
   async function findRun(runId: string) {
     const row = await getRun(db, namespace, requireRunId(runId));
@@ -177,13 +186,13 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
 
     async cancelRun(request) {
       const runId = requireRunId(request.runId);
-      // detach_children has nothing to act on until child workflows exist; the flag is accepted for forward compatibility.
       const reason = request.reason || "cancelled by request";
       const result = await cancelRun(db, namespace, runId, reason);
       if (!result) throw new RunNotFoundError(request.runId);
       if (result.outcome === "finished") throw new RunAlreadyFinishedError(runId, result.run.status.toUpperCase());
       // The request is durable; the notice only makes a running holder stop sooner than its next durable operation.
       if (result.outcome === "requested") await scheduler.announceCancel(runId).catch(() => undefined);
+      if (!request.detachChildren) await cancelDescendants(runId, `parent run ${runId} was cancelled: ${reason}`);
       return create(CancelRunResponseSchema, { run: runToProto(result.run) });
     },
 

@@ -13,7 +13,7 @@ import { toWorkflowLogger, type Logger } from "../logger.js";
 import type { Db } from "../store/database.js";
 import { findEvent } from "../store/events.js";
 import { appendEntry, loadJournal } from "../store/journal.js";
-import { type Fence, finishRun, getRun, releaseRun, type RunEnding, suspendRun } from "../store/runs.js";
+import { type Fence, findChildOutcome, finishRun, getRun, insertChildRun, releaseRun, type RunEnding, suspendRun } from "../store/runs.js";
 import type { RunRow } from "../store/schema.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
 
@@ -21,6 +21,8 @@ export interface RunExecutorDeps {
   db: Db;
   registry: WorkflowRegistry;
   logger: Logger;
+  /** A child run was queued: some process should claim it. */
+  onChildCreated(): void;
   /** The run parked; `deadline` is when the clock alone will wake it. */
   onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined): void;
 }
@@ -67,6 +69,21 @@ export async function executeRun(
       if (!(await appendEntry(deps.db, fence, sequence, entry))) throw await refusal();
     },
     findEvent: (waits) => findEvent(deps.db, run.namespace, run.id, waits),
+    startChild: async (request) => {
+      const workflow = deps.registry.get(request.workflowName);
+      await validateInput(workflow, request.input);
+      const created = await insertChildRun(deps.db, {
+        id: request.childRunId,
+        namespace: run.namespace,
+        workflowName: workflow.name,
+        input: request.input,
+        metadata: {},
+        parentRunId: run.id,
+        detached: request.detached,
+      });
+      if (created) deps.onChildCreated();
+    },
+    findChildOutcome: (waits) => findChildOutcome(deps.db, run.namespace, waits.map((w) => w.childRunId)),
     suspend: async (waits) => {
       if (signal.aborted) throw signal.reason;
       try {
@@ -129,7 +146,7 @@ export async function executeRun(
       break;
   }
   // A crash before this commits leaves the run claimed; after the lease lapses it replays to the same end.
-  if (await finishRun(deps.db, fence, nextSequence++, ending)) {
+  if (await finishRun(deps.db, fence, nextSequence++, ending, run.parentRunId)) {
     logger.info({ status: ending.status }, "run finished");
   } else {
     logger.warn({ status: ending.status }, "run end not recorded: lease lost");

@@ -198,6 +198,7 @@ export class Scheduler {
       db: this.options.database.db,
       registry: this.options.registry,
       logger: this.options.logger,
+      onChildCreated: () => void this.announce().catch(() => undefined),
       onSuspended: (_run: RunRow, _waits: readonly PendingWait[], deadline: Date | undefined) => {
         if (deadline) this.noteDeadline(deadline);
       },

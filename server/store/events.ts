@@ -32,6 +32,11 @@ export async function lockEventKey(db: Db, namespace: string, eventType: string,
   await db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${JSON.stringify([namespace, eventType, correlationId])}, 0))`);
 }
 
+/** Serializes a child's end with a parent parking on it, like event keys do for events. */
+export async function lockChildKey(db: Db, childRunId: string): Promise<void> {
+  await db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${JSON.stringify(["child", childRunId])}, 0))`);
+}
+
 /**
  * Stores the event and wakes every run parked on its key (or only its
  * target). Committed before SendEvent replies: an accepted event is never lost.

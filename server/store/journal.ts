@@ -45,11 +45,11 @@ export async function appendEntry(db: Db, fence: Fence, sequence: number, entry:
   const rows = await queryRows<{ sequence: number }>(
     db,
     sql`insert into journal_entries (run_id, sequence, namespace, kind, name, result, error, attempt, started_at,
-                                     fire_at, timeout_at, event_type, correlation_id, lookback_from, event_id)
+                                     fire_at, timeout_at, event_type, correlation_id, lookback_from, event_id, target_run_id)
         select id, ${sequence}, namespace, ${entry.kind}, ${entry.name}, ${result}::jsonb, ${error}::jsonb,
                ${entry.attempt}, ${iso(entry.startedAt)}::timestamptz, ${iso(entry.fireAt)}::timestamptz,
                ${iso(entry.timeoutAt)}::timestamptz, ${entry.eventType ?? null}, ${entry.correlationId ?? null},
-               ${iso(entry.lookbackFrom)}::timestamptz, ${entry.eventId ?? null}::uuid
+               ${iso(entry.lookbackFrom)}::timestamptz, ${entry.eventId ?? null}::uuid, ${entry.targetRunId ?? null}::uuid
         from runs
         where id = ${fence.runId} and lease_owner = ${fence.owner} and lease_epoch = ${fence.epoch}
           and status = 'running' and cancel_requested_at is null
@@ -86,6 +86,7 @@ function toJournalEntry(row: JournalRow & { hasResult: boolean }): JournalEntry 
   if (row.correlationId !== null) entry.correlationId = row.correlationId;
   if (row.lookbackFrom) entry.lookbackFrom = row.lookbackFrom;
   if (row.eventId) entry.eventId = row.eventId;
+  if (row.targetRunId) entry.targetRunId = row.targetRunId;
   if (row.error !== null) entry.error = row.error;
   return entry;
 }

@@ -7,9 +7,9 @@
 import { and, desc, eq, gte, inArray, isNull, lt, or, sql, type SQL } from "drizzle-orm";
 import type { JsonValue } from "../../sdk/workflow.js";
 import { LeaseLostError } from "../engine/errors.js";
-import { type EventWait, nextDeadline, type PendingWait } from "../engine/journal.js";
+import { type ChildOutcome, type ChildWait, type EventWait, nextDeadline, type PendingWait } from "../engine/journal.js";
 import type { FailureInfo } from "../engine/json.js";
-import { findEvent, lockEventKey } from "./events.js";
+import { findEvent, lockChildKey, lockEventKey } from "./events.js";
 import { type Db, queryRows } from "./database.js";
 import { type RunRow, type RunStatus, runs, terminalStatuses, type WaitingOn, waits } from "./schema.js";
 
@@ -243,7 +243,32 @@ const endingKinds = { completed: "run_completed", failed: "run_failed", cancelle
  * by the lease, and drops its waits. Returns false when the fence no longer
  * holds (nothing written).
  */
-export async function finishRun(db: Db, fence: Fence, sequence: number, ending: RunEnding): Promise<boolean> {
+export async function finishRun(
+  db: Db,
+  fence: Fence,
+  sequence: number,
+  ending: RunEnding,
+  parentRunId?: string | null,
+): Promise<boolean> {
+  if (!parentRunId) return finishRunStatement(db, fence, sequence, ending);
+  // A child's end must wake a parent parked on it: take the child key the parent's suspension takes.
+  return db.transaction(async (tx) => {
+    await lockChildKey(tx, fence.runId);
+    const finished = await finishRunStatement(tx, fence, sequence, ending);
+    if (finished) await wakeParent(tx, fence.runId);
+    return finished;
+  });
+}
+
+/** Wakes a run parked on `childRunId`, if any. */
+async function wakeParent(db: Db, childRunId: string): Promise<void> {
+  await db.execute(
+    sql`update runs set available_at = now(), updated_at = now()
+        where status = 'waiting' and id in (select run_id from waits where kind = 'child' and target_run_id = ${childRunId}::uuid)`,
+  );
+}
+
+async function finishRunStatement(db: Db, fence: Fence, sequence: number, ending: RunEnding): Promise<boolean> {
   const output = ending.status === "completed" ? JSON.stringify(ending.output) : null;
   const error = ending.status === "completed" ? null : JSON.stringify(ending.error);
   const rows = await queryRows<{ sequence: number }>(
@@ -282,6 +307,9 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
       await lockEventKey(tx, namespace, eventType, correlationId);
     }
     if (eventWaits.length > 0 && (await findEvent(tx, namespace, fence.runId, eventWaits))) return false;
+    const childWaits = pending.filter((w): w is ChildWait => w.kind === "child");
+    for (const childRunId of [...new Set(childWaits.map((w) => w.childRunId))].sort()) await lockChildKey(tx, childRunId);
+    if (childWaits.length > 0 && (await findChildOutcome(tx, namespace, childWaits.map((w) => w.childRunId)))) return false;
     const parked = await tx
       .update(runs)
       .set({
@@ -305,7 +333,8 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
           kind: w.kind,
           eventType: w.kind === "event" ? w.eventType : null,
           correlationId: w.kind === "event" ? w.correlationId : null,
-          deadline: w.kind === "event" ? (w.timeoutAt ?? null) : w.fireAt,
+          deadline: w.kind === "event" ? (w.timeoutAt ?? null) : w.kind === "child" ? null : w.fireAt,
+          targetRunId: w.kind === "child" ? w.childRunId : null,
         })),
       );
     }
@@ -317,6 +346,8 @@ function describeWait(wait: PendingWait): WaitingOn {
   switch (wait.kind) {
     case "timer":
       return { kind: "timer", name: wait.name, fireAt: wait.fireAt.toISOString() };
+    case "child":
+      return { kind: "child", name: wait.name, childRunId: wait.childRunId };
     case "retry":
       return { kind: "retry", name: wait.name, retryAt: wait.fireAt.toISOString(), nextAttempt: wait.nextAttempt };
     case "event":
@@ -328,6 +359,57 @@ function describeWait(wait: PendingWait): WaitingOn {
         ...(wait.timeoutAt ? { timeoutAt: wait.timeoutAt.toISOString() } : {}),
       };
   }
+}
+
+/**
+ * Creates a child run, queued, exactly once: its id is derived from the
+ * parent and the operation name, so a parent that replays (or crashed between
+ * creating the child and journaling that it did) finds the child it made.
+ */
+export async function insertChildRun(db: Db, child: NewRun & { parentRunId: string; detached: boolean }): Promise<boolean> {
+  const inserted = await db
+    .insert(runs)
+    .values({
+      id: child.id,
+      namespace: child.namespace,
+      workflowName: child.workflowName,
+      input: child.input,
+      metadata: child.metadata,
+      parentRunId: child.parentRunId,
+      detached: child.detached,
+      status: "queued",
+    })
+    .onConflictDoNothing({ target: runs.id })
+    .returning({ id: runs.id });
+  return inserted.length === 1;
+}
+
+/** The first of `childRunIds` that has ended, with its outcome. */
+export async function findChildOutcome(db: Db, namespace: string, childRunIds: readonly string[]): Promise<ChildOutcome | undefined> {
+  if (childRunIds.length === 0) return undefined;
+  const rows = await db
+    .select({ id: runs.id, workflowName: runs.workflowName, status: runs.status, output: runs.output, error: runs.error })
+    .from(runs)
+    .where(and(eq(runs.namespace, namespace), inArray(runs.id, [...childRunIds]), inArray(runs.status, [...terminalStatuses])));
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  for (const id of childRunIds) {
+    const row = byId.get(id);
+    if (!row) continue;
+    const outcome: ChildOutcome = { childRunId: row.id, workflowName: row.workflowName, status: row.status as ChildOutcome["status"] };
+    if (row.status === "completed") outcome.output = row.output ?? null;
+    if (row.error) outcome.error = row.error;
+    return outcome;
+  }
+  return undefined;
+}
+
+/** Children of `runId` that end with it (not detached, not ended). */
+export async function cancellableChildren(db: Db, runId: string): Promise<string[]> {
+  const rows = await db
+    .select({ id: runs.id })
+    .from(runs)
+    .where(and(eq(runs.parentRunId, runId), eq(runs.detached, false), inArray(runs.status, ["queued", "running", "waiting"])));
+  return rows.map((r) => r.id);
 }
 
 export type CancelResult =
@@ -366,6 +448,10 @@ export async function cancelRun(db: Db, namespace: string, runId: string, reason
           from journal_entries where run_id = ${runId}::uuid`,
     );
     await tx.delete(waits).where(eq(waits.runId, runId));
+    if (run.parentRunId) {
+      await lockChildKey(tx, runId);
+      await wakeParent(tx, runId);
+    }
     const [cancelled] = await tx
       .update(runs)
       .set({

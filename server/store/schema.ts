@@ -6,7 +6,7 @@
  * history for people. Every row carries its namespace (tenant).
  */
 import { sql } from "drizzle-orm";
-import { bigint, check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import { bigint, boolean, check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
 import type { FailureInfo } from "../engine/json.js";
 import type { JsonValue } from "../../sdk/workflow.js";
 
@@ -14,7 +14,8 @@ import type { JsonValue } from "../../sdk/workflow.js";
 export type WaitingOn =
   | { kind: "timer"; name: string; fireAt: string }
   | { kind: "event"; name: string; eventType: string; correlationId: string; timeoutAt?: string }
-  | { kind: "retry"; name: string; retryAt: string; nextAttempt: number };
+  | { kind: "retry"; name: string; retryAt: string; nextAttempt: number }
+  | { kind: "child"; name: string; childRunId: string };
 
 export const runStatuses = ["queued", "running", "waiting", "completed", "failed", "cancelled"] as const;
 export type RunStatus = (typeof runStatuses)[number];
@@ -34,6 +35,8 @@ export const runs = pgTable(
     output: jsonb().$type<JsonValue>(),
     error: jsonb().$type<FailureInfo>(),
     parentRunId: uuid(),
+    /** A child started with { detached: true }: cancelling its parent leaves it running. */
+    detached: boolean().notNull().default(false),
     idempotencyKey: text(),
     metadata: jsonb().$type<Record<string, string>>().notNull().default({}),
     /** What a WAITING run waits on: its first pending wait. */
@@ -91,6 +94,7 @@ export const journalEntries = pgTable(
     lookbackFrom: timestamptz("lookback_from"),
     /** event_received: the event consumed; matching skips events a run already consumed. */
     eventId: uuid(),
+    targetRunId: uuid(),
   },
   (t) => [
     primaryKey({ columns: [t.runId, t.sequence] }),
@@ -136,15 +140,18 @@ export const waits = pgTable(
       .references(() => runs.id, { onDelete: "cascade" }),
     name: text().notNull(),
     namespace: text().notNull().default("default"),
-    kind: text().$type<"timer" | "event" | "retry">().notNull(),
+    kind: text().$type<"timer" | "event" | "retry" | "child">().notNull(),
     eventType: text(),
     correlationId: text(),
     /** Timer fire time or event-wait timeout. */
     deadline: timestamptz("deadline"),
+    /** Child waits: the child run whose end wakes this run. */
+    targetRunId: uuid(),
   },
   (t) => [
     primaryKey({ columns: [t.runId, t.name] }),
     index("waits_event_key_idx").on(t.namespace, t.eventType, t.correlationId).where(sql`${t.kind} = 'event'`),
+    index("waits_child_idx").on(t.targetRunId).where(sql`${t.kind} = 'child'`),
   ],
 );
 

@@ -4,7 +4,7 @@
  * let it suspend or "crash", change the world, and replay against what was kept.
  */
 import type { ActivationHost } from "../../server/engine/activation.js";
-import type { EventWait, JournalEntry, MatchedEvent, NewEntry, PendingWait } from "../../server/engine/journal.js";
+import type { ChildOutcome, ChildRequest, ChildWait, EventWait, JournalEntry, MatchedEvent, NewEntry, PendingWait } from "../../server/engine/journal.js";
 import type { JsonValue, WorkflowLogger } from "../../sdk/workflow.js";
 
 export interface StoredEvent {
@@ -25,6 +25,11 @@ export interface MemoryHost extends ActivationHost {
   failAppendsWith: Error | undefined;
   /** The host clock; tests move it forward instead of waiting. */
   clock: Date;
+  /** Every startChild call, and the children that exist (by id). */
+  readonly childRequests: ChildRequest[];
+  readonly children: Map<string, ChildRequest>;
+  /** Children that ended. */
+  readonly childOutcomes: Map<string, ChildOutcome>;
 }
 
 export function memoryHost(journal: JournalEntry[] = [], events: StoredEvent[] = []): MemoryHost {
@@ -46,6 +51,23 @@ export function memoryHost(journal: JournalEntry[] = [], events: StoredEvent[] =
     suspendedOn: undefined,
     failAppendsWith: undefined,
     clock: new Date(),
+    childRequests: [],
+    children: new Map(),
+    childOutcomes: new Map(),
+    async startChild(request: ChildRequest) {
+      await Promise.resolve();
+      host.childRequests.push(request);
+      if (request.workflowName === "missing") throw new Error(`unknown workflow "missing"`);
+      if (!host.children.has(request.childRunId)) host.children.set(request.childRunId, request);
+    },
+    async findChildOutcome(waits: readonly ChildWait[]) {
+      await Promise.resolve();
+      for (const wait of waits) {
+        const outcome = host.childOutcomes.get(wait.childRunId);
+        if (outcome) return outcome;
+      }
+      return undefined;
+    },
     now: () => new Date(host.clock.getTime()),
     async append(entry: NewEntry) {
       await Promise.resolve();
