@@ -1,7 +1,7 @@
 /**
  * Cairn's TypeScript SDK. Workflow authors use `defineWorkflow` and the
- * `WorkflowContext` types; clients use the generated service descriptors with
- * any Connect transport (a typed client helper arrives with the clients work).
+ * `WorkflowContext` types; services, agents and browsers use `createCairnClient`
+ * (or the generated service descriptors with any Connect transport).
  */
 export {
   defineWorkflow,
@@ -19,6 +19,41 @@ export {
   type WorkflowHandler,
   type WorkflowLogger,
 } from "./workflow.js";
+export {
+  apiKeyInterceptor,
+  createCairnClient,
+  workflowRef,
+  type CairnClient,
+  type CairnClientOptions,
+  type CreateRunOptions,
+  type ListRunsFilter,
+  type ListRunsPage,
+  type RequestOptions,
+  type RetryOptions,
+  type RunHandle,
+  type RunInfo,
+  type RunStatusName,
+  type SendEventInput,
+  type SendEventResult,
+  type TypedWorkflow,
+  type WaitForResultOptions,
+  type WaitingOnInfo,
+  type WaitKindName,
+  type WorkflowInfo,
+  type WorkflowInput,
+  type WorkflowOutput,
+  type WorkflowRef,
+} from "./client.js";
+export {
+  CairnError,
+  Code,
+  codeName,
+  RunCancelledError,
+  RunFailedError,
+  WaitTimeoutError,
+  type CairnErrorOptions,
+  type RunFailure,
+} from "./errors.js";
 export { WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
 export { AgentService } from "./gen/cairn/v1/agent_pb.js";
 export { RunStatus, EntryKind } from "./gen/cairn/v1/types_pb.js";

@@ -64,6 +64,11 @@ export interface AgentRequest {
   [param: string]: JsonValue | undefined;
 }
 
+export interface AgentWaitOptions {
+  /** Give up waiting for a worker's result after this long (AgentTurnFailedError with name "AgentTimeoutError"). */
+  timeout?: Duration;
+}
+
 /** Logs with run and workflow fields attached; silent while the run replays. */
 export interface WorkflowLogger {
   debug(message: string, fields?: Record<string, unknown>): void;
@@ -91,8 +96,10 @@ export interface WorkflowContext {
   startWorkflow(name: string, workflowName: string, input?: JsonObject, options?: StartWorkflowOptions): Promise<string>;
   waitForWorkflow<T = JsonValue>(name: string, runId: string): Promise<T>;
   runWorkflow<T = JsonValue>(name: string, workflowName: string, input?: JsonObject, options?: StartWorkflowOptions): Promise<T>;
+  /** Hands a turn to an agent worker (of `request.agent`, default: the operation name); resolves the turn id. */
   startAgent(name: string, request: AgentRequest): Promise<string>;
-  runAgent<T = JsonValue>(name: string, request: AgentRequest): Promise<T>;
+  /** startAgent, then waits for the worker's result (operation names `name` and `name/result`). Throws AgentTurnFailedError. */
+  runAgent<T = JsonValue>(name: string, request: AgentRequest, options?: AgentWaitOptions): Promise<T>;
 }
 
 export type WorkflowHandler<I, O> = (input: I, ctx: WorkflowContext) => Promise<O> | O;
@@ -139,5 +146,17 @@ export class ChildWorkflowFailedError extends Error {
     readonly failure: { name: string; message: string },
   ) {
     super(`child run ${childRunId} (${workflowName}) ${status}: ${failure.name}: ${failure.message}`);
+  }
+}
+
+/** What `ctx.runAgent` throws when the worker failed the turn or the wait timed out. */
+export class AgentTurnFailedError extends Error {
+  override readonly name: string = "AgentTurnFailedError";
+  constructor(
+    readonly turnId: string,
+    readonly agent: string,
+    readonly failure: { name: string; message: string },
+  ) {
+    super(`agent turn ${turnId} (${agent}) failed: ${failure.name}: ${failure.message}`);
   }
 }

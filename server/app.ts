@@ -9,7 +9,9 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AgentService } from "../sdk/gen/cairn/v1/agent_pb.js";
 import { WorkflowService } from "../sdk/gen/cairn/v1/workflow_pb.js";
 import type { Config } from "./config.js";
+import { withCors } from "./http/cors.js";
 import { listen } from "./http/listen.js";
+import { withRestRoutes } from "./http/rest.js";
 import type { Logger } from "./logger.js";
 import { createAgentService } from "./rpc/agent-service.js";
 import { errorMappingInterceptor } from "./rpc/error-mapping.js";
@@ -17,6 +19,7 @@ import { createHealthService, Health, ServingStatus } from "./rpc/health.js";
 import { createReflectionServices } from "./rpc/reflection.js";
 import { createWorkflowService } from "./rpc/workflow-service.js";
 import { Scheduler } from "./runtime/scheduler.js";
+import { TurnBoard } from "./runtime/turn-board.js";
 import { type Database, openDatabase } from "./store/database.js";
 import { loadWorkflows } from "./workflows/loader.js";
 import type { WorkflowRegistry } from "./workflows/registry.js";
@@ -39,10 +42,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize });
   logger.info({ store: database.description }, "store ready");
 
+  const turnBoard = new TurnBoard();
   const scheduler = new Scheduler({
     database,
     registry,
     logger,
+    turnBoard,
     leaseMs: config.leaseMs,
     eventRetentionMs: config.eventRetentionMs,
     pollIntervalMs: config.pollIntervalMs,
@@ -54,29 +59,46 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   // Every in-flight request listens on this signal; many concurrent requests are normal, not a leak.
   setMaxListeners(0, shutdown.signal);
 
+  const workflowService = createWorkflowService({
+    db: database.db,
+    registry,
+    scheduler,
+    leaseMs: config.leaseMs,
+    maxInputBytes: config.maxInputBytes,
+    maxEventBytes: config.maxEventBytes,
+    namespace: "default",
+  });
   const routes = (router: ConnectRouter) => {
-    router.service(
-      WorkflowService,
-      createWorkflowService({
+    router.service(WorkflowService, workflowService);
+    router.service(AgentService, createAgentService({
         db: database.db,
-        registry,
-        scheduler,
-        leaseMs: config.leaseMs,
-        maxInputBytes: config.maxInputBytes,
-        maxEventBytes: config.maxEventBytes,
+        turnBoard,
+        leaseMs: config.agentLeaseMs,
+        maxResultBytes: config.maxInputBytes,
         namespace: "default",
-      }),
-    );
-    router.service(AgentService, createAgentService());
+      }));
     router.service(Health, health.impl);
     reflection.register(router);
   };
-  const handler = connectNodeAdapter({
+  const interceptors = [errorMappingInterceptor(logger)];
+  const readMaxBytes = config.maxInputBytes * 2 + envelopeAllowance;
+  const connectHandler = connectNodeAdapter({
     routes,
-    interceptors: [errorMappingInterceptor(logger)],
-    readMaxBytes: config.maxInputBytes * 2 + envelopeAllowance,
+    interceptors,
+    readMaxBytes,
     shutdownSignal: shutdown.signal,
   });
+  // REST routes call the same service through the same interceptors; CORS wraps everything, so
+  // preflights for every route are answered before routing.
+  const handler = withCors(
+    withRestRoutes(connectHandler, workflowService, {
+      interceptors,
+      readMaxBytes,
+      shutdownSignal: shutdown.signal,
+      onError: (error) => logger.error({ err: error }, "REST route failed"),
+    }),
+    { origins: config.corsOrigins },
+  );
 
   await scheduler.start();
   const listening = await listen(handler, {

@@ -26,8 +26,12 @@ export interface Config {
   maxEventBytes: number;
   /** How long sent events are kept for waits that start later. */
   eventRetentionMs: number;
+  /** How long an agent worker holds a turn without a heartbeat before it is delivered again. */
+  agentLeaseMs: number;
   /** On SIGTERM, how long running activations may finish before their runs are handed back. */
   shutdownGraceMs: number;
+  /** Origins browsers may call from (CORS): exact origins, or "*" for any. Empty: CORS off. */
+  corsOrigins: string[];
 }
 
 export type Env = Record<string, string | undefined>;
@@ -54,7 +58,9 @@ export function loadConfig(env: Env = process.env): Config {
     maxConcurrentRuns: integer(env, "CAIRN_MAX_CONCURRENT_RUNS", 100, 1, 100_000),
     maxEventBytes: integer(env, "CAIRN_MAX_EVENT_BYTES", 256 * 1024, 1, 512 * 1024 * 1024),
     eventRetentionMs: duration(env, "CAIRN_EVENT_RETENTION", "7d"),
+    agentLeaseMs: integer(env, "CAIRN_AGENT_LEASE_MS", 30_000, 100, 3_600_000),
     shutdownGraceMs: integer(env, "CAIRN_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
+    corsOrigins: origins(env, "CAIRN_CORS_ORIGINS"),
   };
 }
 
@@ -66,6 +72,30 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
     throw new ConfigError(`${name}=${JSON.stringify(raw)} is not an integer between ${min} and ${max}`);
   }
   return value;
+}
+
+/** A comma-separated list of origins (`https://app.example.com`, `http://localhost:5173`) or `*`. */
+function origins(env: Env, name: string): string[] {
+  const entries = (env[name] ?? "")
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter((entry) => entry.length > 0);
+  return entries.map((entry) => {
+    if (entry === "*") return entry;
+    let url: URL | undefined;
+    try {
+      url = new URL(entry);
+    } catch {
+      url = undefined;
+    }
+    const bare = url && url.pathname === "/" && !url.search && !url.hash && !url.username && !url.password;
+    if (!url || !bare || url.origin === "null") {
+      throw new ConfigError(
+        `${name}: ${JSON.stringify(entry)} is not an origin; use scheme://host[:port] without a path (e.g. https://app.example.com), or * for any origin`,
+      );
+    }
+    return url.origin;
+  });
 }
 
 function duration(env: Env, name: string, fallback: string): number {

@@ -136,6 +136,7 @@ test("grpc-js: ListWorkflows lists the example workflows", async () => {
     [
       ["document_ingest", true, "zod"],
       ["expense_approval", true, "zod"],
+      ["nightly_report", true, "zod"],
       ["order_fulfillment", true, "zod"],
     ],
   );

@@ -91,5 +91,5 @@ test("input is validated with the workflow's Standard Schema and may be transfor
   const ingest = registry.get("document_ingest");
   assert.deepEqual(await validateInput(ingest, { url: "https://example.com" }), { url: "https://example.com", pages: 3 });
   await assert.rejects(validateInput(ingest, { url: "not a url", pages: 0 }), /input\.url: .*; input\.pages: /);
-  assert.throws(() => registry.get("nope"), /unknown workflow "nope"; known workflows: document_ingest, expense_approval, order_fulfillment/);
+  assert.throws(() => registry.get("nope"), /unknown workflow "nope"; known workflows: document_ingest, expense_approval, nightly_report, order_fulfillment/);
 });

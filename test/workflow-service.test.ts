@@ -46,7 +46,7 @@ describe("running workflows", () => {
     const { workflows } = await client.listWorkflows({});
     assert.deepEqual(
       workflows.map((w) => w.name),
-      ["document_ingest", "duplicate_step", "echo", "expense_approval", "failing", "order_fulfillment"],
+      ["document_ingest", "duplicate_step", "echo", "expense_approval", "failing", "nightly_report", "order_fulfillment"],
     );
     const orderWorkflow = workflows.find((w) => w.name === "order_fulfillment");
     assert.match(orderWorkflow?.sourceFile ?? "", /workflows\/order-fulfillment\.ts$/);

@@ -17,6 +17,7 @@
  */
 import type {
   AgentRequest,
+  AgentWaitOptions,
   Duration,
   JsonObject,
   JsonValue,
@@ -27,11 +28,14 @@ import type {
   WorkflowContext,
   WorkflowLogger,
 } from "../../sdk/workflow.js";
-import { ChildWorkflowFailedError } from "../../sdk/workflow.js";
+import { AgentTurnFailedError, ChildWorkflowFailedError } from "../../sdk/workflow.js";
 import { createHash } from "node:crypto";
 import { parseDuration, parseInstant } from "./duration.js";
-import { DeterminismError, UnsupportedOperationError } from "./errors.js";
+import { DeterminismError } from "./errors.js";
 import {
+  type AgentTurnRequest,
+  type AgentWait,
+  type TurnOutcome,
   type ChildOutcome,
   type ChildRequest,
   type ChildWait,
@@ -61,6 +65,10 @@ export interface ActivationHost {
   findEvent(waits: readonly EventWait[]): Promise<MatchedEvent | undefined>;
   /** Creates the child run if it does not exist yet (idempotent); throws for an unknown workflow or invalid input. */
   startChild(request: ChildRequest): Promise<void>;
+  /** Records an agent turn for workers if it does not exist yet (idempotent). */
+  startAgentTurn(request: AgentTurnRequest): Promise<void>;
+  /** The first of these turns a worker finished, if any. */
+  findTurnOutcome(waits: readonly AgentWait[]): Promise<TurnOutcome | undefined>;
   /** The first of these children that has ended, if any. */
   findChildOutcome(waits: readonly ChildWait[]): Promise<ChildOutcome | undefined>;
   /**
@@ -285,8 +293,28 @@ export class Activation {
         return { kind: "child_failed", name: wait.name, error: { ...toFailureInfo(error), details }, targetRunId: outcome.childRunId, attempt: 1, startedAt };
       }
     }
+    const turns = waits.filter((w): w is AgentWait => w.kind === "agent");
+    if (turns.length > 0) {
+      let outcome: TurnOutcome | undefined;
+      try {
+        outcome = await this.host.findTurnOutcome(turns);
+      } catch (error) {
+        this.fail(error, true);
+        return undefined;
+      }
+      if (outcome) {
+        const wait = turns.find((w) => w.turnId === outcome.turnId) as AgentWait;
+        if (outcome.status === "completed") {
+          return { kind: "agent_turn_completed", name: wait.name, result: outcome.result ?? null, targetTurnId: outcome.turnId, attempt: 1, startedAt };
+        }
+        return this.agentFailure(wait, outcome.error ?? { name: "Error", message: "agent turn failed" }, startedAt);
+      }
+    }
     const now = this.host.now().getTime();
     for (const wait of waits) {
+      if (wait.kind === "agent" && wait.timeoutAt && wait.timeoutAt.getTime() <= now) {
+        return this.agentFailure(wait, { name: "AgentTimeoutError", message: `no result within the timeout (until ${wait.timeoutAt.toISOString()})` }, startedAt);
+      }
       if (wait.kind === "timer" && wait.fireAt.getTime() <= now) {
         return { kind: "timer_fired", name: wait.name, fireAt: wait.fireAt, attempt: 1, startedAt };
       }
@@ -318,6 +346,19 @@ export class Activation {
     return true;
   }
 
+  private agentFailure(wait: AgentWait, failure: FailureInfo, startedAt: Date): NewEntry {
+    const cause = { name: failure.name, message: failure.message };
+    const error = new AgentTurnFailedError(wait.turnId, wait.agent, cause);
+    return {
+      kind: "agent_turn_failed",
+      name: wait.name,
+      error: { ...toFailureInfo(error), details: { turnId: wait.turnId, agent: wait.agent, failure: cause } },
+      targetTurnId: wait.turnId,
+      attempt: 1,
+      startedAt,
+    };
+  }
+
   private pendingWaits(): PendingWait[] {
     const waits: PendingWait[] = [];
     for (const operation of this.operations.values()) if (!operation.settled && operation.wait) waits.push(operation.wait);
@@ -342,6 +383,12 @@ export class Activation {
         return this.settle(operation, () =>
           entry.error ? operation.reject(failureToError(entry.error)) : operation.resolve(entry.targetRunId),
         );
+      case "agent_turn_started":
+        return this.settle(operation, () => operation.resolve(entry.targetTurnId));
+      case "agent_turn_completed":
+        return this.settle(operation, () => operation.resolve(entry.result ?? null));
+      case "agent_turn_failed":
+        return this.settle(operation, () => operation.reject(failureToError(entry.error ?? { name: "Error", message: "agent turn failed" })));
       case "child_completed":
         return this.settle(operation, () => operation.resolve(entry.result ?? null));
       case "child_failed":
@@ -399,8 +446,6 @@ export class Activation {
   }
 
   private createContext(): WorkflowContext {
-    const unsupported = (primitive: string) => () =>
-      rejected(this.fail(new UnsupportedOperationError(`ctx.${primitive} is not supported by this server version yet`), false));
     return {
       runId: this.run.runId,
       workflowName: this.run.workflowName,
@@ -415,8 +460,22 @@ export class Activation {
       // Two operations: `name` starts the child, `name/result` waits for it.
       runWorkflow: async <T>(name: string, workflowName: string, input?: JsonObject, options?: StartWorkflowOptions) =>
         this.waitForWorkflow(`${name}/result`, await this.startWorkflow(name, workflowName, input, options)) as Promise<T>,
-      startAgent: unsupported("startAgent") as (n: string, r: AgentRequest) => Promise<string>,
-      runAgent: unsupported("runAgent") as <T>(n: string, r: AgentRequest) => Promise<T>,
+      startAgent: (name, request) => this.startAgent(name, request),
+      runAgent: async <T>(name: string, request: AgentRequest, options: AgentWaitOptions = {}) => {
+        // The deadline is journaled with the turn's start, so every replay waits for the same instant.
+        const recordedStart = this.recorded.get(name)?.find((e) => e.kind === "agent_turn_started");
+        let timeoutAt = recordedStart?.timeoutAt;
+        if (!recordedStart && options.timeout !== undefined) {
+          try {
+            timeoutAt = new Date(this.host.now().getTime() + parseDuration(options.timeout));
+          } catch (error) {
+            return rejected(this.invalid(name, "runAgent", error));
+          }
+        }
+        const turnId = await this.startAgent(name, request, timeoutAt);
+        const agent = typeof request.agent === "string" && request.agent ? request.agent : name;
+        return this.waitForAgent(`${name}/result`, turnId, agent, timeoutAt) as Promise<T>;
+      },
     };
   }
 
@@ -594,6 +653,46 @@ export class Activation {
     return promise;
   }
 
+  private startAgent(name: string, request: AgentRequest, timeoutAt?: Date): Promise<string> {
+    const { operation, promise, recorded } = this.register<string>(name, "agent");
+    if (recorded.length > 0) return promise;
+    let turn: AgentTurnRequest;
+    try {
+      if (typeof request !== "object" || request === null) throw new Error("the request must be an object like { text: \"...\" }");
+      const { agent = name, text, ...rest } = request;
+      if (typeof agent !== "string" || agent.length === 0) throw new Error("agent must be a non-empty string");
+      if (typeof text !== "string") throw new Error("text must be a string");
+      const params = normalizeJson(toJsonValue(rest, "the agent request")) as { [key: string]: JsonValue };
+      turn = { name, turnId: derivedId(this.run.runId, `agent:${name}`), agent, text, params };
+    } catch (error) {
+      return rejected(this.invalid(name, "startAgent", error));
+    }
+    const startedAt = this.host.now();
+    this.inFlight++;
+    // Like children: a turn created just before a crash is found again under the same id.
+    this.host
+      .startAgentTurn(turn)
+      .then(() =>
+        this.startWrite(
+          { kind: "agent_turn_started", name, targetTurnId: turn.turnId, attempt: 1, startedAt, ...(timeoutAt ? { timeoutAt } : {}) },
+          operation,
+        ),
+      )
+      .catch((error: unknown) => this.fail(error, true))
+      .finally(() => {
+        this.inFlight--;
+        this.poke();
+      });
+    return promise;
+  }
+
+  private waitForAgent(name: string, turnId: string, agent: string, timeoutAt: Date | undefined): Promise<unknown> {
+    const { operation, promise, recorded } = this.register<unknown>(name, "agent_wait");
+    if (recorded.length > 0) return promise;
+    operation.wait = { kind: "agent", name, turnId, agent, timeoutAt };
+    return promise;
+  }
+
   private waitForWorkflow(name: string, runId: string): Promise<unknown> {
     const { operation, promise, recorded } = this.register<unknown>(name, "child_wait");
     if (recorded.length > 0) return promise;
@@ -667,7 +766,12 @@ export class Activation {
 
 /** A child's run id is a function of its parent and the operation name: creating it twice finds the first. */
 export function childRunId(parentRunId: string, name: string): string {
-  const bytes = createHash("sha256").update(`${parentRunId}\u0000${name}`).digest();
+  return derivedId(parentRunId, name);
+}
+
+/** A UUID that is a pure function of its inputs (version 8). */
+function derivedId(runId: string, name: string): string {
+  const bytes = createHash("sha256").update(`${runId}\u0000${name}`).digest();
   bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x80; // UUID version 8 (custom)
   bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80; // RFC 4122 variant
   const hex = bytes.subarray(0, 16).toString("hex");

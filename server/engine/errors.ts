@@ -86,11 +86,6 @@ export class LeaseLostError extends Error {
   }
 }
 
-/** A primitive that this server version does not execute yet. */
-export class UnsupportedOperationError extends Error {
-  override readonly name = "UnsupportedOperationError";
-}
-
 /** CancelRun reached a running run: the activation stops and the run ends CANCELLED. */
 export class RunCancelledError extends Error {
   override readonly name = "CancelledError";

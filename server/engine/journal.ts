@@ -49,6 +49,8 @@ export interface NewEntry {
   eventId?: string;
   /** Child entries: the child run. */
   targetRunId?: string;
+  /** Agent entries: the turn. */
+  targetTurnId?: string;
 }
 
 export interface JournalEntry extends NewEntry {
@@ -57,7 +59,7 @@ export interface JournalEntry extends NewEntry {
 }
 
 /** The kind of durable operation a `ctx` call is, for determinism checks. */
-export type OperationType = "step" | "timer" | "event" | "child" | "child_wait";
+export type OperationType = "step" | "timer" | "event" | "child" | "child_wait" | "agent" | "agent_wait";
 
 const operationOfKind: Partial<Record<EntryKind, OperationType>> = {
   step_completed: "step",
@@ -71,6 +73,9 @@ const operationOfKind: Partial<Record<EntryKind, OperationType>> = {
   child_started: "child",
   child_completed: "child_wait",
   child_failed: "child_wait",
+  agent_turn_started: "agent",
+  agent_turn_completed: "agent_wait",
+  agent_turn_failed: "agent_wait",
 };
 
 export function operationTypeOf(kind: EntryKind): OperationType | undefined {
@@ -81,6 +86,7 @@ export function operationTypeOf(kind: EntryKind): OperationType | undefined {
 export type PendingWait =
   | { kind: "timer"; name: string; fireAt: Date }
   | { kind: "child"; name: string; childRunId: string }
+  | { kind: "agent"; name: string; turnId: string; agent: string; timeoutAt?: Date | undefined }
   /** A failed step's next attempt, due at `fireAt`. */
   | { kind: "retry"; name: string; fireAt: Date; nextAttempt: number }
   | {
@@ -94,6 +100,25 @@ export type PendingWait =
 
 export type EventWait = Extract<PendingWait, { kind: "event" }>;
 export type ChildWait = Extract<PendingWait, { kind: "child" }>;
+export type AgentWait = Extract<PendingWait, { kind: "agent" }>;
+
+/** What `ctx.startAgent` asks the host to create (idempotently, like children). */
+export interface AgentTurnRequest {
+  name: string;
+  turnId: string;
+  agent: string;
+  text: string;
+  params: { [key: string]: JsonValue };
+}
+
+/** A turn a worker finished. */
+export interface TurnOutcome {
+  turnId: string;
+  agent: string;
+  status: "completed" | "failed";
+  result?: JsonValue;
+  error?: FailureInfo;
+}
 
 /** A child run that ended, as a parent's wait sees it. */
 export interface ChildOutcome {
@@ -125,7 +150,7 @@ export interface MatchedEvent {
 export function nextDeadline(waits: readonly PendingWait[]): Date | undefined {
   let earliest: Date | undefined;
   for (const wait of waits) {
-    const at = wait.kind === "event" ? wait.timeoutAt : wait.kind === "child" ? undefined : wait.fireAt;
+    const at = wait.kind === "event" || wait.kind === "agent" ? wait.timeoutAt : wait.kind === "child" ? undefined : wait.fireAt;
     if (at && (!earliest || at < earliest)) earliest = at;
   }
   return earliest;

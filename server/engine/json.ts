@@ -4,7 +4,7 @@
  * Maps, class instances, NaN, undefined in arrays) are refused with the path
  * of the offending part rather than stored mangled.
  */
-import { ChildWorkflowFailedError, type JsonValue } from "../../sdk/workflow.js";
+import { AgentTurnFailedError, ChildWorkflowFailedError, type JsonValue } from "../../sdk/workflow.js";
 import { NonJsonValueError } from "./errors.js";
 
 export interface FailureInfo {
@@ -98,11 +98,28 @@ export function failureToError(info: FailureInfo): Error {
     const { childRunId, workflowName, status, failure } = info.details;
     return new ChildWorkflowFailedError(childRunId, workflowName, status, failure);
   }
+  if (info.name === "AgentTurnFailedError" && isTurnDetails(info.details)) {
+    return new AgentTurnFailedError(info.details.turnId, info.details.agent, info.details.failure);
+  }
   const error = new Error(info.message);
   error.name = info.name;
   if (info.stack) error.stack = info.stack;
   if (info.details !== undefined) Object.assign(error, { details: info.details });
   return error;
+}
+
+function isTurnDetails(details: JsonValue | undefined): details is { turnId: string; agent: string; failure: { name: string; message: string } } {
+  if (typeof details !== "object" || details === null || Array.isArray(details)) return false;
+  const failure = details.failure;
+  return (
+    typeof details.turnId === "string" &&
+    typeof details.agent === "string" &&
+    typeof failure === "object" &&
+    failure !== null &&
+    !Array.isArray(failure) &&
+    typeof failure.name === "string" &&
+    typeof failure.message === "string"
+  );
 }
 
 function isChildDetails(details: JsonValue | undefined): details is {

@@ -1,32 +1,174 @@
 /**
- * cairn.v1.AgentService: the contract is published now so SDKs can be
- * generated against it; agent turns arrive with the composition work, and
- * until then every method answers UNIMPLEMENTED saying so.
+ * cairn.v1.AgentService: agent workers lease turns (long poll or stream),
+ * heartbeat long ones, and report results. Results are accepted only with the
+ * lease token of the current delivery; a worker that lost its turn is refused
+ * with FAILED_PRECONDITION and must drop its work.
  */
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import type { AgentService } from "../../sdk/gen/cairn/v1/agent_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { inArray } from "drizzle-orm";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  type AgentService,
+  type AgentTurn,
+  AgentTurnSchema,
+  CompleteTurnResponseSchema,
+  FailTurnResponseSchema,
+  HeartbeatTurnResponseSchema,
+  PollTurnsResponseSchema,
+  ReceiveTurnsResponseSchema,
+} from "../../sdk/gen/cairn/v1/agent_pb.js";
+import type { JsonValue } from "../../sdk/workflow.js";
+import { InvalidInputError } from "../engine/errors.js";
+import type { TurnBoard } from "../runtime/turn-board.js";
+import { claimTurns, finishTurn, heartbeatTurn, type LeaseCheck, type TurnResult } from "../store/agents.js";
+import type { Db } from "../store/database.js";
+import { type AgentTurnRow, agentTurns } from "../store/schema.js";
+import { valueToJson } from "./convert.js";
 
-function notYet(rpc: string): ConnectError {
-  return new ConnectError(`AgentService.${rpc} is not implemented by this server version yet (agent turns arrive with ctx.startAgent/ctx.runAgent)`, Code.Unimplemented);
+export interface AgentServiceDeps {
+  db: Db;
+  turnBoard: TurnBoard;
+  leaseMs: number;
+  maxResultBytes: number;
+  namespace: string;
 }
 
-export function createAgentService(): ServiceImpl<typeof AgentService> {
+/** Waiters re-check the store at least this often (lost notices, lapsed leases). */
+const recheckMs = 1000;
+
+export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof AgentService> {
+  const { db, namespace } = deps;
+
+  const claim = (agents: readonly string[], workerId: string, limit: number) =>
+    claimTurns(db, namespace, agents, workerId, deps.leaseMs, limit);
+
   return {
-    async *receiveTurns() {
-      yield* [];
-      throw notYet("ReceiveTurns");
+    async pollTurns(request, context) {
+      const agents = requireAgents(request.agents);
+      const limit = bounded(request.maxTurns, 1, 100, "max_turns");
+      const waitMs = bounded(request.waitSeconds, 20, 60, "wait_seconds") * 1000;
+      const workerId = request.workerId || "anonymous";
+      const deadline = Date.now() + waitMs;
+      for (;;) {
+        const turns = await claim(agents, workerId, limit);
+        const remaining = deadline - Date.now();
+        if (turns.length > 0 || remaining <= 0 || context.signal.aborted) {
+          return create(PollTurnsResponseSchema, { turns: turns.map(turnToProto) });
+        }
+        await deps.turnBoard.wait(agents, Math.min(remaining, recheckMs), context.signal);
+      }
     },
-    pollTurns() {
-      throw notYet("PollTurns");
+
+    async *receiveTurns(request, context: HandlerContext) {
+      const agents = requireAgents(request.agents);
+      const maxInFlight = bounded(request.maxInFlight, 1, 100, "max_in_flight");
+      const workerId = request.workerId || "anonymous";
+      // Turns this stream delivered whose lease it still holds; a finished or lapsed turn frees a slot.
+      const outstanding = new Map<string, string>();
+      while (!context.signal.aborted) {
+        await pruneFinished(db, outstanding);
+        const turns = await claim(agents, workerId, maxInFlight - outstanding.size);
+        for (const turn of turns) {
+          outstanding.set(turn.id, turn.leaseToken ?? "");
+          yield create(ReceiveTurnsResponseSchema, { turn: turnToProto(turn) });
+        }
+        if (turns.length === 0) await deps.turnBoard.wait(agents, recheckMs, context.signal);
+      }
     },
-    heartbeatTurn() {
-      throw notYet("HeartbeatTurn");
+
+    async heartbeatTurn(request) {
+      const check = await heartbeatTurn(db, namespace, requireId(request.turnId), request.leaseToken, deps.leaseMs);
+      if (!check.ok) {
+        // A cancelled run's turn: say so instead of an error, so the worker stops cleanly.
+        if (check.reason === "cancelled") return create(HeartbeatTurnResponseSchema, { cancelRequested: true });
+        throw refusal(request.turnId, check);
+      }
+      return create(HeartbeatTurnResponseSchema, {
+        leaseExpiresAt: check.row.leaseExpiresAt ? timestampFromDate(check.row.leaseExpiresAt) : undefined,
+        cancelRequested: false,
+      });
     },
-    completeTurn() {
-      throw notYet("CompleteTurn");
+
+    async completeTurn(request) {
+      const result: JsonValue = request.result ? valueToJson(request.result) : null;
+      const size = Buffer.byteLength(JSON.stringify(result));
+      if (size > deps.maxResultBytes) {
+        throw new InvalidInputError(`result is ${size} bytes, over the limit of ${deps.maxResultBytes} bytes (CAIRN_MAX_INPUT_BYTES)`);
+      }
+      await finish(request.turnId, request.leaseToken, { status: "completed", result });
+      return create(CompleteTurnResponseSchema, {});
     },
-    failTurn() {
-      throw notYet("FailTurn");
+
+    async failTurn(request) {
+      const error = {
+        name: request.error?.name || "AgentError",
+        message: request.error?.message || "the agent failed the turn",
+        ...(request.error?.stack ? { stack: request.error.stack } : {}),
+      };
+      await finish(request.turnId, request.leaseToken, { status: "failed", error, retryable: request.retryable });
+      return create(FailTurnResponseSchema, {});
     },
   };
+
+  async function finish(turnId: string, token: string, outcome: TurnResult): Promise<void> {
+    const check = await finishTurn(db, namespace, requireId(turnId), token, outcome);
+    if (!check.ok) throw refusal(turnId, check);
+  }
+}
+
+async function pruneFinished(db: Db, outstanding: Map<string, string>): Promise<void> {
+  if (outstanding.size === 0) return;
+  const rows = await db
+    .select({ id: agentTurns.id, token: agentTurns.leaseToken, status: agentTurns.status, expires: agentTurns.leaseExpiresAt })
+    .from(agentTurns)
+    .where(inArray(agentTurns.id, [...outstanding.keys()]));
+  const now = Date.now();
+  for (const row of rows) {
+    const held = row.status === "leased" && row.token === outstanding.get(row.id) && (row.expires?.getTime() ?? 0) > now;
+    if (!held) outstanding.delete(row.id);
+  }
+}
+
+function refusal(turnId: string, check: Extract<LeaseCheck, { ok: false }>): ConnectError {
+  if (check.reason === "not_found") return new ConnectError(`turn "${turnId}" not found`, Code.NotFound);
+  const why =
+    check.reason === "lease_lost"
+      ? "this worker's lease on it lapsed and the turn was delivered again"
+      : `the turn is already ${check.reason}`;
+  return new ConnectError(`turn ${turnId} refused: ${why}; drop this result`, Code.FailedPrecondition);
+}
+
+function turnToProto(row: AgentTurnRow): AgentTurn {
+  return create(AgentTurnSchema, {
+    turnId: row.id,
+    agent: row.agent,
+    text: row.text,
+    params: row.params as never,
+    runId: row.runId,
+    workflowName: row.workflowName,
+    name: row.name,
+    attempt: row.attempt,
+    leaseToken: row.leaseToken ?? "",
+    leaseExpiresAt: row.leaseExpiresAt ? timestampFromDate(row.leaseExpiresAt) : undefined,
+    createdAt: timestampFromDate(row.createdAt),
+  });
+}
+
+function requireAgents(agents: readonly string[]): string[] {
+  const names = agents.filter((a) => a.length > 0);
+  if (names.length === 0) throw new InvalidInputError("agents is required: name at least one agent this worker serves");
+  return names;
+}
+
+function requireId(turnId: string): string {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(turnId)) {
+    throw new InvalidInputError(`turn_id "${turnId}" is not a turn id (turn ids are UUIDs)`);
+  }
+  return turnId.toLowerCase();
+}
+
+function bounded(value: number, fallback: number, max: number, field: string): number {
+  if (value < 0) throw new InvalidInputError(`${field} must not be negative`);
+  return value === 0 ? fallback : Math.min(value, max);
 }

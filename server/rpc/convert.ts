@@ -2,6 +2,7 @@
 import { create, fromJson, type JsonValue as ProtoJson, toJson } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp, type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
 import {
+  AgentWaitSchema,
   ChildWaitSchema,
   EntryKind,
   EventWaitSchema,
@@ -112,6 +113,19 @@ function waitingOnToProto(waiting: WaitingOn): WaitingOnMessage {
       },
     });
   }
+  if (waiting.kind === "agent") {
+    return create(WaitingOnSchema, {
+      name: waiting.name,
+      target: {
+        case: "agent",
+        value: create(AgentWaitSchema, {
+          turnId: waiting.turnId,
+          agent: waiting.agent,
+          timeoutAt: waiting.timeoutAt ? timestampFromDate(new Date(waiting.timeoutAt)) : undefined,
+        }),
+      },
+    });
+  }
   if (waiting.kind === "child") {
     return create(WaitingOnSchema, { name: waiting.name, target: { case: "child", value: create(ChildWaitSchema, { runId: waiting.childRunId }) } });
   }
@@ -150,5 +164,6 @@ export function entryToProto(entry: JournalEntry): HistoryEntry {
     correlationId: entry.correlationId ?? "",
     eventId: entry.eventId ?? "",
     targetRunId: entry.targetRunId ?? "",
+    targetTurnId: entry.targetTurnId ?? "",
   });
 }

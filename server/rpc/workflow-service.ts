@@ -52,7 +52,7 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 const maxIdempotencyKeyLength = 256;
 const maxKeyLength = 512;
 
-function waitKindFromProto(kind: WaitKind): "timer" | "event" | "retry" | undefined {
+function waitKindFromProto(kind: WaitKind): "timer" | "event" | "retry" | "child" | "agent" | undefined {
   switch (kind) {
     case WaitKind.UNSPECIFIED:
       return undefined;
@@ -62,9 +62,12 @@ function waitKindFromProto(kind: WaitKind): "timer" | "event" | "retry" | undefi
       return "event";
     case WaitKind.RETRY:
       return "retry";
+    case WaitKind.CHILD:
+      return "child";
+    case WaitKind.AGENT:
+      return "agent";
     default:
-      // Children and agents cannot be waited on yet, so nothing waits on them.
-      throw new InvalidInputError(`waiting_for ${WaitKind[kind] ?? kind} is not supported by this server version yet`);
+      throw new InvalidInputError(`waiting_for ${kind} is not a known wait kind`);
   }
 }
 

@@ -11,6 +11,7 @@ import { type JournalEntry, type NewEntry, nextDeadline, type PendingWait } from
 import { toFailureInfo } from "../engine/json.js";
 import { toWorkflowLogger, type Logger } from "../logger.js";
 import type { Db } from "../store/database.js";
+import { findTurnOutcome, insertTurn } from "../store/agents.js";
 import { findEvent } from "../store/events.js";
 import { appendEntry, loadJournal } from "../store/journal.js";
 import { type Fence, findChildOutcome, finishRun, getRun, insertChildRun, releaseRun, type RunEnding, suspendRun } from "../store/runs.js";
@@ -21,6 +22,8 @@ export interface RunExecutorDeps {
   db: Db;
   registry: WorkflowRegistry;
   logger: Logger;
+  /** An agent turn was created: workers long-polling for `agent` should look. */
+  onTurnCreated(agent: string): void;
   /** A child run was queued: some process should claim it. */
   onChildCreated(): void;
   /** The run parked; `deadline` is when the clock alone will wake it. */
@@ -83,6 +86,11 @@ export async function executeRun(
       });
       if (created) deps.onChildCreated();
     },
+    startAgentTurn: async (turn) => {
+      const created = await insertTurn(deps.db, { ...turn, namespace: run.namespace, runId: run.id, workflowName: run.workflowName });
+      if (created) deps.onTurnCreated(turn.agent);
+    },
+    findTurnOutcome: (waits) => findTurnOutcome(deps.db, run.namespace, waits.map((w) => w.turnId)),
     findChildOutcome: (waits) => findChildOutcome(deps.db, run.namespace, waits.map((w) => w.childRunId)),
     suspend: async (waits) => {
       if (signal.aborted) throw signal.reason;

@@ -22,6 +22,7 @@ import { claimDueRuns, type Fence, nextDueAt, releaseRun, renewLeases, requeueEx
 import type { RunRow } from "../store/schema.js";
 import type { WorkflowRegistry } from "../workflows/registry.js";
 import { executeRun, ShutdownError } from "./run-executor.js";
+import type { TurnBoard } from "./turn-board.js";
 
 export { ShutdownError };
 
@@ -32,6 +33,8 @@ export interface SchedulerOptions {
   leaseMs: number;
   pollIntervalMs: number;
   maxConcurrentRuns: number;
+  /** Where agent workers wait for turns. */
+  turnBoard: TurnBoard;
   /** Events older than this are deleted. */
   eventRetentionMs: number;
   /** Unique per process; defaults to host:pid:random. */
@@ -46,6 +49,7 @@ interface ActiveRun {
 
 const wakeChannel = "cairn_wake";
 const cancelChannel = "cairn_cancel";
+const turnChannel = "cairn_turns";
 const retentionSweepMs = 60_000;
 /** setTimeout's ceiling; a later deadline is re-armed by the poll. */
 const maxTimerMs = 2 ** 31 - 1;
@@ -77,6 +81,7 @@ export class Scheduler {
     try {
       await this.options.database.listen(wakeChannel, () => this.wake());
       await this.options.database.listen(cancelChannel, (runId) => this.abortCancelled(runId));
+      await this.options.database.listen(turnChannel, (agent) => this.options.turnBoard.announce(agent));
     } catch (error) {
       this.options.logger.warn({ err: error }, "LISTEN failed; relying on polling until it reconnects");
     }
@@ -199,6 +204,10 @@ export class Scheduler {
       registry: this.options.registry,
       logger: this.options.logger,
       onChildCreated: () => void this.announce().catch(() => undefined),
+      onTurnCreated: (agent: string) => {
+        this.options.turnBoard.announce(agent);
+        void this.options.database.db.execute(sql`select pg_notify(${turnChannel}, ${agent})`).catch(() => undefined);
+      },
       onSuspended: (_run: RunRow, _waits: readonly PendingWait[], deadline: Date | undefined) => {
         if (deadline) this.noteDeadline(deadline);
       },

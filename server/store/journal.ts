@@ -45,11 +45,11 @@ export async function appendEntry(db: Db, fence: Fence, sequence: number, entry:
   const rows = await queryRows<{ sequence: number }>(
     db,
     sql`insert into journal_entries (run_id, sequence, namespace, kind, name, result, error, attempt, started_at,
-                                     fire_at, timeout_at, event_type, correlation_id, lookback_from, event_id, target_run_id)
+                                     fire_at, timeout_at, event_type, correlation_id, lookback_from, event_id, target_run_id, target_turn_id)
         select id, ${sequence}, namespace, ${entry.kind}, ${entry.name}, ${result}::jsonb, ${error}::jsonb,
                ${entry.attempt}, ${iso(entry.startedAt)}::timestamptz, ${iso(entry.fireAt)}::timestamptz,
                ${iso(entry.timeoutAt)}::timestamptz, ${entry.eventType ?? null}, ${entry.correlationId ?? null},
-               ${iso(entry.lookbackFrom)}::timestamptz, ${entry.eventId ?? null}::uuid, ${entry.targetRunId ?? null}::uuid
+               ${iso(entry.lookbackFrom)}::timestamptz, ${entry.eventId ?? null}::uuid, ${entry.targetRunId ?? null}::uuid, ${entry.targetTurnId ?? null}::uuid
         from runs
         where id = ${fence.runId} and lease_owner = ${fence.owner} and lease_epoch = ${fence.epoch}
           and status = 'running' and cancel_requested_at is null
@@ -87,6 +87,7 @@ function toJournalEntry(row: JournalRow & { hasResult: boolean }): JournalEntry 
   if (row.lookbackFrom) entry.lookbackFrom = row.lookbackFrom;
   if (row.eventId) entry.eventId = row.eventId;
   if (row.targetRunId) entry.targetRunId = row.targetRunId;
+  if (row.targetTurnId) entry.targetTurnId = row.targetTurnId;
   if (row.error !== null) entry.error = row.error;
   return entry;
 }

@@ -7,8 +7,9 @@
 import { and, desc, eq, gte, inArray, isNull, lt, or, sql, type SQL } from "drizzle-orm";
 import type { JsonValue } from "../../sdk/workflow.js";
 import { LeaseLostError } from "../engine/errors.js";
-import { type ChildOutcome, type ChildWait, type EventWait, nextDeadline, type PendingWait } from "../engine/journal.js";
+import { type AgentWait, type ChildOutcome, type ChildWait, type EventWait, nextDeadline, type PendingWait } from "../engine/journal.js";
 import type { FailureInfo } from "../engine/json.js";
+import { cancelTurnsOf, findTurnOutcome, lockTurnKey } from "./agents.js";
 import { findEvent, lockChildKey, lockEventKey } from "./events.js";
 import { type Db, queryRows } from "./database.js";
 import { type RunRow, type RunStatus, runs, terminalStatuses, type WaitingOn, waits } from "./schema.js";
@@ -96,7 +97,7 @@ export interface RunFilter {
   createdAfter?: Date | undefined;
   createdBefore?: Date | undefined;
   /** Only runs parked on a wait of this kind and/or event key. */
-  waitingFor?: "timer" | "event" | "retry" | undefined;
+  waitingFor?: "timer" | "event" | "retry" | "child" | "agent" | undefined;
   waitingEventType?: string | undefined;
   waitingCorrelationId?: string | undefined;
 }
@@ -307,6 +308,9 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
       await lockEventKey(tx, namespace, eventType, correlationId);
     }
     if (eventWaits.length > 0 && (await findEvent(tx, namespace, fence.runId, eventWaits))) return false;
+    const agentWaits = pending.filter((w): w is AgentWait => w.kind === "agent");
+    for (const turnId of [...new Set(agentWaits.map((w) => w.turnId))].sort()) await lockTurnKey(tx, turnId);
+    if (agentWaits.length > 0 && (await findTurnOutcome(tx, namespace, agentWaits.map((w) => w.turnId)))) return false;
     const childWaits = pending.filter((w): w is ChildWait => w.kind === "child");
     for (const childRunId of [...new Set(childWaits.map((w) => w.childRunId))].sort()) await lockChildKey(tx, childRunId);
     if (childWaits.length > 0 && (await findChildOutcome(tx, namespace, childWaits.map((w) => w.childRunId)))) return false;
@@ -333,8 +337,9 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
           kind: w.kind,
           eventType: w.kind === "event" ? w.eventType : null,
           correlationId: w.kind === "event" ? w.correlationId : null,
-          deadline: w.kind === "event" ? (w.timeoutAt ?? null) : w.kind === "child" ? null : w.fireAt,
+          deadline: w.kind === "event" || w.kind === "agent" ? (w.timeoutAt ?? null) : w.kind === "child" ? null : w.fireAt,
           targetRunId: w.kind === "child" ? w.childRunId : null,
+          targetTurnId: w.kind === "agent" ? w.turnId : null,
         })),
       );
     }
@@ -348,6 +353,8 @@ function describeWait(wait: PendingWait): WaitingOn {
       return { kind: "timer", name: wait.name, fireAt: wait.fireAt.toISOString() };
     case "child":
       return { kind: "child", name: wait.name, childRunId: wait.childRunId };
+    case "agent":
+      return { kind: "agent", name: wait.name, turnId: wait.turnId, agent: wait.agent, ...(wait.timeoutAt ? { timeoutAt: wait.timeoutAt.toISOString() } : {}) };
     case "retry":
       return { kind: "retry", name: wait.name, retryAt: wait.fireAt.toISOString(), nextAttempt: wait.nextAttempt };
     case "event":
@@ -433,6 +440,7 @@ export async function cancelRun(db: Db, namespace: string, runId: string, reason
     if (!run) return undefined;
     if (terminalStatuses.includes(run.status)) return { outcome: "finished", run };
     const error = JSON.stringify({ name: "CancelledError", message: reason });
+    await cancelTurnsOf(tx, runId);
     if (run.status === "running") {
       const [requested] = await tx
         .update(runs)

@@ -15,7 +15,8 @@ export type WaitingOn =
   | { kind: "timer"; name: string; fireAt: string }
   | { kind: "event"; name: string; eventType: string; correlationId: string; timeoutAt?: string }
   | { kind: "retry"; name: string; retryAt: string; nextAttempt: number }
-  | { kind: "child"; name: string; childRunId: string };
+  | { kind: "child"; name: string; childRunId: string }
+  | { kind: "agent"; name: string; turnId: string; agent: string; timeoutAt?: string };
 
 export const runStatuses = ["queued", "running", "waiting", "completed", "failed", "cancelled"] as const;
 export type RunStatus = (typeof runStatuses)[number];
@@ -95,6 +96,7 @@ export const journalEntries = pgTable(
     /** event_received: the event consumed; matching skips events a run already consumed. */
     eventId: uuid(),
     targetRunId: uuid(),
+    targetTurnId: uuid(),
   },
   (t) => [
     primaryKey({ columns: [t.runId, t.sequence] }),
@@ -140,21 +142,68 @@ export const waits = pgTable(
       .references(() => runs.id, { onDelete: "cascade" }),
     name: text().notNull(),
     namespace: text().notNull().default("default"),
-    kind: text().$type<"timer" | "event" | "retry" | "child">().notNull(),
+    kind: text().$type<"timer" | "event" | "retry" | "child" | "agent">().notNull(),
     eventType: text(),
     correlationId: text(),
     /** Timer fire time or event-wait timeout. */
     deadline: timestamptz("deadline"),
     /** Child waits: the child run whose end wakes this run. */
     targetRunId: uuid(),
+    /** Agent waits: the turn whose result wakes this run. */
+    targetTurnId: uuid(),
   },
   (t) => [
     primaryKey({ columns: [t.runId, t.name] }),
     index("waits_event_key_idx").on(t.namespace, t.eventType, t.correlationId).where(sql`${t.kind} = 'event'`),
     index("waits_child_idx").on(t.targetRunId).where(sql`${t.kind} = 'child'`),
+    index("waits_agent_idx").on(t.targetTurnId).where(sql`${t.kind} = 'agent'`),
   ],
 );
 
 export type RunRow = typeof runs.$inferSelect;
 export type JournalRow = typeof journalEntries.$inferSelect;
 export type EventRow = typeof events.$inferSelect;
+
+export const turnStatuses = ["pending", "leased", "completed", "failed", "cancelled"] as const;
+export type TurnStatus = (typeof turnStatuses)[number];
+
+/**
+ * Agent turns handed out by ctx.startAgent. A worker leases a turn with a
+ * fresh token; results are accepted only with the token of the current lease,
+ * so a worker that lost its turn (lease lapsed, turn redelivered) is refused.
+ */
+export const agentTurns = pgTable(
+  "agent_turns",
+  {
+    /** Derived from the run and the operation name, so a replay finds the turn it created. */
+    id: uuid().primaryKey(),
+    namespace: text().notNull().default("default"),
+    runId: uuid()
+      .notNull()
+      .references(() => runs.id, { onDelete: "cascade" }),
+    workflowName: text().notNull(),
+    name: text().notNull(),
+    agent: text().notNull(),
+    text: text().notNull(),
+    params: jsonb().$type<Record<string, JsonValue>>().notNull().default({}),
+    status: text().$type<TurnStatus>().notNull().default("pending"),
+    /** Deliveries so far. */
+    attempt: integer().notNull().default(0),
+    leaseToken: uuid(),
+    workerId: text(),
+    leaseExpiresAt: timestamptz("lease_expires_at"),
+    result: jsonb().$type<JsonValue>(),
+    error: jsonb().$type<FailureInfo>(),
+    createdAt: timestamptz("created_at").notNull().defaultNow(),
+    updatedAt: timestamptz("updated_at").notNull().defaultNow(),
+    completedAt: timestamptz("completed_at"),
+  },
+  (t) => [
+    check("agent_turns_status_check", sql`${t.status} in ('pending', 'leased', 'completed', 'failed', 'cancelled')`),
+    index("agent_turns_pending_idx").on(t.namespace, t.agent, t.createdAt).where(sql`${t.status} = 'pending'`),
+    index("agent_turns_lease_idx").on(t.leaseExpiresAt).where(sql`${t.status} = 'leased'`),
+    index("agent_turns_run_idx").on(t.runId),
+  ],
+);
+
+export type AgentTurnRow = typeof agentTurns.$inferSelect;

@@ -4,7 +4,7 @@
  * let it suspend or "crash", change the world, and replay against what was kept.
  */
 import type { ActivationHost } from "../../server/engine/activation.js";
-import type { ChildOutcome, ChildRequest, ChildWait, EventWait, JournalEntry, MatchedEvent, NewEntry, PendingWait } from "../../server/engine/journal.js";
+import type { AgentTurnRequest, AgentWait, TurnOutcome, ChildOutcome, ChildRequest, ChildWait, EventWait, JournalEntry, MatchedEvent, NewEntry, PendingWait } from "../../server/engine/journal.js";
 import type { JsonValue, WorkflowLogger } from "../../sdk/workflow.js";
 
 export interface StoredEvent {
@@ -28,6 +28,8 @@ export interface MemoryHost extends ActivationHost {
   /** Every startChild call, and the children that exist (by id). */
   readonly childRequests: ChildRequest[];
   readonly children: Map<string, ChildRequest>;
+  readonly turns: Map<string, AgentTurnRequest>;
+  readonly turnOutcomes: Map<string, TurnOutcome>;
   /** Children that ended. */
   readonly childOutcomes: Map<string, ChildOutcome>;
 }
@@ -60,6 +62,20 @@ export function memoryHost(journal: JournalEntry[] = [], events: StoredEvent[] =
       if (request.workflowName === "missing") throw new Error(`unknown workflow "missing"`);
       if (!host.children.has(request.childRunId)) host.children.set(request.childRunId, request);
     },
+    async startAgentTurn(turn: AgentTurnRequest) {
+      await Promise.resolve();
+      if (!host.turns.has(turn.turnId)) host.turns.set(turn.turnId, turn);
+    },
+    async findTurnOutcome(waits: readonly AgentWait[]) {
+      await Promise.resolve();
+      for (const wait of waits) {
+        const outcome = host.turnOutcomes.get(wait.turnId);
+        if (outcome) return outcome;
+      }
+      return undefined;
+    },
+    turns: new Map(),
+    turnOutcomes: new Map(),
     async findChildOutcome(waits: readonly ChildWait[]) {
       await Promise.resolve();
       for (const wait of waits) {

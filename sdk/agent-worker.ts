@@ -1,0 +1,131 @@
+/**
+ * A small agent worker: leases turns for the agents it serves (long poll),
+ * runs their handlers, heartbeats long turns, and reports results. A turn's
+ * handler gets a `signal` that aborts when the run is cancelled or the lease
+ * was lost; a result the server refuses (the turn was redelivered) is dropped.
+ * Runs in Node and browsers: pass any Connect transport.
+ */
+import { create, fromJson, type JsonValue as ProtoJson } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { AgentService, type AgentTurn } from "./gen/cairn/v1/agent_pb.js";
+import { FailureSchema } from "./gen/cairn/v1/types_pb.js";
+import type { JsonObject, JsonValue } from "./workflow.js";
+
+export interface AgentTurnInput {
+  turnId: string;
+  agent: string;
+  text: string;
+  params: JsonObject;
+  runId: string;
+  workflowName: string;
+  /** 1 on first delivery; more after a worker vanished mid-turn. */
+  attempt: number;
+  /** Aborted when the run is cancelled or this worker lost the turn. */
+  signal: AbortSignal;
+}
+
+export type AgentHandler = (turn: AgentTurnInput) => Promise<JsonValue> | JsonValue;
+
+export interface AgentWorkerOptions {
+  transport: Transport;
+  agents: Record<string, AgentHandler>;
+  /** Shown in logs; default a random id. */
+  workerId?: string;
+  /** Turns handled at once (default 1). */
+  concurrency?: number;
+  /** How often a running turn's lease is extended (default 10 s; keep it well under the server's CAIRN_AGENT_LEASE_MS). */
+  heartbeatMs?: number;
+  /** Called for turns whose result the server refused, and for poll errors. */
+  onError?: (error: unknown) => void;
+}
+
+export interface AgentWorker {
+  readonly workerId: string;
+  /** Resolves when the worker has stopped. */
+  readonly done: Promise<void>;
+  /** Stops polling; turns in progress finish first. */
+  stop(): Promise<void>;
+}
+
+export function createAgentWorker(options: AgentWorkerOptions): AgentWorker {
+  const client = createClient(AgentService, options.transport);
+  const workerId = options.workerId ?? `worker-${Math.random().toString(36).slice(2, 10)}`;
+  const agents = Object.keys(options.agents);
+  if (agents.length === 0) throw new Error("createAgentWorker: name at least one agent in `agents`");
+  const stopping = new AbortController();
+  const onError = options.onError ?? (() => undefined);
+
+  async function handle(turn: AgentTurn): Promise<void> {
+    const handler = options.agents[turn.agent];
+    const controller = new AbortController();
+    const token = turn.leaseToken;
+    const heartbeat = setInterval(() => {
+      client.heartbeatTurn({ turnId: turn.turnId, leaseToken: token }).then(
+        (reply) => {
+          if (reply.cancelRequested) controller.abort(new Error("the run was cancelled"));
+        },
+        (error: unknown) => {
+          if (error instanceof ConnectError && (error.code === Code.FailedPrecondition || error.code === Code.NotFound)) {
+            controller.abort(error);
+          }
+        },
+      );
+    }, options.heartbeatMs ?? 10_000);
+    try {
+      if (!handler) throw new Error(`this worker has no handler for agent "${turn.agent}"`);
+      const result = await handler({
+        turnId: turn.turnId,
+        agent: turn.agent,
+        text: turn.text,
+        params: (turn.params ?? {}) as JsonObject,
+        runId: turn.runId,
+        workflowName: turn.workflowName,
+        attempt: turn.attempt,
+        signal: controller.signal,
+      });
+      if (controller.signal.aborted) return;
+      await client.completeTurn({ turnId: turn.turnId, leaseToken: token, result: fromJson(ValueSchema, (result ?? null) as ProtoJson) });
+    } catch (error) {
+      if (controller.signal.aborted) return;
+      const failure = error instanceof Error ? error : new Error(String(error));
+      const retryable = (error as { retryable?: unknown }).retryable === true;
+      await client
+        .failTurn({
+          turnId: turn.turnId,
+          leaseToken: token,
+          retryable,
+          error: create(FailureSchema, { name: failure.name, message: failure.message, stack: failure.stack ?? "" }),
+        })
+        .catch(onError);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  async function loop(): Promise<void> {
+    let backoffMs = 100;
+    while (!stopping.signal.aborted) {
+      try {
+        const { turns } = await client.pollTurns({ agents, workerId, maxTurns: 1, waitSeconds: 20 }, { signal: stopping.signal });
+        backoffMs = 100;
+        for (const turn of turns) await handle(turn).catch(onError);
+      } catch (error) {
+        if (stopping.signal.aborted) break;
+        onError(error);
+        await new Promise((resolve) => setTimeout(resolve, backoffMs));
+        backoffMs = Math.min(backoffMs * 2, 5000);
+      }
+    }
+  }
+
+  const done = Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 1) }, () => loop())).then(() => undefined);
+  return {
+    workerId,
+    done,
+    async stop() {
+      stopping.abort();
+      await done;
+    },
+  };
+}

@@ -1,0 +1,675 @@
+/**
+ * The Cairn client: create runs, wait for their results, list, signal and cancel them, from Node
+ * (20+) or a browser. Inputs, outputs and payloads are plain JSON; the generated Connect clients
+ * stay available as `client.raw`.
+ *
+ * ```ts
+ * const cairn = createCairnClient({ baseUrl: "http://localhost:8080", apiKey: "..." });
+ * const orders = workflowRef<{ orderId: string }, { status: string }>("order_fulfillment");
+ * const run = await cairn.createRun(orders, { orderId: "o-1" }, { eagerStart: true });
+ * const { status } = await run.waitForResult({ timeoutMs: 60_000 });
+ * ```
+ *
+ * Protocols: "connect" (default) and "grpc-web" use @connectrpc/connect-web over `fetch`, so they
+ * work in browsers and in Node alike. "grpc" needs HTTP/2 with trailers, which browsers cannot do:
+ * pass a Node transport, e.g. `transport: createGrpcTransport({ baseUrl, httpVersion: "2" })` from
+ * @connectrpc/connect-node. A supplied `transport` is used as it is, whatever `protocol` says; the API
+ * key is still added to every call's headers, and retries still apply.
+ *
+ * Retries: calls that are safe to repeat (GetRun, ListRuns, ListWorkflows, GetRunHistory, and
+ * CreateRun / SendEvent *with* an idempotency key) are retried on UNAVAILABLE, DEADLINE_EXCEEDED,
+ * ABORTED, RESOURCE_EXHAUSTED and network failures, with exponential backoff and jitter (4 attempts
+ * by default). Other calls are never repeated: a CreateRun without an idempotency key whose answer
+ * was lost may have created the run, so the error goes to the caller. The retries are in the
+ * transport, so `client.raw` calls get them too. `timeoutMs` applies to each attempt.
+ *
+ * No Node-only imports here: this file runs in browsers (sdk/tsconfig.json has no Node types).
+ */
+import { type DescMessage, type DescMethodStreaming, type DescMethodUnary, fromJson, type JsonValue as ProtoJson, type MessageInitShape, toJson } from "@bufbuild/protobuf";
+import { MethodOptions_IdempotencyLevel, timestampDate, timestampFromDate, type Timestamp, type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
+import { type Client, Code, ConnectError, type ContextValues, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+import { AgentService } from "./gen/cairn/v1/agent_pb.js";
+import { type Failure, type Run, RunStatus, type WaitingOn, WaitKind } from "./gen/cairn/v1/types_pb.js";
+import { WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
+import { CairnError, type RunFailure, RunCancelledError, RunFailedError, WaitTimeoutError } from "./errors.js";
+import type { JsonObject, JsonValue, WorkflowDefinition } from "./workflow.js";
+
+/** What `new Headers(...)` accepts (spelled out so the SDK typechecks with Node's types as well as the DOM's). */
+export type HeadersInit = ConstructorParameters<typeof Headers>[0];
+
+// ---------------------------------------------------------------------------------------------
+// Workflow references
+
+/**
+ * A typed handle on a workflow by name, for clients that cannot (or should not) import the
+ * workflow's code, e.g. browsers: `workflowRef<Input, Output>("order_fulfillment")`.
+ */
+export interface WorkflowRef<I = JsonObject, O = JsonValue> {
+  readonly kind: "cairn.workflowRef";
+  readonly name: string;
+  /** Never set: carries the input and output types for `createRun` and `waitForResult`. */
+  readonly types?: { readonly input: I; readonly output: O };
+}
+
+export function workflowRef<I = JsonObject, O = JsonValue>(name: string): WorkflowRef<I, O> {
+  return { kind: "cairn.workflowRef", name };
+}
+
+/** What `createRun` accepts as a typed workflow: a `defineWorkflow(...)` value or a `workflowRef`. */
+export type TypedWorkflow<I = JsonObject, O = JsonValue> = WorkflowDefinition<I, O> | WorkflowRef<I, O>;
+
+/**
+ * The input type of a typed workflow. For a workflow with a schema this is the schema's output
+ * type, so fields that have defaults in the schema are still required here.
+ */
+// `any` on both sides: matches every workflow, whatever its input and output types.
+type AnyWorkflow = WorkflowDefinition<any, any> | WorkflowRef<any, any>;
+export type WorkflowInput<W extends AnyWorkflow> = W extends TypedWorkflow<infer I, infer _O> ? I : never;
+/** The output type of a typed workflow, i.e. what `waitForResult` resolves. */
+export type WorkflowOutput<W extends AnyWorkflow> = W extends TypedWorkflow<infer _I, infer O> ? O : never;
+
+// ---------------------------------------------------------------------------------------------
+// Plain-JSON views of the API's messages
+
+export type RunStatusName = "queued" | "running" | "waiting" | "completed" | "failed" | "cancelled";
+export type WaitKindName = "timer" | "event" | "child" | "agent" | "retry";
+
+/** What a WAITING run waits on. */
+export type WaitingOnInfo =
+  | { kind: "timer"; name: string; fireAt?: Date }
+  | { kind: "event"; name: string; eventType: string; correlationId: string; timeoutAt?: Date }
+  | { kind: "child"; name: string; runId: string; workflowName: string }
+  | { kind: "agent"; name: string; turnId: string; agent: string; timeoutAt?: Date }
+  | { kind: "retry"; name: string; stepName: string; nextAttempt: number; retryAt?: Date }
+  | { kind: "unknown"; name: string };
+
+/** A run, with its input and output as plain JSON. */
+export interface RunInfo<O = JsonValue> {
+  runId: string;
+  workflowName: string;
+  status: RunStatusName;
+  input: JsonValue;
+  /** Set when status is "completed". */
+  output?: O;
+  /** Set when status is "failed" (what the handler threw) or "cancelled" (the reason). */
+  error?: RunFailure;
+  /** The run that started this one; absent for top-level runs. */
+  parentRunId?: string;
+  createdAt: Date;
+  updatedAt: Date;
+  startedAt?: Date;
+  completedAt?: Date;
+  /** Set while status is "waiting". */
+  waitingOn?: WaitingOnInfo;
+  namespace: string;
+  metadata: Record<string, string>;
+  idempotencyKey?: string;
+  activationCount: number;
+}
+
+export interface WorkflowInfo {
+  name: string;
+  sourceFile: string;
+  hasInputSchema: boolean;
+  /** "zod", "valibot", ... when hasInputSchema. */
+  inputSchemaVendor?: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options and results
+
+export interface RetryOptions {
+  /** Attempts in all, the first included. Default 4; 1 turns retries off. */
+  maxAttempts?: number;
+  /** Delay before the second attempt. Default 100 ms; it doubles per attempt. */
+  initialDelayMs?: number;
+  /** Longest delay between attempts. Default 2000 ms. */
+  maxDelayMs?: number;
+}
+
+export interface CairnClientOptions {
+  /** The server, e.g. "http://localhost:8080" (or "/" from a page it serves). Required unless `transport` is given. */
+  baseUrl?: string;
+  /** Sent as the `X-Api-Key` header on every call. */
+  apiKey?: string;
+  /** Default "connect". "grpc" needs `transport` (browsers cannot speak gRPC). */
+  protocol?: "connect" | "grpc-web" | "grpc";
+  /** A ready Connect transport (e.g. from @connectrpc/connect-node); `baseUrl`, `protocol`, `fetch`, `interceptors` and `useBinaryFormat` are then unused. */
+  transport?: Transport;
+  /** The fetch implementation for the connect and grpc-web transports (default: globalThis.fetch). */
+  fetch?: typeof globalThis.fetch;
+  /** Extra Connect interceptors for the connect and grpc-web transports. */
+  interceptors?: Interceptor[];
+  /** Protobuf binary instead of JSON on the wire (connect: default JSON; grpc-web: default binary). */
+  useBinaryFormat?: boolean;
+  /** Default per-call timeout in milliseconds (connect and grpc-web transports). */
+  timeoutMs?: number;
+  /** Retry policy for calls that are safe to repeat; `false` turns retries off. */
+  retry?: RetryOptions | false;
+}
+
+/** Per-call options of every helper. */
+export interface RequestOptions {
+  signal?: AbortSignal;
+  /** Timeout of each attempt, in milliseconds. */
+  timeoutMs?: number;
+  headers?: HeadersInit;
+}
+
+export interface CreateRunOptions extends RequestOptions {
+  /** Claim and start the run in the process that receives the request (lowest latency). Default false: queued. */
+  eagerStart?: boolean;
+  /** Deduplicates retries: another CreateRun with this key (and the same workflow and input) returns the first run. Also makes the call safe to retry automatically. */
+  idempotencyKey?: string;
+  /** Free-form labels stored with the run. */
+  metadata?: Record<string, string>;
+}
+
+export interface WaitForResultOptions {
+  /** Give up after this long with a WaitTimeoutError (the run goes on). Default: wait forever. */
+  timeoutMs?: number;
+  /** Longest gap between polls. Polls start 50 ms apart and back off to this. Default 1000. */
+  pollIntervalMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface ListRunsFilter extends RequestOptions {
+  /** Only runs of this workflow (a name, a `defineWorkflow` value or a `workflowRef`). */
+  workflow?: string | { readonly name: string };
+  /** Only runs in one of these states (empty: all). */
+  statuses?: readonly RunStatusName[];
+  /** Only children of this run. */
+  parentRunId?: string;
+  /** Only runs created at or after / before this instant. */
+  createdAfter?: Date;
+  createdBefore?: Date;
+  /** Only runs parked on this kind of wait. */
+  waitingFor?: WaitKindName;
+  /** Only runs waiting for events of this type / correlation id. */
+  waitingEventType?: string;
+  waitingCorrelationId?: string;
+  /** Runs per request (server default 50, at most 1000). */
+  pageSize?: number;
+}
+
+export interface ListRunsPage {
+  runs: RunInfo[];
+  /** Pass as `pageToken` for the next page; absent on the last page. */
+  nextPageToken?: string;
+}
+
+export interface SendEventInput {
+  eventType: string;
+  correlationId: string;
+  payload?: JsonValue;
+  /** Deliver only to this run. */
+  runId?: string;
+  /** Deduplicates retries: the same key stores the event once. Also makes the call safe to retry automatically. */
+  idempotencyKey?: string;
+}
+
+export interface SendEventResult {
+  eventId: string;
+  /** Runs woken by this event (empty: stored for a later waitForEvent). */
+  matchedRunIds: string[];
+  /** True when idempotencyKey matched an event already stored. */
+  deduplicated: boolean;
+}
+
+/** A created run, typed by its workflow's output. */
+export interface RunHandle<O = JsonValue> {
+  readonly runId: string;
+  readonly workflowName: string;
+  /** The run as CreateRun answered it. */
+  readonly run: RunInfo<O>;
+  /** True when the idempotency key matched an existing run, so no new run was created. */
+  readonly deduplicated: boolean;
+  /** Resolves the run's output when it completes; throws RunFailedError / RunCancelledError / WaitTimeoutError. */
+  waitForResult(options?: WaitForResultOptions): Promise<O>;
+  /** The run as it is now. */
+  get(options?: RequestOptions): Promise<RunInfo<O>>;
+  cancel(reason?: string, options?: RequestOptions): Promise<RunInfo<O>>;
+}
+
+export interface CairnClient {
+  /** Start a run of a typed workflow: the input is type-checked, and the handle's `waitForResult` resolves the workflow's output type. */
+  createRun<I, O>(workflow: TypedWorkflow<I, O>, input: NoInfer<I>, options?: CreateRunOptions): Promise<RunHandle<O>>;
+  /** Start a run by workflow name. Input defaults to `{}`. */
+  createRun<O = JsonValue>(workflowName: string, input?: JsonObject, options?: CreateRunOptions): Promise<RunHandle<O>>;
+  getRun<O = JsonValue>(runId: string, options?: RequestOptions): Promise<RunInfo<O>>;
+  /** Every matching run, newest first, fetching further pages as the iteration goes on. */
+  listRuns(filter?: ListRunsFilter): AsyncIterable<RunInfo>;
+  /** One page of runs, for UIs that page themselves. */
+  listRunsPage(filter?: ListRunsFilter & { pageToken?: string }): Promise<ListRunsPage>;
+  listWorkflows(options?: RequestOptions): Promise<WorkflowInfo[]>;
+  sendEvent(event: SendEventInput, options?: RequestOptions): Promise<SendEventResult>;
+  /** Cancel a queued, running or waiting run. A run that already ended is a FAILED_PRECONDITION error. */
+  cancelRun(runId: string, reason?: string, options?: RequestOptions): Promise<RunInfo>;
+  /**
+   * Polls GetRun until the run ends (a live stream replaces the polling once WatchRun is served):
+   * resolves its output, or throws RunFailedError / RunCancelledError (carrying the run's failure),
+   * or WaitTimeoutError when `timeoutMs` passes first.
+   */
+  waitForResult<O = JsonValue>(run: string | RunHandle<O>, options?: WaitForResultOptions): Promise<O>;
+  /** The generated Connect clients, over the same transport (API key and retries included). They throw ConnectError. */
+  readonly raw: {
+    readonly workflows: Client<typeof WorkflowService>;
+    readonly agents: Client<typeof AgentService>;
+  };
+  readonly transport: Transport;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client
+
+export function createCairnClient(options: CairnClientOptions): CairnClient {
+  const transport = withRetries(baseTransport(options), options.retry === false ? { maxAttempts: 1 } : (options.retry ?? {}));
+  const workflows = createClient(WorkflowService, transport);
+  const agents = createClient(AgentService, transport);
+
+  async function rpc<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      throw CairnError.from(error);
+    }
+  }
+
+  function handle<O>(run: RunInfo<O>, deduplicated: boolean): RunHandle<O> {
+    return {
+      runId: run.runId,
+      workflowName: run.workflowName,
+      run,
+      deduplicated,
+      waitForResult: (waitOptions) => client.waitForResult<O>(run.runId, waitOptions),
+      get: (requestOptions) => client.getRun<O>(run.runId, requestOptions),
+      cancel: async (reason, requestOptions) => (await client.cancelRun(run.runId, reason, requestOptions)) as RunInfo<O>,
+    };
+  }
+
+  async function listRunsPage(filter: ListRunsFilter & { pageToken?: string } = {}): Promise<ListRunsPage> {
+    const workflowName = typeof filter.workflow === "string" ? filter.workflow : (filter.workflow?.name ?? "");
+    const response = await rpc(() =>
+      workflows.listRuns(
+        {
+          workflowName,
+          statuses: (filter.statuses ?? []).map(statusFromName),
+          parentRunId: filter.parentRunId ?? "",
+          createdAfter: filter.createdAfter ? timestampFromDate(filter.createdAfter) : undefined,
+          createdBefore: filter.createdBefore ? timestampFromDate(filter.createdBefore) : undefined,
+          pageSize: filter.pageSize ?? 0,
+          pageToken: filter.pageToken ?? "",
+          waitingFor: filter.waitingFor ? waitKindFromName(filter.waitingFor) : WaitKind.UNSPECIFIED,
+          waitingEventType: filter.waitingEventType ?? "",
+          waitingCorrelationId: filter.waitingCorrelationId ?? "",
+        },
+        callOptions(filter),
+      ),
+    );
+    return {
+      runs: response.runs.map((run) => runInfo(run)),
+      ...(response.nextPageToken ? { nextPageToken: response.nextPageToken } : {}),
+    };
+  }
+
+  const client: CairnClient = {
+    raw: { workflows, agents },
+    transport,
+
+    async createRun<O>(
+      workflow: string | TypedWorkflow<unknown, unknown>,
+      input?: unknown,
+      createOptions: CreateRunOptions = {},
+    ): Promise<RunHandle<O>> {
+      const workflowName = typeof workflow === "string" ? workflow : workflow.name;
+      const response = await rpc(() =>
+        workflows.createRun(
+          {
+            workflowName,
+            input: jsonToValue(input === undefined ? {} : input, "input"),
+            eagerStart: createOptions.eagerStart ?? false,
+            idempotencyKey: createOptions.idempotencyKey ?? "",
+            metadata: createOptions.metadata ?? {},
+          },
+          callOptions(createOptions),
+        ),
+      );
+      if (!response.run) throw new CairnError("CreateRun answered without a run", Code.Internal);
+      return handle(runInfo<O>(response.run), response.deduplicated);
+    },
+
+    async getRun<O>(runId: string, requestOptions?: RequestOptions): Promise<RunInfo<O>> {
+      const { run } = await rpc(() => workflows.getRun({ runId }, callOptions(requestOptions)));
+      if (!run) throw new CairnError("GetRun answered without a run", Code.Internal);
+      return runInfo<O>(run);
+    },
+
+    listRuns(filter: ListRunsFilter = {}): AsyncIterable<RunInfo> {
+      return {
+        async *[Symbol.asyncIterator]() {
+          let pageToken: string | undefined;
+          do {
+            const page = await listRunsPage({ ...filter, ...(pageToken ? { pageToken } : {}) });
+            yield* page.runs;
+            pageToken = page.nextPageToken;
+          } while (pageToken);
+        },
+      };
+    },
+
+    listRunsPage,
+
+    async listWorkflows(requestOptions?: RequestOptions): Promise<WorkflowInfo[]> {
+      const response = await rpc(() => workflows.listWorkflows({}, callOptions(requestOptions)));
+      return response.workflows.map((w) => ({
+        name: w.name,
+        sourceFile: w.sourceFile,
+        hasInputSchema: w.hasInputSchema,
+        ...(w.inputSchemaVendor ? { inputSchemaVendor: w.inputSchemaVendor } : {}),
+      }));
+    },
+
+    async sendEvent(event: SendEventInput, requestOptions?: RequestOptions): Promise<SendEventResult> {
+      const response = await rpc(() =>
+        workflows.sendEvent(
+          {
+            eventType: event.eventType,
+            correlationId: event.correlationId,
+            ...(event.payload === undefined ? {} : { payload: jsonToValue(event.payload, "payload") }),
+            runId: event.runId ?? "",
+            idempotencyKey: event.idempotencyKey ?? "",
+          },
+          callOptions(requestOptions),
+        ),
+      );
+      return { eventId: response.eventId, matchedRunIds: [...response.matchedRunIds], deduplicated: response.deduplicated };
+    },
+
+    async cancelRun(runId: string, reason?: string, requestOptions?: RequestOptions): Promise<RunInfo> {
+      const { run } = await rpc(() => workflows.cancelRun({ runId, reason: reason ?? "" }, callOptions(requestOptions)));
+      if (!run) throw new CairnError("CancelRun answered without a run", Code.Internal);
+      return runInfo(run);
+    },
+
+    async waitForResult<O>(run: string | RunHandle<O>, waitOptions: WaitForResultOptions = {}): Promise<O> {
+      const runId = typeof run === "string" ? run : run.runId;
+      const { timeoutMs, signal } = waitOptions;
+      const maxInterval = Math.max(1, waitOptions.pollIntervalMs ?? 1000);
+      const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+      let interval = Math.min(50, maxInterval);
+      let lastStatus = "unknown";
+      for (;;) {
+        let info: RunInfo<O>;
+        try {
+          const remaining = deadline === undefined ? undefined : Math.max(1, deadline - Date.now());
+          info = await client.getRun<O>(runId, { ...(signal ? { signal } : {}), ...(remaining ? { timeoutMs: remaining } : {}) });
+        } catch (error) {
+          if (deadline !== undefined && timeoutMs !== undefined && Date.now() >= deadline && !signal?.aborted) {
+            throw new WaitTimeoutError(runId, timeoutMs, lastStatus);
+          }
+          throw error;
+        }
+        lastStatus = info.status;
+        if (info.status === "completed") return info.output as O;
+        if (info.status === "failed") throw new RunFailedError(runId, info.error ?? { name: "Error", message: "the run failed without a recorded error" });
+        if (info.status === "cancelled") throw new RunCancelledError(runId, info.error);
+        const now = Date.now();
+        if (deadline !== undefined && timeoutMs !== undefined && now >= deadline) throw new WaitTimeoutError(runId, timeoutMs, lastStatus);
+        await sleep(deadline === undefined ? interval : Math.min(interval, deadline - now), signal);
+        interval = Math.min(interval * 2, maxInterval);
+      }
+    },
+  } as CairnClient;
+  return client;
+}
+
+function callOptions(options: RequestOptions | undefined): RequestOptions {
+  if (!options) return {};
+  return {
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    ...(options.headers ? { headers: options.headers } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transports
+
+/** Adds `X-Api-Key` to every request that does not carry one already. */
+export function apiKeyInterceptor(apiKey: string): Interceptor {
+  return (next) => (request) => {
+    if (!request.header.has("x-api-key")) request.header.set("x-api-key", apiKey);
+    return next(request);
+  };
+}
+
+function baseTransport(options: CairnClientOptions): Transport {
+  if (options.transport) {
+    return options.apiKey ? withDefaultHeaders(options.transport, { "x-api-key": options.apiKey }) : options.transport;
+  }
+  const protocol = options.protocol ?? "connect";
+  if (protocol === "grpc") {
+    throw new TypeError(
+      'protocol "grpc" needs a `transport`: browsers cannot speak gRPC (HTTP/2 trailers); in Node pass createGrpcTransport({ baseUrl, httpVersion: "2" }) from @connectrpc/connect-node, or use protocol "connect" or "grpc-web"',
+    );
+  }
+  if (!options.baseUrl) throw new TypeError("createCairnClient needs a `baseUrl` (e.g. \"http://localhost:8080\") or a `transport`");
+  const fetchImpl = options.fetch;
+  const common = {
+    baseUrl: options.baseUrl,
+    interceptors: [...(options.apiKey ? [apiKeyInterceptor(options.apiKey)] : []), ...(options.interceptors ?? [])],
+    // Called as a plain function: some fetch implementations must not be called as a method of the options.
+    ...(fetchImpl ? { fetch: ((input, init) => fetchImpl(input, init)) as typeof globalThis.fetch } : {}),
+    ...(options.useBinaryFormat === undefined ? {} : { useBinaryFormat: options.useBinaryFormat }),
+    ...(options.timeoutMs === undefined ? {} : { defaultTimeoutMs: options.timeoutMs }),
+  };
+  if (protocol === "grpc-web") return createGrpcWebTransport(common);
+  if (protocol === "connect") return createConnectTransport(common);
+  throw new TypeError(`unknown protocol ${JSON.stringify(protocol)}; use "connect", "grpc-web" or "grpc"`);
+}
+
+/** For a supplied transport, whose interceptors we cannot extend: default headers added per call. */
+function withDefaultHeaders(transport: Transport, defaults: Record<string, string>): Transport {
+  const merge = (header: HeadersInit | undefined): Headers => {
+    const headers = new Headers(header);
+    for (const [name, value] of Object.entries(defaults)) if (!headers.has(name)) headers.set(name, value);
+    return headers;
+  };
+  return {
+    unary<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodUnary<I, O>,
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: HeadersInit | undefined,
+      input: MessageInitShape<I>,
+      contextValues?: ContextValues,
+    ) {
+      return transport.unary(method, signal, timeoutMs, merge(header), input, contextValues);
+    },
+    stream<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodStreaming<I, O>,
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: HeadersInit | undefined,
+      input: AsyncIterable<MessageInitShape<I>>,
+      contextValues?: ContextValues,
+    ) {
+      return transport.stream(method, signal, timeoutMs, merge(header), input, contextValues);
+    },
+  };
+}
+
+const transientCodes = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Aborted, Code.ResourceExhausted]);
+
+/** Whether a failed call may have failed for a passing reason. */
+function isTransient(error: unknown): boolean {
+  const connect = ConnectError.from(error);
+  if (transientCodes.has(connect.code)) return true;
+  // fetch rejects with a TypeError when the connection fails (refused, reset, DNS); connect-web reports it as UNKNOWN.
+  return connect.code === Code.Unknown && connect.cause instanceof TypeError;
+}
+
+/** Whether repeating the call cannot do anything twice. */
+function isRepeatable(method: DescMethodUnary, input: unknown): boolean {
+  if (method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS) return true;
+  const key = (input as { idempotencyKey?: unknown } | undefined)?.idempotencyKey;
+  return typeof key === "string" && key.length > 0;
+}
+
+/** Unary calls that are safe to repeat are retried with exponential backoff; streams pass through. */
+function withRetries(transport: Transport, retry: RetryOptions): Transport {
+  const maxAttempts = Math.max(1, Math.floor(retry.maxAttempts ?? 4));
+  const initialDelayMs = Math.max(0, retry.initialDelayMs ?? 100);
+  const maxDelayMs = Math.max(initialDelayMs, retry.maxDelayMs ?? 2000);
+  if (maxAttempts === 1) return transport;
+  return {
+    async unary<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodUnary<I, O>,
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: HeadersInit | undefined,
+      input: MessageInitShape<I>,
+      contextValues?: ContextValues,
+    ) {
+      const repeatable = isRepeatable(method as DescMethodUnary, input);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await transport.unary(method, signal, timeoutMs, header, input, contextValues);
+        } catch (error) {
+          if (!repeatable || attempt >= maxAttempts || signal?.aborted || !isTransient(error)) throw error;
+          const backoff = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
+          try {
+            await sleep(backoff * (0.5 + Math.random() * 0.5), signal);
+          } catch {
+            throw error; // aborted while backing off: the caller gets the last real failure
+          }
+        }
+      }
+    },
+    stream: (method, signal, timeoutMs, header, input, contextValues) => transport.stream(method, signal, timeoutMs, header, input, contextValues),
+  };
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new CairnError("the operation was aborted", Code.Canceled, { cause: signal.reason }));
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new CairnError("the operation was aborted", Code.Canceled, { cause: signal?.reason }));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversions
+
+/** Any JSON-serialisable value → google.protobuf.Value, with JSON.stringify's semantics (undefined fields dropped, Dates as strings). */
+function jsonToValue(value: unknown, what: string): Value {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (error) {
+    throw new CairnError(`${what} is not JSON-serializable: ${(error as Error).message}`, Code.InvalidArgument, { cause: error });
+  }
+  if (text === undefined) throw new CairnError(`${what} is not JSON-serializable (got ${typeof value})`, Code.InvalidArgument);
+  return fromJson(ValueSchema, JSON.parse(text) as ProtoJson);
+}
+
+function valueToJson(value: Value): JsonValue {
+  return toJson(ValueSchema, value) as JsonValue;
+}
+
+function date(ts: Timestamp | undefined): Date | undefined {
+  return ts ? timestampDate(ts) : undefined;
+}
+
+const statusNames: Record<RunStatus, RunStatusName | undefined> = {
+  [RunStatus.UNSPECIFIED]: undefined,
+  [RunStatus.QUEUED]: "queued",
+  [RunStatus.RUNNING]: "running",
+  [RunStatus.WAITING]: "waiting",
+  [RunStatus.COMPLETED]: "completed",
+  [RunStatus.FAILED]: "failed",
+  [RunStatus.CANCELLED]: "cancelled",
+};
+
+function statusFromName(name: RunStatusName): RunStatus {
+  for (const [status, statusName] of Object.entries(statusNames)) if (statusName === name) return Number(status) as RunStatus;
+  throw new CairnError(`unknown run status ${JSON.stringify(name)}; use one of queued, running, waiting, completed, failed, cancelled`, Code.InvalidArgument);
+}
+
+function waitKindFromName(name: WaitKindName): WaitKind {
+  const kinds: Record<WaitKindName, WaitKind> = {
+    timer: WaitKind.TIMER,
+    event: WaitKind.EVENT,
+    child: WaitKind.CHILD,
+    agent: WaitKind.AGENT,
+    retry: WaitKind.RETRY,
+  };
+  const kind = kinds[name];
+  if (kind === undefined) throw new CairnError(`unknown wait kind ${JSON.stringify(name)}; use one of ${Object.keys(kinds).join(", ")}`, Code.InvalidArgument);
+  return kind;
+}
+
+function failureInfo(failure: Failure): RunFailure {
+  return {
+    name: failure.name,
+    message: failure.message,
+    ...(failure.stack ? { stack: failure.stack } : {}),
+    ...(failure.details ? { details: valueToJson(failure.details) } : {}),
+  };
+}
+
+function waitingOnInfo(waiting: WaitingOn): WaitingOnInfo {
+  const { name, target } = waiting;
+  switch (target.case) {
+    case "timer":
+      return { kind: "timer", name, ...optionalDate("fireAt", target.value.fireAt) };
+    case "event":
+      return { kind: "event", name, eventType: target.value.eventType, correlationId: target.value.correlationId, ...optionalDate("timeoutAt", target.value.timeoutAt) };
+    case "child":
+      return { kind: "child", name, runId: target.value.runId, workflowName: target.value.workflowName };
+    case "agent":
+      return { kind: "agent", name, turnId: target.value.turnId, agent: target.value.agent, ...optionalDate("timeoutAt", target.value.timeoutAt) };
+    case "retry":
+      return { kind: "retry", name, stepName: target.value.stepName, nextAttempt: target.value.nextAttempt, ...optionalDate("retryAt", target.value.retryAt) };
+    default:
+      return { kind: "unknown", name };
+  }
+}
+
+function optionalDate<K extends string>(key: K, ts: Timestamp | undefined): { [P in K]?: Date } {
+  const value = date(ts);
+  return (value ? { [key]: value } : {}) as { [P in K]?: Date };
+}
+
+function runInfo<O = JsonValue>(run: Run): RunInfo<O> {
+  const status = statusNames[run.status];
+  return {
+    runId: run.runId,
+    workflowName: run.workflowName,
+    status: status ?? ("unknown" as RunStatusName),
+    input: run.input ? valueToJson(run.input) : {},
+    ...(run.output ? { output: valueToJson(run.output) as O } : {}),
+    ...(run.error ? { error: failureInfo(run.error) } : {}),
+    ...(run.parentRunId ? { parentRunId: run.parentRunId } : {}),
+    createdAt: date(run.createdAt) ?? new Date(0),
+    updatedAt: date(run.updatedAt) ?? date(run.createdAt) ?? new Date(0),
+    ...optionalDate("startedAt", run.startedAt),
+    ...optionalDate("completedAt", run.completedAt),
+    ...(run.waitingOn ? { waitingOn: waitingOnInfo(run.waitingOn) } : {}),
+    namespace: run.namespace,
+    metadata: { ...run.metadata },
+    ...(run.idempotencyKey ? { idempotencyKey: run.idempotencyKey } : {}),
+    activationCount: run.activationCount,
+  };
+}

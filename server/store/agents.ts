@@ -1,0 +1,157 @@
+/**
+ * Agent turns: created by a run, leased by workers, finished by the worker
+ * that holds the current lease. Each lease carries a fresh token; completing
+ * or failing a turn with a stale token matches nothing, so a worker that lost
+ * its turn (lease lapsed, turn redelivered) cannot overwrite the new holder.
+ * Finishing a turn wakes the run parked on it, under the same kind of key
+ * lock as events and children, so no wake-up is lost.
+ */
+import { and, eq, inArray, sql } from "drizzle-orm";
+import type { JsonValue } from "../../sdk/workflow.js";
+import type { AgentTurnRequest, TurnOutcome } from "../engine/journal.js";
+import type { FailureInfo } from "../engine/json.js";
+import type { Db } from "./database.js";
+import { type AgentTurnRow, agentTurns } from "./schema.js";
+
+export async function lockTurnKey(db: Db, turnId: string): Promise<void> {
+  await db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${JSON.stringify(["turn", turnId])}, 0))`);
+}
+
+/** Creates the turn unless it exists (a replaying run asks again); true when created. */
+export async function insertTurn(
+  db: Db,
+  turn: AgentTurnRequest & { namespace: string; runId: string; workflowName: string },
+): Promise<boolean> {
+  const rows = await db
+    .insert(agentTurns)
+    .values({
+      id: turn.turnId,
+      namespace: turn.namespace,
+      runId: turn.runId,
+      workflowName: turn.workflowName,
+      name: turn.name,
+      agent: turn.agent,
+      text: turn.text,
+      params: turn.params,
+    })
+    .onConflictDoNothing({ target: agentTurns.id })
+    .returning({ id: agentTurns.id });
+  return rows.length === 1;
+}
+
+/** The first of `turnIds` that a worker finished. */
+export async function findTurnOutcome(db: Db, namespace: string, turnIds: readonly string[]): Promise<TurnOutcome | undefined> {
+  if (turnIds.length === 0) return undefined;
+  const rows = await db
+    .select()
+    .from(agentTurns)
+    .where(and(eq(agentTurns.namespace, namespace), inArray(agentTurns.id, [...turnIds]), inArray(agentTurns.status, ["completed", "failed"])));
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  for (const id of turnIds) {
+    const row = byId.get(id);
+    if (!row) continue;
+    const outcome: TurnOutcome = { turnId: row.id, agent: row.agent, status: row.status as TurnOutcome["status"] };
+    if (row.status === "completed") outcome.result = row.result ?? null;
+    if (row.error) outcome.error = row.error;
+    return outcome;
+  }
+  return undefined;
+}
+
+/**
+ * Leases up to `limit` turns for these agents: pending ones, and leased ones
+ * whose worker stopped heartbeating. Each gets a new token and attempt.
+ */
+export async function claimTurns(
+  db: Db,
+  namespace: string,
+  agents: readonly string[],
+  workerId: string,
+  leaseMs: number,
+  limit: number,
+): Promise<AgentTurnRow[]> {
+  if (agents.length === 0 || limit <= 0) return [];
+  return db
+    .update(agentTurns)
+    .set({
+      status: "leased",
+      leaseToken: sql`gen_random_uuid()`,
+      workerId,
+      attempt: sql`${agentTurns.attempt} + 1`,
+      leaseExpiresAt: sql`now() + ${leaseMs} * interval '1 millisecond'`,
+      updatedAt: sql`now()`,
+    })
+    .where(
+      inArray(
+        agentTurns.id,
+        sql`(select id from agent_turns
+             where namespace = ${namespace} and agent in (select jsonb_array_elements_text(${JSON.stringify(agents)}::jsonb))
+               and (status = 'pending' or (status = 'leased' and lease_expires_at < now()))
+             order by created_at limit ${limit} for update skip locked)`,
+      ),
+    )
+    .returning();
+}
+
+export type LeaseCheck = { ok: true; row: AgentTurnRow } | { ok: false; reason: string };
+
+/** Extends a lease held with `token`; tells whether the run wants the turn stopped. */
+export async function heartbeatTurn(db: Db, namespace: string, turnId: string, token: string, leaseMs: number): Promise<LeaseCheck> {
+  const [row] = await db
+    .update(agentTurns)
+    .set({ leaseExpiresAt: sql`now() + ${leaseMs} * interval '1 millisecond'`, updatedAt: sql`now()` })
+    .where(and(eq(agentTurns.namespace, namespace), eq(agentTurns.id, turnId), eq(agentTurns.leaseToken, token), eq(agentTurns.status, "leased")))
+    .returning();
+  if (row) return { ok: true, row };
+  return { ok: false, reason: await whyRefused(db, namespace, turnId) };
+}
+
+export type TurnResult = { status: "completed"; result: JsonValue } | { status: "failed"; error: FailureInfo; retryable: boolean };
+
+/**
+ * Records a worker's result if `token` is the current lease's, and wakes the
+ * run parked on the turn. A retryable failure puts the turn back for any worker.
+ */
+export async function finishTurn(db: Db, namespace: string, turnId: string, token: string, outcome: TurnResult): Promise<LeaseCheck> {
+  return db.transaction(async (tx) => {
+    await lockTurnKey(tx, turnId);
+    const held = and(eq(agentTurns.namespace, namespace), eq(agentTurns.id, turnId), eq(agentTurns.leaseToken, token), eq(agentTurns.status, "leased"));
+    const changes =
+      outcome.status === "completed"
+        ? { status: "completed" as const, result: outcome.result, completedAt: sql`now()` }
+        : outcome.retryable
+          ? { status: "pending" as const, error: outcome.error, leaseToken: null, workerId: null, leaseExpiresAt: null }
+          : { status: "failed" as const, error: outcome.error, completedAt: sql`now()` };
+    const [row] = await tx
+      .update(agentTurns)
+      .set({ ...changes, updatedAt: sql`now()` })
+      .where(held)
+      .returning();
+    if (!row) return { ok: false, reason: await whyRefused(tx, namespace, turnId) };
+    if (row.status !== "pending") {
+      await tx.execute(
+        sql`update runs set available_at = now(), updated_at = now()
+            where status = 'waiting' and id in (select run_id from waits where kind = 'agent' and target_turn_id = ${turnId}::uuid)`,
+      );
+    }
+    return { ok: true, row };
+  });
+}
+
+/** Stops a cancelled run's turns: workers learn it from their next heartbeat. */
+export async function cancelTurnsOf(db: Db, runId: string): Promise<void> {
+  await db
+    .update(agentTurns)
+    .set({ status: "cancelled", updatedAt: sql`now()` })
+    .where(and(eq(agentTurns.runId, runId), inArray(agentTurns.status, ["pending", "leased"])));
+}
+
+async function whyRefused(db: Db, namespace: string, turnId: string): Promise<string> {
+  const [row] = await db
+    .select({ status: agentTurns.status })
+    .from(agentTurns)
+    .where(and(eq(agentTurns.namespace, namespace), eq(agentTurns.id, turnId)));
+  if (!row) return "not_found";
+  if (row.status === "leased" || row.status === "pending") return "lease_lost";
+  return row.status;
+}
