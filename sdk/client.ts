@@ -30,7 +30,7 @@ import { MethodOptions_IdempotencyLevel, timestampDate, timestampFromDate, type 
 import { type Client, Code, ConnectError, type ContextValues, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AgentService } from "./gen/cairn/v1/agent_pb.js";
-import { type Failure, type Run, RunStatus, type WaitingOn, WaitKind } from "./gen/cairn/v1/types_pb.js";
+import { EntryKind, type Failure, type HistoryEntry, type Run, RunStatus, type WaitingOn, WaitKind } from "./gen/cairn/v1/types_pb.js";
 import { WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
 import { CairnError, type RunFailure, RunCancelledError, RunFailedError, WaitTimeoutError } from "./errors.js";
 import type { JsonObject, JsonValue, WorkflowDefinition } from "./workflow.js";
@@ -232,6 +232,27 @@ export interface RunHandle<O = JsonValue> {
   cancel(reason?: string, options?: RequestOptions): Promise<RunInfo<O>>;
 }
 
+export interface HistoryEntryInfo {
+  sequence: number;
+  /** e.g. "step_completed", "timer_fired", "run_completed". */
+  kind: string;
+  name: string;
+  result?: JsonValue;
+  error?: { name: string; message: string };
+  attempt: number;
+  createdAt?: Date;
+  startedAt?: Date;
+}
+
+export type RunUpdate = { type: "run"; run: RunInfo } | { type: "entry"; entry: HistoryEntryInfo };
+
+export interface WatchRunOptions {
+  afterSequence?: number;
+  signal?: AbortSignal;
+  /** Reconnections after a transient failure (default 5). */
+  maxReconnects?: number;
+}
+
 export interface CairnClient {
   /** Start a run of a typed workflow: the input is type-checked, and the handle's `waitForResult` resolves the workflow's output type. */
   createRun<I, O>(workflow: TypedWorkflow<I, O>, input: NoInfer<I>, options?: CreateRunOptions): Promise<RunHandle<O>>;
@@ -252,6 +273,12 @@ export interface CairnClient {
    * or WaitTimeoutError when `timeoutMs` passes first.
    */
   waitForResult<O = JsonValue>(run: string | RunHandle<O>, options?: WaitForResultOptions): Promise<O>;
+  /**
+   * The run's snapshot, its history so far (after `afterSequence`), then every
+   * new entry and status change until the run ends. A dropped stream is
+   * resumed from the last entry seen, without gaps or repeats.
+   */
+  watchRun(runId: string, options?: WatchRunOptions): AsyncIterable<RunUpdate>;
   /** The generated Connect clients, over the same transport (API key and retries included). They throw ConnectError. */
   readonly raw: {
     readonly workflows: Client<typeof WorkflowService>;
@@ -390,6 +417,32 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
       const { run } = await rpc(() => workflows.cancelRun({ runId, reason: reason ?? "" }, callOptions(requestOptions)));
       if (!run) throw new CairnError("CancelRun answered without a run", Code.Internal);
       return runInfo(run);
+    },
+
+    async *watchRun(runId: string, watchOptions: WatchRunOptions = {}): AsyncIterable<RunUpdate> {
+      let afterSequence = watchOptions.afterSequence ?? 0;
+      let reconnects = 0;
+      for (;;) {
+        try {
+          const stream = workflows.watchRun({ runId, afterSequence: BigInt(afterSequence) }, watchOptions.signal ? { signal: watchOptions.signal } : {});
+          for await (const message of stream) {
+            reconnects = 0;
+            if (message.update.case === "run") yield { type: "run", run: runInfo(message.update.value) };
+            else if (message.update.case === "entry") {
+              const entry = entryInfo(message.update.value);
+              afterSequence = entry.sequence;
+              yield { type: "entry", entry };
+            }
+          }
+          return;
+        } catch (error) {
+          const cairnError = CairnError.from(error);
+          const transient = [Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted].includes(cairnError.code);
+          if (watchOptions.signal?.aborted || !transient || reconnects >= (watchOptions.maxReconnects ?? 5)) throw cairnError;
+          reconnects++;
+          await sleep(Math.min(100 * 2 ** reconnects, 2000), watchOptions.signal);
+        }
+      }
     },
 
     async waitForResult<O>(run: string | RunHandle<O>, waitOptions: WaitForResultOptions = {}): Promise<O> {
@@ -650,6 +703,20 @@ function waitingOnInfo(waiting: WaitingOn): WaitingOnInfo {
 function optionalDate<K extends string>(key: K, ts: Timestamp | undefined): { [P in K]?: Date } {
   const value = date(ts);
   return (value ? { [key]: value } : {}) as { [P in K]?: Date };
+}
+
+function entryInfo(entry: HistoryEntry): HistoryEntryInfo {
+  const info: HistoryEntryInfo = {
+    sequence: Number(entry.sequence),
+    kind: (EntryKind[entry.kind] ?? "UNSPECIFIED").toLowerCase(),
+    name: entry.name,
+    attempt: entry.attempt,
+  };
+  if (entry.result) info.result = toJson(ValueSchema, entry.result) as JsonValue;
+  if (entry.error) info.error = { name: entry.error.name, message: entry.error.message };
+  if (entry.createdAt) info.createdAt = timestampDate(entry.createdAt);
+  if (entry.startedAt) info.startedAt = timestampDate(entry.startedAt);
+  return info;
 }
 
 function runInfo<O = JsonValue>(run: Run): RunInfo<O> {

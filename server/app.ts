@@ -19,6 +19,7 @@ import { createHealthService, Health, ServingStatus } from "./rpc/health.js";
 import { createReflectionServices } from "./rpc/reflection.js";
 import { createWorkflowService } from "./rpc/workflow-service.js";
 import { Scheduler } from "./runtime/scheduler.js";
+import { RunFeed } from "./runtime/run-feed.js";
 import { TurnBoard } from "./runtime/turn-board.js";
 import { type Database, openDatabase } from "./store/database.js";
 import { loadWorkflows } from "./workflows/loader.js";
@@ -43,6 +44,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   logger.info({ store: database.description }, "store ready");
 
   const turnBoard = new TurnBoard();
+  const feed = new RunFeed();
   const scheduler = new Scheduler({
     database,
     registry,
@@ -66,6 +68,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     leaseMs: config.leaseMs,
     maxInputBytes: config.maxInputBytes,
     maxEventBytes: config.maxEventBytes,
+    feed,
     namespace: "default",
   });
   const routes = (router: ConnectRouter) => {
@@ -101,6 +104,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   );
 
   await scheduler.start();
+  await feed.start(database).catch((error: unknown) => logger.warn({ err: error }, "run change feed not listening; watchers fall back to polling"));
   const listening = await listen(handler, {
     host: config.host,
     port: config.port,

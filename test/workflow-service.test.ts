@@ -236,8 +236,8 @@ describe("bad input gets the right code and an actionable message", () => {
     await rejects(client.getRunHistory({ runId: "00000000-0000-4000-8000-000000000000" }), Code.NotFound, /not found/);
   });
 
-  test("RPCs of later milestones answer UNIMPLEMENTED saying so", async () => {
+  test("WatchRun of an unknown run is NOT_FOUND", async () => {
     const stream = client.watchRun({ runId: "00000000-0000-4000-8000-000000000000" });
-    await rejects((async () => { for await (const _ of stream) break; })(), Code.Unimplemented, /WatchRun is not implemented/);
+    await rejects((async () => { for await (const _ of stream) break; })(), Code.NotFound, /not found/);
   });
 });

@@ -54,9 +54,20 @@ function postgresCode(error: unknown): string | undefined {
 export function errorMappingInterceptor(logger: Logger): Interceptor {
   return (next) => async (request) => {
     try {
-      return await next(request);
+      const response = await next(request);
+      // A server stream fails while it is read, after `next` returned: map those errors too.
+      if (!response.stream) return response;
+      return { ...response, message: mapStreamErrors(response.message, logger, request.url) };
     } catch (error) {
       throw toConnectError(error, logger, request.url);
     }
   };
+}
+
+async function* mapStreamErrors<T>(messages: AsyncIterable<T>, logger: Logger, procedure: string): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (error) {
+    throw toConnectError(error, logger, procedure);
+  }
 }

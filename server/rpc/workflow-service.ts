@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { WaitKind } from "../../sdk/gen/cairn/v1/types_pb.js";
 import {
   CancelRunResponseSchema,
@@ -15,6 +15,8 @@ import {
   ListRunsResponseSchema,
   ListWorkflowsResponseSchema,
   SendEventResponseSchema,
+  WatchRunResponseSchema,
+  WatchRunsResponseSchema,
   WorkflowSchema,
   type WorkflowService,
 } from "../../sdk/gen/cairn/v1/workflow_pb.js";
@@ -30,10 +32,12 @@ import {
 } from "../engine/errors.js";
 import { sendEvent } from "../store/events.js";
 import { sameJson } from "../engine/json.js";
+import { ChangeSignal, type RunFeed } from "../runtime/run-feed.js";
 import type { Scheduler } from "../runtime/scheduler.js";
+import { type RunRow, terminalStatuses } from "../store/schema.js";
 import type { Db } from "../store/database.js";
 import { listJournal } from "../store/journal.js";
-import { cancellableChildren, cancelRun, getRun, insertRun, listRuns, type RunCursor, type RunFilter } from "../store/runs.js";
+import { cancellableChildren, cancelRun, getRun, getRuns, insertRun, listRuns, type RunCursor, type RunFilter } from "../store/runs.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
 import { dateFromTimestamp, entryToProto, runToProto, statusFromProto, valueToJson } from "./convert.js";
 
@@ -44,6 +48,8 @@ export interface WorkflowServiceDeps {
   leaseMs: number;
   maxInputBytes: number;
   maxEventBytes: number;
+  /** Which runs changed, for WatchRun and WatchRuns. */
+  feed: RunFeed;
   /** The caller's tenant; one namespace until API keys arrive. */
   namespace: string;
 }
@@ -51,6 +57,12 @@ export interface WorkflowServiceDeps {
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const maxIdempotencyKeyLength = 256;
 const maxKeyLength = 512;
+/** Entries a watcher reads per round trip. */
+const watchPageSize = 500;
+/** A watcher re-reads the store at least this often, covering notifications lost while a listener reconnects. */
+const watchRecheckMs = 1000;
+/** How long a watcher waits for a lower sequence number to commit before skipping the gap. */
+const gapPatienceMs = 2000;
 
 function waitKindFromProto(kind: WaitKind): "timer" | "event" | "retry" | "child" | "agent" | undefined {
   switch (kind) {
@@ -72,7 +84,7 @@ function waitKindFromProto(kind: WaitKind): "timer" | "event" | "retry" | "child
 }
 
 export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<typeof WorkflowService> {
-  const { db, registry, scheduler, namespace } = deps;
+  const { db, registry, scheduler, namespace, feed } = deps;
 
   /** Children started without { detached: true } end with their parent, and theirs with them. */
   async function cancelDescendants(runId: string, reason: string): Promise<void> {
@@ -232,20 +244,84 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       });
     },
 
-    // Streams: fail before the first message.
-    async *watchRun() {
-      yield* [];
-      throw notYet("WatchRun", "live run streams");
+    async *watchRun(request, context) {
+      const run = await findRun(request.runId);
+      if (request.afterSequence < 0n) throw new InvalidInputError("after_sequence must not be negative");
+      const changes = new ChangeSignal();
+      // Subscribe before the first read, so no change between the read and the subscription is missed.
+      const unsubscribe = feed.subscribe(run.id, changes.notify);
+      try {
+        let status = run.status;
+        yield create(WatchRunResponseSchema, { update: { case: "run", value: runToProto(run) } });
+        let cursor = Number(request.afterSequence);
+        let gapSince: number | undefined;
+        while (!context.signal.aborted) {
+          const entries = await listJournal(db, namespace, run.id, cursor, watchPageSize);
+          let held = false;
+          for (const entry of entries.slice(0, watchPageSize)) {
+            if (entry.sequence !== cursor + 1) {
+              // A concurrent write with a lower number may not have committed yet: wait for it a little,
+              // but not for ever (a write that failed leaves a gap for good).
+              gapSince ??= Date.now();
+              if (Date.now() - gapSince < gapPatienceMs) {
+                held = true;
+                break;
+              }
+            }
+            gapSince = undefined;
+            cursor = entry.sequence;
+            yield create(WatchRunResponseSchema, { update: { case: "entry", value: entryToProto(entry) } });
+          }
+          const latest = await getRun(db, namespace, run.id);
+          if (!latest) return;
+          if (latest.status !== status) {
+            status = latest.status;
+            yield create(WatchRunResponseSchema, { update: { case: "run", value: runToProto(latest) } });
+          }
+          // The final entry and the final status commit together: once the status is final and nothing follows the cursor, the run is over.
+          if (terminalStatuses.includes(latest.status) && !held && entries.length <= watchPageSize) {
+            const rest = await listJournal(db, namespace, run.id, cursor, 1);
+            if (rest.length === 0) return;
+            continue;
+          }
+          if (entries.length > watchPageSize) continue;
+          await changes.next(held ? 20 : watchRecheckMs, context.signal);
+        }
+      } finally {
+        unsubscribe();
+      }
     },
-    async *watchRuns() {
-      yield* [];
-      throw notYet("WatchRuns", "live run streams");
+
+    async *watchRuns(request, context) {
+      const statuses = request.statuses.map((s) => {
+        const stored = statusFromProto(s);
+        if (!stored) throw new InvalidInputError(`statuses contains an unknown status (${s})`);
+        return stored;
+      });
+      const matches = (row: RunRow) =>
+        (!request.workflowName || row.workflowName === request.workflowName) && (statuses.length === 0 || statuses.includes(row.status));
+      const changed = new Set<string>();
+      const changes = new ChangeSignal();
+      const unsubscribe = feed.subscribe("*", (runId) => {
+        changed.add(runId);
+        changes.notify();
+      });
+      try {
+        const current = await listRuns(db, namespace, { workflowName: request.workflowName || undefined, statuses }, watchPageSize);
+        for (const row of current.slice(0, watchPageSize).reverse()) yield create(WatchRunsResponseSchema, { run: runToProto(row) });
+        while (!context.signal.aborted) {
+          await changes.next(watchRecheckMs * 30, context.signal);
+          const ids = [...changed];
+          changed.clear();
+          for (const row of await getRuns(db, namespace, ids)) {
+            if (matches(row)) yield create(WatchRunsResponseSchema, { run: runToProto(row) });
+          }
+        }
+      } finally {
+        unsubscribe();
+      }
     },
   };
-}
-
-function notYet(rpc: string, feature: string): ConnectError {
-  return new ConnectError(`${rpc} is not implemented by this server version yet (it arrives with ${feature})`, Code.Unimplemented);
 }
 
 /** A protobuf Value that carries no JSON (e.g. an unset kind from a gRPC client) is the caller's mistake. */

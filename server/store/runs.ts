@@ -90,6 +90,14 @@ export async function getRun(db: Db, namespace: string, runId: string): Promise<
   return row;
 }
 
+export async function getRuns(db: Db, namespace: string, runIds: readonly string[]): Promise<RunRow[]> {
+  if (runIds.length === 0) return [];
+  return db
+    .select()
+    .from(runs)
+    .where(and(eq(runs.namespace, namespace), inArray(runs.id, [...runIds])));
+}
+
 export interface RunFilter {
   workflowName?: string | undefined;
   statuses?: readonly RunStatus[] | undefined;
