@@ -127,6 +127,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
         shutdown.abort();
         await listening.close();
         await scheduler.stop(config.shutdownGraceMs);
+        feed.stop();
         await database.close();
         logger.info("cairn server stopped");
       })();

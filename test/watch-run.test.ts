@@ -3,6 +3,7 @@
 // holds nothing up.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import pg from "pg";
 import { EntryKind, RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
 import type { WatchRunResponse } from "../sdk/gen/cairn/v1/workflow_pb.js";
 import type { CairnServer } from "../server/app.js";
@@ -13,10 +14,12 @@ import { createTestDatabase } from "./support/postgres.js";
 let executor: { server: CairnServer; client: WorkflowClient };
 let front: { server: CairnServer; client: WorkflowClient };
 let dropDatabase: () => Promise<void>;
+let databaseUrl: string;
 
 before(async () => {
   const database = await createTestDatabase("watch");
   dropDatabase = database.drop;
+  databaseUrl = database.url;
   executor = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: "test/fixtures/watch-workflows" });
   // The front process loads no workflows: it can never execute the runs it is asked to watch.
   front = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: "/nonexistent" });
@@ -97,6 +100,22 @@ test("watching a finished run replays its history and ends", async () => {
   await waitForEnd(executor.client, runId);
   assert.deepEqual(sequences(await collect(front.client, runId)), [1, 2, 3, 4]);
   assert.deepEqual(sequences(await collect(front.client, runId, 4n)), []);
+});
+
+test("runs nobody watches cost no change notifications", async () => {
+  const listener = new pg.Client({ connectionString: databaseUrl });
+  await listener.connect();
+  const heard: string[] = [];
+  listener.on("notification", (message) => heard.push(message.payload ?? ""));
+  await listener.query("listen cairn_runs");
+  try {
+    const runId = await startRun(3, 0);
+    await waitForEnd(executor.client, runId);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(heard.filter((id) => id === runId).length, 0);
+  } finally {
+    await listener.end();
+  }
 });
 
 test("WatchRuns streams status changes of matching runs", async () => {

@@ -130,7 +130,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       }
       await validateInput(workflow, input);
 
-      const eager = request.eagerStart;
+      // At its concurrency limit this process queues the run instead: any process with room picks it up.
+      const eager = request.eagerStart && scheduler.hasCapacity();
       const { run, deduplicated } = await insertRun(
         db,
         {
@@ -235,8 +236,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
         targetRunId,
         idempotencyKey: request.idempotencyKey || undefined,
       });
-      // The event is committed; waking is a speed-up (a lost notice waits for the next poll).
-      if (result.matchedRunIds.length > 0) await scheduler.announce().catch(() => undefined);
+      // The event and the wake-up notice committed together; this process need not wait for its own notice.
+      if (result.matchedRunIds.length > 0) scheduler.wake();
       return create(SendEventResponseSchema, {
         eventId: result.eventId,
         matchedRunIds: result.matchedRunIds,
@@ -249,7 +250,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       if (request.afterSequence < 0n) throw new InvalidInputError("after_sequence must not be negative");
       const changes = new ChangeSignal();
       // Subscribe before the first read, so no change between the read and the subscription is missed.
-      const unsubscribe = feed.subscribe(run.id, changes.notify);
+      const unsubscribe = await feed.subscribe(run.id, changes.notify);
       try {
         let status = run.status;
         yield create(WatchRunResponseSchema, { update: { case: "run", value: runToProto(run) } });
@@ -302,7 +303,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
         (!request.workflowName || row.workflowName === request.workflowName) && (statuses.length === 0 || statuses.includes(row.status));
       const changed = new Set<string>();
       const changes = new ChangeSignal();
-      const unsubscribe = feed.subscribe("*", (runId) => {
+      const unsubscribe = await feed.subscribe("*", (runId) => {
         changed.add(runId);
         changes.notify();
       });

@@ -1,41 +1,90 @@
 /**
  * Tells watchers in this process which runs changed, from the `cairn_runs`
  * notifications that triggers send at commit for every journal entry and
- * status change (server/store/migrations/0003). One listener connection per
- * process serves every watcher; watchers read the store themselves, so a
- * slow watcher only falls behind, it never holds anything up.
+ * status change of a watched run (server/store/migrations/0003, 0004). The
+ * feed registers what this process watches in run_watchers, so unwatched runs
+ * cost no NOTIFY. One listener connection per process serves every watcher;
+ * watchers read the store themselves, so a slow watcher only falls behind.
  */
-import type { Database } from "../store/database.js";
+import { randomUUID } from "node:crypto";
+import { and, eq, lt, sql } from "drizzle-orm";
+import type { Database, Db } from "../store/database.js";
+import { runWatchers } from "../store/schema.js";
 
 const channel = "cairn_runs";
 type Listener = (runId: string) => void;
 
+/** Registrations outlive a dead process by at most this long. */
+const registrationTtlMs = 60_000;
+
 export class RunFeed {
-  private readonly byRun = new Map<string, Set<Listener>>();
-  private readonly everyRun = new Set<Listener>();
+  private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly process = randomUUID();
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private db: Db | undefined;
 
   async start(database: Database): Promise<void> {
+    this.db = database.db;
     await database.listen(channel, (runId) => this.publish(runId));
+    this.refreshTimer = setInterval(() => void this.refresh(), registrationTtlMs / 3);
+    this.refreshTimer.unref();
   }
 
-  /** Calls `listener` whenever `runId` (or, with "*", any run) changes; returns the unsubscribe function. */
-  subscribe(runId: string | "*", listener: Listener): () => void {
-    if (runId === "*") {
-      this.everyRun.add(listener);
-      return () => this.everyRun.delete(listener);
+  stop(): void {
+    clearInterval(this.refreshTimer);
+  }
+
+  /**
+   * Calls `listener` whenever `target` (a run id, or "*" for any run) changes.
+   * Resolves once the store knows this process watches it; returns the unsubscribe function.
+   */
+  async subscribe(target: string, listener: Listener): Promise<() => void> {
+    let listeners = this.listeners.get(target);
+    if (!listeners) {
+      this.listeners.set(target, (listeners = new Set()));
+      await this.register(target);
     }
-    let listeners = this.byRun.get(runId);
-    if (!listeners) this.byRun.set(runId, (listeners = new Set()));
     listeners.add(listener);
     return () => {
       listeners.delete(listener);
-      if (listeners.size === 0) this.byRun.delete(runId);
+      if (listeners.size === 0 && this.listeners.get(target) === listeners) {
+        this.listeners.delete(target);
+        void this.unregister(target);
+      }
     };
   }
 
   private publish(runId: string): void {
-    for (const listener of this.byRun.get(runId) ?? []) listener(runId);
-    for (const listener of this.everyRun) listener(runId);
+    for (const listener of this.listeners.get(runId) ?? []) listener(runId);
+    for (const listener of this.listeners.get("*") ?? []) listener(runId);
+  }
+
+  private async register(target: string): Promise<void> {
+    await this.db
+      ?.insert(runWatchers)
+      .values({ process: this.process, target, expiresAt: sql`now() + ${registrationTtlMs} * interval '1 millisecond'` })
+      .onConflictDoUpdate({ target: [runWatchers.process, runWatchers.target], set: { expiresAt: sql`excluded.expires_at` } });
+  }
+
+  private async unregister(target: string): Promise<void> {
+    await this.db
+      ?.delete(runWatchers)
+      .where(and(eq(runWatchers.process, this.process), eq(runWatchers.target, target)))
+      .catch(() => undefined);
+  }
+
+  /** Keeps this process's registrations alive and drops those of processes that died. */
+  private async refresh(): Promise<void> {
+    if (!this.db) return;
+    try {
+      await this.db
+        .update(runWatchers)
+        .set({ expiresAt: sql`now() + ${registrationTtlMs} * interval '1 millisecond'` })
+        .where(eq(runWatchers.process, this.process));
+      await this.db.delete(runWatchers).where(lt(runWatchers.expiresAt, sql`now()`));
+    } catch {
+      // The next refresh tries again; an expired row of ours only costs a missed notice until then (watchers re-check every second).
+    }
   }
 }
 

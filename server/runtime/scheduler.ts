@@ -60,6 +60,8 @@ export class Scheduler {
   private stopped = true;
   private claiming: Promise<void> | undefined;
   private claimAgain = false;
+  /** The last claim stopped at the concurrency limit: a freed slot should claim again. */
+  private starved = false;
   private pollTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -113,6 +115,11 @@ export class Scheduler {
     await this.options.database.db.execute(sql`select pg_notify(${cancelChannel}, ${runId})`);
   }
 
+  /** Whether an eager start may run here now without pushing due wake-ups past the concurrency limit. */
+  hasCapacity(): boolean {
+    return !this.stopped && this.active.size < this.options.maxConcurrentRuns;
+  }
+
   /** Executes a run this process claimed itself (eager start); `journal` is known to be empty. */
   adopt(run: RunRow, journal: JournalEntry[] = []): void {
     if (run.leaseOwner !== this.owner) throw new Error(`run ${run.id} is not claimed by ${this.owner}`);
@@ -128,6 +135,8 @@ export class Scheduler {
     this.deadlineTimer = setTimeout(() => {
       this.deadlineAt = undefined;
       this.wake();
+      // Only the earliest deadline is armed: look up the next one now rather than at the next poll.
+      void this.armForNextDue();
     }, Math.min(Math.max(0, time - Date.now()), maxTimerMs));
   }
 
@@ -174,12 +183,16 @@ export class Scheduler {
       do {
         this.claimAgain = false;
         const capacity = this.options.maxConcurrentRuns - this.active.size;
+        this.starved = capacity <= 0;
         if (capacity <= 0 || this.stopped) break;
         const names = this.options.registry.list().map((w) => w.name);
         const claimed = await claimDueRuns(this.options.database.db, this.owner, this.options.leaseMs, capacity, names);
         for (const run of claimed) this.launch(run);
         // A full batch suggests more are waiting.
-        if (claimed.length === capacity) this.claimAgain = true;
+        if (claimed.length === capacity) {
+          this.claimAgain = true;
+          this.starved = true;
+        }
       } while (this.claimAgain && !this.stopped);
     } catch (error) {
       this.options.logger.warn({ err: error }, "claiming runs failed; retrying at next poll");
@@ -219,7 +232,7 @@ export class Scheduler {
       })
       .finally(() => {
         if (this.active.get(run.id) === entry) this.active.delete(run.id);
-        if (this.active.size === this.options.maxConcurrentRuns - 1) this.wake();
+        if (this.starved && this.active.size < this.options.maxConcurrentRuns) this.wake();
       });
     this.active.set(run.id, entry);
   }

@@ -69,6 +69,8 @@ export async function sendEvent(db: Db, event: NewEvent): Promise<SendResult> {
                          and (${event.targetRunId ?? null}::uuid is null or run_id = ${event.targetRunId ?? null}::uuid))
           returning id`,
     );
+    // Delivered at commit, to every server process (this one included).
+    if (woken.length > 0) await tx.execute(sql`select pg_notify('cairn_wake', '')`);
     return { eventId: event.id, deduplicated: false, matchedRunIds: woken.map((r) => r.id) };
   });
 }
