@@ -173,7 +173,12 @@ describe("events and cancellation", () => {
       assert.equal(error.code, Code.Canceled);
       assert.match(error.failure?.message ?? "", /customer changed their mind/);
     });
-    await rejectsWith(cairn.cancelRun(run.runId), CairnError, (error) => {
+    // Cancelling again is idempotent (a retry after a lost reply must not fail)...
+    assert.equal((await cairn.cancelRun(run.runId)).status, "cancelled");
+    // ...but a run that completed cannot be cancelled.
+    const done = await cairn.createRun(waiter, { type: "sdk.done", key: "k-done", timeout: "10ms" }, { eagerStart: true });
+    await done.waitForResult({ timeoutMs: 10_000 });
+    await rejectsWith(cairn.cancelRun(done.runId), CairnError, (error) => {
       assert.equal(error.code, Code.FailedPrecondition);
       assert.equal(error.codeName, "failed_precondition");
     });

@@ -205,7 +205,11 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       const reason = request.reason || "cancelled by request";
       const result = await cancelRun(db, namespace, runId, reason);
       if (!result) throw new RunNotFoundError(request.runId);
-      if (result.outcome === "finished") throw new RunAlreadyFinishedError(runId, result.run.status.toUpperCase());
+      if (result.outcome === "finished") {
+        // A repeated cancel (e.g. a retry after a lost reply) is answered like the first; other ends are final.
+        if (result.run.status === "cancelled") return create(CancelRunResponseSchema, { run: runToProto(result.run) });
+        throw new RunAlreadyFinishedError(runId, result.run.status.toUpperCase());
+      }
       // The request is durable; the notice only makes a running holder stop sooner than its next durable operation.
       if (result.outcome === "requested") await scheduler.announceCancel(runId).catch(() => undefined);
       if (!request.detachChildren) await cancelDescendants(runId, `parent run ${runId} was cancelled: ${reason}`);
