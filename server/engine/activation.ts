@@ -247,69 +247,69 @@ export class Activation {
     }
   }
 
-  /** A due timer, an expired event wait, or a matching event, as the entry that resolves it. */
+  /**
+   * An entry that resolves one of `waits` now: a matching event, an ended
+   * child, a finished agent turn, or a timer / timeout that has come.
+   * Events first: when an event and its deadline are both there, the event wins.
+   */
   private async resolveFromWorld(waits: PendingWait[]): Promise<NewEntry | undefined> {
     const startedAt = this.host.now();
+    try {
+      return (
+        (await this.eventArrived(waits, startedAt)) ??
+        (await this.childEnded(waits, startedAt)) ??
+        (await this.turnFinished(waits, startedAt)) ??
+        this.deadlinePassed(waits, startedAt)
+      );
+    } catch (error) {
+      // The store failed: this activation cannot go on (the next one retries from the journal).
+      this.fail(error, true);
+      return undefined;
+    }
+  }
+
+  private async eventArrived(waits: readonly PendingWait[], startedAt: Date): Promise<NewEntry | undefined> {
     const events = waits.filter((w): w is EventWait => w.kind === "event");
-    if (events.length > 0) {
-      let match: MatchedEvent | undefined;
-      try {
-        match = await this.host.findEvent(events);
-      } catch (error) {
-        this.fail(error, true);
-        return undefined;
-      }
-      if (match) {
-        const wait = events.find((w) => w.name === match.name) as EventWait;
-        return {
-          kind: "event_received",
-          name: match.name,
-          result: match.payload,
-          eventId: match.eventId,
-          eventType: wait.eventType,
-          correlationId: wait.correlationId,
-          attempt: 1,
-          startedAt,
-        };
-      }
-    }
+    const match = events.length > 0 ? await this.host.findEvent(events) : undefined;
+    if (!match) return undefined;
+    const wait = events.find((w) => w.name === match.name) as EventWait;
+    return {
+      kind: "event_received",
+      name: match.name,
+      result: match.payload,
+      eventId: match.eventId,
+      eventType: wait.eventType,
+      correlationId: wait.correlationId,
+      attempt: 1,
+      startedAt,
+    };
+  }
+
+  private async childEnded(waits: readonly PendingWait[], startedAt: Date): Promise<NewEntry | undefined> {
     const children = waits.filter((w): w is ChildWait => w.kind === "child");
-    if (children.length > 0) {
-      let outcome: ChildOutcome | undefined;
-      try {
-        outcome = await this.host.findChildOutcome(children);
-      } catch (error) {
-        this.fail(error, true);
-        return undefined;
-      }
-      if (outcome) {
-        const wait = children.find((w) => w.childRunId === outcome.childRunId) as ChildWait;
-        if (outcome.status === "completed") {
-          return { kind: "child_completed", name: wait.name, result: outcome.output ?? null, targetRunId: outcome.childRunId, attempt: 1, startedAt };
-        }
-        const failure = outcome.error ?? { name: "Error", message: outcome.status };
-        const error = new ChildWorkflowFailedError(outcome.childRunId, outcome.workflowName, outcome.status, { name: failure.name, message: failure.message });
-        const details = { childRunId: outcome.childRunId, workflowName: outcome.workflowName, status: outcome.status, failure: { name: failure.name, message: failure.message } };
-        return { kind: "child_failed", name: wait.name, error: { ...toFailureInfo(error), details }, targetRunId: outcome.childRunId, attempt: 1, startedAt };
-      }
-    }
+    const outcome = children.length > 0 ? await this.host.findChildOutcome(children) : undefined;
+    if (!outcome) return undefined;
+    const wait = children.find((w) => w.childRunId === outcome.childRunId) as ChildWait;
+    const base = { name: wait.name, targetRunId: outcome.childRunId, attempt: 1, startedAt };
+    if (outcome.status === "completed") return { kind: "child_completed", result: outcome.output ?? null, ...base };
+    const cause = { name: outcome.error?.name ?? "Error", message: outcome.error?.message ?? outcome.status };
+    const error = new ChildWorkflowFailedError(outcome.childRunId, outcome.workflowName, outcome.status, cause);
+    const details = { childRunId: outcome.childRunId, workflowName: outcome.workflowName, status: outcome.status, failure: cause };
+    return { kind: "child_failed", error: { ...toFailureInfo(error), details }, ...base };
+  }
+
+  private async turnFinished(waits: readonly PendingWait[], startedAt: Date): Promise<NewEntry | undefined> {
     const turns = waits.filter((w): w is AgentWait => w.kind === "agent");
-    if (turns.length > 0) {
-      let outcome: TurnOutcome | undefined;
-      try {
-        outcome = await this.host.findTurnOutcome(turns);
-      } catch (error) {
-        this.fail(error, true);
-        return undefined;
-      }
-      if (outcome) {
-        const wait = turns.find((w) => w.turnId === outcome.turnId) as AgentWait;
-        if (outcome.status === "completed") {
-          return { kind: "agent_turn_completed", name: wait.name, result: outcome.result ?? null, targetTurnId: outcome.turnId, attempt: 1, startedAt };
-        }
-        return this.agentFailure(wait, outcome.error ?? { name: "Error", message: "agent turn failed" }, startedAt);
-      }
+    const outcome = turns.length > 0 ? await this.host.findTurnOutcome(turns) : undefined;
+    if (!outcome) return undefined;
+    const wait = turns.find((w) => w.turnId === outcome.turnId) as AgentWait;
+    if (outcome.status === "completed") {
+      return { kind: "agent_turn_completed", name: wait.name, result: outcome.result ?? null, targetTurnId: outcome.turnId, attempt: 1, startedAt };
     }
+    return this.agentFailure(wait, outcome.error ?? { name: "Error", message: "agent turn failed" }, startedAt);
+  }
+
+  private deadlinePassed(waits: readonly PendingWait[], startedAt: Date): NewEntry | undefined {
     const now = this.host.now().getTime();
     for (const wait of waits) {
       if (wait.kind === "agent" && wait.timeoutAt && wait.timeoutAt.getTime() <= now) {
