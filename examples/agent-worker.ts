@@ -2,7 +2,7 @@
 //   CAIRN_API_URL=http://127.0.0.1:8080 npx tsx examples/agent-worker.ts
 // A real worker would call a model here; this one writes a canned summary.
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { createAgentWorker } from "../sdk/agent-worker.js";
+import { createAgentWorker } from "cairn";
 
 const baseUrl = process.env.CAIRN_API_URL ?? "http://127.0.0.1:8080";
 const worker = createAgentWorker({

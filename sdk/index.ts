@@ -4,14 +4,18 @@
  * (or the generated service descriptors with any Connect transport).
  */
 export {
+  AgentTurnFailedError,
+  ChildWorkflowFailedError,
   defineWorkflow,
   NonRetryableError,
   type AgentRequest,
+  type AgentWaitOptions,
   type Duration,
   type JsonObject,
   type JsonValue,
   type RetryPolicy,
   type StepContext,
+  type StartWorkflowOptions,
   type StepOptions,
   type WaitForEventOptions,
   type WorkflowContext,
@@ -26,6 +30,7 @@ export {
   type CairnClient,
   type CairnClientOptions,
   type CreateRunOptions,
+  type HistoryEntryInfo,
   type ListRunsFilter,
   type ListRunsPage,
   type RequestOptions,
@@ -33,12 +38,14 @@ export {
   type RunHandle,
   type RunInfo,
   type RunStatusName,
+  type RunUpdate,
   type SendEventInput,
   type SendEventResult,
   type TypedWorkflow,
   type WaitForResultOptions,
   type WaitingOnInfo,
   type WaitKindName,
+  type WatchRunOptions,
   type WorkflowInfo,
   type WorkflowInput,
   type WorkflowOutput,
@@ -54,6 +61,7 @@ export {
   type CairnErrorOptions,
   type RunFailure,
 } from "./errors.js";
+export { createAgentWorker, type AgentHandler, type AgentTurnInput, type AgentWorker, type AgentWorkerOptions } from "./agent-worker.js";
 export { WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
 export { AgentService } from "./gen/cairn/v1/agent_pb.js";
 export { RunStatus, EntryKind } from "./gen/cairn/v1/types_pb.js";

@@ -130,8 +130,11 @@ export async function finishTurn(db: Db, namespace: string, turnId: string, toke
     if (!row) return { ok: false, reason: await whyRefused(tx, namespace, turnId) };
     if (row.status !== "pending") {
       await tx.execute(
-        sql`update runs set available_at = now(), updated_at = now()
-            where status = 'waiting' and id in (select run_id from waits where kind = 'agent' and target_turn_id = ${turnId}::uuid)`,
+        sql`with woken as (
+              update runs set available_at = now(), updated_at = now()
+              where status = 'waiting' and id in (select run_id from waits where kind = 'agent' and target_turn_id = ${turnId}::uuid)
+              returning id)
+            select pg_notify('cairn_wake', '') from woken limit 1`,
       );
     }
     return { ok: true, row };

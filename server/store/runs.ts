@@ -269,11 +269,14 @@ export async function finishRun(
   });
 }
 
-/** Wakes a run parked on `childRunId`, if any. */
+/** Wakes a run parked on `childRunId`, if any; the notice reaches every server process at commit. */
 async function wakeParent(db: Db, childRunId: string): Promise<void> {
   await db.execute(
-    sql`update runs set available_at = now(), updated_at = now()
-        where status = 'waiting' and id in (select run_id from waits where kind = 'child' and target_run_id = ${childRunId}::uuid)`,
+    sql`with woken as (
+          update runs set available_at = now(), updated_at = now()
+          where status = 'waiting' and id in (select run_id from waits where kind = 'child' and target_run_id = ${childRunId}::uuid)
+          returning id)
+        select pg_notify('cairn_wake', '') from woken limit 1`,
   );
 }
 
@@ -322,12 +325,15 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
     const childWaits = pending.filter((w): w is ChildWait => w.kind === "child");
     for (const childRunId of [...new Set(childWaits.map((w) => w.childRunId))].sort()) await lockChildKey(tx, childRunId);
     if (childWaits.length > 0 && (await findChildOutcome(tx, namespace, childWaits.map((w) => w.childRunId)))) return false;
+    // Only a child's end wakes its parent; a run waiting on some other run re-checks on a short deadline instead.
+    const strangers = childWaits.length > 0 ? await notChildrenOf(tx, fence.runId, childWaits.map((w) => w.childRunId)) : 0;
+    const wakeAt = strangers > 0 ? earliest(deadline, new Date(Date.now() + strangerRecheckMs)) : deadline;
     const parked = await tx
       .update(runs)
       .set({
         status: "waiting",
         waitingOn,
-        availableAt: deadline ?? null,
+        availableAt: wakeAt ?? null,
         leaseOwner: null,
         leaseExpiresAt: null,
         updatedAt: sql`now()`,
@@ -353,6 +359,20 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
     }
     return true;
   });
+}
+
+const strangerRecheckMs = 2000;
+
+function earliest(a: Date | undefined, b: Date): Date {
+  return a && a < b ? a : b;
+}
+
+async function notChildrenOf(db: Db, parentRunId: string, runIds: readonly string[]): Promise<number> {
+  const rows = await db
+    .select({ id: runs.id })
+    .from(runs)
+    .where(and(inArray(runs.id, [...runIds]), eq(runs.parentRunId, parentRunId)));
+  return new Set(runIds).size - rows.length;
 }
 
 function describeWait(wait: PendingWait): WaitingOn {
