@@ -171,8 +171,10 @@ export class Scheduler {
   /** Deadlines set by other (or dead) processes: sleep exactly until the earliest. */
   private async armForNextDue(): Promise<void> {
     try {
-      const due = await nextDueAt(this.options.database.db);
-      if (due) this.noteDeadline(due);
+      const due = await nextDueAt(this.options.database.db, this.options.registry.list().map((w) => w.name));
+      // Already due means waiting for a free slot, which wakes the claim loop itself: arming a timer would spin.
+      if (due && due.getTime() <= Date.now()) this.wake();
+      else if (due) this.noteDeadline(due);
     } catch (error) {
       this.options.logger.warn({ err: error }, "reading the next deadline failed; retrying at next poll");
     }

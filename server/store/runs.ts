@@ -191,10 +191,12 @@ export async function claimDueRuns(
 }
 
 /** The earliest time a parked or queued run becomes due, so an idle scheduler can sleep exactly until then. */
-export async function nextDueAt(db: Db): Promise<Date | undefined> {
+export async function nextDueAt(db: Db, workflowNames: readonly string[]): Promise<Date | undefined> {
+  if (workflowNames.length === 0) return undefined;
   const [row] = await queryRows<{ at: Date | null }>(
     db,
-    sql`select min(available_at) as at from runs where status in ('queued', 'waiting')`,
+    sql`select min(available_at) as at from runs where status in ('queued', 'waiting')
+          and workflow_name in (select jsonb_array_elements_text(${JSON.stringify(workflowNames)}::jsonb))`,
   );
   return row?.at ? new Date(row.at) : undefined;
 }
