@@ -92,18 +92,24 @@ describe("replay", () => {
   test("parallel steps run concurrently and replay by name whatever order they finished in", async () => {
     let concurrent = 0;
     let peak = 0;
-    const slowStep = (ms: number, value: number) => async () => {
+    // Each step finishes when the test says so: y first, then z, then x.
+    const gates = new Map<string, () => void>();
+    const gatedStep = (name: string, value: number) => async () => {
       concurrent++;
       peak = Math.max(peak, concurrent);
-      await new Promise((resolve) => setTimeout(resolve, ms));
+      await new Promise<void>((resolve) => gates.set(name, resolve));
       concurrent--;
       return value;
     };
-    const workflow = async (_: { n: number }, ctx: WorkflowContext) => {
-      const values = await Promise.all([ctx.step("x", slowStep(30, 1)), ctx.step("y", slowStep(5, 2)), ctx.step("z", slowStep(15, 3))]);
-      return values;
-    };
+    const workflow = async (_: { n: number }, ctx: WorkflowContext) =>
+      Promise.all([ctx.step("x", gatedStep("x", 1)), ctx.step("y", gatedStep("y", 2)), ctx.step("z", gatedStep("z", 3))]);
     const first = run(workflow);
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    while (gates.size < 3) await settle();
+    for (const name of ["y", "z", "x"]) {
+      gates.get(name)?.();
+      while (!first.host.journal.some((e) => e.name === name)) await settle();
+    }
     assert.deepEqual(await first.outcome, { kind: "completed", output: [1, 2, 3] });
     assert.equal(peak, 3);
     assert.deepEqual(first.host.journal.map((e) => e.name), ["y", "z", "x"]);
