@@ -131,20 +131,28 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       await validateInput(workflow, input);
 
       // At its concurrency limit this process queues the run instead: any process with room picks it up.
-      const eager = request.eagerStart && scheduler.hasCapacity();
-      const { run, deduplicated } = await insertRun(
-        db,
-        {
-          id: randomUUID(),
-          namespace,
-          workflowName: workflow.name,
-          input,
-          idempotencyKey: request.idempotencyKey || undefined,
-          metadata: request.metadata,
-        },
-        eager ? { owner: scheduler.owner, leaseMs: deps.leaseMs } : undefined,
-      );
+      const eager = request.eagerStart && scheduler.reserveSlot();
+      let created: Awaited<ReturnType<typeof insertRun>>;
+      try {
+        created = await insertRun(
+          db,
+          {
+            id: randomUUID(),
+            namespace,
+            workflowName: workflow.name,
+            input,
+            idempotencyKey: request.idempotencyKey || undefined,
+            metadata: request.metadata,
+          },
+          eager ? { owner: scheduler.owner, leaseMs: deps.leaseMs } : undefined,
+        );
+      } catch (error) {
+        if (eager) scheduler.releaseSlot();
+        throw error;
+      }
+      const { run, deduplicated } = created;
       if (deduplicated) {
+        if (eager) scheduler.releaseSlot();
         if (run.workflowName !== workflow.name || !sameJson(run.input, input)) {
           throw new IdempotencyConflictError(request.idempotencyKey, run.id);
         }

@@ -51,6 +51,7 @@ const wakeChannel = "cairn_wake";
 const cancelChannel = "cairn_cancel";
 const turnChannel = "cairn_turns";
 const retentionSweepMs = 60_000;
+const minRearmMs = 5;
 /** setTimeout's ceiling; a later deadline is re-armed by the poll. */
 const maxTimerMs = 2 ** 31 - 1;
 
@@ -60,6 +61,8 @@ export class Scheduler {
   private stopped = true;
   private claiming: Promise<void> | undefined;
   private claimAgain = false;
+  /** Slots promised to eager starts whose runs are being inserted. */
+  private reserved = 0;
   /** The last claim stopped at the concurrency limit: a freed slot should claim again. */
   private starved = false;
   private pollTimer: NodeJS.Timeout | undefined;
@@ -115,14 +118,26 @@ export class Scheduler {
     await this.options.database.db.execute(sql`select pg_notify(${cancelChannel}, ${runId})`);
   }
 
-  /** Whether an eager start may run here now without pushing due wake-ups past the concurrency limit. */
-  hasCapacity(): boolean {
-    return !this.stopped && this.active.size < this.options.maxConcurrentRuns;
+  /**
+   * Reserves a slot for an eager start, synchronously, so concurrent creates
+   * cannot overshoot the concurrency limit and starve due wake-ups. Pair with
+   * `adopt` or `releaseSlot`.
+   */
+  reserveSlot(): boolean {
+    if (this.stopped || this.active.size + this.reserved >= this.options.maxConcurrentRuns) return false;
+    this.reserved++;
+    return true;
   }
 
-  /** Executes a run this process claimed itself (eager start); `journal` is known to be empty. */
+  releaseSlot(): void {
+    this.reserved--;
+    if (this.starved) this.wake();
+  }
+
+  /** Executes a run this process claimed itself (eager start) in a reserved slot; `journal` is known to be empty. */
   adopt(run: RunRow, journal: JournalEntry[] = []): void {
     if (run.leaseOwner !== this.owner) throw new Error(`run ${run.id} is not claimed by ${this.owner}`);
+    this.reserved--;
     this.launch(run, journal);
   }
 
@@ -135,8 +150,8 @@ export class Scheduler {
     this.deadlineTimer = setTimeout(() => {
       this.deadlineAt = undefined;
       this.wake();
-      // Only the earliest deadline is armed: look up the next one now rather than at the next poll.
-      void this.armForNextDue();
+      // Only the earliest deadline is armed: once this claim is done, arm for the next one.
+      void (this.claiming ?? Promise.resolve()).then(() => this.armForNextDue());
     }, Math.min(Math.max(0, time - Date.now()), maxTimerMs));
   }
 
@@ -172,9 +187,9 @@ export class Scheduler {
   private async armForNextDue(): Promise<void> {
     try {
       const due = await nextDueAt(this.options.database.db, this.options.registry.list().map((w) => w.name));
-      // Already due means waiting for a free slot, which wakes the claim loop itself: arming a timer would spin.
-      if (due && due.getTime() <= Date.now()) this.wake();
-      else if (due) this.noteDeadline(due);
+      // At the concurrency limit a freed slot claims again by itself. Otherwise a run already due is being
+      // claimed right now (or PostgreSQL's clock is a hair behind ours): look again a moment later, never in a spin.
+      if (due && !this.starved) this.noteDeadline(new Date(Math.max(due.getTime(), Date.now() + minRearmMs)));
     } catch (error) {
       this.options.logger.warn({ err: error }, "reading the next deadline failed; retrying at next poll");
     }
@@ -184,7 +199,7 @@ export class Scheduler {
     try {
       do {
         this.claimAgain = false;
-        const capacity = this.options.maxConcurrentRuns - this.active.size;
+        const capacity = this.options.maxConcurrentRuns - this.active.size - this.reserved;
         this.starved = capacity <= 0;
         if (capacity <= 0 || this.stopped) break;
         const names = this.options.registry.list().map((w) => w.name);
@@ -234,7 +249,7 @@ export class Scheduler {
       })
       .finally(() => {
         if (this.active.get(run.id) === entry) this.active.delete(run.id);
-        if (this.starved && this.active.size < this.options.maxConcurrentRuns) this.wake();
+        if (this.starved && this.active.size + this.reserved < this.options.maxConcurrentRuns) this.wake();
       });
     this.active.set(run.id, entry);
   }
