@@ -1,0 +1,180 @@
+/**
+ * Human output: aligned tables, durations, one line per history entry, a run's details.
+ * No colours: the output reads the same in a terminal, a pipe and a CI log.
+ * (`--json` output never passes through here; it is the SDK's plain objects, stringified.)
+ */
+import type { HistoryEntryInfo } from "../sdk/client.js";
+import type { JsonValue, RunFailure, RunInfo, WaitingOnInfo } from "../sdk/index.js";
+
+/** Columns padded to their widest cell, two spaces apart; the last column is not padded. */
+export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => (row[column] ?? "").length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0)))
+      .join("  ")
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join("\n");
+}
+
+/** 12 ms, 1.4 s, 3m 05s, 2h 10m, 3d 4h. */
+export function duration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return "-";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const seconds = Math.floor(ms / 1000);
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${String(seconds % 60).padStart(2, "0")}s`;
+  if (seconds < 86_400) return `${Math.floor(seconds / 3600)}h ${String(Math.floor((seconds % 3600) / 60)).padStart(2, "0")}m`;
+  return `${Math.floor(seconds / 86_400)}d ${Math.floor((seconds % 86_400) / 3600)}h`;
+}
+
+/** Local wall-clock time, "2026-11-25 13:21:06". */
+export function timestamp(date: Date | undefined): string {
+  if (!date) return "-";
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}
+
+/** Compact JSON on one line; `null` for an absent value. */
+export function json(value: JsonValue | undefined): string {
+  return JSON.stringify(value ?? null);
+}
+
+export function failure(error: RunFailure | { name: string; message: string } | undefined): string {
+  if (!error) return "no error recorded";
+  return error.name && error.name !== "Error" ? `${error.name}: ${error.message}` : error.message;
+}
+
+export function truncate(text: string, max: number): string {
+  const oneLine = text.replace(/\s*\n\s*/g, " ");
+  return oneLine.length <= max ? oneLine : `${oneLine.slice(0, max - 1)}…`;
+}
+
+export function isFinished(run: RunInfo): boolean {
+  return run.status === "completed" || run.status === "failed" || run.status === "cancelled";
+}
+
+/** How long the run took (ended runs) or has been going (others). */
+export function runDuration(run: RunInfo, now = new Date()): string {
+  const start = run.startedAt ?? run.createdAt;
+  return duration((run.completedAt ?? (isFinished(run) ? run.updatedAt : now)).getTime() - start.getTime());
+}
+
+export function waitingOn(waiting: WaitingOnInfo): string {
+  switch (waiting.kind) {
+    case "timer":
+      return `timer ${waiting.name}${waiting.fireAt ? ` until ${timestamp(waiting.fireAt)}` : ""}`;
+    case "event":
+      return `event ${waiting.eventType} (correlation ${waiting.correlationId})${waiting.timeoutAt ? ` until ${timestamp(waiting.timeoutAt)}` : ""}`;
+    case "child":
+      return `child ${waiting.name}: ${waiting.workflowName} run ${waiting.runId}`;
+    case "agent":
+      return `agent ${waiting.agent || "(any)"} turn ${waiting.turnId}`;
+    case "retry":
+      return `retry of step ${waiting.stepName} (attempt ${waiting.nextAttempt})${waiting.retryAt ? ` at ${timestamp(waiting.retryAt)}` : ""}`;
+    default:
+      return waiting.name;
+  }
+}
+
+/** What `runs list` shows after the columns: the wait, the failure or the cancel reason. */
+export function runDetail(run: RunInfo): string {
+  if (run.status === "waiting" && run.waitingOn) return waitingOn(run.waitingOn);
+  if (run.status === "failed" || run.status === "cancelled") return run.error ? failure(run.error) : "";
+  return "";
+}
+
+/** A run's status for `runs watch`: "running", "waiting on event expense.decided (correlation e-1)". */
+export function statusText(run: RunInfo): string {
+  return run.status === "waiting" && run.waitingOn ? `waiting on ${waitingOn(run.waitingOn)}` : run.status;
+}
+
+function took(entry: HistoryEntryInfo): string {
+  if (!entry.startedAt || !entry.createdAt) return "";
+  return `  ${duration(entry.createdAt.getTime() - entry.startedAt.getTime())}`;
+}
+
+function attempts(entry: HistoryEntryInfo): string {
+  return entry.attempt > 1 ? ` (attempt ${entry.attempt})` : "";
+}
+
+/**
+ * One history entry as one line of `runs watch`. The run_* entries return undefined: the
+ * watch prints the run's outcome itself once the stream ends.
+ */
+export function entryLine(entry: HistoryEntryInfo): string | undefined {
+  const name = entry.name;
+  switch (entry.kind) {
+    case "step_completed":
+      return `  ✓ step ${name}${attempts(entry)}${took(entry)}`;
+    case "step_failed":
+      return `  ✗ step ${name} failed${attempts(entry)}: ${failure(entry.error)}`;
+    case "step_attempt_failed":
+      return `  ↻ step ${name} attempt ${entry.attempt} failed, will retry: ${failure(entry.error)}`;
+    case "timer_started":
+      return `  ⏱ timer ${name} started`;
+    case "timer_fired":
+      return `  ⏱ timer ${name} fired${took(entry)}`;
+    case "event_wait_started":
+      return `  ✉ waiting for event ${name}`;
+    case "event_received":
+      return `  ✉ event received ${name}${took(entry)}`;
+    case "event_wait_timed_out":
+      return `  ✉ event ${name} timed out${took(entry)}`;
+    case "child_started":
+      return `  ↳ child ${name} started${typeof entry.result === "string" ? ` (run ${entry.result})` : ""}`;
+    case "child_completed":
+      return `  ✓ child ${name} completed${took(entry)}`;
+    case "child_failed":
+      return `  ✗ child ${name} failed: ${failure(entry.error)}`;
+    case "agent_turn_started":
+      return `  ◆ agent turn ${name} started`;
+    case "agent_turn_completed":
+      return `  ✓ agent turn ${name} completed${took(entry)}`;
+    case "agent_turn_failed":
+      return `  ✗ agent turn ${name} failed: ${failure(entry.error)}`;
+    case "run_completed":
+    case "run_failed":
+    case "run_cancelled":
+      return undefined;
+    default:
+      return `  · ${entry.kind.replaceAll("_", " ")} ${name}`.trimEnd();
+  }
+}
+
+/** `runs get`: one "label  value" line per field, JSON values compact when short and indented when long. */
+export function runDetails(run: RunInfo): string {
+  const fields: [string, string | undefined][] = [
+    ["run", run.runId],
+    ["workflow", run.workflowName],
+    ["status", run.status],
+    ["waiting on", run.status === "waiting" && run.waitingOn ? waitingOn(run.waitingOn) : undefined],
+    ["created", timestamp(run.createdAt)],
+    ["started", run.startedAt ? timestamp(run.startedAt) : undefined],
+    ["completed", run.completedAt ? timestamp(run.completedAt) : undefined],
+    ["duration", run.startedAt || isFinished(run) ? runDuration(run) : undefined],
+    ["activations", String(run.activationCount)],
+    ["parent", run.parentRunId],
+    ["idempotency key", run.idempotencyKey],
+    ["namespace", run.namespace],
+    [
+      "metadata",
+      Object.keys(run.metadata).length > 0
+        ? Object.entries(run.metadata)
+            .map(([key, value]) => `${key}=${value}`)
+            .join(", ")
+        : undefined,
+    ],
+    ["input", block(run.input)],
+    ["output", run.status === "completed" ? block(run.output) : undefined],
+    run.status === "cancelled" ? ["reason", run.error?.message || undefined] : ["error", run.error ? failure(run.error) : undefined],
+  ];
+  const present = fields.filter((field): field is [string, string] => field[1] !== undefined);
+  const width = Math.max(...present.map(([label]) => label.length));
+  return present.map(([label, value]) => `${label.padEnd(width)}  ${value.replaceAll("\n", `\n${" ".repeat(width + 2)}`)}`).join("\n");
+}
+
+function block(value: JsonValue | undefined): string {
+  const compact = json(value);
+  return compact.length <= 80 ? compact : JSON.stringify(value ?? null, null, 2);
+}
