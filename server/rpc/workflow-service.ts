@@ -33,6 +33,7 @@ import {
 import { sendEvent } from "../store/events.js";
 import { sameJson } from "../engine/json.js";
 import { ChangeSignal, type RunFeed } from "../runtime/run-feed.js";
+import { RunTails } from "../runtime/run-tail.js";
 import type { Scheduler } from "../runtime/scheduler.js";
 import { type RunRow, terminalStatuses } from "../store/schema.js";
 import type { Db } from "../store/database.js";
@@ -61,8 +62,7 @@ const maxKeyLength = 512;
 const watchPageSize = 500;
 /** A watcher re-reads the store at least this often, covering notifications lost while a listener reconnects. */
 const watchRecheckMs = 1000;
-/** How long a watcher waits for a lower sequence number to commit before skipping the gap. */
-const gapPatienceMs = 2000;
+
 
 function waitKindFromProto(kind: WaitKind): "timer" | "event" | "retry" | "child" | "agent" | undefined {
   switch (kind) {
@@ -85,6 +85,7 @@ function waitKindFromProto(kind: WaitKind): "timer" | "event" | "retry" | "child
 
 export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<typeof WorkflowService> {
   const { db, registry, scheduler, namespace, feed } = deps;
+  const tails = new RunTails(db, feed);
 
   /** Children started without { detached: true } end with their parent, and theirs with them. */
   async function cancelDescendants(runId: string, reason: string): Promise<void> {
@@ -260,48 +261,42 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
     async *watchRun(request, context) {
       const run = await findRun(request.runId);
       if (request.afterSequence < 0n) throw new InvalidInputError("after_sequence must not be negative");
-      const changes = new ChangeSignal();
-      // Subscribe before the first read, so no change between the read and the subscription is missed.
-      const unsubscribe = await feed.subscribe(run.id, changes.notify);
+      // One shared reader per run in this process; this stream only keeps its own position.
+      const { tail, signal, release } = await tails.acquire(namespace, run.id);
       try {
-        let status = run.status;
-        yield create(WatchRunResponseSchema, { update: { case: "run", value: runToProto(run) } });
+        let status = (tail.run ?? run).status;
+        yield create(WatchRunResponseSchema, { update: { case: "run", value: runToProto(tail.run ?? run) } });
         let cursor = Number(request.afterSequence);
-        let gapSince: number | undefined;
         while (!context.signal.aborted) {
-          const entries = await listJournal(db, namespace, run.id, cursor, watchPageSize);
-          let held = false;
-          for (const entry of entries.slice(0, watchPageSize)) {
-            if (entry.sequence !== cursor + 1) {
-              // A concurrent write with a lower number may not have committed yet: wait for it a little,
-              // but not for ever (a write that failed leaves a gap for good).
-              gapSince ??= Date.now();
-              if (Date.now() - gapSince < gapPatienceMs) {
-                held = true;
-                break;
-              }
+          const first = tail.window[0];
+          if (cursor < tail.lastSequence && (!first || cursor + 1 < first.sequence)) {
+            // Behind the shared window (a new watcher of a long run, or a slow one): catch up from the store.
+            const older = await listJournal(db, namespace, run.id, cursor, watchPageSize);
+            for (const entry of older.slice(0, watchPageSize)) {
+              if (first && entry.sequence >= first.sequence) break;
+              cursor = entry.sequence;
+              yield create(WatchRunResponseSchema, { update: { case: "entry", value: entryToProto(entry) } });
             }
-            gapSince = undefined;
+            continue;
+          }
+          for (const entry of tail.window) {
+            if (entry.sequence <= cursor) continue;
+            if (entry.sequence > tail.lastSequence) break;
             cursor = entry.sequence;
             yield create(WatchRunResponseSchema, { update: { case: "entry", value: entryToProto(entry) } });
           }
-          const latest = await getRun(db, namespace, run.id);
-          if (!latest) return;
-          if (latest.status !== status) {
+          const latest = tail.run;
+          if (latest && latest.status !== status) {
             status = latest.status;
             yield create(WatchRunResponseSchema, { update: { case: "run", value: runToProto(latest) } });
           }
-          // The final entry and the final status commit together: once the status is final and nothing follows the cursor, the run is over.
-          if (terminalStatuses.includes(latest.status) && !held && entries.length <= watchPageSize) {
-            const rest = await listJournal(db, namespace, run.id, cursor, 1);
-            if (rest.length === 0) return;
-            continue;
-          }
-          if (entries.length > watchPageSize) continue;
-          await changes.next(held ? 20 : watchRecheckMs, context.signal);
+          // The final entry and the final status commit together: a final status with nothing after the cursor ends the stream.
+          if (latest && terminalStatuses.includes(latest.status) && cursor >= tail.lastSequence) return;
+          if (cursor < tail.lastSequence) continue;
+          await signal.next(watchRecheckMs, context.signal);
         }
       } finally {
-        unsubscribe();
+        release();
       }
     },
 

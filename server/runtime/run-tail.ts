@@ -1,0 +1,142 @@
+/**
+ * One reader per watched run per process. However many WatchRun streams
+ * follow a run, a change notice costs one journal read and one run read here;
+ * the streams take what they need from a bounded in-memory window of recent
+ * entries, and a stream that fell behind the window catches up from the
+ * store on its own, so slow watchers never hold up fast ones or the engine.
+ */
+import type { JournalEntry } from "../engine/journal.js";
+import type { Db } from "../store/database.js";
+import { listJournal } from "../store/journal.js";
+import { getRun } from "../store/runs.js";
+import type { RunRow } from "../store/schema.js";
+import { ChangeSignal, type RunFeed } from "./run-feed.js";
+
+/** Entries kept in memory per watched run. */
+const windowSize = 2000;
+const pageSize = 500;
+/** Re-read at least this often while watched (covers notices lost during a listener reconnect). */
+const recheckMs = 1000;
+/** How long to wait for a lower sequence number to commit before skipping the gap (a failed write). */
+const gapPatienceMs = 2000;
+
+export class RunTail {
+  /** Contiguous recent entries, ascending; the window's last entry is `lastSequence`. */
+  readonly window: JournalEntry[] = [];
+  lastSequence = 0;
+  run: RunRow | undefined;
+  private readonly signals = new Set<ChangeSignal>();
+  private refreshing: Promise<void> | undefined;
+  private again = false;
+  private gapSince: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  watchers = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly namespace: string,
+    readonly runId: string,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.refresh(), recheckMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  listen(signal: ChangeSignal): () => void {
+    this.signals.add(signal);
+    return () => this.signals.delete(signal);
+  }
+
+  /** Reads what changed (coalescing overlapping calls) and tells every stream. */
+  refresh(): Promise<void> {
+    if (this.refreshing) {
+      this.again = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.again = false;
+        await this.readChanges();
+        for (const signal of this.signals) signal.notify();
+      } while (this.again);
+    })().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  private async readChanges(): Promise<void> {
+    // The run first: a final status read here guarantees the entries read next include the final entry
+    // (both commit together), so a stream that ends on the status has seen everything.
+    const run = await getRun(this.db, this.namespace, this.runId);
+    for (;;) {
+      const entries = await listJournal(this.db, this.namespace, this.runId, this.lastSequence, pageSize);
+      for (const entry of entries.slice(0, pageSize)) {
+        if (entry.sequence !== this.lastSequence + 1) {
+          // A concurrent write with a lower number may not have committed yet: wait a little, not for ever.
+          this.gapSince ??= Date.now();
+          if (Date.now() - this.gapSince < gapPatienceMs) {
+            this.again = true;
+            await new Promise((resolve) => setTimeout(resolve, 20));
+            break;
+          }
+        }
+        this.gapSince = undefined;
+        this.lastSequence = entry.sequence;
+        this.window.push(entry);
+      }
+      if (this.window.length > windowSize) this.window.splice(0, this.window.length - windowSize);
+      if (entries.length <= pageSize || this.gapSince !== undefined) break;
+    }
+    // While a gap is held back, the status waits too: a final status must not end streams before the held entries.
+    if (this.gapSince === undefined) this.run = run;
+  }
+}
+
+/** Shares one RunTail per run among this process's watchers. */
+export class RunTails {
+  private readonly tails = new Map<string, { tail: RunTail; ready: Promise<() => void> }>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly feed: RunFeed,
+  ) {}
+
+  /** A tail for the run, read and subscribed; call the returned release when the stream ends. */
+  async acquire(namespace: string, runId: string): Promise<{ tail: RunTail; signal: ChangeSignal; release: () => void }> {
+    let shared = this.tails.get(runId);
+    if (!shared) {
+      const tail = new RunTail(this.db, namespace, runId);
+      const ready = (async () => {
+        const unsubscribe = await this.feed.subscribe(runId, () => void tail.refresh());
+        await tail.refresh();
+        tail.start();
+        return unsubscribe;
+      })();
+      shared = { tail, ready };
+      this.tails.set(runId, shared);
+      // A tail that failed to start is not shared: the next watcher tries afresh.
+      ready.catch(() => this.tails.delete(runId));
+    }
+    const { tail, ready } = shared;
+    const unsubscribe = await ready;
+    tail.watchers++;
+    const signal = new ChangeSignal();
+    const stopListening = tail.listen(signal);
+    return {
+      tail,
+      signal,
+      release: () => {
+        stopListening();
+        if (--tail.watchers === 0 && this.tails.get(runId)?.tail === tail) {
+          this.tails.delete(runId);
+          tail.stop();
+          unsubscribe();
+        }
+      },
+    };
+  }
+}
