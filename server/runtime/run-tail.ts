@@ -122,8 +122,15 @@ export class RunTails {
       ready.catch(() => this.tails.delete(runId));
     }
     const { tail, ready } = shared;
-    const unsubscribe = await ready;
+    // Counted before waiting, so an early watcher leaving cannot stop the tail under a later one.
     tail.watchers++;
+    let unsubscribe: () => void;
+    try {
+      unsubscribe = await ready;
+    } catch (error) {
+      tail.watchers--;
+      throw error;
+    }
     const signal = new ChangeSignal();
     const stopListening = tail.listen(signal);
     return {
