@@ -115,3 +115,60 @@ export function redact(url: string): string {
   if (parsed.password) parsed.password = "***";
   return parsed.toString();
 }
+
+/** Runs by id, or runs of a workflow whose input `key` starts with a prefix (so the client need not hold 10,000 ids). */
+export type RunSelector = { ids: readonly string[] } | { workflowName: string; keyPrefix: string };
+
+/**
+ * A connection to the bench database itself, for the wait workloads: counting
+ * runs by status without paginating the API, and measuring table sizes. Only
+ * opened after the step workload's commit count is taken.
+ */
+export class BenchProbe {
+  private constructor(private readonly client: pg.Client) {}
+
+  static async connect(url: string): Promise<BenchProbe> {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    return new BenchProbe(client);
+  }
+
+  async close(): Promise<void> {
+    await this.client.end();
+  }
+
+  /** How many of the selected runs are in each status. */
+  async statusCounts(selector: RunSelector): Promise<Record<string, number>> {
+    const result =
+      "ids" in selector
+        ? await this.client.query<{ status: string; n: string }>(
+            "select status, count(*) as n from runs where id = any($1::uuid[]) group by status",
+            [selector.ids],
+          )
+        : await this.client.query<{ status: string; n: string }>(
+            "select status, count(*) as n from runs where workflow_name = $1 and input->>'key' like $2 group by status",
+            [selector.workflowName, `${selector.keyPrefix.replace(/[\\%_]/g, "\\$&")}%`],
+          );
+    return Object.fromEntries(result.rows.map((r) => [r.status, Number(r.n)]));
+  }
+
+  /** The (first) agent turn of a run: when it was created and when its worker's result committed. */
+  async agentTurn(runId: string): Promise<{ createdAt: Date; completedAt: Date | null; attempt: number } | undefined> {
+    const result = await this.client.query<{ created_at: Date; completed_at: Date | null; attempt: number }>(
+      "select created_at, completed_at, attempt from agent_turns where run_id = $1 order by created_at limit 1",
+      [runId],
+    );
+    const row = result.rows[0];
+    return row ? { createdAt: row.created_at, completedAt: row.completed_at, attempt: row.attempt } : undefined;
+  }
+
+  /** Bytes of the engine's tables with their indexes and TOAST. */
+  async engineTableBytes(): Promise<number> {
+    const result = await this.client.query<{ bytes: string }>(
+      `select coalesce(sum(pg_total_relation_size(c.oid)), 0) as bytes from pg_class c
+       where c.relkind = 'r' and c.relname in ('runs', 'journal_entries', 'waits', 'events')
+         and c.relnamespace = 'public'::regnamespace`,
+    );
+    return Number(result.rows[0]?.bytes ?? Number.NaN);
+  }
+}

@@ -1,15 +1,30 @@
 /**
  * `npm run bench`: measures Cairn's step throughput and run latency against
  * a real PostgreSQL, next to a pgbench one-row-INSERT baseline on the same
- * server. See bench/README.md for what the figures mean.
+ * server; then its durable waits: event → resume latency, timer lateness and
+ * the memory a parked run costs; then composition (child fan-out, agent turns
+ * through a real worker process) and the WatchRun delay. See bench/README.md
+ * for what the figures mean.
  */
+import { loadavg } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseOptions, usage, type BenchOptions } from "./args.js";
-import { Admin, findServer, redact, urlForDatabase } from "./database.js";
+import type { Config } from "../server/config.js";
+import { Admin, BenchProbe, findServer, redact, urlForDatabase } from "./database.js";
 import { runPgbench, type PgbenchResult } from "./pgbench.js";
-import { buildReport, type CommitCount, environmentBasics, formatReport, writeReport } from "./report.js";
-import { startBenchServer } from "./server.js";
+import { allFailures, buildReport, type CommitCount, environmentBasics, formatReport, writeReport } from "./report.js";
+import { benchConfig, startBenchServer } from "./server.js";
+import { agentRoundTrip, type AgentRoundTripResult, fanOut, type FanOutResult, warmUpComposition } from "./composition.js";
+import { eventLatency, type EventLatencyResult, parkedMemory, type ParkedMemoryResult, timerLateness, type TimerLatenessResult, warmUpWaits } from "./waits.js";
+import { watchDelay, type WatchDelayResult, warmUpWatch } from "./watch.js";
 import { connect, runWorkload, warmUp, type WorkloadResult } from "./workload.js";
+
+/**
+ * Parked runs are created with eager_start: the creating request claims the
+ * run and parks it without a scheduler round trip (measured faster than
+ * queueing them and letting the claim loop pick them up).
+ */
+const parkedEagerStart = process.env.BENCH_PARKED_EAGER !== "0";
 
 const postgresSettings = [
   "synchronous_commit",
@@ -42,6 +57,7 @@ async function main(argv: string[]): Promise<number> {
   });
 
   const startedAt = new Date();
+  const loadAtStart = loadavg()[0] ?? Number.NaN;
   const pgServer = await findServer();
   const admin = await Admin.connect(pgServer.adminUrl);
   try {
@@ -49,16 +65,22 @@ async function main(argv: string[]): Promise<number> {
     const databaseUrl = urlForDatabase(pgServer.adminUrl, database);
     log(`database ${database} on ${redact(pgServer.adminUrl)} (${pgServer.source})`);
     try {
-      const { workload, commits, config } = await measureCairn(options, admin, database, databaseUrl, interrupt.signal);
-      const pgbench = await baseline(options, databaseUrl, interrupt.signal);
+      const steps = options.skipSteps ? null : await measureCairn(options, admin, database, databaseUrl, interrupt.signal);
+      const pgbench = steps ? await baseline(options, databaseUrl, interrupt.signal) : null;
+      const waits = await measureWaits(options, databaseUrl, interrupt.signal);
+      const composition = await measureComposition(options, databaseUrl, interrupt.signal);
+      const watch = await measureWatch(options, databaseUrl, interrupt.signal);
+      const config = steps?.config ?? waits.config ?? composition.config ?? watch.config ?? benchConfig(databaseUrl, options.concurrency);
       const report = buildReport({
         startedAt,
         flags: options,
-        workload,
-        commits,
+        steps,
         pgbench,
+        waits,
+        composition,
+        watch: watch.results,
         environment: {
-          ...environmentBasics(),
+          ...environmentBasics(loadAtStart),
           postgres: await admin.version(),
           postgresSource: pgServer.source,
           postgresUrl: redact(pgServer.adminUrl),
@@ -72,9 +94,10 @@ async function main(argv: string[]): Promise<number> {
         },
       });
       console.log(formatReport(report));
-      for (const failure of report.cairn.failures) console.error(`  failed: ${failure}`);
+      const failures = allFailures(report);
+      for (const failure of failures) console.error(`  failed: ${failure}`);
       log(`results written to ${await writeReport(report)}`);
-      return workload.failures.length === 0 && !interrupt.signal.aborted ? 0 : 1;
+      return failures.length === 0 && !interrupt.signal.aborted ? 0 : 1;
     } finally {
       await admin.dropDatabase(database);
       log(`dropped ${database}`);
@@ -122,6 +145,115 @@ async function measureCairn(options: BenchOptions, admin: Admin, database: strin
   const total = after - before;
   const commits: CommitCount = { total, engine: total - workload.getRunCalls };
   return { workload, commits, config };
+}
+
+/**
+ * The wait workloads, after the step workload's commit count is taken: event
+ * latency and timers on one server, parked memory on a fresh one so its
+ * baseline holds nothing of theirs.
+ */
+async function measureWaits(
+  options: BenchOptions,
+  databaseUrl: string,
+  signal: AbortSignal,
+): Promise<{ eventLatency: EventLatencyResult | null; timers: TimerLatenessResult | null; parked: ParkedMemoryResult | null; config: Config | null }> {
+  const result: Awaited<ReturnType<typeof measureWaits>> = { eventLatency: null, timers: null, parked: null, config: null };
+  if (options.eventRuns + options.timerRuns + options.parkedRuns === 0 || signal.aborted) return result;
+  const maxRuns = Math.max(options.concurrency, options.waitConcurrency);
+  const probe = await BenchProbe.connect(databaseUrl);
+  try {
+    if (options.eventRuns > 0 || options.timerRuns > 0) {
+      const { server, config } = await startBenchServer(databaseUrl, maxRuns);
+      result.config = config;
+      try {
+        const client = connect(server.url);
+        await warmUpWaits(client, signal);
+        if (options.eventRuns > 0 && !signal.aborted) {
+          log(`event → resume: ${options.eventRuns} sequential runs, GetRun every ${options.eventPollMs} ms`);
+          result.eventLatency = await eventLatency(client, { runs: options.eventRuns, pollMs: options.eventPollMs, signal });
+        }
+        if (options.timerRuns > 0 && !signal.aborted) {
+          log(`timers: ${options.timerRuns} runs sleeping ${options.timerMs} ms, ${options.waitConcurrency} creates in flight`);
+          result.timers = await timerLateness(client, server, probe, { runs: options.timerRuns, sleepMs: options.timerMs, concurrency: options.waitConcurrency, signal });
+        }
+      } finally {
+        await server.close();
+      }
+    }
+    if (options.parkedRuns > 0 && !signal.aborted) {
+      const { server, config } = await startBenchServer(databaseUrl, maxRuns);
+      result.config ??= config;
+      try {
+        log(`parked: ${options.parkedRuns} runs waiting on distinct event keys, ${options.waitConcurrency} creates in flight`);
+        result.parked = await parkedMemory(connect(server.url), server, probe, {
+          runs: options.parkedRuns,
+          concurrency: options.waitConcurrency,
+          eagerStart: parkedEagerStart,
+          signal,
+          log,
+        });
+      } finally {
+        await server.close();
+      }
+    }
+  } finally {
+    await probe.close();
+  }
+  return result;
+}
+
+/** Child fan-out and agent turns, on a fresh server. */
+async function measureComposition(
+  options: BenchOptions,
+  databaseUrl: string,
+  signal: AbortSignal,
+): Promise<{ fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; config: Config | null }> {
+  const result: Awaited<ReturnType<typeof measureComposition>> = { fanOut: null, agent: null, config: null };
+  if ((options.children === 0 && options.agentTurns === 0) || signal.aborted) return result;
+  const { server, config } = await startBenchServer(databaseUrl, Math.max(options.concurrency, options.waitConcurrency));
+  result.config = config;
+  const probe = await BenchProbe.connect(databaseUrl);
+  try {
+    const client = connect(server.url);
+    await warmUpComposition(client, signal);
+    if (options.children > 0 && !signal.aborted) {
+      log(`fan-out: 1 bench_fan_out run × ${options.children} bench_child runs, GetRun every ${options.compositionPollMs} ms`);
+      result.fanOut = await fanOut(client, { children: options.children, pollMs: options.compositionPollMs, timeoutMs: 300_000, signal });
+    }
+    if (options.agentTurns > 0 && !signal.aborted) {
+      log(`agent: ${options.agentTurns} sequential bench_agent runs through a worker process, GetRun every ${options.compositionPollMs} ms`);
+      result.agent = await agentRoundTrip(client, probe, server.url, { runs: options.agentTurns, pollMs: options.compositionPollMs, signal, log });
+    }
+  } finally {
+    await probe.close();
+    await server.close();
+  }
+  return result;
+}
+
+/** WatchRun delay with one watcher, then with --watchers, each on a fresh run; one fresh server for both. */
+async function measureWatch(
+  options: BenchOptions,
+  databaseUrl: string,
+  signal: AbortSignal,
+): Promise<{ results: WatchDelayResult[]; config: Config | null }> {
+  if (options.watchSteps === 0 || signal.aborted) return { results: [], config: null };
+  const { server, config } = await startBenchServer(databaseUrl, Math.max(options.concurrency, options.waitConcurrency));
+  const results: WatchDelayResult[] = [];
+  try {
+    const client = connect(server.url);
+    // The watchers' streams get an HTTP/2 connection of their own.
+    const watchClient = connect(server.url);
+    await warmUpWatch(client, watchClient, signal);
+    for (const watchers of [...new Set([1, options.watchers])]) {
+      if (signal.aborted) break;
+      log(`watch: ${watchers} watcher(s) of a ${options.watchSteps}-step bench_watched run (${options.watchStepMs} ms per step)`);
+      results.push(await watchDelay(client, watchClient, { watchers, steps: options.watchSteps, stepMs: options.watchStepMs, signal }));
+    }
+  } finally {
+    await server.close();
+  }
+  return { results, config };
 }
 
 async function baseline(options: BenchOptions, databaseUrl: string, signal: AbortSignal): Promise<PgbenchResult | null> {

@@ -6,22 +6,31 @@ import { createLogger } from "../server/logger.js";
 
 const workflowDir = fileURLToPath(new URL("./workflows", import.meta.url));
 
+/** The server default (10) starves 64 runs in flight plus their pollers; the bench uses 20 unless DATABASE_POOL_SIZE says otherwise. */
+const benchPoolSize = "20";
+
 export interface BenchServer {
   server: CairnServer;
   config: Config;
 }
 
 export async function startBenchServer(databaseUrl: string, concurrency: number): Promise<BenchServer> {
+  const config = benchConfig(databaseUrl, concurrency);
+  const server = await startServer(config, createLogger(config.logLevel));
+  return { server, config };
+}
+
+/** The configuration bench servers run with. */
+export function benchConfig(databaseUrl: string, concurrency: number): Config {
   // Other Cairn variables (DATABASE_POOL_SIZE, CAIRN_LEASE_MS, ...) pass through from the environment.
-  const config = loadConfig({
+  return loadConfig({
     ...process.env,
     PORT: "0",
     HOST: "127.0.0.1",
     DATABASE_URL: databaseUrl,
     WORKFLOW_DIRS: workflowDir,
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL || "warn",
+    DATABASE_POOL_SIZE: process.env.DATABASE_POOL_SIZE || benchPoolSize,
     CAIRN_MAX_CONCURRENT_RUNS: String(Math.max(concurrency, Number(process.env.CAIRN_MAX_CONCURRENT_RUNS) || 0)),
   });
-  const server = await startServer(config, createLogger(config.logLevel));
-  return { server, config };
 }
