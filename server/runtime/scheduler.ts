@@ -63,6 +63,8 @@ export class Scheduler {
   private claimAgain = false;
   /** Slots promised to eager starts whose runs are being inserted. */
   private reserved = 0;
+  /** The deadline timer is not armed for the earliest parked run (it fired, or re-arming waited for a free slot). */
+  private nextDeadlineUnknown = false;
   /** The last claim stopped at the concurrency limit: a freed slot should claim again. */
   private starved = false;
   private pollTimer: NodeJS.Timeout | undefined;
@@ -151,7 +153,8 @@ export class Scheduler {
       this.deadlineAt = undefined;
       this.wake();
       // Only the earliest deadline is armed: once this claim is done, arm for the next one.
-      void (this.claiming ?? Promise.resolve()).then(() => this.armForNextDue());
+      this.nextDeadlineUnknown = true;
+      if (!this.claiming) void this.armForNextDue();
     }, Math.min(Math.max(0, time - Date.now()), maxTimerMs));
   }
 
@@ -189,7 +192,9 @@ export class Scheduler {
       const due = await nextDueAt(this.options.database.db, this.options.registry.list().map((w) => w.name));
       // At the concurrency limit a freed slot claims again by itself. Otherwise a run already due is being
       // claimed right now (or PostgreSQL's clock is a hair behind ours): look again a moment later, never in a spin.
-      if (due && !this.starved) this.noteDeadline(new Date(Math.max(due.getTime(), Date.now() + minRearmMs)));
+      if (this.starved) return;
+      this.nextDeadlineUnknown = false;
+      if (due) this.noteDeadline(new Date(Math.max(due.getTime(), Date.now() + minRearmMs)));
     } catch (error) {
       this.options.logger.warn({ err: error }, "reading the next deadline failed; retrying at next poll");
     }
@@ -214,6 +219,8 @@ export class Scheduler {
     } catch (error) {
       this.options.logger.warn({ err: error }, "claiming runs failed; retrying at next poll");
     }
+    // A deadline fired (or starvation skipped re-arming) since the timer was last armed: arm it for the next one.
+    if (this.nextDeadlineUnknown && !this.starved && !this.stopped) await this.armForNextDue();
   }
 
   private launch(run: RunRow, journal?: JournalEntry[]): void {
