@@ -33,6 +33,11 @@ test("crash between child creation and the parent's journal write: one child, pa
       );
       first.kill("SIGKILL");
       await first.exited;
+      // The dead process's journal INSERT is still queued on the lock in its server backend, and would commit
+      // once the lock goes: end those backends too, as a crashed machine would.
+      await withClient(database.url, (c) =>
+        c.query("select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"),
+      );
     } finally {
       await blocker.query("rollback");
       await blocker.end();

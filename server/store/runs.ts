@@ -133,10 +133,16 @@ export async function listRuns(
   if (filter.waitingFor || filter.waitingEventType || filter.waitingCorrelationId) {
     conditions.push(
       eq(runs.status, "waiting"),
-      sql`exists (select 1 from waits w where w.run_id = ${runs.id}
-                    and (${filter.waitingFor ?? null}::text is null or w.kind = ${filter.waitingFor ?? null})
-                    and (${filter.waitingEventType ?? null}::text is null or w.event_type = ${filter.waitingEventType ?? null})
-                    and (${filter.waitingCorrelationId ?? null}::text is null or w.correlation_id = ${filter.waitingCorrelationId ?? null}))`,
+      or(
+        sql`exists (select 1 from waits w where w.run_id = ${runs.id}
+                      and (${filter.waitingFor ?? null}::text is null or w.kind = ${filter.waitingFor ?? null})
+                      and (${filter.waitingEventType ?? null}::text is null or w.event_type = ${filter.waitingEventType ?? null})
+                      and (${filter.waitingCorrelationId ?? null}::text is null or w.correlation_id = ${filter.waitingCorrelationId ?? null}))`,
+        // Runs parked on the clock alone keep no waits rows: their first wait is in waiting_on.
+        filter.waitingFor === "timer" || filter.waitingFor === "retry"
+          ? sql`${runs.waitingOn}->>'kind' = ${filter.waitingFor}`
+          : undefined,
+      ),
     );
   }
   if (after) {
@@ -314,6 +320,7 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
   const deadline = nextDeadline(pending);
   const first = pending[0];
   const waitingOn = first ? describeWait(first) : null;
+  if (pending.every((w) => w.kind === "timer" || w.kind === "retry")) return parkOnClock(db, fence, waitingOn, deadline);
   return db.transaction(async (tx) => {
     const keys = [...new Set(eventWaits.map((w) => JSON.stringify([w.eventType, w.correlationId])))].sort();
     for (const key of keys) {
@@ -361,6 +368,28 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
     }
     return true;
   });
+}
+
+/**
+ * Parks a run that only the clock can wake (timers, retry backoffs): one
+ * statement, no lock (nothing but time can race it) and no waits rows (nothing
+ * looks timers up by key; `waiting_on` says what it waits for).
+ */
+async function parkOnClock(db: Db, fence: Fence, waitingOn: WaitingOn | null, deadline: Date | undefined): Promise<boolean> {
+  const rows = await queryRows<{ parked: number }>(
+    db,
+    sql`with parked as (
+          update runs set status = 'waiting', waiting_on = ${waitingOn ? JSON.stringify(waitingOn) : null}::jsonb,
+                 available_at = ${deadline?.toISOString() ?? null}::timestamptz,
+                 lease_owner = null, lease_expires_at = null, updated_at = now()
+          where id = ${fence.runId} and lease_owner = ${fence.owner} and lease_epoch = ${fence.epoch}
+            and cancel_requested_at is null
+          returning id),
+        dropped as (delete from waits where run_id in (select id from parked))
+        select count(*)::int as parked from parked`,
+  );
+  if (rows[0]?.parked !== 1) throw new LeaseLostError(fence.runId);
+  return true;
 }
 
 const strangerRecheckMs = 2000;
