@@ -21,6 +21,7 @@ import type { BenchProbe } from "./database.js";
 import { WORKFLOW_NAME as AGENT_WORKFLOW } from "./workflows/agent.js";
 import { WORKFLOW_NAME as FAN_OUT_WORKFLOW } from "./workflows/fan-out.js";
 import type { WorkflowClient } from "./workload.js";
+import { withTimeout } from "./timeout.js";
 
 const ended = new Set([RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED]);
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
@@ -338,17 +339,6 @@ export async function agentRoundTrip(
   }
 }
 
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(what)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A small unmeasured fan-out so module loading and first queries stay out of the figures. */
 export async function warmUpComposition(client: WorkflowClient, signal: AbortSignal): Promise<void> {

@@ -20,6 +20,7 @@ import { timestampDate, type Timestamp, ValueSchema } from "@bufbuild/protobuf/w
 import { EntryKind, RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
 import { GATE_EVENT, WORKFLOW_NAME as WATCHED_WORKFLOW } from "./workflows/watched.js";
 import type { WorkflowClient } from "./workload.js";
+import { withTimeout } from "./timeout.js";
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -188,17 +189,6 @@ async function awaitWaiting(client: WorkflowClient, runId: string, signal: Abort
   }
 }
 
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(what)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** One small unmeasured watch so the stream paths and the run feed's listener are warm. */
 export async function warmUpWatch(client: WorkflowClient, watchClient: WorkflowClient, signal: AbortSignal): Promise<void> {
