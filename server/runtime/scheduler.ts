@@ -18,6 +18,7 @@ import type { JournalEntry, PendingWait } from "../engine/journal.js";
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { deleteExpiredEvents } from "../store/events.js";
+import { loadJournals } from "../store/journal.js";
 import { claimDueRuns, type Fence, nextDueAt, releaseRun, renewLeases, requeueExpiredLeases } from "../store/runs.js";
 import type { RunRow } from "../store/schema.js";
 import type { WorkflowRegistry } from "../workflows/registry.js";
@@ -209,7 +210,12 @@ export class Scheduler {
         if (capacity <= 0 || this.stopped) break;
         const names = this.options.registry.list().map((w) => w.name);
         const claimed = await claimDueRuns(this.options.database.db, this.owner, this.options.leaseMs, capacity, names);
-        for (const run of claimed) this.launch(run);
+        // One read for the whole batch's journals instead of one per run.
+        const journals =
+          claimed.length > 1
+            ? await loadJournals(this.options.database.db, claimed.map((r) => r.id)).catch(() => undefined) // each then reads its own
+            : undefined;
+        for (const run of claimed) this.launch(run, journals?.get(run.id));
         // A full batch suggests more are waiting.
         if (claimed.length === capacity) {
           this.claimAgain = true;

@@ -6,7 +6,7 @@
  * A cancel request also makes it match nothing: cancellation reaches a running
  * run at its next durable operation.
  */
-import { and, asc, eq, getTableColumns, gt, sql } from "drizzle-orm";
+import { and, asc, eq, getTableColumns, gt, inArray, sql } from "drizzle-orm";
 import type { JournalEntry, NewEntry, EntryKind } from "../engine/journal.js";
 import { type Db, queryRows } from "./database.js";
 import type { Fence } from "./runs.js";
@@ -19,6 +19,19 @@ export async function loadJournal(db: Db, runId: string): Promise<JournalEntry[]
     .where(eq(journalEntries.runId, runId))
     .orderBy(asc(journalEntries.sequence));
   return rows.map(toJournalEntry);
+}
+
+/** The journals of several runs in one query (a claim batch), by run id. */
+export async function loadJournals(db: Db, runIds: readonly string[]): Promise<Map<string, JournalEntry[]>> {
+  const journals = new Map<string, JournalEntry[]>(runIds.map((id) => [id, []]));
+  if (runIds.length === 0) return journals;
+  const rows = await db
+    .select(columnsWithPresence)
+    .from(journalEntries)
+    .where(inArray(journalEntries.runId, [...runIds]))
+    .orderBy(asc(journalEntries.runId), asc(journalEntries.sequence));
+  for (const row of rows) journals.get(row.runId)?.push(toJournalEntry(row));
+  return journals;
 }
 
 /** Entries after `afterSequence`, for history pages; one more than `limit` signals a further page. */
