@@ -565,7 +565,8 @@ function isTransient(error: unknown): boolean {
 
 /** Whether repeating the call cannot do anything twice. */
 function isRepeatable(method: DescMethodUnary, input: unknown): boolean {
-  if (method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS) return true;
+  // NO_SIDE_EFFECTS reads, and IDEMPOTENT calls (CancelRun answers a repeat like the first call).
+  if (method.idempotency !== MethodOptions_IdempotencyLevel.IDEMPOTENCY_UNKNOWN) return true;
   const key = (input as { idempotencyKey?: unknown } | undefined)?.idempotencyKey;
   return typeof key === "string" && key.length > 0;
 }
