@@ -14,7 +14,8 @@ import pg from "pg";
 import { RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
 import type { NewEntry } from "../server/engine/journal.js";
 import { type Database, openDatabase } from "../server/store/database.js";
-import { appendEntry, loadJournal } from "../server/store/journal.js";
+import { loadJournal } from "../server/store/journal.js";
+import { JournalWriter } from "../server/store/journal-writer.js";
 import {
   claimDueRuns,
   type Fence,
@@ -269,6 +270,9 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
   const store = await openDatabase({ url: testDb.url, dataDir: join(tmpdir(), "cairn-unused") });
   stores.push(store);
   const db = store.db;
+  const writer = new JournalWriter(store);
+  // The production append path: the group-commit writer (a batch of one here).
+  const appendEntry = (_db: unknown, fence: Fence, sequence: number, e: NewEntry) => writer.append(fence, sequence, e);
   const entry = (name: string): NewEntry => ({ kind: "step_completed", name, result: name, attempt: 1, startedAt: new Date() });
   const newRun = () => ({ id: randomUUID(), namespace: "default", workflowName: "counted_steps", input: {}, metadata: {} });
   const expire = (runId: string) =>

@@ -13,13 +13,16 @@ import { toWorkflowLogger, type Logger } from "../logger.js";
 import type { Db } from "../store/database.js";
 import { findTurnOutcome, insertTurn } from "../store/agents.js";
 import { findEvent } from "../store/events.js";
-import { appendEntry, loadJournal } from "../store/journal.js";
+import { loadJournal } from "../store/journal.js";
+import type { JournalWriter } from "../store/journal-writer.js";
 import { type Fence, findChildOutcome, finishRun, getRun, insertChildRun, releaseRun, type RunEnding, suspendRun } from "../store/runs.js";
 import type { RunRow } from "../store/schema.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
 
 export interface RunExecutorDeps {
   db: Db;
+  /** Appends journal entries of every run of this process, in shared statements. */
+  journalWriter: JournalWriter;
   registry: WorkflowRegistry;
   logger: Logger;
   /** An agent turn was created: workers long-polling for `agent` should look. */
@@ -69,7 +72,7 @@ export async function executeRun(
       if (signal.aborted) throw signal.reason;
       // The sequence is taken before the write so that concurrent operations of one run get distinct numbers.
       const sequence = nextSequence++;
-      if (!(await appendEntry(deps.db, fence, sequence, entry))) throw await refusal();
+      if (!(await deps.journalWriter.append(fence, sequence, entry))) throw await refusal();
     },
     findEvent: (waits) => findEvent(deps.db, run.namespace, run.id, waits),
     startChild: async (request) => {

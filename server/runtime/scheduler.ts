@@ -19,6 +19,7 @@ import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { deleteExpiredEvents } from "../store/events.js";
 import { loadJournals } from "../store/journal.js";
+import { JournalWriter } from "../store/journal-writer.js";
 import { claimDueRuns, type Fence, nextDueAt, releaseRun, renewLeases, requeueExpiredLeases } from "../store/runs.js";
 import type { RunRow } from "../store/schema.js";
 import type { WorkflowRegistry } from "../workflows/registry.js";
@@ -74,9 +75,11 @@ export class Scheduler {
   private deadlineTimer: NodeJS.Timeout | undefined;
   private deadlineAt: number | undefined;
   private lastRenewal = Date.now();
+  private readonly journalWriter: JournalWriter;
 
   constructor(private readonly options: SchedulerOptions) {
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.journalWriter = new JournalWriter(options.database);
   }
 
   get activeCount(): number {
@@ -244,6 +247,7 @@ export class Scheduler {
     const entry: ActiveRun = { fence, controller, done: Promise.resolve() };
     const deps = {
       db: this.options.database.db,
+      journalWriter: this.journalWriter,
       registry: this.options.registry,
       logger: this.options.logger,
       onChildCreated: () => void this.announce().catch(() => undefined),

@@ -29,6 +29,11 @@ export interface Database {
    * (callers poll as a fallback, so nothing is lost while it is down).
    */
   listen(channel: string, onMessage: (payload: string) => void): Promise<void>;
+  /**
+   * A raw parameterised statement for hot paths, without query building. With
+   * `name`, PostgreSQL prepares it once per connection and reuses the plan.
+   */
+  query<R>(text: string, values: unknown[], name?: string): Promise<R[]>;
   close(): Promise<void>;
 }
 
@@ -54,6 +59,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       kind: "postgres",
       description: redactUrl(options.url),
       listen: (channel, onMessage) => listener.listen(channel, onMessage),
+      query: async <R>(text: string, values: unknown[], name?: string) => (await pool.query({ text, values, name })).rows as R[],
       close: async () => {
         await listener.close();
         await pool.end();
@@ -71,6 +77,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     listen: async (channel, onMessage) => {
       await client.listen(channel, onMessage);
     },
+    query: async <R>(text: string, values: unknown[]) => (await client.query<R>(text, values)).rows,
     close: () => client.close(),
   };
 }

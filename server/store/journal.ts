@@ -1,15 +1,11 @@
 /**
- * Journal entries: loaded whole for replay, appended one at a time under the
- * run's lease. The append is a single INSERT ... SELECT that reads the run row
- * FOR SHARE, so it commits only while the writer's (owner, epoch) still holds
- * the run; a concurrent re-claim either waits for it or makes it match nothing.
- * A cancel request also makes it match nothing: cancellation reaches a running
- * run at its next durable operation.
+ * Journal entries: loaded whole for replay and read in pages for history.
+ * Appends go through `JournalWriter` (journal-writer.ts), fenced by the run's
+ * lease.
  */
 import { and, asc, eq, getTableColumns, gt, inArray, sql } from "drizzle-orm";
-import type { JournalEntry, NewEntry, EntryKind } from "../engine/journal.js";
+import type { JournalEntry, EntryKind } from "../engine/journal.js";
 import { type Db, queryRows } from "./database.js";
-import type { Fence } from "./runs.js";
 import { type JournalRow, journalEntries } from "./schema.js";
 
 export async function loadJournal(db: Db, runId: string): Promise<JournalEntry[]> {
@@ -49,31 +45,6 @@ export async function listJournal(db: Db, namespace: string, runId: string, afte
     .orderBy(asc(journalEntries.sequence))
     .limit(limit + 1);
   return rows.map(toJournalEntry);
-}
-
-/** Returns false when the fence no longer holds (lease lost or cancel requested): nothing was written. */
-export async function appendEntry(db: Db, fence: Fence, sequence: number, entry: NewEntry): Promise<boolean> {
-  const result = entry.result === undefined ? null : JSON.stringify(entry.result);
-  const error = entry.error === undefined ? null : JSON.stringify(entry.error);
-  const rows = await queryRows<{ sequence: number }>(
-    db,
-    sql`insert into journal_entries (run_id, sequence, namespace, kind, name, result, error, attempt, started_at,
-                                     fire_at, timeout_at, event_type, correlation_id, lookback_from, event_id, target_run_id, target_turn_id)
-        select id, ${sequence}, namespace, ${entry.kind}, ${entry.name}, ${result}::jsonb, ${error}::jsonb,
-               ${entry.attempt}, ${iso(entry.startedAt)}::timestamptz, ${iso(entry.fireAt)}::timestamptz,
-               ${iso(entry.timeoutAt)}::timestamptz, ${entry.eventType ?? null}, ${entry.correlationId ?? null},
-               ${iso(entry.lookbackFrom)}::timestamptz, ${entry.eventId ?? null}::uuid, ${entry.targetRunId ?? null}::uuid, ${entry.targetTurnId ?? null}::uuid
-        from runs
-        where id = ${fence.runId} and lease_owner = ${fence.owner} and lease_epoch = ${fence.epoch}
-          and status = 'running' and cancel_requested_at is null
-        for share
-        returning sequence`,
-  );
-  return rows.length === 1;
-}
-
-function iso(date: Date | undefined): string | null {
-  return date ? date.toISOString() : null;
 }
 
 /** `pg` parses a stored JSON null and SQL NULL alike, so presence is selected separately. */
