@@ -169,7 +169,7 @@ export interface CreateRunOptions extends RequestOptions {
 export interface WaitForResultOptions {
   /** Give up after this long with a WaitTimeoutError (the run goes on). Default: wait forever. */
   timeoutMs?: number;
-  /** Longest gap between polls. Polls start 50 ms apart and back off to this. Default 1000. */
+  /** Only against servers without AwaitRun: the longest gap between GetRun polls (they start 50 ms apart). Default 1000. */
   pollIntervalMs?: number;
   signal?: AbortSignal;
 }
@@ -448,34 +448,63 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
     async waitForResult<O>(run: string | RunHandle<O>, waitOptions: WaitForResultOptions = {}): Promise<O> {
       const runId = typeof run === "string" ? run : run.runId;
       const { timeoutMs, signal } = waitOptions;
-      const maxInterval = Math.max(1, waitOptions.pollIntervalMs ?? 1000);
       const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-      let interval = Math.min(50, maxInterval);
+      const settle = (info: RunInfo<O>): O | undefined => {
+        if (info.status === "completed") return info.output as O;
+        if (info.status === "failed") throw new RunFailedError(runId, info.error ?? { name: "Error", message: "the run failed without a recorded error" });
+        if (info.status === "cancelled") throw new RunCancelledError(runId, info.error);
+        return undefined;
+      };
       let lastStatus = "unknown";
+      // AwaitRun answers the moment the run ends (a long poll); servers without it are polled with GetRun.
+      let longPoll = true;
+      let interval = Math.min(50, Math.max(1, waitOptions.pollIntervalMs ?? 1000));
       for (;;) {
+        const remaining = deadline === undefined ? undefined : deadline - Date.now();
+        if (remaining !== undefined && timeoutMs !== undefined && remaining <= 0) throw new WaitTimeoutError(runId, timeoutMs, lastStatus);
         let info: RunInfo<O>;
         try {
-          const remaining = deadline === undefined ? undefined : Math.max(1, deadline - Date.now());
-          info = await client.getRun<O>(runId, { ...(signal ? { signal } : {}), ...(remaining ? { timeoutMs: remaining } : {}) });
+          if (longPoll) {
+            const waitMs = Math.min(remaining ?? awaitSliceMs, awaitSliceMs);
+            const response = await rpc(() =>
+              workflows.awaitRun(
+                { runId, timeout: { seconds: BigInt(Math.floor(waitMs / 1000)), nanos: (waitMs % 1000) * 1e6 } },
+                // The server answers by then; the margin covers the trip.
+                { ...(signal ? { signal } : {}), timeoutMs: waitMs + awaitMarginMs },
+              ),
+            );
+            if (!response.run) throw new CairnError("AwaitRun answered without a run", Code.Internal);
+            info = runInfo<O>(response.run);
+          } else {
+            info = await client.getRun<O>(runId, { ...(signal ? { signal } : {}), ...(remaining ? { timeoutMs: Math.max(1, remaining) } : {}) });
+          }
         } catch (error) {
+          if (longPoll && error instanceof CairnError && error.code === Code.Unimplemented) {
+            longPoll = false;
+            continue;
+          }
           if (deadline !== undefined && timeoutMs !== undefined && Date.now() >= deadline && !signal?.aborted) {
             throw new WaitTimeoutError(runId, timeoutMs, lastStatus);
           }
           throw error;
         }
         lastStatus = info.status;
-        if (info.status === "completed") return info.output as O;
-        if (info.status === "failed") throw new RunFailedError(runId, info.error ?? { name: "Error", message: "the run failed without a recorded error" });
-        if (info.status === "cancelled") throw new RunCancelledError(runId, info.error);
-        const now = Date.now();
-        if (deadline !== undefined && timeoutMs !== undefined && now >= deadline) throw new WaitTimeoutError(runId, timeoutMs, lastStatus);
-        await sleep(deadline === undefined ? interval : Math.min(interval, deadline - now), signal);
-        interval = Math.min(interval * 2, maxInterval);
+        const output = settle(info);
+        if (output !== undefined || info.status === "completed") return output as O;
+        if (!longPoll) {
+          const now = Date.now();
+          await sleep(deadline === undefined ? interval : Math.max(0, Math.min(interval, deadline - now)), signal);
+          interval = Math.min(interval * 2, Math.max(1, waitOptions.pollIntervalMs ?? 1000));
+        }
       }
     },
   } as CairnClient;
   return client;
 }
+
+/** One AwaitRun call waits at most this long; waitForResult calls it again until the run ends. */
+const awaitSliceMs = 30_000;
+const awaitMarginMs = 5_000;
 
 function callOptions(options: RequestOptions | undefined): RequestOptions {
   if (!options) return {};

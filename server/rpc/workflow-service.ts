@@ -8,6 +8,7 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { WaitKind } from "../../sdk/gen/cairn/v1/types_pb.js";
 import {
+  AwaitRunResponseSchema,
   CancelRunResponseSchema,
   CreateRunResponseSchema,
   GetRunHistoryResponseSchema,
@@ -20,7 +21,7 @@ import {
   WorkflowSchema,
   type WorkflowService,
 } from "../../sdk/gen/cairn/v1/workflow_pb.js";
-import type { Value } from "@bufbuild/protobuf/wkt";
+import type { Duration, Value } from "@bufbuild/protobuf/wkt";
 import type { JsonValue } from "../../sdk/workflow.js";
 import {
   EventTargetNotFoundError,
@@ -62,6 +63,8 @@ const maxKeyLength = 512;
 const watchPageSize = 500;
 /** A watcher re-reads the store at least this often, covering notifications lost while a listener reconnects. */
 const watchRecheckMs = 1000;
+const defaultAwaitMs = 30_000;
+const maxAwaitMs = 5 * 60_000;
 
 
 function waitKindFromProto(kind: WaitKind): "timer" | "event" | "retry" | "child" | "agent" | undefined {
@@ -221,6 +224,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       }
       // The request is durable; the notice only makes a running holder stop sooner than its next durable operation.
       if (result.outcome === "requested") await scheduler.announceCancel(runId).catch(() => undefined);
+      else feed.publishLocal(runId);
       if (!request.detachChildren) await cancelDescendants(runId, `parent run ${runId} was cancelled: ${reason}`);
       return create(CancelRunResponseSchema, { run: runToProto(result.run) });
     },
@@ -256,6 +260,33 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
         matchedRunIds: result.matchedRunIds,
         deduplicated: result.deduplicated,
       });
+    },
+
+    async awaitRun(request, context) {
+      const runId = requireRunId(request.runId);
+      const deadline = Date.now() + awaitTimeoutMs(request.timeout);
+      const changes = new ChangeSignal();
+      // A run executed here announces its end without a round trip; only a run that may end elsewhere needs the store's notices.
+      const unsubscribeLocal = feed.subscribeLocal(runId, changes.notify);
+      let unsubscribeRemote: (() => void) | undefined;
+      try {
+        let run = await findRun(runId);
+        while (!terminalStatuses.includes(run.status) && !context.signal.aborted) {
+          const remaining = deadline - Date.now();
+          if (remaining <= 0) break;
+          if (!unsubscribeRemote && !(run.status === "running" && scheduler.isActive(runId))) {
+            unsubscribeRemote = await feed.subscribe(runId, changes.notify);
+            // It may have ended elsewhere before the registration counted: look once more.
+            changes.notify();
+          }
+          await changes.next(Math.min(remaining, watchRecheckMs), context.signal);
+          run = await findRun(runId);
+        }
+        return create(AwaitRunResponseSchema, { run: runToProto(run) });
+      } finally {
+        unsubscribeLocal();
+        unsubscribeRemote?.();
+      }
     },
 
     async *watchRun(request, context) {
@@ -345,6 +376,13 @@ function requireRunId(runId: string, field = "run_id"): string {
   if (!runId) throw new InvalidInputError(`${field} is required`);
   if (!uuidPattern.test(runId)) throw new InvalidInputError(`${field} "${runId}" is not a run id (run ids are UUIDs)`);
   return runId.toLowerCase();
+}
+
+function awaitTimeoutMs(timeout: Duration | undefined): number {
+  if (!timeout) return defaultAwaitMs;
+  const ms = Number(timeout.seconds) * 1000 + Math.floor(timeout.nanos / 1e6);
+  if (ms < 0) throw new InvalidInputError("timeout must not be negative");
+  return ms === 0 ? defaultAwaitMs : Math.min(ms, maxAwaitMs);
 }
 
 function clampPageSize(requested: number, fallback: number, max: number, field: string): number {

@@ -29,6 +29,8 @@ export interface RunExecutorDeps {
   onTurnCreated(agent: string): void;
   /** A child run was queued: some process should claim it. */
   onChildCreated(): void;
+  /** The run ended here (its final status committed). */
+  onEnded(run: RunRow): void;
   /** The run parked; `deadline` is when the clock alone will wake it. */
   onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined): void;
 }
@@ -158,6 +160,7 @@ export async function executeRun(
   }
   // A crash before this commits leaves the run claimed; after the lease lapses it replays to the same end.
   if (await finishRun(deps.db, fence, nextSequence++, ending, run.parentRunId)) {
+    deps.onEnded(run);
     logger.info({ status: ending.status }, "run finished");
   } else {
     logger.warn({ status: ending.status }, "run end not recorded: lease lost");

@@ -19,6 +19,7 @@ const registrationTtlMs = 60_000;
 
 export class RunFeed {
   private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly localListeners = new Map<string, Set<Listener>>();
   private readonly process = randomUUID();
   private refreshTimer: NodeJS.Timeout | undefined;
   private db: Db | undefined;
@@ -54,7 +55,27 @@ export class RunFeed {
     };
   }
 
+  /**
+   * Like `subscribe`, but only for changes this process makes itself (see
+   * `publish`): nothing is registered in the store, so it costs no write.
+   */
+  subscribeLocal(target: string, listener: Listener): () => void {
+    let listeners = this.localListeners.get(target);
+    if (!listeners) this.localListeners.set(target, (listeners = new Set()));
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0 && this.localListeners.get(target) === listeners) this.localListeners.delete(target);
+    };
+  }
+
+  /** A run changed in this process (it ended or parked): tell local listeners without a round trip. */
+  publishLocal(runId: string): void {
+    for (const listener of this.localListeners.get(runId) ?? []) listener(runId);
+  }
+
   private publish(runId: string): void {
+    this.publishLocal(runId);
     for (const listener of this.listeners.get(runId) ?? []) listener(runId);
     for (const listener of this.listeners.get("*") ?? []) listener(runId);
   }

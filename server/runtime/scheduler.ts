@@ -39,6 +39,8 @@ export interface SchedulerOptions {
   turnBoard: TurnBoard;
   /** Events older than this are deleted. */
   eventRetentionMs: number;
+  /** A run executed here ended or parked (for local waiters such as AwaitRun). */
+  onRunChanged?: (runId: string) => void;
   /** Unique per process; defaults to host:pid:random. */
   owner?: string;
 }
@@ -84,6 +86,11 @@ export class Scheduler {
 
   get activeCount(): number {
     return this.active.size;
+  }
+
+  /** The run is executing in this process right now. */
+  isActive(runId: string): boolean {
+    return this.active.has(runId);
   }
 
   async start(): Promise<void> {
@@ -255,8 +262,10 @@ export class Scheduler {
         this.options.turnBoard.announce(agent);
         void this.options.database.db.execute(sql`select pg_notify(${turnChannel}, ${agent})`).catch(() => undefined);
       },
-      onSuspended: (_run: RunRow, _waits: readonly PendingWait[], deadline: Date | undefined) => {
+      onEnded: (ended: RunRow) => this.options.onRunChanged?.(ended.id),
+      onSuspended: (suspended: RunRow, _waits: readonly PendingWait[], deadline: Date | undefined) => {
         if (deadline) this.noteDeadline(deadline);
+        this.options.onRunChanged?.(suspended.id);
       },
     };
     entry.done = executeRun(deps, run, fence, controller.signal, journal)
