@@ -59,7 +59,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       kind: "postgres",
       description: redactUrl(options.url),
       listen: (channel, onMessage) => listener.listen(channel, onMessage),
-      query: async <R>(text: string, values: unknown[], name?: string) => (await pool.query({ text, values, name })).rows as R[],
+      query: <R>(text: string, values: unknown[], name?: string) => rawQuery<R>(db, text, values, name),
       close: async () => {
         await listener.close();
         await pool.end();
@@ -77,7 +77,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     listen: async (channel, onMessage) => {
       await client.listen(channel, onMessage);
     },
-    query: async <R>(text: string, values: unknown[]) => (await client.query<R>(text, values)).rows,
+    query: <R>(text: string, values: unknown[]) => rawQuery<R>(db, text, values),
     close: () => client.close(),
   };
 }
@@ -148,6 +148,17 @@ async function migrateExclusively(pool: pg.Pool): Promise<void> {
   } finally {
     client.release();
   }
+}
+
+/**
+ * Rows of a raw parameterised statement on `db`'s own client, without query
+ * building: for hot paths. With `name`, PostgreSQL prepares the statement
+ * once per connection and reuses its plan (PGlite ignores the name).
+ */
+export async function rawQuery<R>(db: Db, text: string, values: unknown[], name?: string): Promise<R[]> {
+  const client = (db as unknown as { $client: pg.Pool | PGlite }).$client;
+  if (client instanceof pg.Pool) return (await client.query({ text, values, name })).rows as R[];
+  return (await client.query<R>(text, values)).rows;
 }
 
 /** Rows of a raw statement; both drivers return `{ rows }`. */

@@ -6,99 +6,32 @@
  * request also makes it match nothing: cancellation reaches a running run at
  * its next durable operation.
  *
- * Group commit: Every activation of this process hands its
- * entries here; the entries that arrive while the previous statements are in
- * flight are written together, by ONE fenced `INSERT … SELECT … FOR SHARE`
- * over `unnest` arrays: one round trip and one commit for many steps, where
- * each step alone would pay both.
- *
- * Durability is not traded away: an append's promise resolves only after the
- * statement that holds its row has committed, and a row whose fence no longer
- * holds (lease lost, cancel requested) is simply not inserted and answers
- * false. If a batch statement fails, none of its
- * rows was written; each entry is then tried alone, so that one run's bad
- * value (or a deadlock with another statement) cannot fail another run's step.
- * Under light load a batch holds one entry and costs one event-loop turn.
+ * Entries of all runs of this process are written in shared statements
+ * (group commit, see batcher.ts): an append resolves only once its row
+ * committed, and answers false, with nothing written, when its fence no
+ * longer holds.
  */
 import type { NewEntry } from "../engine/journal.js";
+import { Batcher, type BatcherOptions } from "./batcher.js";
 import type { Database } from "./database.js";
 import type { Fence } from "./runs.js";
 
-interface Pending {
+interface Append {
   fence: Fence;
   sequence: number;
   entry: NewEntry;
-  resolve(written: boolean): void;
-  reject(error: unknown): void;
-}
-
-export interface JournalWriterOptions {
-  /** The most rows in one statement. */
-  maxBatch?: number;
-  /** The most statements in flight at once; entries arriving meanwhile wait for the next batch. */
-  maxInFlight?: number;
 }
 
 export class JournalWriter {
-  private queue: Pending[] = [];
-  private inFlight = 0;
-  private scheduled = false;
-  private readonly maxBatch: number;
-  private readonly maxInFlight: number;
+  private readonly batcher: Batcher<Append, boolean>;
 
-  constructor(
-    private readonly database: Pick<Database, "query">,
-    options: JournalWriterOptions = {},
-  ) {
-    this.maxBatch = options.maxBatch ?? 256;
-    this.maxInFlight = options.maxInFlight ?? 4;
+  constructor(database: Pick<Database, "query">, options: BatcherOptions = {}) {
+    this.batcher = new Batcher((appends) => insertEntries(database, appends), options);
   }
 
   /** Resolves true once the entry committed, false when the fence no longer holds (nothing written). */
   append(fence: Fence, sequence: number, entry: NewEntry): Promise<boolean> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ fence, sequence, entry, resolve, reject });
-      this.schedule();
-    });
-  }
-
-  private schedule(): void {
-    if (this.scheduled || this.inFlight >= this.maxInFlight || this.queue.length === 0) return;
-    this.scheduled = true;
-    // One turn of the event loop lets every activation that is ready add its entry first.
-    setImmediate(() => {
-      this.scheduled = false;
-      this.flush();
-    });
-  }
-
-  private flush(): void {
-    while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
-      this.inFlight++;
-      void this.write(batch).finally(() => {
-        this.inFlight--;
-        this.schedule();
-      });
-      // Keep the rest for when a statement finishes: bigger batches, fewer commits.
-      if (this.queue.length < this.maxBatch) break;
-    }
-  }
-
-  private async write(batch: Pending[]): Promise<void> {
-    let written: Set<string>;
-    try {
-      written = await insertEntries(this.database, batch);
-    } catch (error) {
-      if (batch.length === 1) {
-        batch[0]!.reject(error);
-        return;
-      }
-      // Nothing of the batch committed: find the culprit by writing each alone.
-      await Promise.all(batch.map((p) => this.write([p])));
-      return;
-    }
-    for (const pending of batch) pending.resolve(written.has(rowKey(pending.fence.runId, pending.sequence)));
+    return this.batcher.submit({ fence, sequence, entry });
   }
 }
 
@@ -126,9 +59,9 @@ const insertEntriesSql = `
   for share of r
   returning run_id, sequence`;
 
-async function insertEntries(database: Pick<Database, "query">, batch: Pending[]): Promise<Set<string>> {
+async function insertEntries(database: Pick<Database, "query">, batch: Append[]): Promise<boolean[]> {
   const rows = [...batch].sort((a, b) => (a.fence.runId < b.fence.runId ? -1 : a.fence.runId > b.fence.runId ? 1 : a.sequence - b.sequence));
-  const column = <T>(pick: (p: Pending) => T) => rows.map(pick);
+  const column = <T>(pick: (p: Append) => T) => rows.map(pick);
   const values = [
     column((p) => p.fence.runId),
     column((p) => p.fence.epoch),
@@ -150,7 +83,8 @@ async function insertEntries(database: Pick<Database, "query">, batch: Pending[]
     column((p) => p.fence.owner),
   ];
   const inserted = await database.query<{ run_id: string; sequence: number }>(insertEntriesSql, values, "cairn_append_entries");
-  return new Set(inserted.map((row) => rowKey(row.run_id, row.sequence)));
+  const written = new Set(inserted.map((row) => rowKey(row.run_id, row.sequence)));
+  return batch.map((p) => written.has(rowKey(p.fence.runId, p.sequence)));
 }
 
 function iso(date: Date | undefined): string | null {

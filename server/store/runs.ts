@@ -12,6 +12,7 @@ import type { FailureInfo } from "../engine/json.js";
 import { cancelTurnsOf, findTurnOutcome, lockTurnKey } from "./agents.js";
 import { findEvent, lockChildKey, lockEventKey } from "./events.js";
 import { type Db, queryRows } from "./database.js";
+import { finishRunRow, insertRunRow, selectRun } from "./run-writes.js";
 import { type RunRow, type RunStatus, runs, terminalStatuses, type WaitingOn, waits } from "./schema.js";
 
 /** Identifies one claim of a run: writes carrying a stale fence are refused. */
@@ -47,32 +48,17 @@ export async function insertRun(
   run: NewRun,
   claimFor?: { owner: string; leaseMs: number },
 ): Promise<CreateRunResult> {
-  const claimed = claimFor
-    ? {
-        status: "running" as const,
-        leaseOwner: claimFor.owner,
-        leaseEpoch: 1,
-        leaseExpiresAt: sql`now() + ${claimFor.leaseMs} * interval '1 millisecond'`,
-        activationCount: 1,
-        startedAt: sql`now()`,
-      }
-    : { status: "queued" as const };
-  const inserted = await db
-    .insert(runs)
-    .values({
-      id: run.id,
-      namespace: run.namespace,
-      workflowName: run.workflowName,
-      input: run.input,
-      idempotencyKey: run.idempotencyKey ?? null,
-      metadata: run.metadata,
-      parentRunId: run.parentRunId ?? null,
-      ...claimed,
-    })
-    .onConflictDoNothing()
-    .returning();
-  const row = inserted[0];
-  if (row) return { run: row, deduplicated: false };
+  const inserted = await insertRunRow(db, {
+    id: run.id,
+    namespace: run.namespace,
+    workflowName: run.workflowName,
+    input: run.input,
+    idempotencyKey: run.idempotencyKey ?? null,
+    metadata: run.metadata,
+    parentRunId: run.parentRunId ?? null,
+    claimFor,
+  });
+  if (inserted) return { run: inserted, deduplicated: false };
   if (run.idempotencyKey === undefined) throw new Error(`run id ${run.id} collided`);
   const [existing] = await db
     .select()
@@ -83,11 +69,7 @@ export async function insertRun(
 }
 
 export async function getRun(db: Db, namespace: string, runId: string): Promise<RunRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(runs)
-    .where(and(eq(runs.namespace, namespace), eq(runs.id, runId)));
-  return row;
+  return selectRun(db, namespace, runId);
 }
 
 export async function getRuns(db: Db, namespace: string, runIds: readonly string[]): Promise<RunRow[]> {
@@ -232,9 +214,15 @@ export async function renewLeases(db: Db, owner: string, leaseMs: number, runIds
   if (runIds.length === 0) return [];
   const rows = await queryRows<{ id: string; lease_epoch: number; cancel_requested: boolean }>(
     db,
-    sql`update runs set lease_expires_at = now() + ${leaseMs} * interval '1 millisecond'
-        where lease_owner = ${owner} and status = 'running'
-          and id = any (select jsonb_array_elements_text(${JSON.stringify(runIds)}::jsonb)::uuid)
+    // Locked in id order first, like the batched journal and finish writers, so they cannot deadlock on each other.
+    sql`with locked as (
+          select id from runs
+          where lease_owner = ${owner} and status = 'running'
+            and id = any (select jsonb_array_elements_text(${JSON.stringify(runIds)}::jsonb)::uuid)
+          order by id
+          for no key update)
+        update runs set lease_expires_at = now() + ${leaseMs} * interval '1 millisecond'
+        where id in (select id from locked) and lease_owner = ${owner} and status = 'running'
         returning id, lease_epoch, cancel_requested_at is not null as cancel_requested`,
   );
   return rows.map((r) => ({ runId: r.id, owner, epoch: r.lease_epoch, cancelRequested: r.cancel_requested }));
@@ -267,7 +255,12 @@ export async function finishRun(
   ending: RunEnding,
   parentRunId?: string | null,
 ): Promise<boolean> {
-  if (!parentRunId) return finishRunStatement(db, fence, sequence, ending);
+  if (!parentRunId) {
+    const output = ending.status === "completed" ? JSON.stringify(ending.output) : null;
+    const error = ending.status === "completed" ? null : JSON.stringify(ending.error);
+    const finish = { runId: fence.runId, owner: fence.owner, epoch: fence.epoch, sequence, status: ending.status, output, error };
+    return (await finishRunRow(db, { ...finish, kind: endingKinds[ending.status] })) !== undefined;
+  }
   // A child's end must wake a parent parked on it: take the child key the parent's suspension takes.
   return db.transaction(async (tx) => {
     await lockChildKey(tx, fence.runId);

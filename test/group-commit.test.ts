@@ -1,7 +1,7 @@
-// Group commit of journal appends (server/store/journal-writer.ts) on real
-// PostgreSQL: entries of many runs share one statement, each keeps its own
-// fence, one run's unstorable value does not fail the others, and an entry is
-// reported written only once it committed.
+// Group commit (server/store/batcher.ts) on real PostgreSQL: journal entries,
+// new runs and run endings of many runs share one statement, each keeps its
+// own fence, one run's unstorable value does not fail the others, and an entry
+// is reported written only once it committed.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -11,7 +11,7 @@ import type { NewEntry } from "../server/engine/journal.js";
 import { type Database, openDatabase } from "../server/store/database.js";
 import { loadJournal } from "../server/store/journal.js";
 import { JournalWriter } from "../server/store/journal-writer.js";
-import { type Fence, insertRun } from "../server/store/runs.js";
+import { type Fence, finishRun, getRun, insertRun } from "../server/store/runs.js";
 import { createTestDatabase, type TestDatabase, withClient } from "./support/postgres.js";
 
 let testDb: TestDatabase;
@@ -42,6 +42,14 @@ async function claimedRun(owner: string): Promise<Fence> {
   return { runId: run.id, owner, epoch: run.leaseEpoch };
 }
 
+/** How many transactions inserted or last updated these rows (rows written together share their xmin). */
+async function transactionsOf(table: "runs" | "journal_entries", column: "id" | "run_id", ids: string[]): Promise<number> {
+  const result = await withClient(testDb.url, (c) =>
+    c.query<{ n: number }>(`select count(distinct xmin::text)::int as n from ${table} where ${column} = any($1::uuid[])`, [ids]),
+  );
+  return result.rows[0]!.n;
+}
+
 const names = async (runId: string) => (await loadJournal(store.db, runId)).map((e) => `${e.sequence}:${e.name}`);
 
 test("entries of many runs appended in one turn share a statement, and each keeps its own fence", async () => {
@@ -55,11 +63,8 @@ test("entries of many runs appended in one turn share a statement, and each keep
     writer.append(foreign, 3, entry("foreign")),
   ]);
   assert.deepEqual(answers, [...fences.flatMap(() => [true, true]), false, false]);
-  // Rows committed together share their inserting transaction id (xmin); one statement per row would give 40.
-  const transactions = await withClient(testDb.url, (c) =>
-    c.query<{ n: number }>("select count(distinct xmin::text)::int as n from journal_entries where run_id = any($1::uuid[])", [fences.map((f) => f.runId)]),
-  );
-  assert.equal(transactions.rows[0]!.n, 1, "the 40 entries committed in one transaction");
+  // One statement per row would give 40 transactions.
+  assert.equal(await transactionsOf("journal_entries", "run_id", fences.map((f) => f.runId)), 1, "the 40 entries committed in one transaction");
   for (const fence of fences) assert.deepEqual(await names(fence.runId), ["1:one", "2:two"]);
 });
 
@@ -98,5 +103,25 @@ test("when the batch cannot commit, every entry of it fails and none is reported
     assert.equal(rows.rows[0].n, 0, "nothing of the failed batch was written");
   } finally {
     await own.drop();
+  }
+});
+
+test("concurrent creates share one INSERT, and concurrent endings one statement, each with its own fence", async () => {
+  const fences = await Promise.all(Array.from({ length: 20 }, () => claimedRun("C")));
+  const ids = fences.map((f) => f.runId);
+  assert.equal(await transactionsOf("runs", "id", ids), 1, "20 concurrent creates committed in one transaction");
+  const stale: Fence = { ...fences[0]!, epoch: 9 };
+  const answers = await Promise.all([
+    finishRun(store.db, stale, 1, { status: "completed", output: "stale" }),
+    ...fences.slice(1).map((fence, i) => finishRun(store.db, fence, 1, { status: "completed", output: { i } })),
+  ]);
+  assert.deepEqual(answers, [false, ...fences.slice(1).map(() => true)]);
+  assert.equal(await transactionsOf("runs", "id", ids.slice(1)), 1, "19 endings committed in one transaction");
+  assert.equal((await getRun(store.db, "default", ids[0]!))?.status, "running", "the stale finish changed nothing");
+  for (const [i, fence] of fences.slice(1).entries()) {
+    const run = await getRun(store.db, "default", fence.runId);
+    assert.equal(run?.status, "completed");
+    assert.deepEqual(run?.output, { i });
+    assert.deepEqual(await names(fence.runId), ["1:"], "the run_completed entry was journaled with the ending");
   }
 });

@@ -1,0 +1,86 @@
+/**
+ * Group commit: items submitted while earlier statements are in flight are
+ * written together by one statement, so many runs share a round trip and a
+ * commit. Each item's promise settles only after the statement that carried
+ * it has committed (or failed). Under light load a batch holds one item and
+ * costs one turn of the event loop.
+ *
+ * When a batch statement fails, nothing of it was written (one statement is
+ * one transaction). Each item is then tried alone, so one run's bad value (or
+ * a deadlock with another statement) cannot fail another run's write.
+ */
+export interface BatcherOptions {
+  /** The most items in one statement. */
+  maxBatch?: number;
+  /** The most statements in flight at once; items arriving meanwhile wait for the next batch. */
+  maxInFlight?: number;
+}
+
+interface Pending<T, R> {
+  item: T;
+  resolve(result: R): void;
+  reject(error: unknown): void;
+}
+
+export class Batcher<T, R> {
+  private queue: Pending<T, R>[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+  private readonly maxBatch: number;
+  private readonly maxInFlight: number;
+
+  /** `write` answers one result per item, in the items' order. */
+  constructor(
+    private readonly write: (items: T[]) => Promise<R[]>,
+    options: BatcherOptions = {},
+  ) {
+    this.maxBatch = options.maxBatch ?? 256;
+    this.maxInFlight = options.maxInFlight ?? 4;
+  }
+
+  submit(item: T): Promise<R> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= this.maxInFlight || this.queue.length === 0) return;
+    this.scheduled = true;
+    // One turn of the event loop lets every activation that is ready add its item first.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      this.inFlight++;
+      void this.run(batch).finally(() => {
+        this.inFlight--;
+        this.schedule();
+      });
+      // Keep the rest for when a statement finishes: bigger batches, fewer commits.
+      if (this.queue.length < this.maxBatch) break;
+    }
+  }
+
+  private async run(batch: Pending<T, R>[]): Promise<void> {
+    let results: R[];
+    try {
+      results = await this.write(batch.map((p) => p.item));
+    } catch (error) {
+      if (batch.length === 1) {
+        batch[0]!.reject(error);
+        return;
+      }
+      // Nothing of the batch committed: find the culprit by writing each alone.
+      await Promise.all(batch.map((p) => this.run([p])));
+      return;
+    }
+    batch.forEach((p, i) => p.resolve(results[i]!));
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * The hot statements on `runs`, as raw prepared SQL with group commit (see
+ * batcher.ts): creating runs and finishing them. Concurrent CreateRun calls
+ * share one INSERT; runs of this process that end together share one
+ * statement that sets their final status, drops their waits and journals their
+ * last entry. Both keep the single-run semantics of runs.ts: idempotency-key
+ * conflicts insert nothing, and a finish whose fence no longer holds changes
+ * nothing.
+ */
+import type { JsonValue } from "../../sdk/workflow.js";
+import type { FailureInfo } from "../engine/json.js";
+import { Batcher } from "./batcher.js";
+import { type Db, rawQuery } from "./database.js";
+import type { RunRow, RunStatus, WaitingOn } from "./schema.js";
+
+export interface RunInsert {
+  id: string;
+  namespace: string;
+  workflowName: string;
+  input: JsonValue;
+  idempotencyKey: string | null;
+  metadata: Record<string, string>;
+  parentRunId: string | null;
+  claimFor?: { owner: string; leaseMs: number } | undefined;
+}
+
+export interface RunFinish {
+  runId: string;
+  owner: string;
+  epoch: number;
+  sequence: number;
+  status: "completed" | "failed" | "cancelled";
+  output: string | null;
+  error: string | null;
+  kind: string;
+}
+
+const insertRunsSql = `
+  insert into runs (id, namespace, workflow_name, status, input, idempotency_key, metadata, parent_run_id,
+                    lease_owner, lease_epoch, lease_expires_at, activation_count, started_at)
+  select v.id, v.namespace, v.workflow_name, v.status, v.input::jsonb, v.idempotency_key, v.metadata::jsonb, v.parent_run_id,
+         v.lease_owner, v.lease_epoch, now() + v.lease_ms * interval '1 millisecond', v.activation_count,
+         case when v.lease_owner is null then null else now() end
+  from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[],
+              $9::text[], $10::int[], $11::int[], $12::int[])
+       as v(id, namespace, workflow_name, status, input, idempotency_key, metadata, parent_run_id,
+            lease_owner, lease_epoch, lease_ms, activation_count)
+  on conflict do nothing
+  returning *`;
+
+/** Rows are locked in id order, like the other multi-row writers, so that concurrent ones cannot deadlock. */
+const finishRunsSql = `
+  with v as (
+    select * from unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[])
+      as v(run_id, owner, epoch, sequence, status, output, error, kind)),
+  locked as (
+    select r.id from runs r join v on r.id = v.run_id
+    where r.lease_owner = v.owner and r.lease_epoch = v.epoch
+    order by r.id
+    for update of r),
+  finished as (
+    update runs r set status = v.status, output = v.output::jsonb, error = v.error::jsonb,
+           lease_owner = null, lease_expires_at = null, waiting_on = null, available_at = null,
+           completed_at = now(), updated_at = now()
+    from v
+    where r.id = v.run_id and r.id in (select id from locked) and r.lease_owner = v.owner and r.lease_epoch = v.epoch
+    returning r.*, v.sequence as final_sequence, v.kind as final_kind),
+  dropped as (delete from waits where run_id in (select id from finished)),
+  written as (
+    insert into journal_entries (run_id, sequence, namespace, kind, name, result, error, attempt)
+    select id, final_sequence, namespace, final_kind, '', output, error, 1 from finished)
+  select * from finished`;
+
+const inserters = new WeakMap<object, Batcher<RunInsert, RunRow | undefined>>();
+const finishers = new WeakMap<object, Batcher<RunFinish, RunRow | undefined>>();
+
+/** Inserts the run (queued, or claimed by `claimFor`); undefined when its id or idempotency key is taken. */
+export function insertRunRow(db: Db, run: RunInsert): Promise<RunRow | undefined> {
+  let batcher = inserters.get(db);
+  if (!batcher) inserters.set(db, (batcher = new Batcher((items) => insertRuns(db, items))));
+  return batcher.submit(run);
+}
+
+/** Sets the final status and journals the last entry; undefined when the fence no longer holds. */
+export function finishRunRow(db: Db, finish: RunFinish): Promise<RunRow | undefined> {
+  let batcher = finishers.get(db);
+  if (!batcher) finishers.set(db, (batcher = new Batcher((items) => finishRuns(db, items))));
+  return batcher.submit(finish);
+}
+
+export async function selectRun(db: Db, namespace: string, runId: string): Promise<RunRow | undefined> {
+  const [row] = await rawQuery<RawRun>(db, "select * from runs where id = $1 and namespace = $2", [runId, namespace], "cairn_get_run");
+  return row ? toRunRow(row) : undefined;
+}
+
+async function insertRuns(db: Db, items: RunInsert[]): Promise<(RunRow | undefined)[]> {
+  const column = <T>(pick: (r: RunInsert) => T) => items.map(pick);
+  const rows = await rawQuery<RawRun>(
+    db,
+    insertRunsSql,
+    [
+      column((r) => r.id),
+      column((r) => r.namespace),
+      column((r) => r.workflowName),
+      column((r) => (r.claimFor ? "running" : "queued")),
+      column((r) => JSON.stringify(r.input)),
+      column((r) => r.idempotencyKey),
+      column((r) => JSON.stringify(r.metadata)),
+      column((r) => r.parentRunId),
+      column((r) => r.claimFor?.owner ?? null),
+      column((r) => (r.claimFor ? 1 : 0)),
+      column((r) => r.claimFor?.leaseMs ?? null),
+      column((r) => (r.claimFor ? 1 : 0)),
+    ],
+    "cairn_insert_runs",
+  );
+  const byId = new Map(rows.map((row) => [row.id, toRunRow(row)]));
+  return items.map((r) => byId.get(r.id));
+}
+
+async function finishRuns(db: Db, items: RunFinish[]): Promise<(RunRow | undefined)[]> {
+  const sorted = [...items].sort((a, b) => (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0));
+  const column = <T>(pick: (f: RunFinish) => T) => sorted.map(pick);
+  const rows = await rawQuery<RawRun & { final_sequence: number }>(
+    db,
+    finishRunsSql,
+    [
+      column((f) => f.runId),
+      column((f) => f.owner),
+      column((f) => f.epoch),
+      column((f) => f.sequence),
+      column((f) => f.status),
+      column((f) => f.output),
+      column((f) => f.error),
+      column((f) => f.kind),
+    ],
+    "cairn_finish_runs",
+  );
+  const byId = new Map(rows.map((row) => [row.id, toRunRow(row)]));
+  return items.map((f) => byId.get(f.runId));
+}
+
+/** A `runs` row as the driver returns it (snake_case). */
+interface RawRun {
+  id: string;
+  namespace: string;
+  workflow_name: string;
+  status: RunStatus;
+  input: JsonValue;
+  output: JsonValue | null;
+  error: FailureInfo | null;
+  parent_run_id: string | null;
+  detached: boolean;
+  idempotency_key: string | null;
+  metadata: Record<string, string>;
+  waiting_on: WaitingOn | null;
+  lease_owner: string | null;
+  lease_epoch: number;
+  lease_expires_at: Date | null;
+  available_at: Date | null;
+  activation_count: number;
+  cancel_requested_at: Date | null;
+  cancel_reason: string | null;
+  created_at: Date;
+  updated_at: Date;
+  started_at: Date | null;
+  completed_at: Date | null;
+}
+
+function toRunRow(raw: RawRun): RunRow {
+  return {
+    id: raw.id,
+    namespace: raw.namespace,
+    workflowName: raw.workflow_name,
+    status: raw.status,
+    input: raw.input,
+    output: raw.output,
+    error: raw.error,
+    parentRunId: raw.parent_run_id,
+    detached: raw.detached,
+    idempotencyKey: raw.idempotency_key,
+    metadata: raw.metadata,
+    waitingOn: raw.waiting_on,
+    leaseOwner: raw.lease_owner,
+    leaseEpoch: raw.lease_epoch,
+    leaseExpiresAt: raw.lease_expires_at,
+    availableAt: raw.available_at,
+    activationCount: raw.activation_count,
+    cancelRequestedAt: raw.cancel_requested_at,
+    cancelReason: raw.cancel_reason,
+    createdAt: raw.created_at,
+    updatedAt: raw.updated_at,
+    startedAt: raw.started_at,
+    completedAt: raw.completed_at,
+  };
+}
