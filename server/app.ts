@@ -54,7 +54,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     eventRetentionMs: config.eventRetentionMs,
     pollIntervalMs: config.pollIntervalMs,
     maxConcurrentRuns: config.maxConcurrentRuns,
-    onRunChanged: (runId) => feed.publishLocal(runId),
+    onRunChanged: (runId, row) => feed.publishLocal(runId, row),
   });
   const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName] });
   const reflection = createReflectionServices([WorkflowService, AgentService, Health]);

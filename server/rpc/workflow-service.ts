@@ -267,7 +267,11 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       const deadline = Date.now() + awaitTimeoutMs(request.timeout);
       const changes = new ChangeSignal();
       // A run executed here announces its end without a round trip; only a run that may end elsewhere needs the store's notices.
-      const unsubscribeLocal = feed.subscribeLocal(runId, changes.notify);
+      let ended: RunRow | undefined;
+      const unsubscribeLocal = feed.subscribeLocal(runId, (_id, row) => {
+        if (row && terminalStatuses.includes(row.status)) ended = row;
+        changes.notify();
+      });
       let unsubscribeRemote: (() => void) | undefined;
       try {
         let run = await findRun(runId);
@@ -280,7 +284,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
             changes.notify();
           }
           await changes.next(Math.min(remaining, watchRecheckMs), context.signal);
-          run = await findRun(runId);
+          // Ended here: the final row came with the notice (same run, already checked to be the caller's).
+          run = ended ?? (await findRun(runId));
         }
         return create(AwaitRunResponseSchema, { run: runToProto(run) });
       } finally {

@@ -15,7 +15,7 @@ import { findTurnOutcome, insertTurn } from "../store/agents.js";
 import { findEvent } from "../store/events.js";
 import { loadJournal } from "../store/journal.js";
 import type { JournalWriter } from "../store/journal-writer.js";
-import { type Fence, findChildOutcome, finishRun, getRun, insertChildRun, releaseRun, type RunEnding, suspendRun } from "../store/runs.js";
+import { endRun, type Fence, findChildOutcome, getRun, insertChildRun, releaseRun, type RunEnding, suspendRun } from "../store/runs.js";
 import type { RunRow } from "../store/schema.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
 
@@ -29,10 +29,10 @@ export interface RunExecutorDeps {
   onTurnCreated(agent: string): void;
   /** A child run was queued: some process should claim it. */
   onChildCreated(): void;
-  /** The run ended here (its final status committed). */
-  onEnded(run: RunRow): void;
-  /** The run parked; `deadline` is when the clock alone will wake it. */
-  onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined): void;
+  /** The run ended here (its final status committed); `row` is the final row when the store returned it. */
+  onEnded(runId: string, row: RunRow | undefined): void;
+  /** The run parked; `deadline` is when the clock alone will wake it; `journal` is its whole journal, when known. */
+  onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined, journal: JournalEntry[] | undefined): void;
 }
 
 export class ShutdownError extends Error {
@@ -56,6 +56,9 @@ export async function executeRun(
   const logger = deps.logger.child({ runId: run.id, workflow: run.workflowName });
   const entries = journal ?? (await loadJournal(deps.db, run.id));
   let nextSequence = (entries.at(-1)?.sequence ?? 0) + 1;
+  // The whole journal as committed so far, handed to the scheduler when the run parks (so its next claim here skips the read).
+  const committed: JournalEntry[] = [...entries];
+  let complete = true;
 
   /** Why a fenced write matched nothing: a cancel request (we still hold the run) or a lost lease. */
   const refusal = async (): Promise<Error> => {
@@ -74,7 +77,18 @@ export async function executeRun(
       if (signal.aborted) throw signal.reason;
       // The sequence is taken before the write so that concurrent operations of one run get distinct numbers.
       const sequence = nextSequence++;
-      if (!(await deps.journalWriter.append(fence, sequence, entry))) throw await refusal();
+      let written: boolean;
+      try {
+        written = await deps.journalWriter.append(fence, sequence, entry);
+      } catch (error) {
+        complete = false;
+        throw error;
+      }
+      if (!written) {
+        complete = false;
+        throw await refusal();
+      }
+      committed.push({ ...entry, sequence, createdAt: new Date() });
     },
     findEvent: (waits) => findEvent(deps.db, run.namespace, run.id, waits),
     startChild: async (request) => {
@@ -128,7 +142,10 @@ export async function executeRun(
     case "suspended": {
       const deadline = nextDeadline(outcome.waits);
       logger.debug({ waits: outcome.waits.map((w) => w.name), deadline }, "run suspended");
-      deps.onSuspended(run, outcome.waits, deadline);
+      // Parallel writes commit in any order; a gap (a failed write) means the journal is not known here.
+      committed.sort((a, b) => a.sequence - b.sequence);
+      const known = complete && committed.every((e, i) => e.sequence === i + 1) ? committed : undefined;
+      deps.onSuspended(run, outcome.waits, deadline, known);
       return;
     }
     case "aborted": {
@@ -159,8 +176,9 @@ export async function executeRun(
       break;
   }
   // A crash before this commits leaves the run claimed; after the lease lapses it replays to the same end.
-  if (await finishRun(deps.db, fence, nextSequence++, ending, run.parentRunId)) {
-    deps.onEnded(run);
+  const ended = await endRun(deps.db, fence, nextSequence++, ending, run.parentRunId);
+  if (ended) {
+    deps.onEnded(run.id, ended.row);
     logger.info({ status: ending.status }, "run finished");
   } else {
     logger.warn({ status: ending.status }, "run end not recorded: lease lost");

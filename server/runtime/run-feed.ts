@@ -9,17 +9,19 @@
 import { randomUUID } from "node:crypto";
 import { and, eq, lt, sql } from "drizzle-orm";
 import type { Database, Db } from "../store/database.js";
-import { runWatchers } from "../store/schema.js";
+import { type RunRow, runWatchers } from "../store/schema.js";
 
 const channel = "cairn_runs";
 type Listener = (runId: string) => void;
+/** Local listeners may also get the run's new row, when the change came with it. */
+type LocalListener = (runId: string, row?: RunRow) => void;
 
 /** Registrations outlive a dead process by at most this long. */
 const registrationTtlMs = 60_000;
 
 export class RunFeed {
   private readonly listeners = new Map<string, Set<Listener>>();
-  private readonly localListeners = new Map<string, Set<Listener>>();
+  private readonly localListeners = new Map<string, Set<LocalListener>>();
   private readonly process = randomUUID();
   private refreshTimer: NodeJS.Timeout | undefined;
   private db: Db | undefined;
@@ -59,7 +61,7 @@ export class RunFeed {
    * Like `subscribe`, but only for changes this process makes itself (see
    * `publish`): nothing is registered in the store, so it costs no write.
    */
-  subscribeLocal(target: string, listener: Listener): () => void {
+  subscribeLocal(target: string, listener: LocalListener): () => void {
     let listeners = this.localListeners.get(target);
     if (!listeners) this.localListeners.set(target, (listeners = new Set()));
     listeners.add(listener);
@@ -70,8 +72,8 @@ export class RunFeed {
   }
 
   /** A run changed in this process (it ended or parked): tell local listeners without a round trip. */
-  publishLocal(runId: string): void {
-    for (const listener of this.localListeners.get(runId) ?? []) listener(runId);
+  publishLocal(runId: string, row?: RunRow): void {
+    for (const listener of this.localListeners.get(runId) ?? []) listener(runId, row);
   }
 
   private publish(runId: string): void {

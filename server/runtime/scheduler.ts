@@ -39,8 +39,8 @@ export interface SchedulerOptions {
   turnBoard: TurnBoard;
   /** Events older than this are deleted. */
   eventRetentionMs: number;
-  /** A run executed here ended or parked (for local waiters such as AwaitRun). */
-  onRunChanged?: (runId: string) => void;
+  /** A run executed here ended (`row`: its final row, when known) or parked: for local waiters such as AwaitRun. */
+  onRunChanged?: (runId: string, row?: RunRow) => void;
   /** Unique per process; defaults to host:pid:random. */
   owner?: string;
 }
@@ -56,6 +56,8 @@ const cancelChannel = "cairn_cancel";
 const turnChannel = "cairn_turns";
 const retentionSweepMs = 60_000;
 const minRearmMs = 5;
+/** Journal entries kept in memory for parked runs, over all of them (roughly 300 bytes each). */
+const parkedJournalEntries = 20_000;
 /** setTimeout's ceiling; a later deadline is re-armed by the poll. */
 const maxTimerMs = 2 ** 31 - 1;
 
@@ -78,6 +80,8 @@ export class Scheduler {
   private deadlineAt: number | undefined;
   private lastRenewal = Date.now();
   private readonly journalWriter: JournalWriter;
+  /** Journals of runs this process parked, so that waking them here skips the journal read. */
+  private readonly parkedJournals = new ParkedJournals(parkedJournalEntries);
 
   constructor(private readonly options: SchedulerOptions) {
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -221,9 +225,10 @@ export class Scheduler {
         const names = this.options.registry.list().map((w) => w.name);
         const claimed = await claimDueRuns(this.options.database.db, this.owner, this.options.leaseMs, capacity, names);
         // One read for the whole batch's journals instead of one per run.
+        const unknown = claimed.filter((r) => !this.parkedJournals.has(r.id, r.leaseEpoch - 1));
         const journals =
-          claimed.length > 1
-            ? await loadJournals(this.options.database.db, claimed.map((r) => r.id)).catch(() => undefined) // each then reads its own
+          unknown.length > 1
+            ? await loadJournals(this.options.database.db, unknown.map((r) => r.id)).catch(() => undefined) // each then reads its own
             : undefined;
         for (const run of claimed) this.launch(run, journals?.get(run.id));
         // A full batch suggests more are waiting.
@@ -239,8 +244,10 @@ export class Scheduler {
     if (this.nextDeadlineUnknown && !this.starved && !this.stopped) await this.armForNextDue();
   }
 
-  private launch(run: RunRow, journal?: JournalEntry[]): void {
+  private launch(run: RunRow, loaded?: JournalEntry[]): void {
     const fence: Fence = { runId: run.id, owner: this.owner, epoch: run.leaseEpoch };
+    // Parked here and claimed by nobody else since (the epoch moved by exactly this claim): the journal is the one we kept.
+    const journal = loaded ?? this.parkedJournals.take(run.id, run.leaseEpoch - 1);
     if (this.stopped) {
       // Claimed while shutting down: hand it straight back.
       void releaseRun(this.options.database.db, fence).catch(() => undefined);
@@ -262,8 +269,9 @@ export class Scheduler {
         this.options.turnBoard.announce(agent);
         void this.options.database.db.execute(sql`select pg_notify(${turnChannel}, ${agent})`).catch(() => undefined);
       },
-      onEnded: (ended: RunRow) => this.options.onRunChanged?.(ended.id),
-      onSuspended: (suspended: RunRow, _waits: readonly PendingWait[], deadline: Date | undefined) => {
+      onEnded: (runId: string, row: RunRow | undefined) => this.options.onRunChanged?.(runId, row),
+      onSuspended: (suspended: RunRow, _waits: readonly PendingWait[], deadline: Date | undefined, known: JournalEntry[] | undefined) => {
+        if (known) this.parkedJournals.remember(suspended.id, fence.epoch, known);
         if (deadline) this.noteDeadline(deadline);
         this.options.onRunChanged?.(suspended.id);
       },
@@ -319,5 +327,47 @@ export class Scheduler {
     } catch (error) {
       this.options.logger.warn({ err: error }, "event retention sweep failed");
     }
+  }
+}
+
+/**
+ * Journals of runs parked by this process, each tagged with the epoch it was
+ * written under. Another process's claim bumps the epoch, so a journal is used
+ * only by the claim that directly follows its parking. Bounded by total
+ * entries, oldest dropped first; a miss costs one journal read.
+ */
+class ParkedJournals {
+  private readonly journals = new Map<string, { epoch: number; entries: JournalEntry[] }>();
+  private size = 0;
+
+  constructor(private readonly maxEntries: number) {}
+
+  remember(runId: string, epoch: number, entries: JournalEntry[]): void {
+    this.drop(runId);
+    if (entries.length > this.maxEntries / 10) return;
+    this.journals.set(runId, { epoch, entries });
+    this.size += entries.length;
+    for (const [oldest, kept] of this.journals) {
+      if (this.size <= this.maxEntries) break;
+      this.journals.delete(oldest);
+      this.size -= kept.entries.length;
+    }
+  }
+
+  has(runId: string, epoch: number): boolean {
+    return this.journals.get(runId)?.epoch === epoch;
+  }
+
+  take(runId: string, epoch: number): JournalEntry[] | undefined {
+    const kept = this.journals.get(runId);
+    this.drop(runId);
+    return kept?.epoch === epoch ? kept.entries : undefined;
+  }
+
+  private drop(runId: string): void {
+    const kept = this.journals.get(runId);
+    if (!kept) return;
+    this.journals.delete(runId);
+    this.size -= kept.entries.length;
   }
 }

@@ -255,19 +255,32 @@ export async function finishRun(
   ending: RunEnding,
   parentRunId?: string | null,
 ): Promise<boolean> {
+  return (await endRun(db, fence, sequence, ending, parentRunId)) !== undefined;
+}
+
+/** `finishRun`, answering the final row when the statement returned it; undefined when the fence no longer holds. */
+export async function endRun(
+  db: Db,
+  fence: Fence,
+  sequence: number,
+  ending: RunEnding,
+  parentRunId?: string | null,
+): Promise<{ row: RunRow | undefined } | undefined> {
   if (!parentRunId) {
     const output = ending.status === "completed" ? JSON.stringify(ending.output) : null;
     const error = ending.status === "completed" ? null : JSON.stringify(ending.error);
     const finish = { runId: fence.runId, owner: fence.owner, epoch: fence.epoch, sequence, status: ending.status, output, error };
-    return (await finishRunRow(db, { ...finish, kind: endingKinds[ending.status] })) !== undefined;
+    const row = await finishRunRow(db, { ...finish, kind: endingKinds[ending.status] });
+    return row ? { row } : undefined;
   }
   // A child's end must wake a parent parked on it: take the child key the parent's suspension takes.
-  return db.transaction(async (tx) => {
+  const finished = await db.transaction(async (tx) => {
     await lockChildKey(tx, fence.runId);
-    const finished = await finishRunStatement(tx, fence, sequence, ending);
-    if (finished) await wakeParent(tx, fence.runId);
-    return finished;
+    const written = await finishRunStatement(tx, fence, sequence, ending);
+    if (written) await wakeParent(tx, fence.runId);
+    return written;
   });
+  return finished ? { row: undefined } : undefined;
 }
 
 /** Wakes a run parked on `childRunId`, if any; the notice reaches every server process at commit. */
