@@ -156,9 +156,16 @@ async function migrateExclusively(pool: pg.Pool): Promise<void> {
  * once per connection and reuses its plan (PGlite ignores the name).
  */
 export async function rawQuery<R>(db: Db, text: string, values: unknown[], name?: string): Promise<R[]> {
-  const client = (db as unknown as { $client: pg.Pool | PGlite }).$client;
+  const client = ownClient(db);
+  // A transaction's handle has no client of its own: a raw query would silently run outside the transaction.
+  if (!client) throw new Error("rawQuery needs the database handle, not a transaction");
   if (client instanceof pg.Pool) return (await client.query({ text, values, name })).rows as R[];
   return (await client.query<R>(text, values)).rows;
+}
+
+/** The pool (or PGlite) behind the top-level handle; undefined for a transaction's handle. */
+export function ownClient(db: Db): pg.Pool | PGlite | undefined {
+  return (db as unknown as { $client?: pg.Pool | PGlite }).$client;
 }
 
 /** Rows of a raw statement; both drivers return `{ rows }`. */

@@ -8,7 +8,7 @@
 import { sql } from "drizzle-orm";
 import type { JsonValue } from "../../sdk/workflow.js";
 import type { EventWait, MatchedEvent } from "../engine/journal.js";
-import { type Db, queryRows } from "./database.js";
+import { type Db, ownClient, queryRows, rawQuery } from "./database.js";
 
 export interface NewEvent {
   id: string;
@@ -82,20 +82,34 @@ export async function sendEvent(db: Db, event: NewEvent): Promise<SendResult> {
  */
 export async function findEvent(db: Db, namespace: string, runId: string, waits: readonly EventWait[]): Promise<MatchedEvent | undefined> {
   for (const wait of waits) {
-    const [row] = await queryRows<{ id: string; payload: JsonValue; has_payload: boolean }>(
-      db,
-      sql`select e.id, e.payload, e.payload is not null as has_payload from events e
-          where e.namespace = ${namespace} and e.event_type = ${wait.eventType} and e.correlation_id = ${wait.correlationId}
-            and (e.target_run_id is null or e.target_run_id = ${runId}::uuid)
-            and (${wait.lookbackFrom?.toISOString() ?? null}::timestamptz is null or e.created_at >= ${wait.lookbackFrom?.toISOString() ?? null}::timestamptz)
-            and not exists (select 1 from journal_entries j where j.run_id = ${runId}::uuid and j.event_id = e.id)
-          order by e.position
-          limit 1`,
-    );
+    const values = [namespace, wait.eventType, wait.correlationId, runId, wait.lookbackFrom?.toISOString() ?? null];
+    type Row = { id: string; payload: JsonValue; has_payload: boolean };
+    // Inside a transaction (a suspension holding the key's lock) the query must run on the transaction's connection.
+    const [row] = ownClient(db)
+      ? await rawQuery<Row>(db, findEventSql, values, "cairn_find_event")
+      : await queryRows<Row>(
+          db,
+          sql`select e.id, e.payload, e.payload is not null as has_payload from events e
+              where e.namespace = ${namespace} and e.event_type = ${wait.eventType} and e.correlation_id = ${wait.correlationId}
+                and (e.target_run_id is null or e.target_run_id = ${runId}::uuid)
+                and (${values[4]}::timestamptz is null or e.created_at >= ${values[4]}::timestamptz)
+                and not exists (select 1 from journal_entries j where j.run_id = ${runId}::uuid and j.event_id = e.id)
+              order by e.position
+              limit 1`,
+        );
     if (row) return { name: wait.name, eventId: row.id, payload: row.has_payload ? row.payload : null };
   }
   return undefined;
 }
+
+const findEventSql = `
+  select e.id, e.payload, e.payload is not null as has_payload from events e
+  where e.namespace = $1 and e.event_type = $2 and e.correlation_id = $3
+    and (e.target_run_id is null or e.target_run_id = $4::uuid)
+    and ($5::timestamptz is null or e.created_at >= $5::timestamptz)
+    and not exists (select 1 from journal_entries j where j.run_id = $4::uuid and j.event_id = e.id)
+  order by e.position
+  limit 1`;
 
 /** Drops events past retention; returns how many. Consumed events stay referenced by id in journals only. */
 export async function deleteExpiredEvents(db: Db, retentionMs: number): Promise<number> {

@@ -71,6 +71,24 @@ const finishRunsSql = `
     select id, final_sequence, namespace, final_kind, '', output, error, 1 from finished)
   select * from finished`;
 
+const claimRunsSql = `
+  update runs set status = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1,
+         lease_expires_at = now() + $2 * interval '1 millisecond', activation_count = activation_count + 1,
+         started_at = coalesce(started_at, now()), waiting_on = null, updated_at = now()
+  where id in (select id from runs where status in ('queued', 'waiting') and available_at <= now()
+                 and workflow_name = any($4::text[])
+               order by available_at limit $3 for update skip locked)
+  returning *`;
+
+/**
+ * Claims up to `limit` due runs for `owner`, bumping each one's epoch (see
+ * claimDueRuns in runs.ts).
+ */
+export async function claimRunRows(db: Db, owner: string, leaseMs: number, limit: number, workflowNames: readonly string[]): Promise<RunRow[]> {
+  const rows = await rawQuery<RawRun>(db, claimRunsSql, [owner, leaseMs, limit, [...workflowNames]], "cairn_claim_runs");
+  return rows.map(toRunRow);
+}
+
 const inserters = new WeakMap<object, Batcher<RunInsert, RunRow | undefined>>();
 const finishers = new WeakMap<object, Batcher<RunFinish, RunRow | undefined>>();
 

@@ -12,7 +12,7 @@ import type { FailureInfo } from "../engine/json.js";
 import { cancelTurnsOf, findTurnOutcome, lockTurnKey } from "./agents.js";
 import { findEvent, lockChildKey, lockEventKey } from "./events.js";
 import { type Db, queryRows } from "./database.js";
-import { finishRunRow, insertRunRow, selectRun } from "./run-writes.js";
+import { claimRunRows, finishRunRow, insertRunRow, selectRun } from "./run-writes.js";
 import { type RunRow, type RunStatus, runs, terminalStatuses, type WaitingOn, waits } from "./schema.js";
 
 /** Identifies one claim of a run: writes carrying a stale fence are refused. */
@@ -155,27 +155,7 @@ export async function claimDueRuns(
   workflowNames: readonly string[],
 ): Promise<RunRow[]> {
   if (workflowNames.length === 0) return [];
-  return db
-    .update(runs)
-    .set({
-      status: "running",
-      leaseOwner: owner,
-      leaseEpoch: sql`${runs.leaseEpoch} + 1`,
-      leaseExpiresAt: sql`now() + ${leaseMs} * interval '1 millisecond'`,
-      activationCount: sql`${runs.activationCount} + 1`,
-      startedAt: sql`coalesce(${runs.startedAt}, now())`,
-      waitingOn: null,
-      updatedAt: sql`now()`,
-    })
-    .where(
-      inArray(
-        runs.id,
-        sql`(select id from runs where status in ('queued', 'waiting') and available_at <= now()
-               and workflow_name in (select jsonb_array_elements_text(${JSON.stringify(workflowNames)}::jsonb))
-             order by available_at limit ${limit} for update skip locked)`,
-      ),
-    )
-    .returning();
+  return claimRunRows(db, owner, leaseMs, limit, workflowNames);
 }
 
 /** The earliest time a parked or queued run becomes due, so an idle scheduler can sleep exactly until then. */
