@@ -29,7 +29,12 @@ export interface SendResult {
 
 /** Serializes senders and sleepers of one event key for the rest of the transaction. */
 export async function lockEventKey(db: Db, namespace: string, eventType: string, correlationId: string): Promise<void> {
-  await db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${JSON.stringify([namespace, eventType, correlationId])}, 0))`);
+  await db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${eventLockKey(namespace, eventType, correlationId)}, 0))`);
+}
+
+/** The text whose hash is an event key's advisory lock; every taker (including the SQL functions) hashes this. */
+export function eventLockKey(namespace: string, eventType: string, correlationId: string): string {
+  return JSON.stringify([namespace, eventType, correlationId]);
 }
 
 /** Serializes a child's end with a parent parking on it, like event keys do for events. */
@@ -42,6 +47,26 @@ export async function lockChildKey(db: Db, childRunId: string): Promise<void> {
  * target). Committed before SendEvent replies: an accepted event is never lost.
  */
 export async function sendEvent(db: Db, event: NewEvent): Promise<SendResult> {
+  if (ownClient(db)) {
+    // One round trip: the same steps in a server-side function (migration 0006), in one transaction.
+    const [row] = await rawQuery<{ event_id: string; deduplicated: boolean; matched_run_ids: string[] }>(
+      db,
+      "select * from cairn_send_event($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
+      [
+        eventLockKey(event.namespace, event.eventType, event.correlationId),
+        event.id,
+        event.namespace,
+        event.eventType,
+        event.correlationId,
+        JSON.stringify(event.payload),
+        event.targetRunId ?? null,
+        event.idempotencyKey ?? null,
+      ],
+      "cairn_send_event",
+    );
+    if (!row) throw new Error("cairn_send_event answered nothing");
+    return { eventId: row.event_id, deduplicated: row.deduplicated, matchedRunIds: row.matched_run_ids };
+  }
   return db.transaction(async (tx) => {
     await lockEventKey(tx, event.namespace, event.eventType, event.correlationId);
     const inserted = await queryRows<{ id: string }>(

@@ -10,8 +10,8 @@ import { LeaseLostError } from "../engine/errors.js";
 import { type AgentWait, type ChildOutcome, type ChildWait, type EventWait, nextDeadline, type PendingWait } from "../engine/journal.js";
 import type { FailureInfo } from "../engine/json.js";
 import { cancelTurnsOf, findTurnOutcome, lockTurnKey } from "./agents.js";
-import { findEvent, lockChildKey, lockEventKey } from "./events.js";
-import { type Db, queryRows } from "./database.js";
+import { eventLockKey, findEvent, lockChildKey, lockEventKey } from "./events.js";
+import { type Db, ownClient, queryRows, rawQuery } from "./database.js";
 import { claimRunRows, finishRunRow, insertRunRow, selectRun } from "./run-writes.js";
 import { type RunRow, type RunStatus, runs, terminalStatuses, type WaitingOn, waits } from "./schema.js";
 
@@ -307,6 +307,9 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
   const first = pending[0];
   const waitingOn = first ? describeWait(first) : null;
   if (pending.every((w) => w.kind === "timer" || w.kind === "retry")) return parkOnClock(db, fence, waitingOn, deadline);
+  if (ownClient(db) && pending.every((w) => w.kind === "event" || w.kind === "timer" || w.kind === "retry")) {
+    return parkOnEvents(db, fence, namespace, pending, waitingOn, deadline);
+  }
   return db.transaction(async (tx) => {
     const keys = [...new Set(eventWaits.map((w) => JSON.stringify([w.eventType, w.correlationId])))].sort();
     for (const key of keys) {
@@ -376,6 +379,38 @@ async function parkOnClock(db: Db, fence: Fence, waitingOn: WaitingOn | null, de
   );
   if (rows[0]?.parked !== 1) throw new LeaseLostError(fence.runId);
   return true;
+}
+
+/**
+ * Parks a run whose waits are events (and clocks) in one round trip: the
+ * server-side function (migration 0006) takes the event keys' locks, looks for
+ * an unconsumed event, and parks, exactly as the transaction in suspendRun does.
+ */
+async function parkOnEvents(
+  db: Db,
+  fence: Fence,
+  namespace: string,
+  pending: readonly PendingWait[],
+  waitingOn: WaitingOn | null,
+  deadline: Date | undefined,
+): Promise<boolean> {
+  const lockKeys = [...new Set(pending.flatMap((w) => (w.kind === "event" ? [eventLockKey(namespace, w.eventType, w.correlationId)] : [])))].sort();
+  const waitRows = pending.map((w) => ({
+    name: w.name,
+    kind: w.kind,
+    event_type: w.kind === "event" ? w.eventType : null,
+    correlation_id: w.kind === "event" ? w.correlationId : null,
+    deadline: (w.kind === "event" ? w.timeoutAt : w.kind === "timer" || w.kind === "retry" ? w.fireAt : undefined)?.toISOString() ?? null,
+    lookback_from: w.kind === "event" ? (w.lookbackFrom?.toISOString() ?? null) : null,
+  }));
+  const [row] = await rawQuery<{ outcome: "parked" | "event" | "lost" }>(
+    db,
+    "select cairn_park_on_events($1, $2, $3, $4, $5::text[], $6::jsonb, $7::timestamptz, $8::jsonb) as outcome",
+    [fence.runId, fence.owner, fence.epoch, namespace, lockKeys, waitingOn ? JSON.stringify(waitingOn) : null, deadline?.toISOString() ?? null, JSON.stringify(waitRows)],
+    "cairn_park_on_events",
+  );
+  if (row?.outcome === "lost") throw new LeaseLostError(fence.runId);
+  return row?.outcome === "parked";
 }
 
 const strangerRecheckMs = 2000;
