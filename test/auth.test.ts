@@ -23,7 +23,7 @@ import type { CairnServer } from "../server/app.js";
 import { generateApiKey } from "../server/auth/api-key.js";
 import { ConfigError, isLoopback, loadConfig } from "../server/config.js";
 import { valueFromJson, valueToJson } from "../server/rpc/convert.js";
-import { insertApiKey } from "../server/store/api-keys.js";
+import { insertApiKey, revokeApiKey } from "../server/store/api-keys.js";
 import type { ApiKeyRole } from "../server/store/schema.js";
 import { createTestDatabase, type TestDatabase, withClient } from "./support/postgres.js";
 import { startTestServer } from "./support/in-process-server.js";
@@ -491,6 +491,32 @@ async function settleCreationNotice(client: Clients): Promise<void> {
 }
 
 describe("key cache and revocation", () => {
+  test("open streams end with UNAUTHENTICATED when their key is revoked (WatchRuns of a client, ReceiveTurns of a worker)", { timeout: 15_000 }, async () => {
+    const client = await newKey("alpha", "client");
+    const worker = await newKey("alpha", "worker");
+    let since = Number.POSITIVE_INFINITY;
+    const ended: number[] = [];
+    const endedAt = () => ended.push(Date.now() - since);
+    const watching = rejects(
+      first(connectClients({ key: client.key }).workflows.watchRuns({ workflowName: "no-such-workflow" })).finally(endedAt),
+      Code.Unauthenticated,
+      new RegExp(`^API key ${client.id} has been revoked$`),
+    );
+    const receiving = rejects(
+      first(connectClients({ key: worker.key }).agents.receiveTurns({ agents: ["no-such-agent"] })).finally(endedAt),
+      Code.Unauthenticated,
+      new RegExp(`^API key ${worker.id} has been revoked$`),
+    );
+    // Both streams are open and idle; a revocation is the only thing that can end them.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.deepEqual(ended, [], "the streams are still open");
+    since = Date.now();
+    await revokeApiKey(server.database.db, client.id);
+    await revokeApiKey(server.database.db, worker.id);
+    await Promise.all([watching, receiving]);
+    assert.ok(Date.now() - since < 2000, `the streams ended ${Date.now() - since} ms after the revocation`);
+  });
+
   test("verification is cached: a revocation written without a notice is honoured after CAIRN_KEY_CACHE_TTL, not per request", async () => {
     const cached = await startExtraServer({ CAIRN_KEY_CACHE_TTL: "3s" });
     const { id, key } = await newKey("alpha", "client");

@@ -14,6 +14,10 @@
  * dropped when the listener connection comes back after a drop. A load that
  * raced an eviction is used for the request in flight but not cached.
  *
+ * Streams outlive the check at their start, so `watch(id)` lets a stream end when
+ * its key is revoked: an eviction (or a reconnect, or every TTL) re-reads the
+ * watched keys and tells the streams of those that no longer verify.
+ *
  * `last_used_at` is written in batches, once per `touchIntervalMs`.
  */
 import type { Logger } from "../logger.js";
@@ -56,6 +60,9 @@ export class KeyCache {
   private generation = 0;
   private readonly used = new Set<string>();
   private touchTimer: NodeJS.Timeout | undefined;
+  private recheckTimer: NodeJS.Timeout | undefined;
+  /** Open streams by key id: told when their key stops verifying. */
+  private readonly watchers = new Map<string, Set<() => void>>();
   private readonly maxEntries: number;
   /** Called with the id of every key evicted by a notice (the rate limiter forgets it). */
   onEvict: ((id: string) => void) | undefined;
@@ -79,11 +86,15 @@ export class KeyCache {
     }
     this.touchTimer = setInterval(() => void this.flushUsage(), this.options.touchIntervalMs ?? 60_000);
     this.touchTimer.unref();
+    // Streams of keys whose notice was lost still end within about a TTL.
+    this.recheckTimer = setInterval(() => this.recheck([...this.watchers.keys()]), Math.max(1000, this.options.ttlMs));
+    this.recheckTimer.unref();
   }
 
   /** Stops the usage timer and writes the last usage (before the store closes). */
   async stop(): Promise<void> {
     clearInterval(this.touchTimer);
+    clearInterval(this.recheckTimer);
     await this.flushUsage();
   }
 
@@ -92,12 +103,45 @@ export class KeyCache {
     this.entries.delete(id);
     this.loading.delete(id);
     this.onEvict?.(id);
+    if (this.watchers.has(id)) this.recheck([id]);
   }
 
   clear(): void {
     this.generation++;
     this.entries.clear();
     this.loading.clear();
+    this.recheck([...this.watchers.keys()]);
+  }
+
+  /**
+   * Calls `onInvalid` once if key `id` (verified when the stream started) is revoked or
+   * deleted while the stream runs. Returns the function that stops watching.
+   */
+  watch(id: string, onInvalid: () => void): () => void {
+    let set = this.watchers.get(id);
+    if (!set) this.watchers.set(id, (set = new Set()));
+    set.add(onInvalid);
+    return () => {
+      set.delete(onInvalid);
+      if (set.size === 0 && this.watchers.get(id) === set) this.watchers.delete(id);
+    };
+  }
+
+  private recheck(ids: readonly string[]): void {
+    for (const id of ids) {
+      void (async () => {
+        let entry: Entry;
+        try {
+          entry = await this.lookup(id);
+        } catch {
+          return; // the store is unreachable: the next eviction or tick tries again
+        }
+        if (entry.key && !entry.key.revoked) return;
+        const set = this.watchers.get(id);
+        this.watchers.delete(id);
+        for (const onInvalid of set ?? []) onInvalid();
+      })();
+    }
   }
 
   async verify(presented: string): Promise<Verification> {

@@ -121,8 +121,34 @@ export function authInterceptor(options: AuthOptions): Interceptor {
       }
     }
     request.contextValues.set(callerKey, { namespace: key.namespace, role: key.role, keyId: key.id });
-    return next(request);
+    const response = await next(request);
+    // A stream (WatchRun, WatchRuns, ReceiveTurns) may run for hours: it ends when its key is revoked.
+    if (!response.stream) return response;
+    return { ...response, message: untilRevoked(response.message, keys as KeyCache, key.id) };
   };
+}
+
+async function* untilRevoked<T>(messages: AsyncIterable<T>, keys: KeyCache, keyId: string): AsyncIterable<T> {
+  let revoke: (() => void) | undefined;
+  const revoked = new Promise<never>((_, reject) => {
+    revoke = () => reject(new ConnectError(`API key ${keyId} has been revoked`, Code.Unauthenticated));
+  });
+  revoked.catch(() => undefined);
+  const unwatch = keys.watch(keyId, () => revoke?.());
+  const iterator = messages[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const next = iterator.next();
+      next.catch(() => undefined); // abandoned after a revocation: its outcome no longer matters
+      const result = await Promise.race([next, revoked]);
+      if (result.done) return;
+      yield result.value;
+    }
+  } finally {
+    unwatch();
+    // Not awaited: a handler busy in an await stops at its next yield or when its signal aborts.
+    iterator.return?.()?.catch(() => undefined);
+  }
 }
 
 /** X-Api-Key, else the token of `Authorization: Bearer …`; other Authorization schemes are not ours and are ignored. */
