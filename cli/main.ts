@@ -6,7 +6,7 @@
  *
  *   0  done (runs watch / runs create --wait: the run completed)
  *   1  the watched run failed          2  the watched run was cancelled
- *   3  usage error, or the server cannot be reached
+ *   3  usage error, or the server (cairn keys: the database) cannot be reached
  *   4  the server answered with an error (its Connect code and message are printed)
  *
  * cli/cairn.mjs is the executable that loads this file through tsx.
@@ -267,8 +267,8 @@ function generalUsage(prefix: readonly string[] = [], brief = false): string {
     "  0  done; runs watch and runs create --wait: the run completed",
     "  1  the run failed",
     "  2  the run was cancelled",
-    "  3  usage error, or the server cannot be reached",
-    "  4  the server answered with an error (its Connect code and message are printed)",
+    "  3  usage error, or the server (cairn keys: the database) cannot be reached",
+    "  4  the server answered with an error (its Connect code and message are printed); cairn keys revoke: no such key",
   ].join("\n");
 }
 
