@@ -108,16 +108,17 @@ describe("cairn keys", () => {
     const revoked = await cairn(["keys", "revoke", id], env);
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.equal(revoked.stdout.trim(), `revoked client key ${id} of namespace default`);
-    const again = await cairn(["keys", "revoke", key, "--json"], env);
+    const [again, listed, unknown] = await Promise.all([
+      cairn(["keys", "revoke", key, "--json"], env),
+      cairn(["keys", "list"], env),
+      cairn(["keys", "revoke", "0123456789abcdef"], env),
+    ]);
     assert.equal(again.code, 0, again.stderr);
     const body = JSON.parse(again.stdout) as { id: string; alreadyRevoked: boolean; revokedAt: string };
     assert.equal(body.id, id);
     assert.equal(body.alreadyRevoked, true);
     assert.ok(body.revokedAt);
-    const listed = await cairn(["keys", "list"], env);
     assert.match(listed.stdout, new RegExp(`${id}.*revoked \\d{4}-`));
-
-    const unknown = await cairn(["keys", "revoke", "0123456789abcdef"], env);
     assert.equal(unknown.code, 4);
     assert.equal(unknown.stderr.trim(), "cairn: not_found: no API key has the id 0123456789abcdef");
   });
