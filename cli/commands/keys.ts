@@ -7,8 +7,6 @@
  * PostgreSQL at commit, so a revoked key stops working at once.
  */
 import { resolve } from "node:path";
-import { Code } from "@connectrpc/connect";
-import { CairnError } from "../../sdk/errors.js";
 import type { Database } from "../../server/store/database.js";
 import type { ApiKeyRow } from "../../server/store/schema.js";
 import { UnreachableError, UsageError } from "../args.js";
@@ -162,7 +160,10 @@ export const keysRevoke: Command = {
     if (!id) throw new UsageError(`${JSON.stringify(idOrKey)} is not a key id (16 hex characters, as \`cairn keys list\` shows) or an API key`);
     const { revokeApiKey } = await import("../../server/store/api-keys.js");
     const result = await withStore(context, values, (database) => revokeApiKey(database.db, id));
-    if (!result) throw new CairnError(`no API key has the id ${id}`, Code.NotFound);
+    if (!result) {
+      const { CairnError, Code } = await import("../../sdk/index.js");
+      throw new CairnError(`no API key has the id ${id}`, Code.NotFound);
+    }
     const { row, alreadyRevoked } = result;
     if (context.json) {
       context.io.out(jsonDocument({ ...keyJson(row), alreadyRevoked }));
