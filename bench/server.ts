@@ -28,6 +28,8 @@ export function benchConfig(databaseUrl: string, concurrency: number): Config {
     PORT: "0",
     HOST: "127.0.0.1",
     DATABASE_URL: databaseUrl,
+    // The bench's clients carry no key; CAIRN_AUTH=keys measures nothing they could pass.
+    CAIRN_AUTH: "open",
     WORKFLOW_DIRS: workflowDir,
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL || "warn",
     DATABASE_POOL_SIZE: process.env.DATABASE_POOL_SIZE || benchPoolSize,

@@ -10,6 +10,11 @@ export class UsageError extends Error {
   override readonly name = "UsageError";
 }
 
+/** The command could not reach what it works on (a server, a database): exit code 3. */
+export class UnreachableError extends Error {
+  override readonly name = "UnreachableError";
+}
+
 /** Parses `text` as JSON; `what` names the flag in the error ("--input", "--payload"). */
 export function parseJson(text: string, what: string): JsonValue {
   try {

@@ -34,6 +34,8 @@ export interface CommandContext {
   /** The server's base URL (--url, $CAIRN_API_URL, or the default). */
   readonly url: string;
   readonly io: Output;
+  /** The environment the command runs with (DATABASE_URL, CAIRN_DATA_DIR, ...). */
+  readonly env: NodeJS.ProcessEnv;
   /** The SDK client for `url` with the API key; made on first use. */
   client(): CairnClient;
 }

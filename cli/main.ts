@@ -6,7 +6,7 @@
  *
  *   0  done (runs watch / runs create --wait: the run completed)
  *   1  the watched run failed          2  the watched run was cancelled
- *   3  usage error, or the server cannot be reached
+ *   3  usage error, or the server (cairn keys: the database) cannot be reached
  *   4  the server answered with an error (its Connect code and message are printed)
  *
  * cli/cairn.mjs is the executable that loads this file through tsx.
@@ -14,28 +14,42 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import type { CairnClient, CairnError } from "../sdk/index.js";
-import { UsageError } from "./args.js";
+import { UnreachableError, UsageError } from "./args.js";
 import { type Command, type CommandContext, ExitCode, type OptionSpecs, type OptionValues, type Output } from "./command.js";
 import { eventsSend } from "./commands/events.js";
+import { keysCreate, keysList, keysRevoke } from "./commands/keys.js";
 import { runsCancel, runsCreate, runsGet, runsList, runsWatch } from "./commands/runs.js";
 import { serve } from "./commands/serve.js";
 import { workflowsList } from "./commands/workflows.js";
 import { WatchEndedError } from "./watch.js";
 
-export const commands: readonly Command[] = [serve, workflowsList, runsCreate, runsGet, runsList, runsWatch, runsCancel, eventsSend];
+export const commands: readonly Command[] = [
+  serve,
+  workflowsList,
+  runsCreate,
+  runsGet,
+  runsList,
+  runsWatch,
+  runsCancel,
+  eventsSend,
+  keysCreate,
+  keysList,
+  keysRevoke,
+];
 
 const defaultUrl = "http://127.0.0.1:8080";
 
 const globalOptions: OptionSpecs = {
   url: { type: "string" },
   "api-key": { type: "string" },
+  ca: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
 };
 
 /** Global flags that take a value, so the word after them is not a command word. */
-const globalValueFlags = new Set(["--url", "--api-key"]);
+const globalValueFlags = new Set(["--url", "--api-key", "--ca"]);
 
 const processOutput: Output = {
   out: (text) => void process.stdout.write(`${text}\n`),
@@ -73,6 +87,7 @@ export async function main(argv: readonly string[], io: Output = processOutput, 
     const { values, positionals } = parseCommandLine(command, rest);
     if (typeof values.url === "string") url = values.url;
     const apiKey = typeof values["api-key"] === "string" ? values["api-key"] : env.CAIRN_API_KEY || undefined;
+    const caFile = typeof values.ca === "string" ? values.ca : env.CAIRN_CA_FILE || undefined;
     // Loaded here, not at the top: help and usage errors then come back without loading the SDK.
     const { createCairnClient } = await import("../sdk/index.js");
     let client: CairnClient | undefined;
@@ -80,8 +95,9 @@ export async function main(argv: readonly string[], io: Output = processOutput, 
       json: values.json === true,
       url,
       io,
+      env,
       client() {
-        client ??= createCairnClient({ baseUrl: checkUrl(url), ...(apiKey ? { apiKey } : {}) });
+        client ??= createCairnClient({ baseUrl: checkUrl(url), ...(apiKey ? { apiKey } : {}), ...(caFile ? { ca: readCa(caFile) } : {}) });
         return client;
       },
     };
@@ -141,6 +157,18 @@ function parseCommandLine(command: Command, args: string[]): { values: OptionVal
   return parsed;
 }
 
+/** The PEM of --ca / CAIRN_CA_FILE: the certificate authority (or self-signed certificate) the server's TLS certificate is checked against. */
+function readCa(file: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(file, "utf8");
+  } catch (error) {
+    throw new UsageError(`--ca ${JSON.stringify(file)}: cannot read the file: ${(error as Error).message}`);
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new UsageError(`--ca ${JSON.stringify(file)} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  return pem;
+}
+
 function checkUrl(url: string): string {
   let parsed: URL;
   try {
@@ -163,6 +191,8 @@ async function reportError(io: Output, json: boolean, command: Command, error: u
       return ExitCode.usage;
     }
     [code, message, exitCode] = ["usage", error.message, ExitCode.usage];
+  } else if (error instanceof UnreachableError) {
+    [code, message, exitCode] = ["unavailable", error.message, ExitCode.usage];
   } else if (error instanceof WatchEndedError) {
     [code, message, exitCode] = ["unavailable", error.message, ExitCode.usage];
   } else {
@@ -205,6 +235,7 @@ function usageLine(command: Command): string {
 const globalHelp: [string, string][] = [
   ["--url URL", `the Cairn server (default: $CAIRN_API_URL, else ${defaultUrl})`],
   ["--api-key KEY", "sent as X-Api-Key (default: $CAIRN_API_KEY)"],
+  ["--ca FILE", "PEM certificate(s) to trust for an https:// server, e.g. a self-signed one (default: $CAIRN_CA_FILE)"],
   ["--json", "machine-readable output: one JSON document (runs watch: one JSON object per line)"],
   ["-h, --help", "help for a command, e.g. cairn runs create --help"],
 ];
@@ -236,8 +267,8 @@ function generalUsage(prefix: readonly string[] = [], brief = false): string {
     "  0  done; runs watch and runs create --wait: the run completed",
     "  1  the run failed",
     "  2  the run was cancelled",
-    "  3  usage error, or the server cannot be reached",
-    "  4  the server answered with an error (its Connect code and message are printed)",
+    "  3  usage error, or the server (cairn keys: the database) cannot be reached",
+    "  4  the server answered with an error (its Connect code and message are printed); cairn keys revoke: no such key",
   ].join("\n");
 }
 
@@ -245,7 +276,8 @@ function commandHelp(command: Command): string {
   const parts = [`usage: ${usageLine(command)}`, "", `${command.summary[0]?.toUpperCase()}${command.summary.slice(1)}.`];
   if (command.description) parts.push("", command.description);
   if (command.optionHelp?.length) parts.push("", "options:", optionList(command.optionHelp));
-  if (!command.rejectsGlobals?.length) parts.push("", "global options:", optionList(globalHelp));
+  const globals = globalHelp.filter(([flag]) => !command.rejectsGlobals?.some((name) => flag.split(" ")[0] === `--${name}`));
+  if (globals.some(([flag]) => !flag.includes("--help"))) parts.push("", "global options:", optionList(globals));
   return parts.join("\n");
 }
 

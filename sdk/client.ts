@@ -11,7 +11,7 @@
  * ```
  *
  * Protocols: "connect" (default) and "grpc-web" use @connectrpc/connect-web over `fetch`, so they
- * work in browsers and in Node alike. "grpc" needs HTTP/2 with trailers, which browsers cannot do:
+ * work in browsers and in Node alike (with `ca`, Node only, they use @connectrpc/connect-node). "grpc" needs HTTP/2 with trailers, which browsers cannot do:
  * pass a Node transport, e.g. `transport: createGrpcTransport({ baseUrl, httpVersion: "2" })` from
  * @connectrpc/connect-node. A supplied `transport` is used as it is, whatever `protocol` says; the API
  * key is still added to every call's headers, and retries still apply.
@@ -131,8 +131,15 @@ export interface RetryOptions {
 export interface CairnClientOptions {
   /** The server, e.g. "http://localhost:8080" (or "/" from a page it serves). Required unless `transport` is given. */
   baseUrl?: string;
-  /** Sent as the `X-Api-Key` header on every call. */
+  /** Sent as the `X-Api-Key` header on every call (create keys with `cairn keys create`). */
   apiKey?: string;
+  /**
+   * Node only: PEM certificate(s) to trust for an `https://` baseUrl, e.g. a private CA or the
+   * server's self-signed certificate (browsers use their own trust store). The connect and grpc-web
+   * protocols then go through @connectrpc/connect-node (HTTP/1.1, loaded on first call) instead of
+   * fetch; `fetch` is unused. With a `transport` of your own, give it the CA instead.
+   */
+  ca?: string | readonly string[];
   /** Default "connect". "grpc" needs `transport` (browsers cannot speak gRPC). */
   protocol?: "connect" | "grpc-web" | "grpc";
   /** A ready Connect transport (e.g. from @connectrpc/connect-node); `baseUrl`, `protocol`, `fetch`, `interceptors` and `useBinaryFormat` are then unused. */
@@ -546,9 +553,59 @@ function baseTransport(options: CairnClientOptions): Transport {
     ...(options.useBinaryFormat === undefined ? {} : { useBinaryFormat: options.useBinaryFormat }),
     ...(options.timeoutMs === undefined ? {} : { defaultTimeoutMs: options.timeoutMs }),
   };
+  if (protocol !== "grpc-web" && protocol !== "connect") throw new TypeError(`unknown protocol ${JSON.stringify(protocol)}; use "connect", "grpc-web" or "grpc"`);
+  if (options.ca !== undefined) return nodeTlsTransport(protocol, common, options.ca);
   if (protocol === "grpc-web") return createGrpcWebTransport(common);
   if (protocol === "connect") return createConnectTransport(common);
   throw new TypeError(`unknown protocol ${JSON.stringify(protocol)}; use "connect", "grpc-web" or "grpc"`);
+}
+
+/** What this file uses of @connectrpc/connect-node (typed here: the SDK compiles without Node's types). */
+interface NodeTransportFactories {
+  createConnectTransport(options: object): Transport;
+  createGrpcWebTransport(options: object): Transport;
+}
+
+/**
+ * A Node transport that trusts `ca`, made on the first call: @connectrpc/connect-node is imported only
+ * then, through a specifier bundlers leave alone, so browser bundles of this file do not pull in Node code.
+ */
+function nodeTlsTransport(protocol: "connect" | "grpc-web", common: object, ca: string | readonly string[]): Transport {
+  let loading: Promise<Transport> | undefined;
+  const load = (): Promise<Transport> =>
+    (loading ??= (async () => {
+      const specifier = "@connectrpc/connect-node";
+      let node: NodeTransportFactories;
+      try {
+        node = (await import(/* @vite-ignore */ specifier)) as NodeTransportFactories;
+      } catch (error) {
+        throw new CairnError("the `ca` option needs Node.js (@connectrpc/connect-node); in browsers the browser's certificates apply", Code.Unimplemented, { cause: error });
+      }
+      const make = protocol === "grpc-web" ? node.createGrpcWebTransport : node.createConnectTransport;
+      return make({ ...common, httpVersion: "1.1", nodeOptions: { ca: typeof ca === "string" ? ca : [...ca] } });
+    })());
+  return {
+    async unary<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodUnary<I, O>,
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: HeadersInit | undefined,
+      input: MessageInitShape<I>,
+      contextValues?: ContextValues,
+    ) {
+      return (await load()).unary(method, signal, timeoutMs, header, input, contextValues);
+    },
+    async stream<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodStreaming<I, O>,
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: HeadersInit | undefined,
+      input: AsyncIterable<MessageInitShape<I>>,
+      contextValues?: ContextValues,
+    ) {
+      return (await load()).stream(method, signal, timeoutMs, header, input, contextValues);
+    },
+  };
 }
 
 /** For a supplied transport, whose interceptors we cannot extend: default headers added per call. */
@@ -592,6 +649,15 @@ function isTransient(error: unknown): boolean {
   return connect.code === Code.Unknown && connect.cause instanceof TypeError;
 }
 
+/** The server's `retry-after-ms` (or `retry-after`, seconds) on a refused call, in milliseconds. */
+function retryHintMs(error: unknown): number | undefined {
+  const metadata = ConnectError.from(error).metadata;
+  const ms = Number(metadata.get("retry-after-ms") ?? Number.NaN);
+  if (Number.isFinite(ms) && ms >= 0) return ms;
+  const seconds = Number(metadata.get("retry-after") ?? Number.NaN);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
+}
+
 /** Whether repeating the call cannot do anything twice. */
 function isRepeatable(method: DescMethodUnary, input: unknown): boolean {
   // NO_SIDE_EFFECTS reads, and IDEMPOTENT calls (CancelRun answers a repeat like the first call).
@@ -622,8 +688,11 @@ function withRetries(transport: Transport, retry: RetryOptions): Transport {
         } catch (error) {
           if (!repeatable || attempt >= maxAttempts || signal?.aborted || !isTransient(error)) throw error;
           const backoff = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
+          // A rate-limited call says when to come back (retry-after-ms); a wait of over a minute is the caller's decision.
+          const hinted = retryHintMs(error);
+          if (hinted !== undefined && hinted > 60_000) throw error;
           try {
-            await sleep(backoff * (0.5 + Math.random() * 0.5), signal);
+            await sleep(Math.max(backoff * (0.5 + Math.random() * 0.5), hinted ?? 0), signal);
           } catch {
             throw error; // aborted while backing off: the caller gets the last real failure
           }

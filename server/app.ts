@@ -8,12 +8,15 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AgentService } from "../sdk/gen/cairn/v1/agent_pb.js";
 import { WorkflowService } from "../sdk/gen/cairn/v1/workflow_pb.js";
+import { KeyCache } from "./auth/key-cache.js";
+import { RateLimiter } from "./auth/rate-limit.js";
 import type { Config } from "./config.js";
 import { withCors } from "./http/cors.js";
 import { listen } from "./http/listen.js";
 import { withRestRoutes } from "./http/rest.js";
 import type { Logger } from "./logger.js";
 import { createAgentService } from "./rpc/agent-service.js";
+import { authInterceptor } from "./rpc/auth.js";
 import { errorMappingInterceptor } from "./rpc/error-mapping.js";
 import { createHealthService, Health, ServingStatus } from "./rpc/health.js";
 import { createReflectionServices } from "./rpc/reflection.js";
@@ -21,6 +24,7 @@ import { createWorkflowService } from "./rpc/workflow-service.js";
 import { Scheduler } from "./runtime/scheduler.js";
 import { RunFeed } from "./runtime/run-feed.js";
 import { TurnBoard } from "./runtime/turn-board.js";
+import { countActiveApiKeys } from "./store/api-keys.js";
 import { type Database, openDatabase } from "./store/database.js";
 import { loadWorkflows } from "./workflows/loader.js";
 import type { WorkflowRegistry } from "./workflows/registry.js";
@@ -70,7 +74,6 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     maxInputBytes: config.maxInputBytes,
     maxEventBytes: config.maxEventBytes,
     feed,
-    namespace: "default",
   });
   const routes = (router: ConnectRouter) => {
     router.service(WorkflowService, workflowService);
@@ -79,12 +82,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
         turnBoard,
         leaseMs: config.agentLeaseMs,
         maxResultBytes: config.maxInputBytes,
-        namespace: "default",
       }));
     router.service(Health, health.impl);
     reflection.register(router);
   };
-  const interceptors = [errorMappingInterceptor(logger)];
+  const { auth } = config;
+  const keys = auth.mode === "keys" ? new KeyCache(database.db, { ttlMs: auth.keyCacheTtlMs, logger }) : undefined;
+  const rateLimiter = config.rateLimit && auth.mode === "keys" ? new RateLimiter(config.rateLimit.rps, config.rateLimit.burst) : undefined;
+  if (keys && rateLimiter) keys.onEvict = (id) => rateLimiter.forget(id);
+  // Error mapping wraps auth, so a store failure while loading a key is mapped (UNAVAILABLE) like any other.
+  const interceptors = [
+    errorMappingInterceptor(logger),
+    authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, logger }),
+  ];
   const readMaxBytes = config.maxInputBytes * 2 + envelopeAllowance;
   const connectHandler = connectNodeAdapter({
     routes,
@@ -104,15 +114,36 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     { origins: config.corsOrigins },
   );
 
+  if (keys) {
+    await keys.start(database);
+    const active = await countActiveApiKeys(database.db);
+    if (active === 0) {
+      logger.warn(
+        "API keys are required (CAIRN_AUTH=keys) but none exists yet, so every request will be refused; create one with " +
+          "`cairn keys create --namespace default --role admin` against this database",
+      );
+    }
+    logger.info({ activeKeys: active, keyCacheTtlMs: auth.keyCacheTtlMs, rateLimit: config.rateLimit ?? "off" }, "API keys required");
+  } else {
+    logger.warn(
+      { host: config.host, reason: auth.explicit ? "CAIRN_AUTH=open" : "embedded store on a loopback address (set CAIRN_AUTH=keys to require keys)" },
+      "OPEN MODE: no API key is checked; every request acts as admin in namespace \"default\"",
+    );
+  }
+
   await scheduler.start();
   await feed.start(database).catch((error: unknown) => logger.warn({ err: error }, "run change feed not listening; watchers fall back to polling"));
   const listening = await listen(handler, {
     host: config.host,
     port: config.port,
+    ...(config.tls ? { tls: { cert: config.tls.cert, key: config.tls.key } } : {}),
     onError: (error) => logger.warn({ err: error }, "http server error"),
   });
-  const url = `http://${listening.host.includes(":") ? `[${listening.host}]` : listening.host}:${listening.port}`;
-  logger.info({ url, workflows: registry.list().map((w) => w.name), owner: scheduler.owner }, "cairn server listening");
+  const url = `${config.tls ? "https" : "http"}://${listening.host.includes(":") ? `[${listening.host}]` : listening.host}:${listening.port}`;
+  logger.info(
+    { url, workflows: registry.list().map((w) => w.name), owner: scheduler.owner, auth: auth.mode, tls: config.tls ? config.tls.certFile : false },
+    "cairn server listening",
+  );
 
   let closing: Promise<void> | undefined;
   return {
@@ -129,6 +160,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
         await listening.close();
         await scheduler.stop(config.shutdownGraceMs);
         feed.stop();
+        await keys?.stop();
         await database.close();
         logger.info("cairn server stopped");
       })();

@@ -2,8 +2,43 @@
  * Configuration from the environment (DESIGN §6). Parsed once at start-up;
  * a bad value stops the server with a message naming the variable.
  */
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { delimiter, resolve } from "node:path";
+import { createSecureContext } from "node:tls";
 import { parseDuration } from "./engine/duration.js";
+
+export type AuthMode = "keys" | "open";
+
+export interface AuthConfig {
+  /**
+   * "keys": every request needs an API key (X-Api-Key or Authorization: Bearer).
+   * "open": no key is asked for or checked; every request acts as admin in namespace "default".
+   */
+  mode: AuthMode;
+  /** CAIRN_AUTH was set (otherwise the mode was derived from the store and HOST). */
+  explicit: boolean;
+  /** grpc.health.v1.Health answers without a key. */
+  openHealth: boolean;
+  /** gRPC server reflection answers without a key. */
+  openReflection: boolean;
+  /** How long a verified key is trusted from memory when no change notice arrives. */
+  keyCacheTtlMs: number;
+}
+
+export interface RateLimitConfig {
+  /** Requests per second per API key, in each process. */
+  rps: number;
+  /** Requests a key may make at once after being idle. */
+  burst: number;
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  cert: Buffer;
+  key: Buffer;
+}
 
 export interface Config {
   port: number;
@@ -32,6 +67,11 @@ export interface Config {
   shutdownGraceMs: number;
   /** Origins browsers may call from (CORS): exact origins, or "*" for any. Empty: CORS off. */
   corsOrigins: string[];
+  auth: AuthConfig;
+  /** Per-key rate limit; undefined: off. */
+  rateLimit: RateLimitConfig | undefined;
+  /** Serve TLS on the port (HTTP/2 by ALPN, HTTP/1.1 otherwise); undefined: plaintext. */
+  tls: TlsConfig | undefined;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -41,10 +81,12 @@ export class ConfigError extends Error {
 }
 
 export function loadConfig(env: Env = process.env): Config {
+  const host = env.HOST || "127.0.0.1";
+  const databaseUrl = env.DATABASE_URL || undefined;
   return {
     port: integer(env, "PORT", 8080, 0, 65535),
-    host: env.HOST || "127.0.0.1",
-    databaseUrl: env.DATABASE_URL || undefined,
+    host,
+    databaseUrl,
     dataDir: resolve(env.CAIRN_DATA_DIR || "./.cairn"),
     databasePoolSize: integer(env, "DATABASE_POOL_SIZE", 10, 1, 1000),
     workflowDirs: (env.WORKFLOW_DIRS || "./workflows")
@@ -61,7 +103,98 @@ export function loadConfig(env: Env = process.env): Config {
     agentLeaseMs: integer(env, "CAIRN_AGENT_LEASE_MS", 30_000, 100, 3_600_000),
     shutdownGraceMs: integer(env, "CAIRN_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
     corsOrigins: origins(env, "CAIRN_CORS_ORIGINS"),
+    auth: authConfig(env, host, databaseUrl),
+    rateLimit: rateLimitConfig(env),
+    tls: tlsConfig(env),
   };
+}
+
+/** 127.0.0.0/8, ::1 (and its IPv4-mapped form), "localhost". Anything else may be reachable from elsewhere. */
+export function isLoopback(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, "").toLowerCase();
+  if (bare === "localhost") return true;
+  if (isIP(bare) === 4) return bare.startsWith("127.");
+  if (isIP(bare) === 6) return bare === "::1" || /^::ffff:127\./.test(bare) || /^(0{1,4}:){7}0{0,3}1$/.test(bare);
+  return false;
+}
+
+/**
+ * CAIRN_AUTH defaults to "open" only for the embedded store (no DATABASE_URL) on a loopback HOST:
+ * `npm start` on a laptop. A server on PostgreSQL may sit behind a proxy or share its database with
+ * other replicas, so it asks for keys unless told otherwise. Open on a non-loopback HOST needs
+ * CAIRN_ALLOW_OPEN=true as well.
+ */
+function authConfig(env: Env, host: string, databaseUrl: string | undefined): AuthConfig {
+  const explicit = env.CAIRN_AUTH !== undefined && env.CAIRN_AUTH !== "";
+  const mode = explicit
+    ? (oneOf(env, "CAIRN_AUTH", "keys", ["keys", "open"]) as AuthMode)
+    : databaseUrl === undefined && isLoopback(host)
+      ? "open"
+      : "keys";
+  if (mode === "open" && !isLoopback(host) && !boolean(env, "CAIRN_ALLOW_OPEN", false)) {
+    throw new ConfigError(
+      `${explicit ? "CAIRN_AUTH=open" : "open mode"} with HOST=${JSON.stringify(host)} would let anyone who can reach this address act as admin; ` +
+        `use CAIRN_AUTH=keys (create keys with \`cairn keys create\`), bind to 127.0.0.1, or set CAIRN_ALLOW_OPEN=true if that is really meant`,
+    );
+  }
+  return {
+    mode,
+    explicit,
+    openHealth: boolean(env, "CAIRN_OPEN_HEALTH", true),
+    openReflection: boolean(env, "CAIRN_OPEN_REFLECTION", true),
+    keyCacheTtlMs: duration(env, "CAIRN_KEY_CACHE_TTL", "30s"),
+  };
+}
+
+function rateLimitConfig(env: Env): RateLimitConfig | undefined {
+  const rps = number(env, "CAIRN_RATE_LIMIT_RPS", 0, 0, 1_000_000);
+  if (rps === 0) {
+    if (env.CAIRN_RATE_LIMIT_BURST) throw new ConfigError("CAIRN_RATE_LIMIT_BURST is set but CAIRN_RATE_LIMIT_RPS is not; set both, or neither");
+    return undefined;
+  }
+  return { rps, burst: integer(env, "CAIRN_RATE_LIMIT_BURST", Math.max(1, Math.ceil(rps)), 1, 10_000_000) };
+}
+
+function tlsConfig(env: Env): TlsConfig | undefined {
+  const certFile = env.CAIRN_TLS_CERT || undefined;
+  const keyFile = env.CAIRN_TLS_KEY || undefined;
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) {
+    throw new ConfigError(`${certFile ? "CAIRN_TLS_KEY" : "CAIRN_TLS_CERT"} is missing: TLS needs both CAIRN_TLS_CERT (PEM certificate chain) and CAIRN_TLS_KEY (PEM private key)`);
+  }
+  const read = (name: string, file: string): Buffer => {
+    try {
+      return readFileSync(resolve(file));
+    } catch (error) {
+      throw new ConfigError(`${name}=${JSON.stringify(file)}: cannot read the file: ${(error as Error).message}`);
+    }
+  };
+  const tls = { certFile: resolve(certFile), keyFile: resolve(keyFile), cert: read("CAIRN_TLS_CERT", certFile), key: read("CAIRN_TLS_KEY", keyFile) };
+  try {
+    createSecureContext({ cert: tls.cert, key: tls.key });
+  } catch (error) {
+    throw new ConfigError(`CAIRN_TLS_CERT / CAIRN_TLS_KEY: not a usable PEM certificate and matching private key: ${(error as Error).message}`);
+  }
+  return tls;
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = raw.trim().toLowerCase();
+  if (["true", "1", "yes", "on"].includes(value)) return true;
+  if (["false", "0", "no", "off"].includes(value)) return false;
+  throw new ConfigError(`${name}=${JSON.stringify(raw)} must be true or false`);
+}
+
+function number(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)} is not a number between ${min} and ${max}`);
+  }
+  return value;
 }
 
 function integer(env: Env, name: string, fallback: number, min: number, max: number): number {

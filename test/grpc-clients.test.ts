@@ -24,7 +24,7 @@ let methods: Record<string, grpc.MethodDefinition<object, object>>;
 before(async () => {
   db = await createTestDatabase("grpc_clients");
   server = await startServer(
-    loadConfig({ PORT: "0", HOST: "127.0.0.1", DATABASE_URL: db.url, WORKFLOW_DIRS: `${repoRoot}workflows`, LOG_LEVEL: "silent" }),
+    loadConfig({ PORT: "0", HOST: "127.0.0.1", DATABASE_URL: db.url, CAIRN_AUTH: "open", WORKFLOW_DIRS: `${repoRoot}workflows`, LOG_LEVEL: "silent" }),
     // GRPC_TEST_LOG_LEVEL=error shows the server's logs when debugging a failure.
     pino({ level: process.env.GRPC_TEST_LOG_LEVEL ?? "silent" }),
   );

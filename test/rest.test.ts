@@ -153,7 +153,7 @@ describe("the seed's curl commands", () => {
     assert.equal(second.run.run_id, first.run.run_id);
   });
 
-  test("no input means {} and no X-Api-Key is accepted too (keys are not checked yet)", async () => {
+  test("no input means {} and, in open mode, no X-Api-Key is needed", async () => {
     const response = await fetch(`${server.url}/workflows/runs`, {
       method: "POST",
       headers: { "content-type": "application/json" },

@@ -13,12 +13,15 @@ const flagToEnv = {
   "data-dir": "CAIRN_DATA_DIR",
   "workflow-dirs": "WORKFLOW_DIRS",
   "log-level": "LOG_LEVEL",
+  auth: "CAIRN_AUTH",
+  "tls-cert": "CAIRN_TLS_CERT",
+  "tls-key": "CAIRN_TLS_KEY",
 } as const;
 
 export const serve: Command = {
   name: "serve",
   summary: "run a Cairn server (what `npm start` runs)",
-  usage: "[--port N] [--host H] [--database-url URL] [--data-dir DIR] [--workflow-dirs A:B] [--log-level L]",
+  usage: "[--port N] [--host H] [--database-url URL] [--data-dir DIR] [--workflow-dirs A:B] [--log-level L] [--auth keys|open] [--tls-cert FILE --tls-key FILE]",
   description:
     "Every flag mirrors an environment variable; other settings (CAIRN_* limits, CORS, ...)\n" +
     "are read from the environment as usual. Without --database-url / DATABASE_URL the\n" +
@@ -30,10 +33,13 @@ export const serve: Command = {
     ["--data-dir DIR", "CAIRN_DATA_DIR, the embedded store's folder (default ./.cairn)"],
     ["--workflow-dirs A:B", "WORKFLOW_DIRS, folders of workflow files (default ./workflows)"],
     ["--log-level L", "LOG_LEVEL: trace, debug, info (default), warn, error, fatal, silent"],
+    ["--auth MODE", "CAIRN_AUTH: keys (API keys required) or open; default open only for the embedded store on a loopback host"],
+    ["--tls-cert FILE", "CAIRN_TLS_CERT, PEM certificate chain: serve TLS (with --tls-key)"],
+    ["--tls-key FILE", "CAIRN_TLS_KEY, PEM private key"],
   ],
   options: Object.fromEntries(Object.keys(flagToEnv).map((name) => [name, { type: "string" as const }])),
   positionals: [],
-  rejectsGlobals: ["url", "api-key", "json"],
+  rejectsGlobals: ["url", "api-key", "ca", "json"],
   async run(_context, values) {
     for (const [name, variable] of Object.entries(flagToEnv)) {
       const value = stringValue(values, name);

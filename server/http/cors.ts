@@ -21,7 +21,8 @@ export interface CorsOptions {
 /** Headers browsers may send: the Connect and gRPC-Web protocol headers plus Cairn's credentials. */
 export const corsAllowedHeaders: readonly string[] = [...cors.allowedHeaders, "X-Api-Key", "Authorization"];
 export const corsAllowedMethods: readonly string[] = [...cors.allowedMethods];
-export const corsExposedHeaders: readonly string[] = [...cors.exposedHeaders];
+/** Connect's protocol headers plus the rate limit's retry hints. */
+export const corsExposedHeaders: readonly string[] = [...cors.exposedHeaders, "Retry-After", "Retry-After-Ms"];
 
 export function withCors(next: NodeHandler, options: CorsOptions): NodeHandler {
   if (options.origins.length === 0) return next;

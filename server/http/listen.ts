@@ -3,6 +3,8 @@
 // cleartext with prior knowledge. Node's http2 server only offers allowHTTP1 with TLS, so a plain
 // net.Server sniffs the first bytes of each connection for the HTTP/2 client preface and hands the
 // socket to an http2 or an http server that share the same request handler.
+// With TLS (`tls` option) the port speaks TLS instead: ALPN picks HTTP/2 ("h2": gRPC, Connect over
+// h2) or HTTP/1.1 (browsers, curl, Connect JSON, gRPC-Web, REST), handed to the same two servers.
 // close() drains gracefully (GOAWAY for HTTP/2 sessions, "Connection: close" / closing idle
 // keep-alive sockets for HTTP/1.1) and destroys whatever is left after a bounded delay, which is
 // what a SIGTERM handler needs.
@@ -10,6 +12,7 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2, { type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from "node:http2";
 import net, { type AddressInfo, type Socket } from "node:net";
+import tls, { type TLSSocket } from "node:tls";
 
 /** What `connectNodeAdapter({ routes })` returns. */
 export type NodeHandler = (
@@ -28,6 +31,8 @@ export interface ListenOptions {
   detectTimeoutMs?: number;
   /** Server- and session-level errors (not per-socket network errors, which are routine). */
   onError?: (err: Error) => void;
+  /** Serve TLS: PEM certificate chain and private key. HTTP/2 is negotiated by ALPN, HTTP/1.1 otherwise. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export interface Listening {
@@ -38,6 +43,8 @@ export interface Listening {
   readonly http2: http2.Http2Server;
   readonly host: string;
   readonly port: number;
+  /** Whether the port speaks TLS. */
+  readonly tls: boolean;
   /** Stop accepting, drain gracefully, force-close after shutdownTimeoutMs. Idempotent. */
   close(): Promise<void>;
 }
@@ -82,7 +89,7 @@ export function listen(handler: NodeHandler, options: ListenOptions): Promise<Li
   const handOff = (socket: Socket, head: Buffer, isHttp2: boolean): void => {
     sniffing.delete(socket);
     socket.pause();
-    socket.unshift(head);
+    if (head.length > 0) socket.unshift(head);
     if (isHttp2) {
       // The session reads the unshifted bytes itself (socket.readableLength) on the next tick.
       h2.emit("connection", socket);
@@ -94,19 +101,22 @@ export function listen(handler: NodeHandler, options: ListenOptions): Promise<Li
     }
   };
 
-  const server = net.createServer({ noDelay: true }, (socket) => {
+  /** Every accepted TCP connection, until it closes (close() destroys what is left after the timeout). */
+  const track = (socket: Socket): boolean => {
     // Network errors (resets, timeouts) are routine; the owning server cleans up on "close".
     socket.on("error", () => socket.destroy());
     if (closing) {
       socket.destroy();
-      return;
+      return false;
     }
     sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    return true;
+  };
+
+  const sniff = (socket: Socket): void => {
     sniffing.add(socket);
-    socket.once("close", () => {
-      sockets.delete(socket);
-      sniffing.delete(socket);
-    });
+    socket.once("close", () => sniffing.delete(socket));
 
     let head: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), detectTimeoutMs);
@@ -127,7 +137,37 @@ export function listen(handler: NodeHandler, options: ListenOptions): Promise<Li
     };
     socket.on("data", onData);
     socket.once("end", onEnd);
-  });
+  };
+
+  let server: net.Server;
+  if (options.tls) {
+    const secure = tls.createServer({
+      cert: options.tls.cert,
+      key: options.tls.key,
+      ALPNProtocols: ["h2", "http/1.1"],
+      handshakeTimeout: detectTimeoutMs,
+    });
+    secure.on("connection", (socket: Socket) => {
+      socket.setNoDelay(true);
+      track(socket);
+    });
+    // Failed handshakes (plaintext clients, untrusted certificates) are routine, like resets.
+    secure.on("tlsClientError", (_err: Error, socket: TLSSocket) => socket.destroy());
+    secure.on("secureConnection", (socket: TLSSocket) => {
+      socket.on("error", () => socket.destroy());
+      if (closing) {
+        socket.destroy();
+        return;
+      }
+      // RFC 9113 §3.2: HTTP/2 over TLS is chosen by ALPN; without it the client speaks HTTP/1.1.
+      handOff(socket, Buffer.alloc(0), socket.alpnProtocol === "h2");
+    });
+    server = secure;
+  } else {
+    server = net.createServer({ noDelay: true }, (socket) => {
+      if (track(socket)) sniff(socket);
+    });
+  }
 
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> => {
@@ -157,7 +197,7 @@ export function listen(handler: NodeHandler, options: ListenOptions): Promise<Li
       server.off("error", onListenError);
       server.on("error", report);
       const address = server.address() as AddressInfo;
-      resolve({ server, http1, http2: h2, host: address.address, port: address.port, close });
+      resolve({ server, http1, http2: h2, host: address.address, port: address.port, tls: options.tls !== undefined, close });
     });
   });
 }

@@ -6,8 +6,8 @@
  *   GET  /workflows/runs/{id}                                                  → 200 {"run": {...}}
  *
  * Both call the very WorkflowService implementation the Connect routes serve, through an in-memory
- * Connect router with the same interceptors, so validation, error codes and messages are identical
- * (and an interceptor added later, such as API-key auth, covers these routes without changes here).
+ * Connect router with the same interceptors, so validation, error codes and messages are identical,
+ * and API-key auth (X-Api-Key or Authorization: Bearer, forwarded below) applies here as everywhere.
  *
  * Responses are proto3 JSON with the proto field names (snake_case), like the seed's request body:
  * `{"run": {"run_id": "…", "workflow_name": "…", "status": "RUN_STATUS_QUEUED", "input": {…},
@@ -20,7 +20,8 @@
  * httpStatus: invalid_argument 400, unauthenticated 401, permission_denied 403, not_found 404,
  * already_exists / aborted / failed_precondition 409, resource_exhausted 429, unimplemented 501,
  * unavailable 503, internal 500). Problems with the HTTP request itself: malformed JSON 400, a body
- * over the Connect handler's readMaxBytes 413 (resource_exhausted), a non-JSON content-type 415,
+ * over the Connect handler's readMaxBytes 413 (resource_exhausted), a rate-limited key 429 with
+ * `Retry-After` (seconds) and `Retry-After-Ms`, a non-JSON content-type 415,
  * another method on a known path 405 with `Allow`.
  */
 import { type DescMessage, fromJson, type JsonValue, type MessageShape, toJson } from "@bufbuild/protobuf";
@@ -54,10 +55,10 @@ type Response = ServerResponse | Http2ServerResponse;
 
 const collectionPath = "/workflows/runs";
 
-/** Request headers handed on to the service call, so interceptors see them as on the Connect routes. */
-// X-Api-Key is accepted and, for now, ignored: no interceptor checks it yet. API keys arrive with auth,
-// as an interceptor, and then apply to these routes as to every other one.
+/** Request headers handed on to the service call, so interceptors (API-key auth) see them as on the Connect routes. */
 const forwardedHeaders = ["x-api-key", "authorization", "user-agent"];
+/** Error metadata passed back to REST clients as response headers (the rate limit's retry hint). */
+const returnedErrorHeaders = ["retry-after", "retry-after-ms"];
 
 /** Answers the REST routes under /workflows/runs and hands every other request to `next`. */
 export function withRestRoutes(next: NodeHandler, service: ServiceImpl<typeof WorkflowService>, options: RestOptions): NodeHandler {
@@ -213,6 +214,10 @@ function sendMethodNotAllowed(res: Response, method: string, path: string, allow
 }
 
 function sendError(res: Response, error: ConnectError, status = httpStatus(error.code)): void {
+  for (const name of returnedErrorHeaders) {
+    const value = error.metadata.get(name);
+    if (value !== null) res.setHeader(name, value);
+  }
   sendJson(res, status, { code: codeName(error.code), message: error.rawMessage });
 }
 

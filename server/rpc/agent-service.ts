@@ -24,6 +24,7 @@ import type { TurnBoard } from "../runtime/turn-board.js";
 import { claimTurns, finishTurn, heartbeatTurn, type LeaseCheck, type TurnResult } from "../store/agents.js";
 import type { Db } from "../store/database.js";
 import { type AgentTurnRow, agentTurns } from "../store/schema.js";
+import { callerOf } from "./auth.js";
 import { valueToJson } from "./convert.js";
 
 export interface AgentServiceDeps {
@@ -31,17 +32,17 @@ export interface AgentServiceDeps {
   turnBoard: TurnBoard;
   leaseMs: number;
   maxResultBytes: number;
-  namespace: string;
 }
 
 /** Waiters re-check the store at least this often (lost notices, lapsed leases). */
 const recheckMs = 1000;
 
 export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof AgentService> {
-  const { db, namespace } = deps;
+  const { db } = deps;
 
-  const claim = (agents: readonly string[], workerId: string, limit: number) =>
-    claimTurns(db, namespace, agents, workerId, deps.leaseMs, limit);
+  // Every call acts in the caller's namespace: a worker only sees, heartbeats and finishes that namespace's turns.
+  const claim = (context: HandlerContext, agents: readonly string[], workerId: string, limit: number) =>
+    claimTurns(db, callerOf(context).namespace, agents, workerId, deps.leaseMs, limit);
 
   return {
     async pollTurns(request, context) {
@@ -51,7 +52,7 @@ export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof A
       const workerId = request.workerId || "anonymous";
       const deadline = Date.now() + waitMs;
       for (;;) {
-        const turns = await claim(agents, workerId, limit);
+        const turns = await claim(context, agents, workerId, limit);
         const remaining = deadline - Date.now();
         if (turns.length > 0 || remaining <= 0 || context.signal.aborted) {
           return create(PollTurnsResponseSchema, { turns: turns.map(turnToProto) });
@@ -68,7 +69,7 @@ export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof A
       const outstanding = new Map<string, string>();
       while (!context.signal.aborted) {
         await pruneFinished(db, outstanding);
-        const turns = await claim(agents, workerId, maxInFlight - outstanding.size);
+        const turns = await claim(context, agents, workerId, maxInFlight - outstanding.size);
         for (const turn of turns) {
           outstanding.set(turn.id, turn.leaseToken ?? "");
           yield create(ReceiveTurnsResponseSchema, { turn: turnToProto(turn) });
@@ -77,8 +78,8 @@ export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof A
       }
     },
 
-    async heartbeatTurn(request) {
-      const check = await heartbeatTurn(db, namespace, requireId(request.turnId), request.leaseToken, deps.leaseMs);
+    async heartbeatTurn(request, context) {
+      const check = await heartbeatTurn(db, callerOf(context).namespace, requireId(request.turnId), request.leaseToken, deps.leaseMs);
       if (!check.ok) {
         // A cancelled run's turn: say so instead of an error, so the worker stops cleanly.
         if (check.reason === "cancelled") return create(HeartbeatTurnResponseSchema, { cancelRequested: true });
@@ -90,29 +91,29 @@ export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof A
       });
     },
 
-    async completeTurn(request) {
+    async completeTurn(request, context) {
       const result: JsonValue = request.result ? valueToJson(request.result) : null;
       const size = Buffer.byteLength(JSON.stringify(result));
       if (size > deps.maxResultBytes) {
         throw new InvalidInputError(`result is ${size} bytes, over the limit of ${deps.maxResultBytes} bytes (CAIRN_MAX_INPUT_BYTES)`);
       }
-      await finish(request.turnId, request.leaseToken, { status: "completed", result });
+      await finish(context, request.turnId, request.leaseToken, { status: "completed", result });
       return create(CompleteTurnResponseSchema, {});
     },
 
-    async failTurn(request) {
+    async failTurn(request, context) {
       const error = {
         name: request.error?.name || "AgentError",
         message: request.error?.message || "the agent failed the turn",
         ...(request.error?.stack ? { stack: request.error.stack } : {}),
       };
-      await finish(request.turnId, request.leaseToken, { status: "failed", error, retryable: request.retryable });
+      await finish(context, request.turnId, request.leaseToken, { status: "failed", error, retryable: request.retryable });
       return create(FailTurnResponseSchema, {});
     },
   };
 
-  async function finish(turnId: string, token: string, outcome: TurnResult): Promise<void> {
-    const check = await finishTurn(db, namespace, requireId(turnId), token, outcome);
+  async function finish(context: HandlerContext, turnId: string, token: string, outcome: TurnResult): Promise<void> {
+    const check = await finishTurn(db, callerOf(context).namespace, requireId(turnId), token, outcome);
     if (!check.ok) throw refusal(turnId, check);
   }
 }

@@ -14,8 +14,9 @@ import {
   WorkflowNotFoundError,
 } from "../engine/errors.js";
 import type { Logger } from "../logger.js";
+import { callerKey } from "./auth.js";
 
-export function toConnectError(error: unknown, logger: Logger, procedure: string): ConnectError {
+export function toConnectError(error: unknown, logger: Logger, procedure: string, keyId?: string): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof WorkflowNotFoundError || error instanceof RunNotFoundError) {
     return new ConnectError(error.message, Code.NotFound);
@@ -37,7 +38,7 @@ export function toConnectError(error: unknown, logger: Logger, procedure: string
   if (sqlState?.startsWith("08") || sqlState === "57P01") {
     return new ConnectError("the database is unavailable; retry the call", Code.Unavailable);
   }
-  logger.error({ err: error, procedure }, "internal error");
+  logger.error({ err: error, procedure, ...(keyId ? { keyId } : {}) }, "internal error");
   return new ConnectError("internal error (the server logged the cause)", Code.Internal);
 }
 
@@ -53,21 +54,23 @@ function postgresCode(error: unknown): string | undefined {
 
 export function errorMappingInterceptor(logger: Logger): Interceptor {
   return (next) => async (request) => {
+    // The auth interceptor (inside this one) records the caller in the shared context values: logs name its key id.
+    const keyId = () => request.contextValues.get(callerKey)?.keyId;
     try {
       const response = await next(request);
       // A server stream fails while it is read, after `next` returned: map those errors too.
       if (!response.stream) return response;
-      return { ...response, message: mapStreamErrors(response.message, logger, request.url) };
+      return { ...response, message: mapStreamErrors(response.message, logger, request.url, keyId) };
     } catch (error) {
-      throw toConnectError(error, logger, request.url);
+      throw toConnectError(error, logger, request.url, keyId());
     }
   };
 }
 
-async function* mapStreamErrors<T>(messages: AsyncIterable<T>, logger: Logger, procedure: string): AsyncIterable<T> {
+async function* mapStreamErrors<T>(messages: AsyncIterable<T>, logger: Logger, procedure: string, keyId: () => string | undefined): AsyncIterable<T> {
   try {
     yield* messages;
   } catch (error) {
-    throw toConnectError(error, logger, procedure);
+    throw toConnectError(error, logger, procedure, keyId());
   }
 }

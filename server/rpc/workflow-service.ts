@@ -41,6 +41,7 @@ import type { Db } from "../store/database.js";
 import { listJournal } from "../store/journal.js";
 import { cancellableChildren, cancelRun, getRun, getRuns, insertRun, listRuns, type RunCursor, type RunFilter } from "../store/runs.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
+import { callerOf } from "./auth.js";
 import { dateFromTimestamp, entryToProto, runToProto, statusFromProto, valueToJson } from "./convert.js";
 
 export interface WorkflowServiceDeps {
@@ -52,8 +53,6 @@ export interface WorkflowServiceDeps {
   maxEventBytes: number;
   /** Which runs changed, for WatchRun and WatchRuns. */
   feed: RunFeed;
-  /** The caller's tenant; one namespace until API keys arrive. */
-  namespace: string;
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -87,19 +86,20 @@ function waitKindFromProto(kind: WaitKind): "timer" | "event" | "retry" | "child
 }
 
 export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<typeof WorkflowService> {
-  const { db, registry, scheduler, namespace, feed } = deps;
+  const { db, registry, scheduler, feed } = deps;
   const tails = new RunTails(db, feed);
 
   /** Children started without { detached: true } end with their parent, and theirs with them. */
-  async function cancelDescendants(runId: string, reason: string): Promise<void> {
+  async function cancelDescendants(namespace: string, runId: string, reason: string): Promise<void> {
     for (const childId of await cancellableChildren(db, runId)) {
       const result = await cancelRun(db, namespace, childId, reason);
       if (result?.outcome === "requested") await scheduler.announceCancel(childId).catch(() => undefined);
-      await cancelDescendants(childId, reason);
+      await cancelDescendants(namespace, childId, reason);
     }
   }
 
-  async function findRun(runId: string) {
+  /** The run, if it exists in the caller's namespace: another tenant's run is NOT_FOUND, like a missing one. */
+  async function findRun(namespace: string, runId: string) {
     const row = await getRun(db, namespace, requireRunId(runId));
     if (!row) throw new RunNotFoundError(runId);
     return row;
@@ -119,7 +119,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       });
     },
 
-    async createRun(request) {
+    async createRun(request, context) {
+      const { namespace } = callerOf(context);
       if (!request.workflowName) throw new InvalidInputError("workflow_name is required");
       const workflow = registry.get(request.workflowName);
       const input: JsonValue = request.input ? jsonOf(request.input, "input") : {};
@@ -170,11 +171,12 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       return create(CreateRunResponseSchema, { run: runToProto(run), deduplicated });
     },
 
-    async getRun(request) {
-      return create(GetRunResponseSchema, { run: runToProto(await findRun(request.runId)) });
+    async getRun(request, context) {
+      return create(GetRunResponseSchema, { run: runToProto(await findRun(callerOf(context).namespace, request.runId)) });
     },
 
-    async listRuns(request) {
+    async listRuns(request, context) {
+      const { namespace } = callerOf(context);
       const pageSize = clampPageSize(request.pageSize, 50, 1000, "page_size");
       const statuses = request.statuses.map((s) => {
         const stored = statusFromProto(s);
@@ -201,8 +203,9 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       });
     },
 
-    async getRunHistory(request) {
-      const run = await findRun(request.runId);
+    async getRunHistory(request, context) {
+      const { namespace } = callerOf(context);
+      const run = await findRun(namespace, request.runId);
       const pageSize = clampPageSize(request.pageSize, 1000, 10_000, "page_size");
       if (request.afterSequence < 0n) throw new InvalidInputError("after_sequence must not be negative");
       const entries = await listJournal(db, namespace, run.id, Number(request.afterSequence), pageSize);
@@ -212,7 +215,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       });
     },
 
-    async cancelRun(request) {
+    async cancelRun(request, context) {
+      const { namespace } = callerOf(context);
       const runId = requireRunId(request.runId);
       const reason = request.reason || "cancelled by request";
       const result = await cancelRun(db, namespace, runId, reason);
@@ -225,11 +229,12 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       // The request is durable; the notice only makes a running holder stop sooner than its next durable operation.
       if (result.outcome === "requested") await scheduler.announceCancel(runId).catch(() => undefined);
       else feed.publishLocal(runId);
-      if (!request.detachChildren) await cancelDescendants(runId, `parent run ${runId} was cancelled: ${reason}`);
+      if (!request.detachChildren) await cancelDescendants(namespace, runId, `parent run ${runId} was cancelled: ${reason}`);
       return create(CancelRunResponseSchema, { run: runToProto(result.run) });
     },
 
-    async sendEvent(request) {
+    async sendEvent(request, context) {
+      const { namespace } = callerOf(context);
       if (!request.eventType.trim()) throw new InvalidInputError("event_type is required (a non-empty string, e.g. \"order.approved\")");
       if (request.eventType.length > maxKeyLength) throw new InvalidInputError(`event_type is longer than ${maxKeyLength} characters`);
       if (request.correlationId.length > maxKeyLength) throw new InvalidInputError(`correlation_id is longer than ${maxKeyLength} characters`);
@@ -263,6 +268,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
     },
 
     async awaitRun(request, context) {
+      const { namespace } = callerOf(context);
       const runId = requireRunId(request.runId);
       const deadline = Date.now() + awaitTimeoutMs(request.timeout);
       const changes = new ChangeSignal();
@@ -274,7 +280,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       });
       let unsubscribeRemote: (() => void) | undefined;
       try {
-        let run = await findRun(runId);
+        let run = await findRun(namespace, runId);
         while (!terminalStatuses.includes(run.status) && !context.signal.aborted) {
           const remaining = deadline - Date.now();
           if (remaining <= 0) break;
@@ -285,7 +291,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
           }
           await changes.next(Math.min(remaining, watchRecheckMs), context.signal);
           // Ended here: the final row came with the notice (same run, already checked to be the caller's).
-          run = ended ?? (await findRun(runId));
+          run = ended ?? (await findRun(namespace, runId));
         }
         return create(AwaitRunResponseSchema, { run: runToProto(run) });
       } finally {
@@ -295,7 +301,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
     },
 
     async *watchRun(request, context) {
-      const run = await findRun(request.runId);
+      const { namespace } = callerOf(context);
+      const run = await findRun(namespace, request.runId);
       if (request.afterSequence < 0n) throw new InvalidInputError("after_sequence must not be negative");
       // One shared reader per run in this process; this stream only keeps its own position.
       const { tail, signal, release } = await tails.acquire(namespace, run.id);
@@ -337,6 +344,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
     },
 
     async *watchRuns(request, context) {
+      const { namespace } = callerOf(context);
       const statuses = request.statuses.map((s) => {
         const stored = statusFromProto(s);
         if (!stored) throw new InvalidInputError(`statuses contains an unknown status (${s})`);

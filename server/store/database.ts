@@ -4,7 +4,8 @@
  * a data folder, so a fresh machine runs Cairn with nothing else installed.
  * Both are driven through one Drizzle type; raw SQL goes through `queryRows`.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
 import type { SQL } from "drizzle-orm";
@@ -27,8 +28,10 @@ export interface Database {
    * Calls `onMessage` for every NOTIFY on `channel`, from any process. On
    * PostgreSQL one dedicated connection listens and reconnects after a drop
    * (callers poll as a fallback, so nothing is lost while it is down).
+   * `onReconnect` runs after the listener connection came back from a drop:
+   * notices sent meanwhile were lost (never called on PGlite, which cannot drop).
    */
-  listen(channel: string, onMessage: (payload: string) => void): Promise<void>;
+  listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<void>;
   /**
    * A raw parameterised statement for hot paths, without query building. With
    * `name`, PostgreSQL prepares it once per connection and reuses the plan.
@@ -58,7 +61,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       db,
       kind: "postgres",
       description: redactUrl(options.url),
-      listen: (channel, onMessage) => listener.listen(channel, onMessage),
+      listen: (channel, onMessage, onReconnect) => listener.listen(channel, onMessage, onReconnect),
       query: <R>(text: string, values: unknown[], name?: string) => rawQuery<R>(db, text, values, name),
       close: async () => {
         await listener.close();
@@ -67,9 +70,17 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     };
   }
   mkdirSync(options.dataDir, { recursive: true });
-  const client = await PGlite.create({ dataDir: options.dataDir });
-  const db = drizzlePglite({ client, schema, casing: "snake_case" });
-  await migratePglite(db, { migrationsFolder });
+  const unlock = lockDataDir(options.dataDir);
+  let client: PGlite;
+  let db: ReturnType<typeof drizzlePglite<typeof schema>>;
+  try {
+    client = await PGlite.create({ dataDir: options.dataDir });
+    db = drizzlePglite({ client, schema, casing: "snake_case" });
+    await migratePglite(db, { migrationsFolder });
+  } catch (error) {
+    unlock();
+    throw error;
+  }
   return {
     db,
     kind: "pglite",
@@ -78,8 +89,59 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       await client.listen(channel, onMessage);
     },
     query: <R>(text: string, values: unknown[]) => rawQuery<R>(db, text, values),
-    close: () => client.close(),
+    close: async () => {
+      try {
+        await client.close();
+      } finally {
+        unlock();
+      }
+    },
   };
+}
+
+export class DataDirInUseError extends Error {
+  override readonly name = "DataDirInUseError";
+}
+
+/**
+ * PGlite has no lock of its own, and two processes opening one data folder
+ * corrupt it. A `cairn.lock` file holding the owner's pid keeps a second
+ * server, or `cairn keys` while a server runs, out; a lock whose process is
+ * gone (a crash) is taken over.
+ */
+function lockDataDir(dataDir: string): () => void {
+  const path = join(dataDir, "cairn.lock");
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(path, String(process.pid), { flag: "wx" });
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw error;
+      const owner = Number.parseInt(readFileSync(path, "utf8"), 10);
+      if (Number.isInteger(owner) && owner !== process.pid && processAlive(owner)) {
+        throw new DataDirInUseError(
+          `the embedded database in ${dataDir} is in use by process ${owner} (a Cairn server or command); ` +
+            `stop it first, or delete ${path} if that process is not Cairn`,
+        );
+      }
+      rmSync(path, { force: true });
+    }
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    rmSync(path, { force: true });
+  };
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** One LISTEN connection per process, shared by every channel; reconnects with backoff after a drop. */
@@ -87,13 +149,15 @@ class PostgresListener {
   private client: pg.Client | undefined;
   private connecting: Promise<void> | undefined;
   private readonly handlers = new Map<string, (payload: string) => void>();
+  private readonly reconnectHandlers = new Map<string, () => void>();
   private closed = false;
   private retryMs = 100;
 
   constructor(private readonly url: string) {}
 
-  async listen(channel: string, onMessage: (payload: string) => void): Promise<void> {
+  async listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<void> {
     this.handlers.set(channel, onMessage);
+    if (onReconnect) this.reconnectHandlers.set(channel, onReconnect);
     await this.connect();
     await this.client?.query(`listen ${pg.escapeIdentifier(channel)}`);
   }
@@ -124,7 +188,9 @@ class PostgresListener {
     dropped.end().catch(() => undefined);
     const retry = () => {
       if (this.closed) return;
-      this.connect().catch(() => {
+      this.connect().then(() => {
+        for (const onReconnect of this.reconnectHandlers.values()) onReconnect();
+      }, () => {
         this.retryMs = Math.min(this.retryMs * 2, 5000);
         setTimeout(retry, this.retryMs).unref();
       });
@@ -174,7 +240,7 @@ export async function queryRows<T>(db: Db, query: SQL): Promise<T[]> {
   return (result as { rows: T[] }).rows;
 }
 
-function redactUrl(url: string): string {
+export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = "***";

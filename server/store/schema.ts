@@ -223,3 +223,35 @@ export const runWatchers = pgTable(
   },
   (t) => [primaryKey({ columns: [t.process, t.target] }), index("run_watchers_target_idx").on(t.target)],
 );
+
+export const apiKeyRoles = ["admin", "worker", "client"] as const;
+export type ApiKeyRole = (typeof apiKeyRoles)[number];
+
+/**
+ * API keys. A key is `cairn_<id>_<secret>`: the id is stored in the clear (it
+ * names the key in logs and in `cairn keys`), the secret only as its SHA-256.
+ * A key acts in one namespace with one role; revoking sets `revoked_at` (rows
+ * are kept, so a revoked key keeps being refused with a clear message).
+ */
+export const apiKeys = pgTable(
+  "api_keys",
+  {
+    id: text().primaryKey(),
+    namespace: text().notNull(),
+    role: text().$type<ApiKeyRole>().notNull(),
+    /** Hex SHA-256 of the secret part. */
+    secretHash: text().notNull(),
+    /** A label for people (`--name`). */
+    name: text().notNull().default(""),
+    createdAt: timestamptz("created_at").notNull().defaultNow(),
+    revokedAt: timestamptz("revoked_at"),
+    /** Updated in batches (about once a minute), not per request. */
+    lastUsedAt: timestamptz("last_used_at"),
+  },
+  (t) => [
+    check("api_keys_role_check", sql`${t.role} in ('admin', 'worker', 'client')`),
+    index("api_keys_namespace_idx").on(t.namespace, t.createdAt),
+  ],
+);
+
+export type ApiKeyRow = typeof apiKeys.$inferSelect;

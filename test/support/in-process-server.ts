@@ -9,8 +9,9 @@ import { WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 
 export type WorkflowClient = Client<typeof WorkflowService>;
 
+/** Open mode (no API keys) unless `env` sets CAIRN_AUTH: the tests of everything but auth carry no keys. */
 export async function startTestServer(env: Record<string, string>): Promise<{ server: CairnServer; client: WorkflowClient }> {
-  const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", CAIRN_POLL_INTERVAL_MS: "50", ...env });
+  const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", CAIRN_POLL_INTERVAL_MS: "50", CAIRN_AUTH: "open", ...env });
   const server = await startServer(config, pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }));
   const client = createClient(WorkflowService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
   return { server, client };

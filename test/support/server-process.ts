@@ -84,6 +84,8 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
     PORT: "0",
     HOST: "127.0.0.1",
     LOG_LEVEL: "info",
+    // Open mode (no API keys) unless options.env sets CAIRN_AUTH.
+    CAIRN_AUTH: "open",
     DATABASE_URL: options.databaseUrl,
     WORKFLOW_DIRS: dirs.join(delimiter),
     ...options.env,

@@ -1,0 +1,179 @@
+/**
+ * `cairn keys create | list | revoke`: API keys, managed directly in the database like
+ * PostgreSQL's `createuser`, so the first admin key can be made before any key exists.
+ * They open DATABASE_URL (or --database-url), else the embedded PGlite store in
+ * CAIRN_DATA_DIR (or --data-dir, default ./.cairn), which must not be in use by a running
+ * server: stop it first. Creating and revoking notify every running server process on
+ * PostgreSQL at commit, so a revoked key stops working at once.
+ */
+import { resolve } from "node:path";
+import type { Database } from "../../server/store/database.js";
+import type { ApiKeyRow } from "../../server/store/schema.js";
+import { UnreachableError, UsageError } from "../args.js";
+import { type Command, type CommandContext, ExitCode, jsonDocument, type OptionValues, stringValue } from "../command.js";
+import { table, timestamp } from "../format.js";
+
+const storeOptions = {
+  "database-url": { type: "string" as const },
+  "data-dir": { type: "string" as const },
+};
+
+const storeHelp: [string, string][] = [
+  ["--database-url URL", "the PostgreSQL database (default: $DATABASE_URL)"],
+  ["--data-dir DIR", "without a database URL: the embedded store's folder (default: $CAIRN_DATA_DIR, else ./.cairn); stop its server first"],
+];
+
+/** Global flags that talk to a server, which these commands do not. */
+const serverFlags = ["url", "api-key", "ca"];
+
+async function withStore<T>(context: CommandContext, values: OptionValues, work: (database: Database) => Promise<T>): Promise<T> {
+  const { openDatabase, redactUrl } = await import("../../server/store/database.js");
+  const url = stringValue(values, "database-url") ?? (context.env.DATABASE_URL || undefined);
+  const dataDir = resolve(stringValue(values, "data-dir") ?? (context.env.CAIRN_DATA_DIR || "./.cairn"));
+  let database: Database;
+  try {
+    database = await openDatabase({ ...(url ? { url } : {}), dataDir, poolSize: 2 });
+  } catch (error) {
+    const where = url ? redactUrl(url) : `the embedded store in ${dataDir}`;
+    throw new UnreachableError(`cannot open ${where}: ${(error as Error).message}`);
+  }
+  try {
+    return await work(database);
+  } finally {
+    await database.close();
+  }
+}
+
+function keyJson(row: ApiKeyRow) {
+  return {
+    id: row.id,
+    namespace: row.namespace,
+    role: row.role,
+    name: row.name,
+    createdAt: row.createdAt,
+    lastUsedAt: row.lastUsedAt,
+    revokedAt: row.revokedAt,
+  };
+}
+
+export const keysCreate: Command = {
+  name: "keys create",
+  summary: "create an API key and print it (the secret is shown only this once)",
+  usage: "--namespace NS --role admin|client|worker [--name LABEL] [--database-url URL | --data-dir DIR]",
+  description:
+    "Prints the new key (cairn_<id>_<secret>) on stdout, so it can be captured:\n" +
+    "  export CAIRN_API_KEY=$(cairn keys create --namespace default --role admin --name ops)\n" +
+    "Only a hash of the secret is stored; a lost key cannot be shown again: revoke it and\n" +
+    "create another. Roles: admin (everything in its namespace), client (WorkflowService:\n" +
+    "runs, events, watching), worker (AgentService: agent turns only).",
+  optionHelp: [
+    ["--namespace NS", "the tenant the key acts in (letters, digits, . _ -; e.g. default)"],
+    ["--role ROLE", "admin, client or worker"],
+    ["--name LABEL", "a label for people, shown by `cairn keys list`"],
+    ...storeHelp,
+  ],
+  options: { namespace: { type: "string" }, role: { type: "string" }, name: { type: "string" }, ...storeOptions },
+  positionals: [],
+  rejectsGlobals: serverFlags,
+  async run(context, values) {
+    const { generateApiKey, isRole, namespacePattern } = await import("../../server/auth/api-key.js");
+    const namespace = stringValue(values, "namespace");
+    const role = stringValue(values, "role");
+    if (namespace === undefined) throw new UsageError("--namespace is required (e.g. --namespace default)");
+    if (!namespacePattern.test(namespace)) {
+      throw new UsageError(`--namespace ${JSON.stringify(namespace)} is not a namespace: 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+    }
+    if (role === undefined) throw new UsageError("--role is required: admin, client or worker");
+    if (!isRole(role)) throw new UsageError(`--role ${JSON.stringify(role)} is not a role; use admin, client or worker`);
+    const name = stringValue(values, "name") ?? "";
+    const { insertApiKey } = await import("../../server/store/api-keys.js");
+    const generated = generateApiKey();
+    const { row, store } = await withStore(context, values, async (database) => ({
+      row: await insertApiKey(database.db, { id: generated.id, namespace, role, secretHash: generated.secretHash, name }),
+      store: database.description,
+    }));
+    if (context.json) {
+      context.io.out(jsonDocument({ ...keyJson(row), key: generated.key }));
+      return ExitCode.ok;
+    }
+    context.io.out(generated.key);
+    context.io.err(
+      `cairn: created ${role} key ${row.id}${name ? ` (${JSON.stringify(name)})` : ""} in namespace ${namespace} (${store}); ` +
+        "keep it now: the secret is not shown again",
+    );
+    return ExitCode.ok;
+  },
+};
+
+export const keysList: Command = {
+  name: "keys list",
+  summary: "list API keys (ids and roles; never secrets)",
+  usage: "[--namespace NS] [--database-url URL | --data-dir DIR]",
+  optionHelp: [["--namespace NS", "only keys of this namespace"], ...storeHelp],
+  options: { namespace: { type: "string" }, ...storeOptions },
+  positionals: [],
+  rejectsGlobals: serverFlags,
+  async run(context, values) {
+    const { listApiKeys } = await import("../../server/store/api-keys.js");
+    const rows = await withStore(context, values, (database) => listApiKeys(database.db, stringValue(values, "namespace")));
+    if (context.json) {
+      context.io.out(jsonDocument({ keys: rows.map(keyJson) }));
+      return ExitCode.ok;
+    }
+    if (rows.length === 0) {
+      context.io.out("no API keys; create one with: cairn keys create --namespace default --role admin");
+      return ExitCode.ok;
+    }
+    context.io.out(
+      table(
+        ["KEY ID", "NAMESPACE", "ROLE", "NAME", "CREATED", "LAST USED", "STATUS"],
+        rows.map((row) => [
+          row.id,
+          row.namespace,
+          row.role,
+          row.name || "-",
+          timestamp(row.createdAt),
+          timestamp(row.lastUsedAt ?? undefined),
+          row.revokedAt ? `revoked ${timestamp(row.revokedAt)}` : "active",
+        ]),
+      ),
+    );
+    return ExitCode.ok;
+  },
+};
+
+export const keysRevoke: Command = {
+  name: "keys revoke",
+  summary: "revoke an API key; every server refuses it at once",
+  usage: "<key-id> [--database-url URL | --data-dir DIR]",
+  description:
+    "Takes the key id shown by `cairn keys list` (or the whole key). Servers on the same\n" +
+    "PostgreSQL database hear of it when it commits and refuse the key from the next request.\n" +
+    "Revoking a revoked key changes nothing and succeeds.",
+  optionHelp: storeHelp,
+  options: { ...storeOptions },
+  positionals: ["key-id"],
+  rejectsGlobals: serverFlags,
+  async run(context, values, [idOrKey = ""]) {
+    const { keyIdOf } = await import("../../server/auth/api-key.js");
+    const id = keyIdOf(idOrKey);
+    if (!id) throw new UsageError(`${JSON.stringify(idOrKey)} is not a key id (16 hex characters, as \`cairn keys list\` shows) or an API key`);
+    const { revokeApiKey } = await import("../../server/store/api-keys.js");
+    const result = await withStore(context, values, (database) => revokeApiKey(database.db, id));
+    if (!result) {
+      const { CairnError, Code } = await import("../../sdk/index.js");
+      throw new CairnError(`no API key has the id ${id}`, Code.NotFound);
+    }
+    const { row, alreadyRevoked } = result;
+    if (context.json) {
+      context.io.out(jsonDocument({ ...keyJson(row), alreadyRevoked }));
+      return ExitCode.ok;
+    }
+    context.io.out(
+      alreadyRevoked
+        ? `key ${row.id} was already revoked (${timestamp(row.revokedAt ?? undefined)})`
+        : `revoked ${row.role} key ${row.id} of namespace ${row.namespace}`,
+    );
+    return ExitCode.ok;
+  },
+};
