@@ -15,6 +15,8 @@ import { withRestRoutes } from "./http/rest.js";
 import type { Logger } from "./logger.js";
 import { createAgentService } from "./rpc/agent-service.js";
 import { errorMappingInterceptor } from "./rpc/error-mapping.js";
+import { reclassifyProtocolErrors } from "./rpc/protocol-errors.js";
+import { createRequestValidator, validationInterceptor } from "./rpc/validation.js";
 import { createHealthService, Health, ServingStatus } from "./rpc/health.js";
 import { createReflectionServices } from "./rpc/reflection.js";
 import { createWorkflowService } from "./rpc/workflow-service.js";
@@ -35,9 +37,6 @@ export interface CairnServer {
   close(): Promise<void>;
 }
 
-/** Request bodies may hold an input of maxInputBytes plus protocol overhead; larger ones are refused unread. */
-const envelopeAllowance = 64 * 1024;
-
 export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
   const registry = await loadWorkflows(config.workflowDirs, logger);
   const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize });
@@ -54,6 +53,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     eventRetentionMs: config.eventRetentionMs,
     pollIntervalMs: config.pollIntervalMs,
     maxConcurrentRuns: config.maxConcurrentRuns,
+    limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes },
   });
   const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName] });
   const reflection = createReflectionServices([WorkflowService, AgentService, Health]);
@@ -68,6 +68,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     leaseMs: config.leaseMs,
     maxInputBytes: config.maxInputBytes,
     maxEventBytes: config.maxEventBytes,
+    maxListRunsPageSize: config.maxListRunsPageSize,
+    maxHistoryPageSize: config.maxHistoryPageSize,
     feed,
     namespace: "default",
   });
@@ -77,14 +79,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
         db: database.db,
         turnBoard,
         leaseMs: config.agentLeaseMs,
-        maxResultBytes: config.maxInputBytes,
+        maxResultBytes: config.maxAgentResultBytes,
         namespace: "default",
       }));
     router.service(Health, health.impl);
     reflection.register(router);
+    // Decoding errors that connect-es reports as INTERNAL are the client's: INVALID_ARGUMENT (see protocol-errors.ts).
+    router.handlers.splice(0, router.handlers.length, ...router.handlers.map((handler) => reclassifyProtocolErrors(handler)));
   };
-  const interceptors = [errorMappingInterceptor(logger)];
-  const readMaxBytes = config.maxInputBytes * 2 + envelopeAllowance;
+  // Outermost first: errors of everything inside are mapped; requests are validated against the proto rules last,
+  // right before the service (an auth interceptor belongs between the two).
+  const interceptors = [errorMappingInterceptor(logger), validationInterceptor(createRequestValidator([WorkflowService, AgentService]))];
+  // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
+  const readMaxBytes = config.maxRequestBytes;
   const connectHandler = connectNodeAdapter({
     routes,
     interceptors,

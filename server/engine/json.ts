@@ -5,7 +5,7 @@
  * of the offending part rather than stored mangled.
  */
 import { AgentTurnFailedError, ChildWorkflowFailedError, type JsonValue } from "../../sdk/workflow.js";
-import { NonJsonValueError } from "./errors.js";
+import { NonJsonValueError, PayloadTooLargeError } from "./errors.js";
 
 export interface FailureInfo {
   name: string;
@@ -66,6 +66,43 @@ function findNonJson(value: unknown, path: string, seen: Set<object>): string | 
   } finally {
     seen.delete(object);
   }
+}
+
+/** A size limit on a journaled value, with the setting that configures it (named in the error). */
+export interface SizeLimit {
+  bytes: number;
+  setting: string;
+}
+
+/** Size limits the engine enforces on values a workflow journals (absent: unlimited, as in engine tests). */
+export interface ValueLimits {
+  /** Step results and the run's output: CAIRN_MAX_STEP_RESULT_BYTES. */
+  stepResultBytes?: number;
+  /** Child run inputs and agent requests: CAIRN_MAX_INPUT_BYTES. */
+  inputBytes?: number;
+}
+
+export const stepResultLimit = (limits: ValueLimits | undefined): SizeLimit | undefined =>
+  limits?.stepResultBytes === undefined ? undefined : { bytes: limits.stepResultBytes, setting: "CAIRN_MAX_STEP_RESULT_BYTES" };
+export const inputLimit = (limits: ValueLimits | undefined): SizeLimit | undefined =>
+  limits?.inputBytes === undefined ? undefined : { bytes: limits.inputBytes, setting: "CAIRN_MAX_INPUT_BYTES" };
+
+/**
+ * `toJsonValue` + `normalizeJson` with one serialisation, refusing a value over `limit` with a
+ * PayloadTooLargeError (`step "fetch" result is 2000000 bytes, over the limit of 1048576 bytes (CAIRN_MAX_STEP_RESULT_BYTES)`).
+ */
+export function storedJson(value: unknown, what: string, limit?: SizeLimit): JsonValue {
+  const text = JSON.stringify(toJsonValue(value, what));
+  if (limit) checkSize(text, what, limit);
+  return JSON.parse(text) as JsonValue;
+}
+
+/** Throws PayloadTooLargeError when the JSON text of a value is over the limit. */
+export function checkSize(jsonText: string, what: string, limit: SizeLimit): void {
+  // UTF-8 needs at most 3 bytes per UTF-16 unit: most values are cleared without counting.
+  if (jsonText.length * 3 <= limit.bytes) return;
+  const size = Buffer.byteLength(jsonText);
+  if (size > limit.bytes) throw new PayloadTooLargeError(what, size, limit.bytes, limit.setting);
 }
 
 /** Drops undefined object properties so the stored value equals what replay returns. */

@@ -158,7 +158,7 @@ async function readJsonBody(req: Request, res: Response, limit: number): Promise
   }
   const tooLarge = () =>
     new ConnectError(
-      `request body is larger than the limit of ${limit} bytes (derived from CAIRN_MAX_INPUT_BYTES)`,
+      `request body is larger than the limit of ${limit} bytes (CAIRN_MAX_REQUEST_BYTES)`,
       Code.ResourceExhausted,
     );
   const declared = Number(headerValue(req, "content-length"));

@@ -1,7 +1,10 @@
 /**
- * cairn.v1.WorkflowService: validates requests, calls the store and the
- * scheduler, converts rows to messages. Domain errors are thrown as they are
- * and mapped to Connect codes by the error-mapping interceptor.
+ * cairn.v1.WorkflowService: calls the store and the scheduler, converts rows
+ * to messages. Requests arrive already checked against their proto rules
+ * (`validation.ts`); what the proto cannot say (JSON sizes and shapes, the
+ * workflow's schema) is checked here. Domain errors are thrown as they are and
+ * mapped to Connect codes by the error-mapping interceptor. A call whose
+ * deadline has passed writes nothing more: writes check the signal first.
  */
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
@@ -40,6 +43,7 @@ import type { Db } from "../store/database.js";
 import { listJournal } from "../store/journal.js";
 import { cancellableChildren, cancelRun, getRun, getRuns, insertRun, listRuns, type RunCursor, type RunFilter } from "../store/runs.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
+import { throwIfDeadlinePassed } from "./deadline.js";
 import { dateFromTimestamp, entryToProto, runToProto, statusFromProto, valueToJson } from "./convert.js";
 
 export interface WorkflowServiceDeps {
@@ -49,6 +53,9 @@ export interface WorkflowServiceDeps {
   leaseMs: number;
   maxInputBytes: number;
   maxEventBytes: number;
+  /** Caps on page_size (CAIRN_MAX_LIST_RUNS_PAGE_SIZE, CAIRN_MAX_HISTORY_PAGE_SIZE). */
+  maxListRunsPageSize: number;
+  maxHistoryPageSize: number;
   /** Which runs changed, for WatchRun and WatchRuns. */
   feed: RunFeed;
   /** The caller's tenant; one namespace until API keys arrive. */
@@ -56,8 +63,6 @@ export interface WorkflowServiceDeps {
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const maxIdempotencyKeyLength = 256;
-const maxKeyLength = 512;
 /** Entries a watcher reads per round trip. */
 const watchPageSize = 500;
 /** A watcher re-reads the store at least this often, covering notifications lost while a listener reconnects. */
@@ -116,8 +121,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       });
     },
 
-    async createRun(request) {
-      if (!request.workflowName) throw new InvalidInputError("workflow_name is required");
+    async createRun(request, context) {
       const workflow = registry.get(request.workflowName);
       const input: JsonValue = request.input ? jsonOf(request.input, "input") : {};
       if (typeof input !== "object" || input === null || Array.isArray(input)) {
@@ -126,10 +130,9 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       }
       const size = Buffer.byteLength(JSON.stringify(input));
       if (size > deps.maxInputBytes) throw new PayloadTooLargeError("input", size, deps.maxInputBytes, "CAIRN_MAX_INPUT_BYTES");
-      if (request.idempotencyKey.length > maxIdempotencyKeyLength) {
-        throw new InvalidInputError(`idempotency_key is longer than ${maxIdempotencyKeyLength} characters`);
-      }
       await validateInput(workflow, input);
+      // Past the caller's deadline nothing is stored: the call ends DEADLINE_EXCEEDED instead.
+      throwIfDeadlinePassed(context.signal);
 
       // At its concurrency limit this process queues the run instead: any process with room picks it up.
       const eager = request.eagerStart && scheduler.reserveSlot();
@@ -172,7 +175,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
     },
 
     async listRuns(request) {
-      const pageSize = clampPageSize(request.pageSize, 50, 1000, "page_size");
+      const pageSize = clampPageSize(request.pageSize, 50, deps.maxListRunsPageSize);
       const statuses = request.statuses.map((s) => {
         const stored = statusFromProto(s);
         if (!stored) throw new InvalidInputError(`statuses contains an unknown status (${s})`);
@@ -181,7 +184,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       const filter: RunFilter = {
         workflowName: request.workflowName || undefined,
         statuses,
-        parentRunId: request.parentRunId ? requireRunId(request.parentRunId, "parent_run_id") : undefined,
+        parentRunId: request.parentRunId ? requireRunId(request.parentRunId) : undefined,
         createdAfter: dateFromTimestamp(request.createdAfter),
         createdBefore: dateFromTimestamp(request.createdBefore),
         waitingFor: waitKindFromProto(request.waitingFor),
@@ -200,8 +203,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
 
     async getRunHistory(request) {
       const run = await findRun(request.runId);
-      const pageSize = clampPageSize(request.pageSize, 1000, 10_000, "page_size");
-      if (request.afterSequence < 0n) throw new InvalidInputError("after_sequence must not be negative");
+      const pageSize = clampPageSize(request.pageSize, 1000, deps.maxHistoryPageSize);
       const entries = await listJournal(db, namespace, run.id, Number(request.afterSequence), pageSize);
       return create(GetRunHistoryResponseSchema, {
         entries: entries.slice(0, pageSize).map(entryToProto),
@@ -209,9 +211,10 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       });
     },
 
-    async cancelRun(request) {
+    async cancelRun(request, context) {
       const runId = requireRunId(request.runId);
       const reason = request.reason || "cancelled by request";
+      throwIfDeadlinePassed(context.signal);
       const result = await cancelRun(db, namespace, runId, reason);
       if (!result) throw new RunNotFoundError(request.runId);
       if (result.outcome === "finished") {
@@ -225,13 +228,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       return create(CancelRunResponseSchema, { run: runToProto(result.run) });
     },
 
-    async sendEvent(request) {
-      if (!request.eventType.trim()) throw new InvalidInputError("event_type is required (a non-empty string, e.g. \"order.approved\")");
-      if (request.eventType.length > maxKeyLength) throw new InvalidInputError(`event_type is longer than ${maxKeyLength} characters`);
-      if (request.correlationId.length > maxKeyLength) throw new InvalidInputError(`correlation_id is longer than ${maxKeyLength} characters`);
-      if (request.idempotencyKey.length > maxIdempotencyKeyLength) {
-        throw new InvalidInputError(`idempotency_key is longer than ${maxIdempotencyKeyLength} characters`);
-      }
+    async sendEvent(request, context) {
       const payload: JsonValue = request.payload ? jsonOf(request.payload, "payload") : null;
       const size = Buffer.byteLength(JSON.stringify(payload));
       if (size > deps.maxEventBytes) throw new PayloadTooLargeError("payload", size, deps.maxEventBytes, "CAIRN_MAX_EVENT_BYTES");
@@ -240,6 +237,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
         targetRunId = requireRunId(request.runId);
         if (!(await getRun(db, namespace, targetRunId))) throw new EventTargetNotFoundError(request.runId);
       }
+      throwIfDeadlinePassed(context.signal);
       const result = await sendEvent(db, {
         id: randomUUID(),
         namespace,
@@ -260,7 +258,6 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
 
     async *watchRun(request, context) {
       const run = await findRun(request.runId);
-      if (request.afterSequence < 0n) throw new InvalidInputError("after_sequence must not be negative");
       // One shared reader per run in this process; this stream only keeps its own position.
       const { tail, signal, release } = await tails.acquire(namespace, run.id);
       try {
@@ -295,6 +292,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
           if (cursor < tail.lastSequence) continue;
           await signal.next(watchRecheckMs, context.signal);
         }
+        // The deadline passed before the run ended: DEADLINE_EXCEEDED, not a clean end.
+        throwIfDeadlinePassed(context.signal);
       } finally {
         release();
       }
@@ -325,6 +324,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
             if (matches(row)) yield create(WatchRunsResponseSchema, { run: runToProto(row) });
           }
         }
+        throwIfDeadlinePassed(context.signal);
       } finally {
         unsubscribe();
       }
@@ -341,16 +341,14 @@ function jsonOf(value: Value, field: string): JsonValue {
   }
 }
 
-function requireRunId(runId: string, field = "run_id"): string {
-  if (!runId) throw new InvalidInputError(`${field} is required`);
-  if (!uuidPattern.test(runId)) throw new InvalidInputError(`${field} "${runId}" is not a run id (run ids are UUIDs)`);
+/** Run ids are UUIDs (the proto rules check the format); stored in lower case. */
+function requireRunId(runId: string): string {
   return runId.toLowerCase();
 }
 
-function clampPageSize(requested: number, fallback: number, max: number, field: string): number {
-  if (requested < 0) throw new InvalidInputError(`${field} must not be negative`);
-  if (requested === 0) return fallback;
-  return Math.min(requested, max);
+/** 0 asks for the default; the proto rules refuse negative sizes. */
+function clampPageSize(requested: number, fallback: number, max: number): number {
+  return Math.min(requested === 0 ? fallback : requested, max);
 }
 
 function encodePageToken(cursor: RunCursor): string {

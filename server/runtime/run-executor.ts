@@ -8,7 +8,7 @@ import type { JsonValue } from "../../sdk/workflow.js";
 import { Activation, type ActivationHost, type ActivationOutcome } from "../engine/activation.js";
 import { LeaseLostError, RunCancelledError } from "../engine/errors.js";
 import { type JournalEntry, type NewEntry, nextDeadline, type PendingWait } from "../engine/journal.js";
-import { toFailureInfo } from "../engine/json.js";
+import { checkSize, inputLimit, toFailureInfo, type ValueLimits } from "../engine/json.js";
 import { toWorkflowLogger, type Logger } from "../logger.js";
 import type { Db } from "../store/database.js";
 import { findTurnOutcome, insertTurn } from "../store/agents.js";
@@ -28,6 +28,8 @@ export interface RunExecutorDeps {
   onChildCreated(): void;
   /** The run parked; `deadline` is when the clock alone will wake it. */
   onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined): void;
+  /** Size limits on journaled values and child inputs (absent: none). */
+  limits?: ValueLimits;
 }
 
 export class ShutdownError extends Error {
@@ -63,6 +65,7 @@ export async function executeRun(
 
   const host: ActivationHost = {
     signal,
+    limits: deps.limits,
     logger: toWorkflowLogger(logger),
     now: () => new Date(),
     append: async (entry: NewEntry) => {
@@ -74,6 +77,8 @@ export async function executeRun(
     findEvent: (waits) => findEvent(deps.db, run.namespace, run.id, waits),
     startChild: async (request) => {
       const workflow = deps.registry.get(request.workflowName);
+      const limit = inputLimit(deps.limits);
+      if (limit) checkSize(JSON.stringify(request.input), "the child's input", limit);
       await validateInput(workflow, request.input);
       const created = await insertChildRun(deps.db, {
         id: request.childRunId,

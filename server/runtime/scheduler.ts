@@ -15,6 +15,7 @@ import { randomUUID } from "node:crypto";
 import { sql } from "drizzle-orm";
 import { LeaseLostError, RunCancelledError } from "../engine/errors.js";
 import type { JournalEntry, PendingWait } from "../engine/journal.js";
+import type { ValueLimits } from "../engine/json.js";
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { deleteExpiredEvents } from "../store/events.js";
@@ -40,6 +41,8 @@ export interface SchedulerOptions {
   eventRetentionMs: number;
   /** Unique per process; defaults to host:pid:random. */
   owner?: string;
+  /** Size limits on journaled values and child inputs (absent: none). */
+  limits?: ValueLimits;
 }
 
 interface ActiveRun {
@@ -246,6 +249,7 @@ export class Scheduler {
       db: this.options.database.db,
       registry: this.options.registry,
       logger: this.options.logger,
+      limits: this.options.limits,
       onChildCreated: () => void this.announce().catch(() => undefined),
       onTurnCreated: (agent: string) => {
         this.options.turnBoard.announce(agent);
