@@ -11,7 +11,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { file_buf_validate_validate as vendoredValidateFile, ViolationsSchema } from "../sdk/gen/buf/validate/validate_pb.js";
 import { AgentService } from "../sdk/gen/cairn/v1/agent_pb.js";
-import { RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
+import { RunStatus, type WaitKind } from "../sdk/gen/cairn/v1/types_pb.js";
 import { CreateRunRequestSchema, GetRunRequestSchema } from "../sdk/gen/cairn/v1/workflow_pb.js";
 import type { CairnServer } from "../server/app.js";
 import { ConfigError, loadConfig } from "../server/config.js";
@@ -126,7 +126,7 @@ describe("proto rules (protovalidate)", () => {
     await rejects(client.sendEvent({ eventType: "e", correlationId: "c".repeat(513) }), Code.InvalidArgument, /correlation_id: must be at most 512 characters/);
     await rejects(client.sendEvent({ eventType: "e", runId: "nope" }), Code.InvalidArgument, /run_id: must be a valid UUID, got "nope"/);
     await rejects(
-      client.listRuns({ statuses: [RunStatus.UNSPECIFIED, 42 as RunStatus], pageSize: -1, waitingFor: 9 }),
+      client.listRuns({ statuses: [RunStatus.UNSPECIFIED, 42 as RunStatus], pageSize: -1, waitingFor: 9 as WaitKind }),
       Code.InvalidArgument,
       /statuses\[0\]: must be a run status such as RUN_STATUS_WAITING, not RUN_STATUS_UNSPECIFIED \[statuses\.specified\]; statuses\[1\]: value must be one of the defined enum values \[enum\.defined_only\]; page_size: must be greater than or equal to 0, got -1 \[int32\.gte\]; waiting_for: .*got 9 \[enum\.defined_only\]/,
     );
