@@ -15,6 +15,8 @@ import { RunStatus, type WaitKind } from "../sdk/gen/cairn/v1/types_pb.js";
 import { CreateRunRequestSchema, GetRunRequestSchema } from "../sdk/gen/cairn/v1/workflow_pb.js";
 import type { CairnServer } from "../server/app.js";
 import { ConfigError, loadConfig } from "../server/config.js";
+import { NonJsonValueError } from "../server/engine/errors.js";
+import { storedJson } from "../server/engine/json.js";
 import { valueFromJson, valueToJson } from "../server/rpc/convert.js";
 import { createTestDatabase, withClient } from "./support/postgres.js";
 import { startTestServer, waitForEnd, type WorkflowClient } from "./support/in-process-server.js";
@@ -148,6 +150,25 @@ describe("proto rules (protovalidate)", () => {
 
   test("a CompleteTurn result that carries no JSON is INVALID_ARGUMENT (it used to be INTERNAL)", async () => {
     await rejects(agents.completeTurn({ turnId: uuid, leaseToken: uuid, result: create(ValueSchema, {}) }), Code.InvalidArgument, /result is not a JSON value/);
+  });
+
+  test("JSON values with an unpaired UTF-16 surrogate are INVALID_ARGUMENT (fuzz finding: they reached PostgreSQL as INTERNAL)", async () => {
+    // Only JSON can carry them (protobuf binary strings are UTF-8): Connect JSON, as a fuzzer sent it.
+    const post = async (method: string, body: string) => {
+      const response = await fetch(`${server.url}/cairn.v1.${method}`, { method: "POST", headers: { "content-type": "application/json" }, body });
+      return (await response.json()) as { code: string; message: string };
+    };
+    assert.deepEqual(await post("WorkflowService/CreateRun", '{"workflow_name":"echo","input":{"value":"\\ud800"}}'), {
+      code: "invalid_argument",
+      message: "input.value contains an unpaired UTF-16 surrogate, which is not Unicode",
+    });
+    assert.match((await post("WorkflowService/SendEvent", '{"event_type":"e","payload":{"\\udc00":1}}')).message, /^payload has a key with an unpaired UTF-16 surrogate/);
+    const result = await post("AgentService/CompleteTurn", `{"turn_id":"${uuid}","lease_token":"${uuid}","result":["ok","x\\ud83d"]}`);
+    assert.match(result.message, /^result\[1\] contains an unpaired/);
+    // Paired surrogates are ordinary characters.
+    assert.ok((await client.sendEvent({ eventType: "e", payload: valueFromJson({ emoji: "😀" }) })).eventId);
+    // Workflow code gets the same rule: such a step result fails the step (NonJsonValueError, not retried).
+    assert.throws(() => storedJson({ text: "\udfff" }, 'step "s" result'), (error: unknown) => error instanceof NonJsonValueError && /\$\.text contains an unpaired/.test(error.message));
   });
 
   test("streams are validated too", async () => {

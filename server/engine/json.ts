@@ -25,9 +25,23 @@ export function toJsonValue(value: unknown, what: string): JsonValue {
   return value as JsonValue;
 }
 
+/** A UTF-16 surrogate without its pair: not Unicode, so no JSON text (and no PostgreSQL jsonb) can hold it. */
+const unpairedSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** Whether JSON.stringify output carries an unpaired surrogate: it writes them, and only them, as `\udXXX` escapes. */
+export function hasUnpairedSurrogate(jsonText: string): boolean {
+  return /(?<!\\)(?:\\\\)*\\ud[89a-f]/.test(jsonText);
+}
+
+/** What makes `value` unstorable as JSON, with its path under `root`, or undefined. */
+export function jsonProblem(value: unknown, root: string): string | undefined {
+  return findNonJson(value, root, new Set());
+}
+
 function findNonJson(value: unknown, path: string, seen: Set<object>): string | undefined {
   switch (typeof value) {
     case "string":
+      return unpairedSurrogate.test(value) ? `${path} contains an unpaired UTF-16 surrogate, which is not Unicode` : undefined;
     case "boolean":
       return undefined;
     case "number":
@@ -57,6 +71,7 @@ function findNonJson(value: unknown, path: string, seen: Set<object>): string | 
       return `${path} is a ${kind}, not a plain object`;
     }
     for (const [key, item] of Object.entries(object)) {
+      if (unpairedSurrogate.test(key)) return `${path} has a key with an unpaired UTF-16 surrogate, which is not Unicode`;
       // JSON drops undefined properties; accept them as "absent", like JSON.stringify does.
       if (item === undefined) continue;
       const problem = findNonJson(item, `${path}.${key}`, seen);

@@ -23,6 +23,7 @@ import {
 import type { Value } from "@bufbuild/protobuf/wkt";
 import type { JsonValue } from "../../sdk/workflow.js";
 import { InvalidInputError, PayloadTooLargeError } from "../engine/errors.js";
+import { hasUnpairedSurrogate, jsonProblem } from "../engine/json.js";
 import type { TurnBoard } from "../runtime/turn-board.js";
 import { claimTurns, finishTurn, heartbeatTurn, type LeaseCheck, releaseTurns, type TurnResult } from "../store/agents.js";
 import type { Db } from "../store/database.js";
@@ -110,8 +111,10 @@ export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof A
 
     async completeTurn(request, context) {
       const result: JsonValue = request.result ? jsonOf(request.result, "result") : null;
-      const size = Buffer.byteLength(JSON.stringify(result));
+      const text = JSON.stringify(result);
+      const size = Buffer.byteLength(text);
       if (size > deps.maxResultBytes) throw new PayloadTooLargeError("result", size, deps.maxResultBytes, "CAIRN_MAX_AGENT_RESULT_BYTES");
+      if (hasUnpairedSurrogate(text)) throw new InvalidInputError(jsonProblem(result, "result") ?? "result is not valid Unicode");
       throwIfDeadlinePassed(context.signal);
       await finish(request.turnId, request.leaseToken, { status: "completed", result });
       return create(CompleteTurnResponseSchema, {});

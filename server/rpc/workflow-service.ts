@@ -34,7 +34,7 @@ import {
   RunNotFoundError,
 } from "../engine/errors.js";
 import { sendEvent } from "../store/events.js";
-import { sameJson } from "../engine/json.js";
+import { hasUnpairedSurrogate, jsonProblem, sameJson } from "../engine/json.js";
 import { ChangeSignal, type RunFeed } from "../runtime/run-feed.js";
 import { RunTails } from "../runtime/run-tail.js";
 import type { Scheduler } from "../runtime/scheduler.js";
@@ -128,8 +128,10 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
         const got = input === null ? "null" : Array.isArray(input) ? "an array" : `a ${typeof input}`;
         throw new InvalidInputError(`input must be a JSON object, got ${got}; wrap it in an object, e.g. {"value": ...}`);
       }
-      const size = Buffer.byteLength(JSON.stringify(input));
+      const text = JSON.stringify(input);
+      const size = Buffer.byteLength(text);
       if (size > deps.maxInputBytes) throw new PayloadTooLargeError("input", size, deps.maxInputBytes, "CAIRN_MAX_INPUT_BYTES");
+      if (hasUnpairedSurrogate(text)) throw new InvalidInputError(jsonProblem(input, "input") ?? "input is not valid Unicode");
       await validateInput(workflow, input);
       // Past the caller's deadline nothing is stored: the call ends DEADLINE_EXCEEDED instead.
       throwIfDeadlinePassed(context.signal);
@@ -230,8 +232,10 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
 
     async sendEvent(request, context) {
       const payload: JsonValue = request.payload ? jsonOf(request.payload, "payload") : null;
-      const size = Buffer.byteLength(JSON.stringify(payload));
+      const text = JSON.stringify(payload);
+      const size = Buffer.byteLength(text);
       if (size > deps.maxEventBytes) throw new PayloadTooLargeError("payload", size, deps.maxEventBytes, "CAIRN_MAX_EVENT_BYTES");
+      if (hasUnpairedSurrogate(text)) throw new InvalidInputError(jsonProblem(payload, "payload") ?? "payload is not valid Unicode");
       let targetRunId: string | undefined;
       if (request.runId) {
         targetRunId = requireRunId(request.runId);
