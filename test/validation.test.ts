@@ -171,6 +171,17 @@ describe("proto rules (protovalidate)", () => {
     assert.throws(() => storedJson({ text: "\udfff" }, 'step "s" result'), (error: unknown) => error instanceof NonJsonValueError && /\$\.text contains an unpaired/.test(error.message));
   });
 
+  test("an after_sequence beyond any sequence is an empty page, not a database error (fuzz finding: INTERNAL)", async () => {
+    const { run } = await client.createRun({ workflowName: "echo", input: valueFromJson({ value: 1 }), eagerStart: true });
+    await waitForEnd(client, run?.runId ?? "");
+    const history = await client.getRunHistory({ runId: run?.runId ?? "", afterSequence: 2n ** 53n });
+    assert.deepEqual(history.entries, []);
+    assert.equal(history.hasMore, false);
+    const updates = [];
+    for await (const update of client.watchRun({ runId: run?.runId ?? "", afterSequence: 2n ** 62n })) updates.push(update.update.case);
+    assert.deepEqual(updates, ["run"]);
+  });
+
   test("streams are validated too", async () => {
     const watch = client.watchRun({ runId: "x" });
     await rejects((async () => { for await (const _ of watch) break; })(), Code.InvalidArgument, /run_id: must be a valid UUID/);

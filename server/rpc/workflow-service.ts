@@ -206,7 +206,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
     async getRunHistory(request) {
       const run = await findRun(request.runId);
       const pageSize = clampPageSize(request.pageSize, 1000, deps.maxHistoryPageSize);
-      const entries = await listJournal(db, namespace, run.id, Number(request.afterSequence), pageSize);
+      const entries = await listJournal(db, namespace, run.id, sequenceAfter(request.afterSequence), pageSize);
       return create(GetRunHistoryResponseSchema, {
         entries: entries.slice(0, pageSize).map(entryToProto),
         hasMore: entries.length > pageSize,
@@ -267,7 +267,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       try {
         let status = (tail.run ?? run).status;
         yield create(WatchRunResponseSchema, { update: { case: "run", value: runToProto(tail.run ?? run) } });
-        let cursor = Number(request.afterSequence);
+        let cursor = sequenceAfter(request.afterSequence);
         while (!context.signal.aborted) {
           const first = tail.window[0];
           if (cursor < tail.lastSequence && (!first || cursor + 1 < first.sequence)) {
@@ -349,6 +349,15 @@ function jsonOf(value: Value, field: string): JsonValue {
 function requireRunId(runId: string): string {
   return runId.toLowerCase();
 }
+
+/**
+ * A client's after_sequence (int64, not negative per the proto) as a journal position. Sequences are 32-bit in the
+ * store, so anything above the largest one means "after every entry" (fuzz finding: it reached SQL out of range).
+ */
+function sequenceAfter(afterSequence: bigint): number {
+  return afterSequence > maxSequence ? Number(maxSequence) : Number(afterSequence);
+}
+const maxSequence = 2n ** 31n - 1n;
 
 /** 0 asks for the default; the proto rules refuse negative sizes. */
 function clampPageSize(requested: number, fallback: number, max: number): number {
