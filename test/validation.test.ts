@@ -16,7 +16,7 @@ import { CreateRunRequestSchema, GetRunRequestSchema } from "../sdk/gen/cairn/v1
 import type { CairnServer } from "../server/app.js";
 import { ConfigError, loadConfig } from "../server/config.js";
 import { NonJsonValueError } from "../server/engine/errors.js";
-import { storedJson } from "../server/engine/json.js";
+import { storedJson, toFailureInfo } from "../server/engine/json.js";
 import { valueFromJson, valueToJson } from "../server/rpc/convert.js";
 import { createTestDatabase, withClient } from "./support/postgres.js";
 import { startTestServer, waitForEnd, type WorkflowClient } from "./support/in-process-server.js";
@@ -169,6 +169,8 @@ describe("proto rules (protovalidate)", () => {
     assert.ok((await client.sendEvent({ eventType: "e", payload: valueFromJson({ emoji: "😀" }) })).eventId);
     // Workflow code gets the same rule: such a step result fails the step (NonJsonValueError, not retried).
     assert.throws(() => storedJson({ text: "\udfff" }, 'step "s" result'), (error: unknown) => error instanceof NonJsonValueError && /\$\.text contains an unpaired/.test(error.message));
+    // And an error message with one is recorded with U+FFFD, so its journal write cannot fail on every replay.
+    assert.equal(toFailureInfo(new Error("bad \ud800 byte")).message, "bad \ufffd byte");
   });
 
   test("an after_sequence beyond any sequence is an empty page, not a database error (fuzz finding: INTERNAL)", async () => {

@@ -127,8 +127,9 @@ export function normalizeJson(value: JsonValue): JsonValue {
 
 export function toFailureInfo(error: unknown): FailureInfo {
   if (error instanceof Error) {
-    const info: FailureInfo = { name: error.name || "Error", message: error.message };
-    if (error.stack) info.stack = error.stack;
+    // Recorded as jsonb: an unpaired surrogate in a message would make the write fail on every replay.
+    const info: FailureInfo = { name: wellFormed(String(error.name || "Error")), message: wellFormed(String(error.message)) };
+    if (error.stack) info.stack = wellFormed(error.stack);
     const details = (error as { details?: unknown }).details;
     if (details !== undefined && findNonJson(details, "$", new Set()) === undefined) {
       info.details = normalizeJson(details as JsonValue);
@@ -141,7 +142,12 @@ export function toFailureInfo(error: unknown): FailureInfo {
   } catch {
     message = String(error);
   }
-  return { name: "Error", message: `non-Error thrown: ${message}` };
+  return { name: "Error", message: wellFormed(`non-Error thrown: ${message}`) };
+}
+
+/** Unpaired surrogates replaced by U+FFFD, as a UTF-8 encoder would. */
+function wellFormed(text: string): string {
+  return unpairedSurrogate.test(text) ? text.replace(new RegExp(unpairedSurrogate.source, "g"), "\ufffd") : text;
 }
 
 /** Rebuilds a recorded failure as an Error with the same name, message and stack (class identity is kept for Cairn's own errors). */
