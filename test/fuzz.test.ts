@@ -430,6 +430,19 @@ function envelope(payload: Uint8Array, flags = 0): Uint8Array {
   return out;
 }
 
+/** Most envelopes are honest; some claim compression, lie about their length, or carry a second message. */
+function lyingEnvelope(payload: Uint8Array, salt: number): Uint8Array {
+  const rng = prng(payload.length * 7919 + salt);
+  if (rng() < 0.88) return envelope(payload);
+  return pick(rng, [
+    () => envelope(payload, 1),
+    () => envelope(payload, 0x80 | int(rng, 0x80)),
+    () => envelope(payload).subarray(0, 5 + int(rng, payload.length + 1)),
+    () => concat(envelope(payload), envelope(payload)),
+    () => new Uint8Array([0, 0xff, 0xff, 0xff, 0xff]),
+  ])();
+}
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const clientTimeoutMs = 10_000;
@@ -467,7 +480,7 @@ async function send(request: Request, h2: () => http2.ClientHttp2Session): Promi
     url = `${server.url}/${target.method?.parent.typeName}/${target.method?.name}`;
     if (streaming) {
       headers["content-type"] = request.protocol === "connect-json" ? "application/connect+json" : "application/connect+proto";
-      body = envelope(typeof body === "string" ? encoder.encode(body) : body);
+      body = lyingEnvelope(typeof body === "string" ? encoder.encode(body) : body, request.timeoutMs ?? 0);
     }
   }
   let response: Response;
@@ -583,10 +596,7 @@ function sendGrpc(request: Request, session: http2.ClientHttp2Session): Promise<
       finish(outcome);
     });
     const payload = typeof request.body === "string" ? encoder.encode(request.body) : request.body;
-    // Most envelopes are honest; some lie about their length or claim compression.
-    const pickEnvelope = prng(payload.length * 7919 + (request.timeoutMs ?? 0));
-    const framed = pickEnvelope() < 0.9 ? envelope(payload) : pickEnvelope() < 0.5 ? envelope(payload, 1) : envelope(payload).subarray(0, 5 + int(pickEnvelope, payload.length + 1));
-    stream.end(Buffer.from(framed));
+    stream.end(Buffer.from(lyingEnvelope(payload, request.timeoutMs ?? 0)));
   });
 }
 
