@@ -133,6 +133,14 @@ const jsonInput = (rng: Rng): JsonValue =>
     () => randomJson(rng),
     () => ({ blob: "x".repeat(int(rng, 6000)) }),
   ])();
+/** A page token shaped like the server's (base64url JSON of created_at and id), with odd dates and ids. */
+const forgedPageToken = (rng: Rng) =>
+  Buffer.from(
+    JSON.stringify({
+      c: pick(rng, ["2026-01-01T00:00:00.000Z", "0000-01-01T00:00:00Z", "-271821-04-20T00:00:00.000Z", "+275760-09-13T00:00:00.000Z", "9999-12-31T23:59:59.999Z", "not a date", 0]),
+      i: chance(rng, 0.8) ? randomUuid(rng) : randomString(rng),
+    }),
+  ).toString("base64url");
 const statuses = () => [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED];
 
 const W = WorkflowService.method;
@@ -161,7 +169,7 @@ const targets: Target[] = [
         statuses: chance(rng, 0.5) ? [pick(rng, statuses())] : [],
         parentRunId: chance(rng, 0.1) ? runId(rng) : "",
         pageSize: int(rng, 20),
-        pageToken: chance(rng, 0.1) ? randomString(rng) : "",
+        pageToken: chance(rng, 0.1) ? randomString(rng) : chance(rng, 0.1) ? forgedPageToken(rng) : "",
         waitingFor: int(rng, 6),
         createdAfter: chance(rng, 0.2) ? { seconds: BigInt(int(rng, 2_000_000_000)), nanos: 0 } : undefined,
       }),

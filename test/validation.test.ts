@@ -184,6 +184,13 @@ describe("proto rules (protovalidate)", () => {
     assert.deepEqual(updates, ["run"]);
   });
 
+  test("a forged page token with a date out of range is INVALID_ARGUMENT (fuzz finding: INTERNAL)", async () => {
+    for (const c of ["0000-01-01T00:00:00Z", "-271821-04-20T00:00:00.000Z", "+275760-09-13T00:00:00.000Z"]) {
+      const pageToken = Buffer.from(JSON.stringify({ c, i: uuid })).toString("base64url");
+      await rejects(client.listRuns({ pageToken }), Code.InvalidArgument, /page_token is not one this server issued/);
+    }
+  });
+
   test("streams are validated too", async () => {
     const watch = client.watchRun({ runId: "x" });
     await rejects((async () => { for await (const _ of watch) break; })(), Code.InvalidArgument, /run_id: must be a valid UUID/);

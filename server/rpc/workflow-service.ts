@@ -373,7 +373,9 @@ function decodePageToken(token: string): RunCursor | undefined {
   try {
     const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { c?: unknown; i?: unknown };
     const createdAt = typeof parsed.c === "string" ? new Date(parsed.c) : undefined;
-    if (createdAt && !Number.isNaN(createdAt.getTime()) && typeof parsed.i === "string" && uuidPattern.test(parsed.i)) {
+    // Years 1 to 9999, like every timestamp this server hands out: others would reach SQL out of range (fuzz finding).
+    const year = createdAt?.getUTCFullYear() ?? Number.NaN;
+    if (createdAt && year >= 1 && year <= 9999 && typeof parsed.i === "string" && uuidPattern.test(parsed.i)) {
       return { createdAt, id: parsed.i };
     }
   } catch {
