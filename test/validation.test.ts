@@ -191,6 +191,24 @@ describe("proto rules (protovalidate)", () => {
     }
   });
 
+  test("JSON nested deeper than 48 levels is refused: protobuf decoders could not read it back", async () => {
+    const nested = (levels: number): unknown => (levels === 0 ? 1 : [nested(levels - 1)]);
+    // The input object is the first level.
+    const at = (levels: number) =>
+      fetch(`${server.url}/cairn.v1.WorkflowService/CreateRun`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ workflow_name: "echo", input: { value: nested(levels - 1) } }),
+      }).then(async (response) => ({ status: response.status, body: (await response.json()) as { code?: string; message?: string } }));
+    assert.equal((await at(48)).status, 200);
+    const refused = await at(49);
+    assert.equal(refused.body.code, "invalid_argument");
+    assert.match(refused.body.message ?? "", /^input\.value(\[0\])+ nests arrays and objects deeper than 48 levels$/);
+    // The same rule for values a workflow journals.
+    assert.throws(() => storedJson(nested(49), "the workflow's return value"), /nests arrays and objects deeper than 48 levels/);
+    assert.doesNotThrow(() => storedJson(nested(47), "the workflow's return value"));
+  });
+
   test("streams are validated too", async () => {
     const watch = client.watchRun({ runId: "x" });
     await rejects((async () => { for await (const _ of watch) break; })(), Code.InvalidArgument, /run_id: must be a valid UUID/);

@@ -33,12 +33,50 @@ export function hasUnpairedSurrogate(jsonText: string): boolean {
   return /(?<!\\)(?:\\\\)*\\ud[89a-f]/.test(jsonText);
 }
 
+/**
+ * For a JSON value from a request, serialised as `jsonText`: what makes it unstorable (an unpaired surrogate, or
+ * nesting deeper than maxJsonDepth), with its path under `field`, or undefined. Scans the text, and walks the value
+ * only to name the path of a problem.
+ */
+export function requestJsonProblem(value: unknown, jsonText: string, field: string): string | undefined {
+  if (!hasUnpairedSurrogate(jsonText) && !(jsonText.length > 2 * maxJsonDepth && jsonTextDepth(jsonText) > maxJsonDepth)) return undefined;
+  return jsonProblem(value, field) ?? `${field} cannot be stored as JSON`;
+}
+
+/** The deepest nesting of arrays and objects in a JSON text. */
+function jsonTextDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash escapes the next character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > deepest) deepest = depth;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return deepest;
+}
+
 /** What makes `value` unstorable as JSON, with its path under `root`, or undefined. */
 export function jsonProblem(value: unknown, root: string): string | undefined {
   return findNonJson(value, root, new Set());
 }
 
-function findNonJson(value: unknown, path: string, seen: Set<object>): string | undefined {
+/**
+ * Deepest nesting of arrays and objects a journaled value may have. Each JSON level is two protobuf messages
+ * (Value, then Struct or ListValue), and protobuf decoders stop at 100 levels (protobuf-es, and most others):
+ * deeper values could be stored but never read back through the API.
+ */
+export const maxJsonDepth = 48;
+
+function findNonJson(value: unknown, path: string, seen: Set<object>, depth = 0): string | undefined {
   switch (typeof value) {
     case "string":
       return unpairedSurrogate.test(value) ? `${path} contains an unpaired UTF-16 surrogate, which is not Unicode` : undefined;
@@ -54,13 +92,14 @@ function findNonJson(value: unknown, path: string, seen: Set<object>): string | 
       return `${path} is a ${typeof value}`;
   }
   if (value === null) return undefined;
+  if (depth >= maxJsonDepth) return `${path} nests arrays and objects deeper than ${maxJsonDepth} levels`;
   const object = value as object;
   if (seen.has(object)) return `${path} is a circular reference`;
   seen.add(object);
   try {
     if (Array.isArray(object)) {
       for (let i = 0; i < object.length; i++) {
-        const problem = findNonJson(object[i], `${path}[${i}]`, seen);
+        const problem = findNonJson(object[i], `${path}[${i}]`, seen, depth + 1);
         if (problem) return problem;
       }
       return undefined;
@@ -74,7 +113,7 @@ function findNonJson(value: unknown, path: string, seen: Set<object>): string | 
       if (unpairedSurrogate.test(key)) return `${path} has a key with an unpaired UTF-16 surrogate, which is not Unicode`;
       // JSON drops undefined properties; accept them as "absent", like JSON.stringify does.
       if (item === undefined) continue;
-      const problem = findNonJson(item, `${path}.${key}`, seen);
+      const problem = findNonJson(item, `${path}.${key}`, seen, depth + 1);
       if (problem) return problem;
     }
     return undefined;

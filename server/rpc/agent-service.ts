@@ -23,7 +23,7 @@ import {
 import type { Value } from "@bufbuild/protobuf/wkt";
 import type { JsonValue } from "../../sdk/workflow.js";
 import { InvalidInputError, PayloadTooLargeError } from "../engine/errors.js";
-import { hasUnpairedSurrogate, jsonProblem } from "../engine/json.js";
+import { requestJsonProblem } from "../engine/json.js";
 import type { TurnBoard } from "../runtime/turn-board.js";
 import { claimTurns, finishTurn, heartbeatTurn, type LeaseCheck, releaseTurns, type TurnResult } from "../store/agents.js";
 import type { Db } from "../store/database.js";
@@ -114,7 +114,8 @@ export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof A
       const text = JSON.stringify(result);
       const size = Buffer.byteLength(text);
       if (size > deps.maxResultBytes) throw new PayloadTooLargeError("result", size, deps.maxResultBytes, "CAIRN_MAX_AGENT_RESULT_BYTES");
-      if (hasUnpairedSurrogate(text)) throw new InvalidInputError(jsonProblem(result, "result") ?? "result is not valid Unicode");
+      const problem = requestJsonProblem(result, text, "result");
+      if (problem) throw new InvalidInputError(problem);
       throwIfDeadlinePassed(context.signal);
       await finish(request.turnId, request.leaseToken, { status: "completed", result });
       return create(CompleteTurnResponseSchema, {});

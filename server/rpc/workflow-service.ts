@@ -34,7 +34,7 @@ import {
   RunNotFoundError,
 } from "../engine/errors.js";
 import { sendEvent } from "../store/events.js";
-import { hasUnpairedSurrogate, jsonProblem, sameJson } from "../engine/json.js";
+import { requestJsonProblem, sameJson } from "../engine/json.js";
 import { ChangeSignal, type RunFeed } from "../runtime/run-feed.js";
 import { RunTails } from "../runtime/run-tail.js";
 import type { Scheduler } from "../runtime/scheduler.js";
@@ -131,7 +131,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       const text = JSON.stringify(input);
       const size = Buffer.byteLength(text);
       if (size > deps.maxInputBytes) throw new PayloadTooLargeError("input", size, deps.maxInputBytes, "CAIRN_MAX_INPUT_BYTES");
-      if (hasUnpairedSurrogate(text)) throw new InvalidInputError(jsonProblem(input, "input") ?? "input is not valid Unicode");
+      const problem = requestJsonProblem(input, text, "input");
+      if (problem) throw new InvalidInputError(problem);
       await validateInput(workflow, input);
       // Past the caller's deadline nothing is stored: the call ends DEADLINE_EXCEEDED instead.
       throwIfDeadlinePassed(context.signal);
@@ -235,7 +236,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       const text = JSON.stringify(payload);
       const size = Buffer.byteLength(text);
       if (size > deps.maxEventBytes) throw new PayloadTooLargeError("payload", size, deps.maxEventBytes, "CAIRN_MAX_EVENT_BYTES");
-      if (hasUnpairedSurrogate(text)) throw new InvalidInputError(jsonProblem(payload, "payload") ?? "payload is not valid Unicode");
+      const problem = requestJsonProblem(payload, text, "payload");
+      if (problem) throw new InvalidInputError(problem);
       let targetRunId: string | undefined;
       if (request.runId) {
         targetRunId = requireRunId(request.runId);
