@@ -15,7 +15,7 @@ import { withRestRoutes } from "./http/rest.js";
 import type { Logger } from "./logger.js";
 import { createAgentService } from "./rpc/agent-service.js";
 import { errorMappingInterceptor } from "./rpc/error-mapping.js";
-import { reclassifyProtocolErrors } from "./rpc/protocol-errors.js";
+import { acceptCompression, reclassifyProtocolErrors } from "./rpc/protocol-errors.js";
 import { createRequestValidator, validationInterceptor } from "./rpc/validation.js";
 import { createHealthService, Health, ServingStatus } from "./rpc/health.js";
 import { createReflectionServices } from "./rpc/reflection.js";
@@ -96,6 +96,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     routes,
     interceptors,
     readMaxBytes,
+    acceptCompression,
     shutdownSignal: shutdown.signal,
   });
   // REST routes call the same service through the same interceptors; CORS wraps everything, so

@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
 import http2 from "node:http2";
+import { brotliCompressSync, gzipSync } from "node:zlib";
 import { after, before, test } from "node:test";
 import { create, type DescMessage, type DescMethod, fromBinary, type JsonValue, type Message, toBinary, toJson } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
@@ -395,6 +396,8 @@ interface Request {
   contentType: string;
   /** REST GET: the id path segment. */
   restId?: string;
+  /** Sent compressed (Connect POST and gRPC): the body compressed with it, then maybe damaged. */
+  compression?: { name: "gzip" | "br"; damage: "none" | "truncate" | "flip" | "garbage"; at: number };
 }
 
 function buildRequest(rng: Rng): Request {
@@ -416,10 +419,14 @@ function buildRequest(rng: Rng): Request {
   if (target.method?.idempotency === 1 /* NO_SIDE_EFFECTS */ && target.method.methodKind === "unary") protocols.push("connect-get");
   const protocol = pick(rng, protocols);
   const valid = chance(rng, 0.15);
+  const compression: Request["compression"] =
+    protocol !== "connect-get" && chance(rng, 0.06)
+      ? { name: pick(rng, ["gzip", "br"] as const), damage: pick(rng, ["none", "none", "truncate", "flip", "garbage"] as const), at: rng() }
+      : undefined;
   if (protocol === "connect-json") {
     const seedJson = toJson(schema as DescMessage, message as never, { useProtoFieldName: chance(rng, 0.5) }) as Record<string, JsonValue>;
     const body = valid ? JSON.stringify(seedJson) : chance(rng, 0.08) ? JSON.stringify(randomJson(rng)) : mutateJson(rng, seedJson, schema);
-    return { target, protocol, timeoutMs, body, contentType: "application/json" };
+    return { target, protocol, timeoutMs, body, contentType: "application/json", compression };
   }
   const binary = toBinary(schema as DescMessage, message as never);
   const body = valid ? binary : mutateBytes(rng, binary, schema);
@@ -427,7 +434,17 @@ function buildRequest(rng: Rng): Request {
     const seedJson = toJson(schema as DescMessage, message as never) as Record<string, JsonValue>;
     return { target, protocol, timeoutMs, body: valid ? JSON.stringify(seedJson) : mutateJson(rng, seedJson, schema), contentType: "json" };
   }
-  return { target, protocol, timeoutMs, body, contentType: protocol === "connect-get" ? "proto" : "application/proto" };
+  return { target, protocol, timeoutMs, body, contentType: protocol === "connect-get" ? "proto" : "application/proto", compression };
+}
+
+/** The payload compressed as the request says, then damaged as it says. */
+function compressed(payload: Uint8Array, compression: NonNullable<Request["compression"]>): Uint8Array {
+  if (compression.damage === "garbage") return Uint8Array.from({ length: 1 + Math.floor(compression.at * 40) }, (_, i) => (i * 131 + 7) & 0xff);
+  const bytes = new Uint8Array(compression.name === "gzip" ? gzipSync(payload) : brotliCompressSync(payload));
+  const at = Math.floor(compression.at * bytes.length);
+  if (compression.damage === "truncate") return bytes.subarray(0, at);
+  if (compression.damage === "flip" && bytes.length > 0) bytes[at] = (bytes[at] ?? 0) ^ 0x5a;
+  return bytes;
 }
 
 function envelope(payload: Uint8Array, flags = 0): Uint8Array {
@@ -486,9 +503,18 @@ async function send(request: Request, h2: () => http2.ClientHttp2Session): Promi
     delete headers["content-type"];
   } else {
     url = `${server.url}/${target.method?.parent.typeName}/${target.method?.name}`;
+    const bytes = typeof body === "string" ? encoder.encode(body) : body;
     if (streaming) {
       headers["content-type"] = request.protocol === "connect-json" ? "application/connect+json" : "application/connect+proto";
-      body = lyingEnvelope(typeof body === "string" ? encoder.encode(body) : body, request.timeoutMs ?? 0);
+      if (request.compression) {
+        headers["connect-content-encoding"] = request.compression.name;
+        body = envelope(compressed(bytes, request.compression), 1);
+      } else {
+        body = lyingEnvelope(bytes, request.timeoutMs ?? 0);
+      }
+    } else if (request.compression) {
+      headers["content-encoding"] = request.compression.name;
+      body = compressed(bytes, request.compression);
     }
   }
   let response: Response;
@@ -555,6 +581,7 @@ function sendGrpc(request: Request, session: http2.ClientHttp2Session): Promise<
       te: "trailers",
     };
     if (request.timeoutMs !== undefined) headers["grpc-timeout"] = `${request.timeoutMs}m`;
+    if (request.compression) headers["grpc-encoding"] = request.compression.name;
     let status: string | undefined;
     const chunks: Buffer[] = [];
     let settled = false;
@@ -604,7 +631,7 @@ function sendGrpc(request: Request, session: http2.ClientHttp2Session): Promise<
       finish(outcome);
     });
     const payload = typeof request.body === "string" ? encoder.encode(request.body) : request.body;
-    stream.end(Buffer.from(lyingEnvelope(payload, request.timeoutMs ?? 0)));
+    stream.end(Buffer.from(request.compression ? envelope(compressed(payload, request.compression), 1) : lyingEnvelope(payload, request.timeoutMs ?? 0)));
   });
 }
 

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
+import { gzipSync } from "node:zlib";
 import { after, before, describe, test } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
@@ -253,6 +254,24 @@ describe("client mistakes in the protocol are INVALID_ARGUMENT, never INTERNAL",
     const grpc = await grpcCall("/cairn.v1.WorkflowService/GetRun", envelope(message, 1));
     assert.equal(grpc.status, Code.InvalidArgument);
     assert.match(grpc.message, /compressed/);
+  });
+
+  test("a compressed body that does not decompress (fuzz finding: brotli and truncated gzip were INTERNAL)", async () => {
+    const body = new TextEncoder().encode(JSON.stringify({ run_id: uuid }));
+    for (const [encoding, bytes] of [
+      ["br", new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])],
+      ["gzip", gzipSync(body).subarray(0, 12)],
+    ] as const) {
+      const response = await fetch(`${server.url}/cairn.v1.WorkflowService/GetRun`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "content-encoding": encoding },
+        body: bytes,
+      });
+      assert.equal(response.status, 400, encoding);
+      assert.equal(((await response.json()) as { code: string }).code, "invalid_argument");
+    }
+    const grpc = await grpcCall("/cairn.v1.WorkflowService/GetRun", envelope(new Uint8Array([9, 9, 9]), 1), { "grpc-encoding": "br" });
+    assert.equal(grpc.status, Code.InvalidArgument);
   });
 
   test("a body over CAIRN_MAX_REQUEST_BYTES is RESOURCE_EXHAUSTED and names the setting", async () => {

@@ -10,14 +10,17 @@
  *   reports INTERNAL; connect-go reports INVALID_ARGUMENT).
  * - A body over `readMaxBytes` stays RESOURCE_EXHAUSTED, and the message now
  *   names the setting (CAIRN_MAX_REQUEST_BYTES).
+ * - A compressed body that does not decompress is INVALID_ARGUMENT
+ *   (`acceptCompression` below, given to the Connect adapter).
  *
  * Errors are rewritten where each protocol carries them: the JSON body of a
  * Connect unary error, the end-of-stream message of a Connect stream, the
  * trailer frame of gRPC-Web and the trailers of gRPC. Compressed end-of-stream
  * frames and gRPC-Web text are passed on unchanged.
  */
-import { Code } from "@connectrpc/connect";
-import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import type { Compression, UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
 
 interface WireError {
   code: Code;
@@ -198,3 +201,21 @@ function connectHttpStatus(code: Code): number {
   if (code === Code.ResourceExhausted) return 429;
   return 500;
 }
+
+/**
+ * The request compressions the server accepts (gzip, br), where a body that does not decompress is the client's
+ * mistake: INVALID_ARGUMENT. connect-node reports some of those failures (brotli, truncated gzip) as INTERNAL.
+ * Output over readMaxBytes stays RESOURCE_EXHAUSTED.
+ */
+export const acceptCompression: Compression[] = [compressionGzip, compressionBrotli].map((compression) => ({
+  ...compression,
+  async decompress(bytes: Uint8Array, readMaxBytes: number) {
+    try {
+      return await compression.decompress(bytes, readMaxBytes);
+    } catch (error) {
+      const connectError = ConnectError.from(error);
+      if (connectError.code !== Code.Internal) throw connectError;
+      throw new ConnectError(`the request body is not valid ${compression.name} data: ${connectError.rawMessage}`, Code.InvalidArgument, undefined, undefined, error);
+    }
+  },
+}));
