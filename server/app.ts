@@ -15,6 +15,7 @@ import { withRestRoutes } from "./http/rest.js";
 import type { Logger } from "./logger.js";
 import { createAgentService } from "./rpc/agent-service.js";
 import { errorMappingInterceptor } from "./rpc/error-mapping.js";
+import { deadlineInterceptor } from "./rpc/deadline.js";
 import { acceptCompression, reclassifyProtocolErrors } from "./rpc/protocol-errors.js";
 import { createRequestValidator, validationInterceptor } from "./rpc/validation.js";
 import { createHealthService, Health, ServingStatus } from "./rpc/health.js";
@@ -87,9 +88,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     // Decoding errors that connect-es reports as INTERNAL are the client's: INVALID_ARGUMENT (see protocol-errors.ts).
     router.handlers.splice(0, router.handlers.length, ...router.handlers.map((handler) => reclassifyProtocolErrors(handler)));
   };
-  // Outermost first: errors of everything inside are mapped; requests are validated against the proto rules last,
-  // right before the service (an auth interceptor belongs between the two).
-  const interceptors = [errorMappingInterceptor(logger), validationInterceptor(createRequestValidator([WorkflowService, AgentService]))];
+  // Outermost first: errors of everything inside are mapped; a call already past its deadline stops; requests are
+  // validated against the proto rules last, right before the service (an auth interceptor belongs before that).
+  const interceptors = [
+    errorMappingInterceptor(logger),
+    deadlineInterceptor(),
+    validationInterceptor(createRequestValidator([WorkflowService, AgentService])),
+  ];
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
   const readMaxBytes = config.maxRequestBytes;
   const connectHandler = connectNodeAdapter({

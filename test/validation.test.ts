@@ -412,6 +412,18 @@ describe("deadlines end the call with DEADLINE_EXCEEDED and write nothing after 
     await client.cancelRun({ runId: run?.runId ?? "" });
   });
 
+  test("a call that arrives with its deadline already passed does nothing", async () => {
+    const response = await fetch(`${server.url}/cairn.v1.WorkflowService/CreateRun`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "connect-timeout-ms": "0" },
+      body: JSON.stringify({ workflow_name: "echo", input: { value: "late" } }),
+    });
+    assert.equal(response.status, 504);
+    assert.equal(((await response.json()) as { code: string }).code, "deadline_exceeded");
+    const rows = await withClient(databaseUrl, (pg) => pg.query(`select count(*)::int as n from runs where input->>'value' = 'late'`));
+    assert.equal(rows.rows[0].n, 0);
+  });
+
   test("a CreateRun whose deadline passes before the write stores no run", async () => {
     const response = await fetch(`${server.url}/cairn.v1.WorkflowService/CreateRun`, {
       method: "POST",

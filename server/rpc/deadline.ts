@@ -8,7 +8,7 @@
  * Other aborts (the client went away, the server is draining for shutdown)
  * keep their old meaning: in-flight writes finish, long polls answer empty.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 
 export function deadlinePassed(signal: AbortSignal): boolean {
   return signal.aborted && signal.reason instanceof ConnectError && signal.reason.code === Code.DeadlineExceeded;
@@ -16,4 +16,12 @@ export function deadlinePassed(signal: AbortSignal): boolean {
 
 export function throwIfDeadlinePassed(signal: AbortSignal): void {
   if (deadlinePassed(signal)) throw signal.reason;
+}
+
+/** A call that arrives with its deadline already passed (e.g. `connect-timeout-ms: 0`) does no work at all. */
+export function deadlineInterceptor(): Interceptor {
+  return (next) => async (request) => {
+    throwIfDeadlinePassed(request.signal);
+    return next(request);
+  };
 }
