@@ -205,6 +205,15 @@ describe("proto rules (protovalidate)", () => {
     const refused = await at(49);
     assert.equal(refused.body.code, "invalid_argument");
     assert.match(refused.body.message ?? "", /^input\.value(\[0\])+ nests arrays and objects deeper than 48 levels$/);
+    // The REST route too (fuzz finding: its in-memory call re-encoded the request as protobuf binary, whose decoder
+    // stops at 100 messages where JSON's does not, and answered INTERNAL).
+    const rest = await fetch(`${server.url}/workflows/runs`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ workflow_name: "echo", input: { value: nested(59) } }),
+    });
+    assert.equal(rest.status, 400);
+    assert.match(((await rest.json()) as { message: string }).message, /nests arrays and objects deeper than 48 levels$/);
     // The same rule for values a workflow journals.
     assert.throws(() => storedJson(nested(49), "the workflow's return value"), /nests arrays and objects deeper than 48 levels/);
     assert.doesNotThrow(() => storedJson(nested(47), "the workflow's return value"));

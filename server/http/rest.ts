@@ -62,6 +62,9 @@ const forwardedHeaders = ["x-api-key", "authorization", "user-agent"];
 /** Answers the REST routes under /workflows/runs and hands every other request to `next`. */
 export function withRestRoutes(next: NodeHandler, service: ServiceImpl<typeof WorkflowService>, options: RestOptions): NodeHandler {
   const transport = createRouterTransport((router) => router.service(WorkflowService, service), {
+    // JSON in memory too: a body that decoded from REST JSON decodes again the same way. (Binary would refuse JSON
+    // nested past protobuf's 100-message limit that JSON accepts, as INTERNAL: a fuzz finding.)
+    transport: { useBinaryFormat: false },
     router: {
       interceptors: options.interceptors ?? [],
       readMaxBytes: options.readMaxBytes,
