@@ -95,7 +95,8 @@ export function createAgentWorker(options: AgentWorkerOptions): AgentWorker {
           turnId: turn.turnId,
           leaseToken: token,
           retryable,
-          error: create(FailureSchema, { name: failure.name, message: failure.message, stack: failure.stack ?? "" }),
+          // Clipped to the server's limits on Failure (proto rules), so a huge message still fails the turn.
+          error: create(FailureSchema, { name: clip(failure.name, 256), message: clip(failure.message, 32_768), stack: clip(failure.stack ?? "", 65_536) }),
         })
         .catch(onError);
     } finally {
@@ -128,4 +129,9 @@ export function createAgentWorker(options: AgentWorkerOptions): AgentWorker {
       await done;
     },
   };
+}
+
+/** At most `max` UTF-16 units, as the proto's string.max_len counts code points (never more than units). */
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }

@@ -18,6 +18,9 @@ import type { Logger } from "./logger.js";
 import { createAgentService } from "./rpc/agent-service.js";
 import { authInterceptor } from "./rpc/auth.js";
 import { errorMappingInterceptor } from "./rpc/error-mapping.js";
+import { deadlineInterceptor } from "./rpc/deadline.js";
+import { acceptCompression, reclassifyProtocolErrors } from "./rpc/protocol-errors.js";
+import { createRequestValidator, validationInterceptor } from "./rpc/validation.js";
 import { createHealthService, Health, ServingStatus } from "./rpc/health.js";
 import { createReflectionServices } from "./rpc/reflection.js";
 import { createWorkflowService } from "./rpc/workflow-service.js";
@@ -39,9 +42,6 @@ export interface CairnServer {
   close(): Promise<void>;
 }
 
-/** Request bodies may hold an input of maxInputBytes plus protocol overhead; larger ones are refused unread. */
-const envelopeAllowance = 64 * 1024;
-
 export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
   const registry = await loadWorkflows(config.workflowDirs, logger);
   const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize });
@@ -59,6 +59,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     pollIntervalMs: config.pollIntervalMs,
     maxConcurrentRuns: config.maxConcurrentRuns,
     onRunChanged: (runId, row) => feed.publishLocal(runId, row),
+    limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes },
   });
   const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName] });
   const reflection = createReflectionServices([WorkflowService, AgentService, Health]);
@@ -73,6 +74,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     leaseMs: config.leaseMs,
     maxInputBytes: config.maxInputBytes,
     maxEventBytes: config.maxEventBytes,
+    maxListRunsPageSize: config.maxListRunsPageSize,
+    maxHistoryPageSize: config.maxHistoryPageSize,
     feed,
   });
   const routes = (router: ConnectRouter) => {
@@ -81,25 +84,33 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
         db: database.db,
         turnBoard,
         leaseMs: config.agentLeaseMs,
-        maxResultBytes: config.maxInputBytes,
+        maxResultBytes: config.maxAgentResultBytes,
       }));
     router.service(Health, health.impl);
     reflection.register(router);
+    // Decoding errors that connect-es reports as INTERNAL are the client's: INVALID_ARGUMENT (see protocol-errors.ts).
+    router.handlers.splice(0, router.handlers.length, ...router.handlers.map((handler) => reclassifyProtocolErrors(handler)));
   };
   const { auth } = config;
   const keys = auth.mode === "keys" ? new KeyCache(database.db, { ttlMs: auth.keyCacheTtlMs, logger }) : undefined;
   const rateLimiter = config.rateLimit && auth.mode === "keys" ? new RateLimiter(config.rateLimit.rps, config.rateLimit.burst) : undefined;
   if (keys && rateLimiter) keys.onEvict = (id) => rateLimiter.forget(id);
-  // Error mapping wraps auth, so a store failure while loading a key is mapped (UNAVAILABLE) like any other.
+  // Outermost first: errors of everything inside are mapped (a store failure while loading a key becomes UNAVAILABLE);
+  // a call already past its deadline stops; the caller is authenticated; requests are validated against the proto
+  // rules last, right before the service.
   const interceptors = [
     errorMappingInterceptor(logger),
+    deadlineInterceptor(),
     authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, logger }),
+    validationInterceptor(createRequestValidator([WorkflowService, AgentService])),
   ];
-  const readMaxBytes = config.maxInputBytes * 2 + envelopeAllowance;
+  // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
+  const readMaxBytes = config.maxRequestBytes;
   const connectHandler = connectNodeAdapter({
     routes,
     interceptors,
     readMaxBytes,
+    acceptCompression,
     shutdownSignal: shutdown.signal,
   });
   // REST routes call the same service through the same interceptors; CORS wraps everything, so

@@ -49,7 +49,7 @@ export interface Config {
   databasePoolSize: number;
   workflowDirs: string[];
   logLevel: string;
-  /** Largest accepted run input, as JSON bytes. */
+  /** Largest run input (CreateRun, REST, child runs) and agent request, as JSON bytes. */
   maxInputBytes: number;
   /** How long a claimed run stays ours without a heartbeat. */
   leaseMs: number;
@@ -59,6 +59,16 @@ export interface Config {
   maxConcurrentRuns: number;
   /** Largest accepted event payload, as JSON bytes. */
   maxEventBytes: number;
+  /** Largest agent result (CompleteTurn), as JSON bytes. */
+  maxAgentResultBytes: number;
+  /** Largest step result or run output a workflow may journal, as JSON bytes. */
+  maxStepResultBytes: number;
+  /** Largest request body; derived from the payload limits unless set, and never below the largest of them. */
+  maxRequestBytes: number;
+  /** Cap on ListRuns page_size. */
+  maxListRunsPageSize: number;
+  /** Cap on GetRunHistory page_size. */
+  maxHistoryPageSize: number;
   /** How long sent events are kept for waits that start later. */
   eventRetentionMs: number;
   /** How long an agent worker holds a turn without a heartbeat before it is delivered again. */
@@ -80,9 +90,15 @@ export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
+/** Room for protocol framing and the other fields of a request around its largest JSON payload. */
+export const requestEnvelopeBytes = 64 * 1024;
+
 export function loadConfig(env: Env = process.env): Config {
   const host = env.HOST || "127.0.0.1";
   const databaseUrl = env.DATABASE_URL || undefined;
+  const maxInputBytes = integer(env, "CAIRN_MAX_INPUT_BYTES", 1024 * 1024, 1, 512 * 1024 * 1024);
+  const maxEventBytes = integer(env, "CAIRN_MAX_EVENT_BYTES", 256 * 1024, 1, 512 * 1024 * 1024);
+  const maxAgentResultBytes = integer(env, "CAIRN_MAX_AGENT_RESULT_BYTES", 1024 * 1024, 1, 512 * 1024 * 1024);
   return {
     port: integer(env, "PORT", 8080, 0, 65535),
     host,
@@ -94,11 +110,16 @@ export function loadConfig(env: Env = process.env): Config {
       .filter((dir) => dir.length > 0)
       .map((dir) => resolve(dir)),
     logLevel: oneOf(env, "LOG_LEVEL", "info", ["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
-    maxInputBytes: integer(env, "CAIRN_MAX_INPUT_BYTES", 1024 * 1024, 1, 512 * 1024 * 1024),
+    maxInputBytes,
     leaseMs: integer(env, "CAIRN_LEASE_MS", 15_000, 500, 3_600_000),
     pollIntervalMs: integer(env, "CAIRN_POLL_INTERVAL_MS", 1000, 10, 60_000),
     maxConcurrentRuns: integer(env, "CAIRN_MAX_CONCURRENT_RUNS", 100, 1, 100_000),
-    maxEventBytes: integer(env, "CAIRN_MAX_EVENT_BYTES", 256 * 1024, 1, 512 * 1024 * 1024),
+    maxEventBytes,
+    maxAgentResultBytes,
+    maxStepResultBytes: integer(env, "CAIRN_MAX_STEP_RESULT_BYTES", 1024 * 1024, 1, 512 * 1024 * 1024),
+    maxRequestBytes: requestBytes(env, { CAIRN_MAX_INPUT_BYTES: maxInputBytes, CAIRN_MAX_EVENT_BYTES: maxEventBytes, CAIRN_MAX_AGENT_RESULT_BYTES: maxAgentResultBytes }),
+    maxListRunsPageSize: integer(env, "CAIRN_MAX_LIST_RUNS_PAGE_SIZE", 1000, 1, 100_000),
+    maxHistoryPageSize: integer(env, "CAIRN_MAX_HISTORY_PAGE_SIZE", 10_000, 1, 100_000),
     eventRetentionMs: duration(env, "CAIRN_EVENT_RETENTION", "7d"),
     agentLeaseMs: integer(env, "CAIRN_AGENT_LEASE_MS", 30_000, 100, 3_600_000),
     shutdownGraceMs: integer(env, "CAIRN_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
@@ -203,6 +224,23 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   const value = Number(raw);
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new ConfigError(`${name}=${JSON.stringify(raw)} is not an integer between ${min} and ${max}`);
+  }
+  return value;
+}
+
+/**
+ * The request body cap. A payload limit above it could never take effect, so by default it is twice the largest
+ * payload limit (protobuf binary can spell JSON longer than JSON does) plus the envelope allowance, and an explicit
+ * value must leave room for the largest payload.
+ */
+function requestBytes(env: Env, payloadLimits: Record<string, number>): number {
+  const [largestName, largest] = Object.entries(payloadLimits).reduce((a, b) => (b[1] > a[1] ? b : a));
+  const floor = largest + requestEnvelopeBytes;
+  const value = integer(env, "CAIRN_MAX_REQUEST_BYTES", largest * 2 + requestEnvelopeBytes, 1, 2 ** 32 - 1);
+  if (value < floor) {
+    throw new ConfigError(
+      `CAIRN_MAX_REQUEST_BYTES=${value} is below ${largestName}=${largest} plus ${requestEnvelopeBytes} bytes of request envelope; raise it to at least ${floor}, or leave it unset to derive it`,
+    );
   }
   return value;
 }

@@ -211,7 +211,7 @@ describe("events", () => {
   });
 
   test("bad SendEvent input: empty type, oversized payload, unknown target", async () => {
-    await rejects(client.sendEvent({ eventType: "", correlationId: "k" }), Code.InvalidArgument, /event_type is required/);
+    await rejects(client.sendEvent({ eventType: "", correlationId: "k" }), Code.InvalidArgument, /event_type: value is required \[required\]/);
     await rejects(
       client.sendEvent({ eventType: "big", correlationId: "k", payload: valueFromJson("x".repeat(2000)) }),
       Code.InvalidArgument,

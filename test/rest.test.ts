@@ -192,7 +192,7 @@ describe("errors are the service's, as HTTP statuses with Connect's error JSON",
   });
 
   test("missing workflow_name, non-object input, oversized input: 400 invalid_argument", async () => {
-    await expectError(await postRun(`{"input":{}}`), 400, "invalid_argument", /workflow_name is required/);
+    await expectError(await postRun(`{"input":{}}`), 400, "invalid_argument", /workflow_name: value is required \[required\]/);
     await expectError(await postRun(`{"workflow_name":"echo","input":[1,2]}`), 400, "invalid_argument", /input must be a JSON object, got an array/);
     await expectError(
       await postRun(JSON.stringify({ workflow_name: "echo", input: { value: "x".repeat(5000) } })),
@@ -230,18 +230,19 @@ describe("errors are the service's, as HTTP statuses with Connect's error JSON",
   });
 
   test("a body over the Connect handler's readMaxBytes: 413 resource_exhausted naming the limit", async () => {
-    const limit = 2048 * 2 + 64 * 1024;
+    // The cap covers the largest payload limit: here CAIRN_MAX_AGENT_RESULT_BYTES (1 MiB), not the 2 KiB input limit.
+    const limit = 2 * 1024 * 1024 + 64 * 1024;
     await expectError(
       await postRun(JSON.stringify({ workflow_name: "echo", input: { value: "x".repeat(limit) } })),
       413,
       "resource_exhausted",
-      new RegExp(`larger than the limit of ${limit} bytes`),
+      new RegExp(`larger than the limit of ${limit} bytes \\(CAIRN_MAX_REQUEST_BYTES\\)`),
     );
   });
 
   test("unknown run id: 404; malformed run id: 400", async () => {
     await expectError(await getRun("00000000-0000-4000-8000-000000000000"), 404, "not_found", /run "00000000-0000-4000-8000-000000000000" not found/);
-    await expectError(await getRun("not-a-uuid"), 400, "invalid_argument", /run_id "not-a-uuid" is not a run id/);
+    await expectError(await getRun("not-a-uuid"), 400, "invalid_argument", /run_id: must be a valid UUID, got "not-a-uuid"/);
   });
 
   test("other methods and paths under /workflows/runs", async () => {

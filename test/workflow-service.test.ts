@@ -182,7 +182,7 @@ describe("bad input gets the right code and an actionable message", () => {
   });
 
   test("missing workflow name", async () => {
-    await rejects(client.createRun({}), Code.InvalidArgument, /workflow_name is required/);
+    await rejects(client.createRun({}), Code.InvalidArgument, /workflow_name: value is required \[required\]/);
   });
 
   test("schema-invalid input lists every violation", async () => {
@@ -230,8 +230,8 @@ describe("bad input gets the right code and an actionable message", () => {
   });
 
   test("run ids: malformed is INVALID_ARGUMENT, unknown is NOT_FOUND", async () => {
-    await rejects(client.getRun({ runId: "not-a-uuid" }), Code.InvalidArgument, /run_id "not-a-uuid" is not a run id/);
-    await rejects(client.getRun({ runId: "" }), Code.InvalidArgument, /run_id is required/);
+    await rejects(client.getRun({ runId: "not-a-uuid" }), Code.InvalidArgument, /run_id: must be a valid UUID, got "not-a-uuid" \[string\.uuid\]/);
+    await rejects(client.getRun({ runId: "" }), Code.InvalidArgument, /run_id: value is empty, which is not a valid UUID/);
     await rejects(client.getRun({ runId: "00000000-0000-4000-8000-000000000000" }), Code.NotFound, /run "00000000-0000-4000-8000-000000000000" not found/);
     await rejects(client.getRunHistory({ runId: "00000000-0000-4000-8000-000000000000" }), Code.NotFound, /not found/);
   });

@@ -48,7 +48,7 @@ import {
   type PendingWait,
 } from "./journal.js";
 import { type ResolvedRetryPolicy, resolveRetryPolicy, retryDelayMs } from "./retry.js";
-import { failureToError, type FailureInfo, normalizeJson, toFailureInfo, toJsonValue } from "./json.js";
+import { failureToError, type FailureInfo, inputLimit, normalizeJson, stepResultLimit, storedJson, toFailureInfo, toJsonValue, type ValueLimits } from "./json.js";
 
 export type ActivationOutcome =
   | { kind: "completed"; output: JsonValue }
@@ -78,6 +78,8 @@ export interface ActivationHost {
   suspend(waits: readonly PendingWait[]): Promise<boolean>;
   /** Aborted when the activation must stop: lease lost, run cancelled, server shutting down. */
   readonly signal: AbortSignal;
+  /** Size limits on step results, the output and agent requests (absent: none). */
+  readonly limits?: ValueLimits;
   /** The live logger; the activation mutes it while replaying. */
   readonly logger: WorkflowLogger;
   now(): Date;
@@ -240,7 +242,7 @@ export class Activation {
     const result = this.handlerResult as NonNullable<typeof this.handlerResult>;
     if (!result.ok) return { kind: "failed", failure: toFailureInfo(result.error) };
     try {
-      const output = result.value === undefined ? null : normalizeJson(toJsonValue(result.value, "the workflow's return value"));
+      const output = result.value === undefined ? null : storedJson(result.value, "the workflow's return value", stepResultLimit(this.host.limits));
       return { kind: "completed", output };
     } catch (error) {
       return { kind: "failed", failure: toFailureInfo(error) };
@@ -616,7 +618,7 @@ export class Activation {
     try {
       const value = await Promise.race([fn({ idempotencyKey: `${this.run.runId}:${name}`, attempt, signal }), timedOut]);
       if (value === undefined) return { value: undefined };
-      return { value: normalizeJson(toJsonValue(value, `step "${name}" result`)) };
+      return { value: storedJson(value, `step "${name}" result`, stepResultLimit(this.host.limits)) };
     } catch (error) {
       return { failure: toFailureInfo(error) };
     } finally {
@@ -662,7 +664,8 @@ export class Activation {
       const { agent = name, text, ...rest } = request;
       if (typeof agent !== "string" || agent.length === 0) throw new Error("agent must be a non-empty string");
       if (typeof text !== "string") throw new Error("text must be a string");
-      const params = normalizeJson(toJsonValue(rest, "the agent request")) as { [key: string]: JsonValue };
+      const params = storedJson({ ...rest, text }, "the agent request", inputLimit(this.host.limits)) as { [key: string]: JsonValue };
+      delete params.text;
       turn = { name, turnId: derivedId(this.run.runId, `agent:${name}`), agent, text, params };
     } catch (error) {
       return rejected(this.invalid(name, "startAgent", error));

@@ -5,7 +5,7 @@
  * of the offending part rather than stored mangled.
  */
 import { AgentTurnFailedError, ChildWorkflowFailedError, type JsonValue } from "../../sdk/workflow.js";
-import { NonJsonValueError } from "./errors.js";
+import { NonJsonValueError, PayloadTooLargeError } from "./errors.js";
 
 export interface FailureInfo {
   name: string;
@@ -25,9 +25,61 @@ export function toJsonValue(value: unknown, what: string): JsonValue {
   return value as JsonValue;
 }
 
-function findNonJson(value: unknown, path: string, seen: Set<object>): string | undefined {
+/** A UTF-16 surrogate without its pair: not Unicode, so no JSON text (and no PostgreSQL jsonb) can hold it. */
+const unpairedSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** Whether JSON.stringify output carries an unpaired surrogate: it writes them, and only them, as `\udXXX` escapes. */
+export function hasUnpairedSurrogate(jsonText: string): boolean {
+  return /(?<!\\)(?:\\\\)*\\ud[89a-f]/.test(jsonText);
+}
+
+/**
+ * For a JSON value from a request, serialised as `jsonText`: what makes it unstorable (an unpaired surrogate, or
+ * nesting deeper than maxJsonDepth), with its path under `field`, or undefined. Scans the text, and walks the value
+ * only to name the path of a problem.
+ */
+export function requestJsonProblem(value: unknown, jsonText: string, field: string): string | undefined {
+  if (!hasUnpairedSurrogate(jsonText) && !(jsonText.length > 2 * maxJsonDepth && jsonTextDepth(jsonText) > maxJsonDepth)) return undefined;
+  return jsonProblem(value, field) ?? `${field} cannot be stored as JSON`;
+}
+
+/** The deepest nesting of arrays and objects in a JSON text. */
+function jsonTextDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash escapes the next character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > deepest) deepest = depth;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return deepest;
+}
+
+/** What makes `value` unstorable as JSON, with its path under `root`, or undefined. */
+export function jsonProblem(value: unknown, root: string): string | undefined {
+  return findNonJson(value, root, new Set());
+}
+
+/**
+ * Deepest nesting of arrays and objects a journaled value may have. Each JSON level is two protobuf messages
+ * (Value, then Struct or ListValue), and protobuf decoders stop at 100 levels (protobuf-es, and most others):
+ * deeper values could be stored but never read back through the API.
+ */
+export const maxJsonDepth = 48;
+
+function findNonJson(value: unknown, path: string, seen: Set<object>, depth = 0): string | undefined {
   switch (typeof value) {
     case "string":
+      return unpairedSurrogate.test(value) ? `${path} contains an unpaired UTF-16 surrogate, which is not Unicode` : undefined;
     case "boolean":
       return undefined;
     case "number":
@@ -40,13 +92,14 @@ function findNonJson(value: unknown, path: string, seen: Set<object>): string | 
       return `${path} is a ${typeof value}`;
   }
   if (value === null) return undefined;
+  if (depth >= maxJsonDepth) return `${path} nests arrays and objects deeper than ${maxJsonDepth} levels`;
   const object = value as object;
   if (seen.has(object)) return `${path} is a circular reference`;
   seen.add(object);
   try {
     if (Array.isArray(object)) {
       for (let i = 0; i < object.length; i++) {
-        const problem = findNonJson(object[i], `${path}[${i}]`, seen);
+        const problem = findNonJson(object[i], `${path}[${i}]`, seen, depth + 1);
         if (problem) return problem;
       }
       return undefined;
@@ -57,15 +110,53 @@ function findNonJson(value: unknown, path: string, seen: Set<object>): string | 
       return `${path} is a ${kind}, not a plain object`;
     }
     for (const [key, item] of Object.entries(object)) {
+      if (unpairedSurrogate.test(key)) return `${path} has a key with an unpaired UTF-16 surrogate, which is not Unicode`;
       // JSON drops undefined properties; accept them as "absent", like JSON.stringify does.
       if (item === undefined) continue;
-      const problem = findNonJson(item, `${path}.${key}`, seen);
+      const problem = findNonJson(item, `${path}.${key}`, seen, depth + 1);
       if (problem) return problem;
     }
     return undefined;
   } finally {
     seen.delete(object);
   }
+}
+
+/** A size limit on a journaled value, with the setting that configures it (named in the error). */
+export interface SizeLimit {
+  bytes: number;
+  setting: string;
+}
+
+/** Size limits the engine enforces on values a workflow journals (absent: unlimited, as in engine tests). */
+export interface ValueLimits {
+  /** Step results and the run's output: CAIRN_MAX_STEP_RESULT_BYTES. */
+  stepResultBytes?: number;
+  /** Child run inputs and agent requests: CAIRN_MAX_INPUT_BYTES. */
+  inputBytes?: number;
+}
+
+export const stepResultLimit = (limits: ValueLimits | undefined): SizeLimit | undefined =>
+  limits?.stepResultBytes === undefined ? undefined : { bytes: limits.stepResultBytes, setting: "CAIRN_MAX_STEP_RESULT_BYTES" };
+export const inputLimit = (limits: ValueLimits | undefined): SizeLimit | undefined =>
+  limits?.inputBytes === undefined ? undefined : { bytes: limits.inputBytes, setting: "CAIRN_MAX_INPUT_BYTES" };
+
+/**
+ * `toJsonValue` + `normalizeJson` with one serialisation, refusing a value over `limit` with a
+ * PayloadTooLargeError (`step "fetch" result is 2000000 bytes, over the limit of 1048576 bytes (CAIRN_MAX_STEP_RESULT_BYTES)`).
+ */
+export function storedJson(value: unknown, what: string, limit?: SizeLimit): JsonValue {
+  const text = JSON.stringify(toJsonValue(value, what));
+  if (limit) checkSize(text, what, limit);
+  return JSON.parse(text) as JsonValue;
+}
+
+/** Throws PayloadTooLargeError when the JSON text of a value is over the limit. */
+export function checkSize(jsonText: string, what: string, limit: SizeLimit): void {
+  // UTF-8 needs at most 3 bytes per UTF-16 unit: most values are cleared without counting.
+  if (jsonText.length * 3 <= limit.bytes) return;
+  const size = Buffer.byteLength(jsonText);
+  if (size > limit.bytes) throw new PayloadTooLargeError(what, size, limit.bytes, limit.setting);
 }
 
 /** Drops undefined object properties so the stored value equals what replay returns. */
@@ -75,8 +166,9 @@ export function normalizeJson(value: JsonValue): JsonValue {
 
 export function toFailureInfo(error: unknown): FailureInfo {
   if (error instanceof Error) {
-    const info: FailureInfo = { name: error.name || "Error", message: error.message };
-    if (error.stack) info.stack = error.stack;
+    // Recorded as jsonb: an unpaired surrogate in a message would make the write fail on every replay.
+    const info: FailureInfo = { name: wellFormed(String(error.name || "Error")), message: wellFormed(String(error.message)) };
+    if (error.stack) info.stack = wellFormed(error.stack);
     const details = (error as { details?: unknown }).details;
     if (details !== undefined && findNonJson(details, "$", new Set()) === undefined) {
       info.details = normalizeJson(details as JsonValue);
@@ -89,7 +181,12 @@ export function toFailureInfo(error: unknown): FailureInfo {
   } catch {
     message = String(error);
   }
-  return { name: "Error", message: `non-Error thrown: ${message}` };
+  return { name: "Error", message: wellFormed(`non-Error thrown: ${message}`) };
+}
+
+/** Unpaired surrogates replaced by U+FFFD, as a UTF-8 encoder would. */
+function wellFormed(text: string): string {
+  return unpairedSurrogate.test(text) ? text.replace(new RegExp(unpairedSurrogate.source, "g"), "\ufffd") : text;
 }
 
 /** Rebuilds a recorded failure as an Error with the same name, message and stack (class identity is kept for Cairn's own errors). */

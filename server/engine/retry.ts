@@ -25,7 +25,7 @@ export const retryDefaults = {
 } as const;
 
 /** Failures that no retry can fix: thrown on purpose, or a bug in the workflow's use of ctx. */
-const alwaysFinal = ["NonRetryableError", "NonJsonValueError", "InvalidOperationError", "DeterminismError"];
+const alwaysFinal = ["NonRetryableError", "NonJsonValueError", "PayloadTooLargeError", "InvalidOperationError", "DeterminismError"];
 
 export const noRetry: ResolvedRetryPolicy = {
   maxAttempts: 1,

@@ -63,6 +63,9 @@ const returnedErrorHeaders = ["retry-after", "retry-after-ms"];
 /** Answers the REST routes under /workflows/runs and hands every other request to `next`. */
 export function withRestRoutes(next: NodeHandler, service: ServiceImpl<typeof WorkflowService>, options: RestOptions): NodeHandler {
   const transport = createRouterTransport((router) => router.service(WorkflowService, service), {
+    // JSON in memory too: a body that decoded from REST JSON decodes again the same way. (Binary would refuse JSON
+    // nested past protobuf's 100-message limit that JSON accepts, as INTERNAL: a fuzz finding.)
+    transport: { useBinaryFormat: false },
     router: {
       interceptors: options.interceptors ?? [],
       readMaxBytes: options.readMaxBytes,
@@ -159,7 +162,7 @@ async function readJsonBody(req: Request, res: Response, limit: number): Promise
   }
   const tooLarge = () =>
     new ConnectError(
-      `request body is larger than the limit of ${limit} bytes (derived from CAIRN_MAX_INPUT_BYTES)`,
+      `request body is larger than the limit of ${limit} bytes (CAIRN_MAX_REQUEST_BYTES)`,
       Code.ResourceExhausted,
     );
   const declared = Number(headerValue(req, "content-length"));

@@ -2,7 +2,9 @@
  * cairn.v1.AgentService: agent workers lease turns (long poll or stream),
  * heartbeat long ones, and report results. Results are accepted only with the
  * lease token of the current delivery; a worker that lost its turn is refused
- * with FAILED_PRECONDITION and must drop its work.
+ * with FAILED_PRECONDITION and must drop its work. Requests arrive checked
+ * against their proto rules (`validation.ts`). A call whose deadline passed
+ * writes nothing more, and turns it leased but could not deliver go back.
  */
 import { create } from "@bufbuild/protobuf";
 import { inArray } from "drizzle-orm";
@@ -18,14 +20,17 @@ import {
   PollTurnsResponseSchema,
   ReceiveTurnsResponseSchema,
 } from "../../sdk/gen/cairn/v1/agent_pb.js";
+import type { Value } from "@bufbuild/protobuf/wkt";
 import type { JsonValue } from "../../sdk/workflow.js";
-import { InvalidInputError } from "../engine/errors.js";
+import { InvalidInputError, PayloadTooLargeError } from "../engine/errors.js";
+import { requestJsonProblem } from "../engine/json.js";
 import type { TurnBoard } from "../runtime/turn-board.js";
-import { claimTurns, finishTurn, heartbeatTurn, type LeaseCheck, type TurnResult } from "../store/agents.js";
+import { claimTurns, finishTurn, heartbeatTurn, type LeaseCheck, releaseTurns, type TurnResult } from "../store/agents.js";
 import type { Db } from "../store/database.js";
 import { type AgentTurnRow, agentTurns } from "../store/schema.js";
 import { callerOf } from "./auth.js";
 import { valueToJson } from "./convert.js";
+import { throwIfDeadlinePassed } from "./deadline.js";
 
 export interface AgentServiceDeps {
   db: Db;
@@ -40,18 +45,30 @@ const recheckMs = 1000;
 export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof AgentService> {
   const { db } = deps;
 
-  // Every call acts in the caller's namespace: a worker only sees, heartbeats and finishes that namespace's turns.
-  const claim = (context: HandlerContext, agents: readonly string[], workerId: string, limit: number) =>
-    claimTurns(db, callerOf(context).namespace, agents, workerId, deps.leaseMs, limit);
+  /**
+   * Leases turns in the caller's namespace unless the call is over. A passed deadline throws DEADLINE_EXCEEDED; other
+   * ends (client gone, shutdown) get no turns. Turns leased while the call ended go back at once: nobody would receive them.
+   */
+  const claim = async (context: HandlerContext, agents: readonly string[], workerId: string, limit: number) => {
+    const signal = context.signal;
+    throwIfDeadlinePassed(signal);
+    if (signal.aborted) return [];
+    const turns = await claimTurns(db, callerOf(context).namespace, agents, workerId, deps.leaseMs, limit);
+    if (!signal.aborted) return turns;
+    await releaseTurns(db, turns);
+    throwIfDeadlinePassed(signal);
+    return [];
+  };
 
   return {
     async pollTurns(request, context) {
-      const agents = requireAgents(request.agents);
-      const limit = bounded(request.maxTurns, 1, 100, "max_turns");
-      const waitMs = bounded(request.waitSeconds, 20, 60, "wait_seconds") * 1000;
+      const agents = request.agents;
+      const limit = bounded(request.maxTurns, 1, 100);
+      const waitMs = bounded(request.waitSeconds, 20, 60) * 1000;
       const workerId = request.workerId || "anonymous";
       const deadline = Date.now() + waitMs;
       for (;;) {
+        // A call deadline before wait_seconds ends the poll with DEADLINE_EXCEEDED (the claim throws it).
         const turns = await claim(context, agents, workerId, limit);
         const remaining = deadline - Date.now();
         if (turns.length > 0 || remaining <= 0 || context.signal.aborted) {
@@ -62,8 +79,8 @@ export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof A
     },
 
     async *receiveTurns(request, context: HandlerContext) {
-      const agents = requireAgents(request.agents);
-      const maxInFlight = bounded(request.maxInFlight, 1, 100, "max_in_flight");
+      const agents = request.agents;
+      const maxInFlight = bounded(request.maxInFlight, 1, 100);
       const workerId = request.workerId || "anonymous";
       // Turns this stream delivered whose lease it still holds; a finished or lapsed turn frees a slot.
       const outstanding = new Map<string, string>();
@@ -76,9 +93,11 @@ export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof A
         }
         if (turns.length === 0) await deps.turnBoard.wait(agents, recheckMs, context.signal);
       }
+      throwIfDeadlinePassed(context.signal);
     },
 
     async heartbeatTurn(request, context) {
+      throwIfDeadlinePassed(context.signal);
       const check = await heartbeatTurn(db, callerOf(context).namespace, requireId(request.turnId), request.leaseToken, deps.leaseMs);
       if (!check.ok) {
         // A cancelled run's turn: say so instead of an error, so the worker stops cleanly.
@@ -92,11 +111,13 @@ export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof A
     },
 
     async completeTurn(request, context) {
-      const result: JsonValue = request.result ? valueToJson(request.result) : null;
-      const size = Buffer.byteLength(JSON.stringify(result));
-      if (size > deps.maxResultBytes) {
-        throw new InvalidInputError(`result is ${size} bytes, over the limit of ${deps.maxResultBytes} bytes (CAIRN_MAX_INPUT_BYTES)`);
-      }
+      const result: JsonValue = request.result ? jsonOf(request.result, "result") : null;
+      const text = JSON.stringify(result);
+      const size = Buffer.byteLength(text);
+      if (size > deps.maxResultBytes) throw new PayloadTooLargeError("result", size, deps.maxResultBytes, "CAIRN_MAX_AGENT_RESULT_BYTES");
+      const problem = requestJsonProblem(result, text, "result");
+      if (problem) throw new InvalidInputError(problem);
+      throwIfDeadlinePassed(context.signal);
       await finish(context, request.turnId, request.leaseToken, { status: "completed", result });
       return create(CompleteTurnResponseSchema, {});
     },
@@ -107,6 +128,7 @@ export function createAgentService(deps: AgentServiceDeps): ServiceImpl<typeof A
         message: request.error?.message || "the agent failed the turn",
         ...(request.error?.stack ? { stack: request.error.stack } : {}),
       };
+      throwIfDeadlinePassed(context.signal);
       await finish(context, request.turnId, request.leaseToken, { status: "failed", error, retryable: request.retryable });
       return create(FailTurnResponseSchema, {});
     },
@@ -156,20 +178,21 @@ function turnToProto(row: AgentTurnRow): AgentTurn {
   });
 }
 
-function requireAgents(agents: readonly string[]): string[] {
-  const names = agents.filter((a) => a.length > 0);
-  if (names.length === 0) throw new InvalidInputError("agents is required: name at least one agent this worker serves");
-  return names;
-}
-
+/** Turn ids are UUIDs (the proto rules check the format); stored in lower case. */
 function requireId(turnId: string): string {
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(turnId)) {
-    throw new InvalidInputError(`turn_id "${turnId}" is not a turn id (turn ids are UUIDs)`);
-  }
   return turnId.toLowerCase();
 }
 
-function bounded(value: number, fallback: number, max: number, field: string): number {
-  if (value < 0) throw new InvalidInputError(`${field} must not be negative`);
+/** 0 asks for the default; the proto rules refuse negative values. */
+function bounded(value: number, fallback: number, max: number): number {
   return value === 0 ? fallback : Math.min(value, max);
+}
+
+/** A protobuf Value that carries no JSON (no kind set, NaN, Infinity) is the caller's mistake. */
+function jsonOf(value: Value, field: string): JsonValue {
+  try {
+    return valueToJson(value);
+  } catch (error) {
+    throw new InvalidInputError(`${field} is not a JSON value: ${(error as Error).message}`);
+  }
 }

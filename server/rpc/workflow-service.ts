@@ -1,7 +1,10 @@
 /**
- * cairn.v1.WorkflowService: validates requests, calls the store and the
- * scheduler, converts rows to messages. Domain errors are thrown as they are
- * and mapped to Connect codes by the error-mapping interceptor.
+ * cairn.v1.WorkflowService: calls the store and the scheduler, converts rows
+ * to messages. Requests arrive already checked against their proto rules
+ * (`validation.ts`); what the proto cannot say (JSON sizes and shapes, the
+ * workflow's schema) is checked here. Domain errors are thrown as they are and
+ * mapped to Connect codes by the error-mapping interceptor. A call whose
+ * deadline has passed writes nothing more: writes check the signal first.
  */
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
@@ -32,7 +35,7 @@ import {
   RunNotFoundError,
 } from "../engine/errors.js";
 import { sendEvent } from "../store/events.js";
-import { sameJson } from "../engine/json.js";
+import { requestJsonProblem, sameJson } from "../engine/json.js";
 import { ChangeSignal, type RunFeed } from "../runtime/run-feed.js";
 import { RunTails } from "../runtime/run-tail.js";
 import type { Scheduler } from "../runtime/scheduler.js";
@@ -42,6 +45,7 @@ import { listJournal } from "../store/journal.js";
 import { cancellableChildren, cancelRun, getRun, getRuns, insertRun, listRuns, type RunCursor, type RunFilter } from "../store/runs.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
 import { callerOf } from "./auth.js";
+import { throwIfDeadlinePassed } from "./deadline.js";
 import { dateFromTimestamp, entryToProto, runToProto, statusFromProto, valueToJson } from "./convert.js";
 
 export interface WorkflowServiceDeps {
@@ -51,13 +55,14 @@ export interface WorkflowServiceDeps {
   leaseMs: number;
   maxInputBytes: number;
   maxEventBytes: number;
+  /** Caps on page_size (CAIRN_MAX_LIST_RUNS_PAGE_SIZE, CAIRN_MAX_HISTORY_PAGE_SIZE). */
+  maxListRunsPageSize: number;
+  maxHistoryPageSize: number;
   /** Which runs changed, for WatchRun and WatchRuns. */
   feed: RunFeed;
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const maxIdempotencyKeyLength = 256;
-const maxKeyLength = 512;
 /** Entries a watcher reads per round trip. */
 const watchPageSize = 500;
 /** A watcher re-reads the store at least this often, covering notifications lost while a listener reconnects. */
@@ -121,19 +126,20 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
 
     async createRun(request, context) {
       const { namespace } = callerOf(context);
-      if (!request.workflowName) throw new InvalidInputError("workflow_name is required");
       const workflow = registry.get(request.workflowName);
       const input: JsonValue = request.input ? jsonOf(request.input, "input") : {};
       if (typeof input !== "object" || input === null || Array.isArray(input)) {
         const got = input === null ? "null" : Array.isArray(input) ? "an array" : `a ${typeof input}`;
         throw new InvalidInputError(`input must be a JSON object, got ${got}; wrap it in an object, e.g. {"value": ...}`);
       }
-      const size = Buffer.byteLength(JSON.stringify(input));
+      const text = JSON.stringify(input);
+      const size = Buffer.byteLength(text);
       if (size > deps.maxInputBytes) throw new PayloadTooLargeError("input", size, deps.maxInputBytes, "CAIRN_MAX_INPUT_BYTES");
-      if (request.idempotencyKey.length > maxIdempotencyKeyLength) {
-        throw new InvalidInputError(`idempotency_key is longer than ${maxIdempotencyKeyLength} characters`);
-      }
+      const problem = requestJsonProblem(input, text, "input");
+      if (problem) throw new InvalidInputError(problem);
       await validateInput(workflow, input);
+      // Past the caller's deadline nothing is stored: the call ends DEADLINE_EXCEEDED instead.
+      throwIfDeadlinePassed(context.signal);
 
       // At its concurrency limit this process queues the run instead: any process with room picks it up.
       const eager = request.eagerStart && scheduler.reserveSlot();
@@ -177,7 +183,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
 
     async listRuns(request, context) {
       const { namespace } = callerOf(context);
-      const pageSize = clampPageSize(request.pageSize, 50, 1000, "page_size");
+      const pageSize = clampPageSize(request.pageSize, 50, deps.maxListRunsPageSize);
       const statuses = request.statuses.map((s) => {
         const stored = statusFromProto(s);
         if (!stored) throw new InvalidInputError(`statuses contains an unknown status (${s})`);
@@ -186,7 +192,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       const filter: RunFilter = {
         workflowName: request.workflowName || undefined,
         statuses,
-        parentRunId: request.parentRunId ? requireRunId(request.parentRunId, "parent_run_id") : undefined,
+        parentRunId: request.parentRunId ? requireRunId(request.parentRunId) : undefined,
         createdAfter: dateFromTimestamp(request.createdAfter),
         createdBefore: dateFromTimestamp(request.createdBefore),
         waitingFor: waitKindFromProto(request.waitingFor),
@@ -206,9 +212,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
     async getRunHistory(request, context) {
       const { namespace } = callerOf(context);
       const run = await findRun(namespace, request.runId);
-      const pageSize = clampPageSize(request.pageSize, 1000, 10_000, "page_size");
-      if (request.afterSequence < 0n) throw new InvalidInputError("after_sequence must not be negative");
-      const entries = await listJournal(db, namespace, run.id, Number(request.afterSequence), pageSize);
+      const pageSize = clampPageSize(request.pageSize, 1000, deps.maxHistoryPageSize);
+      const entries = await listJournal(db, namespace, run.id, sequenceAfter(request.afterSequence), pageSize);
       return create(GetRunHistoryResponseSchema, {
         entries: entries.slice(0, pageSize).map(entryToProto),
         hasMore: entries.length > pageSize,
@@ -219,6 +224,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       const { namespace } = callerOf(context);
       const runId = requireRunId(request.runId);
       const reason = request.reason || "cancelled by request";
+      throwIfDeadlinePassed(context.signal);
       const result = await cancelRun(db, namespace, runId, reason);
       if (!result) throw new RunNotFoundError(request.runId);
       if (result.outcome === "finished") {
@@ -235,20 +241,18 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
 
     async sendEvent(request, context) {
       const { namespace } = callerOf(context);
-      if (!request.eventType.trim()) throw new InvalidInputError("event_type is required (a non-empty string, e.g. \"order.approved\")");
-      if (request.eventType.length > maxKeyLength) throw new InvalidInputError(`event_type is longer than ${maxKeyLength} characters`);
-      if (request.correlationId.length > maxKeyLength) throw new InvalidInputError(`correlation_id is longer than ${maxKeyLength} characters`);
-      if (request.idempotencyKey.length > maxIdempotencyKeyLength) {
-        throw new InvalidInputError(`idempotency_key is longer than ${maxIdempotencyKeyLength} characters`);
-      }
       const payload: JsonValue = request.payload ? jsonOf(request.payload, "payload") : null;
-      const size = Buffer.byteLength(JSON.stringify(payload));
+      const text = JSON.stringify(payload);
+      const size = Buffer.byteLength(text);
       if (size > deps.maxEventBytes) throw new PayloadTooLargeError("payload", size, deps.maxEventBytes, "CAIRN_MAX_EVENT_BYTES");
+      const problem = requestJsonProblem(payload, text, "payload");
+      if (problem) throw new InvalidInputError(problem);
       let targetRunId: string | undefined;
       if (request.runId) {
         targetRunId = requireRunId(request.runId);
         if (!(await getRun(db, namespace, targetRunId))) throw new EventTargetNotFoundError(request.runId);
       }
+      throwIfDeadlinePassed(context.signal);
       const result = await sendEvent(db, {
         id: randomUUID(),
         namespace,
@@ -303,13 +307,12 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
     async *watchRun(request, context) {
       const { namespace } = callerOf(context);
       const run = await findRun(namespace, request.runId);
-      if (request.afterSequence < 0n) throw new InvalidInputError("after_sequence must not be negative");
       // One shared reader per run in this process; this stream only keeps its own position.
       const { tail, signal, release } = await tails.acquire(namespace, run.id);
       try {
         let status = (tail.run ?? run).status;
         yield create(WatchRunResponseSchema, { update: { case: "run", value: runToProto(tail.run ?? run) } });
-        let cursor = Number(request.afterSequence);
+        let cursor = sequenceAfter(request.afterSequence);
         while (!context.signal.aborted) {
           const first = tail.window[0];
           if (cursor < tail.lastSequence && (!first || cursor + 1 < first.sequence)) {
@@ -338,6 +341,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
           if (cursor < tail.lastSequence) continue;
           await signal.next(watchRecheckMs, context.signal);
         }
+        // The deadline passed before the run ended: DEADLINE_EXCEEDED, not a clean end.
+        throwIfDeadlinePassed(context.signal);
       } finally {
         release();
       }
@@ -369,6 +374,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
             if (matches(row)) yield create(WatchRunsResponseSchema, { run: runToProto(row) });
           }
         }
+        throwIfDeadlinePassed(context.signal);
       } finally {
         unsubscribe();
       }
@@ -385,9 +391,8 @@ function jsonOf(value: Value, field: string): JsonValue {
   }
 }
 
-function requireRunId(runId: string, field = "run_id"): string {
-  if (!runId) throw new InvalidInputError(`${field} is required`);
-  if (!uuidPattern.test(runId)) throw new InvalidInputError(`${field} "${runId}" is not a run id (run ids are UUIDs)`);
+/** Run ids are UUIDs (the proto rules check the format); stored in lower case. */
+function requireRunId(runId: string): string {
   return runId.toLowerCase();
 }
 
@@ -398,10 +403,18 @@ function awaitTimeoutMs(timeout: Duration | undefined): number {
   return ms === 0 ? defaultAwaitMs : Math.min(ms, maxAwaitMs);
 }
 
-function clampPageSize(requested: number, fallback: number, max: number, field: string): number {
-  if (requested < 0) throw new InvalidInputError(`${field} must not be negative`);
-  if (requested === 0) return fallback;
-  return Math.min(requested, max);
+/**
+ * A client's after_sequence (int64, not negative per the proto) as a journal position. Sequences are 32-bit in the
+ * store, so anything above the largest one means "after every entry" (fuzz finding: it reached SQL out of range).
+ */
+function sequenceAfter(afterSequence: bigint): number {
+  return afterSequence > maxSequence ? Number(maxSequence) : Number(afterSequence);
+}
+const maxSequence = 2n ** 31n - 1n;
+
+/** 0 asks for the default; the proto rules refuse negative sizes. */
+function clampPageSize(requested: number, fallback: number, max: number): number {
+  return Math.min(requested === 0 ? fallback : requested, max);
 }
 
 function encodePageToken(cursor: RunCursor): string {
@@ -413,7 +426,9 @@ function decodePageToken(token: string): RunCursor | undefined {
   try {
     const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { c?: unknown; i?: unknown };
     const createdAt = typeof parsed.c === "string" ? new Date(parsed.c) : undefined;
-    if (createdAt && !Number.isNaN(createdAt.getTime()) && typeof parsed.i === "string" && uuidPattern.test(parsed.i)) {
+    // Years 1 to 9999, like every timestamp this server hands out: others would reach SQL out of range (fuzz finding).
+    const year = createdAt?.getUTCFullYear() ?? Number.NaN;
+    if (createdAt && year >= 1 && year <= 9999 && typeof parsed.i === "string" && uuidPattern.test(parsed.i)) {
       return { createdAt, id: parsed.i };
     }
   } catch {

@@ -8,7 +8,7 @@ import type { JsonValue } from "../../sdk/workflow.js";
 import { Activation, type ActivationHost, type ActivationOutcome } from "../engine/activation.js";
 import { LeaseLostError, RunCancelledError } from "../engine/errors.js";
 import { type JournalEntry, type NewEntry, nextDeadline, type PendingWait } from "../engine/journal.js";
-import { toFailureInfo } from "../engine/json.js";
+import { checkSize, inputLimit, toFailureInfo, type ValueLimits } from "../engine/json.js";
 import { toWorkflowLogger, type Logger } from "../logger.js";
 import type { Db } from "../store/database.js";
 import { findTurnOutcome, insertTurn } from "../store/agents.js";
@@ -33,6 +33,8 @@ export interface RunExecutorDeps {
   onEnded(runId: string, row: RunRow | undefined): void;
   /** The run parked; `deadline` is when the clock alone will wake it; `journal` is its whole journal, when known. */
   onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined, journal: JournalEntry[] | undefined): void;
+  /** Size limits on journaled values and child inputs (absent: none). */
+  limits?: ValueLimits;
 }
 
 export class ShutdownError extends Error {
@@ -71,6 +73,7 @@ export async function executeRun(
 
   const host: ActivationHost = {
     signal,
+    limits: deps.limits,
     logger: toWorkflowLogger(logger),
     now: () => new Date(),
     append: async (entry: NewEntry) => {
@@ -93,6 +96,8 @@ export async function executeRun(
     findEvent: (waits) => findEvent(deps.db, run.namespace, run.id, waits),
     startChild: async (request) => {
       const workflow = deps.registry.get(request.workflowName);
+      const limit = inputLimit(deps.limits);
+      if (limit) checkSize(JSON.stringify(request.input), "the child's input", limit);
       await validateInput(workflow, request.input);
       const created = await insertChildRun(deps.db, {
         id: request.childRunId,

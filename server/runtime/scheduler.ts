@@ -15,6 +15,7 @@ import { randomUUID } from "node:crypto";
 import { sql } from "drizzle-orm";
 import { LeaseLostError, RunCancelledError } from "../engine/errors.js";
 import type { JournalEntry, PendingWait } from "../engine/journal.js";
+import type { ValueLimits } from "../engine/json.js";
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { deleteExpiredEvents } from "../store/events.js";
@@ -43,6 +44,8 @@ export interface SchedulerOptions {
   onRunChanged?: (runId: string, row?: RunRow) => void;
   /** Unique per process; defaults to host:pid:random. */
   owner?: string;
+  /** Size limits on journaled values and child inputs (absent: none). */
+  limits?: ValueLimits;
 }
 
 interface ActiveRun {
@@ -264,6 +267,7 @@ export class Scheduler {
       journalWriter: this.journalWriter,
       registry: this.options.registry,
       logger: this.options.logger,
+      limits: this.options.limits,
       onChildCreated: () => void this.announce().catch(() => undefined),
       onTurnCreated: (agent: string) => {
         this.options.turnBoard.announce(agent);

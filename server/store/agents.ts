@@ -141,6 +141,20 @@ export async function finishTurn(db: Db, namespace: string, turnId: string, toke
   });
 }
 
+/**
+ * Hands back turns that were leased to a call that can no longer deliver them (its deadline passed): they are
+ * pending again at once, with the attempt undone, instead of waiting for their lease to lapse.
+ */
+export async function releaseTurns(db: Db, turns: readonly Pick<AgentTurnRow, "id" | "leaseToken">[]): Promise<void> {
+  for (const turn of turns) {
+    if (!turn.leaseToken) continue;
+    await db
+      .update(agentTurns)
+      .set({ status: "pending", leaseToken: null, workerId: null, leaseExpiresAt: null, attempt: sql`${agentTurns.attempt} - 1`, updatedAt: sql`now()` })
+      .where(and(eq(agentTurns.id, turn.id), eq(agentTurns.leaseToken, turn.leaseToken), eq(agentTurns.status, "leased")));
+  }
+}
+
 /** Stops a cancelled run's turns: workers learn it from their next heartbeat. */
 export async function cancelTurnsOf(db: Db, runId: string): Promise<void> {
   await db

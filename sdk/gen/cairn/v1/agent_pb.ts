@@ -4,6 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
 import type { Failure } from "./types_pb.js";
 import { file_cairn_v1_types } from "./types_pb.js";
 import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
@@ -14,7 +15,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file cairn/v1/agent.proto.
  */
 export const file_cairn_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChRjYWlybi92MS9hZ2VudC5wcm90bxIIY2Fpcm4udjEiowIKCUFnZW50VHVybhIPCgd0dXJuX2lkGAEgASgJEg0KBWFnZW50GAIgASgJEgwKBHRleHQYAyABKAkSJwoGcGFyYW1zGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZydW5faWQYBSABKAkSFQoNd29ya2Zsb3dfbmFtZRgGIAEoCRIMCgRuYW1lGAcgASgJEg8KB2F0dGVtcHQYCCABKAUSEwoLbGVhc2VfdG9rZW4YCSABKAkSNAoQbGVhc2VfZXhwaXJlc19hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTwoTUmVjZWl2ZVR1cm5zUmVxdWVzdBIOCgZhZ2VudHMYASADKAkSEQoJd29ya2VyX2lkGAIgASgJEhUKDW1heF9pbl9mbGlnaHQYAyABKAUiOQoUUmVjZWl2ZVR1cm5zUmVzcG9uc2USIQoEdHVybhgBIAEoCzITLmNhaXJuLnYxLkFnZW50VHVybiJeChBQb2xsVHVybnNSZXF1ZXN0Eg4KBmFnZW50cxgBIAMoCRIRCgl3b3JrZXJfaWQYAiABKAkSEQoJbWF4X3R1cm5zGAMgASgFEhQKDHdhaXRfc2Vjb25kcxgEIAEoBSI3ChFQb2xsVHVybnNSZXNwb25zZRIiCgV0dXJucxgBIAMoCzITLmNhaXJuLnYxLkFnZW50VHVybiI8ChRIZWFydGJlYXRUdXJuUmVxdWVzdBIPCgd0dXJuX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJImcKFUhlYXJ0YmVhdFR1cm5SZXNwb25zZRI0ChBsZWFzZV9leHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBjYW5jZWxfcmVxdWVzdGVkGAIgASgIImMKE0NvbXBsZXRlVHVyblJlcXVlc3QSDwoHdHVybl9pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRImCgZyZXN1bHQYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiFgoUQ29tcGxldGVUdXJuUmVzcG9uc2UibAoPRmFpbFR1cm5SZXF1ZXN0Eg8KB3R1cm5faWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSIAoFZXJyb3IYAyABKAsyES5jYWlybi52MS5GYWlsdXJlEhEKCXJldHJ5YWJsZRgEIAEoCCISChBGYWlsVHVyblJlc3BvbnNlMokDCgxBZ2VudFNlcnZpY2USTwoMUmVjZWl2ZVR1cm5zEh0uY2Fpcm4udjEuUmVjZWl2ZVR1cm5zUmVxdWVzdBoeLmNhaXJuLnYxLlJlY2VpdmVUdXJuc1Jlc3BvbnNlMAESRAoJUG9sbFR1cm5zEhouY2Fpcm4udjEuUG9sbFR1cm5zUmVxdWVzdBobLmNhaXJuLnYxLlBvbGxUdXJuc1Jlc3BvbnNlElAKDUhlYXJ0YmVhdFR1cm4SHi5jYWlybi52MS5IZWFydGJlYXRUdXJuUmVxdWVzdBofLmNhaXJuLnYxLkhlYXJ0YmVhdFR1cm5SZXNwb25zZRJNCgxDb21wbGV0ZVR1cm4SHS5jYWlybi52MS5Db21wbGV0ZVR1cm5SZXF1ZXN0Gh4uY2Fpcm4udjEuQ29tcGxldGVUdXJuUmVzcG9uc2USQQoIRmFpbFR1cm4SGS5jYWlybi52MS5GYWlsVHVyblJlcXVlc3QaGi5jYWlybi52MS5GYWlsVHVyblJlc3BvbnNlYgZwcm90bzM", [file_cairn_v1_types, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChRjYWlybi92MS9hZ2VudC5wcm90bxIIY2Fpcm4udjEiowIKCUFnZW50VHVybhIPCgd0dXJuX2lkGAEgASgJEg0KBWFnZW50GAIgASgJEgwKBHRleHQYAyABKAkSJwoGcGFyYW1zGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZydW5faWQYBSABKAkSFQoNd29ya2Zsb3dfbmFtZRgGIAEoCRIMCgRuYW1lGAcgASgJEg8KB2F0dGVtcHQYCCABKAUSEwoLbGVhc2VfdG9rZW4YCSABKAkSNAoQbGVhc2VfZXhwaXJlc19hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidwoTUmVjZWl2ZVR1cm5zUmVxdWVzdBIjCgZhZ2VudHMYASADKAlCE7pIEJIBDQgBEGQiB3IFEAEYgAISGwoJd29ya2VyX2lkGAIgASgJQgi6SAVyAxiAAhIeCg1tYXhfaW5fZmxpZ2h0GAMgASgFQge6SAQaAigAIjkKFFJlY2VpdmVUdXJuc1Jlc3BvbnNlEiEKBHR1cm4YASABKAsyEy5jYWlybi52MS5BZ2VudFR1cm4ijwEKEFBvbGxUdXJuc1JlcXVlc3QSIwoGYWdlbnRzGAEgAygJQhO6SBCSAQ0IARBkIgdyBRABGIACEhsKCXdvcmtlcl9pZBgCIAEoCUIIukgFcgMYgAISGgoJbWF4X3R1cm5zGAMgASgFQge6SAQaAigAEh0KDHdhaXRfc2Vjb25kcxgEIAEoBUIHukgEGgIoACI3ChFQb2xsVHVybnNSZXNwb25zZRIiCgV0dXJucxgBIAMoCzITLmNhaXJuLnYxLkFnZW50VHVybiJQChRIZWFydGJlYXRUdXJuUmVxdWVzdBIZCgd0dXJuX2lkGAEgASgJQgi6SAVyA7ABARIdCgtsZWFzZV90b2tlbhgCIAEoCUIIukgFcgOwAQEiZwoVSGVhcnRiZWF0VHVyblJlc3BvbnNlEjQKEGxlYXNlX2V4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEGNhbmNlbF9yZXF1ZXN0ZWQYAiABKAgifwoTQ29tcGxldGVUdXJuUmVxdWVzdBIZCgd0dXJuX2lkGAEgASgJQgi6SAVyA7ABARIdCgtsZWFzZV90b2tlbhgCIAEoCUIIukgFcgOwAQESLgoGcmVzdWx0GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMiFgoUQ29tcGxldGVUdXJuUmVzcG9uc2UigAEKD0ZhaWxUdXJuUmVxdWVzdBIZCgd0dXJuX2lkGAEgASgJQgi6SAVyA7ABARIdCgtsZWFzZV90b2tlbhgCIAEoCUIIukgFcgOwAQESIAoFZXJyb3IYAyABKAsyES5jYWlybi52MS5GYWlsdXJlEhEKCXJldHJ5YWJsZRgEIAEoCCISChBGYWlsVHVyblJlc3BvbnNlMokDCgxBZ2VudFNlcnZpY2USTwoMUmVjZWl2ZVR1cm5zEh0uY2Fpcm4udjEuUmVjZWl2ZVR1cm5zUmVxdWVzdBoeLmNhaXJuLnYxLlJlY2VpdmVUdXJuc1Jlc3BvbnNlMAESRAoJUG9sbFR1cm5zEhouY2Fpcm4udjEuUG9sbFR1cm5zUmVxdWVzdBobLmNhaXJuLnYxLlBvbGxUdXJuc1Jlc3BvbnNlElAKDUhlYXJ0YmVhdFR1cm4SHi5jYWlybi52MS5IZWFydGJlYXRUdXJuUmVxdWVzdBofLmNhaXJuLnYxLkhlYXJ0YmVhdFR1cm5SZXNwb25zZRJNCgxDb21wbGV0ZVR1cm4SHS5jYWlybi52MS5Db21wbGV0ZVR1cm5SZXF1ZXN0Gh4uY2Fpcm4udjEuQ29tcGxldGVUdXJuUmVzcG9uc2USQQoIRmFpbFR1cm4SGS5jYWlybi52MS5GYWlsVHVyblJlcXVlc3QaGi5jYWlybi52MS5GYWlsVHVyblJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_cairn_v1_types, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * One unit of work for an agent.
@@ -102,7 +103,7 @@ export const AgentTurnSchema: GenMessage<AgentTurn> = /*@__PURE__*/
  */
 export type ReceiveTurnsRequest = Message<"cairn.v1.ReceiveTurnsRequest"> & {
   /**
-   * Agent names this worker serves.
+   * Agent names this worker serves (at least one).
    *
    * @generated from field: repeated string agents = 1;
    */
@@ -116,7 +117,7 @@ export type ReceiveTurnsRequest = Message<"cairn.v1.ReceiveTurnsRequest"> & {
   workerId: string;
 
   /**
-   * Most turns leased to this stream at once (default 1).
+   * Most turns leased to this stream at once (default 1, at most 100).
    *
    * @generated from field: int32 max_in_flight = 3;
    */
@@ -152,6 +153,8 @@ export const ReceiveTurnsResponseSchema: GenMessage<ReceiveTurnsResponse> = /*@_
  */
 export type PollTurnsRequest = Message<"cairn.v1.PollTurnsRequest"> & {
   /**
+   * Agent names this worker serves (at least one).
+   *
    * @generated from field: repeated string agents = 1;
    */
   agents: string[];
@@ -162,14 +165,15 @@ export type PollTurnsRequest = Message<"cairn.v1.PollTurnsRequest"> & {
   workerId: string;
 
   /**
-   * Default 1.
+   * Default 1, at most 100.
    *
    * @generated from field: int32 max_turns = 3;
    */
   maxTurns: number;
 
   /**
-   * How long to wait for a first turn (default 20, at most 60).
+   * How long to wait for a first turn (default 20, at most 60). A call deadline shorter than this ends the call
+   * with DEADLINE_EXCEEDED, so set it above wait_seconds.
    *
    * @generated from field: int32 wait_seconds = 4;
    */
@@ -261,6 +265,8 @@ export type CompleteTurnRequest = Message<"cairn.v1.CompleteTurnRequest"> & {
   leaseToken: string;
 
   /**
+   * Any JSON value, at most CAIRN_MAX_AGENT_RESULT_BYTES as JSON (checked by the server).
+   *
    * @generated from field: google.protobuf.Value result = 3;
    */
   result?: Value | undefined;

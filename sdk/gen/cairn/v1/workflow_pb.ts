@@ -4,6 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
 import type { HistoryEntry, Run, RunStatus, WaitKind } from "./types_pb.js";
 import { file_cairn_v1_types } from "./types_pb.js";
 import type { Duration, Timestamp, Value } from "@bufbuild/protobuf/wkt";
@@ -14,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cairn/v1/workflow.proto.
  */
 export const file_cairn_v1_workflow: GenFile = /*@__PURE__*/
-  fileDesc("ChdjYWlybi92MS93b3JrZmxvdy5wcm90bxIIY2Fpcm4udjEiFgoUTGlzdFdvcmtmbG93c1JlcXVlc3QiPgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiUKCXdvcmtmbG93cxgBIAMoCzISLmNhaXJuLnYxLldvcmtmbG93ImQKCFdvcmtmbG93EgwKBG5hbWUYASABKAkSEwoLc291cmNlX2ZpbGUYAiABKAkSGAoQaGFzX2lucHV0X3NjaGVtYRgDIAEoCBIbChNpbnB1dF9zY2hlbWFfdmVuZG9yGAQgASgJIusBChBDcmVhdGVSdW5SZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkSJQoFaW5wdXQYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEwoLZWFnZXJfc3RhcnQYAyABKAgSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEjoKCG1ldGFkYXRhGAUgAygLMiguY2Fpcm4udjEuQ3JlYXRlUnVuUmVxdWVzdC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChFDcmVhdGVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SFAoMZGVkdXBsaWNhdGVkGAIgASgIIh8KDUdldFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIiwKDkdldFJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biLZAgoPTGlzdFJ1bnNSZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkSJQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXMSFQoNcGFyZW50X3J1bl9pZBgDIAEoCRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSJwoLd2FpdGluZ19mb3IYCCABKA4yEi5jYWlybi52MS5XYWl0S2luZBIaChJ3YWl0aW5nX2V2ZW50X3R5cGUYCSABKAkSHgoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCSJIChBMaXN0UnVuc1Jlc3BvbnNlEhsKBHJ1bnMYASADKAsyDS5jYWlybi52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlEKFEdldFJ1bkhpc3RvcnlSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoAxIRCglwYWdlX3NpemUYAyABKAUiUgoVR2V0UnVuSGlzdG9yeVJlc3BvbnNlEicKB2VudHJpZXMYASADKAsyFi5jYWlybi52MS5IaXN0b3J5RW50cnkSEAoIaGFzX21vcmUYAiABKAgiSwoQQ2FuY2VsUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSDgoGcmVhc29uGAIgASgJEhcKD2RldGFjaF9jaGlsZHJlbhgDIAEoCCIvChFDYW5jZWxSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4ikAEKEFNlbmRFdmVudFJlcXVlc3QSEgoKZXZlbnRfdHlwZRgBIAEoCRIWCg5jb3JyZWxhdGlvbl9pZBgCIAEoCRInCgdwYXlsb2FkGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg4KBnJ1bl9pZBgEIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBSABKAkiVAoRU2VuZEV2ZW50UmVzcG9uc2USEAoIZXZlbnRfaWQYASABKAkSFwoPbWF0Y2hlZF9ydW5faWRzGAIgAygJEhQKDGRlZHVwbGljYXRlZBgDIAEoCCI5Cg9XYXRjaFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgDImMKEFdhdGNoUnVuUmVzcG9uc2USHAoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuSAASJwoFZW50cnkYAiABKAsyFi5jYWlybi52MS5IaXN0b3J5RW50cnlIAEIICgZ1cGRhdGUiUAoQV2F0Y2hSdW5zUmVxdWVzdBIVCg13b3JrZmxvd19uYW1lGAEgASgJEiUKCHN0YXR1c2VzGAIgAygOMhMuY2Fpcm4udjEuUnVuU3RhdHVzIi8KEVdhdGNoUnVuc1Jlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJNCg9Bd2FpdFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iLgoQQXdhaXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4y/wUKD1dvcmtmbG93U2VydmljZRJVCg1MaXN0V29ya2Zsb3dzEh4uY2Fpcm4udjEuTGlzdFdvcmtmbG93c1JlcXVlc3QaHy5jYWlybi52MS5MaXN0V29ya2Zsb3dzUmVzcG9uc2UiA5ACARJECglDcmVhdGVSdW4SGi5jYWlybi52MS5DcmVhdGVSdW5SZXF1ZXN0GhsuY2Fpcm4udjEuQ3JlYXRlUnVuUmVzcG9uc2USQAoGR2V0UnVuEhcuY2Fpcm4udjEuR2V0UnVuUmVxdWVzdBoYLmNhaXJuLnYxLkdldFJ1blJlc3BvbnNlIgOQAgESRgoITGlzdFJ1bnMSGS5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QaGi5jYWlybi52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESVQoNR2V0UnVuSGlzdG9yeRIeLmNhaXJuLnYxLkdldFJ1bkhpc3RvcnlSZXF1ZXN0Gh8uY2Fpcm4udjEuR2V0UnVuSGlzdG9yeVJlc3BvbnNlIgOQAgESSQoJQ2FuY2VsUnVuEhouY2Fpcm4udjEuQ2FuY2VsUnVuUmVxdWVzdBobLmNhaXJuLnYxLkNhbmNlbFJ1blJlc3BvbnNlIgOQAgISRAoJU2VuZEV2ZW50EhouY2Fpcm4udjEuU2VuZEV2ZW50UmVxdWVzdBobLmNhaXJuLnYxLlNlbmRFdmVudFJlc3BvbnNlEkgKCFdhdGNoUnVuEhkuY2Fpcm4udjEuV2F0Y2hSdW5SZXF1ZXN0GhouY2Fpcm4udjEuV2F0Y2hSdW5SZXNwb25zZSIDkAIBMAESSwoJV2F0Y2hSdW5zEhouY2Fpcm4udjEuV2F0Y2hSdW5zUmVxdWVzdBobLmNhaXJuLnYxLldhdGNoUnVuc1Jlc3BvbnNlIgOQAgEwARJGCghBd2FpdFJ1bhIZLmNhaXJuLnYxLkF3YWl0UnVuUmVxdWVzdBoaLmNhaXJuLnYxLkF3YWl0UnVuUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_cairn_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChdjYWlybi92MS93b3JrZmxvdy5wcm90bxIIY2Fpcm4udjEiFgoUTGlzdFdvcmtmbG93c1JlcXVlc3QiPgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiUKCXdvcmtmbG93cxgBIAMoCzISLmNhaXJuLnYxLldvcmtmbG93ImQKCFdvcmtmbG93EgwKBG5hbWUYASABKAkSEwoLc291cmNlX2ZpbGUYAiABKAkSGAoQaGFzX2lucHV0X3NjaGVtYRgDIAEoCBIbChNpbnB1dF9zY2hlbWFfdmVuZG9yGAQgASgJIqQCChBDcmVhdGVSdW5SZXF1ZXN0EiIKDXdvcmtmbG93X25hbWUYASABKAlCC7pICMgBAXIDGIACEi0KBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSEwoLZWFnZXJfc3RhcnQYAyABKAgSIQoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgi6SAVyAxiAAhJUCghtZXRhZGF0YRgFIAMoCzIoLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEEAiB3IFEAEYgAIqBXIDGIAgGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChFDcmVhdGVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SFAoMZGVkdXBsaWNhdGVkGAIgASgIIikKDUdldFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIsCg5HZXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4i3gQKD0xpc3RSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESGgoJcGFnZV9zaXplGAYgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAIEjEKC3dhaXRpbmdfZm9yGAggASgOMhIuY2Fpcm4udjEuV2FpdEtpbmRCCLpIBYIBAhABEiQKEndhaXRpbmdfZXZlbnRfdHlwZRgJIAEoCUIIukgFcgMYgAQSKAoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCUIIukgFcgMYgAQiSAoQTGlzdFJ1bnNSZXNwb25zZRIbCgRydW5zGAEgAygLMg0uY2Fpcm4udjEuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJtChRHZXRSdW5IaXN0b3J5UmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEh8KDmFmdGVyX3NlcXVlbmNlGAIgASgDQge6SAQiAigAEhoKCXBhZ2Vfc2l6ZRgDIAEoBUIHukgEGgIoACJSChVHZXRSdW5IaXN0b3J5UmVzcG9uc2USJwoHZW50cmllcxgBIAMoCzIWLmNhaXJuLnYxLkhpc3RvcnlFbnRyeRIQCghoYXNfbW9yZRgCIAEoCCJfChBDYW5jZWxSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAIBIXCg9kZXRhY2hfY2hpbGRyZW4YAyABKAgiLwoRQ2FuY2VsUnVuUmVzcG9uc2USGgoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuIsYCChBTZW5kRXZlbnRSZXF1ZXN0Ep4BCgpldmVudF90eXBlGAEgASgJQokBukiFAboBegoUZXZlbnRfdHlwZS5ub3RfYmxhbmsSP211c3QgY29udGFpbiBhIG5vbi13aGl0ZXNwYWNlIGNoYXJhY3RlciAoZS5nLiAib3JkZXIuYXBwcm92ZWQiKRohdGhpcyA9PSAnJyB8fCB0aGlzLm1hdGNoZXMoJ1xcUycpyAEBcgMYgAQSIAoOY29ycmVsYXRpb25faWQYAiABKAlCCLpIBXIDGIAEEi8KB3BheWxvYWQYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCBrpIA9gBAxIbCgZydW5faWQYBCABKAlCC7pICNgBAXIDsAEBEiEKD2lkZW1wb3RlbmN5X2tleRgFIAEoCUIIukgFcgMYgAIiVAoRU2VuZEV2ZW50UmVzcG9uc2USEAoIZXZlbnRfaWQYASABKAkSFwoPbWF0Y2hlZF9ydW5faWRzGAIgAygJEhQKDGRlZHVwbGljYXRlZBgDIAEoCCJMCg9XYXRjaFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIfCg5hZnRlcl9zZXF1ZW5jZRgCIAEoA0IHukgEIgIoACJjChBXYXRjaFJ1blJlc3BvbnNlEhwKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1bkgAEicKBWVudHJ5GAIgASgLMhYuY2Fpcm4udjEuSGlzdG9yeUVudHJ5SABCCAoGdXBkYXRlItsBChBXYXRjaFJ1bnNSZXF1ZXN0Eh8KDXdvcmtmbG93X25hbWUYASABKAlCCLpIBXIDGIACEqUBCghzdGF0dXNlcxgCIAMoDjITLmNhaXJuLnYxLlJ1blN0YXR1c0J+ukh7kgF4EBAidLoBbAoSc3RhdHVzZXMuc3BlY2lmaWVkEkttdXN0IGJlIGEgcnVuIHN0YXR1cyBzdWNoIGFzIFJVTl9TVEFUVVNfV0FJVElORywgbm90IFJVTl9TVEFUVVNfVU5TUEVDSUZJRUQaCXRoaXMgIT0gMIIBAhABIi8KEVdhdGNoUnVuc1Jlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJhCg9Bd2FpdFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARI0Cgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyACIuChBBd2FpdFJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1bjL/BQoPV29ya2Zsb3dTZXJ2aWNlElUKDUxpc3RXb3JrZmxvd3MSHi5jYWlybi52MS5MaXN0V29ya2Zsb3dzUmVxdWVzdBofLmNhaXJuLnYxLkxpc3RXb3JrZmxvd3NSZXNwb25zZSIDkAIBEkQKCUNyZWF0ZVJ1bhIaLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QaGy5jYWlybi52MS5DcmVhdGVSdW5SZXNwb25zZRJACgZHZXRSdW4SFy5jYWlybi52MS5HZXRSdW5SZXF1ZXN0GhguY2Fpcm4udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJGCghMaXN0UnVucxIZLmNhaXJuLnYxLkxpc3RSdW5zUmVxdWVzdBoaLmNhaXJuLnYxLkxpc3RSdW5zUmVzcG9uc2UiA5ACARJVCg1HZXRSdW5IaXN0b3J5Eh4uY2Fpcm4udjEuR2V0UnVuSGlzdG9yeVJlcXVlc3QaHy5jYWlybi52MS5HZXRSdW5IaXN0b3J5UmVzcG9uc2UiA5ACARJJCglDYW5jZWxSdW4SGi5jYWlybi52MS5DYW5jZWxSdW5SZXF1ZXN0GhsuY2Fpcm4udjEuQ2FuY2VsUnVuUmVzcG9uc2UiA5ACAhJECglTZW5kRXZlbnQSGi5jYWlybi52MS5TZW5kRXZlbnRSZXF1ZXN0GhsuY2Fpcm4udjEuU2VuZEV2ZW50UmVzcG9uc2USSAoIV2F0Y2hSdW4SGS5jYWlybi52MS5XYXRjaFJ1blJlcXVlc3QaGi5jYWlybi52MS5XYXRjaFJ1blJlc3BvbnNlIgOQAgEwARJLCglXYXRjaFJ1bnMSGi5jYWlybi52MS5XYXRjaFJ1bnNSZXF1ZXN0GhsuY2Fpcm4udjEuV2F0Y2hSdW5zUmVzcG9uc2UiA5ACATABEkYKCEF3YWl0UnVuEhkuY2Fpcm4udjEuQXdhaXRSdW5SZXF1ZXN0GhouY2Fpcm4udjEuQXdhaXRSdW5SZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_cairn_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cairn.v1.ListWorkflowsRequest
@@ -98,7 +99,8 @@ export type CreateRunRequest = Message<"cairn.v1.CreateRunRequest"> & {
   workflowName: string;
 
   /**
-   * A JSON object; absent means {}.
+   * A JSON object; absent means {}. At most CAIRN_MAX_INPUT_BYTES as JSON, and it must pass the workflow's
+   * Input schema: the server checks both itself, protovalidate cannot express them.
    *
    * @generated from field: google.protobuf.Value input = 2;
    */
@@ -119,7 +121,7 @@ export type CreateRunRequest = Message<"cairn.v1.CreateRunRequest"> & {
   idempotencyKey: string;
 
   /**
-   * Free-form labels stored with the run.
+   * Free-form labels stored with the run: at most 64, keys of 1 to 256 characters, values of at most 4096.
    *
    * @generated from field: map<string, string> metadata = 5;
    */
@@ -162,6 +164,8 @@ export const CreateRunResponseSchema: GenMessage<CreateRunResponse> = /*@__PURE_
  */
 export type GetRunRequest = Message<"cairn.v1.GetRunRequest"> & {
   /**
+   * Run ids are UUIDs.
+   *
    * @generated from field: string run_id = 1;
    */
   runId: string;
@@ -217,7 +221,7 @@ export type ListRunsRequest = Message<"cairn.v1.ListRunsRequest"> & {
   parentRunId: string;
 
   /**
-   * Only runs created at or after / before this instant.
+   * Only runs created at or after / before this instant (years 1 to 9999).
    *
    * @generated from field: google.protobuf.Timestamp created_after = 4;
    */
@@ -229,7 +233,7 @@ export type ListRunsRequest = Message<"cairn.v1.ListRunsRequest"> & {
   createdBefore?: Timestamp | undefined;
 
   /**
-   * Default 50, at most 1000.
+   * Default 50; larger values are capped at CAIRN_MAX_LIST_RUNS_PAGE_SIZE (default 1000).
    *
    * @generated from field: int32 page_size = 6;
    */
@@ -310,7 +314,7 @@ export type GetRunHistoryRequest = Message<"cairn.v1.GetRunHistoryRequest"> & {
   afterSequence: bigint;
 
   /**
-   * Default 1000, at most 10000.
+   * Default 1000; larger values are capped at CAIRN_MAX_HISTORY_PAGE_SIZE (default 10000).
    *
    * @generated from field: int32 page_size = 3;
    */
@@ -401,6 +405,8 @@ export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE_
  */
 export type SendEventRequest = Message<"cairn.v1.SendEventRequest"> & {
   /**
+   * What happened, e.g. "order.approved": not blank.
+   *
    * @generated from field: string event_type = 1;
    */
   eventType: string;
@@ -411,6 +417,8 @@ export type SendEventRequest = Message<"cairn.v1.SendEventRequest"> & {
   correlationId: string;
 
   /**
+   * Any JSON value, at most CAIRN_MAX_EVENT_BYTES as JSON (checked by the server).
+   *
    * @generated from field: google.protobuf.Value payload = 3;
    */
   payload?: Value | undefined;
@@ -574,7 +582,7 @@ export type AwaitRunRequest = Message<"cairn.v1.AwaitRunRequest"> & {
   runId: string;
 
   /**
-   * How long to wait for the run to end; unset or zero: 30 s. At most 5 minutes.
+   * How long to wait for the run to end; unset or zero: 30 s. Longer ones are cut to 5 minutes.
    *
    * @generated from field: google.protobuf.Duration timeout = 2;
    */
