@@ -57,6 +57,8 @@ export interface ThroughputReport {
   /** steps/s ÷ pgbench TPS at `concurrency` clients. */
   ratioToPgbench: number | null;
   cpu: CpuShares;
+  /** CPU time per completed step (load-independent, unlike steps/s): all server processes, the bench-db backends, this client. */
+  cpuMsPerStep: { servers: number; postgres: number; client: number };
 }
 
 export interface LatencyReport {
@@ -161,6 +163,15 @@ export function buildReport(m: Measurements): Report {
       latencyMs: summarize(r.latenciesMs),
       ratioToPgbench: pg ? round(stepsPerSec / pg.tps, 3) : null,
       cpu: entry.cpu,
+      cpuMsPerStep: (() => {
+        const steps = Math.max(1, r.completed * r.steps);
+        const perStep = (seconds: number) => round((seconds * 1000) / steps, 3);
+        return {
+          servers: perStep(entry.cpu.servers.reduce((sum, x) => sum + x.cpuSeconds, 0)),
+          postgres: perStep(entry.cpu.postgresBenchDb.cpuSeconds),
+          client: perStep(entry.cpu.client.cpuSeconds),
+        };
+      })(),
     };
   };
   const latency = (runs: number, completed: number, failed: number, sorted: number[], loadAverage: number): LatencyReport => {
@@ -432,17 +443,23 @@ function cpuLine(cpu: CpuShares): string {
   return `${servers}; client ${percent(cpu.client.share)}; PostgreSQL bench-db backends ${percent(cpu.postgresBenchDb.share)} (all postgres ${percent(cpu.postgresAll.share)}); everything else ${percent(Math.max(0, cpu.machine.share - ours))}; machine busy ${percent(cpu.machine.share)} of ${cpu.cores} cores`;
 }
 
+function cpuPerStep(w: ThroughputReport): string {
+  const c = w.cpuMsPerStep;
+  return `servers ${c.servers.toFixed(3)} ms, PostgreSQL backends ${c.postgres.toFixed(3)} ms, client ${c.client.toFixed(3)} ms (CPU time ÷ steps: what one step costs, whatever else runs on the machine)`;
+}
+
 function details(report: Report): [string, string][] {
   const f = report.figures;
   const rows: [string, string][] = [];
   for (const w of f.w1Http) {
-    rows.push([`W1 over HTTP/${w.http}`, `${thousands(w.stepsPerSec)} steps/s, run p50 ${ms(w.latencyMs.p50, 0)} / p99 ${ms(w.latencyMs.p99, 0)}; CPU: ${cpuLine(w.cpu)}`]);
+    rows.push([`W1 over HTTP/${w.http}`, `${thousands(w.stepsPerSec)} steps/s, run p50 ${ms(w.latencyMs.p50, 0)} / p99 ${ms(w.latencyMs.p99, 0)}; CPU per step: ${cpuPerStep(w)}`]);
   }
   if (f.w1) {
     rows.push(
       ["W1, 1 server: rounds", `${f.w1.roundsStepsPerSec.map(thousands).join(", ")} steps/s; the median round:`],
       ["W1, 1 server", `${(f.w1.wallMs / 1000).toFixed(2)} s wall, ${f.w1.runsPerSec.toFixed(1)} runs/s, run latency ${triple(f.w1.latencyMs)}`],
       ["W1, 1 server: CPU share", cpuLine(f.w1.cpu)],
+      ["W1, 1 server: CPU per step", cpuPerStep(f.w1)],
     );
   }
   if (f.w1TwoServers) {
@@ -450,6 +467,7 @@ function details(report: Report): [string, string][] {
       ["W1, 2 servers: rounds", `${f.w1TwoServers.roundsStepsPerSec.map(thousands).join(", ")} steps/s; the median round:`],
       ["W1, 2 servers", `${(f.w1TwoServers.wallMs / 1000).toFixed(2)} s wall, ${f.w1TwoServers.runsPerSec.toFixed(1)} runs/s, run latency ${triple(f.w1TwoServers.latencyMs)}`],
       ["W1, 2 servers: CPU share", cpuLine(f.w1TwoServers.cpu)],
+      ["W1, 2 servers: CPU per step", cpuPerStep(f.w1TwoServers)],
     );
   }
   if (f.w2) rows.push(["W2", `latency ${triple(f.w2.latencyMs)}; CreateRun round trip ${triple(f.w2.createMs)}`]);
