@@ -189,6 +189,23 @@ export class BenchProbe {
     return result.rows.map((r) => ({ runId: r.run_id, fireAt: Number(r.fire_ms), firedAt: Number(r.fired_ms) }));
   }
 
+  /**
+   * Scans of the engine's tables so far (pg_stat_user_tables: published by
+   * each backend at most once a second while it is busy, so a delta over a
+   * window of several seconds is close).
+   */
+  async tableScans(): Promise<Record<string, { seqScans: number; seqRowsRead: number; indexScans: number }>> {
+    // This connection's own scans (status counts) are published when it next goes idle, not 10 s later.
+    await this.client.query("select pg_stat_force_next_flush()").catch(() => undefined);
+    await this.client.query("select pg_stat_clear_snapshot()");
+    const result = await this.client.query<{ relname: string; seq_scan: string; seq_tup_read: string; idx_scan: string | null }>(
+      "select relname, seq_scan, seq_tup_read, idx_scan from pg_stat_user_tables where relname in ('runs', 'journal_entries', 'waits', 'events', 'run_watchers', 'agent_turns')",
+    );
+    return Object.fromEntries(
+      result.rows.map((r) => [r.relname, { seqScans: Number(r.seq_scan), seqRowsRead: Number(r.seq_tup_read), indexScans: Number(r.idx_scan ?? 0) }]),
+    );
+  }
+
   /** PIDs of the PostgreSQL backends connected to this database (this connection's own excluded). */
   async backendPids(): Promise<number[]> {
     const result = await this.client.query<{ pid: number }>("select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()");

@@ -96,16 +96,22 @@ export interface Report {
     }) | null;
     parked: (Omit<ParkedResult, "failures"> & {
       failed: number;
-      /** VmRSS after the idle window and a forced GC − before: the goal's figure. */
+      /**
+       * The goal's figure: VmRSS with all runs parked (no GC) − VmRSS before
+       * (after warm-up, idle time and a forced GC). Garbage counts against it;
+       * the RSS after the idle window and a forced GC is often lower than
+       * before, because V8 returns memory after a while of idleness.
+       */
       rssDeltaBytes: number;
-      rssDeltaNoGcBytes: number;
+      rssDeltaAfterGcBytes: number;
       heapUsedPerRunBytes: number;
       createsPerSec: number;
       idleServerCpuMsPerSec: number;
       idlePostgresCpuMsPerSec: number;
       loadAverage: number;
     }) | null;
-    replay: (StepCostsResult & { ratio: number; loadAverage: number }) | null;
+    /** ratio: slowest ÷ fastest per-step cost over the lengths (the goal's figure); growth: longest run's ÷ shortest run's (> 1: dearer as runs grow). */
+    replay: (StepCostsResult & { ratio: number; growth: number; loadAverage: number }) | null;
     resume: (ResumeResult & { loadAverage: number }) | null;
     extras: ExtrasReport;
   };
@@ -235,8 +241,8 @@ export function buildReport(m: Measurements): Report {
           return {
             ...rest,
             failed: failures.length,
-            rssDeltaBytes: rest.procRss.parkedAfterGc - rest.procRss.before,
-            rssDeltaNoGcBytes: rest.procRss.parkedNoGc - rest.procRss.before,
+            rssDeltaBytes: rest.procRss.parkedNoGc - rest.procRss.before,
+            rssDeltaAfterGcBytes: rest.procRss.parkedAfterGc - rest.procRss.before,
             heapUsedPerRunBytes: round((rest.parkedAfterGc.heapUsed - rest.before.heapUsed) / Math.max(1, rest.runs), 1),
             createsPerSec: round(rest.runs / (rest.createWallMs / 1000), 1),
             idleServerCpuMsPerSec: round(rest.idle.serverCpuMs / rest.idle.seconds, 2),
@@ -246,7 +252,14 @@ export function buildReport(m: Measurements): Report {
           };
         })()
       : null,
-    replay: m.replay ? { ...m.replay.result, ratio: replayRatio(m.replay.result), loadAverage: m.replay.loadAverage } : null,
+    replay: m.replay
+      ? {
+          ...m.replay.result,
+          ratio: replayRatio(m.replay.result),
+          growth: round((m.replay.result.lengths.at(-1)?.perStepMs ?? Number.NaN) / (m.replay.result.lengths[0]?.perStepMs ?? Number.NaN), 2),
+          loadAverage: m.replay.loadAverage,
+        }
+      : null,
     resume: m.resume ? { ...m.resume.result, loadAverage: m.resume.loadAverage } : null,
     extras: m.extras,
   };
@@ -357,7 +370,7 @@ function scoreboard(f: Report["figures"], pgbench: PgbenchReport[]): ScoreRow[] 
     const p = f.parked;
     rows.push({
       workload: "Memory, parked runs",
-      figure: `${signedMib(p.rssDeltaBytes)} server RSS for ${thousands(p.waiting)} parked (${signedMib(p.rssDeltaNoGcBytes)} before GC; heap ${signed(p.heapUsedPerRunBytes)} B/run)${p.failed ? `; ${p.failed} FAILED` : ""}`,
+      figure: `${signedMib(p.rssDeltaBytes)} server RSS with ${thousands(p.waiting)} parked (${signedMib(p.rssDeltaAfterGcBytes)} after idle + GC; heap ${signed(p.heapUsedPerRunBytes)} B/run)${p.failed ? `; ${p.failed} FAILED` : ""}`,
       vsPgbench: "",
       goal: `≤ ${goals.parkedRssMiB} MiB`,
       met: p.failed > 0 ? false : p.rssDeltaBytes <= goals.parkedRssMiB * 1024 * 1024,
@@ -377,7 +390,7 @@ function scoreboard(f: Report["figures"], pgbench: PgbenchReport[]): ScoreRow[] 
     const costs = r.lengths.map((l) => `${l.steps}: ${l.perStepMs.toFixed(2)}`).join(", ");
     rows.push({
       workload: "Replay, per-step cost",
-      figure: `${costs} ms/step; slowest ÷ fastest ${r.ratio.toFixed(2)}×${r.failures.length ? `; ${r.failures.length} FAILED` : ""}`,
+      figure: `${costs} ms/step; slowest ÷ fastest ${r.ratio.toFixed(2)}×, longest ÷ shortest ${r.growth.toFixed(2)}×${r.failures.length ? `; ${r.failures.length} FAILED` : ""}`,
       vsPgbench: pg1?.latencyAverageMs ? r.lengths.map((l) => vsOneCommit(l.perStepMs)).join(", ") + " 1-client txn" : "",
       goal: `≤ ${goals.replayPerStepRatio}×`,
       met: r.failures.length > 0 ? false : atMost(r.ratio, goals.replayPerStepRatio),
@@ -493,6 +506,12 @@ function details(report: Report): [string, string][] {
       ["Parked: VmRSS", `${mib(p.procRss.before)} → ${mib(p.procRss.parkedNoGc)} parked → ${mib(p.procRss.parkedAfterGc)} after idle + GC`],
       ["Parked: heapUsed (forced GC)", `${mib(p.before.heapUsed)} → ${mib(p.parkedAfterGc.heapUsed)}${p.gcForced ? "" : " (GC not available)"}`],
       ["Parked: idle CPU", `server ${p.idle.serverCpuMs.toFixed(1)} ms by cpuUsage(), ${p.idle.serverProcCpuMs.toFixed(0)} ms by /proc, over ${p.idle.seconds.toFixed(1)} s; its PostgreSQL backends ${p.idle.postgresCpuMs.toFixed(0)} ms`],
+      [
+        "Parked: table scans while idle",
+        Object.entries(p.idle.scans)
+          .map(([table, x]) => `${table}: ${x.seqScans} seq scans reading ${thousands(x.seqRowsRead)} rows, ${x.indexScans} index scans`)
+          .join("; ") || "none",
+      ],
       ["Parked: PostgreSQL bytes", `${signed(p.dbBytesPerRun)} B per parked run (runs, journal, waits, events, with indexes)`],
     );
   }

@@ -172,6 +172,8 @@ export interface ParkedResult {
     serverProcCpuMs: number;
     /** CPU of the backends serving the bench database over the same window. */
     postgresCpuMs: number;
+    /** Table scans over the window, per table with any (pg_stat_user_tables deltas): what the idle server still asks PostgreSQL. */
+    scans: Record<string, { seqScans: number; seqRowsRead: number; indexScans: number }>;
   };
   /** runs, journal_entries, waits and events with indexes: (parked − before) ÷ runs. */
   dbBytesPerRun: number;
@@ -220,8 +222,10 @@ export async function parkedRuns(
   const parkWallMs = performance.now() - begin;
   if (!parked.reached) failures.push(`not all runs parked: ${JSON.stringify(parked.counts)}`);
   const running = await probe.runningCount();
-  // Let replies, sockets and pool clients go idle.
-  await sleep(1000);
+  // Let replies, sockets and pool clients go idle. An idle backend publishes
+  // its table statistics up to 10 s late (PGSTAT_IDLE_INTERVAL): with a full
+  // idle window, wait that out so the creates' scans stay out of it.
+  await sleep(options.idleSeconds >= 10 ? 11_000 : 1000);
   const parkedNoGc = await server.probe(false);
   const procParkedNoGc = (await server.stat()).rssBytes;
 
@@ -230,6 +234,7 @@ export async function parkedRuns(
   const procCpuBefore = (await server.stat()).cpuSeconds;
   const postgres = new CpuTally();
   await postgres.sample(await probe.backendPids());
+  const scansBefore = await probe.tableScans();
   const idleBegin = performance.now();
   const idleEnd = idleBegin + options.idleSeconds * 1000;
   while (performance.now() < idleEnd && !options.signal.aborted) {
@@ -237,6 +242,15 @@ export async function parkedRuns(
     await postgres.sample(await probe.backendPids());
   }
   const idleSeconds = (performance.now() - idleBegin) / 1000;
+  // Backends publish their counts up to a second late.
+  await sleep(1000);
+  const scansAfter = await probe.tableScans();
+  const scans: ParkedResult["idle"]["scans"] = {};
+  for (const [table, after] of Object.entries(scansAfter)) {
+    const before = scansBefore[table] ?? { seqScans: 0, seqRowsRead: 0, indexScans: 0 };
+    const delta = { seqScans: after.seqScans - before.seqScans, seqRowsRead: after.seqRowsRead - before.seqRowsRead, indexScans: after.indexScans - before.indexScans };
+    if (delta.seqScans + delta.indexScans > 0) scans[table] = delta;
+  }
   const afterIdle = await server.probe(false);
   const procCpuAfter = (await server.stat()).cpuSeconds;
 
@@ -262,6 +276,7 @@ export async function parkedRuns(
       serverCpuMs: (afterIdle.cpuMicros - cpuBefore) / 1000,
       serverProcCpuMs: (procCpuAfter - procCpuBefore) * 1000,
       postgresCpuMs: postgres.seconds() * 1000,
+      scans,
     },
     dbBytesPerRun: (dbParked - dbBefore) / Math.max(1, options.runs),
     failures,
