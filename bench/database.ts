@@ -96,6 +96,13 @@ export class Admin {
     return Number(result.rows[0]?.xact_commit ?? Number.NaN);
   }
 
+  /** Deadlocks PostgreSQL detected in `database` (pg_stat_database; complete once its backends have exited). */
+  async deadlocks(database: string): Promise<number> {
+    await this.client.query("select pg_stat_clear_snapshot()");
+    const result = await this.client.query<{ deadlocks: string }>("select deadlocks from pg_stat_database where datname = $1", [database]);
+    return Number(result.rows[0]?.deadlocks ?? Number.NaN);
+  }
+
   private async serverVersionNum(): Promise<number> {
     const result = await this.client.query<{ server_version_num: string }>("show server_version_num");
     return Number(result.rows[0]?.server_version_num ?? 0);

@@ -33,6 +33,8 @@ export interface Environment {
   servers: { command: string; env: Record<string, string>; http: string };
   /** Warnings and errors the servers logged, by server: message → count. */
   serverLogs: Record<string, Record<string, number>>;
+  /** Deadlocks PostgreSQL detected in the bench database over the whole run (pg_stat_database, read after every server exited). */
+  deadlocks: number;
 }
 
 export interface PgbenchReport extends PgbenchResult {
@@ -534,6 +536,7 @@ function details(report: Report): [string, string][] {
       ]);
     }
   }
+  rows.push(["PostgreSQL deadlocks", `${report.environment.deadlocks} in the bench database over the whole run (pg_stat_database; each aborts one statement: a journal batch is then written row by row, a lease heartbeat waits for its next tick)`]);
   for (const [server, messages] of Object.entries(report.environment.serverLogs)) {
     for (const [text, count] of Object.entries(messages)) rows.push([`${server} logged`, `${count} × ${text}`]);
   }

@@ -142,6 +142,7 @@ async function main(argv: string[]): Promise<number> {
           http: describeHttp(measured.http),
         },
         serverLogs: serverLogs(),
+        deadlocks: await admin.deadlocks(database),
       };
       const measurements: Measurements = {
         startedAt,
