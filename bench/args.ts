@@ -60,8 +60,9 @@ next to pgbench on the same PostgreSQL in the same run. See bench/README.md.
 
 General:
   --quick               small sizes for a smoke run (< 1 min); explicit flags still win
-  --http V              the SDK's wire: 2 (h2c, default), 1.1 (fetch keep-alive pool), or
-                        both (W1 on one server with each, the faster is used for the rest)
+  --http V              the SDK's wire: 2 (h2c, connect-node), 1.1 (the SDK's fetch transport,
+                        keep-alive pool), or both (W1 on one server with each; the faster is
+                        used for everything else) (default both; quick 2)
   --pool-size N         DATABASE_POOL_SIZE of every server process (default 20)
   --pgbench-seconds T   duration of each pgbench baseline (default 10; quick 1)
   --skip-pgbench        no baselines (no ratios)
@@ -161,7 +162,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     strict: true,
     options: {
       quick: { type: "boolean", default: false },
-      http: { type: "string", default: "2" },
+      http: { type: "string" },
       "pool-size": { type: "string", default: "20" },
       "pgbench-seconds": { type: "string" },
       "skip-pgbench": { type: "boolean", default: false },
@@ -198,7 +199,8 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
   if (values.help) return "help";
   const d = values.quick ? quick : full;
   const int = (flag: string, raw: string | undefined, fallback: number, min = 0) => (raw === undefined ? fallback : integerFlag(flag, raw, min));
-  const http = values.http;
+  // The full run measures both wires and keeps the faster; --quick uses HTTP/2, the faster so far.
+  const http = values.http ?? (values.quick ? "2" : "both");
   if (http !== "1.1" && http !== "2" && http !== "both") throw new Error(`--http must be 1.1, 2 or both, got ${JSON.stringify(http)}`);
   const concurrency = int("--concurrency", values.concurrency, 64, 1);
   const extras = !values["skip-extras"];
