@@ -323,6 +323,18 @@ function scoreboard(f: Report["figures"], pgbench: PgbenchReport[]): ScoreRow[] 
       load: w.cpu.loadAverage,
     });
   }
+  if (f.w1Http.length > 1) {
+    const sorted = [...f.w1Http].sort((x, y) => y.stepsPerSec - x.stepsPerSec);
+    const pg = pgAt(sorted[0]?.concurrency ?? 0);
+    rows.push({
+      workload: "W1 wire",
+      figure: `${sorted.map((w) => `HTTP/${w.http} ${thousands(w.stepsPerSec)}`).join(" vs ")} steps/s (one round each, 1 server): HTTP/${sorted[0]?.http} used throughout`,
+      vsPgbench: pg ? sorted.map((w) => (w.ratioToPgbench ?? Number.NaN).toFixed(3)).join(" vs ") : "",
+      goal: noGoal,
+      met: null,
+      load: sorted[0]?.cpu.loadAverage ?? null,
+    });
+  }
   if (f.w1TwoServers) {
     const w = f.w1TwoServers;
     const pg = pgAt(w.concurrency);
