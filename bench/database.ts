@@ -126,6 +126,15 @@ export function redact(url: string): string {
 /** Runs by id, or runs of a workflow whose input `key` starts with a prefix (so the client need not hold 100,000 ids). */
 export type RunSelector = { ids: readonly string[] } | { workflowName: string; keyPrefix: string } | { keyPrefix: string };
 
+/** Cumulative scans of one table (pg_stat_user_tables). */
+export interface TableScans {
+  seqScans: number;
+  seqRowsRead: number;
+  indexScans: number;
+  /** Live rows fetched from the table by index scans. */
+  indexRowsFetched: number;
+}
+
 /** A journal entry's timing, from the database (created_at is the appending transaction's now(), 1 ms precision). */
 export interface EntryTiming {
   sequence: number;
@@ -201,15 +210,18 @@ export class BenchProbe {
    * each backend at most once a second while it is busy, so a delta over a
    * window of several seconds is close).
    */
-  async tableScans(): Promise<Record<string, { seqScans: number; seqRowsRead: number; indexScans: number }>> {
+  async tableScans(): Promise<Record<string, TableScans>> {
     // This connection's own scans (status counts) are published when it next goes idle, not 10 s later.
     await this.client.query("select pg_stat_force_next_flush()").catch(() => undefined);
     await this.client.query("select pg_stat_clear_snapshot()");
-    const result = await this.client.query<{ relname: string; seq_scan: string; seq_tup_read: string; idx_scan: string | null }>(
-      "select relname, seq_scan, seq_tup_read, idx_scan from pg_stat_user_tables where relname in ('runs', 'journal_entries', 'waits', 'events', 'run_watchers', 'agent_turns')",
+    const result = await this.client.query<{ relname: string; seq_scan: string; seq_tup_read: string; idx_scan: string | null; idx_tup_fetch: string | null }>(
+      "select relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch from pg_stat_user_tables where relname in ('runs', 'journal_entries', 'waits', 'events', 'run_watchers', 'agent_turns')",
     );
     return Object.fromEntries(
-      result.rows.map((r) => [r.relname, { seqScans: Number(r.seq_scan), seqRowsRead: Number(r.seq_tup_read), indexScans: Number(r.idx_scan ?? 0) }]),
+      result.rows.map((r) => [
+        r.relname,
+        { seqScans: Number(r.seq_scan), seqRowsRead: Number(r.seq_tup_read), indexScans: Number(r.idx_scan ?? 0), indexRowsFetched: Number(r.idx_tup_fetch ?? 0) },
+      ]),
     );
   }
 

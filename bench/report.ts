@@ -523,7 +523,7 @@ function details(report: Report): [string, string][] {
       [
         "Parked: table scans while idle",
         Object.entries(p.idle.scans)
-          .map(([table, x]) => `${table}: ${x.seqScans} seq scans reading ${thousands(x.seqRowsRead)} rows, ${x.indexScans} index scans`)
+          .map(([table, x]) => `${table}: ${x.seqScans} seq scans reading ${thousands(x.seqRowsRead)} rows, ${x.indexScans} index scans fetching ${thousands(x.indexRowsFetched)}`)
           .join("; ") || "none",
       ],
       ["Parked: PostgreSQL bytes", `${signed(p.dbBytesPerRun)} B per parked run (runs, journal, waits, events, with indexes)`],

@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CairnClient } from "../sdk/client.js";
-import type { BenchProbe, RunSelector } from "./database.js";
+import type { BenchProbe, RunSelector, TableScans } from "./database.js";
 import type { MemorySample } from "./probe-protocol.js";
 import { CpuTally } from "./proc.js";
 import type { ServerProcess } from "./server.js";
@@ -173,7 +173,7 @@ export interface ParkedResult {
     /** CPU of the backends serving the bench database over the same window. */
     postgresCpuMs: number;
     /** Table scans over the window, per table with any (pg_stat_user_tables deltas): what the idle server still asks PostgreSQL. */
-    scans: Record<string, { seqScans: number; seqRowsRead: number; indexScans: number }>;
+    scans: Record<string, TableScans>;
   };
   /** runs, journal_entries, waits and events with indexes: (parked − before) ÷ runs. */
   dbBytesPerRun: number;
@@ -247,8 +247,13 @@ export async function parkedRuns(
   const scansAfter = await probe.tableScans();
   const scans: ParkedResult["idle"]["scans"] = {};
   for (const [table, after] of Object.entries(scansAfter)) {
-    const before = scansBefore[table] ?? { seqScans: 0, seqRowsRead: 0, indexScans: 0 };
-    const delta = { seqScans: after.seqScans - before.seqScans, seqRowsRead: after.seqRowsRead - before.seqRowsRead, indexScans: after.indexScans - before.indexScans };
+    const before = scansBefore[table] ?? { seqScans: 0, seqRowsRead: 0, indexScans: 0, indexRowsFetched: 0 };
+    const delta: TableScans = {
+      seqScans: after.seqScans - before.seqScans,
+      seqRowsRead: after.seqRowsRead - before.seqRowsRead,
+      indexScans: after.indexScans - before.indexScans,
+      indexRowsFetched: after.indexRowsFetched - before.indexRowsFetched,
+    };
     if (delta.seqScans + delta.indexScans > 0) scans[table] = delta;
   }
   const afterIdle = await server.probe(false);
