@@ -1,140 +1,250 @@
 /** Command-line flags of `npm run bench`. */
 import { parseArgs } from "node:util";
+import type { HttpVersion } from "./client.js";
 
 export interface BenchOptions {
+  quick: boolean;
+  /** The SDK's wire for every workload; "both" measures W1 on one server with each and uses the faster for the rest. */
+  http: HttpVersion | "both";
+  /** DATABASE_POOL_SIZE of every server process. */
+  poolSize: number;
+
+  pgbenchSeconds: number;
+  /** pgbench client counts (1, 10 and the W1 concurrency). */
+  pgbenchClients: number[];
+  skipPgbench: boolean;
+
+  /** W1 (0 runs: skipped). */
   runs: number;
   steps: number;
   concurrency: number;
-  /** Delay between two GetRun polls of one run. */
-  pollMs: number;
-  pgbenchSeconds: number;
-  skipPgbench: boolean;
-  /** No step-throughput workload (and so no pgbench comparison). */
-  skipSteps: boolean;
-  /** Sequential runs of the event → resume latency workload (0: skipped). */
+  /** W1 through two server processes as well. */
+  twoServers: boolean;
+  /** Rounds of W1 (one server, then two, per round); the median round is reported. */
+  w1Rounds: number;
+
+  /** W2: sequential 1-step runs (0: skipped). */
+  startRuns: number;
+  /** W3: sequential event → completion runs (0: skipped). */
   eventRuns: number;
-  /** GetRun poll interval while waiting for a woken run to complete. */
-  eventPollMs: number;
-  /** Runs of the timer lateness workload (0: skipped). */
+
+  /** W4 (0: skipped). */
   timerRuns: number;
-  /** How long each of them sleeps. */
   timerMs: number;
-  /** Runs parked on distinct event keys for the memory workload (0: skipped). */
-  parkedRuns: number;
-  /** CreateRun / SendEvent calls in flight for the timer and parked workloads. */
+  /** CreateRun calls in flight for W4 and the parked runs. */
   waitConcurrency: number;
-  /** Children of the one bench_fan_out run (0: skipped). */
+
+  /** Parked runs (0: skipped) and the idle window measured with them parked. */
+  parkedRuns: number;
+  idleSeconds: number;
+
+  /** Replay: run lengths for per-step cost (empty: skipped), steps per length (repetitions = this ÷ length, 1 to 20), and the resumed run's steps (0: skipped). */
+  replayLengths: number[];
+  replayStepsPerLength: number;
+  resumeSteps: number;
+
+  /** Extras: child fan-out, agent turns, watch delay (0: skipped). */
   children: number;
-  /** Sequential bench_agent runs through a real worker process (0: skipped). */
   agentTurns: number;
-  /** GetRun poll interval of the composition workloads. */
   compositionPollMs: number;
-  /** Sequential steps of bench_watched (0: watch workload skipped). */
   watchSteps: number;
-  /** How long each of those steps sleeps. */
   watchStepMs: number;
-  /** Watchers of the crowded watch measurement (a single watcher is always measured too). */
   watchers: number;
 }
 
-export const usage = `usage: npm run bench -- [--runs N] [--steps S] [--concurrency C] [--poll-ms MS]
-                          [--pgbench-seconds T] [--skip-pgbench] [--skip-steps]
-                          [--skip-waits] [--event-runs N] [--event-poll-ms MS]
-                          [--timer-runs N] [--timer-ms MS] [--parked-runs N] [--wait-concurrency C]
-                          [--skip-composition] [--children N] [--agent-turns N] [--composition-poll-ms MS]
-                          [--skip-watch] [--watch-steps S] [--watch-step-ms MS] [--watchers W]
+export const usage = `usage: npm run bench -- [--quick] [flags]
 
-Step throughput (bench_steps):
-  --runs             runs to create (default 500)
-  --steps            sequential ctx.step calls per run (default 10)
-  --concurrency      runs in flight at once; also pgbench's client count (default 64)
-  --poll-ms          delay between GetRun polls of one run (default 2)
-  --pgbench-seconds  duration of the pgbench baseline (default 10)
-  --skip-pgbench     do not run the baseline
-  --skip-steps       skip this workload (and the baseline)
+The scoreboard of issue 7: every figure is measured through the SDK against
+Cairn server processes (node --import tsx server/main.ts) on a fresh database,
+next to pgbench on the same PostgreSQL in the same run. See bench/README.md.
 
-Durable waits (bench_event_wait, bench_sleep):
-  --skip-waits       skip all three wait workloads
-  --event-runs       sequential runs for event -> resume latency (default 200; 0 skips)
-  --event-poll-ms    GetRun poll interval after SendEvent (default 1)
-  --timer-runs       runs for timer lateness (default 1000; 0 skips)
-  --timer-ms         how long each of them sleeps (default 2000)
-  --parked-runs      runs parked on distinct event keys for memory per parked run (default 10000; 0 skips)
-  --wait-concurrency CreateRun / SendEvent calls in flight for timers and parked runs (default 64)
+General:
+  --quick               small sizes for a smoke run (< 1 min); explicit flags still win
+  --http V              the SDK's wire: 2 (h2c, connect-node), 1.1 (the SDK's fetch transport,
+                        keep-alive pool), or both (W1 on one server with each; the faster is
+                        used for everything else) (default both; quick 2)
+  --pool-size N         DATABASE_POOL_SIZE of every server process (default 20)
+  --pgbench-seconds T   duration of each pgbench baseline (default 10; quick 1)
+  --skip-pgbench        no baselines (no ratios)
 
-Composition (bench_fan_out + bench_child, bench_agent + a worker process):
-  --skip-composition    skip both composition workloads
-  --children            children of the one bench_fan_out run (default 100; 0 skips)
-  --agent-turns         sequential bench_agent runs, one turn each (default 200; 0 skips)
-  --composition-poll-ms GetRun poll interval while waiting for those runs (default 1)
+W1 throughput (bench_steps):
+  --runs N              runs (default 1000; quick 100; 0 skips W1)
+  --steps S             sequential steps per run (default 10)
+  --concurrency C       runs in flight; also pgbench's largest client count (default 64)
+  --skip-w1             same as --runs 0
+  --skip-two-servers    W1 through one server process only
+  --w1-rounds R         rounds of W1, one server then two servers in each; the median
+                        round is the figure (default 3; quick 1)
 
-Watch delay (bench_watched, WatchRun):
-  --skip-watch       skip the watch workload
-  --watch-steps      sequential steps of the watched run (default 50; 0 skips)
-  --watch-step-ms    how long each step sleeps (default 20)
-  --watchers         concurrent watchers of the crowded measurement (default 200; 1 is always measured)
+Latency (one run at a time):
+  --start-runs N        W2: 1-step runs, create → result (default 200; quick 20; 0 skips)
+  --event-runs N        W3: event → completion (default 200; quick 20; 0 skips)
+  --skip-latency        both of them
+
+W4 timers (bench_sleep):
+  --timer-runs N        runs (default 500; quick 50; 0 skips); 1000 gives the older variant
+  --timer-ms MS         how long each sleeps (default 2000; quick 1000)
+  --wait-concurrency C  creates in flight for timers and parked runs (default 64)
+  --skip-timers         same as --timer-runs 0
+
+Parked runs (memory and idle CPU):
+  --parked-runs N       runs parked, half on events, half on 1-hour timers (default 100000; quick 500)
+  --idle-seconds T      idle window measured with them parked (default 10; quick 2)
+  --skip-parked         same as --parked-runs 0
+
+Replay (bench_replay):
+  --replay-steps LIST   run lengths for per-step cost (default 10,100,1000)
+  --replay-budget N     steps per length; repetitions = N ÷ length, 1..20 (default 2000; quick 300)
+  --resume-steps N      steps of the run resumed after a restart (default 1000; quick 300; 0 skips)
+  --skip-replay         neither
+
+Extras (kept from the earlier bench; skipped by --quick unless given):
+  --children N          children of one bench_fan_out run (default 100; 0 skips)
+  --agent-turns N       sequential bench_agent runs through a worker process (default 200; 0 skips)
+  --composition-poll-ms GetRun poll interval of those two (default 1)
+  --watch-steps S       steps of the watched run (default 50; 0 skips)
+  --watch-step-ms MS    how long each of them sleeps (default 20)
+  --watchers W          watchers of the crowded watch measurement (default 200)
+  --skip-extras         none of them
 
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else postgres://root@127.0.0.1:5432/test
-if reachable, else an embedded cluster. Other Cairn variables (e.g. DATABASE_POOL_SIZE,
-default 20 here) pass through.`;
+if reachable, else an embedded cluster. A fresh bench_<random> database is created there and
+dropped at the end. Other Cairn variables set in the environment pass through to the servers.`;
+
+interface Defaults {
+  runs: number;
+  w1Rounds: number;
+  pgbenchSeconds: number;
+  startRuns: number;
+  eventRuns: number;
+  timerRuns: number;
+  timerMs: number;
+  parkedRuns: number;
+  idleSeconds: number;
+  replayBudget: number;
+  resumeSteps: number;
+  extras: boolean;
+}
+
+const full: Defaults = {
+  runs: 1000,
+  w1Rounds: 3,
+  pgbenchSeconds: 10,
+  startRuns: 200,
+  eventRuns: 200,
+  timerRuns: 500,
+  timerMs: 2000,
+  parkedRuns: 100_000,
+  idleSeconds: 10,
+  replayBudget: 2000,
+  resumeSteps: 1000,
+  extras: true,
+};
+
+const quick: Defaults = {
+  runs: 100,
+  w1Rounds: 1,
+  pgbenchSeconds: 1,
+  startRuns: 20,
+  eventRuns: 20,
+  timerRuns: 50,
+  timerMs: 1000,
+  parkedRuns: 500,
+  idleSeconds: 2,
+  replayBudget: 300,
+  resumeSteps: 300,
+  extras: false,
+};
 
 export function parseOptions(argv: string[]): BenchOptions | "help" {
   const { values } = parseArgs({
     args: argv,
     strict: true,
     options: {
-      runs: { type: "string", default: "500" },
+      quick: { type: "boolean", default: false },
+      http: { type: "string" },
+      "pool-size": { type: "string", default: "20" },
+      "pgbench-seconds": { type: "string" },
+      "skip-pgbench": { type: "boolean", default: false },
+      runs: { type: "string" },
       steps: { type: "string", default: "10" },
       concurrency: { type: "string", default: "64" },
-      "poll-ms": { type: "string", default: "2" },
-      "pgbench-seconds": { type: "string", default: "10" },
-      "skip-pgbench": { type: "boolean", default: false },
-      "skip-steps": { type: "boolean", default: false },
-      "skip-waits": { type: "boolean", default: false },
-      "event-runs": { type: "string", default: "200" },
-      "event-poll-ms": { type: "string", default: "1" },
-      "timer-runs": { type: "string", default: "1000" },
-      "timer-ms": { type: "string", default: "2000" },
-      "parked-runs": { type: "string", default: "10000" },
+      "skip-w1": { type: "boolean", default: false },
+      "skip-two-servers": { type: "boolean", default: false },
+      "w1-rounds": { type: "string" },
+      "start-runs": { type: "string" },
+      "event-runs": { type: "string" },
+      "skip-latency": { type: "boolean", default: false },
+      "timer-runs": { type: "string" },
+      "timer-ms": { type: "string" },
       "wait-concurrency": { type: "string", default: "64" },
-      "skip-composition": { type: "boolean", default: false },
-      children: { type: "string", default: "100" },
-      "agent-turns": { type: "string", default: "200" },
+      "skip-timers": { type: "boolean", default: false },
+      "parked-runs": { type: "string" },
+      "idle-seconds": { type: "string" },
+      "skip-parked": { type: "boolean", default: false },
+      "replay-steps": { type: "string", default: "10,100,1000" },
+      "replay-budget": { type: "string" },
+      "resume-steps": { type: "string" },
+      "skip-replay": { type: "boolean", default: false },
+      children: { type: "string" },
+      "agent-turns": { type: "string" },
       "composition-poll-ms": { type: "string", default: "1" },
-      "skip-watch": { type: "boolean", default: false },
-      "watch-steps": { type: "string", default: "50" },
+      "watch-steps": { type: "string" },
       "watch-step-ms": { type: "string", default: "20" },
       watchers: { type: "string", default: "200" },
+      "skip-extras": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) return "help";
-  const skipWaits = values["skip-waits"];
-  const skipComposition = values["skip-composition"];
+  const d = values.quick ? quick : full;
+  const int = (flag: string, raw: string | undefined, fallback: number, min = 0) => (raw === undefined ? fallback : integerFlag(flag, raw, min));
+  // The full run measures both wires and keeps the faster; --quick uses HTTP/2, the faster so far.
+  const http = values.http ?? (values.quick ? "2" : "both");
+  if (http !== "1.1" && http !== "2" && http !== "both") throw new Error(`--http must be 1.1, 2 or both, got ${JSON.stringify(http)}`);
+  const concurrency = int("--concurrency", values.concurrency, 64, 1);
+  const extras = !values["skip-extras"];
+  // --quick skips the extras unless one of their sizes is given.
+  const extra = (flag: string, raw: string | undefined, fallback: number) => (!extras ? 0 : raw !== undefined ? integerFlag(flag, raw, 0) : d.extras ? fallback : 0);
+  const replaySkipped = values["skip-replay"];
   return {
-    runs: integerFlag("--runs", values.runs),
-    steps: integerFlag("--steps", values.steps),
-    concurrency: integerFlag("--concurrency", values.concurrency),
-    pollMs: integerFlag("--poll-ms", values["poll-ms"], 0),
-    pgbenchSeconds: integerFlag("--pgbench-seconds", values["pgbench-seconds"]),
-    skipPgbench: values["skip-pgbench"] || values["skip-steps"],
-    skipSteps: values["skip-steps"],
-    eventRuns: skipWaits ? 0 : integerFlag("--event-runs", values["event-runs"], 0),
-    eventPollMs: integerFlag("--event-poll-ms", values["event-poll-ms"], 0),
-    timerRuns: skipWaits ? 0 : integerFlag("--timer-runs", values["timer-runs"], 0),
-    timerMs: integerFlag("--timer-ms", values["timer-ms"], 0),
-    parkedRuns: skipWaits ? 0 : integerFlag("--parked-runs", values["parked-runs"], 0),
-    waitConcurrency: integerFlag("--wait-concurrency", values["wait-concurrency"]),
-    children: skipComposition ? 0 : integerFlag("--children", values.children, 0),
-    agentTurns: skipComposition ? 0 : integerFlag("--agent-turns", values["agent-turns"], 0),
-    compositionPollMs: integerFlag("--composition-poll-ms", values["composition-poll-ms"], 0),
-    watchSteps: values["skip-watch"] ? 0 : integerFlag("--watch-steps", values["watch-steps"], 0),
-    watchStepMs: integerFlag("--watch-step-ms", values["watch-step-ms"], 0),
-    watchers: integerFlag("--watchers", values.watchers),
+    quick: values.quick,
+    http,
+    poolSize: int("--pool-size", values["pool-size"], 20, 1),
+    pgbenchSeconds: int("--pgbench-seconds", values["pgbench-seconds"], d.pgbenchSeconds, 1),
+    pgbenchClients: [...new Set([1, 10, concurrency])].sort((a, b) => a - b),
+    skipPgbench: values["skip-pgbench"],
+    runs: values["skip-w1"] ? 0 : int("--runs", values.runs, d.runs),
+    steps: int("--steps", values.steps, 10, 1),
+    concurrency,
+    twoServers: !values["skip-two-servers"],
+    w1Rounds: int("--w1-rounds", values["w1-rounds"], d.w1Rounds, 1),
+    startRuns: values["skip-latency"] ? 0 : int("--start-runs", values["start-runs"], d.startRuns),
+    eventRuns: values["skip-latency"] ? 0 : int("--event-runs", values["event-runs"], d.eventRuns),
+    timerRuns: values["skip-timers"] ? 0 : int("--timer-runs", values["timer-runs"], d.timerRuns),
+    timerMs: int("--timer-ms", values["timer-ms"], d.timerMs),
+    waitConcurrency: int("--wait-concurrency", values["wait-concurrency"], 64, 1),
+    parkedRuns: values["skip-parked"] ? 0 : int("--parked-runs", values["parked-runs"], d.parkedRuns),
+    idleSeconds: int("--idle-seconds", values["idle-seconds"], d.idleSeconds, 1),
+    replayLengths: replaySkipped ? [] : lengthList(values["replay-steps"]),
+    replayStepsPerLength: int("--replay-budget", values["replay-budget"], d.replayBudget, 1),
+    resumeSteps: replaySkipped ? 0 : int("--resume-steps", values["resume-steps"], d.resumeSteps),
+    children: extra("--children", values.children, 100),
+    agentTurns: extra("--agent-turns", values["agent-turns"], 200),
+    compositionPollMs: int("--composition-poll-ms", values["composition-poll-ms"], 1),
+    watchSteps: extra("--watch-steps", values["watch-steps"], 50),
+    watchStepMs: int("--watch-step-ms", values["watch-step-ms"], 20),
+    watchers: int("--watchers", values.watchers, 200, 1),
   };
 }
 
-function integerFlag(flag: string, raw: string, min = 1): number {
+function lengthList(raw: string): number[] {
+  if (raw.trim() === "") return [];
+  const lengths = raw.split(",").map((part) => integerFlag("--replay-steps", part.trim(), 2));
+  return [...new Set(lengths)].sort((a, b) => a - b);
+}
+
+function integerFlag(flag: string, raw: string, min: number): number {
   const value = Number(raw);
   if (!Number.isInteger(value) || value < min) throw new Error(`${flag} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
   return value;

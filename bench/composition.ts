@@ -20,7 +20,7 @@ import { EntryKind, type Run, RunStatus } from "../sdk/gen/cairn/v1/types_pb.js"
 import type { BenchProbe } from "./database.js";
 import { WORKFLOW_NAME as AGENT_WORKFLOW } from "./workflows/agent.js";
 import { WORKFLOW_NAME as FAN_OUT_WORKFLOW } from "./workflows/fan-out.js";
-import type { WorkflowClient } from "./workload.js";
+import type { WorkflowClient } from "./client.js";
 import { withTimeout } from "./timeout.js";
 
 const ended = new Set([RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED]);

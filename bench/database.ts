@@ -96,6 +96,13 @@ export class Admin {
     return Number(result.rows[0]?.xact_commit ?? Number.NaN);
   }
 
+  /** Deadlocks PostgreSQL detected in `database` (pg_stat_database; complete once its backends have exited). */
+  async deadlocks(database: string): Promise<number> {
+    await this.client.query("select pg_stat_clear_snapshot()");
+    const result = await this.client.query<{ deadlocks: string }>("select deadlocks from pg_stat_database where datname = $1", [database]);
+    return Number(result.rows[0]?.deadlocks ?? Number.NaN);
+  }
+
   private async serverVersionNum(): Promise<number> {
     const result = await this.client.query<{ server_version_num: string }>("show server_version_num");
     return Number(result.rows[0]?.server_version_num ?? 0);
@@ -116,13 +123,33 @@ export function redact(url: string): string {
   return parsed.toString();
 }
 
-/** Runs by id, or runs of a workflow whose input `key` starts with a prefix (so the client need not hold 10,000 ids). */
-export type RunSelector = { ids: readonly string[] } | { workflowName: string; keyPrefix: string };
+/** Runs by id, or runs of a workflow whose input `key` starts with a prefix (so the client need not hold 100,000 ids). */
+export type RunSelector = { ids: readonly string[] } | { workflowName: string; keyPrefix: string } | { keyPrefix: string };
+
+/** Cumulative scans of one table (pg_stat_user_tables). */
+export interface TableScans {
+  seqScans: number;
+  seqRowsRead: number;
+  indexScans: number;
+  /** Live rows fetched from the table by index scans. */
+  indexRowsFetched: number;
+}
+
+/** A journal entry's timing, from the database (created_at is the appending transaction's now(), 1 ms precision). */
+export interface EntryTiming {
+  sequence: number;
+  kind: string;
+  name: string;
+  /** Epoch ms. */
+  createdAt: number;
+  /** Epoch ms, timer_started only. */
+  fireAt: number | null;
+}
 
 /**
- * A connection to the bench database itself, for the wait workloads: counting
- * runs by status without paginating the API, and measuring table sizes. Only
- * opened after the step workload's commit count is taken.
+ * A connection to the bench database itself: counting runs by status without
+ * paginating the API, journal timestamps, table sizes, and the backends that
+ * serve the database (for their CPU time). Read-only.
  */
 export class BenchProbe {
   private constructor(private readonly client: pg.Client) {}
@@ -137,19 +164,71 @@ export class BenchProbe {
     await this.client.end();
   }
 
+  private where(selector: RunSelector): { sql: string; params: unknown[] } {
+    if ("ids" in selector) return { sql: "id = any($1::uuid[])", params: [selector.ids] };
+    const like = `${selector.keyPrefix.replace(/[\\%_]/g, "\\$&")}%`;
+    if ("workflowName" in selector) return { sql: "workflow_name = $1 and input->>'key' like $2", params: [selector.workflowName, like] };
+    return { sql: "input->>'key' like $1", params: [like] };
+  }
+
   /** How many of the selected runs are in each status. */
   async statusCounts(selector: RunSelector): Promise<Record<string, number>> {
-    const result =
-      "ids" in selector
-        ? await this.client.query<{ status: string; n: string }>(
-            "select status, count(*) as n from runs where id = any($1::uuid[]) group by status",
-            [selector.ids],
-          )
-        : await this.client.query<{ status: string; n: string }>(
-            "select status, count(*) as n from runs where workflow_name = $1 and input->>'key' like $2 group by status",
-            [selector.workflowName, `${selector.keyPrefix.replace(/[\\%_]/g, "\\$&")}%`],
-          );
+    const { sql, params } = this.where(selector);
+    const result = await this.client.query<{ status: string; n: string }>(`select status, count(*) as n from runs where ${sql} group by status`, params);
     return Object.fromEntries(result.rows.map((r) => [r.status, Number(r.n)]));
+  }
+
+  /** Runs RUNNING right now (activations in some process's memory), of every workflow. */
+  async runningCount(): Promise<number> {
+    const result = await this.client.query<{ n: string }>("select count(*) as n from runs where status = 'running'");
+    return Number(result.rows[0]?.n ?? Number.NaN);
+  }
+
+  /** A run's journal, in sequence order. */
+  async journal(runId: string): Promise<EntryTiming[]> {
+    const result = await this.client.query<{ sequence: number; kind: string; name: string; created_ms: number; fire_ms: number | null }>(
+      `select sequence, kind, name, extract(epoch from created_at) * 1000 as created_ms, extract(epoch from fire_at) * 1000 as fire_ms
+       from journal_entries where run_id = $1 order by sequence`,
+      [runId],
+    );
+    return result.rows.map((r) => ({ sequence: r.sequence, kind: r.kind, name: r.name, createdAt: Number(r.created_ms), fireAt: r.fire_ms === null ? null : Number(r.fire_ms) }));
+  }
+
+  /** Per run: timer_started.fire_at and timer_fired.created_at (epoch ms) of its timer `name`. */
+  async timerTimes(ids: readonly string[], name: string): Promise<{ runId: string; fireAt: number; firedAt: number }[]> {
+    const result = await this.client.query<{ run_id: string; fire_ms: number; fired_ms: number }>(
+      `select s.run_id, extract(epoch from s.fire_at) * 1000 as fire_ms, extract(epoch from f.created_at) * 1000 as fired_ms
+       from journal_entries s join journal_entries f on f.run_id = s.run_id and f.name = s.name and f.kind = 'timer_fired'
+       where s.run_id = any($1::uuid[]) and s.kind = 'timer_started' and s.name = $2`,
+      [ids, name],
+    );
+    return result.rows.map((r) => ({ runId: r.run_id, fireAt: Number(r.fire_ms), firedAt: Number(r.fired_ms) }));
+  }
+
+  /**
+   * Scans of the engine's tables so far (pg_stat_user_tables: published by
+   * each backend at most once a second while it is busy, so a delta over a
+   * window of several seconds is close).
+   */
+  async tableScans(): Promise<Record<string, TableScans>> {
+    // This connection's own scans (status counts) are published when it next goes idle, not 10 s later.
+    await this.client.query("select pg_stat_force_next_flush()").catch(() => undefined);
+    await this.client.query("select pg_stat_clear_snapshot()");
+    const result = await this.client.query<{ relname: string; seq_scan: string; seq_tup_read: string; idx_scan: string | null; idx_tup_fetch: string | null }>(
+      "select relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch from pg_stat_user_tables where relname in ('runs', 'journal_entries', 'waits', 'events', 'run_watchers', 'agent_turns')",
+    );
+    return Object.fromEntries(
+      result.rows.map((r) => [
+        r.relname,
+        { seqScans: Number(r.seq_scan), seqRowsRead: Number(r.seq_tup_read), indexScans: Number(r.idx_scan ?? 0), indexRowsFetched: Number(r.idx_tup_fetch ?? 0) },
+      ]),
+    );
+  }
+
+  /** PIDs of the PostgreSQL backends connected to this database (this connection's own excluded). */
+  async backendPids(): Promise<number[]> {
+    const result = await this.client.query<{ pid: number }>("select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()");
+    return result.rows.map((r) => r.pid);
   }
 
   /** The (first) agent turn of a run: when it was created and when its worker's result committed. */

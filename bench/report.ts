@@ -1,604 +1,566 @@
-/** Turns measurements into the printed table and the JSON file in bench/results/. */
+/**
+ * Turns the measurements into issue 7's scoreboard (one table: workload |
+ * figure | vs pgbench | goal | met? | load), a details section, and the JSON
+ * file in bench/results/. Ratios are to the pgbench figures of the same run:
+ * rates to TPS at the same client count, latencies to one pgbench
+ * transaction at 1 client (one commit round trip).
+ */
 import { mkdir, writeFile } from "node:fs/promises";
-import { cpus, loadavg, platform, release } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { BenchOptions } from "./args.js";
+import { type ExtrasReport, extrasFailures, extrasRows } from "./extras-report.js";
+import { mib, ms, percent, signed, signedMib, type Summary, summarize, thousands, triple } from "./format.js";
+import { goals } from "./goals.js";
+import type { EventLatencyResult, StartLatencyResult } from "./latency.js";
 import type { PgbenchResult } from "./pgbench.js";
-import { mean, percentile, round } from "./stats.js";
-import type { AgentRoundTripResult, FanOutResult } from "./composition.js";
-import type { EventLatencyResult, ParkedMemoryResult, TimerLatenessResult } from "./waits.js";
-import type { WatchDelayResult } from "./watch.js";
-import type { WorkloadResult } from "./workload.js";
+import type { ResumeResult, StepCostsResult } from "./replay.js";
+import type { CpuShares } from "./resources.js";
+import { round } from "./stats.js";
+import type { ParkedResult, TimerLatenessResult } from "./waits.js";
+import { stepsPerSecond, type ThroughputResult } from "./workload.js";
 
 export interface Environment {
-  node: string;
-  os: string;
-  cpuModel: string;
-  cpuCount: number;
-  /** 1-minute load average when the bench started and ended: other processes on the machine skew every figure. */
-  loadAverage: { start: number; end: number };
-  postgres: string;
-  postgresSource: string;
-  postgresUrl: string;
-  /** Server settings that decide commit cost. */
-  postgresSettings: Record<string, string>;
-  cairn: { databasePoolSize: number; maxConcurrentRuns: number; leaseMs: number; pollIntervalMs: number };
+  versions: { node: string; postgres: string; cairn: { version: string; commit: string } };
+  machine: { cores: number; cpuModel: string; os: string; memoryBytes: number; loadAverage: { start: number[]; end: number[] } };
+  postgres: {
+    source: string;
+    url: string;
+    /** pg_settings at the start; the same server settings hold for every figure (they are read again at the end). */
+    settings: Record<string, string>;
+    /** Settings that differed at the end (should be none). */
+    changedDuringRun: Record<string, { start: string; end: string }>;
+  };
+  servers: { command: string; env: Record<string, string>; http: string };
+  /** Warnings and errors the servers logged, by server: message → count. */
+  serverLogs: Record<string, Record<string, number>>;
+  /** Deadlocks PostgreSQL detected in the bench database over the whole run (pg_stat_database, read after every server exited). */
+  deadlocks: number;
 }
 
-export interface CommitCount {
-  /** pg_stat_database.xact_commit delta of the bench database over the workload (read-only ones too). */
-  total: number;
-  /** total minus one per GetRun poll: what the engine itself committed (plus a few scheduler polls and heartbeats). */
-  engine: number;
+export interface PgbenchReport extends PgbenchResult {
+  clients: number;
+  seconds: number;
+  loadAverage: number;
 }
 
-export interface Summary {
-  p50: number;
-  p99: number;
-  mean: number;
-  min: number;
-  max: number;
-}
-
-/** Goals stated for the wait workloads (issue: durable waits on a 2-core machine). */
-export const goals = { eventP50Ms: 15, timerP99Ms: 100 } as const;
-
-export interface EventLatencyReport {
+export interface ThroughputReport {
+  http: string;
+  servers: number;
   runs: number;
-  completed: number;
-  failed: number;
-  failures: string[];
-  /** Requested GetRun poll interval and the period actually observed (interval + GetRun round trip). */
-  pollMs: number;
-  observedPollPeriodMs: number;
-  /** SendEvent reply → GetRun saw COMPLETED (client clock). */
-  latencyMs: Summary;
-  /** completed_at of the run − wall clock at the SendEvent reply: no polling slack, 1 ms resolution. */
-  completedAtMinusReplyMs: Summary;
-  sendEventMs: Summary;
-  /** CreateRun (eager) → GetRun saw WAITING. */
-  parkMs: Summary;
-  /** Journal created_at − wall clock at the SendEvent reply, per entry of the resumed activation. */
-  journalMs: { eventReceived: Summary; stepCompleted: Summary; runCompleted: Summary };
-  goalP50Ms: number;
-  goalMet: boolean;
-  wallMs: number;
-}
-
-export interface TimerReport {
-  runs: number;
-  sleepMs: number;
-  createConcurrency: number;
-  completed: number;
-  failed: number;
-  failures: string[];
-  createWallMs: number;
-  createsPerSec: number;
-  fireAtSpreadMs: number;
-  /** timer_fired.created_at − timer_started.fire_at (both from the journal). */
-  latenessMs: Summary;
-  early: number;
-  /** Timers due after the last create was answered. */
-  latenessQuietMs: Summary & { count: number };
-  activeWhileCreating: { max: number; mean: number };
-  activeWhileFiring: { max: number; mean: number };
-  goalP99Ms: number;
-  goalMet: boolean;
-  wallMs: number;
-}
-
-export interface ParkedReport extends Omit<ParkedMemoryResult, "failures" | "bytesPerRun" | "dbBytesPerRun"> {
-  failed: number;
-  failures: string[];
-  bytesPerRun: { rss: number; heapUsed: number };
-  dbBytesPerRun: number;
-  createsPerSec: number;
-  completionsPerSec: number;
-}
-
-export interface WaitsReport {
-  eventLatency: EventLatencyReport | null;
-  timers: TimerReport | null;
-  parked: ParkedReport | null;
-}
-
-export interface FanOutReport {
-  children: number;
-  pollMs: number;
-  completed: boolean;
-  failed: number;
-  failures: string[];
-  /** CreateRun (eager) → GetRun saw the parent COMPLETED (client clock). */
-  wallMs: number;
-  childrenPerSec: number;
-  /** The parent's completed_at − created_at (server clock). */
-  serverMs: number;
-  createMs: number;
-  polls: number;
-  parentActivations: number;
-  /** Relative to the parent's created_at (server clock), ms. */
-  childTimeline: {
-    firstCreated: number;
-    lastCreated: number;
-    lastStarted: number;
-    firstCompleted: number;
-    lastCompleted: number;
-    childLatencyMs: Summary;
-    childActivationsMax: number;
-  } | null;
-  parentJournal: { firstChildCompleted: number; lastChildCompleted: number; runCompleted: number } | null;
-}
-
-export interface AgentReport {
-  runs: number;
-  completed: number;
-  failed: number;
-  failures: string[];
-  pollMs: number;
-  observedPollPeriodMs: number;
-  /** CreateRun (eager) reply → GetRun saw COMPLETED (client clock). */
-  latencyMs: Summary;
-  /** completed_at − created_at of the run (server clock, no polling slack). */
-  serverMs: Summary;
-  createMs: Summary;
-  /** Relative to the run's created_at (server clock). */
-  breakdownMs: { turnCreated: Summary; turnCompleted: Summary; resultJournaled: Summary; runCompleted: Summary };
-  /** agent_turn_completed entry − the turn's completed_at: a finished turn waiting for its run to resume. */
-  resumeGapMs: Summary;
-  activationsMax: number;
-  workerStartMs: number;
-  workerErrors: string[];
-  wallMs: number;
-}
-
-export interface WatchReport {
-  watchers: number;
   steps: number;
-  stepMs: number;
+  concurrency: number;
+  completed: number;
   failed: number;
-  failures: string[];
-  subscribeMs: number;
-  /** Arrival at the watcher (Date.now()) − entry created_at, every counted entry of every watcher. */
-  delayMs: Summary & { count: number };
-  /** The run_completed entry, per watcher. */
-  lastEntryDelayMs: Summary;
-  entriesPerWatcher: { min: number; max: number; expected: number };
-  excluded: number;
-  /** event_received → run_completed, server clock; ideal ≈ steps × stepMs. */
-  runMs: number;
-  idealRunMs: number;
   wallMs: number;
+  stepsPerSec: number;
+  runsPerSec: number;
+  /** createRun → waitForResult per run. */
+  latencyMs: Summary;
+  /** steps/s ÷ pgbench TPS at `concurrency` clients. */
+  ratioToPgbench: number | null;
+  cpu: CpuShares;
+  /** CPU time per completed step (load-independent, unlike steps/s): all server processes, the bench-db backends, this client. */
+  cpuMsPerStep: { servers: number; postgres: number; client: number };
 }
 
-export interface BenchReport {
+export interface LatencyReport {
+  runs: number;
+  completed: number;
+  failed: number;
+  latencyMs: Summary;
+  /** p50 and p99 ÷ pgbench 1-client latency. */
+  ratioToPgbench: { p50: number; p99: number } | null;
+  loadAverage: number;
+}
+
+export interface Report {
   startedAt: string;
+  finishedAt: string;
   flags: BenchOptions;
   environment: Environment;
-  /** The step-throughput workload; null with --skip-steps. */
-  cairn: {
-    runs: number;
-    completed: number;
-    failed: number;
-    failures: string[];
-    totalSteps: number;
-    wallMs: number;
-    runsPerSec: number;
-    stepsPerSec: number;
-    latencyMs: { p50: number; p99: number; mean: number; min: number; max: number };
-    getRunPolls: number;
-    commits: { total: number; perStep: number; engine: number; enginePerStep: number; enginePerRun: number };
-  } | null;
-  pgbench: (PgbenchResult & { clients: number; seconds: number }) | null;
-  /** Cairn steps/s ÷ pgbench TPS. */
-  stepsPerSecOverPgbenchTps: number | null;
-  waits: WaitsReport;
-  composition: { fanOut: FanOutReport | null; agent: AgentReport | null };
-  /** WatchRun delay: one watcher, then --watchers. */
-  watch: WatchReport[];
-}
-
-export function environmentBasics(loadAtStart: number): Pick<Environment, "node" | "os" | "cpuModel" | "cpuCount" | "loadAverage"> {
-  const list = cpus();
-  return {
-    node: process.version,
-    os: `${platform()} ${release()}`,
-    cpuModel: list[0]?.model.trim() ?? "unknown",
-    cpuCount: list.length,
-    loadAverage: { start: round(loadAtStart), end: round(loadavg()[0] ?? Number.NaN) },
+  goals: typeof goals;
+  pgbench: PgbenchReport[];
+  scoreboard: ScoreRow[];
+  figures: {
+    /** W1 on one server with each HTTP version, when --http both. */
+    w1Http: ThroughputReport[];
+    /** The median round (by steps/s) of W1 on one server; `roundsStepsPerSec` lists every round. */
+    w1: (ThroughputReport & { roundsStepsPerSec: number[] }) | null;
+    /** The same through two server processes, and its median ÷ one server's median. */
+    w1TwoServers: (ThroughputReport & { roundsStepsPerSec: number[]; ratioToOneServer: number }) | null;
+    w2: (LatencyReport & { createMs: Summary }) | null;
+    w3: (LatencyReport & { sendEventMs: Summary; journalMs: { eventReceived: Summary; stepCompleted: Summary; runCompleted: Summary } }) | null;
+    w4: (Omit<TimerLatenessResult, "latenessMs" | "latenessQuietMs" | "failures"> & {
+      latenessMs: Summary;
+      latenessQuietMs: Summary & { count: number };
+      failed: number;
+      loadAverage: number;
+    }) | null;
+    parked: (Omit<ParkedResult, "failures"> & {
+      failed: number;
+      /**
+       * The goal's figure: VmRSS with all runs parked (no GC) − VmRSS before
+       * (after warm-up, idle time and a forced GC). Garbage counts against it;
+       * the RSS after the idle window and a forced GC is often lower than
+       * before, because V8 returns memory after a while of idleness.
+       */
+      rssDeltaBytes: number;
+      rssDeltaAfterGcBytes: number;
+      heapUsedPerRunBytes: number;
+      createsPerSec: number;
+      idleServerCpuMsPerSec: number;
+      idlePostgresCpuMsPerSec: number;
+      loadAverage: number;
+    }) | null;
+    /** ratio: slowest ÷ fastest per-step cost over the lengths (the goal's figure); growth: longest run's ÷ shortest run's (> 1: dearer as runs grow). */
+    replay: (StepCostsResult & { ratio: number; growth: number; loadAverage: number }) | null;
+    resume: (ResumeResult & { loadAverage: number }) | null;
+    extras: ExtrasReport;
   };
+  failures: string[];
 }
 
-export function buildReport(input: {
+export interface ScoreRow {
+  workload: string;
+  figure: string;
+  vsPgbench: string;
+  goal: string;
+  /** null: no goal, or not measured. */
+  met: boolean | null;
+  /** 1-minute load average when the workload started. */
+  load: number | null;
+}
+
+export interface Measurements {
   startedAt: Date;
   flags: BenchOptions;
   environment: Environment;
-  steps: { workload: WorkloadResult; commits: CommitCount } | null;
-  pgbench: PgbenchResult | null;
-  waits: { eventLatency: EventLatencyResult | null; timers: TimerLatenessResult | null; parked: ParkedMemoryResult | null };
-  composition: { fanOut: FanOutResult | null; agent: AgentRoundTripResult | null };
-  watch: WatchDelayResult[];
-}): BenchReport {
-  const { flags, steps, pgbench } = input;
-  const cairn = steps ? stepsReport(flags, steps.workload, steps.commits) : null;
+  pgbench: PgbenchReport[];
+  w1Http: { result: ThroughputResult; http: string; cpu: CpuShares }[];
+  /** Rounds of W1, one server and two servers. */
+  w1: { result: ThroughputResult; http: string; cpu: CpuShares }[] | null;
+  w1TwoServers: { result: ThroughputResult; http: string; cpu: CpuShares }[] | null;
+  w2: { result: StartLatencyResult; loadAverage: number } | null;
+  w3: { result: EventLatencyResult; loadAverage: number } | null;
+  w4: { result: TimerLatenessResult; loadAverage: number } | null;
+  parked: { result: ParkedResult; loadAverage: number } | null;
+  replay: { result: StepCostsResult; loadAverage: number } | null;
+  resume: { result: ResumeResult; loadAverage: number } | null;
+  extras: ExtrasReport;
+  failures: string[];
+}
+
+export function buildReport(m: Measurements): Report {
+  const pgAt = (clients: number) => m.pgbench.find((p) => p.clients === clients);
+  const pg1 = pgAt(1);
+  const throughput = (entry: { result: ThroughputResult; http: string; cpu: CpuShares }): ThroughputReport => {
+    const r = entry.result;
+    const pg = pgAt(r.concurrency);
+    const stepsPerSec = stepsPerSecond(r);
+    return {
+      http: entry.http,
+      servers: r.servers,
+      runs: r.runs,
+      steps: r.steps,
+      concurrency: r.concurrency,
+      completed: r.completed,
+      failed: r.failures.length,
+      wallMs: round(r.wallMs, 1),
+      stepsPerSec: round(stepsPerSec, 1),
+      runsPerSec: round(r.completed / (r.wallMs / 1000), 1),
+      latencyMs: summarize(r.latenciesMs),
+      ratioToPgbench: pg ? round(stepsPerSec / pg.tps, 3) : null,
+      cpu: entry.cpu,
+      cpuMsPerStep: (() => {
+        const steps = Math.max(1, r.completed * r.steps);
+        const perStep = (seconds: number) => round((seconds * 1000) / steps, 3);
+        return {
+          servers: perStep(entry.cpu.servers.reduce((sum, x) => sum + x.cpuSeconds, 0)),
+          postgres: perStep(entry.cpu.postgresBenchDb.cpuSeconds),
+          client: perStep(entry.cpu.client.cpuSeconds),
+        };
+      })(),
+    };
+  };
+  const latency = (runs: number, completed: number, failed: number, sorted: number[], loadAverage: number): LatencyReport => {
+    const latencyMs = summarize(sorted);
+    return {
+      runs,
+      completed,
+      failed,
+      latencyMs,
+      ratioToPgbench: pg1?.latencyAverageMs ? { p50: round(latencyMs.p50 / pg1.latencyAverageMs, 1), p99: round(latencyMs.p99 / pg1.latencyAverageMs, 1) } : null,
+      loadAverage,
+    };
+  };
+
+  const medianRound = (rounds: { result: ThroughputResult; http: string; cpu: CpuShares }[] | null) => {
+    if (!rounds || rounds.length === 0) return null;
+    const reports = rounds.map(throughput);
+    const sorted = [...reports].sort((x, y) => x.stepsPerSec - y.stepsPerSec);
+    const median = sorted[Math.floor((sorted.length - 1) / 2)] as ThroughputReport;
+    // Failures of any round count against the figure.
+    return { ...median, failed: reports.reduce((n, r) => n + r.failed, 0), roundsStepsPerSec: reports.map((r) => r.stepsPerSec) };
+  };
+  const w1 = medianRound(m.w1);
+  const two = medianRound(m.w1TwoServers);
+  const figures: Report["figures"] = {
+    w1Http: m.w1Http.map(throughput),
+    w1,
+    w1TwoServers: two && w1 ? { ...two, ratioToOneServer: round(two.stepsPerSec / w1.stepsPerSec, 3) } : null,
+    w2: m.w2
+      ? { ...latency(m.w2.result.runs, m.w2.result.completed, m.w2.result.failures.length, m.w2.result.latenciesMs, m.w2.loadAverage), createMs: summarize(m.w2.result.createMs) }
+      : null,
+    w3: m.w3
+      ? {
+          ...latency(m.w3.result.runs, m.w3.result.completed, m.w3.result.failures.length, m.w3.result.latenciesMs, m.w3.loadAverage),
+          sendEventMs: summarize(m.w3.result.sendEventMs),
+          journalMs: {
+            eventReceived: summarize(m.w3.result.journalMs.eventReceived),
+            stepCompleted: summarize(m.w3.result.journalMs.stepCompleted),
+            runCompleted: summarize(m.w3.result.journalMs.runCompleted),
+          },
+        }
+      : null,
+    w4: m.w4
+      ? (() => {
+          const { latenessMs, latenessQuietMs, failures, ...rest } = m.w4.result;
+          return {
+            ...rest,
+            createWallMs: round(rest.createWallMs, 1),
+            wallMs: round(rest.wallMs, 1),
+            runningWhileFiring: { max: rest.runningWhileFiring.max, mean: round(rest.runningWhileFiring.mean, 1) },
+            latenessMs: summarize(latenessMs),
+            latenessQuietMs: { ...summarize(latenessQuietMs), count: latenessQuietMs.length },
+            failed: failures.length,
+            loadAverage: m.w4.loadAverage,
+          };
+        })()
+      : null,
+    parked: m.parked
+      ? (() => {
+          const { failures, ...rest } = m.parked.result;
+          return {
+            ...rest,
+            failed: failures.length,
+            rssDeltaBytes: rest.procRss.parkedNoGc - rest.procRss.before,
+            rssDeltaAfterGcBytes: rest.procRss.parkedAfterGc - rest.procRss.before,
+            heapUsedPerRunBytes: round((rest.parkedAfterGc.heapUsed - rest.before.heapUsed) / Math.max(1, rest.runs), 1),
+            createsPerSec: round(rest.runs / (rest.createWallMs / 1000), 1),
+            idleServerCpuMsPerSec: round(rest.idle.serverCpuMs / rest.idle.seconds, 2),
+            idlePostgresCpuMsPerSec: round(rest.idle.postgresCpuMs / rest.idle.seconds, 2),
+            dbBytesPerRun: round(rest.dbBytesPerRun, 1),
+            loadAverage: m.parked.loadAverage,
+          };
+        })()
+      : null,
+    replay: m.replay
+      ? {
+          ...m.replay.result,
+          ratio: replayRatio(m.replay.result),
+          growth: round((m.replay.result.lengths.at(-1)?.perStepMs ?? Number.NaN) / (m.replay.result.lengths[0]?.perStepMs ?? Number.NaN), 2),
+          loadAverage: m.replay.loadAverage,
+        }
+      : null,
+    resume: m.resume ? { ...m.resume.result, loadAverage: m.resume.loadAverage } : null,
+    extras: m.extras,
+  };
   return {
-    startedAt: input.startedAt.toISOString(),
-    flags,
-    environment: input.environment,
-    cairn,
-    pgbench: pgbench ? { ...pgbench, clients: flags.concurrency, seconds: flags.pgbenchSeconds } : null,
-    stepsPerSecOverPgbenchTps: pgbench && steps ? round(stepsPerSecOf(flags, steps.workload) / pgbench.tps, 3) : null,
-    waits: {
-      eventLatency: input.waits.eventLatency ? eventReport(input.waits.eventLatency) : null,
-      timers: input.waits.timers ? timerReport(input.waits.timers) : null,
-      parked: input.waits.parked ? parkedReport(input.waits.parked) : null,
-    },
-    composition: {
-      fanOut: input.composition.fanOut ? fanOutReport(input.composition.fanOut) : null,
-      agent: input.composition.agent ? agentReport(input.composition.agent) : null,
-    },
-    watch: input.watch.map(watchReport),
+    startedAt: m.startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    flags: m.flags,
+    environment: m.environment,
+    goals,
+    pgbench: m.pgbench,
+    scoreboard: scoreboard(figures, m.pgbench),
+    figures,
+    failures: [...m.failures, ...collectFailures(m)],
   };
 }
 
-function fanOutReport(result: FanOutResult): FanOutReport {
-  const timeline = result.childTimeline;
-  return {
-    children: result.children,
-    pollMs: result.pollMs,
-    completed: result.completed,
-    failed: result.failures.length,
-    failures: result.failures.slice(0, 20),
-    wallMs: round(result.wallMs, 1),
-    childrenPerSec: round(result.children / (result.wallMs / 1000), 1),
-    serverMs: result.serverMs,
-    createMs: round(result.createMs, 2),
-    polls: result.polls,
-    parentActivations: result.parentActivations,
-    childTimeline: timeline ? { ...timeline, childLatencyMs: summarize(timeline.childLatencyMs) } : null,
-    parentJournal: result.parentJournal,
-  };
+function replayRatio(result: StepCostsResult): number {
+  const costs = result.lengths.map((l) => l.perStepMs).filter((c) => Number.isFinite(c) && c > 0);
+  return costs.length < 2 ? Number.NaN : round(Math.max(...costs) / Math.min(...costs), 2);
 }
 
-function agentReport(result: AgentRoundTripResult): AgentReport {
-  return {
-    runs: result.runs,
-    completed: result.completed,
-    failed: result.failures.length,
-    failures: result.failures.slice(0, 20),
-    pollMs: result.pollMs,
-    observedPollPeriodMs: round(result.observedPollPeriodMs),
-    latencyMs: summarize(result.latenciesMs),
-    serverMs: summarize(result.serverMs),
-    createMs: summarize(result.createMs),
-    breakdownMs: {
-      turnCreated: summarize(result.breakdownMs.turnCreated),
-      turnCompleted: summarize(result.breakdownMs.turnCompleted),
-      resultJournaled: summarize(result.breakdownMs.resultJournaled),
-      runCompleted: summarize(result.breakdownMs.runCompleted),
-    },
-    resumeGapMs: summarize(result.resumeGapMs),
-    activationsMax: result.activationsMax,
-    workerStartMs: round(result.workerStartMs, 1),
-    workerErrors: result.workerErrors,
-    wallMs: round(result.wallMs, 1),
-  };
-}
-
-function watchReport(result: WatchDelayResult): WatchReport {
-  return {
-    watchers: result.watchers,
-    steps: result.steps,
-    stepMs: result.stepMs,
-    failed: result.failures.length,
-    failures: result.failures.slice(0, 20),
-    subscribeMs: round(result.subscribeMs, 1),
-    delayMs: { ...summarize(result.delaysMs), count: result.delaysMs.length },
-    lastEntryDelayMs: summarize(result.lastEntryDelaysMs),
-    entriesPerWatcher: result.entriesPerWatcher,
-    excluded: result.excluded,
-    runMs: result.runMs,
-    idealRunMs: result.steps * result.stepMs,
-    wallMs: round(result.wallMs, 1),
-  };
-}
-
-function stepsPerSecOf(flags: BenchOptions, workload: WorkloadResult): number {
-  return (workload.completed * flags.steps) / (workload.wallMs / 1000);
-}
-
-function stepsReport(flags: BenchOptions, workload: WorkloadResult, commits: CommitCount): NonNullable<BenchReport["cairn"]> {
-  const totalSteps = workload.completed * flags.steps;
-  const seconds = workload.wallMs / 1000;
-  const lat = workload.latenciesMs;
-  return {
-    runs: flags.runs,
-    completed: workload.completed,
-    failed: workload.failures.length,
-    failures: workload.failures.slice(0, 20),
-    totalSteps,
-    wallMs: round(workload.wallMs, 1),
-    runsPerSec: round(workload.completed / seconds, 1),
-    stepsPerSec: round(stepsPerSecOf(flags, workload), 1),
-    latencyMs: summarize(lat),
-    getRunPolls: workload.getRunCalls,
-    commits: {
-      total: commits.total,
-      perStep: round(commits.total / totalSteps, 3),
-      engine: commits.engine,
-      enginePerStep: round(commits.engine / totalSteps, 3),
-      enginePerRun: round(commits.engine / Math.max(1, workload.completed), 2),
-    },
-  };
-}
-
-/** Of an ascending array. */
-function summarize(sorted: readonly number[]): Summary {
-  return {
-    p50: round(percentile(sorted, 50)),
-    p99: round(percentile(sorted, 99)),
-    mean: round(mean(sorted)),
-    min: round(sorted[0] ?? Number.NaN),
-    max: round(sorted.at(-1) ?? Number.NaN),
-  };
-}
-
-function eventReport(result: EventLatencyResult): EventLatencyReport {
-  const latencyMs = summarize(result.latenciesMs);
-  return {
-    runs: result.runs,
-    completed: result.completed,
-    failed: result.failures.length,
-    failures: result.failures.slice(0, 20),
-    pollMs: result.pollMs,
-    observedPollPeriodMs: round(result.observedPollPeriodMs),
-    latencyMs,
-    completedAtMinusReplyMs: summarize(result.completedAtMinusReplyMs),
-    sendEventMs: summarize(result.sendEventMs),
-    parkMs: summarize(result.parkMs),
-    journalMs: {
-      eventReceived: summarize(result.journalMs.eventReceived),
-      stepCompleted: summarize(result.journalMs.stepCompleted),
-      runCompleted: summarize(result.journalMs.runCompleted),
-    },
-    goalP50Ms: goals.eventP50Ms,
-    goalMet: result.failures.length === 0 && latencyMs.p50 < goals.eventP50Ms,
-    wallMs: round(result.wallMs, 1),
-  };
-}
-
-function timerReport(result: TimerLatenessResult): TimerReport {
-  const latenessMs = summarize(result.latenessMs);
-  return {
-    runs: result.runs,
-    sleepMs: result.sleepMs,
-    createConcurrency: result.createConcurrency,
-    completed: result.completed,
-    failed: result.failures.length,
-    failures: result.failures.slice(0, 20),
-    createWallMs: round(result.createWallMs, 1),
-    createsPerSec: round(result.runs / (result.createWallMs / 1000), 1),
-    fireAtSpreadMs: result.fireAtSpreadMs,
-    latenessMs,
-    early: result.early,
-    latenessQuietMs: { ...summarize(result.latenessQuietMs), count: result.latenessQuietMs.length },
-    activeWhileCreating: { max: result.activeWhileCreating.max, mean: round(result.activeWhileCreating.mean, 1) },
-    activeWhileFiring: { max: result.activeWhileFiring.max, mean: round(result.activeWhileFiring.mean, 1) },
-    goalP99Ms: goals.timerP99Ms,
-    goalMet: result.failures.length === 0 && result.early === 0 && latenessMs.p99 < goals.timerP99Ms,
-    wallMs: round(result.wallMs, 1),
-  };
-}
-
-function parkedReport(result: ParkedMemoryResult): ParkedReport {
-  const { failures, bytesPerRun, dbBytesPerRun, ...rest } = result;
-  return {
-    ...rest,
-    createWallMs: round(result.createWallMs, 1),
-    parkWallMs: round(result.parkWallMs, 1),
-    sendWallMs: round(result.sendWallMs, 1),
-    completeWallMs: round(result.completeWallMs, 1),
-    failed: failures.length,
-    failures: failures.slice(0, 20),
-    bytesPerRun: { rss: round(bytesPerRun.rss, 1), heapUsed: round(bytesPerRun.heapUsed, 1) },
-    dbBytesPerRun: round(dbBytesPerRun, 1),
-    createsPerSec: round(result.runs / (result.createWallMs / 1000), 1),
-    completionsPerSec: round(result.completed / (result.completeWallMs / 1000), 1),
-  };
-}
-
-export function formatReport(report: BenchReport): string {
-  const { cairn, environment: env, flags } = report;
-  const rows: [string, string][] = [
-    ["postgres", `${shortVersion(env.postgres)} (${env.postgresSource}), synchronous_commit=${env.postgresSettings.synchronous_commit ?? "?"}, fsync=${env.postgresSettings.fsync ?? "?"}`],
-    ["machine", `${env.cpuCount} × ${env.cpuModel}, node ${env.node}, load average ${env.loadAverage.start} at start, ${env.loadAverage.end} at end`],
-    [
-      "cairn pool / max runs",
-      `${env.cairn.databasePoolSize} connections / ${env.cairn.maxConcurrentRuns} (scheduler poll ${env.cairn.pollIntervalMs} ms, lease ${env.cairn.leaseMs} ms)`,
-    ],
-    ["", ""],
-  ];
-  if (cairn) {
-    rows.push(
-      ["STEPS", `${flags.runs} runs × ${flags.steps} steps, ${flags.concurrency} in flight, GetRun poll every ${flags.pollMs} ms`],
-      ["completed / failed", `${cairn.completed} / ${cairn.failed}`],
-      ["wall time", `${(cairn.wallMs / 1000).toFixed(2)} s`],
-      ["runs/s", cairn.runsPerSec.toFixed(1)],
-      ["steps/s", cairn.stepsPerSec.toFixed(1)],
-      ["latency p50 / p99", `${ms(cairn.latencyMs.p50)} / ${ms(cairn.latencyMs.p99)} (min ${cairn.latencyMs.min.toFixed(1)}, max ${cairn.latencyMs.max.toFixed(1)})`],
-      ["GetRun polls", `${cairn.getRunPolls} (${(cairn.getRunPolls / Math.max(1, cairn.completed)).toFixed(1)} per run)`],
-      ["commits (all)", `${cairn.commits.total} = ${cairn.commits.perStep.toFixed(3)} per step`],
-      ["commits (minus polls)", `${cairn.commits.engine} = ${cairn.commits.enginePerStep.toFixed(3)} per step, ${cairn.commits.enginePerRun.toFixed(2)} per run`],
-    );
-    if (report.pgbench) {
-      rows.push(
-        ["pgbench insert TPS", `${report.pgbench.tps.toFixed(1)} (${report.pgbench.clients} clients, ${report.pgbench.seconds} s)`],
-        ["steps/s ÷ pgbench TPS", (report.stepsPerSecOverPgbenchTps ?? Number.NaN).toFixed(3)],
-      );
-    } else {
-      rows.push(["pgbench", "skipped"]);
-    }
-  } else {
-    rows.push(["STEPS", "skipped"]);
-  }
-
-  const { eventLatency: ev, timers, parked } = report.waits;
-  rows.push(["", ""]);
-  if (ev) {
-    rows.push(
-      ["EVENT → RESUME", `${ev.runs} sequential bench_event_wait runs; SendEvent reply → GetRun sees COMPLETED`],
-      ["completed / failed", `${ev.completed} / ${ev.failed}`],
-      ["polling", `GetRun every ${ev.pollMs} ms after the reply; observed period ${ev.observedPollPeriodMs.toFixed(2)} ms (= resolution)`],
-      ["latency p50 / p99 / max", `${triple(ev.latencyMs)}  goal p50 < ${ev.goalP50Ms} ms: ${ev.goalMet ? "met" : "MISSED"}`],
-      ["completed_at − reply", `${triple(ev.completedAtMinusReplyMs)} (server clock, no poll slack, 1 ms resolution)`],
-      [
-        "journal after reply, p50",
-        `event_received +${ev.journalMs.eventReceived.p50.toFixed(0)}, step +${ev.journalMs.stepCompleted.p50.toFixed(0)}, run_completed +${ev.journalMs.runCompleted.p50.toFixed(0)} ms`,
-      ],
-      ["SendEvent round trip", triple(ev.sendEventMs)],
-      ["create → WAITING", triple(ev.parkMs)],
-    );
-  } else {
-    rows.push(["EVENT → RESUME", "skipped"]);
-  }
-  rows.push(["", ""]);
-  if (timers) {
-    rows.push(
-      ["TIMERS", `${timers.runs} bench_sleep runs × ${timers.sleepMs} ms, created ${timers.createConcurrency} in flight (eager)`],
-      ["completed / failed", `${timers.completed} / ${timers.failed}`],
-      ["creates", `${(timers.createWallMs / 1000).toFixed(2)} s = ${timers.createsPerSec.toFixed(1)}/s; fire_at spread ${timers.fireAtSpreadMs} ms`],
-      ["lateness p50 / p99 / max", `${triple(timers.latenessMs)}  goal p99 < ${timers.goalP99Ms} ms: ${timers.goalMet ? "met" : "MISSED"}`],
-      ["fired early", `${timers.early}${timers.early === 0 ? "" : "  (MUST BE 0)"}`],
-      [
-        "due after creates ended",
-        timers.latenessQuietMs.count === 0 ? "none" : `${timers.latenessQuietMs.count} timers: ${triple(timers.latenessQuietMs)}`,
-      ],
-      [
-        "activations in memory",
-        `while creating max ${timers.activeWhileCreating.max} (mean ${timers.activeWhileCreating.mean.toFixed(1)}), while firing max ${timers.activeWhileFiring.max} (mean ${timers.activeWhileFiring.mean.toFixed(1)})`,
-      ],
-      ["first create → all ended", `${(timers.wallMs / 1000).toFixed(2)} s`],
-    );
-  } else {
-    rows.push(["TIMERS", "skipped"]);
-  }
-  rows.push(["", ""]);
-  if (parked) {
-    rows.push(
-      ["PARKED", `${parked.runs} bench_event_wait runs on distinct keys, ${parked.concurrency} creates in flight, eager_start=${parked.eagerStart}`],
-      ["create / all WAITING", `${(parked.createWallMs / 1000).toFixed(2)} s (${parked.createsPerSec.toFixed(1)}/s) / ${(parked.parkWallMs / 1000).toFixed(2)} s`],
-      ["WAITING (SQL / ListRuns)", `${parked.waitingBySql} / ${parked.waitingByListRuns}; activations in memory: ${parked.activeActivations}`],
-      ["rss before → parked", `${mib(parked.memoryBefore.rss)} → ${mib(parked.memoryParked.rss)} = ${signed(parked.bytesPerRun.rss)} B/run`],
-      [
-        `heapUsed before → parked`,
-        `${mib(parked.memoryBefore.heapUsed)} → ${mib(parked.memoryParked.heapUsed)} = ${signed(parked.bytesPerRun.heapUsed)} B/run (${parked.gcForced ? "after forced GC" : "no GC available"})`,
-      ],
-      ["after completion", `rss ${mib(parked.memoryAfterCompletion.rss)}, heapUsed ${mib(parked.memoryAfterCompletion.heapUsed)}`],
-      ["postgres bytes", `${signed(parked.dbBytesPerRun)} B/parked run (runs, journal, waits, events + indexes)`],
-      ["send events / all done", `${(parked.sendWallMs / 1000).toFixed(2)} s / ${(parked.completeWallMs / 1000).toFixed(2)} s (${parked.completionsPerSec.toFixed(1)} runs/s)`],
-      ["completed / failed", `${parked.completed} / ${parked.failed}`],
-    );
-  } else {
-    rows.push(["PARKED", "skipped"]);
-  }
-
-  rows.push(["", ""]);
-  const { fanOut: fan, agent } = report.composition;
-  if (fan) {
-    const t = fan.childTimeline;
-    const j = fan.parentJournal;
-    rows.push(
-      ["FAN-OUT", `1 bench_fan_out run (eager) × ${fan.children} bench_child runs (Promise.all over ctx.runWorkflow)`],
-      ["completed / failed", `${fan.completed ? 1 : 0} / ${fan.failed}`],
-      ["create → COMPLETED", `${ms(fan.wallMs)} = ${fan.childrenPerSec.toFixed(1)} children/s (GetRun every ${fan.pollMs} ms, ${fan.polls} polls)`],
-      ["completed_at − created_at", `${ms(fan.serverMs)} (server clock); parent activations ${fan.parentActivations}`],
-    );
-    if (t) {
-      rows.push(
-        ["children after parent, ms", `created +${t.firstCreated}…+${t.lastCreated}, last started +${t.lastStarted}, completed +${t.firstCompleted}…+${t.lastCompleted}`],
-        ["child created → completed", `${triple(t.childLatencyMs)}; max activations per child ${t.childActivationsMax}`],
-      );
-    }
-    if (j) rows.push(["parent journal, ms", `child_completed +${j.firstChildCompleted}…+${j.lastChildCompleted}, run_completed +${j.runCompleted}`]);
-  } else {
-    rows.push(["FAN-OUT", "skipped"]);
-  }
-  rows.push(["", ""]);
-  if (agent) {
-    const b = agent.breakdownMs;
-    rows.push(
-      ["AGENT TURN", `${agent.runs} sequential bench_agent runs, worker process (connect-node, HTTP/2) answering at once`],
-      ["completed / failed", `${agent.completed} / ${agent.failed}${agent.workerErrors.length > 0 ? `; worker errors: ${agent.workerErrors.length}` : ""}`],
-      ["polling", `GetRun every ${agent.pollMs} ms after the CreateRun reply; observed period ${agent.observedPollPeriodMs.toFixed(2)} ms`],
-      ["reply → COMPLETED p50/p99/max", triple(agent.latencyMs)],
-      ["completed_at − created_at", `${triple(agent.serverMs)} (server clock, no poll slack)`],
-      [
-        "after created_at, p50",
-        `turn row +${b.turnCreated.p50.toFixed(0)}, worker result +${b.turnCompleted.p50.toFixed(0)}, agent_turn_completed +${b.resultJournaled.p50.toFixed(0)}, run_completed +${b.runCompleted.p50.toFixed(0)} ms`,
-      ],
-      ["worker result → run resumed", `${triple(agent.resumeGapMs)} (agent_turn_completed − turn completed_at)`],
-      ["CreateRun round trip", triple(agent.createMs)],
-      ["activations per run (max)", String(agent.activationsMax)],
-    );
-  } else {
-    rows.push(["AGENT TURN", "skipped"]);
-  }
-  rows.push(["", ""]);
-  if (report.watch.length > 0) {
-    const first = report.watch[0];
-    rows.push(["WATCH DELAY", `bench_watched: ${first?.steps ?? 0} steps × ${first?.stepMs ?? 0} ms; journal created_at → arrival at a WatchRun watcher (HTTP/2)`]);
-    for (const w of report.watch) {
-      const label = `${w.watchers} watcher${w.watchers === 1 ? "" : "s"}`;
-      rows.push(
-        [`${label}: p50/p99/max`, `${triple(w.delayMs)} over ${w.delayMs.count} entries${w.failed > 0 ? `; FAILED ${w.failed}` : ""}`],
-        [
-          `${label}: detail`,
-          `run_completed ${triple(w.lastEntryDelayMs)}; entries/watcher ${w.entriesPerWatcher.min}–${w.entriesPerWatcher.max} of ${w.entriesPerWatcher.expected}; subscribe ${ms(w.subscribeMs)}; run ${w.runMs} ms (ideal ${w.idealRunMs})`,
-        ],
-      );
-    }
-  } else {
-    rows.push(["WATCH DELAY", "skipped"]);
-  }
-
-  const width = Math.max(...rows.map(([label]) => label.length));
-  const lines = rows.map(([label, value]) => (label === "" ? "" : `  ${label.padEnd(width)}  ${value}`));
-  const rule = "─".repeat(Math.max(...lines.map((l) => l.length)));
-  return [rule, "  Cairn benchmark", rule, ...lines, rule].join("\n");
-}
-
-function ms(value: number): string {
-  return `${value.toFixed(1)} ms`;
-}
-
-function triple(summary: Summary): string {
-  return `${summary.p50.toFixed(1)} / ${summary.p99.toFixed(1)} / ${summary.max.toFixed(1)} ms`;
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-}
-
-function signed(value: number): string {
-  return `${value >= 0 ? "+" : ""}${Math.round(value)}`;
-}
-
-/** Every failure of every workload, labelled, for stderr. */
-export function allFailures(report: BenchReport): string[] {
+function collectFailures(m: Measurements): string[] {
+  const label = (what: string, failures: readonly string[]) => failures.slice(0, 20).map((f) => `${what}: ${f}`);
   return [
-    ...(report.cairn?.failures ?? []).map((f) => `steps: ${f}`),
-    ...(report.waits.eventLatency?.failures ?? []).map((f) => `event latency: ${f}`),
-    ...(report.waits.timers?.failures ?? []).map((f) => `timers: ${f}`),
-    ...(report.waits.parked?.failures ?? []).map((f) => `parked: ${f}`),
-    ...(report.composition.fanOut?.failures ?? []).map((f) => `fan-out: ${f}`),
-    ...(report.composition.agent?.failures ?? []).map((f) => `agent: ${f}`),
-    ...report.watch.flatMap((w) => w.failures.map((f) => `watch (${w.watchers}): ${f}`)),
+    ...m.w1Http.flatMap((w) => label(`W1 (HTTP ${w.http})`, w.result.failures)),
+    ...(m.w1 ?? []).flatMap((w) => label("W1", w.result.failures)),
+    ...(m.w1TwoServers ?? []).flatMap((w) => label("W1 two servers", w.result.failures)),
+    ...label("W2", m.w2?.result.failures ?? []),
+    ...label("W3", m.w3?.result.failures ?? []),
+    ...label("W4", m.w4?.result.failures ?? []),
+    ...label("parked", m.parked?.result.failures ?? []),
+    ...label("replay", m.replay?.result.failures ?? []),
+    ...label("resume", m.resume?.result.failures ?? []),
+    ...extrasFailures(m.extras),
   ];
+}
+
+const noGoal = "—";
+
+function atMost(value: number, goal: number | null): boolean | null {
+  return goal === null || !Number.isFinite(value) ? null : value <= goal;
+}
+
+function scoreboard(f: Report["figures"], pgbench: PgbenchReport[]): ScoreRow[] {
+  const rows: ScoreRow[] = [];
+  const pgAt = (clients: number) => pgbench.find((p) => p.clients === clients);
+  const pg1 = pgAt(1);
+  const vsOneCommit = (value: number) => (pg1?.latencyAverageMs ? `${(value / pg1.latencyAverageMs).toFixed(1)}×` : "");
+
+  if (f.w1) {
+    const w = f.w1;
+    const pg = pgAt(w.concurrency);
+    rows.push({
+      workload: "W1 throughput",
+      figure: `${thousands(w.stepsPerSec)} steps/s (${w.completed}×${w.steps} steps, ${w.concurrency} in flight, 1 server, HTTP/${w.http}, median of ${w.roundsStepsPerSec.length}); run p50 ${ms(w.latencyMs.p50, 0)} p99 ${ms(w.latencyMs.p99, 0)}${w.failed ? `; ${w.failed} FAILED` : ""}`,
+      vsPgbench: w.ratioToPgbench === null || !pg ? "" : `${w.ratioToPgbench.toFixed(3)} × ${thousands(pg.tps)} TPS (${pg.clients} clients)`,
+      goal: goals.w1RatioToPgbench === null ? noGoal : `≥ ${goals.w1RatioToPgbench} × pgbench`,
+      met: goals.w1RatioToPgbench === null || w.ratioToPgbench === null ? null : w.ratioToPgbench >= goals.w1RatioToPgbench,
+      load: w.cpu.loadAverage,
+    });
+  }
+  if (f.w1Http.length > 1) {
+    const sorted = [...f.w1Http].sort((x, y) => y.stepsPerSec - x.stepsPerSec);
+    const pg = pgAt(sorted[0]?.concurrency ?? 0);
+    rows.push({
+      workload: "W1 wire",
+      figure: `${sorted.map((w) => `HTTP/${w.http} ${thousands(w.stepsPerSec)}`).join(" vs ")} steps/s (one round each, 1 server): HTTP/${sorted[0]?.http} used throughout`,
+      vsPgbench: pg ? sorted.map((w) => (w.ratioToPgbench ?? Number.NaN).toFixed(3)).join(" vs ") : "",
+      goal: noGoal,
+      met: null,
+      load: sorted[0]?.cpu.loadAverage ?? null,
+    });
+  }
+  if (f.w1TwoServers) {
+    const w = f.w1TwoServers;
+    const pg = pgAt(w.concurrency);
+    rows.push({
+      workload: "W1 two servers",
+      figure: `${thousands(w.stepsPerSec)} steps/s through 2 processes = ${w.ratioToOneServer.toFixed(2)}× one (medians); CPU of the machine: PostgreSQL ${percent(w.cpu.postgresBenchDb.share)} (1 server: ${percent(f.w1?.cpu.postgresBenchDb.share ?? Number.NaN)}), servers ${percent(w.cpu.servers.reduce((sum, x) => sum + x.share, 0))}, busy ${percent(w.cpu.machine.share)}${w.failed ? `; ${w.failed} FAILED` : ""}`,
+      vsPgbench: w.ratioToPgbench === null || !pg ? "" : `${w.ratioToPgbench.toFixed(3)} × ${thousands(pg.tps)} TPS`,
+      goal: `≥ ${goals.twoServerRatio}× one server`,
+      met: w.failed > 0 ? false : w.ratioToOneServer >= goals.twoServerRatio,
+      load: w.cpu.loadAverage,
+    });
+  }
+  if (f.w2) {
+    const w = f.w2;
+    rows.push({
+      workload: "W2 start → result",
+      figure: `p50 ${ms(w.latencyMs.p50)} / p99 ${ms(w.latencyMs.p99)} (${w.completed} sequential 1-step runs)${w.failed ? `; ${w.failed} FAILED` : ""}`,
+      vsPgbench: pg1?.latencyAverageMs ? `${vsOneCommit(w.latencyMs.p50)} / ${vsOneCommit(w.latencyMs.p99)} 1-client txn (${ms(pg1.latencyAverageMs, 2)})` : "",
+      goal: goals.w2P50Ms === null ? noGoal : `p50 ≤ ${goals.w2P50Ms} ms`,
+      met: w.failed > 0 ? false : atMost(w.latencyMs.p50, goals.w2P50Ms),
+      load: w.loadAverage,
+    });
+  }
+  if (f.w3) {
+    const w = f.w3;
+    rows.push({
+      workload: "W3 event → completion",
+      figure: `p50 ${ms(w.latencyMs.p50)} / p99 ${ms(w.latencyMs.p99)} (${w.completed} sequential runs, SendEvent reply → waitForResult)${w.failed ? `; ${w.failed} FAILED` : ""}`,
+      vsPgbench: pg1?.latencyAverageMs ? `${vsOneCommit(w.latencyMs.p50)} / ${vsOneCommit(w.latencyMs.p99)} 1-client txn` : "",
+      goal: goals.w3P50Ms === null ? noGoal : `p50 ≤ ${goals.w3P50Ms} ms`,
+      met: w.failed > 0 ? false : atMost(w.latencyMs.p50, goals.w3P50Ms),
+      load: w.loadAverage,
+    });
+  }
+  if (f.w4) {
+    const w = f.w4;
+    rows.push({
+      workload: "W4 timer lateness",
+      figure: `p50 ${ms(w.latenessMs.p50, 0)} / p99 ${ms(w.latenessMs.p99, 0)} late, ${w.early} early (${w.completed} runs × ${w.sleepMs / 1000} s)${w.failed ? `; ${w.failed} FAILED` : ""}`,
+      vsPgbench: pg1?.latencyAverageMs ? `${vsOneCommit(w.latenessMs.p50)} / ${vsOneCommit(w.latenessMs.p99)} 1-client txn` : "",
+      goal: `p99 ≤ ${goals.w4P99Ms} ms, 0 early`,
+      met: w.failed === 0 && w.early === 0 && w.latenessMs.p99 <= goals.w4P99Ms,
+      load: w.loadAverage,
+    });
+  }
+  if (f.parked) {
+    const p = f.parked;
+    rows.push({
+      workload: "Memory, parked runs",
+      figure: `${signedMib(p.rssDeltaBytes)} server RSS with ${thousands(p.waiting)} parked (${signedMib(p.rssDeltaAfterGcBytes)} after idle + GC; heap ${signed(p.heapUsedPerRunBytes)} B/run)${p.failed ? `; ${p.failed} FAILED` : ""}`,
+      vsPgbench: "",
+      goal: `≤ ${goals.parkedRssMiB} MiB`,
+      met: p.failed > 0 ? false : p.rssDeltaBytes <= goals.parkedRssMiB * 1024 * 1024,
+      load: p.loadAverage,
+    });
+    rows.push({
+      workload: "Idle CPU, parked runs",
+      figure: `server ${p.idleServerCpuMsPerSec.toFixed(2)} ms CPU/s (${(p.idleServerCpuMsPerSec / 10).toFixed(2)} % of a core) over ${p.idle.seconds.toFixed(0)} s; its PostgreSQL backends ${p.idlePostgresCpuMsPerSec.toFixed(2)} ms/s`,
+      vsPgbench: "",
+      goal: `≤ ${goals.idleCpuMsPerSecond} ms/s`,
+      met: p.failed > 0 ? false : p.idleServerCpuMsPerSec <= goals.idleCpuMsPerSecond,
+      load: p.loadAverage,
+    });
+  }
+  if (f.replay) {
+    const r = f.replay;
+    const costs = r.lengths.map((l) => `${l.steps}: ${l.perStepMs.toFixed(2)}`).join(", ");
+    rows.push({
+      workload: "Replay, per-step cost",
+      figure: `${costs} ms/step; slowest ÷ fastest ${r.ratio.toFixed(2)}×, longest ÷ shortest ${r.growth.toFixed(2)}×${r.failures.length ? `; ${r.failures.length} FAILED` : ""}`,
+      vsPgbench: pg1?.latencyAverageMs ? r.lengths.map((l) => vsOneCommit(l.perStepMs)).join(", ") + " 1-client txn" : "",
+      goal: `≤ ${goals.replayPerStepRatio}×`,
+      met: r.failures.length > 0 ? false : atMost(r.ratio, goals.replayPerStepRatio),
+      load: r.loadAverage,
+    });
+  }
+  if (f.resume) {
+    const r = f.resume;
+    const cold = r.measurements.find((x) => x.label === "long, cold");
+    const warm = r.measurements.find((x) => x.label === "long, warm");
+    const short = r.measurements.find((x) => x.label === "short");
+    rows.push({
+      workload: `Resume ${r.longSteps}-step run after restart`,
+      figure: cold
+        ? `${ms(cold.firstNewStepMs, 0)} event reply → first new step journaled (first run on the new process); warm ${warm ? ms(warm.firstNewStepMs, 0) : "?"}, ${r.shortSteps}-step run ${short ? ms(short.firstNewStepMs, 0) : "?"}`
+        : `not measured${r.failures.length ? `: ${r.failures[0]}` : ""}`,
+      vsPgbench: cold && pg1?.latencyAverageMs ? `${vsOneCommit(cold.firstNewStepMs)} 1-client txn` : "",
+      goal: `≤ ${goals.resumeFirstStepMs} ms`,
+      met: cold ? r.failures.length === 0 && cold.firstNewStepMs <= goals.resumeFirstStepMs : false,
+      load: r.loadAverage,
+    });
+  }
+  for (const p of pgbench) {
+    rows.push({
+      workload: `pgbench ${p.clients} client${p.clients === 1 ? "" : "s"}`,
+      figure: `${thousands(p.tps)} TPS one-row INSERT, ${ms(p.latencyAverageMs ?? Number.NaN, 2)} per txn (${p.seconds} s)`,
+      vsPgbench: "(baseline)",
+      goal: noGoal,
+      met: null,
+      load: p.loadAverage,
+    });
+  }
+  return rows;
+}
+
+export function formatReport(report: Report): string {
+  const env = report.environment;
+  const s = env.postgres.settings;
+  const lines: string[] = [];
+  const rule = (width: number) => "─".repeat(width);
+  const header = [
+    `Cairn benchmark (issue 7 scoreboard), ${report.startedAt}`,
+    `machine   ${env.machine.cores} × ${env.machine.cpuModel}, ${mib(env.machine.memoryBytes)}; load average ${env.machine.loadAverage.start.map((l) => l.toFixed(2)).join(" ")} at start, ${env.machine.loadAverage.end.map((l) => l.toFixed(2)).join(" ")} at end (1, 5, 15 min)`,
+    `versions  node ${env.versions.node}, ${shortVersion(env.versions.postgres)}, cairn ${env.versions.cairn.version} (${env.versions.cairn.commit})`,
+    `postgres  ${env.postgres.source}: synchronous_commit=${s.synchronous_commit ?? "?"} fsync=${s.fsync ?? "?"} full_page_writes=${s.full_page_writes ?? "?"} wal_sync_method=${s.wal_sync_method ?? "?"} commit_delay=${s.commit_delay ?? "?"} shared_buffers=${s.shared_buffers ?? "?"} max_connections=${s.max_connections ?? "?"}${Object.keys(env.postgres.changedDuringRun).length ? `; CHANGED DURING THE RUN: ${Object.keys(env.postgres.changedDuringRun).join(", ")}` : "; unchanged during the run"}`,
+    `servers   ${env.servers.command}; ${Object.entries(env.servers.env).map(([k, v]) => `${k}=${v}`).join(" ")}; SDK over ${env.servers.http}`,
+  ];
+  lines.push(...header, "");
+
+  const columns = ["workload", "figure", "vs pgbench (same run)", "goal", "met?", "load"] as const;
+  const cells = report.scoreboard.map((r) => [r.workload, r.figure, r.vsPgbench, r.goal, r.met === null ? "—" : r.met ? "yes" : "NO", r.load === null ? "" : r.load.toFixed(2)]);
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => (row[i] ?? "").length)));
+  const line = (row: readonly string[]) => `| ${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join(" | ")} |`;
+  lines.push(line(columns), `|${widths.map((w) => rule(w + 2)).join("|")}|`, ...cells.map(line), "");
+
+  lines.push("Details", ...details(report).map(([label, value]) => (label === "" ? "" : `  ${label.padEnd(34)}  ${value}`)));
+  return lines.join("\n").trimEnd();
+}
+
+function cpuLine(cpu: CpuShares): string {
+  const servers = cpu.servers.map((s) => `${s.name} ${percent(s.share)}`).join(", ");
+  const ours = cpu.servers.reduce((sum, s) => sum + s.share, 0) + cpu.client.share + cpu.postgresAll.share;
+  return `${servers}; client ${percent(cpu.client.share)}; PostgreSQL bench-db backends ${percent(cpu.postgresBenchDb.share)} (all postgres ${percent(cpu.postgresAll.share)}); everything else ${percent(Math.max(0, cpu.machine.share - ours))}; machine busy ${percent(cpu.machine.share)} of ${cpu.cores} cores`;
+}
+
+function cpuPerStep(w: ThroughputReport): string {
+  const c = w.cpuMsPerStep;
+  return `servers ${c.servers.toFixed(3)} ms, PostgreSQL backends ${c.postgres.toFixed(3)} ms, client ${c.client.toFixed(3)} ms (CPU time ÷ steps: what one step costs, whatever else runs on the machine)`;
+}
+
+function details(report: Report): [string, string][] {
+  const f = report.figures;
+  const rows: [string, string][] = [];
+  for (const w of f.w1Http) {
+    rows.push([`W1 over HTTP/${w.http}`, `${thousands(w.stepsPerSec)} steps/s, run p50 ${ms(w.latencyMs.p50, 0)} / p99 ${ms(w.latencyMs.p99, 0)}; CPU per step: ${cpuPerStep(w)}`]);
+  }
+  if (f.w1) {
+    rows.push(
+      ["W1, 1 server: rounds", `${f.w1.roundsStepsPerSec.map(thousands).join(", ")} steps/s; the median round:`],
+      ["W1, 1 server", `${(f.w1.wallMs / 1000).toFixed(2)} s wall, ${f.w1.runsPerSec.toFixed(1)} runs/s, run latency ${triple(f.w1.latencyMs)}`],
+      ["W1, 1 server: CPU share", cpuLine(f.w1.cpu)],
+      ["W1, 1 server: CPU per step", cpuPerStep(f.w1)],
+    );
+  }
+  if (f.w1TwoServers) {
+    rows.push(
+      ["W1, 2 servers: rounds", `${f.w1TwoServers.roundsStepsPerSec.map(thousands).join(", ")} steps/s; the median round:`],
+      ["W1, 2 servers", `${(f.w1TwoServers.wallMs / 1000).toFixed(2)} s wall, ${f.w1TwoServers.runsPerSec.toFixed(1)} runs/s, run latency ${triple(f.w1TwoServers.latencyMs)}`],
+      ["W1, 2 servers: CPU share", cpuLine(f.w1TwoServers.cpu)],
+      ["W1, 2 servers: CPU per step", cpuPerStep(f.w1TwoServers)],
+    );
+  }
+  if (f.w2) rows.push(["W2", `latency ${triple(f.w2.latencyMs)}; CreateRun round trip ${triple(f.w2.createMs)}`]);
+  if (f.w3) {
+    const j = f.w3.journalMs;
+    rows.push(
+      ["W3", `latency ${triple(f.w3.latencyMs)}; SendEvent round trip ${triple(f.w3.sendEventMs)}`],
+      ["W3: journal after the reply, p50", `event_received ${signed(j.eventReceived.p50)}, step ${signed(j.stepCompleted.p50)}, run_completed ${signed(j.runCompleted.p50)} ms (created_at, 1 ms precision)`],
+    );
+  }
+  if (f.w4) {
+    const w = f.w4;
+    rows.push(
+      ["W4", `${w.runs} runs created in ${(w.createWallMs / 1000).toFixed(2)} s (${w.createConcurrency} in flight), fire_at spread ${w.fireAtSpreadMs.toFixed(0)} ms; lateness ${triple(w.latenessMs)}`],
+      ["W4: due after creates ended", w.latenessQuietMs.count === 0 ? "none" : `${w.latenessQuietMs.count} timers: ${triple(w.latenessQuietMs)}`],
+      ["W4: RUNNING runs while firing", `max ${w.runningWhileFiring.max}, mean ${w.runningWhileFiring.mean}`],
+    );
+  }
+  if (f.parked) {
+    const p = f.parked;
+    rows.push(
+      ["Parked", `${p.onEvents} on events + ${p.onTimers} on 1 h timers, created ${p.createsPerSec.toFixed(0)}/s (${p.concurrency} in flight), all WAITING after ${(p.parkWallMs / 1000).toFixed(1)} s; RUNNING then: ${p.running}`],
+      ["Parked: VmRSS", `${mib(p.procRss.before)} → ${mib(p.procRss.parkedNoGc)} parked → ${mib(p.procRss.parkedAfterGc)} after idle + GC`],
+      ["Parked: heapUsed (forced GC)", `${mib(p.before.heapUsed)} → ${mib(p.parkedAfterGc.heapUsed)}${p.gcForced ? "" : " (GC not available)"}`],
+      ["Parked: idle CPU", `server ${p.idle.serverCpuMs.toFixed(1)} ms by cpuUsage(), ${p.idle.serverProcCpuMs.toFixed(0)} ms by /proc, over ${p.idle.seconds.toFixed(1)} s; its PostgreSQL backends ${p.idle.postgresCpuMs.toFixed(0)} ms`],
+      [
+        "Parked: table scans while idle",
+        Object.entries(p.idle.scans)
+          .map(([table, x]) => `${table}: ${x.seqScans} seq scans reading ${thousands(x.seqRowsRead)} rows, ${x.indexScans} index scans fetching ${thousands(x.indexRowsFetched)}`)
+          .join("; ") || "none",
+      ],
+      ["Parked: PostgreSQL bytes", `${signed(p.dbBytesPerRun)} B per parked run (runs, journal, waits, events, with indexes)`],
+    );
+  }
+  if (f.replay) {
+    for (const l of f.replay.lengths) {
+      const tenths = l.firstTenthMs !== null && l.lastTenthMs !== null ? `; first tenth ${l.firstTenthMs.toFixed(2)}, last tenth ${l.lastTenthMs.toFixed(2)} ms/step` : "";
+      rows.push([`Replay ${l.steps} steps × ${l.repetitions}`, `${l.perStepMs.toFixed(2)} ms/step (server clock), ${l.clientPerStepMs.toFixed(2)} ms/step create → result${tenths}; activations ≤ ${l.activationsMax}`]);
+    }
+  }
+  if (f.resume) {
+    const r = f.resume;
+    rows.push([
+      "Resume",
+      `parked in ${(r.parkMs / 1000).toFixed(1)} s; SIGTERM → exit ${r.shutdownMs.toFixed(0)} ms (${r.shutdownExit}); new process serving after ${r.restartMs.toFixed(0)} ms`,
+    ]);
+    for (const x of r.measurements) {
+      rows.push([
+        `Resume: ${x.steps} steps, ${x.label}`,
+        `event_received ${signed(x.eventReceivedMs)} ms, first new step ${signed(x.firstNewStepMs)} ms after the SendEvent reply; result at the client after ${x.resultMs.toFixed(0)} ms; activations ${x.activations}`,
+      ]);
+    }
+  }
+  rows.push(["PostgreSQL deadlocks", `${report.environment.deadlocks} in the bench database over the whole run (pg_stat_database; each aborts one statement: a journal batch is then written row by row, a lease heartbeat waits for its next tick)`]);
+  for (const [server, messages] of Object.entries(report.environment.serverLogs)) {
+    for (const [text, count] of Object.entries(messages)) rows.push([`${server} logged`, `${count} × ${text}`]);
+  }
+  const extras = extrasRows(f.extras).filter(([, value]) => value !== "skipped");
+  if (extras.length > 0) rows.push(["", ""], ...extras);
+  return rows;
 }
 
 const resultsDir = fileURLToPath(new URL("./results/", import.meta.url));
 
 /** Writes the report to bench/results/<timestamp>.json and returns the path. */
-export async function writeReport(report: BenchReport): Promise<string> {
+export async function writeReport(report: Report): Promise<string> {
   await mkdir(resultsDir, { recursive: true });
   const file = `${resultsDir}${report.startedAt.replace(/[:.]/g, "-")}.json`;
   await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);

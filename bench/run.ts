@@ -1,41 +1,71 @@
 /**
- * `npm run bench`: measures Cairn's step throughput and run latency against
- * a real PostgreSQL, next to a pgbench one-row-INSERT baseline on the same
- * server; then its durable waits: event → resume latency, timer lateness and
- * the memory a parked run costs; then composition (child fan-out, agent turns
- * through a real worker process) and the WatchRun delay. See bench/README.md
- * for what the figures mean.
+ * `npm run bench`: the scoreboard of issue 7. On a fresh database of one
+ * PostgreSQL server (the same settings for every figure), in this order:
+ *
+ * 1. pgbench one-row INSERT baselines at 1, 10 and 64 clients, before any
+ *    Cairn server holds connections;
+ * 2. server process A: W1 throughput through the SDK (and with --http both,
+ *    once per HTTP version); then process B joins and W1 runs through both;
+ * 3. on A: W2 start → result, W3 event → completion, W4 timer lateness,
+ *    per-step cost of 10/100/1,000-step runs, and the extras; A stops;
+ * 4. resume after restart: a server parks long runs and stops, a new one
+ *    resumes them;
+ * 5. last, on a fresh server: N parked runs (memory, idle CPU), which stay
+ *    in the database until it is dropped.
+ *
+ * Every server is a child process (bench/server.ts); this process is only
+ * the load generator and the observer. See bench/README.md.
  */
-import { loadavg } from "node:os";
-import { setTimeout as sleep } from "node:timers/promises";
-import { parseOptions, usage, type BenchOptions } from "./args.js";
-import type { Config } from "../server/config.js";
-import { Admin, BenchProbe, findServer, redact, urlForDatabase } from "./database.js";
-import { runPgbench, type PgbenchResult } from "./pgbench.js";
-import { allFailures, buildReport, type CommitCount, environmentBasics, formatReport, writeReport } from "./report.js";
-import { benchConfig, startBenchServer } from "./server.js";
+import { execFileSync } from "node:child_process";
+import { setMaxListeners } from "node:events";
+import { readFileSync } from "node:fs";
+import { cpus, loadavg, platform, release, totalmem } from "node:os";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import type { CairnClient } from "../sdk/client.js";
+import { type BenchOptions, parseOptions, usage } from "./args.js";
+import { describeHttp, type HttpVersion, sdkClient } from "./client.js";
 import { agentRoundTrip, type AgentRoundTripResult, fanOut, type FanOutResult, warmUpComposition } from "./composition.js";
-import { eventLatency, type EventLatencyResult, parkedMemory, type ParkedMemoryResult, timerLateness, type TimerLatenessResult, warmUpWaits } from "./waits.js";
+import { Admin, BenchProbe, findServer, redact, urlForDatabase } from "./database.js";
+import { extrasReport } from "./extras-report.js";
+import { eventLatency, startLatency, warmUpLatency } from "./latency.js";
+import { runPgbench } from "./pgbench.js";
+import { resumeAfterRestart, stepCosts } from "./replay.js";
+import { buildReport, type Environment, formatReport, type Measurements, type PgbenchReport, writeReport } from "./report.js";
+import { type CpuShares, watchCpu } from "./resources.js";
+import { ServerProcess, type ServerSettings, serverEnv, serverLogs } from "./server.js";
+import { parkedRuns, timerLateness } from "./waits.js";
 import { watchDelay, type WatchDelayResult, warmUpWatch } from "./watch.js";
-import { connect, runWorkload, warmUp, type WorkloadResult } from "./workload.js";
+import { runThroughput, stepsPerSecond, type ThroughputResult, warmUpThroughput } from "./workload.js";
 
-/**
- * Parked runs are created with eager_start: the creating request claims the
- * run and parks it without a scheduler round trip (measured faster than
- * queueing them and letting the claim loop pick them up).
- */
-const parkedEagerStart = process.env.BENCH_PARKED_EAGER !== "0";
-
+/** Server settings that decide commit cost and capacity: recorded at the start and checked again at the end. */
 const postgresSettings = [
   "synchronous_commit",
   "fsync",
   "full_page_writes",
   "wal_sync_method",
   "commit_delay",
-  "shared_buffers",
-  "max_connections",
+  "commit_siblings",
   "wal_level",
+  "wal_buffers",
+  "wal_writer_delay",
+  "max_wal_size",
+  "checkpoint_timeout",
+  "shared_buffers",
+  "work_mem",
+  "effective_cache_size",
+  "max_connections",
+  "jit",
+  "huge_pages",
 ];
+
+const benchStart = performance.now();
+
+function log(message: string): void {
+  console.error(`[bench ${((performance.now() - benchStart) / 1000).toFixed(1).padStart(5)} s] ${message}`);
+}
+
+const load1 = () => loadavg()[0] ?? Number.NaN;
 
 async function main(argv: string[]): Promise<number> {
   let options: BenchOptions | "help";
@@ -52,53 +82,85 @@ async function main(argv: string[]): Promise<number> {
 
   const interrupt = new AbortController();
   process.once("SIGINT", () => {
-    console.error("interrupted: finishing in-flight runs, then cleaning up");
+    log("interrupted: stopping after the current step, then cleaning up");
     interrupt.abort();
   });
+  const signal = interrupt.signal;
+  // Every call in flight (64 and more) listens on it.
+  setMaxListeners(0, signal);
 
   const startedAt = new Date();
-  const loadAtStart = loadavg()[0] ?? Number.NaN;
+  const loadAtStart = loadavg();
   const pgServer = await findServer();
   const admin = await Admin.connect(pgServer.adminUrl);
   try {
     const database = await admin.createDatabase();
     const databaseUrl = urlForDatabase(pgServer.adminUrl, database);
     log(`database ${database} on ${redact(pgServer.adminUrl)} (${pgServer.source})`);
+    let probe: BenchProbe | undefined;
     try {
-      const steps = options.skipSteps ? null : await measureCairn(options, admin, database, databaseUrl, interrupt.signal);
-      const pgbench = steps ? await baseline(options, databaseUrl, interrupt.signal) : null;
-      const waits = await measureWaits(options, databaseUrl, interrupt.signal);
-      const composition = await measureComposition(options, databaseUrl, interrupt.signal);
-      const watch = await measureWatch(options, databaseUrl, interrupt.signal);
-      const config = steps?.config ?? waits.config ?? composition.config ?? watch.config ?? benchConfig(databaseUrl, options.concurrency);
-      const report = buildReport({
+      const settingsAtStart = await admin.settings(postgresSettings);
+      const failures: string[] = [];
+      const settings: ServerSettings = {
+        databaseUrl,
+        poolSize: options.poolSize,
+        maxConcurrentRuns: Math.max(100, options.concurrency, options.waitConcurrency),
+        logLevel: process.env.BENCH_LOG_LEVEL || "warn",
+      };
+
+      const pgbench = await baselines(options, databaseUrl, failures, signal);
+
+      probe = await BenchProbe.connect(databaseUrl);
+      const measured = await measureOnServers(options, settings, probe, pgbench, failures, signal);
+      const resume =
+        options.resumeSteps > 0 && !signal.aborted ? await measureResume(options, settings, measured.http, probe, failures, signal) : null;
+      const parked = options.parkedRuns > 0 && !signal.aborted ? await measureParked(options, settings, measured.http, probe, failures, signal) : null;
+
+      const settingsAtEnd = await admin.settings(postgresSettings);
+      const environment: Environment = {
+        versions: { node: process.version, postgres: await admin.version(), cairn: cairnVersion() },
+        machine: {
+          cores: cpus().length,
+          cpuModel: cpus()[0]?.model.trim() ?? "unknown",
+          os: `${platform()} ${release()}`,
+          memoryBytes: totalmem(),
+          loadAverage: { start: loadAtStart.map((l) => Math.round(l * 100) / 100), end: loadavg().map((l) => Math.round(l * 100) / 100) },
+        },
+        postgres: {
+          source: pgServer.source,
+          url: redact(pgServer.adminUrl),
+          settings: settingsAtStart,
+          changedDuringRun: Object.fromEntries(
+            Object.entries(settingsAtStart)
+              .filter(([name, value]) => settingsAtEnd[name] !== value)
+              .map(([name, value]) => [name, { start: value, end: settingsAtEnd[name] ?? "?" }]),
+          ),
+        },
+        servers: {
+          command: "node --import tsx server/main.ts (one process per server)",
+          env: { ...serverEnv({ ...settings, databaseUrl: "<bench db>" }, 0), PORT: "<free port>" },
+          http: describeHttp(measured.http),
+        },
+        serverLogs: serverLogs(),
+        deadlocks: await admin.deadlocks(database),
+      };
+      const measurements: Measurements = {
         startedAt,
         flags: options,
-        steps,
+        environment,
         pgbench,
-        waits,
-        composition,
-        watch: watch.results,
-        environment: {
-          ...environmentBasics(loadAtStart),
-          postgres: await admin.version(),
-          postgresSource: pgServer.source,
-          postgresUrl: redact(pgServer.adminUrl),
-          postgresSettings: await admin.settings(postgresSettings),
-          cairn: {
-            databasePoolSize: config.databasePoolSize,
-            maxConcurrentRuns: config.maxConcurrentRuns,
-            leaseMs: config.leaseMs,
-            pollIntervalMs: config.pollIntervalMs,
-          },
-        },
-      });
+        ...measured.figures,
+        resume,
+        parked,
+        failures,
+      };
+      const report = buildReport(measurements);
       console.log(formatReport(report));
-      const failures = allFailures(report);
-      for (const failure of failures) console.error(`  failed: ${failure}`);
+      for (const failure of report.failures) console.error(`  failed: ${failure}`);
       log(`results written to ${await writeReport(report)}`);
-      return failures.length === 0 && !interrupt.signal.aborted ? 0 : 1;
+      return report.failures.length === 0 && !signal.aborted ? 0 : 1;
     } finally {
+      await probe?.close();
       await admin.dropDatabase(database);
       log(`dropped ${database}`);
     }
@@ -108,174 +170,228 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/**
- * Commit counting: backends publish their counts to pg_stat_database lazily
- * (when idle, at most once a second, sometimes 10 s later) but always when
- * they exit. So the warm-up runs on a first server that is closed before the
- * "before" read, and the workload on a second one that is closed before the
- * "after" read: every commit is counted, and only the workload's (plus the
- * second server's start-up check and background polls) fall in the window.
- */
-async function measureCairn(options: BenchOptions, admin: Admin, database: string, databaseUrl: string, signal: AbortSignal) {
-  const warm = await startBenchServer(databaseUrl, options.concurrency);
-  try {
-    log(`warming up (migrations, module loading, JIT) on ${warm.server.url}`);
-    await warmUp(connect(warm.server.url), options.steps, signal);
-  } finally {
-    await warm.server.close();
+/** pgbench at 1, 10 and C clients, before any server opens its pool (64 clients plus the pools could pass max_connections). */
+async function baselines(options: BenchOptions, databaseUrl: string, failures: string[], signal: AbortSignal): Promise<PgbenchReport[]> {
+  const results: PgbenchReport[] = [];
+  if (options.skipPgbench) return results;
+  for (const clients of options.pgbenchClients) {
+    if (signal.aborted) break;
+    log(`pgbench: ${clients} client(s), ${options.pgbenchSeconds} s of one-row INSERTs`);
+    const loadAverage = load1();
+    try {
+      results.push({ ...(await runPgbench({ databaseUrl, clients, seconds: options.pgbenchSeconds })), clients, seconds: options.pgbenchSeconds, loadAverage });
+    } catch (error) {
+      failures.push(`pgbench ${clients} clients: ${(error as Error).message}`);
+    }
   }
-  const before = await settledCommits(admin, database);
-
-  const { server, config } = await startBenchServer(databaseUrl, options.concurrency);
-  let workload: WorkloadResult;
-  try {
-    log(`running ${options.runs} runs × ${options.steps} steps, ${options.concurrency} in flight, on ${server.url}`);
-    workload = await runWorkload(connect(server.url), {
-      runs: options.runs,
-      steps: options.steps,
-      concurrency: options.concurrency,
-      pollMs: options.pollMs,
-      runTimeoutMs: 120_000,
-      signal,
-    });
-  } finally {
-    await server.close();
-  }
-  const after = await settledCommits(admin, database);
-  const total = after - before;
-  const commits: CommitCount = { total, engine: total - workload.getRunCalls };
-  return { workload, commits, config };
+  return results;
 }
 
-/**
- * The wait workloads, after the step workload's commit count is taken: event
- * latency and timers on one server, parked memory on a fresh one so its
- * baseline holds nothing of theirs.
- */
-async function measureWaits(
+type Run<T> = { result: T; loadAverage: number };
+type W1Round = { result: ThroughputResult; http: string; cpu: CpuShares };
+
+/** Everything that runs on server A (and B for the two-server W1). */
+async function measureOnServers(
   options: BenchOptions,
-  databaseUrl: string,
+  settings: ServerSettings,
+  probe: BenchProbe,
+  pgbench: PgbenchReport[],
+  failures: string[],
   signal: AbortSignal,
-): Promise<{ eventLatency: EventLatencyResult | null; timers: TimerLatenessResult | null; parked: ParkedMemoryResult | null; config: Config | null }> {
-  const result: Awaited<ReturnType<typeof measureWaits>> = { eventLatency: null, timers: null, parked: null, config: null };
-  if (options.eventRuns + options.timerRuns + options.parkedRuns === 0 || signal.aborted) return result;
-  const maxRuns = Math.max(options.concurrency, options.waitConcurrency);
-  const probe = await BenchProbe.connect(databaseUrl);
+): Promise<{
+  http: HttpVersion;
+  figures: Pick<Measurements, "w1Http" | "w1" | "w1TwoServers" | "w2" | "w3" | "w4" | "replay" | "extras">;
+}> {
+  let http: HttpVersion = options.http === "both" ? "2" : options.http;
+  const figures: Pick<Measurements, "w1Http" | "w1" | "w1TwoServers" | "w2" | "w3" | "w4" | "replay" | "extras"> = {
+    w1Http: [],
+    w1: null,
+    w1TwoServers: null,
+    w2: null,
+    w3: null,
+    w4: null,
+    replay: null,
+    extras: { fanOut: null, agent: null, watch: [] },
+  };
+  const needsA =
+    options.runs + options.startRuns + options.eventRuns + options.timerRuns + options.replayLengths.length + options.children + options.agentTurns + options.watchSteps > 0;
+  if (!needsA) return { http, figures };
+
+  log("starting server A");
+  const a = await ServerProcess.start("server A", settings, log);
+  log(`server A: pid ${a.pid}, ${a.url}, serving after ${a.startMs.toFixed(0)} ms`);
   try {
-    if (options.eventRuns > 0 || options.timerRuns > 0) {
-      const { server, config } = await startBenchServer(databaseUrl, maxRuns);
-      result.config = config;
-      try {
-        const client = connect(server.url);
-        await warmUpWaits(client, signal);
-        if (options.eventRuns > 0 && !signal.aborted) {
-          log(`event → resume: ${options.eventRuns} sequential runs, GetRun every ${options.eventPollMs} ms`);
-          result.eventLatency = await eventLatency(client, { runs: options.eventRuns, pollMs: options.eventPollMs, signal });
+    // ── W1 ──
+    if (options.runs > 0 && !signal.aborted) {
+      const warmed = new Set<string>();
+      const w1 = async (servers: ServerProcess[], version: HttpVersion, label: string): Promise<W1Round> => {
+        const clients = servers.map((s) => sdkClient(s.url, version));
+        const config = `${servers.length}/${version}`;
+        if (!warmed.has(config)) {
+          await warmUpThroughput(clients, options.steps, signal);
+          warmed.add(config);
         }
-        if (options.timerRuns > 0 && !signal.aborted) {
-          log(`timers: ${options.timerRuns} runs sleeping ${options.timerMs} ms, ${options.waitConcurrency} creates in flight`);
-          result.timers = await timerLateness(client, server, probe, { runs: options.timerRuns, sleepMs: options.timerMs, concurrency: options.waitConcurrency, signal });
+        log(`W1 ${label}: ${options.runs} runs × ${options.steps} steps, ${options.concurrency} in flight, HTTP/${version}, load ${load1().toFixed(2)}`);
+        const cpu = await watchCpu(servers, probe);
+        const result = await runThroughput({ runs: options.runs, steps: options.steps, concurrency: options.concurrency, clients, runTimeoutMs: 300_000, signal });
+        const shares: CpuShares = await cpu.stop();
+        log(`W1 ${label}: ${stepsPerSecond(result).toFixed(0)} steps/s`);
+        return { result, http: version, cpu: shares };
+      };
+      if (options.http === "both") {
+        for (const version of ["1.1", "2"] as const) figures.w1Http.push(await w1([a], version, `1 server, HTTP/${version}`));
+        const faster = [...figures.w1Http].sort((x, y) => stepsPerSecond(y.result) - stepsPerSecond(x.result))[0];
+        if (faster) http = faster.http === "1.1" ? "1.1" : "2";
+        log(`W1: HTTP/${http} was faster; it is used for every other workload`);
+      }
+      // One server and two servers take turns, round after round, so that a
+      // burst of load from elsewhere on the machine hits both alike; the
+      // median round of each is the figure.
+      let b: ServerProcess | undefined;
+      try {
+        if (options.twoServers && !signal.aborted) {
+          log("starting server B");
+          b = await ServerProcess.start("server B", settings, log);
+        }
+        figures.w1 = [];
+        figures.w1TwoServers = b ? [] : null;
+        for (let round = 1; round <= options.w1Rounds && !signal.aborted; round++) {
+          figures.w1.push(await w1([a], http, `round ${round}, 1 server`));
+          if (b && figures.w1TwoServers && !signal.aborted) figures.w1TwoServers.push(await w1([a, b], http, `round ${round}, 2 servers`));
         }
       } finally {
-        await server.close();
+        await b?.close();
       }
     }
-    if (options.parkedRuns > 0 && !signal.aborted) {
-      const { server, config } = await startBenchServer(databaseUrl, maxRuns);
-      result.config ??= config;
-      try {
-        log(`parked: ${options.parkedRuns} runs waiting on distinct event keys, ${options.waitConcurrency} creates in flight`);
-        result.parked = await parkedMemory(connect(server.url), server, probe, {
-          runs: options.parkedRuns,
-          concurrency: options.waitConcurrency,
-          eagerStart: parkedEagerStart,
-          signal,
-          log,
-        });
-      } finally {
-        await server.close();
+    const client = sdkClient(a.url, http);
+
+    // ── W2, W3 ──
+    if ((options.startRuns > 0 || options.eventRuns > 0) && !signal.aborted) {
+      await warmUpLatency(client, probe, signal);
+      if (options.startRuns > 0) {
+        const loadAverage = load1();
+        log(`W2: ${options.startRuns} sequential 1-step runs, load ${loadAverage.toFixed(2)}`);
+        figures.w2 = { result: await startLatency(client, { runs: options.startRuns, signal }), loadAverage };
+      }
+      if (options.eventRuns > 0 && !signal.aborted) {
+        const loadAverage = load1();
+        log(`W3: ${options.eventRuns} sequential event → completion runs, load ${loadAverage.toFixed(2)}`);
+        figures.w3 = { result: await eventLatency(client, probe, { runs: options.eventRuns, signal }), loadAverage };
       }
     }
+
+    // ── W4 ──
+    if (options.timerRuns > 0 && !signal.aborted) {
+      const loadAverage = load1();
+      log(`W4: ${options.timerRuns} runs sleeping ${options.timerMs} ms, ${options.waitConcurrency} creates in flight, load ${loadAverage.toFixed(2)}`);
+      figures.w4 = { result: await timerLateness(client, probe, { runs: options.timerRuns, sleepMs: options.timerMs, concurrency: options.waitConcurrency, signal }), loadAverage };
+    }
+
+    // ── replay: per-step cost ──
+    if (options.replayLengths.length > 0 && !signal.aborted) {
+      const loadAverage = load1();
+      log(`replay: per-step cost of ${options.replayLengths.join(", ")}-step runs, load ${loadAverage.toFixed(2)}`);
+      figures.replay = { result: await stepCosts(client, probe, { lengths: options.replayLengths, stepsPerLength: options.replayStepsPerLength, signal }), loadAverage };
+    }
+
+    // ── extras ──
+    figures.extras = extrasReport(await measureExtras(options, a, client, probe, failures, signal));
   } finally {
-    await probe.close();
+    await a.close();
+  }
+  return { http, figures };
+}
+
+async function measureExtras(
+  options: BenchOptions,
+  server: ServerProcess,
+  client: CairnClient,
+  probe: BenchProbe,
+  failures: string[],
+  signal: AbortSignal,
+): Promise<{ fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; watch: WatchDelayResult[] }> {
+  const result: { fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; watch: WatchDelayResult[] } = { fanOut: null, agent: null, watch: [] };
+  const raw = client.raw.workflows;
+  try {
+    if ((options.children > 0 || options.agentTurns > 0) && !signal.aborted) {
+      await warmUpComposition(raw, signal);
+      if (options.children > 0) {
+        log(`extras: fan-out of ${options.children} children`);
+        result.fanOut = await fanOut(raw, { children: options.children, pollMs: options.compositionPollMs, timeoutMs: 300_000, signal });
+      }
+      if (options.agentTurns > 0 && !signal.aborted) {
+        log(`extras: ${options.agentTurns} agent turns through a worker process`);
+        result.agent = await agentRoundTrip(raw, probe, server.url, { runs: options.agentTurns, pollMs: options.compositionPollMs, signal, log });
+      }
+    }
+    if (options.watchSteps > 0 && !signal.aborted) {
+      // The watchers' streams get an HTTP/2 connection of their own.
+      const watchClient = sdkClient(server.url, "2").raw.workflows;
+      await warmUpWatch(raw, watchClient, signal);
+      for (const watchers of [...new Set([1, options.watchers])]) {
+        if (signal.aborted) break;
+        log(`extras: watch delay with ${watchers} watcher(s)`);
+        result.watch.push(await watchDelay(raw, watchClient, { watchers, steps: options.watchSteps, stepMs: options.watchStepMs, signal }));
+      }
+    }
+  } catch (error) {
+    failures.push(`extras: ${(error as Error).message}`);
   }
   return result;
 }
 
-/** Child fan-out and agent turns, on a fresh server. */
-async function measureComposition(
+async function measureResume(
   options: BenchOptions,
-  databaseUrl: string,
+  settings: ServerSettings,
+  http: HttpVersion,
+  probe: BenchProbe,
+  failures: string[],
   signal: AbortSignal,
-): Promise<{ fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; config: Config | null }> {
-  const result: Awaited<ReturnType<typeof measureComposition>> = { fanOut: null, agent: null, config: null };
-  if ((options.children === 0 && options.agentTurns === 0) || signal.aborted) return result;
-  const { server, config } = await startBenchServer(databaseUrl, Math.max(options.concurrency, options.waitConcurrency));
-  result.config = config;
-  const probe = await BenchProbe.connect(databaseUrl);
+): Promise<Run<Awaited<ReturnType<typeof resumeAfterRestart>>> | null> {
+  const loadAverage = load1();
+  log(`resume: ${options.resumeSteps}-step runs parked, server restarted, then resumed; load ${loadAverage.toFixed(2)}`);
   try {
-    const client = connect(server.url);
-    await warmUpComposition(client, signal);
-    if (options.children > 0 && !signal.aborted) {
-      log(`fan-out: 1 bench_fan_out run × ${options.children} bench_child runs, GetRun every ${options.compositionPollMs} ms`);
-      result.fanOut = await fanOut(client, { children: options.children, pollMs: options.compositionPollMs, timeoutMs: 300_000, signal });
-    }
-    if (options.agentTurns > 0 && !signal.aborted) {
-      log(`agent: ${options.agentTurns} sequential bench_agent runs through a worker process, GetRun every ${options.compositionPollMs} ms`);
-      result.agent = await agentRoundTrip(client, probe, server.url, { runs: options.agentTurns, pollMs: options.compositionPollMs, signal, log });
-    }
-  } finally {
-    await probe.close();
-    await server.close();
+    return { result: await resumeAfterRestart(settings, http, probe, { longSteps: options.resumeSteps, shortSteps: 10, signal, log }), loadAverage };
+  } catch (error) {
+    failures.push(`resume: ${(error as Error).message}`);
+    return null;
   }
-  return result;
 }
 
-/** WatchRun delay with one watcher, then with --watchers, each on a fresh run; one fresh server for both. */
-async function measureWatch(
+async function measureParked(
   options: BenchOptions,
-  databaseUrl: string,
+  settings: ServerSettings,
+  http: HttpVersion,
+  probe: BenchProbe,
+  failures: string[],
   signal: AbortSignal,
-): Promise<{ results: WatchDelayResult[]; config: Config | null }> {
-  if (options.watchSteps === 0 || signal.aborted) return { results: [], config: null };
-  const { server, config } = await startBenchServer(databaseUrl, Math.max(options.concurrency, options.waitConcurrency));
-  const results: WatchDelayResult[] = [];
+): Promise<Run<Awaited<ReturnType<typeof parkedRuns>>> | null> {
+  log("starting server C for the parked runs");
+  const c = await ServerProcess.start("server C", settings, log);
   try {
-    const client = connect(server.url);
-    // The watchers' streams get an HTTP/2 connection of their own.
-    const watchClient = connect(server.url);
-    await warmUpWatch(client, watchClient, signal);
-    for (const watchers of [...new Set([1, options.watchers])]) {
-      if (signal.aborted) break;
-      log(`watch: ${watchers} watcher(s) of a ${options.watchSteps}-step bench_watched run (${options.watchStepMs} ms per step)`);
-      results.push(await watchDelay(client, watchClient, { watchers, steps: options.watchSteps, stepMs: options.watchStepMs, signal }));
-    }
+    const loadAverage = load1();
+    log(`parked: ${options.parkedRuns} runs, ${options.waitConcurrency} creates in flight, load ${loadAverage.toFixed(2)}`);
+    return { result: await parkedRuns(sdkClient(c.url, http), c, probe, { runs: options.parkedRuns, concurrency: options.waitConcurrency, idleSeconds: options.idleSeconds, signal, log }), loadAverage };
+  } catch (error) {
+    failures.push(`parked: ${(error as Error).message}`);
+    return null;
   } finally {
-    await server.close();
+    await c.close();
   }
-  return { results, config };
 }
 
-async function baseline(options: BenchOptions, databaseUrl: string, signal: AbortSignal): Promise<PgbenchResult | null> {
-  if (options.skipPgbench || signal.aborted) return null;
-  log(`pgbench: ${options.concurrency} clients, ${options.pgbenchSeconds} s of one-row INSERTs`);
-  return runPgbench({ databaseUrl, clients: options.concurrency, seconds: options.pgbenchSeconds });
-}
-
-/** Reads the commit counter until two reads agree (the last backends have reported), for at most ~5 s. */
-async function settledCommits(admin: Admin, database: string): Promise<number> {
-  let previous = await admin.commits(database);
-  for (let i = 0; i < 10; i++) {
-    await sleep(500);
-    const current = await admin.commits(database);
-    if (current === previous) return current;
-    previous = current;
+function cairnVersion(): { version: string; commit: string } {
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  const { version } = JSON.parse(readFileSync(`${root}package.json`, "utf8")) as { version: string };
+  let commit = "unknown";
+  try {
+    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: root, encoding: "utf8" }).trim();
+    if (dirty) commit += "+changes";
+  } catch {
+    // not a git checkout
   }
-  return previous;
-}
-
-function log(message: string): void {
-  console.error(`[bench] ${message}`);
+  return { version, commit };
 }
 
 process.exitCode = await main(process.argv.slice(2));

@@ -1,40 +1,30 @@
 /**
- * The durable-wait workloads, all over the same Connect/HTTP/2 client as the
- * step workload:
+ * Durable-wait workloads through the SDK, against server processes:
  *
- * - event → resume latency: sequential bench_event_wait runs; each is parked
- *   (GetRun shows WAITING), then SendEvent; latency is from the SendEvent
- *   reply to the GetRun poll that sees COMPLETED.
- * - timer lateness: many bench_sleep runs created as fast as possible; after
- *   they all end, each run's journal gives timer_fired.created_at −
- *   timer_started.fire_at (server clock on both sides).
- * - parked memory: many bench_event_wait runs on distinct keys; process
- *   memory before and after they are all WAITING, then one event each and
- *   the time until they all complete.
+ * - W4, timer lateness: N bench_sleep runs, created (eager) C at a time; once
+ *   all have ended, the journal gives timer_fired.created_at −
+ *   timer_started.fire_at per run (both written by the server; 1 ms
+ *   precision). Never early: no negative value.
+ * - Parked runs: N runs waiting (half on an event of their own key, half on
+ *   a 1-hour timer); the server's RSS before and after, heap after a forced
+ *   GC, and its CPU time over an idle window with them parked.
  */
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import v8 from "node:v8";
-import vm from "node:vm";
-import { fromJson, toJson } from "@bufbuild/protobuf";
-import { timestampDate, type Timestamp, ValueSchema } from "@bufbuild/protobuf/wkt";
-import { EntryKind, RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
-import type { CairnServer } from "../server/app.js";
-import type { BenchProbe, RunSelector } from "./database.js";
+import type { CairnClient } from "../sdk/client.js";
+import type { BenchProbe, RunSelector, TableScans } from "./database.js";
+import type { MemorySample } from "./probe-protocol.js";
+import { CpuTally } from "./proc.js";
+import type { ServerProcess } from "./server.js";
 import { EVENT_TYPE, WORKFLOW_NAME as EVENT_WORKFLOW } from "./workflows/event-wait.js";
 import { WORKFLOW_NAME as SLEEP_WORKFLOW } from "./workflows/sleep.js";
-import type { WorkflowClient } from "./workload.js";
-
-const ended = new Set([RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED]);
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function millis(timestamp: Timestamp | undefined): number | undefined {
-  return timestamp ? timestampDate(timestamp).getTime() : undefined;
-}
+const ascending = (values: number[]) => [...values].sort((a, b) => a - b);
 
 /** Calls `task(i)` for i in [0, count) with at most `concurrency` in flight; failures are collected, not thrown. */
 async function inParallel(count: number, concurrency: number, signal: AbortSignal, task: (i: number) => Promise<void>): Promise<string[]> {
@@ -55,29 +45,6 @@ async function inParallel(count: number, concurrency: number, signal: AbortSigna
   return failures;
 }
 
-/** Polls GetRun every `pollMs` until `done(status)`; returns the run and how many polls it took. */
-async function pollRun(
-  client: WorkflowClient,
-  runId: string,
-  pollMs: number,
-  timeoutMs: number,
-  signal: AbortSignal,
-  done: (status: RunStatus) => boolean,
-) {
-  const started = performance.now();
-  let polls = 0;
-  for (;;) {
-    if (signal.aborted) throw new Error(`run ${runId}: interrupted`);
-    await sleep(pollMs);
-    polls++;
-    const { run } = await client.getRun({ runId });
-    const status = run?.status ?? RunStatus.UNSPECIFIED;
-    if (done(status)) return { run, polls, at: performance.now() };
-    if (ended.has(status)) throw new Error(`run ${runId} ended as ${RunStatus[status]}: ${run?.error?.message ?? ""}`);
-    if (performance.now() - started > timeoutMs) throw new Error(`run ${runId}: still ${RunStatus[status]} after ${timeoutMs} ms`);
-  }
-}
-
 /**
  * Polls the database until every selected run (`expected` of them) is in
  * `target`, or none can get there any more, or `timeoutMs` passes.
@@ -89,10 +56,12 @@ async function awaitStatus(
   target: "waiting" | "completed",
   timeoutMs: number,
   signal: AbortSignal,
-  intervalMs = 50,
+  intervalMs: number,
+  onSample?: () => Promise<void>,
 ): Promise<{ counts: Record<string, number>; reached: boolean }> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
+    await onSample?.();
     const counts = await probe.statusCounts(selector);
     if ((counts[target] ?? 0) === expected) return { counts, reached: true };
     const moving = (counts.queued ?? 0) + (counts.running ?? 0) + (target === "completed" ? (counts.waiting ?? 0) : 0);
@@ -101,104 +70,7 @@ async function awaitStatus(
   }
 }
 
-function sorted(values: number[]): number[] {
-  return [...values].sort((a, b) => a - b);
-}
-
-// ── 1. event → resume latency ────────────────────────────────────────────────
-
-export interface EventLatencyResult {
-  runs: number;
-  completed: number;
-  failures: string[];
-  /** Requested delay between polls; the observed period adds a GetRun round trip. */
-  pollMs: number;
-  observedPollPeriodMs: number;
-  /** SendEvent reply → GetRun saw COMPLETED, ms, ascending. */
-  latenciesMs: number[];
-  /** The run's completed_at − the wall clock at the SendEvent reply (no polling; ms resolution), ascending. */
-  completedAtMinusReplyMs: number[];
-  /** SendEvent round trip, ms, ascending. */
-  sendEventMs: number[];
-  /** CreateRun (eager) → GetRun saw WAITING, ms, ascending. */
-  parkMs: number[];
-  /**
-   * Where the server spent the time, from journal created_at (server clock,
-   * 1 ms) relative to the wall clock at the SendEvent reply, ascending:
-   * the event_received entry (claim + journal load + replay + event lookup),
-   * the step's entry, and run_completed.
-   */
-  journalMs: { eventReceived: number[]; stepCompleted: number[]; runCompleted: number[] };
-  wallMs: number;
-}
-
-export async function eventLatency(
-  client: WorkflowClient,
-  options: { runs: number; pollMs: number; signal: AbortSignal; tag?: string },
-): Promise<EventLatencyResult> {
-  const tag = options.tag ?? randomBytes(3).toString("hex");
-  const latencies: number[] = [];
-  const serverSide: number[] = [];
-  const sends: number[] = [];
-  const parks: number[] = [];
-  const journal = { eventReceived: [] as number[], stepCompleted: [] as number[], runCompleted: [] as number[] };
-  const failures: string[] = [];
-  let polls = 0;
-  let pollingMs = 0;
-  const begin = performance.now();
-  for (let i = 0; i < options.runs && !options.signal.aborted; i++) {
-    const key = `latency-${tag}-${i}`;
-    try {
-      const created = performance.now();
-      const { run } = await client.createRun({ workflowName: EVENT_WORKFLOW, input: fromJson(ValueSchema, { key }), eagerStart: true });
-      const runId = run?.runId;
-      if (!runId) throw new Error("CreateRun answered without a run id");
-      const parked = await pollRun(client, runId, options.pollMs, 10_000, options.signal, (s) => s === RunStatus.WAITING);
-      parks.push(parked.at - created);
-
-      const sending = performance.now();
-      const sent = await client.sendEvent({ eventType: EVENT_TYPE, correlationId: key, payload: fromJson(ValueSchema, { i }) });
-      const t0 = performance.now();
-      const t0Wall = Date.now();
-      sends.push(t0 - sending);
-      if (!sent.matchedRunIds.includes(runId)) throw new Error(`run ${runId}: SendEvent matched ${JSON.stringify(sent.matchedRunIds)}, not the WAITING run`);
-
-      const done = await pollRun(client, runId, options.pollMs, 10_000, options.signal, (s) => s === RunStatus.COMPLETED);
-      latencies.push(done.at - t0);
-      polls += done.polls;
-      pollingMs += done.at - t0;
-      const completedAt = millis(done.run?.completedAt);
-      if (completedAt !== undefined) serverSide.push(completedAt - t0Wall);
-
-      // Outside the measured window: the journal's own timestamps for the breakdown.
-      const { entries } = await client.getRunHistory({ runId });
-      const at = (kind: EntryKind) => millis(entries.find((e) => e.kind === kind)?.createdAt);
-      const received = at(EntryKind.EVENT_RECEIVED);
-      const step = at(EntryKind.STEP_COMPLETED);
-      const finished = at(EntryKind.RUN_COMPLETED);
-      if (received !== undefined) journal.eventReceived.push(received - t0Wall);
-      if (step !== undefined) journal.stepCompleted.push(step - t0Wall);
-      if (finished !== undefined) journal.runCompleted.push(finished - t0Wall);
-    } catch (error) {
-      failures.push(message(error));
-    }
-  }
-  return {
-    runs: options.runs,
-    completed: latencies.length,
-    failures,
-    pollMs: options.pollMs,
-    observedPollPeriodMs: polls === 0 ? Number.NaN : pollingMs / polls,
-    latenciesMs: sorted(latencies),
-    completedAtMinusReplyMs: sorted(serverSide),
-    sendEventMs: sorted(sends),
-    parkMs: sorted(parks),
-    journalMs: { eventReceived: sorted(journal.eventReceived), stepCompleted: sorted(journal.stepCompleted), runCompleted: sorted(journal.runCompleted) },
-    wallMs: performance.now() - begin,
-  };
-}
-
-// ── 2. timer lateness ────────────────────────────────────────────────────────
+// ── W4: timer lateness ───────────────────────────────────────────────────────
 
 export interface TimerLatenessResult {
   runs: number;
@@ -206,84 +78,53 @@ export interface TimerLatenessResult {
   createConcurrency: number;
   completed: number;
   failures: string[];
-  /** First CreateRun sent → last CreateRun answered. */
+  /** First CreateRun sent → last answered. */
   createWallMs: number;
-  /** Latest fire_at − earliest fire_at. */
+  /** Latest fire_at − earliest. */
   fireAtSpreadMs: number;
-  /** timer_fired.created_at − timer_started.fire_at per run, ms (journal resolution: 1 ms), ascending. */
+  /** timer_fired.created_at − timer_started.fire_at per run, ms, ascending. */
   latenessMs: number[];
-  /** Runs whose timer fired before its fire_at (must be 0). */
+  /** Timers that fired before their fire_at (must be 0). */
   early: number;
-  /** Lateness of the timers due after the last CreateRun was answered (no create load competing), ascending. */
+  /** Lateness of the timers due after the last create was answered (no create load competing), ascending. */
   latenessQuietMs: number[];
-  /** Scheduler activations in memory, sampled every 10 ms while creating and while timers fired. */
-  activeWhileCreating: { max: number; mean: number };
-  activeWhileFiring: { max: number; mean: number };
-  /** First CreateRun → all runs ended (seen by polling the database every 50 ms). */
+  /** RUNNING runs (any server), sampled every 100 ms from the database while the timers fired. */
+  runningWhileFiring: { max: number; mean: number };
+  /** First create → the database shows every run ended. */
   wallMs: number;
 }
 
-/** Samples `read()` every `everyMs` until stopped. */
-function sampler(read: () => number, everyMs: number): { stop(): { max: number; mean: number } } {
-  let max = 0;
-  let sum = 0;
-  let n = 0;
-  const timer = setInterval(() => {
-    const value = read();
-    max = Math.max(max, value);
-    sum += value;
-    n++;
-  }, everyMs);
-  return {
-    stop() {
-      clearInterval(timer);
-      return { max, mean: n === 0 ? 0 : sum / n };
-    },
-  };
-}
-
 export async function timerLateness(
-  client: WorkflowClient,
-  server: CairnServer,
+  client: CairnClient,
   probe: BenchProbe,
   options: { runs: number; sleepMs: number; concurrency: number; signal: AbortSignal },
 ): Promise<TimerLatenessResult> {
   const ids: string[] = [];
-  const input = fromJson(ValueSchema, { ms: options.sleepMs });
   const begin = performance.now();
-  const creating = sampler(() => server.scheduler.activeCount, 10);
   const failures = await inParallel(options.runs, options.concurrency, options.signal, async () => {
-    const { run } = await client.createRun({ workflowName: SLEEP_WORKFLOW, input, eagerStart: true });
-    if (!run?.runId) throw new Error("CreateRun answered without a run id");
+    const run = await client.createRun(SLEEP_WORKFLOW, { ms: options.sleepMs }, { eagerStart: true });
     ids.push(run.runId);
   });
   const createWallMs = performance.now() - begin;
   const createsDoneAt = Date.now();
-  const activeWhileCreating = creating.stop();
 
-  const firing = sampler(() => server.scheduler.activeCount, 10);
-  const { counts, reached } = await awaitStatus(probe, { ids }, ids.length, "completed", options.sleepMs + 60_000, options.signal);
+  let runningMax = 0;
+  let runningSum = 0;
+  let samples = 0;
+  const { counts, reached } = await awaitStatus(probe, { ids }, ids.length, "completed", options.sleepMs + 120_000, options.signal, 100, async () => {
+    const running = await probe.runningCount();
+    runningMax = Math.max(runningMax, running);
+    runningSum += running;
+    samples++;
+  });
   const wallMs = performance.now() - begin;
-  const activeWhileFiring = firing.stop();
-  if (!reached) failures.push(`not all runs completed: ${JSON.stringify(counts)}`);
+  if (!reached) failures.push(`not all timer runs completed: ${JSON.stringify(counts)}`);
 
-  const lateness: number[] = [];
-  const quiet: number[] = [];
-  const fireAts: number[] = [];
-  let early = 0;
-  failures.push(
-    ...(await inParallel(ids.length, 16, options.signal, async (i) => {
-      const runId = ids[i] ?? "";
-      const { entries } = await client.getRunHistory({ runId });
-      const fireAt = millis(entries.find((e) => e.kind === EntryKind.TIMER_STARTED)?.fireAt);
-      const firedAt = millis(entries.find((e) => e.kind === EntryKind.TIMER_FIRED)?.createdAt);
-      if (fireAt === undefined || firedAt === undefined) throw new Error(`run ${runId}: no timer_started/timer_fired pair in its history`);
-      fireAts.push(fireAt);
-      lateness.push(firedAt - fireAt);
-      if (fireAt > createsDoneAt) quiet.push(firedAt - fireAt);
-      if (firedAt < fireAt) early++;
-    })),
-  );
+  const times = await probe.timerTimes(ids, "nap");
+  if (times.length !== ids.length) failures.push(`${ids.length - times.length} runs have no timer_started/timer_fired pair`);
+  const lateness = times.map((t) => t.firedAt - t.fireAt);
+  const quiet = times.filter((t) => t.fireAt > createsDoneAt).map((t) => t.firedAt - t.fireAt);
+  const fireAts = times.map((t) => t.fireAt);
   return {
     runs: options.runs,
     sleepMs: options.sleepMs,
@@ -292,197 +133,184 @@ export async function timerLateness(
     failures,
     createWallMs,
     fireAtSpreadMs: fireAts.length === 0 ? Number.NaN : Math.max(...fireAts) - Math.min(...fireAts),
-    latenessMs: sorted(lateness),
-    early,
-    latenessQuietMs: sorted(quiet),
-    activeWhileCreating,
-    activeWhileFiring,
+    latenessMs: ascending(lateness),
+    early: lateness.filter((l) => l < 0).length,
+    latenessQuietMs: ascending(quiet),
+    runningWhileFiring: { max: runningMax, mean: samples === 0 ? 0 : runningSum / samples },
     wallMs,
   };
 }
 
-// ── 3. parked memory ─────────────────────────────────────────────────────────
+// ── parked runs: memory and idle CPU ─────────────────────────────────────────
 
-export interface MemorySample {
-  rss: number;
-  heapUsed: number;
-  heapTotal: number;
-  external: number;
-  arrayBuffers: number;
-}
+/** The long timer of the timer-parked half: far beyond any bench. */
+const parkedSleepMs = 3_600_000;
 
-export interface ParkedMemoryResult {
+export interface ParkedResult {
   runs: number;
-  eagerStart: boolean;
+  onEvents: number;
+  onTimers: number;
   concurrency: number;
-  /** Whether a full GC ran before each sample. */
-  gcForced: boolean;
-  /** First CreateRun → last answered. */
+  /** First create sent → last answered. */
   createWallMs: number;
-  /** First CreateRun → the database shows every run WAITING (polled every 250 ms: a count scans the runs table). */
+  /** First create → the database shows all WAITING. */
   parkWallMs: number;
-  /** WAITING runs by a database count and by paging ListRuns(statuses=[WAITING], page_size=1000). */
-  waitingBySql: number;
-  waitingByListRuns: number;
-  /** Activations the scheduler held in memory once all were parked (should be 0). */
-  activeActivations: number;
-  memoryBefore: MemorySample;
-  memoryParked: MemorySample;
-  memoryAfterCompletion: MemorySample;
-  /** (parked − before) ÷ runs. */
-  bytesPerRun: { rss: number; heapUsed: number };
+  waiting: number;
+  /** RUNNING runs in the database once all were parked (activations in memory somewhere; should be 0). */
+  running: number;
+  /** Server memory: before (after warm-up, the idle time and a forced GC), when all are parked (no GC), and after the idle window (forced GC). */
+  before: MemorySample;
+  parkedNoGc: MemorySample;
+  parkedAfterGc: MemorySample;
+  gcForced: boolean;
+  /** VmRSS from /proc at the same three points. */
+  procRss: { before: number; parkedNoGc: number; parkedAfterGc: number };
+  idle: {
+    seconds: number;
+    /** Server CPU over the window: process.cpuUsage() inside the server, and utime + stime from /proc. */
+    serverCpuMs: number;
+    serverProcCpuMs: number;
+    /** CPU of the backends serving the bench database over the same window. */
+    postgresCpuMs: number;
+    /** Table scans over the window, per table with any (pg_stat_user_tables deltas): what the idle server still asks PostgreSQL. */
+    scans: Record<string, TableScans>;
+  };
   /** runs, journal_entries, waits and events with indexes: (parked − before) ÷ runs. */
   dbBytesPerRun: number;
-  /** First SendEvent → last answered. */
-  sendWallMs: number;
-  /** First SendEvent → the database shows every run COMPLETED (polled every 250 ms). */
-  completeWallMs: number;
-  completed: number;
   failures: string[];
 }
 
-type Gc = () => void;
-
-/** A full-GC function: the `gc` global when node runs with --expose-gc, else one obtained by setting the flag now. */
-function findGc(): Gc | undefined {
-  const exposed: unknown = Reflect.get(globalThis, "gc");
-  if (typeof exposed === "function") return () => void Reflect.apply(exposed, globalThis, []);
-  try {
-    v8.setFlagsFromString("--expose-gc");
-    const fresh: unknown = vm.runInNewContext("gc");
-    if (typeof fresh === "function") return () => void Reflect.apply(fresh, undefined, []);
-  } catch {
-    // No GC available: samples are taken as they are.
-  }
-  return undefined;
-}
-
-async function sampleMemory(gc: Gc | undefined): Promise<MemorySample> {
-  if (gc) {
-    // Twice, with a turn of the event loop between: finalizers and weak callbacks release more on the second pass.
-    gc();
-    await sleep(50);
-    gc();
-  }
-  const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
-  return { rss, heapUsed, heapTotal, external, arrayBuffers };
-}
-
-export async function parkedMemory(
-  client: WorkflowClient,
-  server: CairnServer,
+export async function parkedRuns(
+  client: CairnClient,
+  server: ServerProcess,
   probe: BenchProbe,
-  options: { runs: number; concurrency: number; eagerStart: boolean; signal: AbortSignal; log: (message: string) => void },
-): Promise<ParkedMemoryResult> {
+  options: { runs: number; concurrency: number; idleSeconds: number; signal: AbortSignal; log: (message: string) => void },
+): Promise<ParkedResult> {
   const tag = randomBytes(3).toString("hex");
-  const gc = findGc();
   const failures: string[] = [];
 
-  // Warm the server's code paths and pools at the same concurrency, then settle.
-  const warm = await parkAndRelease(client, probe, `warm-${tag}`, Math.min(options.runs, 2 * options.concurrency), options);
+  // Warm the park paths of both kinds at the same concurrency, then settle
+  // as long as the idle window below: the "before" and "after" samples are
+  // both taken after that much idle time and a forced GC, because V8 and the
+  // allocator give memory back to the system after a while of idleness.
+  const warm = await warmUpParking(client, probe, `warm-${tag}-`, Math.min(options.runs, options.concurrency), options);
   if (warm.length > 0) throw new Error(`parked warm-up failed: ${warm.slice(0, 3).join("; ")}`);
-  await sleep(300);
+  options.log(`parked: warmed up; ${options.idleSeconds} s idle before the first sample`);
+  await sleep(options.idleSeconds * 1000);
 
-  // Keys are derived from the index and runs are found by key prefix, so the
-  // client (same process) holds nothing per run while memory is measured.
+  // Keys derive from the index and runs are counted by key prefix in SQL, so nothing per run is held here.
   const prefix = `parked-${tag}-`;
-  const keyOf = (i: number) => `${prefix}${i}`;
-  const selector: RunSelector = { workflowName: EVENT_WORKFLOW, keyPrefix: prefix };
-  const memoryBefore = await sampleMemory(gc);
+  const selector: RunSelector = { keyPrefix: prefix };
+  const before = await server.probe(true);
+  const procBefore = (await server.stat()).rssBytes;
   const dbBefore = await probe.engineTableBytes();
   const begin = performance.now();
-  failures.push(...(await createParked(client, keyOf, options.runs, options)));
+  let createdSoFar = 0;
+  const progress = setInterval(() => options.log(`parked: ${createdSoFar} / ${options.runs} created`), 15_000);
+  failures.push(
+    ...(await inParallel(options.runs, options.concurrency, options.signal, async (i) => {
+      const key = `${prefix}${i}`;
+      if (i % 2 === 0) await client.createRun(EVENT_WORKFLOW, { key }, { eagerStart: true });
+      else await client.createRun(SLEEP_WORKFLOW, { ms: parkedSleepMs, key }, { eagerStart: true });
+      createdSoFar++;
+    })),
+  );
+  clearInterval(progress);
   const createWallMs = performance.now() - begin;
   options.log(`parked: ${options.runs} runs created in ${(createWallMs / 1000).toFixed(1)} s, waiting for all to park`);
-  const parked = await awaitStatus(probe, selector, options.runs, "waiting", 240_000, options.signal, 250);
+  const parked = await awaitStatus(probe, selector, options.runs, "waiting", 300_000, options.signal, 1000);
   const parkWallMs = performance.now() - begin;
   if (!parked.reached) failures.push(`not all runs parked: ${JSON.stringify(parked.counts)}`);
-  const activeActivations = server.scheduler.activeCount;
-  // Let in-flight replies, sockets and pool clients go idle before sampling.
-  await sleep(500);
-  const memoryParked = await sampleMemory(gc);
+  const running = await probe.runningCount();
+  // Let replies, sockets and pool clients go idle. An idle backend publishes
+  // its table statistics up to 10 s late (PGSTAT_IDLE_INTERVAL): with a full
+  // idle window, wait that out so the creates' scans stay out of it.
+  await sleep(options.idleSeconds >= 10 ? 11_000 : 1000);
+  const parkedNoGc = await server.probe(false);
+  const procParkedNoGc = (await server.stat()).rssBytes;
+
+  options.log(`parked: ${options.idleSeconds} s idle with ${options.runs} runs parked`);
+  const cpuBefore = parkedNoGc.cpuMicros;
+  const procCpuBefore = (await server.stat()).cpuSeconds;
+  const postgres = new CpuTally();
+  await postgres.sample(await probe.backendPids());
+  const scansBefore = await probe.tableScans();
+  const idleBegin = performance.now();
+  const idleEnd = idleBegin + options.idleSeconds * 1000;
+  while (performance.now() < idleEnd && !options.signal.aborted) {
+    await sleep(Math.min(1000, Math.max(0, idleEnd - performance.now())));
+    await postgres.sample(await probe.backendPids());
+  }
+  const idleSeconds = (performance.now() - idleBegin) / 1000;
+  // Backends publish their counts up to a second late.
+  await sleep(1000);
+  const scansAfter = await probe.tableScans();
+  const scans: ParkedResult["idle"]["scans"] = {};
+  for (const [table, after] of Object.entries(scansAfter)) {
+    const before = scansBefore[table] ?? { seqScans: 0, seqRowsRead: 0, indexScans: 0, indexRowsFetched: 0 };
+    const delta: TableScans = {
+      seqScans: after.seqScans - before.seqScans,
+      seqRowsRead: after.seqRowsRead - before.seqRowsRead,
+      indexScans: after.indexScans - before.indexScans,
+      indexRowsFetched: after.indexRowsFetched - before.indexRowsFetched,
+    };
+    if (delta.seqScans + delta.indexScans > 0) scans[table] = delta;
+  }
+  const afterIdle = await server.probe(false);
+  const procCpuAfter = (await server.stat()).cpuSeconds;
+
+  const parkedAfterGc = await server.probe(true);
+  const procParkedAfterGc = (await server.stat()).rssBytes;
   const dbParked = await probe.engineTableBytes();
-
-  const waitingByListRuns = await countWaiting(client, EVENT_WORKFLOW, prefix);
-
-  options.log(`parked: sending ${options.runs} events`);
-  const sending = performance.now();
-  failures.push(...(await releaseParked(client, keyOf, options.runs, options)));
-  const sendWallMs = performance.now() - sending;
-  const done = await awaitStatus(probe, selector, options.runs, "completed", 240_000, options.signal, 250);
-  const completeWallMs = performance.now() - sending;
-  if (!done.reached) failures.push(`not all runs completed after their event: ${JSON.stringify(done.counts)}`);
-  const memoryAfterCompletion = await sampleMemory(gc);
-
-  const n = Math.max(1, options.runs);
   return {
     runs: options.runs,
-    eagerStart: options.eagerStart,
+    onEvents: Math.ceil(options.runs / 2),
+    onTimers: Math.floor(options.runs / 2),
     concurrency: options.concurrency,
-    gcForced: gc !== undefined,
     createWallMs,
     parkWallMs,
-    waitingBySql: parked.counts.waiting ?? 0,
-    waitingByListRuns,
-    activeActivations,
-    memoryBefore,
-    memoryParked,
-    memoryAfterCompletion,
-    bytesPerRun: { rss: (memoryParked.rss - memoryBefore.rss) / n, heapUsed: (memoryParked.heapUsed - memoryBefore.heapUsed) / n },
-    dbBytesPerRun: (dbParked - dbBefore) / n,
-    sendWallMs,
-    completeWallMs,
-    completed: done.counts.completed ?? 0,
+    waiting: parked.counts.waiting ?? 0,
+    running,
+    before: before.memory,
+    parkedNoGc: parkedNoGc.memory,
+    parkedAfterGc: parkedAfterGc.memory,
+    gcForced: before.gcForced && parkedAfterGc.gcForced,
+    procRss: { before: procBefore, parkedNoGc: procParkedNoGc, parkedAfterGc: procParkedAfterGc },
+    idle: {
+      seconds: idleSeconds,
+      serverCpuMs: (afterIdle.cpuMicros - cpuBefore) / 1000,
+      serverProcCpuMs: (procCpuAfter - procCpuBefore) * 1000,
+      postgresCpuMs: postgres.seconds() * 1000,
+      scans,
+    },
+    dbBytesPerRun: (dbParked - dbBefore) / Math.max(1, options.runs),
     failures,
   };
 }
 
-type ParkOptions = { concurrency: number; eagerStart: boolean; signal: AbortSignal };
-
-function createParked(client: WorkflowClient, keyOf: (i: number) => string, count: number, options: ParkOptions): Promise<string[]> {
-  return inParallel(count, options.concurrency, options.signal, async (i) => {
-    const input = fromJson(ValueSchema, { key: keyOf(i) });
-    const { run } = await client.createRun({ workflowName: EVENT_WORKFLOW, input, eagerStart: options.eagerStart });
-    if (!run?.runId) throw new Error("CreateRun answered without a run id");
+/** Parks `count` runs of each kind, then releases the event ones (SendEvent) and cancels the timer ones. Returns failures. */
+async function warmUpParking(
+  client: CairnClient,
+  probe: BenchProbe,
+  prefix: string,
+  count: number,
+  options: { concurrency: number; signal: AbortSignal },
+): Promise<string[]> {
+  const timerIds: string[] = [];
+  const failures = await inParallel(2 * count, options.concurrency, options.signal, async (i) => {
+    const key = `${prefix}${i}`;
+    if (i % 2 === 0) await client.createRun(EVENT_WORKFLOW, { key }, { eagerStart: true });
+    else timerIds.push((await client.createRun(SLEEP_WORKFLOW, { ms: parkedSleepMs, key }, { eagerStart: true })).runId);
   });
-}
-
-function releaseParked(client: WorkflowClient, keyOf: (i: number) => string, count: number, options: ParkOptions): Promise<string[]> {
-  return inParallel(count, options.concurrency, options.signal, async (i) => {
-    const key = keyOf(i);
-    const sent = await client.sendEvent({ eventType: EVENT_TYPE, correlationId: key, payload: fromJson(ValueSchema, { i }) });
-    if (sent.matchedRunIds.length !== 1) throw new Error(`event ${key} matched ${sent.matchedRunIds.length} runs, expected 1`);
-  });
-}
-
-/** Parks `count` runs, then wakes and completes them all: the parked workload in small, unmeasured. Returns failures. */
-async function parkAndRelease(client: WorkflowClient, probe: BenchProbe, prefix: string, count: number, options: ParkOptions): Promise<string[]> {
-  const keyOf = (i: number) => `${prefix}-${i}`;
-  const selector: RunSelector = { workflowName: EVENT_WORKFLOW, keyPrefix: `${prefix}-` };
-  const failures = await createParked(client, keyOf, count, options);
-  if (!(await awaitStatus(probe, selector, count, "waiting", 30_000, options.signal)).reached) failures.push("warm-up runs did not park");
-  failures.push(...(await releaseParked(client, keyOf, count, options)));
-  if (!(await awaitStatus(probe, selector, count, "completed", 30_000, options.signal)).reached) failures.push("warm-up runs did not complete");
+  if (!(await awaitStatus(probe, { keyPrefix: prefix }, 2 * count, "waiting", 60_000, options.signal, 100)).reached) failures.push("warm-up runs did not park");
+  failures.push(
+    ...(await inParallel(2 * count, options.concurrency, options.signal, async (i) => {
+      if (i % 2 === 0) await client.sendEvent({ eventType: EVENT_TYPE, correlationId: `${prefix}${i}`, payload: {} });
+    })),
+  );
+  failures.push(...(await inParallel(timerIds.length, options.concurrency, options.signal, async (i) => void (await client.cancelRun(timerIds[i] ?? "", "bench warm-up")))));
+  if (!(await awaitStatus(probe, { workflowName: EVENT_WORKFLOW, keyPrefix: prefix }, count, "completed", 60_000, options.signal, 100)).reached) {
+    failures.push("warm-up runs did not complete after their event");
+  }
   return failures;
-}
-
-/** WAITING runs whose input key starts with `prefix`, by paging ListRuns(statuses=[WAITING], page_size=1000) the way an operator would. */
-async function countWaiting(client: WorkflowClient, workflowName: string, prefix: string): Promise<number> {
-  let count = 0;
-  let pageToken = "";
-  do {
-    const page = await client.listRuns({ workflowName, statuses: [RunStatus.WAITING], pageSize: 1000, pageToken });
-    for (const run of page.runs) {
-      const input = run.input ? toJson(ValueSchema, run.input) : null;
-      if (input !== null && typeof input === "object" && !Array.isArray(input) && typeof input.key === "string" && input.key.startsWith(prefix)) count++;
-    }
-    pageToken = page.nextPageToken;
-  } while (pageToken);
-  return count;
-}
-
-/** A few unmeasured event round trips so connection set-up and lazy initialisation stay out of the figures. */
-export async function warmUpWaits(client: WorkflowClient, signal: AbortSignal): Promise<void> {
-  const result = await eventLatency(client, { runs: 5, pollMs: 2, signal, tag: `warm-${randomBytes(3).toString("hex")}` });
-  if (result.failures.length > 0) throw new Error(`wait warm-up failed: ${result.failures.join("; ")}`);
 }

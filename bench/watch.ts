@@ -19,7 +19,7 @@ import { fromJson } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { EntryKind, RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
 import { GATE_EVENT, WORKFLOW_NAME as WATCHED_WORKFLOW } from "./workflows/watched.js";
-import type { WorkflowClient } from "./workload.js";
+import type { WorkflowClient } from "./client.js";
 import { withTimeout } from "./timeout.js";
 
 function message(error: unknown): string {
