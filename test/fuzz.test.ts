@@ -545,7 +545,10 @@ async function send(request: Request, h2: () => http2.ClientHttp2Session): Promi
     while (offset + 5 <= bytes.length) {
       const flags = bytes[offset] ?? 0;
       const length = new DataView(bytes.buffer, bytes.byteOffset + offset + 1, 4).getUint32(0);
-      const payload = bytes.subarray(offset + 5, offset + 5 + length);
+      const framed = bytes.subarray(offset + 5, offset + 5 + length);
+      // A compressed envelope (flag 0b01) is in the stream's connect-content-encoding, as the request's.
+      const encoding = response.headers.get("connect-content-encoding");
+      const payload = flags & 0b01 ? (encoding === "br" ? brotliDecompressSync(framed) : gunzipSync(framed)) : framed;
       if (flags & 0b10) {
         const end = JSON.parse(decoder.decode(payload)) as { error?: { code?: string } };
         code = end.error?.code ?? "ok";

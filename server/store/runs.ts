@@ -161,10 +161,15 @@ export async function claimDueRuns(
 /** The earliest time a parked or queued run becomes due, so an idle scheduler can sleep exactly until then. */
 export async function nextDueAt(db: Db, workflowNames: readonly string[]): Promise<Date | undefined> {
   if (workflowNames.length === 0) return undefined;
-  const [row] = await queryRows<{ at: Date | null }>(
+  // ORDER BY ... LIMIT 1 walks runs_due_idx from its earliest entry and stops at the first of our workflows; min()
+  // with the workflow filter scanned every parked run on every poll (bench: 1,000,000 rows per 10 s at 100k parked).
+  const [row] = await rawQuery<{ at: Date }>(
     db,
-    sql`select min(available_at) as at from runs where status in ('queued', 'waiting')
-          and workflow_name in (select jsonb_array_elements_text(${JSON.stringify(workflowNames)}::jsonb))`,
+    `select available_at as at from runs
+     where status in ('queued', 'waiting') and available_at is not null and workflow_name = any($1::text[])
+     order by available_at limit 1`,
+    [[...workflowNames]],
+    "cairn_next_due",
   );
   return row?.at ? new Date(row.at) : undefined;
 }
