@@ -59,6 +59,8 @@ const cancelChannel = "cairn_cancel";
 const turnChannel = "cairn_turns";
 const retentionSweepMs = 60_000;
 const minRearmMs = 5;
+/** Deadlines remembered for the deadline timer (8 bytes each); beyond this, new ones are left to the store's next-due read. */
+const maxRememberedDeadlines = 100_000;
 /** Journal entries kept in memory for parked runs, over all of them (roughly 300 bytes each). */
 const parkedJournalEntries = 20_000;
 /** setTimeout's ceiling; a later deadline is re-armed by the poll. */
@@ -81,6 +83,8 @@ export class Scheduler {
   private sweepTimer: NodeJS.Timeout | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private deadlineAt: number | undefined;
+  /** Deadlines of runs parked by this process (and the store's next one), earliest first; stale ones cost one empty claim. */
+  private readonly deadlines = new DeadlineHeap(maxRememberedDeadlines);
   private lastRenewal = Date.now();
   private readonly journalWriter: JournalWriter;
   /** Journals of runs this process parked, so that waking them here skips the journal read. */
@@ -161,19 +165,34 @@ export class Scheduler {
     this.launch(run, journal);
   }
 
-  /** Arms the wake-up timer for `at` if it is earlier than the one armed. */
+  /**
+   * Arms the wake-up timer for `at` if it is earlier than the one armed, and
+   * remembers `at`: when the timer fires, the next remembered deadline is armed
+   * at once, so timers parked here fire on time one after another without a
+   * round trip to find the next one.
+   */
   noteDeadline(at: Date): void {
     const time = at.getTime();
-    if (this.stopped || (this.deadlineAt !== undefined && this.deadlineAt <= time)) return;
+    if (this.stopped) return;
+    this.deadlines.push(time);
+    this.armTimer();
+  }
+
+  private armTimer(): void {
+    const next = this.deadlines.peek();
+    if (next === undefined || (this.deadlineAt !== undefined && this.deadlineAt <= next)) return;
     clearTimeout(this.deadlineTimer);
-    this.deadlineAt = time;
+    this.deadlineAt = next;
     this.deadlineTimer = setTimeout(() => {
       this.deadlineAt = undefined;
+      const now = Date.now();
+      while ((this.deadlines.peek() ?? Infinity) <= now) this.deadlines.pop();
       this.wake();
-      // Only the earliest deadline is armed: once this claim is done, arm for the next one.
+      this.armTimer();
+      // Deadlines set by other processes are not remembered here: once this claim is done, ask the store for the next.
       this.nextDeadlineUnknown = true;
       if (!this.claiming) void this.armForNextDue();
-    }, Math.min(Math.max(0, time - Date.now()), maxTimerMs));
+    }, Math.min(Math.max(0, next - Date.now()), maxTimerMs));
   }
 
   /**
@@ -373,5 +392,60 @@ class ParkedJournals {
     if (!kept) return;
     this.journals.delete(runId);
     this.size -= kept.entries.length;
+  }
+}
+
+/** A binary min-heap of instants (ms), bounded: when full, new instants are not kept. */
+class DeadlineHeap {
+  private readonly items: number[] = [];
+
+  constructor(private readonly max: number) {}
+
+  peek(): number | undefined {
+    return this.items[0];
+  }
+
+  push(time: number): void {
+    // Full: not remembered; after each firing the store's next deadline is read, which finds it in time.
+    if (this.items.length >= this.max) return;
+    const items = this.items;
+    items.push(time);
+    let i = items.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (items[parent]! <= items[i]!) break;
+      [items[parent], items[i]] = [items[i]!, items[parent]!];
+      i = parent;
+    }
+  }
+
+  pop(): number | undefined {
+    const top = this.items[0];
+    if (top !== undefined) this.removeAt(0);
+    return top;
+  }
+
+  private removeAt(index: number): void {
+    const items = this.items;
+    const last = items.pop()!;
+    if (index === items.length) return;
+    items[index] = last;
+    // Restore the heap around `index`: up, then down.
+    let i = index;
+    while (i > 0 && items[(i - 1) >> 1]! > items[i]!) {
+      const parent = (i - 1) >> 1;
+      [items[parent], items[i]] = [items[i]!, items[parent]!];
+      i = parent;
+    }
+    for (;;) {
+      const left = 2 * i + 1;
+      const right = left + 1;
+      let smallest = i;
+      if (left < items.length && items[left]! < items[smallest]!) smallest = left;
+      if (right < items.length && items[right]! < items[smallest]!) smallest = right;
+      if (smallest === i) break;
+      [items[smallest], items[i]] = [items[i]!, items[smallest]!];
+      i = smallest;
+    }
   }
 }
