@@ -1,0 +1,76 @@
+// Losing database connections must cost a server process a failed statement,
+// never the process itself or a pool slot. Found by the chaos run
+// (`npm run test:chaos`): a PostgreSQL restart or pg_terminate_backend while a
+// transaction held a pooled client crashed the server with an unhandled
+// 'error' event, and a transaction whose BEGIN failed never gave its client
+// back to the pool.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { sql } from "drizzle-orm";
+import { drizzle } from "drizzle-orm/node-postgres";
+import { type Database, openDatabase, queryRows } from "../server/store/database.js";
+import { createTestDatabase, withClient } from "./support/postgres.js";
+
+let url: string;
+let dropDatabase: () => Promise<void>;
+const opened: Database[] = [];
+
+before(async () => {
+  const database = await createTestDatabase("connection_loss");
+  url = database.url;
+  dropDatabase = database.drop;
+});
+
+after(async () => {
+  for (const database of opened) await database.close().catch(() => undefined);
+  await dropDatabase();
+});
+
+test("a connection cut inside a transaction fails that transaction only; the process and the pool carry on", async () => {
+  const store = await openDatabase({ url, dataDir: "/unused", poolSize: 1 });
+  opened.push(store);
+  let uncaught: unknown;
+  const onUncaught = (error: unknown) => (uncaught = error);
+  process.on("uncaughtException", onUncaught);
+  try {
+    await assert.rejects(
+      store.db.transaction(async (tx) => {
+        const [own] = await queryRows<{ pid: number }>(tx, sql`select pg_backend_pid() as pid`);
+        await withClient(url, (c) => c.query("select pg_terminate_backend($1)", [own?.pid]));
+        await tx.execute(sql`select 1`);
+      }),
+    );
+    // The socket's end arrives after the failed statement; give it a moment to be (mis)handled.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(uncaught, undefined, `the lost connection escaped as an uncaught exception: ${String(uncaught)}`);
+    // One pool slot: it must be usable again.
+    const [row] = await queryRows<{ one: number }>(store.db, sql`select 1 as one`);
+    assert.equal(row?.one, 1);
+    assert.equal(await store.db.transaction(async (tx) => (await queryRows<{ two: number }>(tx, sql`select 2 as two`))[0]?.two), 2);
+  } finally {
+    process.off("uncaughtException", onUncaught);
+  }
+});
+
+test("a transaction whose BEGIN fails gives its pooled client back (destroyed)", async () => {
+  // Importing the store installs the fix on drizzle's node-postgres session; a pool stand-in makes BEGIN fail.
+  const released: unknown[] = [];
+  const queries: string[] = [];
+  const client = {
+    query: async (text: string | { text: string }) => {
+      queries.push(typeof text === "string" ? text : text.text);
+      throw Object.assign(new Error("terminating connection due to administrator command"), { code: "57P01" });
+    },
+    release: (error?: unknown) => released.push(error),
+  };
+  class FailingPool {
+    connect = async () => client;
+  }
+  const db = drizzle({ client: new FailingPool() as never });
+  await assert.rejects(db.transaction(async () => assert.fail("the callback must not run")), (error: Error) =>
+    /administrator command/.test(String((error.cause as Error | undefined)?.message ?? error.message)),
+  );
+  assert.deepEqual(queries, ["begin"], "no ROLLBACK for a transaction that never began");
+  assert.equal(released.length, 1, "the client was released once");
+  assert.ok(released[0] instanceof Error, "released with the error, so the pool destroys it");
+});
