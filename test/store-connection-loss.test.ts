@@ -3,11 +3,16 @@
 // (`npm run test:chaos`): a PostgreSQL restart or pg_terminate_backend while a
 // transaction held a pooled client crashed the server with an unhandled
 // 'error' event, and a transaction whose BEGIN failed never gave its client
-// back to the pool.
+// back to the pool. And while the database was down, calls were answered
+// INTERNAL, which clients do not retry, instead of UNAVAILABLE.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { Code } from "@connectrpc/connect";
 import { sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/node-postgres";
+import pg from "pg";
+import { createLogger } from "../server/logger.js";
+import { toConnectError } from "../server/rpc/error-mapping.js";
 import { type Database, openDatabase, queryRows } from "../server/store/database.js";
 import { createTestDatabase, withClient } from "./support/postgres.js";
 
@@ -73,4 +78,24 @@ test("a transaction whose BEGIN fails gives its pooled client back (destroyed)",
   assert.deepEqual(queries, ["begin"], "no ROLLBACK for a transaction that never began");
   assert.equal(released.length, 1, "the client was released once");
   assert.ok(released[0] instanceof Error, "released with the error, so the pool destroys it");
+});
+
+test("a database that is down, restarting or cut off answers UNAVAILABLE (retryable), not INTERNAL", async () => {
+  const logger = createLogger("silent");
+  const wrapped = (cause: unknown) => Object.assign(new Error("Failed query: select 1"), { cause }); // as Drizzle wraps driver errors
+  const refused = await new pg.Client({ connectionString: "postgres://nobody@127.0.0.1:1/none" }).connect().then(
+    () => assert.fail("port 1 accepted a connection"),
+    (error: unknown) => error,
+  );
+  const failures: [string, unknown][] = [
+    ["connection refused (PostgreSQL down)", wrapped(refused)],
+    ["57P03 the database system is starting up", Object.assign(new Error("the database system is starting up"), { code: "57P03" })],
+    ["57P01 terminating connection due to administrator command", wrapped(Object.assign(new Error("terminating connection"), { code: "57P01" }))],
+    ["Connection terminated unexpectedly", wrapped(new Error("Connection terminated unexpectedly"))],
+    ["pool connect timeout", new Error("timeout exceeded when trying to connect")],
+    ["08006 connection failure", Object.assign(new Error("connection failure"), { code: "08006" })],
+  ];
+  for (const [what, error] of failures) assert.equal(toConnectError(error, logger, "test").code, Code.Unavailable, what);
+  assert.equal(toConnectError(new Error("something else"), logger, "test").code, Code.Internal);
+  assert.equal(toConnectError(Object.assign(new Error("deadlock"), { code: "40P01" }), logger, "test").code, Code.Aborted);
 });
