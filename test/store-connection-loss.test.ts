@@ -92,6 +92,7 @@ test("a database that is down, restarting or cut off answers UNAVAILABLE (retrya
     ["57P03 the database system is starting up", Object.assign(new Error("the database system is starting up"), { code: "57P03" })],
     ["57P01 terminating connection due to administrator command", wrapped(Object.assign(new Error("terminating connection"), { code: "57P01" }))],
     ["Connection terminated unexpectedly", wrapped(new Error("Connection terminated unexpectedly"))],
+    ["a statement on a client whose connection broke", wrapped(new Error("Client has encountered a connection error and is not queryable"))],
     ["pool connect timeout", new Error("timeout exceeded when trying to connect")],
     ["08006 connection failure", Object.assign(new Error("connection failure"), { code: "08006" })],
   ];

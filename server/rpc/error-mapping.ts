@@ -52,7 +52,7 @@ function isConnectionFailure(error: unknown): boolean {
   for (let current = error, depth = 0; current && depth < 4; depth++) {
     const code = (current as { code?: unknown }).code;
     if (typeof code === "string" && (connectionErrnos.has(code) || code.startsWith("08") || code.startsWith("57P") || code === "53300")) return true;
-    if (current instanceof Error && /^Connection terminated|timeout exceeded when trying to connect/.test(current.message)) return true;
+    if (current instanceof Error && /^Connection terminated|timeout exceeded when trying to connect|is not queryable$/.test(current.message)) return true;
     current = (current as { cause?: unknown }).cause;
   }
   return false;
