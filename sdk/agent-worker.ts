@@ -50,16 +50,13 @@ export interface AgentWorker {
   stop(): Promise<void>;
 }
 
-/** Failures worth retrying: the server or its database is unreachable for a moment. */
+/**
+ * Failures worth reporting again: the server or its database is unreachable for a moment, or failed
+ * unexpectedly. A repeat is safe: a result already recorded answers FAILED_PRECONDITION.
+ */
 function transient(error: unknown): boolean {
   const code = ConnectError.from(error).code;
-  return [Code.Unavailable, Code.Unknown, Code.DeadlineExceeded, Code.Aborted, Code.ResourceExhausted].includes(code);
-}
-
-/** The turn is no longer this worker's (delivered again, completed, cancelled, or unknown). */
-function gone(error: unknown): boolean {
-  const code = ConnectError.from(error).code;
-  return code === Code.FailedPrecondition || code === Code.NotFound;
+  return [Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted, Code.ResourceExhausted].includes(code);
 }
 
 export function createAgentWorker(options: AgentWorkerOptions): AgentWorker {
@@ -111,10 +108,11 @@ export function createAgentWorker(options: AgentWorkerOptions): AgentWorker {
           await report(() => client.completeTurn({ turnId: turn.turnId, leaseToken: token, result }));
           return;
         } catch (error) {
-          // The turn was delivered again or withdrawn (the result is not ours to give any more), or the
-          // server stayed unreachable: either way the turn is not failed; it is delivered again if need be.
-          if (gone(error) || (error instanceof ConnectError && transient(error))) throw error;
-          // The result itself was refused (too large, not JSON): that fails the turn.
+          // Only a result refused as such (too large, not JSON) fails the turn. Anything else (the turn was
+          // delivered again or withdrawn, the server stayed unreachable or kept failing) leaves the turn alone:
+          // it is delivered again once its lease lapses, if it still needs a result.
+          const refused = !(error instanceof ConnectError) || error.code === Code.InvalidArgument;
+          if (!refused) throw error;
           outcome = { error };
         }
       }

@@ -158,17 +158,15 @@ test("a turn nobody serves waits, visible in GetRun, and its timeout fails the w
   assert.deepEqual(output(timedOut), { failed: { name: "AgentTimeoutError", message: (output(timedOut) as { failed: { message: string } }).failed.message } });
 });
 
-test("a result the server could not take for a moment (unavailable) is retried, not reported as the turn's failure", async () => {
+test("a result the server could not take for a moment (unavailable, internal) is retried, not reported as the turn's failure", async () => {
   // Found by the chaos run: a CompleteTurn that failed in transit (the server restarting, its database down)
   // was turned into a non-retryable FailTurn, and the run failed with AgentTurnFailedError.
   let completeCalls = 0;
   const flaky: typeof fetch = async (input, init) => {
     const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
     if (url.endsWith("/CompleteTurn") && ++completeCalls <= 2) {
-      return new Response(JSON.stringify({ code: "unavailable", message: "the database is unavailable; retry the call" }), {
-        status: 503,
-        headers: { "content-type": "application/json" },
-      });
+      const [code, status] = completeCalls === 1 ? ["unavailable", 503] : ["internal", 500];
+      return new Response(JSON.stringify({ code, message: "the result did not get through" }), { status, headers: { "content-type": "application/json" } });
     }
     return fetch(input, init);
   };
