@@ -50,6 +50,8 @@ export class ProcessSlot {
   /** Starts that ended before the process was ready (e.g. PostgreSQL down during migrations). */
   failedStarts = 0;
   readonly unexpectedExits: UnexpectedExit[] = [];
+  /** Log records at level error or fatal (pino 50+), by message. */
+  readonly errorsLogged = new Map<string, number>();
 
   constructor(private readonly options: SlotOptions) {
     this.name = options.name;
@@ -154,6 +156,15 @@ export class ProcessSlot {
     this.partial = lines.pop() ?? "";
     for (const line of lines) {
       this.remember(line);
+      if (line.startsWith('{"level":5') || line.startsWith('{"level":6')) {
+        try {
+          const record = JSON.parse(line) as { msg?: unknown };
+          const msg = String(record.msg ?? "?");
+          this.errorsLogged.set(msg, (this.errorsLogged.get(msg) ?? 0) + 1);
+        } catch {
+          // not a pino record
+        }
+      }
       if (!this.ready && this.child === child && this.options.isReady(line)) {
         this.ready = true;
         for (const waiter of this.readyWaiters.splice(0)) waiter();

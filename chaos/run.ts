@@ -135,6 +135,8 @@ const accepted: AcceptedRun[] = [];
 const sent: SentEvent[] = [];
 const unanswered = new Set<string>();
 const driverFailures: string[] = [];
+/** Calls answered INTERNAL: the server did not classify a failure (an outage must be UNAVAILABLE). */
+const internalAnswers: string[] = [];
 
 let cluster: ChaosCluster | undefined;
 let admin: pg.Pool | undefined;
@@ -272,6 +274,7 @@ async function call<T>(what: string, fn: (client: CairnClient) => Promise<T>, bu
       if (permanent.has(cairn.code)) throw new Error(`${what}: ${cairn.message}`);
       const name = cairn.codeName;
       counts.retries.set(name, (counts.retries.get(name) ?? 0) + 1);
+      if (cairn.code === Code.Internal) internalAnswers.push(`${what}: ${cairn.rawMessage}`);
       if (Date.now() > deadline) throw new Error(`${what}: still failing after ${budgetMs} ms (${attempt} attempts): ${cairn.message}`);
       index++;
       await sleep(Math.min(1000, 50 * 1.5 ** attempt) * (0.5 + Math.random() * 0.5));
@@ -542,10 +545,17 @@ function report(figures: CheckFigures | undefined, settle: { settledMs: number; 
     `  faults       ${counts.kills} server SIGKILLs (restarts: ${restarts}; ${failedStarts} starts failed and were retried), ` +
       `${counts.pgRestarts} PostgreSQL restarts (${counts.pgDownMs.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(", ") || "-"} down), ` +
       `${counts.cuts} connection cuts (${counts.backendsTerminated} backends), ${counts.workerKills} agent-worker kills`,
+    `  server logs  errors: ${errorSummary()}`,
     `  client       ${accepted.length} CreateRun answered (${counts.createDeduplicated} by deduplication after a lost answer), ${sent.length} SendEvent; retried calls by code: ${retries}`,
     `  lost ${figures?.lost ?? "?"} · duplicated ${figures?.duplicated ?? "?"} · stuck ${settle.stuck}`,
   );
   return lines;
+}
+
+function errorSummary(): string {
+  const all = new Map<string, number>();
+  for (const slot of [...servers, ...workers]) for (const [msg, n] of slot.errorsLogged) all.set(msg, (all.get(msg) ?? 0) + n);
+  return [...all].sort((a, b) => b[1] - a[1]).map(([msg, n]) => `${n}× "${msg}"`).join(", ") || "none";
 }
 
 // ── main ─────────────────────────────────────────────────────────────────────
@@ -589,6 +599,9 @@ async function main(): Promise<number> {
   violations.push(...result.violations);
   if (settled.stuck === 0) await apiCheck(violations);
   violations.push(...driverFailures.map((f) => `driver: ${f}`));
+  if (internalAnswers.length > 0) {
+    violations.push(`${internalAnswers.length} calls were answered INTERNAL instead of a retryable code (the cause is in the server logs), e.g. ${internalAnswers[0]}`);
+  }
   for (const slot of [...servers, ...workers]) {
     for (const exit of slot.unexpectedExits) {
       violations.push(`${exit.slot} incarnation ${exit.incarnation} died on its own at ${exit.at.toISOString()} (${exit.signal ?? `code ${exit.code}`})`);
