@@ -277,7 +277,7 @@ async function call<T>(what: string, fn: (client: CairnClient) => Promise<T>, bu
       if (cairn.code === Code.Internal) internalAnswers.push(`${what}: ${cairn.rawMessage}`);
       if (Date.now() > deadline) throw new Error(`${what}: still failing after ${budgetMs} ms (${attempt} attempts): ${cairn.message}`);
       index++;
-      await sleep(Math.min(1000, 50 * 1.5 ** attempt) * (0.5 + Math.random() * 0.5));
+      await sleep(Math.min(1000, 100 * 1.5 ** attempt) * (0.5 + Math.random() * 0.5));
     }
   }
 }
