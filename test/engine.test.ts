@@ -530,6 +530,20 @@ describe("child workflows", () => {
         return (error as Error).message;
       }
     });
-    assert.deepEqual(outcome, { kind: "completed", output: 'unknown workflow "missing"' });
+    assert.deepEqual(outcome, { kind: "completed", output: 'unknown workflow "missing"; known workflows: child_wf (loaded from WORKFLOW_DIRS=./workflows)' });
+  });
+
+  test("a store failure while creating a child stops the activation; it is not the child's failure", async () => {
+    // Found by the chaos run: a connection cut during insertChildRun was journaled as the child's creation
+    // error, and the parent failed for good.
+    const host = memoryHost();
+    host.failChildStartsWith = new Error("Connection terminated unexpectedly");
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) => ctx.startWorkflow("kid", "child_wf", { x: 1 });
+    const first = await activate(host, workflow);
+    assert.equal(first.kind, "aborted");
+    assert.equal(first.kind === "aborted" && (first.reason as Error).message, "Connection terminated unexpectedly");
+    assert.deepEqual(host.journal, [], "nothing journaled: the next activation tries again");
+    host.failChildStartsWith = undefined;
+    assert.deepEqual(await activate(host, workflow), { kind: "completed", output: childRunId("run-1", "kid") });
   });
 });

@@ -31,7 +31,7 @@ import type {
 import { AgentTurnFailedError, ChildWorkflowFailedError } from "../../sdk/workflow.js";
 import { createHash } from "node:crypto";
 import { parseDuration, parseInstant } from "./duration.js";
-import { DeterminismError } from "./errors.js";
+import { DeterminismError, InvalidInputError, WorkflowNotFoundError } from "./errors.js";
 import {
   type AgentTurnRequest,
   type AgentWait,
@@ -643,9 +643,14 @@ export class Activation {
       .startChild(request)
       .then(
         () => ({ kind: "child_started" as const, name, targetRunId: request.childRunId, attempt: 1, startedAt }),
-        (error: unknown) => ({ kind: "child_started" as const, name, error: toFailureInfo(error), attempt: 1, startedAt }),
+        (error: unknown) => {
+          // Only a bad request is the child's creation error; a store failure stops the activation (retried later).
+          if (!(error instanceof WorkflowNotFoundError || error instanceof InvalidInputError)) throw error;
+          return { kind: "child_started" as const, name, error: toFailureInfo(error), attempt: 1, startedAt };
+        },
       )
       .then((entry) => this.startWrite(entry, operation))
+      .catch((error: unknown) => this.fail(error, true))
       .finally(() => {
         this.inFlight--;
         this.poke();
