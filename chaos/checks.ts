@@ -121,8 +121,8 @@ export async function verify(
 ): Promise<CheckResult> {
   const violations: string[] = [];
   const violate = (message: string) => {
-    if (violations.length < 200) violations.push(message);
-    else if (violations.length === 200) violations.push("… (more violations not shown)");
+    if (violations.length < 500) violations.push(message);
+    else if (violations.length === 500) violations.push("… (more violations not shown)");
   };
   let lost = 0;
   let duplicated = 0;

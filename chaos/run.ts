@@ -263,7 +263,7 @@ const permanent = new Set([
  * a database outage may produce). Only calls that are safe to repeat go
  * through here: reads, and CreateRun / SendEvent with an idempotency key.
  */
-async function call<T>(what: string, fn: (client: CairnClient) => Promise<T>, budgetMs = 120_000): Promise<T> {
+async function call<T>(what: string, fn: (client: CairnClient) => Promise<T>, budgetMs = 180_000): Promise<T> {
   const deadline = Date.now() + budgetMs;
   let index = Math.floor(Math.random() * clients.length);
   for (let attempt = 1; ; attempt++) {
@@ -382,8 +382,10 @@ async function inject(faults: Fault[], startedAt: number): Promise<void> {
     try {
       switch (planned.kind) {
         case "kill": {
+          // Kill only while another server is up, so that one always serves (a loaded machine restarts servers
+          // slowly; killing the last one would turn the run into an outage test). Wait for that, within reason.
           let ready = servers.filter((s) => s.isReady());
-          for (let waited = 0; ready.length === 0 && waited < 10_000; waited += 250) {
+          for (let waited = 0; (ready.length < 2 && waited < 60_000) || (ready.length === 0 && waited < 120_000); waited += 250) {
             await sleep(250);
             ready = servers.filter((s) => s.isReady());
           }
@@ -426,7 +428,8 @@ async function inject(faults: Fault[], startedAt: number): Promise<void> {
           break;
         }
         case "worker-kill": {
-          const victim = workers.find((w) => w.isReady()) ?? workers[0]!;
+          const ready = workers.filter((w) => w.isReady());
+          const victim = ready.length > 0 ? pick(ready) : workers[0]!;
           if (await victim.kill("SIGKILL")) {
             counts.workerKills++;
             fault(`SIGKILL agent worker ${victim.name}`);
@@ -621,6 +624,13 @@ async function main(): Promise<number> {
   );
   writeFileSync(join(workDir, "timeline.log"), `${timeline.join("\n")}\n`);
   if (!ok) {
+    const kinds = new Map<string, number>();
+    for (const v of violations) {
+      const kind = v.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, "…").replace(/\d+/g, "N").slice(0, 90);
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    }
+    console.log(`\nVIOLATIONS by kind:`);
+    for (const [kind, n] of [...kinds].sort((a, b) => b[1] - a[1])) console.log(`  ${String(n).padStart(5)}  ${kind}`);
     console.log(`\nVIOLATIONS (${violations.length}):`);
     for (const v of violations) console.log(`  ✗ ${v}`);
     if (diagnostics.length > 0) console.log(`\n${diagnostics.join("\n")}`);
