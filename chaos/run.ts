@@ -355,6 +355,7 @@ async function drive(run: PlannedRun, startedAt: number): Promise<void> {
       );
       sent.push({ runId, wait: event.wait, eventId: result.eventId, key, targeted: send.targeted });
     } catch (error) {
+      unanswered.add(key);
       driverFailures.push((error as Error).message);
     }
   }
