@@ -78,6 +78,11 @@ export interface ActivationHost {
   suspend(waits: readonly PendingWait[]): Promise<boolean>;
   /** Aborted when the activation must stop: lease lost, run cancelled, server shutting down. */
   readonly signal: AbortSignal;
+  /**
+   * Checked right before a step's function starts: an error when this process can no longer be sure it
+   * holds the run (it slept past its lease, so a new holder may have run and journaled the step already).
+   */
+  leaseLost?(): Error | undefined;
   /** The live logger; the activation mutes it while replaying. */
   readonly logger: WorkflowLogger;
   now(): Date;
@@ -571,6 +576,11 @@ export class Activation {
   private runAttempt(live: LiveStep, attempt: number): void {
     const { operation, policy, startedAt } = live;
     const name = operation.name;
+    const lost = this.host.leaseLost?.();
+    if (lost) {
+      this.fail(lost, true);
+      return;
+    }
     this.inFlight++;
     void this.runStep(name, live.fn, attempt, live.timeoutMs)
       .then((settled) => {

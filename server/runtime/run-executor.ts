@@ -28,6 +28,8 @@ export interface RunExecutorDeps {
   onChildCreated(): void;
   /** The run parked; `deadline` is when the clock alone will wake it. */
   onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined): void;
+  /** Until when (epoch ms, this process's clock) the claim `fence` is certainly still ours; absent: no check. */
+  leaseValidUntil?(fence: Fence): number;
 }
 
 export class ShutdownError extends Error {
@@ -63,6 +65,11 @@ export async function executeRun(
 
   const host: ActivationHost = {
     signal,
+    // After a pause longer than the lease (GC, a frozen VM, SIGSTOP) a new holder may have run the next step already.
+    leaseLost: () =>
+      deps.leaseValidUntil && Date.now() >= deps.leaseValidUntil(fence)
+        ? new LeaseLostError(run.id, "this process went longer than the lease without renewing it, so it starts no more steps")
+        : undefined,
     logger: toWorkflowLogger(logger),
     now: () => new Date(),
     append: async (entry: NewEntry) => {
