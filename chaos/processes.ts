@@ -98,6 +98,13 @@ export class ProcessSlot {
     return true;
   }
 
+  /** Sends `signal` (SIGSTOP, SIGCONT) to the current incarnation; false if none is running. */
+  signal(signal: NodeJS.Signals): boolean {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return false;
+    return child.kill(signal);
+  }
+
   /** Stops restarting and SIGKILLs the current incarnation. */
   async stop(): Promise<void> {
     this.stopping = true;

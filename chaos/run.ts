@@ -6,9 +6,10 @@
  * mixed workload through the SDK client (steps, sleeps, events sent before and
  * after their waits start, child workflows, agent turns), and meanwhile
  * SIGKILLs servers at random moments (they restart on the same port), restarts
- * PostgreSQL, cuts database connections with pg_terminate_backend and kills
- * agent workers. Then it lets every run settle and checks the outcome against
- * the model (chaos/model.ts) and the side-effect ledger (chaos/checks.ts).
+ * PostgreSQL, cuts database connections with pg_terminate_backend, freezes a
+ * server past its lease (SIGSTOP, SIGCONT) and kills agent workers. Then it
+ * lets every run settle and checks the outcome against the model
+ * (chaos/model.ts) and the side-effect ledger (chaos/checks.ts).
  * Exit code 0 only if nothing was lost, duplicated, wrong or stuck.
  *
  *   npm run test:chaos                  # the bounded run (~2 min)
@@ -31,9 +32,11 @@ import { ProcessSlot, repoRoot } from "./processes.js";
 
 // ── options ──────────────────────────────────────────────────────────────────
 
-const usage = `usage: npm run test:chaos -- [--long] [--scale N] [--seed N] [--keep]
+const usage = `usage: npm run test:chaos -- [--long] [--scale N] [--pauses N] [--seed N] [--keep]
   --long      ten times the bounded run (same as --scale 10)
   --scale N   N times the bounded run's runs, duration and faults (default 1)
+  --pauses N  SIGSTOP a server N times for longer than its lease, then SIGCONT it (a stale holder
+              that wakes up; default 2 × scale)
   --seed N    seed of the workload and fault schedule (default: random, printed)
   --keep      keep the temp folder (logs, report.json) even when the run passes`;
 
@@ -41,6 +44,7 @@ const { values: flags } = parseArgs({
   options: {
     long: { type: "boolean", default: false },
     scale: { type: "string" },
+    pauses: { type: "string" },
     seed: { type: "string" },
     keep: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
@@ -71,6 +75,7 @@ const plan = {
   pgRestarts: Math.max(1, Math.round(scale)),
   cuts: Math.max(2, Math.round(4 * scale)),
   workerKills: Math.max(1, Math.round(2 * scale)),
+  pauses: Math.max(0, Math.round(flags.pauses === undefined ? 2 * scale : Number(flags.pauses))),
   settleMs: 90_000,
   quota: { runs: Math.round(300 * scale), kills: Math.round(20 * scale) },
 };
@@ -127,6 +132,7 @@ const counts = {
   cuts: 0,
   backendsTerminated: 0,
   workerKills: 0,
+  pauses: 0,
   createDeduplicated: 0,
   retries: new Map<string, number>(),
 };
@@ -363,7 +369,7 @@ async function drive(run: PlannedRun, startedAt: number): Promise<void> {
 
 // ── faults ───────────────────────────────────────────────────────────────────
 
-type Fault = { at: number; kind: "kill" | "pg-restart" | "cut" | "worker-kill" };
+type Fault = { at: number; kind: "kill" | "pg-restart" | "cut" | "worker-kill" | "pause" };
 
 function planFaults(): Fault[] {
   const faults: Fault[] = [];
@@ -373,6 +379,7 @@ function planFaults(): Fault[] {
   for (let i = 0; i < plan.pgRestarts; i++) faults.push({ at: start + ((i + between(0.35, 0.65)) / plan.pgRestarts) * span, kind: "pg-restart" });
   for (let i = 0; i < plan.cuts; i++) faults.push({ at: start + ((i + between(0.05, 0.95)) / plan.cuts) * span, kind: "cut" });
   for (let i = 0; i < plan.workerKills; i++) faults.push({ at: start + ((i + between(0.2, 0.8)) / plan.workerKills) * span, kind: "worker-kill" });
+  for (let i = 0; i < plan.pauses; i++) faults.push({ at: start + ((i + between(0.1, 0.9)) / plan.pauses) * span, kind: "pause" });
   return faults.sort((a, b) => a.at - b.at);
 }
 
@@ -426,6 +433,28 @@ async function inject(faults: Fault[], startedAt: number): Promise<void> {
           counts.cuts++;
           counts.backendsTerminated += rows[0]?.n ?? 0;
           fault(`pg_terminate_backend: ${rows[0]?.n ?? 0} backends of ${target ? `server ${target.name}` : "every server"}`);
+          break;
+        }
+        case "pause": {
+          // A stale holder: the process sleeps past its lease while others take its runs over, then wakes up
+          // and carries on where it was. Its writes must be refused, and its steps must not start again.
+          let ready = servers.filter((s) => s.isReady());
+          for (let waited = 0; ready.length < 2 && waited < 60_000; waited += 250) {
+            await sleep(250);
+            ready = servers.filter((s) => s.isReady());
+          }
+          if (ready.length < 2) {
+            fault("SIGSTOP skipped: fewer than two servers are up");
+            break;
+          }
+          const victim = pick(ready);
+          const pauseMs = Math.round(Number(serverEnv.CAIRN_LEASE_MS) + between(500, 2500));
+          if (!victim.signal("SIGSTOP")) break;
+          fault(`SIGSTOP server ${victim.name} for ${pauseMs} ms`);
+          await sleep(pauseMs);
+          victim.signal("SIGCONT");
+          counts.pauses++;
+          fault(`SIGCONT server ${victim.name}`);
           break;
         }
         case "worker-kill": {
@@ -548,7 +577,8 @@ function report(figures: CheckFigures | undefined, settle: { settledMs: number; 
   lines.push(
     `  faults       ${counts.kills} server SIGKILLs (restarts: ${restarts}; ${failedStarts} starts failed and were retried), ` +
       `${counts.pgRestarts} PostgreSQL restarts (${counts.pgDownMs.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(", ") || "-"} down), ` +
-      `${counts.cuts} connection cuts (${counts.backendsTerminated} backends), ${counts.workerKills} agent-worker kills`,
+      `${counts.cuts} connection cuts (${counts.backendsTerminated} backends), ${counts.workerKills} agent-worker kills` +
+      `, ${counts.pauses} server pauses past the lease`,
     `  server logs  errors: ${errorSummary()}`,
     `  client       ${accepted.length} CreateRun answered (${counts.createDeduplicated} by deduplication after a lost answer), ${sent.length} SendEvent; retried calls by code: ${retries}`,
     `  lost ${figures?.lost ?? "?"} · duplicated ${figures?.duplicated ?? "?"} · stuck ${settle.stuck}`,
@@ -578,7 +608,7 @@ process.once("SIGINT", () => {
 });
 
 async function main(): Promise<number> {
-  log(`seed ${seed}, scale ${scale}: ${plan.runs} runs over ${plan.loadMs / 1000} s; ${plan.kills} server kills, ${plan.pgRestarts} PostgreSQL restarts, ${plan.cuts} connection cuts, ${plan.workerKills} worker kills; logs in ${logDir}`);
+  log(`seed ${seed}, scale ${scale}: ${plan.runs} runs over ${plan.loadMs / 1000} s; ${plan.kills} server kills, ${plan.pgRestarts} PostgreSQL restarts, ${plan.cuts} connection cuts, ${plan.workerKills} worker kills, ${plan.pauses} server pauses; logs in ${logDir}`);
   await setUpDatabase();
   await startProcesses();
 
@@ -616,6 +646,7 @@ async function main(): Promise<number> {
   if (counts.pgRestarts < plan.pgRestarts) violations.push(`not enough chaos: ${counts.pgRestarts} PostgreSQL restarts of ${plan.pgRestarts}`);
   if (counts.cuts < plan.cuts) violations.push(`not enough chaos: ${counts.cuts} connection cuts of ${plan.cuts}`);
   if (counts.workerKills < 1) violations.push(`not enough chaos: no agent worker was killed`);
+  if (counts.pauses < plan.pauses) violations.push(`not enough chaos: ${counts.pauses} server pauses of ${plan.pauses}`);
 
   const ok = violations.length === 0;
   const lines = report(result.figures, settled, elapsed(), ok);
