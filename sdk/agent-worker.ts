@@ -36,6 +36,8 @@ export interface AgentWorkerOptions {
   concurrency?: number;
   /** How often a running turn's lease is extended (default 10 s; keep it well under the server's CAIRN_AGENT_LEASE_MS). */
   heartbeatMs?: number;
+  /** How long a turn's result (or failure) is retried while the server cannot be reached (default 60 s). */
+  reportTimeoutMs?: number;
   /** Called for turns whose result the server refused, and for poll errors. */
   onError?: (error: unknown) => void;
 }
@@ -46,6 +48,15 @@ export interface AgentWorker {
   readonly done: Promise<void>;
   /** Stops polling; turns in progress finish first. */
   stop(): Promise<void>;
+}
+
+/**
+ * Failures worth reporting again: the server or its database is unreachable for a moment, or failed
+ * unexpectedly. A repeat is safe: a result already recorded answers FAILED_PRECONDITION.
+ */
+function transient(error: unknown): boolean {
+  const code = ConnectError.from(error).code;
+  return [Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted, Code.ResourceExhausted].includes(code);
 }
 
 export function createAgentWorker(options: AgentWorkerOptions): AgentWorker {
@@ -73,34 +84,69 @@ export function createAgentWorker(options: AgentWorkerOptions): AgentWorker {
       );
     }, options.heartbeatMs ?? 10_000);
     try {
-      if (!handler) throw new Error(`this worker has no handler for agent "${turn.agent}"`);
-      const result = await handler({
-        turnId: turn.turnId,
-        agent: turn.agent,
-        text: turn.text,
-        params: (turn.params ?? {}) as JsonObject,
-        runId: turn.runId,
-        workflowName: turn.workflowName,
-        attempt: turn.attempt,
-        signal: controller.signal,
-      });
+      let outcome: { result: JsonValue } | { error: unknown };
+      try {
+        if (!handler) throw new Error(`this worker has no handler for agent "${turn.agent}"`);
+        const result = await handler({
+          turnId: turn.turnId,
+          agent: turn.agent,
+          text: turn.text,
+          params: (turn.params ?? {}) as JsonObject,
+          runId: turn.runId,
+          workflowName: turn.workflowName,
+          attempt: turn.attempt,
+          signal: controller.signal,
+        });
+        outcome = { result: result ?? null };
+      } catch (error) {
+        outcome = { error };
+      }
       if (controller.signal.aborted) return;
-      await client.completeTurn({ turnId: turn.turnId, leaseToken: token, result: fromJson(ValueSchema, (result ?? null) as ProtoJson) });
-    } catch (error) {
-      if (controller.signal.aborted) return;
-      const failure = error instanceof Error ? error : new Error(String(error));
-      const retryable = (error as { retryable?: unknown }).retryable === true;
-      await client
-        .failTurn({
+      if ("result" in outcome) {
+        try {
+          const result = fromJson(ValueSchema, outcome.result as ProtoJson);
+          await report(() => client.completeTurn({ turnId: turn.turnId, leaseToken: token, result }));
+          return;
+        } catch (error) {
+          // Only a result refused as such (too large, not JSON) fails the turn. Anything else (the turn was
+          // delivered again or withdrawn, the server stayed unreachable or kept failing) leaves the turn alone:
+          // it is delivered again once its lease lapses, if it still needs a result.
+          const refused = !(error instanceof ConnectError) || error.code === Code.InvalidArgument;
+          if (!refused) throw error;
+          outcome = { error };
+        }
+      }
+      const failure = outcome.error instanceof Error ? outcome.error : new Error(String(outcome.error));
+      const retryable = (outcome.error as { retryable?: unknown }).retryable === true;
+      await report(() =>
+        client.failTurn({
           turnId: turn.turnId,
           leaseToken: token,
           retryable,
           // Clipped to the server's limits on Failure (proto rules), so a huge message still fails the turn.
           error: create(FailureSchema, { name: clip(failure.name, 256), message: clip(failure.message, 32_768), stack: clip(failure.stack ?? "", 65_536) }),
-        })
-        .catch(onError);
+        }),
+      ).catch(onError);
     } finally {
       clearInterval(heartbeat);
+    }
+  }
+
+  /**
+   * Delivers a turn's outcome, retrying while the server cannot be reached (a restart, a database outage) and
+   * the heartbeat keeps the lease. A result that never arrives is not a failure of the turn: after
+   * `reportTimeoutMs` the worker gives up and the turn is delivered again once its lease lapses.
+   */
+  async function report(call: () => Promise<unknown>): Promise<void> {
+    const deadline = Date.now() + (options.reportTimeoutMs ?? 60_000);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await call();
+        return;
+      } catch (error) {
+        if (!transient(error) || Date.now() >= deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * 2 ** (attempt - 1)) * (0.5 + Math.random() * 0.5)));
+      }
     }
   }
 

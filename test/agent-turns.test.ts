@@ -6,6 +6,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { after, before, test } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { createConnectTransport as createFetchTransport } from "@connectrpc/connect-web";
+import { createAgentWorker } from "../sdk/agent-worker.js";
 import { AgentService } from "../sdk/gen/cairn/v1/agent_pb.js";
 import { EntryKind, RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
 import type { CairnServer } from "../server/app.js";
@@ -154,4 +156,30 @@ test("a turn nobody serves waits, visible in GetRun, and its timeout fails the w
 
   const timedOut = await waitForEnd(client, await ask("hello?", "nobody", "400ms"));
   assert.deepEqual(output(timedOut), { failed: { name: "AgentTimeoutError", message: (output(timedOut) as { failed: { message: string } }).failed.message } });
+});
+
+test("a result the server could not take for a moment (unavailable, internal) is retried, not reported as the turn's failure", async () => {
+  // Found by the chaos run: a CompleteTurn that failed in transit (the server restarting, its database down)
+  // was turned into a non-retryable FailTurn, and the run failed with AgentTurnFailedError.
+  let completeCalls = 0;
+  const flaky: typeof fetch = async (input, init) => {
+    const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+    if (url.endsWith("/CompleteTurn") && ++completeCalls <= 2) {
+      const [code, status] = completeCalls === 1 ? ["unavailable", 503] : ["internal", 500];
+      return new Response(JSON.stringify({ code, message: "the result did not get through" }), { status, headers: { "content-type": "application/json" } });
+    }
+    return fetch(input, init);
+  };
+  const worker = createAgentWorker({
+    transport: createFetchTransport({ baseUrl: server.url, fetch: flaky }),
+    agents: { flaky: ({ text }) => ({ echoed: text }) },
+    onError: () => undefined,
+  });
+  try {
+    const finished = await waitForEnd(client, await ask("through a hiccup", "flaky"), 15_000);
+    assert.deepEqual(output(finished), { answer: { echoed: "through a hiccup" } });
+    assert.equal(completeCalls, 3, "CompleteTurn was retried until the server took it");
+  } finally {
+    await worker.stop();
+  }
 });

@@ -264,6 +264,58 @@ test("two processes share 200 queued runs: each runs once, each step's effect ha
   }
 });
 
+test("a process that sleeps past its lease wakes up without running a step its successor already journaled", async (t) => {
+  // Found by the chaos run (--pauses): SIGSTOPped with a journal write in flight, a server woke up, read that
+  // the write had committed, and started the next step, which the process that took the run over had already
+  // run and journaled. A step may run twice only while its result is not journaled yet.
+  const db = await freshDatabase("crash_pause");
+  const [a, b] = await startServers(db, ["P", "Q"]);
+  assert.ok(a && b);
+  const input = { steps: 8, stepDelayMs: 100, tag: "pause" };
+  const runId = await createCountedRun(createWorkflowClient(a.url), input, true);
+  await waitFor(
+    async () => ((await journaledSteps(db, runId)).length >= 2 ? true : undefined),
+    10_000,
+    () => `run ${runId} did not journal 2 steps on P; P's output:\n${a.logs()}`,
+  );
+  // Hold P's next journal write inside PostgreSQL, freeze P, then let the write commit: P sleeps with a committed
+  // write it has not heard of yet, while its lease runs out and Q takes the run over.
+  const blocker = new pg.Client({ connectionString: db.url });
+  await blocker.connect();
+  try {
+    await blocker.query("begin");
+    await blocker.query("lock table journal_entries in share mode");
+    await waitFor(
+      async () => ((await query(db, "select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like 'insert into journal_entries%'")).length > 0 ? true : undefined),
+      10_000,
+      () => "P's journal write to wait for the lock",
+    );
+    process.kill(a.pid, "SIGSTOP");
+  } finally {
+    await blocker.query("rollback");
+    await blocker.end();
+  }
+  try {
+    const done = await waitForRun(createWorkflowClient(b.url), runId, [RunStatus.COMPLETED, RunStatus.FAILED], 20_000);
+    assert.equal(done.status, RunStatus.COMPLETED, `Q's output:\n${b.logs()}`);
+  } finally {
+    process.kill(a.pid, "SIGCONT");
+  }
+  // P runs on for a moment: whatever it does now, no step may start after its result was journaled.
+  await sleep(1500);
+  const late = await query<{ step: string; executed_at: Date; journaled_at: Date }>(
+    db,
+    `select e.step, e.executed_at, j.created_at as journaled_at
+     from step_effects e join journal_entries j on j.run_id::text = e.run_id and j.name = e.step and j.kind = 'step_completed'
+     where e.run_id = $1 and e.executed_at > j.created_at`,
+    [runId],
+  );
+  assert.deepEqual(late, [], `steps that ran after their result was journaled; P's output:\n${a.logs()}`);
+  const counts = await effectCounts(db, runId);
+  t.diagnostic(`effects per step: ${JSON.stringify(Object.fromEntries(counts))}`);
+  assert.ok(a.logs().includes("starts no more steps") || [...counts.values()].every((n) => n === 1), "P either stopped itself or never got the chance");
+});
+
 test("fencing: a writer whose lease was taken over can no longer write", async (t) => {
   const testDb = await createTestDatabase("crash_fence");
   databases.push(testDb);

@@ -237,6 +237,28 @@ describe("host failures", () => {
     assert.equal(secondRan, false);
     assert.equal(journal.length, 0);
   });
+
+  test("a holder that may have lost the run starts no further step (it slept past its lease)", async () => {
+    // Found by the chaos run (--pauses): a server SIGSTOPped past its lease woke up, read the commit of step
+    // s1, and ran step s2, which the new holder had already run and journaled meanwhile.
+    const journal: JournalEntry[] = [];
+    const host = memoryHost(journal);
+    const ran: string[] = [];
+    let lost: Error | undefined;
+    const guarded = Object.assign(host, { leaseLost: () => lost });
+    const outcome = await new Activation(identity, journal, guarded).execute((async (_i: unknown, ctx: WorkflowContext) => {
+      await ctx.step("s1", () => {
+        ran.push("s1");
+        lost = new LeaseLostError("run-1"); // the pause: by the time s1's commit is seen, the lease may be gone
+      });
+      await ctx.step("s2", () => ran.push("s2"));
+      return "unreachable";
+    }) as Handler);
+    assert.equal(outcome.kind, "aborted");
+    assert.ok(outcome.kind === "aborted" && outcome.reason instanceof LeaseLostError);
+    assert.deepEqual(ran, ["s1"], "s2 never started");
+    assert.deepEqual(journal.map((e) => e.name), ["s1"]);
+  });
 });
 
 describe("durable waits", () => {
@@ -530,6 +552,20 @@ describe("child workflows", () => {
         return (error as Error).message;
       }
     });
-    assert.deepEqual(outcome, { kind: "completed", output: 'unknown workflow "missing"' });
+    assert.deepEqual(outcome, { kind: "completed", output: 'unknown workflow "missing"; known workflows: child_wf (loaded from WORKFLOW_DIRS=./workflows)' });
+  });
+
+  test("a store failure while creating a child stops the activation; it is not the child's failure", async () => {
+    // Found by the chaos run: a connection cut during insertChildRun was journaled as the child's creation
+    // error, and the parent failed for good.
+    const host = memoryHost();
+    host.failChildStartsWith = new Error("Connection terminated unexpectedly");
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) => ctx.startWorkflow("kid", "child_wf", { x: 1 });
+    const first = await activate(host, workflow);
+    assert.equal(first.kind, "aborted");
+    assert.equal(first.kind === "aborted" && (first.reason as Error).message, "Connection terminated unexpectedly");
+    assert.deepEqual(host.journal, [], "nothing journaled: the next activation tries again");
+    host.failChildStartsWith = undefined;
+    assert.deepEqual(await activate(host, workflow), { kind: "completed", output: childRunId("run-1", "kid") });
   });
 });

@@ -31,7 +31,7 @@ import type {
 import { AgentTurnFailedError, ChildWorkflowFailedError } from "../../sdk/workflow.js";
 import { createHash } from "node:crypto";
 import { parseDuration, parseInstant } from "./duration.js";
-import { DeterminismError } from "./errors.js";
+import { DeterminismError, InvalidInputError, WorkflowNotFoundError } from "./errors.js";
 import {
   type AgentTurnRequest,
   type AgentWait,
@@ -80,6 +80,11 @@ export interface ActivationHost {
   readonly signal: AbortSignal;
   /** Size limits on step results, the output and agent requests (absent: none). */
   readonly limits?: ValueLimits;
+  /**
+   * Checked right before a step's function starts: an error when this process can no longer be sure it
+   * holds the run (it slept past its lease, so a new holder may have run and journaled the step already).
+   */
+  leaseLost?(): Error | undefined;
   /** The live logger; the activation mutes it while replaying. */
   readonly logger: WorkflowLogger;
   now(): Date;
@@ -573,6 +578,11 @@ export class Activation {
   private runAttempt(live: LiveStep, attempt: number): void {
     const { operation, policy, startedAt } = live;
     const name = operation.name;
+    const lost = this.host.leaseLost?.();
+    if (lost) {
+      this.fail(lost, true);
+      return;
+    }
     this.inFlight++;
     void this.runStep(name, live.fn, attempt, live.timeoutMs)
       .then((settled) => {
@@ -645,9 +655,14 @@ export class Activation {
       .startChild(request)
       .then(
         () => ({ kind: "child_started" as const, name, targetRunId: request.childRunId, attempt: 1, startedAt }),
-        (error: unknown) => ({ kind: "child_started" as const, name, error: toFailureInfo(error), attempt: 1, startedAt }),
+        (error: unknown) => {
+          // Only a bad request is the child's creation error; a store failure stops the activation (retried later).
+          if (!(error instanceof WorkflowNotFoundError || error instanceof InvalidInputError)) throw error;
+          return { kind: "child_started" as const, name, error: toFailureInfo(error), attempt: 1, startedAt };
+        },
       )
       .then((entry) => this.startWrite(entry, operation))
+      .catch((error: unknown) => this.fail(error, true))
       .finally(() => {
         this.inFlight--;
         this.poke();

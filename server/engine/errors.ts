@@ -81,8 +81,11 @@ export class NonJsonValueError extends Error {
 /** This process no longer holds the run's lease: another process owns it now, so nothing more may be written. */
 export class LeaseLostError extends Error {
   override readonly name = "LeaseLostError";
-  constructor(readonly runId: string) {
-    super(`lease on run ${runId} was lost; the write was refused (another process owns the run now)`);
+  constructor(
+    readonly runId: string,
+    reason = "the write was refused (another process owns the run now)",
+  ) {
+    super(`lease on run ${runId} was lost; ${reason}`);
   }
 }
 

@@ -35,11 +35,28 @@ export function toConnectError(error: unknown, logger: Logger, procedure: string
   if (sqlState === "22P05" || sqlState === "22021") {
     return new ConnectError("text and JSON values cannot contain NUL (\\u0000) characters", Code.InvalidArgument);
   }
-  if (sqlState?.startsWith("08") || sqlState === "57P01") {
+  if (isConnectionFailure(error)) {
     return new ConnectError("the database is unavailable; retry the call", Code.Unavailable);
   }
   logger.error({ err: error, procedure, ...(keyId ? { keyId } : {}) }, "internal error");
   return new ConnectError("internal error (the server logged the cause)", Code.Internal);
+}
+
+const connectionErrnos = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"]);
+
+/**
+ * The database could not be reached, or dropped the connection (restarting, shutting down, the backend
+ * terminated, out of connection slots): the call may succeed once it is back. The pool reports some of these
+ * without a SQLSTATE (a refused connection, "Connection terminated unexpectedly").
+ */
+function isConnectionFailure(error: unknown): boolean {
+  for (let current = error, depth = 0; current && depth < 4; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && (connectionErrnos.has(code) || code.startsWith("08") || code.startsWith("57P") || code === "53300")) return true;
+    if (current instanceof Error && /^Connection terminated|timeout exceeded when trying to connect|is not queryable$/.test(current.message)) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 /** SQLSTATE of a pg error, directly or wrapped by Drizzle (`err.cause.code`). */

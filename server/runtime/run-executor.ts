@@ -35,6 +35,8 @@ export interface RunExecutorDeps {
   onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined, journal: JournalEntry[] | undefined): void;
   /** Size limits on journaled values and child inputs (absent: none). */
   limits?: ValueLimits;
+  /** Until when (epoch ms, this process's clock) the claim `fence` is certainly still ours; absent: no check. */
+  leaseValidUntil?(fence: Fence): number;
 }
 
 export class ShutdownError extends Error {
@@ -74,6 +76,11 @@ export async function executeRun(
   const host: ActivationHost = {
     signal,
     limits: deps.limits,
+    // After a pause longer than the lease (GC, a frozen VM, SIGSTOP) a new holder may have run the next step already.
+    leaseLost: () =>
+      deps.leaseValidUntil && Date.now() >= deps.leaseValidUntil(fence)
+        ? new LeaseLostError(run.id, "this process went longer than the lease without renewing it, so it starts no more steps")
+        : undefined,
     logger: toWorkflowLogger(logger),
     now: () => new Date(),
     append: async (entry: NewEntry) => {

@@ -52,6 +52,8 @@ interface ActiveRun {
   fence: Fence;
   controller: AbortController;
   done: Promise<void>;
+  /** The lease is certainly ours until then (epoch ms): the claim or last renewal was sent before it began. */
+  validUntil: number;
 }
 
 const wakeChannel = "cairn_wake";
@@ -162,7 +164,8 @@ export class Scheduler {
   adopt(run: RunRow, journal: JournalEntry[] = []): void {
     if (run.leaseOwner !== this.owner) throw new Error(`run ${run.id} is not claimed by ${this.owner}`);
     this.reserved--;
-    this.launch(run, journal);
+    // The INSERT set the expiry with the database's clock (kept in sync, see Known limits).
+    this.launch(run, journal, run.leaseExpiresAt?.getTime() ?? Date.now() + this.options.leaseMs);
   }
 
   /**
@@ -245,6 +248,7 @@ export class Scheduler {
         this.starved = capacity <= 0;
         if (capacity <= 0 || this.stopped) break;
         const names = this.options.registry.list().map((w) => w.name);
+        const sentAt = Date.now();
         const claimed = await claimDueRuns(this.options.database.db, this.owner, this.options.leaseMs, capacity, names);
         // One read for the whole batch's journals instead of one per run.
         const unknown = claimed.filter((r) => !this.parkedJournals.has(r.id, r.leaseEpoch - 1));
@@ -252,7 +256,7 @@ export class Scheduler {
           unknown.length > 1
             ? await loadJournals(this.options.database.db, unknown.map((r) => r.id)).catch(() => undefined) // each then reads its own
             : undefined;
-        for (const run of claimed) this.launch(run, journals?.get(run.id));
+        for (const run of claimed) this.launch(run, journals?.get(run.id), sentAt + this.options.leaseMs);
         // A full batch suggests more are waiting.
         if (claimed.length === capacity) {
           this.claimAgain = true;
@@ -266,7 +270,7 @@ export class Scheduler {
     if (this.nextDeadlineUnknown && !this.starved && !this.stopped) await this.armForNextDue();
   }
 
-  private launch(run: RunRow, loaded?: JournalEntry[]): void {
+  private launch(run: RunRow, loaded: JournalEntry[] | undefined, validUntil: number): void {
     const fence: Fence = { runId: run.id, owner: this.owner, epoch: run.leaseEpoch };
     // Parked here and claimed by nobody else since (the epoch moved by exactly this claim): the journal is the one we kept.
     const journal = loaded ?? this.parkedJournals.take(run.id, run.leaseEpoch - 1);
@@ -280,7 +284,7 @@ export class Scheduler {
       this.options.logger.warn({ runId: run.id }, "run re-claimed while a stale activation is unwinding");
     }
     const controller = new AbortController();
-    const entry: ActiveRun = { fence, controller, done: Promise.resolve() };
+    const entry: ActiveRun = { fence, controller, done: Promise.resolve(), validUntil };
     const deps = {
       db: this.options.database.db,
       journalWriter: this.journalWriter,
@@ -298,6 +302,7 @@ export class Scheduler {
         if (deadline) this.noteDeadline(deadline);
         this.options.onRunChanged?.(suspended.id);
       },
+      leaseValidUntil: (held: Fence) => (this.active.get(held.runId) === entry ? entry.validUntil : 0),
     };
     entry.done = executeRun(deps, run, fence, controller.signal, journal)
       .catch((error: unknown) => {
@@ -318,6 +323,7 @@ export class Scheduler {
   private async heartbeat(): Promise<void> {
     try {
       const held = new Map([...this.active].map(([id, run]) => [id, run.fence.epoch]));
+      const sentAt = Date.now();
       const renewed = await renewLeases(this.options.database.db, this.owner, this.options.leaseMs, [...held.keys()]);
       this.lastRenewal = Date.now();
       const renewedEpochs = new Map(renewed.map((lease) => [lease.runId, lease]));
@@ -327,6 +333,7 @@ export class Scheduler {
         if (!run || run.fence.epoch !== epoch) continue;
         if (!lease || lease.epoch !== epoch) run.controller.abort(new LeaseLostError(id));
         else if (lease.cancelRequested) run.controller.abort(new RunCancelledError(id, "cancelled"));
+        else run.validUntil = sentAt + this.options.leaseMs;
       }
       // Any process may return lapsed runs to the queue; the claim that follows bumps their epoch.
       const requeued = await requeueExpiredLeases(this.options.database.db);

@@ -8,10 +8,11 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
-import type { SQL } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import { drizzle as drizzleNodePg } from "drizzle-orm/node-postgres";
 import { migrate as migrateNodePg } from "drizzle-orm/node-postgres/migrator";
-import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { NodePgSession, NodePgTransaction } from "drizzle-orm/node-postgres/session";
+import type { PgDatabase, PgQueryResultHKT, PgTransactionConfig } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import pg from "pg";
@@ -54,6 +55,11 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
     // An idle client losing its connection (server restart, pg_terminate_backend) must not crash the process.
     pool.on("error", () => {});
+    // Nor may a client that loses it while checked out (inside a transaction): pg reports the lost connection
+    // as an 'error' event on the client, which pg-pool handles only while the client is idle, so the event
+    // would be unhandled and end the process. The statement in flight fails on its own, and the pool drops
+    // the dead client when it is released.
+    pool.on("connect", (client) => client.on("error", () => {}));
     const db = drizzleNodePg({ client: pool, schema, casing: "snake_case" });
     await migrateExclusively(pool);
     const listener = new PostgresListener(options.url);
@@ -143,6 +149,51 @@ function processAlive(pid: number): boolean {
     return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
+
+/**
+ * drizzle-orm's pooled `transaction()` (0.45.x, unfixed upstream) sends BEGIN before the try/finally that
+ * releases the pool client. A BEGIN that fails (the connection was cut, PostgreSQL is restarting) therefore
+ * never gives its client back: each such failure costs a pool slot for good, until every query waits for a
+ * client forever. It also hands a client whose ROLLBACK failed back to the pool as healthy. This is the same
+ * method with BEGIN inside the try, and the client released with the error, so that the pool destroys it,
+ * when the transaction failed at the connection (no BEGIN, or no ROLLBACK). The caller gets the original error.
+ */
+function releaseClientsOfFailedTransactions(): void {
+  interface SessionInternals {
+    client: pg.Pool | pg.PoolClient;
+    dialect: unknown;
+    schema: unknown;
+    options: unknown;
+  }
+  type Transaction = NodePgTransaction<Record<string, unknown>, never> & { getTransactionConfigSQL(config: PgTransactionConfig): SQL };
+  const Session = NodePgSession as unknown as new (client: unknown, dialect: unknown, schema: unknown, options: unknown) => SessionInternals;
+  const Tx = NodePgTransaction as unknown as new (dialect: unknown, session: unknown, schema: unknown) => Transaction;
+  (NodePgSession.prototype as unknown as { transaction: unknown }).transaction = async function <T>(
+    this: SessionInternals,
+    transaction: (tx: Transaction) => Promise<T>,
+    config?: PgTransactionConfig,
+  ): Promise<T> {
+    const isPool = this.client instanceof pg.Pool || Object.getPrototypeOf(this.client).constructor.name.includes("Pool");
+    const session = isPool ? new Session(await (this.client as pg.Pool).connect(), this.dialect, this.schema, this.options) : this;
+    const tx = new Tx(this.dialect, session, this.schema);
+    let began = false;
+    let broken: unknown;
+    try {
+      await tx.execute(sql`begin${config ? sql` ${tx.getTransactionConfigSQL(config)}` : undefined}`);
+      began = true;
+      const result = await transaction(tx);
+      await tx.execute(sql`commit`);
+      return result;
+    } catch (error) {
+      if (!began) broken = error;
+      else await tx.execute(sql`rollback`).catch((rollbackError: unknown) => (broken = rollbackError));
+      throw error;
+    } finally {
+      if (isPool) (session.client as pg.PoolClient).release(broken === undefined ? undefined : broken instanceof Error ? broken : new Error(String(broken)));
+    }
+  };
+}
+releaseClientsOfFailedTransactions();
 
 /** One LISTEN connection per process, shared by every channel; reconnects with backoff after a drop. */
 class PostgresListener {

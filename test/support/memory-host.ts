@@ -4,6 +4,7 @@
  * let it suspend or "crash", change the world, and replay against what was kept.
  */
 import type { ActivationHost } from "../../server/engine/activation.js";
+import { WorkflowNotFoundError } from "../../server/engine/errors.js";
 import type { AgentTurnRequest, AgentWait, TurnOutcome, ChildOutcome, ChildRequest, ChildWait, EventWait, JournalEntry, MatchedEvent, NewEntry, PendingWait } from "../../server/engine/journal.js";
 import type { JsonValue, WorkflowLogger } from "../../sdk/workflow.js";
 
@@ -23,6 +24,8 @@ export interface MemoryHost extends ActivationHost {
   suspendedOn: PendingWait[] | undefined;
   /** Make the next append calls fail with this error. */
   failAppendsWith: Error | undefined;
+  /** When set, startChild throws this (a store failure while creating the child). */
+  failChildStartsWith: Error | undefined;
   /** The host clock; tests move it forward instead of waiting. */
   clock: Date;
   /** Every startChild call, and the children that exist (by id). */
@@ -52,6 +55,7 @@ export function memoryHost(journal: JournalEntry[] = [], events: StoredEvent[] =
     logger,
     suspendedOn: undefined,
     failAppendsWith: undefined,
+    failChildStartsWith: undefined,
     clock: new Date(),
     childRequests: [],
     children: new Map(),
@@ -59,7 +63,8 @@ export function memoryHost(journal: JournalEntry[] = [], events: StoredEvent[] =
     async startChild(request: ChildRequest) {
       await Promise.resolve();
       host.childRequests.push(request);
-      if (request.workflowName === "missing") throw new Error(`unknown workflow "missing"`);
+      if (host.failChildStartsWith) throw host.failChildStartsWith;
+      if (request.workflowName === "missing") throw new WorkflowNotFoundError("missing", ["child_wf"], ["./workflows"]);
       if (!host.children.has(request.childRunId)) host.children.set(request.childRunId, request);
     },
     async startAgentTurn(turn: AgentTurnRequest) {
