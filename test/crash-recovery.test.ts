@@ -286,7 +286,7 @@ test("a process that sleeps past its lease wakes up without running a step its s
     await blocker.query("begin");
     await blocker.query("lock table journal_entries in share mode");
     await waitFor(
-      async () => ((await query(db, "select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like 'insert into journal_entries%'")).length > 0 ? true : undefined),
+      async () => ((await query(db, "select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like '%insert into journal_entries%'")).length > 0 ? true : undefined),
       10_000,
       () => "P's journal write to wait for the lock",
     );
