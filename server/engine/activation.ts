@@ -31,7 +31,7 @@ import type {
 import { AgentTurnFailedError, ChildWorkflowFailedError } from "../../sdk/workflow.js";
 import { createHash } from "node:crypto";
 import { parseDuration, parseInstant } from "./duration.js";
-import { DeterminismError, InvalidInputError, WorkflowNotFoundError } from "./errors.js";
+import { DeterminismError, InvalidInputError, PayloadTooLargeError, WorkflowNotFoundError } from "./errors.js";
 import {
   type AgentTurnRequest,
   type AgentWait,
@@ -657,7 +657,8 @@ export class Activation {
         () => ({ kind: "child_started" as const, name, targetRunId: request.childRunId, attempt: 1, startedAt }),
         (error: unknown) => {
           // Only a bad request is the child's creation error; a store failure stops the activation (retried later).
-          if (!(error instanceof WorkflowNotFoundError || error instanceof InvalidInputError)) throw error;
+          const badRequest = error instanceof WorkflowNotFoundError || error instanceof InvalidInputError || error instanceof PayloadTooLargeError;
+          if (!badRequest) throw error;
           return { kind: "child_started" as const, name, error: toFailureInfo(error), attempt: 1, startedAt };
         },
       )
