@@ -1,17 +1,20 @@
 /**
- * The goals the scoreboard checks. Setting them is the lead's job (issue 7);
- * the bench only measures. `null`: no goal stated, the figure is reported
+ * The goals the scoreboard checks: issue 7's (the durable-waits issue asked
+ * for less: W3 p50 < 15 ms, timers p99 < 100 ms at 1,000 runs). The bench
+ * only measures. `null`: no goal stated, the figure is reported
  * without a verdict. Change a goal here and nowhere else.
  */
 export const goals = {
-  /** W1 steps/s ÷ pgbench 64-client TPS: no goal stated. */
-  w1RatioToPgbench: null as number | null,
-  /** W2 start → result p50, ms: no goal stated (compared to pgbench 1-client latency). */
-  w2P50Ms: null as number | null,
-  /** W3 event → completion p50, ms (from the durable-waits issue). */
-  w3P50Ms: 15 as number | null,
+  /** W1 steps/s ÷ pgbench 64-client TPS. */
+  w1RatioToPgbench: 0.6 as number | null,
+  /** W2 start → result, ms. */
+  w2P50Ms: 3 as number | null,
+  w2P99Ms: 10,
+  /** W3 SendEvent reply → completion seen by the client, ms. */
+  w3P50Ms: 3 as number | null,
+  w3P99Ms: 10,
   /** W4 timer lateness p99, ms; and never early. */
-  w4P99Ms: 100,
+  w4P99Ms: 20,
   /** Server RSS growth with the parked runs, MiB. */
   parkedRssMiB: 50,
   /** "Near zero" idle CPU of the server with the runs parked, read as ≤ 1 % of one core (10 ms of CPU per second). */
