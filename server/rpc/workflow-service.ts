@@ -284,7 +284,9 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
       });
       let unsubscribeRemote: (() => void) | undefined;
       try {
-        let run = await findRun(namespace, runId);
+        // Executing here (say, created a moment ago with eager_start): its row as claimed says it exists and whose it is.
+        const local = scheduler.activeRun(runId);
+        let run = local?.namespace === namespace ? local : await findRun(namespace, runId);
         while (!terminalStatuses.includes(run.status) && !context.signal.aborted) {
           const remaining = deadline - Date.now();
           if (remaining <= 0) break;

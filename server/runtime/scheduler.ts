@@ -50,6 +50,8 @@ export interface SchedulerOptions {
 
 interface ActiveRun {
   fence: Fence;
+  /** The run's row as claimed. */
+  run: RunRow;
   controller: AbortController;
   done: Promise<void>;
   /** The lease is certainly ours until then (epoch ms): the claim or last renewal was sent before it began. */
@@ -104,6 +106,11 @@ export class Scheduler {
   /** The run is executing in this process right now. */
   isActive(runId: string): boolean {
     return this.active.has(runId);
+  }
+
+  /** The row (as claimed) of a run executing in this process right now. */
+  activeRun(runId: string): RunRow | undefined {
+    return this.active.get(runId)?.run;
   }
 
   async start(): Promise<void> {
@@ -284,7 +291,7 @@ export class Scheduler {
       this.options.logger.warn({ runId: run.id }, "run re-claimed while a stale activation is unwinding");
     }
     const controller = new AbortController();
-    const entry: ActiveRun = { fence, controller, done: Promise.resolve(), validUntil };
+    const entry: ActiveRun = { fence, run, controller, done: Promise.resolve(), validUntil };
     const deps = {
       db: this.options.database.db,
       journalWriter: this.journalWriter,
