@@ -75,14 +75,19 @@ const claimRunsSql = `
   update runs set status = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1,
          lease_expires_at = now() + $2 * interval '1 millisecond', activation_count = activation_count + 1,
          started_at = coalesce(started_at, now()), waiting_on = null, updated_at = now()
-  where id in (select id from runs where status in ('queued', 'waiting') and available_at <= now()
+  where id in (select id from runs where status in ('queued', 'waiting') and available_at <= now() + interval '1 millisecond'
                  and workflow_name = any($4::text[])
                order by available_at limit $3 for update skip locked)
   returning *`;
 
 /**
  * Claims up to `limit` due runs for `owner`, bumping each one's epoch (see
- * claimDueRuns in runs.ts).
+ * claimDueRuns in runs.ts). `available_at` is stored to the millisecond,
+ * rounded: a run queued or woken with `available_at = now()` may carry an
+ * instant up to 0.5 ms ahead of the transaction that set it, and a claim in
+ * that half millisecond would miss it and leave it to the next poll. Hence
+ * the 1 ms of slack; a timer claimed that early is not fired early (the
+ * engine compares its fire time with the clock and parks the run again).
  */
 export async function claimRunRows(db: Db, owner: string, leaseMs: number, limit: number, workflowNames: readonly string[]): Promise<RunRow[]> {
   const rows = await rawQuery<RawRun>(db, claimRunsSql, [owner, leaseMs, limit, [...workflowNames]], "cairn_claim_runs");
