@@ -322,7 +322,7 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
   const store = await openDatabase({ url: testDb.url, dataDir: join(tmpdir(), "cairn-unused") });
   stores.push(store);
   const db = store.db;
-  const writer = new JournalWriter(store);
+  const writer = new JournalWriter(store.db);
   // The production append path: the group-commit writer (a batch of one here).
   const appendEntry = (_db: unknown, fence: Fence, sequence: number, e: NewEntry) => writer.append(fence, sequence, e);
   const entry = (name: string): NewEntry => ({ kind: "step_completed", name, result: name, attempt: 1, startedAt: new Date() });

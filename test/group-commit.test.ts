@@ -53,7 +53,7 @@ async function transactionsOf(table: "runs" | "journal_entries", column: "id" | 
 const names = async (runId: string) => (await loadJournal(store.db, runId)).map((e) => `${e.sequence}:${e.name}`);
 
 test("entries of many runs appended in one turn share a statement, and each keeps its own fence", async () => {
-  const writer = new JournalWriter(store);
+  const writer = new JournalWriter(store.db);
   const fences = await Promise.all(Array.from({ length: 20 }, () => claimedRun("A")));
   const stale: Fence = { ...fences[3]!, epoch: 7 };
   const foreign: Fence = { ...fences[4]!, owner: "B" };
@@ -69,7 +69,7 @@ test("entries of many runs appended in one turn share a statement, and each keep
 });
 
 test("a value PostgreSQL cannot store fails only its own entry, not the others of its batch", async () => {
-  const writer = new JournalWriter(store);
+  const writer = new JournalWriter(store.db);
   const [good, bad, other] = await Promise.all([claimedRun("A"), claimedRun("A"), claimedRun("A")]);
   const results = await Promise.allSettled([
     writer.append(good!, 1, entry("good")),
@@ -87,7 +87,7 @@ test("when the batch cannot commit, every entry of it fails and none is reported
   const own = await createTestDatabase("journal_writer_fail");
   const database = await openDatabase({ url: own.url, dataDir: join(tmpdir(), "cairn-unused") });
   try {
-    const writer = new JournalWriter(database);
+    const writer = new JournalWriter(database.db);
     const fences = await Promise.all(
       Array.from({ length: 5 }, async () => {
         const { run } = await insertRun(database.db, { id: randomUUID(), namespace: "default", workflowName: "w", input: {}, metadata: {} }, { owner: "A", leaseMs: 60_000 });

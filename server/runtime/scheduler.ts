@@ -96,7 +96,7 @@ export class Scheduler {
 
   constructor(private readonly options: SchedulerOptions) {
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-    this.journalWriter = new JournalWriter(options.database);
+    this.journalWriter = new JournalWriter(options.database.db);
   }
 
   get activeCount(): number {

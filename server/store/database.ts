@@ -33,11 +33,6 @@ export interface Database {
    * notices sent meanwhile were lost (never called on PGlite, which cannot drop).
    */
   listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<void>;
-  /**
-   * A raw parameterised statement for hot paths, without query building. With
-   * `name`, PostgreSQL prepares it once per connection and reuses the plan.
-   */
-  query<R>(text: string, values: unknown[], name?: string): Promise<R[]>;
   close(): Promise<void>;
 }
 
@@ -68,7 +63,6 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       kind: "postgres",
       description: redactUrl(options.url),
       listen: (channel, onMessage, onReconnect) => listener.listen(channel, onMessage, onReconnect),
-      query: <R>(text: string, values: unknown[], name?: string) => rawQuery<R>(db, text, values, name),
       close: async () => {
         await listener.close();
         await pool.end();
@@ -94,7 +88,6 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     listen: async (channel, onMessage) => {
       await client.listen(channel, onMessage);
     },
-    query: <R>(text: string, values: unknown[]) => rawQuery<R>(db, text, values),
     close: async () => {
       try {
         await client.close();

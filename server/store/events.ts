@@ -47,57 +47,24 @@ export async function lockChildKey(db: Db, childRunId: string): Promise<void> {
  * target). Committed before SendEvent replies: an accepted event is never lost.
  */
 export async function sendEvent(db: Db, event: NewEvent): Promise<SendResult> {
-  if (ownClient(db)) {
-    // One round trip: the same steps in a server-side function (migration 0006), in one transaction.
-    const [row] = await rawQuery<{ event_id: string; deduplicated: boolean; matched_run_ids: string[] }>(
-      db,
-      "select * from cairn_send_event($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
-      [
-        eventLockKey(event.namespace, event.eventType, event.correlationId),
-        event.id,
-        event.namespace,
-        event.eventType,
-        event.correlationId,
-        JSON.stringify(event.payload),
-        event.targetRunId ?? null,
-        event.idempotencyKey ?? null,
-      ],
-      "cairn_send_event",
-    );
-    if (!row) throw new Error("cairn_send_event answered nothing");
-    return { eventId: row.event_id, deduplicated: row.deduplicated, matchedRunIds: row.matched_run_ids };
-  }
-  return db.transaction(async (tx) => {
-    await lockEventKey(tx, event.namespace, event.eventType, event.correlationId);
-    const inserted = await queryRows<{ id: string }>(
-      tx,
-      sql`insert into events (id, namespace, event_type, correlation_id, payload, target_run_id, idempotency_key)
-          values (${event.id}, ${event.namespace}, ${event.eventType}, ${event.correlationId},
-                  ${JSON.stringify(event.payload)}::jsonb, ${event.targetRunId ?? null}::uuid, ${event.idempotencyKey ?? null})
-          on conflict do nothing
-          returning id`,
-    );
-    if (inserted.length === 0) {
-      const [existing] = await queryRows<{ id: string }>(
-        tx,
-        sql`select id from events where namespace = ${event.namespace} and idempotency_key = ${event.idempotencyKey ?? null}`,
-      );
-      return { eventId: existing?.id ?? event.id, deduplicated: true, matchedRunIds: [] };
-    }
-    const woken = await queryRows<{ id: string }>(
-      tx,
-      sql`update runs set available_at = now(), updated_at = now()
-          where status = 'waiting'
-            and id in (select run_id from waits
-                       where namespace = ${event.namespace} and kind = 'event'
-                         and event_type = ${event.eventType} and correlation_id = ${event.correlationId}
-                         and (${event.targetRunId ?? null}::uuid is null or run_id = ${event.targetRunId ?? null}::uuid))
-          returning id`,
-    );
-    // Delivered at commit, to every server process (this one included).
-    if (woken.length > 0) await tx.execute(sql`select pg_notify('cairn_wake', '')`);
-    return { eventId: event.id, deduplicated: false, matchedRunIds: woken.map((r) => r.id) };
-  });
+  // One round trip: lock, insert, wake and notify in a server-side function (migration 0005), one transaction.
+  const [row] = await rawQuery<{ event_id: string; deduplicated: boolean; matched_run_ids: string[] }>(
+    db,
+    "select * from cairn_send_event($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
+    [
+      eventLockKey(event.namespace, event.eventType, event.correlationId),
+      event.id,
+      event.namespace,
+      event.eventType,
+      event.correlationId,
+      JSON.stringify(event.payload),
+      event.targetRunId ?? null,
+      event.idempotencyKey ?? null,
+    ],
+    "cairn_send_event",
+  );
+  if (!row) throw new Error("cairn_send_event answered nothing");
+  return { eventId: row.event_id, deduplicated: row.deduplicated, matchedRunIds: row.matched_run_ids };
 }
 
 /**

@@ -13,7 +13,7 @@
  */
 import type { NewEntry } from "../engine/journal.js";
 import { Batcher, type BatcherOptions } from "./batcher.js";
-import type { Database } from "./database.js";
+import { type Db, rawQuery } from "./database.js";
 import type { Fence } from "./runs.js";
 
 interface Append {
@@ -25,8 +25,8 @@ interface Append {
 export class JournalWriter {
   private readonly batcher: Batcher<Append, boolean>;
 
-  constructor(database: Pick<Database, "query">, options: BatcherOptions = {}) {
-    this.batcher = new Batcher((appends) => insertEntries(database, appends), options);
+  constructor(db: Db, options: BatcherOptions = {}) {
+    this.batcher = new Batcher((appends) => insertEntries(db, appends), options);
   }
 
   /** Resolves true once the entry committed, false when the fence no longer holds (nothing written). */
@@ -59,7 +59,7 @@ const insertEntriesSql = `
   for share of r
   returning run_id, sequence`;
 
-async function insertEntries(database: Pick<Database, "query">, batch: Append[]): Promise<boolean[]> {
+async function insertEntries(db: Db, batch: Append[]): Promise<boolean[]> {
   const rows = [...batch].sort((a, b) => (a.fence.runId < b.fence.runId ? -1 : a.fence.runId > b.fence.runId ? 1 : a.sequence - b.sequence));
   const column = <T>(pick: (p: Append) => T) => rows.map(pick);
   const values = [
@@ -82,7 +82,7 @@ async function insertEntries(database: Pick<Database, "query">, batch: Append[])
     column((p) => p.entry.targetTurnId ?? null),
     column((p) => p.fence.owner),
   ];
-  const inserted = await database.query<{ run_id: string; sequence: number }>(insertEntriesSql, values, "cairn_append_entries");
+  const inserted = await rawQuery<{ run_id: string; sequence: number }>(db, insertEntriesSql, values, "cairn_append_entries");
   const written = new Set(inserted.map((row) => rowKey(row.run_id, row.sequence)));
   return batch.map((p) => written.has(rowKey(p.fence.runId, p.sequence)));
 }

@@ -11,7 +11,7 @@ import { type AgentWait, type ChildOutcome, type ChildWait, type EventWait, next
 import type { FailureInfo } from "../engine/json.js";
 import { cancelTurnsOf, findTurnOutcome, lockTurnKey } from "./agents.js";
 import { eventLockKey, findEvent, lockChildKey, lockEventKey } from "./events.js";
-import { type Db, ownClient, queryRows, rawQuery } from "./database.js";
+import { type Db, queryRows, rawQuery } from "./database.js";
 import { claimRunRows, finishRunRow, insertRunRow, selectRun } from "./run-writes.js";
 import { type RunRow, type RunStatus, runs, terminalStatuses, type WaitingOn, waits } from "./schema.js";
 
@@ -312,7 +312,7 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
   const first = pending[0];
   const waitingOn = first ? describeWait(first) : null;
   if (pending.every((w) => w.kind === "timer" || w.kind === "retry")) return parkOnClock(db, fence, waitingOn, deadline);
-  if (ownClient(db) && pending.every((w) => w.kind === "event" || w.kind === "timer" || w.kind === "retry")) {
+  if (pending.every((w) => w.kind === "event" || w.kind === "timer" || w.kind === "retry")) {
     return parkOnEvents(db, fence, namespace, pending, waitingOn, deadline);
   }
   return db.transaction(async (tx) => {
@@ -388,7 +388,7 @@ async function parkOnClock(db: Db, fence: Fence, waitingOn: WaitingOn | null, de
 
 /**
  * Parks a run whose waits are events (and clocks) in one round trip: the
- * server-side function (migration 0006) takes the event keys' locks, looks for
+ * server-side function (migration 0005) takes the event keys' locks, looks for
  * an unconsumed event, and parks, exactly as the transaction in suspendRun does.
  */
 async function parkOnEvents(
