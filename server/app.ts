@@ -94,7 +94,6 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   const { auth } = config;
   const keys = auth.mode === "keys" ? new KeyCache(database.db, { ttlMs: auth.keyCacheTtlMs, logger }) : undefined;
   const rateLimiter = config.rateLimit && auth.mode === "keys" ? new RateLimiter(config.rateLimit.rps, config.rateLimit.burst) : undefined;
-  if (keys && rateLimiter) keys.onEvict = (id) => rateLimiter.forget(id);
   // Outermost first: errors of everything inside are mapped (a store failure while loading a key becomes UNAVAILABLE);
   // a call already past its deadline stops; the caller is authenticated; requests are validated against the proto
   // rules last, right before the service.

@@ -21,6 +21,7 @@ import { Health, HealthCheckResponse_ServingStatus } from "../sdk/gen/grpc/healt
 import * as reflectionV1 from "../sdk/gen/grpc/reflection/v1/reflection_pb.js";
 import type { CairnServer } from "../server/app.js";
 import { generateApiKey } from "../server/auth/api-key.js";
+import { RateLimiter } from "../server/auth/rate-limit.js";
 import { ConfigError, isLoopback, loadConfig } from "../server/config.js";
 import { valueFromJson, valueToJson } from "../server/rpc/convert.js";
 import { insertApiKey, revokeApiKey } from "../server/store/api-keys.js";
@@ -578,6 +579,11 @@ describe("rate limit", () => {
     assert.ok(retryAfterMs > 0 && retryAfterMs <= 2000, `retry-after-ms ${retryAfterMs}`);
     assert.equal(error.metadata.get("retry-after"), String(Math.ceil(retryAfterMs / 1000)));
 
+    // A change notice for the key (its own creation notice arrives like this) must not hand it a fresh burst.
+    await withClient(database.url, (c) => c.query("select pg_notify('cairn_keys', $1)", [id]));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await rejects(client.workflows.listWorkflows({}), Code.ResourceExhausted);
+
     const viaRest = await rest(`/workflows/runs/${randomUUID()}`, { headers: { "X-Api-Key": key } }, limited.url);
     assert.equal(viaRest.status, 429);
     assert.ok(Number(viaRest.headers.get("retry-after")) >= 1);
@@ -591,6 +597,26 @@ describe("rate limit", () => {
     const workflows = await sdk.listWorkflows();
     assert.ok(workflows.length > 0);
     assert.ok(Date.now() - started >= 500, "the SDK waited for the hinted time before retrying");
+  });
+});
+
+describe("rate limiter buckets", () => {
+  test("a bucket is kept while it refills and swept once full, so idle keys cost no memory", () => {
+    let now = 0;
+    const limiter = new RateLimiter(1, 2, () => now);
+    assert.equal(limiter.take("a"), 0);
+    assert.equal(limiter.take("a"), 0);
+    assert.equal(limiter.take("a"), 1000);
+    now = 1500; // a refills 1.5 tokens; the sweep (every 2 s, the refill time) has not run yet
+    assert.equal(limiter.take("b"), 0);
+    assert.equal(limiter.take("a"), 0);
+    assert.equal(limiter.size, 2);
+    now = 3400; // a was last seen at 1.5 s, b too: neither is full yet, so both stay
+    assert.equal(limiter.take("c"), 0);
+    assert.equal(limiter.size, 3);
+    now = 6000; // everyone has refilled: the sweep leaves only the key asking now
+    assert.equal(limiter.take("a"), 0);
+    assert.equal(limiter.size, 1);
   });
 });
 

@@ -64,8 +64,6 @@ export class KeyCache {
   /** Open streams by key id: told when their key stops verifying. */
   private readonly watchers = new Map<string, Set<() => void>>();
   private readonly maxEntries: number;
-  /** Called with the id of every key evicted by a notice (the rate limiter forgets it). */
-  onEvict: ((id: string) => void) | undefined;
 
   constructor(
     private readonly db: Db,
@@ -102,7 +100,6 @@ export class KeyCache {
     this.generation++;
     this.entries.delete(id);
     this.loading.delete(id);
-    this.onEvict?.(id);
     if (this.watchers.has(id)) this.recheck([id]);
   }
 

@@ -3,9 +3,16 @@
  * In memory and per process: N server processes behind a load balancer allow
  * up to N times the rate in all. A bucket holds at most `burst` tokens and
  * refills at `rps` tokens per second; each request takes one.
+ *
+ * A bucket lives only as long as it is not full: one that has refilled says
+ * nothing a fresh bucket would not, so idle keys are swept away. Nothing else
+ * drops a bucket (a key-change notice must not hand a client a fresh burst).
  */
 export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  /** Milliseconds an empty bucket takes to fill up again. */
+  private readonly refillMs: number;
+  private sweptAt: number;
 
   constructor(
     readonly rps: number,
@@ -13,11 +20,14 @@ export class RateLimiter {
     private readonly now: () => number = () => performance.now(),
   ) {
     if (!(rps > 0) || !(burst >= 1)) throw new RangeError("RateLimiter needs rps > 0 and burst >= 1");
+    this.refillMs = (burst * 1000) / rps;
+    this.sweptAt = now();
   }
 
   /** Takes a token for `id`: 0 when the request may go ahead, else the milliseconds until a token is free. */
   take(id: string): number {
     const now = this.now();
+    if (now - this.sweptAt >= Math.max(this.refillMs, 1000)) this.sweep(now);
     let bucket = this.buckets.get(id);
     if (!bucket) {
       bucket = { tokens: this.burst, at: now };
@@ -33,8 +43,16 @@ export class RateLimiter {
     return Math.max(1, Math.ceil(((1 - bucket.tokens) * 1000) / this.rps));
   }
 
-  /** Forgets a key's bucket (a revoked key needs none). */
-  forget(id: string): void {
-    this.buckets.delete(id);
+  /** How many keys have a bucket (the sweep keeps this to the keys used lately). */
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  /** Drops the buckets that have refilled since their last request. */
+  private sweep(now: number): void {
+    this.sweptAt = now;
+    for (const [id, bucket] of this.buckets) {
+      if (now - bucket.at >= this.refillMs) this.buckets.delete(id);
+    }
   }
 }
