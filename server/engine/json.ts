@@ -185,7 +185,7 @@ export function toFailureInfo(error: unknown): FailureInfo {
 }
 
 /** Unpaired surrogates replaced by U+FFFD, as a UTF-8 encoder would. */
-function wellFormed(text: string): string {
+export function wellFormed(text: string): string {
   return unpairedSurrogate.test(text) ? text.replace(new RegExp(unpairedSurrogate.source, "g"), "\ufffd") : text;
 }
 
