@@ -150,6 +150,31 @@ describe("events", () => {
     for (const id of ids) assert.deepEqual(output(await waitForEnd(client, id, 20_000)), { payload: { go: 1 } });
   });
 
+  test("SendEvent delivers: when it answers, the run's event_received is committed and the run is claimed here", async () => {
+    const runId = await create("waiter", { type: "delivered", key: "d1" });
+    await waitForStatus(runId, RunStatus.WAITING);
+    const sent = await client.sendEvent({ eventType: "delivered", correlationId: "d1", payload: valueFromJson({ n: 7 }) });
+    assert.deepEqual(sent.matchedRunIds, [runId]);
+    // Read at once, before the run could have looked for the event itself.
+    const { entries } = await client.getRunHistory({ runId });
+    const received = entries.find((e) => e.kind === EntryKind.EVENT_RECEIVED);
+    assert.ok(received, "event_received is in the journal when SendEvent answers");
+    assert.equal(received.name, "approval");
+    assert.equal(received.eventId, sent.eventId);
+    assert.deepEqual(output(await waitForEnd(client, runId)), { payload: { n: 7 } });
+    const history = (await client.getRunHistory({ runId })).entries.map((e) => EntryKind[e.kind]);
+    assert.equal(history.filter((k) => k === "EVENT_RECEIVED").length, 1, history.join(", "));
+  });
+
+  test("two waits on one key: each event goes to the wait that started first and is still open", async () => {
+    const runId = await create("two_waits", { type: "pair", key: "p" });
+    await waitForStatus(runId, RunStatus.WAITING);
+    await client.sendEvent({ eventType: "pair", correlationId: "p", payload: valueFromJson("first") });
+    await waitForStatus(runId, RunStatus.WAITING);
+    await client.sendEvent({ eventType: "pair", correlationId: "p", payload: valueFromJson("second") });
+    assert.deepEqual(output(await waitForEnd(client, runId)), { zeta: "first", alpha: "second" });
+  });
+
   test("a targeted event wakes only its run", async () => {
     const [a, b] = [await create("waiter", { type: "targeted", key: "same" }), await create("waiter", { type: "targeted", key: "same" })];
     await waitForStatus(a, RunStatus.WAITING);

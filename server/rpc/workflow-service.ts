@@ -65,6 +65,11 @@ export interface WorkflowServiceDeps {
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Entries a watcher reads per round trip. */
 const watchPageSize = 500;
+/**
+ * The most runs one SendEvent claims for this process (slots are held for the call's duration, so concurrent
+ * sends must not hold them all); a wider fan-out queues the rest, which the scheduler then claims like any run.
+ */
+const deliveryClaimLimit = 16;
 /** A watcher re-reads the store at least this often, covering notifications lost while a listener reconnects. */
 const watchRecheckMs = 1000;
 const defaultAwaitMs = 30_000;
@@ -253,17 +258,32 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
         if (!(await getRun(db, namespace, targetRunId))) throw new EventTargetNotFoundError(request.runId);
       }
       throwIfDeadlinePassed(context.signal);
-      const result = await sendEvent(db, {
-        id: randomUUID(),
-        namespace,
-        eventType: request.eventType,
-        correlationId: request.correlationId,
-        payload,
-        targetRunId,
-        idempotencyKey: request.idempotencyKey || undefined,
-      });
-      // The event and the wake-up notice committed together; this process need not wait for its own notice.
-      if (result.matchedRunIds.length > 0) scheduler.wake();
+      // Runs the event is delivered to are claimed for this process, as many as it has room for, and start here
+      // at once; the others are queued for any process (and this one looks too: it may have room by then).
+      const slots = scheduler.reserveSlots(deliveryClaimLimit);
+      const sentAt = Date.now();
+      let result: Awaited<ReturnType<typeof sendEvent>>;
+      try {
+        result = await sendEvent(
+          db,
+          {
+            id: randomUUID(),
+            namespace,
+            eventType: request.eventType,
+            correlationId: request.correlationId,
+            payload,
+            targetRunId,
+            idempotencyKey: request.idempotencyKey || undefined,
+          },
+          { owner: scheduler.owner, leaseMs: deps.leaseMs, limit: slots, workflowNames: registry.list().map((w) => w.name) },
+        );
+      } catch (error) {
+        for (let i = 0; i < slots; i++) scheduler.releaseSlot();
+        throw error;
+      }
+      for (const { run, received } of result.claimed) scheduler.adoptDelivered(run, received, sentAt);
+      for (let i = result.claimed.length; i < slots; i++) scheduler.releaseSlot();
+      if (result.matchedRunIds.length > result.claimed.length) scheduler.wake();
       return create(SendEventResponseSchema, {
         eventId: result.eventId,
         matchedRunIds: result.matchedRunIds,

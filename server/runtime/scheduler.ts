@@ -167,6 +167,27 @@ export class Scheduler {
     if (this.starved) this.wake();
   }
 
+  /** Reserves up to `wanted` slots at once, as `reserveSlot` does; answers how many. Pair each with `adopt*` or `releaseSlot`. */
+  reserveSlots(wanted: number): number {
+    if (this.stopped) return 0;
+    const granted = Math.max(0, Math.min(wanted, this.options.maxConcurrentRuns - this.active.size - this.reserved));
+    this.reserved += granted;
+    return granted;
+  }
+
+  /**
+   * Executes, in a reserved slot, a run that SendEvent claimed for this process while delivering it `received`
+   * (its newest entry). If this process parked the run and nobody held it since, the kept journal plus that
+   * entry is the whole journal; otherwise the executor reads it.
+   */
+  adoptDelivered(run: RunRow, received: JournalEntry, claimedBefore: number): void {
+    if (run.leaseOwner !== this.owner) throw new Error(`run ${run.id} is not claimed by ${this.owner}`);
+    this.reserved--;
+    const kept = this.parkedJournals.take(run.id, run.leaseEpoch - 1);
+    const journal = kept && (kept.at(-1)?.sequence ?? 0) === received.sequence - 1 ? [...kept, received] : undefined;
+    this.launch(run, journal, claimedBefore + this.options.leaseMs);
+  }
+
   /** Executes a run this process claimed itself (eager start) in a reserved slot; `journal` is known to be empty. */
   adopt(run: RunRow, journal: JournalEntry[] = []): void {
     if (run.leaseOwner !== this.owner) throw new Error(`run ${run.id} is not claimed by ${this.owner}`);

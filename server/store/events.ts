@@ -7,8 +7,10 @@
  */
 import { sql } from "drizzle-orm";
 import type { JsonValue } from "../../sdk/workflow.js";
-import type { EventWait, MatchedEvent } from "../engine/journal.js";
+import type { EventWait, JournalEntry, MatchedEvent } from "../engine/journal.js";
 import { type Db, ownClient, queryRows, rawQuery } from "./database.js";
+import { type JsonRun, runRowFromJson } from "./run-writes.js";
+import type { RunRow } from "./schema.js";
 
 export interface NewEvent {
   id: string;
@@ -23,8 +25,18 @@ export interface NewEvent {
 export interface SendResult {
   eventId: string;
   deduplicated: boolean;
-  /** Waiting runs this event woke. */
+  /** Parked runs the event was delivered to (each got its event_received entry). */
   matchedRunIds: string[];
+  /** Those of them claimed for the sender's process (see `DeliveryClaim`), each with the entry it got. */
+  claimed: { run: RunRow; received: JournalEntry }[];
+}
+
+/** Who may take the runs an event is delivered to: this process, for up to `limit` runs of workflows it serves. */
+export interface DeliveryClaim {
+  owner: string;
+  leaseMs: number;
+  limit: number;
+  workflowNames: readonly string[];
 }
 
 /** Serializes senders and sleepers of one event key for the rest of the transaction. */
@@ -43,14 +55,18 @@ export async function lockChildKey(db: Db, childRunId: string): Promise<void> {
 }
 
 /**
- * Stores the event and wakes every run parked on its key (or only its
- * target). Committed before SendEvent replies: an accepted event is never lost.
+ * Stores the event and delivers it to every run parked on its key (or only
+ * its target): each gets its event_received entry in the same transaction
+ * (migration 0008). Up to `claim.limit` of them are claimed for the caller's
+ * process, the others are queued for any process. Committed before SendEvent
+ * replies: an accepted event is never lost.
  */
-export async function sendEvent(db: Db, event: NewEvent): Promise<SendResult> {
-  // One round trip: lock, insert, wake and notify in a server-side function (migration 0005), one transaction.
-  const [row] = await rawQuery<{ event_id: string; deduplicated: boolean; matched_run_ids: string[] }>(
+export async function sendEvent(db: Db, event: NewEvent, claim?: DeliveryClaim): Promise<SendResult> {
+  // The payload comes back as stored (jsonb orders object keys), so the live run sees what a replay will see.
+  type Claimed = { run: JsonRun; sequence: number; name: string; at: string; payload: JsonValue };
+  const [row] = await rawQuery<{ event_id: string; deduplicated: boolean; matched_run_ids: string[]; claimed: Claimed[] }>(
     db,
-    "select * from cairn_send_event($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
+    "select * from cairn_deliver_event($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12::text[])",
     [
       eventLockKey(event.namespace, event.eventType, event.correlationId),
       event.id,
@@ -60,11 +76,31 @@ export async function sendEvent(db: Db, event: NewEvent): Promise<SendResult> {
       JSON.stringify(event.payload),
       event.targetRunId ?? null,
       event.idempotencyKey ?? null,
+      claim?.owner ?? null,
+      claim?.leaseMs ?? 0,
+      claim?.limit ?? 0,
+      claim ? [...claim.workflowNames] : [],
     ],
-    "cairn_send_event",
+    "cairn_deliver_event",
   );
-  if (!row) throw new Error("cairn_send_event answered nothing");
-  return { eventId: row.event_id, deduplicated: row.deduplicated, matchedRunIds: row.matched_run_ids };
+  if (!row) throw new Error("cairn_deliver_event answered nothing");
+  const claimed = row.claimed.map(({ run, sequence, name, at, payload }) => {
+    const startedAt = new Date(at);
+    const received: JournalEntry = {
+      sequence,
+      kind: "event_received",
+      name,
+      result: payload,
+      eventId: row.event_id,
+      eventType: event.eventType,
+      correlationId: event.correlationId,
+      attempt: 1,
+      startedAt,
+      createdAt: startedAt,
+    };
+    return { run: runRowFromJson(run), received };
+  });
+  return { eventId: row.event_id, deduplicated: row.deduplicated, matchedRunIds: row.matched_run_ids, claimed };
 }
 
 /**

@@ -190,6 +190,23 @@ interface RawRun {
   completed_at: Date | null;
 }
 
+/** A `runs` row as `to_jsonb(runs.*)` gives it: timestamps are ISO strings. */
+export type JsonRun = { [K in keyof RawRun]: RawRun[K] extends Date ? string : RawRun[K] extends Date | null ? string | null : RawRun[K] };
+
+export function runRowFromJson(json: JsonRun): RunRow {
+  const date = (text: string | null): Date | null => (text === null ? null : new Date(text));
+  return toRunRow({
+    ...json,
+    lease_expires_at: date(json.lease_expires_at),
+    available_at: date(json.available_at),
+    cancel_requested_at: date(json.cancel_requested_at),
+    created_at: new Date(json.created_at),
+    updated_at: new Date(json.updated_at),
+    started_at: date(json.started_at),
+    completed_at: date(json.completed_at),
+  });
+}
+
 function toRunRow(raw: RawRun): RunRow {
   return {
     id: raw.id,
