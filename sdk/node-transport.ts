@@ -69,6 +69,7 @@ export function createHttp2Transport(options: Http2TransportOptions): Http2Trans
   const url = new URL(options.baseUrl);
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError(`createHttp2Transport needs an http: or https: baseUrl, got ${JSON.stringify(options.baseUrl)}`);
   const origin = url.origin;
+  const originPath = `${origin}/`;
   const urlPrefix = origin + url.pathname.replace(/\/+$/, "");
   const binary = options.useBinaryFormat ?? true;
   const readMaxBytes = options.readMaxBytes ?? defaultReadMaxBytes;
@@ -87,7 +88,7 @@ export function createHttp2Transport(options: Http2TransportOptions): Http2Trans
   // The innermost call, after the interceptors: one Connect unary exchange on an HTTP/2 stream.
   const send: UnaryFn = (request) => {
     // The connection is to `origin` only (as connect-node), whatever URL an interceptor set.
-    if (!request.url.startsWith(`${origin}/`)) {
+    if (!request.url.startsWith(originPath)) {
       return Promise.reject(new ConnectError(`cannot make a request to ${request.url}: the http2 session is connected to ${origin}`, Code.Internal));
     }
     let body: Uint8Array;
