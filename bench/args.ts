@@ -1,6 +1,6 @@
 /** Command-line flags of `npm run bench`. */
 import { parseArgs } from "node:util";
-import type { HttpVersion } from "./client.js";
+import { type HttpVersion, httpVersions } from "./client.js";
 
 export interface BenchOptions {
   quick: boolean;
@@ -60,9 +60,10 @@ next to pgbench on the same PostgreSQL in the same run. See bench/README.md.
 
 General:
   --quick               small sizes for a smoke run (< 1 min); explicit flags still win
-  --http V              the SDK's wire: 2 (h2c, connect-node), 1.1 (the SDK's fetch transport,
-                        keep-alive pool), or both (W1 on one server with each; the faster is
-                        used for everything else) (default both; quick 2)
+  --http V              the SDK's wire: 2 (h2c, the SDK's node:http2 transport), 2-connect (h2c,
+                        the connect-node transport), 1.1 (the SDK's fetch transport, keep-alive
+                        pool), or both (W1 on one server with 1.1 and 2; the faster is used for
+                        everything else) (default both; quick 2)
   --pool-size N         DATABASE_POOL_SIZE of every server process (default 20)
   --pgbench-seconds T   duration of each pgbench baseline (default 10; quick 1)
   --skip-pgbench        no baselines (no ratios)
@@ -201,7 +202,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
   const int = (flag: string, raw: string | undefined, fallback: number, min = 0) => (raw === undefined ? fallback : integerFlag(flag, raw, min));
   // The full run measures both wires and keeps the faster; --quick uses HTTP/2, the faster so far.
   const http = values.http ?? (values.quick ? "2" : "both");
-  if (http !== "1.1" && http !== "2" && http !== "both") throw new Error(`--http must be 1.1, 2 or both, got ${JSON.stringify(http)}`);
+  if (http !== "both" && !isHttpVersion(http)) throw new Error(`--http must be ${httpVersions.join(", ")} or both, got ${JSON.stringify(http)}`);
   const concurrency = int("--concurrency", values.concurrency, 64, 1);
   const extras = !values["skip-extras"];
   // --quick skips the extras unless one of their sizes is given.
@@ -236,6 +237,10 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     watchStepMs: int("--watch-step-ms", values["watch-step-ms"], 20),
     watchers: int("--watchers", values.watchers, 200, 1),
   };
+}
+
+function isHttpVersion(value: string): value is HttpVersion {
+  return (httpVersions as readonly string[]).includes(value);
 }
 
 function lengthList(raw: string): number[] {

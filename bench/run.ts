@@ -241,7 +241,7 @@ async function measureOnServers(
       if (options.http === "both") {
         for (const version of ["1.1", "2"] as const) figures.w1Http.push(await w1([a], version, `1 server, HTTP/${version}`));
         const faster = [...figures.w1Http].sort((x, y) => stepsPerSecond(y.result) - stepsPerSecond(x.result))[0];
-        if (faster) http = faster.http === "1.1" ? "1.1" : "2";
+        if (faster) http = faster.http as HttpVersion;
         log(`W1: HTTP/${http} was faster; it is used for every other workload`);
       }
       // One server and two servers take turns, round after round, so that a
