@@ -78,14 +78,15 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     maxHistoryPageSize: config.maxHistoryPageSize,
     feed,
   });
+  const agentService = createAgentService({
+    db: database.db,
+    turnBoard,
+    leaseMs: config.agentLeaseMs,
+    maxResultBytes: config.maxAgentResultBytes,
+  });
   const routes = (router: ConnectRouter) => {
     router.service(WorkflowService, workflowService);
-    router.service(AgentService, createAgentService({
-        db: database.db,
-        turnBoard,
-        leaseMs: config.agentLeaseMs,
-        maxResultBytes: config.maxAgentResultBytes,
-      }));
+    router.service(AgentService, agentService);
     router.service(Health, health.impl);
     reflection.register(router);
     // Decoding errors that connect-es reports as INTERNAL are the client's: INVALID_ARGUMENT (see protocol-errors.ts).
