@@ -14,6 +14,7 @@ import type { Config } from "./config.js";
 import { withCors } from "./http/cors.js";
 import { listen } from "./http/listen.js";
 import { withRestRoutes } from "./http/rest.js";
+import { withUnaryLane } from "./http/unary-lane.js";
 import type { Logger } from "./logger.js";
 import { createAgentService } from "./rpc/agent-service.js";
 import { authInterceptor } from "./rpc/auth.js";
@@ -38,6 +39,8 @@ export interface CairnServer {
   readonly database: Database;
   readonly registry: WorkflowRegistry;
   readonly scheduler: Scheduler;
+  /** Calls the unary fast lane answered so far (always 0 with CAIRN_UNARY_LANE=off). */
+  unaryLaneCalls(): number;
   /** Graceful: stop serving, let activations finish within the grace period, release the rest, close the store. */
   close(): Promise<void>;
 }
@@ -84,6 +87,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     leaseMs: config.agentLeaseMs,
     maxResultBytes: config.maxAgentResultBytes,
   });
+  // Called by the Connect adapter and by the unary fast lane: both serve these very implementations.
   const routes = (router: ConnectRouter) => {
     router.service(WorkflowService, workflowService);
     router.service(AgentService, agentService);
@@ -106,17 +110,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   ];
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
   const readMaxBytes = config.maxRequestBytes;
-  const connectHandler = connectNodeAdapter({
-    routes,
-    interceptors,
-    readMaxBytes,
-    acceptCompression,
-    shutdownSignal: shutdown.signal,
-  });
+  const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, shutdownSignal: shutdown.signal };
+  const connectHandler = connectNodeAdapter(connectOptions);
+  // Plain unary Connect calls skip the adapter's generic machinery, with the same options (see unary-lane.ts).
+  const lane = config.unaryLane ? withUnaryLane(connectHandler, connectOptions) : undefined;
   // REST routes call the same service through the same interceptors; CORS wraps everything, so
   // preflights for every route are answered before routing.
   const handler = withCors(
-    withRestRoutes(connectHandler, workflowService, {
+    withRestRoutes(lane ?? connectHandler, workflowService, {
       interceptors,
       readMaxBytes,
       shutdownSignal: shutdown.signal,
@@ -163,6 +164,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     database,
     registry,
     scheduler,
+    unaryLaneCalls: () => lane?.served() ?? 0,
     close() {
       closing ??= (async () => {
         for (const service of [WorkflowService.typeName, AgentService.typeName, ""]) health.setStatus(service, ServingStatus.NOT_SERVING);
