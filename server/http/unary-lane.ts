@@ -121,10 +121,15 @@ export function withUnaryLane(next: NodeHandler, options: UnaryLaneOptions): Una
     }
     served++;
     serve(method, req, res, authority).catch((error: unknown) => {
-      // Only a fault of the lane itself gets here (every call error is answered as Connect error JSON).
+      // Only a fault outside the call gets here (headers Node refuses, an error that cannot be serialized): every call
+      // error is answered as Connect error JSON. The adapter logs these too, but leaves the client waiting.
       console.error(`unary lane: rpc ${method.spec.method.name} of ${method.spec.method.parent.typeName} failed`, error);
-      if (!res.headersSent) send(res, 500, jsonError(new ConnectError("internal error", Code.Internal), opt.jsonOptions), new Headers({ "content-type": contentTypeUnaryJson }));
-      else res.destroy();
+      try {
+        if (res.headersSent) throw error;
+        send(res, 500, jsonError(new ConnectError("internal error", Code.Internal), opt.jsonOptions), new Headers({ "content-type": contentTypeUnaryJson }));
+      } catch {
+        res.destroy();
+      }
     });
   };
 
@@ -259,10 +264,7 @@ function send(res: Response, status: number, body: Uint8Array, header: Headers):
     else if (Array.isArray(existing)) existing.push(value);
     else nodeHeaders[name] = [String(existing), value];
   });
-  try {
-    res.writeHead(status, nodeHeaders);
-    res.end(body);
-  } catch {
-    // The client went away while the call ran: nobody is left to answer.
-  }
+  // A response whose client went away takes both calls quietly, on HTTP/1.1 and HTTP/2.
+  res.writeHead(status, nodeHeaders);
+  res.end(body);
 }
