@@ -13,6 +13,7 @@ import { RateLimiter } from "./auth/rate-limit.js";
 import type { Config } from "./config.js";
 import { withCors } from "./http/cors.js";
 import { listen } from "./http/listen.js";
+import { withValidAuthority } from "./http/require-authority.js";
 import { withRestRoutes } from "./http/rest.js";
 import { withUnaryLane } from "./http/unary-lane.js";
 import type { Logger } from "./logger.js";
@@ -111,7 +112,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
   const readMaxBytes = config.maxRequestBytes;
   const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, shutdownSignal: shutdown.signal };
-  const connectHandler = connectNodeAdapter(connectOptions);
+  // The adapter throws out of the request listener on a request without a usable Host: refused before it instead.
+  const connectHandler = withValidAuthority(connectNodeAdapter(connectOptions));
   // Plain unary Connect calls skip the adapter's generic machinery, with the same options (see unary-lane.ts).
   const lane = config.unaryLane ? withUnaryLane(connectHandler, connectOptions) : undefined;
   // REST routes call the same service through the same interceptors; CORS wraps everything, so

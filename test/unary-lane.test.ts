@@ -7,6 +7,7 @@
 // put for those it leaves to the adapter, so a lane that silently fell back would fail here.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import net from "node:net";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { after, before, describe, test } from "node:test";
 import { create, type DescMessage, fromBinary, fromJson, type JsonValue, toBinary, toJson } from "@bufbuild/protobuf";
@@ -421,6 +422,30 @@ for (const http of versions) {
   });
 }
 
+describe("requests without a usable authority", () => {
+  // connect-node's adapter throws out of the request listener for these; uncaught, that ended the server process.
+  test("are refused with 400 on both paths, and the server goes on serving", async () => {
+    for (const head of [
+      "POST /cairn.v1.WorkflowService/ListWorkflows HTTP/1.0", // HTTP/1.0 needs no Host
+      "POST /cairn.v1.WorkflowService/ListWorkflows HTTP/1.1\r\nHost: ok:99999",
+      "POST /cairn.v1.WorkflowService/ListWorkflows HTTP/1.1\r\nHost: a b",
+      "POST /cairn.v1.WorkflowService/WatchRuns HTTP/1.0", // a stream: the adapter's
+    ]) {
+      const answers: string[] = [];
+      for (const server of [open.lane, open.generic]) {
+        const before = server.unaryLaneCalls();
+        const raw = await rawSocketExchange(server.port, `${head}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`);
+        answers.push(raw.replace(/^Date: .*\r\n/m, ""));
+        assert.equal(server.unaryLaneCalls(), before, "the lane leaves these to the guard");
+        assert.equal(response(await rawExchange(server.url, "1.1", rpc("ListWorkflows", {}, "json"))).status, 200);
+      }
+      assert.match(answers[0] ?? "", /^HTTP\/1\.1 400 /, head);
+      assert.match(answers[0] ?? "", /"code":"invalid_argument"/);
+      assert.equal(answers[0], answers[1]);
+    }
+  });
+});
+
 describe("server shutdown", () => {
   test("ends the long polls in flight on both paths", async () => {
     const pair = await startPair({});
@@ -571,6 +596,19 @@ async function watchers(runId: string): Promise<number> {
   return withClient(database.url, async (client) => {
     const result = await client.query<{ n: string }>("select count(*) as n from run_watchers where target = $1", [runId]);
     return Number(result.rows[0]?.n ?? 0);
+  });
+}
+
+/** Writes `request` as it is on a new connection and returns everything the server sent until it closed. */
+function rawSocketExchange(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => socket.end(request));
+    let received = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => (received += chunk));
+    socket.on("close", () => resolve(received));
+    socket.on("error", reject);
+    socket.setTimeout(5000, () => socket.destroy(new Error(`no answer to ${JSON.stringify(request.slice(0, 60))}`)));
   });
 }
 

@@ -22,9 +22,9 @@
  *
  * What the lane takes: POST to the exact path of a unary method, `content-type` one that the
  * Connect protocol accepts for unary calls, no request compression (`content-encoding` and
- * `connect-content-encoding` absent or identity), single-valued protocol headers, and a known
- * authority. Anything else (streams, GET, gRPC and gRPC-Web, compressed bodies, query
- * strings, unknown paths) goes to the adapter untouched.
+ * `connect-content-encoding` absent or identity), single-valued protocol headers, and an
+ * authority that makes a URL (`require-authority.ts`). Anything else (streams, GET, gRPC and
+ * gRPC-Web, compressed bodies, query strings, unknown paths) goes to the adapter untouched.
  *
  * The one deliberate difference: a call that succeeds does not abort `context.signal` after it
  * answered (Connect does, at the cost of a DOMException per call). Nothing in Cairn listens to a
@@ -64,6 +64,7 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { type Fix, protocolErrorFix } from "../rpc/protocol-errors.js";
 import type { NodeHandler } from "./listen.js";
+import { connectRequestUrl } from "./require-authority.js";
 import { readUnaryBody } from "./unary-body.js";
 import { UnaryCallSignals } from "./unary-call-signal.js";
 
@@ -114,13 +115,14 @@ export function withUnaryLane(next: NodeHandler, options: UnaryLaneOptions): Una
 
   const handler: NodeHandler = (req, res) => {
     const method = req.method === "POST" && req.url !== undefined ? methods.get(req.url) : undefined;
-    const authority = method && takes(req.headers) ? authorityOf(req) : undefined;
-    if (!method || authority === undefined) {
+    // Without a URL for the request (no or a malformed authority), the adapter's side has the answer.
+    const url = method && takes(req.headers) ? connectRequestUrl(req) : undefined;
+    if (!method || url === undefined) {
       next(req, res);
       return;
     }
     served++;
-    serve(method, req, res, authority).catch((error: unknown) => {
+    serve(method, req, res, url).catch((error: unknown) => {
       // Only a fault outside the call gets here (headers Node refuses, an error that cannot be serialized): every call
       // error is answered as Connect error JSON. The adapter logs these too, but leaves the client waiting.
       console.error(`unary lane: rpc ${method.spec.method.name} of ${method.spec.method.parent.typeName} failed`, error);
@@ -133,7 +135,7 @@ export function withUnaryLane(next: NodeHandler, options: UnaryLaneOptions): Una
     });
   };
 
-  async function serve(method: LaneMethod, req: Request, res: Response, authority: string): Promise<void> {
+  async function serve(method: LaneMethod, req: Request, res: Response, url: string): Promise<void> {
     const { spec, serialization } = method;
     const headers = req.headers;
     const binary = contentTypeUnaryProto === (headers["content-type"] as string).toLowerCase();
@@ -148,7 +150,7 @@ export function withUnaryLane(next: NodeHandler, options: UnaryLaneOptions): Una
       service: spec.method.parent,
       requestMethod: "POST",
       protocolName: "connect",
-      url: new URL(req.url as string, `${isEncrypted(req) ? "https" : "http"}://${authority}`).toString(),
+      url,
       signal: call.signal,
       timeoutMs: call.timeoutMs,
       requestHeader,
@@ -225,16 +227,6 @@ function isIdentity(value: string | string[] | undefined): boolean {
 
 function isSingle(value: string | string[] | undefined): boolean {
   return value === undefined || typeof value === "string";
-}
-
-/** What Connect's adapter builds the request URL from; without it the adapter has its own answer. */
-function authorityOf(req: Request): string | undefined {
-  const authority = "authority" in req ? req.authority : req.headers.host;
-  return typeof authority === "string" && authority !== "" ? authority : undefined;
-}
-
-function isEncrypted(req: Request): boolean {
-  return "encrypted" in req.socket && req.socket.encrypted === true;
 }
 
 /** Node's request headers as web Headers, as connect-node's nodeHeaderToWebHeader converts them (pseudo-headers left out). */
