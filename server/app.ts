@@ -13,7 +13,9 @@ import { RateLimiter } from "./auth/rate-limit.js";
 import type { Config } from "./config.js";
 import { withCors } from "./http/cors.js";
 import { listen } from "./http/listen.js";
+import { withValidAuthority } from "./http/require-authority.js";
 import { withRestRoutes } from "./http/rest.js";
+import { withUnaryLane } from "./http/unary-lane.js";
 import type { Logger } from "./logger.js";
 import { createAgentService } from "./rpc/agent-service.js";
 import { authInterceptor } from "./rpc/auth.js";
@@ -38,6 +40,8 @@ export interface CairnServer {
   readonly database: Database;
   readonly registry: WorkflowRegistry;
   readonly scheduler: Scheduler;
+  /** Calls the unary fast lane answered so far (always 0 with CAIRN_UNARY_LANE=off). */
+  unaryLaneCalls(): number;
   /** Graceful: stop serving, let activations finish within the grace period, release the rest, close the store. */
   close(): Promise<void>;
 }
@@ -78,14 +82,16 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     maxHistoryPageSize: config.maxHistoryPageSize,
     feed,
   });
+  const agentService = createAgentService({
+    db: database.db,
+    turnBoard,
+    leaseMs: config.agentLeaseMs,
+    maxResultBytes: config.maxAgentResultBytes,
+  });
+  // Called by the Connect adapter and by the unary fast lane: both serve these very implementations.
   const routes = (router: ConnectRouter) => {
     router.service(WorkflowService, workflowService);
-    router.service(AgentService, createAgentService({
-        db: database.db,
-        turnBoard,
-        leaseMs: config.agentLeaseMs,
-        maxResultBytes: config.maxAgentResultBytes,
-      }));
+    router.service(AgentService, agentService);
     router.service(Health, health.impl);
     reflection.register(router);
     // Decoding errors that connect-es reports as INTERNAL are the client's: INVALID_ARGUMENT (see protocol-errors.ts).
@@ -105,17 +111,15 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   ];
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
   const readMaxBytes = config.maxRequestBytes;
-  const connectHandler = connectNodeAdapter({
-    routes,
-    interceptors,
-    readMaxBytes,
-    acceptCompression,
-    shutdownSignal: shutdown.signal,
-  });
+  const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, shutdownSignal: shutdown.signal };
+  // The adapter throws out of the request listener on a request without a usable Host: refused before it instead.
+  const connectHandler = withValidAuthority(connectNodeAdapter(connectOptions));
+  // Plain unary Connect calls skip the adapter's generic machinery, with the same options (see unary-lane.ts).
+  const lane = config.unaryLane ? withUnaryLane(connectHandler, connectOptions) : undefined;
   // REST routes call the same service through the same interceptors; CORS wraps everything, so
   // preflights for every route are answered before routing.
   const handler = withCors(
-    withRestRoutes(connectHandler, workflowService, {
+    withRestRoutes(lane ?? connectHandler, workflowService, {
       interceptors,
       readMaxBytes,
       shutdownSignal: shutdown.signal,
@@ -162,6 +166,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     database,
     registry,
     scheduler,
+    unaryLaneCalls: () => lane?.served() ?? 0,
     close() {
       closing ??= (async () => {
         for (const service of [WorkflowService.typeName, AgentService.typeName, ""]) health.setStatus(service, ServingStatus.NOT_SERVING);

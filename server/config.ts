@@ -82,6 +82,8 @@ export interface Config {
   rateLimit: RateLimitConfig | undefined;
   /** Serve TLS on the port (HTTP/2 by ALPN, HTTP/1.1 otherwise); undefined: plaintext. */
   tls: TlsConfig | undefined;
+  /** Plain unary Connect calls take the fast lane (server/http/unary-lane.ts); off: all go through the Connect adapter. */
+  unaryLane: boolean;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -127,6 +129,7 @@ export function loadConfig(env: Env = process.env): Config {
     auth: authConfig(env, host, databaseUrl),
     rateLimit: rateLimitConfig(env),
     tls: tlsConfig(env),
+    unaryLane: boolean(env, "CAIRN_UNARY_LANE", true),
   };
 }
 

@@ -22,28 +22,34 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Compression, UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
 
-interface WireError {
+export interface WireError {
   code: Code;
   message: string;
 }
 
 /** Returns the corrected error, or undefined to leave it as it is. */
-type Fix = (error: WireError) => WireError | undefined;
+export type Fix = (error: WireError) => WireError | undefined;
 
-export function reclassifyProtocolErrors(handler: UniversalHandler, requestBytesSetting = "CAIRN_MAX_REQUEST_BYTES"): UniversalHandler {
-  const typeName = handler.method.input.typeName;
-  const fix: Fix = ({ code, message }) => {
+export const requestBytesSetting = "CAIRN_MAX_REQUEST_BYTES";
+
+/** The corrections for errors of a method whose request message is `typeName` (also applied by the unary fast lane). */
+export function protocolErrorFix(typeName: string, bytesSetting = requestBytesSetting): Fix {
+  return ({ code, message }) => {
     if (code === Code.Internal && message.startsWith("parse binary: ")) {
       return { code: Code.InvalidArgument, message: `cannot decode message ${typeName} from protobuf binary: ${message.slice(14)}` };
     }
     if (code === Code.Internal && message.startsWith("received compressed envelope")) {
       return { code: Code.InvalidArgument, message: `${message}: a message is flagged as compressed but the request declares no encoding` };
     }
-    if (code === Code.ResourceExhausted && message.includes("readMaxBytes") && !message.includes(requestBytesSetting)) {
-      return { code, message: `${message} (${requestBytesSetting})` };
+    if (code === Code.ResourceExhausted && message.includes("readMaxBytes") && !message.includes(bytesSetting)) {
+      return { code, message: `${message} (${bytesSetting})` };
     }
     return undefined;
   };
+}
+
+export function reclassifyProtocolErrors(handler: UniversalHandler, bytesSetting = requestBytesSetting): UniversalHandler {
+  const fix = protocolErrorFix(handler.method.input.typeName, bytesSetting);
   const wrapped = async (request: Parameters<UniversalHandler>[0]) => rewrite(await handler(request), fix);
   return Object.assign(wrapped, {
     method: handler.method,
