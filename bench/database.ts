@@ -178,6 +178,14 @@ export class BenchProbe {
     return Object.fromEntries(result.rows.map((r) => [r.status, Number(r.n)]));
   }
 
+  /**
+   * What pgbench does before it measures: VACUUM (ANALYZE) the tables the workload writes, so the thousands of
+   * rows W1 just wrote do not set autovacuum off in the middle of the latency workloads that follow.
+   */
+  async vacuumEngineTables(): Promise<void> {
+    await this.client.query("vacuum (analyze) runs, journal_entries, events, waits");
+  }
+
   /** Runs RUNNING right now (activations in some process's memory), of every workflow. */
   async runningCount(): Promise<number> {
     const result = await this.client.query<{ n: string }>("select count(*) as n from runs where status = 'running'");

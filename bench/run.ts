@@ -267,6 +267,7 @@ async function measureOnServers(
 
     // ── W2, W3 ──
     if ((options.startRuns > 0 || options.eventRuns > 0) && !signal.aborted) {
+      await probe.vacuumEngineTables();
       await warmUpLatency(client, probe, signal);
       if (options.startRuns > 0) {
         const loadAverage = load1();
