@@ -111,7 +111,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   ];
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
   const readMaxBytes = config.maxRequestBytes;
-  const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, shutdownSignal: shutdown.signal };
+  // A deadline beyond setTimeout's ceiling (2^31 - 1 ms, 24.8 days) would fire after 1 ms: such a call is refused
+  // with INVALID_ARGUMENT naming the ceiling, on every protocol, instead of ending at once with DEADLINE_EXCEEDED.
+  const maxTimeoutMs = 2 ** 31 - 1;
+  const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, maxTimeoutMs, shutdownSignal: shutdown.signal };
   // The adapter throws out of the request listener on a request without a usable Host: refused before it instead.
   const connectHandler = withValidAuthority(connectNodeAdapter(connectOptions));
   // Plain unary Connect calls skip the adapter's generic machinery, with the same options (see unary-lane.ts).

@@ -270,6 +270,10 @@ for (const http of versions) {
           assert.equal(answer.status, 400, `connect-timeout-ms: ${JSON.stringify(bad)}`);
         }
         assert.equal((await assertSame(open, http, () => rpc("ListWorkflows", {}, format, { headers: { "connect-timeout-ms": "60000" } }))).status, 200);
+        // Past setTimeout's ceiling a deadline would fire at once: refused, naming the ceiling, rather than DEADLINE_EXCEEDED.
+        const tooLong = await assertSame(open, http, () => rpc("ListWorkflows", {}, format, { headers: { "connect-timeout-ms": "2147483648" } }));
+        assert.equal(tooLong.status, 400);
+        assert.match(tooLong.body.toString(), /timeout 2147483648ms must be <= 2147483647/);
         // AwaitRun stops waiting when the call's deadline passes, and answers the run as it is.
         const runs = await runOnEach(open, "waiter", { type: "never", key: randomUUID() });
         const began = Date.now();

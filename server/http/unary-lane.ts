@@ -73,6 +73,8 @@ export interface UnaryLaneOptions {
   routes: (router: ConnectRouter) => void;
   interceptors?: UniversalHandlerOptions["interceptors"];
   readMaxBytes?: number;
+  /** Longer `connect-timeout-ms` values are refused (INVALID_ARGUMENT), as the adapter does. */
+  maxTimeoutMs?: number;
   acceptCompression?: Compression[];
   jsonOptions?: UniversalHandlerOptions["jsonOptions"];
   binaryOptions?: UniversalHandlerOptions["binaryOptions"];
