@@ -61,8 +61,15 @@ BEGIN
     FROM runs r JOIN waits w ON w.run_id = r.id
     WHERE r.id = ANY(v_locked) AND r.status = 'waiting'
       AND w.kind = 'event' AND w.event_type = p_event_type AND w.correlation_id = p_correlation_id
-    ORDER BY r.id, (SELECT min(j.sequence) FROM journal_entries j
-                    WHERE j.run_id = r.id AND j.name = w.name AND j.kind = 'event_wait_started') NULLS LAST, w.name),
+    -- Start order costs a walk of the run's journal, so it is looked up only for a run that waits on this key
+    -- under more than one name.
+    ORDER BY r.id,
+             CASE WHEN EXISTS (SELECT 1 FROM waits o
+                               WHERE o.run_id = r.id AND o.name <> w.name AND o.kind = 'event'
+                                 AND o.event_type = p_event_type AND o.correlation_id = p_correlation_id)
+                  THEN (SELECT min(j.sequence) FROM journal_entries j
+                        WHERE j.run_id = r.id AND j.name = w.name AND j.kind = 'event_wait_started') END NULLS LAST,
+             w.name),
   written AS (
     INSERT INTO journal_entries (run_id, sequence, namespace, kind, name, result, attempt, started_at,
                                  event_type, correlation_id, event_id)
