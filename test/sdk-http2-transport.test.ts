@@ -8,7 +8,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http2 from "node:http2";
-import { createServer, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -23,7 +23,7 @@ import type { CairnServer } from "../server/app.js";
 import { generateApiKey } from "../server/auth/api-key.js";
 import { insertApiKey } from "../server/store/api-keys.js";
 import { echo } from "./fixtures/service-workflows/echo.js";
-import { createTestDatabase, type TestDatabase } from "./support/postgres.js";
+import { createTestDatabase, freePort, type TestDatabase } from "./support/postgres.js";
 import { startTestServer } from "./support/in-process-server.js";
 import { repoRoot, startServerProcess } from "./support/server-process.js";
 
@@ -84,16 +84,6 @@ async function parkedRun(client: CairnClient): Promise<string> {
 }
 
 const awaitFor = (seconds: number) => ({ seconds: BigInt(seconds), nanos: 0 });
-
-async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, "127.0.0.1");
-  await once(probe, "listening");
-  const address = probe.address();
-  probe.close();
-  await once(probe, "close");
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 describe("calls", () => {
   test("createRun, getRun, waitForResult and listRuns through `http2: true`", async () => {

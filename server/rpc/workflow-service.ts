@@ -278,11 +278,11 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
           { owner: scheduler.owner, leaseMs: deps.leaseMs, limit: slots, workflowNames: registry.list().map((w) => w.name) },
         );
       } catch (error) {
-        for (let i = 0; i < slots; i++) scheduler.releaseSlot();
+        scheduler.releaseSlots(slots);
         throw error;
       }
       for (const { run, received } of result.claimed) scheduler.adoptDelivered(run, received, sentAt);
-      for (let i = result.claimed.length; i < slots; i++) scheduler.releaseSlot();
+      scheduler.releaseSlots(slots - result.claimed.length);
       if (result.matchedRunIds.length > result.claimed.length) scheduler.wake();
       return create(SendEventResponseSchema, {
         eventId: result.eventId,

@@ -160,22 +160,25 @@ export class Scheduler {
    * `adopt` or `releaseSlot`.
    */
   reserveSlot(): boolean {
-    if (this.stopped || this.active.size + this.reserved >= this.options.maxConcurrentRuns) return false;
-    this.reserved++;
-    return true;
+    return this.reserveSlots(1) === 1;
   }
 
   releaseSlot(): void {
-    this.reserved--;
-    if (this.starved) this.wake();
+    this.releaseSlots(1);
   }
 
-  /** Reserves up to `wanted` slots at once, as `reserveSlot` does; answers how many. Pair each with `adopt*` or `releaseSlot`. */
+  /** Reserves up to `wanted` slots at once, as `reserveSlot` does; answers how many. Pair each with `adopt*` or `releaseSlots`. */
   reserveSlots(wanted: number): number {
     if (this.stopped) return 0;
     const granted = Math.max(0, Math.min(wanted, this.options.maxConcurrentRuns - this.active.size - this.reserved));
     this.reserved += granted;
     return granted;
+  }
+
+  releaseSlots(count: number): void {
+    if (count <= 0) return;
+    this.reserved -= count;
+    if (this.starved) this.wake();
   }
 
   /**

@@ -140,7 +140,8 @@ function urlForDatabase(serverUrl: string, database: string): string {
   return url.toString();
 }
 
-function freePort(): Promise<number> {
+/** A port nobody listens on right now on 127.0.0.1 (for a server started moments later). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
