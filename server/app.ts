@@ -26,9 +26,9 @@ import { createRequestValidator, validationInterceptor } from "./rpc/validation.
 import { createHealthService, Health, ServingStatus } from "./rpc/health.js";
 import { createReflectionServices } from "./rpc/reflection.js";
 import { createWorkflowService } from "./rpc/workflow-service.js";
-import { Scheduler } from "./runtime/scheduler.js";
-import { RunFeed } from "./runtime/run-feed.js";
-import { TurnBoard } from "./runtime/turn-board.js";
+import { Worker } from "./worker/worker.js";
+import { RunFeed } from "./runs/run-feed.js";
+import { TurnBoard } from "./runs/turn-board.js";
 import { countActiveApiKeys } from "./store/api-keys.js";
 import { type Database, openDatabase } from "./store/database.js";
 import { loadWorkflows } from "./workflows/loader.js";
@@ -39,7 +39,7 @@ export interface CairnServer {
   readonly url: string;
   readonly database: Database;
   readonly registry: WorkflowRegistry;
-  readonly scheduler: Scheduler;
+  readonly scheduler: Worker;
   /** Calls the unary fast lane answered so far (always 0 with CAIRN_UNARY_LANE=off). */
   unaryLaneCalls(): number;
   /** Graceful: stop serving, let activations finish within the grace period, release the rest, close the store. */
@@ -53,7 +53,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
 
   const turnBoard = new TurnBoard();
   const feed = new RunFeed();
-  const scheduler = new Scheduler({
+  const scheduler = new Worker({
     database,
     registry,
     logger,

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { delimiter, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
-import { parseDuration } from "./engine/duration.js";
+import { parseDuration } from "./core/duration.js";
 
 export type AuthMode = "keys" | "open";
 

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
 import type { CairnServer } from "../server/app.js";
-import { childRunId } from "../server/engine/activation.js";
+import { childRunId } from "../server/core/activation.js";
 import { valueFromJson, valueToJson } from "../server/rpc/convert.js";
 import { insertChildRun } from "../server/store/runs.js";
 import { startTestServer, waitForEnd, type WorkflowClient } from "./support/in-process-server.js";

@@ -12,7 +12,7 @@ import { fromJson, toJson } from "@bufbuild/protobuf";
 import { type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
 import { RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
-import type { NewEntry } from "../server/engine/journal.js";
+import type { NewEntry } from "../server/core/journal.js";
 import { type Database, openDatabase } from "../server/store/database.js";
 import { loadJournal } from "../server/store/journal.js";
 import { JournalWriter } from "../server/store/journal-writer.js";

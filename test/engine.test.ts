@@ -2,10 +2,10 @@
 // JSON discipline and host failures, against an in-memory journal.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { Activation, childRunId, type Handler } from "../server/engine/activation.js";
-import { LeaseLostError } from "../server/engine/errors.js";
-import type { JournalEntry } from "../server/engine/journal.js";
-import { sameJson, toJsonValue } from "../server/engine/json.js";
+import { Activation, childRunId, type Handler } from "../server/core/activation.js";
+import { LeaseLostError } from "../server/core/errors.js";
+import type { JournalEntry } from "../server/core/journal.js";
+import { sameJson, toJsonValue } from "../server/core/json.js";
 import { ChildWorkflowFailedError, NonRetryableError, type WorkflowContext } from "../sdk/workflow.js";
 import { type MemoryHost, memoryHost } from "./support/memory-host.js";
 

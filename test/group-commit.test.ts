@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { NewEntry } from "../server/engine/journal.js";
+import type { NewEntry } from "../server/core/journal.js";
 import { type Database, openDatabase } from "../server/store/database.js";
 import { loadJournal } from "../server/store/journal.js";
 import { JournalWriter } from "../server/store/journal-writer.js";

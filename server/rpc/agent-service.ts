@@ -22,9 +22,9 @@ import {
 } from "../../sdk/gen/cairn/v1/agent_pb.js";
 import type { Value } from "@bufbuild/protobuf/wkt";
 import type { JsonValue } from "../../sdk/workflow.js";
-import { InvalidInputError, PayloadTooLargeError } from "../engine/errors.js";
-import { requestJsonProblem } from "../engine/json.js";
-import type { TurnBoard } from "../runtime/turn-board.js";
+import { InvalidInputError, PayloadTooLargeError } from "../core/errors.js";
+import { requestJsonProblem } from "../core/json.js";
+import type { TurnBoard } from "../runs/turn-board.js";
 import { claimTurns, finishTurn, heartbeatTurn, type LeaseCheck, releaseTurns, type TurnResult } from "../store/agents.js";
 import type { Db } from "../store/database.js";
 import { type AgentTurnRow, agentTurns } from "../store/schema.js";

@@ -19,8 +19,8 @@ import {
   WaitingOnSchema,
 } from "../../sdk/gen/cairn/v1/types_pb.js";
 import type { JsonValue } from "../../sdk/workflow.js";
-import type { EntryKind as StoredKind, JournalEntry } from "../engine/journal.js";
-import type { FailureInfo } from "../engine/json.js";
+import type { EntryKind as StoredKind, JournalEntry } from "../core/journal.js";
+import type { FailureInfo } from "../core/json.js";
 import type { RunRow, RunStatus as StoredStatus, WaitingOn } from "../store/schema.js";
 
 const statusToProto: Record<StoredStatus, RunStatus> = {

@@ -12,7 +12,7 @@ import {
   PayloadTooLargeError,
   RunNotFoundError,
   WorkflowNotFoundError,
-} from "../engine/errors.js";
+} from "../core/errors.js";
 import type { Logger } from "../logger.js";
 import { callerKey } from "./auth.js";
 

@@ -33,12 +33,12 @@ import {
   PayloadTooLargeError,
   RunAlreadyFinishedError,
   RunNotFoundError,
-} from "../engine/errors.js";
+} from "../core/errors.js";
 import { sendEvent } from "../store/events.js";
-import { requestJsonProblem, sameJson } from "../engine/json.js";
-import { ChangeSignal, type RunFeed } from "../runtime/run-feed.js";
-import { RunTails } from "../runtime/run-tail.js";
-import type { Scheduler } from "../runtime/scheduler.js";
+import { requestJsonProblem, sameJson } from "../core/json.js";
+import { ChangeSignal, type RunFeed } from "../runs/run-feed.js";
+import { RunTails } from "../runs/run-tail.js";
+import type { Worker } from "../worker/worker.js";
 import { type RunRow, terminalStatuses } from "../store/schema.js";
 import type { Db } from "../store/database.js";
 import { listJournal } from "../store/journal.js";
@@ -51,7 +51,7 @@ import { dateFromTimestamp, entryToProto, runToProto, statusFromProto, valueToJs
 export interface WorkflowServiceDeps {
   db: Db;
   registry: WorkflowRegistry;
-  scheduler: Scheduler;
+  scheduler: Worker;
   leaseMs: number;
   maxInputBytes: number;
   maxEventBytes: number;

@@ -8,8 +8,8 @@
  */
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { JsonValue } from "../../sdk/workflow.js";
-import type { AgentTurnRequest, TurnOutcome } from "../engine/journal.js";
-import type { FailureInfo } from "../engine/json.js";
+import type { AgentTurnRequest, TurnOutcome } from "../core/journal.js";
+import type { FailureInfo } from "../core/json.js";
 import type { Db } from "./database.js";
 import { type AgentTurnRow, agentTurns } from "./schema.js";
 

@@ -7,7 +7,7 @@
  */
 import { sql } from "drizzle-orm";
 import type { JsonValue } from "../../sdk/workflow.js";
-import type { EventWait, JournalEntry, MatchedEvent } from "../engine/journal.js";
+import type { EventWait, JournalEntry, MatchedEvent } from "../core/journal.js";
 import { type Db, ownClient, queryRows, rawQuery } from "./database.js";
 import { type JsonRun, runRowFromJson } from "./run-writes.js";
 import type { RunRow } from "./schema.js";

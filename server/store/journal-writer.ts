@@ -11,8 +11,8 @@
  * committed, and answers false, with nothing written, when its fence no
  * longer holds.
  */
-import type { NewEntry } from "../engine/journal.js";
-import { wellFormed } from "../engine/json.js";
+import type { NewEntry } from "../core/journal.js";
+import { wellFormed } from "../core/json.js";
 import { Batcher, type BatcherOptions } from "./batcher.js";
 import { type Db, rawQuery } from "./database.js";
 import type { Fence } from "./runs.js";

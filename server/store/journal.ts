@@ -4,7 +4,7 @@
  * lease.
  */
 import { and, asc, eq, getTableColumns, gt, inArray, sql } from "drizzle-orm";
-import type { JournalEntry, EntryKind } from "../engine/journal.js";
+import type { JournalEntry, EntryKind } from "../core/journal.js";
 import { type Db, queryRows } from "./database.js";
 import { type JournalRow, journalEntries } from "./schema.js";
 

@@ -8,7 +8,7 @@
  * nothing.
  */
 import type { JsonValue } from "../../sdk/workflow.js";
-import type { FailureInfo } from "../engine/json.js";
+import type { FailureInfo } from "../core/json.js";
 import { Batcher } from "./batcher.js";
 import { type Db, rawQuery } from "./database.js";
 import type { RunRow, RunStatus, WaitingOn } from "./schema.js";

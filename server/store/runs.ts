@@ -6,9 +6,9 @@
  */
 import { and, desc, eq, gte, inArray, isNull, lt, or, sql, type SQL } from "drizzle-orm";
 import type { JsonValue } from "../../sdk/workflow.js";
-import { LeaseLostError } from "../engine/errors.js";
-import { type AgentWait, type ChildOutcome, type ChildWait, type EventWait, nextDeadline, type PendingWait } from "../engine/journal.js";
-import type { FailureInfo } from "../engine/json.js";
+import { LeaseLostError } from "../core/errors.js";
+import { type AgentWait, type ChildOutcome, type ChildWait, type EventWait, nextDeadline, type PendingWait } from "../core/journal.js";
+import type { FailureInfo } from "../core/json.js";
 import { cancelTurnsOf, findTurnOutcome, lockTurnKey } from "./agents.js";
 import { eventLockKey, findEvent, lockChildKey, lockEventKey } from "./events.js";
 import { type Db, queryRows, rawQuery } from "./database.js";

@@ -7,7 +7,7 @@
  */
 import { sql } from "drizzle-orm";
 import { bigint, boolean, check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
-import type { FailureInfo } from "../engine/json.js";
+import type { FailureInfo } from "../core/json.js";
 import type { JsonValue } from "../../sdk/workflow.js";
 
 /** A run's first pending wait, as GetRun shows it. */

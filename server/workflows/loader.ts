@@ -11,7 +11,7 @@ import { readdirSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { StandardSchemaV1 } from "@standard-schema/spec";
-import type { Handler } from "../engine/activation.js";
+import type { Handler } from "../core/activation.js";
 import type { Logger } from "../logger.js";
 import { type LoadedWorkflow, WorkflowRegistry } from "./registry.js";
 

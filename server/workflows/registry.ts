@@ -4,8 +4,8 @@
  */
 import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { JsonValue } from "../../sdk/workflow.js";
-import type { Handler } from "../engine/activation.js";
-import { InvalidInputError, WorkflowNotFoundError } from "../engine/errors.js";
+import type { Handler } from "../core/activation.js";
+import { InvalidInputError, WorkflowNotFoundError } from "../core/errors.js";
 
 export interface LoadedWorkflow {
   name: string;

@@ -3,9 +3,9 @@
  * store are arrays, the clock is settable, so a test can run an activation,
  * let it suspend or "crash", change the world, and replay against what was kept.
  */
-import type { ActivationHost } from "../../server/engine/activation.js";
-import { WorkflowNotFoundError } from "../../server/engine/errors.js";
-import type { AgentTurnRequest, AgentWait, TurnOutcome, ChildOutcome, ChildRequest, ChildWait, EventWait, JournalEntry, MatchedEvent, NewEntry, PendingWait } from "../../server/engine/journal.js";
+import type { ActivationHost } from "../../server/core/activation.js";
+import { WorkflowNotFoundError } from "../../server/core/errors.js";
+import type { AgentTurnRequest, AgentWait, TurnOutcome, ChildOutcome, ChildRequest, ChildWait, EventWait, JournalEntry, MatchedEvent, NewEntry, PendingWait } from "../../server/core/journal.js";
 import type { JsonValue, WorkflowLogger } from "../../sdk/workflow.js";
 
 export interface StoredEvent {

@@ -13,9 +13,9 @@
 import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
 import { sql } from "drizzle-orm";
-import { LeaseLostError, RunCancelledError } from "../engine/errors.js";
-import type { JournalEntry, PendingWait } from "../engine/journal.js";
-import type { ValueLimits } from "../engine/json.js";
+import { LeaseLostError, RunCancelledError } from "../core/errors.js";
+import type { JournalEntry, PendingWait } from "../core/journal.js";
+import type { ValueLimits } from "../core/json.js";
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { deleteExpiredEvents } from "../store/events.js";
@@ -24,12 +24,12 @@ import { JournalWriter } from "../store/journal-writer.js";
 import { claimDueRuns, type Fence, nextDueAt, releaseRun, renewLeases, requeueExpiredLeases } from "../store/runs.js";
 import type { RunRow } from "../store/schema.js";
 import type { WorkflowRegistry } from "../workflows/registry.js";
-import { executeRun, ShutdownError } from "./run-executor.js";
-import type { TurnBoard } from "./turn-board.js";
+import { executeRun, ShutdownError } from "./executor.js";
+import type { TurnBoard } from "../runs/turn-board.js";
 
 export { ShutdownError };
 
-export interface SchedulerOptions {
+export interface WorkerOptions {
   database: Database;
   registry: WorkflowRegistry;
   logger: Logger;
@@ -73,7 +73,7 @@ const parkedJournalEntries = 10_000;
 /** setTimeout's ceiling; a later deadline is re-armed by the poll. */
 const maxTimerMs = 2 ** 31 - 1;
 
-export class Scheduler {
+export class Worker {
   readonly owner: string;
   private readonly active = new Map<string, ActiveRun>();
   private stopped = true;
@@ -97,7 +97,7 @@ export class Scheduler {
   /** Journals of runs this process parked, so that waking them here skips the journal read. */
   private readonly parkedJournals = new ParkedJournals(parkedJournalEntries);
 
-  constructor(private readonly options: SchedulerOptions) {
+  constructor(private readonly options: WorkerOptions) {
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.journalWriter = new JournalWriter(options.database.db);
   }

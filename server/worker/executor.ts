@@ -5,10 +5,10 @@
  * meets the database.
  */
 import type { JsonValue } from "../../sdk/workflow.js";
-import { Activation, type ActivationHost, type ActivationOutcome } from "../engine/activation.js";
-import { LeaseLostError, RunCancelledError } from "../engine/errors.js";
-import { type JournalEntry, type NewEntry, nextDeadline, type PendingWait } from "../engine/journal.js";
-import { checkSize, inputLimit, toFailureInfo, type ValueLimits } from "../engine/json.js";
+import { Activation, type ActivationHost, type ActivationOutcome } from "../core/activation.js";
+import { LeaseLostError, RunCancelledError } from "../core/errors.js";
+import { type JournalEntry, type NewEntry, nextDeadline, type PendingWait } from "../core/journal.js";
+import { checkSize, inputLimit, toFailureInfo, type ValueLimits } from "../core/json.js";
 import { toWorkflowLogger, type Logger } from "../logger.js";
 import type { Db } from "../store/database.js";
 import { findTurnOutcome, insertTurn } from "../store/agents.js";

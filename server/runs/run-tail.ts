@@ -5,7 +5,7 @@
  * entries, and a stream that fell behind the window catches up from the
  * store on its own, so slow watchers never hold up fast ones or the engine.
  */
-import type { JournalEntry } from "../engine/journal.js";
+import type { JournalEntry } from "../core/journal.js";
 import type { Db } from "../store/database.js";
 import { listJournal } from "../store/journal.js";
 import { getRun } from "../store/runs.js";
