@@ -60,21 +60,9 @@ export function runDuration(run: RunInfo, now = new Date()): string {
   return duration((run.completedAt ?? (isFinished(run) ? run.updatedAt : now)).getTime() - start.getTime());
 }
 
+/** The server describes waits (one table of wait kinds lives in the server's core). */
 export function waitingOn(waiting: WaitingOnInfo): string {
-  switch (waiting.kind) {
-    case "timer":
-      return `timer ${waiting.name}${waiting.fireAt ? ` until ${timestamp(waiting.fireAt)}` : ""}`;
-    case "event":
-      return `event ${waiting.eventType} (correlation ${waiting.correlationId})${waiting.timeoutAt ? ` until ${timestamp(waiting.timeoutAt)}` : ""}`;
-    case "child":
-      return `child ${waiting.name}: ${waiting.workflowName} run ${waiting.runId}`;
-    case "agent":
-      return `agent ${waiting.agent || "(any)"} turn ${waiting.turnId}`;
-    case "retry":
-      return `retry of step ${waiting.stepName} (attempt ${waiting.nextAttempt})${waiting.retryAt ? ` at ${timestamp(waiting.retryAt)}` : ""}`;
-    default:
-      return waiting.name;
-  }
+  return waiting.description;
 }
 
 /** What `runs list` shows after the columns: the wait, the failure or the cancel reason. */
@@ -94,52 +82,23 @@ function took(entry: HistoryEntryInfo): string {
   return `  ${duration(entry.createdAt.getTime() - entry.startedAt.getTime())}`;
 }
 
-function attempts(entry: HistoryEntryInfo): string {
-  return entry.attempt > 1 ? ` (attempt ${entry.attempt})` : "";
+/** A mark by outcome, read from the kind's shape: ✓ done, ✗ failed, ↻ will retry, · started or waiting. */
+function mark(kind: string): string {
+  if (kind.endsWith("_attempt_failed")) return "↻";
+  if (kind.endsWith("_failed") || kind.endsWith("_timed_out")) return "✗";
+  if (kind.endsWith("_completed") || kind.endsWith("_fired") || kind.endsWith("_received")) return "✓";
+  return "·";
 }
 
 /**
- * One history entry as one line of `runs watch`. The run_* entries return undefined: the
- * watch prints the run's outcome itself once the stream ends.
+ * One history entry as one line of `runs watch`: the server's summary with a mark and, for entries
+ * that end something, how long it took. The run_* entries return undefined: the watch prints the
+ * run's outcome itself once the stream ends.
  */
 export function entryLine(entry: HistoryEntryInfo): string | undefined {
-  const name = entry.name;
-  switch (entry.kind) {
-    case "step_completed":
-      return `  ✓ step ${name}${attempts(entry)}${took(entry)}`;
-    case "step_failed":
-      return `  ✗ step ${name} failed${attempts(entry)}: ${failure(entry.error)}`;
-    case "step_attempt_failed":
-      return `  ↻ step ${name} attempt ${entry.attempt} failed, will retry: ${failure(entry.error)}`;
-    case "timer_started":
-      return `  ⏱ timer ${name} started`;
-    case "timer_fired":
-      return `  ⏱ timer ${name} fired${took(entry)}`;
-    case "event_wait_started":
-      return `  ✉ waiting for event ${name}`;
-    case "event_received":
-      return `  ✉ event received ${name}${took(entry)}`;
-    case "event_wait_timed_out":
-      return `  ✉ event ${name} timed out${took(entry)}`;
-    case "child_started":
-      return `  ↳ child ${name} started${typeof entry.result === "string" ? ` (run ${entry.result})` : ""}`;
-    case "child_completed":
-      return `  ✓ child ${name} completed${took(entry)}`;
-    case "child_failed":
-      return `  ✗ child ${name} failed: ${failure(entry.error)}`;
-    case "agent_turn_started":
-      return `  ◆ agent turn ${name} started`;
-    case "agent_turn_completed":
-      return `  ✓ agent turn ${name} completed${took(entry)}`;
-    case "agent_turn_failed":
-      return `  ✗ agent turn ${name} failed: ${failure(entry.error)}`;
-    case "run_completed":
-    case "run_failed":
-    case "run_cancelled":
-      return undefined;
-    default:
-      return `  · ${entry.kind.replaceAll("_", " ")} ${name}`.trimEnd();
-  }
+  if (entry.kind.startsWith("run_")) return undefined;
+  const ends = mark(entry.kind) === "✓";
+  return `  ${mark(entry.kind)} ${entry.summary}${ends ? took(entry) : ""}`;
 }
 
 /** `runs get`: one "label  value" line per field, JSON values compact when short and indented when long. */

@@ -79,13 +79,15 @@ export type RunStatusName = "queued" | "running" | "waiting" | "completed" | "fa
 export type WaitKindName = "timer" | "event" | "child" | "agent" | "retry";
 
 /** What a WAITING run waits on. */
-export type WaitingOnInfo =
+/** What a waiting run waits on; `description` is the server's one line for people. */
+export type WaitingOnInfo = { description: string } & (
   | { kind: "timer"; name: string; fireAt?: Date }
   | { kind: "event"; name: string; eventType: string; correlationId: string; timeoutAt?: Date }
   | { kind: "child"; name: string; runId: string; workflowName: string }
   | { kind: "agent"; name: string; turnId: string; agent: string; timeoutAt?: Date }
   | { kind: "retry"; name: string; stepName: string; nextAttempt: number; retryAt?: Date }
-  | { kind: "unknown"; name: string };
+  | { kind: "unknown"; name: string }
+);
 
 /** A run, with its input and output as plain JSON. */
 export interface RunInfo<O = JsonValue> {
@@ -261,6 +263,8 @@ export interface HistoryEntryInfo {
   attempt: number;
   createdAt?: Date;
   startedAt?: Date;
+  /** The server's one line for people: "step charge completed (attempt 2)". */
+  summary: string;
 }
 
 export type RunUpdate = { type: "run"; run: RunInfo } | { type: "entry"; entry: HistoryEntryInfo };
@@ -833,19 +837,20 @@ function failureInfo(failure: Failure): RunFailure {
 
 function waitingOnInfo(waiting: WaitingOn): WaitingOnInfo {
   const { name, target } = waiting;
+  const description = waiting.description || name;
   switch (target.case) {
     case "timer":
-      return { kind: "timer", name, ...optionalDate("fireAt", target.value.fireAt) };
+      return { kind: "timer", name, description, ...optionalDate("fireAt", target.value.fireAt) };
     case "event":
-      return { kind: "event", name, eventType: target.value.eventType, correlationId: target.value.correlationId, ...optionalDate("timeoutAt", target.value.timeoutAt) };
+      return { kind: "event", name, description, eventType: target.value.eventType, correlationId: target.value.correlationId, ...optionalDate("timeoutAt", target.value.timeoutAt) };
     case "child":
-      return { kind: "child", name, runId: target.value.runId, workflowName: target.value.workflowName };
+      return { kind: "child", name, description, runId: target.value.runId, workflowName: target.value.workflowName };
     case "agent":
-      return { kind: "agent", name, turnId: target.value.turnId, agent: target.value.agent, ...optionalDate("timeoutAt", target.value.timeoutAt) };
+      return { kind: "agent", name, description, turnId: target.value.turnId, agent: target.value.agent, ...optionalDate("timeoutAt", target.value.timeoutAt) };
     case "retry":
-      return { kind: "retry", name, stepName: target.value.stepName, nextAttempt: target.value.nextAttempt, ...optionalDate("retryAt", target.value.retryAt) };
+      return { kind: "retry", name, description, stepName: target.value.stepName, nextAttempt: target.value.nextAttempt, ...optionalDate("retryAt", target.value.retryAt) };
     default:
-      return { kind: "unknown", name };
+      return { kind: "unknown", name, description };
   }
 }
 
@@ -860,6 +865,7 @@ function entryInfo(entry: HistoryEntry): HistoryEntryInfo {
     kind: (EntryKind[entry.kind] ?? "UNSPECIFIED").toLowerCase(),
     name: entry.name,
     attempt: entry.attempt,
+    summary: entry.summary || `${(EntryKind[entry.kind] ?? "entry").toLowerCase().replaceAll("_", " ")} ${entry.name}`.trimEnd(),
   };
   if (entry.result) info.result = toJson(ValueSchema, entry.result) as JsonValue;
   if (entry.error) info.error = { name: entry.error.name, message: entry.error.message };

@@ -1,5 +1,5 @@
 /**
- * Assembles a Cairn server: store → workflows → scheduler → RPC routes → one
+ * Assembles a Cairn server: store → workflows → worker → runs service → RPC routes → one
  * listening port. `main.ts` runs it from the environment; tests start it
  * in-process with their own config.
  */
@@ -28,9 +28,10 @@ import { createReflectionServices } from "./rpc/reflection.js";
 import { createWorkflowService } from "./rpc/workflow-service.js";
 import { Worker } from "./worker/worker.js";
 import { RunFeed } from "./runs/run-feed.js";
+import { RunTails } from "./runs/run-tail.js";
 import { TurnBoard } from "./runs/turn-board.js";
-import { countActiveApiKeys } from "./store/api-keys.js";
-import { type Database, openDatabase } from "./store/database.js";
+import { countActiveApiKeys } from "./runs/api-keys.js";
+import { type Database, openStore } from "./runs/runtime.js";
 import { loadWorkflows } from "./workflows/loader.js";
 import type { WorkflowRegistry } from "./workflows/registry.js";
 
@@ -48,13 +49,14 @@ export interface CairnServer {
 
 export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
   const registry = await loadWorkflows(config.workflowDirs, logger);
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize });
+  const store = await openStore({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize });
+  const database = store.database;
   logger.info({ store: database.description }, "store ready");
 
   const turnBoard = new TurnBoard();
   const feed = new RunFeed();
   const scheduler = new Worker({
-    database,
+    store,
     registry,
     logger,
     turnBoard,
@@ -72,9 +74,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   setMaxListeners(0, shutdown.signal);
 
   const workflowService = createWorkflowService({
-    db: database.db,
+    store,
     registry,
-    scheduler,
+    worker: scheduler,
+    tails: new RunTails(database.db, feed),
     leaseMs: config.leaseMs,
     maxInputBytes: config.maxInputBytes,
     maxEventBytes: config.maxEventBytes,

@@ -6,7 +6,7 @@ import { RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
 import type { CairnServer } from "../server/app.js";
 import { childRunId } from "../server/core/activation.js";
 import { valueFromJson, valueToJson } from "../server/rpc/convert.js";
-import { insertChildRun } from "../server/store/runs.js";
+import { insertChildRun } from "../server/store/runs/create.js";
 import { startTestServer, waitForEnd, type WorkflowClient } from "./support/in-process-server.js";
 import { createTestDatabase } from "./support/postgres.js";
 

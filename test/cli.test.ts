@@ -172,7 +172,7 @@ describe("cairn CLI", { concurrency: true }, () => {
     expectExit(result, 0);
     const out = lines(result.stdout);
     assert.match(out[0] ?? "", /^run [0-9a-f-]{36} · echo · /);
-    assert.ok(out.some((line) => /^ {2}✓ step echo {2}\d+ ms$/.test(line)), result.stdout);
+    assert.ok(out.some((line) => /^ {2}✓ step echo completed {2}\d+ ms$/.test(line)), result.stdout);
     assert.match(out.at(-2) ?? "", /^completed in /);
     assert.deepEqual(JSON.parse(out.at(-1) ?? ""), { echoed: "hi" });
 
@@ -192,7 +192,7 @@ describe("cairn CLI", { concurrency: true }, () => {
     const steps = out.filter((line) => line.startsWith("  ✓ step "));
     assert.deepEqual(
       steps.map((line) => line.replace(/ {2}\d+ ms$/, "")),
-      ["  ✓ step reserve-inventory", "  ✓ step charge-payment", "  ✓ step create-shipment"],
+      ["  ✓ step reserve-inventory completed", "  ✓ step charge-payment completed", "  ✓ step create-shipment completed"],
     );
     assert.match(out.at(-2) ?? "", /^completed in /);
     const output = JSON.parse(out.at(-1) ?? "") as { status: string; orderId: string };
@@ -284,7 +284,7 @@ describe("cairn CLI", { concurrency: true }, () => {
 
     const watched = await watcher.result;
     expectExit(watched, 0);
-    assert.match(watched.stdout, /^ {2}✉ event received decision/m);
+    assert.match(watched.stdout, /^ {2}✓ event received decision/m);
     assert.match(watched.stdout, /^ {2}✓ step pay-out/m);
     assert.deepEqual(JSON.parse(lines(watched.stdout).at(-1) ?? ""), { expenseId, outcome: "approved", by: "cli" });
 

@@ -14,18 +14,13 @@ import pg from "pg";
 import { RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
 import type { NewEntry } from "../server/core/journal.js";
 import { type Database, openDatabase } from "../server/store/database.js";
+import { Store } from "../server/store/store.js";
 import { loadJournal } from "../server/store/journal.js";
 import { JournalWriter } from "../server/store/journal-writer.js";
-import {
-  claimDueRuns,
-  type Fence,
-  finishRun,
-  getRun,
-  insertRun,
-  releaseRun,
-  renewLeases,
-  requeueExpiredLeases,
-} from "../server/store/runs.js";
+import { claimDueRuns, type Fence, releaseRun, renewLeases, requeueExpiredLeases } from "../server/store/runs/lease.js";
+import { finishRun } from "../server/store/runs/finish.js";
+import { getRun } from "../server/store/runs/read.js";
+import { insertRun } from "../server/store/runs/create.js";
 import { expectedOutput } from "./fixtures/workflows/counted-steps.js";
 import { createTestDatabase, type TestDatabase, withClient } from "./support/postgres.js";
 import {
@@ -322,6 +317,7 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
   const store = await openDatabase({ url: testDb.url, dataDir: join(tmpdir(), "cairn-unused") });
   stores.push(store);
   const db = store.db;
+  const writes = new Store(store);
   const writer = new JournalWriter(store.db);
   // The production append path: the group-commit writer (a batch of one here).
   const appendEntry = (_db: unknown, fence: Fence, sequence: number, e: NewEntry) => writer.append(fence, sequence, e);
@@ -332,7 +328,7 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
   const journalNames = async (runId: string) => (await loadJournal(db, runId)).map((e) => `${e.sequence}:${e.name}`);
 
   await t.test("stale owner and stale epoch are refused; the new holder writes", async () => {
-    const { run } = await insertRun(db, newRun());
+    const { run } = await insertRun(writes, newRun());
     const [claimedA] = await claimDueRuns(db, "A", 60_000, 10, ["counted_steps"]);
     assert.equal(claimedA?.id, run.id);
     const fenceA: Fence = { runId: run.id, owner: "A", epoch: claimedA.leaseEpoch };
@@ -350,7 +346,7 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
     const fenceB: Fence = { runId: run.id, owner: "B", epoch: 2 };
 
     assert.equal(await appendEntry(db, fenceA, 2, entry("a-2")), false, "A's append is refused");
-    assert.equal(await finishRun(db, fenceA, 2, { status: "completed", output: "from A" }), false, "A's finish is refused");
+    assert.equal(await finishRun(writes, fenceA, 2, { status: "completed", output: "from A" }), false, "A's finish is refused");
     await releaseRun(db, fenceA);
     assert.deepEqual(await renewLeases(db, "A", 60_000, [run.id]), [], "A can't renew B's lease");
     assert.deepEqual(await journalNames(run.id), ["1:a-1"], "nothing of A's was written");
@@ -360,18 +356,18 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
 
     assert.deepEqual(await renewLeases(db, "B", 60_000, [run.id]), [{ ...fenceB, cancelRequested: false }]);
     assert.equal(await appendEntry(db, fenceB, 2, entry("b-2")), true);
-    assert.equal(await finishRun(db, fenceB, 3, { status: "completed", output: "from B" }), true);
+    assert.equal(await finishRun(writes, fenceB, 3, { status: "completed", output: "from B" }), true);
     assert.deepEqual(await journalNames(run.id), ["1:a-1", "2:b-2", "3:"]);
     row = await getRun(db, "default", run.id);
     assert.equal(row?.status, "completed");
     assert.equal(row?.output, "from B");
     assert.equal(row?.leaseOwner, null);
     assert.equal(await appendEntry(db, fenceB, 4, entry("b-late")), false, "nobody writes to a finished run");
-    assert.equal(await finishRun(db, fenceB, 4, { status: "failed", error: { name: "Error", message: "late" } }), false);
+    assert.equal(await finishRun(writes, fenceB, 4, { status: "failed", error: { name: "Error", message: "late" } }), false);
   });
 
   await t.test("the same owner's earlier claim (stale epoch) is refused too", async () => {
-    const { run } = await insertRun(db, newRun());
+    const { run } = await insertRun(writes, newRun());
     const [first] = await claimDueRuns(db, "A", 60_000, 10, ["counted_steps"]);
     assert.equal(first?.id, run.id);
     await expire(run.id);
@@ -381,14 +377,14 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
     const stale: Fence = { runId: run.id, owner: "A", epoch: first.leaseEpoch };
     const current: Fence = { runId: run.id, owner: "A", epoch: second.leaseEpoch };
     assert.equal(await appendEntry(db, stale, 1, entry("stale")), false);
-    assert.equal(await finishRun(db, stale, 1, { status: "completed", output: null }), false);
+    assert.equal(await finishRun(writes, stale, 1, { status: "completed", output: null }), false);
     assert.equal(await appendEntry(db, current, 1, entry("current")), true);
-    assert.equal(await finishRun(db, current, 2, { status: "completed", output: null }), true);
+    assert.equal(await finishRun(writes, current, 2, { status: "completed", output: null }), true);
     assert.deepEqual(await journalNames(run.id), ["1:current", "2:"]);
   });
 
   await t.test("an append blocked behind a takeover in progress re-checks the fence and is refused", async () => {
-    const { run } = await insertRun(db, newRun());
+    const { run } = await insertRun(writes, newRun());
     const [claimed] = await claimDueRuns(db, "A", 60_000, 10, ["counted_steps"]);
     assert.ok(claimed);
     const fenceA: Fence = { runId: run.id, owner: "A", epoch: claimed.leaseEpoch };
@@ -420,7 +416,7 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
     let aWon = 0;
     let aLost = 0;
     for (let i = 0; i < 50; i++) {
-      const { run } = await insertRun(db, newRun());
+      const { run } = await insertRun(writes, newRun());
       const [claimed] = await claimDueRuns(db, "A", 60_000, 10, ["counted_steps"]);
       assert.equal(claimed?.id, run.id);
       const fenceA: Fence = { runId: run.id, owner: "A", epoch: claimed.leaseEpoch };
@@ -452,7 +448,7 @@ test("fencing: a writer whose lease was taken over can no longer write", async (
       // B continues right after what it saw, without sequence clashes, and finishes the run.
       const next = b.journal.length + 1;
       assert.equal(await appendEntry(db, b.fence, next, entry("b")), true);
-      assert.equal(await finishRun(db, b.fence, next + 1, { status: "completed", output: null }), true);
+      assert.equal(await finishRun(writes, b.fence, next + 1, { status: "completed", output: null }), true);
       assert.deepEqual(
         (await loadJournal(db, run.id)).map((e) => e.name),
         [...seenByB, "b", ""],

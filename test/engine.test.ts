@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Activation, childRunId, type Handler } from "../server/core/activation.js";
 import { LeaseLostError } from "../server/core/errors.js";
-import type { JournalEntry } from "../server/core/journal.js";
+import { entryFields, type JournalEntry } from "../server/core/journal.js";
 import { sameJson, toJsonValue } from "../server/core/json.js";
 import { ChildWorkflowFailedError, NonRetryableError, type WorkflowContext } from "../sdk/workflow.js";
 import { type MemoryHost, memoryHost } from "./support/memory-host.js";
@@ -169,7 +169,7 @@ describe("determinism", () => {
 
   test("a journal entry of another kind under the same name is a determinism error", async () => {
     const journal: JournalEntry[] = [
-      { sequence: 1, kind: "timer_started", name: "wait", attempt: 1, startedAt: new Date(), createdAt: new Date() },
+      { sequence: 1, kind: "timer_started", name: "wait", fireAt: new Date(), attempt: 1, startedAt: new Date(), createdAt: new Date() },
     ];
     const result = await run(async (_i, ctx) => ctx.step("wait", () => 1), journal).outcome;
     assert.equal(result.kind, "failed");
@@ -384,7 +384,7 @@ describe("durable waits", () => {
       return "done";
     };
     assert.deepEqual(await activate(host, workflow), { kind: "completed", output: "done" });
-    assert.deepEqual(host.journal.map((e) => [e.kind, e.fireAt?.getTime()]), [["timer_started", 0], ["timer_fired", 0]]);
+    assert.deepEqual(host.journal.map(entryFields).map((e) => [e.kind, e.fireAt?.getTime()]), [["timer_started", 0], ["timer_fired", 0]]);
   });
 
   test("a journal entry the code no longer produces is a determinism error", async () => {
@@ -420,7 +420,7 @@ describe("step retries and timeouts", () => {
     assert.deepEqual(outcome, { kind: "completed", output: { attempt: 3 } });
     assert.equal(calls, 3);
     assert.deepEqual(
-      host.journal.map((e) => [e.kind, e.attempt, e.error?.message]),
+      host.journal.map(entryFields).map((e) => [e.kind, e.attempt, e.error?.message]),
       [["step_attempt_failed", 1, "flake 1"], ["step_attempt_failed", 2, "flake 2"], ["step_completed", 3, undefined]],
     );
   });
@@ -464,7 +464,7 @@ describe("step retries and timeouts", () => {
     const first = await activate(host, workflow);
     assert.equal(first.kind, "suspended");
     assert.deepEqual(first.kind === "suspended" && first.waits.map((w) => [w.kind, w.name]), [["retry", "sync"]]);
-    assert.equal(host.journal[0]?.fireAt?.getTime(), host.clock.getTime() + 600_000);
+    assert.equal((host.journal[0] && entryFields(host.journal[0]).fireAt)?.getTime(), host.clock.getTime() + 600_000);
     host.clock = new Date(host.clock.getTime() + 599_999);
     assert.equal((await activate(host, workflow)).kind, "suspended");
     assert.deepEqual(attempts, [1]);

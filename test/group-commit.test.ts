@@ -8,18 +8,25 @@ import { randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { NewEntry } from "../server/core/journal.js";
+import type { JsonValue } from "../sdk/workflow.js";
 import { type Database, openDatabase } from "../server/store/database.js";
+import { Store } from "../server/store/store.js";
 import { loadJournal } from "../server/store/journal.js";
 import { JournalWriter } from "../server/store/journal-writer.js";
-import { type Fence, finishRun, getRun, insertRun } from "../server/store/runs.js";
+import type { Fence } from "../server/store/runs/lease.js";
+import { finishRun } from "../server/store/runs/finish.js";
+import { getRun } from "../server/store/runs/read.js";
+import { insertRun } from "../server/store/runs/create.js";
 import { createTestDatabase, type TestDatabase, withClient } from "./support/postgres.js";
 
 let testDb: TestDatabase;
 let store: Database;
+let writes: Store;
 
 before(async () => {
   testDb = await createTestDatabase("journal_writer");
   store = await openDatabase({ url: testDb.url, dataDir: join(tmpdir(), "cairn-unused") });
+  writes = new Store(store);
 });
 
 after(async () => {
@@ -30,7 +37,7 @@ after(async () => {
 const entry = (name: string, result: unknown = name): NewEntry => ({
   kind: "step_completed",
   name,
-  result: result as NewEntry["result"],
+  result: result as JsonValue,
   attempt: 1,
   startedAt: new Date(),
 });
@@ -38,7 +45,7 @@ const entry = (name: string, result: unknown = name): NewEntry => ({
 /** A run claimed by `owner` at epoch 1, as an eager start leaves it. */
 async function claimedRun(owner: string): Promise<Fence> {
   const id = randomUUID();
-  const { run } = await insertRun(store.db, { id, namespace: "default", workflowName: "w", input: {}, metadata: {} }, { owner, leaseMs: 60_000 });
+  const { run } = await insertRun(writes, { id, namespace: "default", workflowName: "w", input: {}, metadata: {} }, { owner, leaseMs: 60_000 });
   return { runId: run.id, owner, epoch: run.leaseEpoch };
 }
 
@@ -86,11 +93,12 @@ test("a value PostgreSQL cannot store fails only its own entry, not the others o
 test("when the batch cannot commit, every entry of it fails and none is reported written", async () => {
   const own = await createTestDatabase("journal_writer_fail");
   const database = await openDatabase({ url: own.url, dataDir: join(tmpdir(), "cairn-unused") });
+  const databaseWrites = new Store(database);
   try {
     const writer = new JournalWriter(database.db);
     const fences = await Promise.all(
       Array.from({ length: 5 }, async () => {
-        const { run } = await insertRun(database.db, { id: randomUUID(), namespace: "default", workflowName: "w", input: {}, metadata: {} }, { owner: "A", leaseMs: 60_000 });
+        const { run } = await insertRun(databaseWrites, { id: randomUUID(), namespace: "default", workflowName: "w", input: {}, metadata: {} }, { owner: "A", leaseMs: 60_000 });
         return { runId: run.id, owner: "A", epoch: run.leaseEpoch } satisfies Fence;
       }),
     );
@@ -112,8 +120,8 @@ test("concurrent creates share one INSERT, and concurrent endings one statement,
   assert.equal(await transactionsOf("runs", "id", ids), 1, "20 concurrent creates committed in one transaction");
   const stale: Fence = { ...fences[0]!, epoch: 9 };
   const answers = await Promise.all([
-    finishRun(store.db, stale, 1, { status: "completed", output: "stale" }),
-    ...fences.slice(1).map((fence, i) => finishRun(store.db, fence, 1, { status: "completed", output: { i } })),
+    finishRun(writes, stale, 1, { status: "completed", output: "stale" }),
+    ...fences.slice(1).map((fence, i) => finishRun(writes, fence, 1, { status: "completed", output: { i } })),
   ]);
   assert.deepEqual(answers, [false, ...fences.slice(1).map(() => true)]);
   assert.equal(await transactionsOf("runs", "id", ids.slice(1)), 1, "19 endings committed in one transaction");

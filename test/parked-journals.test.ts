@@ -51,8 +51,8 @@ test("after another process's claim in between, the journal is read from the sto
   // What another process would leave behind: a claim (epoch + 1) that journaled the event, then parked again.
   await withClient(url, async (c) => {
     await c.query(
-      `insert into journal_entries (run_id, sequence, namespace, kind, name, result, attempt, event_id)
-       values ($1, 2, 'default', 'event_received', 'approval', '{"from": "elsewhere"}', 1, $2)`,
+      `insert into journal_entries (run_id, sequence, namespace, kind, name, result, attempt, event_id, event_type, correlation_id)
+       values ($1, 2, 'default', 'event_received', 'approval', '{"from": "elsewhere"}', 1, $2, 'go', 'moved')`,
       [runId, randomUUID()],
     );
     await c.query("update runs set lease_epoch = lease_epoch + 1, available_at = now() where id = $1", [runId]);

@@ -153,7 +153,7 @@ describe("events and cancellation", () => {
   test("sendEvent wakes the waiting run, which completes with the payload", async () => {
     const run = await cairn.createRun(waiter, { type: "sdk.approved", key: "order-7" }, { eagerStart: true });
     const waiting = await waitForStatus(cairn, run.runId, "waiting");
-    assert.deepEqual(waiting.waitingOn && { ...waiting.waitingOn }, { kind: "event", name: "approval", eventType: "sdk.approved", correlationId: "order-7" });
+    assert.deepEqual(waiting.waitingOn && { ...waiting.waitingOn }, { kind: "event", name: "approval", eventType: "sdk.approved", correlationId: "order-7", description: "event sdk.approved (correlation order-7)" });
     const sent = await cairn.sendEvent({ eventType: "sdk.approved", correlationId: "order-7", payload: { by: "ana" }, idempotencyKey: "evt-1" });
     assert.deepEqual(sent.matchedRunIds, [run.runId]);
     assert.equal(sent.deduplicated, false);

@@ -7,8 +7,7 @@
  * PostgreSQL at commit, so a revoked key stops working at once.
  */
 import { resolve } from "node:path";
-import type { Database } from "../../server/store/database.js";
-import type { ApiKeyRow } from "../../server/store/schema.js";
+import type { ApiKeyRow, Database } from "../../server/runs/api-keys.js";
 import { UnreachableError, UsageError } from "../args.js";
 import { type Command, type CommandContext, ExitCode, jsonDocument, type OptionValues, stringValue } from "../command.js";
 import { table, timestamp } from "../format.js";
@@ -27,7 +26,7 @@ const storeHelp: [string, string][] = [
 const serverFlags = ["url", "api-key", "ca"];
 
 async function withStore<T>(context: CommandContext, values: OptionValues, work: (database: Database) => Promise<T>): Promise<T> {
-  const { openDatabase, redactUrl } = await import("../../server/store/database.js");
+  const { openDatabase, redactUrl } = await import("../../server/runs/runtime.js");
   const url = stringValue(values, "database-url") ?? (context.env.DATABASE_URL || undefined);
   const dataDir = resolve(stringValue(values, "data-dir") ?? (context.env.CAIRN_DATA_DIR || "./.cairn"));
   let database: Database;
@@ -86,7 +85,7 @@ export const keysCreate: Command = {
     if (role === undefined) throw new UsageError("--role is required: admin, client or worker");
     if (!isRole(role)) throw new UsageError(`--role ${JSON.stringify(role)} is not a role; use admin, client or worker`);
     const name = stringValue(values, "name") ?? "";
-    const { insertApiKey } = await import("../../server/store/api-keys.js");
+    const { insertApiKey } = await import("../../server/runs/api-keys.js");
     const generated = generateApiKey();
     const { row, store } = await withStore(context, values, async (database) => ({
       row: await insertApiKey(database.db, { id: generated.id, namespace, role, secretHash: generated.secretHash, name }),
@@ -114,7 +113,7 @@ export const keysList: Command = {
   positionals: [],
   rejectsGlobals: serverFlags,
   async run(context, values) {
-    const { listApiKeys } = await import("../../server/store/api-keys.js");
+    const { listApiKeys } = await import("../../server/runs/api-keys.js");
     const rows = await withStore(context, values, (database) => listApiKeys(database.db, stringValue(values, "namespace")));
     if (context.json) {
       context.io.out(jsonDocument({ keys: rows.map(keyJson) }));
@@ -158,7 +157,7 @@ export const keysRevoke: Command = {
     const { keyIdOf } = await import("../../server/auth/api-key.js");
     const id = keyIdOf(idOrKey);
     if (!id) throw new UsageError(`${JSON.stringify(idOrKey)} is not a key id (16 hex characters, as \`cairn keys list\` shows) or an API key`);
-    const { revokeApiKey } = await import("../../server/store/api-keys.js");
+    const { revokeApiKey } = await import("../../server/runs/api-keys.js");
     const result = await withStore(context, values, (database) => revokeApiKey(database.db, id));
     if (!result) {
       const { CairnError, Code } = await import("../../sdk/index.js");

@@ -11,7 +11,7 @@
  * Comparison is constant time (`timingSafeEqual` of the two digests).
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { type ApiKeyRole, apiKeyRoles } from "../store/schema.js";
+import { type ApiKeyRole, apiKeyRoles } from "../core/api-key-roles.js";
 
 export const apiKeyPrefix = "cairn_";
 const keyPattern = /^cairn_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;

@@ -21,9 +21,8 @@
  * `last_used_at` is written in batches, once per `touchIntervalMs`.
  */
 import type { Logger } from "../logger.js";
-import { apiKeysChannel, findApiKey, touchApiKeys } from "../store/api-keys.js";
-import type { Database, Db } from "../store/database.js";
-import type { ApiKeyRole } from "../store/schema.js";
+import { apiKeysChannel, type Database, type Db, findApiKey, touchApiKeys } from "../runs/api-keys.js";
+import type { ApiKeyRole } from "../core/api-key-roles.js";
 import { parseApiKey, secretMatches } from "./api-key.js";
 
 export interface VerifiedKey {

@@ -90,7 +90,7 @@ export class LeaseLostError extends Error {
 }
 
 /** CancelRun reached a running run: the activation stops and the run ends CANCELLED. */
-export class RunCancelledError extends Error {
+export class RunCancelRequestedError extends Error {
   override readonly name = "CancelledError";
   constructor(
     readonly runId: string,
@@ -116,5 +116,25 @@ export class EventTargetNotFoundError extends Error {
   override readonly name = "EventTargetNotFoundError";
   constructor(readonly runId: string) {
     super(`run_id "${runId}" names no run; omit run_id to deliver to every run waiting on the key`);
+  }
+}
+
+/** An agent turn id that does not exist in the caller's namespace. */
+export class TurnNotFoundError extends Error {
+  override readonly name = "TurnNotFoundError";
+  constructor(readonly turnId: string) {
+    super(`turn "${turnId}" not found`);
+  }
+}
+
+/** A worker reports on a turn whose lease it no longer holds (lapsed and delivered again, or already finished). */
+export class TurnLeaseLostError extends Error {
+  override readonly name = "TurnLeaseLostError";
+  constructor(
+    readonly turnId: string,
+    readonly reason: string,
+  ) {
+    const why = reason === "lease_lost" ? "this worker's lease on it lapsed and the turn was delivered again" : `the turn is already ${reason}`;
+    super(`turn ${turnId} refused: ${why}; drop this result`);
   }
 }

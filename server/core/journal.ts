@@ -2,9 +2,83 @@
  * The journal is a run's durable memory: entries in sequence order, each
  * naming the operation it belongs to. Replay feeds them back to the handler
  * in the same order; the kinds mirror cairn.v1.EntryKind.
+ *
+ * An entry is one variant of a discriminated union: each kind carries exactly
+ * the fields it means. The store keeps entries as flat rows (`EntryRecord`);
+ * `entryFromRecord` is the one place a row becomes an entry, and it refuses a
+ * row that lacks what its kind needs instead of inventing a default.
  */
 import type { JsonValue } from "../../sdk/workflow.js";
 import type { FailureInfo } from "./json.js";
+
+interface Base {
+  /** The operation name; empty for run-level entries. */
+  name: string;
+  attempt: number;
+  startedAt: Date;
+}
+
+export type StepCompleted = Base & {
+  kind: "step_completed";
+  /** Absent (undefined) is distinct from JSON null: a step that returned nothing. */
+  result?: JsonValue;
+};
+export type StepFailed = Base & { kind: "step_failed"; error: FailureInfo };
+/** An attempt failed and the step will try again at `fireAt`. */
+export type StepAttemptFailed = Base & { kind: "step_attempt_failed"; error: FailureInfo; fireAt: Date };
+export type TimerStarted = Base & { kind: "timer_started"; fireAt: Date };
+export type TimerFired = Base & { kind: "timer_fired"; fireAt: Date };
+export type EventWaitStarted = Base & {
+  kind: "event_wait_started";
+  eventType: string;
+  correlationId: string;
+  /** When the wait gives up; absent waits forever. */
+  timeoutAt?: Date;
+  /** Oldest event creation time that may match; absent matches every retained event. */
+  lookbackFrom?: Date;
+};
+export type EventReceived = Base & {
+  kind: "event_received";
+  result: JsonValue;
+  /** The event consumed (a run consumes each event at most once). */
+  eventId: string;
+  eventType: string;
+  correlationId: string;
+};
+export type EventWaitTimedOut = Base & { kind: "event_wait_timed_out"; eventType: string; correlationId: string; timeoutAt: Date };
+/** A child was created (`targetRunId`), or its creation was refused (`error`: unknown workflow, bad input). */
+export type ChildStarted = Base & { kind: "child_started" } & ({ targetRunId: string; error?: undefined } | { targetRunId?: undefined; error: FailureInfo });
+export type ChildCompleted = Base & { kind: "child_completed"; targetRunId: string; result: JsonValue };
+export type ChildFailed = Base & { kind: "child_failed"; targetRunId: string; error: FailureInfo };
+export type AgentTurnStarted = Base & { kind: "agent_turn_started"; targetTurnId: string; timeoutAt?: Date };
+export type AgentTurnCompleted = Base & { kind: "agent_turn_completed"; targetTurnId: string; result: JsonValue };
+export type AgentTurnFailed = Base & { kind: "agent_turn_failed"; targetTurnId: string; error: FailureInfo };
+export type RunCompleted = Base & { kind: "run_completed"; result: JsonValue };
+export type RunFailed = Base & { kind: "run_failed"; error: FailureInfo };
+export type RunCancelled = Base & { kind: "run_cancelled"; error?: FailureInfo };
+
+/** What an activation asks the host to persist. */
+export type NewEntry =
+  | StepCompleted
+  | StepFailed
+  | StepAttemptFailed
+  | TimerStarted
+  | TimerFired
+  | EventWaitStarted
+  | EventReceived
+  | EventWaitTimedOut
+  | ChildStarted
+  | ChildCompleted
+  | ChildFailed
+  | AgentTurnStarted
+  | AgentTurnCompleted
+  | AgentTurnFailed
+  | RunCompleted
+  | RunFailed
+  | RunCancelled;
+
+export type EntryKind = NewEntry["kind"];
+export type EntryOf<K extends EntryKind> = Extract<NewEntry, { kind: K }>;
 
 export const entryKinds = [
   "step_completed",
@@ -24,134 +98,106 @@ export const entryKinds = [
   "run_completed",
   "run_failed",
   "run_cancelled",
-] as const;
-export type EntryKind = (typeof entryKinds)[number];
+] as const satisfies readonly EntryKind[];
 
-/** What an activation asks the runner to persist. */
-export interface NewEntry {
-  kind: EntryKind;
-  /** The operation name; empty for run-level entries. */
+export type JournalEntry = NewEntry & { sequence: number; createdAt: Date };
+
+/** An entry as the store keeps it: one flat row, every kind-specific field optional. */
+export interface EntryRecord {
+  kind: string;
   name: string;
-  /** Absent (undefined) is distinct from JSON null: a step that returned nothing. */
-  result?: JsonValue;
-  error?: FailureInfo;
   attempt: number;
   startedAt: Date;
-  /** Timers: when they fire. */
-  fireAt?: Date;
-  /** Event waits: when they give up; absent waits forever. */
-  timeoutAt?: Date;
-  eventType?: string;
-  correlationId?: string;
-  /** Event waits: oldest event creation time that may match; absent matches every retained event. */
-  lookbackFrom?: Date;
-  /** event_received: the event consumed (a run consumes each event at most once). */
-  eventId?: string;
-  /** Child entries: the child run. */
-  targetRunId?: string;
-  /** Agent entries: the turn. */
-  targetTurnId?: string;
+  result?: JsonValue | undefined;
+  error?: FailureInfo | undefined;
+  fireAt?: Date | undefined;
+  timeoutAt?: Date | undefined;
+  eventType?: string | undefined;
+  correlationId?: string | undefined;
+  lookbackFrom?: Date | undefined;
+  eventId?: string | undefined;
+  targetRunId?: string | undefined;
+  targetTurnId?: string | undefined;
 }
 
-export interface JournalEntry extends NewEntry {
-  sequence: number;
-  createdAt: Date;
-}
-
-/** The kind of durable operation a `ctx` call is, for determinism checks. */
-export type OperationType = "step" | "timer" | "event" | "child" | "child_wait" | "agent" | "agent_wait";
-
-const operationOfKind: Partial<Record<EntryKind, OperationType>> = {
-  step_completed: "step",
-  step_failed: "step",
-  step_attempt_failed: "step",
-  timer_started: "timer",
-  timer_fired: "timer",
-  event_wait_started: "event",
-  event_received: "event",
-  event_wait_timed_out: "event",
-  child_started: "child",
-  child_completed: "child_wait",
-  child_failed: "child_wait",
-  agent_turn_started: "agent",
-  agent_turn_completed: "agent_wait",
-  agent_turn_failed: "agent_wait",
-};
-
-export function operationTypeOf(kind: EntryKind): OperationType | undefined {
-  return operationOfKind[kind];
-}
-
-/** A wait the run is parked on, as the store needs it to wake the run. */
-export type PendingWait =
-  | { kind: "timer"; name: string; fireAt: Date }
-  | { kind: "child"; name: string; childRunId: string }
-  | { kind: "agent"; name: string; turnId: string; agent: string; timeoutAt?: Date | undefined }
-  /** A failed step's next attempt, due at `fireAt`. */
-  | { kind: "retry"; name: string; fireAt: Date; nextAttempt: number }
-  | {
-      kind: "event";
-      name: string;
-      eventType: string;
-      correlationId: string;
-      timeoutAt?: Date | undefined;
-      lookbackFrom?: Date | undefined;
-    };
-
-export type EventWait = Extract<PendingWait, { kind: "event" }>;
-export type ChildWait = Extract<PendingWait, { kind: "child" }>;
-export type AgentWait = Extract<PendingWait, { kind: "agent" }>;
-
-/** What `ctx.startAgent` asks the host to create (idempotently, like children). */
-export interface AgentTurnRequest {
-  name: string;
-  turnId: string;
-  agent: string;
-  text: string;
-  params: { [key: string]: JsonValue };
-}
-
-/** A turn a worker finished. */
-export interface TurnOutcome {
-  turnId: string;
-  agent: string;
-  status: "completed" | "failed";
-  result?: JsonValue;
-  error?: FailureInfo;
-}
-
-/** A child run that ended, as a parent's wait sees it. */
-export interface ChildOutcome {
-  childRunId: string;
-  workflowName: string;
-  status: "completed" | "failed" | "cancelled";
-  output?: JsonValue;
-  error?: FailureInfo;
-}
-
-/** What `ctx.startWorkflow` asks the host to create (idempotently: the id is derived from the parent and the name). */
-export interface ChildRequest {
-  name: string;
-  childRunId: string;
-  workflowName: string;
-  input: JsonValue;
-  detached: boolean;
-}
-
-/** An event a wait may consume. */
-export interface MatchedEvent {
-  /** The wait (operation name) it matched. */
-  name: string;
-  eventId: string;
-  payload: JsonValue;
-}
-
-/** When a set of waits next needs the run awake by the clock alone (undefined: only an event can wake it). */
-export function nextDeadline(waits: readonly PendingWait[]): Date | undefined {
-  let earliest: Date | undefined;
-  for (const wait of waits) {
-    const at = wait.kind === "event" || wait.kind === "agent" ? wait.timeoutAt : wait.kind === "child" ? undefined : wait.fireAt;
-    if (at && (!earliest || at < earliest)) earliest = at;
+/** A stored row that does not hold what its kind needs: the journal is damaged, not the workflow wrong. */
+export class MalformedEntryError extends Error {
+  override readonly name = "MalformedEntryError";
+  constructor(kind: string, name: string, missing: string) {
+    super(`journal entry ${kind} "${name}" has no ${missing}; the journal row is damaged`);
   }
-  return earliest;
+}
+
+function need<T>(value: T | undefined, record: EntryRecord, field: string): T {
+  if (value === undefined) throw new MalformedEntryError(record.kind, record.name, field);
+  return value;
+}
+
+/** The one place a stored row becomes a typed entry (and the only one that knows the row's shape). */
+export function entryFromRecord(record: EntryRecord): NewEntry {
+  const base = { name: record.name, attempt: record.attempt, startedAt: record.startedAt };
+  const r = record;
+  switch (r.kind as EntryKind) {
+    case "step_completed":
+      return { kind: "step_completed", ...base, ...(r.result === undefined ? {} : { result: r.result }) };
+    case "step_failed":
+      return { kind: "step_failed", ...base, error: need(r.error, r, "error") };
+    case "step_attempt_failed":
+      return { kind: "step_attempt_failed", ...base, error: need(r.error, r, "error"), fireAt: need(r.fireAt, r, "retry time") };
+    case "timer_started":
+      return { kind: "timer_started", ...base, fireAt: need(r.fireAt, r, "fire time") };
+    case "timer_fired":
+      return { kind: "timer_fired", ...base, fireAt: need(r.fireAt, r, "fire time") };
+    case "event_wait_started":
+      return {
+        kind: "event_wait_started",
+        ...base,
+        eventType: need(r.eventType, r, "event type"),
+        correlationId: need(r.correlationId, r, "correlation id"),
+        ...(r.timeoutAt ? { timeoutAt: r.timeoutAt } : {}),
+        ...(r.lookbackFrom ? { lookbackFrom: r.lookbackFrom } : {}),
+      };
+    case "event_received":
+      return {
+        kind: "event_received",
+        ...base,
+        result: r.result ?? null,
+        eventId: need(r.eventId, r, "event id"),
+        eventType: need(r.eventType, r, "event type"),
+        correlationId: need(r.correlationId, r, "correlation id"),
+      };
+    case "event_wait_timed_out":
+      return {
+        kind: "event_wait_timed_out",
+        ...base,
+        eventType: need(r.eventType, r, "event type"),
+        correlationId: need(r.correlationId, r, "correlation id"),
+        timeoutAt: need(r.timeoutAt, r, "timeout"),
+      };
+    case "child_started":
+      return r.error ? { kind: "child_started", ...base, error: r.error } : { kind: "child_started", ...base, targetRunId: need(r.targetRunId, r, "child run id") };
+    case "child_completed":
+      return { kind: "child_completed", ...base, targetRunId: need(r.targetRunId, r, "child run id"), result: r.result ?? null };
+    case "child_failed":
+      return { kind: "child_failed", ...base, targetRunId: need(r.targetRunId, r, "child run id"), error: need(r.error, r, "error") };
+    case "agent_turn_started":
+      return { kind: "agent_turn_started", ...base, targetTurnId: need(r.targetTurnId, r, "turn id"), ...(r.timeoutAt ? { timeoutAt: r.timeoutAt } : {}) };
+    case "agent_turn_completed":
+      return { kind: "agent_turn_completed", ...base, targetTurnId: need(r.targetTurnId, r, "turn id"), result: r.result ?? null };
+    case "agent_turn_failed":
+      return { kind: "agent_turn_failed", ...base, targetTurnId: need(r.targetTurnId, r, "turn id"), error: need(r.error, r, "error") };
+    case "run_completed":
+      return { kind: "run_completed", ...base, result: r.result ?? null };
+    case "run_failed":
+      return { kind: "run_failed", ...base, error: need(r.error, r, "error") };
+    case "run_cancelled":
+      return { kind: "run_cancelled", ...base, ...(r.error ? { error: r.error } : {}) };
+    default:
+      throw new MalformedEntryError(r.kind, r.name, "known kind");
+  }
+}
+
+/** The flat view of an entry for the store's columns and the history message. */
+export function entryFields(entry: NewEntry): EntryRecord {
+  return entry;
 }

@@ -155,7 +155,7 @@ export function storedJson(value: unknown, what: string, limit?: SizeLimit): Jso
 export function checkSize(jsonText: string, what: string, limit: SizeLimit): void {
   // UTF-8 needs at most 3 bytes per UTF-16 unit: most values are cleared without counting.
   if (jsonText.length * 3 <= limit.bytes) return;
-  const size = Buffer.byteLength(jsonText);
+  const size = utf8Bytes(jsonText);
   if (size > limit.bytes) throw new PayloadTooLargeError(what, size, limit.bytes, limit.setting);
 }
 
@@ -248,4 +248,11 @@ export function sameJson(a: JsonValue, b: JsonValue): boolean {
   }
   const keys = Object.keys(a);
   return keys.length === Object.keys(b).length && keys.every((key) => key in b && sameJson(a[key] as JsonValue, b[key] as JsonValue));
+}
+
+const encoder = new TextEncoder();
+
+/** UTF-8 length of a string (what the store and the wire count), without Node's Buffer. */
+export function utf8Bytes(text: string): number {
+  return encoder.encode(text).byteLength;
 }

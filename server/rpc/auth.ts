@@ -25,7 +25,7 @@ import type { KeyCache } from "../auth/key-cache.js";
 import type { RateLimiter } from "../auth/rate-limit.js";
 import type { AuthMode } from "../config.js";
 import type { Logger } from "../logger.js";
-import type { ApiKeyRole } from "../store/schema.js";
+import type { ApiKeyRole } from "../core/api-key-roles.js";
 
 /** Who is calling. In open mode: admin of "default", without a key. */
 export interface Caller {

@@ -2,26 +2,24 @@
 import { create, fromJson, type JsonValue as ProtoJson, toJson } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp, type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
 import {
-  AgentWaitSchema,
-  ChildWaitSchema,
   EntryKind,
-  EventWaitSchema,
   type Failure,
   FailureSchema,
   type HistoryEntry,
   HistoryEntrySchema,
   type Run,
   RunSchema,
-  RetryWaitSchema,
   RunStatus,
-  TimerWaitSchema,
   type WaitingOn as WaitingOnMessage,
   WaitingOnSchema,
 } from "../../sdk/gen/cairn/v1/types_pb.js";
 import type { JsonValue } from "../../sdk/workflow.js";
-import type { EntryKind as StoredKind, JournalEntry } from "../core/journal.js";
+import { type EntryKind as StoredKind, entryFields, entryKinds, type JournalEntry } from "../core/journal.js";
+import { summarizeEntry } from "../core/primitives/index.js";
+import { describeWait, waitTarget } from "../core/waits.js";
+import { InvalidInputError } from "../core/errors.js";
 import type { FailureInfo } from "../core/json.js";
-import type { RunRow, RunStatus as StoredStatus, WaitingOn } from "../store/schema.js";
+import type { RunRow, RunStatus as StoredStatus, WaitingOn } from "../runs/types.js";
 
 const statusToProto: Record<StoredStatus, RunStatus> = {
   queued: RunStatus.QUEUED,
@@ -37,25 +35,10 @@ export function statusFromProto(status: RunStatus): StoredStatus | undefined {
   return undefined;
 }
 
-const kindToProto: Record<StoredKind, EntryKind> = {
-  step_completed: EntryKind.STEP_COMPLETED,
-  step_failed: EntryKind.STEP_FAILED,
-  step_attempt_failed: EntryKind.STEP_ATTEMPT_FAILED,
-  timer_started: EntryKind.TIMER_STARTED,
-  timer_fired: EntryKind.TIMER_FIRED,
-  event_wait_started: EntryKind.EVENT_WAIT_STARTED,
-  event_received: EntryKind.EVENT_RECEIVED,
-  event_wait_timed_out: EntryKind.EVENT_WAIT_TIMED_OUT,
-  child_started: EntryKind.CHILD_STARTED,
-  child_completed: EntryKind.CHILD_COMPLETED,
-  child_failed: EntryKind.CHILD_FAILED,
-  agent_turn_started: EntryKind.AGENT_TURN_STARTED,
-  agent_turn_completed: EntryKind.AGENT_TURN_COMPLETED,
-  agent_turn_failed: EntryKind.AGENT_TURN_FAILED,
-  run_completed: EntryKind.RUN_COMPLETED,
-  run_failed: EntryKind.RUN_FAILED,
-  run_cancelled: EntryKind.RUN_CANCELLED,
-};
+/** cairn.v1.EntryKind mirrors the stored kinds by name: step_completed ↔ ENTRY_KIND_STEP_COMPLETED. */
+const kindToProto = Object.fromEntries(
+  entryKinds.map((kind) => [kind, EntryKind[kind.toUpperCase() as keyof typeof EntryKind]]),
+) as Record<StoredKind, EntryKind>;
 
 export function valueFromJson(json: JsonValue): Value {
   return fromJson(ValueSchema, json as ProtoJson);
@@ -63,6 +46,15 @@ export function valueFromJson(json: JsonValue): Value {
 
 export function valueToJson(value: Value): JsonValue {
   return toJson(ValueSchema, value) as JsonValue;
+}
+
+/** A protobuf Value a caller sent as JSON; one that carries none (no kind set, NaN, Infinity) is the caller's mistake. */
+export function jsonFromValue(value: Value, field: string): JsonValue {
+  try {
+    return valueToJson(value);
+  } catch (error) {
+    throw new InvalidInputError(`${field} is not a JSON value: ${(error as Error).message}`);
+  }
 }
 
 function timestamp(date: Date | null | undefined): Timestamp | undefined {
@@ -103,60 +95,36 @@ export function runToProto(row: RunRow): Run {
   });
 }
 
+/** Through core/waits.ts: every wait kind's proto target and description come from its descriptor. */
 function waitingOnToProto(waiting: WaitingOn): WaitingOnMessage {
-  if (waiting.kind === "retry") {
-    return create(WaitingOnSchema, {
-      name: waiting.name,
-      target: {
-        case: "retry",
-        value: create(RetryWaitSchema, { stepName: waiting.name, nextAttempt: waiting.nextAttempt, retryAt: timestampFromDate(new Date(waiting.retryAt)) }),
-      },
-    });
-  }
-  if (waiting.kind === "agent") {
-    return create(WaitingOnSchema, {
-      name: waiting.name,
-      target: {
-        case: "agent",
-        value: create(AgentWaitSchema, {
-          turnId: waiting.turnId,
-          agent: waiting.agent,
-          timeoutAt: waiting.timeoutAt ? timestampFromDate(new Date(waiting.timeoutAt)) : undefined,
-        }),
-      },
-    });
-  }
-  if (waiting.kind === "child") {
-    return create(WaitingOnSchema, { name: waiting.name, target: { case: "child", value: create(ChildWaitSchema, { runId: waiting.childRunId }) } });
-  }
-  if (waiting.kind === "timer") {
-    return create(WaitingOnSchema, {
-      name: waiting.name,
-      target: { case: "timer", value: create(TimerWaitSchema, { fireAt: timestampFromDate(new Date(waiting.fireAt)) }) },
-    });
-  }
+  const target = waitTarget(waiting);
   return create(WaitingOnSchema, {
     name: waiting.name,
-    target: {
-      case: "event",
-      value: create(EventWaitSchema, {
-        eventType: waiting.eventType,
-        correlationId: waiting.correlationId,
-        timeoutAt: waiting.timeoutAt ? timestampFromDate(new Date(waiting.timeoutAt)) : undefined,
-      }),
-    },
+    description: describeWait(waiting),
+    target: { case: target.case, value: withTimestamps(target.value) } as WaitingOnMessage["target"],
   });
 }
 
-export function entryToProto(entry: JournalEntry): HistoryEntry {
+/** Plain fields with Dates → message init fields with Timestamps (undefined fields dropped). */
+function withTimestamps(fields: Record<string, unknown>): Record<string, unknown> {
+  const init: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === undefined) continue;
+    init[key] = value instanceof Date ? timestampFromDate(value) : value;
+  }
+  return init;
+}
+
+export function entryToProto(journalEntry: JournalEntry): HistoryEntry {
+  const entry = entryFields(journalEntry);
   return create(HistoryEntrySchema, {
-    sequence: BigInt(entry.sequence),
-    kind: kindToProto[entry.kind],
+    sequence: BigInt(journalEntry.sequence),
+    kind: kindToProto[journalEntry.kind],
     name: entry.name,
     ...(entry.result === undefined ? {} : { result: valueFromJson(entry.result) }),
     ...(entry.error ? { error: failureToProto(entry.error) } : {}),
     attempt: entry.attempt,
-    createdAt: timestamp(entry.createdAt),
+    createdAt: timestamp(journalEntry.createdAt),
     startedAt: timestamp(entry.startedAt),
     fireAt: timestamp(entry.fireAt),
     timeoutAt: timestamp(entry.timeoutAt),
@@ -165,5 +133,6 @@ export function entryToProto(entry: JournalEntry): HistoryEntry {
     eventId: entry.eventId ?? "",
     targetRunId: entry.targetRunId ?? "",
     targetTurnId: entry.targetTurnId ?? "",
+    summary: summarizeEntry(journalEntry),
   });
 }

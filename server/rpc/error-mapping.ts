@@ -11,6 +11,8 @@ import {
   InvalidInputError,
   PayloadTooLargeError,
   RunNotFoundError,
+  TurnLeaseLostError,
+  TurnNotFoundError,
   WorkflowNotFoundError,
 } from "../core/errors.js";
 import type { Logger } from "../logger.js";
@@ -28,6 +30,8 @@ export function toConnectError(error: unknown, logger: Logger, procedure: string
   if (error instanceof EventTargetNotFoundError) return new ConnectError(error.message, Code.NotFound);
   if (error instanceof RunAlreadyFinishedError) return new ConnectError(error.message, Code.FailedPrecondition);
   if (error instanceof DeterminismError) return new ConnectError(error.message, Code.FailedPrecondition);
+  if (error instanceof TurnNotFoundError) return new ConnectError(error.message, Code.NotFound);
+  if (error instanceof TurnLeaseLostError) return new ConnectError(error.message, Code.FailedPrecondition);
   const sqlState = postgresCode(error);
   if (sqlState === "40001" || sqlState === "40P01") {
     return new ConnectError("the database asked to retry a conflicting transaction; retry the call", Code.Aborted);

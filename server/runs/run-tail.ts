@@ -8,7 +8,7 @@
 import type { JournalEntry } from "../core/journal.js";
 import type { Db } from "../store/database.js";
 import { listJournal } from "../store/journal.js";
-import { getRun } from "../store/runs.js";
+import { getRun } from "../store/runs/read.js";
 import type { RunRow } from "../store/schema.js";
 import { ChangeSignal, type RunFeed } from "./run-feed.js";
 

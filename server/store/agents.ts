@@ -6,9 +6,10 @@
  * Finishing a turn wakes the run parked on it, under the same kind of key
  * lock as events and children, so no wake-up is lost.
  */
+import { firstOf } from "./first-of.js";
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { JsonValue } from "../../sdk/workflow.js";
-import type { AgentTurnRequest, TurnOutcome } from "../core/journal.js";
+import type { AgentTurnRequest, TurnOutcome } from "../core/host.js";
 import type { FailureInfo } from "../core/json.js";
 import type { Db } from "./database.js";
 import { type AgentTurnRow, agentTurns } from "./schema.js";
@@ -46,16 +47,11 @@ export async function findTurnOutcome(db: Db, namespace: string, turnIds: readon
     .select()
     .from(agentTurns)
     .where(and(eq(agentTurns.namespace, namespace), inArray(agentTurns.id, [...turnIds]), inArray(agentTurns.status, ["completed", "failed"])));
-  const byId = new Map(rows.map((row) => [row.id, row]));
-  for (const id of turnIds) {
-    const row = byId.get(id);
-    if (!row) continue;
-    const outcome: TurnOutcome = { turnId: row.id, agent: row.agent, status: row.status as TurnOutcome["status"] };
-    if (row.status === "completed") outcome.result = row.result ?? null;
-    if (row.error) outcome.error = row.error;
-    return outcome;
-  }
-  return undefined;
+  const row = firstOf(rows, turnIds);
+  if (!row) return undefined;
+  if (row.status === "completed") return { turnId: row.id, agent: row.agent, status: "completed", result: row.result ?? null };
+  // A failed turn always has its error (FailTurn requires one); an old row without it still reads as a failure.
+  return { turnId: row.id, agent: row.agent, status: "failed", error: row.error ?? { name: "Error", message: "agent turn failed" } };
 }
 
 /**
@@ -171,4 +167,14 @@ async function whyRefused(db: Db, namespace: string, turnId: string): Promise<st
   if (!row) return "not_found";
   if (row.status === "leased" || row.status === "pending") return "lease_lost";
   return row.status;
+}
+
+/** Of these turns (id → lease token), the ones whose lease that token still holds. */
+export async function heldTurns(db: Db, tokens: ReadonlyMap<string, string>): Promise<Set<string>> {
+  const rows = await db
+    .select({ id: agentTurns.id, token: agentTurns.leaseToken, status: agentTurns.status, expires: agentTurns.leaseExpiresAt })
+    .from(agentTurns)
+    .where(inArray(agentTurns.id, [...tokens.keys()]));
+  const now = Date.now();
+  return new Set(rows.filter((row) => row.status === "leased" && row.token === tokens.get(row.id) && (row.expires?.getTime() ?? 0) > now).map((row) => row.id));
 }

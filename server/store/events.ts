@@ -7,9 +7,11 @@
  */
 import { sql } from "drizzle-orm";
 import type { JsonValue } from "../../sdk/workflow.js";
-import type { EventWait, JournalEntry, MatchedEvent } from "../core/journal.js";
+import type { JournalEntry } from "../core/journal.js";
+import type { MatchedEvent } from "../core/host.js";
+import type { EventWait } from "../core/waits.js";
 import { type Db, ownClient, queryRows, rawQuery } from "./database.js";
-import { type JsonRun, runRowFromJson } from "./run-writes.js";
+import { type JsonRun, runRowFromJson } from "./runs/rows.js";
 import type { RunRow } from "./schema.js";
 
 export interface NewEvent {

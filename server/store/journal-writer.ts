@@ -11,11 +11,11 @@
  * committed, and answers false, with nothing written, when its fence no
  * longer holds.
  */
-import type { NewEntry } from "../core/journal.js";
+import { entryFields, type NewEntry } from "../core/journal.js";
 import { wellFormed } from "../core/json.js";
 import { Batcher, type BatcherOptions } from "./batcher.js";
 import { type Db, rawQuery } from "./database.js";
-import type { Fence } from "./runs.js";
+import type { Fence } from "./runs/lease.js";
 
 interface Append {
   fence: Fence;
@@ -74,7 +74,8 @@ async function insertEntries(db: Db, batch: Append[]): Promise<boolean[]> {
 }
 
 /** One row of the recordset; absent keys are NULL. Text columns are made well-formed, as the driver's UTF-8 encoding did. */
-function toRecord({ fence, sequence, entry }: Append): Record<string, unknown> {
+function toRecord({ fence, sequence, entry: typed }: Append): Record<string, unknown> {
+  const entry = entryFields(typed);
   return {
     run_id: fence.runId,
     epoch: fence.epoch,

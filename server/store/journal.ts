@@ -4,7 +4,7 @@
  * lease.
  */
 import { and, asc, eq, getTableColumns, gt, inArray, sql } from "drizzle-orm";
-import type { JournalEntry, EntryKind } from "../core/journal.js";
+import { type EntryRecord, entryFromRecord, type JournalEntry } from "../core/journal.js";
 import { type Db, queryRows } from "./database.js";
 import { type JournalRow, journalEntries } from "./schema.js";
 
@@ -54,24 +54,17 @@ const columnsWithPresence = {
 };
 
 function toJournalEntry(row: JournalRow & { hasResult: boolean }): JournalEntry {
-  const entry: JournalEntry = {
-    sequence: row.sequence,
-    kind: row.kind as EntryKind,
-    name: row.name,
-    attempt: row.attempt,
-    startedAt: row.startedAt ?? row.createdAt,
-    createdAt: row.createdAt,
-  };
+  const record: EntryRecord = { kind: row.kind, name: row.name, attempt: row.attempt, startedAt: row.startedAt ?? row.createdAt };
   // SQL NULL means "no value" (a step that returned nothing); a stored JSON null is a value.
-  if (row.hasResult) entry.result = row.result;
-  if (row.fireAt) entry.fireAt = row.fireAt;
-  if (row.timeoutAt) entry.timeoutAt = row.timeoutAt;
-  if (row.eventType !== null) entry.eventType = row.eventType;
-  if (row.correlationId !== null) entry.correlationId = row.correlationId;
-  if (row.lookbackFrom) entry.lookbackFrom = row.lookbackFrom;
-  if (row.eventId) entry.eventId = row.eventId;
-  if (row.targetRunId) entry.targetRunId = row.targetRunId;
-  if (row.targetTurnId) entry.targetTurnId = row.targetTurnId;
-  if (row.error !== null) entry.error = row.error;
-  return entry;
+  if (row.hasResult) record.result = row.result;
+  if (row.fireAt) record.fireAt = row.fireAt;
+  if (row.timeoutAt) record.timeoutAt = row.timeoutAt;
+  if (row.eventType !== null) record.eventType = row.eventType;
+  if (row.correlationId !== null) record.correlationId = row.correlationId;
+  if (row.lookbackFrom) record.lookbackFrom = row.lookbackFrom;
+  if (row.eventId) record.eventId = row.eventId;
+  if (row.targetRunId) record.targetRunId = row.targetRunId;
+  if (row.targetTurnId) record.targetTurnId = row.targetTurnId;
+  if (row.error !== null) record.error = row.error;
+  return { ...entryFromRecord(record), sequence: row.sequence, createdAt: row.createdAt };
 }

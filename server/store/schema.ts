@@ -7,16 +7,14 @@
  */
 import { sql } from "drizzle-orm";
 import { bigint, boolean, check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import type { ApiKeyRole } from "../core/api-key-roles.js";
+import type { WaitRecord } from "../core/waits.js";
 import type { FailureInfo } from "../core/json.js";
 import type { JsonValue } from "../../sdk/workflow.js";
 
 /** A run's first pending wait, as GetRun shows it. */
-export type WaitingOn =
-  | { kind: "timer"; name: string; fireAt: string }
-  | { kind: "event"; name: string; eventType: string; correlationId: string; timeoutAt?: string }
-  | { kind: "retry"; name: string; retryAt: string; nextAttempt: number }
-  | { kind: "child"; name: string; childRunId: string }
-  | { kind: "agent"; name: string; turnId: string; agent: string; timeoutAt?: string };
+/** The wait a WAITING run is parked on, as core/waits.ts describes it. */
+export type WaitingOn = WaitRecord;
 
 export const runStatuses = ["queued", "running", "waiting", "completed", "failed", "cancelled"] as const;
 export type RunStatus = (typeof runStatuses)[number];
@@ -224,8 +222,7 @@ export const runWatchers = pgTable(
   (t) => [primaryKey({ columns: [t.process, t.target] }), index("run_watchers_target_idx").on(t.target)],
 );
 
-export const apiKeyRoles = ["admin", "worker", "client"] as const;
-export type ApiKeyRole = (typeof apiKeyRoles)[number];
+export { type ApiKeyRole, apiKeyRoles } from "../core/api-key-roles.js";
 
 /**
  * API keys. A key is `cairn_<id>_<secret>`: the id is stored in the clear (it

@@ -6,23 +6,26 @@
  */
 import type { JsonValue } from "../../sdk/workflow.js";
 import { Activation, type ActivationHost, type ActivationOutcome } from "../core/activation.js";
-import { LeaseLostError, RunCancelledError } from "../core/errors.js";
-import { type JournalEntry, type NewEntry, nextDeadline, type PendingWait } from "../core/journal.js";
+import { LeaseLostError, RunCancelRequestedError } from "../core/errors.js";
+import type { JournalEntry, NewEntry } from "../core/journal.js";
+import { nextDeadline, type PendingWait } from "../core/waits.js";
 import { checkSize, inputLimit, toFailureInfo, type ValueLimits } from "../core/json.js";
 import { toWorkflowLogger, type Logger } from "../logger.js";
-import type { Db } from "../store/database.js";
 import { findTurnOutcome, insertTurn } from "../store/agents.js";
 import { findEvent } from "../store/events.js";
 import { loadJournal } from "../store/journal.js";
-import type { JournalWriter } from "../store/journal-writer.js";
-import { endRun, type Fence, findChildOutcome, getRun, insertChildRun, releaseRun, type RunEnding, suspendRun } from "../store/runs.js";
+import type { Store } from "../store/store.js";
+import { endRun, type RunEnding } from "../store/runs/finish.js";
+import { type Fence, releaseRun } from "../store/runs/lease.js";
+import { findChildOutcome, getRun } from "../store/runs/read.js";
+import { insertChildRun } from "../store/runs/create.js";
+import { suspendRun } from "../store/runs/park.js";
 import type { RunRow } from "../store/schema.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
 
 export interface RunExecutorDeps {
-  db: Db;
-  /** Appends journal entries of every run of this process, in shared statements. */
-  journalWriter: JournalWriter;
+  /** The store; its journal writer appends entries of every run of this process in shared statements. */
+  store: Store;
   registry: WorkflowRegistry;
   logger: Logger;
   /** An agent turn was created: workers long-polling for `agent` should look. */
@@ -58,7 +61,7 @@ export async function executeRun(
   journal?: JournalEntry[],
 ): Promise<void> {
   const logger = deps.logger.child({ runId: run.id, workflow: run.workflowName });
-  const entries = journal ?? (await loadJournal(deps.db, run.id));
+  const entries = journal ?? (await loadJournal(deps.store.db, run.id));
   let nextSequence = (entries.at(-1)?.sequence ?? 0) + 1;
   // The whole journal as committed so far, handed to the scheduler when the run parks (so its next claim here skips the read).
   const committed: JournalEntry[] = [...entries];
@@ -66,9 +69,9 @@ export async function executeRun(
 
   /** Why a fenced write matched nothing: a cancel request (we still hold the run) or a lost lease. */
   const refusal = async (): Promise<Error> => {
-    const current = await getRun(deps.db, run.namespace, run.id);
+    const current = await getRun(deps.store.db, run.namespace, run.id);
     if (current?.leaseOwner === fence.owner && current.leaseEpoch === fence.epoch && current.cancelRequestedAt) {
-      return new RunCancelledError(run.id, current.cancelReason ?? "cancelled");
+      return new RunCancelRequestedError(run.id, current.cancelReason ?? "cancelled");
     }
     return new LeaseLostError(run.id);
   };
@@ -89,7 +92,7 @@ export async function executeRun(
       const sequence = nextSequence++;
       let written: boolean;
       try {
-        written = await deps.journalWriter.append(fence, sequence, entry);
+        written = await deps.store.journal.append(fence, sequence, entry);
       } catch (error) {
         complete = false;
         throw error;
@@ -100,13 +103,13 @@ export async function executeRun(
       }
       committed.push({ ...entry, sequence, createdAt: new Date() });
     },
-    findEvent: (waits) => findEvent(deps.db, run.namespace, run.id, waits),
+    findEvent: (waits) => findEvent(deps.store.db, run.namespace, run.id, waits),
     startChild: async (request) => {
       const workflow = deps.registry.get(request.workflowName);
       const limit = inputLimit(deps.limits);
       if (limit) checkSize(JSON.stringify(request.input), "the child's input", limit);
       await validateInput(workflow, request.input);
-      const created = await insertChildRun(deps.db, {
+      const created = await insertChildRun(deps.store.db, {
         id: request.childRunId,
         namespace: run.namespace,
         workflowName: workflow.name,
@@ -118,15 +121,15 @@ export async function executeRun(
       if (created) deps.onChildCreated();
     },
     startAgentTurn: async (turn) => {
-      const created = await insertTurn(deps.db, { ...turn, namespace: run.namespace, runId: run.id, workflowName: run.workflowName });
+      const created = await insertTurn(deps.store.db, { ...turn, namespace: run.namespace, runId: run.id, workflowName: run.workflowName });
       if (created) deps.onTurnCreated(turn.agent);
     },
-    findTurnOutcome: (waits) => findTurnOutcome(deps.db, run.namespace, waits.map((w) => w.turnId)),
-    findChildOutcome: (waits) => findChildOutcome(deps.db, run.namespace, waits.map((w) => w.childRunId)),
+    findTurnOutcome: (waits) => findTurnOutcome(deps.store.db, run.namespace, waits.map((w) => w.turnId)),
+    findChildOutcome: (waits) => findChildOutcome(deps.store.db, run.namespace, waits.map((w) => w.childRunId)),
     suspend: async (waits) => {
       if (signal.aborted) throw signal.reason;
       try {
-        return await suspendRun(deps.db, fence, run.namespace, waits);
+        return await suspendRun(deps.store.db, fence, run.namespace, waits);
       } catch (error) {
         throw error instanceof LeaseLostError ? await refusal() : error;
       }
@@ -136,7 +139,7 @@ export async function executeRun(
   let outcome: ActivationOutcome;
   if (run.cancelRequestedAt) {
     // Cancelled while its previous holder ran it; that holder died before stopping.
-    outcome = { kind: "aborted", reason: new RunCancelledError(run.id, run.cancelReason ?? "cancelled") };
+    outcome = { kind: "aborted", reason: new RunCancelRequestedError(run.id, run.cancelReason ?? "cancelled") };
   } else {
     try {
       const workflow = deps.registry.get(run.workflowName);
@@ -162,15 +165,15 @@ export async function executeRun(
     }
     case "aborted": {
       const reason = outcome.reason;
-      if (reason instanceof RunCancelledError) {
+      if (reason instanceof RunCancelRequestedError) {
         // The notice that stopped us may not carry the reason; the run row does.
-        const current = await getRun(deps.db, run.namespace, run.id);
+        const current = await getRun(deps.store.db, run.namespace, run.id);
         ending = { status: "cancelled", error: { name: "CancelledError", message: current?.cancelReason || reason.reason } };
         break;
       }
       if (reason instanceof ShutdownError) {
         // Hand the run back so another process resumes it without waiting for the lease to lapse.
-        await releaseRun(deps.db, fence).catch((error: unknown) => logger.warn({ err: error }, "could not release run"));
+        await releaseRun(deps.store.db, fence).catch((error: unknown) => logger.warn({ err: error }, "could not release run"));
         logger.info("activation stopped by shutdown; run released");
       } else if (reason instanceof LeaseLostError) {
         logger.warn({ reason: reason.message }, "activation stopped: lease lost");
@@ -188,7 +191,7 @@ export async function executeRun(
       break;
   }
   // A crash before this commits leaves the run claimed; after the lease lapses it replays to the same end.
-  const ended = await endRun(deps.db, fence, nextSequence++, ending, run.parentRunId);
+  const ended = await endRun(deps.store, fence, nextSequence++, ending, run.parentRunId);
   if (ended) {
     deps.onEnded(run.id, ended.row);
     logger.info({ status: ending.status }, "run finished");

@@ -13,24 +13,28 @@
 import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
 import { sql } from "drizzle-orm";
-import { LeaseLostError, RunCancelledError } from "../core/errors.js";
-import type { JournalEntry, PendingWait } from "../core/journal.js";
+import { RunCancelRequestedError } from "../core/errors.js";
+import type { JournalEntry } from "../core/journal.js";
+import type { PendingWait } from "../core/waits.js";
 import type { ValueLimits } from "../core/json.js";
 import type { Logger } from "../logger.js";
-import type { Database } from "../store/database.js";
-import { deleteExpiredEvents } from "../store/events.js";
+import type { Store } from "../store/store.js";
 import { loadJournals } from "../store/journal.js";
-import { JournalWriter } from "../store/journal-writer.js";
-import { claimDueRuns, type Fence, nextDueAt, releaseRun, renewLeases, requeueExpiredLeases } from "../store/runs.js";
+import { claimDueRuns, type Fence, nextDueAt, releaseRun } from "../store/runs/lease.js";
 import type { RunRow } from "../store/schema.js";
 import type { WorkflowRegistry } from "../workflows/registry.js";
+import { DeadlineTimer } from "./deadline-timer.js";
 import { executeRun, ShutdownError } from "./executor.js";
+import { ParkedJournals } from "./parked-journals.js";
+import type { ActiveRun } from "./active-run.js";
+import { renewHeldLeases } from "./heartbeat.js";
+import { Sweeps } from "./sweeps.js";
 import type { TurnBoard } from "../runs/turn-board.js";
 
 export { ShutdownError };
 
 export interface WorkerOptions {
-  database: Database;
+  store: Store;
   registry: WorkflowRegistry;
   logger: Logger;
   leaseMs: number;
@@ -48,30 +52,16 @@ export interface WorkerOptions {
   limits?: ValueLimits;
 }
 
-interface ActiveRun {
-  fence: Fence;
-  /** The run's row as claimed. */
-  run: RunRow;
-  controller: AbortController;
-  done: Promise<void>;
-  /** The lease is certainly ours until then (epoch ms): the claim or last renewal was sent before it began. */
-  validUntil: number;
-}
 
 const wakeChannel = "cairn_wake";
 const cancelChannel = "cairn_cancel";
 const turnChannel = "cairn_turns";
-const retentionSweepMs = 60_000;
 const minRearmMs = 5;
-/** Deadlines remembered for the deadline timer (8 bytes each); beyond this, new ones are left to the store's next-due read. */
-const maxRememberedDeadlines = 100_000;
 /**
  * Journal entries kept in memory for parked runs, over all of them: about 570 bytes of heap each (measured: an
  * entry's object, its Dates and strings), so about 6 MB, whatever the number of parked runs.
  */
 const parkedJournalEntries = 10_000;
-/** setTimeout's ceiling; a later deadline is re-armed by the poll. */
-const maxTimerMs = 2 ** 31 - 1;
 
 export class Worker {
   readonly owner: string;
@@ -87,19 +77,21 @@ export class Worker {
   private starved = false;
   private pollTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
-  private sweepTimer: NodeJS.Timeout | undefined;
-  private deadlineTimer: NodeJS.Timeout | undefined;
-  private deadlineAt: number | undefined;
   /** Deadlines of runs parked by this process (and the store's next one), earliest first; stale ones cost one empty claim. */
-  private readonly deadlines = new DeadlineHeap(maxRememberedDeadlines);
+  private readonly deadlineTimer = new DeadlineTimer(() => {
+    this.wake();
+    // Deadlines set by other processes are not remembered here: once this claim is done, ask the store for the next.
+    this.nextDeadlineUnknown = true;
+    if (!this.claiming) void this.armForNextDue();
+  });
   private lastRenewal = Date.now();
-  private readonly journalWriter: JournalWriter;
   /** Journals of runs this process parked, so that waking them here skips the journal read. */
+  private readonly sweeps: Sweeps;
   private readonly parkedJournals = new ParkedJournals(parkedJournalEntries);
 
   constructor(private readonly options: WorkerOptions) {
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-    this.journalWriter = new JournalWriter(options.database.db);
+    this.sweeps = new Sweeps(options.store.db, options.logger, { eventRetentionMs: options.eventRetentionMs });
   }
 
   get activeCount(): number {
@@ -120,15 +112,14 @@ export class Worker {
     this.stopped = false;
     this.lastRenewal = Date.now();
     try {
-      await this.options.database.listen(wakeChannel, () => this.wake());
-      await this.options.database.listen(cancelChannel, (runId) => this.abortCancelled(runId));
-      await this.options.database.listen(turnChannel, (agent) => this.options.turnBoard.announce(agent));
+      await this.options.store.database.listen(wakeChannel, () => this.wake());
+      await this.options.store.database.listen(cancelChannel, (runId) => this.abortCancelled(runId));
+      await this.options.store.database.listen(turnChannel, (agent) => this.options.turnBoard.announce(agent));
     } catch (error) {
       this.options.logger.warn({ err: error }, "LISTEN failed; relying on polling until it reconnects");
     }
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), Math.max(50, Math.floor(this.options.leaseMs / 3)));
-    this.sweepTimer = setInterval(() => void this.sweepEvents(), retentionSweepMs);
-    this.sweepTimer.unref();
+    this.sweeps.start();
     this.schedulePoll(0);
   }
 
@@ -145,13 +136,13 @@ export class Worker {
   /** Tells every server process (this one included) to look for claimable runs. */
   async announce(): Promise<void> {
     this.wake();
-    await this.options.database.db.execute(sql`select pg_notify(${wakeChannel}, '')`);
+    await this.options.store.db.execute(sql`select pg_notify(${wakeChannel}, '')`);
   }
 
   /** Stops the run's activation wherever it executes (its next durable operation would stop it anyway). */
   async announceCancel(runId: string): Promise<void> {
     this.abortCancelled(runId);
-    await this.options.database.db.execute(sql`select pg_notify(${cancelChannel}, ${runId})`);
+    await this.options.store.db.execute(sql`select pg_notify(${cancelChannel}, ${runId})`);
   }
 
   /**
@@ -202,34 +193,10 @@ export class Worker {
     this.launch(run, journal, run.leaseExpiresAt?.getTime() ?? Date.now() + this.options.leaseMs);
   }
 
-  /**
-   * Arms the wake-up timer for `at` if it is earlier than the one armed, and
-   * remembers `at`: when the timer fires, the next remembered deadline is armed
-   * at once, so timers parked here fire on time one after another without a
-   * round trip to find the next one.
-   */
+  /** Wakes this worker at `at` (a run parked here has a timer or backoff due then). */
   noteDeadline(at: Date): void {
-    const time = at.getTime();
     if (this.stopped) return;
-    this.deadlines.push(time);
-    this.armTimer();
-  }
-
-  private armTimer(): void {
-    const next = this.deadlines.peek();
-    if (next === undefined || (this.deadlineAt !== undefined && this.deadlineAt <= next)) return;
-    clearTimeout(this.deadlineTimer);
-    this.deadlineAt = next;
-    this.deadlineTimer = setTimeout(() => {
-      this.deadlineAt = undefined;
-      const now = Date.now();
-      while ((this.deadlines.peek() ?? Infinity) <= now) this.deadlines.pop();
-      this.wake();
-      this.armTimer();
-      // Deadlines set by other processes are not remembered here: once this claim is done, ask the store for the next.
-      this.nextDeadlineUnknown = true;
-      if (!this.claiming) void this.armForNextDue();
-    }, Math.min(Math.max(0, next - Date.now()), maxTimerMs));
+    this.deadlineTimer.note(at);
   }
 
   /**
@@ -239,8 +206,8 @@ export class Worker {
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
     clearTimeout(this.pollTimer);
-    clearTimeout(this.deadlineTimer);
-    clearInterval(this.sweepTimer);
+    this.deadlineTimer.stop();
+    this.sweeps.stop();
     // A claim under way may still launch runs: wait for it so they are included below.
     await this.claiming;
     const all = Promise.allSettled([...this.active.values()].map((a) => a.done));
@@ -263,7 +230,7 @@ export class Worker {
   /** Deadlines set by other (or dead) processes: sleep exactly until the earliest. */
   private async armForNextDue(): Promise<void> {
     try {
-      const due = await nextDueAt(this.options.database.db, this.options.registry.list().map((w) => w.name));
+      const due = await nextDueAt(this.options.store.db, this.options.registry.list().map((w) => w.name));
       // At the concurrency limit a freed slot claims again by itself. Otherwise a run already due is being
       // claimed right now (or PostgreSQL's clock is a hair behind ours): look again a moment later, never in a spin.
       if (this.starved) return;
@@ -283,12 +250,12 @@ export class Worker {
         if (capacity <= 0 || this.stopped) break;
         const names = this.options.registry.list().map((w) => w.name);
         const sentAt = Date.now();
-        const claimed = await claimDueRuns(this.options.database.db, this.owner, this.options.leaseMs, capacity, names);
+        const claimed = await claimDueRuns(this.options.store.db, this.owner, this.options.leaseMs, capacity, names);
         // One read for the whole batch's journals instead of one per run.
         const unknown = claimed.filter((r) => !this.parkedJournals.has(r.id, r.leaseEpoch - 1));
         const journals =
           unknown.length > 1
-            ? await loadJournals(this.options.database.db, unknown.map((r) => r.id)).catch(() => undefined) // each then reads its own
+            ? await loadJournals(this.options.store.db, unknown.map((r) => r.id)).catch(() => undefined) // each then reads its own
             : undefined;
         for (const run of claimed) this.launch(run, journals?.get(run.id), sentAt + this.options.leaseMs);
         // A full batch suggests more are waiting.
@@ -310,7 +277,7 @@ export class Worker {
     const journal = loaded ?? this.parkedJournals.take(run.id, run.leaseEpoch - 1);
     if (this.stopped) {
       // Claimed while shutting down: hand it straight back.
-      void releaseRun(this.options.database.db, fence).catch(() => undefined);
+      void releaseRun(this.options.store.db, fence).catch(() => undefined);
       return;
     }
     if (this.active.has(run.id)) {
@@ -320,15 +287,14 @@ export class Worker {
     const controller = new AbortController();
     const entry: ActiveRun = { fence, run, controller, done: Promise.resolve(), validUntil };
     const deps = {
-      db: this.options.database.db,
-      journalWriter: this.journalWriter,
+      store: this.options.store,
       registry: this.options.registry,
       logger: this.options.logger,
       limits: this.options.limits,
       onChildCreated: () => void this.announce().catch(() => undefined),
       onTurnCreated: (agent: string) => {
         this.options.turnBoard.announce(agent);
-        void this.options.database.db.execute(sql`select pg_notify(${turnChannel}, ${agent})`).catch(() => undefined);
+        void this.options.store.db.execute(sql`select pg_notify(${turnChannel}, ${agent})`).catch(() => undefined);
       },
       onEnded: (runId: string, row: RunRow | undefined) => this.options.onRunChanged?.(runId, row),
       onSuspended: (suspended: RunRow, _waits: readonly PendingWait[], deadline: Date | undefined, known: JournalEntry[] | undefined) => {
@@ -351,142 +317,14 @@ export class Worker {
   }
 
   private abortCancelled(runId: string): void {
-    this.active.get(runId)?.controller.abort(new RunCancelledError(runId, "cancelled"));
+    this.active.get(runId)?.controller.abort(new RunCancelRequestedError(runId, "cancelled"));
   }
 
   private async heartbeat(): Promise<void> {
-    try {
-      const held = new Map([...this.active].map(([id, run]) => [id, run.fence.epoch]));
-      const sentAt = Date.now();
-      const renewed = await renewLeases(this.options.database.db, this.owner, this.options.leaseMs, [...held.keys()]);
+    const { store, leaseMs, logger } = this.options;
+    if (await renewHeldLeases({ db: store.db, owner: this.owner, leaseMs, logger, active: this.active, lastRenewal: this.lastRenewal, onRequeued: () => this.wake() })) {
       this.lastRenewal = Date.now();
-      const renewedEpochs = new Map(renewed.map((lease) => [lease.runId, lease]));
-      for (const [id, epoch] of held) {
-        const lease = renewedEpochs.get(id);
-        const run = this.active.get(id);
-        if (!run || run.fence.epoch !== epoch) continue;
-        if (!lease || lease.epoch !== epoch) run.controller.abort(new LeaseLostError(id));
-        else if (lease.cancelRequested) run.controller.abort(new RunCancelledError(id, "cancelled"));
-        else run.validUntil = sentAt + this.options.leaseMs;
-      }
-      // Any process may return lapsed runs to the queue; the claim that follows bumps their epoch.
-      const requeued = await requeueExpiredLeases(this.options.database.db);
-      if (requeued.length > 0) {
-        this.options.logger.info({ runs: requeued.length }, "requeued runs whose lease lapsed");
-        this.wake();
-      }
-    } catch (error) {
-      this.options.logger.warn({ err: error }, "lease heartbeat failed");
-      // Past the lease, others may own our runs: stop executing rather than run steps nobody can journal.
-      if (Date.now() - this.lastRenewal > this.options.leaseMs) {
-        for (const [id, run] of this.active) run.controller.abort(new LeaseLostError(id));
-      }
     }
   }
 
-  private async sweepEvents(): Promise<void> {
-    try {
-      const deleted = await deleteExpiredEvents(this.options.database.db, this.options.eventRetentionMs);
-      if (deleted > 0) this.options.logger.info({ deleted }, "deleted events past retention");
-    } catch (error) {
-      this.options.logger.warn({ err: error }, "event retention sweep failed");
-    }
-  }
-}
-
-/**
- * Journals of runs parked by this process, each tagged with the epoch it was
- * written under. Another process's claim bumps the epoch, so a journal is used
- * only by the claim that directly follows its parking. Bounded by total
- * entries, oldest dropped first; a miss costs one journal read.
- */
-class ParkedJournals {
-  private readonly journals = new Map<string, { epoch: number; entries: JournalEntry[] }>();
-  private size = 0;
-
-  constructor(private readonly maxEntries: number) {}
-
-  remember(runId: string, epoch: number, entries: JournalEntry[]): void {
-    this.drop(runId);
-    if (entries.length > this.maxEntries / 10) return;
-    this.journals.set(runId, { epoch, entries });
-    this.size += entries.length;
-    for (const [oldest, kept] of this.journals) {
-      if (this.size <= this.maxEntries) break;
-      this.journals.delete(oldest);
-      this.size -= kept.entries.length;
-    }
-  }
-
-  has(runId: string, epoch: number): boolean {
-    return this.journals.get(runId)?.epoch === epoch;
-  }
-
-  take(runId: string, epoch: number): JournalEntry[] | undefined {
-    const kept = this.journals.get(runId);
-    this.drop(runId);
-    return kept?.epoch === epoch ? kept.entries : undefined;
-  }
-
-  private drop(runId: string): void {
-    const kept = this.journals.get(runId);
-    if (!kept) return;
-    this.journals.delete(runId);
-    this.size -= kept.entries.length;
-  }
-}
-
-/** A binary min-heap of instants (ms), bounded: when full, new instants are not kept. */
-class DeadlineHeap {
-  private readonly items: number[] = [];
-
-  constructor(private readonly max: number) {}
-
-  peek(): number | undefined {
-    return this.items[0];
-  }
-
-  push(time: number): void {
-    // Full: not remembered; after each firing the store's next deadline is read, which finds it in time.
-    if (this.items.length >= this.max) return;
-    const items = this.items;
-    items.push(time);
-    let i = items.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (items[parent]! <= items[i]!) break;
-      [items[parent], items[i]] = [items[i]!, items[parent]!];
-      i = parent;
-    }
-  }
-
-  pop(): number | undefined {
-    const top = this.items[0];
-    if (top !== undefined) this.removeAt(0);
-    return top;
-  }
-
-  private removeAt(index: number): void {
-    const items = this.items;
-    const last = items.pop()!;
-    if (index === items.length) return;
-    items[index] = last;
-    // Restore the heap around `index`: up, then down.
-    let i = index;
-    while (i > 0 && items[(i - 1) >> 1]! > items[i]!) {
-      const parent = (i - 1) >> 1;
-      [items[parent], items[i]] = [items[i]!, items[parent]!];
-      i = parent;
-    }
-    for (;;) {
-      const left = 2 * i + 1;
-      const right = left + 1;
-      let smallest = i;
-      if (left < items.length && items[left]! < items[smallest]!) smallest = left;
-      if (right < items.length && items[right]! < items[smallest]!) smallest = right;
-      if (smallest === i) break;
-      [items[smallest], items[i]] = [items[i]!, items[smallest]!];
-      i = smallest;
-    }
-  }
 }

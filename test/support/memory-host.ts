@@ -5,7 +5,9 @@
  */
 import type { ActivationHost } from "../../server/core/activation.js";
 import { WorkflowNotFoundError } from "../../server/core/errors.js";
-import type { AgentTurnRequest, AgentWait, TurnOutcome, ChildOutcome, ChildRequest, ChildWait, EventWait, JournalEntry, MatchedEvent, NewEntry, PendingWait } from "../../server/core/journal.js";
+import type { AgentTurnRequest, ChildOutcome, ChildRequest, MatchedEvent, TurnOutcome } from "../../server/core/host.js";
+import type { JournalEntry, NewEntry } from "../../server/core/journal.js";
+import type { AgentWait, ChildWait, EventWait, PendingWait } from "../../server/core/waits.js";
 import type { JsonValue, WorkflowLogger } from "../../sdk/workflow.js";
 
 export interface StoredEvent {

@@ -1,17 +1,16 @@
 /**
- * The hot statements on `runs`, as raw prepared SQL with group commit (see
- * batcher.ts): creating runs and finishing them. Concurrent CreateRun calls
- * share one INSERT; runs of this process that end together share one
- * statement that sets their final status, drops their waits and journals their
- * last entry. Both keep the single-run semantics of runs.ts: idempotency-key
- * conflicts insert nothing, and a finish whose fence no longer holds changes
- * nothing.
+ * The hot statements on `runs` as raw prepared SQL: reading a run, claiming
+ * due runs, and the batch forms of creating and finishing runs that the
+ * store's batchers (store.ts) feed. Concurrent CreateRun calls share one
+ * INSERT; runs of this process that end together share one statement that
+ * sets their final status, drops their waits and journals their last entry.
+ * Both keep single-run semantics: idempotency-key conflicts insert nothing,
+ * and a finish whose fence no longer holds changes nothing.
  */
-import type { JsonValue } from "../../sdk/workflow.js";
-import type { FailureInfo } from "../core/json.js";
-import { Batcher } from "./batcher.js";
-import { type Db, rawQuery } from "./database.js";
-import type { RunRow, RunStatus, WaitingOn } from "./schema.js";
+import type { JsonValue } from "../../../sdk/workflow.js";
+import type { FailureInfo } from "../../core/json.js";
+import { type Db, rawQuery } from "../database.js";
+import type { RunRow, RunStatus, WaitingOn } from "../schema.js";
 
 export interface RunInsert {
   id: string;
@@ -94,29 +93,13 @@ export async function claimRunRows(db: Db, owner: string, leaseMs: number, limit
   return rows.map(toRunRow);
 }
 
-const inserters = new WeakMap<object, Batcher<RunInsert, RunRow | undefined>>();
-const finishers = new WeakMap<object, Batcher<RunFinish, RunRow | undefined>>();
-
-/** Inserts the run (queued, or claimed by `claimFor`); undefined when its id or idempotency key is taken. */
-export function insertRunRow(db: Db, run: RunInsert): Promise<RunRow | undefined> {
-  let batcher = inserters.get(db);
-  if (!batcher) inserters.set(db, (batcher = new Batcher((items) => insertRuns(db, items))));
-  return batcher.submit(run);
-}
-
-/** Sets the final status and journals the last entry; undefined when the fence no longer holds. */
-export function finishRunRow(db: Db, finish: RunFinish): Promise<RunRow | undefined> {
-  let batcher = finishers.get(db);
-  if (!batcher) finishers.set(db, (batcher = new Batcher((items) => finishRuns(db, items))));
-  return batcher.submit(finish);
-}
-
 export async function selectRun(db: Db, namespace: string, runId: string): Promise<RunRow | undefined> {
   const [row] = await rawQuery<RawRun>(db, "select * from runs where id = $1 and namespace = $2", [runId, namespace], "cairn_get_run");
   return row ? toRunRow(row) : undefined;
 }
 
-async function insertRuns(db: Db, items: RunInsert[]): Promise<(RunRow | undefined)[]> {
+/** Inserts runs (queued, or claimed by `claimFor`); undefined for each whose id or idempotency key is taken. */
+export async function insertRuns(db: Db, items: RunInsert[]): Promise<(RunRow | undefined)[]> {
   const column = <T>(pick: (r: RunInsert) => T) => items.map(pick);
   const rows = await rawQuery<RawRun>(
     db,
@@ -141,7 +124,8 @@ async function insertRuns(db: Db, items: RunInsert[]): Promise<(RunRow | undefin
   return items.map((r) => byId.get(r.id));
 }
 
-async function finishRuns(db: Db, items: RunFinish[]): Promise<(RunRow | undefined)[]> {
+/** Sets final statuses and journals last entries; undefined for each whose fence no longer holds. */
+export async function finishRuns(db: Db, items: RunFinish[]): Promise<(RunRow | undefined)[]> {
   const sorted = [...items].sort((a, b) => (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0));
   const column = <T>(pick: (f: RunFinish) => T) => sorted.map(pick);
   const rows = await rawQuery<RawRun & { final_sequence: number }>(

@@ -1,0 +1,78 @@
+/**
+ * The seam between the core and the world. An `ActivationHost` makes entries
+ * durable, finds what resolves waits (events, ended children, finished turns)
+ * and parks the run; the core calls nothing else. The store and the worker
+ * implement it (server/worker/executor.ts); tests implement it in memory.
+ */
+import type { JsonValue, WorkflowLogger } from "../../sdk/workflow.js";
+import type { FailureInfo, ValueLimits } from "./json.js";
+import type { NewEntry } from "./journal.js";
+import type { AgentWait, ChildWait, EventWait, PendingWait } from "./waits.js";
+
+export interface ActivationHost {
+  /** Makes the entry durable; resolves after commit, rejects if it could not be written (e.g. LeaseLostError). */
+  append(entry: NewEntry): Promise<void>;
+  /** The oldest unconsumed event matching one of these waits (tried in order), if any. */
+  findEvent(waits: readonly EventWait[]): Promise<MatchedEvent | undefined>;
+  /** Creates the child run if it does not exist yet (idempotent); throws for an unknown workflow or invalid input. */
+  startChild(request: ChildRequest): Promise<void>;
+  /** Records an agent turn for workers if it does not exist yet (idempotent). */
+  startAgentTurn(request: AgentTurnRequest): Promise<void>;
+  /** The first of these turns a worker finished, if any. */
+  findTurnOutcome(waits: readonly AgentWait[]): Promise<TurnOutcome | undefined>;
+  /** The first of these children that has ended, if any. */
+  findChildOutcome(waits: readonly ChildWait[]): Promise<ChildOutcome | undefined>;
+  /**
+   * Parks the run on `waits`. Resolves false when an event arrived in the
+   * meantime, so the activation should look again instead of sleeping.
+   */
+  suspend(waits: readonly PendingWait[]): Promise<boolean>;
+  /** Aborted when the activation must stop: lease lost, run cancelled, server shutting down. */
+  readonly signal: AbortSignal;
+  /** Size limits on step results, the output and agent requests (absent: none). */
+  readonly limits?: ValueLimits;
+  /**
+   * Checked right before a step's function starts: an error when this process can no longer be sure it
+   * holds the run (it slept past its lease, so a new holder may have run and journaled the step already).
+   */
+  leaseLost?(): Error | undefined;
+  /** The live logger; the activation mutes it while replaying. */
+  readonly logger: WorkflowLogger;
+  now(): Date;
+}
+
+/** What `ctx.startAgent` asks the host to create (idempotently, like children). */
+export interface AgentTurnRequest {
+  name: string;
+  turnId: string;
+  agent: string;
+  text: string;
+  params: { [key: string]: JsonValue };
+}
+
+/** A turn a worker finished. */
+export type TurnOutcome =
+  | { turnId: string; agent: string; status: "completed"; result: JsonValue }
+  | { turnId: string; agent: string; status: "failed"; error: FailureInfo };
+
+/** A child run that ended, as a parent's wait sees it. */
+export type ChildOutcome =
+  | { childRunId: string; workflowName: string; status: "completed"; output: JsonValue }
+  | { childRunId: string; workflowName: string; status: "failed" | "cancelled"; error: FailureInfo | undefined };
+
+/** What `ctx.startWorkflow` asks the host to create (idempotently: the id is derived from the parent and the name). */
+export interface ChildRequest {
+  name: string;
+  childRunId: string;
+  workflowName: string;
+  input: JsonValue;
+  detached: boolean;
+}
+
+/** An event a wait may consume. */
+export interface MatchedEvent {
+  /** The wait (operation name) it matched. */
+  name: string;
+  eventId: string;
+  payload: JsonValue;
+}

@@ -1,0 +1,142 @@
+/**
+ * `ctx.step`: run a function once and journal its JSON result or its final
+ * error. Failed attempts retry by policy (each failure journaled with the time
+ * of the next attempt, see retry.ts); a `timeout` aborts the attempt's signal
+ * and fails it whatever the function does. A step that already has an outcome
+ * in the journal never runs again: replay hands back what was recorded.
+ */
+import type { JsonValue, StepContext, StepOptions } from "../../../sdk/workflow.js";
+import { parseDuration } from "../duration.js";
+import type { StepAttemptFailed, StepCompleted, StepFailed } from "../journal.js";
+import { failureToError, type FailureInfo, stepResultLimit, storedJson, toFailureInfo } from "../json.js";
+import { type ResolvedRetryPolicy, resolveRetryPolicy, retryDelayMs } from "../retry.js";
+import type { ContextMethods, EntryDescriptors, Operation, OperationKernel } from "./primitive.js";
+import { attemptSuffix, failureText } from "./settled.js";
+
+export const stepEntries: EntryDescriptors<"step_completed" | "step_failed" | "step_attempt_failed"> = {
+  step_completed: {
+    operation: "step",
+    settle: (entry, operation) => operation.resolve(entry.result),
+    summary: (entry) => `step ${entry.name} completed${attemptSuffix(entry.attempt)}`,
+  },
+  step_failed: {
+    operation: "step",
+    settle: (entry, operation) => operation.reject(failureToError(entry.error)),
+    summary: (entry) => `step ${entry.name} failed${attemptSuffix(entry.attempt)}: ${failureText(entry.error)}`,
+  },
+  step_attempt_failed: {
+    operation: "step",
+    summary: (entry) => `step ${entry.name} attempt ${entry.attempt} failed, will retry: ${failureText(entry.error)}`,
+  },
+};
+
+interface LiveStep {
+  operation: Operation;
+  fn: (step: StepContext) => unknown;
+  policy: ResolvedRetryPolicy;
+  timeoutMs: number | undefined;
+  startedAt: Date;
+}
+
+export const stepContext: ContextMethods<"step"> = (kernel) => ({
+  step: <T>(name: string, fn: (step: StepContext) => T | Promise<T>, options?: StepOptions): Promise<T> => {
+    const { operation, promise, recorded } = kernel.register<T>(name, "step");
+    if (recorded.some((e) => e.kind === "step_completed" || e.kind === "step_failed")) return promise;
+    let policy: ResolvedRetryPolicy;
+    let timeoutMs: number | undefined;
+    try {
+      policy = resolveRetryPolicy(options?.retry);
+      timeoutMs = options?.timeout === undefined ? undefined : parseDuration(options.timeout);
+    } catch (error) {
+      return kernel.invalid(name, "step", error);
+    }
+    const failures = recorded.filter((e): e is typeof e & StepAttemptFailed => e.kind === "step_attempt_failed");
+    const attempt = failures.length + 1;
+    const startedAt = recorded[0]?.startedAt ?? kernel.host.now();
+    const live: LiveStep = { operation, fn: fn as (step: StepContext) => unknown, policy, timeoutMs, startedAt };
+    const retryAt = failures.at(-1)?.fireAt;
+    if (retryAt && retryAt.getTime() > kernel.host.now().getTime()) awaitRetry(kernel, live, attempt, retryAt);
+    else runAttempt(kernel, live, attempt);
+    return promise;
+  },
+});
+
+/** Parks a step until its backoff passes; the run may suspend meanwhile (the backoff is durable). */
+function awaitRetry(kernel: OperationKernel, live: LiveStep, attempt: number, retryAt: Date): void {
+  live.operation.wait = { kind: "retry", name: live.operation.name, fireAt: retryAt, nextAttempt: attempt };
+  live.operation.retry = () => runAttempt(kernel, live, attempt);
+}
+
+/** A step whose backoff has passed runs its next attempt now (nothing is journaled for the wake-up itself). */
+export function startDueRetry(operations: Iterable<Operation>, now: Date): boolean {
+  for (const operation of operations) {
+    const wait = operation.wait;
+    if (operation.settled || wait?.kind !== "retry" || wait.fireAt.getTime() > now.getTime() || !operation.retry) continue;
+    const retry = operation.retry;
+    delete operation.wait;
+    delete operation.retry;
+    retry();
+    return true;
+  }
+  return false;
+}
+
+function runAttempt(kernel: OperationKernel, live: LiveStep, attempt: number): void {
+  const { operation, policy, startedAt } = live;
+  const name = operation.name;
+  const lost = kernel.host.leaseLost?.();
+  if (lost) {
+    kernel.fail(lost, true);
+    return;
+  }
+  kernel.track(
+    runStep(kernel, name, live.fn, attempt, live.timeoutMs).then((settled) => {
+      if ("value" in settled) {
+        const entry: StepCompleted = { kind: "step_completed", name, attempt, startedAt, ...(settled.value === undefined ? {} : { result: settled.value }) };
+        kernel.write(entry, operation);
+        return;
+      }
+      const delayMs = retryDelayMs(policy, attempt, settled.failure);
+      if (delayMs === undefined) {
+        const entry: StepFailed = { kind: "step_failed", name, error: settled.failure, attempt, startedAt };
+        kernel.write(entry, operation);
+        return;
+      }
+      const retryAt = new Date(kernel.host.now().getTime() + delayMs);
+      kernel.write({ kind: "step_attempt_failed", name, error: settled.failure, attempt, startedAt, fireAt: retryAt }, operation);
+      awaitRetry(kernel, live, attempt + 1, retryAt);
+    }),
+  );
+}
+
+/** One attempt of a step's function; a timeout aborts its signal and fails the attempt whatever the function does. */
+async function runStep(
+  kernel: OperationKernel,
+  name: string,
+  fn: (step: StepContext) => unknown,
+  attempt: number,
+  timeoutMs: number | undefined,
+): Promise<{ value: JsonValue | undefined } | { failure: FailureInfo }> {
+  const timeout = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    if (timeoutMs === undefined) return;
+    timer = setTimeout(() => {
+      const error = new Error(`step "${name}" attempt ${attempt} timed out after ${timeoutMs} ms`);
+      error.name = "StepTimeoutError";
+      timeout.abort(error);
+      reject(error);
+    }, timeoutMs);
+  });
+  timedOut.catch(() => undefined);
+  const signal = timeoutMs === undefined ? kernel.host.signal : AbortSignal.any([kernel.host.signal, timeout.signal]);
+  try {
+    const value = await Promise.race([fn({ idempotencyKey: `${kernel.run.runId}:${name}`, attempt, signal }), timedOut]);
+    if (value === undefined) return { value: undefined };
+    return { value: storedJson(value, `step "${name}" result`, stepResultLimit(kernel.host.limits)) };
+  } catch (error) {
+    return { failure: toFailureInfo(error) };
+  } finally {
+    clearTimeout(timer);
+  }
+}

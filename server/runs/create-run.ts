@@ -1,0 +1,62 @@
+/**
+ * Creating a run: check the input (size, shape, the workflow's schema), store
+ * the run once per idempotency key, and start it here at once when asked and
+ * this process has room (eager start) or announce it to every worker.
+ */
+import { randomUUID } from "node:crypto";
+import type { JsonValue } from "../../sdk/workflow.js";
+import { IdempotencyConflictError, InvalidInputError } from "../core/errors.js";
+import { sameJson } from "../core/json.js";
+import { insertRun } from "../store/runs/create.js";
+import type { RunRow } from "../store/schema.js";
+import { validateInput } from "../workflows/registry.js";
+import { checkPayload } from "./payload.js";
+import type { Call, RunsDeps } from "./runs-deps.js";
+
+export interface CreateRunRequest {
+  workflowName: string;
+  input: JsonValue;
+  idempotencyKey?: string | undefined;
+  metadata: Record<string, string>;
+  eagerStart: boolean;
+}
+
+export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRequest): Promise<{ run: RunRow; deduplicated: boolean }> {
+  const { worker } = deps;
+  const workflow = deps.registry.get(request.workflowName);
+  const input = request.input;
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    const got = input === null ? "null" : Array.isArray(input) ? "an array" : `a ${typeof input}`;
+    throw new InvalidInputError(`input must be a JSON object, got ${got}; wrap it in an object, e.g. {"value": ...}`);
+  }
+  checkPayload(input, "input", { bytes: deps.maxInputBytes, setting: "CAIRN_MAX_INPUT_BYTES" });
+  await validateInput(workflow, input);
+  // Past the caller's deadline nothing is stored: the call ends DEADLINE_EXCEEDED instead.
+  call.throwIfDeadlinePassed();
+
+  // At its concurrency limit this process queues the run instead: any process with room picks it up.
+  const eager = request.eagerStart && worker.reserveSlot();
+  let created: Awaited<ReturnType<typeof insertRun>>;
+  try {
+    created = await insertRun(
+      deps.store,
+      { id: randomUUID(), namespace: call.namespace, workflowName: workflow.name, input, idempotencyKey: request.idempotencyKey || undefined, metadata: request.metadata },
+      eager ? { owner: worker.owner, leaseMs: deps.leaseMs } : undefined,
+    );
+  } catch (error) {
+    if (eager) worker.releaseSlot();
+    throw error;
+  }
+  const { run, deduplicated } = created;
+  if (deduplicated) {
+    if (eager) worker.releaseSlot();
+    if (run.workflowName !== workflow.name || !sameJson(run.input, input)) throw new IdempotencyConflictError(request.idempotencyKey ?? "", run.id);
+  } else if (eager) {
+    // Committed as claimed by this process: start it here, now (if we die first, the lease lapses and others resume it).
+    worker.adopt(run);
+  } else {
+    // Already durable; a lost notification only delays the run until some process polls.
+    await worker.announce().catch(() => undefined);
+  }
+  return { run, deduplicated };
+}

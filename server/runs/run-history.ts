@@ -1,0 +1,26 @@
+/** A run's history: its journal entries after a position, in pages. */
+import type { JournalEntry } from "../core/journal.js";
+import { listJournal } from "../store/journal.js";
+import { getRun } from "./get-run.js";
+import { clampPageSize } from "./list-runs.js";
+import type { Call, RunsDeps } from "./runs-deps.js";
+
+export async function runHistory(
+  deps: RunsDeps,
+  call: Pick<Call, "namespace">,
+  request: { runId: string; afterSequence: number; pageSize: number },
+): Promise<{ entries: JournalEntry[]; hasMore: boolean }> {
+  const run = await getRun(deps, call, request.runId);
+  const pageSize = clampPageSize(request.pageSize, 1000, deps.maxHistoryPageSize);
+  const entries = await listJournal(deps.store.db, call.namespace, run.id, request.afterSequence, pageSize);
+  return { entries: entries.slice(0, pageSize), hasMore: entries.length > pageSize };
+}
+
+/**
+ * A client's after_sequence (int64, not negative) as a journal position. Sequences are 32-bit in the store,
+ * so anything above the largest one means "after every entry" (fuzz finding: it reached SQL out of range).
+ */
+export function sequenceAfter(afterSequence: bigint): number {
+  return afterSequence > maxSequence ? Number(maxSequence) : Number(afterSequence);
+}
+const maxSequence = 2n ** 31n - 1n;

@@ -1,0 +1,59 @@
+/**
+ * Watching one run: its current state, then every journal entry after the
+ * caller's position and every status change, until the run has ended and
+ * everything before its end was sent. One shared reader per run in this
+ * process (run-tail.ts); each watcher only keeps its own position.
+ */
+import type { JournalEntry } from "../core/journal.js";
+import { listJournal } from "../store/journal.js";
+import { type RunRow, terminalStatuses } from "../store/schema.js";
+import { watchRecheckMs } from "./await-run.js";
+import { getRun } from "./get-run.js";
+import type { Call, RunsDeps } from "./runs-deps.js";
+
+export type RunUpdate = { kind: "run"; run: RunRow } | { kind: "entry"; entry: JournalEntry };
+
+/** Entries a watcher reads per round trip when it is behind the shared window. */
+const watchPageSize = 500;
+
+export async function* watchRun(deps: RunsDeps, call: Call, request: { runId: string; afterSequence: number }): AsyncGenerator<RunUpdate> {
+  const run = await getRun(deps, call, request.runId);
+  const { tail, signal, release } = await deps.tails.acquire(call.namespace, run.id);
+  try {
+    let status = (tail.run ?? run).status;
+    yield { kind: "run", run: tail.run ?? run };
+    let cursor = request.afterSequence;
+    while (!call.signal.aborted) {
+      const first = tail.window[0];
+      if (cursor < tail.lastSequence && (!first || cursor + 1 < first.sequence)) {
+        // Behind the shared window (a new watcher of a long run, or a slow one): catch up from the store.
+        const older = await listJournal(deps.store.db, call.namespace, run.id, cursor, watchPageSize);
+        for (const entry of older.slice(0, watchPageSize)) {
+          if (first && entry.sequence >= first.sequence) break;
+          cursor = entry.sequence;
+          yield { kind: "entry", entry };
+        }
+        continue;
+      }
+      for (const entry of tail.window) {
+        if (entry.sequence <= cursor) continue;
+        if (entry.sequence > tail.lastSequence) break;
+        cursor = entry.sequence;
+        yield { kind: "entry", entry };
+      }
+      const latest = tail.run;
+      if (latest && latest.status !== status) {
+        status = latest.status;
+        yield { kind: "run", run: latest };
+      }
+      // The final entry and the final status commit together: a final status with nothing after the cursor ends the stream.
+      if (latest && terminalStatuses.includes(latest.status) && cursor >= tail.lastSequence) return;
+      if (cursor < tail.lastSequence) continue;
+      await signal.next(watchRecheckMs, call.signal);
+    }
+    // The deadline passed before the run ended: DEADLINE_EXCEEDED, not a clean end.
+    call.throwIfDeadlinePassed();
+  } finally {
+    release();
+  }
+}

@@ -1,0 +1,92 @@
+import { firstOf } from "../first-of.js";
+import { and, desc, eq, gte, inArray, lt, or, sql, type SQL } from "drizzle-orm";
+import type { ChildOutcome } from "../../core/host.js";
+import { type Db } from "../database.js";
+import { selectRun } from "./rows.js";
+import { type RunRow, type RunStatus, runs, terminalStatuses, waits } from "../schema.js";
+
+export async function getRun(db: Db, namespace: string, runId: string): Promise<RunRow | undefined> {
+  return selectRun(db, namespace, runId);
+}
+
+export async function getRuns(db: Db, namespace: string, runIds: readonly string[]): Promise<RunRow[]> {
+  if (runIds.length === 0) return [];
+  return db
+    .select()
+    .from(runs)
+    .where(and(eq(runs.namespace, namespace), inArray(runs.id, [...runIds])));
+}
+
+export interface RunFilter {
+  workflowName?: string | undefined;
+  statuses?: readonly RunStatus[] | undefined;
+  parentRunId?: string | undefined;
+  createdAfter?: Date | undefined;
+  createdBefore?: Date | undefined;
+  /** Only runs parked on a wait of this kind and/or event key. */
+  waitingFor?: "timer" | "event" | "retry" | "child" | "agent" | undefined;
+  waitingEventType?: string | undefined;
+  waitingCorrelationId?: string | undefined;
+}
+
+/** Keyset position: the last run of the previous page. */
+export interface RunCursor {
+  createdAt: Date;
+  id: string;
+}
+
+/** Newest first; returns one row more than `limit` when a further page exists. */
+export async function listRuns(
+  db: Db,
+  namespace: string,
+  filter: RunFilter,
+  limit: number,
+  after?: RunCursor,
+): Promise<RunRow[]> {
+  const conditions: (SQL | undefined)[] = [eq(runs.namespace, namespace)];
+  if (filter.workflowName) conditions.push(eq(runs.workflowName, filter.workflowName));
+  if (filter.statuses && filter.statuses.length > 0) conditions.push(inArray(runs.status, [...filter.statuses]));
+  if (filter.parentRunId) conditions.push(eq(runs.parentRunId, filter.parentRunId));
+  if (filter.createdAfter) conditions.push(gte(runs.createdAt, filter.createdAfter));
+  if (filter.createdBefore) conditions.push(lt(runs.createdAt, filter.createdBefore));
+  if (filter.waitingFor || filter.waitingEventType || filter.waitingCorrelationId) {
+    conditions.push(
+      eq(runs.status, "waiting"),
+      or(
+        sql`exists (select 1 from waits w where w.run_id = ${runs.id}
+                      and (${filter.waitingFor ?? null}::text is null or w.kind = ${filter.waitingFor ?? null})
+                      and (${filter.waitingEventType ?? null}::text is null or w.event_type = ${filter.waitingEventType ?? null})
+                      and (${filter.waitingCorrelationId ?? null}::text is null or w.correlation_id = ${filter.waitingCorrelationId ?? null}))`,
+        // Runs parked on the clock alone keep no waits rows: their first wait is in waiting_on.
+        filter.waitingFor === "timer" || filter.waitingFor === "retry"
+          ? sql`${runs.waitingOn}->>'kind' = ${filter.waitingFor}`
+          : undefined,
+      ),
+    );
+  }
+  if (after) {
+    conditions.push(
+      or(lt(runs.createdAt, after.createdAt), and(eq(runs.createdAt, after.createdAt), lt(runs.id, after.id))),
+    );
+  }
+  return db
+    .select()
+    .from(runs)
+    .where(and(...conditions))
+    .orderBy(desc(runs.createdAt), desc(runs.id))
+    .limit(limit + 1);
+}
+
+/** The first of `childRunIds` that has ended, with its outcome. */
+export async function findChildOutcome(db: Db, namespace: string, childRunIds: readonly string[]): Promise<ChildOutcome | undefined> {
+  if (childRunIds.length === 0) return undefined;
+  const rows = await db
+    .select({ id: runs.id, workflowName: runs.workflowName, status: runs.status, output: runs.output, error: runs.error })
+    .from(runs)
+    .where(and(eq(runs.namespace, namespace), inArray(runs.id, [...childRunIds]), inArray(runs.status, [...terminalStatuses])));
+  const row = firstOf(rows, childRunIds);
+  if (!row) return undefined;
+  const base = { childRunId: row.id, workflowName: row.workflowName };
+  if (row.status === "completed") return { ...base, status: "completed", output: row.output ?? null };
+  return { ...base, status: row.status as "failed" | "cancelled", error: row.error ?? undefined };
+}

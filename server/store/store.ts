@@ -1,0 +1,29 @@
+/**
+ * The store as the rest of the server holds it: the database, and the group
+ * commits that share one statement among concurrent writers (batcher.ts) —
+ * run inserts, run endings, journal appends. The batchers are instances owned
+ * here, one set per store, made when the store is opened.
+ */
+import { Batcher } from "./batcher.js";
+import type { Database, Db } from "./database.js";
+import { JournalWriter } from "./journal-writer.js";
+import { finishRuns, insertRuns, type RunFinish, type RunInsert } from "./runs/rows.js";
+import type { RunRow } from "./schema.js";
+
+export class Store {
+  readonly db: Db;
+  /** CreateRun and child creation: concurrent inserts share one statement. */
+  readonly runInserts: Batcher<RunInsert, RunRow | undefined>;
+  /** Runs ending together share one statement (status, waits dropped, last entry journaled). */
+  readonly runEndings: Batcher<RunFinish, RunRow | undefined>;
+  /** Journal appends of every activation in this process. */
+  readonly journal: JournalWriter;
+
+  constructor(readonly database: Database) {
+    const db = database.db;
+    this.db = db;
+    this.runInserts = new Batcher((items) => insertRuns(db, items));
+    this.runEndings = new Batcher((items) => finishRuns(db, items));
+    this.journal = new JournalWriter(db);
+  }
+}
