@@ -22,6 +22,7 @@ import { RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
 import { CreateRunResponseSchema, SendEventResponseSchema, WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import { valueFromJson } from "../../server/rpc/convert.js";
 import { diagnostic } from "../support/diagnostic.js";
+import { envelope } from "../support/raw-http.js";
 import { createTestDatabase, type TestDatabase, withClient } from "../support/postgres.js";
 import { type ServerProcess, startServerProcess, stopAllServerProcesses } from "../support/server-process.js";
 
@@ -459,14 +460,6 @@ function cpuSeconds(pid: number): number {
   } catch {
     return Number.NaN;
   }
-}
-
-function envelope(payload: Uint8Array, flags = 0): Uint8Array {
-  const out = new Uint8Array(5 + payload.length);
-  out[0] = flags;
-  new DataView(out.buffer).setUint32(1, payload.length);
-  out.set(payload, 5);
-  return out;
 }
 
 /** Most envelopes are honest; some claim compression, lie about their length, or carry a second message. */

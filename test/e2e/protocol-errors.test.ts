@@ -13,6 +13,8 @@ import { loadConfig } from "../../server/config.js";
 import { NonJsonValueError } from "../../server/core/errors.js";
 import { storedJson, toFailureInfo } from "../../server/core/json.js";
 import { valueFromJson } from "../../server/rpc/convert.js";
+import { testLimits } from "../support/limits.js";
+import { envelope } from "../support/raw-http.js";
 import { createTestDatabase, withClient } from "../support/postgres.js";
 import { startTestServer, type WorkflowClient } from "../support/in-process-server.js";
 
@@ -21,15 +23,7 @@ let client: WorkflowClient;
 let databaseUrl: string;
 let dropDatabase: () => Promise<void>;
 
-const limits = {
-  CAIRN_MAX_INPUT_BYTES: "4096",
-  CAIRN_MAX_STEP_RESULT_BYTES: "2048",
-  CAIRN_MAX_AGENT_RESULT_BYTES: "8192",
-  // Far above the request cap the input limit alone used to imply (2 × 4096 + 64 KiB).
-  CAIRN_MAX_EVENT_BYTES: "300000",
-  CAIRN_MAX_LIST_RUNS_PAGE_SIZE: "3",
-  CAIRN_MAX_HISTORY_PAGE_SIZE: "2",
-};
+const limits = testLimits;
 
 beforeAll(async () => {
   const database = await createTestDatabase("validation");
@@ -48,14 +42,6 @@ afterAll(async () => {
 });
 
 const uuid = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
-
-function envelope(payload: Uint8Array, flags = 0): Uint8Array {
-  const out = new Uint8Array(5 + payload.length);
-  out[0] = flags;
-  new DataView(out.buffer).setUint32(1, payload.length);
-  out.set(payload, 5);
-  return out;
-}
 
 /** One gRPC call over h2c, returning the status and message from the trailers (or trailers-only headers). */
 function grpcCall(path: string, body: Uint8Array, headers: Record<string, string> = {}): Promise<{ status: number; message: string }> {

@@ -14,6 +14,7 @@ import { RunStatus, type WaitKind } from "../../sdk/gen/cairn/v1/types_pb.js";
 import { ConfigError, loadConfig } from "../../server/config.js";
 import { valueFromJson, valueToJson } from "../../server/rpc/convert.js";
 import { waitForEnd, type WorkflowClient } from "../support/in-process-server.js";
+import { testLimits } from "../support/limits.js";
 import { createTestDatabase } from "../support/postgres.js";
 import { type RouterServices, startRouterServices } from "../support/router-services.js";
 
@@ -22,15 +23,7 @@ let client: WorkflowClient;
 let agents: Client<typeof AgentService>;
 let dropDatabase: () => Promise<void>;
 
-const limits = {
-  CAIRN_MAX_INPUT_BYTES: "4096",
-  CAIRN_MAX_STEP_RESULT_BYTES: "2048",
-  CAIRN_MAX_AGENT_RESULT_BYTES: "8192",
-  // Far above the request cap the input limit alone used to imply (2 × 4096 + 64 KiB).
-  CAIRN_MAX_EVENT_BYTES: "300000",
-  CAIRN_MAX_LIST_RUNS_PAGE_SIZE: "3",
-  CAIRN_MAX_HISTORY_PAGE_SIZE: "2",
-};
+const limits = testLimits;
 
 beforeAll(async () => {
   const database = await createTestDatabase("validation");
