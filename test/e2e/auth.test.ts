@@ -3,7 +3,7 @@
 // and every path by which one namespace could reach another's runs, events, turns, children and
 // watch streams. Further servers on the same database cover the key cache (TTL fallback, listener
 // reconnect) and the per-key rate limit. Keys are made with the store functions `cairn keys`
-// uses (test/auth-cli.test.ts drives the CLI itself and two server processes).
+// uses (test/e2e/auth-cli.test.ts drives the CLI itself and two server processes).
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";

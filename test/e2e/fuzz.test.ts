@@ -6,7 +6,7 @@
 // (every input here is a client's mistake or a valid request), that deadlines end long polls and streams, and that
 // the database holds only whole, valid rows: exactly the runs and events whose creation was answered OK.
 //
-// Reproduce a run with the seed it prints: FUZZ_SEED=<seed> FUZZ_COUNT=<n> node --import tsx --test test/fuzz.test.ts
+// Reproduce a run with the seed it prints: FUZZ_SEED=<seed> FUZZ_COUNT=<n> npx vitest run test/e2e/fuzz.test.ts
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
 import { readFileSync } from "node:fs";
