@@ -7,11 +7,11 @@
  * log file per slot (an incarnation header before each), and the last lines
  * stay in memory for failure reports.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { eachLine, repoRoot, spawnTsx } from "../test/support/processes.js";
 
-export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
+export { repoRoot };
 
 export interface SlotOptions {
   name: string;
@@ -44,7 +44,6 @@ export class ProcessSlot {
   private killedByUs = new WeakSet<ChildProcess>();
   private readonly log: WriteStream;
   private readonly tailLines: string[] = [];
-  private partial = "";
   private restartTimer: NodeJS.Timeout | undefined;
   incarnations = 0;
   /** Starts that ended before the process was ready (e.g. PostgreSQL down during migrations). */
@@ -125,23 +124,14 @@ export class ProcessSlot {
   private spawn(): void {
     const incarnation = ++this.incarnations;
     this.ready = false;
-    this.partial = "";
     this.note(`==== chaos: ${this.name} incarnation ${incarnation} starting at ${new Date().toISOString()}`);
-    const env: Record<string, string | undefined> = { ...process.env, ...this.options.env };
-    delete env.NODE_TEST_CONTEXT;
-    const child = spawn(process.execPath, ["--import", "tsx", ...this.options.args], {
-      cwd: repoRoot,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawnTsx(this.options.args, this.options.env);
     this.child = child;
-    live.add(child);
-    child.stdout?.setEncoding("utf8");
-    child.stderr?.setEncoding("utf8");
-    child.stdout?.on("data", (chunk: string) => this.output(child, chunk));
-    child.stderr?.on("data", (chunk: string) => this.output(child, chunk));
+    child.stdout.on("data", (chunk: string) => this.log.write(chunk));
+    child.stderr.on("data", (chunk: string) => this.log.write(chunk));
+    eachLine(child.stdout, (line) => this.line(child, line));
+    eachLine(child.stderr, (line) => this.line(child, line));
     child.once("exit", (code, signal) => {
-      live.delete(child);
       const wasReady = this.ready && this.child === child;
       if (this.child === child) {
         this.child = undefined;
@@ -156,26 +146,21 @@ export class ProcessSlot {
     });
   }
 
-  private output(child: ChildProcess, chunk: string): void {
-    this.log.write(chunk);
-    const text = this.partial + chunk;
-    const lines = text.split("\n");
-    this.partial = lines.pop() ?? "";
-    for (const line of lines) {
-      this.remember(line);
-      if (line.startsWith('{"level":5') || line.startsWith('{"level":6')) {
-        try {
-          const record = JSON.parse(line) as { msg?: unknown };
-          const msg = String(record.msg ?? "?");
-          this.errorsLogged.set(msg, (this.errorsLogged.get(msg) ?? 0) + 1);
-        } catch {
-          // not a pino record
-        }
+  /** One line the process printed: kept for the tail, counted if it is an error record, checked for readiness. */
+  private line(child: ChildProcess, line: string): void {
+    this.remember(line);
+    if (line.startsWith('{"level":5') || line.startsWith('{"level":6')) {
+      try {
+        const record = JSON.parse(line) as { msg?: unknown };
+        const msg = String(record.msg ?? "?");
+        this.errorsLogged.set(msg, (this.errorsLogged.get(msg) ?? 0) + 1);
+      } catch {
+        // not a pino record
       }
-      if (!this.ready && this.child === child && this.options.isReady(line)) {
-        this.ready = true;
-        for (const waiter of this.readyWaiters.splice(0)) waiter();
-      }
+    }
+    if (!this.ready && this.child === child && this.options.isReady(line)) {
+      this.ready = true;
+      for (const waiter of this.readyWaiters.splice(0)) waiter();
     }
   }
 
@@ -190,15 +175,3 @@ export class ProcessSlot {
   }
 }
 
-const live = new Set<ChildProcess>();
-
-// Last resort: never leave servers or workers behind.
-process.once("exit", () => {
-  for (const child of live) {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-});

@@ -4,7 +4,7 @@
  * in-process with their own config.
  */
 import { setMaxListeners } from "node:events";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AgentService } from "../sdk/gen/cairn/v1/agent_pb.js";
 import { WorkflowService } from "../sdk/gen/cairn/v1/workflow_pb.js";
@@ -47,7 +47,24 @@ export interface CairnServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
+/** Everything of a server but its port: the store, the worker, the services and the interceptors they run behind. */
+export interface CairnServices {
+  readonly database: Database;
+  readonly registry: WorkflowRegistry;
+  readonly scheduler: Worker;
+  readonly feed: RunFeed;
+  /** Registers every service on a router (the Connect adapter, the unary lane, or a test's router transport). */
+  readonly routes: (router: ConnectRouter) => void;
+  readonly interceptors: Interceptor[];
+  readonly health: ReturnType<typeof createHealthService>;
+  readonly keys: KeyCache | undefined;
+  readonly workflowService: ReturnType<typeof createWorkflowService>;
+  /** Aborted at shutdown: every in-flight request listens on it. */
+  readonly shutdown: AbortController;
+}
+
+/** Opens the store and builds the services; nothing runs yet (tests route calls to them without a socket). */
+export async function createServices(config: Config, logger: Logger): Promise<CairnServices> {
   const registry = await loadWorkflows(config.workflowDirs, logger);
   const store = await openStore({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize });
   const database = store.database;
@@ -112,6 +129,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, logger }),
     validationInterceptor(createRequestValidator([WorkflowService, AgentService])),
   ];
+  return { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown };
+}
+
+export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
+  const { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown } = await createServices(config, logger);
+  const { auth } = config;
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
   const readMaxBytes = config.maxRequestBytes;
   // A deadline beyond setTimeout's ceiling (2^31 - 1 ms, 24.8 days) would fire after 1 ms: such a call is refused

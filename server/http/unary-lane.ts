@@ -11,7 +11,7 @@
  * body from the stream's events, has one AbortController that is aborted only when something
  * really ends the call (`unary-call-signal.ts`), and writes its answer in one piece.
  *
- * What must stay identical (test/unary-lane.test.ts compares both paths): the methods served
+ * What must stay identical (test/e2e/unary-lane.test.ts compares both paths): the methods served
  * (those `routes` registers without per-service options) and their implementations; the
  * interceptors, run by Connect's own `invokeUnaryImplementation` with the request and context
  * objects they know; `connect-timeout-ms` parsing, its errors and the deadline's abort reason;

@@ -1,5 +1,5 @@
 /**
- * The page script of the end-to-end browser test (test/browser.test.ts), bundled by the test with
+ * The page script of the end-to-end browser test (test/e2e/browser.test.ts), bundled by the test with
  * esbuild for the browser: it uses the SDK over Connect-Web to create a `many_steps` run, renders
  * each streamed update as it arrives, and ends by writing the run's output into `#output` and its
  * final status into `#status` (in that order, so a reader that sees the status sees the output).

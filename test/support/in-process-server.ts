@@ -3,16 +3,26 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { type CairnServer, startServer } from "../../server/app.js";
-import { loadConfig } from "../../server/config.js";
+import { type Config, loadConfig } from "../../server/config.js";
+import type { Logger } from "../../server/logger.js";
 import { RunStatus, type Run } from "../../sdk/gen/cairn/v1/types_pb.js";
 import { WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 
 export type WorkflowClient = Client<typeof WorkflowService>;
 
+/** A server's config for tests: any free port on loopback, a quick poll, open mode unless `env` says otherwise. */
+export function testConfig(env: Record<string, string>): Config {
+  return loadConfig({ PORT: "0", HOST: "127.0.0.1", CAIRN_POLL_INTERVAL_MS: "50", CAIRN_AUTH: "open", ...env });
+}
+
+/** Silent unless TEST_LOG_LEVEL says otherwise. */
+export function testLogger(): Logger {
+  return pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+}
+
 /** Open mode (no API keys) unless `env` sets CAIRN_AUTH: the tests of everything but auth carry no keys. */
 export async function startTestServer(env: Record<string, string>): Promise<{ server: CairnServer; client: WorkflowClient }> {
-  const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", CAIRN_POLL_INTERVAL_MS: "50", CAIRN_AUTH: "open", ...env });
-  const server = await startServer(config, pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }));
+  const server = await startServer(testConfig(env), testLogger());
   const client = createClient(WorkflowService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
   return { server, client };
 }

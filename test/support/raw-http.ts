@@ -94,3 +94,12 @@ function flatten(headers: Record<string, string | string[] | number | undefined>
   }
   return out;
 }
+
+/** A message in the length-prefixed framing of Connect streams, gRPC and gRPC-Web: flags, length, payload. */
+export function envelope(payload: Uint8Array, flags = 0): Uint8Array {
+  const out = new Uint8Array(5 + payload.length);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, payload.length);
+  out.set(payload, 5);
+  return out;
+}

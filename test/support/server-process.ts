@@ -9,15 +9,14 @@
  * `after` hook so a failing test never leaves servers behind; a process-exit
  * hook SIGKILLs any that are still alive as a last resort.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { delimiter, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { type Run, RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
 import { WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
+import { eachLine, repoRoot, spawnTsx, type TsxProcess } from "./processes.js";
 
-export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+export { repoRoot };
 
 export interface ServerProcessOptions {
   databaseUrl: string;
@@ -59,17 +58,8 @@ export const fastLeaseEnv: Record<string, string> = {
   CAIRN_POLL_INTERVAL_MS: "100",
 };
 
-const live = new Set<ChildProcess>();
-
-process.once("exit", () => {
-  for (const child of live) {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-});
+/** Processes started here and not yet exited, for stopAllServerProcesses (processes.ts kills them at exit). */
+const live = new Set<TsxProcess>();
 
 let counter = 0;
 
@@ -78,8 +68,7 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   const dirs = (typeof options.workflowDirs === "string" ? [options.workflowDirs] : [...options.workflowDirs]).map((dir) =>
     resolve(repoRoot, dir),
   );
-  const env: Record<string, string | undefined> = {
-    ...process.env,
+  const child = spawnTsx(["server/main.ts"], {
     ...fastLeaseEnv,
     PORT: "0",
     HOST: "127.0.0.1",
@@ -89,20 +78,11 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
     DATABASE_URL: options.databaseUrl,
     WORKFLOW_DIRS: dirs.join(delimiter),
     ...options.env,
-  };
-  // The server is not a test file: don't let it think it runs under node:test.
-  delete env.NODE_TEST_CONTEXT;
-
-  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
-    cwd: repoRoot,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
   });
   live.add(child);
 
   let output = "";
   const records: Record<string, unknown>[] = [];
-  let partial = "";
   let exitedAlready = false;
   let onListening: ((record: Record<string, unknown>) => void) | undefined;
 
@@ -114,27 +94,21 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
     });
   });
 
-  child.stdout.setEncoding("utf8");
   child.stdout.on("data", (chunk: string) => {
     output += chunk;
-    partial += chunk;
-    let newline: number;
-    while ((newline = partial.indexOf("\n")) >= 0) {
-      const line = partial.slice(0, newline);
-      partial = partial.slice(newline + 1);
-      let record: unknown;
-      try {
-        record = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      if (typeof record !== "object" || record === null) continue;
-      const rec = record as Record<string, unknown>;
-      records.push(rec);
-      if (rec.msg === "cairn server listening") onListening?.(rec);
-    }
   });
-  child.stderr.setEncoding("utf8");
+  eachLine(child.stdout, (line) => {
+    let record: unknown;
+    try {
+      record = JSON.parse(line);
+    } catch {
+      return;
+    }
+    if (typeof record !== "object" || record === null) return;
+    const rec = record as Record<string, unknown>;
+    records.push(rec);
+    if (rec.msg === "cairn server listening") onListening?.(rec);
+  });
   child.stderr.on("data", (chunk: string) => {
     output += chunk;
   });
