@@ -42,6 +42,7 @@ import type { Worker } from "../worker/worker.js";
 import { type RunRow, terminalStatuses } from "../store/schema.js";
 import type { Db } from "../store/database.js";
 import { listJournal } from "../store/journal.js";
+import { inputJsonSchema } from "../workflows/json-schema.js";
 import { cancellableChildren, cancelRun, getRun, getRuns, insertRun, listRuns, type RunCursor, type RunFilter } from "../store/runs.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
 import { callerOf } from "./auth.js";
@@ -124,6 +125,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
             sourceFile: w.file,
             hasInputSchema: w.input !== undefined,
             inputSchemaVendor: w.input?.["~standard"].vendor ?? "",
+            inputJsonSchema: inputJsonSchema(w.input),
           }),
         ),
       });
@@ -203,6 +205,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): ServiceImpl<ty
         waitingFor: waitKindFromProto(request.waitingFor),
         waitingEventType: request.waitingEventType || undefined,
         waitingCorrelationId: request.waitingCorrelationId || undefined,
+        metadata: Object.keys(request.metadata).length > 0 ? request.metadata : undefined,
       };
       const rows = await listRuns(db, namespace, filter, pageSize, decodePageToken(request.pageToken));
       const page = rows.slice(0, pageSize);

@@ -90,6 +90,8 @@ export interface RunFilter {
   waitingFor?: "timer" | "event" | "retry" | "child" | "agent" | undefined;
   waitingEventType?: string | undefined;
   waitingCorrelationId?: string | undefined;
+  /** Only runs whose metadata contains all these pairs. */
+  metadata?: Readonly<Record<string, string>> | undefined;
 }
 
 /** Keyset position: the last run of the previous page. */
@@ -127,6 +129,7 @@ export async function listRuns(
       ),
     );
   }
+  if (filter.metadata) conditions.push(sql`${runs.metadata} @> ${JSON.stringify(filter.metadata)}::jsonb`);
   if (after) {
     conditions.push(
       or(lt(runs.createdAt, after.createdAt), and(eq(runs.createdAt, after.createdAt), lt(runs.id, after.id))),
