@@ -1,0 +1,39 @@
+/** How times, durations and enum values read in the console. */
+import { EntryKind, RunStatus, WaitKind } from "./api.js";
+
+export function statusName(status: RunStatus): string {
+  return (RunStatus[status] ?? "unknown").toLowerCase();
+}
+
+export function entryKindName(kind: EntryKind): string {
+  return (EntryKind[kind] ?? "unknown").toLowerCase();
+}
+
+export function waitKindName(kind: WaitKind): string {
+  return (WaitKind[kind] ?? "").toLowerCase();
+}
+
+export function duration(ms: number): string {
+  if (ms < 0) ms = 0;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} m ${Math.round((ms % 60_000) / 1000)} s`;
+  if (ms < 86_400_000) return `${Math.floor(ms / 3_600_000)} h ${Math.round((ms % 3_600_000) / 60_000)} m`;
+  return `${Math.floor(ms / 86_400_000)} d ${Math.round((ms % 86_400_000) / 3_600_000)} h`;
+}
+
+export function time(date: Date | undefined): string {
+  if (!date) return "";
+  const sameDay = date.toDateString() === new Date().toDateString();
+  return sameDay
+    ? date.toLocaleTimeString(undefined, { hour12: false })
+    : date.toLocaleString(undefined, { hour12: false, year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+export function ago(date: Date | undefined, now = Date.now()): string {
+  return date ? `${duration(now - date.getTime())} ago` : "";
+}
+
+export function shortId(id: string): string {
+  return id.slice(0, 8);
+}
