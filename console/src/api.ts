@@ -24,10 +24,18 @@ export function setApiKey(key: string): void {
   else sessionStorage.removeItem(keyStorage);
 }
 
-const withApiKey: Interceptor = (next) => (request) => {
+/** Dispatched on window when a call is refused for want of a (valid) key: the shell shows the login. */
+export const loginNeededEvent = "cairn:login-needed";
+
+const withApiKey: Interceptor = (next) => async (request) => {
   const key = apiKey();
   if (key) request.header.set("authorization", `Bearer ${key}`);
-  return next(request);
+  try {
+    return await next(request);
+  } catch (error) {
+    if (needsLogin(error)) dispatchEvent(new Event(loginNeededEvent));
+    throw error;
+  }
 };
 
 export const api = createClient(

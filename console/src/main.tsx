@@ -1,34 +1,28 @@
 /**
- * The console's shell: finds out whether this server wants an API key (a call answered Unauthenticated
- * means keys mode without a valid key: show the login), then routes to the page whose path matches.
+ * The console's shell: routes to the page whose path matches. It does not ask first whether this server
+ * wants an API key: pages load at once, and the first call answered Unauthenticated (keys mode without a
+ * valid key) swaps the page for the login; open mode never sees one.
  */
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { api, apiKey, errorText, needsLogin, setApiKey } from "./api.js";
+import { apiKey, loginNeededEvent, setApiKey } from "./api.js";
 import { Login } from "./login.js";
 import { pages } from "./registry.js";
 import { onLinkClick, useLocation } from "./router.js";
 import "./style.css";
 
-type Session = { state: "checking" } | { state: "login"; problem?: string } | { state: "ready"; keyed: boolean } | { state: "down"; problem: string };
+type Session = { state: "ready"; attempt: number } | { state: "login"; refused: boolean; attempt: number };
 
 function App() {
   const url = useLocation();
-  const [session, setSession] = useState<Session>({ state: "checking" });
+  const [session, setSession] = useState<Session>({ state: "ready", attempt: 0 });
 
-  const check = async () => {
-    try {
-      await api.listWorkflows({});
-      setSession({ state: "ready", keyed: apiKey() !== "" });
-    } catch (error) {
-      if (needsLogin(error)) {
-        const hadKey = apiKey() !== "";
-        setApiKey("");
-        setSession({ state: "login", ...(hadKey ? { problem: errorText(error) } : {}) });
-      } else setSession({ state: "down", problem: errorText(error) });
-    }
-  };
-  useEffect(() => void check(), []);
+  useEffect(() => {
+    const onRefused = () =>
+      setSession((current) => (current.state === "login" ? current : { state: "login", refused: apiKey() !== "", attempt: current.attempt }));
+    addEventListener(loginNeededEvent, onRefused);
+    return () => removeEventListener(loginNeededEvent, onRefused);
+  }, []);
 
   const nav = pages.flatMap((page) => (page.nav ? [page.nav] : [])).sort((a, b) => a.order - b.order);
   const match = pages.map((page) => ({ page, m: page.path.exec(url.pathname) })).find((candidate) => candidate.m);
@@ -51,12 +45,12 @@ function App() {
           </nav>
         )}
         <span class="spacer" />
-        {session.state === "ready" && session.keyed && (
+        {session.state === "ready" && apiKey() !== "" && (
           <button
             class="link"
             onClick={() => {
               setApiKey("");
-              setSession({ state: "login" });
+              setSession({ state: "login", refused: false, attempt: session.attempt });
             }}
           >
             Log out
@@ -64,23 +58,18 @@ function App() {
         )}
       </header>
       <main>
-        {session.state === "checking" && <p class="muted">Connecting…</p>}
-        {session.state === "down" && (
-          <div class="error">
-            The server did not answer: {session.problem} <button onClick={() => void check()}>Retry</button>
-          </div>
-        )}
         {session.state === "login" && (
           <Login
-            problem={session.problem}
+            problem={session.refused ? "this key was not accepted" : undefined}
             onKey={(key) => {
               setApiKey(key);
-              setSession({ state: "checking" });
-              void check();
+              // A new attempt remounts the page, which calls the API again with the key.
+              setSession({ state: "ready", attempt: session.attempt + 1 });
             }}
           />
         )}
-        {session.state === "ready" && (Page && match?.m ? <Page params={match.m.slice(1)} query={url.searchParams} /> : <p>No page at {url.pathname}.</p>)}
+        {session.state === "ready" &&
+          (Page && match?.m ? <Page key={`${session.attempt}`} params={match.m.slice(1)} query={url.searchParams} /> : <p>No page at {url.pathname}.</p>)}
       </main>
     </div>
   );
