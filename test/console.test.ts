@@ -181,6 +181,8 @@ test("open mode: start a run from the form, watch it live, send the event it wai
     receipt: { sent: true },
   });
   await runsPage.locator(`tr[data-run-id="${runId}"][data-status="completed"]`).waitFor({ timeout: 10_000 });
+  // The child's bar closed when its result came back (recorded as "notify/result").
+  assert.equal(await page.locator('.tl-row[data-kind="child"]').getAttribute("data-outcome"), "ok");
   await page.screenshot({ path: join(artifacts, "run.png"), fullPage: true });
   await assertNotReloaded(page);
   await assertNotReloaded(runsPage);
@@ -207,8 +209,17 @@ test("open mode: start a run from the form, watch it live, send the event it wai
   await runsPage.goto(`${server.url}/?status=completed`);
   await runsPage.locator(`tr[data-run-id="${runId}"]`).waitFor();
   assert.equal(await runsPage.locator('table.runs tbody tr:not([data-status="completed"])').count(), 0);
+  for (const [i, region] of ["us", "apac"].entries()) {
+    await client.createRun({
+      workflowName: "order_approval",
+      input: fromJson(ValueSchema, { orderId: `ord-${50 + i}`, amountCents: 500 * (i + 1), region }),
+      metadata: { region },
+    });
+  }
+  await client.createRun({ workflowName: "long_wait", input: fromJson(ValueSchema, {}) });
   await runsPage.goto(`${server.url}/`);
   await runsPage.locator(".live.on").waitFor();
+  await runsPage.locator('tr[data-status="waiting"]').nth(2).waitFor({ timeout: 20_000 });
   await runsPage.screenshot({ path: join(artifacts, "runs.png") });
 
   assert.deepEqual(errors, [], "the run page logged errors (a CSP violation is one)");
@@ -282,6 +293,11 @@ test("the runs page lists the first page of 100,000 runs in under a second", asy
   // The browser's own clock: from the start of the navigation to the first 50 rows in the document (the runs
   // page marks it), without the test driver's polling in between.
   const listedMs = Number(await page.evaluate(`performance.getEntriesByName("cairn:runs-listed")[0]?.startTime ?? NaN`));
+  const timings = await page.evaluate(`JSON.stringify([
+    ...performance.getEntriesByType("navigation").map((e) => ["document", e.startTime, e.responseEnd, e.domContentLoadedEventEnd]),
+    ...performance.getEntriesByType("resource").map((e) => [e.name.replace(location.origin, ""), e.startTime, e.responseEnd]),
+  ].map(([name, ...times]) => name + " " + times.map((t) => Math.round(t)).join("/")))`);
+  console.log(`timings (start/end ms): ${timings}`);
   const firstRow = await page.locator("table.runs tbody tr").first().getAttribute("data-run-id");
   const olderStarted = Date.now();
   await page.locator("button", { hasText: "Older" }).click();

@@ -18,7 +18,7 @@ export function History({ entries }: { entries: readonly HistoryEntry[] }) {
               <span class="seq">#{String(entry.sequence)}</span>
               <span class="entry-kind">{kind.replaceAll("_", " ")}</span>
               {entry.name && <b>{entry.name}</b>}
-              {entry.attempt > 0 && <span class="muted">attempt {entry.attempt}</span>}
+              {kind.startsWith("step") && entry.attempt > 0 && <span class="muted">attempt {entry.attempt}</span>}
               {entry.eventType && (
                 <span class="muted">
                   {entry.eventType}

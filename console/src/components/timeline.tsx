@@ -65,7 +65,10 @@ export function spansOf(run: Run, entries: readonly HistoryEntry[], now: number)
     }
     const outcome = closes[entry.kind];
     if (outcome) {
-      const span = [...open.values()].find((s) => s.name === entry.name && s.kind !== "step" && s.outcome === "open");
+      // runWorkflow / runAgent record the wait for the result as "<name>/result"; a child also names its run.
+      const name = entry.name.replace(/\/result$/, "");
+      const child = entry.targetRunId ? `/runs/${entry.targetRunId}` : undefined;
+      const span = spans.find((s) => s.kind !== "step" && s.outcome === "open" && (s.name === name || (child !== undefined && s.href === child)));
       if (span) {
         span.end = at(entry);
         span.outcome = outcome;

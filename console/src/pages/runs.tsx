@@ -5,7 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useState } from "preact/hooks";
 import { ListRunsRequestSchema } from "../../../sdk/gen/cairn/v1/workflow_pb.js";
 import { type Run, RunStatus, WaitKind, type Workflow, api, date, errorText, isAbort } from "../api.js";
 import { StatusBadge } from "../components/status.js";
@@ -72,6 +72,24 @@ function newestFirst(a: Run, b: Run): number {
   return byTime !== 0 ? byTime : b.runId.localeCompare(a.runId);
 }
 
+/** The page with live updates applied: listed runs change in place, new matching runs come in at their place. */
+function merge(current: Run[], updates: Run[], filter: Filter): Run[] {
+  let runs = current;
+  for (const run of updates) {
+    const index = runs.findIndex((r) => r.runId === run.runId);
+    if (index >= 0) {
+      runs = runs.map((r, i) => (i === index ? run : r));
+      continue;
+    }
+    if (!matches(run, filter)) continue;
+    const oldest = runs.at(-1);
+    // A run older than the whole page, while more pages exist, belongs to a later page.
+    if (oldest && runs.length >= pageSize && newestFirst(run, oldest) > 0) continue;
+    runs = [...runs, run].sort(newestFirst).slice(0, pageSize);
+  }
+  return runs;
+}
+
 function RunsPage({ query }: { query: URLSearchParams }) {
   const filter = filterOf(query);
   const filterKey = queryOf(filter);
@@ -119,18 +137,21 @@ function RunsPage({ query }: { query: URLSearchParams }) {
       while (!signal.aborted) {
         try {
           setLive(true);
+          // Updates are applied in batches, at most every 100 ms: the stream opens with a snapshot of recent runs,
+          // and a busy server sends many changes a second; one render per batch, not per update.
+          let pending: Run[] = [];
+          let flush: ReturnType<typeof setTimeout> | undefined;
+          const apply = () => {
+            const batch = pending;
+            pending = [];
+            flush = undefined;
+            setRuns((current) => (current ? merge(current, batch, filter) : current));
+          };
+          signal.addEventListener("abort", () => clearTimeout(flush));
           for await (const { run } of api.watchRuns({ workflowName: filter.workflow, statuses: filter.statuses }, { signal })) {
             if (!run) continue;
-            setRuns((current) => {
-              if (!current) return current;
-              const index = current.findIndex((r) => r.runId === run.runId);
-              if (index >= 0) return current.map((r, i) => (i === index ? run : r));
-              if (!matches(run, filter)) return current;
-              const oldest = current.at(-1);
-              // A run older than the whole page, while more pages exist, belongs to a later page.
-              if (oldest && current.length >= pageSize && newestFirst(run, oldest) > 0) return current;
-              return [...current, run].sort(newestFirst).slice(0, pageSize);
-            });
+            pending.push(run);
+            flush ??= setTimeout(apply, 100);
           }
         } catch (error) {
           if (signal.aborted || isAbort(error)) return;
@@ -143,7 +164,7 @@ function RunsPage({ query }: { query: URLSearchParams }) {
   }, [filterKey, token]);
 
   // "Listed" for the browser test's clock (test/console.test.ts): the first rows are in the document.
-  useEffect(() => {
+  useLayoutEffect(() => {
     if (runs && performance.getEntriesByName("cairn:runs-listed").length === 0) performance.mark("cairn:runs-listed");
   }, [runs]);
 
