@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
+import { connect as connectHttp2 } from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -101,6 +102,24 @@ test("the server serves the console at / with its CSP, client routes, immutable 
     assert.equal(await response.text(), html, path);
   }
   assert.equal((await fetch(`${server.url}/assets/missing-0000.js`)).status, 404);
+
+  // The same over HTTP/2 (cleartext, prior knowledge), the port's other protocol.
+  const session = connectHttp2(server.url);
+  try {
+    for (const [path, type] of [["/", /^text\/html/], [script, /^text\/javascript/]] as const) {
+      const headers = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        const stream = session.request({ ":path": path, "accept-encoding": "gzip" });
+        stream.on("response", (h) => resolve(h as Record<string, unknown>));
+        stream.on("error", reject);
+        stream.resume();
+      });
+      assert.equal(headers[":status"], 200, path);
+      assert.match(String(headers["content-type"]), type, path);
+      assert.equal(headers["content-security-policy"], consoleContentSecurityPolicy);
+    }
+  } finally {
+    session.close();
+  }
   // The REST route under /workflows and the Connect routes are still the API's.
   const rest = await fetch(`${server.url}/workflows/runs/00000000-0000-4000-8000-000000000000`);
   assert.equal(rest.status, 404);
