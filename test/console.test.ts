@@ -202,7 +202,7 @@ test("open mode: start a run from the form, watch it live, send the event it wai
   await runsPage.locator(`tr[data-run-id="${runId}"][data-status="completed"]`).waitFor({ timeout: 10_000 });
   // The child's bar closed when its result came back (recorded as "notify/result").
   assert.equal(await page.locator('.tl-row[data-kind="child"]').getAttribute("data-outcome"), "ok");
-  await page.screenshot({ path: join(artifacts, "run.png"), fullPage: true });
+  await page.screenshot({ path: join(artifacts, "run.png") });
   await assertNotReloaded(page);
   await assertNotReloaded(runsPage);
 

@@ -22,12 +22,15 @@ export function duration(ms: number): string {
   return `${Math.floor(ms / 86_400_000)} d ${Math.round((ms % 86_400_000) / 3_600_000)} h`;
 }
 
+// Built once: a formatter per call costs more than the whole rest of a runs-table row.
+const timeOfDay = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+const dayAndTime = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+
 export function time(date: Date | undefined): string {
   if (!date) return "";
-  const sameDay = date.toDateString() === new Date().toDateString();
-  return sameDay
-    ? date.toLocaleTimeString(undefined, { hour12: false })
-    : date.toLocaleString(undefined, { hour12: false, year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const today = new Date();
+  const sameDay = date.getDate() === today.getDate() && date.getMonth() === today.getMonth() && date.getFullYear() === today.getFullYear();
+  return (sameDay ? timeOfDay : dayAndTime).format(date);
 }
 
 export function ago(date: Date | undefined, now = Date.now()): string {

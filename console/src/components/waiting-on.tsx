@@ -5,7 +5,12 @@ import { duration, shortId, time } from "../format.js";
 
 export function WaitingOnText({ waiting, now = Date.now() }: { waiting: WaitingOn; now?: number }) {
   const target = waiting.target;
-  const until = (at: Date | undefined) => (at ? <span class="muted"> (in {duration(at.getTime() - now)}, at {time(at)})</span> : null);
+  const until = (at: Date | undefined) =>
+    at === undefined ? null : at.getTime() > now ? (
+      <span class="muted"> (in {duration(at.getTime() - now)}, at {time(at)})</span>
+    ) : (
+      <span class="muted"> (due since {time(at)})</span>
+    );
   switch (target.case) {
     case "timer":
       return <span>timer <b>{waiting.name}</b>{until(date(target.value.fireAt))}</span>;
