@@ -19,5 +19,9 @@ export default defineConfig({
     modulePreload: { polyfill: false },
     reportCompressedSize: false,
   },
-  server: { host: "127.0.0.1" },
+  // `npm run dev:console`: the sources with reload, API calls passed on to a running server (CAIRN_URL).
+  server: {
+    host: "127.0.0.1",
+    proxy: { "/cairn.v1.WorkflowService": { target: process.env.CAIRN_URL ?? "http://127.0.0.1:8080", changeOrigin: true } },
+  },
 });

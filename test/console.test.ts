@@ -221,6 +221,10 @@ test("open mode: start a run from the form, watch it live, send the event it wai
   assert.match(cancelled.error?.message ?? "", /not needed any more/);
   await runsPage.locator(`tr[data-run-id="${waiting.runId}"][data-status="cancelled"]`).waitFor({ timeout: 10_000 });
 
+  // ListRuns' metadata filter, through the API: all pairs must match.
+  assert.deepEqual((await client.listRuns({ metadata: { team: "ops" } })).runs.map((r) => r.runId), [waiting.runId]);
+  assert.deepEqual((await client.listRuns({ metadata: { team: "ops", other: "x" } })).runs, []);
+
   // Filters: by metadata, by status (in the URL, so a view can be shared).
   await runsPage.goto(`${server.url}/?meta=team%3Dops`);
   await runsPage.locator(`tr[data-run-id="${waiting.runId}"]`).waitFor();

@@ -18,7 +18,7 @@ import type { NodeHandler } from "./listen.js";
 export const consoleDistDir = fileURLToPath(new URL("../../console/dist/", import.meta.url));
 
 /** Paths the console routes on the client: a reload or a shared link lands on index.html. */
-const clientRoutes = /^\/(?:runs(?:\/[^/]+)?|workflows|login)?\/?$/;
+const clientRoutes = /^\/(?:runs(?:\/[^/]+)?|workflows)?\/?$/;
 
 export const consoleContentSecurityPolicy = [
   "default-src 'none'",
