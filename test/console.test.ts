@@ -155,6 +155,7 @@ test("open mode: start a run from the form, watch it live, send the event it wai
   await form.locator('input[name="amountCents"]').fill("1999");
   await form.locator('select[name="region"]').selectOption({ label: "eu" });
   await form.locator('input[name="express"]').check();
+  await page.screenshot({ path: join(artifacts, "workflows.png"), fullPage: true });
   await form.locator('button[type="submit"]').click();
   await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/, { timeout: 10_000 });
   const runId = page.url().split("/").at(-1) ?? "";
