@@ -119,6 +119,8 @@ export interface WorkflowInfo {
   hasInputSchema: boolean;
   /** "zod", "valibot", ... when hasInputSchema. */
   inputSchemaVendor?: string;
+  /** The input schema as JSON Schema (draft 2020-12), when the schema library can describe itself. */
+  inputJsonSchema?: Record<string, unknown>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -417,6 +419,7 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
         sourceFile: w.sourceFile,
         hasInputSchema: w.hasInputSchema,
         ...(w.inputSchemaVendor ? { inputSchemaVendor: w.inputSchemaVendor } : {}),
+        ...(w.inputJsonSchema ? { inputJsonSchema: JSON.parse(w.inputJsonSchema) as Record<string, unknown> } : {}),
       }));
     },
 

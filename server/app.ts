@@ -11,6 +11,7 @@ import { WorkflowService } from "../sdk/gen/cairn/v1/workflow_pb.js";
 import { KeyCache } from "./auth/key-cache.js";
 import { RateLimiter } from "./auth/rate-limit.js";
 import type { Config } from "./config.js";
+import { withConsole } from "./http/console.js";
 import { withCors } from "./http/cors.js";
 import { listen } from "./http/listen.js";
 import { withValidAuthority } from "./http/require-authority.js";
@@ -147,13 +148,16 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   const lane = config.unaryLane ? withUnaryLane(connectHandler, connectOptions) : undefined;
   // REST routes call the same service through the same interceptors; CORS wraps everything, so
   // preflights for every route are answered before routing.
+  // The console's pages and assets (GET only) come first: they are files, not calls.
   const handler = withCors(
-    withRestRoutes(lane ?? connectHandler, workflowService, {
-      interceptors,
-      readMaxBytes,
-      shutdownSignal: shutdown.signal,
-      onError: (error) => logger.error({ err: error }, "REST route failed"),
-    }),
+    withConsole(
+      withRestRoutes(lane ?? connectHandler, workflowService, {
+        interceptors,
+        readMaxBytes,
+        shutdownSignal: shutdown.signal,
+        onError: (error) => logger.error({ err: error }, "REST route failed"),
+      }),
+    ),
     { origins: config.corsOrigins },
   );
 

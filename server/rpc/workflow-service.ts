@@ -35,6 +35,7 @@ import type { RunsDeps } from "../runs/runs-deps.js";
 import { sendEvent } from "../runs/send-event.js";
 import { watchRun } from "../runs/watch-run.js";
 import { watchRuns } from "../runs/watch-runs.js";
+import { inputJsonSchema } from "../workflows/json-schema.js";
 import { callOf } from "./call-context.js";
 import { dateFromTimestamp, entryToProto, jsonFromValue, runToProto, statusFromProto } from "./convert.js";
 
@@ -73,6 +74,7 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
             sourceFile: w.file,
             hasInputSchema: w.input !== undefined,
             inputSchemaVendor: w.input?.["~standard"].vendor ?? "",
+            inputJsonSchema: inputJsonSchema(w.input),
           }),
         ),
       });
@@ -103,6 +105,7 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
         waitingFor: waitKindFromProto(request.waitingFor),
         waitingEventType: request.waitingEventType,
         waitingCorrelationId: request.waitingCorrelationId,
+        metadata: request.metadata,
         pageSize: request.pageSize,
         pageToken: request.pageToken,
       });

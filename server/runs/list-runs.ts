@@ -14,6 +14,8 @@ export interface RunListRequest {
   waitingFor?: WaitKind | undefined;
   waitingEventType?: string | undefined;
   waitingCorrelationId?: string | undefined;
+  /** Only runs whose metadata holds every one of these pairs. */
+  metadata?: Readonly<Record<string, string>> | undefined;
   /** 0 asks for the default. */
   pageSize: number;
   pageToken: string;
@@ -35,6 +37,7 @@ export async function listRuns(deps: RunsDeps, call: Pick<Call, "namespace">, re
       waitingFor: request.waitingFor,
       waitingEventType: request.waitingEventType || undefined,
       waitingCorrelationId: request.waitingCorrelationId || undefined,
+      metadata: request.metadata && Object.keys(request.metadata).length > 0 ? request.metadata : undefined,
     },
     pageSize,
     decodePageToken(request.pageToken),

@@ -221,6 +221,7 @@ describe("listing", () => {
     const order = workflows.find((w) => w.name === "order_fulfillment");
     assert.equal(order?.hasInputSchema, true);
     assert.equal(order?.inputSchemaVendor, "zod");
+    assert.equal(order?.inputJsonSchema?.type, "object");
     assert.ok(workflows.some((w) => w.name === "echo" && !w.hasInputSchema));
   });
 });
