@@ -13,6 +13,7 @@ import { pathToFileURL } from "node:url";
 import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { Handler } from "../core/activation.js";
 import type { Logger } from "../logger.js";
+import { registerWorkflowHooks } from "./module-hooks.js";
 import { type LoadedWorkflow, WorkflowRegistry } from "./registry.js";
 
 const workflowExtensions = new Set([".ts", ".mts", ".js", ".mjs"]);
@@ -22,6 +23,7 @@ export class WorkflowLoadError extends Error {
 }
 
 export async function loadWorkflows(dirs: readonly string[], logger: Logger): Promise<WorkflowRegistry> {
+  registerWorkflowHooks();
   const loaded: LoadedWorkflow[] = [];
   for (const dir of dirs) {
     let names: string[];
