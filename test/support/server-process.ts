@@ -27,6 +27,10 @@ export interface ServerProcessOptions {
   env?: Record<string, string>;
   /** A label for error messages. */
   name?: string;
+  /** What node runs: by default the sources through tsx; ["dist/server/main.js"] runs the build. */
+  entry?: readonly string[];
+  /** The server's working directory (default the repository root). */
+  cwd?: string;
   /** How long to wait for "cairn server listening" (default 30 s). */
   startTimeoutMs?: number;
 }
@@ -93,8 +97,9 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   // The server is not a test file: don't let it think it runs under node:test.
   delete env.NODE_TEST_CONTEXT;
 
-  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
-    cwd: repoRoot,
+  const entry = options.entry ?? ["--conditions=@cairnjs/source", "--import", "tsx", "server/main.ts"];
+  const child = spawn(process.execPath, entry.map((arg) => (/\.[mc]?[jt]s$/.test(arg) ? resolve(repoRoot, arg) : arg)), {
+    cwd: options.cwd ?? repoRoot,
     env,
     stdio: ["ignore", "pipe", "pipe"],
   });
