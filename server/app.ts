@@ -12,6 +12,8 @@ import { KeyCache } from "./auth/key-cache.js";
 import { RateLimiter } from "./auth/rate-limit.js";
 import type { Config } from "./config.js";
 import { withCors } from "./http/cors.js";
+import { withCorsHint } from "./http/cors-hint.js";
+import { assertPortFree } from "./http/port-check.js";
 import { listen } from "./http/listen.js";
 import { withValidAuthority } from "./http/require-authority.js";
 import { withRestRoutes } from "./http/rest.js";
@@ -32,6 +34,7 @@ import { TurnBoard } from "./runs/turn-board.js";
 import { countActiveApiKeys } from "./store/api-keys.js";
 import { type Database, openDatabase } from "./store/database.js";
 import { loadWorkflows } from "./workflows/loader.js";
+import { describeFirstStore } from "./store/first-store.js";
 import type { WorkflowRegistry } from "./workflows/registry.js";
 
 export interface CairnServer {
@@ -47,7 +50,9 @@ export interface CairnServer {
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
+  await assertPortFree(config.host, config.port);
   const registry = await loadWorkflows(config.workflowDirs, logger);
+  describeFirstStore(config, logger);
   const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize });
   logger.info({ store: database.description }, "store ready");
 
@@ -121,15 +126,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   const lane = config.unaryLane ? withUnaryLane(connectHandler, connectOptions) : undefined;
   // REST routes call the same service through the same interceptors; CORS wraps everything, so
   // preflights for every route are answered before routing.
-  const handler = withCors(
-    withRestRoutes(lane ?? connectHandler, workflowService, {
-      interceptors,
-      readMaxBytes,
-      shutdownSignal: shutdown.signal,
-      onError: (error) => logger.error({ err: error }, "REST route failed"),
-    }),
-    { origins: config.corsOrigins },
-  );
+  const withRest = withRestRoutes(lane ?? connectHandler, workflowService, {
+    interceptors,
+    readMaxBytes,
+    shutdownSignal: shutdown.signal,
+    onError: (error) => logger.error({ err: error }, "REST route failed"),
+  });
+  const handler = config.corsOrigins.length > 0 ? withCors(withRest, { origins: config.corsOrigins }) : withCorsHint(withRest, logger);
 
   if (keys) {
     await keys.start(database);
