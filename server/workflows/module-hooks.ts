@@ -31,9 +31,14 @@ function sdkEntries(): Record<string, string> {
 export function registerWorkflowHooks(): void {
   if (registered) return;
   registered = true;
-  const compileTypeScript = !import.meta.url.endsWith(".ts");
-  const esbuild = compileTypeScript ? import.meta.resolve("esbuild") : null;
-  register(`data:text/javascript,${encodeURIComponent(hooksSource)}`, { data: { sdk: sdkEntries(), esbuild } });
+  // Compiled, every .ts file is a workflow file and esbuild compiles it. From the sources, tsx
+  // compiles the server's own files; workflow files outside the repository are compiled here too,
+  // as ES modules, where tsx would take them for CommonJS (no package.json says "type": "module").
+  const fromSources = import.meta.url.endsWith(".ts");
+  const ownRoot = fromSources ? new URL("../../", import.meta.url).href : null;
+  register(`data:text/javascript,${encodeURIComponent(hooksSource)}`, {
+    data: { sdk: sdkEntries(), esbuild: import.meta.resolve("esbuild"), ownRoot },
+  });
 }
 
 // Runs on Node's hooks thread, so it is plain JavaScript and gets what it needs through `data`.
@@ -41,12 +46,15 @@ const hooksSource = `
 import { readFile } from "node:fs/promises";
 let sdk = {};
 let esbuildUrl = null;
+let ownRoot = null;
 let esbuild;
 export function initialize(data) {
   sdk = data.sdk;
   esbuildUrl = data.esbuild;
+  ownRoot = data.ownRoot;
 }
-const typescript = (url) => /\\.m?ts$/.test(url) && url.startsWith("file:") && !url.includes("/node_modules/");
+const typescript = (url) =>
+  /\\.m?ts$/.test(url) && url.startsWith("file:") && !url.includes("/node_modules/") && !(ownRoot && url.startsWith(ownRoot));
 export async function resolve(specifier, context, next) {
   const mapped = sdk[specifier];
   // Resolved by the rest of the chain, so that tsx (from the sources) gets to load sdk/*.ts.
@@ -55,7 +63,7 @@ export async function resolve(specifier, context, next) {
     return await next(specifier, context);
   } catch (error) {
     // TypeScript convention: "./helper.js" in a .ts file means ./helper.ts.
-    if (esbuildUrl && error?.code === "ERR_MODULE_NOT_FOUND" && context.parentURL && typescript(context.parentURL)
+    if (error?.code === "ERR_MODULE_NOT_FOUND" && context.parentURL && typescript(context.parentURL)
         && /^\\.\\.?\\//.test(specifier) && /\\.m?js$/.test(specifier)) {
       return next(specifier.replace(/js$/, "ts"), context);
     }
@@ -63,7 +71,7 @@ export async function resolve(specifier, context, next) {
   }
 }
 export async function load(url, context, next) {
-  if (!esbuildUrl || !typescript(url)) return next(url, context);
+  if (!typescript(url)) return next(url, context);
   esbuild ??= await import(esbuildUrl);
   const path = new URL(url).pathname;
   const source = await readFile(path, "utf8");
