@@ -32,6 +32,7 @@ import { Worker } from "./worker/worker.js";
 import { RunFeed } from "./runs/run-feed.js";
 import { TurnBoard } from "./runs/turn-board.js";
 import { countActiveApiKeys } from "./store/api-keys.js";
+import { writeBootstrapKey } from "./auth/bootstrap-key.js";
 import { type Database, openDatabase } from "./store/database.js";
 import { loadWorkflows } from "./workflows/loader.js";
 import { describeFirstStore } from "./store/first-store.js";
@@ -136,7 +137,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
 
   if (keys) {
     await keys.start(database);
-    const active = await countActiveApiKeys(database.db);
+    let active = await countActiveApiKeys(database.db);
+    if (active === 0 && database.kind === "pglite") {
+      await writeBootstrapKey(database, config.dataDir, logger);
+      active = 1;
+    }
     if (active === 0) {
       logger.warn(
         "API keys are required (CAIRN_AUTH=keys) but none exists yet, so every request will be refused; create one with " +

@@ -5,6 +5,10 @@
 #               stand-in first (deploy/image/standin-base.sh) and pass localhost/cairn-node-standin:20
 #   EXTRA_CA    a CA bundle layered onto the base for the build (an egress proxy's CA), optional
 #   PORT        the host port the container listens on (host network, 127.0.0.1; default 18080)
+#   RUN_MODE    podman (default) runs the container; chroot runs the image's file system as the
+#               image's user (uid 1000) with chroot, for sandboxes where runc cannot start
+#               containers (here: "error setting rlimit type 7: operation not permitted")
+#   PODMAN_RUN_ARGS  more `podman run` flags
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 base="${NODE_IMAGE:-node:20-bookworm-slim}"
@@ -35,15 +39,30 @@ export const greet = defineWorkflow({
 TS
 chmod -R a+rX "${work}"
 
-echo "== podman run (embedded store, overlay mounted read-only)"
-"${podman[@]}" run -d --name "${name}" --network host -e HOST=127.0.0.1 -e "PORT=${port}" \
-  -v "${work}/overlay:/app/overlay/org/workflows:ro" localhost/cairn:check >/dev/null
+health() { if [ "${RUN_MODE:-podman}" = chroot ]; then
+    chroot --userspec=1000:1000 "${mnt}" /usr/bin/env -i "PORT=${port}" sh -c 'cd /app && node dist/server/healthcheck.js'
+  else "${podman[@]}" exec "${name}" node dist/server/healthcheck.js; fi; }
+if [ "${RUN_MODE:-podman}" = chroot ]; then
+  echo "== chroot run of the image's file system as uid 1000 (embedded store, overlay copied in)"
+  "${podman[@]}" create --name "${name}" localhost/cairn:check >/dev/null
+  mnt="$("${podman[@]}" mount "${name}")"
+  trap '[ -n "${server_pid:-}" ] && kill "${server_pid}" 2>/dev/null; "${podman[@]}" umount "${name}" >/dev/null 2>&1; "${podman[@]}" rm -f "${name}" >/dev/null 2>&1 || true; rm -rf "${work}"' EXIT
+  cp "${work}/overlay/greet.ts" "${mnt}/app/overlay/org/workflows/"
+  chroot --userspec=1000:1000 "${mnt}" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/home/node NODE_ENV=production \
+    HOST=127.0.0.1 "PORT=${port}" WORKFLOW_DIRS=/app/overlay/org/workflows CAIRN_DATA_DIR=/data \
+    sh -c 'cd /app && exec node dist/server/main.js' >"${work}/server.log" 2>&1 &
+  server_pid=$!
+else
+  echo "== podman run (embedded store, overlay mounted read-only)"
+  # shellcheck disable=SC2086
+  "${podman[@]}" run -d --name "${name}" ${PODMAN_RUN_ARGS:-} --network host -e HOST=127.0.0.1 -e "PORT=${port}" \
+    -v "${work}/overlay:/app/overlay/org/workflows:ro" localhost/cairn:check >/dev/null
+fi
 for _ in $(seq 1 90); do
-  "${podman[@]}" exec "${name}" node dist/server/healthcheck.js >/dev/null 2>&1 && break
+  health >/dev/null 2>&1 && break
   sleep 1
 done
-"${podman[@]}" exec "${name}" node dist/server/healthcheck.js && echo "health check: SERVING"
-"${podman[@]}" exec "${name}" id
+health && echo "health check: SERVING"
 curl -sf -X POST -H 'content-type: application/json' \
   -d '{"workflowName":"overlay_greet","input":{"who":"container"}}' \
   "http://127.0.0.1:${port}/cairn.v1.WorkflowService/CreateRun" >"${work}/created.json"
@@ -52,5 +71,5 @@ curl -sf -X POST -H 'content-type: application/json' -d "{\"runId\":\"${run_id}\
   "http://127.0.0.1:${port}/cairn.v1.WorkflowService/AwaitRun" | tee "${work}/result.json"
 echo
 grep -q '"greeting":"hello container"' "${work}/result.json"
-"${podman[@]}" logs "${name}" 2>&1 | tail -n 5
+if [ "${RUN_MODE:-podman}" = chroot ]; then tail -n 5 "${work}/server.log"; else "${podman[@]}" logs "${name}" 2>&1 | tail -n 5; fi
 echo "image checks passed"
