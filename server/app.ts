@@ -7,6 +7,7 @@ import { setMaxListeners } from "node:events";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AgentService } from "../sdk/gen/cairn/v1/agent_pb.js";
+import { KeyService } from "../sdk/gen/cairn/v1/keys_pb.js";
 import { WorkflowService } from "../sdk/gen/cairn/v1/workflow_pb.js";
 import { KeyCache } from "./auth/key-cache.js";
 import { RateLimiter } from "./auth/rate-limit.js";
@@ -28,6 +29,7 @@ import { createRequestValidator, validationInterceptor } from "./rpc/validation.
 import { createHealthService, Health, ServingStatus } from "./rpc/health.js";
 import { createReflectionServices } from "./rpc/reflection.js";
 import { createWorkflowService } from "./rpc/workflow-service.js";
+import { createKeyService } from "./rpc/key-service.js";
 import { Worker } from "./worker/worker.js";
 import { RunFeed } from "./runs/run-feed.js";
 import { TurnBoard } from "./runs/turn-board.js";
@@ -71,8 +73,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     onRunChanged: (runId, row) => feed.publishLocal(runId, row),
     limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes },
   });
-  const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName] });
-  const reflection = createReflectionServices([WorkflowService, AgentService, Health]);
+  const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName, KeyService.typeName] });
+  const reflection = createReflectionServices([WorkflowService, AgentService, KeyService, Health]);
   const shutdown = new AbortController();
   // Every in-flight request listens on this signal; many concurrent requests are normal, not a leak.
   setMaxListeners(0, shutdown.signal);
@@ -98,6 +100,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   const routes = (router: ConnectRouter) => {
     router.service(WorkflowService, workflowService);
     router.service(AgentService, agentService);
+    router.service(KeyService, createKeyService(database));
     router.service(Health, health.impl);
     reflection.register(router);
     // Decoding errors that connect-es reports as INTERNAL are the client's: INVALID_ARGUMENT (see protocol-errors.ts).
