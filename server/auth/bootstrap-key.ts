@@ -24,7 +24,7 @@ export async function writeBootstrapKey(database: Database, dataDir: string, log
   logger.warn(
     { file: path, keyId: generated.id },
     `no API key existed: created an admin key for namespace "default" in ${path} (mode 0600). ` +
-      "Use it as CAIRN_API_KEY; delete the file once you have made keys of your own (stop the server for `cairn keys create`: the embedded store takes one process at a time)",
+      "Use it as CAIRN_API_KEY (cairn keys create --role ... makes more through the server); delete the file once you have admin keys of your own",
   );
   return path;
 }
