@@ -97,8 +97,8 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   // The server is not a test file: don't let it think it runs under node:test.
   delete env.NODE_TEST_CONTEXT;
 
-  const entry = options.entry ?? ["--conditions=@cairnjs/source", "--import", "tsx", "server/main.ts"];
-  const child = spawn(process.execPath, entry.map((arg) => (/\.[mc]?[jt]s$/.test(arg) ? resolve(repoRoot, arg) : arg)), {
+  const args = options.entry ? options.entry.map((arg) => (/\.[mc]?[jt]s$/.test(arg) ? resolve(repoRoot, arg) : arg)) : ["--import", "tsx", "server/main.ts"];
+  const child = spawn(process.execPath, args, {
     cwd: options.cwd ?? repoRoot,
     env,
     stdio: ["ignore", "pipe", "pipe"],
