@@ -206,7 +206,7 @@ interface WorkerProcess {
 
 /** `node --import tsx bench/agent-worker-process.ts URL`, with its stdout parsed as JSON lines. */
 function spawnWorker(url: string): WorkerProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", workerScript, url], { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--conditions=@cairnjs/source", "--import", "tsx", workerScript, url], { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"] });
   const errors: string[] = [];
   let buffer = "";
   let onReady: () => void = () => undefined;

@@ -44,7 +44,7 @@ interface WorkerLine {
 }
 
 function startWorker(workerId: string, delayMs: number): { process: ChildProcess; lines: WorkerLine[]; ready: Promise<void> } {
-  const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/agent-worker-process.ts", server.url, workerId, String(delayMs)], {
+  const child = spawn(process.execPath, ["--conditions=@cairnjs/source", "--import", "tsx", "test/fixtures/agent-worker-process.ts", server.url, workerId, String(delayMs)], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   workers.push(child);

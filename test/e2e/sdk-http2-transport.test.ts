@@ -392,7 +392,7 @@ describe("connections", () => {
   });
 
   test("an idle connection does not keep the process alive", async () => {
-    const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/http2-client-exit.ts", server.url], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--conditions=@cairnjs/source", "--import", "tsx", "test/fixtures/http2-client-exit.ts", server.url], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));

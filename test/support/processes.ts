@@ -36,7 +36,8 @@ export function spawnTsx(
   delete merged.VITEST_WORKER_ID;
   delete merged.VITEST_POOL_ID;
   // plainNode: compiled JavaScript (the build), without tsx.
-  const nodeArgs = options.plainNode ? [...args] : ["--import", "tsx", ...args];
+  // From the sources, @cairnjs/sdk resolves to its TypeScript files (the `@cairnjs/source` export condition).
+  const nodeArgs = options.plainNode ? [...args] : ["--conditions=@cairnjs/source", "--import", "tsx", ...args];
   const child = spawn(process.execPath, nodeArgs, { cwd: options.cwd ?? repoRoot, env: merged, stdio: ["ignore", "pipe", "pipe"] });
   live.add(child);
   child.once("exit", () => live.delete(child));
