@@ -102,6 +102,7 @@ export async function executeRun(
         throw await refusal();
       }
       committed.push({ ...entry, sequence, createdAt: new Date() });
+      logFailedAttempt(logger, entry);
     },
     findEvent: (waits) => findEvent(deps.store.db, run.namespace, run.id, waits),
     startChild: async (request) => {
@@ -194,8 +195,18 @@ export async function executeRun(
   const ended = await endRun(deps.store, fence, nextSequence++, ending, run.parentRunId);
   if (ended) {
     deps.onEnded(run.id, ended.row);
-    logger.info({ status: ending.status }, "run finished");
+    if (ending.status === "failed") logger.warn({ status: ending.status, error: ending.error }, "run failed");
+    else logger.info({ status: ending.status }, "run finished");
   } else {
     logger.warn({ status: ending.status }, "run end not recorded: lease lost");
+  }
+}
+
+/** Failed step attempts are journaled, not thrown: the log is where an operator sees them as they happen. */
+function logFailedAttempt(logger: Logger, entry: NewEntry): void {
+  if (entry.kind === "step_attempt_failed") {
+    logger.warn({ step: entry.name, attempt: entry.attempt, error: entry.error, retryAt: entry.fireAt }, "step attempt failed; will retry");
+  } else if (entry.kind === "step_failed") {
+    logger.warn({ step: entry.name, attempt: entry.attempt, error: entry.error }, "step failed");
   }
 }
