@@ -86,6 +86,8 @@ export interface Config {
   tls: TlsConfig | undefined;
   /** Plain unary Connect calls take the fast lane (server/http/unary-lane.ts); off: all go through the Connect adapter. */
   unaryLane: boolean;
+  /** `CAIRN_METRICS_PORT`: also serve `/metrics`, without a key, on this port of `host` (absent: main port only). */
+  metricsPort: number | undefined;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -133,6 +135,7 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimit: rateLimitConfig(env),
     tls: tlsConfig(env),
     unaryLane: boolean(env, "CAIRN_UNARY_LANE", true),
+    metricsPort: env.CAIRN_METRICS_PORT ? integer(env, "CAIRN_METRICS_PORT", 0, 0, 65535) : undefined,
   };
 }
 

@@ -51,7 +51,10 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
   if (deduplicated) {
     if (eager) worker.releaseSlot();
     if (run.workflowName !== workflow.name || !sameJson(run.input, input)) throw new IdempotencyConflictError(request.idempotencyKey ?? "", run.id);
-  } else if (eager) {
+    return { run, deduplicated };
+  }
+  deps.metrics?.runsCreated.inc({ workflow: workflow.name, origin: "api" });
+  if (eager) {
     // Committed as claimed by this process: start it here, now (if we die first, the lease lapses and others resume it).
     worker.adopt(run);
   } else {

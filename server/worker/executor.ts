@@ -6,11 +6,13 @@
  */
 import type { JsonValue } from "../../sdk/workflow.js";
 import { Activation, type ActivationHost, type ActivationOutcome } from "../core/activation.js";
+import type { StepAttemptScope } from "../core/host.js";
 import { LeaseLostError, RunCancelRequestedError } from "../core/errors.js";
 import type { JournalEntry, NewEntry } from "../core/journal.js";
 import { nextDeadline, type PendingWait } from "../core/waits.js";
 import { checkSize, inputLimit, toFailureInfo, type ValueLimits } from "../core/json.js";
 import { toWorkflowLogger, type Logger } from "../logger.js";
+import type { ActivationOutcome as ActivationOutcomeLabel, Metrics } from "../metrics.js";
 import { findTurnOutcome, insertTurn } from "../store/agents.js";
 import { findEvent } from "../store/events.js";
 import { loadJournal } from "../store/journal.js";
@@ -38,6 +40,8 @@ export interface RunExecutorDeps {
   onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined, journal: JournalEntry[] | undefined): void;
   /** Size limits on journaled values and child inputs (absent: none). */
   limits?: ValueLimits;
+  /** Where the activation, its step attempts and the run's end are counted (absent: nowhere). */
+  metrics?: Metrics | undefined;
   /** Until when (epoch ms, this process's clock) the claim `fence` is certainly still ours; absent: no check. */
   leaseValidUntil?(fence: Fence): number;
 }
@@ -61,6 +65,15 @@ export async function executeRun(
   journal?: JournalEntry[],
 ): Promise<void> {
   const logger = deps.logger.child({ runId: run.id, workflow: run.workflowName });
+  const workflow = run.workflowName;
+  const metrics = deps.metrics;
+  const activationStarted = performance.now();
+  const activationEnded = (outcome: ActivationOutcomeLabel) => {
+    if (!metrics) return;
+    metrics.activations.inc({ workflow, outcome });
+    metrics.activationDuration.observe({ workflow }, (performance.now() - activationStarted) / 1000);
+    if (outcome === "lease_lost") metrics.leaseLosses.inc({ workflow });
+  };
   const entries = journal ?? (await loadJournal(deps.store.db, run.id));
   let nextSequence = (entries.at(-1)?.sequence ?? 0) + 1;
   // The whole journal as committed so far, handed to the scheduler when the run parks (so its next claim here skips the read).
@@ -86,6 +99,7 @@ export async function executeRun(
         : undefined,
     logger: toWorkflowLogger(logger),
     now: () => new Date(),
+    ...(metrics ? { stepAttempt: () => measuredAttempt(metrics, workflow) } : {}),
     append: async (entry: NewEntry) => {
       if (signal.aborted) throw signal.reason;
       // The sequence is taken before the write so that concurrent operations of one run get distinct numbers.
@@ -119,7 +133,10 @@ export async function executeRun(
         parentRunId: run.id,
         detached: request.detached,
       });
-      if (created) deps.onChildCreated();
+      if (created) {
+        metrics?.runsCreated.inc({ workflow: workflow.name, origin: "child" });
+        deps.onChildCreated();
+      }
     },
     startAgentTurn: async (turn) => {
       const created = await insertTurn(deps.store.db, { ...turn, namespace: run.namespace, runId: run.id, workflowName: run.workflowName });
@@ -162,6 +179,7 @@ export async function executeRun(
       committed.sort((a, b) => a.sequence - b.sequence);
       const known = complete && committed.every((e, i) => e.sequence === i + 1) ? committed : undefined;
       deps.onSuspended(run, outcome.waits, deadline, known);
+      activationEnded("suspended");
       return;
     }
     case "aborted": {
@@ -176,9 +194,12 @@ export async function executeRun(
         // Hand the run back so another process resumes it without waiting for the lease to lapse.
         await releaseRun(deps.store.db, fence).catch((error: unknown) => logger.warn({ err: error }, "could not release run"));
         logger.info("activation stopped by shutdown; run released");
+        activationEnded("shutdown");
       } else if (reason instanceof LeaseLostError) {
         logger.warn({ reason: reason.message }, "activation stopped: lease lost");
+        activationEnded("lease_lost");
       } else {
+        activationEnded("store_error");
         // The store failed under us: keep the lease until it lapses, so the run is retried after a pause, not in a loop.
         logger.error({ err: reason }, "activation stopped by a store error; the run resumes after its lease lapses");
       }
@@ -194,12 +215,27 @@ export async function executeRun(
   // A crash before this commits leaves the run claimed; after the lease lapses it replays to the same end.
   const ended = await endRun(deps.store, fence, nextSequence++, ending, run.parentRunId);
   if (ended) {
+    activationEnded(ending.status);
+    metrics?.runsEnded.inc({ workflow, status: ending.status });
     deps.onEnded(run.id, ended.row);
     if (ending.status === "failed") logger.warn({ status: ending.status, error: ending.error }, "run failed");
     else logger.info({ status: ending.status }, "run finished");
   } else {
     logger.warn({ status: ending.status }, "run end not recorded: lease lost");
+    activationEnded("lease_lost");
   }
+}
+
+/** Times one step attempt for the metrics. */
+function measuredAttempt(metrics: Metrics, workflow: string): StepAttemptScope {
+  const started = performance.now();
+  return {
+    run: (fn) => fn(),
+    end: (outcome) => {
+      metrics.stepAttempts.inc({ workflow, outcome });
+      metrics.stepDuration.observe({ workflow, outcome }, (performance.now() - started) / 1000);
+    },
+  };
 }
 
 /** Failed step attempts are journaled, not thrown: the log is where an operator sees them as they happen. */
