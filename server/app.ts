@@ -21,6 +21,8 @@ import type { Logger } from "./logger.js";
 import { Metrics } from "./metrics.js";
 import { serveMetrics, withMetrics, type AdminCheck } from "./http/metrics-endpoint.js";
 import { metricsInterceptor } from "./rpc/metrics-interceptor.js";
+import { tracingInterceptor } from "./rpc/tracing-interceptor.js";
+import { Tracing } from "./tracing.js";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { createAgentService } from "./rpc/agent-service.js";
 import { authInterceptor } from "./rpc/auth.js";
@@ -70,6 +72,8 @@ export interface CairnServices {
   readonly shutdown: AbortController;
   /** This server's Prometheus registry and instruments. */
   readonly metrics: Metrics;
+  /** Undefined when tracing is off. */
+  readonly tracing: Tracing | undefined;
 }
 
 /** Opens the store and builds the services; nothing runs yet (tests route calls to them without a socket). */
@@ -80,6 +84,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   logger.info({ store: database.description }, "store ready");
 
   const metrics = new Metrics();
+  const tracing = config.tracing ? new Tracing(config.tracing) : undefined;
   const turnBoard = new TurnBoard();
   const feed = new RunFeed();
   const scheduler = new Worker({
@@ -94,6 +99,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     onRunChanged: (runId, row) => feed.publishLocal(runId, row),
     limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes },
     metrics,
+    tracing,
   });
   metrics.observe({ queue: () => scheduler.queueDepth(), pool: database.poolStats });
   const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName] });
@@ -137,17 +143,18 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   // a call already past its deadline stops; the caller is authenticated; requests are validated against the proto
   // rules last, right before the service.
   const interceptors = [
+    ...(tracing ? [tracingInterceptor(tracing)] : []),
     metricsInterceptor(metrics),
     errorMappingInterceptor(logger),
     deadlineInterceptor(),
     authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, logger }),
     validationInterceptor(createRequestValidator([WorkflowService, AgentService])),
   ];
-  return { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics };
+  return { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing };
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
-  const { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics } =
+  const { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing } =
     await createServices(config, logger);
   const { auth } = config;
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
@@ -212,7 +219,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   const metricsServer = config.metricsPort === undefined ? undefined : await listenForMetrics(metrics, config.host, config.metricsPort);
   const url = `${config.tls ? "https" : "http"}://${listening.host.includes(":") ? `[${listening.host}]` : listening.host}:${listening.port}`;
   logger.info(
-    { url, workflows: registry.list().map((w) => w.name), owner: scheduler.owner, auth: auth.mode, tls: config.tls ? config.tls.certFile : false },
+    { url, workflows: registry.list().map((w) => w.name), owner: scheduler.owner, auth: auth.mode, tls: config.tls ? config.tls.certFile : false, traces: config.tracing?.url ?? false },
     "cairn server listening",
   );
 
@@ -236,6 +243,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
         feed.stop();
         await keys?.stop();
         await database.close();
+        // Spans still buffered are sent before the process goes.
+        await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: error }, "could not flush traces"));
         logger.info("cairn server stopped");
       })();
       return closing;

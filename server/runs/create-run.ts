@@ -19,6 +19,8 @@ export interface CreateRunRequest {
   idempotencyKey?: string | undefined;
   metadata: Record<string, string>;
   eagerStart: boolean;
+  /** The creating call's span (W3C traceparent), when tracing is on: the run's trace continues it. */
+  traceParent?: string | undefined;
 }
 
 export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRequest): Promise<{ run: RunRow; deduplicated: boolean }> {
@@ -40,7 +42,7 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
   try {
     created = await insertRun(
       deps.store,
-      { id: randomUUID(), namespace: call.namespace, workflowName: workflow.name, input, idempotencyKey: request.idempotencyKey || undefined, metadata: request.metadata },
+      { id: randomUUID(), namespace: call.namespace, workflowName: workflow.name, input, idempotencyKey: request.idempotencyKey || undefined, metadata: request.metadata, traceParent: request.traceParent },
       eager ? { owner: worker.owner, leaseMs: deps.leaseMs } : undefined,
     );
   } catch (error) {

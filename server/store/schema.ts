@@ -55,6 +55,8 @@ export const runs = pgTable(
     updatedAt: timestamptz("updated_at").notNull().defaultNow(),
     startedAt: timestamptz("started_at"),
     completedAt: timestamptz("completed_at"),
+    /** W3C `traceparent` the run's spans continue (the creating call's span, or the parent run's activation); null: untraced. */
+    traceParent: text(),
   },
   (t) => [
     check("runs_status_check", sql`${t.status} in ('queued', 'running', 'waiting', 'completed', 'failed', 'cancelled')`),

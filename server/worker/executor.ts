@@ -13,6 +13,8 @@ import { nextDeadline, type PendingWait } from "../core/waits.js";
 import { checkSize, inputLimit, toFailureInfo, type ValueLimits } from "../core/json.js";
 import { toWorkflowLogger, type Logger } from "../logger.js";
 import type { ActivationOutcome as ActivationOutcomeLabel, Metrics } from "../metrics.js";
+import type { Tracing } from "../tracing.js";
+import { type Span, SpanStatusCode, context as otelContext, trace } from "@opentelemetry/api";
 import { findTurnOutcome, insertTurn } from "../store/agents.js";
 import { findEvent } from "../store/events.js";
 import { loadJournal } from "../store/journal.js";
@@ -42,6 +44,8 @@ export interface RunExecutorDeps {
   limits?: ValueLimits;
   /** Where the activation, its step attempts and the run's end are counted (absent: nowhere). */
   metrics?: Metrics | undefined;
+  /** When tracing is on: a span per activation and per step attempt, under the run's stored traceparent. */
+  tracing?: Tracing | undefined;
   /** Until when (epoch ms, this process's clock) the claim `fence` is certainly still ours; absent: no check. */
   leaseValidUntil?(fence: Fence): number;
 }
@@ -68,7 +72,14 @@ export async function executeRun(
   const workflow = run.workflowName;
   const metrics = deps.metrics;
   const activationStarted = performance.now();
+  // Runs created while tracing was off have no traceparent and stay untraced.
+  const span = deps.tracing && run.traceParent ? startActivationSpan(deps.tracing, run) : undefined;
   const activationEnded = (outcome: ActivationOutcomeLabel) => {
+    if (span) {
+      span.setAttribute("cairn.activation.outcome", outcome);
+      if (outcome !== "completed" && outcome !== "suspended" && outcome !== "cancelled") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+      span.end();
+    }
     if (!metrics) return;
     metrics.activations.inc({ workflow, outcome });
     metrics.activationDuration.observe({ workflow }, (performance.now() - activationStarted) / 1000);
@@ -99,7 +110,7 @@ export async function executeRun(
         : undefined,
     logger: toWorkflowLogger(logger),
     now: () => new Date(),
-    ...(metrics ? { stepAttempt: () => measuredAttempt(metrics, workflow) } : {}),
+    ...(metrics || span ? { stepAttempt: (step: { name: string; attempt: number }) => observedAttempt(step, workflow, metrics, span && deps.tracing ? { tracing: deps.tracing, parent: span } : undefined) } : {}),
     append: async (entry: NewEntry) => {
       if (signal.aborted) throw signal.reason;
       // The sequence is taken before the write so that concurrent operations of one run get distinct numbers.
@@ -132,6 +143,8 @@ export async function executeRun(
         metadata: {},
         parentRunId: run.id,
         detached: request.detached,
+        // The child's trace continues from the activation that started it.
+        traceParent: span && deps.tracing ? deps.tracing.traceParentOf(span) : undefined,
       });
       if (created) {
         metrics?.runsCreated.inc({ workflow: workflow.name, origin: "child" });
@@ -226,12 +239,34 @@ export async function executeRun(
   }
 }
 
-/** Times one step attempt for the metrics. */
-function measuredAttempt(metrics: Metrics, workflow: string): StepAttemptScope {
+function startActivationSpan(tracing: Tracing, run: RunRow): Span {
+  return tracing.tracer.startSpan(
+    `activation ${run.workflowName}`,
+    { attributes: { "cairn.run_id": run.id, "cairn.workflow": run.workflowName, "cairn.lease_epoch": run.leaseEpoch, "cairn.activation": run.activationCount } },
+    tracing.contextOf(run.traceParent),
+  );
+}
+
+/** Times one step attempt for the metrics, and traces it as a child of the activation's span. */
+function observedAttempt(
+  step: { name: string; attempt: number },
+  workflow: string,
+  metrics: Metrics | undefined,
+  traced: { tracing: Tracing; parent: Span } | undefined,
+): StepAttemptScope {
   const started = performance.now();
+  const parentContext = traced ? trace.setSpan(otelContext.active(), traced.parent) : undefined;
+  const span = traced?.tracing.tracer.startSpan(`step ${step.name}`, { attributes: { "cairn.step": step.name, "cairn.step.attempt": step.attempt } }, parentContext);
   return {
-    run: (fn) => fn(),
+    // With a context manager registered by the embedding process, the step's own instrumented calls nest under it.
+    run: (fn) => (span ? otelContext.with(trace.setSpan(otelContext.active(), span), fn) : fn()),
     end: (outcome) => {
+      if (span) {
+        span.setAttribute("cairn.step.outcome", outcome);
+        if (outcome !== "completed") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+        span.end();
+      }
+      if (!metrics) return;
       metrics.stepAttempts.inc({ workflow, outcome });
       metrics.stepDuration.observe({ workflow, outcome }, (performance.now() - started) / 1000);
     },

@@ -19,6 +19,7 @@ import type { PendingWait } from "../core/waits.js";
 import type { ValueLimits } from "../core/json.js";
 import type { Logger } from "../logger.js";
 import type { Metrics, QueueDepth } from "../metrics.js";
+import type { Tracing } from "../tracing.js";
 import { queueDepth } from "../store/runs/queue-depth.js";
 import type { Store } from "../store/store.js";
 import { loadJournals } from "../store/journal.js";
@@ -54,6 +55,8 @@ export interface WorkerOptions {
   limits?: ValueLimits;
   /** Where activations, step attempts and claims are counted (absent: nowhere). */
   metrics?: Metrics | undefined;
+  /** Traces activations and step attempts (absent: tracing off). */
+  tracing?: Tracing | undefined;
 }
 
 
@@ -303,6 +306,7 @@ export class Worker {
       logger: this.options.logger,
       limits: this.options.limits,
       metrics: this.options.metrics,
+      tracing: this.options.tracing,
       onChildCreated: () => void this.announce().catch(() => undefined),
       onTurnCreated: (agent: string) => {
         this.options.turnBoard.announce(agent);
