@@ -197,6 +197,8 @@ export const agentTurns = pgTable(
     createdAt: timestamptz("created_at").notNull().defaultNow(),
     updatedAt: timestamptz("updated_at").notNull().defaultNow(),
     completedAt: timestamptz("completed_at"),
+    /** W3C `traceparent` of the activation that started the turn (tracing on), handed to the worker. */
+    traceParent: text(),
   },
   (t) => [
     check("agent_turns_status_check", sql`${t.status} in ('pending', 'leased', 'completed', 'failed', 'cancelled')`),

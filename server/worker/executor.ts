@@ -152,7 +152,8 @@ export async function executeRun(
       }
     },
     startAgentTurn: async (turn) => {
-      const created = await insertTurn(deps.store.db, { ...turn, namespace: run.namespace, runId: run.id, workflowName: run.workflowName });
+      const traceParent = span && deps.tracing ? deps.tracing.traceParentOf(span) : undefined;
+      const created = await insertTurn(deps.store.db, { ...turn, namespace: run.namespace, runId: run.id, workflowName: run.workflowName, traceParent });
       if (created) deps.onTurnCreated(turn.agent);
     },
     findTurnOutcome: (waits) => findTurnOutcome(deps.store.db, run.namespace, waits.map((w) => w.turnId)),

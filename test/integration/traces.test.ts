@@ -9,6 +9,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
 import { WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
+import { AgentService, type AgentTurn } from "../../sdk/gen/cairn/v1/agent_pb.js";
 import type { CairnServer } from "../../server/app.js";
 import { loadConfig } from "../../server/config.js";
 import { valueFromJson } from "../../server/rpc/convert.js";
@@ -86,6 +87,29 @@ describe("OpenTelemetry traces", () => {
       assert.notEqual(childActivation.attributes["cairn.run_id"], run!.runId);
     } finally {
       if (!closed) await server.close();
+    }
+  });
+
+  test("an agent turn carries the trace to the worker", async () => {
+    const { server, client } = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: dirs, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    try {
+      const agents = createClient(AgentService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+      const { run } = await client.createRun({ workflowName: "asker", input: valueFromJson({ question: "why?" }) });
+      let turns: AgentTurn[] = [];
+      for (let i = 0; i < 50 && turns.length === 0; i++) turns = (await agents.pollTurns({ agents: ["oracle"], workerId: "w", maxTurns: 1, waitSeconds: 1 })).turns;
+      const [turn] = turns;
+      assert.ok(turn, "a turn was offered");
+      await agents.completeTurn({ turnId: turn.turnId, leaseToken: turn.leaseToken, result: valueFromJson("because") });
+      assert.equal((await waitForEnd(client, run!.runId)).status, RunStatus.COMPLETED);
+      await server.close();
+      const [, traceId, parentSpanId] = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/.exec(turn.traceparent) ?? [];
+      assert.ok(traceId, `traceparent ${JSON.stringify(turn.traceparent)}`);
+      const activation = receiver.spans.find((s) => s.spanId === parentSpanId);
+      assert.equal(activation?.name, "activation asker");
+      assert.equal(activation?.traceId, traceId);
+      assert.equal(activation?.attributes["cairn.run_id"], run!.runId);
+    } finally {
+      await server.close();
     }
   });
 
