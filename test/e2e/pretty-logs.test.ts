@@ -17,11 +17,10 @@ afterAll(async () => {
   await database?.drop();
 });
 
-// eslint-disable-next-line no-control-regex
 const plain = (text: string) => text.replace(/\u001b\[[0-9;]*m/g, "").replace(/\r/g, "");
 
 test("on a terminal the server logs readable lines, and a failed run as a WARN with its error", async () => {
-  const env = { ...process.env, PORT: "0", HOST: "127.0.0.1", CAIRN_AUTH: "open", DATABASE_URL: database.url, WORKFLOW_DIRS: "test/fixtures/eyes-workflows" };
+  const env: Record<string, string | undefined> = { ...process.env, PORT: "0", HOST: "127.0.0.1", CAIRN_AUTH: "open", DATABASE_URL: database.url, WORKFLOW_DIRS: "test/fixtures/eyes-workflows" };
   delete env.LOG_FORMAT;
   const child = spawn("script", ["-qec", "node --import tsx server/main.ts", "/dev/null"], { cwd: repoRoot, env, stdio: ["pipe", "pipe", "pipe"] });
   let output = "";
