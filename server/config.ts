@@ -50,8 +50,6 @@ export interface Config {
   databasePoolSize: number;
   workflowDirs: string[];
   logLevel: string;
-  /** `LOG_FORMAT`: json or pretty; absent: pretty when stdout is a terminal, JSON otherwise. */
-  logFormat: "json" | "pretty" | undefined;
   /** Largest run input (CreateRun, REST, child runs) and agent request, as JSON bytes. */
   maxInputBytes: number;
   /** How long a claimed run stays ours without a heartbeat. */
@@ -119,7 +117,6 @@ export function loadConfig(env: Env = process.env): Config {
       .filter((dir) => dir.length > 0)
       .map((dir) => resolve(dir)),
     logLevel: oneOf(env, "LOG_LEVEL", "info", ["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
-    logFormat: (oneOf(env, "LOG_FORMAT", "", ["json", "pretty"]) || undefined) as Config["logFormat"],
     maxInputBytes,
     leaseMs: integer(env, "CAIRN_LEASE_MS", 15_000, 500, 3_600_000),
     pollIntervalMs: integer(env, "CAIRN_POLL_INTERVAL_MS", 1000, 10, 60_000),

@@ -1,46 +1,46 @@
 /**
- * A readable rendering of pino's JSON lines, for a person at a terminal (or `LOG_FORMAT=pretty`):
- * `12:03:04.567 WARN  run failed runId=… workflow=… error={"name":"Error","message":"boom"}`, with an
- * error's stack on the lines below. Small on purpose: pino-pretty would add a dozen packages for this.
+ * LOG_FORMAT=pretty (the default when stdout is a terminal): one readable line per pino record,
+ * "12:04:05.123 INFO  message  key=value ...", with an error's stack indented below it. JSON
+ * (LOG_FORMAT=json, the default otherwise) stays the format for log collectors and tests.
  */
 import type { DestinationStream } from "pino";
 
-const levelNames: Record<number, string> = { 10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FATAL" };
-const levelColours: Record<number, string> = { 10: "90", 20: "90", 30: "32", 40: "33", 50: "31", 60: "35" };
-/** Fields every line carries (or that are shown elsewhere on the line). */
-const hidden = new Set(["level", "time", "msg", "pid", "hostname", "service"]);
+export type LogFormat = "json" | "pretty";
 
-export function formatPrettyLine(line: string, colour: boolean): string {
-  let record: Record<string, unknown>;
-  try {
-    record = JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return line.endsWith("\n") ? line : `${line}\n`;
-  }
-  const level = typeof record.level === "number" ? record.level : 30;
-  const time = typeof record.time === "number" ? new Date(record.time).toISOString().slice(11, 23) : "";
-  const name = (levelNames[level] ?? String(level)).padEnd(5);
-  const paint = (code: string, text: string) => (colour ? `\u001b[${code}m${text}\u001b[0m` : text);
-  const stacks: string[] = [];
-  const fields: string[] = [];
-  for (const [key, value] of Object.entries(record)) {
-    if (hidden.has(key)) continue;
-    if (value && typeof value === "object" && "stack" in value && typeof value.stack === "string") {
-      // The stack repeats the message; show it once, indented, under the line.
-      stacks.push(value.stack);
-      const { stack: _stack, ...rest } = value as Record<string, unknown>;
-      fields.push(`${key}=${JSON.stringify(rest)}`);
-      continue;
-    }
-    fields.push(`${key}=${typeof value === "string" && /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value)}`);
-  }
-  const head = [paint("90", time), paint(levelColours[level] ?? "0", name), String(record.msg ?? ""), ...fields.map((f) => paint("90", f))];
-  const body = stacks.map((stack) => stack.split("\n").map((l) => `    ${l}`).join("\n"));
-  return `${[head.join(" "), ...body].join("\n")}\n`;
+const levelNames: Record<number, string> = { 10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FATAL" };
+const levelColors: Record<number, string> = { 10: "90", 20: "90", 30: "32", 40: "33", 50: "31", 60: "41;97" };
+
+/** LOG_FORMAT's value, or why it is not one. */
+export function logFormat(value: string | undefined, terminal: boolean): LogFormat {
+  if (value === undefined || value === "") return terminal ? "pretty" : "json";
+  if (value === "json" || value === "pretty") return value;
+  throw new Error(`LOG_FORMAT must be json or pretty, got ${JSON.stringify(value)}`);
 }
 
-/** A pino destination writing pretty lines to `out` (stdout by default), coloured when it is a terminal. */
 export function prettyDestination(out: NodeJS.WritableStream & { isTTY?: boolean } = process.stdout): DestinationStream {
-  const colour = out.isTTY === true && !process.env.NO_COLOR;
-  return { write: (line: string) => void out.write(formatPrettyLine(line, colour)) };
+  const color = Boolean(out.isTTY) && !process.env.NO_COLOR;
+  const paint = (code: string, text: string): string => (color ? `\u001b[${code}m${text}\u001b[0m` : text);
+  return {
+    write(line: string) {
+      let record: Record<string, unknown>;
+      try {
+        record = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        out.write(line);
+        return;
+      }
+      const { level, time, msg, err, pid: _pid, service: _service, ...fields } = record;
+      const levelNumber = typeof level === "number" ? level : 30;
+      const clock = new Date(typeof time === "number" ? time : Date.now()).toTimeString().slice(0, 8);
+      const name = (levelNames[levelNumber] ?? String(level)).padEnd(5);
+      const rest = Object.entries(fields)
+        .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
+        .join(" ");
+      let text = `${paint("90", clock)} ${paint(levelColors[levelNumber] ?? "0", name)} ${String(msg ?? "")}`;
+      if (rest) text += `  ${paint("90", rest)}`;
+      const stack = (err as { stack?: string; message?: string } | undefined)?.stack ?? (err as { message?: string } | undefined)?.message;
+      if (stack) text += `\n${stack.replace(/^/gm, "    ")}`;
+      out.write(`${text}\n`);
+    },
+  };
 }

@@ -1,6 +1,6 @@
 /**
  * A server whose stdout is a terminal logs readable lines: started under a real pseudo-terminal (util-linux
- * `script`), with LOG_FORMAT unset, it prints `HH:MM:SS.mmm LEVEL message key=value` in colour, and a failed run
+ * `script`), with LOG_FORMAT unset, it prints `HH:MM:SS LEVEL message  key=value` in colour, and a failed run
  * shows up as a WARN line with its error.
  */
 import assert from "node:assert/strict";
@@ -34,7 +34,7 @@ test("on a terminal the server logs readable lines, and a failed run as a WARN w
     throw new Error(`no ${what} in:\n${output}`);
   };
   try {
-    const [, url] = await until(/INFO  cairn server listening url=(\S+)/, "listening line");
+    const [, url] = await until(/INFO  cairn server listening\s+url=(\S+)/, "listening line");
     assert.match(output, /\u001b\[32mINFO/, "coloured on a terminal");
     assert.doesNotMatch(output, /\{"level":/, "no JSON lines");
     const response = await fetch(`${url}/cairn.v1.WorkflowService/CreateRun`, {
@@ -43,7 +43,7 @@ test("on a terminal the server logs readable lines, and a failed run as a WARN w
       body: JSON.stringify({ workflowName: "flaky", input: { failures: 0, fatal: true } }),
     });
     assert.equal(response.status, 200);
-    const [line] = await until(/^\d\d:\d\d:\d\d\.\d{3} WARN  run failed .*$/m, "run failed line");
+    const [line] = await until(/^\d\d:\d\d:\d\d WARN  run failed .*$/m, "run failed line");
     assert.match(line, /workflow=flaky/);
     assert.match(line, /error=\{"name":"TypeError","message":"no way through"/);
   } finally {

@@ -58,10 +58,10 @@ describe("GET /metrics", () => {
     assert.equal(moved("cairn_step_attempts_total", { workflow: "flaky", outcome: "retrying" }), 2);
     assert.equal(moved("cairn_step_attempts_total", { workflow: "flaky", outcome: "completed" }), 3);
     assert.equal(moved("cairn_step_attempts_total", { workflow: "flaky", outcome: "failed" }), 1);
-    // The parent parks on its child at least once, then completes.
-    assert.ok(moved("cairn_activations_total", { workflow: "parent", outcome: "suspended" }) >= 1);
+    // The parent may park on its child (when the child is not done at its quiet point), then completes once.
     assert.equal(moved("cairn_activations_total", { workflow: "parent", outcome: "completed" }), 1);
-    assert.ok(moved("cairn_claim_latency_seconds") >= 1, "the parent's wake-up was claimed");
+    assert.equal(moved("cairn_activations_total", { workflow: "flaky", outcome: "failed" }), 1);
+    assert.ok(moved("cairn_claim_latency_seconds") >= 3, "queued runs were claimed");
     assert.equal(moved("cairn_events_sent_total"), 1);
     assert.equal(moved("cairn_rpc_requests_total", { method: "cairn.v1.WorkflowService/CreateRun", code: "ok" }), 3);
     assert.equal(moved("cairn_rpc_requests_total", { method: "cairn.v1.WorkflowService/GetRun", code: "not_found" }), 1);
