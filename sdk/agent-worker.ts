@@ -21,6 +21,8 @@ export interface AgentTurnInput {
   workflowName: string;
   /** 1 on first delivery; more after a worker vanished mid-turn. */
   attempt: number;
+  /** W3C traceparent of the activation that asked for this turn, when the server traces: start your spans under it. */
+  traceparent: string | undefined;
   /** Aborted when the run is cancelled or this worker lost the turn. */
   signal: AbortSignal;
 }
@@ -95,6 +97,7 @@ export function createAgentWorker(options: AgentWorkerOptions): AgentWorker {
           runId: turn.runId,
           workflowName: turn.workflowName,
           attempt: turn.attempt,
+          traceparent: turn.traceparent || undefined,
           signal: controller.signal,
         });
         outcome = { result: result ?? null };

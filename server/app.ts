@@ -21,6 +21,12 @@ import { withValidAuthority } from "./http/require-authority.js";
 import { withRestRoutes } from "./http/rest.js";
 import { withUnaryLane } from "./http/unary-lane.js";
 import type { Logger } from "./logger.js";
+import { Metrics } from "./metrics.js";
+import { serveMetrics, withMetrics, type AdminCheck } from "./http/metrics-endpoint.js";
+import { metricsInterceptor } from "./rpc/metrics-interceptor.js";
+import { tracingInterceptor } from "./rpc/tracing-interceptor.js";
+import { Tracing } from "./tracing.js";
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { createAgentService } from "./rpc/agent-service.js";
 import { authInterceptor } from "./rpc/auth.js";
 import { errorMappingInterceptor } from "./rpc/error-mapping.js";
@@ -48,6 +54,8 @@ export interface CairnServer {
   readonly database: Database;
   readonly registry: WorkflowRegistry;
   readonly scheduler: Worker;
+  /** `CAIRN_METRICS_PORT`'s /metrics, when set. */
+  readonly metricsUrl: string | undefined;
   /** Calls the unary fast lane answered so far (always 0 with CAIRN_UNARY_LANE=off). */
   unaryLaneCalls(): number;
   /** Graceful: stop serving, let activations finish within the grace period, release the rest, close the store. */
@@ -68,6 +76,10 @@ export interface CairnServices {
   readonly workflowService: ReturnType<typeof createWorkflowService>;
   /** Aborted at shutdown: every in-flight request listens on it. */
   readonly shutdown: AbortController;
+  /** This server's Prometheus registry and instruments. */
+  readonly metrics: Metrics;
+  /** Undefined when tracing is off. */
+  readonly tracing: Tracing | undefined;
 }
 
 /** Opens the store and builds the services; nothing runs yet (tests route calls to them without a socket). */
@@ -78,6 +90,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   const database = store.database;
   logger.info({ store: database.description }, "store ready");
 
+  const metrics = new Metrics();
+  const tracing = config.tracing ? new Tracing(config.tracing) : undefined;
   const turnBoard = new TurnBoard();
   const feed = new RunFeed();
   const scheduler = new Worker({
@@ -91,7 +105,10 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     maxConcurrentRuns: config.maxConcurrentRuns,
     onRunChanged: (runId, row) => feed.publishLocal(runId, row),
     limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes },
+    metrics,
+    tracing,
   });
+  metrics.observe({ queue: () => scheduler.queueDepth(), pool: database.poolStats });
   const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName, KeyService.typeName] });
   const reflection = createReflectionServices([WorkflowService, AgentService, KeyService, Health]);
   const shutdown = new AbortController();
@@ -109,6 +126,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     maxListRunsPageSize: config.maxListRunsPageSize,
     maxHistoryPageSize: config.maxHistoryPageSize,
     feed,
+    metrics,
   });
   const agentService = createAgentService({
     db: database.db,
@@ -133,18 +151,21 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   // a call already past its deadline stops; the caller is authenticated; requests are validated against the proto
   // rules last, right before the service.
   const interceptors = [
+    ...(tracing ? [tracingInterceptor(tracing)] : []),
+    metricsInterceptor(metrics),
     errorMappingInterceptor(logger),
     deadlineInterceptor(),
     authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, logger }),
     validationInterceptor(createRequestValidator([WorkflowService, AgentService])),
   ];
-  return { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown };
+  return { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing };
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
   // A busy port fails at once, before the store is opened (which can take seconds the first time).
   await assertPortFree(config.host, config.port);
-  const { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown } = await createServices(config, logger);
+  const { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing } =
+    await createServices(config, logger);
   const { auth } = config;
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
   const readMaxBytes = config.maxRequestBytes;
@@ -159,13 +180,26 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   // REST routes call the same service through the same interceptors; CORS wraps everything, so
   // preflights for every route are answered before routing.
   // The console's pages and assets (GET only) come first: they are files, not calls.
-  const withRest = withConsole(
-    withRestRoutes(lane ?? connectHandler, workflowService, {
-      interceptors,
-      readMaxBytes,
-      shutdownSignal: shutdown.signal,
-      onError: (error) => logger.error({ err: error }, "REST route failed"),
-    }),
+  // In keys mode /metrics wants an admin key: it counts every namespace's runs (see metrics-endpoint.ts).
+  const checkAdmin: AdminCheck | undefined = keys
+    ? async (presented) => {
+        if (!presented) return "unauthenticated";
+        const verified = await keys.verify(presented);
+        if (!verified.ok) return "unauthenticated";
+        return verified.key.role === "admin" ? "ok" : "permission_denied";
+      }
+    : undefined;
+  const withRest = withMetrics(
+    withConsole(
+      withRestRoutes(lane ?? connectHandler, workflowService, {
+        interceptors,
+        readMaxBytes,
+        shutdownSignal: shutdown.signal,
+        onError: (error) => logger.error({ err: error }, "REST route failed"),
+      }),
+    ),
+    metrics,
+    checkAdmin,
   );
   const handler = config.corsOrigins.length > 0 ? withCors(withRest, { origins: config.corsOrigins }) : withCorsHint(withRest, logger);
 
@@ -198,9 +232,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     ...(config.tls ? { tls: { cert: config.tls.cert, key: config.tls.key } } : {}),
     onError: (error) => logger.warn({ err: error }, "http server error"),
   });
+  const metricsServer = config.metricsPort === undefined ? undefined : await listenForMetrics(metrics, config.host, config.metricsPort);
   const url = `${config.tls ? "https" : "http"}://${listening.host.includes(":") ? `[${listening.host}]` : listening.host}:${listening.port}`;
   logger.info(
-    { url, workflows: registry.list().map((w) => w.name), owner: scheduler.owner, auth: auth.mode, tls: config.tls ? config.tls.certFile : false },
+    { url, workflows: registry.list().map((w) => w.name), owner: scheduler.owner, auth: auth.mode, tls: config.tls ? config.tls.certFile : false, traces: config.tracing?.url ?? false },
     "cairn server listening",
   );
 
@@ -212,19 +247,36 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     registry,
     scheduler,
     unaryLaneCalls: () => lane?.served() ?? 0,
+    metricsUrl: metricsServer ? `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${(metricsServer.address() as { port: number }).port}/metrics` : undefined,
     close() {
       closing ??= (async () => {
         for (const service of [WorkflowService.typeName, AgentService.typeName, ""]) health.setStatus(service, ServingStatus.NOT_SERVING);
         health.shutdown();
         shutdown.abort();
         await listening.close();
+        await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
         await scheduler.stop(config.shutdownGraceMs);
         feed.stop();
         await keys?.stop();
         await database.close();
+        // Spans still buffered are sent before the process goes.
+        await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: error }, "could not flush traces"));
         logger.info("cairn server stopped");
       })();
       return closing;
     },
   };
+}
+
+/** `CAIRN_METRICS_PORT`: /metrics alone, plain HTTP, no key (bind it where only the scraper reaches). */
+async function listenForMetrics(metrics: Metrics, host: string, port: number): Promise<HttpServer> {
+  const server = createHttpServer((req, res) => {
+    if ((req.url ?? "").split("?")[0] === "/metrics" && (req.method === "GET" || req.method === "HEAD")) return void serveMetrics(req, res, metrics);
+    res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("only /metrics is served on CAIRN_METRICS_PORT\n");
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
 }

@@ -2,6 +2,7 @@
  * Configuration from the environment (DESIGN §6). Parsed once at start-up;
  * a bad value stops the server with a message naming the variable.
  */
+import { type TracingConfig, tracingConfigFromEnv } from "./tracing.js";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { delimiter, resolve } from "node:path";
@@ -84,6 +85,10 @@ export interface Config {
   tls: TlsConfig | undefined;
   /** Plain unary Connect calls take the fast lane (server/http/unary-lane.ts); off: all go through the Connect adapter. */
   unaryLane: boolean;
+  /** `CAIRN_METRICS_PORT`: also serve `/metrics`, without a key, on this port of `host` (absent: main port only). */
+  metricsPort: number | undefined;
+  /** OpenTelemetry traces from the standard OTEL_* variables; undefined: off. */
+  tracing: TracingConfig | undefined;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -130,6 +135,8 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimit: rateLimitConfig(env),
     tls: tlsConfig(env),
     unaryLane: boolean(env, "CAIRN_UNARY_LANE", true),
+    tracing: tracingConfigFromEnv(env),
+    metricsPort: env.CAIRN_METRICS_PORT ? integer(env, "CAIRN_METRICS_PORT", 0, 0, 65535) : undefined,
   };
 }
 

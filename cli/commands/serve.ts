@@ -13,6 +13,7 @@ const flagToEnv = {
   "data-dir": "CAIRN_DATA_DIR",
   "workflow-dirs": "WORKFLOW_DIRS",
   "log-level": "LOG_LEVEL",
+  "log-format": "LOG_FORMAT",
   auth: "CAIRN_AUTH",
   "tls-cert": "CAIRN_TLS_CERT",
   "tls-key": "CAIRN_TLS_KEY",
@@ -21,7 +22,7 @@ const flagToEnv = {
 export const serve: Command = {
   name: "serve",
   summary: "run a Cairn server (what `npm start` runs)",
-  usage: "[--port N] [--host H] [--database-url URL] [--data-dir DIR] [--workflow-dirs A:B] [--log-level L] [--auth keys|open] [--tls-cert FILE --tls-key FILE]",
+  usage: "[--port N] [--host H] [--database-url URL] [--data-dir DIR] [--workflow-dirs A:B] [--log-level L] [--log-format F] [--auth keys|open] [--tls-cert FILE --tls-key FILE]",
   description:
     "Every flag mirrors an environment variable; other settings (CAIRN_* limits, CORS, ...)\n" +
     "are read from the environment as usual. Without --database-url / DATABASE_URL the\n" +
@@ -33,6 +34,7 @@ export const serve: Command = {
     ["--data-dir DIR", "CAIRN_DATA_DIR, the embedded store's folder (default ./.cairn)"],
     ["--workflow-dirs A:B", "WORKFLOW_DIRS, folders of workflow files (default ./workflows)"],
     ["--log-level L", "LOG_LEVEL: trace, debug, info (default), warn, error, fatal, silent"],
+    ["--log-format F", "LOG_FORMAT: json or pretty; default pretty on a terminal, json otherwise"],
     ["--auth MODE", "CAIRN_AUTH: keys (API keys required) or open; default open only for the embedded store on a loopback host"],
     ["--tls-cert FILE", "CAIRN_TLS_CERT, PEM certificate chain: serve TLS (with --tls-key)"],
     ["--tls-key FILE", "CAIRN_TLS_KEY, PEM private key"],

@@ -36,9 +36,22 @@ export interface ActivationHost {
    * holds the run (it slept past its lease, so a new holder may have run and journaled the step already).
    */
   leaseLost?(): Error | undefined;
+  /**
+   * Called as a step attempt starts (never on replay); the scope it returns runs the step's function and hears
+   * how the attempt ended. The worker measures and traces attempts with it; absent, nothing is observed.
+   */
+  stepAttempt?(step: { name: string; attempt: number }): StepAttemptScope;
   /** The live logger; the activation mutes it while replaying. */
   readonly logger: WorkflowLogger;
   now(): Date;
+}
+
+/** One step attempt as the host observes it. */
+export interface StepAttemptScope {
+  /** Calls the step's function (inside the host's context, e.g. a trace span). */
+  run<T>(fn: () => T): T;
+  /** The attempt ended: its value was journaled, it failed for good, or it failed and will be retried. */
+  end(outcome: "completed" | "failed" | "retrying"): void;
 }
 
 /** What `ctx.startAgent` asks the host to create (idempotently, like children). */

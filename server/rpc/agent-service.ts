@@ -81,6 +81,7 @@ function turnToProto(row: AgentTurnRow): AgentTurn {
     leaseToken: row.leaseToken ?? "",
     leaseExpiresAt: row.leaseExpiresAt ? timestampFromDate(row.leaseExpiresAt) : undefined,
     createdAt: timestampFromDate(row.createdAt),
+    traceparent: row.traceParent ?? "",
   });
 }
 

@@ -37,6 +37,7 @@ import { watchRun } from "../runs/watch-run.js";
 import { watchRuns } from "../runs/watch-runs.js";
 import { inputJsonSchema } from "../workflows/json-schema.js";
 import { callOf } from "./call-context.js";
+import { traceParentKey } from "./tracing-interceptor.js";
 import { dateFromTimestamp, entryToProto, jsonFromValue, runToProto, statusFromProto } from "./convert.js";
 
 const defaultAwaitMs = 30_000;
@@ -87,6 +88,7 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
         idempotencyKey: request.idempotencyKey,
         metadata: request.metadata,
         eagerStart: request.eagerStart,
+        traceParent: context.values.get(traceParentKey),
       });
       return create(CreateRunResponseSchema, { run: runToProto(run), deduplicated });
     },

@@ -20,6 +20,7 @@ export async function cancelRun(deps: RunsDeps, call: Call, request: { runId: st
     if (result.run.status === "cancelled") return result.run;
     throw new RunAlreadyFinishedError(runId, result.run.status.toUpperCase());
   }
+  if (result.outcome === "cancelled") deps.metrics?.runsEnded.inc({ workflow: result.run.workflowName, status: "cancelled" });
   // The request is durable; the notice only makes a running holder stop sooner than its next durable operation.
   if (result.outcome === "requested") await deps.worker.announceCancel(runId).catch(() => undefined);
   else deps.feed.publishLocal(runId);
@@ -31,6 +32,7 @@ export async function cancelRun(deps: RunsDeps, call: Call, request: { runId: st
 async function cancelDescendants(deps: RunsDeps, namespace: string, runId: string, reason: string): Promise<void> {
   for (const childId of await cancellableChildren(deps.store.db, runId)) {
     const result = await requestCancel(deps.store.db, namespace, childId, reason);
+    if (result?.outcome === "cancelled") deps.metrics?.runsEnded.inc({ workflow: result.run.workflowName, status: "cancelled" });
     if (result?.outcome === "requested") await deps.worker.announceCancel(childId).catch(() => undefined);
     await cancelDescendants(deps, namespace, childId, reason);
   }

@@ -19,6 +19,8 @@ export interface CreateRunRequest {
   idempotencyKey?: string | undefined;
   metadata: Record<string, string>;
   eagerStart: boolean;
+  /** The creating call's span (W3C traceparent), when tracing is on: the run's trace continues it. */
+  traceParent?: string | undefined;
 }
 
 export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRequest): Promise<{ run: RunRow; deduplicated: boolean }> {
@@ -40,7 +42,7 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
   try {
     created = await insertRun(
       deps.store,
-      { id: randomUUID(), namespace: call.namespace, workflowName: workflow.name, input, idempotencyKey: request.idempotencyKey || undefined, metadata: request.metadata },
+      { id: randomUUID(), namespace: call.namespace, workflowName: workflow.name, input, idempotencyKey: request.idempotencyKey || undefined, metadata: request.metadata, traceParent: request.traceParent },
       eager ? { owner: worker.owner, leaseMs: deps.leaseMs } : undefined,
     );
   } catch (error) {
@@ -51,7 +53,10 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
   if (deduplicated) {
     if (eager) worker.releaseSlot();
     if (run.workflowName !== workflow.name || !sameJson(run.input, input)) throw new IdempotencyConflictError(request.idempotencyKey ?? "", run.id);
-  } else if (eager) {
+    return { run, deduplicated };
+  }
+  deps.metrics?.runsCreated.inc({ workflow: workflow.name, origin: "api" });
+  if (eager) {
     // Committed as claimed by this process: start it here, now (if we die first, the lease lapses and others resume it).
     worker.adopt(run);
   } else {

@@ -5,6 +5,7 @@
  * `RunsDeps` and call the functions in this folder; none of them touches the
  * store itself.
  */
+import type { Metrics } from "../metrics.js";
 import type { Store } from "../store/store.js";
 import type { Worker } from "../worker/worker.js";
 import type { WorkflowRegistry } from "../workflows/registry.js";
@@ -23,6 +24,8 @@ export interface RunsDeps {
   /** Caps on page sizes (CAIRN_MAX_LIST_RUNS_PAGE_SIZE, CAIRN_MAX_HISTORY_PAGE_SIZE). */
   maxListRunsPageSize: number;
   maxHistoryPageSize: number;
+  /** Absent in tests that do not look at metrics. */
+  metrics?: Metrics | undefined;
 }
 
 /** Who calls and until when: every runs function is scoped to the caller's namespace and ends with its signal. */

@@ -57,6 +57,10 @@ export async function sendEvent(deps: RunsDeps, call: Call, request: SendEventRe
     worker.releaseSlots(slots);
     throw error;
   }
+  if (!result.deduplicated) {
+    deps.metrics?.eventsSent.inc();
+    deps.metrics?.eventDeliveries.inc(result.matchedRunIds.length);
+  }
   for (const { run, received } of result.claimed) worker.adoptDelivered(run, received, sentAt);
   worker.releaseSlots(slots - result.claimed.length);
   if (result.matchedRunIds.length > result.claimed.length) worker.wake();

@@ -21,7 +21,7 @@ export async function lockTurnKey(db: Db, turnId: string): Promise<void> {
 /** Creates the turn unless it exists (a replaying run asks again); true when created. */
 export async function insertTurn(
   db: Db,
-  turn: AgentTurnRequest & { namespace: string; runId: string; workflowName: string },
+  turn: AgentTurnRequest & { namespace: string; runId: string; workflowName: string; traceParent?: string | undefined },
 ): Promise<boolean> {
   const rows = await db
     .insert(agentTurns)
@@ -34,6 +34,7 @@ export async function insertTurn(
       agent: turn.agent,
       text: turn.text,
       params: turn.params,
+      traceParent: turn.traceParent ?? null,
     })
     .onConflictDoNothing({ target: agentTurns.id })
     .returning({ id: agentTurns.id });

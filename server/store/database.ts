@@ -33,6 +33,8 @@ export interface Database {
    * notices sent meanwhile were lost (never called on PGlite, which cannot drop).
    */
   listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<void>;
+  /** The connection pool's clients now (PostgreSQL only; PGlite has one in-process connection). */
+  poolStats?(): { total: number; idle: number; waiting: number };
   close(): Promise<void>;
 }
 
@@ -63,6 +65,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       kind: "postgres",
       description: redactUrl(options.url),
       listen: (channel, onMessage, onReconnect) => listener.listen(channel, onMessage, onReconnect),
+      poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
       close: async () => {
         await listener.close();
         await pool.end();

@@ -55,6 +55,8 @@ export const runs = pgTable(
     updatedAt: timestamptz("updated_at").notNull().defaultNow(),
     startedAt: timestamptz("started_at"),
     completedAt: timestamptz("completed_at"),
+    /** W3C `traceparent` the run's spans continue (the creating call's span, or the parent run's activation); null: untraced. */
+    traceParent: text(),
   },
   (t) => [
     check("runs_status_check", sql`${t.status} in ('queued', 'running', 'waiting', 'completed', 'failed', 'cancelled')`),
@@ -195,6 +197,8 @@ export const agentTurns = pgTable(
     createdAt: timestamptz("created_at").notNull().defaultNow(),
     updatedAt: timestamptz("updated_at").notNull().defaultNow(),
     completedAt: timestamptz("completed_at"),
+    /** W3C `traceparent` of the activation that started the turn (tracing on), handed to the worker. */
+    traceParent: text(),
   },
   (t) => [
     check("agent_turns_status_check", sql`${t.status} in ('pending', 'leased', 'completed', 'failed', 'cancelled')`),

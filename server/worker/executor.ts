@@ -6,11 +6,15 @@
  */
 import type { JsonValue } from "../../sdk/workflow.js";
 import { Activation, type ActivationHost, type ActivationOutcome } from "../core/activation.js";
+import type { StepAttemptScope } from "../core/host.js";
 import { LeaseLostError, RunCancelRequestedError } from "../core/errors.js";
 import type { JournalEntry, NewEntry } from "../core/journal.js";
 import { nextDeadline, type PendingWait } from "../core/waits.js";
 import { checkSize, inputLimit, toFailureInfo, type ValueLimits } from "../core/json.js";
 import { toWorkflowLogger, type Logger } from "../logger.js";
+import type { ActivationOutcome as ActivationOutcomeLabel, Metrics } from "../metrics.js";
+import type { Tracing } from "../tracing.js";
+import { type Span, SpanStatusCode, context as otelContext, trace } from "@opentelemetry/api";
 import { findTurnOutcome, insertTurn } from "../store/agents.js";
 import { findEvent } from "../store/events.js";
 import { loadJournal } from "../store/journal.js";
@@ -38,6 +42,10 @@ export interface RunExecutorDeps {
   onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined, journal: JournalEntry[] | undefined): void;
   /** Size limits on journaled values and child inputs (absent: none). */
   limits?: ValueLimits;
+  /** Where the activation, its step attempts and the run's end are counted (absent: nowhere). */
+  metrics?: Metrics | undefined;
+  /** When tracing is on: a span per activation and per step attempt, under the run's stored traceparent. */
+  tracing?: Tracing | undefined;
   /** Until when (epoch ms, this process's clock) the claim `fence` is certainly still ours; absent: no check. */
   leaseValidUntil?(fence: Fence): number;
 }
@@ -61,6 +69,22 @@ export async function executeRun(
   journal?: JournalEntry[],
 ): Promise<void> {
   const logger = deps.logger.child({ runId: run.id, workflow: run.workflowName });
+  const workflow = run.workflowName;
+  const metrics = deps.metrics;
+  const activationStarted = performance.now();
+  // Runs created while tracing was off have no traceparent and stay untraced.
+  const span = deps.tracing && run.traceParent ? startActivationSpan(deps.tracing, run) : undefined;
+  const activationEnded = (outcome: ActivationOutcomeLabel) => {
+    if (span) {
+      span.setAttribute("cairn.activation.outcome", outcome);
+      if (outcome !== "completed" && outcome !== "suspended" && outcome !== "cancelled") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+      span.end();
+    }
+    if (!metrics) return;
+    metrics.activations.inc({ workflow, outcome });
+    metrics.activationDuration.observe({ workflow }, (performance.now() - activationStarted) / 1000);
+    if (outcome === "lease_lost") metrics.leaseLosses.inc({ workflow });
+  };
   const entries = journal ?? (await loadJournal(deps.store.db, run.id));
   let nextSequence = (entries.at(-1)?.sequence ?? 0) + 1;
   // The whole journal as committed so far, handed to the scheduler when the run parks (so its next claim here skips the read).
@@ -86,6 +110,7 @@ export async function executeRun(
         : undefined,
     logger: toWorkflowLogger(logger),
     now: () => new Date(),
+    ...(metrics || span ? { stepAttempt: (step: { name: string; attempt: number }) => observedAttempt(step, workflow, metrics, span && deps.tracing ? { tracing: deps.tracing, parent: span } : undefined) } : {}),
     append: async (entry: NewEntry) => {
       if (signal.aborted) throw signal.reason;
       // The sequence is taken before the write so that concurrent operations of one run get distinct numbers.
@@ -102,6 +127,7 @@ export async function executeRun(
         throw await refusal();
       }
       committed.push({ ...entry, sequence, createdAt: new Date() });
+      logFailedAttempt(logger, entry);
     },
     findEvent: (waits) => findEvent(deps.store.db, run.namespace, run.id, waits),
     startChild: async (request) => {
@@ -117,11 +143,17 @@ export async function executeRun(
         metadata: {},
         parentRunId: run.id,
         detached: request.detached,
+        // The child's trace continues from the activation that started it.
+        traceParent: span && deps.tracing ? deps.tracing.traceParentOf(span) : undefined,
       });
-      if (created) deps.onChildCreated();
+      if (created) {
+        metrics?.runsCreated.inc({ workflow: workflow.name, origin: "child" });
+        deps.onChildCreated();
+      }
     },
     startAgentTurn: async (turn) => {
-      const created = await insertTurn(deps.store.db, { ...turn, namespace: run.namespace, runId: run.id, workflowName: run.workflowName });
+      const traceParent = span && deps.tracing ? deps.tracing.traceParentOf(span) : undefined;
+      const created = await insertTurn(deps.store.db, { ...turn, namespace: run.namespace, runId: run.id, workflowName: run.workflowName, traceParent });
       if (created) deps.onTurnCreated(turn.agent);
     },
     findTurnOutcome: (waits) => findTurnOutcome(deps.store.db, run.namespace, waits.map((w) => w.turnId)),
@@ -161,6 +193,7 @@ export async function executeRun(
       committed.sort((a, b) => a.sequence - b.sequence);
       const known = complete && committed.every((e, i) => e.sequence === i + 1) ? committed : undefined;
       deps.onSuspended(run, outcome.waits, deadline, known);
+      activationEnded("suspended");
       return;
     }
     case "aborted": {
@@ -175,9 +208,12 @@ export async function executeRun(
         // Hand the run back so another process resumes it without waiting for the lease to lapse.
         await releaseRun(deps.store.db, fence).catch((error: unknown) => logger.warn({ err: error }, "could not release run"));
         logger.info("activation stopped by shutdown; run released");
+        activationEnded("shutdown");
       } else if (reason instanceof LeaseLostError) {
         logger.warn({ reason: reason.message }, "activation stopped: lease lost");
+        activationEnded("lease_lost");
       } else {
+        activationEnded("store_error");
         // The store failed under us: keep the lease until it lapses, so the run is retried after a pause, not in a loop.
         logger.error({ err: reason }, "activation stopped by a store error; the run resumes after its lease lapses");
       }
@@ -193,9 +229,56 @@ export async function executeRun(
   // A crash before this commits leaves the run claimed; after the lease lapses it replays to the same end.
   const ended = await endRun(deps.store, fence, nextSequence++, ending, run.parentRunId);
   if (ended) {
+    activationEnded(ending.status);
+    metrics?.runsEnded.inc({ workflow, status: ending.status });
     deps.onEnded(run.id, ended.row);
-    logger.info({ status: ending.status }, "run finished");
+    if (ending.status === "failed") logger.warn({ status: ending.status, error: ending.error }, "run failed");
+    else logger.info({ status: ending.status }, "run finished");
   } else {
     logger.warn({ status: ending.status }, "run end not recorded: lease lost");
+    activationEnded("lease_lost");
+  }
+}
+
+function startActivationSpan(tracing: Tracing, run: RunRow): Span {
+  return tracing.tracer.startSpan(
+    `activation ${run.workflowName}`,
+    { attributes: { "cairn.run_id": run.id, "cairn.workflow": run.workflowName, "cairn.lease_epoch": run.leaseEpoch, "cairn.activation": run.activationCount } },
+    tracing.contextOf(run.traceParent),
+  );
+}
+
+/** Times one step attempt for the metrics, and traces it as a child of the activation's span. */
+function observedAttempt(
+  step: { name: string; attempt: number },
+  workflow: string,
+  metrics: Metrics | undefined,
+  traced: { tracing: Tracing; parent: Span } | undefined,
+): StepAttemptScope {
+  const started = performance.now();
+  const parentContext = traced ? trace.setSpan(otelContext.active(), traced.parent) : undefined;
+  const span = traced?.tracing.tracer.startSpan(`step ${step.name}`, { attributes: { "cairn.step": step.name, "cairn.step.attempt": step.attempt } }, parentContext);
+  return {
+    // With a context manager registered by the embedding process, the step's own instrumented calls nest under it.
+    run: (fn) => (span ? otelContext.with(trace.setSpan(otelContext.active(), span), fn) : fn()),
+    end: (outcome) => {
+      if (span) {
+        span.setAttribute("cairn.step.outcome", outcome);
+        if (outcome !== "completed") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+        span.end();
+      }
+      if (!metrics) return;
+      metrics.stepAttempts.inc({ workflow, outcome });
+      metrics.stepDuration.observe({ workflow, outcome }, (performance.now() - started) / 1000);
+    },
+  };
+}
+
+/** Failed step attempts are journaled, not thrown: the log is where an operator sees them as they happen. */
+function logFailedAttempt(logger: Logger, entry: NewEntry): void {
+  if (entry.kind === "step_attempt_failed") {
+    logger.warn({ step: entry.name, attempt: entry.attempt, error: entry.error, retryAt: entry.fireAt }, "step attempt failed; will retry");
+  } else if (entry.kind === "step_failed") {
+    logger.warn({ step: entry.name, attempt: entry.attempt, error: entry.error }, "step failed");
   }
 }

@@ -18,6 +18,9 @@ import type { JournalEntry } from "../core/journal.js";
 import type { PendingWait } from "../core/waits.js";
 import type { ValueLimits } from "../core/json.js";
 import type { Logger } from "../logger.js";
+import type { Metrics, QueueDepth } from "../metrics.js";
+import type { Tracing } from "../tracing.js";
+import { queueDepth } from "../store/runs/queue-depth.js";
 import type { Store } from "../store/store.js";
 import { loadJournals } from "../store/journal.js";
 import { claimDueRuns, type Fence, nextDueAt, releaseRun } from "../store/runs/lease.js";
@@ -50,6 +53,10 @@ export interface WorkerOptions {
   owner?: string;
   /** Size limits on journaled values and child inputs (absent: none). */
   limits?: ValueLimits;
+  /** Where activations, step attempts and claims are counted (absent: nowhere). */
+  metrics?: Metrics | undefined;
+  /** Traces activations and step attempts (absent: tracing off). */
+  tracing?: Tracing | undefined;
 }
 
 
@@ -96,6 +103,11 @@ export class Worker {
 
   get activeCount(): number {
     return this.active.size;
+  }
+
+  /** Runs queued and waiting in the store (every process), for the metrics scrape. */
+  queueDepth(): Promise<QueueDepth> {
+    return queueDepth(this.options.store.db);
   }
 
   /** The run is executing in this process right now. */
@@ -257,6 +269,8 @@ export class Worker {
           unknown.length > 1
             ? await loadJournals(this.options.store.db, unknown.map((r) => r.id)).catch(() => undefined) // each then reads its own
             : undefined;
+        const metrics = this.options.metrics;
+        if (metrics) for (const run of claimed) if (run.availableAt) metrics.claimLatency.observe(Math.max(0, sentAt - run.availableAt.getTime()) / 1000);
         for (const run of claimed) this.launch(run, journals?.get(run.id), sentAt + this.options.leaseMs);
         // A full batch suggests more are waiting.
         if (claimed.length === capacity) {
@@ -291,6 +305,8 @@ export class Worker {
       registry: this.options.registry,
       logger: this.options.logger,
       limits: this.options.limits,
+      metrics: this.options.metrics,
+      tracing: this.options.tracing,
       onChildCreated: () => void this.announce().catch(() => undefined),
       onTurnCreated: (agent: string) => {
         this.options.turnBoard.announce(agent);

@@ -10,6 +10,7 @@ import { parseDuration } from "../duration.js";
 import type { StepAttemptFailed, StepCompleted, StepFailed } from "../journal.js";
 import { failureToError, type FailureInfo, stepResultLimit, storedJson, toFailureInfo } from "../json.js";
 import { type ResolvedRetryPolicy, resolveRetryPolicy, retryDelayMs } from "../retry.js";
+import type { StepAttemptScope } from "../host.js";
 import type { ContextMethods, EntryDescriptors, Operation, OperationKernel } from "./primitive.js";
 import { attemptSuffix, failureText } from "./settled.js";
 
@@ -89,14 +90,17 @@ function runAttempt(kernel: OperationKernel, live: LiveStep, attempt: number): v
     kernel.fail(lost, true);
     return;
   }
+  const scope = kernel.host.stepAttempt?.({ name, attempt });
   kernel.track(
-    runStep(kernel, name, live.fn, attempt, live.timeoutMs).then((settled) => {
+    runStep(kernel, name, live.fn, attempt, live.timeoutMs, scope).then((settled) => {
       if ("value" in settled) {
+        scope?.end("completed");
         const entry: StepCompleted = { kind: "step_completed", name, attempt, startedAt, ...(settled.value === undefined ? {} : { result: settled.value }) };
         kernel.write(entry, operation);
         return;
       }
       const delayMs = retryDelayMs(policy, attempt, settled.failure);
+      scope?.end(delayMs === undefined ? "failed" : "retrying");
       if (delayMs === undefined) {
         const entry: StepFailed = { kind: "step_failed", name, error: settled.failure, attempt, startedAt };
         kernel.write(entry, operation);
@@ -116,6 +120,7 @@ async function runStep(
   fn: (step: StepContext) => unknown,
   attempt: number,
   timeoutMs: number | undefined,
+  scope: StepAttemptScope | undefined,
 ): Promise<{ value: JsonValue | undefined } | { failure: FailureInfo }> {
   const timeout = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -131,7 +136,8 @@ async function runStep(
   timedOut.catch(() => undefined);
   const signal = timeoutMs === undefined ? kernel.host.signal : AbortSignal.any([kernel.host.signal, timeout.signal]);
   try {
-    const value = await Promise.race([fn({ idempotencyKey: `${kernel.run.runId}:${name}`, attempt, signal }), timedOut]);
+    const call = () => fn({ idempotencyKey: `${kernel.run.runId}:${name}`, attempt, signal });
+    const value = await Promise.race([scope ? scope.run(call) : call(), timedOut]);
     if (value === undefined) return { value: undefined };
     return { value: storedJson(value, `step "${name}" result`, stepResultLimit(kernel.host.limits)) };
   } catch (error) {

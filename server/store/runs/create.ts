@@ -12,6 +12,8 @@ export interface NewRun {
   idempotencyKey?: string | undefined;
   metadata: Record<string, string>;
   parentRunId?: string | undefined;
+  /** W3C `traceparent` the run's spans continue. */
+  traceParent?: string | undefined;
 }
 
 export interface CreateRunResult {
@@ -38,6 +40,7 @@ export async function insertRun(
     idempotencyKey: run.idempotencyKey ?? null,
     metadata: run.metadata,
     parentRunId: run.parentRunId ?? null,
+    traceParent: run.traceParent ?? null,
     claimFor,
   });
   if (inserted) return { run: inserted, deduplicated: false };
@@ -67,6 +70,7 @@ export async function insertChildRun(db: Db, child: NewRun & { parentRunId: stri
       parentRunId: child.parentRunId,
       detached: child.detached,
       status: "queued",
+      traceParent: child.traceParent ?? null,
     })
     .onConflictDoNothing({ target: runs.id })
     .returning({ id: runs.id });

@@ -20,6 +20,7 @@ export interface RunInsert {
   idempotencyKey: string | null;
   metadata: Record<string, string>;
   parentRunId: string | null;
+  traceParent?: string | null | undefined;
   claimFor?: { owner: string; leaseMs: number } | undefined;
 }
 
@@ -36,14 +37,14 @@ export interface RunFinish {
 
 const insertRunsSql = `
   insert into runs (id, namespace, workflow_name, status, input, idempotency_key, metadata, parent_run_id,
-                    lease_owner, lease_epoch, lease_expires_at, activation_count, started_at)
+                    lease_owner, lease_epoch, lease_expires_at, activation_count, started_at, trace_parent)
   select v.id, v.namespace, v.workflow_name, v.status, v.input::jsonb, v.idempotency_key, v.metadata::jsonb, v.parent_run_id,
          v.lease_owner, v.lease_epoch, now() + v.lease_ms * interval '1 millisecond', v.activation_count,
-         case when v.lease_owner is null then null else now() end
+         case when v.lease_owner is null then null else now() end, v.trace_parent
   from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[],
-              $9::text[], $10::int[], $11::int[], $12::int[])
+              $9::text[], $10::int[], $11::int[], $12::int[], $13::text[])
        as v(id, namespace, workflow_name, status, input, idempotency_key, metadata, parent_run_id,
-            lease_owner, lease_epoch, lease_ms, activation_count)
+            lease_owner, lease_epoch, lease_ms, activation_count, trace_parent)
   on conflict do nothing
   returning *`;
 
@@ -117,6 +118,7 @@ export async function insertRuns(db: Db, items: RunInsert[]): Promise<(RunRow | 
       column((r) => (r.claimFor ? 1 : 0)),
       column((r) => r.claimFor?.leaseMs ?? null),
       column((r) => (r.claimFor ? 1 : 0)),
+      column((r) => r.traceParent ?? null),
     ],
     "cairn_insert_runs",
   );
@@ -172,6 +174,7 @@ interface RawRun {
   updated_at: Date;
   started_at: Date | null;
   completed_at: Date | null;
+  trace_parent: string | null;
 }
 
 /** A `runs` row as `to_jsonb(runs.*)` gives it: timestamps are ISO strings. */
@@ -216,5 +219,6 @@ function toRunRow(raw: RawRun): RunRow {
     updatedAt: raw.updated_at,
     startedAt: raw.started_at,
     completedAt: raw.completed_at,
+    traceParent: raw.trace_parent ?? null,
   };
 }

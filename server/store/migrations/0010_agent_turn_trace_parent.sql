@@ -1,0 +1,1 @@
+ALTER TABLE "agent_turns" ADD COLUMN "trace_parent" text;
