@@ -207,6 +207,11 @@ export interface ListRunsFilter extends RequestOptions {
   /** Only runs created at or after / before this instant. */
   createdAfter?: Date;
   createdBefore?: Date;
+  /** Only runs that ended (completed, failed or cancelled) at or after / before this instant. */
+  endedAfter?: Date;
+  endedBefore?: Date;
+  /** Only runs whose metadata holds every one of these key/value pairs (served by an index). */
+  metadata?: Readonly<Record<string, string>>;
   /** Only runs parked on this kind of wait. */
   waitingFor?: WaitKindName;
   /** Only runs waiting for events of this type / correlation id. */
@@ -350,6 +355,9 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
           parentRunId: filter.parentRunId ?? "",
           createdAfter: filter.createdAfter ? timestampFromDate(filter.createdAfter) : undefined,
           createdBefore: filter.createdBefore ? timestampFromDate(filter.createdBefore) : undefined,
+          endedAfter: filter.endedAfter ? timestampFromDate(filter.endedAfter) : undefined,
+          endedBefore: filter.endedBefore ? timestampFromDate(filter.endedBefore) : undefined,
+          metadata: { ...filter.metadata },
           pageSize: filter.pageSize ?? 0,
           pageToken: filter.pageToken ?? "",
           waitingFor: filter.waitingFor ? waitKindFromName(filter.waitingFor) : WaitKind.UNSPECIFIED,

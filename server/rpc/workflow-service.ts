@@ -102,6 +102,8 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
         parentRunId: request.parentRunId,
         createdAfter: dateFromTimestamp(request.createdAfter),
         createdBefore: dateFromTimestamp(request.createdBefore),
+        endedAfter: dateFromTimestamp(request.endedAfter),
+        endedBefore: dateFromTimestamp(request.endedBefore),
         waitingFor: waitKindFromProto(request.waitingFor),
         waitingEventType: request.waitingEventType,
         waitingCorrelationId: request.waitingCorrelationId,

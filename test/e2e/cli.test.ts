@@ -248,6 +248,36 @@ describe.concurrent("cairn CLI", () => {
     assert.match(badStatus.stderr, /unknown status "done"/);
   });
 
+  test("runs list --meta KEY=VALUE (every pair) and --created-/--ended- ranges; bad values are usage errors", async () => {
+    const tag = randomUUID();
+    const started = new Date();
+    const mine = await sdk.createRun("failing", { reason: "tagged" }, { eagerStart: true, metadata: { tag, side: "a" } });
+    const other = await sdk.createRun("failing", { reason: "tagged" }, { eagerStart: true, metadata: { tag, side: "b" } });
+    await assert.rejects(sdk.waitForResult(mine, { timeoutMs: 10_000 }));
+    await assert.rejects(sdk.waitForResult(other, { timeoutMs: 10_000 }));
+    const ids = (result: CliResult) => (JSON.parse(result.stdout) as RunInfo[]).map((run) => run.runId).sort();
+    const [both, sideA, ended, endedBefore, badMeta, badInstant] = await Promise.all([
+      cairn("runs", "list", "--meta", `tag=${tag}`, "--json"),
+      cairn("runs", "list", "--meta", `tag=${tag}`, "--meta", "side=a", "--json"),
+      cairn("runs", "list", "--meta", `tag=${tag}`, "--ended-after", started.toISOString(), "--created-after", started.toISOString(), "--json"),
+      cairn("runs", "list", "--meta", `tag=${tag}`, "--ended-before", started.toISOString(), "--json"),
+      cairn("runs", "list", "--meta", "tag"),
+      cairn("runs", "list", "--ended-after", "yesterday"),
+    ]);
+    expectExit(both, 0);
+    assert.deepEqual(ids(both), [mine.runId, other.runId].sort());
+    expectExit(sideA, 0);
+    assert.deepEqual(ids(sideA), [mine.runId]);
+    expectExit(ended, 0);
+    assert.deepEqual(ids(ended), [mine.runId, other.runId].sort());
+    expectExit(endedBefore, 0);
+    assert.deepEqual(ids(endedBefore), []);
+    expectExit(badMeta, 3);
+    assert.match(badMeta.stderr, /--meta takes KEY=VALUE, got "tag"/);
+    expectExit(badInstant, 3);
+    assert.match(badInstant.stderr, /--ended-after must be an instant/);
+  });
+
   test("runs cancel of a waiting run: CANCELLED, and its watcher exits 2", async () => {
     const { runId } = await waitingExpense();
     const watcher = spawnCairn(["runs", "watch", runId]);
