@@ -71,7 +71,7 @@ export function keyValuePairs(raw: readonly string[], flag: string): Record<stri
   return pairs;
 }
 
-export const runStatusNames: readonly RunStatusName[] = ["queued", "running", "waiting", "completed", "failed", "cancelled"];
+export const runStatusNames: readonly RunStatusName[] = ["queued", "running", "waiting", "paused", "completed", "failed", "cancelled"];
 
 /** "completed,FAILED" or "RUN_STATUS_WAITING" → the SDK's lower-case names. */
 export function parseStatuses(raw: string): RunStatusName[] {

@@ -1,4 +1,4 @@
-/** `cairn runs create | get | list | cancel | watch`. */
+/** `cairn runs create | get | list | cancel | pause | resume | watch`. */
 import type { ListRunsFilter, RunInfo } from "../../sdk/index.js";
 import { instant, isJsonObject, jsonOption, keyValuePairs, parseStatuses, positiveInteger, UsageError } from "../args.js";
 import { type Command, ExitCode, flag, jsonDocument, stringValue } from "../command.js";
@@ -63,7 +63,7 @@ export const runsList: Command = {
     "      [--ended-after T] [--ended-before T] [--limit N]",
   optionHelp: [
     ["--workflow NAME", "only runs of this workflow"],
-    ["--status S,...", "only runs in these states: queued, running, waiting, completed, failed, cancelled"],
+    ["--status S,...", "only runs in these states: queued, running, waiting, paused, completed, failed, cancelled"],
     ["--parent RUN-ID", "only child runs of this run"],
     ["--meta KEY=VALUE", "only runs whose metadata has KEY equal to VALUE (repeat: every pair must match)"],
     ["--created-after T", "only runs created at or after instant T (e.g. 2026-01-31T12:00:00Z)"],
@@ -157,6 +157,35 @@ export const runsCancel: Command = {
     if (context.json) context.io.out(jsonDocument(run));
     else if (run.status === "cancelled") context.io.out(`cancelled run ${run.runId}`);
     else context.io.out(`cancellation requested: run ${run.runId} is ${run.status} and stops at its next durable operation`);
+    return ExitCode.ok;
+  },
+};
+
+export const runsPause: Command = {
+  name: "runs pause",
+  summary: "pause a queued or waiting run until `runs resume`",
+  usage: "<run-id> [--reason TEXT]",
+  description: "Nothing claims a paused run: an event sent meanwhile and a timer that comes due wait for the resume.",
+  optionHelp: [["--reason TEXT", "recorded in the run's history"]],
+  options: { reason: { type: "string" } },
+  positionals: ["run-id"],
+  async run(context, values, [runId = ""]) {
+    const run = await context.client().pauseRun(runId, stringValue(values, "reason"));
+    context.io.out(context.json ? jsonDocument(run) : `paused run ${run.runId}`);
+    return ExitCode.ok;
+  },
+};
+
+export const runsResume: Command = {
+  name: "runs resume",
+  summary: "resume a paused run",
+  usage: "<run-id> [--reason TEXT]",
+  optionHelp: [["--reason TEXT", "recorded in the run's history"]],
+  options: { reason: { type: "string" } },
+  positionals: ["run-id"],
+  async run(context, values, [runId = ""]) {
+    const run = await context.client().resumeRun(runId, stringValue(values, "reason"));
+    context.io.out(context.json ? jsonDocument(run) : `resumed run ${run.runId}: ${run.status}`);
     return ExitCode.ok;
   },
 };

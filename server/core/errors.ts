@@ -111,6 +111,17 @@ export class RunAlreadyFinishedError extends Error {
   }
 }
 
+/** PauseRun or ResumeRun on a run in a status it does not apply to. */
+export class RunControlRefusedError extends Error {
+  override readonly name = "RunControlRefusedError";
+  constructor(
+    readonly runId: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** The target of a targeted event does not exist in the caller's namespace. */
 export class EventTargetNotFoundError extends Error {
   override readonly name = "EventTargetNotFoundError";

@@ -16,7 +16,7 @@ import type { JsonValue } from "../../sdk/workflow.js";
 /** The wait a WAITING run is parked on, as core/waits.ts describes it. */
 export type WaitingOn = WaitRecord;
 
-export const runStatuses = ["queued", "running", "waiting", "completed", "failed", "cancelled"] as const;
+export const runStatuses = ["queued", "running", "waiting", "paused", "completed", "failed", "cancelled"] as const;
 export type RunStatus = (typeof runStatuses)[number];
 export const terminalStatuses: readonly RunStatus[] = ["completed", "failed", "cancelled"];
 
@@ -57,7 +57,7 @@ export const runs = pgTable(
     completedAt: timestamptz("completed_at"),
   },
   (t) => [
-    check("runs_status_check", sql`${t.status} in ('queued', 'running', 'waiting', 'completed', 'failed', 'cancelled')`),
+    check("runs_status_check", sql`${t.status} in ('queued', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled')`),
     uniqueIndex("runs_idempotency_key_idx").on(t.namespace, t.idempotencyKey).where(sql`${t.idempotencyKey} is not null`),
     // The scheduler's two claim paths: queued or waiting runs that are due, and running runs whose lease lapsed.
     index("runs_due_idx").on(t.availableAt).where(sql`${t.status} in ('queued', 'waiting')`),
