@@ -1,7 +1,7 @@
 /**
- * PauseRun: a queued or waiting run stops where it is until ResumeRun (an event or a due timer waits for it).
- * Pausing a paused run answers it unchanged (a retry after a lost reply). A running run is refused for now:
- * pause it once it waits (its holder would have to stop at its next durable operation, as for a cancel).
+ * PauseRun: a queued or waiting run stops where it is until ResumeRun (an event or a due timer waits for it);
+ * a running run stops at its next durable operation (its holder's write is refused, as for a cancel) and is
+ * paused then. Pausing a paused run answers it unchanged (a retry after a lost reply).
  */
 import { RunControlRefusedError, RunNotFoundError } from "../core/errors.js";
 import { pauseRun as pauseStored } from "../store/runs/pause.js";
@@ -15,13 +15,7 @@ export async function pauseRun(deps: RunsDeps, call: Call, request: { runId: str
   const result = await pauseStored(deps.store.db, call.namespace, runId, request.reason);
   if (!result) throw new RunNotFoundError(request.runId);
   if (result.outcome === "refused") {
-    const status = result.run.status.toUpperCase();
-    throw new RunControlRefusedError(
-      runId,
-      result.run.status === "running"
-        ? `run ${runId} is RUNNING; only queued or waiting runs can be paused (pause it once it waits, or cancel it)`
-        : `run ${runId} already ended (${status}); only queued or waiting runs can be paused`,
-    );
+    throw new RunControlRefusedError(runId, `run ${runId} already ended (${result.run.status.toUpperCase()}); only queued, running or waiting runs can be paused`);
   }
   if (result.outcome === "changed") deps.feed.publishLocal(runId);
   return result.run;

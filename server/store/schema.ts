@@ -51,6 +51,9 @@ export const runs = pgTable(
     /** CancelRun on a running run: its holder stops at the next durable operation. */
     cancelRequestedAt: timestamptz("cancel_requested_at"),
     cancelReason: text(),
+    /** PauseRun on a running run: its holder's next durable operation is refused and the run becomes paused. */
+    pauseRequestedAt: timestamptz("pause_requested_at"),
+    pauseReason: text(),
     createdAt: timestamptz("created_at").notNull().defaultNow(),
     updatedAt: timestamptz("updated_at").notNull().defaultNow(),
     startedAt: timestamptz("started_at"),

@@ -9,6 +9,7 @@ import { Code } from "@connectrpc/connect";
 import { createCairnClient, type CairnClient, type RunInfo } from "../../sdk/client.js";
 import { CairnError } from "../../sdk/errors.js";
 import type { CairnServer } from "../../server/app.js";
+import { pacedCalls } from "../fixtures/wait-workflows/waits.js";
 import { startTestServer } from "../support/in-process-server.js";
 import { createTestDatabase, withClient } from "../support/postgres.js";
 
@@ -125,6 +126,28 @@ test("the same through plain fetch (Connect JSON), with RUN_STATUS_PAUSED and th
   assert.deepEqual(kinds.slice(0, 3), ["ENTRY_KIND_EVENT_WAIT_STARTED", "ENTRY_KIND_RUN_PAUSED", "ENTRY_KIND_RUN_RESUMED"]);
 });
 
+test("a running run stops at its next durable operation, paused; resumed, it goes on from its journal", async () => {
+  const { runId } = await sdk.createRun("paced", { ms: 400 }, { eagerStart: true });
+  await until(runId, "running");
+  // Wait until step "one" has completed and "two" is under way, then pause: "two" finishing is the next write.
+  for (let i = 0; i < 200 && (pacedCalls.get(runId) ?? []).length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.deepEqual(pacedCalls.get(runId), ["one", "two"]);
+  const requested = await sdk.pauseRun(runId, "hold on");
+  assert.equal(requested.status, "running");
+  const paused = await until(runId, "paused");
+  assert.equal(paused.status, "paused");
+  // Step two's result was refused: the journal holds step one and the pause, nothing after it.
+  assert.deepEqual((await rowOf(runId)).entries, ["step_completed", "run_paused"]);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal((await sdk.getRun(runId)).status, "paused");
+
+  await sdk.resumeRun(runId);
+  assert.deepEqual(await sdk.waitForResult(runId, { timeoutMs: 10_000 }), { one: "one", two: "two" });
+  // Step one replayed from the journal; step two, whose result never committed, ran again.
+  assert.deepEqual(pacedCalls.get(runId), ["one", "two", "two"]);
+  assert.deepEqual((await rowOf(runId)).entries, ["step_completed", "run_paused", "run_resumed", "step_completed", "run_completed"]);
+});
+
 test("bad requests are FAILED_PRECONDITION and change nothing", async () => {
   // ResumeRun of a run that is not paused.
   const key = `o-bad-${Date.now()}`;
@@ -138,16 +161,9 @@ test("bad requests are FAILED_PRECONDITION and change nothing", async () => {
   const { runId: done } = await sdk.createRun("sleeper", { ms: 1 }, { eagerStart: true });
   await sdk.waitForResult(done, { timeoutMs: 10_000 });
   const ended = await rowOf(done);
-  await expectPrecondition(sdk.pauseRun(done), /already ended \(COMPLETED\); only queued or waiting runs can be paused/);
+  await expectPrecondition(sdk.pauseRun(done), /already ended \(COMPLETED\); only queued, running or waiting runs can be paused/);
   await expectPrecondition(sdk.resumeRun(done), /is not paused \(COMPLETED\)/);
   assert.deepEqual(await rowOf(done), ended);
-
-  // PauseRun of a running run (refused for now: it would have to stop at its next durable operation).
-  const { runId: running } = await sdk.createRun("cancellable", {}, { eagerStart: true });
-  await until(running, "running");
-  await expectPrecondition(sdk.pauseRun(running), /is RUNNING; only queued or waiting runs can be paused/);
-  assert.equal((await rowOf(running)).entries.includes("run_paused"), false);
-  await sdk.cancelRun(running);
 
   // A paused run can still be cancelled.
   await sdk.pauseRun(waiting);

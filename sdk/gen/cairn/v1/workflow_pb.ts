@@ -800,8 +800,9 @@ export const WorkflowService: GenService<{
     output: typeof SendEventResponseSchema;
   },
   /**
-   * Stops a queued or waiting run where it is: nothing claims it until ResumeRun. FAILED_PRECONDITION for a
-   * run that ended or is running (a running run can be paused once it waits).
+   * Stops a queued or waiting run where it is: nothing claims it until ResumeRun. A running run stops at its
+   * next durable operation and is paused then (the answer shows it still RUNNING). FAILED_PRECONDITION for a
+   * run that ended.
    *
    * @generated from rpc cairn.v1.WorkflowService.PauseRun
    */
@@ -811,8 +812,8 @@ export const WorkflowService: GenService<{
     output: typeof PauseRunResponseSchema;
   },
   /**
-   * Makes a paused run claimable again; what arrived meanwhile (events, due timers) is seen then.
-   * FAILED_PRECONDITION for a run that is not paused.
+   * Makes a paused run claimable again; what arrived meanwhile (events, due timers) is seen then. A running
+   * run's pause request not yet honoured is withdrawn. FAILED_PRECONDITION for a run that is not paused.
    *
    * @generated from rpc cairn.v1.WorkflowService.ResumeRun
    */
