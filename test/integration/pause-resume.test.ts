@@ -148,6 +148,38 @@ test("a running run stops at its next durable operation, paused; resumed, it goe
   assert.deepEqual((await rowOf(runId)).entries, ["step_completed", "run_paused", "run_resumed", "step_completed", "run_completed"]);
 });
 
+test("the REST routes POST /workflows/runs/{id}/pause and /resume", async () => {
+  const key = `o-rest-${Date.now()}`;
+  const { runId } = await sdk.createRun("waiter", { type: "order.paid", key }, { eagerStart: true });
+  await until(runId, "waiting");
+  const post = async (path: string, body?: string) => {
+    const response = await fetch(`${server.url}/workflows/runs/${runId}/${path}`, {
+      method: "POST",
+      ...(body === undefined ? {} : { headers: { "content-type": "application/json" }, body }),
+    });
+    return { status: response.status, json: (await response.json()) as { run?: { status: string }; code?: string; message?: string } };
+  };
+  const misspelt = await post("pause", '{"reson": "typo"}');
+  assert.equal(misspelt.status, 400);
+  assert.match(String(misspelt.json.message), /"reson" is unknown/);
+  assert.equal((await sdk.getRun(runId)).status, "waiting");
+
+  const paused = await post("pause", '{"reason": "via rest"}');
+  assert.equal(paused.status, 200, JSON.stringify(paused.json));
+  assert.equal(paused.json.run?.status, "RUN_STATUS_PAUSED");
+  const resumed = await post("resume");
+  assert.equal(resumed.status, 200, JSON.stringify(resumed.json));
+  assert.equal(resumed.json.run?.status, "RUN_STATUS_QUEUED");
+  const again = await post("resume");
+  assert.equal(again.status, 409);
+  assert.equal(again.json.code, "failed_precondition");
+  const get = await fetch(`${server.url}/workflows/runs/${runId}/pause`);
+  assert.equal(get.status, 405);
+  await sdk.sendEvent({ eventType: "order.paid", correlationId: key, payload: 1 });
+  assert.deepEqual(await sdk.waitForResult(runId, { timeoutMs: 10_000 }), { payload: 1 });
+  assert.deepEqual((await rowOf(runId)).entries.slice(0, 3), ["event_wait_started", "run_paused", "run_resumed"]);
+});
+
 test("bad requests are FAILED_PRECONDITION and change nothing", async () => {
   // ResumeRun of a run that is not paused.
   const key = `o-bad-${Date.now()}`;
