@@ -278,6 +278,24 @@ describe.concurrent("cairn CLI", () => {
     assert.match(badInstant.stderr, /--ended-after must be an instant/);
   });
 
+  test("runs pause and runs resume: a waiting run paused (listed with --status paused), resumed, refused twice", async () => {
+    const { runId } = await waitingExpense();
+    const paused = await cairn("runs", "pause", runId, "--reason", "audit");
+    expectExit(paused, 0);
+    assert.equal(paused.stdout.trim(), `paused run ${runId}`);
+    const listed = await cairn("runs", "list", "--status", "paused", "--json");
+    expectExit(listed, 0);
+    assert.ok((JSON.parse(listed.stdout) as RunInfo[]).some((run) => run.runId === runId && run.status === "paused"));
+    const resumed = await cairn("runs", "resume", runId, "--json");
+    expectExit(resumed, 0);
+    assert.equal((JSON.parse(resumed.stdout) as RunInfo).status, "queued");
+    const again = await cairn("runs", "resume", runId);
+    expectExit(again, 4);
+    assert.match(again.stderr, /failed_precondition|FailedPrecondition|failed precondition/i);
+    assert.match(again.stderr, /only a paused run can be resumed/);
+    await sdk.cancelRun(runId);
+  });
+
   test("runs cancel of a waiting run: CANCELLED, and its watcher exits 2", async () => {
     const { runId } = await waitingExpense();
     const watcher = spawnCairn(["runs", "watch", runId]);
