@@ -11,11 +11,15 @@ const layer = (name: string, include = [`test/${name}/**/*.test.ts`], env: Recor
 });
 
 export default defineConfig({
+  resolve: { conditions: ["@cairnjs/source", "module", "node", "development|production"] },
+  ssr: { resolve: { conditions: ["@cairnjs/source", "module", "node", "development|production"] } },
   test: {
     // Forks, not threads: the server's workflow loader imports workflow .ts files at run time, which plain Node
     // only can with tsx's loader; and test files spawn processes and change process-wide state.
     pool: "forks",
-    execArgv: ["--import", "tsx"],
+    // In the repository @cairnjs/sdk resolves to its TypeScript sources (the `@cairnjs/source` export condition), for
+    // Node's own resolution in the forks as for vite's below.
+    execArgv: ["--conditions=@cairnjs/source", "--import", "tsx"],
     // One file at a time: files share one PostgreSQL server and a 2-core machine; their timing assumptions
     // (leases, long polls) hold only without a neighbour eating the CPU.
     fileParallelism: false,

@@ -4,6 +4,8 @@
  * flags, the output streams and a lazily made SDK client. `run` resolves the exit code.
  */
 import type { ParseArgsConfig } from "node:util";
+import type { Client } from "@connectrpc/connect";
+import type { KeyService } from "../sdk/gen/cairn/v1/keys_pb.js";
 import type { CairnClient } from "../sdk/index.js";
 
 /** Exit codes, the same for every command (also listed in `cairn --help`). */
@@ -38,6 +40,10 @@ export interface CommandContext {
   readonly env: NodeJS.ProcessEnv;
   /** The SDK client for `url` with the API key; made on first use. */
   client(): CairnClient;
+  /** The API key (--api-key or $CAIRN_API_KEY), if any. */
+  readonly apiKey?: string;
+  /** A KeyService client for `url` with the API key; made on first use. */
+  keyService(): Promise<Client<typeof KeyService>>;
 }
 
 export interface Command {

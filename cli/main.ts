@@ -102,6 +102,22 @@ export async function main(argv: readonly string[], io: Output = processOutput, 
         client ??= createCairnClient({ baseUrl: checkUrl(url), ...(apiKey ? { apiKey } : {}), ...(caFile ? { ca: readCa(caFile) } : {}) });
         return client;
       },
+      ...(apiKey ? { apiKey } : {}),
+      async keyService() {
+        const [{ createClient }, { createConnectTransport }, { KeyService }, { apiKeyInterceptor }] = await Promise.all([
+          import("@connectrpc/connect"),
+          import("@connectrpc/connect-node"),
+          import("../sdk/gen/cairn/v1/keys_pb.js"),
+          import("../sdk/index.js"),
+        ]);
+        const transport = createConnectTransport({
+          baseUrl: checkUrl(url),
+          httpVersion: "1.1",
+          interceptors: apiKey ? [apiKeyInterceptor(apiKey)] : [],
+          ...(caFile ? { nodeOptions: { ca: readCa(caFile) } } : {}),
+        });
+        return createClient(KeyService, transport);
+      },
     };
     return await command.run(context, values, positionals);
   } catch (error) {

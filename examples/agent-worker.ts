@@ -5,7 +5,7 @@
 // A real worker would call a model here; this one writes a canned summary.
 import { readFileSync } from "node:fs";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { apiKeyInterceptor, createAgentWorker } from "cairn";
+import { apiKeyInterceptor, createAgentWorker } from "@cairnjs/sdk";
 
 const baseUrl = process.env.CAIRN_API_URL ?? "http://127.0.0.1:8080";
 const apiKey = process.env.CAIRN_API_KEY;

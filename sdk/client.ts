@@ -153,7 +153,7 @@ export interface CairnClientOptions {
   /**
    * Node only, protocol "connect": calls go over one HTTP/2 connection (h2c for http://, TLS for
    * https://, trusting `ca` if given) with the SDK's own Connect transport (`createHttp2Transport`
-   * from "cairn/node", loaded on the first call). It costs the client far less CPU per call than
+   * from "@cairnjs/sdk/node", loaded on the first call). It costs the client far less CPU per call than
    * `fetch` or @connectrpc/connect-node. Bodies are protobuf binary unless `useBinaryFormat: false`;
    * `fetch` is unused.
    */
@@ -617,7 +617,7 @@ interface NodeTransportFactories {
   createGrpcWebTransport(options: object): Transport;
 }
 
-/** What this file uses of ./node-transport.ts ("cairn/node"). */
+/** What this file uses of ./node-transport.ts ("@cairnjs/sdk/node"). */
 interface NodeHttp2TransportModule {
   createHttp2Transport(options: object): Transport;
 }
@@ -650,7 +650,7 @@ function nodeTlsTransport(protocol: "connect" | "grpc-web", common: object, ca: 
 function nodeHttp2Transport(options: object): Transport {
   // The package's own export rather than a relative path, so that it also resolves from a bundled
   // Node app; in a variable, so that neither bundlers nor sdk/tsconfig.json's browser check follow it.
-  const specifier = "cairn/node";
+  const specifier = "@cairnjs/sdk/node";
   return lazyTransport(async () => {
     const module = await importNodeModule<NodeHttp2TransportModule>(specifier, "the `http2` option needs Node.js (node:http2); browsers choose the HTTP version themselves");
     return module.createHttp2Transport(options);

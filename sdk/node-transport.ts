@@ -11,7 +11,7 @@
  * run as with any Connect transport.
  *
  * ```ts
- * import { createHttp2Transport } from "cairn/node";
+ * import { createHttp2Transport } from "@cairnjs/sdk/node";
  * const transport = createHttp2Transport({ baseUrl: "http://127.0.0.1:8080" });
  * const cairn = createCairnClient({ transport, apiKey });
  * ```

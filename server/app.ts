@@ -7,12 +7,15 @@ import { setMaxListeners } from "node:events";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AgentService } from "../sdk/gen/cairn/v1/agent_pb.js";
+import { KeyService } from "../sdk/gen/cairn/v1/keys_pb.js";
 import { WorkflowService } from "../sdk/gen/cairn/v1/workflow_pb.js";
 import { KeyCache } from "./auth/key-cache.js";
 import { RateLimiter } from "./auth/rate-limit.js";
 import type { Config } from "./config.js";
 import { withConsole } from "./http/console.js";
 import { withCors } from "./http/cors.js";
+import { withCorsHint } from "./http/cors-hint.js";
+import { assertPortFree } from "./http/port-check.js";
 import { listen } from "./http/listen.js";
 import { withValidAuthority } from "./http/require-authority.js";
 import { withRestRoutes } from "./http/rest.js";
@@ -27,13 +30,16 @@ import { createRequestValidator, validationInterceptor } from "./rpc/validation.
 import { createHealthService, Health, ServingStatus } from "./rpc/health.js";
 import { createReflectionServices } from "./rpc/reflection.js";
 import { createWorkflowService } from "./rpc/workflow-service.js";
+import { createKeyService } from "./rpc/key-service.js";
 import { Worker } from "./worker/worker.js";
 import { RunFeed } from "./runs/run-feed.js";
 import { RunTails } from "./runs/run-tail.js";
 import { TurnBoard } from "./runs/turn-board.js";
 import { countActiveApiKeys } from "./runs/api-keys.js";
 import { type Database, openStore } from "./runs/runtime.js";
+import { writeBootstrapKey } from "./auth/bootstrap-key.js";
 import { loadWorkflows } from "./workflows/loader.js";
+import { describeFirstStore } from "./runs/runtime.js";
 import type { WorkflowRegistry } from "./workflows/registry.js";
 
 export interface CairnServer {
@@ -67,6 +73,7 @@ export interface CairnServices {
 /** Opens the store and builds the services; nothing runs yet (tests route calls to them without a socket). */
 export async function createServices(config: Config, logger: Logger): Promise<CairnServices> {
   const registry = await loadWorkflows(config.workflowDirs, logger);
+  describeFirstStore(config, logger);
   const store = await openStore({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize });
   const database = store.database;
   logger.info({ store: database.description }, "store ready");
@@ -85,8 +92,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     onRunChanged: (runId, row) => feed.publishLocal(runId, row),
     limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes },
   });
-  const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName] });
-  const reflection = createReflectionServices([WorkflowService, AgentService, Health]);
+  const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName, KeyService.typeName] });
+  const reflection = createReflectionServices([WorkflowService, AgentService, KeyService, Health]);
   const shutdown = new AbortController();
   // Every in-flight request listens on this signal; many concurrent requests are normal, not a leak.
   setMaxListeners(0, shutdown.signal);
@@ -113,6 +120,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   const routes = (router: ConnectRouter) => {
     router.service(WorkflowService, workflowService);
     router.service(AgentService, agentService);
+    router.service(KeyService, createKeyService(database));
     router.service(Health, health.impl);
     reflection.register(router);
     // Decoding errors that connect-es reports as INTERNAL are the client's: INVALID_ARGUMENT (see protocol-errors.ts).
@@ -134,6 +142,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
+  // A busy port fails at once, before the store is opened (which can take seconds the first time).
+  await assertPortFree(config.host, config.port);
   const { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown } = await createServices(config, logger);
   const { auth } = config;
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
@@ -153,21 +163,23 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   // REST routes call the same service through the same interceptors; CORS wraps everything, so
   // preflights for every route are answered before routing.
   // The console's pages and assets (GET only) come first: they are files, not calls.
-  const handler = withCors(
-    withConsole(
-      withRestRoutes(lane ?? connectHandler, workflowService, {
-        interceptors,
-        readMaxBytes,
-        shutdownSignal: shutdown.signal,
-        onError: (error) => logger.error({ err: error }, "REST route failed"),
-      }),
-    ),
-    { origins: config.corsOrigins },
+  const withRest = withConsole(
+    withRestRoutes(lane ?? connectHandler, workflowService, {
+      interceptors,
+      readMaxBytes,
+      shutdownSignal: shutdown.signal,
+      onError: (error) => logger.error({ err: error }, "REST route failed"),
+    }),
   );
+  const handler = config.corsOrigins.length > 0 ? withCors(withRest, { origins: config.corsOrigins }) : withCorsHint(withRest, logger);
 
   if (keys) {
     await keys.start(database);
-    const active = await countActiveApiKeys(database.db);
+    let active = await countActiveApiKeys(database.db);
+    if (active === 0 && database.kind === "pglite") {
+      await writeBootstrapKey(database, config.dataDir, logger);
+      active = 1;
+    }
     if (active === 0) {
       logger.warn(
         "API keys are required (CAIRN_AUTH=keys) but none exists yet, so every request will be refused; create one with " +

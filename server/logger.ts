@@ -1,11 +1,13 @@
-/** Structured JSON logs (pino) on stdout; one root logger, children carry context. */
+/** Structured JSON logs (pino) on stdout, or readable lines on a terminal; one root logger, children carry context. */
 import { pino, type Logger } from "pino";
 import type { WorkflowLogger } from "../sdk/workflow.js";
+import { type LogFormat, prettyDestination } from "./log-pretty.js";
 
 export type { Logger };
 
-export function createLogger(level: string): Logger {
-  return pino({ level, base: { service: "cairn", pid: process.pid } });
+export function createLogger(level: string, format: LogFormat = "json"): Logger {
+  const options = { level, base: { service: "cairn", pid: process.pid } };
+  return format === "pretty" ? pino(options, prettyDestination()) : pino(options);
 }
 
 /** Adapts pino to the `ctx.log` shape: message first, fields second. */

@@ -1,7 +1,7 @@
 // Ingest a document: fetch it, then extract text, detect language and build
 // a thumbnail in parallel (Promise.all over steps runs them concurrently and
 // journals each on its own), then index the combined result.
-import { defineWorkflow } from "cairn";
+import { defineWorkflow } from "@cairnjs/sdk";
 import { z } from "zod";
 
 export default defineWorkflow({

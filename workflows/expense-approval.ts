@@ -3,7 +3,7 @@
 // but escalates if none arrives in time. The run holds no memory while it
 // waits; a server restart in between changes nothing.
 import { z } from "zod";
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 
 export const WORKFLOW_NAME = "expense_approval";
 

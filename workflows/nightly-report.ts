@@ -2,7 +2,7 @@
 // the writing to an agent worker (see examples/agent-worker.ts) and wait for
 // its answer. The run holds no server memory while it sleeps or waits.
 import { z } from "zod";
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 
 export const WORKFLOW_NAME = "nightly_report";
 

@@ -2,7 +2,7 @@
 // the server crashes between them; the payment step hands its idempotency key
 // to the (pretend) payment provider so a retried charge is never doubled.
 import { z } from "zod";
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 
 export const WORKFLOW_NAME = "order_fulfillment";
 

@@ -1,5 +1,5 @@
 // Benchmark workflow: one step, then return. The child of bench_fan_out.
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 
 export const WORKFLOW_NAME = "bench_child";
 

@@ -1,7 +1,7 @@
 // Benchmark workflow: park on one event keyed by `input.key`, then one step.
 // Used by `npm run bench` for event → resume latency and for parked-run
 // memory (many runs waiting on distinct keys).
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 
 export const WORKFLOW_NAME = "bench_event_wait";
 export const EVENT_TYPE = "bench.go";

@@ -2,7 +2,7 @@
 // once (Promise.all over ctx.runWorkflow) and returns when all have ended.
 // Used by `npm run bench` for child fan-out: parent created → parent
 // COMPLETED, and children per second.
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 import { WORKFLOW_NAME as CHILD_WORKFLOW } from "./child.js";
 
 export const WORKFLOW_NAME = "bench_fan_out";

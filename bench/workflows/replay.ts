@@ -3,7 +3,7 @@
 // for per-step cost as runs grow (10, 100, 1,000 steps, no key) and for a
 // long run resumed after a server restart: the new process must load and
 // replay every step before the event's activation journals the step "after".
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 
 export const WORKFLOW_NAME = "bench_replay";
 export const EVENT_TYPE = "bench.replay.go";

@@ -1,7 +1,7 @@
 // Benchmark workflow: `steps` (default 10) sequential steps, each journaling a
 // small JSON object, then a summary. Used by `npm run bench`; it does nothing
 // but exercise the journal, so its throughput is the engine's overhead.
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 
 export const WORKFLOW_NAME = "bench_steps";
 

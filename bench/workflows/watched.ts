@@ -3,7 +3,7 @@
 // steady pace. Used by `npm run bench` for the watch delay: journal write →
 // arrival at WatchRun watchers. With `gate`, the run first parks on the event
 // (bench.watch.go, gate), so watchers can subscribe before any step is written.
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 
 export const WORKFLOW_NAME = "bench_watched";
 export const GATE_EVENT = "bench.watch.go";

@@ -17,7 +17,7 @@
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 import { digest } from "../model.js";
 
 export interface LedgerResult {

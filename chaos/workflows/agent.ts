@@ -1,5 +1,5 @@
 // chaos_agent: an agent turn served by the chaos agent worker processes, between steps.
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 import { type AgentInput, agentName, agentText } from "../model.js";
 import { ledgerStep } from "./_ledger.js";
 

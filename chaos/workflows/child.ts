@@ -1,5 +1,5 @@
 // chaos_child: started by chaos_parent and chaos_mixed; a few steps around a sleep.
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 import type { ChildInput } from "../model.js";
 import { ledgerStep } from "./_ledger.js";
 

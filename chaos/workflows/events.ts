@@ -1,6 +1,6 @@
 // chaos_events: two waits for events the chaos driver sends (one usually before the wait starts, one at a
 // random moment), and a wait on a key nobody sends to, which must time out (null).
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 import { eventTypes, type EventsInput } from "../model.js";
 import { ledgerStep } from "./_ledger.js";
 

@@ -1,6 +1,6 @@
 // chaos_mixed: everything in one run: a step, a sleep, then an agent turn, a child and an event wait at once
 // (Promise.all), parallel steps, a final step.
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 import { agentName, agentText, eventTypes, type MixedInput, mixedChildInput } from "../model.js";
 import { ledgerStep } from "./_ledger.js";
 

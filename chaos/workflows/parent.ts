@@ -1,6 +1,6 @@
 // chaos_parent: one child started and awaited later (startWorkflow + waitForWorkflow), one run to the end
 // in between (runWorkflow).
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 import { type ParentInput, parentChildInputs } from "../model.js";
 import { ledgerStep } from "./_ledger.js";
 

@@ -1,5 +1,5 @@
 // chaos_steps: sequential steps, a Promise.all of parallel steps, a durable sleep, a last step.
-import type { WorkflowContext } from "cairn/workflow";
+import type { WorkflowContext } from "@cairnjs/sdk/workflow";
 import type { StepsInput } from "../model.js";
 import { ledgerStep } from "./_ledger.js";
 

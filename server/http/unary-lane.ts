@@ -45,7 +45,6 @@ import {
   compressionNegotiate,
   createMethodSerializationLookup,
   invokeUnaryImplementation,
-  mergeNonProtocolHeaders,
   type UniversalHandlerOptions,
   validateUniversalHandlerOptions,
 } from "@connectrpc/connect/protocol";
@@ -172,7 +171,8 @@ export function withUnaryLane(next: NodeHandler, options: UnaryLaneOptions): Una
       call.abort(thrown);
       const error = thrown instanceof ConnectError ? thrown : new ConnectError("internal error", Code.Internal, undefined, undefined, thrown);
       responseHeader.set("content-type", contentTypeUnaryJson);
-      if (!error.isWireError) mergeNonProtocolHeaders(responseHeader, error.metadata);
+      // As @connectrpc/connect 2.1's handler does (pinned: 2.2 needs Node 22): metadata set over the headers.
+      error.metadata.forEach((value, key) => responseHeader.set(key, value));
       const json = errorToJson(error, opt.jsonOptions);
       body = encoder.encode(JSON.stringify(json));
       status = codeToHttpStatus(error.code);

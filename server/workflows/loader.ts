@@ -13,6 +13,8 @@ import { pathToFileURL } from "node:url";
 import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { Handler } from "../core/activation.js";
 import type { Logger } from "../logger.js";
+import { describeLoadFailure } from "./load-error.js";
+import { registerWorkflowHooks } from "./module-hooks.js";
 import { type LoadedWorkflow, WorkflowRegistry } from "./registry.js";
 
 const workflowExtensions = new Set([".ts", ".mts", ".js", ".mjs"]);
@@ -22,6 +24,7 @@ export class WorkflowLoadError extends Error {
 }
 
 export async function loadWorkflows(dirs: readonly string[], logger: Logger): Promise<WorkflowRegistry> {
+  registerWorkflowHooks();
   const loaded: LoadedWorkflow[] = [];
   for (const dir of dirs) {
     let names: string[];
@@ -42,11 +45,13 @@ export async function loadWorkflows(dirs: readonly string[], logger: Logger): Pr
       try {
         exports = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
       } catch (error) {
-        throw new WorkflowLoadError(`workflow file ${file} failed to load: ${(error as Error).stack ?? String(error)}`);
+        throw new WorkflowLoadError(describeLoadFailure(file, error), { cause: error });
       }
       const found = workflowsIn(exports, file);
       if (typeof found === "string") {
-        logger.info({ file, reason: found }, "skipped file in workflow folder");
+        // A file that looks meant to be a workflow but is not one is worth a warning; a helper module is not.
+        if (nearMiss(exports)) logger.warn({ file, reason: found }, "file in workflow folder looks like a workflow but is not one; skipped");
+        else logger.info({ file, reason: found }, "skipped file in workflow folder");
         continue;
       }
       for (const workflow of found) {
@@ -84,6 +89,7 @@ function workflowsIn(exports: Record<string, unknown>, file: string): LoadedWork
 
   const name = exports.WORKFLOW_NAME;
   const handler = exports.handler;
+  if (name === undefined && typeof handler === "function") return 'exports a handler but no WORKFLOW_NAME: add `export const WORKFLOW_NAME = "..."` or use defineWorkflow(...)';
   if (name === undefined) return "no WORKFLOW_NAME export and no defineWorkflow(...) export";
   if (typeof name !== "string" || name.trim() === "") return "WORKFLOW_NAME is not a non-empty string";
   if (typeof handler !== "function") return `WORKFLOW_NAME is "${name}" but there is no exported handler function`;
@@ -92,6 +98,12 @@ function workflowsIn(exports: Record<string, unknown>, file: string): LoadedWork
     return `Input of workflow "${name}" is not a Standard Schema validator (zod, valibot, arktype, ...)`;
   }
   return [{ name, file, input, handler: handler as Handler }];
+}
+
+/** Exports that show the file was meant to be a workflow: a handler, a WORKFLOW_NAME, an Input, or a definition-like object. */
+function nearMiss(exports: Record<string, unknown>): boolean {
+  if ("handler" in exports || "WORKFLOW_NAME" in exports || "Input" in exports) return true;
+  return Object.values(exports).some((value) => typeof value === "object" && value !== null && (value as { kind?: unknown }).kind === "cairn.workflow");
 }
 
 function isDefinition(value: unknown): value is { name: string; input?: StandardSchemaV1; handler: Handler } {

@@ -36,6 +36,7 @@ test("loads both export styles and logs every skipped file with its reason", asy
     "defined.mjs": `export default { kind: "cairn.workflow", name: "defined", handler: async () => 2 };`,
     "helpers.ts": `export const util = 1;`,
     "no-handler.ts": `export const WORKFLOW_NAME = "lonely";`,
+    "no-name.ts": `export async function handler() { return 3; }`,
     "bad-input.ts": `export const WORKFLOW_NAME = "bad_input"; export const Input = { parse() {} }; export function handler() {}`,
     "notes.md": `# notes`,
     "types.d.ts": `export type X = 1;`,
@@ -52,12 +53,20 @@ test("loads both export styles and logs every skipped file with its reason", asy
   const skipped = Object.fromEntries(
     lines.filter((l) => l.msg === "skipped file in workflow folder").map((l) => [String(l.file).replace(`${dir}/`, ""), l.reason]),
   );
+  assert.ok(lines.filter((l) => l.msg === "skipped file in workflow folder").every((l) => l.level === 30));
+  // Files meant to be workflows that are not: warn level, with the reason.
+  const nearMisses = Object.fromEntries(
+    lines.filter((l) => l.level === 40).map((l) => [String(l.file).replace(`${dir}/`, ""), l.reason]),
+  );
+  assert.deepEqual(nearMisses, {
+    "bad-input.ts": 'Input of workflow "bad_input" is not a Standard Schema validator (zod, valibot, arktype, ...)',
+    "no-handler.ts": 'WORKFLOW_NAME is "lonely" but there is no exported handler function',
+    "no-name.ts": 'exports a handler but no WORKFLOW_NAME: add `export const WORKFLOW_NAME = "..."` or use defineWorkflow(...)',
+  });
   assert.deepEqual(skipped, {
     "_private.ts": "hidden or underscore-prefixed name",
-    "bad-input.ts": 'Input of workflow "bad_input" is not a Standard Schema validator (zod, valibot, arktype, ...)',
     "helpers.ts": "no WORKFLOW_NAME export and no defineWorkflow(...) export",
     "nested": "a folder (only files directly inside WORKFLOW_DIRS are loaded)",
-    "no-handler.ts": 'WORKFLOW_NAME is "lonely" but there is no exported handler function',
     "notes.md": "not a .ts, .mts, .js or .mjs file",
     "plain.test.ts": "a test file",
     "types.d.ts": "a type declaration file",
@@ -76,6 +85,18 @@ test("two workflows with one name stop start-up naming both files", async () => 
 test("a file that fails to import stops start-up naming the file", async () => {
   const dir = folder({ "broken.ts": `export const WORKFLOW_NAME = "broken"; throw new Error("top-level failure");` });
   await assert.rejects(loadWorkflows([dir], capturingLogger().logger), /workflow file .*broken\.ts failed to load: Error: top-level failure/);
+});
+
+test("a missing package stops start-up with one line naming the package and where to install it", async () => {
+  const dir = folder({ "needs-zod.mjs": `import { z } from "cairn-test-no-such-package/sub"; export const WORKFLOW_NAME = "z"; export function handler() {}` });
+  await assert.rejects(loadWorkflows([dir], capturingLogger().logger), (error: Error) => {
+    assert.equal(
+      error.message,
+      `workflow file ${dir}/needs-zod.mjs failed to load: it imports the package "cairn-test-no-such-package", which is not installed where the file is. ` +
+        `Fix: run \`npm i cairn-test-no-such-package\` in ${dir} (or a folder above it)`,
+    );
+    return true;
+  });
 });
 
 test("a missing folder is logged and skipped", async () => {

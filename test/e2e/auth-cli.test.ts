@@ -130,7 +130,7 @@ describe("cairn keys", () => {
       [["keys", "create", "--namespace", "default", "--role", "root"], /--role "root" is not a role/],
       [["keys", "create", "--namespace", "no spaces", "--role", "admin"], /--namespace "no spaces" is not a namespace/],
       [["keys", "revoke", "xyz"], /"xyz" is not a key id/],
-      [["keys", "list", "--url", "http://127.0.0.1:1"], /--url does not apply to "cairn keys list"/],
+      [["keys", "list", "--url", "http://127.0.0.1:1"], /--url and --ca apply to `cairn keys` only through the API/],
     ];
     const [unreachable, ...results] = await Promise.all([
       cairn(["keys", "list", "--json"], { DATABASE_URL: "postgres://root@127.0.0.1:1/nowhere" }),

@@ -203,6 +203,7 @@ describe("authentication", () => {
     assert.equal((await health.check({ service: "" })).status, HealthCheckResponse_ServingStatus.SERVING);
     assert.deepEqual(await listServices(server.url, undefined), [
       "cairn.v1.AgentService",
+      "cairn.v1.KeyService",
       "cairn.v1.WorkflowService",
       "grpc.health.v1.Health",
       "grpc.reflection.v1.ServerReflection",

@@ -24,14 +24,20 @@ process.once("exit", () => {
 });
 
 /** Starts `node --import tsx ...args` in the repository root with `env` on top of this process's environment. */
-export function spawnTsx(args: readonly string[], env: Record<string, string | undefined>): TsxProcess {
+export function spawnTsx(
+  args: readonly string[],
+  env: Record<string, string | undefined>,
+  options: { cwd?: string | undefined; plainNode?: boolean | undefined } = {},
+): TsxProcess {
   const merged: Record<string, string | undefined> = { ...process.env, ...env };
   // The child is not a test file: don't let it think it runs under a test runner.
   delete merged.NODE_TEST_CONTEXT;
   delete merged.VITEST;
   delete merged.VITEST_WORKER_ID;
   delete merged.VITEST_POOL_ID;
-  const child = spawn(process.execPath, ["--import", "tsx", ...args], { cwd: repoRoot, env: merged, stdio: ["ignore", "pipe", "pipe"] });
+  // plainNode: compiled JavaScript (the build), without tsx.
+  const nodeArgs = options.plainNode ? [...args] : ["--import", "tsx", ...args];
+  const child = spawn(process.execPath, nodeArgs, { cwd: options.cwd ?? repoRoot, env: merged, stdio: ["ignore", "pipe", "pipe"] });
   live.add(child);
   child.once("exit", () => live.delete(child));
   child.stdout.setEncoding("utf8");

@@ -26,6 +26,10 @@ export interface ServerProcessOptions {
   env?: Record<string, string>;
   /** A label for error messages. */
   name?: string;
+  /** What node runs: by default the sources through tsx; ["dist/server/main.js"] runs the build. */
+  entry?: readonly string[];
+  /** The server's working directory (default the repository root). */
+  cwd?: string;
   /** How long to wait for "cairn server listening" (default 30 s). */
   startTimeoutMs?: number;
 }
@@ -68,7 +72,8 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   const dirs = (typeof options.workflowDirs === "string" ? [options.workflowDirs] : [...options.workflowDirs]).map((dir) =>
     resolve(repoRoot, dir),
   );
-  const child = spawnTsx(["server/main.ts"], {
+  const entry = options.entry?.map((arg) => (/\.[mc]?[jt]s$/.test(arg) ? resolve(repoRoot, arg) : arg));
+  const child = spawnTsx(entry ?? ["server/main.ts"], {
     ...fastLeaseEnv,
     PORT: "0",
     HOST: "127.0.0.1",
@@ -78,7 +83,7 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
     DATABASE_URL: options.databaseUrl,
     WORKFLOW_DIRS: dirs.join(delimiter),
     ...options.env,
-  });
+  }, { cwd: options.cwd, plainNode: entry !== undefined });
   live.add(child);
 
   let output = "";
