@@ -53,7 +53,25 @@ export function positiveInteger(raw: string, flag: string): number {
   return value;
 }
 
-export const runStatusNames: readonly RunStatusName[] = ["queued", "running", "waiting", "completed", "failed", "cancelled"];
+/** "2026-01-31T12:00:00Z" (any string Date parses) → a Date; anything else is a usage error naming the flag. */
+export function instant(raw: string, flag: string): Date {
+  const date = new Date(raw);
+  if (Number.isNaN(date.getTime())) throw new UsageError(`${flag} must be an instant such as 2026-01-31T12:00:00Z, got ${JSON.stringify(raw)}`);
+  return date;
+}
+
+/** Repeated `--meta KEY=VALUE` → { KEY: VALUE }; the value may itself contain '='. */
+export function keyValuePairs(raw: readonly string[], flag: string): Record<string, string> {
+  const pairs: Record<string, string> = {};
+  for (const item of raw) {
+    const at = item.indexOf("=");
+    if (at < 1) throw new UsageError(`${flag} takes KEY=VALUE, got ${JSON.stringify(item)}`);
+    pairs[item.slice(0, at)] = item.slice(at + 1);
+  }
+  return pairs;
+}
+
+export const runStatusNames: readonly RunStatusName[] = ["queued", "running", "waiting", "paused", "completed", "failed", "cancelled"];
 
 /** "completed,FAILED" or "RUN_STATUS_WAITING" → the SDK's lower-case names. */
 export function parseStatuses(raw: string): RunStatusName[] {

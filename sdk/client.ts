@@ -75,7 +75,7 @@ export type WorkflowOutput<W extends AnyWorkflow> = W extends TypedWorkflow<infe
 // ---------------------------------------------------------------------------------------------
 // Plain-JSON views of the API's messages
 
-export type RunStatusName = "queued" | "running" | "waiting" | "completed" | "failed" | "cancelled";
+export type RunStatusName = "queued" | "running" | "waiting" | "paused" | "completed" | "failed" | "cancelled";
 export type WaitKindName = "timer" | "event" | "child" | "agent" | "retry";
 
 /** What a WAITING run waits on. */
@@ -207,6 +207,11 @@ export interface ListRunsFilter extends RequestOptions {
   /** Only runs created at or after / before this instant. */
   createdAfter?: Date;
   createdBefore?: Date;
+  /** Only runs that ended (completed, failed or cancelled) at or after / before this instant. */
+  endedAfter?: Date;
+  endedBefore?: Date;
+  /** Only runs whose metadata holds every one of these key/value pairs (served by an index). */
+  metadata?: Readonly<Record<string, string>>;
   /** Only runs parked on this kind of wait. */
   waitingFor?: WaitKindName;
   /** Only runs waiting for events of this type / correlation id. */
@@ -293,6 +298,13 @@ export interface CairnClient {
   /** Cancel a queued, running or waiting run. A run that already ended is a FAILED_PRECONDITION error. */
   cancelRun(runId: string, reason?: string, options?: RequestOptions): Promise<RunInfo>;
   /**
+   * Pause a queued or waiting run: nothing claims it (events and due timers wait) until `resumeRun`. Pausing a
+   * paused run returns it unchanged; a running or ended run is a FAILED_PRECONDITION error.
+   */
+  pauseRun(runId: string, reason?: string, options?: RequestOptions): Promise<RunInfo>;
+  /** Make a paused run claimable again. A run that is not paused is a FAILED_PRECONDITION error. */
+  resumeRun(runId: string, reason?: string, options?: RequestOptions): Promise<RunInfo>;
+  /**
    * Polls GetRun until the run ends (a live stream replaces the polling once WatchRun is served):
    * resolves its output, or throws RunFailedError / RunCancelledError (carrying the run's failure),
    * or WaitTimeoutError when `timeoutMs` passes first.
@@ -350,6 +362,9 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
           parentRunId: filter.parentRunId ?? "",
           createdAfter: filter.createdAfter ? timestampFromDate(filter.createdAfter) : undefined,
           createdBefore: filter.createdBefore ? timestampFromDate(filter.createdBefore) : undefined,
+          endedAfter: filter.endedAfter ? timestampFromDate(filter.endedAfter) : undefined,
+          endedBefore: filter.endedBefore ? timestampFromDate(filter.endedBefore) : undefined,
+          metadata: { ...filter.metadata },
           pageSize: filter.pageSize ?? 0,
           pageToken: filter.pageToken ?? "",
           waitingFor: filter.waitingFor ? waitKindFromName(filter.waitingFor) : WaitKind.UNSPECIFIED,
@@ -442,6 +457,18 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
     async cancelRun(runId: string, reason?: string, requestOptions?: RequestOptions): Promise<RunInfo> {
       const { run } = await rpc(() => workflows.cancelRun({ runId, reason: reason ?? "" }, callOptions(requestOptions)));
       if (!run) throw new CairnError("CancelRun answered without a run", Code.Internal);
+      return runInfo(run);
+    },
+
+    async pauseRun(runId: string, reason?: string, requestOptions?: RequestOptions): Promise<RunInfo> {
+      const { run } = await rpc(() => workflows.pauseRun({ runId, reason: reason ?? "" }, callOptions(requestOptions)));
+      if (!run) throw new CairnError("PauseRun answered without a run", Code.Internal);
+      return runInfo(run);
+    },
+
+    async resumeRun(runId: string, reason?: string, requestOptions?: RequestOptions): Promise<RunInfo> {
+      const { run } = await rpc(() => workflows.resumeRun({ runId, reason: reason ?? "" }, callOptions(requestOptions)));
+      if (!run) throw new CairnError("ResumeRun answered without a run", Code.Internal);
       return runInfo(run);
     },
 
@@ -809,11 +836,12 @@ const statusNames: Record<RunStatus, RunStatusName | undefined> = {
   [RunStatus.COMPLETED]: "completed",
   [RunStatus.FAILED]: "failed",
   [RunStatus.CANCELLED]: "cancelled",
+  [RunStatus.PAUSED]: "paused",
 };
 
 function statusFromName(name: RunStatusName): RunStatus {
   for (const [status, statusName] of Object.entries(statusNames)) if (statusName === name) return Number(status) as RunStatus;
-  throw new CairnError(`unknown run status ${JSON.stringify(name)}; use one of queued, running, waiting, completed, failed, cancelled`, Code.InvalidArgument);
+  throw new CairnError(`unknown run status ${JSON.stringify(name)}; use one of queued, running, waiting, paused, completed, failed, cancelled`, Code.InvalidArgument);
 }
 
 function waitKindFromName(name: WaitKindName): WaitKind {

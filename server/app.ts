@@ -172,7 +172,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   // A deadline beyond setTimeout's ceiling (2^31 - 1 ms, 24.8 days) would fire after 1 ms: such a call is refused
   // with INVALID_ARGUMENT naming the ceiling, on every protocol, instead of ending at once with DEADLINE_EXCEEDED.
   const maxTimeoutMs = 2 ** 31 - 1;
-  const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, maxTimeoutMs, shutdownSignal: shutdown.signal };
+  // Connect ignores unknown JSON fields by default, so a misspelt filter (`{"metdata": ...}`) silently widened a
+  // ListRuns to every run: here an unknown field is INVALID_ARGUMENT naming it ('key "metdata" is unknown'), as
+  // the REST routes already answer. Binary requests keep protobuf's rule (unknown fields skipped).
+  const jsonOptions = { ignoreUnknownFields: false };
+  const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, maxTimeoutMs, jsonOptions, shutdownSignal: shutdown.signal };
   // The adapter throws out of the request listener on a request without a usable Host: refused before it instead.
   const connectHandler = withValidAuthority(connectNodeAdapter(connectOptions));
   // Plain unary Connect calls skip the adapter's generic machinery, with the same options (see unary-lane.ts).

@@ -1,6 +1,6 @@
-/** `cairn runs create | get | list | cancel | watch`. */
+/** `cairn runs create | get | list | cancel | pause | resume | watch`. */
 import type { ListRunsFilter, RunInfo } from "../../sdk/index.js";
-import { isJsonObject, jsonOption, parseStatuses, positiveInteger, UsageError } from "../args.js";
+import { instant, isJsonObject, jsonOption, keyValuePairs, parseStatuses, positiveInteger, UsageError } from "../args.js";
 import { type Command, ExitCode, flag, jsonDocument, stringValue } from "../command.js";
 import { runDetail, runDetails, runDuration, table, timestamp, truncate } from "../format.js";
 import { watchRun } from "../watch.js";
@@ -58,17 +58,29 @@ export const runsGet: Command = {
 export const runsList: Command = {
   name: "runs list",
   summary: "list runs, newest first",
-  usage: "[--workflow NAME] [--status S,...] [--parent RUN-ID] [--limit N]",
+  usage:
+    "[--workflow NAME] [--status S,...] [--parent RUN-ID] [--meta KEY=VALUE]... [--created-after T] [--created-before T]\n" +
+    "      [--ended-after T] [--ended-before T] [--limit N]",
   optionHelp: [
     ["--workflow NAME", "only runs of this workflow"],
-    ["--status S,...", "only runs in these states: queued, running, waiting, completed, failed, cancelled"],
+    ["--status S,...", "only runs in these states: queued, running, waiting, paused, completed, failed, cancelled"],
     ["--parent RUN-ID", "only child runs of this run"],
+    ["--meta KEY=VALUE", "only runs whose metadata has KEY equal to VALUE (repeat: every pair must match)"],
+    ["--created-after T", "only runs created at or after instant T (e.g. 2026-01-31T12:00:00Z)"],
+    ["--created-before T", "only runs created before T"],
+    ["--ended-after T", "only runs that ended (completed, failed, cancelled) at or after T"],
+    ["--ended-before T", "only runs that ended before T"],
     ["--limit N", "at most N runs (default 50)"],
   ],
   options: {
     workflow: { type: "string" },
     status: { type: "string" },
     parent: { type: "string" },
+    meta: { type: "string", multiple: true },
+    "created-after": { type: "string" },
+    "created-before": { type: "string" },
+    "ended-after": { type: "string" },
+    "ended-before": { type: "string" },
     limit: { type: "string" },
   },
   positionals: [],
@@ -82,6 +94,8 @@ export const runsList: Command = {
       ...(workflow ? { workflow } : {}),
       ...(statusText ? { statuses: parseStatuses(statusText) } : {}),
       ...(parent ? { parentRunId: parent } : {}),
+      ...(Array.isArray(values.meta) ? { metadata: keyValuePairs(values.meta as string[], "--meta") } : {}),
+      ...instants(values, { createdAfter: "created-after", createdBefore: "created-before", endedAfter: "ended-after", endedBefore: "ended-before" }),
       // One more than shown, to tell whether there are more.
       pageSize: Math.min(limit + 1, 1000),
     };
@@ -121,6 +135,15 @@ export const runsList: Command = {
   },
 };
 
+function instants<K extends string>(values: Parameters<Command["run"]>[1], flags: Record<K, string>): Partial<Record<K, Date>> {
+  const out: Partial<Record<K, Date>> = {};
+  for (const [key, name] of Object.entries(flags) as [K, string][]) {
+    const raw = stringValue(values, name);
+    if (raw !== undefined) out[key] = instant(raw, `--${name}`);
+  }
+  return out;
+}
+
 export const runsCancel: Command = {
   name: "runs cancel",
   summary: "cancel a queued, running or waiting run",
@@ -134,6 +157,35 @@ export const runsCancel: Command = {
     if (context.json) context.io.out(jsonDocument(run));
     else if (run.status === "cancelled") context.io.out(`cancelled run ${run.runId}`);
     else context.io.out(`cancellation requested: run ${run.runId} is ${run.status} and stops at its next durable operation`);
+    return ExitCode.ok;
+  },
+};
+
+export const runsPause: Command = {
+  name: "runs pause",
+  summary: "pause a queued or waiting run until `runs resume`",
+  usage: "<run-id> [--reason TEXT]",
+  description: "Nothing claims a paused run: an event sent meanwhile and a timer that comes due wait for the resume.",
+  optionHelp: [["--reason TEXT", "recorded in the run's history"]],
+  options: { reason: { type: "string" } },
+  positionals: ["run-id"],
+  async run(context, values, [runId = ""]) {
+    const run = await context.client().pauseRun(runId, stringValue(values, "reason"));
+    context.io.out(context.json ? jsonDocument(run) : `paused run ${run.runId}`);
+    return ExitCode.ok;
+  },
+};
+
+export const runsResume: Command = {
+  name: "runs resume",
+  summary: "resume a paused run",
+  usage: "<run-id> [--reason TEXT]",
+  optionHelp: [["--reason TEXT", "recorded in the run's history"]],
+  options: { reason: { type: "string" } },
+  positionals: ["run-id"],
+  async run(context, values, [runId = ""]) {
+    const run = await context.client().resumeRun(runId, stringValue(values, "reason"));
+    context.io.out(context.json ? jsonDocument(run) : `resumed run ${run.runId}: ${run.status}`);
     return ExitCode.ok;
   },
 };

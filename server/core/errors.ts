@@ -111,6 +111,25 @@ export class RunAlreadyFinishedError extends Error {
   }
 }
 
+/** PauseRun reached a running run: the activation stops at its next durable operation and the run is paused. */
+export class RunPauseRequestedError extends Error {
+  override readonly name = "RunPauseRequestedError";
+  constructor(readonly runId: string) {
+    super(`run ${runId} was paused`);
+  }
+}
+
+/** PauseRun or ResumeRun on a run in a status it does not apply to. */
+export class RunControlRefusedError extends Error {
+  override readonly name = "RunControlRefusedError";
+  constructor(
+    readonly runId: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** The target of a targeted event does not exist in the caller's namespace. */
 export class EventTargetNotFoundError extends Error {
   override readonly name = "EventTargetNotFoundError";

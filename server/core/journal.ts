@@ -56,6 +56,9 @@ export type AgentTurnFailed = Base & { kind: "agent_turn_failed"; targetTurnId: 
 export type RunCompleted = Base & { kind: "run_completed"; result: JsonValue };
 export type RunFailed = Base & { kind: "run_failed"; error: FailureInfo };
 export type RunCancelled = Base & { kind: "run_cancelled"; error?: FailureInfo };
+/** PauseRun / ResumeRun (run-control.ts): the reason rides in error.message. */
+export type RunPaused = Base & { kind: "run_paused"; error?: FailureInfo };
+export type RunResumed = Base & { kind: "run_resumed"; error?: FailureInfo };
 
 /** What an activation asks the host to persist. */
 export type NewEntry =
@@ -75,7 +78,9 @@ export type NewEntry =
   | AgentTurnFailed
   | RunCompleted
   | RunFailed
-  | RunCancelled;
+  | RunCancelled
+  | RunPaused
+  | RunResumed;
 
 export type EntryKind = NewEntry["kind"];
 export type EntryOf<K extends EntryKind> = Extract<NewEntry, { kind: K }>;
@@ -98,6 +103,8 @@ export const entryKinds = [
   "run_completed",
   "run_failed",
   "run_cancelled",
+  "run_paused",
+  "run_resumed",
 ] as const satisfies readonly EntryKind[];
 
 export type JournalEntry = NewEntry & { sequence: number; createdAt: Date };
@@ -192,6 +199,10 @@ export function entryFromRecord(record: EntryRecord): NewEntry {
       return { kind: "run_failed", ...base, error: need(r.error, r, "error") };
     case "run_cancelled":
       return { kind: "run_cancelled", ...base, ...(r.error ? { error: r.error } : {}) };
+    case "run_paused":
+      return { kind: "run_paused", ...base, ...(r.error ? { error: r.error } : {}) };
+    case "run_resumed":
+      return { kind: "run_resumed", ...base, ...(r.error ? { error: r.error } : {}) };
     default:
       throw new MalformedEntryError(r.kind, r.name, "known kind");
   }

@@ -4,6 +4,7 @@
  *   POST /workflows/runs        body {"workflow_name", "input", "eager_start", "idempotency_key", "metadata"}
  *                               (camelCase spellings too)                      → 200 {"run": {...}, "deduplicated"?: true}
  *   GET  /workflows/runs/{id}                                                  → 200 {"run": {...}}
+ *   POST /workflows/runs/{id}/pause, /resume   body {"reason"} or none          → 200 {"run": {...}}
  *
  * Both call the very WorkflowService implementation the Connect routes serve, through an in-memory
  * Connect router with the same interceptors, so validation, error codes and messages are identical,
@@ -36,7 +37,16 @@ import {
 } from "@connectrpc/connect";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { CreateRunRequestSchema, CreateRunResponseSchema, GetRunResponseSchema, WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
+import {
+  CreateRunRequestSchema,
+  CreateRunResponseSchema,
+  GetRunResponseSchema,
+  PauseRunRequestSchema,
+  PauseRunResponseSchema,
+  ResumeRunRequestSchema,
+  ResumeRunResponseSchema,
+  WorkflowService,
+} from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import type { NodeHandler } from "./listen.js";
 
 export interface RestOptions {
@@ -116,7 +126,36 @@ async function serve(client: Client<typeof WorkflowService>, req: Request, res: 
     return call(res, req, GetRunResponseSchema, (callOptions) => client.getRun({ runId }, callOptions));
   }
 
-  sendError(res, new ConnectError(`no route for ${method} ${path}; REST routes are POST ${collectionPath} and GET ${collectionPath}/{id}`, Code.NotFound));
+  const control = /^([^/]+)\/(pause|resume)$/.exec(rest);
+  if (control) {
+    if (method !== "POST") return sendMethodNotAllowed(res, method, path, "POST");
+    let runId: string;
+    try {
+      runId = decodeURIComponent(control[1] as string);
+    } catch {
+      return sendError(res, new ConnectError(`run id "${control[1]}" is not valid URL encoding`, Code.InvalidArgument));
+    }
+    const body = await readJsonBody(req, res, options.readMaxBytes, { allowEmpty: true });
+    if (body === undefined) return;
+    const schema = control[2] === "pause" ? PauseRunRequestSchema : ResumeRunRequestSchema;
+    let reason: string;
+    try {
+      // The run id comes from the path; the body may carry only the reason (unknown fields are refused by name).
+      reason = fromJson(schema, { ...(body as Record<string, JsonValue>), run_id: runId }).reason;
+    } catch (error) {
+      return sendError(res, new ConnectError(`invalid request body: ${(error as Error).message}`, Code.InvalidArgument));
+    }
+    if (control[2] === "pause") return call(res, req, PauseRunResponseSchema, (callOptions) => client.pauseRun({ runId, reason }, callOptions));
+    return call(res, req, ResumeRunResponseSchema, (callOptions) => client.resumeRun({ runId, reason }, callOptions));
+  }
+
+  sendError(
+    res,
+    new ConnectError(
+      `no route for ${method} ${path}; REST routes are POST ${collectionPath}, GET ${collectionPath}/{id} and POST ${collectionPath}/{id}/pause|resume`,
+      Code.NotFound,
+    ),
+  );
 }
 
 interface CallOptions {
@@ -153,7 +192,7 @@ async function call<O extends DescMessage>(
 }
 
 /** The parsed body, or undefined after answering the request with an error. */
-async function readJsonBody(req: Request, res: Response, limit: number): Promise<JsonValue | undefined> {
+async function readJsonBody(req: Request, res: Response, limit: number, options: { allowEmpty?: boolean } = {}): Promise<JsonValue | undefined> {
   const contentType = headerValue(req, "content-type");
   const mediaType = contentType?.split(";")[0]?.trim().toLowerCase();
   if (mediaType && mediaType !== "application/json" && !/^application\/[\w.+-]+\+json$/.test(mediaType)) {
@@ -187,6 +226,7 @@ async function readJsonBody(req: Request, res: Response, limit: number): Promise
     return undefined;
   }
   const text = Buffer.concat(chunks).toString("utf8");
+  if (text.trim() === "" && options.allowEmpty) return {};
   if (text.trim() === "") {
     sendError(res, new ConnectError(`request body is empty; send a JSON object such as {"workflow_name": "...", "input": {...}}`, Code.InvalidArgument));
     return undefined;

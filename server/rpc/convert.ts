@@ -28,6 +28,7 @@ const statusToProto: Record<StoredStatus, RunStatus> = {
   completed: RunStatus.COMPLETED,
   failed: RunStatus.FAILED,
   cancelled: RunStatus.CANCELLED,
+  paused: RunStatus.PAUSED,
 };
 
 export function statusFromProto(status: RunStatus): StoredStatus | undefined {

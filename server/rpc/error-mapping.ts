@@ -7,6 +7,7 @@ import {
   DeterminismError,
   EventTargetNotFoundError,
   RunAlreadyFinishedError,
+  RunControlRefusedError,
   IdempotencyConflictError,
   InvalidInputError,
   PayloadTooLargeError,
@@ -29,6 +30,7 @@ export function toConnectError(error: unknown, logger: Logger, procedure: string
   if (error instanceof IdempotencyConflictError) return new ConnectError(error.message, Code.AlreadyExists);
   if (error instanceof EventTargetNotFoundError) return new ConnectError(error.message, Code.NotFound);
   if (error instanceof RunAlreadyFinishedError) return new ConnectError(error.message, Code.FailedPrecondition);
+  if (error instanceof RunControlRefusedError) return new ConnectError(error.message, Code.FailedPrecondition);
   if (error instanceof DeterminismError) return new ConnectError(error.message, Code.FailedPrecondition);
   if (error instanceof TurnNotFoundError) return new ConnectError(error.message, Code.NotFound);
   if (error instanceof TurnLeaseLostError) return new ConnectError(error.message, Code.FailedPrecondition);

@@ -16,6 +16,8 @@ import {
   GetRunHistoryResponseSchema,
   GetRunResponseSchema,
   ListRunsResponseSchema,
+  PauseRunResponseSchema,
+  ResumeRunResponseSchema,
   ListWorkflowsResponseSchema,
   SendEventResponseSchema,
   WatchRunResponseSchema,
@@ -30,6 +32,8 @@ import { cancelRun } from "../runs/cancel-run.js";
 import { createRun } from "../runs/create-run.js";
 import { getRun } from "../runs/get-run.js";
 import { listRuns } from "../runs/list-runs.js";
+import { pauseRun } from "../runs/pause-run.js";
+import { resumeRun } from "../runs/resume-run.js";
 import { runHistory, sequenceAfter } from "../runs/run-history.js";
 import type { RunsDeps } from "../runs/runs-deps.js";
 import { sendEvent } from "../runs/send-event.js";
@@ -104,6 +108,8 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
         parentRunId: request.parentRunId,
         createdAfter: dateFromTimestamp(request.createdAfter),
         createdBefore: dateFromTimestamp(request.createdBefore),
+        endedAfter: dateFromTimestamp(request.endedAfter),
+        endedBefore: dateFromTimestamp(request.endedBefore),
         waitingFor: waitKindFromProto(request.waitingFor),
         waitingEventType: request.waitingEventType,
         waitingCorrelationId: request.waitingCorrelationId,
@@ -126,6 +132,16 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
     async cancelRun(request, context) {
       const run = await cancelRun(deps, callOf(context), { runId: request.runId, reason: request.reason, detachChildren: request.detachChildren });
       return create(CancelRunResponseSchema, { run: runToProto(run) });
+    },
+
+    async pauseRun(request, context) {
+      const run = await pauseRun(deps, callOf(context), { runId: request.runId, reason: request.reason });
+      return create(PauseRunResponseSchema, { run: runToProto(run) });
+    },
+
+    async resumeRun(request, context) {
+      const run = await resumeRun(deps, callOf(context), { runId: request.runId, reason: request.reason });
+      return create(ResumeRunResponseSchema, { run: runToProto(run) });
     },
 
     async sendEvent(request, context) {

@@ -11,6 +11,9 @@ export interface RunListRequest {
   parentRunId?: string | undefined;
   createdAfter?: Date | undefined;
   createdBefore?: Date | undefined;
+  /** Only runs that ended at or after / before these instants. */
+  endedAfter?: Date | undefined;
+  endedBefore?: Date | undefined;
   waitingFor?: WaitKind | undefined;
   waitingEventType?: string | undefined;
   waitingCorrelationId?: string | undefined;
@@ -34,6 +37,8 @@ export async function listRuns(deps: RunsDeps, call: Pick<Call, "namespace">, re
       parentRunId: request.parentRunId?.toLowerCase() || undefined,
       createdAfter: request.createdAfter,
       createdBefore: request.createdBefore,
+      endedAfter: request.endedAfter,
+      endedBefore: request.endedBefore,
       waitingFor: request.waitingFor,
       waitingEventType: request.waitingEventType || undefined,
       waitingCorrelationId: request.waitingCorrelationId || undefined,

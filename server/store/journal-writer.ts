@@ -61,6 +61,7 @@ const insertEntriesSql = `
          lookback_from timestamptz, event_id uuid, target_run_id uuid, target_turn_id uuid)) with ordinality as v
   join runs r on r.id = v.run_id
   where r.lease_owner = v.owner and r.lease_epoch = v.epoch and r.status = 'running' and r.cancel_requested_at is null
+    and r.pause_requested_at is null
   order by v.ordinality
   for share of r
   returning run_id, sequence`;

@@ -16,7 +16,7 @@ import type { JsonValue } from "../../sdk/workflow.js";
 /** The wait a WAITING run is parked on, as core/waits.ts describes it. */
 export type WaitingOn = WaitRecord;
 
-export const runStatuses = ["queued", "running", "waiting", "completed", "failed", "cancelled"] as const;
+export const runStatuses = ["queued", "running", "waiting", "paused", "completed", "failed", "cancelled"] as const;
 export type RunStatus = (typeof runStatuses)[number];
 export const terminalStatuses: readonly RunStatus[] = ["completed", "failed", "cancelled"];
 
@@ -51,6 +51,9 @@ export const runs = pgTable(
     /** CancelRun on a running run: its holder stops at the next durable operation. */
     cancelRequestedAt: timestamptz("cancel_requested_at"),
     cancelReason: text(),
+    /** PauseRun on a running run: its holder's next durable operation is refused and the run becomes paused. */
+    pauseRequestedAt: timestamptz("pause_requested_at"),
+    pauseReason: text(),
     createdAt: timestamptz("created_at").notNull().defaultNow(),
     updatedAt: timestamptz("updated_at").notNull().defaultNow(),
     startedAt: timestamptz("started_at"),
@@ -59,7 +62,7 @@ export const runs = pgTable(
     traceParent: text(),
   },
   (t) => [
-    check("runs_status_check", sql`${t.status} in ('queued', 'running', 'waiting', 'completed', 'failed', 'cancelled')`),
+    check("runs_status_check", sql`${t.status} in ('queued', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled')`),
     uniqueIndex("runs_idempotency_key_idx").on(t.namespace, t.idempotencyKey).where(sql`${t.idempotencyKey} is not null`),
     // The scheduler's two claim paths: queued or waiting runs that are due, and running runs whose lease lapsed.
     index("runs_due_idx").on(t.availableAt).where(sql`${t.status} in ('queued', 'waiting')`),
@@ -67,6 +70,9 @@ export const runs = pgTable(
     index("runs_list_idx").on(t.namespace, t.createdAt.desc(), t.id.desc()),
     index("runs_workflow_list_idx").on(t.namespace, t.workflowName, t.createdAt.desc(), t.id.desc()),
     index("runs_parent_idx").on(t.parentRunId).where(sql`${t.parentRunId} is not null`),
+    // ListRuns' metadata filter (`metadata @> {...}`). jsonb_path_ops serves only @>, and is smaller and faster for
+    // it than the default opclass; an empty metadata object adds no index entries.
+    index("runs_metadata_idx").using("gin", t.metadata.op("jsonb_path_ops")),
   ],
 );
 

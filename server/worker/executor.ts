@@ -7,7 +7,8 @@
 import type { JsonValue } from "../../sdk/workflow.js";
 import { Activation, type ActivationHost, type ActivationOutcome } from "../core/activation.js";
 import type { StepAttemptScope } from "../core/host.js";
-import { LeaseLostError, RunCancelRequestedError } from "../core/errors.js";
+import { LeaseLostError, RunCancelRequestedError, RunPauseRequestedError } from "../core/errors.js";
+import { pauseHeld } from "../store/runs/pause.js";
 import type { JournalEntry, NewEntry } from "../core/journal.js";
 import { nextDeadline, type PendingWait } from "../core/waits.js";
 import { checkSize, inputLimit, toFailureInfo, type ValueLimits } from "../core/json.js";
@@ -91,11 +92,14 @@ export async function executeRun(
   const committed: JournalEntry[] = [...entries];
   let complete = true;
 
-  /** Why a fenced write matched nothing: a cancel request (we still hold the run) or a lost lease. */
+  /** Why a fenced write matched nothing: a cancel or pause request (we still hold the run) or a lost lease. */
   const refusal = async (): Promise<Error> => {
     const current = await getRun(deps.store.db, run.namespace, run.id);
     if (current?.leaseOwner === fence.owner && current.leaseEpoch === fence.epoch && current.cancelRequestedAt) {
       return new RunCancelRequestedError(run.id, current.cancelReason ?? "cancelled");
+    }
+    if (current?.leaseOwner === fence.owner && current.leaseEpoch === fence.epoch && current.pauseRequestedAt) {
+      return new RunPauseRequestedError(run.id);
     }
     return new LeaseLostError(run.id);
   };
@@ -172,6 +176,9 @@ export async function executeRun(
   if (run.cancelRequestedAt) {
     // Cancelled while its previous holder ran it; that holder died before stopping.
     outcome = { kind: "aborted", reason: new RunCancelRequestedError(run.id, run.cancelReason ?? "cancelled") };
+  } else if (run.pauseRequestedAt) {
+    // Paused while its previous holder ran it; that holder died before stopping.
+    outcome = { kind: "aborted", reason: new RunPauseRequestedError(run.id) };
   } else {
     try {
       const workflow = deps.registry.get(run.workflowName);
@@ -203,6 +210,15 @@ export async function executeRun(
         const current = await getRun(deps.store.db, run.namespace, run.id);
         ending = { status: "cancelled", error: { name: "CancelledError", message: current?.cancelReason || reason.reason } };
         break;
+      }
+      if (reason instanceof RunPauseRequestedError) {
+        // PauseRun: stop here, journal the pause and give the run up; ResumeRun queues it again.
+        const paused = await pauseHeld(deps.store.db, fence);
+        if (paused) {
+          deps.onEnded(run.id, undefined);
+          logger.info("activation stopped: run paused");
+        } else logger.warn("pause not recorded: lease lost or cancelled meanwhile");
+        return;
       }
       if (reason instanceof ShutdownError) {
         // Hand the run back so another process resumes it without waiting for the lease to lapse.

@@ -248,6 +248,54 @@ describe.concurrent("cairn CLI", () => {
     assert.match(badStatus.stderr, /unknown status "done"/);
   });
 
+  test("runs list --meta KEY=VALUE (every pair) and --created-/--ended- ranges; bad values are usage errors", async () => {
+    const tag = randomUUID();
+    const started = new Date();
+    const mine = await sdk.createRun("failing", { reason: "tagged" }, { eagerStart: true, metadata: { tag, side: "a" } });
+    const other = await sdk.createRun("failing", { reason: "tagged" }, { eagerStart: true, metadata: { tag, side: "b" } });
+    await assert.rejects(sdk.waitForResult(mine, { timeoutMs: 10_000 }));
+    await assert.rejects(sdk.waitForResult(other, { timeoutMs: 10_000 }));
+    const ids = (result: CliResult) => (JSON.parse(result.stdout) as RunInfo[]).map((run) => run.runId).sort();
+    const [both, sideA, ended, endedBefore, badMeta, badInstant] = await Promise.all([
+      cairn("runs", "list", "--meta", `tag=${tag}`, "--json"),
+      cairn("runs", "list", "--meta", `tag=${tag}`, "--meta", "side=a", "--json"),
+      cairn("runs", "list", "--meta", `tag=${tag}`, "--ended-after", started.toISOString(), "--created-after", started.toISOString(), "--json"),
+      cairn("runs", "list", "--meta", `tag=${tag}`, "--ended-before", started.toISOString(), "--json"),
+      cairn("runs", "list", "--meta", "tag"),
+      cairn("runs", "list", "--ended-after", "yesterday"),
+    ]);
+    expectExit(both, 0);
+    assert.deepEqual(ids(both), [mine.runId, other.runId].sort());
+    expectExit(sideA, 0);
+    assert.deepEqual(ids(sideA), [mine.runId]);
+    expectExit(ended, 0);
+    assert.deepEqual(ids(ended), [mine.runId, other.runId].sort());
+    expectExit(endedBefore, 0);
+    assert.deepEqual(ids(endedBefore), []);
+    expectExit(badMeta, 3);
+    assert.match(badMeta.stderr, /--meta takes KEY=VALUE, got "tag"/);
+    expectExit(badInstant, 3);
+    assert.match(badInstant.stderr, /--ended-after must be an instant/);
+  });
+
+  test("runs pause and runs resume: a waiting run paused (listed with --status paused), resumed, refused twice", async () => {
+    const { runId } = await waitingExpense();
+    const paused = await cairn("runs", "pause", runId, "--reason", "audit");
+    expectExit(paused, 0);
+    assert.equal(paused.stdout.trim(), `paused run ${runId}`);
+    const listed = await cairn("runs", "list", "--status", "paused", "--json");
+    expectExit(listed, 0);
+    assert.ok((JSON.parse(listed.stdout) as RunInfo[]).some((run) => run.runId === runId && run.status === "paused"));
+    const resumed = await cairn("runs", "resume", runId, "--json");
+    expectExit(resumed, 0);
+    assert.equal((JSON.parse(resumed.stdout) as RunInfo).status, "queued");
+    const again = await cairn("runs", "resume", runId);
+    expectExit(again, 4);
+    assert.match(again.stderr, /failed_precondition|FailedPrecondition|failed precondition/i);
+    assert.match(again.stderr, /only a paused run can be resumed/);
+    await sdk.cancelRun(runId);
+  });
+
   test("runs cancel of a waiting run: CANCELLED, and its watcher exits 2", async () => {
     const { runId } = await waitingExpense();
     const watcher = spawnCairn(["runs", "watch", runId]);

@@ -303,11 +303,16 @@ for (const http of versions) {
       assert.match(binary.body.toString(), /cannot decode message cairn\.v1\.GetRunRequest from protobuf binary/);
     });
 
-    test("content-type spellings the Connect protocol accepts are taken; unknown JSON fields are ignored", async () => {
+    test("content-type spellings the Connect protocol accepts are taken; unknown JSON fields are refused by name", async () => {
       for (const contentType of ["application/json; charset=utf-8", "APPLICATION/JSON", "application/json;charset=UTF-8", "Application/Proto"]) {
-        const body = contentType.toLowerCase().includes("json") ? '{"extra": 1}' : "";
+        const body = contentType.toLowerCase().includes("json") ? "{}" : "";
         assert.equal((await assertSame(open, http, () => ({ path: "/cairn.v1.WorkflowService/ListWorkflows", headers: { "content-type": contentType }, body }))).status, 200);
       }
+      // A misspelt field is not silently dropped (a ListRuns filter would widen to every run): the lane and the
+      // adapter both answer invalid_argument naming it.
+      const refused = await assertSame(open, http, () => ({ path: "/cairn.v1.WorkflowService/ListWorkflows", headers: { "content-type": "application/json" }, body: '{"extra": 1}' }));
+      assert.equal(refused.status, 400);
+      assert.deepEqual(JSON.parse(refused.body.toString()), { code: "invalid_argument", message: 'cannot decode message cairn.v1.ListWorkflowsRequest from JSON: key "extra" is unknown' });
     });
 
     test("what the lane leaves to the adapter: compressed bodies, GET, streams' content types, query strings, unknown paths", async () => {

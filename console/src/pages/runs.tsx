@@ -15,7 +15,7 @@ import type { Page } from "../registry.js";
 import { navigate } from "../router.js";
 
 const pageSize = 50;
-const statuses = [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED];
+const statuses = [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED];
 const waitKinds = [WaitKind.TIMER, WaitKind.EVENT, WaitKind.CHILD, WaitKind.AGENT, WaitKind.RETRY];
 
 interface Filter {

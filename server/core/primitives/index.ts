@@ -9,6 +9,7 @@ import { agentContext, agentEntries } from "./agent.js";
 import { childContext, childEntries } from "./child.js";
 import { eventContext, eventEntries } from "./event.js";
 import type { EntryDescriptor, EntryDescriptors, OperationKernel, OperationType } from "./primitive.js";
+import { runControlEntries } from "./run-control.js";
 import { runEndEntries } from "./run-end.js";
 import { stepContext, stepEntries } from "./step.js";
 import { timerContext, timerEntries } from "./timer.js";
@@ -20,6 +21,7 @@ export const entryDescriptors: EntryDescriptors<EntryKind> = {
   ...childEntries,
   ...agentEntries,
   ...runEndEntries,
+  ...runControlEntries,
 };
 
 function descriptorOf(entry: NewEntry): EntryDescriptor<NewEntry> {

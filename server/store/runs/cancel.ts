@@ -10,7 +10,7 @@ export async function cancellableChildren(db: Db, runId: string): Promise<string
   const rows = await db
     .select({ id: runs.id })
     .from(runs)
-    .where(and(eq(runs.parentRunId, runId), eq(runs.detached, false), inArray(runs.status, ["queued", "running", "waiting"])));
+    .where(and(eq(runs.parentRunId, runId), eq(runs.detached, false), inArray(runs.status, ["queued", "running", "waiting", "paused"])));
   return rows.map((r) => r.id);
 }
 

@@ -68,7 +68,7 @@ export async function parkWithLocks(
         leaseExpiresAt: null,
         updatedAt: sql`now()`,
       })
-      .where(and(eq(runs.id, fence.runId), eq(runs.leaseOwner, fence.owner), eq(runs.leaseEpoch, fence.epoch), isNull(runs.cancelRequestedAt)))
+      .where(and(eq(runs.id, fence.runId), eq(runs.leaseOwner, fence.owner), eq(runs.leaseEpoch, fence.epoch), isNull(runs.cancelRequestedAt), isNull(runs.pauseRequestedAt)))
       .returning({ id: runs.id });
     if (parked.length === 0) throw new LeaseLostError(fence.runId);
     await tx.delete(waits).where(eq(waits.runId, fence.runId));
@@ -104,7 +104,7 @@ async function parkOnClock(db: Db, fence: Fence, waitingOn: WaitingOn | null, de
                  available_at = ${deadline?.toISOString() ?? null}::timestamptz,
                  lease_owner = null, lease_expires_at = null, updated_at = now()
           where id = ${fence.runId} and lease_owner = ${fence.owner} and lease_epoch = ${fence.epoch}
-            and cancel_requested_at is null
+            and cancel_requested_at is null and pause_requested_at is null
           returning id),
         dropped as (delete from waits where run_id in (select id from parked))
         select count(*)::int as parked from parked`,

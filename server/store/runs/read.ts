@@ -23,6 +23,9 @@ export interface RunFilter {
   parentRunId?: string | undefined;
   createdAfter?: Date | undefined;
   createdBefore?: Date | undefined;
+  /** Only runs that ended (completed_at) at or after / before these instants. */
+  endedAfter?: Date | undefined;
+  endedBefore?: Date | undefined;
   /** Only runs parked on a wait of this kind and/or event key. */
   waitingFor?: "timer" | "event" | "retry" | "child" | "agent" | undefined;
   waitingEventType?: string | undefined;
@@ -56,6 +59,8 @@ export function listRunsQuery(db: Db, namespace: string, filter: RunFilter, limi
   if (filter.parentRunId) conditions.push(eq(runs.parentRunId, filter.parentRunId));
   if (filter.createdAfter) conditions.push(gte(runs.createdAt, filter.createdAfter));
   if (filter.createdBefore) conditions.push(lt(runs.createdAt, filter.createdBefore));
+  if (filter.endedAfter) conditions.push(gte(runs.completedAt, filter.endedAfter));
+  if (filter.endedBefore) conditions.push(lt(runs.completedAt, filter.endedBefore));
   if (filter.waitingFor || filter.waitingEventType || filter.waitingCorrelationId) {
     conditions.push(
       eq(runs.status, "waiting"),

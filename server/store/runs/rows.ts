@@ -170,6 +170,8 @@ interface RawRun {
   activation_count: number;
   cancel_requested_at: Date | null;
   cancel_reason: string | null;
+  pause_requested_at: Date | null;
+  pause_reason: string | null;
   created_at: Date;
   updated_at: Date;
   started_at: Date | null;
@@ -187,6 +189,7 @@ export function runRowFromJson(json: JsonRun): RunRow {
     lease_expires_at: date(json.lease_expires_at),
     available_at: date(json.available_at),
     cancel_requested_at: date(json.cancel_requested_at),
+    pause_requested_at: date(json.pause_requested_at),
     created_at: new Date(json.created_at),
     updated_at: new Date(json.updated_at),
     started_at: date(json.started_at),
@@ -215,6 +218,8 @@ function toRunRow(raw: RawRun): RunRow {
     activationCount: raw.activation_count,
     cancelRequestedAt: raw.cancel_requested_at,
     cancelReason: raw.cancel_reason,
+    pauseRequestedAt: raw.pause_requested_at,
+    pauseReason: raw.pause_reason,
     createdAt: raw.created_at,
     updatedAt: raw.updated_at,
     startedAt: raw.started_at,

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cairn/v1/workflow.proto.
  */
 export const file_cairn_v1_workflow: GenFile = /*@__PURE__*/
-  fileDesc("ChdjYWlybi92MS93b3JrZmxvdy5wcm90bxIIY2Fpcm4udjEiFgoUTGlzdFdvcmtmbG93c1JlcXVlc3QiPgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiUKCXdvcmtmbG93cxgBIAMoCzISLmNhaXJuLnYxLldvcmtmbG93In8KCFdvcmtmbG93EgwKBG5hbWUYASABKAkSEwoLc291cmNlX2ZpbGUYAiABKAkSGAoQaGFzX2lucHV0X3NjaGVtYRgDIAEoCBIbChNpbnB1dF9zY2hlbWFfdmVuZG9yGAQgASgJEhkKEWlucHV0X2pzb25fc2NoZW1hGAUgASgJIqQCChBDcmVhdGVSdW5SZXF1ZXN0EiIKDXdvcmtmbG93X25hbWUYASABKAlCC7pICMgBAXIDGIACEi0KBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSEwoLZWFnZXJfc3RhcnQYAyABKAgSIQoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgi6SAVyAxiAAhJUCghtZXRhZGF0YRgFIAMoCzIoLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEEAiB3IFEAEYgAIqBXIDGIAgGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChFDcmVhdGVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SFAoMZGVkdXBsaWNhdGVkGAIgASgIIikKDUdldFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIsCg5HZXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4i5AUKD0xpc3RSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESGgoJcGFnZV9zaXplGAYgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAIEjEKC3dhaXRpbmdfZm9yGAggASgOMhIuY2Fpcm4udjEuV2FpdEtpbmRCCLpIBYIBAhABEiQKEndhaXRpbmdfZXZlbnRfdHlwZRgJIAEoCUIIukgFcgMYgAQSKAoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCUIIukgFcgMYgAQSUwoIbWV0YWRhdGEYCyADKAsyJy5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEBAiB3IFEAEYgAIqBXIDGIAgGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJIChBMaXN0UnVuc1Jlc3BvbnNlEhsKBHJ1bnMYASADKAsyDS5jYWlybi52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAASGgoJcGFnZV9zaXplGAMgASgFQge6SAQaAigAIlIKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRInCgdlbnRyaWVzGAEgAygLMhYuY2Fpcm4udjEuSGlzdG9yeUVudHJ5EhAKCGhhc19tb3JlGAIgASgIIl8KEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGIAgEhcKD2RldGFjaF9jaGlsZHJlbhgDIAEoCCIvChFDYW5jZWxSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4ixgIKEFNlbmRFdmVudFJlcXVlc3QSngEKCmV2ZW50X3R5cGUYASABKAlCiQG6SIUBugF6ChRldmVudF90eXBlLm5vdF9ibGFuaxI/bXVzdCBjb250YWluIGEgbm9uLXdoaXRlc3BhY2UgY2hhcmFjdGVyIChlLmcuICJvcmRlci5hcHByb3ZlZCIpGiF0aGlzID09ICcnIHx8IHRoaXMubWF0Y2hlcygnXFxTJynIAQFyAxiABBIgCg5jb3JyZWxhdGlvbl9pZBgCIAEoCUIIukgFcgMYgAQSLwoHcGF5bG9hZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUIGukgD2AEDEhsKBnJ1bl9pZBgEIAEoCUILukgI2AEBcgOwAQESIQoPaWRlbXBvdGVuY3lfa2V5GAUgASgJQgi6SAVyAxiAAiJUChFTZW5kRXZlbnRSZXNwb25zZRIQCghldmVudF9pZBgBIAEoCRIXCg9tYXRjaGVkX3J1bl9pZHMYAiADKAkSFAoMZGVkdXBsaWNhdGVkGAMgASgIIkwKD1dhdGNoUnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEh8KDmFmdGVyX3NlcXVlbmNlGAIgASgDQge6SAQiAigAImMKEFdhdGNoUnVuUmVzcG9uc2USHAoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuSAASJwoFZW50cnkYAiABKAsyFi5jYWlybi52MS5IaXN0b3J5RW50cnlIAEIICgZ1cGRhdGUi2wEKEFdhdGNoUnVuc1JlcXVlc3QSHwoNd29ya2Zsb3dfbmFtZRgBIAEoCUIIukgFcgMYgAISpQEKCHN0YXR1c2VzGAIgAygOMhMuY2Fpcm4udjEuUnVuU3RhdHVzQn66SHuSAXgQECJ0ugFsChJzdGF0dXNlcy5zcGVjaWZpZWQSS211c3QgYmUgYSBydW4gc3RhdHVzIHN1Y2ggYXMgUlVOX1NUQVRVU19XQUlUSU5HLCBub3QgUlVOX1NUQVRVU19VTlNQRUNJRklFRBoJdGhpcyAhPSAwggECEAEiLwoRV2F0Y2hSdW5zUmVzcG9uc2USGgoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuImEKD0F3YWl0UnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEjQKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAIi4KEEF3YWl0UnVuUmVzcG9uc2USGgoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuMv8FCg9Xb3JrZmxvd1NlcnZpY2USVQoNTGlzdFdvcmtmbG93cxIeLmNhaXJuLnYxLkxpc3RXb3JrZmxvd3NSZXF1ZXN0Gh8uY2Fpcm4udjEuTGlzdFdvcmtmbG93c1Jlc3BvbnNlIgOQAgESRAoJQ3JlYXRlUnVuEhouY2Fpcm4udjEuQ3JlYXRlUnVuUmVxdWVzdBobLmNhaXJuLnYxLkNyZWF0ZVJ1blJlc3BvbnNlEkAKBkdldFJ1bhIXLmNhaXJuLnYxLkdldFJ1blJlcXVlc3QaGC5jYWlybi52MS5HZXRSdW5SZXNwb25zZSIDkAIBEkYKCExpc3RSdW5zEhkuY2Fpcm4udjEuTGlzdFJ1bnNSZXF1ZXN0GhouY2Fpcm4udjEuTGlzdFJ1bnNSZXNwb25zZSIDkAIBElUKDUdldFJ1bkhpc3RvcnkSHi5jYWlybi52MS5HZXRSdW5IaXN0b3J5UmVxdWVzdBofLmNhaXJuLnYxLkdldFJ1bkhpc3RvcnlSZXNwb25zZSIDkAIBEkkKCUNhbmNlbFJ1bhIaLmNhaXJuLnYxLkNhbmNlbFJ1blJlcXVlc3QaGy5jYWlybi52MS5DYW5jZWxSdW5SZXNwb25zZSIDkAICEkQKCVNlbmRFdmVudBIaLmNhaXJuLnYxLlNlbmRFdmVudFJlcXVlc3QaGy5jYWlybi52MS5TZW5kRXZlbnRSZXNwb25zZRJICghXYXRjaFJ1bhIZLmNhaXJuLnYxLldhdGNoUnVuUmVxdWVzdBoaLmNhaXJuLnYxLldhdGNoUnVuUmVzcG9uc2UiA5ACATABEksKCVdhdGNoUnVucxIaLmNhaXJuLnYxLldhdGNoUnVuc1JlcXVlc3QaGy5jYWlybi52MS5XYXRjaFJ1bnNSZXNwb25zZSIDkAIBMAESRgoIQXdhaXRSdW4SGS5jYWlybi52MS5Bd2FpdFJ1blJlcXVlc3QaGi5jYWlybi52MS5Bd2FpdFJ1blJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_cairn_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChdjYWlybi92MS93b3JrZmxvdy5wcm90bxIIY2Fpcm4udjEiFgoUTGlzdFdvcmtmbG93c1JlcXVlc3QiPgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiUKCXdvcmtmbG93cxgBIAMoCzISLmNhaXJuLnYxLldvcmtmbG93In8KCFdvcmtmbG93EgwKBG5hbWUYASABKAkSEwoLc291cmNlX2ZpbGUYAiABKAkSGAoQaGFzX2lucHV0X3NjaGVtYRgDIAEoCBIbChNpbnB1dF9zY2hlbWFfdmVuZG9yGAQgASgJEhkKEWlucHV0X2pzb25fc2NoZW1hGAUgASgJIqQCChBDcmVhdGVSdW5SZXF1ZXN0EiIKDXdvcmtmbG93X25hbWUYASABKAlCC7pICMgBAXIDGIACEi0KBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSEwoLZWFnZXJfc3RhcnQYAyABKAgSIQoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgi6SAVyAxiAAhJUCghtZXRhZGF0YRgFIAMoCzIoLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEEAiB3IFEAEYgAIqBXIDGIAgGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChFDcmVhdGVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SFAoMZGVkdXBsaWNhdGVkGAIgASgIIikKDUdldFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIsCg5HZXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4igwcKD0xpc3RSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESGgoJcGFnZV9zaXplGAYgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAIEjEKC3dhaXRpbmdfZm9yGAggASgOMhIuY2Fpcm4udjEuV2FpdEtpbmRCCLpIBYIBAhABEiQKEndhaXRpbmdfZXZlbnRfdHlwZRgJIAEoCUIIukgFcgMYgAQSKAoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCUIIukgFcgMYgAQSUwoIbWV0YWRhdGEYCyADKAsyJy5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEBAiB3IFEAEYgAIqBXIDGIAgEk0KC2VuZGVkX2FmdGVyGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJOCgxlbmRlZF9iZWZvcmUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJIChBMaXN0UnVuc1Jlc3BvbnNlEhsKBHJ1bnMYASADKAsyDS5jYWlybi52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAASGgoJcGFnZV9zaXplGAMgASgFQge6SAQaAigAIlIKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRInCgdlbnRyaWVzGAEgAygLMhYuY2Fpcm4udjEuSGlzdG9yeUVudHJ5EhAKCGhhc19tb3JlGAIgASgIIl8KEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGIAgEhcKD2RldGFjaF9jaGlsZHJlbhgDIAEoCCIvChFDYW5jZWxSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUGF1c2VSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBQYXVzZVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJGChBSZXN1bWVSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIvChFSZXN1bWVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4ixgIKEFNlbmRFdmVudFJlcXVlc3QSngEKCmV2ZW50X3R5cGUYASABKAlCiQG6SIUBugF6ChRldmVudF90eXBlLm5vdF9ibGFuaxI/bXVzdCBjb250YWluIGEgbm9uLXdoaXRlc3BhY2UgY2hhcmFjdGVyIChlLmcuICJvcmRlci5hcHByb3ZlZCIpGiF0aGlzID09ICcnIHx8IHRoaXMubWF0Y2hlcygnXFxTJynIAQFyAxiABBIgCg5jb3JyZWxhdGlvbl9pZBgCIAEoCUIIukgFcgMYgAQSLwoHcGF5bG9hZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUIGukgD2AEDEhsKBnJ1bl9pZBgEIAEoCUILukgI2AEBcgOwAQESIQoPaWRlbXBvdGVuY3lfa2V5GAUgASgJQgi6SAVyAxiAAiJUChFTZW5kRXZlbnRSZXNwb25zZRIQCghldmVudF9pZBgBIAEoCRIXCg9tYXRjaGVkX3J1bl9pZHMYAiADKAkSFAoMZGVkdXBsaWNhdGVkGAMgASgIIkwKD1dhdGNoUnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEh8KDmFmdGVyX3NlcXVlbmNlGAIgASgDQge6SAQiAigAImMKEFdhdGNoUnVuUmVzcG9uc2USHAoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuSAASJwoFZW50cnkYAiABKAsyFi5jYWlybi52MS5IaXN0b3J5RW50cnlIAEIICgZ1cGRhdGUi2wEKEFdhdGNoUnVuc1JlcXVlc3QSHwoNd29ya2Zsb3dfbmFtZRgBIAEoCUIIukgFcgMYgAISpQEKCHN0YXR1c2VzGAIgAygOMhMuY2Fpcm4udjEuUnVuU3RhdHVzQn66SHuSAXgQECJ0ugFsChJzdGF0dXNlcy5zcGVjaWZpZWQSS211c3QgYmUgYSBydW4gc3RhdHVzIHN1Y2ggYXMgUlVOX1NUQVRVU19XQUlUSU5HLCBub3QgUlVOX1NUQVRVU19VTlNQRUNJRklFRBoJdGhpcyAhPSAwggECEAEiLwoRV2F0Y2hSdW5zUmVzcG9uc2USGgoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuImEKD0F3YWl0UnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEjQKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAIi4KEEF3YWl0UnVuUmVzcG9uc2USGgoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuMpIHCg9Xb3JrZmxvd1NlcnZpY2USVQoNTGlzdFdvcmtmbG93cxIeLmNhaXJuLnYxLkxpc3RXb3JrZmxvd3NSZXF1ZXN0Gh8uY2Fpcm4udjEuTGlzdFdvcmtmbG93c1Jlc3BvbnNlIgOQAgESRAoJQ3JlYXRlUnVuEhouY2Fpcm4udjEuQ3JlYXRlUnVuUmVxdWVzdBobLmNhaXJuLnYxLkNyZWF0ZVJ1blJlc3BvbnNlEkAKBkdldFJ1bhIXLmNhaXJuLnYxLkdldFJ1blJlcXVlc3QaGC5jYWlybi52MS5HZXRSdW5SZXNwb25zZSIDkAIBEkYKCExpc3RSdW5zEhkuY2Fpcm4udjEuTGlzdFJ1bnNSZXF1ZXN0GhouY2Fpcm4udjEuTGlzdFJ1bnNSZXNwb25zZSIDkAIBElUKDUdldFJ1bkhpc3RvcnkSHi5jYWlybi52MS5HZXRSdW5IaXN0b3J5UmVxdWVzdBofLmNhaXJuLnYxLkdldFJ1bkhpc3RvcnlSZXNwb25zZSIDkAIBEkkKCUNhbmNlbFJ1bhIaLmNhaXJuLnYxLkNhbmNlbFJ1blJlcXVlc3QaGy5jYWlybi52MS5DYW5jZWxSdW5SZXNwb25zZSIDkAICEkQKCVNlbmRFdmVudBIaLmNhaXJuLnYxLlNlbmRFdmVudFJlcXVlc3QaGy5jYWlybi52MS5TZW5kRXZlbnRSZXNwb25zZRJGCghQYXVzZVJ1bhIZLmNhaXJuLnYxLlBhdXNlUnVuUmVxdWVzdBoaLmNhaXJuLnYxLlBhdXNlUnVuUmVzcG9uc2UiA5ACAhJJCglSZXN1bWVSdW4SGi5jYWlybi52MS5SZXN1bWVSdW5SZXF1ZXN0GhsuY2Fpcm4udjEuUmVzdW1lUnVuUmVzcG9uc2UiA5ACAhJICghXYXRjaFJ1bhIZLmNhaXJuLnYxLldhdGNoUnVuUmVxdWVzdBoaLmNhaXJuLnYxLldhdGNoUnVuUmVzcG9uc2UiA5ACATABEksKCVdhdGNoUnVucxIaLmNhaXJuLnYxLldhdGNoUnVuc1JlcXVlc3QaGy5jYWlybi52MS5XYXRjaFJ1bnNSZXNwb25zZSIDkAIBMAESRgoIQXdhaXRSdW4SGS5jYWlybi52MS5Bd2FpdFJ1blJlcXVlc3QaGi5jYWlybi52MS5Bd2FpdFJ1blJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_cairn_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cairn.v1.ListWorkflowsRequest
@@ -279,6 +279,19 @@ export type ListRunsRequest = Message<"cairn.v1.ListRunsRequest"> & {
    * @generated from field: map<string, string> metadata = 11;
    */
   metadata: { [key: string]: string };
+
+  /**
+   * Only runs that ended (completed, failed or cancelled: Run.completed_at) at or after / before this instant.
+   * Either one implies an ended run.
+   *
+   * @generated from field: google.protobuf.Timestamp ended_after = 12;
+   */
+  endedAfter?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp ended_before = 13;
+   */
+  endedBefore?: Timestamp | undefined;
 };
 
 /**
@@ -416,6 +429,88 @@ export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE_
   messageDesc(file_cairn_v1_workflow, 12);
 
 /**
+ * @generated from message cairn.v1.PauseRunRequest
+ */
+export type PauseRunRequest = Message<"cairn.v1.PauseRunRequest"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * Recorded in the run_paused history entry.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cairn.v1.PauseRunRequest.
+ * Use `create(PauseRunRequestSchema)` to create a new message.
+ */
+export const PauseRunRequestSchema: GenMessage<PauseRunRequest> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 13);
+
+/**
+ * @generated from message cairn.v1.PauseRunResponse
+ */
+export type PauseRunResponse = Message<"cairn.v1.PauseRunResponse"> & {
+  /**
+   * @generated from field: cairn.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message cairn.v1.PauseRunResponse.
+ * Use `create(PauseRunResponseSchema)` to create a new message.
+ */
+export const PauseRunResponseSchema: GenMessage<PauseRunResponse> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 14);
+
+/**
+ * @generated from message cairn.v1.ResumeRunRequest
+ */
+export type ResumeRunRequest = Message<"cairn.v1.ResumeRunRequest"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * Recorded in the run_resumed history entry.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cairn.v1.ResumeRunRequest.
+ * Use `create(ResumeRunRequestSchema)` to create a new message.
+ */
+export const ResumeRunRequestSchema: GenMessage<ResumeRunRequest> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 15);
+
+/**
+ * @generated from message cairn.v1.ResumeRunResponse
+ */
+export type ResumeRunResponse = Message<"cairn.v1.ResumeRunResponse"> & {
+  /**
+   * @generated from field: cairn.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message cairn.v1.ResumeRunResponse.
+ * Use `create(ResumeRunResponseSchema)` to create a new message.
+ */
+export const ResumeRunResponseSchema: GenMessage<ResumeRunResponse> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 16);
+
+/**
  * @generated from message cairn.v1.SendEventRequest
  */
 export type SendEventRequest = Message<"cairn.v1.SendEventRequest"> & {
@@ -458,7 +553,7 @@ export type SendEventRequest = Message<"cairn.v1.SendEventRequest"> & {
  * Use `create(SendEventRequestSchema)` to create a new message.
  */
 export const SendEventRequestSchema: GenMessage<SendEventRequest> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 13);
+  messageDesc(file_cairn_v1_workflow, 17);
 
 /**
  * @generated from message cairn.v1.SendEventResponse
@@ -489,7 +584,7 @@ export type SendEventResponse = Message<"cairn.v1.SendEventResponse"> & {
  * Use `create(SendEventResponseSchema)` to create a new message.
  */
 export const SendEventResponseSchema: GenMessage<SendEventResponse> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 14);
+  messageDesc(file_cairn_v1_workflow, 18);
 
 /**
  * @generated from message cairn.v1.WatchRunRequest
@@ -513,7 +608,7 @@ export type WatchRunRequest = Message<"cairn.v1.WatchRunRequest"> & {
  * Use `create(WatchRunRequestSchema)` to create a new message.
  */
 export const WatchRunRequestSchema: GenMessage<WatchRunRequest> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 15);
+  messageDesc(file_cairn_v1_workflow, 19);
 
 /**
  * @generated from message cairn.v1.WatchRunResponse
@@ -546,7 +641,7 @@ export type WatchRunResponse = Message<"cairn.v1.WatchRunResponse"> & {
  * Use `create(WatchRunResponseSchema)` to create a new message.
  */
 export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 16);
+  messageDesc(file_cairn_v1_workflow, 20);
 
 /**
  * @generated from message cairn.v1.WatchRunsRequest
@@ -568,7 +663,7 @@ export type WatchRunsRequest = Message<"cairn.v1.WatchRunsRequest"> & {
  * Use `create(WatchRunsRequestSchema)` to create a new message.
  */
 export const WatchRunsRequestSchema: GenMessage<WatchRunsRequest> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 17);
+  messageDesc(file_cairn_v1_workflow, 21);
 
 /**
  * @generated from message cairn.v1.WatchRunsResponse
@@ -585,7 +680,7 @@ export type WatchRunsResponse = Message<"cairn.v1.WatchRunsResponse"> & {
  * Use `create(WatchRunsResponseSchema)` to create a new message.
  */
 export const WatchRunsResponseSchema: GenMessage<WatchRunsResponse> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 18);
+  messageDesc(file_cairn_v1_workflow, 22);
 
 /**
  * @generated from message cairn.v1.AwaitRunRequest
@@ -609,7 +704,7 @@ export type AwaitRunRequest = Message<"cairn.v1.AwaitRunRequest"> & {
  * Use `create(AwaitRunRequestSchema)` to create a new message.
  */
 export const AwaitRunRequestSchema: GenMessage<AwaitRunRequest> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 19);
+  messageDesc(file_cairn_v1_workflow, 23);
 
 /**
  * @generated from message cairn.v1.AwaitRunResponse
@@ -628,7 +723,7 @@ export type AwaitRunResponse = Message<"cairn.v1.AwaitRunResponse"> & {
  * Use `create(AwaitRunResponseSchema)` to create a new message.
  */
 export const AwaitRunResponseSchema: GenMessage<AwaitRunResponse> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 20);
+  messageDesc(file_cairn_v1_workflow, 24);
 
 /**
  * Create, inspect, signal and cancel workflow runs.
@@ -703,6 +798,29 @@ export const WorkflowService: GenService<{
     methodKind: "unary";
     input: typeof SendEventRequestSchema;
     output: typeof SendEventResponseSchema;
+  },
+  /**
+   * Stops a queued or waiting run where it is: nothing claims it until ResumeRun. A running run stops at its
+   * next durable operation and is paused then (the answer shows it still RUNNING). FAILED_PRECONDITION for a
+   * run that ended.
+   *
+   * @generated from rpc cairn.v1.WorkflowService.PauseRun
+   */
+  pauseRun: {
+    methodKind: "unary";
+    input: typeof PauseRunRequestSchema;
+    output: typeof PauseRunResponseSchema;
+  },
+  /**
+   * Makes a paused run claimable again; what arrived meanwhile (events, due timers) is seen then. A running
+   * run's pause request not yet honoured is withdrawn. FAILED_PRECONDITION for a run that is not paused.
+   *
+   * @generated from rpc cairn.v1.WorkflowService.ResumeRun
+   */
+  resumeRun: {
+    methodKind: "unary";
+    input: typeof ResumeRunRequestSchema;
+    output: typeof ResumeRunResponseSchema;
   },
   /**
    * The run's snapshot and history so far, then every new entry and status change until the run ends.

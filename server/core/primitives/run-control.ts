@@ -1,0 +1,10 @@
+/**
+ * PauseRun and ResumeRun as history: run-level entries that belong to no operation, settle nothing and are
+ * skipped by replay (like the run-end entries), so a person reading `cairn runs history` sees the story.
+ */
+import type { EntryDescriptors } from "./primitive.js";
+
+export const runControlEntries: EntryDescriptors<"run_paused" | "run_resumed"> = {
+  run_paused: { summary: (entry) => (entry.error?.message ? `run paused: ${entry.error.message}` : "run paused") },
+  run_resumed: { summary: (entry) => (entry.error?.message ? `run resumed: ${entry.error.message}` : "run resumed") },
+};
