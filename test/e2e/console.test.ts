@@ -213,6 +213,13 @@ test("open mode: start a run from the form, watch it live, send the event it wai
   await runsPage.locator(`tr[data-run-id="${waiting.runId}"][data-status="waiting"]`).waitFor({ timeout: 10_000 });
   await page.goto(`${server.url}/runs/${waiting.runId}`);
   await page.locator(".waiting-on", { hasText: "a-long-time" }).waitFor({ timeout: 10_000 });
+  // Pause it and resume it from its page; the API says so each time.
+  await page.locator('button[name="pause"]').click();
+  await page.locator('.run-page[data-status="paused"]').waitFor({ timeout: 10_000 });
+  assert.equal((await client.getRun({ runId: waiting.runId })).run?.status, RunStatus.PAUSED);
+  await page.locator('button[name="resume"]').click();
+  await page.locator('.run-page[data-status="waiting"]').waitFor({ timeout: 10_000 });
+  assert.equal((await client.getRun({ runId: waiting.runId })).run?.status, RunStatus.WAITING);
   await page.locator('button[name="cancel"]').click();
   await page.locator('input[name="reason"]').fill("not needed any more");
   await page.locator('button[name="confirm-cancel"]').click();
