@@ -8,8 +8,12 @@
  * process on PostgreSQL at commit, so a revoked key stops working at once.
  */
 import { resolve } from "node:path";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ApiKey } from "../../sdk/gen/cairn/v1/keys_pb.js";
+
+/** A protobuf Timestamp as a Date (done here rather than with @bufbuild/protobuf/wkt, whose load `cairn --help` would pay). */
+function timestampDate(ts: { seconds: bigint; nanos: number }): Date {
+  return new Date(Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6));
+}
 import type { ApiKeyRow, Database } from "../../server/runs/api-keys.js";
 import { UnreachableError, UsageError } from "../args.js";
 import { type Command, type CommandContext, ExitCode, jsonDocument, type OptionValues, stringValue } from "../command.js";
