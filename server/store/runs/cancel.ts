@@ -1,9 +1,10 @@
 import { and, eq, inArray, or, sql } from "drizzle-orm";
 import { cancelTurnsOf } from "../agents.js";
 import { lockChildKey } from "../events.js";
-import { type Db, queryRows } from "../database.js";
+import type { Db } from "../database.js";
 import { type RunRow, runs, terminalStatuses, waits } from "../schema.js";
 import { wakeParent } from "./finish.js";
+import { appendRunEntry, lockRun } from "./run-entry.js";
 
 /** Children of `runId` that end with it (not detached, not ended). */
 export async function cancellableChildren(db: Db, runId: string): Promise<string[]> {
@@ -27,11 +28,7 @@ export type CancelResult =
  */
 export async function cancelRun(db: Db, namespace: string, runId: string, reason: string): Promise<CancelResult | undefined> {
   return db.transaction(async (tx) => {
-    const [run] = await tx
-      .select()
-      .from(runs)
-      .where(and(eq(runs.namespace, namespace), eq(runs.id, runId)))
-      .for("update");
+    const run = await lockRun(tx, namespace, runId);
     if (!run) return undefined;
     if (terminalStatuses.includes(run.status)) return { outcome: "finished", run };
     const error = JSON.stringify({ name: "CancelledError", message: reason });
@@ -44,12 +41,7 @@ export async function cancelRun(db: Db, namespace: string, runId: string, reason
         .returning();
       return { outcome: "requested", run: requested ?? run };
     }
-    await queryRows(
-      tx,
-      sql`insert into journal_entries (run_id, sequence, namespace, kind, name, error, attempt)
-          select ${runId}::uuid, coalesce(max(sequence), 0) + 1, ${namespace}, 'run_cancelled', '', ${error}::jsonb, 1
-          from journal_entries where run_id = ${runId}::uuid`,
-    );
+    await appendRunEntry(tx, run, "run_cancelled", error);
     await tx.delete(waits).where(eq(waits.runId, runId));
     if (run.parentRunId) {
       await lockChildKey(tx, runId);

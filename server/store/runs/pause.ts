@@ -9,6 +9,7 @@ import { and, eq, isNotNull, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../database.js";
 import { type RunRow, type RunStatus, runs } from "../schema.js";
 import type { Fence } from "./lease.js";
+import { appendRunEntry, lockRun } from "./run-entry.js";
 
 export type PauseResult =
   | { outcome: "changed"; run: RunRow }
@@ -70,12 +71,7 @@ export async function pauseHeld(db: Db, fence: Fence): Promise<boolean> {
       .for("update");
     if (!run?.pauseRequestedAt || run.cancelRequestedAt) return false;
     const note = run.pauseReason ? JSON.stringify({ name: "Paused", message: run.pauseReason }) : null;
-    await queryRows(
-      tx,
-      sql`insert into journal_entries (run_id, sequence, namespace, kind, name, error, attempt)
-          select ${run.id}::uuid, coalesce(max(sequence), 0) + 1, ${run.namespace}, 'run_paused', '', ${note}::jsonb, 1
-          from journal_entries where run_id = ${run.id}::uuid`,
-    );
+    await appendRunEntry(tx, run, "run_paused", note);
     await tx
       .update(runs)
       .set({
@@ -101,21 +97,12 @@ async function transition(
   change: { from: readonly RunStatus[]; to: RunStatus; kind: "run_paused" | "run_resumed"; reason: string; availableAt: ReturnType<typeof sql> },
 ): Promise<PauseResult | undefined> {
   return db.transaction(async (tx) => {
-    const [run] = await tx
-      .select()
-      .from(runs)
-      .where(and(eq(runs.namespace, namespace), eq(runs.id, runId)))
-      .for("update");
+    const run = await lockRun(tx, namespace, runId);
     if (!run) return undefined;
     if (run.status === change.to && change.to === "paused") return { outcome: "unchanged", run };
     if (!change.from.includes(run.status)) return { outcome: "refused", run };
     const note = change.reason ? JSON.stringify({ name: change.kind === "run_paused" ? "Paused" : "Resumed", message: change.reason }) : null;
-    await queryRows(
-      tx,
-      sql`insert into journal_entries (run_id, sequence, namespace, kind, name, error, attempt)
-          select ${runId}::uuid, coalesce(max(sequence), 0) + 1, ${namespace}, ${change.kind}, '', ${note}::jsonb, 1
-          from journal_entries where run_id = ${runId}::uuid`,
-    );
+    await appendRunEntry(tx, run, change.kind, note);
     const [changed] = await tx
       .update(runs)
       .set({
