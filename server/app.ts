@@ -101,6 +101,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     turnBoard,
     leaseMs: config.leaseMs,
     eventRetentionMs: config.eventRetentionMs,
+    runRetention: config.runRetention,
+    sweepIntervalMs: config.sweepIntervalMs,
     pollIntervalMs: config.pollIntervalMs,
     maxConcurrentRuns: config.maxConcurrentRuns,
     onRunChanged: (runId, row) => feed.publishLocal(runId, row),

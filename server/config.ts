@@ -41,6 +41,12 @@ export interface TlsConfig {
   key: Buffer;
 }
 
+/** `forever` keeps ended runs; a namespace without an override uses `defaultMs`. */
+export interface RunRetention {
+  defaultMs: number | "forever";
+  byNamespace: Record<string, number | "forever">;
+}
+
 export interface Config {
   port: number;
   host: string;
@@ -72,6 +78,10 @@ export interface Config {
   maxHistoryPageSize: number;
   /** How long sent events are kept for waits that start later. */
   eventRetentionMs: number;
+  /** How long ended runs (and their journals and waits) are kept; per-namespace overrides. */
+  runRetention: RunRetention;
+  /** How often each housekeeping sweep (event and run retention) runs. */
+  sweepIntervalMs: number;
   /** How long an agent worker holds a turn without a heartbeat before it is delivered again. */
   agentLeaseMs: number;
   /** On SIGTERM, how long running activations may finish before their runs are handed back. */
@@ -128,6 +138,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxListRunsPageSize: integer(env, "CAIRN_MAX_LIST_RUNS_PAGE_SIZE", 1000, 1, 100_000),
     maxHistoryPageSize: integer(env, "CAIRN_MAX_HISTORY_PAGE_SIZE", 10_000, 1, 100_000),
     eventRetentionMs: duration(env, "CAIRN_EVENT_RETENTION", "7d"),
+    runRetention: runRetention(env),
+    sweepIntervalMs: integer(env, "CAIRN_SWEEP_INTERVAL_MS", 60_000, 100, 86_400_000),
     agentLeaseMs: integer(env, "CAIRN_AGENT_LEASE_MS", 30_000, 100, 3_600_000),
     shutdownGraceMs: integer(env, "CAIRN_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
     corsOrigins: origins(env, "CAIRN_CORS_ORIGINS"),
@@ -286,6 +298,33 @@ function duration(env: Env, name: string, fallback: string): number {
   } catch (error) {
     throw new ConfigError(`${name}=${JSON.stringify(raw)}: ${(error as Error).message}`);
   }
+}
+
+/**
+ * CAIRN_RUN_RETENTION (default 30d, or `forever`) and CAIRN_RUN_RETENTION_BY_NAMESPACE, a comma-separated list of
+ * `namespace=duration` (e.g. `audit=forever,scratch=1d`).
+ */
+function runRetention(env: Env): RunRetention {
+  const parse = (name: string, raw: string): number | "forever" => {
+    if (raw === "forever") return "forever";
+    try {
+      const ms = parseDuration(raw);
+      if (ms <= 0) throw new Error("must be longer than zero (use `forever` to keep ended runs)");
+      return ms;
+    } catch (error) {
+      throw new ConfigError(`${name}=${JSON.stringify(raw)}: ${(error as Error).message}`);
+    }
+  };
+  const byNamespace: Record<string, number | "forever"> = {};
+  const name = "CAIRN_RUN_RETENTION_BY_NAMESPACE";
+  for (const pair of (env[name] || "").split(",").map((part) => part.trim()).filter(Boolean)) {
+    const [namespace, value, ...rest] = pair.split("=");
+    if (!namespace || value === undefined || rest.length > 0) {
+      throw new ConfigError(`${name}: ${JSON.stringify(pair)} is not namespace=duration (e.g. audit=forever,scratch=1d)`);
+    }
+    byNamespace[namespace.trim()] = parse(`${name} (${namespace.trim()})`, value.trim());
+  }
+  return { defaultMs: parse("CAIRN_RUN_RETENTION", env.CAIRN_RUN_RETENTION || "30d"), byNamespace };
 }
 
 function oneOf(env: Env, name: string, fallback: string, allowed: readonly string[]): string {

@@ -73,6 +73,8 @@ export const runs = pgTable(
     // ListRuns' metadata filter (`metadata @> {...}`). jsonb_path_ops serves only @>, and is smaller and faster for
     // it than the default opclass; an empty metadata object adds no index entries.
     index("runs_metadata_idx").using("gin", t.metadata.op("jsonb_path_ops")),
+    // Run retention's range scan (oldest ended first) and ListRuns' ended-time filter.
+    index("runs_ended_idx").on(t.completedAt).where(sql`${t.status} in ('completed', 'failed', 'cancelled')`),
   ],
 );
 

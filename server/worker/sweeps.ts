@@ -1,12 +1,17 @@
 /**
- * Periodic housekeeping any process may do: today, deleting events past
- * retention. Each sweep is one bounded statement; two processes sweeping at
- * once delete disjoint rows or nothing. Later sweeps (run retention,
- * schedules) plug in here.
+ * Periodic housekeeping any process may do: deleting events and ended runs
+ * past retention. Each statement is bounded; two processes sweeping at once
+ * delete disjoint rows or nothing. Later sweeps (schedules) plug in here.
  */
 import type { Logger } from "../logger.js";
 import type { Db } from "../store/database.js";
+import type { RunRetention } from "../config.js";
 import { deleteExpiredEvents } from "../store/events.js";
+import { deleteRunsPastRetention } from "../store/runs/retention.js";
+
+/** Runs deleted per statement, and statements per sweep: at most 10,000 runs a sweep, each statement short. */
+const runsPerStatement = 500;
+const statementsPerSweep = 20;
 
 interface Sweep {
   name: string;
@@ -22,9 +27,12 @@ export class Sweeps {
   constructor(
     db: Db,
     private readonly logger: Logger,
-    options: { eventRetentionMs: number },
+    options: { eventRetentionMs: number; runRetention: RunRetention; everyMs: number },
   ) {
-    this.sweeps = [{ name: "deleted events past retention", everyMs: 60_000, run: () => deleteExpiredEvents(db, options.eventRetentionMs) }];
+    this.sweeps = [
+      { name: "deleted events past retention", everyMs: options.everyMs, run: () => deleteExpiredEvents(db, options.eventRetentionMs) },
+      { name: "deleted ended runs past retention", everyMs: options.everyMs, run: () => deleteEndedRuns(db, options.runRetention) },
+    ];
   }
 
   start(): void {
@@ -48,4 +56,15 @@ export class Sweeps {
       this.logger.warn({ err: error }, `sweep failed: ${sweep.name}`);
     }
   }
+}
+
+/** Bounded statements until one comes back short: a backlog drains over a few sweeps, never in one long transaction. */
+async function deleteEndedRuns(db: Db, retention: RunRetention): Promise<number> {
+  let total = 0;
+  for (let statement = 0; statement < statementsPerSweep; statement++) {
+    const deleted = await deleteRunsPastRetention(db, retention, runsPerStatement);
+    total += deleted;
+    if (deleted < runsPerStatement) break;
+  }
+  return total;
 }

@@ -17,6 +17,7 @@ import { RunCancelRequestedError } from "../core/errors.js";
 import type { JournalEntry } from "../core/journal.js";
 import type { PendingWait } from "../core/waits.js";
 import type { ValueLimits } from "../core/json.js";
+import type { RunRetention } from "../config.js";
 import type { Logger } from "../logger.js";
 import type { Metrics, QueueDepth } from "../metrics.js";
 import type { Tracing } from "../tracing.js";
@@ -47,6 +48,10 @@ export interface WorkerOptions {
   turnBoard: TurnBoard;
   /** Events older than this are deleted. */
   eventRetentionMs: number;
+  /** Ended runs older than this (per namespace) are deleted with their journals. */
+  runRetention: RunRetention;
+  /** How often the retention sweeps run. */
+  sweepIntervalMs: number;
   /** A run executed here ended (`row`: its final row, when known) or parked: for local waiters such as AwaitRun. */
   onRunChanged?: (runId: string, row?: RunRow) => void;
   /** Unique per process; defaults to host:pid:random. */
@@ -98,7 +103,11 @@ export class Worker {
 
   constructor(private readonly options: WorkerOptions) {
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-    this.sweeps = new Sweeps(options.store.db, options.logger, { eventRetentionMs: options.eventRetentionMs });
+    this.sweeps = new Sweeps(options.store.db, options.logger, {
+      eventRetentionMs: options.eventRetentionMs,
+      runRetention: options.runRetention,
+      everyMs: options.sweepIntervalMs,
+    });
   }
 
   get activeCount(): number {
