@@ -101,6 +101,12 @@ export function entryLine(entry: HistoryEntryInfo): string | undefined {
   return `  ${mark(entry.kind)} ${entry.summary}${ends ? took(entry) : ""}`;
 }
 
+/** One entry of `runs history`: every kind, run-level ones included, with its sequence and time. */
+export function historyLine(entry: HistoryEntryInfo): string {
+  const ends = mark(entry.kind) === "✓";
+  return `${String(entry.sequence).padStart(4)}  ${timestamp(entry.createdAt)}  ${mark(entry.kind)} ${entry.summary}${ends ? took(entry) : ""}`;
+}
+
 /** `runs get`: one "label  value" line per field, JSON values compact when short and indented when long. */
 export function runDetails(run: RunInfo): string {
   const fields: [string, string | undefined][] = [

@@ -19,6 +19,7 @@ import { type Command, type CommandContext, ExitCode, type OptionSpecs, type Opt
 import { eventsSend } from "./commands/events.js";
 import { keysCreate, keysList, keysRevoke } from "./commands/keys.js";
 import { runsCancel, runsCreate, runsGet, runsList, runsPause, runsResume, runsWatch } from "./commands/runs.js";
+import { runsHistory } from "./commands/run-history.js";
 import { serve } from "./commands/serve.js";
 import { workflowsList } from "./commands/workflows.js";
 import { WatchEndedError } from "./watch.js";
@@ -30,6 +31,7 @@ export const commands: readonly Command[] = [
   runsGet,
   runsList,
   runsWatch,
+  runsHistory,
   runsCancel,
   runsPause,
   runsResume,

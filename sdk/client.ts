@@ -293,6 +293,8 @@ export interface CairnClient {
   listRuns(filter?: ListRunsFilter): AsyncIterable<RunInfo>;
   /** One page of runs, for UIs that page themselves. */
   listRunsPage(filter?: ListRunsFilter & { pageToken?: string }): Promise<ListRunsPage>;
+  /** Every history entry of a run, oldest first (after `afterSequence`), fetching further pages as the iteration goes on. */
+  getRunHistory(runId: string, options?: { afterSequence?: number; pageSize?: number } & RequestOptions): AsyncIterable<HistoryEntryInfo>;
   listWorkflows(options?: RequestOptions): Promise<WorkflowInfo[]>;
   sendEvent(event: SendEventInput, options?: RequestOptions): Promise<SendEventResult>;
   /** Cancel a queued, running or waiting run. A run that already ended is a FAILED_PRECONDITION error. */
@@ -426,6 +428,23 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
     },
 
     listRunsPage,
+
+    getRunHistory(runId: string, options: { afterSequence?: number; pageSize?: number } & RequestOptions = {}): AsyncIterable<HistoryEntryInfo> {
+      return {
+        async *[Symbol.asyncIterator]() {
+          let afterSequence = BigInt(options.afterSequence ?? 0);
+          for (;;) {
+            const page = await rpc(() =>
+              workflows.getRunHistory({ runId, afterSequence, pageSize: options.pageSize ?? 0 }, callOptions(options)),
+            );
+            for (const entry of page.entries) yield entryInfo(entry);
+            const last = page.entries.at(-1);
+            if (!page.hasMore || !last) return;
+            afterSequence = last.sequence;
+          }
+        },
+      };
+    },
 
     async listWorkflows(requestOptions?: RequestOptions): Promise<WorkflowInfo[]> {
       const response = await rpc(() => workflows.listWorkflows({}, callOptions(requestOptions)));

@@ -1,4 +1,4 @@
-/** `cairn runs create | get | list | cancel | pause | resume | watch`. */
+/** `cairn runs create | get | list | cancel | pause | resume | watch` (`runs history`: run-history.ts). */
 import type { ListRunsFilter, RunInfo } from "../../sdk/index.js";
 import { instant, isJsonObject, jsonOption, keyValuePairs, parseStatuses, positiveInteger, UsageError } from "../args.js";
 import { type Command, ExitCode, flag, jsonDocument, stringValue } from "../command.js";

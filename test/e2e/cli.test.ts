@@ -296,6 +296,39 @@ describe.concurrent("cairn CLI", () => {
     await sdk.cancelRun(runId);
   });
 
+  test("runs history: one line per entry, run-level ones included; --json gives the run and every entry", async () => {
+    const { runId } = await waitingExpense();
+    await sdk.pauseRun(runId, "audit");
+    await sdk.resumeRun(runId);
+    await sdk.cancelRun(runId, "done looking");
+    await waitFor(async () => ((await sdk.getRun(runId)).status === "cancelled" ? true : undefined), 10_000, () => `run ${runId} never cancelled`);
+    const [human, json, after, missing] = await Promise.all([
+      cairn("runs", "history", runId),
+      cairn("runs", "history", runId, "--json"),
+      cairn("runs", "history", runId, "--after", "1"),
+      cairn("runs", "history", randomUUID()),
+    ]);
+    expectExit(human, 0);
+    const out = lines(human.stdout);
+    assert.match(out.at(-1) ?? "", new RegExp(`^run ${runId} \\(expense_approval\\) is cancelled$`));
+    assert.ok(out.some((line) => /^ +\d+ {2}\d{4}-\d\d-\d\d .* paused/.test(line)), human.stdout);
+    assert.ok(out.some((line) => /resumed/.test(line)), human.stdout);
+    assert.ok(out.some((line) => /cancel/.test(line)), human.stdout);
+    expectExit(json, 0);
+    const document = JSON.parse(json.stdout) as { run: RunInfo; entries: { sequence: number; kind: string }[] };
+    assert.equal(document.run.runId, runId);
+    const kinds = document.entries.map((entry) => entry.kind);
+    assert.deepEqual(kinds.slice(-3), ["run_paused", "run_resumed", "run_cancelled"]);
+    assert.deepEqual(
+      document.entries.map((entry) => entry.sequence),
+      [...document.entries.map((entry) => entry.sequence)].sort((a, b) => a - b),
+    );
+    expectExit(after, 0);
+    assert.equal(lines(after.stdout).length, document.entries.filter((entry) => entry.sequence > 1).length + 1);
+    expectExit(missing, 4);
+    assert.match(missing.stderr, /not_found/);
+  });
+
   test("runs cancel of a waiting run: CANCELLED, and its watcher exits 2", async () => {
     const { runId } = await waitingExpense();
     const watcher = spawnCairn(["runs", "watch", runId]);
