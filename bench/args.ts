@@ -50,6 +50,10 @@ export interface BenchOptions {
   watchSteps: number;
   watchStepMs: number;
   watchers: number;
+
+  /** Run control: runs seeded for ListRuns by metadata (0: skipped), and calls per measured query. */
+  runControlRuns: number;
+  runControlCalls: number;
 }
 
 export const usage = `usage: npm run bench -- [--quick] [flags]
@@ -108,6 +112,11 @@ Extras (kept from the earlier bench; skipped by --quick unless given):
   --watchers W          watchers of the crowded watch measurement (default 200)
   --skip-extras         none of them
 
+Run control (on a fresh server, last):
+  --run-control-runs N  ended runs seeded for ListRuns by metadata (default 100000; quick 5000; 0 skips)
+  --run-control-calls N ListRuns calls per measured query (default 200; quick 50)
+  --skip-run-control    same as --run-control-runs 0
+
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else postgres://root@127.0.0.1:5432/test
 if reachable, else an embedded cluster. A fresh bench_<random> database is created there and
 dropped at the end. Other Cairn variables set in the environment pass through to the servers.`;
@@ -125,6 +134,8 @@ interface Defaults {
   replayBudget: number;
   resumeSteps: number;
   extras: boolean;
+  runControlRuns: number;
+  runControlCalls: number;
 }
 
 const full: Defaults = {
@@ -140,6 +151,8 @@ const full: Defaults = {
   replayBudget: 2000,
   resumeSteps: 1000,
   extras: true,
+  runControlRuns: 100_000,
+  runControlCalls: 200,
 };
 
 const quick: Defaults = {
@@ -155,6 +168,8 @@ const quick: Defaults = {
   replayBudget: 300,
   resumeSteps: 300,
   extras: false,
+  runControlRuns: 5000,
+  runControlCalls: 50,
 };
 
 export function parseOptions(argv: string[]): BenchOptions | "help" {
@@ -194,6 +209,9 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "watch-step-ms": { type: "string", default: "20" },
       watchers: { type: "string", default: "200" },
       "skip-extras": { type: "boolean", default: false },
+      "run-control-runs": { type: "string" },
+      "run-control-calls": { type: "string" },
+      "skip-run-control": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -236,6 +254,8 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     watchSteps: extra("--watch-steps", values["watch-steps"], 50),
     watchStepMs: int("--watch-step-ms", values["watch-step-ms"], 20),
     watchers: int("--watchers", values.watchers, 200, 1),
+    runControlRuns: values["skip-run-control"] ? 0 : int("--run-control-runs", values["run-control-runs"], d.runControlRuns),
+    runControlCalls: int("--run-control-calls", values["run-control-calls"], d.runControlCalls, 1),
   };
 }
 

@@ -9,6 +9,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { BenchOptions } from "./args.js";
 import { type ExtrasReport, extrasFailures, extrasRows } from "./extras-report.js";
+import { type RunControlReport, runControlRows } from "./run-control-report.js";
 import { mib, ms, percent, signed, signedMib, type Summary, summarize, thousands, triple } from "./format.js";
 import { goals } from "./goals.js";
 import type { EventLatencyResult, StartLatencyResult } from "./latency.js";
@@ -116,6 +117,7 @@ export interface Report {
     replay: (StepCostsResult & { ratio: number; growth: number; loadAverage: number }) | null;
     resume: (ResumeResult & { loadAverage: number }) | null;
     extras: ExtrasReport;
+    runControl: RunControlReport;
   };
   failures: string[];
 }
@@ -147,6 +149,7 @@ export interface Measurements {
   replay: { result: StepCostsResult; loadAverage: number } | null;
   resume: { result: ResumeResult; loadAverage: number } | null;
   extras: ExtrasReport;
+  runControl: RunControlReport;
   failures: string[];
 }
 
@@ -264,6 +267,7 @@ export function buildReport(m: Measurements): Report {
       : null,
     resume: m.resume ? { ...m.resume.result, loadAverage: m.resume.loadAverage } : null,
     extras: m.extras,
+    runControl: m.runControl,
   };
   return {
     startedAt: m.startedAt.toISOString(),
@@ -558,6 +562,8 @@ function details(report: Report): [string, string][] {
   }
   const extras = extrasRows(f.extras).filter(([, value]) => value !== "skipped");
   if (extras.length > 0) rows.push(["", ""], ...extras);
+  const runControl = runControlRows(f.runControl);
+  if (runControl.length > 0) rows.push(["", ""], ...runControl);
   return rows;
 }
 

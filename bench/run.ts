@@ -35,6 +35,8 @@ import { buildReport, type Environment, formatReport, type Measurements, type Pg
 import { type CpuShares, watchCpu } from "./resources.js";
 import { ServerProcess, type ServerSettings, serverEnv, serverLogs } from "./server.js";
 import { parkedRuns, timerLateness } from "./waits.js";
+import { listRunsByMetadata } from "./run-control.js";
+import type { RunControlReport } from "./run-control-report.js";
 import { watchDelay, type WatchDelayResult, warmUpWatch } from "./watch.js";
 import { runThroughput, stepsPerSecond, type ThroughputResult, warmUpThroughput } from "./workload.js";
 
@@ -115,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
       const resume =
         options.resumeSteps > 0 && !signal.aborted ? await measureResume(options, settings, measured.http, probe, failures, signal) : null;
       const parked = options.parkedRuns > 0 && !signal.aborted ? await measureParked(options, settings, measured.http, probe, failures, signal) : null;
+      const runControl = await measureRunControl(options, settings, measured.http, failures, signal);
 
       const settingsAtEnd = await admin.settings(postgresSettings);
       const environment: Environment = {
@@ -152,6 +155,7 @@ async function main(argv: string[]): Promise<number> {
         ...measured.figures,
         resume,
         parked,
+        runControl,
         failures,
       };
       const report = buildReport(measurements);
@@ -379,6 +383,25 @@ async function measureParked(
   } finally {
     await c.close();
   }
+}
+
+/** Last, on a server of its own: it seeds its runs into the shared bench database, which no later workload reads. */
+async function measureRunControl(options: BenchOptions, settings: ServerSettings, http: HttpVersion, failures: string[], signal: AbortSignal): Promise<RunControlReport> {
+  const report: RunControlReport = { listRunsByMetadata: null };
+  if (options.runControlRuns === 0 || signal.aborted) return report;
+  log("starting server D for run control");
+  const d = await ServerProcess.start("server D", settings, log);
+  try {
+    const loadAverage = load1();
+    log(`run control: ListRuns by metadata over ${options.runControlRuns} seeded runs, load ${loadAverage.toFixed(2)}`);
+    const result = await listRunsByMetadata(sdkClient(d.url, http), d.url, settings.databaseUrl, { runs: options.runControlRuns, calls: options.runControlCalls, signal });
+    report.listRunsByMetadata = { ...result, loadAverage };
+  } catch (error) {
+    failures.push(`run control: ${(error as Error).message}`);
+  } finally {
+    await d.close();
+  }
+  return report;
 }
 
 function cairnVersion(): { version: string; commit: string } {

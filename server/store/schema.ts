@@ -71,8 +71,10 @@ export const runs = pgTable(
     index("runs_workflow_list_idx").on(t.namespace, t.workflowName, t.createdAt.desc(), t.id.desc()),
     index("runs_parent_idx").on(t.parentRunId).where(sql`${t.parentRunId} is not null`),
     // ListRuns' metadata filter (`metadata @> {...}`). jsonb_path_ops serves only @>, and is smaller and faster for
-    // it than the default opclass; an empty metadata object adds no index entries.
-    index("runs_metadata_idx").using("gin", t.metadata.op("jsonb_path_ops")),
+    // it than the default opclass; an empty metadata object adds no index entries. fastupdate off: with the GIN
+    // pending list on, every lookup scans the entries inserted since the last vacuum (7 ms per page with 100k
+    // fresh runs, 0.07 ms without); inserting into the tree directly costs runs that carry metadata a little more.
+    index("runs_metadata_idx").using("gin", t.metadata.op("jsonb_path_ops")).with({ fastupdate: false }),
     // Run retention's range scan (oldest ended first) and ListRuns' ended-time filter.
     index("runs_ended_idx").on(t.completedAt).where(sql`${t.status} in ('completed', 'failed', 'cancelled')`),
   ],

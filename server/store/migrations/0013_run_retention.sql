@@ -1,1 +1,0 @@
-CREATE INDEX "runs_ended_idx" ON "runs" USING btree ("completed_at") WHERE "runs"."status" in ('completed', 'failed', 'cancelled');
