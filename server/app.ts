@@ -236,6 +236,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     host: config.host,
     port: config.port,
     ...(config.tls ? { tls: { cert: config.tls.cert, key: config.tls.key } } : {}),
+    limits: config.connectionLimits,
     onError: (error) => logger.warn({ err: error }, "http server error"),
   });
   const metricsServer = config.metricsPort === undefined ? undefined : await listenForMetrics(metrics, config.host, config.metricsPort);

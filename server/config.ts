@@ -8,6 +8,7 @@ import { isIP } from "node:net";
 import { delimiter, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import { parseDuration } from "./core/duration.js";
+import type { ConnectionLimits } from "./http/connection-limits.js";
 
 export type AuthMode = "keys" | "open";
 
@@ -80,6 +81,8 @@ export interface Config {
   eventRetentionMs: number;
   /** How long ended runs (and their journals and waits) are kept; per-namespace overrides. */
   runRetention: RunRetention;
+  /** Deadlines and caps on the API port's connections. */
+  connectionLimits: ConnectionLimits;
   /** How often each housekeeping sweep (event and run retention) runs. */
   sweepIntervalMs: number;
   /** How long an agent worker holds a turn without a heartbeat before it is delivered again. */
@@ -140,6 +143,13 @@ export function loadConfig(env: Env = process.env): Config {
     eventRetentionMs: duration(env, "CAIRN_EVENT_RETENTION", "7d"),
     runRetention: runRetention(env),
     sweepIntervalMs: integer(env, "CAIRN_SWEEP_INTERVAL_MS", 60_000, 100, 86_400_000),
+    connectionLimits: {
+      headersTimeoutMs: integer(env, "CAIRN_HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),
+      requestTimeoutMs: integer(env, "CAIRN_REQUEST_TIMEOUT_MS", 30_000, 100, 3_600_000),
+      idleTimeoutMs: integer(env, "CAIRN_IDLE_TIMEOUT_MS", 60_000, 100, 3_600_000),
+      maxConnections: integer(env, "CAIRN_MAX_CONNECTIONS", 10_000, 1, 1_000_000),
+      maxConcurrentStreams: integer(env, "CAIRN_MAX_STREAMS_PER_CONNECTION", 1000, 1, 1_000_000),
+    },
     agentLeaseMs: integer(env, "CAIRN_AGENT_LEASE_MS", 30_000, 100, 3_600_000),
     shutdownGraceMs: integer(env, "CAIRN_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
     corsOrigins: origins(env, "CAIRN_CORS_ORIGINS"),

@@ -9,10 +9,21 @@
 // keep-alive sockets for HTTP/1.1) and destroys whatever is left after a bounded delay, which is
 // what a SIGTERM handler needs.
 
-import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import http2, { type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from "node:http2";
+import type http from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type http2 from "node:http2";
+import type { Http2ServerRequest, Http2ServerResponse, ServerHttp2Session, ServerHttp2Stream } from "node:http2";
 import net, { type AddressInfo, type Socket } from "node:net";
 import tls, { type TLSSocket } from "node:tls";
+import {
+  type ConnectionLimits,
+  createHttp1Server,
+  createHttp2Server,
+  defaultConnectionLimits,
+  requireRequestInTime,
+  startRequestDeadlines,
+  watchSessionIdleness,
+} from "./connection-limits.js";
 
 /** What `connectNodeAdapter({ routes })` returns. */
 export type NodeHandler = (
@@ -33,6 +44,8 @@ export interface ListenOptions {
   onError?: (err: Error) => void;
   /** Serve TLS: PEM certificate chain and private key. HTTP/2 is negotiated by ALPN, HTTP/1.1 otherwise. */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Header, request and idle deadlines, the connection cap and HTTP/2's stream cap (see connection-limits.ts). */
+  limits?: ConnectionLimits;
 }
 
 export interface Listening {
@@ -56,6 +69,7 @@ export function listen(handler: NodeHandler, options: ListenOptions): Promise<Li
   const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 5000;
   const detectTimeoutMs = options.detectTimeoutMs ?? 10_000;
   const report = (err: Error): void => options.onError?.(err);
+  const limits = options.limits ?? defaultConnectionLimits;
 
   let closing = false;
   const sockets = new Set<Socket>(); // every accepted connection, until it closes
@@ -63,7 +77,8 @@ export function listen(handler: NodeHandler, options: ListenOptions): Promise<Li
   const inflight = new Map<Socket, number>(); // HTTP/1.1 sockets -> requests being answered
   const sessions = new Set<ServerHttp2Session>();
 
-  const http1 = http.createServer();
+  const http1 = createHttp1Server(limits);
+  startRequestDeadlines(http1);
   http1.on("request", (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket;
     inflight.set(socket, (inflight.get(socket) ?? 0) + 1);
@@ -77,10 +92,12 @@ export function listen(handler: NodeHandler, options: ListenOptions): Promise<Li
   });
   http1.on("request", handler);
 
-  const h2 = http2.createServer();
+  const h2 = createHttp2Server(limits);
   h2.on("request", handler);
+  h2.on("stream", (stream: ServerHttp2Stream) => requireRequestInTime(stream, limits));
   h2.on("session", (session: ServerHttp2Session) => {
     sessions.add(session);
+    watchSessionIdleness(session, limits);
     session.once("close", () => sessions.delete(session));
     if (closing) session.close();
   });
@@ -181,6 +198,8 @@ export function listen(handler: NodeHandler, options: ListenOptions): Promise<Li
       // Resolves once the listening socket is closed and every accepted connection has ended.
       server.close(() => {
         clearTimeout(force);
+        // Stops Node's request-deadline timer (startRequestDeadlines); the server never listened, hence the error it passes.
+        http1.close(() => {});
         resolve();
       });
       for (const socket of sniffing) socket.destroy();
@@ -190,6 +209,7 @@ export function listen(handler: NodeHandler, options: ListenOptions): Promise<Li
     return closed;
   };
 
+  server.maxConnections = limits.maxConnections;
   return new Promise<Listening>((resolve, reject) => {
     const onListenError = (err: Error): void => reject(err);
     server.once("error", onListenError);
