@@ -11,13 +11,14 @@ import { KeyService } from "../sdk/gen/cairn/v1/keys_pb.js";
 import { WorkflowService } from "../sdk/gen/cairn/v1/workflow_pb.js";
 import { KeyCache } from "./auth/key-cache.js";
 import { RateLimiter } from "./auth/rate-limit.js";
-import type { Config } from "./config.js";
+import { type Config, isLoopback } from "./config.js";
 import { withConsole } from "./http/console.js";
 import { withCors } from "./http/cors.js";
 import { withCorsHint } from "./http/cors-hint.js";
 import { assertPortFree } from "./http/port-check.js";
 import { listen } from "./http/listen.js";
 import { withValidAuthority } from "./http/require-authority.js";
+import { withOpenModeGuard } from "./http/open-mode-guard.js";
 import { withRestRoutes } from "./http/rest.js";
 import { withUnaryLane } from "./http/unary-lane.js";
 import type { Logger } from "./logger.js";
@@ -207,7 +208,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     metrics,
     checkAdmin,
   );
-  const handler = config.corsOrigins.length > 0 ? withCors(withRest, { origins: config.corsOrigins }) : withCorsHint(withRest, logger);
+  const withCorsRules = config.corsOrigins.length > 0 ? withCors(withRest, { origins: config.corsOrigins }) : withCorsHint(withRest, logger);
+  const handler =
+    auth.mode === "open" ? withOpenModeGuard(withCorsRules, { checkHost: isLoopback(config.host), corsOrigins: config.corsOrigins }) : withCorsRules;
 
   if (keys) {
     await keys.start(database);

@@ -194,3 +194,59 @@ test("a quiet WatchRun stream outlives the header, request and idle deadlines, o
   for (const watch of watches) watch.stop();
   await sdk.cancelRun(run.runId);
 });
+
+/** One HTTP/1.1 request with exactly these headers (fetch would set Host itself). */
+function rawPost(path: string, headers: Record<string, string>, body: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request({ host: "127.0.0.1", port, method: "POST", path, headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...headers } });
+    request.on("response", (response) => {
+      let text = "";
+      response.setEncoding("utf8").on("data", (chunk: string) => (text += chunk));
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, body: text }));
+    });
+    request.on("error", reject);
+    request.end(body);
+  });
+}
+
+test("open mode: a non-loopback Host (DNS rebinding) and a cross-site Origin are refused, and start nothing", async () => {
+  const createRun = JSON.stringify({ workflowName: "waiter", input: { type: "front.door", key: "rebinding" } });
+  const countRuns = async () => {
+    let count = 0;
+    for await (const _run of sdk.listRuns({ workflow: "waiter" })) count++;
+    return count;
+  };
+  const before = await countRuns();
+  const refused = [
+    await rawPost("/cairn.v1.WorkflowService/CreateRun", { host: `rebind.attacker.example:${port}` }, createRun),
+    await rawPost("/workflows/runs", { host: `rebind.attacker.example:${port}` }, JSON.stringify({ workflow_name: "waiter", input: { type: "t", key: "k" } })),
+    await rawPost("/cairn.v1.WorkflowService/CreateRun", { host: `127.0.0.1:${port}`, origin: "https://evil.example" }, createRun),
+    await rawPost("/cairn.v1.WorkflowService/CreateRun", { host: `127.0.0.1:${port}`, origin: "null" }, createRun),
+  ];
+  for (const response of refused) {
+    expect(response.status).toBe(403);
+    expect(JSON.parse(response.body)).toMatchObject({ code: "permission_denied" });
+  }
+  expect(JSON.parse(refused[0]!.body).message).toMatch(/Host "rebind\.attacker\.example:\d+" is not a loopback name/);
+  expect(JSON.parse(refused[2]!.body).message).toMatch(/Origin "https:\/\/evil\.example" may not call this server/);
+
+  // The same over HTTP/2, by :authority.
+  const session = await h2Session();
+  const status = await new Promise<number>((resolve, reject) => {
+    const stream = session.request({ ":method": "POST", ":path": "/cairn.v1.WorkflowService/CreateRun", ":authority": "rebind.attacker.example", "content-type": "application/json" });
+    stream.on("response", (headers) => resolve(Number(headers[":status"])));
+    stream.on("error", reject);
+    stream.end(createRun);
+    stream.resume();
+  });
+  session.destroy();
+  expect(status).toBe(403);
+  expect(await countRuns()).toBe(before);
+
+  // Loopback names and origins pass: localhost, 127.0.0.1, [::1], and a page on a loopback origin.
+  const passing: Record<string, string>[] = [{ host: `localhost:${port}` }, { host: `127.0.0.1:${port}` }, { host: `[::1]:${port}` }, { host: `127.0.0.1:${port}`, origin: "http://localhost:5173" }];
+  for (const headers of passing) {
+    const response = await rawPost("/cairn.v1.WorkflowService/ListWorkflows", headers, "{}");
+    expect(response.status, JSON.stringify(headers)).toBe(200);
+  }
+});

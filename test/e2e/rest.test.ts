@@ -316,17 +316,22 @@ describe("CORS", () => {
     assert.equal(response.status, 403);
     assert.equal(response.headers.get("access-control-allow-origin"), null);
     await response.body?.cancel();
+    // In open mode (these servers) the call itself is refused too: a page must not act as admin through
+    // a "simple" cross-site request that needs no preflight. Nothing is started.
+    const before = await client.listRuns({ pageSize: 1000 });
     const actual = await postRun(`{"workflow_name":"echo"}`, { origin: "https://evil.example" }, corsServer.url);
-    assert.equal(actual.status, 200); // the server answers; the browser withholds it from the page
+    assert.equal(actual.status, 403);
     assert.equal(actual.headers.get("access-control-allow-origin"), null);
-    await actual.body?.cancel();
+    assert.match(((await actual.json()) as { message: string }).message, /Origin "https:\/\/evil\.example" may not call this server/);
+    assert.equal((await client.listRuns({ pageSize: 1000 })).runs.length, before.runs.length);
   });
 
   test("CAIRN_CORS_ORIGINS unset: no CORS headers at all, and OPTIONS is not answered as a preflight", async () => {
     const response = await preflight(server.url, "/cairn.v1.WorkflowService/CreateRun", appOrigin);
     assert.notEqual(response.status, 204);
     await response.body?.cancel();
-    const rest = await postRun(`{"workflow_name":"echo"}`, { origin: appOrigin });
+    // A loopback origin (the console, a dev server) may call an open-mode server; see open-mode-guard.ts.
+    const rest = await postRun(`{"workflow_name":"echo"}`, { origin: "http://localhost:5173" });
     assert.equal(rest.status, 200);
     await rest.body?.cancel();
     for (const r of [response, rest]) {
