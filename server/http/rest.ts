@@ -226,6 +226,12 @@ async function readJsonBody(req: Request, res: Response, limit: number, options:
     return undefined;
   }
   const text = Buffer.concat(chunks).toString("utf8");
+  // A body without a content type is what a cross-site page can send without a CORS preflight (a Blob or
+  // bytes): never read as JSON, so such a page cannot start or change runs by REST.
+  if (!mediaType && text.trim() !== "") {
+    sendError(res, new ConnectError(`a request body needs content-type: application/json`, Code.InvalidArgument), 415);
+    return undefined;
+  }
   if (text.trim() === "" && options.allowEmpty) return {};
   if (text.trim() === "") {
     sendError(res, new ConnectError(`request body is empty; send a JSON object such as {"workflow_name": "...", "input": {...}}`, Code.InvalidArgument));

@@ -224,6 +224,9 @@ describe("errors are the service's, as HTTP statuses with Connect's error JSON",
       "invalid_argument",
       /content-type "text\/plain" is not supported/,
     );
+    // Bytes without a content type (what a cross-site page can send without a preflight) are not read as JSON.
+    const untyped = await fetch(`${server.url}/workflows/runs`, { method: "POST", headers: { "X-Api-Key": apiKey }, body: new TextEncoder().encode(`{"workflow_name":"echo"}`) });
+    await expectError(untyped, 415, "invalid_argument", /a request body needs content-type: application\/json/);
     const response = await postRun(`{"workflow_name":"echo"}`);
     assert.equal(response.status, 200);
     await response.body?.cancel();
