@@ -91,6 +91,14 @@ function RunPage({ params }: { params: string[] }) {
             </dd>
           </>
         )}
+        {run.forkedFromRunId && (
+          <>
+            <dt>Forked from</dt>
+            <dd class="mono">
+              <a href={`/runs/${run.forkedFromRunId}`}>{run.forkedFromRunId}</a>
+            </dd>
+          </>
+        )}
         <dt>Created</dt>
         <dd>{time(created)}</dd>
         <dt>{completed ? "Took" : "Running for"}</dt>
