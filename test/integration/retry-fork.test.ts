@@ -287,3 +287,16 @@ test("the REST routes POST /workflows/runs/{id}/retry and /fork", async () => {
   const get = await fetch(`${server.url}/workflows/runs/${runId}/retry`);
   assert.equal(get.status, 405);
 });
+
+test("a failed child whose parent already received its failure is refused; nothing changed", async () => {
+  const { runId: parent } = await sdk.createRun("parent_of_failing", {}, { eagerStart: true });
+  await until(parent, "failed");
+  const [child] = (await sdk.listRunsPage({ parentRunId: parent })).runs;
+  assert.ok(child);
+  assert.equal(child.status, "failed");
+  const before = await rowOf(child.runId);
+  await expectCode(sdk.retryRun(child.runId), Code.FailedPrecondition, new RegExp(`parent ${parent} already received its failure`));
+  const json = await connectJson("RetryRun", { runId: child.runId });
+  assert.equal(json.json.code, "failed_precondition");
+  assert.deepEqual(await rowOf(child.runId), before);
+});
