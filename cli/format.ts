@@ -90,13 +90,15 @@ function mark(kind: string): string {
   return "·";
 }
 
+const runEndings = new Set(["run_completed", "run_failed", "run_cancelled"]);
+
 /**
  * One history entry as one line of `runs watch`: the server's summary with a mark and, for entries
- * that end something, how long it took. The run_* entries return undefined: the watch prints the
- * run's outcome itself once the stream ends.
+ * that end something, how long it took. The run-ending entries return undefined: the watch prints the
+ * run's outcome itself once the stream ends. Run-control entries (paused, resumed, retried, forked) show.
  */
 export function entryLine(entry: HistoryEntryInfo): string | undefined {
-  if (entry.kind.startsWith("run_")) return undefined;
+  if (runEndings.has(entry.kind)) return undefined;
   const ends = mark(entry.kind) === "✓";
   return `  ${mark(entry.kind)} ${entry.summary}${ends ? took(entry) : ""}`;
 }
@@ -120,6 +122,7 @@ export function runDetails(run: RunInfo): string {
     ["duration", run.startedAt || isFinished(run) ? runDuration(run) : undefined],
     ["activations", String(run.activationCount)],
     ["parent", run.parentRunId],
+    ["forked from", run.forkedFromRunId],
     ["idempotency key", run.idempotencyKey],
     ["namespace", run.namespace],
     [

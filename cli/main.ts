@@ -18,7 +18,7 @@ import { UnreachableError, UsageError } from "./args.js";
 import { type Command, type CommandContext, ExitCode, type OptionSpecs, type OptionValues, type Output } from "./command.js";
 import { eventsSend } from "./commands/events.js";
 import { keysCreate, keysList, keysRevoke } from "./commands/keys.js";
-import { runsCancel, runsCreate, runsGet, runsList, runsPause, runsResume, runsWatch } from "./commands/runs.js";
+import { runsCancel, runsCreate, runsFork, runsGet, runsList, runsPause, runsResume, runsRetry, runsWatch } from "./commands/runs.js";
 import { runsHistory } from "./commands/run-history.js";
 import { serve } from "./commands/serve.js";
 import { workflowsList } from "./commands/workflows.js";
@@ -35,6 +35,8 @@ export const commands: readonly Command[] = [
   runsCancel,
   runsPause,
   runsResume,
+  runsRetry,
+  runsFork,
   eventsSend,
   keysCreate,
   keysList,

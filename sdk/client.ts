@@ -111,6 +111,20 @@ export interface RunInfo<O = JsonValue> {
   metadata: Record<string, string>;
   idempotencyKey?: string;
   activationCount: number;
+  /** The run this one was forked from (ForkRun); absent otherwise. */
+  forkedFromRunId?: string;
+}
+
+export interface RetryRunOptions extends RequestOptions {
+  /** Recorded in the run_retried history entry. */
+  reason?: string;
+}
+
+export interface ForkRunOptions extends RequestOptions {
+  /** The operation to run live from, as the source's history names it; everything before it is replayed. */
+  fromOperation: string;
+  /** The new run's input (a JSON object); absent: the source's input. */
+  input?: JsonValue;
 }
 
 export interface WorkflowInfo {
@@ -307,6 +321,16 @@ export interface CairnClient {
   /** Make a paused run claimable again. A run that is not paused is a FAILED_PRECONDITION error. */
   resumeRun(runId: string, reason?: string, options?: RequestOptions): Promise<RunInfo>;
   /**
+   * Queue a failed run again: it continues from where it failed (completed steps are replayed, not run again;
+   * the failed operation runs again with a fresh attempt count). Any other status is a FAILED_PRECONDITION error.
+   */
+  retryRun(runId: string, options?: RetryRunOptions): Promise<RunInfo>;
+  /**
+   * A new run of the same workflow that replays `runId`'s journal up to `fromOperation` and runs live from
+   * there, with the same or a new input. An operation the source never reached is a FAILED_PRECONDITION error.
+   */
+  forkRun(runId: string, options: ForkRunOptions): Promise<RunInfo>;
+  /**
    * Polls GetRun until the run ends (a live stream replaces the polling once WatchRun is served):
    * resolves its output, or throws RunFailedError / RunCancelledError (carrying the run's failure),
    * or WaitTimeoutError when `timeoutMs` passes first.
@@ -488,6 +512,23 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
     async resumeRun(runId: string, reason?: string, requestOptions?: RequestOptions): Promise<RunInfo> {
       const { run } = await rpc(() => workflows.resumeRun({ runId, reason: reason ?? "" }, callOptions(requestOptions)));
       if (!run) throw new CairnError("ResumeRun answered without a run", Code.Internal);
+      return runInfo(run);
+    },
+
+    async retryRun(runId: string, retryOptions: RetryRunOptions = {}): Promise<RunInfo> {
+      const { run } = await rpc(() => workflows.retryRun({ runId, reason: retryOptions.reason ?? "" }, callOptions(retryOptions)));
+      if (!run) throw new CairnError("RetryRun answered without a run", Code.Internal);
+      return runInfo(run);
+    },
+
+    async forkRun(runId: string, forkOptions: ForkRunOptions): Promise<RunInfo> {
+      const request = {
+        runId,
+        fromOperation: forkOptions.fromOperation,
+        ...(forkOptions.input === undefined ? {} : { input: jsonToValue(forkOptions.input, "input") }),
+      };
+      const { run } = await rpc(() => workflows.forkRun(request, callOptions(forkOptions)));
+      if (!run) throw new CairnError("ForkRun answered without a run", Code.Internal);
       return runInfo(run);
     },
 
@@ -943,5 +984,6 @@ function runInfo<O = JsonValue>(run: Run): RunInfo<O> {
     metadata: { ...run.metadata },
     ...(run.idempotencyKey ? { idempotencyKey: run.idempotencyKey } : {}),
     activationCount: run.activationCount,
+    ...(run.forkedFromRunId ? { forkedFromRunId: run.forkedFromRunId } : {}),
   };
 }

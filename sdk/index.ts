@@ -35,6 +35,8 @@ export {
   type ListRunsPage,
   type RequestOptions,
   type RetryOptions,
+  type RetryRunOptions,
+  type ForkRunOptions,
   type RunHandle,
   type RunInfo,
   type RunStatusName,

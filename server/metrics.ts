@@ -31,7 +31,7 @@ export class Metrics {
 
   readonly runsCreated = new Counter({
     name: "cairn_runs_created_total",
-    help: "Runs created, by workflow and origin (api: CreateRun or REST; child: ctx.startWorkflow). Deduplicated creates are not counted.",
+    help: "Runs created, by workflow and origin (api: CreateRun or REST; child: ctx.startWorkflow; fork: ForkRun). Deduplicated creates are not counted.",
     labelNames: ["workflow", "origin"] as const,
     registers: [this.registry],
   });

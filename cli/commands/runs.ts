@@ -1,4 +1,4 @@
-/** `cairn runs create | get | list | cancel | pause | resume | watch` (`runs history`: run-history.ts). */
+/** `cairn runs create | get | list | cancel | pause | resume | retry | fork | watch` (`runs history`: run-history.ts). */
 import type { ListRunsFilter, RunInfo } from "../../sdk/index.js";
 import { instant, isJsonObject, jsonOption, keyValuePairs, parseStatuses, positiveInteger, UsageError } from "../args.js";
 import { type Command, ExitCode, flag, jsonDocument, stringValue } from "../command.js";
@@ -186,6 +186,58 @@ export const runsResume: Command = {
   async run(context, values, [runId = ""]) {
     const run = await context.client().resumeRun(runId, stringValue(values, "reason"));
     context.io.out(context.json ? jsonDocument(run) : `resumed run ${run.runId}: ${run.status}`);
+    return ExitCode.ok;
+  },
+};
+
+export const runsRetry: Command = {
+  name: "runs retry",
+  summary: "queue a failed run again; it continues from where it failed",
+  usage: "<run-id> [--reason TEXT] [--wait]",
+  description:
+    "Steps that completed are replayed from the run's journal, not run again; the operation that\n" +
+    "failed the run runs again with a fresh attempt count. The history keeps every entry and shows\n" +
+    "the retry. Only a failed run can be retried.",
+  optionHelp: [
+    ["--reason TEXT", "recorded in the run's history"],
+    ["--wait", "follow the run until it ends (like `cairn runs watch`)"],
+  ],
+  options: { reason: { type: "string" }, wait: { type: "boolean" } },
+  positionals: ["run-id"],
+  async run(context, values, [runId = ""]) {
+    const reason = stringValue(values, "reason");
+    const run = await context.client().retryRun(runId, reason ? { reason } : {});
+    if (flag(values, "wait")) return watchRun(context, run.runId);
+    context.io.out(context.json ? jsonDocument(run) : `retried run ${run.runId}: ${run.status}`);
+    return ExitCode.ok;
+  },
+};
+
+export const runsFork: Command = {
+  name: "runs fork",
+  summary: "start a new run that replays a run up to an operation and runs live from there",
+  usage: "<run-id> --from OPERATION [--input JSON | --input-file FILE] [--wait]",
+  description:
+    "Prints the new run's id. Its journal is a copy of the source run's entries before OPERATION\n" +
+    "(a step, sleep, wait or child name as `cairn runs watch` shows it): those are replayed, not\n" +
+    "run again, and the run goes on live from OPERATION, with the source's input or --input.\n" +
+    "The source run may be in any state and is not changed.",
+  optionHelp: [
+    ["--from OPERATION", "the operation to run live from (required)"],
+    ["--input JSON", "the new run's input, a JSON object (default: the source run's input)"],
+    ["--input-file FILE", "read the input from FILE (- for standard input)"],
+    ["--wait", "follow the new run until it ends (like `cairn runs watch`)"],
+  ],
+  options: { from: { type: "string" }, input: { type: "string" }, "input-file": { type: "string" }, wait: { type: "boolean" } },
+  positionals: ["run-id"],
+  async run(context, values, [runId = ""]) {
+    const fromOperation = stringValue(values, "from");
+    if (!fromOperation) throw new UsageError("--from OPERATION is required: the operation of the source run to run live from, e.g. --from charge");
+    const input = await jsonOption(stringValue(values, "input"), stringValue(values, "input-file"), "input");
+    if (input !== undefined && !isJsonObject(input)) throw new UsageError("the input must be a JSON object, e.g. --input '{\"orderId\":\"o-1\"}'");
+    const run = await context.client().forkRun(runId, { fromOperation, ...(input === undefined ? {} : { input }) });
+    if (flag(values, "wait")) return watchRun(context, run.runId);
+    context.io.out(context.json ? jsonDocument(run) : run.runId);
     return ExitCode.ok;
   },
 };

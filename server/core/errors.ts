@@ -119,7 +119,7 @@ export class RunPauseRequestedError extends Error {
   }
 }
 
-/** PauseRun or ResumeRun on a run in a status it does not apply to. */
+/** PauseRun, ResumeRun or RetryRun on a run in a status it does not apply to; ForkRun from an operation the source never reached. */
 export class RunControlRefusedError extends Error {
   override readonly name = "RunControlRefusedError";
   constructor(

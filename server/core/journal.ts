@@ -59,6 +59,28 @@ export type RunCancelled = Base & { kind: "run_cancelled"; error?: FailureInfo }
 /** PauseRun / ResumeRun (run-control.ts): the reason rides in error.message. */
 export type RunPaused = Base & { kind: "run_paused"; error?: FailureInfo };
 export type RunResumed = Base & { kind: "run_resumed"; error?: FailureInfo };
+/**
+ * RetryRun (run-control.ts): the failed run was queued again. `result.supersedes` lists the sequences replay
+ * skips from now on (the run_failed entry and every entry of the operation that failed the run), so that
+ * operation runs live again with a fresh attempt count; the entries stay in the history. Reason in error.message.
+ */
+export type RunRetried = Base & { kind: "run_retried"; result: RetriedNote; error?: FailureInfo };
+export interface RetriedNote {
+  [key: string]: JsonValue;
+  supersedes: number[];
+}
+/**
+ * ForkRun (run-control.ts): the first entry of a forked run, naming its source (`targetRunId`) and the
+ * operation it runs live from; the entries after it are copied from the source and replayed like its own.
+ */
+export type RunForked = Base & { kind: "run_forked"; targetRunId: string; result: ForkedNote };
+export interface ForkedNote {
+  [key: string]: JsonValue;
+  sourceRunId: string;
+  fromOperation: string;
+  /** The source's sequence of the operation's first entry: everything before it was copied. */
+  fromSequence: number;
+}
 
 /** What an activation asks the host to persist. */
 export type NewEntry =
@@ -80,7 +102,9 @@ export type NewEntry =
   | RunFailed
   | RunCancelled
   | RunPaused
-  | RunResumed;
+  | RunResumed
+  | RunRetried
+  | RunForked;
 
 export type EntryKind = NewEntry["kind"];
 export type EntryOf<K extends EntryKind> = Extract<NewEntry, { kind: K }>;
@@ -105,6 +129,8 @@ export const entryKinds = [
   "run_cancelled",
   "run_paused",
   "run_resumed",
+  "run_retried",
+  "run_forked",
 ] as const satisfies readonly EntryKind[];
 
 export type JournalEntry = NewEntry & { sequence: number; createdAt: Date };
@@ -203,6 +229,10 @@ export function entryFromRecord(record: EntryRecord): NewEntry {
       return { kind: "run_paused", ...base, ...(r.error ? { error: r.error } : {}) };
     case "run_resumed":
       return { kind: "run_resumed", ...base, ...(r.error ? { error: r.error } : {}) };
+    case "run_retried":
+      return { kind: "run_retried", ...base, result: need(r.result, r, "superseded sequences") as RetriedNote, ...(r.error ? { error: r.error } : {}) };
+    case "run_forked":
+      return { kind: "run_forked", ...base, targetRunId: need(r.targetRunId, r, "source run id"), result: need(r.result, r, "fork origin") as ForkedNote };
     default:
       throw new MalformedEntryError(r.kind, r.name, "known kind");
   }

@@ -7,6 +7,7 @@
 import { DeterminismError } from "./errors.js";
 import type { JournalEntry } from "./journal.js";
 import { operationTypeOf } from "./primitives/index.js";
+import { supersededSequences } from "./superseded.js";
 import type { Operation, OperationType, RunIdentity } from "./primitives/primitive.js";
 
 export type ReplayStep =
@@ -15,7 +16,10 @@ export type ReplayStep =
   | { kind: "blocked"; error: DeterminismError };
 
 export class Replay {
-  /** Operation entries in journal order (run-level entries have no operation and replay nothing). */
+  /**
+   * Operation entries in journal order (run-level entries have no operation and replay nothing). Entries a
+   * RetryRun superseded are left out: the operation that failed the run runs live again, from attempt 1.
+   */
   private readonly entries: readonly JournalEntry[];
   private position = 0;
   /** Recorded entries by operation name, for start parameters (a timer's fire time) and determinism checks. */
@@ -25,7 +29,8 @@ export class Replay {
     private readonly run: RunIdentity,
     journal: readonly JournalEntry[],
   ) {
-    this.entries = journal.filter((entry) => entry.name !== "");
+    const superseded = supersededSequences(journal);
+    this.entries = journal.filter((entry) => entry.name !== "" && !superseded.has(entry.sequence));
     for (const entry of this.entries) {
       const list = this.byName.get(entry.name);
       if (list) list.push(entry);

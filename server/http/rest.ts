@@ -4,7 +4,8 @@
  *   POST /workflows/runs        body {"workflow_name", "input", "eager_start", "idempotency_key", "metadata"}
  *                               (camelCase spellings too)                      → 200 {"run": {...}, "deduplicated"?: true}
  *   GET  /workflows/runs/{id}                                                  → 200 {"run": {...}}
- *   POST /workflows/runs/{id}/pause, /resume   body {"reason"} or none          → 200 {"run": {...}}
+ *   POST /workflows/runs/{id}/pause, /resume, /retry   body {"reason"} or none  → 200 {"run": {...}}
+ *   POST /workflows/runs/{id}/fork      body {"from_operation", "input"?}          → 200 {"run": {...}} (the new run)
  *
  * Both call the very WorkflowService implementation the Connect routes serve, through an in-memory
  * Connect router with the same interceptors, so validation, error codes and messages are identical,
@@ -40,11 +41,15 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import {
   CreateRunRequestSchema,
   CreateRunResponseSchema,
+  ForkRunRequestSchema,
+  ForkRunResponseSchema,
   GetRunResponseSchema,
   PauseRunRequestSchema,
   PauseRunResponseSchema,
   ResumeRunRequestSchema,
   ResumeRunResponseSchema,
+  RetryRunRequestSchema,
+  RetryRunResponseSchema,
   WorkflowService,
 } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import type { NodeHandler } from "./listen.js";
@@ -126,7 +131,7 @@ async function serve(client: Client<typeof WorkflowService>, req: Request, res: 
     return call(res, req, GetRunResponseSchema, (callOptions) => client.getRun({ runId }, callOptions));
   }
 
-  const control = /^([^/]+)\/(pause|resume)$/.exec(rest);
+  const control = /^([^/]+)\/(pause|resume|retry|fork)$/.exec(rest);
   if (control) {
     if (method !== "POST") return sendMethodNotAllowed(res, method, path, "POST");
     let runId: string;
@@ -135,24 +140,39 @@ async function serve(client: Client<typeof WorkflowService>, req: Request, res: 
     } catch {
       return sendError(res, new ConnectError(`run id "${control[1]}" is not valid URL encoding`, Code.InvalidArgument));
     }
-    const body = await readJsonBody(req, res, options.readMaxBytes, { allowEmpty: true });
+    const action = control[2] as "pause" | "resume" | "retry" | "fork";
+    const body = await readJsonBody(req, res, options.readMaxBytes, { allowEmpty: action !== "fork" });
     if (body === undefined) return;
-    const schema = control[2] === "pause" ? PauseRunRequestSchema : ResumeRunRequestSchema;
-    let reason: string;
+    // The run id comes from the path; the body may carry only the action's fields (unknown fields are refused by name).
+    const fields = { ...(body as Record<string, JsonValue>), run_id: runId };
     try {
-      // The run id comes from the path; the body may carry only the reason (unknown fields are refused by name).
-      reason = fromJson(schema, { ...(body as Record<string, JsonValue>), run_id: runId }).reason;
+      switch (action) {
+        case "pause": {
+          const { reason } = fromJson(PauseRunRequestSchema, fields);
+          return call(res, req, PauseRunResponseSchema, (callOptions) => client.pauseRun({ runId, reason }, callOptions));
+        }
+        case "resume": {
+          const { reason } = fromJson(ResumeRunRequestSchema, fields);
+          return call(res, req, ResumeRunResponseSchema, (callOptions) => client.resumeRun({ runId, reason }, callOptions));
+        }
+        case "retry": {
+          const { reason } = fromJson(RetryRunRequestSchema, fields);
+          return call(res, req, RetryRunResponseSchema, (callOptions) => client.retryRun({ runId, reason }, callOptions));
+        }
+        case "fork": {
+          const request = fromJson(ForkRunRequestSchema, fields);
+          return call(res, req, ForkRunResponseSchema, (callOptions) => client.forkRun(request, callOptions));
+        }
+      }
     } catch (error) {
       return sendError(res, new ConnectError(`invalid request body: ${(error as Error).message}`, Code.InvalidArgument));
     }
-    if (control[2] === "pause") return call(res, req, PauseRunResponseSchema, (callOptions) => client.pauseRun({ runId, reason }, callOptions));
-    return call(res, req, ResumeRunResponseSchema, (callOptions) => client.resumeRun({ runId, reason }, callOptions));
   }
 
   sendError(
     res,
     new ConnectError(
-      `no route for ${method} ${path}; REST routes are POST ${collectionPath}, GET ${collectionPath}/{id} and POST ${collectionPath}/{id}/pause|resume`,
+      `no route for ${method} ${path}; REST routes are POST ${collectionPath}, GET ${collectionPath}/{id} and POST ${collectionPath}/{id}/pause|resume|retry|fork`,
       Code.NotFound,
     ),
   );

@@ -92,6 +92,7 @@ export function runToProto(row: RunRow): Run {
     idempotencyKey: row.idempotencyKey ?? "",
     startedAt: timestamp(row.startedAt),
     activationCount: row.activationCount,
+    forkedFromRunId: row.forkedFromRunId ?? "",
     ...(row.status === "waiting" && row.waitingOn ? { waitingOn: waitingOnToProto(row.waitingOn) } : {}),
   });
 }

@@ -17,6 +17,8 @@ import {
   GetRunResponseSchema,
   ListRunsResponseSchema,
   PauseRunResponseSchema,
+  ForkRunResponseSchema,
+  RetryRunResponseSchema,
   ResumeRunResponseSchema,
   ListWorkflowsResponseSchema,
   SendEventResponseSchema,
@@ -32,7 +34,9 @@ import { cancelRun } from "../runs/cancel-run.js";
 import { createRun } from "../runs/create-run.js";
 import { getRun } from "../runs/get-run.js";
 import { listRuns } from "../runs/list-runs.js";
+import { forkRun } from "../runs/fork-run.js";
 import { pauseRun } from "../runs/pause-run.js";
+import { retryRun } from "../runs/retry-run.js";
 import { resumeRun } from "../runs/resume-run.js";
 import { runHistory, sequenceAfter } from "../runs/run-history.js";
 import type { RunsDeps } from "../runs/runs-deps.js";
@@ -142,6 +146,20 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
     async resumeRun(request, context) {
       const run = await resumeRun(deps, callOf(context), { runId: request.runId, reason: request.reason });
       return create(ResumeRunResponseSchema, { run: runToProto(run) });
+    },
+
+    async retryRun(request, context) {
+      const run = await retryRun(deps, callOf(context), { runId: request.runId, reason: request.reason });
+      return create(RetryRunResponseSchema, { run: runToProto(run) });
+    },
+
+    async forkRun(request, context) {
+      const run = await forkRun(deps, callOf(context), {
+        runId: request.runId,
+        fromOperation: request.fromOperation,
+        input: request.input ? jsonFromValue(request.input, "input") : undefined,
+      });
+      return create(ForkRunResponseSchema, { run: runToProto(run) });
     },
 
     async sendEvent(request, context) {

@@ -60,6 +60,8 @@ export const runs = pgTable(
     completedAt: timestamptz("completed_at"),
     /** W3C `traceparent` the run's spans continue (the creating call's span, or the parent run's activation); null: untraced. */
     traceParent: text(),
+    /** ForkRun: the run this one was forked from (its journal's prefix was copied); null for other runs. */
+    forkedFromRunId: uuid(),
   },
   (t) => [
     check("runs_status_check", sql`${t.status} in ('queued', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled')`),

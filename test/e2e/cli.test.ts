@@ -9,7 +9,8 @@ import { randomUUID } from "node:crypto";
 import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, test } from "vitest";
 import { createCairnClient, type CairnClient, type RunInfo } from "../../sdk/index.js";
-import { createTestDatabase, type TestDatabase } from "../support/postgres.js";
+import { sideTablesSql } from "../fixtures/retry-fork-workflows/retry-fork.js";
+import { createTestDatabase, type TestDatabase, withClient } from "../support/postgres.js";
 import { repoRoot, type ServerProcess, startServerProcess, stopAllServerProcesses, waitFor } from "../support/server-process.js";
 
 let database: TestDatabase;
@@ -19,7 +20,13 @@ const children = new Set<ChildProcess>();
 
 beforeAll(async () => {
   database = await createTestDatabase("cli");
-  server = await startServerProcess({ databaseUrl: database.url, workflowDirs: ["test/fixtures/service-workflows", "workflows"], name: "cli-server" });
+  // retry-fork-workflows count step executions in side tables of the server's own database.
+  await withClient(database.url, (db) => db.query(sideTablesSql));
+  server = await startServerProcess({
+    databaseUrl: database.url,
+    workflowDirs: ["test/fixtures/service-workflows", "workflows", "test/fixtures/retry-fork-workflows"],
+    name: "cli-server",
+  });
   sdk = createCairnClient({ baseUrl: server.url });
 });
 
@@ -327,6 +334,39 @@ describe.concurrent("cairn CLI", () => {
     assert.equal(lines(after.stdout).length, document.entries.filter((entry) => entry.sequence > 1).length + 1);
     expectExit(missing, 4);
     assert.match(missing.stderr, /not_found/);
+  });
+
+  test("runs retry and runs fork: a failed run retried to completion, a fork from an operation, refusals", async () => {
+    const key = `cli-${randomUUID()}`;
+    const { runId } = await sdk.createRun("flagged_charge", { key }, { eagerStart: true });
+    await waitFor(async () => ((await sdk.getRun(runId)).status === "failed" ? true : undefined), 10_000, () => `run ${runId} never failed`);
+
+    const forked = await cairn("runs", "fork", runId, "--from", "charge", "--input", JSON.stringify({ key: `${key}-fork` }), "--json");
+    expectExit(forked, 0);
+    const fork = JSON.parse(forked.stdout) as RunInfo;
+    assert.equal(fork.forkedFromRunId, runId);
+    assert.deepEqual(fork.input, { key: `${key}-fork` });
+    const shown = await cairn("runs", "get", fork.runId);
+    expectExit(shown, 0);
+    assert.match(shown.stdout, new RegExp(`forked from +${runId}`));
+
+    await withClient(database.url, (db) => db.query("insert into retry_flags (key) values ($1)", [key]));
+    const retried = await cairn("runs", "retry", runId, "--reason", "flag set", "--wait");
+    expectExit(retried, 0);
+    assert.match(retried.stdout, /run retried: flag set/);
+    assert.equal((await sdk.getRun(runId)).status, "completed");
+
+    const [again, noFrom, unreached] = await Promise.all([
+      cairn("runs", "retry", runId),
+      cairn("runs", "fork", runId),
+      cairn("runs", "fork", runId, "--from", "nowhere"),
+    ]);
+    expectExit(again, 4);
+    assert.match(again.stderr, /is COMPLETED; only a FAILED run can be retried/);
+    expectExit(noFrom, 3);
+    assert.match(noFrom.stderr, /--from OPERATION is required/);
+    expectExit(unreached, 4);
+    assert.match(unreached.stderr, /never reached operation "nowhere"/);
   });
 
   test("runs cancel of a waiting run: CANCELLED, and its watcher exits 2", async () => {

@@ -17,7 +17,7 @@ import { gzipSync } from "node:zlib";
 import { fromJson, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { type Browser, type Page, chromium } from "playwright-core";
-import { RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
+import { EntryKind, RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
 import type { CairnServer } from "../../server/app.js";
 import { generateApiKey } from "../../server/auth/api-key.js";
 import { consoleContentSecurityPolicy, consoleDistDir } from "../../server/http/console.js";
@@ -229,7 +229,22 @@ test("open mode: start a run from the form, watch it live, send the event it wai
   assert.match(cancelled.error?.message ?? "", /not needed any more/);
   await runsPage.locator(`tr[data-run-id="${waiting.runId}"][data-status="cancelled"]`).waitFor({ timeout: 10_000 });
 
-  // ListRuns' metadata filter, through the API: all pairs must match.
+  // Retry a failed run from its page: it completes, and its history shows the retry (through the API).
+  const { run: failing } = await client.createRun({ workflowName: "fails_once", input: fromJson(ValueSchema, {}) });
+  assert.ok(failing);
+  await page.goto(`${server.url}/runs/${failing.runId}`);
+  await page.locator('.run-page[data-status="failed"]').waitFor({ timeout: 10_000 });
+  await page.locator('button[name="retry"]').click();
+  await page.locator('.run-page[data-status="completed"]').waitFor({ timeout: 10_000 });
+  assert.equal((await waitForEnd(client, failing.runId)).status, RunStatus.COMPLETED);
+  const retriedHistory = await client.getRunHistory({ runId: failing.runId });
+  assert.ok(retriedHistory.entries.some((entry) => entry.kind === EntryKind.RUN_RETRIED && /retried from the console/.test(entry.summary)));
+  // A fork of it names its origin with a link to it.
+  const { run: fork } = await client.forkRun({ runId: failing.runId, fromOperation: "flip" });
+  assert.ok(fork);
+  await page.goto(`${server.url}/runs/${fork.runId}`);
+  await page.locator(`.facts a[href="/runs/${failing.runId}"]`).waitFor({ timeout: 10_000 });
+
   assert.deepEqual((await client.listRuns({ metadata: { team: "ops" } })).runs.map((r) => r.runId), [waiting.runId]);
   assert.deepEqual((await client.listRuns({ metadata: { team: "ops", other: "x" } })).runs, []);
 

@@ -2,7 +2,7 @@
  * One run: what it is waiting on, its timeline, input/output/error, child runs and full history, kept
  * current by WatchRun (the run on every status change, then each new history entry in order).
  */
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { type HistoryEntry, type Run, RunStatus, api, date, errorText, isAbort, json } from "../api.js";
 import { ChildTree } from "../components/child-tree.js";
 import { FailureView } from "../components/failure.js";
@@ -24,6 +24,8 @@ function RunPage({ params }: { params: string[] }) {
   const [notice, setNotice] = useState<preact.ComponentChildren>(null);
   const [now, setNow] = useState(Date.now());
   const [live, setLive] = useState(false);
+  /** Follows the run again after its stream ended: an action (RetryRun) may have brought it back. */
+  const rewatch = useRef<() => void>(() => undefined);
 
   useEffect(() => {
     setRun(undefined);
@@ -43,9 +45,13 @@ function RunPage({ params }: { params: string[] }) {
               setEntries((current) => [...current, entry]);
             }
           }
-          // The stream ends when the run has ended and its history is complete.
+          // The stream ends when the run has ended and its history is complete. An action may bring the run
+          // back (a retry): then follow it again from the last entry seen.
           setLive(false);
-          return;
+          await new Promise<void>((resolve) => {
+            rewatch.current = resolve;
+            abort.signal.addEventListener("abort", () => resolve(), { once: true });
+          });
         } catch (error) {
           if (abort.signal.aborted || isAbort(error)) return;
           setLive(false);
@@ -91,6 +97,14 @@ function RunPage({ params }: { params: string[] }) {
             </dd>
           </>
         )}
+        {run.forkedFromRunId && (
+          <>
+            <dt>Forked from</dt>
+            <dd class="mono">
+              <a href={`/runs/${run.forkedFromRunId}`}>{run.forkedFromRunId}</a>
+            </dd>
+          </>
+        )}
         <dt>Created</dt>
         <dd>{time(created)}</dd>
         <dt>{completed ? "Took" : "Running for"}</dt>
@@ -118,7 +132,13 @@ function RunPage({ params }: { params: string[] }) {
       {(available.length > 0 || notice) && (
         <div class="actions">
           {available.map((a) => (
-            <a.component target={target} done={setNotice} />
+            <a.component
+              target={target}
+              done={(message) => {
+                setNotice(message);
+                rewatch.current();
+              }}
+            />
           ))}
           {notice && <div class="notice">{notice}</div>}
         </div>

@@ -177,6 +177,7 @@ interface RawRun {
   started_at: Date | null;
   completed_at: Date | null;
   trace_parent: string | null;
+  forked_from_run_id: string | null;
 }
 
 /** A `runs` row as `to_jsonb(runs.*)` gives it: timestamps are ISO strings. */
@@ -225,5 +226,6 @@ function toRunRow(raw: RawRun): RunRow {
     startedAt: raw.started_at,
     completedAt: raw.completed_at,
     traceParent: raw.trace_parent ?? null,
+    forkedFromRunId: raw.forked_from_run_id ?? null,
   };
 }

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cairn/v1/workflow.proto.
  */
 export const file_cairn_v1_workflow: GenFile = /*@__PURE__*/
-  fileDesc("ChdjYWlybi92MS93b3JrZmxvdy5wcm90bxIIY2Fpcm4udjEiFgoUTGlzdFdvcmtmbG93c1JlcXVlc3QiPgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiUKCXdvcmtmbG93cxgBIAMoCzISLmNhaXJuLnYxLldvcmtmbG93In8KCFdvcmtmbG93EgwKBG5hbWUYASABKAkSEwoLc291cmNlX2ZpbGUYAiABKAkSGAoQaGFzX2lucHV0X3NjaGVtYRgDIAEoCBIbChNpbnB1dF9zY2hlbWFfdmVuZG9yGAQgASgJEhkKEWlucHV0X2pzb25fc2NoZW1hGAUgASgJIqQCChBDcmVhdGVSdW5SZXF1ZXN0EiIKDXdvcmtmbG93X25hbWUYASABKAlCC7pICMgBAXIDGIACEi0KBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSEwoLZWFnZXJfc3RhcnQYAyABKAgSIQoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgi6SAVyAxiAAhJUCghtZXRhZGF0YRgFIAMoCzIoLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEEAiB3IFEAEYgAIqBXIDGIAgGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChFDcmVhdGVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SFAoMZGVkdXBsaWNhdGVkGAIgASgIIikKDUdldFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIsCg5HZXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4igwcKD0xpc3RSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESGgoJcGFnZV9zaXplGAYgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAIEjEKC3dhaXRpbmdfZm9yGAggASgOMhIuY2Fpcm4udjEuV2FpdEtpbmRCCLpIBYIBAhABEiQKEndhaXRpbmdfZXZlbnRfdHlwZRgJIAEoCUIIukgFcgMYgAQSKAoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCUIIukgFcgMYgAQSUwoIbWV0YWRhdGEYCyADKAsyJy5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEBAiB3IFEAEYgAIqBXIDGIAgEk0KC2VuZGVkX2FmdGVyGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJOCgxlbmRlZF9iZWZvcmUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJIChBMaXN0UnVuc1Jlc3BvbnNlEhsKBHJ1bnMYASADKAsyDS5jYWlybi52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAASGgoJcGFnZV9zaXplGAMgASgFQge6SAQaAigAIlIKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRInCgdlbnRyaWVzGAEgAygLMhYuY2Fpcm4udjEuSGlzdG9yeUVudHJ5EhAKCGhhc19tb3JlGAIgASgIIl8KEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGIAgEhcKD2RldGFjaF9jaGlsZHJlbhgDIAEoCCIvChFDYW5jZWxSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUGF1c2VSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBQYXVzZVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJGChBSZXN1bWVSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIvChFSZXN1bWVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4ixgIKEFNlbmRFdmVudFJlcXVlc3QSngEKCmV2ZW50X3R5cGUYASABKAlCiQG6SIUBugF6ChRldmVudF90eXBlLm5vdF9ibGFuaxI/bXVzdCBjb250YWluIGEgbm9uLXdoaXRlc3BhY2UgY2hhcmFjdGVyIChlLmcuICJvcmRlci5hcHByb3ZlZCIpGiF0aGlzID09ICcnIHx8IHRoaXMubWF0Y2hlcygnXFxTJynIAQFyAxiABBIgCg5jb3JyZWxhdGlvbl9pZBgCIAEoCUIIukgFcgMYgAQSLwoHcGF5bG9hZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUIGukgD2AEDEhsKBnJ1bl9pZBgEIAEoCUILukgI2AEBcgOwAQESIQoPaWRlbXBvdGVuY3lfa2V5GAUgASgJQgi6SAVyAxiAAiJUChFTZW5kRXZlbnRSZXNwb25zZRIQCghldmVudF9pZBgBIAEoCRIXCg9tYXRjaGVkX3J1bl9pZHMYAiADKAkSFAoMZGVkdXBsaWNhdGVkGAMgASgIIkwKD1dhdGNoUnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEh8KDmFmdGVyX3NlcXVlbmNlGAIgASgDQge6SAQiAigAImMKEFdhdGNoUnVuUmVzcG9uc2USHAoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuSAASJwoFZW50cnkYAiABKAsyFi5jYWlybi52MS5IaXN0b3J5RW50cnlIAEIICgZ1cGRhdGUi2wEKEFdhdGNoUnVuc1JlcXVlc3QSHwoNd29ya2Zsb3dfbmFtZRgBIAEoCUIIukgFcgMYgAISpQEKCHN0YXR1c2VzGAIgAygOMhMuY2Fpcm4udjEuUnVuU3RhdHVzQn66SHuSAXgQECJ0ugFsChJzdGF0dXNlcy5zcGVjaWZpZWQSS211c3QgYmUgYSBydW4gc3RhdHVzIHN1Y2ggYXMgUlVOX1NUQVRVU19XQUlUSU5HLCBub3QgUlVOX1NUQVRVU19VTlNQRUNJRklFRBoJdGhpcyAhPSAwggECEAEiLwoRV2F0Y2hSdW5zUmVzcG9uc2USGgoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuImEKD0F3YWl0UnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEjQKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAIi4KEEF3YWl0UnVuUmVzcG9uc2USGgoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuMpIHCg9Xb3JrZmxvd1NlcnZpY2USVQoNTGlzdFdvcmtmbG93cxIeLmNhaXJuLnYxLkxpc3RXb3JrZmxvd3NSZXF1ZXN0Gh8uY2Fpcm4udjEuTGlzdFdvcmtmbG93c1Jlc3BvbnNlIgOQAgESRAoJQ3JlYXRlUnVuEhouY2Fpcm4udjEuQ3JlYXRlUnVuUmVxdWVzdBobLmNhaXJuLnYxLkNyZWF0ZVJ1blJlc3BvbnNlEkAKBkdldFJ1bhIXLmNhaXJuLnYxLkdldFJ1blJlcXVlc3QaGC5jYWlybi52MS5HZXRSdW5SZXNwb25zZSIDkAIBEkYKCExpc3RSdW5zEhkuY2Fpcm4udjEuTGlzdFJ1bnNSZXF1ZXN0GhouY2Fpcm4udjEuTGlzdFJ1bnNSZXNwb25zZSIDkAIBElUKDUdldFJ1bkhpc3RvcnkSHi5jYWlybi52MS5HZXRSdW5IaXN0b3J5UmVxdWVzdBofLmNhaXJuLnYxLkdldFJ1bkhpc3RvcnlSZXNwb25zZSIDkAIBEkkKCUNhbmNlbFJ1bhIaLmNhaXJuLnYxLkNhbmNlbFJ1blJlcXVlc3QaGy5jYWlybi52MS5DYW5jZWxSdW5SZXNwb25zZSIDkAICEkQKCVNlbmRFdmVudBIaLmNhaXJuLnYxLlNlbmRFdmVudFJlcXVlc3QaGy5jYWlybi52MS5TZW5kRXZlbnRSZXNwb25zZRJGCghQYXVzZVJ1bhIZLmNhaXJuLnYxLlBhdXNlUnVuUmVxdWVzdBoaLmNhaXJuLnYxLlBhdXNlUnVuUmVzcG9uc2UiA5ACAhJJCglSZXN1bWVSdW4SGi5jYWlybi52MS5SZXN1bWVSdW5SZXF1ZXN0GhsuY2Fpcm4udjEuUmVzdW1lUnVuUmVzcG9uc2UiA5ACAhJICghXYXRjaFJ1bhIZLmNhaXJuLnYxLldhdGNoUnVuUmVxdWVzdBoaLmNhaXJuLnYxLldhdGNoUnVuUmVzcG9uc2UiA5ACATABEksKCVdhdGNoUnVucxIaLmNhaXJuLnYxLldhdGNoUnVuc1JlcXVlc3QaGy5jYWlybi52MS5XYXRjaFJ1bnNSZXNwb25zZSIDkAIBMAESRgoIQXdhaXRSdW4SGS5jYWlybi52MS5Bd2FpdFJ1blJlcXVlc3QaGi5jYWlybi52MS5Bd2FpdFJ1blJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_cairn_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChdjYWlybi92MS93b3JrZmxvdy5wcm90bxIIY2Fpcm4udjEiFgoUTGlzdFdvcmtmbG93c1JlcXVlc3QiPgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiUKCXdvcmtmbG93cxgBIAMoCzISLmNhaXJuLnYxLldvcmtmbG93In8KCFdvcmtmbG93EgwKBG5hbWUYASABKAkSEwoLc291cmNlX2ZpbGUYAiABKAkSGAoQaGFzX2lucHV0X3NjaGVtYRgDIAEoCBIbChNpbnB1dF9zY2hlbWFfdmVuZG9yGAQgASgJEhkKEWlucHV0X2pzb25fc2NoZW1hGAUgASgJIqQCChBDcmVhdGVSdW5SZXF1ZXN0EiIKDXdvcmtmbG93X25hbWUYASABKAlCC7pICMgBAXIDGIACEi0KBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSEwoLZWFnZXJfc3RhcnQYAyABKAgSIQoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgi6SAVyAxiAAhJUCghtZXRhZGF0YRgFIAMoCzIoLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEEAiB3IFEAEYgAIqBXIDGIAgGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChFDcmVhdGVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SFAoMZGVkdXBsaWNhdGVkGAIgASgIIikKDUdldFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIsCg5HZXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4igwcKD0xpc3RSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESGgoJcGFnZV9zaXplGAYgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAIEjEKC3dhaXRpbmdfZm9yGAggASgOMhIuY2Fpcm4udjEuV2FpdEtpbmRCCLpIBYIBAhABEiQKEndhaXRpbmdfZXZlbnRfdHlwZRgJIAEoCUIIukgFcgMYgAQSKAoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCUIIukgFcgMYgAQSUwoIbWV0YWRhdGEYCyADKAsyJy5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEBAiB3IFEAEYgAIqBXIDGIAgEk0KC2VuZGVkX2FmdGVyGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJOCgxlbmRlZF9iZWZvcmUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJIChBMaXN0UnVuc1Jlc3BvbnNlEhsKBHJ1bnMYASADKAsyDS5jYWlybi52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAASGgoJcGFnZV9zaXplGAMgASgFQge6SAQaAigAIlIKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRInCgdlbnRyaWVzGAEgAygLMhYuY2Fpcm4udjEuSGlzdG9yeUVudHJ5EhAKCGhhc19tb3JlGAIgASgIIl8KEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGIAgEhcKD2RldGFjaF9jaGlsZHJlbhgDIAEoCCIvChFDYW5jZWxSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUGF1c2VSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBQYXVzZVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJGChBSZXN1bWVSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIvChFSZXN1bWVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUmV0cnlSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBSZXRyeVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJ9Cg5Gb3JrUnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEiIKDmZyb21fb3BlcmF0aW9uGAIgASgJQgq6SAdyBRABGIAIEi0KBWlucHV0GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMiLQoPRm9ya1J1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biLGAgoQU2VuZEV2ZW50UmVxdWVzdBKeAQoKZXZlbnRfdHlwZRgBIAEoCUKJAbpIhQG6AXoKFGV2ZW50X3R5cGUubm90X2JsYW5rEj9tdXN0IGNvbnRhaW4gYSBub24td2hpdGVzcGFjZSBjaGFyYWN0ZXIgKGUuZy4gIm9yZGVyLmFwcHJvdmVkIikaIXRoaXMgPT0gJycgfHwgdGhpcy5tYXRjaGVzKCdcXFMnKcgBAXIDGIAEEiAKDmNvcnJlbGF0aW9uX2lkGAIgASgJQgi6SAVyAxiABBIvCgdwYXlsb2FkGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSGwoGcnVuX2lkGAQgASgJQgu6SAjYAQFyA7ABARIhCg9pZGVtcG90ZW5jeV9rZXkYBSABKAlCCLpIBXIDGIACIlQKEVNlbmRFdmVudFJlc3BvbnNlEhAKCGV2ZW50X2lkGAEgASgJEhcKD21hdGNoZWRfcnVuX2lkcxgCIAMoCRIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiTAoPV2F0Y2hSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAAiYwoQV2F0Y2hSdW5SZXNwb25zZRIcCgNydW4YASABKAsyDS5jYWlybi52MS5SdW5IABInCgVlbnRyeRgCIAEoCzIWLmNhaXJuLnYxLkhpc3RvcnlFbnRyeUgAQggKBnVwZGF0ZSLbAQoQV2F0Y2hSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQASIvChFXYXRjaFJ1bnNSZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iYQoPQXdhaXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgAiLgoQQXdhaXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4ylQgKD1dvcmtmbG93U2VydmljZRJVCg1MaXN0V29ya2Zsb3dzEh4uY2Fpcm4udjEuTGlzdFdvcmtmbG93c1JlcXVlc3QaHy5jYWlybi52MS5MaXN0V29ya2Zsb3dzUmVzcG9uc2UiA5ACARJECglDcmVhdGVSdW4SGi5jYWlybi52MS5DcmVhdGVSdW5SZXF1ZXN0GhsuY2Fpcm4udjEuQ3JlYXRlUnVuUmVzcG9uc2USQAoGR2V0UnVuEhcuY2Fpcm4udjEuR2V0UnVuUmVxdWVzdBoYLmNhaXJuLnYxLkdldFJ1blJlc3BvbnNlIgOQAgESRgoITGlzdFJ1bnMSGS5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QaGi5jYWlybi52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESVQoNR2V0UnVuSGlzdG9yeRIeLmNhaXJuLnYxLkdldFJ1bkhpc3RvcnlSZXF1ZXN0Gh8uY2Fpcm4udjEuR2V0UnVuSGlzdG9yeVJlc3BvbnNlIgOQAgESSQoJQ2FuY2VsUnVuEhouY2Fpcm4udjEuQ2FuY2VsUnVuUmVxdWVzdBobLmNhaXJuLnYxLkNhbmNlbFJ1blJlc3BvbnNlIgOQAgISRAoJU2VuZEV2ZW50EhouY2Fpcm4udjEuU2VuZEV2ZW50UmVxdWVzdBobLmNhaXJuLnYxLlNlbmRFdmVudFJlc3BvbnNlEkYKCFBhdXNlUnVuEhkuY2Fpcm4udjEuUGF1c2VSdW5SZXF1ZXN0GhouY2Fpcm4udjEuUGF1c2VSdW5SZXNwb25zZSIDkAICEkkKCVJlc3VtZVJ1bhIaLmNhaXJuLnYxLlJlc3VtZVJ1blJlcXVlc3QaGy5jYWlybi52MS5SZXN1bWVSdW5SZXNwb25zZSIDkAICEkEKCFJldHJ5UnVuEhkuY2Fpcm4udjEuUmV0cnlSdW5SZXF1ZXN0GhouY2Fpcm4udjEuUmV0cnlSdW5SZXNwb25zZRI+CgdGb3JrUnVuEhguY2Fpcm4udjEuRm9ya1J1blJlcXVlc3QaGS5jYWlybi52MS5Gb3JrUnVuUmVzcG9uc2USSAoIV2F0Y2hSdW4SGS5jYWlybi52MS5XYXRjaFJ1blJlcXVlc3QaGi5jYWlybi52MS5XYXRjaFJ1blJlc3BvbnNlIgOQAgEwARJLCglXYXRjaFJ1bnMSGi5jYWlybi52MS5XYXRjaFJ1bnNSZXF1ZXN0GhsuY2Fpcm4udjEuV2F0Y2hSdW5zUmVzcG9uc2UiA5ACATABEkYKCEF3YWl0UnVuEhkuY2Fpcm4udjEuQXdhaXRSdW5SZXF1ZXN0GhouY2Fpcm4udjEuQXdhaXRSdW5SZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_cairn_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cairn.v1.ListWorkflowsRequest
@@ -511,6 +511,96 @@ export const ResumeRunResponseSchema: GenMessage<ResumeRunResponse> = /*@__PURE_
   messageDesc(file_cairn_v1_workflow, 16);
 
 /**
+ * @generated from message cairn.v1.RetryRunRequest
+ */
+export type RetryRunRequest = Message<"cairn.v1.RetryRunRequest"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * Recorded in the run_retried history entry.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cairn.v1.RetryRunRequest.
+ * Use `create(RetryRunRequestSchema)` to create a new message.
+ */
+export const RetryRunRequestSchema: GenMessage<RetryRunRequest> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 17);
+
+/**
+ * @generated from message cairn.v1.RetryRunResponse
+ */
+export type RetryRunResponse = Message<"cairn.v1.RetryRunResponse"> & {
+  /**
+   * @generated from field: cairn.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message cairn.v1.RetryRunResponse.
+ * Use `create(RetryRunResponseSchema)` to create a new message.
+ */
+export const RetryRunResponseSchema: GenMessage<RetryRunResponse> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 18);
+
+/**
+ * @generated from message cairn.v1.ForkRunRequest
+ */
+export type ForkRunRequest = Message<"cairn.v1.ForkRunRequest"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * The operation to run live from, as the source's history names it (a step, sleep, wait or child name;
+   * "name/result" for the wait half of runWorkflow and runAgent). Names are unique within a run.
+   *
+   * @generated from field: string from_operation = 2;
+   */
+  fromOperation: string;
+
+  /**
+   * The forked run's input, a JSON object; absent: the source's input.
+   *
+   * @generated from field: google.protobuf.Value input = 3;
+   */
+  input?: Value | undefined;
+};
+
+/**
+ * Describes the message cairn.v1.ForkRunRequest.
+ * Use `create(ForkRunRequestSchema)` to create a new message.
+ */
+export const ForkRunRequestSchema: GenMessage<ForkRunRequest> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 19);
+
+/**
+ * @generated from message cairn.v1.ForkRunResponse
+ */
+export type ForkRunResponse = Message<"cairn.v1.ForkRunResponse"> & {
+  /**
+   * @generated from field: cairn.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message cairn.v1.ForkRunResponse.
+ * Use `create(ForkRunResponseSchema)` to create a new message.
+ */
+export const ForkRunResponseSchema: GenMessage<ForkRunResponse> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 20);
+
+/**
  * @generated from message cairn.v1.SendEventRequest
  */
 export type SendEventRequest = Message<"cairn.v1.SendEventRequest"> & {
@@ -553,7 +643,7 @@ export type SendEventRequest = Message<"cairn.v1.SendEventRequest"> & {
  * Use `create(SendEventRequestSchema)` to create a new message.
  */
 export const SendEventRequestSchema: GenMessage<SendEventRequest> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 17);
+  messageDesc(file_cairn_v1_workflow, 21);
 
 /**
  * @generated from message cairn.v1.SendEventResponse
@@ -584,7 +674,7 @@ export type SendEventResponse = Message<"cairn.v1.SendEventResponse"> & {
  * Use `create(SendEventResponseSchema)` to create a new message.
  */
 export const SendEventResponseSchema: GenMessage<SendEventResponse> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 18);
+  messageDesc(file_cairn_v1_workflow, 22);
 
 /**
  * @generated from message cairn.v1.WatchRunRequest
@@ -608,7 +698,7 @@ export type WatchRunRequest = Message<"cairn.v1.WatchRunRequest"> & {
  * Use `create(WatchRunRequestSchema)` to create a new message.
  */
 export const WatchRunRequestSchema: GenMessage<WatchRunRequest> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 19);
+  messageDesc(file_cairn_v1_workflow, 23);
 
 /**
  * @generated from message cairn.v1.WatchRunResponse
@@ -641,7 +731,7 @@ export type WatchRunResponse = Message<"cairn.v1.WatchRunResponse"> & {
  * Use `create(WatchRunResponseSchema)` to create a new message.
  */
 export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 20);
+  messageDesc(file_cairn_v1_workflow, 24);
 
 /**
  * @generated from message cairn.v1.WatchRunsRequest
@@ -663,7 +753,7 @@ export type WatchRunsRequest = Message<"cairn.v1.WatchRunsRequest"> & {
  * Use `create(WatchRunsRequestSchema)` to create a new message.
  */
 export const WatchRunsRequestSchema: GenMessage<WatchRunsRequest> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 21);
+  messageDesc(file_cairn_v1_workflow, 25);
 
 /**
  * @generated from message cairn.v1.WatchRunsResponse
@@ -680,7 +770,7 @@ export type WatchRunsResponse = Message<"cairn.v1.WatchRunsResponse"> & {
  * Use `create(WatchRunsResponseSchema)` to create a new message.
  */
 export const WatchRunsResponseSchema: GenMessage<WatchRunsResponse> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 22);
+  messageDesc(file_cairn_v1_workflow, 26);
 
 /**
  * @generated from message cairn.v1.AwaitRunRequest
@@ -704,7 +794,7 @@ export type AwaitRunRequest = Message<"cairn.v1.AwaitRunRequest"> & {
  * Use `create(AwaitRunRequestSchema)` to create a new message.
  */
 export const AwaitRunRequestSchema: GenMessage<AwaitRunRequest> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 23);
+  messageDesc(file_cairn_v1_workflow, 27);
 
 /**
  * @generated from message cairn.v1.AwaitRunResponse
@@ -723,7 +813,7 @@ export type AwaitRunResponse = Message<"cairn.v1.AwaitRunResponse"> & {
  * Use `create(AwaitRunResponseSchema)` to create a new message.
  */
 export const AwaitRunResponseSchema: GenMessage<AwaitRunResponse> = /*@__PURE__*/
-  messageDesc(file_cairn_v1_workflow, 24);
+  messageDesc(file_cairn_v1_workflow, 28);
 
 /**
  * Create, inspect, signal and cancel workflow runs.
@@ -821,6 +911,32 @@ export const WorkflowService: GenService<{
     methodKind: "unary";
     input: typeof ResumeRunRequestSchema;
     output: typeof ResumeRunResponseSchema;
+  },
+  /**
+   * Queues a FAILED run again: it continues from where it failed. Completed operations are replayed from the
+   * journal, not run again; the operation that failed the run runs again with a fresh attempt count. The
+   * history keeps every entry and gains a run_retried entry naming the entries replay now skips.
+   * FAILED_PRECONDITION for a run in any other status, or a child whose parent already received its failure.
+   *
+   * @generated from rpc cairn.v1.WorkflowService.RetryRun
+   */
+  retryRun: {
+    methodKind: "unary";
+    input: typeof RetryRunRequestSchema;
+    output: typeof RetryRunResponseSchema;
+  },
+  /**
+   * A new run (forked_from_run_id set) of the same workflow whose journal is a copy of the source's entries
+   * before from_operation: it replays those and runs live from that operation, with the source's input or
+   * a new one. The source may be in any status and is not changed. FAILED_PRECONDITION when the source never
+   * reached the operation (nothing created).
+   *
+   * @generated from rpc cairn.v1.WorkflowService.ForkRun
+   */
+  forkRun: {
+    methodKind: "unary";
+    input: typeof ForkRunRequestSchema;
+    output: typeof ForkRunResponseSchema;
   },
   /**
    * The run's snapshot and history so far, then every new entry and status change until the run ends.

@@ -1,0 +1,1 @@
+ALTER TABLE "runs" ADD COLUMN "forked_from_run_id" uuid;
