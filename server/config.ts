@@ -70,6 +70,8 @@ export interface Config {
   maxListRunsPageSize: number;
   /** Cap on GetRunHistory page_size. */
   maxHistoryPageSize: number;
+  /** Runs a batch applies its operation to per transaction (CAIRN_BATCH_CHUNK_SIZE). */
+  batchChunkSize: number;
   /** How long sent events are kept for waits that start later. */
   eventRetentionMs: number;
   /** How long an agent worker holds a turn without a heartbeat before it is delivered again. */
@@ -127,6 +129,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxRequestBytes: requestBytes(env, { CAIRN_MAX_INPUT_BYTES: maxInputBytes, CAIRN_MAX_EVENT_BYTES: maxEventBytes, CAIRN_MAX_AGENT_RESULT_BYTES: maxAgentResultBytes }),
     maxListRunsPageSize: integer(env, "CAIRN_MAX_LIST_RUNS_PAGE_SIZE", 1000, 1, 100_000),
     maxHistoryPageSize: integer(env, "CAIRN_MAX_HISTORY_PAGE_SIZE", 10_000, 1, 100_000),
+    batchChunkSize: integer(env, "CAIRN_BATCH_CHUNK_SIZE", 200, 1, 10_000),
     eventRetentionMs: duration(env, "CAIRN_EVENT_RETENTION", "7d"),
     agentLeaseMs: integer(env, "CAIRN_AGENT_LEASE_MS", 30_000, 100, 3_600_000),
     shutdownGraceMs: integer(env, "CAIRN_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),

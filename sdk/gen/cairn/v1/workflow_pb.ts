@@ -2,8 +2,8 @@
 // @generated from file cairn/v1/workflow.proto (package cairn.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
 import type { HistoryEntry, Run, RunStatus, WaitKind } from "./types_pb.js";
 import { file_cairn_v1_types } from "./types_pb.js";
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cairn/v1/workflow.proto.
  */
 export const file_cairn_v1_workflow: GenFile = /*@__PURE__*/
-  fileDesc("ChdjYWlybi92MS93b3JrZmxvdy5wcm90bxIIY2Fpcm4udjEiFgoUTGlzdFdvcmtmbG93c1JlcXVlc3QiPgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiUKCXdvcmtmbG93cxgBIAMoCzISLmNhaXJuLnYxLldvcmtmbG93In8KCFdvcmtmbG93EgwKBG5hbWUYASABKAkSEwoLc291cmNlX2ZpbGUYAiABKAkSGAoQaGFzX2lucHV0X3NjaGVtYRgDIAEoCBIbChNpbnB1dF9zY2hlbWFfdmVuZG9yGAQgASgJEhkKEWlucHV0X2pzb25fc2NoZW1hGAUgASgJIqQCChBDcmVhdGVSdW5SZXF1ZXN0EiIKDXdvcmtmbG93X25hbWUYASABKAlCC7pICMgBAXIDGIACEi0KBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSEwoLZWFnZXJfc3RhcnQYAyABKAgSIQoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgi6SAVyAxiAAhJUCghtZXRhZGF0YRgFIAMoCzIoLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEEAiB3IFEAEYgAIqBXIDGIAgGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChFDcmVhdGVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SFAoMZGVkdXBsaWNhdGVkGAIgASgIIikKDUdldFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIsCg5HZXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4igwcKD0xpc3RSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESGgoJcGFnZV9zaXplGAYgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAIEjEKC3dhaXRpbmdfZm9yGAggASgOMhIuY2Fpcm4udjEuV2FpdEtpbmRCCLpIBYIBAhABEiQKEndhaXRpbmdfZXZlbnRfdHlwZRgJIAEoCUIIukgFcgMYgAQSKAoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCUIIukgFcgMYgAQSUwoIbWV0YWRhdGEYCyADKAsyJy5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEBAiB3IFEAEYgAIqBXIDGIAgEk0KC2VuZGVkX2FmdGVyGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJOCgxlbmRlZF9iZWZvcmUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJIChBMaXN0UnVuc1Jlc3BvbnNlEhsKBHJ1bnMYASADKAsyDS5jYWlybi52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAASGgoJcGFnZV9zaXplGAMgASgFQge6SAQaAigAIlIKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRInCgdlbnRyaWVzGAEgAygLMhYuY2Fpcm4udjEuSGlzdG9yeUVudHJ5EhAKCGhhc19tb3JlGAIgASgIIl8KEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGIAgEhcKD2RldGFjaF9jaGlsZHJlbhgDIAEoCCIvChFDYW5jZWxSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUGF1c2VSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBQYXVzZVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJGChBSZXN1bWVSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIvChFSZXN1bWVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4ixgIKEFNlbmRFdmVudFJlcXVlc3QSngEKCmV2ZW50X3R5cGUYASABKAlCiQG6SIUBugF6ChRldmVudF90eXBlLm5vdF9ibGFuaxI/bXVzdCBjb250YWluIGEgbm9uLXdoaXRlc3BhY2UgY2hhcmFjdGVyIChlLmcuICJvcmRlci5hcHByb3ZlZCIpGiF0aGlzID09ICcnIHx8IHRoaXMubWF0Y2hlcygnXFxTJynIAQFyAxiABBIgCg5jb3JyZWxhdGlvbl9pZBgCIAEoCUIIukgFcgMYgAQSLwoHcGF5bG9hZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUIGukgD2AEDEhsKBnJ1bl9pZBgEIAEoCUILukgI2AEBcgOwAQESIQoPaWRlbXBvdGVuY3lfa2V5GAUgASgJQgi6SAVyAxiAAiJUChFTZW5kRXZlbnRSZXNwb25zZRIQCghldmVudF9pZBgBIAEoCRIXCg9tYXRjaGVkX3J1bl9pZHMYAiADKAkSFAoMZGVkdXBsaWNhdGVkGAMgASgIIkwKD1dhdGNoUnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEh8KDmFmdGVyX3NlcXVlbmNlGAIgASgDQge6SAQiAigAImMKEFdhdGNoUnVuUmVzcG9uc2USHAoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuSAASJwoFZW50cnkYAiABKAsyFi5jYWlybi52MS5IaXN0b3J5RW50cnlIAEIICgZ1cGRhdGUi2wEKEFdhdGNoUnVuc1JlcXVlc3QSHwoNd29ya2Zsb3dfbmFtZRgBIAEoCUIIukgFcgMYgAISpQEKCHN0YXR1c2VzGAIgAygOMhMuY2Fpcm4udjEuUnVuU3RhdHVzQn66SHuSAXgQECJ0ugFsChJzdGF0dXNlcy5zcGVjaWZpZWQSS211c3QgYmUgYSBydW4gc3RhdHVzIHN1Y2ggYXMgUlVOX1NUQVRVU19XQUlUSU5HLCBub3QgUlVOX1NUQVRVU19VTlNQRUNJRklFRBoJdGhpcyAhPSAwggECEAEiLwoRV2F0Y2hSdW5zUmVzcG9uc2USGgoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuImEKD0F3YWl0UnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEjQKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAIi4KEEF3YWl0UnVuUmVzcG9uc2USGgoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuMpIHCg9Xb3JrZmxvd1NlcnZpY2USVQoNTGlzdFdvcmtmbG93cxIeLmNhaXJuLnYxLkxpc3RXb3JrZmxvd3NSZXF1ZXN0Gh8uY2Fpcm4udjEuTGlzdFdvcmtmbG93c1Jlc3BvbnNlIgOQAgESRAoJQ3JlYXRlUnVuEhouY2Fpcm4udjEuQ3JlYXRlUnVuUmVxdWVzdBobLmNhaXJuLnYxLkNyZWF0ZVJ1blJlc3BvbnNlEkAKBkdldFJ1bhIXLmNhaXJuLnYxLkdldFJ1blJlcXVlc3QaGC5jYWlybi52MS5HZXRSdW5SZXNwb25zZSIDkAIBEkYKCExpc3RSdW5zEhkuY2Fpcm4udjEuTGlzdFJ1bnNSZXF1ZXN0GhouY2Fpcm4udjEuTGlzdFJ1bnNSZXNwb25zZSIDkAIBElUKDUdldFJ1bkhpc3RvcnkSHi5jYWlybi52MS5HZXRSdW5IaXN0b3J5UmVxdWVzdBofLmNhaXJuLnYxLkdldFJ1bkhpc3RvcnlSZXNwb25zZSIDkAIBEkkKCUNhbmNlbFJ1bhIaLmNhaXJuLnYxLkNhbmNlbFJ1blJlcXVlc3QaGy5jYWlybi52MS5DYW5jZWxSdW5SZXNwb25zZSIDkAICEkQKCVNlbmRFdmVudBIaLmNhaXJuLnYxLlNlbmRFdmVudFJlcXVlc3QaGy5jYWlybi52MS5TZW5kRXZlbnRSZXNwb25zZRJGCghQYXVzZVJ1bhIZLmNhaXJuLnYxLlBhdXNlUnVuUmVxdWVzdBoaLmNhaXJuLnYxLlBhdXNlUnVuUmVzcG9uc2UiA5ACAhJJCglSZXN1bWVSdW4SGi5jYWlybi52MS5SZXN1bWVSdW5SZXF1ZXN0GhsuY2Fpcm4udjEuUmVzdW1lUnVuUmVzcG9uc2UiA5ACAhJICghXYXRjaFJ1bhIZLmNhaXJuLnYxLldhdGNoUnVuUmVxdWVzdBoaLmNhaXJuLnYxLldhdGNoUnVuUmVzcG9uc2UiA5ACATABEksKCVdhdGNoUnVucxIaLmNhaXJuLnYxLldhdGNoUnVuc1JlcXVlc3QaGy5jYWlybi52MS5XYXRjaFJ1bnNSZXNwb25zZSIDkAIBMAESRgoIQXdhaXRSdW4SGS5jYWlybi52MS5Bd2FpdFJ1blJlcXVlc3QaGi5jYWlybi52MS5Bd2FpdFJ1blJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_cairn_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChdjYWlybi92MS93b3JrZmxvdy5wcm90bxIIY2Fpcm4udjEiFgoUTGlzdFdvcmtmbG93c1JlcXVlc3QiPgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiUKCXdvcmtmbG93cxgBIAMoCzISLmNhaXJuLnYxLldvcmtmbG93In8KCFdvcmtmbG93EgwKBG5hbWUYASABKAkSEwoLc291cmNlX2ZpbGUYAiABKAkSGAoQaGFzX2lucHV0X3NjaGVtYRgDIAEoCBIbChNpbnB1dF9zY2hlbWFfdmVuZG9yGAQgASgJEhkKEWlucHV0X2pzb25fc2NoZW1hGAUgASgJIqQCChBDcmVhdGVSdW5SZXF1ZXN0EiIKDXdvcmtmbG93X25hbWUYASABKAlCC7pICMgBAXIDGIACEi0KBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSEwoLZWFnZXJfc3RhcnQYAyABKAgSIQoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgi6SAVyAxiAAhJUCghtZXRhZGF0YRgFIAMoCzIoLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEEAiB3IFEAEYgAIqBXIDGIAgGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChFDcmVhdGVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SFAoMZGVkdXBsaWNhdGVkGAIgASgIIikKDUdldFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIsCg5HZXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4igwcKD0xpc3RSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESGgoJcGFnZV9zaXplGAYgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAIEjEKC3dhaXRpbmdfZm9yGAggASgOMhIuY2Fpcm4udjEuV2FpdEtpbmRCCLpIBYIBAhABEiQKEndhaXRpbmdfZXZlbnRfdHlwZRgJIAEoCUIIukgFcgMYgAQSKAoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCUIIukgFcgMYgAQSUwoIbWV0YWRhdGEYCyADKAsyJy5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEBAiB3IFEAEYgAIqBXIDGIAgEk0KC2VuZGVkX2FmdGVyGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJOCgxlbmRlZF9iZWZvcmUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJIChBMaXN0UnVuc1Jlc3BvbnNlEhsKBHJ1bnMYASADKAsyDS5jYWlybi52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAASGgoJcGFnZV9zaXplGAMgASgFQge6SAQaAigAIlIKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRInCgdlbnRyaWVzGAEgAygLMhYuY2Fpcm4udjEuSGlzdG9yeUVudHJ5EhAKCGhhc19tb3JlGAIgASgIIl8KEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGIAgEhcKD2RldGFjaF9jaGlsZHJlbhgDIAEoCCIvChFDYW5jZWxSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUGF1c2VSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBQYXVzZVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJGChBSZXN1bWVSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIvChFSZXN1bWVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4ixgIKEFNlbmRFdmVudFJlcXVlc3QSngEKCmV2ZW50X3R5cGUYASABKAlCiQG6SIUBugF6ChRldmVudF90eXBlLm5vdF9ibGFuaxI/bXVzdCBjb250YWluIGEgbm9uLXdoaXRlc3BhY2UgY2hhcmFjdGVyIChlLmcuICJvcmRlci5hcHByb3ZlZCIpGiF0aGlzID09ICcnIHx8IHRoaXMubWF0Y2hlcygnXFxTJynIAQFyAxiABBIgCg5jb3JyZWxhdGlvbl9pZBgCIAEoCUIIukgFcgMYgAQSLwoHcGF5bG9hZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUIGukgD2AEDEhsKBnJ1bl9pZBgEIAEoCUILukgI2AEBcgOwAQESIQoPaWRlbXBvdGVuY3lfa2V5GAUgASgJQgi6SAVyAxiAAiJUChFTZW5kRXZlbnRSZXNwb25zZRIQCghldmVudF9pZBgBIAEoCRIXCg9tYXRjaGVkX3J1bl9pZHMYAiADKAkSFAoMZGVkdXBsaWNhdGVkGAMgASgIIkwKD1dhdGNoUnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEh8KDmFmdGVyX3NlcXVlbmNlGAIgASgDQge6SAQiAigAImMKEFdhdGNoUnVuUmVzcG9uc2USHAoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuSAASJwoFZW50cnkYAiABKAsyFi5jYWlybi52MS5IaXN0b3J5RW50cnlIAEIICgZ1cGRhdGUi2wEKEFdhdGNoUnVuc1JlcXVlc3QSHwoNd29ya2Zsb3dfbmFtZRgBIAEoCUIIukgFcgMYgAISpQEKCHN0YXR1c2VzGAIgAygOMhMuY2Fpcm4udjEuUnVuU3RhdHVzQn66SHuSAXgQECJ0ugFsChJzdGF0dXNlcy5zcGVjaWZpZWQSS211c3QgYmUgYSBydW4gc3RhdHVzIHN1Y2ggYXMgUlVOX1NUQVRVU19XQUlUSU5HLCBub3QgUlVOX1NUQVRVU19VTlNQRUNJRklFRBoJdGhpcyAhPSAwggECEAEiLwoRV2F0Y2hSdW5zUmVzcG9uc2USGgoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuImEKD0F3YWl0UnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEjQKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAIi4KEEF3YWl0UnVuUmVzcG9uc2USGgoDcnVuGAEgASgLMg0uY2Fpcm4udjEuUnVuIr0GCglSdW5GaWx0ZXISHwoNd29ya2Zsb3dfbmFtZRgBIAEoCUIIukgFcgMYgAISpQEKCHN0YXR1c2VzGAIgAygOMhMuY2Fpcm4udjEuUnVuU3RhdHVzQn66SHuSAXgQECJ0ugFsChJzdGF0dXNlcy5zcGVjaWZpZWQSS211c3QgYmUgYSBydW4gc3RhdHVzIHN1Y2ggYXMgUlVOX1NUQVRVU19XQUlUSU5HLCBub3QgUlVOX1NUQVRVU19VTlNQRUNJRklFRBoJdGhpcyAhPSAwggECEAESIgoNcGFyZW50X3J1bl9pZBgDIAEoCUILukgI2AEBcgOwAQESTwoNY3JlYXRlZF9hZnRlchgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESUAoOY3JlYXRlZF9iZWZvcmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BEjEKC3dhaXRpbmdfZm9yGAggASgOMhIuY2Fpcm4udjEuV2FpdEtpbmRCCLpIBYIBAhABEiQKEndhaXRpbmdfZXZlbnRfdHlwZRgJIAEoCUIIukgFcgMYgAQSKAoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCUIIukgFcgMYgAQSTQoIbWV0YWRhdGEYCyADKAsyIS5jYWlybi52MS5SdW5GaWx0ZXIuTWV0YWRhdGFFbnRyeUIYukgVmgESEBAiB3IFEAEYgAIqBXIDGIAgEk0KC2VuZGVkX2FmdGVyGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJOCgxlbmRlZF9iZWZvcmUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKkAQoRU3RhcnRCYXRjaFJlcXVlc3QSKwoGZmlsdGVyGAEgASgLMhMuY2Fpcm4udjEuUnVuRmlsdGVyQga6SAPIAQESNwoJb3BlcmF0aW9uGAIgASgOMhguY2Fpcm4udjEuQmF0Y2hPcGVyYXRpb25CCrpIB4IBBBABIAASDwoHZHJ5X3J1bhgDIAEoCBIYCgZyZWFzb24YBCABKAlCCLpIBXIDGIAgImMKElN0YXJ0QmF0Y2hSZXNwb25zZRIeCgViYXRjaBgBIAEoCzIPLmNhaXJuLnYxLkJhdGNoEhUKDW1hdGNoZWRfY291bnQYAiABKAMSFgoOc2FtcGxlX3J1bl9pZHMYAyADKAkiLQoPR2V0QmF0Y2hSZXF1ZXN0EhoKCGJhdGNoX2lkGAEgASgJQgi6SAVyA7ABASIyChBHZXRCYXRjaFJlc3BvbnNlEh4KBWJhdGNoGAEgASgLMg8uY2Fpcm4udjEuQmF0Y2giMwoSTGlzdEJhdGNoZXNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY6AcoACI3ChNMaXN0QmF0Y2hlc1Jlc3BvbnNlEiAKB2JhdGNoZXMYASADKAsyDy5jYWlybi52MS5CYXRjaCKaAwoFQmF0Y2gSEAoIYmF0Y2hfaWQYASABKAkSKwoJb3BlcmF0aW9uGAIgASgOMhguY2Fpcm4udjEuQmF0Y2hPcGVyYXRpb24SJQoGc3RhdHVzGAMgASgOMhUuY2Fpcm4udjEuQmF0Y2hTdGF0dXMSIwoGZmlsdGVyGAQgASgLMhMuY2Fpcm4udjEuUnVuRmlsdGVyEg4KBnJlYXNvbhgFIAEoCRIWCg5zZWxlY3RlZF9jb3VudBgGIAEoAxIXCg9wcm9jZXNzZWRfY291bnQYByABKAMSFQoNc2tpcHBlZF9jb3VudBgIIAEoAxIUCgxmYWlsZWRfY291bnQYCSABKAMSLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCGZhaWx1cmVzGAwgAygLMhYuY2Fpcm4udjEuQmF0Y2hGYWlsdXJlEg0KBWVycm9yGA0gASgJIi8KDEJhdGNoRmFpbHVyZRIOCgZydW5faWQYASABKAkSDwoHbWVzc2FnZRgCIAEoCSqfAQoOQmF0Y2hPcGVyYXRpb24SHwobQkFUQ0hfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGgoWQkFUQ0hfT1BFUkFUSU9OX0NBTkNFTBABEhkKFUJBVENIX09QRVJBVElPTl9QQVVTRRACEhoKFkJBVENIX09QRVJBVElPTl9SRVNVTUUQAxIZChVCQVRDSF9PUEVSQVRJT05fUkVUUlkQBCp6CgtCYXRjaFN0YXR1cxIcChhCQVRDSF9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRCQVRDSF9TVEFUVVNfUlVOTklORxABEhoKFkJBVENIX1NUQVRVU19DT01QTEVURUQQAhIXChNCQVRDSF9TVEFUVVNfRkFJTEVEEAMy9AgKD1dvcmtmbG93U2VydmljZRJVCg1MaXN0V29ya2Zsb3dzEh4uY2Fpcm4udjEuTGlzdFdvcmtmbG93c1JlcXVlc3QaHy5jYWlybi52MS5MaXN0V29ya2Zsb3dzUmVzcG9uc2UiA5ACARJECglDcmVhdGVSdW4SGi5jYWlybi52MS5DcmVhdGVSdW5SZXF1ZXN0GhsuY2Fpcm4udjEuQ3JlYXRlUnVuUmVzcG9uc2USQAoGR2V0UnVuEhcuY2Fpcm4udjEuR2V0UnVuUmVxdWVzdBoYLmNhaXJuLnYxLkdldFJ1blJlc3BvbnNlIgOQAgESRgoITGlzdFJ1bnMSGS5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QaGi5jYWlybi52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESVQoNR2V0UnVuSGlzdG9yeRIeLmNhaXJuLnYxLkdldFJ1bkhpc3RvcnlSZXF1ZXN0Gh8uY2Fpcm4udjEuR2V0UnVuSGlzdG9yeVJlc3BvbnNlIgOQAgESSQoJQ2FuY2VsUnVuEhouY2Fpcm4udjEuQ2FuY2VsUnVuUmVxdWVzdBobLmNhaXJuLnYxLkNhbmNlbFJ1blJlc3BvbnNlIgOQAgISRAoJU2VuZEV2ZW50EhouY2Fpcm4udjEuU2VuZEV2ZW50UmVxdWVzdBobLmNhaXJuLnYxLlNlbmRFdmVudFJlc3BvbnNlEkYKCFBhdXNlUnVuEhkuY2Fpcm4udjEuUGF1c2VSdW5SZXF1ZXN0GhouY2Fpcm4udjEuUGF1c2VSdW5SZXNwb25zZSIDkAICEkkKCVJlc3VtZVJ1bhIaLmNhaXJuLnYxLlJlc3VtZVJ1blJlcXVlc3QaGy5jYWlybi52MS5SZXN1bWVSdW5SZXNwb25zZSIDkAICEkcKClN0YXJ0QmF0Y2gSGy5jYWlybi52MS5TdGFydEJhdGNoUmVxdWVzdBocLmNhaXJuLnYxLlN0YXJ0QmF0Y2hSZXNwb25zZRJGCghHZXRCYXRjaBIZLmNhaXJuLnYxLkdldEJhdGNoUmVxdWVzdBoaLmNhaXJuLnYxLkdldEJhdGNoUmVzcG9uc2UiA5ACARJPCgtMaXN0QmF0Y2hlcxIcLmNhaXJuLnYxLkxpc3RCYXRjaGVzUmVxdWVzdBodLmNhaXJuLnYxLkxpc3RCYXRjaGVzUmVzcG9uc2UiA5ACARJICghXYXRjaFJ1bhIZLmNhaXJuLnYxLldhdGNoUnVuUmVxdWVzdBoaLmNhaXJuLnYxLldhdGNoUnVuUmVzcG9uc2UiA5ACATABEksKCVdhdGNoUnVucxIaLmNhaXJuLnYxLldhdGNoUnVuc1JlcXVlc3QaGy5jYWlybi52MS5XYXRjaFJ1bnNSZXNwb25zZSIDkAIBMAESRgoIQXdhaXRSdW4SGS5jYWlybi52MS5Bd2FpdFJ1blJlcXVlc3QaGi5jYWlybi52MS5Bd2FpdFJ1blJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_cairn_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cairn.v1.ListWorkflowsRequest
@@ -726,6 +726,409 @@ export const AwaitRunResponseSchema: GenMessage<AwaitRunResponse> = /*@__PURE__*
   messageDesc(file_cairn_v1_workflow, 24);
 
 /**
+ * Which runs a batch selects: the fields of ListRunsRequest that filter, with the same meaning. At least one must be
+ * set (a filter without any condition would select every run).
+ *
+ * @generated from message cairn.v1.RunFilter
+ */
+export type RunFilter = Message<"cairn.v1.RunFilter"> & {
+  /**
+   * @generated from field: string workflow_name = 1;
+   */
+  workflowName: string;
+
+  /**
+   * @generated from field: repeated cairn.v1.RunStatus statuses = 2;
+   */
+  statuses: RunStatus[];
+
+  /**
+   * @generated from field: string parent_run_id = 3;
+   */
+  parentRunId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_after = 4;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_before = 5;
+   */
+  createdBefore?: Timestamp | undefined;
+
+  /**
+   * @generated from field: cairn.v1.WaitKind waiting_for = 8;
+   */
+  waitingFor: WaitKind;
+
+  /**
+   * @generated from field: string waiting_event_type = 9;
+   */
+  waitingEventType: string;
+
+  /**
+   * @generated from field: string waiting_correlation_id = 10;
+   */
+  waitingCorrelationId: string;
+
+  /**
+   * @generated from field: map<string, string> metadata = 11;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * @generated from field: google.protobuf.Timestamp ended_after = 12;
+   */
+  endedAfter?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp ended_before = 13;
+   */
+  endedBefore?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cairn.v1.RunFilter.
+ * Use `create(RunFilterSchema)` to create a new message.
+ */
+export const RunFilterSchema: GenMessage<RunFilter> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 25);
+
+/**
+ * @generated from message cairn.v1.StartBatchRequest
+ */
+export type StartBatchRequest = Message<"cairn.v1.StartBatchRequest"> & {
+  /**
+   * @generated from field: cairn.v1.RunFilter filter = 1;
+   */
+  filter?: RunFilter | undefined;
+
+  /**
+   * @generated from field: cairn.v1.BatchOperation operation = 2;
+   */
+  operation: BatchOperation;
+
+  /**
+   * Count the runs the filter selects and show a sample; store nothing.
+   *
+   * @generated from field: bool dry_run = 3;
+   */
+  dryRun: boolean;
+
+  /**
+   * Recorded in each run's history entry (run_cancelled, run_paused, run_resumed).
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cairn.v1.StartBatchRequest.
+ * Use `create(StartBatchRequestSchema)` to create a new message.
+ */
+export const StartBatchRequestSchema: GenMessage<StartBatchRequest> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 26);
+
+/**
+ * @generated from message cairn.v1.StartBatchResponse
+ */
+export type StartBatchResponse = Message<"cairn.v1.StartBatchResponse"> & {
+  /**
+   * The batch as stored; absent for a dry run.
+   *
+   * @generated from field: cairn.v1.Batch batch = 1;
+   */
+  batch?: Batch | undefined;
+
+  /**
+   * How many runs the filter selects (a dry run) or selected (the batch).
+   *
+   * @generated from field: int64 matched_count = 2;
+   */
+  matchedCount: bigint;
+
+  /**
+   * A dry run: up to 20 of the selected run ids, newest first.
+   *
+   * @generated from field: repeated string sample_run_ids = 3;
+   */
+  sampleRunIds: string[];
+};
+
+/**
+ * Describes the message cairn.v1.StartBatchResponse.
+ * Use `create(StartBatchResponseSchema)` to create a new message.
+ */
+export const StartBatchResponseSchema: GenMessage<StartBatchResponse> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 27);
+
+/**
+ * @generated from message cairn.v1.GetBatchRequest
+ */
+export type GetBatchRequest = Message<"cairn.v1.GetBatchRequest"> & {
+  /**
+   * @generated from field: string batch_id = 1;
+   */
+  batchId: string;
+};
+
+/**
+ * Describes the message cairn.v1.GetBatchRequest.
+ * Use `create(GetBatchRequestSchema)` to create a new message.
+ */
+export const GetBatchRequestSchema: GenMessage<GetBatchRequest> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 28);
+
+/**
+ * @generated from message cairn.v1.GetBatchResponse
+ */
+export type GetBatchResponse = Message<"cairn.v1.GetBatchResponse"> & {
+  /**
+   * @generated from field: cairn.v1.Batch batch = 1;
+   */
+  batch?: Batch | undefined;
+};
+
+/**
+ * Describes the message cairn.v1.GetBatchResponse.
+ * Use `create(GetBatchResponseSchema)` to create a new message.
+ */
+export const GetBatchResponseSchema: GenMessage<GetBatchResponse> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 29);
+
+/**
+ * @generated from message cairn.v1.ListBatchesRequest
+ */
+export type ListBatchesRequest = Message<"cairn.v1.ListBatchesRequest"> & {
+  /**
+   * Default 50, at most 1000.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message cairn.v1.ListBatchesRequest.
+ * Use `create(ListBatchesRequestSchema)` to create a new message.
+ */
+export const ListBatchesRequestSchema: GenMessage<ListBatchesRequest> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 30);
+
+/**
+ * @generated from message cairn.v1.ListBatchesResponse
+ */
+export type ListBatchesResponse = Message<"cairn.v1.ListBatchesResponse"> & {
+  /**
+   * Newest first; failures are left out (GetBatch lists them).
+   *
+   * @generated from field: repeated cairn.v1.Batch batches = 1;
+   */
+  batches: Batch[];
+};
+
+/**
+ * Describes the message cairn.v1.ListBatchesResponse.
+ * Use `create(ListBatchesResponseSchema)` to create a new message.
+ */
+export const ListBatchesResponseSchema: GenMessage<ListBatchesResponse> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 31);
+
+/**
+ * @generated from message cairn.v1.Batch
+ */
+export type Batch = Message<"cairn.v1.Batch"> & {
+  /**
+   * @generated from field: string batch_id = 1;
+   */
+  batchId: string;
+
+  /**
+   * @generated from field: cairn.v1.BatchOperation operation = 2;
+   */
+  operation: BatchOperation;
+
+  /**
+   * @generated from field: cairn.v1.BatchStatus status = 3;
+   */
+  status: BatchStatus;
+
+  /**
+   * @generated from field: cairn.v1.RunFilter filter = 4;
+   */
+  filter?: RunFilter | undefined;
+
+  /**
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * Runs the filter selected when the batch started: each is handled exactly once.
+   *
+   * @generated from field: int64 selected_count = 6;
+   */
+  selectedCount: bigint;
+
+  /**
+   * Runs handled so far (done, skipped or failed).
+   *
+   * @generated from field: int64 processed_count = 7;
+   */
+  processedCount: bigint;
+
+  /**
+   * Runs already in the wanted state (e.g. cancelled before): nothing was changed.
+   *
+   * @generated from field: int64 skipped_count = 8;
+   */
+  skippedCount: bigint;
+
+  /**
+   * Runs the operation refused (e.g. pausing an ended run); the first ones are in failures.
+   *
+   * @generated from field: int64 failed_count = 9;
+   */
+  failedCount: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 10;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 11;
+   */
+  finishedAt?: Timestamp | undefined;
+
+  /**
+   * The first per-run failures (at most 100), by run id.
+   *
+   * @generated from field: repeated cairn.v1.BatchFailure failures = 12;
+   */
+  failures: BatchFailure[];
+
+  /**
+   * Why a FAILED batch stopped.
+   *
+   * @generated from field: string error = 13;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message cairn.v1.Batch.
+ * Use `create(BatchSchema)` to create a new message.
+ */
+export const BatchSchema: GenMessage<Batch> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 32);
+
+/**
+ * @generated from message cairn.v1.BatchFailure
+ */
+export type BatchFailure = Message<"cairn.v1.BatchFailure"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message cairn.v1.BatchFailure.
+ * Use `create(BatchFailureSchema)` to create a new message.
+ */
+export const BatchFailureSchema: GenMessage<BatchFailure> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 33);
+
+/**
+ * @generated from enum cairn.v1.BatchOperation
+ */
+export enum BatchOperation {
+  /**
+   * @generated from enum value: BATCH_OPERATION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * As CancelRun (children not detached end too); an already cancelled run is skipped, another ended run fails.
+   *
+   * @generated from enum value: BATCH_OPERATION_CANCEL = 1;
+   */
+  CANCEL = 1,
+
+  /**
+   * As PauseRun; an already paused run is skipped, an ended run fails.
+   *
+   * @generated from enum value: BATCH_OPERATION_PAUSE = 2;
+   */
+  PAUSE = 2,
+
+  /**
+   * As ResumeRun; a run that is not paused fails.
+   *
+   * @generated from enum value: BATCH_OPERATION_RESUME = 3;
+   */
+  RESUME = 3,
+
+  /**
+   * As RetryRun.
+   *
+   * @generated from enum value: BATCH_OPERATION_RETRY = 4;
+   */
+  RETRY = 4,
+}
+
+/**
+ * Describes the enum cairn.v1.BatchOperation.
+ */
+export const BatchOperationSchema: GenEnum<BatchOperation> = /*@__PURE__*/
+  enumDesc(file_cairn_v1_workflow, 0);
+
+/**
+ * @generated from enum cairn.v1.BatchStatus
+ */
+export enum BatchStatus {
+  /**
+   * @generated from enum value: BATCH_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Selected runs remain to be handled.
+   *
+   * @generated from enum value: BATCH_STATUS_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * Every selected run was handled (some may have failed: see failed_count).
+   *
+   * @generated from enum value: BATCH_STATUS_COMPLETED = 2;
+   */
+  COMPLETED = 2,
+
+  /**
+   * The batch itself could not go on (e.g. an operation this server does not know).
+   *
+   * @generated from enum value: BATCH_STATUS_FAILED = 3;
+   */
+  FAILED = 3,
+}
+
+/**
+ * Describes the enum cairn.v1.BatchStatus.
+ */
+export const BatchStatusSchema: GenEnum<BatchStatus> = /*@__PURE__*/
+  enumDesc(file_cairn_v1_workflow, 1);
+
+/**
  * Create, inspect, signal and cancel workflow runs.
  *
  * @generated from service cairn.v1.WorkflowService
@@ -821,6 +1224,38 @@ export const WorkflowService: GenService<{
     methodKind: "unary";
     input: typeof ResumeRunRequestSchema;
     output: typeof ResumeRunResponseSchema;
+  },
+  /**
+   * One operation (cancel, pause, resume, retry) over every run a filter selects. The selection is frozen when the
+   * batch starts and processed durably in bounded chunks by any server; each selected run is handled once. With
+   * dry_run, answers the count and a sample and stores nothing. A filter without any condition is INVALID_ARGUMENT.
+   *
+   * @generated from rpc cairn.v1.WorkflowService.StartBatch
+   */
+  startBatch: {
+    methodKind: "unary";
+    input: typeof StartBatchRequestSchema;
+    output: typeof StartBatchResponseSchema;
+  },
+  /**
+   * A batch's progress, counters and its first per-run failures. NOT_FOUND for an unknown id.
+   *
+   * @generated from rpc cairn.v1.WorkflowService.GetBatch
+   */
+  getBatch: {
+    methodKind: "unary";
+    input: typeof GetBatchRequestSchema;
+    output: typeof GetBatchResponseSchema;
+  },
+  /**
+   * This namespace's batches, newest first.
+   *
+   * @generated from rpc cairn.v1.WorkflowService.ListBatches
+   */
+  listBatches: {
+    methodKind: "unary";
+    input: typeof ListBatchesRequestSchema;
+    output: typeof ListBatchesResponseSchema;
   },
   /**
    * The run's snapshot and history so far, then every new entry and status change until the run ends.
