@@ -254,3 +254,33 @@ test("bad input: no filter or an empty one is INVALID_ARGUMENT naming why, no op
   const malformed = await connectJson("GetBatch", { batchId: "nope" });
   assert.equal(malformed.json.code, "invalid_argument");
 });
+
+test("REST: POST /workflows/batches starts one (snake_case body), GET /workflows/batches/{id} shows it; bad bodies are 400", async () => {
+  const runs = await waitingRuns(5, { cohort: "rest" });
+  const post = (body: unknown) =>
+    fetch(`${server.url}/workflows/batches`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const dry = await post({ filter: { metadata: { cohort: "rest" } }, operation: "BATCH_OPERATION_PAUSE", dry_run: true });
+  assert.equal(dry.status, 200);
+  const dryJson = (await dry.json()) as { matched_count: string; sample_run_ids: string[] };
+  assert.equal(dryJson.matched_count, "5");
+  assert.deepEqual([...dryJson.sample_run_ids].sort(), [...runs].sort());
+
+  const started = await post({ filter: { metadata: { cohort: "rest" } }, operation: "BATCH_OPERATION_PAUSE", reason: "rest" });
+  assert.equal(started.status, 200);
+  const batchId = ((await started.json()) as { batch: { batch_id: string } }).batch.batch_id;
+  await finished(batchId);
+  const got = await fetch(`${server.url}/workflows/batches/${batchId}`);
+  assert.equal(got.status, 200);
+  const batch = ((await got.json()) as { batch: Record<string, unknown> }).batch;
+  assert.deepEqual([batch.status, batch.processed_count, batch.selected_count], ["BATCH_STATUS_COMPLETED", "5", "5"]);
+  assert.deepEqual(await statusesOf(runs), { paused: 5 });
+
+  const before = await storedBatches();
+  const empty = await post({ operation: "BATCH_OPERATION_CANCEL", filter: {} });
+  assert.equal(empty.status, 400);
+  assert.match(((await empty.json()) as { message: string }).message, /would select every run/);
+  const misspelt = await post({ operation: "BATCH_OPERATION_CANCEL", filter: { metdata: { cohort: "rest" } } });
+  assert.equal(misspelt.status, 400);
+  assert.deepEqual(await storedBatches(), before);
+  assert.equal((await fetch(`${server.url}/workflows/batches/00000000-0000-4000-8000-000000000000`)).status, 404);
+});
