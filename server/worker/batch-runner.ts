@@ -7,7 +7,7 @@
  */
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
-import { BatchLeaseLostError, type ApplyToRun, processChunk } from "../store/batches/chunk.js";
+import { type BatchApply, BatchLeaseLostError, processChunk } from "../store/batches/chunk.js";
 import { claimBatch, completeBatch, failBatch, releaseBatch } from "../store/batches/claim.js";
 import type { BatchRow } from "../store/schema.js";
 
@@ -23,7 +23,7 @@ export interface BatchRunnerOptions {
   /** Runs per chunk (one transaction each). */
   chunkSize: number;
   /** The operation of a batch; undefined fails the batch (an operation this server does not know). */
-  operationFor: (batch: BatchRow) => ApplyToRun | undefined;
+  operationFor: (batch: BatchRow) => BatchApply | undefined;
   /** Called after each committed chunk (tests and metrics). */
   onChunk?: (batchId: string, processed: number) => void;
 }
@@ -96,7 +96,9 @@ export class BatchRunner {
     while (!this.stopped) {
       let chunk;
       try {
-        chunk = await processChunk(database.db, { id: batch.id, owner, leaseMs }, chunkSize, apply);
+        chunk = await processChunk(database.db, { id: batch.id, owner, leaseMs }, chunkSize, apply, (error) =>
+          logger.warn({ err: error, batch: batch.id }, "batch fast path failed; this chunk's runs are taken one by one"),
+        );
       } catch (error) {
         if (error instanceof BatchLeaseLostError) {
           logger.warn({ batch: batch.id }, error.message);

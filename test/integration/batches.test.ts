@@ -129,6 +129,21 @@ test("a cancel batch over 1,000 runs selected by metadata cancels each exactly o
 
   assert.deepEqual(await statusesOf(others), { waiting: 40 }, "runs with other metadata are untouched");
   assert.deepEqual([...(await entriesOf("run_cancelled", others)).values()].filter((n) => n !== 0), []);
+
+  // The batch's set-based cancel leaves a run exactly as CancelRun does (row values and history).
+  const single = others[0]!;
+  await sdk.cancelRun(single, "cohort a retired");
+  const shape = async (runId: string) => {
+    const [row] = await sql(
+      `select status, error, cancel_reason, waiting_on, available_at, lease_owner, lease_expires_at, lease_epoch, completed_at is not null as ended,
+              (select count(*)::int from waits where run_id = $1) as waits,
+              (select json_agg(json_build_object('kind', kind, 'name', name, 'error', error, 'attempt', attempt) order by sequence) from journal_entries where run_id = $1) as entries
+       from runs where id = $1`,
+      [runId],
+    );
+    return row;
+  };
+  assert.deepEqual(await shape(selected[0]!), await shape(single));
 });
 
 test("the same over plain fetch (Connect JSON); a second batch over the same runs skips every one", async () => {

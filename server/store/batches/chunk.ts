@@ -20,6 +20,15 @@ export interface ItemResult {
 /** Applies the operation to one run inside the given transaction (a savepoint of the chunk's). */
 export type ApplyToRun = (tx: Db, runId: string) => Promise<ItemResult>;
 
+/**
+ * An operation: `one` for any run; `many`, optional, a set-based fast path over the whole chunk that handles the
+ * runs it can (answering their results) and leaves the others to `one`.
+ */
+export interface BatchApply {
+  one: ApplyToRun;
+  many?: (tx: Db, runIds: readonly string[]) => Promise<Map<string, ItemResult>>;
+}
+
 export class BatchLeaseLostError extends Error {
   constructor(batchId: string) {
     super(`batch ${batchId}: its lease passed to another server`);
@@ -31,7 +40,13 @@ export interface ChunkOutcome {
   afterCommit: (() => Promise<void> | void)[];
 }
 
-export async function processChunk(db: Db, batch: { id: string; owner: string; leaseMs: number }, size: number, apply: ApplyToRun): Promise<ChunkOutcome> {
+export async function processChunk(
+  db: Db,
+  batch: { id: string; owner: string; leaseMs: number },
+  size: number,
+  apply: BatchApply,
+  onFastPathError: (error: unknown) => void = () => {},
+): Promise<ChunkOutcome> {
   return db.transaction(async (tx) => {
     // Run id order is the order the runs' rows are locked in, as the store's other multi-run writers do.
     const items = await queryRows<{ run_id: string }>(
@@ -41,13 +56,24 @@ export async function processChunk(db: Db, batch: { id: string; owner: string; l
     );
     if (items.length === 0) return { processed: 0, afterCommit: [] };
     const results: { runId: string; result: ItemResult }[] = [];
+    let handled = new Map<string, ItemResult>();
+    if (apply.many) {
+      const many = apply.many;
+      // In a savepoint too: if the fast path fails, every run of the chunk goes the one-by-one way instead.
+      handled = await tx.transaction((savepoint) => many(savepoint, items.map((i) => i.run_id))).catch((error: unknown) => {
+        onFastPathError(error);
+        return new Map<string, ItemResult>();
+      });
+    }
     for (const { run_id: runId } of items) {
-      let result: ItemResult;
-      try {
-        // A savepoint: a run whose change throws is rolled back alone and recorded as failed.
-        result = await tx.transaction((savepoint) => apply(savepoint, runId));
-      } catch (error) {
-        result = { outcome: "failed", error: error instanceof Error ? error.message : String(error) };
+      let result = handled.get(runId);
+      if (!result) {
+        try {
+          // A savepoint: a run whose change throws is rolled back alone and recorded as failed.
+          result = await tx.transaction((savepoint) => apply.one(savepoint, runId));
+        } catch (error) {
+          result = { outcome: "failed", error: error instanceof Error ? error.message : String(error) };
+        }
       }
       results.push({ runId, result });
     }
