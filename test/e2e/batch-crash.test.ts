@@ -20,7 +20,7 @@ test("SIGKILL mid-batch: another server completes it; each selected run is cance
   databases.push(db);
   const query = <T>(text: string, values: unknown[] = []) => withClient(db.url, async (c) => (await c.query(text, values)).rows as T[]);
   // Small chunks, so the batch takes long enough to be caught halfway.
-  const env = { CAIRN_BATCH_CHUNK_SIZE: "10" };
+  const env = { CAIRN_BATCH_CHUNK_SIZE: "2" };
   const a = await startServerProcess({ databaseUrl: db.url, workflowDirs: "test/fixtures/wait-workflows", name: "A", env });
   const sdkA = createCairnClient({ baseUrl: a.url });
 
