@@ -73,10 +73,13 @@ export class BatchRunner {
       try {
         for (let batch = await claimBatch(database.db, owner, leaseMs); batch && !this.stopped; batch = await claimBatch(database.db, owner, leaseMs)) {
           this.held = batch.id;
-          await this.work(batch);
+          const finished = await this.work(batch);
           // Stopping mid-batch: others may take it at once instead of after the lease lapses.
           if (this.stopped) await releaseBatch(database.db, batch.id, owner).catch(() => undefined);
           this.held = undefined;
+          // Items still locked by a stalled earlier holder, or the lease lost: look again at the next poll rather
+          // than claiming the same batch again at once.
+          if (!finished) break;
         }
       } catch (error) {
         // The lease is kept: this server tries again at its next poll, others once it lapses.
@@ -86,12 +89,13 @@ export class BatchRunner {
     } while (this.again && !this.stopped);
   }
 
-  private async work(batch: BatchRow): Promise<void> {
+  /** True when the batch ended here (completed or failed); false when it was left for later or for others. */
+  private async work(batch: BatchRow): Promise<boolean> {
     const { database, owner, logger, leaseMs, chunkSize } = this.options;
     const apply = this.options.operationFor(batch);
     if (!apply) {
       await failBatch(database.db, batch.id, owner, `operation "${batch.operation}" is not known to this server`);
-      return;
+      return true;
     }
     while (!this.stopped) {
       let chunk;
@@ -102,7 +106,7 @@ export class BatchRunner {
       } catch (error) {
         if (error instanceof BatchLeaseLostError) {
           logger.warn({ batch: batch.id }, error.message);
-          return;
+          return false;
         }
         throw error;
       }
@@ -112,8 +116,10 @@ export class BatchRunner {
         continue;
       }
       // No pending item this holder could lock: done, unless a stalled earlier holder still has some locked.
-      if (await completeBatch(database.db, batch.id, owner)) logger.info({ batch: batch.id, operation: batch.operation }, "batch completed");
-      return;
+      if (!(await completeBatch(database.db, batch.id, owner))) return false;
+      logger.info({ batch: batch.id, operation: batch.operation }, "batch completed");
+      return true;
     }
+    return false;
   }
 }
