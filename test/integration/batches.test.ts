@@ -5,6 +5,7 @@
  * bad requests are INVALID_ARGUMENT / NOT_FOUND and store nothing.
  */
 import assert from "node:assert/strict";
+import { delimiter } from "node:path";
 import { afterAll, beforeAll, test } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { type BatchInfo, createCairnClient, type CairnClient } from "../../sdk/client.js";
@@ -22,7 +23,7 @@ beforeAll(async () => {
   const database = await createTestDatabase("batches");
   dropDatabase = database.drop;
   databaseUrl = database.url;
-  ({ server } = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: "test/fixtures/wait-workflows", CAIRN_POLL_INTERVAL_MS: "50" }));
+  ({ server } = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: ["test/fixtures/wait-workflows", "test/fixtures/child-workflows"].join(delimiter), CAIRN_POLL_INTERVAL_MS: "50" }));
   sdk = createCairnClient({ baseUrl: server.url });
 });
 
@@ -221,6 +222,36 @@ test("a pause batch over a mix keeps per-run failures (ended runs) with their ru
   while ((await statusesOf(waiting)).waiting !== 6 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   assert.deepEqual(await statusesOf(waiting), { waiting: 6 }, "resumed runs park on their event again");
   assert.deepEqual([...(await entriesOf("run_resumed", waiting)).values()], [1, 1, 1, 1, 1, 1]);
+});
+
+test("a cancel batch over parents and plain runs: parents (one by one) end their attached children, plain runs take the fast path", async () => {
+  const plain = await waitingRuns(3, { cohort: "family" });
+  const parents = await Promise.all(
+    [1, 2, 3].map(async (i) => (await sdk.createRun("parent_of_waiters", { key: `fam-${i}-${Date.now()}` }, { eagerStart: true, metadata: { cohort: "family" } })).runId),
+  );
+  const children = async () =>
+    sql<{ id: string; detached: boolean; status: string }>("select id, detached, status from runs where parent_run_id = any($1)", [parents]);
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const kids = await children();
+    const parentsWaiting = (await statusesOf(parents)).waiting === 3;
+    if (parentsWaiting && kids.length === 6 && kids.every((k) => k.status === "waiting")) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.deepEqual(await statusesOf(parents), { waiting: 3 });
+
+  const started = await sdk.startBatch({ filter: { metadata: { cohort: "family" } }, operation: "cancel" });
+  assert.ok(!started.dryRun);
+  assert.equal(started.matchedCount, 6, "children carry no metadata: only the parents and the plain runs are selected");
+  const done = await finished(started.batch.batchId);
+  assert.deepEqual([done.processedCount, done.skippedCount, done.failedCount], [6, 0, 0]);
+  assert.deepEqual(await statusesOf([...plain, ...parents]), { cancelled: 6 });
+  const kids = await children();
+  assert.deepEqual(kids.filter((k) => !k.detached).map((k) => k.status), ["cancelled", "cancelled", "cancelled"], "attached children end with their parent");
+  assert.deepEqual(kids.filter((k) => k.detached).map((k) => k.status), ["waiting", "waiting", "waiting"], "detached children run on");
+  assert.deepEqual([...(await entriesOf("run_cancelled", [...plain, ...parents, ...kids.map((k) => k.id)])).values()].sort(), [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+  const [why] = await sql<{ message: string }>("select error->>'message' as message from runs where id = $1", [kids.find((k) => !k.detached)!.id]);
+  assert.match(why!.message, /^parent run .* was cancelled: cancelled by batch /);
 });
 
 test("retry is in the operations table but not available yet: every run fails with the reason, nothing changes", async () => {
