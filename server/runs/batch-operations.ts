@@ -75,8 +75,11 @@ const resume: Operation = (deps, batch) => async (tx, runId) => {
   };
 };
 
-// TODO(merge): RetryRun is built on another branch; the merger replaces this entry with its store function
-// (a FAILED run back to QUEUED), applied in `tx` like the others.
+// TODO(merge): RetryRun is built on another branch (main now has store/runs/retry.ts). Wiring it:
+//   const result = await retryStored(tx, batch.namespace, runId, batch.reason);
+//   if (!result) return notFound;
+//   if (result.outcome === "refused") return { outcome: "failed", error: result.why };
+//   return { outcome: "done", afterCommit: () => { deps.feed.publishLocal(runId); deps.worker.wake(); } };
 const retry: Operation = () => async () => ({ outcome: "failed", error: "retry not available on this server yet" });
 
 /**
