@@ -72,6 +72,8 @@ export async function processChunk(
           // A savepoint: a run whose change throws is rolled back alone and recorded as failed.
           result = await tx.transaction((savepoint) => apply.one(savepoint, runId));
         } catch (error) {
+          // A deadlock or a lost connection says nothing about the run: the whole chunk is tried again later.
+          if (isTransient(error)) throw error;
           result = { outcome: "failed", error: error instanceof Error ? error.message : String(error) };
         }
       }
@@ -97,4 +99,13 @@ export async function processChunk(
     if (fenced.length === 0) throw new BatchLeaseLostError(batch.id);
     return { processed: results.length, afterCommit: results.flatMap((r) => (r.result.afterCommit ? [r.result.afterCommit] : [])) };
   });
+}
+
+/** SQLSTATEs of a failure that a later attempt may not meet: deadlock, serialization, lock or statement timeouts, and connection classes. */
+function isTransient(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && (["40P01", "40001", "55P03", "57014", "57P01"].includes(code) || code.startsWith("08"))) return true;
+  }
+  return false;
 }
