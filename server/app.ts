@@ -143,6 +143,9 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     pollMs: Math.max(config.pollIntervalMs, 1000),
     chunkSize: config.batchChunkSize,
     operationFor: batchOperationFor(runsDeps),
+    onChunk: (batch, outcomes) => {
+      for (const [outcome, n] of Object.entries(outcomes)) if (n > 0) metrics.batchRuns.inc({ operation: batch.operation, outcome }, n);
+    },
   });
   const agentService = createAgentService({
     db: database.db,

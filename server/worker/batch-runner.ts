@@ -7,7 +7,7 @@
  */
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
-import { type BatchApply, BatchLeaseLostError, processChunk } from "../store/batches/chunk.js";
+import { type BatchApply, BatchLeaseLostError, type ChunkOutcome, processChunk } from "../store/batches/chunk.js";
 import { claimBatch, completeBatch, failBatch, releaseBatch } from "../store/batches/claim.js";
 import type { BatchRow } from "../store/schema.js";
 
@@ -24,8 +24,8 @@ export interface BatchRunnerOptions {
   chunkSize: number;
   /** The operation of a batch; undefined fails the batch (an operation this server does not know). */
   operationFor: (batch: BatchRow) => BatchApply | undefined;
-  /** Called after each committed chunk (tests and metrics). */
-  onChunk?: (batchId: string, processed: number) => void;
+  /** Called after each committed chunk, with its runs by outcome (metrics). */
+  onChunk?: (batch: BatchRow, outcomes: ChunkOutcome["outcomes"]) => void;
 }
 
 export class BatchRunner {
@@ -112,7 +112,7 @@ export class BatchRunner {
       }
       for (const notice of chunk.afterCommit) await Promise.resolve(notice()).catch(() => undefined);
       if (chunk.processed > 0) {
-        this.options.onChunk?.(batch.id, chunk.processed);
+        this.options.onChunk?.(batch, chunk.outcomes);
         continue;
       }
       // No pending item this holder could lock: done, unless a stalled earlier holder still has some locked.

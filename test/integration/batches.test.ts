@@ -12,6 +12,7 @@ import { type BatchInfo, createCairnClient, type CairnClient } from "../../sdk/c
 import { CairnError } from "../../sdk/errors.js";
 import type { CairnServer } from "../../server/app.js";
 import { startTestServer } from "../support/in-process-server.js";
+import { scrape, valueOf } from "../support/prometheus-text.js";
 import { createTestDatabase, withClient } from "../support/postgres.js";
 
 let server: CairnServer;
@@ -197,12 +198,17 @@ test("a pause batch over a mix keeps per-run failures (ended runs) with their ru
   // One already paused: skipped.
   await sdk.pauseRun(waiting[0]!, "paused by hand");
 
+  const metricsBefore = await scrape(`${server.url}/metrics`);
   const started = await sdk.startBatch({ filter: { metadata: { cohort: "mix" } }, operation: "pause", reason: "maintenance" });
   assert.ok(!started.dryRun);
   assert.equal(started.matchedCount, 9);
   const paused = await finished(started.batch.batchId);
   assert.equal(paused.status, "completed");
   assert.deepEqual([paused.processedCount, paused.skippedCount, paused.failedCount], [9, 1, 3]);
+  const metricsAfter = await scrape(`${server.url}/metrics`);
+  const moved = (outcome: string) =>
+    valueOf(metricsAfter, "cairn_batch_runs_total", { operation: "pause", outcome }) - valueOf(metricsBefore, "cairn_batch_runs_total", { operation: "pause", outcome });
+  assert.deepEqual([moved("done"), moved("skipped"), moved("failed")], [5, 1, 3], "cairn_batch_runs_total counts each run once by outcome");
   assert.deepEqual(paused.failures.map((f) => f.runId).sort(), [...ended].sort());
   for (const failure of paused.failures) assert.match(failure.message, /already ended \(COMPLETED\)/);
   assert.deepEqual(await statusesOf(waiting), { paused: 6 });

@@ -37,6 +37,8 @@ export class BatchLeaseLostError extends Error {
 
 export interface ChunkOutcome {
   processed: number;
+  /** Runs by outcome in this chunk. */
+  outcomes: Record<Exclude<BatchItemOutcome, "pending">, number>;
   afterCommit: (() => Promise<void> | void)[];
 }
 
@@ -54,7 +56,7 @@ export async function processChunk(
       sql`select run_id from batch_items where batch_id = ${batch.id} and outcome = 'pending'
           order by run_id limit ${size} for update skip locked`,
     );
-    if (items.length === 0) return { processed: 0, afterCommit: [] };
+    if (items.length === 0) return { processed: 0, outcomes: { done: 0, skipped: 0, failed: 0 }, afterCommit: [] };
     const results: { runId: string; result: ItemResult }[] = [];
     let handled = new Map<string, ItemResult>();
     if (apply.many) {
@@ -97,7 +99,8 @@ export async function processChunk(
     );
     // Another server holds the batch now (this one stalled past its lease): roll the whole chunk back.
     if (fenced.length === 0) throw new BatchLeaseLostError(batch.id);
-    return { processed: results.length, afterCommit: results.flatMap((r) => (r.result.afterCommit ? [r.result.afterCommit] : [])) };
+    const outcomes = { done: results.length - skipped - failed, skipped, failed };
+    return { processed: results.length, outcomes, afterCommit: results.flatMap((r) => (r.result.afterCommit ? [r.result.afterCommit] : [])) };
   });
 }
 
