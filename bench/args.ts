@@ -43,6 +43,9 @@ export interface BenchOptions {
   replayStepsPerLength: number;
   resumeSteps: number;
 
+  /** The batch section: a cancel batch over this many parked runs (0: skipped). */
+  batchRuns: number;
+
   /** Extras: child fan-out, agent turns, watch delay (0: skipped). */
   children: number;
   agentTurns: number;
@@ -103,6 +106,10 @@ Replay (bench_replay):
   --resume-steps N      steps of the run resumed after a restart (default 1000; quick 300; 0 skips)
   --skip-replay         neither
 
+Batch (StartBatch):
+  --batch-runs N        a cancel batch over N runs parked on events; runs/s (default 10000; quick 500; 0 skips)
+  --skip-batch          same as --batch-runs 0
+
 Extras (kept from the earlier bench; skipped by --quick unless given):
   --children N          children of one bench_fan_out run (default 100; 0 skips)
   --agent-turns N       sequential bench_agent runs through a worker process (default 200; 0 skips)
@@ -133,6 +140,7 @@ interface Defaults {
   idleSeconds: number;
   replayBudget: number;
   resumeSteps: number;
+  batchRuns: number;
   extras: boolean;
   runControlRuns: number;
   runControlCalls: number;
@@ -150,6 +158,7 @@ const full: Defaults = {
   idleSeconds: 10,
   replayBudget: 2000,
   resumeSteps: 1000,
+  batchRuns: 10_000,
   extras: true,
   runControlRuns: 100_000,
   runControlCalls: 200,
@@ -167,6 +176,7 @@ const quick: Defaults = {
   idleSeconds: 2,
   replayBudget: 300,
   resumeSteps: 300,
+  batchRuns: 500,
   extras: false,
   runControlRuns: 5000,
   runControlCalls: 50,
@@ -202,6 +212,8 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "replay-budget": { type: "string" },
       "resume-steps": { type: "string" },
       "skip-replay": { type: "boolean", default: false },
+      "batch-runs": { type: "string" },
+      "skip-batch": { type: "boolean", default: false },
       children: { type: "string" },
       "agent-turns": { type: "string" },
       "composition-poll-ms": { type: "string", default: "1" },
@@ -248,6 +260,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     replayLengths: replaySkipped ? [] : lengthList(values["replay-steps"]),
     replayStepsPerLength: int("--replay-budget", values["replay-budget"], d.replayBudget, 1),
     resumeSteps: replaySkipped ? 0 : int("--resume-steps", values["resume-steps"], d.resumeSteps),
+    batchRuns: values["skip-batch"] ? 0 : int("--batch-runs", values["batch-runs"], d.batchRuns),
     children: extra("--children", values.children, 100),
     agentTurns: extra("--agent-turns", values["agent-turns"], 200),
     compositionPollMs: int("--composition-poll-ms", values["composition-poll-ms"], 1),

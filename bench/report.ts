@@ -15,6 +15,7 @@ import { goals } from "./goals.js";
 import type { EventLatencyResult, StartLatencyResult } from "./latency.js";
 import type { PgbenchResult } from "./pgbench.js";
 import type { ResumeResult, StepCostsResult } from "./replay.js";
+import type { BatchBenchResult } from "./batch.js";
 import type { CpuShares } from "./resources.js";
 import { round } from "./stats.js";
 import type { ParkedResult, TimerLatenessResult } from "./waits.js";
@@ -116,6 +117,7 @@ export interface Report {
     /** ratio: slowest ÷ fastest per-step cost over the lengths (the goal's figure); growth: longest run's ÷ shortest run's (> 1: dearer as runs grow). */
     replay: (StepCostsResult & { ratio: number; growth: number; loadAverage: number }) | null;
     resume: (ResumeResult & { loadAverage: number }) | null;
+    batch: (BatchBenchResult & { loadAverage: number }) | null;
     extras: ExtrasReport;
     runControl: RunControlReport;
   };
@@ -148,6 +150,7 @@ export interface Measurements {
   parked: { result: ParkedResult; loadAverage: number } | null;
   replay: { result: StepCostsResult; loadAverage: number } | null;
   resume: { result: ResumeResult; loadAverage: number } | null;
+  batch: { result: BatchBenchResult; loadAverage: number } | null;
   extras: ExtrasReport;
   runControl: RunControlReport;
   failures: string[];
@@ -266,6 +269,7 @@ export function buildReport(m: Measurements): Report {
         }
       : null,
     resume: m.resume ? { ...m.resume.result, loadAverage: m.resume.loadAverage } : null,
+    batch: m.batch ? { ...m.batch.result, runsPerSec: round(m.batch.result.runsPerSec, 1), loadAverage: m.batch.loadAverage } : null,
     extras: m.extras,
     runControl: m.runControl,
   };
@@ -299,6 +303,7 @@ function collectFailures(m: Measurements): string[] {
     ...label("parked", m.parked?.result.failures ?? []),
     ...label("replay", m.replay?.result.failures ?? []),
     ...label("resume", m.resume?.result.failures ?? []),
+    ...label("batch", m.batch?.result.failures ?? []),
     ...extrasFailures(m.extras),
   ];
 }
@@ -433,6 +438,17 @@ function scoreboard(f: Report["figures"], pgbench: PgbenchReport[]): ScoreRow[] 
       goal: `≤ ${goals.resumeFirstStepMs} ms`,
       met: cold ? r.failures.length === 0 && cold.firstNewStepMs <= goals.resumeFirstStepMs : false,
       load: r.loadAverage,
+    });
+  }
+  if (f.batch) {
+    const b = f.batch;
+    rows.push({
+      workload: `Cancel batch over ${thousands(b.runs)} parked runs`,
+      figure: `${thousands(Math.round(b.runsPerSec))} runs/s (StartBatch → completed in ${(b.batchWallMs / 1000).toFixed(1)} s; StartBatch ${ms(b.startBatchMs, 0)}, dry run ${ms(b.dryRunMs, 0)})${b.failures.length ? `; ${b.failures.length} FAILED` : ""}`,
+      vsPgbench: "",
+      goal: noGoal,
+      met: b.failures.length > 0 ? false : null,
+      load: b.loadAverage,
     });
   }
   for (const p of pgbench) {

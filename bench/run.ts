@@ -10,7 +10,8 @@
  *    per-step cost of 10/100/1,000-step runs, and the extras; A stops;
  * 4. resume after restart: a server parks long runs and stops, a new one
  *    resumes them;
- * 5. last, on a fresh server: N parked runs (memory, idle CPU), which stay
+ * 5. on a fresh server: a cancel batch over N parked runs (runs/s);
+ * 6. last, on a fresh server: N parked runs (memory, idle CPU), which stay
  *    in the database until it is dropped.
  *
  * Every server is a child process (bench/server.ts); this process is only
@@ -24,6 +25,7 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import type { CairnClient } from "../sdk/client.js";
 import { type BenchOptions, parseOptions, usage } from "./args.js";
+import { type BatchBenchResult, cancelBatch } from "./batch.js";
 import { describeHttp, type HttpVersion, sdkClient } from "./client.js";
 import { agentRoundTrip, type AgentRoundTripResult, fanOut, type FanOutResult, warmUpComposition } from "./composition.js";
 import { Admin, BenchProbe, findServer, redact, urlForDatabase } from "./database.js";
@@ -116,6 +118,7 @@ async function main(argv: string[]): Promise<number> {
       const measured = await measureOnServers(options, settings, probe, pgbench, failures, signal);
       const resume =
         options.resumeSteps > 0 && !signal.aborted ? await measureResume(options, settings, measured.http, probe, failures, signal) : null;
+      const batch = options.batchRuns > 0 && !signal.aborted ? await measureBatch(options, settings, measured.http, probe, failures, signal) : null;
       const parked = options.parkedRuns > 0 && !signal.aborted ? await measureParked(options, settings, measured.http, probe, failures, signal) : null;
       const runControl = await measureRunControl(options, settings, measured.http, failures, signal);
 
@@ -154,6 +157,7 @@ async function main(argv: string[]): Promise<number> {
         pgbench,
         ...measured.figures,
         resume,
+        batch,
         parked,
         runControl,
         failures,
@@ -360,6 +364,30 @@ async function measureResume(
   } catch (error) {
     failures.push(`resume: ${(error as Error).message}`);
     return null;
+  }
+}
+
+async function measureBatch(
+  options: BenchOptions,
+  settings: ServerSettings,
+  http: HttpVersion,
+  probe: BenchProbe,
+  failures: string[],
+  signal: AbortSignal,
+): Promise<Run<BatchBenchResult> | null> {
+  log("starting server D for the batch");
+  const d = await ServerProcess.start("server D", settings, log);
+  try {
+    const loadAverage = load1();
+    log(`batch: cancel over ${options.batchRuns} parked runs, load ${loadAverage.toFixed(2)}`);
+    const result = await cancelBatch(sdkClient(d.url, http), probe, { runs: options.batchRuns, concurrency: options.waitConcurrency, signal, log });
+    log(`batch: ${result.runsPerSec.toFixed(0)} runs/s`);
+    return { result, loadAverage };
+  } catch (error) {
+    failures.push(`batch: ${(error as Error).message}`);
+    return null;
+  } finally {
+    await d.close();
   }
 }
 

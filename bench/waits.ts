@@ -27,7 +27,7 @@ function message(error: unknown): string {
 const ascending = (values: number[]) => [...values].sort((a, b) => a - b);
 
 /** Calls `task(i)` for i in [0, count) with at most `concurrency` in flight; failures are collected, not thrown. */
-async function inParallel(count: number, concurrency: number, signal: AbortSignal, task: (i: number) => Promise<void>): Promise<string[]> {
+export async function inParallel(count: number, concurrency: number, signal: AbortSignal, task: (i: number) => Promise<void>): Promise<string[]> {
   const failures: string[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -49,7 +49,7 @@ async function inParallel(count: number, concurrency: number, signal: AbortSigna
  * Polls the database until every selected run (`expected` of them) is in
  * `target`, or none can get there any more, or `timeoutMs` passes.
  */
-async function awaitStatus(
+export async function awaitStatus(
   probe: BenchProbe,
   selector: RunSelector,
   expected: number,

@@ -58,8 +58,10 @@ export interface Command {
   /** Flag help: [flag, meaning]. */
   readonly optionHelp?: readonly (readonly [string, string])[];
   readonly options: OptionSpecs;
-  /** Names of the positional arguments, all required. */
+  /** Names of the positional arguments, all required (unless positionalsOptional). */
   readonly positionals: readonly string[];
+  /** The positionals may all be left out (the bulk forms of runs cancel|pause|resume take filter flags instead). */
+  readonly positionalsOptional?: boolean;
   /** Global flags that make no sense here (e.g. --url for serve). */
   readonly rejectsGlobals?: readonly string[];
   run(context: CommandContext, values: OptionValues, positionals: readonly string[]): Promise<number>;

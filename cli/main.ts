@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import type { CairnClient, CairnError } from "../sdk/index.js";
 import { UnreachableError, UsageError } from "./args.js";
 import { type Command, type CommandContext, ExitCode, type OptionSpecs, type OptionValues, type Output } from "./command.js";
+import { batchesGet, batchesList } from "./commands/batches.js";
 import { eventsSend } from "./commands/events.js";
 import { keysCreate, keysList, keysRevoke } from "./commands/keys.js";
 import { runsCancel, runsCreate, runsFork, runsGet, runsList, runsPause, runsResume, runsRetry, runsWatch } from "./commands/runs.js";
@@ -37,6 +38,8 @@ export const commands: readonly Command[] = [
   runsResume,
   runsRetry,
   runsFork,
+  batchesGet,
+  batchesList,
   eventsSend,
   keysCreate,
   keysList,
@@ -167,13 +170,13 @@ function parseCommandLine(command: Command, args: string[]): { values: OptionVal
     if (parsed.values[name] !== undefined) throw new UsageError(`--${name} does not apply to "cairn ${command.name}"`);
   }
   const expected = command.positionals;
-  if (parsed.positionals.length < expected.length) {
+  if (parsed.positionals.length < expected.length && !(command.positionalsOptional && parsed.positionals.length === 0)) {
     throw new UsageError(`missing ${expected.slice(parsed.positionals.length).map((name) => `<${name}>`).join(" ")}`);
   }
   if (parsed.positionals.length > expected.length) {
     throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[expected.length])}`);
   }
-  for (const [index, name] of expected.entries()) {
+  for (const [index, name] of expected.slice(0, parsed.positionals.length).entries()) {
     if ((parsed.positionals[index] ?? "").trim() === "") throw new UsageError(`<${name}> must not be empty`);
   }
   return parsed;

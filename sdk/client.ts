@@ -34,7 +34,7 @@ import { type Client, Code, ConnectError, type ContextValues, createClient, type
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AgentService } from "./gen/cairn/v1/agent_pb.js";
 import { EntryKind, type Failure, type HistoryEntry, type Run, RunStatus, type WaitingOn, WaitKind } from "./gen/cairn/v1/types_pb.js";
-import { WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
+import { type Batch, BatchOperation, BatchStatus, WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
 import { CairnError, type RunFailure, RunCancelledError, RunFailedError, WaitTimeoutError } from "./errors.js";
 import type { JsonObject, JsonValue, WorkflowDefinition } from "./workflow.js";
 
@@ -235,6 +235,43 @@ export interface ListRunsFilter extends RequestOptions {
   pageSize?: number;
 }
 
+/** Which runs a batch selects: ListRuns' filter fields (at least one must be given). */
+export type RunSelector = Omit<ListRunsFilter, "pageSize" | keyof RequestOptions>;
+
+export type BatchOperationName = "cancel" | "pause" | "resume" | "retry";
+
+export interface StartBatchInput extends RequestOptions {
+  filter: RunSelector;
+  operation: BatchOperationName;
+  /** Count the selected runs and show a sample; store nothing. */
+  dryRun?: boolean;
+  /** Recorded in each run's history entry. */
+  reason?: string;
+}
+
+export type StartBatchResult =
+  | { dryRun: true; matchedCount: number; sampleRunIds: string[] }
+  | { dryRun: false; matchedCount: number; batch: BatchInfo };
+
+export interface BatchInfo {
+  batchId: string;
+  operation: BatchOperationName | "unknown";
+  /** running until every selected run was handled; failed only when the batch itself could not go on (see error). */
+  status: "running" | "completed" | "failed" | "unknown";
+  reason: string;
+  error?: string;
+  selectedCount: number;
+  /** Done, skipped or failed so far. */
+  processedCount: number;
+  /** Already in the wanted state: nothing changed. */
+  skippedCount: number;
+  failedCount: number;
+  createdAt: Date;
+  finishedAt?: Date;
+  /** The first per-run failures (GetBatch only; at most 100). */
+  failures: { runId: string; message: string }[];
+}
+
 export interface ListRunsPage {
   runs: RunInfo[];
   /** Pass as `pageToken` for the next page; absent on the last page. */
@@ -331,6 +368,15 @@ export interface CairnClient {
    */
   forkRun(runId: string, options: ForkRunOptions): Promise<RunInfo>;
   /**
+   * One operation over every run `filter` selects, processed durably by the server(s) in chunks; each selected run
+   * is handled once. `dryRun` answers the count and up to 20 run ids. A filter without a condition is INVALID_ARGUMENT.
+   */
+  startBatch(input: StartBatchInput): Promise<StartBatchResult>;
+  /** A batch's progress, counters and first per-run failures. */
+  getBatch(batchId: string, options?: RequestOptions): Promise<BatchInfo>;
+  /** This namespace's batches, newest first (without failures). */
+  listBatches(options?: RequestOptions & { pageSize?: number }): Promise<BatchInfo[]>;
+  /**
    * Polls GetRun until the run ends (a live stream replaces the polling once WatchRun is served):
    * resolves its output, or throws RunFailedError / RunCancelledError (carrying the run's failure),
    * or WaitTimeoutError when `timeoutMs` passes first.
@@ -379,24 +425,9 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
   }
 
   async function listRunsPage(filter: ListRunsFilter & { pageToken?: string } = {}): Promise<ListRunsPage> {
-    const workflowName = typeof filter.workflow === "string" ? filter.workflow : (filter.workflow?.name ?? "");
     const response = await rpc(() =>
       workflows.listRuns(
-        {
-          workflowName,
-          statuses: (filter.statuses ?? []).map(statusFromName),
-          parentRunId: filter.parentRunId ?? "",
-          createdAfter: filter.createdAfter ? timestampFromDate(filter.createdAfter) : undefined,
-          createdBefore: filter.createdBefore ? timestampFromDate(filter.createdBefore) : undefined,
-          endedAfter: filter.endedAfter ? timestampFromDate(filter.endedAfter) : undefined,
-          endedBefore: filter.endedBefore ? timestampFromDate(filter.endedBefore) : undefined,
-          metadata: { ...filter.metadata },
-          pageSize: filter.pageSize ?? 0,
-          pageToken: filter.pageToken ?? "",
-          waitingFor: filter.waitingFor ? waitKindFromName(filter.waitingFor) : WaitKind.UNSPECIFIED,
-          waitingEventType: filter.waitingEventType ?? "",
-          waitingCorrelationId: filter.waitingCorrelationId ?? "",
-        },
+        { ...runFilterFields(filter), pageSize: filter.pageSize ?? 0, pageToken: filter.pageToken ?? "" },
         callOptions(filter),
       ),
     );
@@ -530,6 +561,30 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
       const { run } = await rpc(() => workflows.forkRun(request, callOptions(forkOptions)));
       if (!run) throw new CairnError("ForkRun answered without a run", Code.Internal);
       return runInfo(run);
+    },
+
+    async startBatch(input: StartBatchInput): Promise<StartBatchResult> {
+      const response = await rpc(() =>
+        workflows.startBatch(
+          { filter: runFilterFields(input.filter), operation: batchOperationFromName(input.operation), dryRun: input.dryRun ?? false, reason: input.reason ?? "" },
+          callOptions(input),
+        ),
+      );
+      const matchedCount = Number(response.matchedCount);
+      if (input.dryRun) return { dryRun: true, matchedCount, sampleRunIds: response.sampleRunIds };
+      if (!response.batch) throw new CairnError("StartBatch answered without a batch", Code.Internal);
+      return { dryRun: false, matchedCount, batch: batchInfo(response.batch) };
+    },
+
+    async getBatch(batchId: string, requestOptions?: RequestOptions): Promise<BatchInfo> {
+      const { batch } = await rpc(() => workflows.getBatch({ batchId }, callOptions(requestOptions)));
+      if (!batch) throw new CairnError("GetBatch answered without a batch", Code.Internal);
+      return batchInfo(batch);
+    },
+
+    async listBatches(requestOptions: RequestOptions & { pageSize?: number } = {}): Promise<BatchInfo[]> {
+      const { batches } = await rpc(() => workflows.listBatches({ pageSize: requestOptions.pageSize ?? 0 }, callOptions(requestOptions)));
+      return batches.map(batchInfo);
     },
 
     async *watchRun(runId: string, watchOptions: WatchRunOptions = {}): AsyncIterable<RunUpdate> {
@@ -898,6 +953,61 @@ const statusNames: Record<RunStatus, RunStatusName | undefined> = {
   [RunStatus.CANCELLED]: "cancelled",
   [RunStatus.PAUSED]: "paused",
 };
+
+/** The filtering fields of ListRuns, also StartBatch's RunFilter. */
+function runFilterFields(filter: RunSelector) {
+  return {
+    workflowName: typeof filter.workflow === "string" ? filter.workflow : (filter.workflow?.name ?? ""),
+    statuses: (filter.statuses ?? []).map(statusFromName),
+    parentRunId: filter.parentRunId ?? "",
+    createdAfter: filter.createdAfter ? timestampFromDate(filter.createdAfter) : undefined,
+    createdBefore: filter.createdBefore ? timestampFromDate(filter.createdBefore) : undefined,
+    endedAfter: filter.endedAfter ? timestampFromDate(filter.endedAfter) : undefined,
+    endedBefore: filter.endedBefore ? timestampFromDate(filter.endedBefore) : undefined,
+    metadata: { ...filter.metadata },
+    waitingFor: filter.waitingFor ? waitKindFromName(filter.waitingFor) : WaitKind.UNSPECIFIED,
+    waitingEventType: filter.waitingEventType ?? "",
+    waitingCorrelationId: filter.waitingCorrelationId ?? "",
+  };
+}
+
+const batchOperationValues: Record<BatchOperationName, BatchOperation> = {
+  cancel: BatchOperation.CANCEL,
+  pause: BatchOperation.PAUSE,
+  resume: BatchOperation.RESUME,
+  retry: BatchOperation.RETRY,
+};
+
+function batchOperationFromName(name: BatchOperationName): BatchOperation {
+  const operation = batchOperationValues[name];
+  if (operation === undefined) throw new CairnError(`unknown batch operation ${JSON.stringify(name)}; use one of ${Object.keys(batchOperationValues).join(", ")}`, Code.InvalidArgument);
+  return operation;
+}
+
+const batchStatusNames: Record<BatchStatus, BatchInfo["status"]> = {
+  [BatchStatus.UNSPECIFIED]: "unknown",
+  [BatchStatus.RUNNING]: "running",
+  [BatchStatus.COMPLETED]: "completed",
+  [BatchStatus.FAILED]: "failed",
+};
+
+function batchInfo(batch: Batch): BatchInfo {
+  const operation = (Object.entries(batchOperationValues).find(([, value]) => value === batch.operation)?.[0] ?? "unknown") as BatchInfo["operation"];
+  return {
+    batchId: batch.batchId,
+    operation,
+    status: batchStatusNames[batch.status] ?? "unknown",
+    reason: batch.reason,
+    ...(batch.error ? { error: batch.error } : {}),
+    selectedCount: Number(batch.selectedCount),
+    processedCount: Number(batch.processedCount),
+    skippedCount: Number(batch.skippedCount),
+    failedCount: Number(batch.failedCount),
+    createdAt: date(batch.createdAt) ?? new Date(0),
+    ...optionalDate("finishedAt", batch.finishedAt),
+    failures: batch.failures.map((f) => ({ runId: f.runId, message: f.message })),
+  };
+}
 
 function statusFromName(name: RunStatusName): RunStatus {
   for (const [status, statusName] of Object.entries(statusNames)) if (statusName === name) return Number(status) as RunStatus;

@@ -39,6 +39,9 @@ import { createReflectionServices } from "./rpc/reflection.js";
 import { createWorkflowService } from "./rpc/workflow-service.js";
 import { createKeyService } from "./rpc/key-service.js";
 import { Worker } from "./worker/worker.js";
+import { BatchRunner } from "./worker/batch-runner.js";
+import { batchOperationFor } from "./runs/batch-operations.js";
+import type { RunsDeps } from "./runs/runs-deps.js";
 import { RunFeed } from "./runs/run-feed.js";
 import { RunTails } from "./runs/run-tail.js";
 import { TurnBoard } from "./runs/turn-board.js";
@@ -68,6 +71,8 @@ export interface CairnServices {
   readonly database: Database;
   readonly registry: WorkflowRegistry;
   readonly scheduler: Worker;
+  /** Works through stored batches (StartBatch); started with the server. */
+  readonly batches: BatchRunner;
   readonly feed: RunFeed;
   /** Registers every service on a router (the Connect adapter, the unary lane, or a test's router transport). */
   readonly routes: (router: ConnectRouter) => void;
@@ -118,7 +123,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   // Every in-flight request listens on this signal; many concurrent requests are normal, not a leak.
   setMaxListeners(0, shutdown.signal);
 
-  const workflowService = createWorkflowService({
+  const runsDeps: RunsDeps = {
     store,
     registry,
     worker: scheduler,
@@ -130,6 +135,20 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     maxHistoryPageSize: config.maxHistoryPageSize,
     feed,
     metrics,
+  };
+  const workflowService = createWorkflowService(runsDeps);
+  // Any server works through stored batches; one that dies mid-batch leaves the rest to the next claimer.
+  const batches = new BatchRunner({
+    database,
+    owner: scheduler.owner,
+    logger,
+    leaseMs: config.leaseMs,
+    pollMs: Math.max(config.pollIntervalMs, 1000),
+    chunkSize: config.batchChunkSize,
+    operationFor: batchOperationFor(runsDeps),
+    onChunk: (batch, outcomes) => {
+      for (const [outcome, n] of Object.entries(outcomes)) if (n > 0) metrics.batchRuns.inc({ operation: batch.operation, outcome }, n);
+    },
   });
   const agentService = createAgentService({
     db: database.db,
@@ -161,13 +180,13 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, logger }),
     validationInterceptor(createRequestValidator([WorkflowService, AgentService])),
   ];
-  return { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing };
+  return { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing };
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
   // A busy port fails at once, before the store is opened (which can take seconds the first time).
   await assertPortFree(config.host, config.port);
-  const { database, registry, scheduler, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing } =
+  const { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing } =
     await createServices(config, logger);
   const { auth } = config;
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
@@ -234,6 +253,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   }
 
   await scheduler.start();
+  await batches.start();
   await feed.start(database).catch((error: unknown) => logger.warn({ err: error }, "run change feed not listening; watchers fall back to polling"));
   const listening = await listen(handler, {
     host: config.host,
@@ -265,6 +285,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
         shutdown.abort();
         await listening.close();
         await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
+        await batches.stop();
         await scheduler.stop(config.shutdownGraceMs);
         feed.stop();
         await keys?.stop();

@@ -77,6 +77,8 @@ export interface Config {
   maxListRunsPageSize: number;
   /** Cap on GetRunHistory page_size. */
   maxHistoryPageSize: number;
+  /** Runs a batch applies its operation to per transaction (CAIRN_BATCH_CHUNK_SIZE). */
+  batchChunkSize: number;
   /** How long sent events are kept for waits that start later. */
   eventRetentionMs: number;
   /** How long ended runs (and their journals and waits) are kept; per-namespace overrides. */
@@ -140,6 +142,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxRequestBytes: requestBytes(env, { CAIRN_MAX_INPUT_BYTES: maxInputBytes, CAIRN_MAX_EVENT_BYTES: maxEventBytes, CAIRN_MAX_AGENT_RESULT_BYTES: maxAgentResultBytes }),
     maxListRunsPageSize: integer(env, "CAIRN_MAX_LIST_RUNS_PAGE_SIZE", 1000, 1, 100_000),
     maxHistoryPageSize: integer(env, "CAIRN_MAX_HISTORY_PAGE_SIZE", 10_000, 1, 100_000),
+    batchChunkSize: integer(env, "CAIRN_BATCH_CHUNK_SIZE", 200, 1, 10_000),
     eventRetentionMs: duration(env, "CAIRN_EVENT_RETENTION", "7d"),
     runRetention: runRetention(env),
     sweepIntervalMs: integer(env, "CAIRN_SWEEP_INTERVAL_MS", 60_000, 100, 86_400_000),

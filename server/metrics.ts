@@ -102,6 +102,12 @@ export class Metrics {
     help: "Runs an event was delivered to inside SendEvent (parked runs waiting on its key).",
     registers: [this.registry],
   });
+  readonly batchRuns = new Counter({
+    name: "cairn_batch_runs_total",
+    help: "Runs a batch (StartBatch) handled in this process, by operation and outcome (done, skipped, failed).",
+    labelNames: ["operation", "outcome"] as const,
+    registers: [this.registry],
+  });
 
   constructor() {
     const queue = (select: (depth: QueueDepth) => number) => {

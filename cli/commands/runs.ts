@@ -1,6 +1,8 @@
-/** `cairn runs create | get | list | cancel | pause | resume | retry | fork | watch` (`runs history`: run-history.ts). */
+/** `cairn runs create | get | list | cancel | pause | resume | retry | fork | watch` (cancel, pause, resume, retry with filter flags: a batch; `runs history`: run-history.ts). */
 import type { ListRunsFilter, RunInfo } from "../../sdk/index.js";
-import { instant, isJsonObject, jsonOption, keyValuePairs, parseStatuses, positiveInteger, UsageError } from "../args.js";
+import { isJsonObject, jsonOption, positiveInteger, UsageError } from "../args.js";
+import { batchFlagsHelp, batchOptions, runBatch } from "./batches.js";
+import { runFilterFrom, runFilterHelp, runFilterOptions, runFilterUsage } from "./run-filter.js";
 import { type Command, ExitCode, flag, jsonDocument, stringValue } from "../command.js";
 import { runDetail, runDetails, runDuration, table, timestamp, truncate } from "../format.js";
 import { watchRun } from "../watch.js";
@@ -58,44 +60,15 @@ export const runsGet: Command = {
 export const runsList: Command = {
   name: "runs list",
   summary: "list runs, newest first",
-  usage:
-    "[--workflow NAME] [--status S,...] [--parent RUN-ID] [--meta KEY=VALUE]... [--created-after T] [--created-before T]\n" +
-    "      [--ended-after T] [--ended-before T] [--limit N]",
-  optionHelp: [
-    ["--workflow NAME", "only runs of this workflow"],
-    ["--status S,...", "only runs in these states: queued, running, waiting, paused, completed, failed, cancelled"],
-    ["--parent RUN-ID", "only child runs of this run"],
-    ["--meta KEY=VALUE", "only runs whose metadata has KEY equal to VALUE (repeat: every pair must match)"],
-    ["--created-after T", "only runs created at or after instant T (e.g. 2026-01-31T12:00:00Z)"],
-    ["--created-before T", "only runs created before T"],
-    ["--ended-after T", "only runs that ended (completed, failed, cancelled) at or after T"],
-    ["--ended-before T", "only runs that ended before T"],
-    ["--limit N", "at most N runs (default 50)"],
-  ],
-  options: {
-    workflow: { type: "string" },
-    status: { type: "string" },
-    parent: { type: "string" },
-    meta: { type: "string", multiple: true },
-    "created-after": { type: "string" },
-    "created-before": { type: "string" },
-    "ended-after": { type: "string" },
-    "ended-before": { type: "string" },
-    limit: { type: "string" },
-  },
+  usage: `${runFilterUsage} [--limit N]`,
+  optionHelp: [...runFilterHelp, ["--limit N", "at most N runs (default 50)"]],
+  options: { ...runFilterOptions, limit: { type: "string" } },
   positionals: [],
   async run(context, values) {
     const limitText = stringValue(values, "limit");
     const limit = limitText === undefined ? 50 : positiveInteger(limitText, "--limit");
-    const workflow = stringValue(values, "workflow");
-    const statusText = stringValue(values, "status");
-    const parent = stringValue(values, "parent");
     const filter: ListRunsFilter = {
-      ...(workflow ? { workflow } : {}),
-      ...(statusText ? { statuses: parseStatuses(statusText) } : {}),
-      ...(parent ? { parentRunId: parent } : {}),
-      ...(Array.isArray(values.meta) ? { metadata: keyValuePairs(values.meta as string[], "--meta") } : {}),
-      ...instants(values, { createdAfter: "created-after", createdBefore: "created-before", endedAfter: "ended-after", endedBefore: "ended-before" }),
+      ...runFilterFrom(values),
       // One more than shown, to tell whether there are more.
       pageSize: Math.min(limit + 1, 1000),
     };
@@ -135,24 +108,19 @@ export const runsList: Command = {
   },
 };
 
-function instants<K extends string>(values: Parameters<Command["run"]>[1], flags: Record<K, string>): Partial<Record<K, Date>> {
-  const out: Partial<Record<K, Date>> = {};
-  for (const [key, name] of Object.entries(flags) as [K, string][]) {
-    const raw = stringValue(values, name);
-    if (raw !== undefined) out[key] = instant(raw, `--${name}`);
-  }
-  return out;
-}
-
 export const runsCancel: Command = {
   name: "runs cancel",
   summary: "cancel a queued, running or waiting run",
-  usage: "<run-id> [--reason TEXT]",
-  description: "A waiting or queued run is cancelled at once; a running one at its next durable operation.",
-  optionHelp: [["--reason TEXT", "recorded as the run's error message"]],
-  options: { reason: { type: "string" } },
+  usage: `<run-id> [--reason TEXT]\n   or: cairn runs cancel ${runFilterUsage} [--reason TEXT] [--dry-run] [--no-wait]`,
+  description: "A waiting or queued run is cancelled at once; a running one at its next durable operation.\n" +
+    "With filter flags and no <run-id>: a batch over every matching run (see `cairn batches get`).",
+  optionHelp: [["--reason TEXT", "recorded as the run's error message"], ...runFilterHelp, ...batchFlagsHelp],
+  options: { reason: { type: "string" }, ...runFilterOptions, ...batchOptions },
+  positionalsOptional: true,
   positionals: ["run-id"],
   async run(context, values, [runId = ""]) {
+    if (!runId) return runBatch(context, "cancel", values);
+    singleRunOnly(values);
     const run = await context.client().cancelRun(runId, stringValue(values, "reason"));
     if (context.json) context.io.out(jsonDocument(run));
     else if (run.status === "cancelled") context.io.out(`cancelled run ${run.runId}`);
@@ -164,12 +132,16 @@ export const runsCancel: Command = {
 export const runsPause: Command = {
   name: "runs pause",
   summary: "pause a queued or waiting run until `runs resume`",
-  usage: "<run-id> [--reason TEXT]",
-  description: "Nothing claims a paused run: an event sent meanwhile and a timer that comes due wait for the resume.",
-  optionHelp: [["--reason TEXT", "recorded in the run's history"]],
-  options: { reason: { type: "string" } },
+  usage: `<run-id> [--reason TEXT]\n   or: cairn runs pause ${runFilterUsage} [--reason TEXT] [--dry-run] [--no-wait]`,
+  description: "Nothing claims a paused run: an event sent meanwhile and a timer that comes due wait for the resume.\n" +
+    "With filter flags and no <run-id>: a batch over every matching run (see `cairn batches get`).",
+  optionHelp: [["--reason TEXT", "recorded in the run's history"], ...runFilterHelp, ...batchFlagsHelp],
+  options: { reason: { type: "string" }, ...runFilterOptions, ...batchOptions },
+  positionalsOptional: true,
   positionals: ["run-id"],
   async run(context, values, [runId = ""]) {
+    if (!runId) return runBatch(context, "pause", values);
+    singleRunOnly(values);
     const run = await context.client().pauseRun(runId, stringValue(values, "reason"));
     context.io.out(context.json ? jsonDocument(run) : `paused run ${run.runId}`);
     return ExitCode.ok;
@@ -179,32 +151,49 @@ export const runsPause: Command = {
 export const runsResume: Command = {
   name: "runs resume",
   summary: "resume a paused run",
-  usage: "<run-id> [--reason TEXT]",
-  optionHelp: [["--reason TEXT", "recorded in the run's history"]],
-  options: { reason: { type: "string" } },
+  description: "With filter flags and no <run-id>: a batch over every matching run (see `cairn batches get`).",
+  usage: `<run-id> [--reason TEXT]\n   or: cairn runs resume ${runFilterUsage} [--reason TEXT] [--dry-run] [--no-wait]`,
+  optionHelp: [["--reason TEXT", "recorded in the run's history"], ...runFilterHelp, ...batchFlagsHelp],
+  options: { reason: { type: "string" }, ...runFilterOptions, ...batchOptions },
+  positionalsOptional: true,
   positionals: ["run-id"],
   async run(context, values, [runId = ""]) {
+    if (!runId) return runBatch(context, "resume", values);
+    singleRunOnly(values);
     const run = await context.client().resumeRun(runId, stringValue(values, "reason"));
     context.io.out(context.json ? jsonDocument(run) : `resumed run ${run.runId}: ${run.status}`);
     return ExitCode.ok;
   },
 };
 
+/** A run id and filter flags together are ambiguous: refused rather than guessed. */
+function singleRunOnly(values: Parameters<Command["run"]>[1]): void {
+  if (Object.keys(runFilterFrom(values)).length > 0 || flag(values, "dry-run") || flag(values, "no-wait")) {
+    throw new UsageError("give either a <run-id> or filter flags (a batch over every matching run), not both");
+  }
+}
+
 export const runsRetry: Command = {
   name: "runs retry",
   summary: "queue a failed run again; it continues from where it failed",
-  usage: "<run-id> [--reason TEXT] [--wait]",
+  usage: `<run-id> [--reason TEXT] [--wait]\n   or: cairn runs retry ${runFilterUsage} [--reason TEXT] [--dry-run] [--no-wait]`,
   description:
     "Steps that completed are replayed from the run's journal, not run again; the operation that\n" +
     "failed the run runs again with a fresh attempt count. The history keeps every entry and shows\n" +
-    "the retry. Only a failed run can be retried.",
+    "the retry. Only a failed run can be retried.\n" +
+    "With filter flags and no <run-id>: a batch over every matching run (see `cairn batches get`).",
   optionHelp: [
     ["--reason TEXT", "recorded in the run's history"],
     ["--wait", "follow the run until it ends (like `cairn runs watch`)"],
+    ...runFilterHelp,
+    ...batchFlagsHelp,
   ],
-  options: { reason: { type: "string" }, wait: { type: "boolean" } },
+  options: { reason: { type: "string" }, wait: { type: "boolean" }, ...runFilterOptions, ...batchOptions },
+  positionalsOptional: true,
   positionals: ["run-id"],
   async run(context, values, [runId = ""]) {
+    if (!runId) return runBatch(context, "retry", values);
+    singleRunOnly(values);
     const reason = stringValue(values, "reason");
     const run = await context.client().retryRun(runId, reason ? { reason } : {});
     if (flag(values, "wait")) return watchRun(context, run.runId);

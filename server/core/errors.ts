@@ -46,6 +46,13 @@ export class RunNotFoundError extends Error {
   }
 }
 
+export class BatchNotFoundError extends Error {
+  override readonly name = "BatchNotFoundError";
+  constructor(readonly batchId: string) {
+    super(`batch "${batchId}" not found`);
+  }
+}
+
 /** An idempotency key reused for a different request. */
 export class IdempotencyConflictError extends Error {
   override readonly name = "IdempotencyConflictError";

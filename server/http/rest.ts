@@ -6,6 +6,9 @@
  *   GET  /workflows/runs/{id}                                                  → 200 {"run": {...}}
  *   POST /workflows/runs/{id}/pause, /resume, /retry   body {"reason"} or none  → 200 {"run": {...}}
  *   POST /workflows/runs/{id}/fork      body {"from_operation", "input"?}          → 200 {"run": {...}} (the new run)
+ *   POST /workflows/batches     body StartBatchRequest {"filter", "operation", "dry_run", "reason"}
+ *                                                                              → 200 {"batch"?: {...}, "matched_count", "sample_run_ids"?}
+ *   GET  /workflows/batches/{id}                                               → 200 {"batch": {...}}
  *
  * Both call the very WorkflowService implementation the Connect routes serve, through an in-memory
  * Connect router with the same interceptors, so validation, error codes and messages are identical,
@@ -43,7 +46,10 @@ import {
   CreateRunResponseSchema,
   ForkRunRequestSchema,
   ForkRunResponseSchema,
+  GetBatchResponseSchema,
   GetRunResponseSchema,
+  StartBatchRequestSchema,
+  StartBatchResponseSchema,
   PauseRunRequestSchema,
   PauseRunResponseSchema,
   ResumeRunRequestSchema,
@@ -69,6 +75,7 @@ type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;
 
 const collectionPath = "/workflows/runs";
+const batchesPath = "/workflows/batches";
 
 /** Request headers handed on to the service call, so interceptors (API-key auth) see them as on the Connect routes. */
 const forwardedHeaders = ["x-api-key", "authorization", "user-agent"];
@@ -91,11 +98,13 @@ export function withRestRoutes(next: NodeHandler, service: ServiceImpl<typeof Wo
 
   return (req, res) => {
     const path = pathOf(req.url);
-    if (path !== collectionPath && !path.startsWith(`${collectionPath}/`)) {
+    const isRuns = path === collectionPath || path.startsWith(`${collectionPath}/`);
+    const isBatches = path === batchesPath || path.startsWith(`${batchesPath}/`);
+    if (!isRuns && !isBatches) {
       next(req, res);
       return;
     }
-    serve(client, req, res, path, options).catch((error: unknown) => {
+    (isRuns ? serve : serveBatches)(client, req, res, path, options).catch((error: unknown) => {
       options.onError?.(error);
       if (!res.headersSent) sendError(res, new ConnectError("internal error (the server logged the cause)", Code.Internal));
       else res.destroy();
@@ -176,6 +185,35 @@ async function serve(client: Client<typeof WorkflowService>, req: Request, res: 
       Code.NotFound,
     ),
   );
+}
+
+/** POST /workflows/batches (StartBatch) and GET /workflows/batches/{id} (GetBatch). */
+async function serveBatches(client: Client<typeof WorkflowService>, req: Request, res: Response, path: string, options: RestOptions): Promise<void> {
+  const rest = path.slice(batchesPath.length).replace(/^\/+|\/+$/g, "");
+  const method = req.method ?? "GET";
+  if (rest === "") {
+    if (method !== "POST") return sendMethodNotAllowed(res, method, path, "POST");
+    const body = await readJsonBody(req, res, options.readMaxBytes);
+    if (body === undefined) return; // already answered
+    let request: MessageShape<typeof StartBatchRequestSchema>;
+    try {
+      request = fromJson(StartBatchRequestSchema, body);
+    } catch (error) {
+      return sendError(res, new ConnectError(`invalid request body: ${(error as Error).message}`, Code.InvalidArgument));
+    }
+    return call(res, req, StartBatchResponseSchema, (callOptions) => client.startBatch(request, callOptions));
+  }
+  if (!rest.includes("/")) {
+    if (method !== "GET" && method !== "HEAD") return sendMethodNotAllowed(res, method, path, "GET");
+    let batchId: string;
+    try {
+      batchId = decodeURIComponent(rest);
+    } catch {
+      return sendError(res, new ConnectError(`batch id "${rest}" is not valid URL encoding`, Code.InvalidArgument));
+    }
+    return call(res, req, GetBatchResponseSchema, (callOptions) => client.getBatch({ batchId }, callOptions));
+  }
+  sendError(res, new ConnectError(`no route for ${method} ${path}; batch routes are POST ${batchesPath} and GET ${batchesPath}/{id}`, Code.NotFound));
 }
 
 interface CallOptions {

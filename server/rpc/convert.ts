@@ -10,18 +10,19 @@ import {
   type Run,
   RunSchema,
   RunStatus,
+  WaitKind,
   type WaitingOn as WaitingOnMessage,
   WaitingOnSchema,
 } from "../../sdk/gen/cairn/v1/types_pb.js";
 import type { JsonValue } from "../../sdk/workflow.js";
 import { type EntryKind as StoredKind, entryFields, entryKinds, type JournalEntry } from "../core/journal.js";
 import { summarizeEntry } from "../core/primitives/index.js";
-import { describeWait, waitTarget } from "../core/waits.js";
+import { describeWait, waitTarget, type WaitKind as StoredWaitKind } from "../core/waits.js";
 import { InvalidInputError } from "../core/errors.js";
 import type { FailureInfo } from "../core/json.js";
 import type { RunRow, RunStatus as StoredStatus, WaitingOn } from "../runs/types.js";
 
-const statusToProto: Record<StoredStatus, RunStatus> = {
+export const statusToProto: Record<StoredStatus, RunStatus> = {
   queued: RunStatus.QUEUED,
   running: RunStatus.RUNNING,
   waiting: RunStatus.WAITING,
@@ -136,5 +137,27 @@ export function entryToProto(journalEntry: JournalEntry): HistoryEntry {
     targetRunId: entry.targetRunId ?? "",
     targetTurnId: entry.targetTurnId ?? "",
     summary: summarizeEntry(journalEntry),
+  });
+}
+
+const waitKinds: Record<number, StoredWaitKind | undefined> = {
+  [WaitKind.UNSPECIFIED]: undefined,
+  [WaitKind.TIMER]: "timer",
+  [WaitKind.EVENT]: "event",
+  [WaitKind.RETRY]: "retry",
+  [WaitKind.CHILD]: "child",
+  [WaitKind.AGENT]: "agent",
+};
+
+export function waitKindFromProto(kind: WaitKind): StoredWaitKind | undefined {
+  if (!(kind in waitKinds)) throw new InvalidInputError(`waiting_for ${kind} is not a known wait kind`);
+  return waitKinds[kind];
+}
+
+export function statusesFromProto(statuses: readonly number[]) {
+  return statuses.map((s) => {
+    const stored = statusFromProto(s);
+    if (!stored) throw new InvalidInputError(`statuses contains an unknown status (${s})`);
+    return stored;
   });
 }

@@ -12,6 +12,7 @@ import {
   InvalidInputError,
   PayloadTooLargeError,
   RunNotFoundError,
+  BatchNotFoundError,
   TurnLeaseLostError,
   TurnNotFoundError,
   WorkflowNotFoundError,
@@ -21,7 +22,7 @@ import { callerKey } from "./auth.js";
 
 export function toConnectError(error: unknown, logger: Logger, procedure: string, keyId?: string): ConnectError {
   if (error instanceof ConnectError) return error;
-  if (error instanceof WorkflowNotFoundError || error instanceof RunNotFoundError) {
+  if (error instanceof WorkflowNotFoundError || error instanceof RunNotFoundError || error instanceof BatchNotFoundError) {
     return new ConnectError(error.message, Code.NotFound);
   }
   if (error instanceof InvalidInputError || error instanceof PayloadTooLargeError) {

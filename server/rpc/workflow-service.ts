@@ -8,11 +8,13 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Duration } from "@bufbuild/protobuf/wkt";
-import { WaitKind } from "../../sdk/gen/cairn/v1/types_pb.js";
 import {
   AwaitRunResponseSchema,
   CancelRunResponseSchema,
   CreateRunResponseSchema,
+  GetBatchResponseSchema,
+  ListBatchesResponseSchema,
+  StartBatchResponseSchema,
   GetRunHistoryResponseSchema,
   GetRunResponseSchema,
   ListRunsResponseSchema,
@@ -28,11 +30,12 @@ import {
   type WorkflowService,
 } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import { InvalidInputError } from "../core/errors.js";
-import type { WaitKind as StoredWaitKind } from "../core/waits.js";
 import { awaitRun } from "../runs/await-run.js";
 import { cancelRun } from "../runs/cancel-run.js";
 import { createRun } from "../runs/create-run.js";
+import { getBatch, listBatches } from "../runs/get-batch.js";
 import { getRun } from "../runs/get-run.js";
+import { startBatch } from "../runs/start-batch.js";
 import { listRuns } from "../runs/list-runs.js";
 import { forkRun } from "../runs/fork-run.js";
 import { pauseRun } from "../runs/pause-run.js";
@@ -46,32 +49,11 @@ import { watchRuns } from "../runs/watch-runs.js";
 import { inputJsonSchema } from "../workflows/json-schema.js";
 import { callOf } from "./call-context.js";
 import { traceParentKey } from "./tracing-interceptor.js";
-import { dateFromTimestamp, entryToProto, jsonFromValue, runToProto, statusFromProto } from "./convert.js";
+import { batchToProto, filterFromProto, operationFromProto } from "./batch-convert.js";
+import { dateFromTimestamp, entryToProto, jsonFromValue, runToProto, statusesFromProto, waitKindFromProto } from "./convert.js";
 
 const defaultAwaitMs = 30_000;
 const maxAwaitMs = 5 * 60_000;
-
-const waitKinds: Record<number, StoredWaitKind | undefined> = {
-  [WaitKind.UNSPECIFIED]: undefined,
-  [WaitKind.TIMER]: "timer",
-  [WaitKind.EVENT]: "event",
-  [WaitKind.RETRY]: "retry",
-  [WaitKind.CHILD]: "child",
-  [WaitKind.AGENT]: "agent",
-};
-
-function waitKindFromProto(kind: WaitKind): StoredWaitKind | undefined {
-  if (!(kind in waitKinds)) throw new InvalidInputError(`waiting_for ${kind} is not a known wait kind`);
-  return waitKinds[kind];
-}
-
-function statusesFromProto(statuses: readonly number[]) {
-  return statuses.map((s) => {
-    const stored = statusFromProto(s);
-    if (!stored) throw new InvalidInputError(`statuses contains an unknown status (${s})`);
-    return stored;
-  });
-}
 
 export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof WorkflowService> {
   return {
@@ -160,6 +142,30 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
         input: request.input ? jsonFromValue(request.input, "input") : undefined,
       });
       return create(ForkRunResponseSchema, { run: runToProto(run) });
+    },
+
+    async startBatch(request, context) {
+      const started = await startBatch(deps, callOf(context), {
+        filter: filterFromProto(request.filter),
+        operation: operationFromProto(request.operation),
+        dryRun: request.dryRun,
+        reason: request.reason,
+      });
+      return create(StartBatchResponseSchema, {
+        batch: started.batch ? batchToProto(started.batch) : undefined,
+        matchedCount: BigInt(started.matchedCount),
+        sampleRunIds: started.sampleRunIds,
+      });
+    },
+
+    async getBatch(request, context) {
+      const { batch, failures } = await getBatch(deps, callOf(context), request.batchId);
+      return create(GetBatchResponseSchema, { batch: batchToProto(batch, failures) });
+    },
+
+    async listBatches(request, context) {
+      const rows = await listBatches(deps, callOf(context), request.pageSize);
+      return create(ListBatchesResponseSchema, { batches: rows.map((row) => batchToProto(row)) });
     },
 
     async sendEvent(request, context) {

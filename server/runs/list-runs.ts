@@ -1,11 +1,18 @@
 /** Listing runs: filters, newest first, keyset pages behind an opaque token. */
 import { InvalidInputError } from "../core/errors.js";
 import type { WaitKind } from "../core/waits.js";
-import { listRuns as readRuns, type RunCursor } from "../store/runs/read.js";
+import { listRuns as readRuns, type RunCursor, type RunFilter } from "../store/runs/read.js";
 import type { RunRow, RunStatus } from "../store/schema.js";
 import type { Call, RunsDeps } from "./runs-deps.js";
 
-export interface RunListRequest {
+export interface RunListRequest extends RunSelection {
+  /** 0 asks for the default. */
+  pageSize: number;
+  pageToken: string;
+}
+
+/** Which runs: ListRuns' filter, also a batch's selection (StartBatch). */
+export interface RunSelection {
   workflowName?: string | undefined;
   statuses: RunStatus[];
   parentRunId?: string | undefined;
@@ -19,9 +26,23 @@ export interface RunListRequest {
   waitingCorrelationId?: string | undefined;
   /** Only runs whose metadata holds every one of these pairs. */
   metadata?: Readonly<Record<string, string>> | undefined;
-  /** 0 asks for the default. */
-  pageSize: number;
-  pageToken: string;
+}
+
+/** The store's filter: empty strings and empty maps (proto defaults) mean "no condition". */
+export function runFilterOf(request: RunSelection): RunFilter {
+  return {
+    workflowName: request.workflowName || undefined,
+    statuses: request.statuses,
+    parentRunId: request.parentRunId?.toLowerCase() || undefined,
+    createdAfter: request.createdAfter,
+    createdBefore: request.createdBefore,
+    endedAfter: request.endedAfter,
+    endedBefore: request.endedBefore,
+    waitingFor: request.waitingFor,
+    waitingEventType: request.waitingEventType || undefined,
+    waitingCorrelationId: request.waitingCorrelationId || undefined,
+    metadata: request.metadata && Object.keys(request.metadata).length > 0 ? request.metadata : undefined,
+  };
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -31,19 +52,7 @@ export async function listRuns(deps: RunsDeps, call: Pick<Call, "namespace">, re
   const rows = await readRuns(
     deps.store.db,
     call.namespace,
-    {
-      workflowName: request.workflowName || undefined,
-      statuses: request.statuses,
-      parentRunId: request.parentRunId?.toLowerCase() || undefined,
-      createdAfter: request.createdAfter,
-      createdBefore: request.createdBefore,
-      endedAfter: request.endedAfter,
-      endedBefore: request.endedBefore,
-      waitingFor: request.waitingFor,
-      waitingEventType: request.waitingEventType || undefined,
-      waitingCorrelationId: request.waitingCorrelationId || undefined,
-      metadata: request.metadata && Object.keys(request.metadata).length > 0 ? request.metadata : undefined,
-    },
+    runFilterOf(request),
     pageSize,
     decodePageToken(request.pageToken),
   );

@@ -268,3 +268,71 @@ export const apiKeys = pgTable(
 );
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
+
+export const batchOperations = ["cancel", "pause", "resume", "retry"] as const;
+export type BatchOperation = (typeof batchOperations)[number];
+export const batchStatuses = ["running", "completed", "failed"] as const;
+export type BatchStatus = (typeof batchStatuses)[number];
+
+/**
+ * StartBatch: one operation over the runs a filter selected. The selection is frozen into `batch_items` in the
+ * transaction that inserts this row; any server then works through it in chunks under the batch's lease
+ * (`lease_owner`, `lease_until`), so a server that dies mid-batch leaves the rest to whoever claims it next.
+ */
+export const batches = pgTable(
+  "batches",
+  {
+    id: uuid().primaryKey(),
+    namespace: text().notNull(),
+    operation: text().$type<BatchOperation>().notNull(),
+    /** The RunFilter as given (store/runs/read.ts RunFilter, dates as ISO strings), shown by GetBatch. */
+    filter: jsonb().$type<Record<string, unknown>>().notNull(),
+    reason: text().notNull().default(""),
+    status: text().$type<BatchStatus>().notNull().default("running"),
+    selectedCount: integer().notNull().default(0),
+    processedCount: integer().notNull().default(0),
+    skippedCount: integer().notNull().default(0),
+    failedCount: integer().notNull().default(0),
+    /** Why a failed batch stopped. */
+    error: text(),
+    leaseOwner: text(),
+    leaseUntil: timestamptz("lease_until"),
+    createdAt: timestamptz("created_at").notNull().defaultNow(),
+    finishedAt: timestamptz("finished_at"),
+  },
+  (t) => [
+    check("batches_operation_check", sql`${t.operation} in ('cancel', 'pause', 'resume', 'retry')`),
+    check("batches_status_check", sql`${t.status} in ('running', 'completed', 'failed')`),
+    // What the runners look for: batches still running, whoever held them.
+    index("batches_running_idx").on(t.leaseUntil).where(sql`${t.status} = 'running'`),
+    index("batches_list_idx").on(t.namespace, t.createdAt.desc(), t.id.desc()),
+  ],
+);
+
+export type BatchRow = typeof batches.$inferSelect;
+export const batchItemOutcomes = ["pending", "done", "skipped", "failed"] as const;
+export type BatchItemOutcome = (typeof batchItemOutcomes)[number];
+
+/**
+ * One row per selected run: the primary key makes each run selected once, and its outcome is written in the
+ * transaction that changes the run, so a crash never applies it twice. No foreign key to runs: a run deleted
+ * meanwhile (retention) is simply not found and counted as failed.
+ */
+export const batchItems = pgTable(
+  "batch_items",
+  {
+    batchId: uuid()
+      .notNull()
+      .references(() => batches.id, { onDelete: "cascade" }),
+    runId: uuid().notNull(),
+    outcome: text().$type<BatchItemOutcome>().notNull().default("pending"),
+    error: text(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.batchId, t.runId] }),
+    check("batch_items_outcome_check", sql`${t.outcome} in ('pending', 'done', 'skipped', 'failed')`),
+    // The next chunk: pending items of one batch, in run id order (the order run rows are locked in).
+    index("batch_items_pending_idx").on(t.batchId, t.runId).where(sql`${t.outcome} = 'pending'`),
+    index("batch_items_failed_idx").on(t.batchId, t.runId).where(sql`${t.outcome} = 'failed'`),
+  ],
+);

@@ -1,7 +1,7 @@
 import { and, eq, inArray, or, sql } from "drizzle-orm";
 import { cancelTurnsOf } from "../agents.js";
 import { lockChildKey } from "../events.js";
-import type { Db } from "../database.js";
+import { type Db, queryRows } from "../database.js";
 import { type RunRow, runs, terminalStatuses, waits } from "../schema.js";
 import { wakeParent } from "./finish.js";
 import { appendRunEntry, lockRun } from "./run-entry.js";
@@ -65,4 +65,37 @@ export async function cancelRun(db: Db, namespace: string, runId: string, reason
       .returning();
     return { outcome: "cancelled", run: cancelled ?? run };
   });
+}
+
+/**
+ * A batch's fast path: cancels, in two statements, those of `runIds` that need nothing but their own row changed —
+ * queued, waiting or paused, not a child (no parent to wake), without children that end with them and without
+ * open agent turns — exactly as `cancelRun` would (the same row values and `run_cancelled` entry). Runs are locked
+ * first, in id order; the change then reads children and turns in a snapshot taken after the locks, when none of
+ * these runs can start a child. Returns the runs it cancelled; the caller takes the others one by one.
+ */
+export async function cancelIdleRuns(db: Db, namespace: string, runIds: readonly string[], reason: string): Promise<{ id: string; workflowName: string }[]> {
+  if (runIds.length === 0) return [];
+  const ids = sql.param([...runIds]);
+  await queryRows(db, sql`select id from runs where id = any(${ids}::uuid[]) and namespace = ${namespace} order by id for update`);
+  const error = JSON.stringify({ name: "CancelledError", message: reason });
+  const rows = await queryRows<{ id: string; workflow_name: string }>(
+    db,
+    sql`with idle as (
+          select r.id, r.namespace from runs r
+          where r.id = any(${ids}::uuid[]) and r.namespace = ${namespace}
+            and r.status in ('queued', 'waiting', 'paused') and r.parent_run_id is null
+            and not exists (select 1 from runs c where c.parent_run_id = r.id and not c.detached and c.status in ('queued', 'running', 'waiting', 'paused'))
+            and not exists (select 1 from agent_turns t where t.run_id = r.id and t.status in ('pending', 'leased'))),
+        entries as (
+          insert into journal_entries (run_id, sequence, namespace, kind, name, error, attempt)
+          select i.id, coalesce((select max(j.sequence) from journal_entries j where j.run_id = i.id), 0) + 1, i.namespace, 'run_cancelled', '', ${error}::jsonb, 1
+          from idle i),
+        cleared as (delete from waits w using idle i where w.run_id = i.id)
+        update runs r set status = 'cancelled', error = ${error}::jsonb, cancel_reason = ${reason}, cancel_requested_at = now(),
+          waiting_on = null, available_at = null, lease_owner = null, lease_expires_at = null, completed_at = now(), updated_at = now()
+        from idle i where r.id = i.id
+        returning r.id, r.workflow_name`,
+  );
+  return rows.map((r) => ({ id: r.id, workflowName: r.workflow_name }));
 }

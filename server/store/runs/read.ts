@@ -53,6 +53,25 @@ export async function listRuns(
 
 /** listRuns' query, unexecuted: tests EXPLAIN it (`.toSQL()`) to check each page is an index walk. */
 export function listRunsQuery(db: Db, namespace: string, filter: RunFilter, limit: number, after?: RunCursor) {
+  const conditions = runFilterConditions(namespace, filter);
+  if (after) {
+    conditions.push(
+      or(lt(runs.createdAt, after.createdAt), and(eq(runs.createdAt, after.createdAt), lt(runs.id, after.id))),
+    );
+  }
+  return db
+    .select()
+    .from(runs)
+    .where(and(...conditions))
+    // NULLS LAST as runs_list_idx and runs_workflow_list_idx are built (drizzle's .desc() in an index): a plain
+    // DESC means NULLS FIRST, which those indexes cannot serve, and PostgreSQL sorted every run for each page.
+    // Both columns are NOT NULL, so the order is the same.
+    .orderBy(sql`${runs.createdAt} desc nulls last`, sql`${runs.id} desc nulls last`)
+    .limit(limit + 1);
+}
+
+/** The WHERE conditions of a RunFilter in one namespace (ListRuns and the selection of a batch share them). */
+export function runFilterConditions(namespace: string, filter: RunFilter): (SQL | undefined)[] {
   const conditions: (SQL | undefined)[] = [eq(runs.namespace, namespace)];
   if (filter.workflowName) conditions.push(eq(runs.workflowName, filter.workflowName));
   if (filter.statuses && filter.statuses.length > 0) conditions.push(inArray(runs.status, [...filter.statuses]));
@@ -77,20 +96,7 @@ export function listRunsQuery(db: Db, namespace: string, filter: RunFilter, limi
     );
   }
   if (filter.metadata) conditions.push(sql`${runs.metadata} @> ${JSON.stringify(filter.metadata)}::jsonb`);
-  if (after) {
-    conditions.push(
-      or(lt(runs.createdAt, after.createdAt), and(eq(runs.createdAt, after.createdAt), lt(runs.id, after.id))),
-    );
-  }
-  return db
-    .select()
-    .from(runs)
-    .where(and(...conditions))
-    // NULLS LAST as runs_list_idx and runs_workflow_list_idx are built (drizzle's .desc() in an index): a plain
-    // DESC means NULLS FIRST, which those indexes cannot serve, and PostgreSQL sorted every run for each page.
-    // Both columns are NOT NULL, so the order is the same.
-    .orderBy(sql`${runs.createdAt} desc nulls last`, sql`${runs.id} desc nulls last`)
-    .limit(limit + 1);
+  return conditions;
 }
 
 /** The first of `childRunIds` that has ended, with its outcome. */

@@ -2,8 +2,8 @@
 // @generated from file cairn/v1/workflow.proto (package cairn.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
 import type { HistoryEntry, Run, RunStatus, WaitKind } from "./types_pb.js";
 import { file_cairn_v1_types } from "./types_pb.js";
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cairn/v1/workflow.proto.
  */
 export const file_cairn_v1_workflow: GenFile = /*@__PURE__*/
-  fileDesc("ChdjYWlybi92MS93b3JrZmxvdy5wcm90bxIIY2Fpcm4udjEiFgoUTGlzdFdvcmtmbG93c1JlcXVlc3QiPgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiUKCXdvcmtmbG93cxgBIAMoCzISLmNhaXJuLnYxLldvcmtmbG93In8KCFdvcmtmbG93EgwKBG5hbWUYASABKAkSEwoLc291cmNlX2ZpbGUYAiABKAkSGAoQaGFzX2lucHV0X3NjaGVtYRgDIAEoCBIbChNpbnB1dF9zY2hlbWFfdmVuZG9yGAQgASgJEhkKEWlucHV0X2pzb25fc2NoZW1hGAUgASgJIqQCChBDcmVhdGVSdW5SZXF1ZXN0EiIKDXdvcmtmbG93X25hbWUYASABKAlCC7pICMgBAXIDGIACEi0KBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSEwoLZWFnZXJfc3RhcnQYAyABKAgSIQoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgi6SAVyAxiAAhJUCghtZXRhZGF0YRgFIAMoCzIoLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEEAiB3IFEAEYgAIqBXIDGIAgGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChFDcmVhdGVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SFAoMZGVkdXBsaWNhdGVkGAIgASgIIikKDUdldFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIsCg5HZXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4igwcKD0xpc3RSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESGgoJcGFnZV9zaXplGAYgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAIEjEKC3dhaXRpbmdfZm9yGAggASgOMhIuY2Fpcm4udjEuV2FpdEtpbmRCCLpIBYIBAhABEiQKEndhaXRpbmdfZXZlbnRfdHlwZRgJIAEoCUIIukgFcgMYgAQSKAoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCUIIukgFcgMYgAQSUwoIbWV0YWRhdGEYCyADKAsyJy5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEBAiB3IFEAEYgAIqBXIDGIAgEk0KC2VuZGVkX2FmdGVyGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJOCgxlbmRlZF9iZWZvcmUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJIChBMaXN0UnVuc1Jlc3BvbnNlEhsKBHJ1bnMYASADKAsyDS5jYWlybi52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAASGgoJcGFnZV9zaXplGAMgASgFQge6SAQaAigAIlIKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRInCgdlbnRyaWVzGAEgAygLMhYuY2Fpcm4udjEuSGlzdG9yeUVudHJ5EhAKCGhhc19tb3JlGAIgASgIIl8KEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGIAgEhcKD2RldGFjaF9jaGlsZHJlbhgDIAEoCCIvChFDYW5jZWxSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUGF1c2VSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBQYXVzZVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJGChBSZXN1bWVSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIvChFSZXN1bWVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUmV0cnlSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBSZXRyeVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJ9Cg5Gb3JrUnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEiIKDmZyb21fb3BlcmF0aW9uGAIgASgJQgq6SAdyBRABGIAIEi0KBWlucHV0GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMiLQoPRm9ya1J1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biLGAgoQU2VuZEV2ZW50UmVxdWVzdBKeAQoKZXZlbnRfdHlwZRgBIAEoCUKJAbpIhQG6AXoKFGV2ZW50X3R5cGUubm90X2JsYW5rEj9tdXN0IGNvbnRhaW4gYSBub24td2hpdGVzcGFjZSBjaGFyYWN0ZXIgKGUuZy4gIm9yZGVyLmFwcHJvdmVkIikaIXRoaXMgPT0gJycgfHwgdGhpcy5tYXRjaGVzKCdcXFMnKcgBAXIDGIAEEiAKDmNvcnJlbGF0aW9uX2lkGAIgASgJQgi6SAVyAxiABBIvCgdwYXlsb2FkGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSGwoGcnVuX2lkGAQgASgJQgu6SAjYAQFyA7ABARIhCg9pZGVtcG90ZW5jeV9rZXkYBSABKAlCCLpIBXIDGIACIlQKEVNlbmRFdmVudFJlc3BvbnNlEhAKCGV2ZW50X2lkGAEgASgJEhcKD21hdGNoZWRfcnVuX2lkcxgCIAMoCRIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiTAoPV2F0Y2hSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAAiYwoQV2F0Y2hSdW5SZXNwb25zZRIcCgNydW4YASABKAsyDS5jYWlybi52MS5SdW5IABInCgVlbnRyeRgCIAEoCzIWLmNhaXJuLnYxLkhpc3RvcnlFbnRyeUgAQggKBnVwZGF0ZSLbAQoQV2F0Y2hSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQASIvChFXYXRjaFJ1bnNSZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iYQoPQXdhaXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgAiLgoQQXdhaXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4ylQgKD1dvcmtmbG93U2VydmljZRJVCg1MaXN0V29ya2Zsb3dzEh4uY2Fpcm4udjEuTGlzdFdvcmtmbG93c1JlcXVlc3QaHy5jYWlybi52MS5MaXN0V29ya2Zsb3dzUmVzcG9uc2UiA5ACARJECglDcmVhdGVSdW4SGi5jYWlybi52MS5DcmVhdGVSdW5SZXF1ZXN0GhsuY2Fpcm4udjEuQ3JlYXRlUnVuUmVzcG9uc2USQAoGR2V0UnVuEhcuY2Fpcm4udjEuR2V0UnVuUmVxdWVzdBoYLmNhaXJuLnYxLkdldFJ1blJlc3BvbnNlIgOQAgESRgoITGlzdFJ1bnMSGS5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QaGi5jYWlybi52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESVQoNR2V0UnVuSGlzdG9yeRIeLmNhaXJuLnYxLkdldFJ1bkhpc3RvcnlSZXF1ZXN0Gh8uY2Fpcm4udjEuR2V0UnVuSGlzdG9yeVJlc3BvbnNlIgOQAgESSQoJQ2FuY2VsUnVuEhouY2Fpcm4udjEuQ2FuY2VsUnVuUmVxdWVzdBobLmNhaXJuLnYxLkNhbmNlbFJ1blJlc3BvbnNlIgOQAgISRAoJU2VuZEV2ZW50EhouY2Fpcm4udjEuU2VuZEV2ZW50UmVxdWVzdBobLmNhaXJuLnYxLlNlbmRFdmVudFJlc3BvbnNlEkYKCFBhdXNlUnVuEhkuY2Fpcm4udjEuUGF1c2VSdW5SZXF1ZXN0GhouY2Fpcm4udjEuUGF1c2VSdW5SZXNwb25zZSIDkAICEkkKCVJlc3VtZVJ1bhIaLmNhaXJuLnYxLlJlc3VtZVJ1blJlcXVlc3QaGy5jYWlybi52MS5SZXN1bWVSdW5SZXNwb25zZSIDkAICEkEKCFJldHJ5UnVuEhkuY2Fpcm4udjEuUmV0cnlSdW5SZXF1ZXN0GhouY2Fpcm4udjEuUmV0cnlSdW5SZXNwb25zZRI+CgdGb3JrUnVuEhguY2Fpcm4udjEuRm9ya1J1blJlcXVlc3QaGS5jYWlybi52MS5Gb3JrUnVuUmVzcG9uc2USSAoIV2F0Y2hSdW4SGS5jYWlybi52MS5XYXRjaFJ1blJlcXVlc3QaGi5jYWlybi52MS5XYXRjaFJ1blJlc3BvbnNlIgOQAgEwARJLCglXYXRjaFJ1bnMSGi5jYWlybi52MS5XYXRjaFJ1bnNSZXF1ZXN0GhsuY2Fpcm4udjEuV2F0Y2hSdW5zUmVzcG9uc2UiA5ACATABEkYKCEF3YWl0UnVuEhkuY2Fpcm4udjEuQXdhaXRSdW5SZXF1ZXN0GhouY2Fpcm4udjEuQXdhaXRSdW5SZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_cairn_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChdjYWlybi92MS93b3JrZmxvdy5wcm90bxIIY2Fpcm4udjEiFgoUTGlzdFdvcmtmbG93c1JlcXVlc3QiPgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiUKCXdvcmtmbG93cxgBIAMoCzISLmNhaXJuLnYxLldvcmtmbG93In8KCFdvcmtmbG93EgwKBG5hbWUYASABKAkSEwoLc291cmNlX2ZpbGUYAiABKAkSGAoQaGFzX2lucHV0X3NjaGVtYRgDIAEoCBIbChNpbnB1dF9zY2hlbWFfdmVuZG9yGAQgASgJEhkKEWlucHV0X2pzb25fc2NoZW1hGAUgASgJIqQCChBDcmVhdGVSdW5SZXF1ZXN0EiIKDXdvcmtmbG93X25hbWUYASABKAlCC7pICMgBAXIDGIACEi0KBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSEwoLZWFnZXJfc3RhcnQYAyABKAgSIQoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgi6SAVyAxiAAhJUCghtZXRhZGF0YRgFIAMoCzIoLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEEAiB3IFEAEYgAIqBXIDGIAgGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChFDcmVhdGVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SFAoMZGVkdXBsaWNhdGVkGAIgASgIIikKDUdldFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIsCg5HZXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4igwcKD0xpc3RSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESGgoJcGFnZV9zaXplGAYgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAIEjEKC3dhaXRpbmdfZm9yGAggASgOMhIuY2Fpcm4udjEuV2FpdEtpbmRCCLpIBYIBAhABEiQKEndhaXRpbmdfZXZlbnRfdHlwZRgJIAEoCUIIukgFcgMYgAQSKAoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCUIIukgFcgMYgAQSUwoIbWV0YWRhdGEYCyADKAsyJy5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEBAiB3IFEAEYgAIqBXIDGIAgEk0KC2VuZGVkX2FmdGVyGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJOCgxlbmRlZF9iZWZvcmUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJIChBMaXN0UnVuc1Jlc3BvbnNlEhsKBHJ1bnMYASADKAsyDS5jYWlybi52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAASGgoJcGFnZV9zaXplGAMgASgFQge6SAQaAigAIlIKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRInCgdlbnRyaWVzGAEgAygLMhYuY2Fpcm4udjEuSGlzdG9yeUVudHJ5EhAKCGhhc19tb3JlGAIgASgIIl8KEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGIAgEhcKD2RldGFjaF9jaGlsZHJlbhgDIAEoCCIvChFDYW5jZWxSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUGF1c2VSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBQYXVzZVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJGChBSZXN1bWVSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIvChFSZXN1bWVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUmV0cnlSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBSZXRyeVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJ9Cg5Gb3JrUnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEiIKDmZyb21fb3BlcmF0aW9uGAIgASgJQgq6SAdyBRABGIAIEi0KBWlucHV0GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMiLQoPRm9ya1J1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biLGAgoQU2VuZEV2ZW50UmVxdWVzdBKeAQoKZXZlbnRfdHlwZRgBIAEoCUKJAbpIhQG6AXoKFGV2ZW50X3R5cGUubm90X2JsYW5rEj9tdXN0IGNvbnRhaW4gYSBub24td2hpdGVzcGFjZSBjaGFyYWN0ZXIgKGUuZy4gIm9yZGVyLmFwcHJvdmVkIikaIXRoaXMgPT0gJycgfHwgdGhpcy5tYXRjaGVzKCdcXFMnKcgBAXIDGIAEEiAKDmNvcnJlbGF0aW9uX2lkGAIgASgJQgi6SAVyAxiABBIvCgdwYXlsb2FkGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSGwoGcnVuX2lkGAQgASgJQgu6SAjYAQFyA7ABARIhCg9pZGVtcG90ZW5jeV9rZXkYBSABKAlCCLpIBXIDGIACIlQKEVNlbmRFdmVudFJlc3BvbnNlEhAKCGV2ZW50X2lkGAEgASgJEhcKD21hdGNoZWRfcnVuX2lkcxgCIAMoCRIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiTAoPV2F0Y2hSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAAiYwoQV2F0Y2hSdW5SZXNwb25zZRIcCgNydW4YASABKAsyDS5jYWlybi52MS5SdW5IABInCgVlbnRyeRgCIAEoCzIWLmNhaXJuLnYxLkhpc3RvcnlFbnRyeUgAQggKBnVwZGF0ZSLbAQoQV2F0Y2hSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQASIvChFXYXRjaFJ1bnNSZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iYQoPQXdhaXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgAiLgoQQXdhaXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4ivQYKCVJ1bkZpbHRlchIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESMQoLd2FpdGluZ19mb3IYCCABKA4yEi5jYWlybi52MS5XYWl0S2luZEIIukgFggECEAESJAoSd2FpdGluZ19ldmVudF90eXBlGAkgASgJQgi6SAVyAxiABBIoChZ3YWl0aW5nX2NvcnJlbGF0aW9uX2lkGAogASgJQgi6SAVyAxiABBJNCghtZXRhZGF0YRgLIAMoCzIhLmNhaXJuLnYxLlJ1bkZpbHRlci5NZXRhZGF0YUVudHJ5Qhi6SBWaARIQECIHcgUQARiAAioFcgMYgCASTQoLZW5kZWRfYWZ0ZXIYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BEk4KDGVuZGVkX2JlZm9yZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wEaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqQBChFTdGFydEJhdGNoUmVxdWVzdBIrCgZmaWx0ZXIYASABKAsyEy5jYWlybi52MS5SdW5GaWx0ZXJCBrpIA8gBARI3CglvcGVyYXRpb24YAiABKA4yGC5jYWlybi52MS5CYXRjaE9wZXJhdGlvbkIKukgHggEEEAEgABIPCgdkcnlfcnVuGAMgASgIEhgKBnJlYXNvbhgEIAEoCUIIukgFcgMYgCAiYwoSU3RhcnRCYXRjaFJlc3BvbnNlEh4KBWJhdGNoGAEgASgLMg8uY2Fpcm4udjEuQmF0Y2gSFQoNbWF0Y2hlZF9jb3VudBgCIAEoAxIWCg5zYW1wbGVfcnVuX2lkcxgDIAMoCSItCg9HZXRCYXRjaFJlcXVlc3QSGgoIYmF0Y2hfaWQYASABKAlCCLpIBXIDsAEBIjIKEEdldEJhdGNoUmVzcG9uc2USHgoFYmF0Y2gYASABKAsyDy5jYWlybi52MS5CYXRjaCIzChJMaXN0QmF0Y2hlc1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAIjcKE0xpc3RCYXRjaGVzUmVzcG9uc2USIAoHYmF0Y2hlcxgBIAMoCzIPLmNhaXJuLnYxLkJhdGNoIpoDCgVCYXRjaBIQCghiYXRjaF9pZBgBIAEoCRIrCglvcGVyYXRpb24YAiABKA4yGC5jYWlybi52MS5CYXRjaE9wZXJhdGlvbhIlCgZzdGF0dXMYAyABKA4yFS5jYWlybi52MS5CYXRjaFN0YXR1cxIjCgZmaWx0ZXIYBCABKAsyEy5jYWlybi52MS5SdW5GaWx0ZXISDgoGcmVhc29uGAUgASgJEhYKDnNlbGVjdGVkX2NvdW50GAYgASgDEhcKD3Byb2Nlc3NlZF9jb3VudBgHIAEoAxIVCg1za2lwcGVkX2NvdW50GAggASgDEhQKDGZhaWxlZF9jb3VudBgJIAEoAxIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoIZmFpbHVyZXMYDCADKAsyFi5jYWlybi52MS5CYXRjaEZhaWx1cmUSDQoFZXJyb3IYDSABKAkiLwoMQmF0Y2hGYWlsdXJlEg4KBnJ1bl9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJKp8BCg5CYXRjaE9wZXJhdGlvbhIfChtCQVRDSF9PUEVSQVRJT05fVU5TUEVDSUZJRUQQABIaChZCQVRDSF9PUEVSQVRJT05fQ0FOQ0VMEAESGQoVQkFUQ0hfT1BFUkFUSU9OX1BBVVNFEAISGgoWQkFUQ0hfT1BFUkFUSU9OX1JFU1VNRRADEhkKFUJBVENIX09QRVJBVElPTl9SRVRSWRAEKnoKC0JhdGNoU3RhdHVzEhwKGEJBVENIX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFEJBVENIX1NUQVRVU19SVU5OSU5HEAESGgoWQkFUQ0hfU1RBVFVTX0NPTVBMRVRFRBACEhcKE0JBVENIX1NUQVRVU19GQUlMRUQQAzL3CQoPV29ya2Zsb3dTZXJ2aWNlElUKDUxpc3RXb3JrZmxvd3MSHi5jYWlybi52MS5MaXN0V29ya2Zsb3dzUmVxdWVzdBofLmNhaXJuLnYxLkxpc3RXb3JrZmxvd3NSZXNwb25zZSIDkAIBEkQKCUNyZWF0ZVJ1bhIaLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QaGy5jYWlybi52MS5DcmVhdGVSdW5SZXNwb25zZRJACgZHZXRSdW4SFy5jYWlybi52MS5HZXRSdW5SZXF1ZXN0GhguY2Fpcm4udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJGCghMaXN0UnVucxIZLmNhaXJuLnYxLkxpc3RSdW5zUmVxdWVzdBoaLmNhaXJuLnYxLkxpc3RSdW5zUmVzcG9uc2UiA5ACARJVCg1HZXRSdW5IaXN0b3J5Eh4uY2Fpcm4udjEuR2V0UnVuSGlzdG9yeVJlcXVlc3QaHy5jYWlybi52MS5HZXRSdW5IaXN0b3J5UmVzcG9uc2UiA5ACARJJCglDYW5jZWxSdW4SGi5jYWlybi52MS5DYW5jZWxSdW5SZXF1ZXN0GhsuY2Fpcm4udjEuQ2FuY2VsUnVuUmVzcG9uc2UiA5ACAhJECglTZW5kRXZlbnQSGi5jYWlybi52MS5TZW5kRXZlbnRSZXF1ZXN0GhsuY2Fpcm4udjEuU2VuZEV2ZW50UmVzcG9uc2USRgoIUGF1c2VSdW4SGS5jYWlybi52MS5QYXVzZVJ1blJlcXVlc3QaGi5jYWlybi52MS5QYXVzZVJ1blJlc3BvbnNlIgOQAgISSQoJUmVzdW1lUnVuEhouY2Fpcm4udjEuUmVzdW1lUnVuUmVxdWVzdBobLmNhaXJuLnYxLlJlc3VtZVJ1blJlc3BvbnNlIgOQAgISQQoIUmV0cnlSdW4SGS5jYWlybi52MS5SZXRyeVJ1blJlcXVlc3QaGi5jYWlybi52MS5SZXRyeVJ1blJlc3BvbnNlEj4KB0ZvcmtSdW4SGC5jYWlybi52MS5Gb3JrUnVuUmVxdWVzdBoZLmNhaXJuLnYxLkZvcmtSdW5SZXNwb25zZRJHCgpTdGFydEJhdGNoEhsuY2Fpcm4udjEuU3RhcnRCYXRjaFJlcXVlc3QaHC5jYWlybi52MS5TdGFydEJhdGNoUmVzcG9uc2USRgoIR2V0QmF0Y2gSGS5jYWlybi52MS5HZXRCYXRjaFJlcXVlc3QaGi5jYWlybi52MS5HZXRCYXRjaFJlc3BvbnNlIgOQAgESTwoLTGlzdEJhdGNoZXMSHC5jYWlybi52MS5MaXN0QmF0Y2hlc1JlcXVlc3QaHS5jYWlybi52MS5MaXN0QmF0Y2hlc1Jlc3BvbnNlIgOQAgESSAoIV2F0Y2hSdW4SGS5jYWlybi52MS5XYXRjaFJ1blJlcXVlc3QaGi5jYWlybi52MS5XYXRjaFJ1blJlc3BvbnNlIgOQAgEwARJLCglXYXRjaFJ1bnMSGi5jYWlybi52MS5XYXRjaFJ1bnNSZXF1ZXN0GhsuY2Fpcm4udjEuV2F0Y2hSdW5zUmVzcG9uc2UiA5ACATABEkYKCEF3YWl0UnVuEhkuY2Fpcm4udjEuQXdhaXRSdW5SZXF1ZXN0GhouY2Fpcm4udjEuQXdhaXRSdW5SZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_cairn_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cairn.v1.ListWorkflowsRequest
@@ -816,6 +816,409 @@ export const AwaitRunResponseSchema: GenMessage<AwaitRunResponse> = /*@__PURE__*
   messageDesc(file_cairn_v1_workflow, 28);
 
 /**
+ * Which runs a batch selects: the fields of ListRunsRequest that filter, with the same meaning. At least one must be
+ * set (a filter without any condition would select every run).
+ *
+ * @generated from message cairn.v1.RunFilter
+ */
+export type RunFilter = Message<"cairn.v1.RunFilter"> & {
+  /**
+   * @generated from field: string workflow_name = 1;
+   */
+  workflowName: string;
+
+  /**
+   * @generated from field: repeated cairn.v1.RunStatus statuses = 2;
+   */
+  statuses: RunStatus[];
+
+  /**
+   * @generated from field: string parent_run_id = 3;
+   */
+  parentRunId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_after = 4;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_before = 5;
+   */
+  createdBefore?: Timestamp | undefined;
+
+  /**
+   * @generated from field: cairn.v1.WaitKind waiting_for = 8;
+   */
+  waitingFor: WaitKind;
+
+  /**
+   * @generated from field: string waiting_event_type = 9;
+   */
+  waitingEventType: string;
+
+  /**
+   * @generated from field: string waiting_correlation_id = 10;
+   */
+  waitingCorrelationId: string;
+
+  /**
+   * @generated from field: map<string, string> metadata = 11;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * @generated from field: google.protobuf.Timestamp ended_after = 12;
+   */
+  endedAfter?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp ended_before = 13;
+   */
+  endedBefore?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cairn.v1.RunFilter.
+ * Use `create(RunFilterSchema)` to create a new message.
+ */
+export const RunFilterSchema: GenMessage<RunFilter> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 29);
+
+/**
+ * @generated from message cairn.v1.StartBatchRequest
+ */
+export type StartBatchRequest = Message<"cairn.v1.StartBatchRequest"> & {
+  /**
+   * @generated from field: cairn.v1.RunFilter filter = 1;
+   */
+  filter?: RunFilter | undefined;
+
+  /**
+   * @generated from field: cairn.v1.BatchOperation operation = 2;
+   */
+  operation: BatchOperation;
+
+  /**
+   * Count the runs the filter selects and show a sample; store nothing.
+   *
+   * @generated from field: bool dry_run = 3;
+   */
+  dryRun: boolean;
+
+  /**
+   * Recorded in each run's history entry (run_cancelled, run_paused, run_resumed).
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cairn.v1.StartBatchRequest.
+ * Use `create(StartBatchRequestSchema)` to create a new message.
+ */
+export const StartBatchRequestSchema: GenMessage<StartBatchRequest> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 30);
+
+/**
+ * @generated from message cairn.v1.StartBatchResponse
+ */
+export type StartBatchResponse = Message<"cairn.v1.StartBatchResponse"> & {
+  /**
+   * The batch as stored; absent for a dry run.
+   *
+   * @generated from field: cairn.v1.Batch batch = 1;
+   */
+  batch?: Batch | undefined;
+
+  /**
+   * How many runs the filter selects (a dry run) or selected (the batch).
+   *
+   * @generated from field: int64 matched_count = 2;
+   */
+  matchedCount: bigint;
+
+  /**
+   * A dry run: up to 20 of the selected run ids, newest first.
+   *
+   * @generated from field: repeated string sample_run_ids = 3;
+   */
+  sampleRunIds: string[];
+};
+
+/**
+ * Describes the message cairn.v1.StartBatchResponse.
+ * Use `create(StartBatchResponseSchema)` to create a new message.
+ */
+export const StartBatchResponseSchema: GenMessage<StartBatchResponse> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 31);
+
+/**
+ * @generated from message cairn.v1.GetBatchRequest
+ */
+export type GetBatchRequest = Message<"cairn.v1.GetBatchRequest"> & {
+  /**
+   * @generated from field: string batch_id = 1;
+   */
+  batchId: string;
+};
+
+/**
+ * Describes the message cairn.v1.GetBatchRequest.
+ * Use `create(GetBatchRequestSchema)` to create a new message.
+ */
+export const GetBatchRequestSchema: GenMessage<GetBatchRequest> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 32);
+
+/**
+ * @generated from message cairn.v1.GetBatchResponse
+ */
+export type GetBatchResponse = Message<"cairn.v1.GetBatchResponse"> & {
+  /**
+   * @generated from field: cairn.v1.Batch batch = 1;
+   */
+  batch?: Batch | undefined;
+};
+
+/**
+ * Describes the message cairn.v1.GetBatchResponse.
+ * Use `create(GetBatchResponseSchema)` to create a new message.
+ */
+export const GetBatchResponseSchema: GenMessage<GetBatchResponse> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 33);
+
+/**
+ * @generated from message cairn.v1.ListBatchesRequest
+ */
+export type ListBatchesRequest = Message<"cairn.v1.ListBatchesRequest"> & {
+  /**
+   * Default 50, at most 1000.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message cairn.v1.ListBatchesRequest.
+ * Use `create(ListBatchesRequestSchema)` to create a new message.
+ */
+export const ListBatchesRequestSchema: GenMessage<ListBatchesRequest> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 34);
+
+/**
+ * @generated from message cairn.v1.ListBatchesResponse
+ */
+export type ListBatchesResponse = Message<"cairn.v1.ListBatchesResponse"> & {
+  /**
+   * Newest first; failures are left out (GetBatch lists them).
+   *
+   * @generated from field: repeated cairn.v1.Batch batches = 1;
+   */
+  batches: Batch[];
+};
+
+/**
+ * Describes the message cairn.v1.ListBatchesResponse.
+ * Use `create(ListBatchesResponseSchema)` to create a new message.
+ */
+export const ListBatchesResponseSchema: GenMessage<ListBatchesResponse> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 35);
+
+/**
+ * @generated from message cairn.v1.Batch
+ */
+export type Batch = Message<"cairn.v1.Batch"> & {
+  /**
+   * @generated from field: string batch_id = 1;
+   */
+  batchId: string;
+
+  /**
+   * @generated from field: cairn.v1.BatchOperation operation = 2;
+   */
+  operation: BatchOperation;
+
+  /**
+   * @generated from field: cairn.v1.BatchStatus status = 3;
+   */
+  status: BatchStatus;
+
+  /**
+   * @generated from field: cairn.v1.RunFilter filter = 4;
+   */
+  filter?: RunFilter | undefined;
+
+  /**
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * Runs the filter selected when the batch started: each is handled exactly once.
+   *
+   * @generated from field: int64 selected_count = 6;
+   */
+  selectedCount: bigint;
+
+  /**
+   * Runs handled so far (done, skipped or failed).
+   *
+   * @generated from field: int64 processed_count = 7;
+   */
+  processedCount: bigint;
+
+  /**
+   * Runs already in the wanted state (e.g. cancelled before): nothing was changed.
+   *
+   * @generated from field: int64 skipped_count = 8;
+   */
+  skippedCount: bigint;
+
+  /**
+   * Runs the operation refused (e.g. pausing an ended run); the first ones are in failures.
+   *
+   * @generated from field: int64 failed_count = 9;
+   */
+  failedCount: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 10;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 11;
+   */
+  finishedAt?: Timestamp | undefined;
+
+  /**
+   * The first per-run failures (at most 100), by run id.
+   *
+   * @generated from field: repeated cairn.v1.BatchFailure failures = 12;
+   */
+  failures: BatchFailure[];
+
+  /**
+   * Why a FAILED batch stopped.
+   *
+   * @generated from field: string error = 13;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message cairn.v1.Batch.
+ * Use `create(BatchSchema)` to create a new message.
+ */
+export const BatchSchema: GenMessage<Batch> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 36);
+
+/**
+ * @generated from message cairn.v1.BatchFailure
+ */
+export type BatchFailure = Message<"cairn.v1.BatchFailure"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message cairn.v1.BatchFailure.
+ * Use `create(BatchFailureSchema)` to create a new message.
+ */
+export const BatchFailureSchema: GenMessage<BatchFailure> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 37);
+
+/**
+ * @generated from enum cairn.v1.BatchOperation
+ */
+export enum BatchOperation {
+  /**
+   * @generated from enum value: BATCH_OPERATION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * As CancelRun (children not detached end too); an already cancelled run is skipped, another ended run fails.
+   *
+   * @generated from enum value: BATCH_OPERATION_CANCEL = 1;
+   */
+  CANCEL = 1,
+
+  /**
+   * As PauseRun; an already paused run is skipped, an ended run fails.
+   *
+   * @generated from enum value: BATCH_OPERATION_PAUSE = 2;
+   */
+  PAUSE = 2,
+
+  /**
+   * As ResumeRun; a run that is not paused fails.
+   *
+   * @generated from enum value: BATCH_OPERATION_RESUME = 3;
+   */
+  RESUME = 3,
+
+  /**
+   * As RetryRun.
+   *
+   * @generated from enum value: BATCH_OPERATION_RETRY = 4;
+   */
+  RETRY = 4,
+}
+
+/**
+ * Describes the enum cairn.v1.BatchOperation.
+ */
+export const BatchOperationSchema: GenEnum<BatchOperation> = /*@__PURE__*/
+  enumDesc(file_cairn_v1_workflow, 0);
+
+/**
+ * @generated from enum cairn.v1.BatchStatus
+ */
+export enum BatchStatus {
+  /**
+   * @generated from enum value: BATCH_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Selected runs remain to be handled.
+   *
+   * @generated from enum value: BATCH_STATUS_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * Every selected run was handled (some may have failed: see failed_count).
+   *
+   * @generated from enum value: BATCH_STATUS_COMPLETED = 2;
+   */
+  COMPLETED = 2,
+
+  /**
+   * The batch itself could not go on (e.g. an operation this server does not know).
+   *
+   * @generated from enum value: BATCH_STATUS_FAILED = 3;
+   */
+  FAILED = 3,
+}
+
+/**
+ * Describes the enum cairn.v1.BatchStatus.
+ */
+export const BatchStatusSchema: GenEnum<BatchStatus> = /*@__PURE__*/
+  enumDesc(file_cairn_v1_workflow, 1);
+
+/**
  * Create, inspect, signal and cancel workflow runs.
  *
  * @generated from service cairn.v1.WorkflowService
@@ -937,6 +1340,38 @@ export const WorkflowService: GenService<{
     methodKind: "unary";
     input: typeof ForkRunRequestSchema;
     output: typeof ForkRunResponseSchema;
+  },
+  /**
+   * One operation (cancel, pause, resume, retry) over every run a filter selects. The selection is frozen when the
+   * batch starts and processed durably in bounded chunks by any server; each selected run is handled once. With
+   * dry_run, answers the count and a sample and stores nothing. A filter without any condition is INVALID_ARGUMENT.
+   *
+   * @generated from rpc cairn.v1.WorkflowService.StartBatch
+   */
+  startBatch: {
+    methodKind: "unary";
+    input: typeof StartBatchRequestSchema;
+    output: typeof StartBatchResponseSchema;
+  },
+  /**
+   * A batch's progress, counters and its first per-run failures. NOT_FOUND for an unknown id.
+   *
+   * @generated from rpc cairn.v1.WorkflowService.GetBatch
+   */
+  getBatch: {
+    methodKind: "unary";
+    input: typeof GetBatchRequestSchema;
+    output: typeof GetBatchResponseSchema;
+  },
+  /**
+   * This namespace's batches, newest first.
+   *
+   * @generated from rpc cairn.v1.WorkflowService.ListBatches
+   */
+  listBatches: {
+    methodKind: "unary";
+    input: typeof ListBatchesRequestSchema;
+    output: typeof ListBatchesResponseSchema;
   },
   /**
    * The run's snapshot and history so far, then every new entry and status change until the run ends.
