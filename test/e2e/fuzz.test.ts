@@ -19,7 +19,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AgentService } from "../../sdk/gen/cairn/v1/agent_pb.js";
 import { RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
-import { CreateRunResponseSchema, SendEventResponseSchema, WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
+import { BatchOperation, CreateRunResponseSchema, ForkRunResponseSchema, SendEventResponseSchema, WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import { valueFromJson } from "../../server/rpc/convert.js";
 import { diagnostic } from "../support/diagnostic.js";
 import { envelope } from "../support/raw-http.js";
@@ -188,6 +188,33 @@ const targets: Target[] = [
     method: W.cancelRun,
     seed: (rng) => create(W.cancelRun.input, { runId: runId(rng), reason: chance(rng, 0.5) ? randomString(rng) : "", detachChildren: chance(rng, 0.5) }),
   },
+  { name: "WorkflowService/PauseRun", method: W.pauseRun, seed: (rng) => create(W.pauseRun.input, { runId: runId(rng), reason: chance(rng, 0.5) ? randomString(rng) : "" }) },
+  { name: "WorkflowService/ResumeRun", method: W.resumeRun, seed: (rng) => create(W.resumeRun.input, { runId: runId(rng), reason: chance(rng, 0.5) ? randomString(rng) : "" }) },
+  { name: "WorkflowService/RetryRun", method: W.retryRun, seed: (rng) => create(W.retryRun.input, { runId: runId(rng), reason: chance(rng, 0.5) ? randomString(rng) : "" }) },
+  {
+    name: "WorkflowService/ForkRun",
+    method: W.forkRun,
+    seed: (rng) =>
+      create(W.forkRun.input, {
+        runId: runId(rng),
+        fromOperation: chance(rng, 0.7) ? pick(rng, ["echo", "typed", "wait", "go"]) : randomString(rng),
+        ...(chance(rng, 0.5) ? { input: valueFromJson(jsonInput(rng)) } : {}),
+      }),
+  },
+  {
+    name: "WorkflowService/StartBatch",
+    method: W.startBatch,
+    seed: (rng) =>
+      create(W.startBatch.input, {
+        filter: chance(rng, 0.9)
+          ? { workflowName: chance(rng, 0.7) ? pick(rng, workflowNames) : "", statuses: chance(rng, 0.5) ? [pick(rng, statuses())] : [], metadata: chance(rng, 0.3) ? { team: "fuzz" } : {} }
+          : undefined,
+        operation: pick(rng, [BatchOperation.CANCEL, BatchOperation.PAUSE, BatchOperation.RESUME, BatchOperation.RETRY, 0, 9]),
+        dryRun: chance(rng, 0.7),
+        reason: chance(rng, 0.3) ? randomString(rng) : "",
+      }),
+  },
+  { name: "WorkflowService/GetBatch", method: W.getBatch, seed: (rng) => create(W.getBatch.input, { batchId: chance(rng, 0.8) ? randomUuid(rng) : randomString(rng) }) },
   {
     name: "WorkflowService/SendEvent",
     method: W.sendEvent,
@@ -561,9 +588,9 @@ async function send(request: Request, h2: () => http2.ClientHttp2Session): Promi
     return { code: `http_${response.status}` };
   }
   const outcome: Outcome = { code: "ok" };
-  if (target.method === W.createRun || target.name.startsWith("REST POST")) {
+  if (target.method === W.createRun || target.method === W.forkRun || target.name.startsWith("REST POST")) {
     if (request.protocol === "connect-proto") {
-      const reply = fromBinary(CreateRunResponseSchema, bytes);
+      const reply = fromBinary(target.method === W.forkRun ? ForkRunResponseSchema : CreateRunResponseSchema, bytes) as { deduplicated?: boolean; run?: { runId: string } };
       if (!reply.deduplicated) outcome.createdRunId = reply.run?.runId;
     } else {
       const reply = JSON.parse(decoder.decode(bytes)) as { run?: { runId?: string; run_id?: string }; deduplicated?: boolean };
@@ -629,13 +656,13 @@ function sendGrpc(request: Request, session: http2.ClientHttp2Session): Promise<
       if (status.startsWith("http_")) return finish({ code: status });
       const code = codeNames[Number(status)] ?? `grpc_${status}`;
       const outcome: Outcome = { code };
-      if (code === "ok" && (target.method === W.createRun || target.method === W.sendEvent)) {
+      if (code === "ok" && (target.method === W.createRun || target.method === W.forkRun || target.method === W.sendEvent)) {
         const data = Buffer.concat(chunks);
         const framed = data.subarray(5, 5 + data.readUInt32BE(1));
         // The server answers in the request's grpc-encoding when the reply is large enough to compress.
         const message = data[0] === 1 ? (responseEncoding === "br" ? brotliDecompressSync(framed) : gunzipSync(framed)) : framed;
-        if (target.method === W.createRun) {
-          const reply = fromBinary(CreateRunResponseSchema, message);
+        if (target.method === W.createRun || target.method === W.forkRun) {
+          const reply = fromBinary(target.method === W.forkRun ? ForkRunResponseSchema : CreateRunResponseSchema, message) as { deduplicated?: boolean; run?: { runId: string } };
           if (!reply.deduplicated) outcome.createdRunId = reply.run?.runId;
         } else {
           const reply = fromBinary(SendEventResponseSchema, message);
@@ -752,7 +779,7 @@ test(`fuzz: ${count} inputs across every RPC and the REST routes (seed ${seed})`
     const invalidRuns = await pg.query(
       `select id, workflow_name, status, jsonb_typeof(input) as input_type from runs
        where workflow_name <> all($1::text[]) or status::text <> all($2::text[]) or jsonb_typeof(input) <> 'object'`,
-      [workflowNames, ["queued", "running", "waiting", "completed", "failed", "cancelled"]],
+      [workflowNames, ["queued", "running", "waiting", "paused", "completed", "failed", "cancelled"]],
     );
     assert.deepEqual(invalidRuns.rows, []);
     const orphans = await pg.query("select count(*)::int as n from journal_entries j where not exists (select 1 from runs r where r.id = j.run_id)");
