@@ -1,12 +1,13 @@
 /**
  * Periodic housekeeping any process may do: today, deleting events past
- * retention. Each sweep is one bounded statement; two processes sweeping at
+ * retention and the rows of dead processes. Each sweep is one bounded statement; two processes sweeping at
  * once delete disjoint rows or nothing. Later sweeps (run retention,
  * schedules) plug in here.
  */
 import type { Logger } from "../logger.js";
 import type { Db } from "../store/database.js";
 import { deleteExpiredEvents } from "../store/events.js";
+import { deleteDeadProcesses } from "../store/processes.js";
 
 interface Sweep {
   name: string;
@@ -24,7 +25,11 @@ export class Sweeps {
     private readonly logger: Logger,
     options: { eventRetentionMs: number },
   ) {
-    this.sweeps = [{ name: "deleted events past retention", everyMs: 60_000, run: () => deleteExpiredEvents(db, options.eventRetentionMs) }];
+    this.sweeps = [
+      { name: "deleted events past retention", everyMs: 60_000, run: () => deleteExpiredEvents(db, options.eventRetentionMs) },
+      // Rows of processes that died without a clean shutdown (they stopped counting as live long before).
+      { name: "deleted rows of processes not seen for an hour", everyMs: 60_000, run: () => deleteDeadProcesses(db) },
+    ];
   }
 
   start(): void {

@@ -1,4 +1,4 @@
-import { and, eq, or } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { JsonValue } from "../../../sdk/workflow.js";
 import { type Db } from "../database.js";
 import type { Store } from "../store.js";
@@ -14,6 +14,8 @@ export interface NewRun {
   parentRunId?: string | undefined;
   /** W3C `traceparent` the run's spans continue. */
   traceParent?: string | undefined;
+  /** Run-level timeout, ms from creation (absent: none): stored as `timeout_at`. */
+  timeoutMs?: number | undefined;
 }
 
 export interface CreateRunResult {
@@ -41,6 +43,7 @@ export async function insertRun(
     metadata: run.metadata,
     parentRunId: run.parentRunId ?? null,
     traceParent: run.traceParent ?? null,
+    timeoutMs: run.timeoutMs ?? null,
     claimFor,
   });
   if (inserted) return { run: inserted, deduplicated: false };
@@ -58,7 +61,7 @@ export async function insertRun(
  * parent and the operation name, so a parent that replays (or crashed between
  * creating the child and journaling that it did) finds the child it made.
  */
-export async function insertChildRun(db: Db, child: NewRun & { parentRunId: string; detached: boolean }): Promise<boolean> {
+export async function insertChildRun(db: Db, child: NewRun & { parentRunId: string; detached: boolean }): Promise<RunRow | undefined> {
   const inserted = await db
     .insert(runs)
     .values({
@@ -71,8 +74,9 @@ export async function insertChildRun(db: Db, child: NewRun & { parentRunId: stri
       detached: child.detached,
       status: "queued",
       traceParent: child.traceParent ?? null,
+      ...(child.timeoutMs !== undefined ? { timeoutAt: sql`now() + ${child.timeoutMs} * interval '1 millisecond'` } : {}),
     })
     .onConflictDoNothing({ target: runs.id })
-    .returning({ id: runs.id });
-  return inserted.length === 1;
+    .returning();
+  return inserted[0];
 }
