@@ -18,7 +18,7 @@ import { UnreachableError, UsageError } from "./args.js";
 import { type Command, type CommandContext, ExitCode, type OptionSpecs, type OptionValues, type Output } from "./command.js";
 import { eventsSend } from "./commands/events.js";
 import { keysCreate, keysList, keysRevoke } from "./commands/keys.js";
-import { runsCancel, runsCreate, runsGet, runsList, runsPause, runsResume, runsWatch } from "./commands/runs.js";
+import { runsCancel, runsCreate, runsGet, runsList, runsPause, runsResume, runsWatch, runsWhy } from "./commands/runs.js";
 import { serve } from "./commands/serve.js";
 import { workflowsList } from "./commands/workflows.js";
 import { WatchEndedError } from "./watch.js";
@@ -33,6 +33,7 @@ export const commands: readonly Command[] = [
   runsCancel,
   runsPause,
   runsResume,
+  runsWhy,
   eventsSend,
   keysCreate,
   keysList,
