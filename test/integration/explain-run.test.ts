@@ -105,6 +105,14 @@ test("an event wait names the stored events that did not match: another correlat
   assert.equal(misses.find((m) => m.eventId === early.eventId)?.reason, "NEAR_MISS_REASON_BEFORE_LOOKBACK");
   assert.equal(misses.find((m) => m.eventId === targeted.eventId)?.reason, "NEAR_MISS_REASON_TARGETED_AT_OTHER_RUN");
   assert.deepEqual(viaFetch.json.lines, explained.lines);
+  // REST: GET /workflows/runs/{id}/explain answers the same (proto field names); other methods are 405.
+  const rest = await fetch(`${server.url}/workflows/runs/${runId}/explain`);
+  assert.equal(rest.status, 200);
+  const restJson = (await rest.json()) as { waits: { near_misses: { event_id: string; reason: string }[] }[]; lines: string[] };
+  assert.equal(restJson.waits[0]?.near_misses.find((m) => m.event_id === other.eventId)?.reason, "NEAR_MISS_REASON_OTHER_CORRELATION_ID");
+  assert.deepEqual(restJson.lines, explained.lines);
+  assert.equal((await fetch(`${server.url}/workflows/runs/${runId}/explain`, { method: "POST" })).status, 405);
+  assert.equal((await fetch(`${server.url}/workflows/runs/${randomUUID()}/explain`)).status, 404);
 
   // The matching event ends the wait: an ended run has no waits to explain.
   await sdk.sendEvent({ eventType: "order.paid", correlationId: key, payload: { paid: true } });
