@@ -48,7 +48,7 @@ import { traceParentKey } from "./tracing-interceptor.js";
 import { dateFromTimestamp, entryToProto, jsonFromValue, runToProto, statusFromProto, timestamp, waitingOnToProto } from "./convert.js";
 import type { RunExplanation } from "../runs/explain-run.js";
 import type { NearMissReason as StoredNearMissReason } from "../runs/explain-lines.js";
-import type { ProcessRow } from "../store/schema.js";
+import type { ProcessRow } from "../runs/types.js";
 
 const defaultAwaitMs = 30_000;
 const maxAwaitMs = 5 * 60_000;

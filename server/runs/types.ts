@@ -1,3 +1,3 @@
 /** The shapes the runs service hands to transports (rows as the store keeps them), so no transport imports the store. */
-export type { AgentTurnRow, RunRow, RunStatus, WaitingOn } from "../store/schema.js";
+export type { AgentTurnRow, ProcessRow, RunRow, RunStatus, WaitingOn } from "../store/schema.js";
 export { runStatuses, terminalStatuses } from "../store/schema.js";

@@ -36,8 +36,8 @@ export interface RunExecutorDeps {
   logger: Logger;
   /** An agent turn was created: workers long-polling for `agent` should look. */
   onTurnCreated(agent: string): void;
-  /** A child run was queued: some process should claim it (and fire its timeout, if it has one). */
-  onChildCreated(child: RunRow): void;
+  /** A child run was queued: some process should claim it (and fire its run-level timeout, `timeoutMs` from now, if it has one). */
+  onChildCreated(timeoutMs: number | undefined): void;
   /** The run ended here (its final status committed); `row` is the final row when the store returned it. */
   onEnded(runId: string, row: RunRow | undefined): void;
   /** The run parked; `deadline` is when the clock alone will wake it; `journal` is its whole journal, when known. */
@@ -155,7 +155,7 @@ export async function executeRun(
       });
       if (created) {
         metrics?.runsCreated.inc({ workflow: workflow.name, origin: "child" });
-        deps.onChildCreated(created);
+        deps.onChildCreated(workflow.timeoutMs);
       }
     },
     startAgentTurn: async (turn) => {

@@ -342,8 +342,9 @@ export class Worker {
       limits: this.options.limits,
       metrics: this.options.metrics,
       tracing: this.options.tracing,
-      onChildCreated: (child: RunRow) => {
-        if (child.timeoutAt) this.noteTimeout(child.timeoutAt);
+      onChildCreated: (timeoutMs: number | undefined) => {
+        // About when the child's timeout_at falls: a firing a hair early finds nothing due and re-arms from the store.
+        if (timeoutMs !== undefined) this.noteTimeout(new Date(Date.now() + timeoutMs));
         void this.announce().catch(() => undefined);
       },
       onTurnCreated: (agent: string) => {

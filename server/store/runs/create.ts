@@ -61,7 +61,7 @@ export async function insertRun(
  * parent and the operation name, so a parent that replays (or crashed between
  * creating the child and journaling that it did) finds the child it made.
  */
-export async function insertChildRun(db: Db, child: NewRun & { parentRunId: string; detached: boolean }): Promise<RunRow | undefined> {
+export async function insertChildRun(db: Db, child: NewRun & { parentRunId: string; detached: boolean }): Promise<boolean> {
   const inserted = await db
     .insert(runs)
     .values({
@@ -77,6 +77,6 @@ export async function insertChildRun(db: Db, child: NewRun & { parentRunId: stri
       ...(child.timeoutMs !== undefined ? { timeoutAt: sql`now() + ${child.timeoutMs} * interval '1 millisecond'` } : {}),
     })
     .onConflictDoNothing({ target: runs.id })
-    .returning();
-  return inserted[0];
+    .returning({ id: runs.id });
+  return inserted.length === 1;
 }
