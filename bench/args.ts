@@ -50,6 +50,9 @@ export interface BenchOptions {
   watchSteps: number;
   watchStepMs: number;
   watchers: number;
+  /** ExplainRun latency: calls measured (0: skipped) and near-miss events stored for the explained run. */
+  explainCalls: number;
+  explainNearMisses: number;
 }
 
 export const usage = `usage: npm run bench -- [--quick] [flags]
@@ -107,6 +110,11 @@ Extras (kept from the earlier bench; skipped by --quick unless given):
   --watch-step-ms MS    how long each of them sleeps (default 20)
   --watchers W          watchers of the crowded watch measurement (default 200)
   --skip-extras         none of them
+
+ExplainRun (also with --quick):
+  --explain-calls N     sequential ExplainRun calls on a waiting run (default 300; 0 skips)
+  --explain-near-misses K  other-correlation events stored for it (default 5)
+  --skip-explain        same as --explain-calls 0
 
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else postgres://root@127.0.0.1:5432/test
 if reachable, else an embedded cluster. A fresh bench_<random> database is created there and
@@ -194,6 +202,9 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "watch-step-ms": { type: "string", default: "20" },
       watchers: { type: "string", default: "200" },
       "skip-extras": { type: "boolean", default: false },
+      "explain-calls": { type: "string" },
+      "explain-near-misses": { type: "string", default: "5" },
+      "skip-explain": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -236,6 +247,8 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     watchSteps: extra("--watch-steps", values["watch-steps"], 50),
     watchStepMs: int("--watch-step-ms", values["watch-step-ms"], 20),
     watchers: int("--watchers", values.watchers, 200, 1),
+    explainCalls: values["skip-explain"] ? 0 : int("--explain-calls", values["explain-calls"], 300),
+    explainNearMisses: int("--explain-near-misses", values["explain-near-misses"], 5),
   };
 }
 

@@ -51,39 +51,46 @@ export interface RunFacts {
 export async function runFacts(db: Db, namespace: string, runId: string): Promise<RunFacts | undefined> {
   const run = await selectRun(db, namespace, runId);
   if (!run) return undefined;
-  const [{ now } = { now: new Date() }] = await queryRows<{ now: Date }>(db, sql`select now() as now`);
-  const markers = await queryRows<{ kind: string; name: string; attempt: number; lookback_from: Date | null; message: string | null }>(
-    db,
-    sql`select kind, name, attempt, lookback_from, error->>'message' as message from journal_entries
-        where run_id = ${runId}::uuid and kind in ('event_wait_started', 'step_attempt_failed', 'run_paused')
-        order by sequence`,
-  );
-  const live = await liveProcesses(db);
+  // Independent reads, in parallel (each is one small indexed query on its own pooled connection).
+  const [[clock], markers, live, holder, ahead] = await Promise.all([
+    queryRows<{ now: Date }>(db, sql`select now() as now`),
+    queryRows<Marker>(
+      db,
+      sql`select kind, name, attempt, lookback_from, error->>'message' as message from journal_entries
+          where run_id = ${runId}::uuid and kind in ('event_wait_started', 'step_attempt_failed', 'run_paused')
+          order by sequence`,
+    ),
+    liveProcesses(db),
+    run.status === "running" && run.leaseOwner ? processById(db, run.leaseOwner) : undefined,
+    run.status === "queued" || run.status === "waiting"
+      ? queryRows<{ ahead: string; due: boolean }>(
+          db,
+          // The claim takes due queued and waiting runs by available_at (rows.ts, claimRunsSql): these come first.
+          sql`select count(*) as ahead, ${run.availableAt?.toISOString() ?? null}::timestamptz <= now() as due from runs
+              where status in ('queued', 'waiting') and available_at <= now() and available_at < ${run.availableAt?.toISOString() ?? null}::timestamptz`,
+        )
+      : undefined,
+  ]);
   const facts: RunFacts = {
     run,
     waits: [],
     loadedBy: live.filter((p) => p.workflows.includes(run.workflowName)),
-    now: new Date(now),
+    holder,
+    now: clock ? new Date(clock.now) : new Date(),
   };
   const paused = markers.filter((m) => m.kind === "run_paused").at(-1);
   if (paused) facts.pauseReason = paused.message ?? "";
+  // A queued run has a place in the claim order; a waiting one only once it is due.
+  const [position] = ahead ?? [];
+  if (position && (run.status === "queued" || position.due)) facts.runsAhead = Number(position.ahead);
   if (run.status === "waiting" || run.status === "paused") facts.waits = await waitFacts(db, run, markers);
-  const due = run.availableAt !== null && run.availableAt.getTime() <= facts.now.getTime();
-  if (run.status === "queued" || (run.status === "waiting" && due)) {
-    const [row] = await queryRows<{ ahead: string }>(
-      db,
-      // The claim takes due queued and waiting runs by available_at (rows.ts, claimRunsSql): these come first.
-      sql`select count(*) as ahead from runs
-          where status in ('queued', 'waiting') and available_at <= now() and available_at < ${run.availableAt?.toISOString() ?? null}::timestamptz`,
-    );
-    facts.runsAhead = Number(row?.ahead ?? 0);
-  }
-  if (run.status === "running" && run.leaseOwner) facts.holder = await processById(db, run.leaseOwner);
   return facts;
 }
 
+type Marker = { kind: string; name: string; attempt: number; lookback_from: Date | null; message: string | null };
+
 /** The run's pending waits: its waits rows (every kind but pure clock parking), else its `waiting_on`. */
-async function waitFacts(db: Db, run: RunRow, markers: { kind: string; name: string; attempt: number; lookback_from: Date | null }[]): Promise<WaitFacts[]> {
+async function waitFacts(db: Db, run: RunRow, markers: Marker[]): Promise<WaitFacts[]> {
   const rows = await queryRows<{
     name: string;
     kind: WaitRecord["kind"];
@@ -122,35 +129,32 @@ async function waitFacts(db: Db, run: RunRow, markers: { kind: string; name: str
               return { kind: "agent", name: row.name, turnId: row.target_turn_id ?? "", agent: row.agent ?? "", ...(row.deadline ? { timeoutAt: iso(row.deadline)! } : {}) };
           }
         });
-  const waits: WaitFacts[] = [];
-  for (const record of records) {
-    if (record.kind !== "event") {
-      waits.push({ record, events: [] });
-      continue;
-    }
-    const started = markers.filter((m) => m.kind === "event_wait_started" && m.name === record.name).at(-1);
-    const events = await queryRows<{ id: string; event_type: string; correlation_id: string; target_run_id: string | null; created_at: Date; consumed: boolean }>(
-      db,
-      // events_key_idx serves the same-key part; other correlation ids of the type come from a bounded scan.
-      sql`select e.id, e.event_type, e.correlation_id, e.target_run_id, e.created_at,
-                 exists (select 1 from journal_entries j where j.run_id = ${run.id}::uuid and j.event_id = e.id) as consumed
-          from events e
-          where e.namespace = ${run.namespace} and e.event_type = ${record.eventType}
-          order by (e.correlation_id = ${record.correlationId}) desc, e.position desc
-          limit ${nearMissCandidates}`,
-    );
-    waits.push({
-      record,
-      lookbackFrom: started?.lookback_from ? new Date(started.lookback_from) : undefined,
-      events: events.map((e) => ({
-        id: e.id,
-        eventType: e.event_type,
-        correlationId: e.correlation_id,
-        targetRunId: e.target_run_id,
-        createdAt: new Date(e.created_at),
-        consumedByRun: e.consumed,
-      })),
-    });
-  }
-  return waits;
+  return Promise.all(
+    records.map(async (record): Promise<WaitFacts> => {
+      if (record.kind !== "event") return { record, events: [] };
+      const started = markers.filter((m) => m.kind === "event_wait_started" && m.name === record.name).at(-1);
+      const events = await queryRows<{ id: string; event_type: string; correlation_id: string; target_run_id: string | null; created_at: Date; consumed: boolean }>(
+        db,
+        // events_key_idx serves the same-key part; other correlation ids of the type come from a bounded scan.
+        sql`select e.id, e.event_type, e.correlation_id, e.target_run_id, e.created_at,
+                   exists (select 1 from journal_entries j where j.run_id = ${run.id}::uuid and j.event_id = e.id) as consumed
+            from events e
+            where e.namespace = ${run.namespace} and e.event_type = ${record.eventType}
+            order by (e.correlation_id = ${record.correlationId}) desc, e.position desc
+            limit ${nearMissCandidates}`,
+      );
+      return {
+        record,
+        lookbackFrom: started?.lookback_from ? new Date(started.lookback_from) : undefined,
+        events: events.map((e) => ({
+          id: e.id,
+          eventType: e.event_type,
+          correlationId: e.correlation_id,
+          targetRunId: e.target_run_id,
+          createdAt: new Date(e.created_at),
+          consumedByRun: e.consumed,
+        })),
+      };
+    }),
+  );
 }
