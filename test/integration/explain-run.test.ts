@@ -123,6 +123,28 @@ test("an event wait names the stored events that did not match: another correlat
   await sdk.cancelRun(bystander);
 });
 
+test("an event this run already consumed (one of two waits on a key took it) is a near miss of the other wait", async () => {
+  const key = `two-${randomUUID()}`;
+  const { runId } = await sdk.createRun("two_waits", { type: "order.paid", key }, { eagerStart: true });
+  await until(runId, "waiting");
+  const first = await sdk.sendEvent({ eventType: "order.paid", correlationId: key, payload: { n: 1 } });
+  assert.deepEqual(first.matchedRunIds, [runId]);
+  // zeta took it; the run parks again on alpha alone.
+  const deadline = Date.now() + 10_000;
+  let explained = await sdk.explainRun(runId);
+  while (!(explained.run.status === "waiting" && explained.waits.length === 1 && explained.waits[0]?.wait.name === "alpha")) {
+    assert.ok(Date.now() < deadline, `never parked on alpha alone: ${explained.lines.join(" | ")}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+    explained = await sdk.explainRun(runId);
+  }
+  // Events of other tests (other correlation ids) follow; those with this key come first.
+  assert.deepEqual(explained.waits[0]?.nearMisses[0] && [explained.waits[0].nearMisses[0].eventId, explained.waits[0].nearMisses[0].reason], [first.eventId, "already_consumed"]);
+  assert.ok(explained.waits[0]?.nearMisses.slice(1).every((miss) => miss.correlationId !== key && miss.reason === "other_correlation_id"));
+  assert.ok(explained.lines.some((line) => line.includes(`event ${first.eventId}`) && line.endsWith("already consumed by this run")), explained.lines.join("\n"));
+  await sdk.sendEvent({ eventType: "order.paid", correlationId: key, payload: { n: 2 } });
+  assert.deepEqual(await sdk.waitForResult(runId, { timeoutMs: 10_000 }), { zeta: { n: 1 }, alpha: { n: 2 } });
+});
+
 test("a queued run says which live process loaded its workflow, and that none has once that process stops; its queue position (SDK and fetch)", async () => {
   // A second server that loads "quick" (the first does not) announces itself in the processes table.
   const { server: second } = await startTestServer({ DATABASE_URL: databaseUrl, WORKFLOW_DIRS: "test/fixtures/timeout-workflows", CAIRN_POLL_INTERVAL_MS: "50" });
