@@ -123,6 +123,17 @@ test("defineWorkflow({ timeout: '1s' }) fails a waiting run; CreateRun's timeout
   await sdk.cancelRun(fetched.runId);
 });
 
+test("a paused run fails at its timeout too (nobody holds it: at once, with run_failed after run_paused)", async () => {
+  const { run } = await sdk.createRun("impatient", { key: `p-${Date.now()}` }, { timeout: "1500ms", eagerStart: true });
+  await until(run.runId, "waiting");
+  await sdk.pauseRun(run.runId, "looking");
+  const failed = await until(run.runId, "failed", 5_000);
+  assert.equal(failed.error?.name, "RunTimeoutError");
+  assert.match(failed.error?.message ?? "", /timeout of 1\.5s/);
+  assert.ok(failed.completedAt!.getTime() - run.timeoutAt!.getTime() < 1_000);
+  assert.deepEqual(await kindsOf(run.runId), ["event_wait_started", "run_paused", "run_failed"]);
+});
+
 test("bad timeouts are INVALID_ARGUMENT and store nothing (SDK and plain fetch)", async () => {
   const before = await countRuns();
   for (const timeout of ["abc", -5, "-1s"] as const) {
