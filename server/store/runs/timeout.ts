@@ -65,9 +65,10 @@ export async function timeOutRun(db: Db, namespace: string, runId: string): Prom
     if (!due) return undefined;
     const error = timeoutError(run);
     const failure = { name: error.name, message: error.message };
+    if (run.status === "running" && run.cancelRequestedAt) return undefined;
+    // Its agent turns are withdrawn either way, as CancelRun does.
     await cancelTurnsOf(tx, runId);
     if (run.status === "running") {
-      if (run.cancelRequestedAt) return undefined;
       const [requested] = await tx
         .update(runs)
         .set({ cancelRequestedAt: sql`now()`, cancelReason: error.message, updatedAt: sql`now()` })
