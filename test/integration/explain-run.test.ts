@@ -226,6 +226,22 @@ test("a run whose holder died is requeued with one abnormal activation, which Ex
   await sdk.cancelRun(runId);
 });
 
+test("a paused run gives its pause reason and the wait it keeps (SDK and fetch)", async () => {
+  const key = `paused-${randomUUID()}`;
+  const { runId } = await sdk.createRun("waiter", { type: "order.paid", key }, { eagerStart: true });
+  await until(runId, "waiting");
+  await sdk.pauseRun(runId, "checking the invoice");
+  const explained = await sdk.explainRun(runId);
+  assert.equal(explained.run.status, "paused");
+  assert.equal(explained.pauseReason, "checking the invoice");
+  assert.deepEqual(explained.waits.map((w) => [w.wait.kind, w.wait.name]), [["event", "approval"]]);
+  assert.ok(explained.lines.includes("paused: checking the invoice"), explained.lines.join("\n"));
+  assert.equal(explained.queue, undefined);
+  const viaFetch = await connectJson("ExplainRun", { runId });
+  assert.equal(viaFetch.json.pauseReason, "checking the invoice");
+  await sdk.cancelRun(runId);
+});
+
 test("an unknown run is NOT_FOUND, a malformed id INVALID_ARGUMENT", async () => {
   await assert.rejects(sdk.explainRun(randomUUID()), (error: unknown) => error instanceof CairnError && error.code === Code.NotFound);
   const malformed = await connectJson("ExplainRun", { runId: "nope" });
