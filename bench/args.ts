@@ -57,6 +57,9 @@ export interface BenchOptions {
   /** Run control: runs seeded for ListRuns by metadata (0: skipped), and calls per measured query. */
   runControlRuns: number;
   runControlCalls: number;
+  /** ExplainRun latency: calls measured (0: skipped) and near-miss events stored for the explained run. */
+  explainCalls: number;
+  explainNearMisses: number;
 }
 
 export const usage = `usage: npm run bench -- [--quick] [flags]
@@ -123,6 +126,10 @@ Run control (on a fresh server, last):
   --run-control-runs N  ended runs seeded for ListRuns by metadata (default 100000; quick 5000; 0 skips)
   --run-control-calls N ListRuns calls per measured query (default 200; quick 50)
   --skip-run-control    same as --run-control-runs 0
+ExplainRun (also with --quick):
+  --explain-calls N     sequential ExplainRun calls on a waiting run (default 300; 0 skips)
+  --explain-near-misses K  other-correlation events stored for it (default 5)
+  --skip-explain        same as --explain-calls 0
 
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else postgres://root@127.0.0.1:5432/test
 if reachable, else an embedded cluster. A fresh bench_<random> database is created there and
@@ -224,6 +231,9 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "run-control-runs": { type: "string" },
       "run-control-calls": { type: "string" },
       "skip-run-control": { type: "boolean", default: false },
+      "explain-calls": { type: "string" },
+      "explain-near-misses": { type: "string", default: "5" },
+      "skip-explain": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -269,6 +279,8 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     watchers: int("--watchers", values.watchers, 200, 1),
     runControlRuns: values["skip-run-control"] ? 0 : int("--run-control-runs", values["run-control-runs"], d.runControlRuns),
     runControlCalls: int("--run-control-calls", values["run-control-calls"], d.runControlCalls, 1),
+    explainCalls: values["skip-explain"] ? 0 : int("--explain-calls", values["explain-calls"], 300),
+    explainNearMisses: int("--explain-near-misses", values["explain-near-misses"], 5),
   };
 }
 

@@ -7,6 +7,7 @@ import type { AgentRoundTripResult, FanOutResult } from "./composition.js";
 import { ms, type Summary, summarize, triple } from "./format.js";
 import { round } from "./stats.js";
 import type { WatchDelayResult } from "./watch.js";
+import type { ExplainLatencyResult } from "./explain.js";
 
 export interface FanOutReport {
   children: number;
@@ -76,17 +77,35 @@ export interface WatchReport {
   wallMs: number;
 }
 
+export interface ExplainReport {
+  calls: number;
+  /** Stored near-miss events the waiting run's answer names. */
+  nearMisses: number;
+  latencyMs: Summary;
+  failed: number;
+  failures: string[];
+}
+
 export interface ExtrasReport {
   fanOut: FanOutReport | null;
   agent: AgentReport | null;
   watch: WatchReport[];
+  explain: ExplainReport | null;
 }
 
-export function extrasReport(input: { fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; watch: WatchDelayResult[] }): ExtrasReport {
+export function extrasReport(input: {
+  fanOut: FanOutResult | null;
+  agent: AgentRoundTripResult | null;
+  watch: WatchDelayResult[];
+  explain: ExplainLatencyResult | null;
+}): ExtrasReport {
   return {
     fanOut: input.fanOut ? fanOutReport(input.fanOut) : null,
     agent: input.agent ? agentReport(input.agent) : null,
     watch: input.watch.map(watchReport),
+    explain: input.explain
+      ? { calls: input.explain.calls, nearMisses: input.explain.nearMisses, latencyMs: summarize(input.explain.latenciesMs), failed: input.explain.failures.length, failures: input.explain.failures }
+      : null,
   };
 }
 
@@ -212,6 +231,16 @@ export function extrasRows(extras: ExtrasReport): [string, string][] {
   } else {
     rows.push(["WATCH DELAY", "skipped"]);
   }
+  rows.push(["", ""]);
+  const explain = extras.explain;
+  if (explain) {
+    rows.push(
+      ["EXPLAIN", `ExplainRun of a WAITING bench_event_wait run with ${explain.nearMisses} near-miss events stored, sequential SDK calls`],
+      ["p50/p99/max", `${triple(explain.latencyMs)} over ${explain.calls} calls${explain.failed > 0 ? `; WRONG ANSWERS ${explain.failed}` : ""}`],
+    );
+  } else {
+    rows.push(["EXPLAIN", "skipped"]);
+  }
 
   return rows;
 }
@@ -221,5 +250,6 @@ export function extrasFailures(extras: ExtrasReport): string[] {
     ...(extras.fanOut?.failures ?? []).map((f) => `fan-out: ${f}`),
     ...(extras.agent?.failures ?? []).map((f) => `agent: ${f}`),
     ...extras.watch.flatMap((w) => w.failures.map((f) => `watch (${w.watchers}): ${f}`)),
+    ...(extras.explain?.failures ?? []).map((f) => `explain: ${f}`),
   ];
 }

@@ -40,6 +40,7 @@ import { parkedRuns, timerLateness } from "./waits.js";
 import { listRunsByMetadata } from "./run-control.js";
 import type { RunControlReport } from "./run-control-report.js";
 import { watchDelay, type WatchDelayResult, warmUpWatch } from "./watch.js";
+import { explainLatency, type ExplainLatencyResult } from "./explain.js";
 import { runThroughput, stepsPerSecond, type ThroughputResult, warmUpThroughput } from "./workload.js";
 
 /** Server settings that decide commit cost and capacity: recorded at the start and checked again at the end. */
@@ -219,10 +220,10 @@ async function measureOnServers(
     w3: null,
     w4: null,
     replay: null,
-    extras: { fanOut: null, agent: null, watch: [] },
+    extras: { fanOut: null, agent: null, watch: [], explain: null },
   };
   const needsA =
-    options.runs + options.startRuns + options.eventRuns + options.timerRuns + options.replayLengths.length + options.children + options.agentTurns + options.watchSteps > 0;
+    options.runs + options.startRuns + options.eventRuns + options.timerRuns + options.replayLengths.length + options.children + options.agentTurns + options.watchSteps + options.explainCalls > 0;
   if (!needsA) return { http, figures };
 
   log("starting server A");
@@ -318,8 +319,13 @@ async function measureExtras(
   probe: BenchProbe,
   failures: string[],
   signal: AbortSignal,
-): Promise<{ fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; watch: WatchDelayResult[] }> {
-  const result: { fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; watch: WatchDelayResult[] } = { fanOut: null, agent: null, watch: [] };
+): Promise<{ fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; watch: WatchDelayResult[]; explain: ExplainLatencyResult | null }> {
+  const result: { fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; watch: WatchDelayResult[]; explain: ExplainLatencyResult | null } = {
+    fanOut: null,
+    agent: null,
+    watch: [],
+    explain: null,
+  };
   const raw = client.raw.workflows;
   try {
     if ((options.children > 0 || options.agentTurns > 0) && !signal.aborted) {
@@ -345,6 +351,14 @@ async function measureExtras(
     }
   } catch (error) {
     failures.push(`extras: ${(error as Error).message}`);
+  }
+  if (options.explainCalls > 0 && !signal.aborted) {
+    try {
+      log(`explain: ${options.explainCalls} ExplainRun calls on a waiting run with ${options.explainNearMisses} near misses`);
+      result.explain = await explainLatency(client, { calls: options.explainCalls, nearMisses: options.explainNearMisses, signal });
+    } catch (error) {
+      failures.push(`explain: ${(error as Error).message}`);
+    }
   }
   return result;
 }

@@ -19,7 +19,7 @@ import { type Command, type CommandContext, ExitCode, type OptionSpecs, type Opt
 import { batchesGet, batchesList } from "./commands/batches.js";
 import { eventsSend } from "./commands/events.js";
 import { keysCreate, keysList, keysRevoke } from "./commands/keys.js";
-import { runsCancel, runsCreate, runsFork, runsGet, runsList, runsPause, runsResume, runsRetry, runsWatch } from "./commands/runs.js";
+import { runsCancel, runsCreate, runsFork, runsGet, runsList, runsPause, runsResume, runsRetry, runsWatch, runsWhy } from "./commands/runs.js";
 import { runsHistory } from "./commands/run-history.js";
 import { serve } from "./commands/serve.js";
 import { workflowsList } from "./commands/workflows.js";
@@ -40,6 +40,7 @@ export const commands: readonly Command[] = [
   runsFork,
   batchesGet,
   batchesList,
+  runsWhy,
   eventsSend,
   keysCreate,
   keysList,

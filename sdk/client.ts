@@ -34,9 +34,9 @@ import { type Client, Code, ConnectError, type ContextValues, createClient, type
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AgentService } from "./gen/cairn/v1/agent_pb.js";
 import { EntryKind, type Failure, type HistoryEntry, type Run, RunStatus, type WaitingOn, WaitKind } from "./gen/cairn/v1/types_pb.js";
-import { type Batch, BatchOperation, BatchStatus, WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
+import { type Batch, BatchOperation, BatchStatus, type ExplainRunResponse, NearMissReason, type ServerProcess, WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
 import { CairnError, type RunFailure, RunCancelledError, RunFailedError, WaitTimeoutError } from "./errors.js";
-import type { JsonObject, JsonValue, WorkflowDefinition } from "./workflow.js";
+import { type Duration, type JsonObject, type JsonValue, parseDuration, type WorkflowDefinition } from "./workflow.js";
 
 /** What `new Headers(...)` accepts (spelled out so the SDK typechecks with Node's types as well as the DOM's). */
 export type HeadersInit = ConstructorParameters<typeof Headers>[0];
@@ -113,6 +113,8 @@ export interface RunInfo<O = JsonValue> {
   activationCount: number;
   /** The run this one was forked from (ForkRun); absent otherwise. */
   forkedFromRunId?: string;
+  /** The run-level timeout: not ended by then, the run fails with RunTimeoutError. */
+  timeoutAt?: Date;
 }
 
 export interface RetryRunOptions extends RequestOptions {
@@ -125,6 +127,48 @@ export interface ForkRunOptions extends RequestOptions {
   fromOperation: string;
   /** The new run's input (a JSON object); absent: the source's input. */
   input?: JsonValue;
+}
+
+export type NearMissReasonName = "other_correlation_id" | "before_lookback" | "already_consumed" | "targeted_at_other_run" | "unknown";
+
+/** A stored event of an event wait's type that did not match it, and why. */
+export interface EventNearMissInfo {
+  eventId: string;
+  eventType: string;
+  correlationId: string;
+  sentAt?: Date;
+  reason: NearMissReasonName;
+  /** "targeted_at_other_run": the run it was sent to. */
+  targetRunId?: string;
+  /** One line for people. */
+  explanation: string;
+}
+
+export interface ServerProcessInfo {
+  id: string;
+  host: string;
+  pid: number;
+  version: string;
+  startedAt?: Date;
+  lastSeenAt?: Date;
+}
+
+/** What `explainRun` answers. */
+export interface RunExplanation {
+  run: RunInfo;
+  /** Pending waits, with near-miss events for event waits. */
+  waits: { wait: WaitingOnInfo; lookbackFrom?: Date; nearMisses: EventNearMissInfo[] }[];
+  /** Queued (or due) runs: claimable runs ahead of it in claim order. */
+  queue?: { runsAhead: number; availableAt?: Date };
+  /** Running runs: who holds the lease and whether that process is alive. */
+  lease?: { owner: string; ownerLive: boolean; leaseExpiresAt?: Date; lastHeartbeatAt?: Date; pendingRequest?: string };
+  /** Live processes that loaded the run's workflow; empty: none (a queued run waits for one). */
+  loadedBy: ServerProcessInfo[];
+  pauseReason?: string;
+  abnormalActivations: number;
+  timeoutAt?: Date;
+  /** The explanation for people, as `cairn runs why` prints it. */
+  lines: string[];
 }
 
 export interface WorkflowInfo {
@@ -201,6 +245,12 @@ export interface CreateRunOptions extends RequestOptions {
   idempotencyKey?: string;
   /** Free-form labels stored with the run. */
   metadata?: Record<string, string>;
+  /**
+   * Run-level timeout ("30s", "5m", ms, or { minutes: 5 }); must be more than zero. A run not ended this long
+   * after it was created fails with RunTimeoutError, its children cancelled. Default: the workflow's
+   * `defineWorkflow({ timeout })`, if any. (Not `timeoutMs`, which bounds this call.)
+   */
+  timeout?: Duration;
 }
 
 export interface WaitForResultOptions {
@@ -377,6 +427,12 @@ export interface CairnClient {
   /** This namespace's batches, newest first (without failures). */
   listBatches(options?: RequestOptions & { pageSize?: number }): Promise<BatchInfo[]>;
   /**
+   * Why the run is where it is, from what the server's database knows: its waits (for an event wait, the
+   * stored events that did not match and why), its queue position and which live processes loaded its
+   * workflow, its lease holder, its pause reason, its abnormal activations; `lines` for people.
+   */
+  explainRun(runId: string, options?: RequestOptions): Promise<RunExplanation>;
+  /**
    * Polls GetRun until the run ends (a live stream replaces the polling once WatchRun is served):
    * resolves its output, or throws RunFailedError / RunCancelledError (carrying the run's failure),
    * or WaitTimeoutError when `timeoutMs` passes first.
@@ -455,6 +511,7 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
             eagerStart: createOptions.eagerStart ?? false,
             idempotencyKey: createOptions.idempotencyKey ?? "",
             metadata: createOptions.metadata ?? {},
+            ...(createOptions.timeout === undefined ? {} : { timeout: protoDuration(createOptions.timeout, "timeout") }),
           },
           callOptions(createOptions),
         ),
@@ -538,6 +595,12 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
       const { run } = await rpc(() => workflows.pauseRun({ runId, reason: reason ?? "" }, callOptions(requestOptions)));
       if (!run) throw new CairnError("PauseRun answered without a run", Code.Internal);
       return runInfo(run);
+    },
+
+    async explainRun(runId: string, requestOptions?: RequestOptions): Promise<RunExplanation> {
+      const response = await rpc(() => workflows.explainRun({ runId }, callOptions(requestOptions)));
+      if (!response.run) throw new CairnError("ExplainRun answered without a run", Code.Internal);
+      return explanation(response);
     },
 
     async resumeRun(runId: string, reason?: string, requestOptions?: RequestOptions): Promise<RunInfo> {
@@ -1095,5 +1158,64 @@ function runInfo<O = JsonValue>(run: Run): RunInfo<O> {
     ...(run.idempotencyKey ? { idempotencyKey: run.idempotencyKey } : {}),
     activationCount: run.activationCount,
     ...(run.forkedFromRunId ? { forkedFromRunId: run.forkedFromRunId } : {}),
+    ...optionalDate("timeoutAt", run.timeoutAt),
+  };
+}
+
+/** A Duration as authors write it → the proto Duration; a bad one is refused here as the server would (INVALID_ARGUMENT). */
+function protoDuration(duration: Duration, field: string): { seconds: bigint; nanos: number } {
+  let ms: number;
+  try {
+    ms = parseDuration(duration);
+  } catch (error) {
+    throw new CairnError(`${field}: ${(error as Error).message}`, Code.InvalidArgument);
+  }
+  return { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+}
+
+const nearMissReasons: Record<number, NearMissReasonName> = {
+  [NearMissReason.OTHER_CORRELATION_ID]: "other_correlation_id",
+  [NearMissReason.BEFORE_LOOKBACK]: "before_lookback",
+  [NearMissReason.ALREADY_CONSUMED]: "already_consumed",
+  [NearMissReason.TARGETED_AT_OTHER_RUN]: "targeted_at_other_run",
+};
+
+function processInfo(p: ServerProcess): ServerProcessInfo {
+  return { id: p.id, host: p.host, pid: p.pid, version: p.version, ...optionalDate("startedAt", p.startedAt), ...optionalDate("lastSeenAt", p.lastSeenAt) };
+}
+
+function explanation(response: ExplainRunResponse): RunExplanation {
+  return {
+    run: runInfo(response.run!),
+    waits: response.waits.map((w) => ({
+      wait: waitingOnInfo(w.wait!),
+      ...optionalDate("lookbackFrom", w.lookbackFrom),
+      nearMisses: w.nearMisses.map((m) => ({
+        eventId: m.eventId,
+        eventType: m.eventType,
+        correlationId: m.correlationId,
+        ...optionalDate("sentAt", m.sentAt),
+        reason: nearMissReasons[m.reason] ?? "unknown",
+        ...(m.targetRunId ? { targetRunId: m.targetRunId } : {}),
+        explanation: m.explanation,
+      })),
+    })),
+    ...(response.queue ? { queue: { runsAhead: Number(response.queue.runsAhead), ...optionalDate("availableAt", response.queue.availableAt) } } : {}),
+    ...(response.lease
+      ? {
+          lease: {
+            owner: response.lease.owner,
+            ownerLive: response.lease.ownerLive,
+            ...optionalDate("leaseExpiresAt", response.lease.leaseExpiresAt),
+            ...optionalDate("lastHeartbeatAt", response.lease.lastHeartbeatAt),
+            ...(response.lease.pendingRequest ? { pendingRequest: response.lease.pendingRequest } : {}),
+          },
+        }
+      : {}),
+    loadedBy: response.loadedBy.map(processInfo),
+    ...(response.pauseReason ? { pauseReason: response.pauseReason } : {}),
+    abnormalActivations: response.abnormalActivations,
+    ...optionalDate("timeoutAt", response.timeoutAt),
+    lines: [...response.lines],
   };
 }

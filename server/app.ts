@@ -42,6 +42,7 @@ import { Worker } from "./worker/worker.js";
 import { BatchRunner } from "./worker/batch-runner.js";
 import { batchOperationFor } from "./runs/batch-operations.js";
 import type { RunsDeps } from "./runs/runs-deps.js";
+import { readFileSync } from "node:fs";
 import { RunFeed } from "./runs/run-feed.js";
 import { RunTails } from "./runs/run-tail.js";
 import { TurnBoard } from "./runs/turn-board.js";
@@ -115,6 +116,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes },
     metrics,
     tracing,
+    version: serverVersion(),
   });
   metrics.observe({ queue: () => scheduler.queueDepth(), pool: database.poolStats });
   const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName, KeyService.typeName] });
@@ -310,4 +312,17 @@ async function listenForMetrics(metrics: Metrics, host: string, port: number): P
     server.listen(port, host, () => resolve());
   });
   return server;
+}
+
+/** The package version, announced in the `processes` table; "" when package.json is not where the sources or the build expect it. */
+function serverVersion(): string {
+  for (const path of ["../package.json", "../../package.json"]) {
+    try {
+      const parsed = JSON.parse(readFileSync(new URL(path, import.meta.url), "utf8")) as { name?: string; version?: string };
+      if (parsed.name === "@cairnjs/server" && parsed.version) return parsed.version;
+    } catch {
+      // Not there: try the next place.
+    }
+  }
+  return "";
 }

@@ -1,4 +1,4 @@
-/** `cairn runs create | get | list | cancel | pause | resume | retry | fork | watch` (cancel, pause, resume, retry with filter flags: a batch; `runs history`: run-history.ts). */
+/** `cairn runs create | get | list | cancel | pause | resume | retry | fork | why | watch` (cancel, pause, resume, retry with filter flags: a batch; `runs history`: run-history.ts). */
 import type { ListRunsFilter, RunInfo } from "../../sdk/index.js";
 import { isJsonObject, jsonOption, positiveInteger, UsageError } from "../args.js";
 import { batchFlagsHelp, batchOptions, runBatch } from "./batches.js";
@@ -10,7 +10,7 @@ import { watchRun } from "../watch.js";
 export const runsCreate: Command = {
   name: "runs create",
   summary: "start a run and print its id",
-  usage: "<workflow> [--input JSON | --input-file FILE] [--eager] [--idempotency-key KEY] [--wait]",
+  usage: "<workflow> [--input JSON | --input-file FILE] [--eager] [--idempotency-key KEY] [--timeout DURATION] [--wait]",
   description:
     "Starts a run of <workflow> and prints its id. With --wait it then follows the run like\n" +
     "`cairn runs watch` and exits with the run's outcome (0 completed, 1 failed, 2 cancelled).",
@@ -19,6 +19,7 @@ export const runsCreate: Command = {
     ["--input-file FILE", "read the input from FILE (- for standard input)"],
     ["--eager", "start the run in the receiving server process at once instead of queueing it"],
     ["--idempotency-key KEY", "a retry with the same key returns the first run instead of starting another"],
+    ["--timeout DURATION", "fail the run (RunTimeoutError) if it has not ended this long after creation, e.g. 30s, 5m, 1h"],
     ["--wait", "follow the run until it ends and print its result"],
   ],
   options: {
@@ -26,6 +27,7 @@ export const runsCreate: Command = {
     "input-file": { type: "string" },
     eager: { type: "boolean" },
     "idempotency-key": { type: "string" },
+    timeout: { type: "string" },
     wait: { type: "boolean" },
   },
   positionals: ["workflow"],
@@ -33,9 +35,11 @@ export const runsCreate: Command = {
     const input = await jsonOption(stringValue(values, "input"), stringValue(values, "input-file"), "input");
     if (input !== undefined && !isJsonObject(input)) throw new UsageError("the input must be a JSON object, e.g. --input '{\"orderId\":\"o-1\"}'");
     const idempotencyKey = stringValue(values, "idempotency-key");
+    const timeout = stringValue(values, "timeout");
     const created = await context.client().createRun(workflow, input ?? {}, {
       eagerStart: flag(values, "eager"),
       ...(idempotencyKey ? { idempotencyKey } : {}),
+      ...(timeout !== undefined ? { timeout } : {}),
     });
     if (created.deduplicated && !context.json) context.io.err(`cairn: the idempotency key matched run ${created.runId}; no new run was started`);
     if (flag(values, "wait")) return watchRun(context, created.runId);
@@ -227,6 +231,24 @@ export const runsFork: Command = {
     const run = await context.client().forkRun(runId, { fromOperation, ...(input === undefined ? {} : { input }) });
     if (flag(values, "wait")) return watchRun(context, run.runId);
     context.io.out(context.json ? jsonDocument(run) : run.runId);
+    return ExitCode.ok;
+  },
+};
+
+export const runsWhy: Command = {
+  name: "runs why",
+  summary: "explain why a run is where it is (waits, near-miss events, queue, lease holder)",
+  usage: "<run-id>",
+  description:
+    "Asks the server (ExplainRun) and prints its explanation: what the run waits on and, for an\n" +
+    "event wait, the stored events that did not match and why; for a queued run, whether any live\n" +
+    "process loaded its workflow and how many runs are ahead of it; for a running run, who holds\n" +
+    "it and whether that process is alive; its pause reason and abnormal activations.",
+  options: {},
+  positionals: ["run-id"],
+  async run(context, _values, [runId = ""]) {
+    const explanation = await context.client().explainRun(runId);
+    context.io.out(context.json ? jsonDocument(explanation) : explanation.lines.join("\n"));
     return ExitCode.ok;
   },
 };

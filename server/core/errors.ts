@@ -126,6 +126,37 @@ export class RunPauseRequestedError extends Error {
   }
 }
 
+/**
+ * The run did not end by its run-level timeout (CreateRun's `timeout`, or `defineWorkflow({ timeout })`): it
+ * fails with this error, whatever it was doing, and its children are cancelled.
+ */
+export class RunTimeoutError extends Error {
+  override readonly name = "RunTimeoutError";
+  constructor(
+    readonly runId: string,
+    /** The timeout as given: timeout_at minus created_at, in ms. */
+    readonly timeoutMs: number,
+  ) {
+    super(`run ${runId} did not end within its timeout of ${formatMs(timeoutMs)}`);
+  }
+}
+
+/** 1500 → "1.5s", 90000 → "1m30s", 250 → "250ms": how people write durations to Cairn. */
+export function formatMs(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  const units: [string, number][] = [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000]];
+  let rest = ms;
+  let text = "";
+  for (const [unit, size] of units) {
+    if (rest >= size) {
+      text += `${Math.floor(rest / size)}${unit}`;
+      rest %= size;
+    }
+  }
+  if (rest > 0) text += `${rest / 1000}s`;
+  return text;
+}
+
 /** PauseRun, ResumeRun or RetryRun on a run in a status it does not apply to; ForkRun from an operation the source never reached. */
 export class RunControlRefusedError extends Error {
   override readonly name = "RunControlRefusedError";

@@ -9,6 +9,7 @@
  *   POST /workflows/batches     body StartBatchRequest {"filter", "operation", "dry_run", "reason"}
  *                                                                              → 200 {"batch"?: {...}, "matched_count", "sample_run_ids"?}
  *   GET  /workflows/batches/{id}                                               → 200 {"batch": {...}}
+ *   GET  /workflows/runs/{id}/explain                                          → 200 ExplainRun's answer
  *
  * Both call the very WorkflowService implementation the Connect routes serve, through an in-memory
  * Connect router with the same interceptors, so validation, error codes and messages are identical,
@@ -44,6 +45,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import {
   CreateRunRequestSchema,
   CreateRunResponseSchema,
+  ExplainRunResponseSchema,
   ForkRunRequestSchema,
   ForkRunResponseSchema,
   GetBatchResponseSchema,
@@ -140,6 +142,18 @@ async function serve(client: Client<typeof WorkflowService>, req: Request, res: 
     return call(res, req, GetRunResponseSchema, (callOptions) => client.getRun({ runId }, callOptions));
   }
 
+  const explain = /^([^/]+)\/explain$/.exec(rest);
+  if (explain) {
+    if (method !== "GET" && method !== "HEAD") return sendMethodNotAllowed(res, method, path, "GET");
+    let runId: string;
+    try {
+      runId = decodeURIComponent(explain[1] as string);
+    } catch {
+      return sendError(res, new ConnectError(`run id "${explain[1]}" is not valid URL encoding`, Code.InvalidArgument));
+    }
+    return call(res, req, ExplainRunResponseSchema, (callOptions) => client.explainRun({ runId }, callOptions));
+  }
+
   const control = /^([^/]+)\/(pause|resume|retry|fork)$/.exec(rest);
   if (control) {
     if (method !== "POST") return sendMethodNotAllowed(res, method, path, "POST");
@@ -181,7 +195,7 @@ async function serve(client: Client<typeof WorkflowService>, req: Request, res: 
   sendError(
     res,
     new ConnectError(
-      `no route for ${method} ${path}; REST routes are POST ${collectionPath}, GET ${collectionPath}/{id} and POST ${collectionPath}/{id}/pause|resume|retry|fork`,
+      `no route for ${method} ${path}; REST routes are POST ${collectionPath}, GET ${collectionPath}/{id}, GET ${collectionPath}/{id}/explain and POST ${collectionPath}/{id}/pause|resume|retry|fork`,
       Code.NotFound,
     ),
   );

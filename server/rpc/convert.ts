@@ -59,7 +59,7 @@ export function jsonFromValue(value: Value, field: string): JsonValue {
   }
 }
 
-function timestamp(date: Date | null | undefined): Timestamp | undefined {
+export function timestamp(date: Date | null | undefined): Timestamp | undefined {
   return date ? timestampFromDate(date) : undefined;
 }
 
@@ -94,12 +94,13 @@ export function runToProto(row: RunRow): Run {
     startedAt: timestamp(row.startedAt),
     activationCount: row.activationCount,
     forkedFromRunId: row.forkedFromRunId ?? "",
+    timeoutAt: timestamp(row.timeoutAt),
     ...(row.status === "waiting" && row.waitingOn ? { waitingOn: waitingOnToProto(row.waitingOn) } : {}),
   });
 }
 
 /** Through core/waits.ts: every wait kind's proto target and description come from its descriptor. */
-function waitingOnToProto(waiting: WaitingOn): WaitingOnMessage {
+export function waitingOnToProto(waiting: WaitingOn): WaitingOnMessage {
   const target = waitTarget(waiting);
   return create(WaitingOnSchema, {
     name: waiting.name,

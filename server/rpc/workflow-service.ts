@@ -22,6 +22,8 @@ import {
   ForkRunResponseSchema,
   RetryRunResponseSchema,
   ResumeRunResponseSchema,
+  ExplainRunResponseSchema,
+  NearMissReason,
   ListWorkflowsResponseSchema,
   SendEventResponseSchema,
   WatchRunResponseSchema,
@@ -40,6 +42,7 @@ import { listRuns } from "../runs/list-runs.js";
 import { forkRun } from "../runs/fork-run.js";
 import { pauseRun } from "../runs/pause-run.js";
 import { retryRun } from "../runs/retry-run.js";
+import { explainRun } from "../runs/explain-run.js";
 import { resumeRun } from "../runs/resume-run.js";
 import { runHistory, sequenceAfter } from "../runs/run-history.js";
 import type { RunsDeps } from "../runs/runs-deps.js";
@@ -50,7 +53,10 @@ import { inputJsonSchema } from "../workflows/json-schema.js";
 import { callOf } from "./call-context.js";
 import { traceParentKey } from "./tracing-interceptor.js";
 import { batchToProto, filterFromProto, operationFromProto } from "./batch-convert.js";
-import { dateFromTimestamp, entryToProto, jsonFromValue, runToProto, statusesFromProto, waitKindFromProto } from "./convert.js";
+import { dateFromTimestamp, entryToProto, jsonFromValue, runToProto, statusesFromProto, timestamp, waitKindFromProto, waitingOnToProto } from "./convert.js";
+import type { RunExplanation } from "../runs/explain-run.js";
+import type { NearMissReason as StoredNearMissReason } from "../runs/explain-lines.js";
+import type { ProcessRow } from "../runs/types.js";
 
 const defaultAwaitMs = 30_000;
 const maxAwaitMs = 5 * 60_000;
@@ -79,6 +85,7 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
         metadata: request.metadata,
         eagerStart: request.eagerStart,
         traceParent: context.values.get(traceParentKey),
+        timeoutMs: request.timeout ? durationMs(request.timeout) : undefined,
       });
       return create(CreateRunResponseSchema, { run: runToProto(run), deduplicated });
     },
@@ -168,6 +175,10 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
       return create(ListBatchesResponseSchema, { batches: rows.map((row) => batchToProto(row)) });
     },
 
+    async explainRun(request, context) {
+      return explanationToProto(await explainRun(deps, callOf(context), request.runId));
+    },
+
     async sendEvent(request, context) {
       const sent = await sendEvent(deps, callOf(context), {
         eventType: request.eventType,
@@ -200,9 +211,63 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
   };
 }
 
+/** A Duration in whole milliseconds (the validation rules already refused negative and zero ones). */
+function durationMs(duration: Duration): number {
+  return Number(duration.seconds) * 1000 + Math.floor(duration.nanos / 1e6);
+}
+
 function awaitTimeoutMs(timeout: Duration | undefined): number {
   if (!timeout) return defaultAwaitMs;
   const ms = Number(timeout.seconds) * 1000 + Math.floor(timeout.nanos / 1e6);
   if (ms < 0) throw new InvalidInputError("timeout must not be negative");
   return ms === 0 ? defaultAwaitMs : Math.min(ms, maxAwaitMs);
+}
+
+const nearMissReasons: Record<StoredNearMissReason, NearMissReason> = {
+  other_correlation_id: NearMissReason.OTHER_CORRELATION_ID,
+  before_lookback: NearMissReason.BEFORE_LOOKBACK,
+  already_consumed: NearMissReason.ALREADY_CONSUMED,
+  targeted_at_other_run: NearMissReason.TARGETED_AT_OTHER_RUN,
+};
+
+function processToProto(p: ProcessRow) {
+  return { id: p.id, host: p.host, pid: p.pid, version: p.version, startedAt: timestamp(p.startedAt), lastSeenAt: timestamp(p.lastSeenAt) };
+}
+
+function explanationToProto(explained: RunExplanation) {
+  const { facts } = explained;
+  const run = facts.run;
+  return create(ExplainRunResponseSchema, {
+    run: runToProto(run),
+    waits: explained.waits.map((wait) => ({
+      wait: waitingOnToProto(wait.record),
+      lookbackFrom: timestamp(wait.lookbackFrom),
+      nearMisses: wait.nearMisses.map((miss) => ({
+        eventId: miss.event.id,
+        eventType: miss.event.eventType,
+        correlationId: miss.event.correlationId,
+        sentAt: timestamp(miss.event.createdAt),
+        reason: nearMissReasons[miss.reason],
+        targetRunId: miss.event.targetRunId ?? "",
+        explanation: miss.explanation,
+      })),
+    })),
+    ...(facts.runsAhead !== undefined ? { queue: { runsAhead: BigInt(facts.runsAhead), availableAt: timestamp(run.availableAt) } } : {}),
+    ...(run.status === "running"
+      ? {
+          lease: {
+            owner: run.leaseOwner ?? "",
+            leaseExpiresAt: timestamp(run.leaseExpiresAt),
+            lastHeartbeatAt: timestamp(facts.holder?.lastSeenAt),
+            ownerLive: facts.holder?.live ?? false,
+            pendingRequest: explained.pendingRequest ?? "",
+          },
+        }
+      : {}),
+    loadedBy: facts.loadedBy.map(processToProto),
+    pauseReason: run.status === "paused" ? (facts.pauseReason ?? "") : "",
+    abnormalActivations: run.abnormalActivations,
+    timeoutAt: timestamp(run.timeoutAt),
+    lines: explained.lines,
+  });
 }

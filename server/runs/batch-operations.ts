@@ -85,6 +85,7 @@ const retry: Operation = (deps, batch) => async (tx, runId) => {
     outcome: "done",
     afterCommit: () => {
       deps.feed.publishLocal(runId);
+      if (result.run.timeoutAt) deps.worker.noteTimeout(result.run.timeoutAt);
       deps.worker.wake();
     },
   };

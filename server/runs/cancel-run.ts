@@ -4,7 +4,7 @@
  * that end with it. A repeated cancel is answered like the first.
  */
 import { RunAlreadyFinishedError, RunNotFoundError } from "../core/errors.js";
-import { cancellableChildren, cancelRun as requestCancel } from "../store/runs/cancel.js";
+import { cancelDescendants as cancelStoredDescendants, cancelRun as requestCancel } from "../store/runs/cancel.js";
 import type { RunRow } from "../store/schema.js";
 import { normalizeRunId } from "./get-run.js";
 import type { Call, RunsDeps } from "./runs-deps.js";
@@ -30,10 +30,8 @@ export async function cancelRun(deps: RunsDeps, call: Call, request: { runId: st
 
 /** Children started without { detached: true } end with their parent, and theirs with them. */
 async function cancelDescendants(deps: RunsDeps, namespace: string, runId: string, reason: string): Promise<void> {
-  for (const childId of await cancellableChildren(deps.store.db, runId)) {
-    const result = await requestCancel(deps.store.db, namespace, childId, reason);
-    if (result?.outcome === "cancelled") deps.metrics?.runsEnded.inc({ workflow: result.run.workflowName, status: "cancelled" });
-    if (result?.outcome === "requested") await deps.worker.announceCancel(childId).catch(() => undefined);
-    await cancelDescendants(deps, namespace, childId, reason);
+  for (const result of await cancelStoredDescendants(deps.store.db, namespace, runId, reason)) {
+    if (result.outcome === "cancelled") deps.metrics?.runsEnded.inc({ workflow: result.run.workflowName, status: "cancelled" });
+    if (result.outcome === "requested") await deps.worker.announceCancel(result.run.id).catch(() => undefined);
   }
 }

@@ -21,6 +21,8 @@ export interface CreateRunRequest {
   eagerStart: boolean;
   /** The creating call's span (W3C traceparent), when tracing is on: the run's trace continues it. */
   traceParent?: string | undefined;
+  /** Run-level timeout in ms (absent: the workflow's `defineWorkflow({ timeout })`, if any); must be more than 0. */
+  timeoutMs?: number | undefined;
 }
 
 export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRequest): Promise<{ run: RunRow; deduplicated: boolean }> {
@@ -33,6 +35,10 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
   }
   checkPayload(input, "input", { bytes: deps.maxInputBytes, setting: "CAIRN_MAX_INPUT_BYTES" });
   await validateInput(workflow, input);
+  if (request.timeoutMs !== undefined && !(Number.isFinite(request.timeoutMs) && request.timeoutMs > 0)) {
+    throw new InvalidInputError(`timeout must be more than zero, got ${request.timeoutMs} ms`);
+  }
+  const timeoutMs = request.timeoutMs ?? workflow.timeoutMs;
   // Past the caller's deadline nothing is stored: the call ends DEADLINE_EXCEEDED instead.
   call.throwIfDeadlinePassed();
 
@@ -42,7 +48,7 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
   try {
     created = await insertRun(
       deps.store,
-      { id: randomUUID(), namespace: call.namespace, workflowName: workflow.name, input, idempotencyKey: request.idempotencyKey || undefined, metadata: request.metadata, traceParent: request.traceParent },
+      { id: randomUUID(), namespace: call.namespace, workflowName: workflow.name, input, idempotencyKey: request.idempotencyKey || undefined, metadata: request.metadata, traceParent: request.traceParent, timeoutMs },
       eager ? { owner: worker.owner, leaseMs: deps.leaseMs } : undefined,
     );
   } catch (error) {
@@ -56,6 +62,8 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
     return { run, deduplicated };
   }
   deps.metrics?.runsCreated.inc({ workflow: workflow.name, origin: "api" });
+  // This process fires the timeout on time; others find it at their next poll (if this one dies first).
+  if (run.timeoutAt) worker.noteTimeout(run.timeoutAt);
   if (eager) {
     // Committed as claimed by this process: start it here, now (if we die first, the lease lapses and others resume it).
     worker.adopt(run);

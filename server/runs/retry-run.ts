@@ -17,6 +17,7 @@ export async function retryRun(deps: RunsDeps, call: Call, request: { runId: str
   if (!result) throw new RunNotFoundError(request.runId);
   if (result.outcome === "refused") throw new RunControlRefusedError(runId, result.why);
   deps.feed.publishLocal(runId);
+  if (result.run.timeoutAt) deps.worker.noteTimeout(result.run.timeoutAt);
   // This process may claim it at once; others hear the NOTIFY committed with the change.
   deps.worker.wake();
   return result.run;

@@ -48,6 +48,13 @@ export const runs = pgTable(
     /** A queued or waiting run may be claimed from this instant; NULL: only an event can wake it. */
     availableAt: timestamptz("available_at").defaultNow(),
     activationCount: integer().notNull().default(0),
+    /**
+     * Activations that ended without the executor recording an outcome: the holder's lease lapsed (it crashed, hung
+     * or lost the database) and the run was requeued for someone else. ExplainRun shows it.
+     */
+    abnormalActivations: integer().notNull().default(0),
+    /** The run-level timeout (CreateRun's `timeout`, or the workflow's default): not ended by then, it fails with RunTimeoutError. */
+    timeoutAt: timestamptz("timeout_at"),
     /** CancelRun on a running run: its holder stops at the next durable operation. */
     cancelRequestedAt: timestamptz("cancel_requested_at"),
     cancelReason: text(),
@@ -71,6 +78,8 @@ export const runs = pgTable(
     index("runs_lease_idx").on(t.leaseExpiresAt).where(sql`${t.status} = 'running'`),
     index("runs_list_idx").on(t.namespace, t.createdAt.desc(), t.id.desc()),
     index("runs_workflow_list_idx").on(t.namespace, t.workflowName, t.createdAt.desc(), t.id.desc()),
+    // The timeout timer's next deadline and the runs it fails: only runs that have not ended.
+    index("runs_timeout_idx").on(t.timeoutAt).where(sql`${t.timeoutAt} is not null and ${t.status} in ('queued', 'running', 'waiting', 'paused')`),
     index("runs_parent_idx").on(t.parentRunId).where(sql`${t.parentRunId} is not null`),
     // ListRuns' metadata filter (`metadata @> {...}`). jsonb_path_ops serves only @>, and is smaller and faster for
     // it than the default opclass; an empty metadata object adds no index entries. fastupdate off: with the GIN
@@ -336,3 +345,29 @@ export const batchItems = pgTable(
     index("batch_items_failed_idx").on(t.batchId, t.runId).where(sql`${t.outcome} = 'failed'`),
   ],
 );
+
+/**
+ * Server processes, as they announce themselves: upserted when a worker starts and at every lease heartbeat,
+ * deleted on a clean shutdown. A process that died leaves its row until a sweep drops it; it counts as live
+ * only while `last_seen_at` is within its own `lease_ms` (three heartbeats). ExplainRun reads it to say whether
+ * any live process has loaded a queued run's workflow, and whether a running run's holder is alive.
+ */
+export const processes = pgTable(
+  "processes",
+  {
+    /** The worker's lease owner id (host:pid:random), as runs.lease_owner holds it. */
+    id: text().primaryKey(),
+    host: text().notNull(),
+    pid: integer().notNull(),
+    /** The workflow names this process loaded (and so claims). */
+    workflows: jsonb().$type<string[]>().notNull().default([]),
+    version: text().notNull().default(""),
+    /** Its lease length: the process is live while last_seen_at is younger than this. */
+    leaseMs: integer().notNull(),
+    startedAt: timestamptz("started_at").notNull().defaultNow(),
+    lastSeenAt: timestamptz("last_seen_at").notNull().defaultNow(),
+  },
+  (t) => [index("processes_last_seen_idx").on(t.lastSeenAt)],
+);
+
+export type ProcessRow = typeof processes.$inferSelect;

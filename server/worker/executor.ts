@@ -25,6 +25,7 @@ import { type Fence, releaseRun } from "../store/runs/lease.js";
 import { findChildOutcome, getRun } from "../store/runs/read.js";
 import { insertChildRun } from "../store/runs/create.js";
 import { suspendRun } from "../store/runs/park.js";
+import { timedOut, timeoutError } from "../store/runs/timeout.js";
 import type { RunRow } from "../store/schema.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
 
@@ -35,8 +36,8 @@ export interface RunExecutorDeps {
   logger: Logger;
   /** An agent turn was created: workers long-polling for `agent` should look. */
   onTurnCreated(agent: string): void;
-  /** A child run was queued: some process should claim it. */
-  onChildCreated(): void;
+  /** A child run was queued: some process should claim it (and fire its run-level timeout, `timeoutMs` from now, if it has one). */
+  onChildCreated(timeoutMs: number | undefined): void;
   /** The run ended here (its final status committed); `row` is the final row when the store returned it. */
   onEnded(runId: string, row: RunRow | undefined): void;
   /** The run parked; `deadline` is when the clock alone will wake it; `journal` is its whole journal, when known. */
@@ -147,12 +148,14 @@ export async function executeRun(
         metadata: {},
         parentRunId: run.id,
         detached: request.detached,
+        // The child workflow's default run-level timeout, counted from the child's creation.
+        timeoutMs: workflow.timeoutMs,
         // The child's trace continues from the activation that started it.
         traceParent: span && deps.tracing ? deps.tracing.traceParentOf(span) : undefined,
       });
       if (created) {
         metrics?.runsCreated.inc({ workflow: workflow.name, origin: "child" });
-        deps.onChildCreated();
+        deps.onChildCreated(workflow.timeoutMs);
       }
     },
     startAgentTurn: async (turn) => {
@@ -208,6 +211,12 @@ export async function executeRun(
       if (reason instanceof RunCancelRequestedError) {
         // The notice that stopped us may not carry the reason; the run row does.
         const current = await getRun(deps.store.db, run.namespace, run.id);
+        if (current && timedOut(current)) {
+          // The request was the run's timeout (run-timeouts.ts), not a CancelRun: the run fails.
+          const error = timeoutError(current);
+          ending = { status: "failed", error: { name: error.name, message: error.message } };
+          break;
+        }
         ending = { status: "cancelled", error: { name: "CancelledError", message: current?.cancelReason || reason.reason } };
         break;
       }

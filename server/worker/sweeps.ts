@@ -1,12 +1,14 @@
 /**
  * Periodic housekeeping any process may do: deleting events and ended runs
- * past retention. Each statement is bounded; two processes sweeping at once
- * delete disjoint rows or nothing. Later sweeps (schedules) plug in here.
+ * past retention, and the rows of dead processes. Each statement is bounded;
+ * two processes sweeping at once delete disjoint rows or nothing. Later
+ * sweeps (schedules) plug in here.
  */
 import type { Logger } from "../logger.js";
 import type { Db } from "../store/database.js";
 import type { RunRetention } from "../config.js";
 import { deleteExpiredEvents } from "../store/events.js";
+import { deleteDeadProcesses } from "../store/processes.js";
 import { deleteRunsPastRetention } from "../store/runs/retention.js";
 
 /** Runs deleted per statement, and statements per sweep: at most 10,000 runs a sweep, each statement short. */
@@ -32,6 +34,8 @@ export class Sweeps {
     this.sweeps = [
       { name: "deleted events past retention", everyMs: options.everyMs, run: () => deleteExpiredEvents(db, options.eventRetentionMs) },
       { name: "deleted ended runs past retention", everyMs: options.everyMs, run: () => deleteEndedRuns(db, options.runRetention) },
+      // Rows of processes that died without a clean shutdown (they stopped counting as live long before).
+      { name: "deleted rows of processes not seen for an hour", everyMs: options.everyMs, run: () => deleteDeadProcesses(db) },
     ];
   }
 

@@ -33,6 +33,8 @@ import { ParkedJournals } from "./parked-journals.js";
 import type { ActiveRun } from "./active-run.js";
 import { renewHeldLeases } from "./heartbeat.js";
 import { Sweeps } from "./sweeps.js";
+import { RunTimeouts } from "./run-timeouts.js";
+import { announceProcess, removeProcess } from "../store/processes.js";
 import type { TurnBoard } from "../runs/turn-board.js";
 
 export { ShutdownError };
@@ -62,6 +64,8 @@ export interface WorkerOptions {
   metrics?: Metrics | undefined;
   /** Traces activations and step attempts (absent: tracing off). */
   tracing?: Tracing | undefined;
+  /** The server's version, announced in the `processes` table. */
+  version?: string | undefined;
 }
 
 
@@ -100,6 +104,8 @@ export class Worker {
   /** Journals of runs this process parked, so that waking them here skips the journal read. */
   private readonly sweeps: Sweeps;
   private readonly parkedJournals = new ParkedJournals(parkedJournalEntries);
+  /** Run-level timeouts: their own timer, fired here for any run (run-timeouts.ts). */
+  private readonly timeouts: RunTimeouts;
 
   constructor(private readonly options: WorkerOptions) {
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -107,6 +113,13 @@ export class Worker {
       eventRetentionMs: options.eventRetentionMs,
       runRetention: options.runRetention,
       everyMs: options.sweepIntervalMs,
+    });
+    this.timeouts = new RunTimeouts({
+      db: options.store.db,
+      logger: options.logger,
+      metrics: options.metrics,
+      announceCancel: (runId) => this.announceCancel(runId),
+      onEnded: (runId) => options.onRunChanged?.(runId),
     });
   }
 
@@ -139,9 +152,28 @@ export class Worker {
     } catch (error) {
       this.options.logger.warn({ err: error }, "LISTEN failed; relying on polling until it reconnects");
     }
+    // Announced before the first claim, so ExplainRun sees who loaded what; a failure only delays that to the next heartbeat.
+    await this.announceSelf().catch((error: unknown) => this.options.logger.warn({ err: error }, "announcing this process failed; retrying at the next heartbeat"));
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), Math.max(50, Math.floor(this.options.leaseMs / 3)));
     this.sweeps.start();
     this.schedulePoll(0);
+  }
+
+  /** A run with a run-level timeout was created here: fire it at `at` (other processes find it at their poll). */
+  noteTimeout(at: Date): void {
+    if (this.stopped) return;
+    this.timeouts.note(at);
+  }
+
+  private announceSelf(): Promise<void> {
+    return announceProcess(this.options.store.db, {
+      id: this.owner,
+      host: hostname(),
+      pid: process.pid,
+      workflows: this.options.registry.list().map((w) => w.name),
+      version: this.options.version ?? "",
+      leaseMs: this.options.leaseMs,
+    });
   }
 
   /** Look for claimable runs now (a run was queued, an event woke one, a slot freed up). */
@@ -228,6 +260,7 @@ export class Worker {
     this.stopped = true;
     clearTimeout(this.pollTimer);
     this.deadlineTimer.stop();
+    this.timeouts.stop();
     this.sweeps.stop();
     // A claim under way may still launch runs: wait for it so they are included below.
     await this.claiming;
@@ -237,6 +270,8 @@ export class Worker {
     for (const run of this.active.values()) run.controller.abort(new ShutdownError("server shutting down"));
     await Promise.allSettled([...this.active.values()].map((a) => a.done));
     clearInterval(this.heartbeatTimer);
+    // Nothing of ours is claimed any more: ExplainRun stops counting this process at once, not after its lease.
+    await removeProcess(this.options.store.db, this.owner).catch((error: unknown) => this.options.logger.warn({ err: error }, "removing this process's row failed; it stops counting as live after its lease"));
   }
 
   private schedulePoll(delayMs: number): void {
@@ -244,7 +279,7 @@ export class Worker {
     clearTimeout(this.pollTimer);
     this.pollTimer = setTimeout(() => {
       this.wake();
-      void this.armForNextDue().finally(() => this.schedulePoll(this.options.pollIntervalMs));
+      void Promise.all([this.armForNextDue(), this.timeouts.armForNext()]).finally(() => this.schedulePoll(this.options.pollIntervalMs));
     }, delayMs);
   }
 
@@ -316,7 +351,11 @@ export class Worker {
       limits: this.options.limits,
       metrics: this.options.metrics,
       tracing: this.options.tracing,
-      onChildCreated: () => void this.announce().catch(() => undefined),
+      onChildCreated: (timeoutMs: number | undefined) => {
+        // About when the child's timeout_at falls: a firing a hair early finds nothing due and re-arms from the store.
+        if (timeoutMs !== undefined) this.noteTimeout(new Date(Date.now() + timeoutMs));
+        void this.announce().catch(() => undefined);
+      },
       onTurnCreated: (agent: string) => {
         this.options.turnBoard.announce(agent);
         void this.options.store.db.execute(sql`select pg_notify(${turnChannel}, ${agent})`).catch(() => undefined);
@@ -350,6 +389,8 @@ export class Worker {
     if (await renewHeldLeases({ db: store.db, owner: this.owner, leaseMs, logger, active: this.active, lastRenewal: this.lastRenewal, onRequeued: () => this.wake() })) {
       this.lastRenewal = Date.now();
     }
+    // Refreshes last_seen_at (and brings the row back if a sweep dropped it during a long stall).
+    if (!this.stopped) await this.announceSelf().catch((error: unknown) => logger.warn({ err: error }, "refreshing this process's row failed"));
   }
 
 }

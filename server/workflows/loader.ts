@@ -11,7 +11,9 @@ import { readdirSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { StandardSchemaV1 } from "@standard-schema/spec";
+import type { Duration } from "../../sdk/workflow.js";
 import type { Handler } from "../core/activation.js";
+import { parseDuration } from "../core/duration.js";
 import type { Logger } from "../logger.js";
 import { describeLoadFailure } from "./load-error.js";
 import { registerWorkflowHooks } from "./module-hooks.js";
@@ -83,7 +85,18 @@ function skipReason(file: string, name: string): string | undefined {
 function workflowsIn(exports: Record<string, unknown>, file: string): LoadedWorkflow[] | string {
   const defined: LoadedWorkflow[] = [];
   for (const value of new Set(Object.values(exports))) {
-    if (isDefinition(value)) defined.push({ name: value.name, file, input: value.input, handler: value.handler });
+    if (!isDefinition(value)) continue;
+    let timeoutMs: number | undefined;
+    if (value.timeout !== undefined) {
+      try {
+        timeoutMs = parseDuration(value.timeout);
+      } catch (error) {
+        // A bad default would fail every run later, far from the cause: stop start-up instead.
+        throw new WorkflowLoadError(`${file}: the timeout of workflow "${value.name}" is not valid: ${(error as Error).message}`);
+      }
+      if (timeoutMs <= 0) throw new WorkflowLoadError(`${file}: the timeout of workflow "${value.name}" must be more than zero`);
+    }
+    defined.push({ name: value.name, file, input: value.input, timeoutMs, handler: value.handler });
   }
   if (defined.length > 0) return defined;
 
@@ -106,7 +119,7 @@ function nearMiss(exports: Record<string, unknown>): boolean {
   return Object.values(exports).some((value) => typeof value === "object" && value !== null && (value as { kind?: unknown }).kind === "cairn.workflow");
 }
 
-function isDefinition(value: unknown): value is { name: string; input?: StandardSchemaV1; handler: Handler } {
+function isDefinition(value: unknown): value is { name: string; input?: StandardSchemaV1; timeout?: Duration; handler: Handler } {
   if (typeof value !== "object" || value === null) return false;
   const candidate = value as { kind?: unknown; name?: unknown; handler?: unknown; input?: unknown };
   return (

@@ -11,6 +11,8 @@ export interface LoadedWorkflow {
   name: string;
   file: string;
   input?: StandardSchemaV1 | undefined;
+  /** `defineWorkflow({ timeout })` in ms: each run's default run-level timeout (absent: none). */
+  timeoutMs?: number | undefined;
   handler: Handler;
 }
 

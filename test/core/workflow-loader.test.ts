@@ -82,6 +82,16 @@ test("two workflows with one name stop start-up naming both files", async () => 
   });
 });
 
+test("defineWorkflow({ timeout }) becomes the workflow's default in ms; a bad or zero one stops start-up naming the file", async () => {
+  const good = folder({ "timed.mjs": `export default { kind: "cairn.workflow", name: "timed", timeout: "1m30s", handler: async () => 1 };` });
+  const registry = await loadWorkflows([good], capturingLogger().logger);
+  assert.equal(registry.get("timed").timeoutMs, 90_000);
+  for (const [timeout, message] of [['"soon"', /timed-bad\.mjs: the timeout of workflow "bad" is not valid: "soon" is not a duration/], ["0", /timed-bad\.mjs: the timeout of workflow "bad" must be more than zero/]] as const) {
+    const bad = folder({ "timed-bad.mjs": `export default { kind: "cairn.workflow", name: "bad", timeout: ${timeout}, handler: async () => 1 };` });
+    await assert.rejects(loadWorkflows([bad], capturingLogger().logger), message);
+  }
+});
+
 test("a file that fails to import stops start-up naming the file", async () => {
   const dir = folder({ "broken.ts": `export const WORKFLOW_NAME = "broken"; throw new Error("top-level failure");` });
   await assert.rejects(loadWorkflows([dir], capturingLogger().logger), /workflow file .*broken\.ts failed to load: Error: top-level failure/);

@@ -369,6 +369,36 @@ describe.concurrent("cairn CLI", () => {
     assert.match(unreached.stderr, /never reached operation "nowhere"/);
   });
 
+  test("runs why: the wait, a near-miss event with its reason, and who loaded the workflow; --json is the SDK's explanation", async () => {
+    const { runId, expenseId } = await waitingExpense();
+    const other = await sdk.sendEvent({ eventType: "expense.decided", correlationId: `${expenseId}-other`, payload: {} });
+    const why = await cairn("runs", "why", runId);
+    expectExit(why, 0);
+    assert.match(why.stdout, new RegExp(`^run ${runId} \\(expense_approval\\) is WAITING$`, "m"));
+    assert.match(why.stdout, new RegExp(`event expense\\.decided \\(correlation ${expenseId}\\)`));
+    assert.match(why.stdout, new RegExp(`event ${other.eventId} \\(correlation ${expenseId}-other, .*another correlation id than ${expenseId}`));
+    assert.match(why.stdout, /workflow expense_approval is loaded by 1 live process\(es\)/);
+    const json = await cairn("runs", "why", runId, "--json");
+    expectExit(json, 0);
+    const parsed = JSON.parse(json.stdout) as { waits: { wait: { kind: string }; nearMisses: { eventId: string; reason: string }[] }[]; lines: string[] };
+    const eventWait = parsed.waits.find((wait) => wait.wait.kind === "event");
+    assert.deepEqual(eventWait?.nearMisses.map((m) => [m.eventId, m.reason]), [[other.eventId, "other_correlation_id"]], json.stdout);
+    assert.deepEqual(parsed.lines, why.stdout.trimEnd().split("\n"));
+    await sdk.cancelRun(runId);
+  });
+
+  test("runs create --timeout: the run fails with RunTimeoutError; a bad duration is refused", async () => {
+    const created = await cairn("runs", "create", "expense_approval", "--input", JSON.stringify({ expenseId: `exp-${randomUUID()}`, amountCents: 1, decideWithin: "1h" }), "--timeout", "1s", "--json");
+    expectExit(created, 0);
+    const { run } = JSON.parse(created.stdout) as { run: RunInfo & { timeoutAt: string } };
+    assert.equal(Date.parse(run.timeoutAt) - Date.parse(run.createdAt as unknown as string), 1000);
+    await waitFor(async () => ((await sdk.getRun(run.runId)).status === "failed" ? true : undefined), 10_000, () => `run ${run.runId} did not time out`);
+    assert.equal((await sdk.getRun(run.runId)).error?.name, "RunTimeoutError");
+    const bad = await cairn("runs", "create", "expense_approval", "--timeout", "soon");
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /invalid_argument: timeout: "soon" is not a duration/);
+  });
+
   test("runs cancel of a waiting run: CANCELLED, and its watcher exits 2", async () => {
     const { runId } = await waitingExpense();
     const watcher = spawnCairn(["runs", "watch", runId]);

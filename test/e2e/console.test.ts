@@ -177,6 +177,10 @@ test("open mode: start a run from the form, watch it live, send the event it wai
   await page.locator('.history [data-kind="step_attempt_failed"]').waitFor();
   await page.locator('.history [data-kind="step_completed"] .json').first().waitFor();
   await page.locator("text=Children").waitFor();
+  // "Why is this run here?": ExplainRun's lines, asked when the panel opens.
+  await page.locator("details.why > summary").click();
+  await page.locator(".why-lines", { hasText: "waiting on" }).waitFor({ timeout: 10_000 });
+  assert.match((await page.locator(".why-lines").textContent()) ?? "", /event order\.approved \(correlation ord-42\).*workflow order_approval is loaded by 1 live process/s);
 
   // The runs page saw it arrive and move, without a reload.
   const row = runsPage.locator(`tr[data-run-id="${runId}"]`);

@@ -164,6 +164,7 @@ const targets: Target[] = [
       }),
   },
   { name: "WorkflowService/GetRun", method: W.getRun, seed: (rng) => create(W.getRun.input, { runId: runId(rng) }) },
+  { name: "WorkflowService/ExplainRun", method: W.explainRun, seed: (rng) => create(W.explainRun.input, { runId: runId(rng) }) },
   {
     name: "WorkflowService/ListRuns",
     method: W.listRuns,

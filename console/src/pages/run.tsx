@@ -11,6 +11,7 @@ import { JsonView } from "../components/json-view.js";
 import { StatusBadge } from "../components/status.js";
 import { Timeline } from "../components/timeline.js";
 import { WaitingOnText } from "../components/waiting-on.js";
+import { WhyPanel } from "../components/why-panel.js";
 import { duration, time } from "../format.js";
 import { type Page, actions } from "../registry.js";
 
@@ -111,6 +112,12 @@ function RunPage({ params }: { params: string[] }) {
         <dd>{created ? duration((completed?.getTime() ?? now) - created.getTime()) : ""}</dd>
         <dt>Activations</dt>
         <dd>{run.activationCount}</dd>
+        {run.timeoutAt && (
+          <>
+            <dt>Times out</dt>
+            <dd>{time(date(run.timeoutAt))}</dd>
+          </>
+        )}
         {Object.keys(run.metadata).length > 0 && (
           <>
             <dt>Metadata</dt>
@@ -143,6 +150,7 @@ function RunPage({ params }: { params: string[] }) {
           {notice && <div class="notice">{notice}</div>}
         </div>
       )}
+      <WhyPanel runId={run.runId} status={run.status} />
       <h2>Timeline</h2>
       <Timeline run={run} entries={entries} now={now} />
       <div class="columns">

@@ -99,3 +99,18 @@ export async function cancelIdleRuns(db: Db, namespace: string, runIds: readonly
   );
   return rows.map((r) => ({ id: r.id, workflowName: r.workflow_name }));
 }
+
+/**
+ * Cancels the children of `runId` that end with it (not detached), and theirs, each as CancelRun would;
+ * answers what happened to each, so the caller can count the ended ones and notify the holders of running ones.
+ * Used by CancelRun and by a run's timeout.
+ */
+export async function cancelDescendants(db: Db, namespace: string, runId: string, reason: string): Promise<CancelResult[]> {
+  const results: CancelResult[] = [];
+  for (const childId of await cancellableChildren(db, runId)) {
+    const result = await cancelRun(db, namespace, childId, reason);
+    if (result) results.push(result);
+    results.push(...(await cancelDescendants(db, namespace, childId, reason)));
+  }
+  return results;
+}

@@ -1,4 +1,4 @@
-import { and, eq, or } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { JsonValue } from "../../../sdk/workflow.js";
 import { type Db } from "../database.js";
 import type { Store } from "../store.js";
@@ -14,6 +14,8 @@ export interface NewRun {
   parentRunId?: string | undefined;
   /** W3C `traceparent` the run's spans continue. */
   traceParent?: string | undefined;
+  /** Run-level timeout, ms from creation (absent: none): stored as `timeout_at`. */
+  timeoutMs?: number | undefined;
 }
 
 export interface CreateRunResult {
@@ -41,6 +43,7 @@ export async function insertRun(
     metadata: run.metadata,
     parentRunId: run.parentRunId ?? null,
     traceParent: run.traceParent ?? null,
+    timeoutMs: run.timeoutMs ?? null,
     claimFor,
   });
   if (inserted) return { run: inserted, deduplicated: false };
@@ -71,6 +74,7 @@ export async function insertChildRun(db: Db, child: NewRun & { parentRunId: stri
       detached: child.detached,
       status: "queued",
       traceParent: child.traceParent ?? null,
+      ...(child.timeoutMs !== undefined ? { timeoutAt: sql`now() + ${child.timeoutMs} * interval '1 millisecond'` } : {}),
     })
     .onConflictDoNothing({ target: runs.id })
     .returning({ id: runs.id });

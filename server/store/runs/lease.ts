@@ -44,11 +44,21 @@ export async function nextDueAt(db: Db, workflowNames: readonly string[]): Promi
   return row?.at ? new Date(row.at) : undefined;
 }
 
-/** Runs whose holder stopped heartbeating go back to the queue (their next claim bumps the epoch). */
+/**
+ * Runs whose holder stopped heartbeating go back to the queue (their next claim bumps the epoch). That
+ * activation ended abnormally (its process crashed, hung or lost the database): `abnormal_activations` counts it.
+ */
 export async function requeueExpiredLeases(db: Db): Promise<string[]> {
   const rows = await db
     .update(runs)
-    .set({ status: "queued", leaseOwner: null, leaseExpiresAt: null, availableAt: sql`now()`, updatedAt: sql`now()` })
+    .set({
+      status: "queued",
+      leaseOwner: null,
+      leaseExpiresAt: null,
+      availableAt: sql`now()`,
+      abnormalActivations: sql`${runs.abnormalActivations} + 1`,
+      updatedAt: sql`now()`,
+    })
     .where(
       inArray(
         runs.id,

@@ -57,6 +57,9 @@ export async function retryRun(db: Db, namespace: string, runId: string, reason:
         cancelReason: null,
         pauseRequestedAt: null,
         pauseReason: null,
+        // A run-level timeout starts afresh, as long as it was at creation: a run failed by its timeout would
+        // otherwise be failed again the moment it was queued.
+        timeoutAt: sql`${runs.timeoutAt} - ${runs.createdAt} + now()`,
         // A parked journal copy of this run (if any) lacks run_retried: the bump sends the next claim to the store.
         leaseEpoch: sql`${runs.leaseEpoch} + 1`,
         updatedAt: sql`now()`,

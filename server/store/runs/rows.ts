@@ -21,6 +21,8 @@ export interface RunInsert {
   metadata: Record<string, string>;
   parentRunId: string | null;
   traceParent?: string | null | undefined;
+  /** The run-level timeout in ms from creation (absent: none); stored as `timeout_at`. */
+  timeoutMs?: number | null | undefined;
   claimFor?: { owner: string; leaseMs: number } | undefined;
 }
 
@@ -37,14 +39,15 @@ export interface RunFinish {
 
 const insertRunsSql = `
   insert into runs (id, namespace, workflow_name, status, input, idempotency_key, metadata, parent_run_id,
-                    lease_owner, lease_epoch, lease_expires_at, activation_count, started_at, trace_parent)
+                    lease_owner, lease_epoch, lease_expires_at, activation_count, started_at, trace_parent, timeout_at)
   select v.id, v.namespace, v.workflow_name, v.status, v.input::jsonb, v.idempotency_key, v.metadata::jsonb, v.parent_run_id,
          v.lease_owner, v.lease_epoch, now() + v.lease_ms * interval '1 millisecond', v.activation_count,
-         case when v.lease_owner is null then null else now() end, v.trace_parent
+         case when v.lease_owner is null then null else now() end, v.trace_parent,
+         now() + v.timeout_ms * interval '1 millisecond'
   from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[],
-              $9::text[], $10::int[], $11::int[], $12::int[], $13::text[])
+              $9::text[], $10::int[], $11::int[], $12::int[], $13::text[], $14::bigint[])
        as v(id, namespace, workflow_name, status, input, idempotency_key, metadata, parent_run_id,
-            lease_owner, lease_epoch, lease_ms, activation_count, trace_parent)
+            lease_owner, lease_epoch, lease_ms, activation_count, trace_parent, timeout_ms)
   on conflict do nothing
   returning *`;
 
@@ -119,6 +122,7 @@ export async function insertRuns(db: Db, items: RunInsert[]): Promise<(RunRow | 
       column((r) => r.claimFor?.leaseMs ?? null),
       column((r) => (r.claimFor ? 1 : 0)),
       column((r) => r.traceParent ?? null),
+      column((r) => r.timeoutMs ?? null),
     ],
     "cairn_insert_runs",
   );
@@ -168,6 +172,8 @@ interface RawRun {
   lease_expires_at: Date | null;
   available_at: Date | null;
   activation_count: number;
+  abnormal_activations: number;
+  timeout_at: Date | null;
   cancel_requested_at: Date | null;
   cancel_reason: string | null;
   pause_requested_at: Date | null;
@@ -190,6 +196,7 @@ export function runRowFromJson(json: JsonRun): RunRow {
     lease_expires_at: date(json.lease_expires_at),
     available_at: date(json.available_at),
     cancel_requested_at: date(json.cancel_requested_at),
+    timeout_at: date(json.timeout_at),
     pause_requested_at: date(json.pause_requested_at),
     created_at: new Date(json.created_at),
     updated_at: new Date(json.updated_at),
@@ -217,6 +224,8 @@ function toRunRow(raw: RawRun): RunRow {
     leaseExpiresAt: raw.lease_expires_at,
     availableAt: raw.available_at,
     activationCount: raw.activation_count,
+    abnormalActivations: raw.abnormal_activations ?? 0,
+    timeoutAt: raw.timeout_at ?? null,
     cancelRequestedAt: raw.cancel_requested_at,
     cancelReason: raw.cancel_reason,
     pauseRequestedAt: raw.pause_requested_at,

@@ -5,7 +5,7 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
-import type { HistoryEntry, Run, RunStatus, WaitKind } from "./types_pb.js";
+import type { HistoryEntry, Run, RunStatus, WaitingOn, WaitKind } from "./types_pb.js";
 import { file_cairn_v1_types } from "./types_pb.js";
 import type { Duration, Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cairn/v1/workflow.proto.
  */
 export const file_cairn_v1_workflow: GenFile = /*@__PURE__*/
-  fileDesc("ChdjYWlybi92MS93b3JrZmxvdy5wcm90bxIIY2Fpcm4udjEiFgoUTGlzdFdvcmtmbG93c1JlcXVlc3QiPgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiUKCXdvcmtmbG93cxgBIAMoCzISLmNhaXJuLnYxLldvcmtmbG93In8KCFdvcmtmbG93EgwKBG5hbWUYASABKAkSEwoLc291cmNlX2ZpbGUYAiABKAkSGAoQaGFzX2lucHV0X3NjaGVtYRgDIAEoCBIbChNpbnB1dF9zY2hlbWFfdmVuZG9yGAQgASgJEhkKEWlucHV0X2pzb25fc2NoZW1hGAUgASgJIqQCChBDcmVhdGVSdW5SZXF1ZXN0EiIKDXdvcmtmbG93X25hbWUYASABKAlCC7pICMgBAXIDGIACEi0KBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSEwoLZWFnZXJfc3RhcnQYAyABKAgSIQoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgi6SAVyAxiAAhJUCghtZXRhZGF0YRgFIAMoCzIoLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEEAiB3IFEAEYgAIqBXIDGIAgGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChFDcmVhdGVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SFAoMZGVkdXBsaWNhdGVkGAIgASgIIikKDUdldFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIsCg5HZXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4igwcKD0xpc3RSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESGgoJcGFnZV9zaXplGAYgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAIEjEKC3dhaXRpbmdfZm9yGAggASgOMhIuY2Fpcm4udjEuV2FpdEtpbmRCCLpIBYIBAhABEiQKEndhaXRpbmdfZXZlbnRfdHlwZRgJIAEoCUIIukgFcgMYgAQSKAoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCUIIukgFcgMYgAQSUwoIbWV0YWRhdGEYCyADKAsyJy5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEBAiB3IFEAEYgAIqBXIDGIAgEk0KC2VuZGVkX2FmdGVyGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJOCgxlbmRlZF9iZWZvcmUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJIChBMaXN0UnVuc1Jlc3BvbnNlEhsKBHJ1bnMYASADKAsyDS5jYWlybi52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAASGgoJcGFnZV9zaXplGAMgASgFQge6SAQaAigAIlIKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRInCgdlbnRyaWVzGAEgAygLMhYuY2Fpcm4udjEuSGlzdG9yeUVudHJ5EhAKCGhhc19tb3JlGAIgASgIIl8KEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGIAgEhcKD2RldGFjaF9jaGlsZHJlbhgDIAEoCCIvChFDYW5jZWxSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUGF1c2VSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBQYXVzZVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJGChBSZXN1bWVSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIvChFSZXN1bWVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUmV0cnlSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBSZXRyeVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJ9Cg5Gb3JrUnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEiIKDmZyb21fb3BlcmF0aW9uGAIgASgJQgq6SAdyBRABGIAIEi0KBWlucHV0GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMiLQoPRm9ya1J1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biLGAgoQU2VuZEV2ZW50UmVxdWVzdBKeAQoKZXZlbnRfdHlwZRgBIAEoCUKJAbpIhQG6AXoKFGV2ZW50X3R5cGUubm90X2JsYW5rEj9tdXN0IGNvbnRhaW4gYSBub24td2hpdGVzcGFjZSBjaGFyYWN0ZXIgKGUuZy4gIm9yZGVyLmFwcHJvdmVkIikaIXRoaXMgPT0gJycgfHwgdGhpcy5tYXRjaGVzKCdcXFMnKcgBAXIDGIAEEiAKDmNvcnJlbGF0aW9uX2lkGAIgASgJQgi6SAVyAxiABBIvCgdwYXlsb2FkGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSGwoGcnVuX2lkGAQgASgJQgu6SAjYAQFyA7ABARIhCg9pZGVtcG90ZW5jeV9rZXkYBSABKAlCCLpIBXIDGIACIlQKEVNlbmRFdmVudFJlc3BvbnNlEhAKCGV2ZW50X2lkGAEgASgJEhcKD21hdGNoZWRfcnVuX2lkcxgCIAMoCRIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiTAoPV2F0Y2hSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAAiYwoQV2F0Y2hSdW5SZXNwb25zZRIcCgNydW4YASABKAsyDS5jYWlybi52MS5SdW5IABInCgVlbnRyeRgCIAEoCzIWLmNhaXJuLnYxLkhpc3RvcnlFbnRyeUgAQggKBnVwZGF0ZSLbAQoQV2F0Y2hSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQASIvChFXYXRjaFJ1bnNSZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iYQoPQXdhaXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgAiLgoQQXdhaXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4ivQYKCVJ1bkZpbHRlchIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESMQoLd2FpdGluZ19mb3IYCCABKA4yEi5jYWlybi52MS5XYWl0S2luZEIIukgFggECEAESJAoSd2FpdGluZ19ldmVudF90eXBlGAkgASgJQgi6SAVyAxiABBIoChZ3YWl0aW5nX2NvcnJlbGF0aW9uX2lkGAogASgJQgi6SAVyAxiABBJNCghtZXRhZGF0YRgLIAMoCzIhLmNhaXJuLnYxLlJ1bkZpbHRlci5NZXRhZGF0YUVudHJ5Qhi6SBWaARIQECIHcgUQARiAAioFcgMYgCASTQoLZW5kZWRfYWZ0ZXIYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BEk4KDGVuZGVkX2JlZm9yZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wEaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqQBChFTdGFydEJhdGNoUmVxdWVzdBIrCgZmaWx0ZXIYASABKAsyEy5jYWlybi52MS5SdW5GaWx0ZXJCBrpIA8gBARI3CglvcGVyYXRpb24YAiABKA4yGC5jYWlybi52MS5CYXRjaE9wZXJhdGlvbkIKukgHggEEEAEgABIPCgdkcnlfcnVuGAMgASgIEhgKBnJlYXNvbhgEIAEoCUIIukgFcgMYgCAiYwoSU3RhcnRCYXRjaFJlc3BvbnNlEh4KBWJhdGNoGAEgASgLMg8uY2Fpcm4udjEuQmF0Y2gSFQoNbWF0Y2hlZF9jb3VudBgCIAEoAxIWCg5zYW1wbGVfcnVuX2lkcxgDIAMoCSItCg9HZXRCYXRjaFJlcXVlc3QSGgoIYmF0Y2hfaWQYASABKAlCCLpIBXIDsAEBIjIKEEdldEJhdGNoUmVzcG9uc2USHgoFYmF0Y2gYASABKAsyDy5jYWlybi52MS5CYXRjaCIzChJMaXN0QmF0Y2hlc1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAIjcKE0xpc3RCYXRjaGVzUmVzcG9uc2USIAoHYmF0Y2hlcxgBIAMoCzIPLmNhaXJuLnYxLkJhdGNoIpoDCgVCYXRjaBIQCghiYXRjaF9pZBgBIAEoCRIrCglvcGVyYXRpb24YAiABKA4yGC5jYWlybi52MS5CYXRjaE9wZXJhdGlvbhIlCgZzdGF0dXMYAyABKA4yFS5jYWlybi52MS5CYXRjaFN0YXR1cxIjCgZmaWx0ZXIYBCABKAsyEy5jYWlybi52MS5SdW5GaWx0ZXISDgoGcmVhc29uGAUgASgJEhYKDnNlbGVjdGVkX2NvdW50GAYgASgDEhcKD3Byb2Nlc3NlZF9jb3VudBgHIAEoAxIVCg1za2lwcGVkX2NvdW50GAggASgDEhQKDGZhaWxlZF9jb3VudBgJIAEoAxIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoIZmFpbHVyZXMYDCADKAsyFi5jYWlybi52MS5CYXRjaEZhaWx1cmUSDQoFZXJyb3IYDSABKAkiLwoMQmF0Y2hGYWlsdXJlEg4KBnJ1bl9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJKp8BCg5CYXRjaE9wZXJhdGlvbhIfChtCQVRDSF9PUEVSQVRJT05fVU5TUEVDSUZJRUQQABIaChZCQVRDSF9PUEVSQVRJT05fQ0FOQ0VMEAESGQoVQkFUQ0hfT1BFUkFUSU9OX1BBVVNFEAISGgoWQkFUQ0hfT1BFUkFUSU9OX1JFU1VNRRADEhkKFUJBVENIX09QRVJBVElPTl9SRVRSWRAEKnoKC0JhdGNoU3RhdHVzEhwKGEJBVENIX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFEJBVENIX1NUQVRVU19SVU5OSU5HEAESGgoWQkFUQ0hfU1RBVFVTX0NPTVBMRVRFRBACEhcKE0JBVENIX1NUQVRVU19GQUlMRUQQAzL3CQoPV29ya2Zsb3dTZXJ2aWNlElUKDUxpc3RXb3JrZmxvd3MSHi5jYWlybi52MS5MaXN0V29ya2Zsb3dzUmVxdWVzdBofLmNhaXJuLnYxLkxpc3RXb3JrZmxvd3NSZXNwb25zZSIDkAIBEkQKCUNyZWF0ZVJ1bhIaLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QaGy5jYWlybi52MS5DcmVhdGVSdW5SZXNwb25zZRJACgZHZXRSdW4SFy5jYWlybi52MS5HZXRSdW5SZXF1ZXN0GhguY2Fpcm4udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJGCghMaXN0UnVucxIZLmNhaXJuLnYxLkxpc3RSdW5zUmVxdWVzdBoaLmNhaXJuLnYxLkxpc3RSdW5zUmVzcG9uc2UiA5ACARJVCg1HZXRSdW5IaXN0b3J5Eh4uY2Fpcm4udjEuR2V0UnVuSGlzdG9yeVJlcXVlc3QaHy5jYWlybi52MS5HZXRSdW5IaXN0b3J5UmVzcG9uc2UiA5ACARJJCglDYW5jZWxSdW4SGi5jYWlybi52MS5DYW5jZWxSdW5SZXF1ZXN0GhsuY2Fpcm4udjEuQ2FuY2VsUnVuUmVzcG9uc2UiA5ACAhJECglTZW5kRXZlbnQSGi5jYWlybi52MS5TZW5kRXZlbnRSZXF1ZXN0GhsuY2Fpcm4udjEuU2VuZEV2ZW50UmVzcG9uc2USRgoIUGF1c2VSdW4SGS5jYWlybi52MS5QYXVzZVJ1blJlcXVlc3QaGi5jYWlybi52MS5QYXVzZVJ1blJlc3BvbnNlIgOQAgISSQoJUmVzdW1lUnVuEhouY2Fpcm4udjEuUmVzdW1lUnVuUmVxdWVzdBobLmNhaXJuLnYxLlJlc3VtZVJ1blJlc3BvbnNlIgOQAgISQQoIUmV0cnlSdW4SGS5jYWlybi52MS5SZXRyeVJ1blJlcXVlc3QaGi5jYWlybi52MS5SZXRyeVJ1blJlc3BvbnNlEj4KB0ZvcmtSdW4SGC5jYWlybi52MS5Gb3JrUnVuUmVxdWVzdBoZLmNhaXJuLnYxLkZvcmtSdW5SZXNwb25zZRJHCgpTdGFydEJhdGNoEhsuY2Fpcm4udjEuU3RhcnRCYXRjaFJlcXVlc3QaHC5jYWlybi52MS5TdGFydEJhdGNoUmVzcG9uc2USRgoIR2V0QmF0Y2gSGS5jYWlybi52MS5HZXRCYXRjaFJlcXVlc3QaGi5jYWlybi52MS5HZXRCYXRjaFJlc3BvbnNlIgOQAgESTwoLTGlzdEJhdGNoZXMSHC5jYWlybi52MS5MaXN0QmF0Y2hlc1JlcXVlc3QaHS5jYWlybi52MS5MaXN0QmF0Y2hlc1Jlc3BvbnNlIgOQAgESSAoIV2F0Y2hSdW4SGS5jYWlybi52MS5XYXRjaFJ1blJlcXVlc3QaGi5jYWlybi52MS5XYXRjaFJ1blJlc3BvbnNlIgOQAgEwARJLCglXYXRjaFJ1bnMSGi5jYWlybi52MS5XYXRjaFJ1bnNSZXF1ZXN0GhsuY2Fpcm4udjEuV2F0Y2hSdW5zUmVzcG9uc2UiA5ACATABEkYKCEF3YWl0UnVuEhkuY2Fpcm4udjEuQXdhaXRSdW5SZXF1ZXN0GhouY2Fpcm4udjEuQXdhaXRSdW5SZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_cairn_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChdjYWlybi92MS93b3JrZmxvdy5wcm90bxIIY2Fpcm4udjEiFgoUTGlzdFdvcmtmbG93c1JlcXVlc3QiPgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiUKCXdvcmtmbG93cxgBIAMoCzISLmNhaXJuLnYxLldvcmtmbG93In8KCFdvcmtmbG93EgwKBG5hbWUYASABKAkSEwoLc291cmNlX2ZpbGUYAiABKAkSGAoQaGFzX2lucHV0X3NjaGVtYRgDIAEoCBIbChNpbnB1dF9zY2hlbWFfdmVuZG9yGAQgASgJEhkKEWlucHV0X2pzb25fc2NoZW1hGAUgASgJItoCChBDcmVhdGVSdW5SZXF1ZXN0EiIKDXdvcmtmbG93X25hbWUYASABKAlCC7pICMgBAXIDGIACEi0KBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSEwoLZWFnZXJfc3RhcnQYAyABKAgSIQoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgi6SAVyAxiAAhJUCghtZXRhZGF0YRgFIAMoCzIoLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEEAiB3IFEAEYgAIqBXIDGIAgEjQKB3RpbWVvdXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChFDcmVhdGVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SFAoMZGVkdXBsaWNhdGVkGAIgASgIIikKDUdldFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIsCg5HZXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4igwcKD0xpc3RSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESGgoJcGFnZV9zaXplGAYgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YByABKAlCCLpIBXIDGIAIEjEKC3dhaXRpbmdfZm9yGAggASgOMhIuY2Fpcm4udjEuV2FpdEtpbmRCCLpIBYIBAhABEiQKEndhaXRpbmdfZXZlbnRfdHlwZRgJIAEoCUIIukgFcgMYgAQSKAoWd2FpdGluZ19jb3JyZWxhdGlvbl9pZBgKIAEoCUIIukgFcgMYgAQSUwoIbWV0YWRhdGEYCyADKAsyJy5jYWlybi52MS5MaXN0UnVuc1JlcXVlc3QuTWV0YWRhdGFFbnRyeUIYukgVmgESEBAiB3IFEAEYgAIqBXIDGIAgEk0KC2VuZGVkX2FmdGVyGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJOCgxlbmRlZF9iZWZvcmUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJIChBMaXN0UnVuc1Jlc3BvbnNlEhsKBHJ1bnMYASADKAsyDS5jYWlybi52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAASGgoJcGFnZV9zaXplGAMgASgFQge6SAQaAigAIlIKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRInCgdlbnRyaWVzGAEgAygLMhYuY2Fpcm4udjEuSGlzdG9yeUVudHJ5EhAKCGhhc19tb3JlGAIgASgIIl8KEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGIAgEhcKD2RldGFjaF9jaGlsZHJlbhgDIAEoCCIvChFDYW5jZWxSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUGF1c2VSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBQYXVzZVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJGChBSZXN1bWVSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIvChFSZXN1bWVSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iRQoPUmV0cnlSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAICIuChBSZXRyeVJ1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biJ9Cg5Gb3JrUnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEiIKDmZyb21fb3BlcmF0aW9uGAIgASgJQgq6SAdyBRABGIAIEi0KBWlucHV0GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMiLQoPRm9ya1J1blJlc3BvbnNlEhoKA3J1bhgBIAEoCzINLmNhaXJuLnYxLlJ1biLGAgoQU2VuZEV2ZW50UmVxdWVzdBKeAQoKZXZlbnRfdHlwZRgBIAEoCUKJAbpIhQG6AXoKFGV2ZW50X3R5cGUubm90X2JsYW5rEj9tdXN0IGNvbnRhaW4gYSBub24td2hpdGVzcGFjZSBjaGFyYWN0ZXIgKGUuZy4gIm9yZGVyLmFwcHJvdmVkIikaIXRoaXMgPT0gJycgfHwgdGhpcy5tYXRjaGVzKCdcXFMnKcgBAXIDGIAEEiAKDmNvcnJlbGF0aW9uX2lkGAIgASgJQgi6SAVyAxiABBIvCgdwYXlsb2FkGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlQga6SAPYAQMSGwoGcnVuX2lkGAQgASgJQgu6SAjYAQFyA7ABARIhCg9pZGVtcG90ZW5jeV9rZXkYBSABKAlCCLpIBXIDGIACIlQKEVNlbmRFdmVudFJlc3BvbnNlEhAKCGV2ZW50X2lkGAEgASgJEhcKD21hdGNoZWRfcnVuX2lkcxgCIAMoCRIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiTAoPV2F0Y2hSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESHwoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKAAiYwoQV2F0Y2hSdW5SZXNwb25zZRIcCgNydW4YASABKAsyDS5jYWlybi52MS5SdW5IABInCgVlbnRyeRgCIAEoCzIWLmNhaXJuLnYxLkhpc3RvcnlFbnRyeUgAQggKBnVwZGF0ZSLbAQoQV2F0Y2hSdW5zUmVxdWVzdBIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQASIvChFXYXRjaFJ1bnNSZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4iYQoPQXdhaXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgAiLgoQQXdhaXRSdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4ivQYKCVJ1bkZpbHRlchIfCg13b3JrZmxvd19uYW1lGAEgASgJQgi6SAVyAxiAAhKlAQoIc3RhdHVzZXMYAiADKA4yEy5jYWlybi52MS5SdW5TdGF0dXNCfrpIe5IBeBAQInS6AWwKEnN0YXR1c2VzLnNwZWNpZmllZBJLbXVzdCBiZSBhIHJ1biBzdGF0dXMgc3VjaCBhcyBSVU5fU1RBVFVTX1dBSVRJTkcsIG5vdCBSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEGgl0aGlzICE9IDCCAQIQARIiCg1wYXJlbnRfcnVuX2lkGAMgASgJQgu6SAjYAQFyA7ABARJPCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIcukgZsgEWIgcI/4LR/68HMgsIgJK4w5j+////ARJQCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wESMQoLd2FpdGluZ19mb3IYCCABKA4yEi5jYWlybi52MS5XYWl0S2luZEIIukgFggECEAESJAoSd2FpdGluZ19ldmVudF90eXBlGAkgASgJQgi6SAVyAxiABBIoChZ3YWl0aW5nX2NvcnJlbGF0aW9uX2lkGAogASgJQgi6SAVyAxiABBJNCghtZXRhZGF0YRgLIAMoCzIhLmNhaXJuLnYxLlJ1bkZpbHRlci5NZXRhZGF0YUVudHJ5Qhi6SBWaARIQECIHcgUQARiAAioFcgMYgCASTQoLZW5kZWRfYWZ0ZXIYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhy6SBmyARYiBwj/gtH/rwcyCwiAkrjDmP7///8BEk4KDGVuZGVkX2JlZm9yZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCHLpIGbIBFiIHCP+C0f+vBzILCICSuMOY/v///wEaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqQBChFTdGFydEJhdGNoUmVxdWVzdBIrCgZmaWx0ZXIYASABKAsyEy5jYWlybi52MS5SdW5GaWx0ZXJCBrpIA8gBARI3CglvcGVyYXRpb24YAiABKA4yGC5jYWlybi52MS5CYXRjaE9wZXJhdGlvbkIKukgHggEEEAEgABIPCgdkcnlfcnVuGAMgASgIEhgKBnJlYXNvbhgEIAEoCUIIukgFcgMYgCAiYwoSU3RhcnRCYXRjaFJlc3BvbnNlEh4KBWJhdGNoGAEgASgLMg8uY2Fpcm4udjEuQmF0Y2gSFQoNbWF0Y2hlZF9jb3VudBgCIAEoAxIWCg5zYW1wbGVfcnVuX2lkcxgDIAMoCSItCg9HZXRCYXRjaFJlcXVlc3QSGgoIYmF0Y2hfaWQYASABKAlCCLpIBXIDsAEBIjIKEEdldEJhdGNoUmVzcG9uc2USHgoFYmF0Y2gYASABKAsyDy5jYWlybi52MS5CYXRjaCIzChJMaXN0QmF0Y2hlc1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAIjcKE0xpc3RCYXRjaGVzUmVzcG9uc2USIAoHYmF0Y2hlcxgBIAMoCzIPLmNhaXJuLnYxLkJhdGNoIpoDCgVCYXRjaBIQCghiYXRjaF9pZBgBIAEoCRIrCglvcGVyYXRpb24YAiABKA4yGC5jYWlybi52MS5CYXRjaE9wZXJhdGlvbhIlCgZzdGF0dXMYAyABKA4yFS5jYWlybi52MS5CYXRjaFN0YXR1cxIjCgZmaWx0ZXIYBCABKAsyEy5jYWlybi52MS5SdW5GaWx0ZXISDgoGcmVhc29uGAUgASgJEhYKDnNlbGVjdGVkX2NvdW50GAYgASgDEhcKD3Byb2Nlc3NlZF9jb3VudBgHIAEoAxIVCg1za2lwcGVkX2NvdW50GAggASgDEhQKDGZhaWxlZF9jb3VudBgJIAEoAxIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoIZmFpbHVyZXMYDCADKAsyFi5jYWlybi52MS5CYXRjaEZhaWx1cmUSDQoFZXJyb3IYDSABKAkiLwoMQmF0Y2hGYWlsdXJlEg4KBnJ1bl9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIi0KEUV4cGxhaW5SdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEixwIKEkV4cGxhaW5SdW5SZXNwb25zZRIaCgNydW4YASABKAsyDS5jYWlybi52MS5SdW4SKAoFd2FpdHMYAiADKAsyGS5jYWlybi52MS5XYWl0RXhwbGFuYXRpb24SJgoFcXVldWUYAyABKAsyFy5jYWlybi52MS5RdWV1ZVBvc2l0aW9uEiQKBWxlYXNlGAQgASgLMhUuY2Fpcm4udjEuTGVhc2VIb2xkZXISKgoJbG9hZGVkX2J5GAUgAygLMhcuY2Fpcm4udjEuU2VydmVyUHJvY2VzcxIUCgxwYXVzZV9yZWFzb24YBiABKAkSHAoUYWJub3JtYWxfYWN0aXZhdGlvbnMYByABKAUSLgoKdGltZW91dF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFbGluZXMYCSADKAkilQEKD1dhaXRFeHBsYW5hdGlvbhIhCgR3YWl0GAEgASgLMhMuY2Fpcm4udjEuV2FpdGluZ09uEjEKDWxvb2tiYWNrX2Zyb20YAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKC25lYXJfbWlzc2VzGAMgAygLMhcuY2Fpcm4udjEuRXZlbnROZWFyTWlzcyLQAQoNRXZlbnROZWFyTWlzcxIQCghldmVudF9pZBgBIAEoCRISCgpldmVudF90eXBlGAIgASgJEhYKDmNvcnJlbGF0aW9uX2lkGAMgASgJEisKB3NlbnRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBnJlYXNvbhgFIAEoDjIYLmNhaXJuLnYxLk5lYXJNaXNzUmVhc29uEhUKDXRhcmdldF9ydW5faWQYBiABKAkSEwoLZXhwbGFuYXRpb24YByABKAkiVQoNUXVldWVQb3NpdGlvbhISCgpydW5zX2FoZWFkGAEgASgDEjAKDGF2YWlsYWJsZV9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitgEKC0xlYXNlSG9sZGVyEg0KBW93bmVyGAEgASgJEjQKEGxlYXNlX2V4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpvd25lcl9saXZlGAQgASgIEhcKD3BlbmRpbmdfcmVxdWVzdBgFIAEoCSKpAQoNU2VydmVyUHJvY2VzcxIKCgJpZBgBIAEoCRIMCgRob3N0GAIgASgJEgsKA3BpZBgDIAEoBRIPCgd2ZXJzaW9uGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3Rfc2Vlbl9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqnwEKDkJhdGNoT3BlcmF0aW9uEh8KG0JBVENIX09QRVJBVElPTl9VTlNQRUNJRklFRBAAEhoKFkJBVENIX09QRVJBVElPTl9DQU5DRUwQARIZChVCQVRDSF9PUEVSQVRJT05fUEFVU0UQAhIaChZCQVRDSF9PUEVSQVRJT05fUkVTVU1FEAMSGQoVQkFUQ0hfT1BFUkFUSU9OX1JFVFJZEAQqegoLQmF0Y2hTdGF0dXMSHAoYQkFUQ0hfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUQkFUQ0hfU1RBVFVTX1JVTk5JTkcQARIaChZCQVRDSF9TVEFUVVNfQ09NUExFVEVEEAISFwoTQkFUQ0hfU1RBVFVTX0ZBSUxFRBADKtYBCg5OZWFyTWlzc1JlYXNvbhIgChxORUFSX01JU1NfUkVBU09OX1VOU1BFQ0lGSUVEEAASKQolTkVBUl9NSVNTX1JFQVNPTl9PVEhFUl9DT1JSRUxBVElPTl9JRBABEiQKIE5FQVJfTUlTU19SRUFTT05fQkVGT1JFX0xPT0tCQUNLEAISJQohTkVBUl9NSVNTX1JFQVNPTl9BTFJFQURZX0NPTlNVTUVEEAMSKgomTkVBUl9NSVNTX1JFQVNPTl9UQVJHRVRFRF9BVF9PVEhFUl9SVU4QBDLFCgoPV29ya2Zsb3dTZXJ2aWNlElUKDUxpc3RXb3JrZmxvd3MSHi5jYWlybi52MS5MaXN0V29ya2Zsb3dzUmVxdWVzdBofLmNhaXJuLnYxLkxpc3RXb3JrZmxvd3NSZXNwb25zZSIDkAIBEkQKCUNyZWF0ZVJ1bhIaLmNhaXJuLnYxLkNyZWF0ZVJ1blJlcXVlc3QaGy5jYWlybi52MS5DcmVhdGVSdW5SZXNwb25zZRJACgZHZXRSdW4SFy5jYWlybi52MS5HZXRSdW5SZXF1ZXN0GhguY2Fpcm4udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJGCghMaXN0UnVucxIZLmNhaXJuLnYxLkxpc3RSdW5zUmVxdWVzdBoaLmNhaXJuLnYxLkxpc3RSdW5zUmVzcG9uc2UiA5ACARJVCg1HZXRSdW5IaXN0b3J5Eh4uY2Fpcm4udjEuR2V0UnVuSGlzdG9yeVJlcXVlc3QaHy5jYWlybi52MS5HZXRSdW5IaXN0b3J5UmVzcG9uc2UiA5ACARJJCglDYW5jZWxSdW4SGi5jYWlybi52MS5DYW5jZWxSdW5SZXF1ZXN0GhsuY2Fpcm4udjEuQ2FuY2VsUnVuUmVzcG9uc2UiA5ACAhJECglTZW5kRXZlbnQSGi5jYWlybi52MS5TZW5kRXZlbnRSZXF1ZXN0GhsuY2Fpcm4udjEuU2VuZEV2ZW50UmVzcG9uc2USRgoIUGF1c2VSdW4SGS5jYWlybi52MS5QYXVzZVJ1blJlcXVlc3QaGi5jYWlybi52MS5QYXVzZVJ1blJlc3BvbnNlIgOQAgISSQoJUmVzdW1lUnVuEhouY2Fpcm4udjEuUmVzdW1lUnVuUmVxdWVzdBobLmNhaXJuLnYxLlJlc3VtZVJ1blJlc3BvbnNlIgOQAgISQQoIUmV0cnlSdW4SGS5jYWlybi52MS5SZXRyeVJ1blJlcXVlc3QaGi5jYWlybi52MS5SZXRyeVJ1blJlc3BvbnNlEj4KB0ZvcmtSdW4SGC5jYWlybi52MS5Gb3JrUnVuUmVxdWVzdBoZLmNhaXJuLnYxLkZvcmtSdW5SZXNwb25zZRJHCgpTdGFydEJhdGNoEhsuY2Fpcm4udjEuU3RhcnRCYXRjaFJlcXVlc3QaHC5jYWlybi52MS5TdGFydEJhdGNoUmVzcG9uc2USRgoIR2V0QmF0Y2gSGS5jYWlybi52MS5HZXRCYXRjaFJlcXVlc3QaGi5jYWlybi52MS5HZXRCYXRjaFJlc3BvbnNlIgOQAgESTwoLTGlzdEJhdGNoZXMSHC5jYWlybi52MS5MaXN0QmF0Y2hlc1JlcXVlc3QaHS5jYWlybi52MS5MaXN0QmF0Y2hlc1Jlc3BvbnNlIgOQAgESSAoIV2F0Y2hSdW4SGS5jYWlybi52MS5XYXRjaFJ1blJlcXVlc3QaGi5jYWlybi52MS5XYXRjaFJ1blJlc3BvbnNlIgOQAgEwARJLCglXYXRjaFJ1bnMSGi5jYWlybi52MS5XYXRjaFJ1bnNSZXF1ZXN0GhsuY2Fpcm4udjEuV2F0Y2hSdW5zUmVzcG9uc2UiA5ACATABEkYKCEF3YWl0UnVuEhkuY2Fpcm4udjEuQXdhaXRSdW5SZXF1ZXN0GhouY2Fpcm4udjEuQXdhaXRSdW5SZXNwb25zZSIDkAIBEkwKCkV4cGxhaW5SdW4SGy5jYWlybi52MS5FeHBsYWluUnVuUmVxdWVzdBocLmNhaXJuLnYxLkV4cGxhaW5SdW5SZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_cairn_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cairn.v1.ListWorkflowsRequest
@@ -134,6 +134,14 @@ export type CreateRunRequest = Message<"cairn.v1.CreateRunRequest"> & {
    * @generated from field: map<string, string> metadata = 5;
    */
   metadata: { [key: string]: string };
+
+  /**
+   * Run-level timeout: a run that has not ended this long after it was created fails with RunTimeoutError and
+   * its children are cancelled. Absent: the workflow's default (`defineWorkflow({ timeout })`), if any.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 6;
+   */
+  timeout?: Duration | undefined;
 };
 
 /**
@@ -1138,6 +1146,293 @@ export const BatchFailureSchema: GenMessage<BatchFailure> = /*@__PURE__*/
   messageDesc(file_cairn_v1_workflow, 37);
 
 /**
+ * @generated from message cairn.v1.ExplainRunRequest
+ */
+export type ExplainRunRequest = Message<"cairn.v1.ExplainRunRequest"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message cairn.v1.ExplainRunRequest.
+ * Use `create(ExplainRunRequestSchema)` to create a new message.
+ */
+export const ExplainRunRequestSchema: GenMessage<ExplainRunRequest> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 38);
+
+/**
+ * @generated from message cairn.v1.ExplainRunResponse
+ */
+export type ExplainRunResponse = Message<"cairn.v1.ExplainRunResponse"> & {
+  /**
+   * @generated from field: cairn.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+
+  /**
+   * The pending waits of a WAITING (or PAUSED) run, in the order they were started.
+   *
+   * @generated from field: repeated cairn.v1.WaitExplanation waits = 2;
+   */
+  waits: WaitExplanation[];
+
+  /**
+   * Set for a QUEUED run, and for a WAITING one that is due.
+   *
+   * @generated from field: cairn.v1.QueuePosition queue = 3;
+   */
+  queue?: QueuePosition | undefined;
+
+  /**
+   * Set for a RUNNING run.
+   *
+   * @generated from field: cairn.v1.LeaseHolder lease = 4;
+   */
+  lease?: LeaseHolder | undefined;
+
+  /**
+   * Live server processes that loaded the run's workflow (and so may claim it); empty: none has.
+   *
+   * @generated from field: repeated cairn.v1.ServerProcess loaded_by = 5;
+   */
+  loadedBy: ServerProcess[];
+
+  /**
+   * PAUSED: the reason of the last run_paused entry (empty when none was given).
+   *
+   * @generated from field: string pause_reason = 6;
+   */
+  pauseReason: string;
+
+  /**
+   * Activations that ended abnormally: the holder's lease lapsed (it crashed, hung or lost the database).
+   *
+   * @generated from field: int32 abnormal_activations = 7;
+   */
+  abnormalActivations: number;
+
+  /**
+   * The run-level timeout, when the run has one.
+   *
+   * @generated from field: google.protobuf.Timestamp timeout_at = 8;
+   */
+  timeoutAt?: Timestamp | undefined;
+
+  /**
+   * The explanation as lines for people, as `cairn runs why` prints them.
+   *
+   * @generated from field: repeated string lines = 9;
+   */
+  lines: string[];
+};
+
+/**
+ * Describes the message cairn.v1.ExplainRunResponse.
+ * Use `create(ExplainRunResponseSchema)` to create a new message.
+ */
+export const ExplainRunResponseSchema: GenMessage<ExplainRunResponse> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 39);
+
+/**
+ * @generated from message cairn.v1.WaitExplanation
+ */
+export type WaitExplanation = Message<"cairn.v1.WaitExplanation"> & {
+  /**
+   * @generated from field: cairn.v1.WaitingOn wait = 1;
+   */
+  wait?: WaitingOn | undefined;
+
+  /**
+   * Event waits: events sent before this instant do not count (absent: every stored event counts).
+   *
+   * @generated from field: google.protobuf.Timestamp lookback_from = 2;
+   */
+  lookbackFrom?: Timestamp | undefined;
+
+  /**
+   * Event waits: up to 5 stored events of the same type that did not match, those with the wait's correlation id first.
+   *
+   * @generated from field: repeated cairn.v1.EventNearMiss near_misses = 3;
+   */
+  nearMisses: EventNearMiss[];
+};
+
+/**
+ * Describes the message cairn.v1.WaitExplanation.
+ * Use `create(WaitExplanationSchema)` to create a new message.
+ */
+export const WaitExplanationSchema: GenMessage<WaitExplanation> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 40);
+
+/**
+ * @generated from message cairn.v1.EventNearMiss
+ */
+export type EventNearMiss = Message<"cairn.v1.EventNearMiss"> & {
+  /**
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * @generated from field: string event_type = 2;
+   */
+  eventType: string;
+
+  /**
+   * @generated from field: string correlation_id = 3;
+   */
+  correlationId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp sent_at = 4;
+   */
+  sentAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: cairn.v1.NearMissReason reason = 5;
+   */
+  reason: NearMissReason;
+
+  /**
+   * TARGETED_AT_OTHER_RUN: the run it was sent to.
+   *
+   * @generated from field: string target_run_id = 6;
+   */
+  targetRunId: string;
+
+  /**
+   * One line for people: "event 0190… (correlation o-2) has another correlation id than o-1".
+   *
+   * @generated from field: string explanation = 7;
+   */
+  explanation: string;
+};
+
+/**
+ * Describes the message cairn.v1.EventNearMiss.
+ * Use `create(EventNearMissSchema)` to create a new message.
+ */
+export const EventNearMissSchema: GenMessage<EventNearMiss> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 41);
+
+/**
+ * @generated from message cairn.v1.QueuePosition
+ */
+export type QueuePosition = Message<"cairn.v1.QueuePosition"> & {
+  /**
+   * Claimable runs (every namespace) that come before this one in claim order (earlier available_at).
+   *
+   * @generated from field: int64 runs_ahead = 1;
+   */
+  runsAhead: bigint;
+
+  /**
+   * When the run became (or becomes) claimable.
+   *
+   * @generated from field: google.protobuf.Timestamp available_at = 2;
+   */
+  availableAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cairn.v1.QueuePosition.
+ * Use `create(QueuePositionSchema)` to create a new message.
+ */
+export const QueuePositionSchema: GenMessage<QueuePosition> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 42);
+
+/**
+ * @generated from message cairn.v1.LeaseHolder
+ */
+export type LeaseHolder = Message<"cairn.v1.LeaseHolder"> & {
+  /**
+   * The holding process (host:pid:random).
+   *
+   * @generated from field: string owner = 1;
+   */
+  owner: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp lease_expires_at = 2;
+   */
+  leaseExpiresAt?: Timestamp | undefined;
+
+  /**
+   * The holder's last heartbeat; absent when the process is not known.
+   *
+   * @generated from field: google.protobuf.Timestamp last_heartbeat_at = 3;
+   */
+  lastHeartbeatAt?: Timestamp | undefined;
+
+  /**
+   * The holder heartbeated within its lease.
+   *
+   * @generated from field: bool owner_live = 4;
+   */
+  ownerLive: boolean;
+
+  /**
+   * A cancel, pause or timeout the holder has been asked for and not honoured yet (empty: none).
+   *
+   * @generated from field: string pending_request = 5;
+   */
+  pendingRequest: string;
+};
+
+/**
+ * Describes the message cairn.v1.LeaseHolder.
+ * Use `create(LeaseHolderSchema)` to create a new message.
+ */
+export const LeaseHolderSchema: GenMessage<LeaseHolder> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 43);
+
+/**
+ * A server process as it announced itself.
+ *
+ * @generated from message cairn.v1.ServerProcess
+ */
+export type ServerProcess = Message<"cairn.v1.ServerProcess"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string host = 2;
+   */
+  host: string;
+
+  /**
+   * @generated from field: int32 pid = 3;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: string version = 4;
+   */
+  version: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 5;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_seen_at = 6;
+   */
+  lastSeenAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cairn.v1.ServerProcess.
+ * Use `create(ServerProcessSchema)` to create a new message.
+ */
+export const ServerProcessSchema: GenMessage<ServerProcess> = /*@__PURE__*/
+  messageDesc(file_cairn_v1_workflow, 44);
+
+/**
  * @generated from enum cairn.v1.BatchOperation
  */
 export enum BatchOperation {
@@ -1217,6 +1512,50 @@ export enum BatchStatus {
  */
 export const BatchStatusSchema: GenEnum<BatchStatus> = /*@__PURE__*/
   enumDesc(file_cairn_v1_workflow, 1);
+
+/**
+ * Why a stored event did not wake an event wait.
+ *
+ * @generated from enum cairn.v1.NearMissReason
+ */
+export enum NearMissReason {
+  /**
+   * @generated from enum value: NEAR_MISS_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: NEAR_MISS_REASON_OTHER_CORRELATION_ID = 1;
+   */
+  OTHER_CORRELATION_ID = 1,
+
+  /**
+   * Sent before the wait's lookback window (by default: before the run was created).
+   *
+   * @generated from enum value: NEAR_MISS_REASON_BEFORE_LOOKBACK = 2;
+   */
+  BEFORE_LOOKBACK = 2,
+
+  /**
+   * This run consumed it already (an earlier wait took it).
+   *
+   * @generated from enum value: NEAR_MISS_REASON_ALREADY_CONSUMED = 3;
+   */
+  ALREADY_CONSUMED = 3,
+
+  /**
+   * Sent to another run only (SendEvent's run_id).
+   *
+   * @generated from enum value: NEAR_MISS_REASON_TARGETED_AT_OTHER_RUN = 4;
+   */
+  TARGETED_AT_OTHER_RUN = 4,
+}
+
+/**
+ * Describes the enum cairn.v1.NearMissReason.
+ */
+export const NearMissReasonSchema: GenEnum<NearMissReason> = /*@__PURE__*/
+  enumDesc(file_cairn_v1_workflow, 2);
 
 /**
  * Create, inspect, signal and cancel workflow runs.
@@ -1402,6 +1741,19 @@ export const WorkflowService: GenService<{
     methodKind: "unary";
     input: typeof AwaitRunRequestSchema;
     output: typeof AwaitRunResponseSchema;
+  },
+  /**
+   * Why a run is where it is, from what the database knows, in one call: its pending waits (for an event wait,
+   * the stored events of its type that did not match, and why), its queue position and whether any live process
+   * loaded its workflow, its lease holder and that holder's last heartbeat, its pause reason, its abnormal
+   * activations; `lines` says the same for people (`cairn runs why`).
+   *
+   * @generated from rpc cairn.v1.WorkflowService.ExplainRun
+   */
+  explainRun: {
+    methodKind: "unary";
+    input: typeof ExplainRunRequestSchema;
+    output: typeof ExplainRunResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cairn_v1_workflow, 0);
