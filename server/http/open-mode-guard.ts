@@ -14,13 +14,16 @@
  */
 import { isLoopback } from "../config.js";
 import type { NodeHandler } from "./listen.js";
+import { connectRequestUrl } from "./require-authority.js";
 
 export function withOpenModeGuard(next: NodeHandler, options: { checkHost: boolean; corsOrigins: readonly string[] }): NodeHandler {
   const allowedOrigins = new Set(options.corsOrigins.map((origin) => origin.toLowerCase()));
   const anyOrigin = allowedOrigins.has("*");
   return (req, res) => {
     const authority = "authority" in req && req.authority ? req.authority : req.headers.host;
-    if (options.checkHost && authority !== undefined && !isLoopback(hostOf(authority))) {
+    // No usable authority at all (HTTP/1.0 without Host, `Host: a b`): withValidAuthority answers 400 for those.
+    const usable = authority !== undefined && connectRequestUrl(req) !== undefined;
+    if (options.checkHost && usable && !isLoopback(hostOf(authority))) {
       refuse(res, `Host ${JSON.stringify(authority)} is not a loopback name; in open mode this server answers only requests addressed to localhost, 127.0.0.1 or [::1] (a guard against DNS rebinding). Use CAIRN_AUTH=keys to serve other names`);
       return;
     }
