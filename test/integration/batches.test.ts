@@ -14,6 +14,7 @@ import type { CairnServer } from "../../server/app.js";
 import { startTestServer } from "../support/in-process-server.js";
 import { scrape, valueOf } from "../support/prometheus-text.js";
 import { createTestDatabase, withClient } from "../support/postgres.js";
+import { postConnectJson } from "../support/connect-json.js";
 
 let server: CairnServer;
 let sdk: CairnClient;
@@ -33,14 +34,7 @@ afterAll(async () => {
   await dropDatabase?.();
 });
 
-async function connectJson(method: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const response = await fetch(`${server.url}/cairn.v1.WorkflowService/${method}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "connect-protocol-version": "1" },
-    body: JSON.stringify(body),
-  });
-  return { status: response.status, json: (await response.json()) as Record<string, unknown> };
-}
+const connectJson = (method: string, body: unknown) => postConnectJson(server.url, method, body);
 
 const sql = <T = Record<string, unknown>>(text: string, values: unknown[] = []) =>
   withClient(databaseUrl, async (db) => (await db.query(text, values)).rows as T[]);

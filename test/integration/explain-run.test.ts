@@ -13,6 +13,7 @@ import { CairnError } from "../../sdk/errors.js";
 import type { CairnServer } from "../../server/app.js";
 import { startTestServer } from "../support/in-process-server.js";
 import { createTestDatabase, withClient } from "../support/postgres.js";
+import { postConnectJson, untilStatus } from "../support/connect-json.js";
 
 let server: CairnServer;
 let sdk: CairnClient;
@@ -33,24 +34,9 @@ afterAll(async () => {
   await dropDatabase?.();
 });
 
-async function connectJson(method: string, body: unknown): Promise<{ status: number; json: Record<string, any> }> {
-  const response = await fetch(`${server.url}/cairn.v1.WorkflowService/${method}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "connect-protocol-version": "1" },
-    body: JSON.stringify(body),
-  });
-  return { status: response.status, json: (await response.json()) as Record<string, any> };
-}
+const connectJson = (method: string, body: unknown) => postConnectJson(server.url, method, body);
 
-async function until(runId: string, status: RunInfo["status"], timeoutMs = 10_000): Promise<RunInfo> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const run = await sdk.getRun(runId);
-    if (run.status === status) return run;
-    if (Date.now() > deadline) throw new Error(`run ${runId} is ${run.status}, not ${status}, after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+const until = (runId: string, status: RunInfo["status"], timeoutMs?: number) => untilStatus(sdk, runId, status, timeoutMs);
 
 const sql = <T = Record<string, any>>(text: string, values: unknown[] = []) => withClient(databaseUrl, async (db) => (await db.query(text, values)).rows as T[]);
 

@@ -10,6 +10,7 @@ import type { CairnServer } from "../../server/app.js";
 import { listRunsQuery } from "../../server/store/runs/read.js";
 import { startTestServer } from "../support/in-process-server.js";
 import { createTestDatabase, withClient } from "../support/postgres.js";
+import { postConnectJson } from "../support/connect-json.js";
 
 let server: CairnServer;
 let sdk: CairnClient;
@@ -57,14 +58,7 @@ async function all(filter: Parameters<CairnClient["listRuns"]>[0]) {
   return runs;
 }
 
-async function connectJson(method: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const response = await fetch(`${server.url}/cairn.v1.WorkflowService/${method}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "connect-protocol-version": "1" },
-    body: JSON.stringify(body),
-  });
-  return { status: response.status, json: (await response.json()) as Record<string, unknown> };
-}
+const connectJson = (method: string, body: unknown) => postConnectJson(server.url, method, body);
 
 test("the metadata filter returns exactly the runs holding every given pair, through the SDK and Connect JSON", async () => {
   const marked = await all({ metadata: { campaign: "spring" } });

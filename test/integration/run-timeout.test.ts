@@ -12,6 +12,7 @@ import { CairnError } from "../../sdk/errors.js";
 import type { CairnServer } from "../../server/app.js";
 import { startTestServer } from "../support/in-process-server.js";
 import { createTestDatabase, withClient } from "../support/postgres.js";
+import { postConnectJson, untilStatus } from "../support/connect-json.js";
 
 let server: CairnServer;
 let sdk: CairnClient;
@@ -32,24 +33,9 @@ afterAll(async () => {
   await dropDatabase?.();
 });
 
-async function connectJson(method: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const response = await fetch(`${server.url}/cairn.v1.WorkflowService/${method}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "connect-protocol-version": "1" },
-    body: JSON.stringify(body),
-  });
-  return { status: response.status, json: (await response.json()) as Record<string, unknown> };
-}
+const connectJson = (method: string, body: unknown) => postConnectJson(server.url, method, body);
 
-async function until(runId: string, status: RunInfo["status"], timeoutMs = 10_000): Promise<RunInfo> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const run = await sdk.getRun(runId);
-    if (run.status === status) return run;
-    if (Date.now() > deadline) throw new Error(`run ${runId} is ${run.status}, not ${status}, after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+const until = (runId: string, status: RunInfo["status"], timeoutMs?: number) => untilStatus(sdk, runId, status, timeoutMs);
 
 const kindsOf = (runId: string) =>
   withClient(databaseUrl, async (db) => (await db.query("select kind from journal_entries where run_id = $1 order by sequence", [runId])).rows.map((r) => r.kind as string));
