@@ -1,5 +1,5 @@
 /** `cairn runs create | get | list | cancel | pause | resume | retry | fork | why | watch` (cancel, pause, resume, retry with filter flags: a batch; `runs history`: run-history.ts). */
-import type { ListRunsFilter, RunInfo } from "../../sdk/index.js";
+import type { JsonObject, ListRunsFilter, RunInfo } from "../../sdk/index.js";
 import { isJsonObject, jsonOption, positiveInteger, UsageError } from "../args.js";
 import { batchFlagsHelp, batchOptions, runBatch } from "./batches.js";
 import { runFilterFrom, runFilterHelp, runFilterOptions, runFilterUsage } from "./run-filter.js";
@@ -32,8 +32,7 @@ export const runsCreate: Command = {
   },
   positionals: ["workflow"],
   async run(context, values, [workflow = ""]) {
-    const input = await jsonOption(stringValue(values, "input"), stringValue(values, "input-file"), "input");
-    if (input !== undefined && !isJsonObject(input)) throw new UsageError("the input must be a JSON object, e.g. --input '{\"orderId\":\"o-1\"}'");
+    const input = await inputOption(values);
     const idempotencyKey = stringValue(values, "idempotency-key");
     const timeout = stringValue(values, "timeout");
     const created = await context.client().createRun(workflow, input ?? {}, {
@@ -47,6 +46,13 @@ export const runsCreate: Command = {
     return ExitCode.ok;
   },
 };
+
+/** --input JSON or --input-file FILE: a run's input, which must be a JSON object; undefined when neither is given. */
+async function inputOption(values: Parameters<Command["run"]>[1]): Promise<JsonObject | undefined> {
+  const input = await jsonOption(stringValue(values, "input"), stringValue(values, "input-file"), "input");
+  if (input !== undefined && !isJsonObject(input)) throw new UsageError("the input must be a JSON object, e.g. --input '{\"orderId\":\"o-1\"}'");
+  return input;
+}
 
 export const runsGet: Command = {
   name: "runs get",
@@ -226,8 +232,7 @@ export const runsFork: Command = {
   async run(context, values, [runId = ""]) {
     const fromOperation = stringValue(values, "from");
     if (!fromOperation) throw new UsageError("--from OPERATION is required: the operation of the source run to run live from, e.g. --from charge");
-    const input = await jsonOption(stringValue(values, "input"), stringValue(values, "input-file"), "input");
-    if (input !== undefined && !isJsonObject(input)) throw new UsageError("the input must be a JSON object, e.g. --input '{\"orderId\":\"o-1\"}'");
+    const input = await inputOption(values);
     const run = await context.client().forkRun(runId, { fromOperation, ...(input === undefined ? {} : { input }) });
     if (flag(values, "wait")) return watchRun(context, run.runId);
     context.io.out(context.json ? jsonDocument(run) : run.runId);
