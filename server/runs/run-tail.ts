@@ -19,6 +19,12 @@ const pageSize = 500;
 const recheckMs = 1000;
 /** How long to wait for a lower sequence number to commit before skipping the gap (a failed write). */
 const gapPatienceMs = 2000;
+/**
+ * Extra reads soon after a tail starts. A write whose trigger ran before this process's watch registration
+ * committed sends no notice, and if it commits after the tail's first read, nothing but the recheck would
+ * show it: these reads cover such a write's transaction time instead of a whole recheck period.
+ */
+const settleReadsMs = [50, 250];
 
 export class RunTail {
   /** Contiguous recent entries, ascending; the window's last entry is `lastSequence`. */
@@ -30,6 +36,7 @@ export class RunTail {
   private again = false;
   private gapSince: number | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private settleTimers: NodeJS.Timeout[] = [];
   watchers = 0;
 
   constructor(
@@ -41,10 +48,12 @@ export class RunTail {
   start(): void {
     this.timer = setInterval(() => void this.refresh(), recheckMs);
     this.timer.unref();
+    this.settleTimers = settleReadsMs.map((ms) => setTimeout(() => void this.refresh(), ms).unref());
   }
 
   stop(): void {
     clearInterval(this.timer);
+    for (const timer of this.settleTimers) clearTimeout(timer);
   }
 
   listen(signal: ChangeSignal): () => void {
@@ -111,10 +120,18 @@ export class RunTails {
     if (!shared) {
       const tail = new RunTail(this.db, namespace, runId);
       const ready = (async () => {
-        const unsubscribe = await this.feed.subscribe(runId, () => void tail.refresh());
+        // Changes made by this process (a run executed here ends or parks) arrive without the store's round trip.
+        const unsubscribeLocal = this.feed.subscribeLocal(runId, () => void tail.refresh());
+        const unsubscribe = await this.feed.subscribe(runId, () => void tail.refresh()).catch((error: unknown) => {
+          unsubscribeLocal();
+          throw error;
+        });
         await tail.refresh();
         tail.start();
-        return unsubscribe;
+        return () => {
+          unsubscribeLocal();
+          unsubscribe();
+        };
       })();
       shared = { tail, ready };
       this.tails.set(runId, shared);

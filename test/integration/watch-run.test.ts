@@ -139,3 +139,20 @@ test("WatchRuns streams status changes of matching runs", async () => {
   await watching;
   assert.ok(seen.includes(runId), "the completed run was announced");
 });
+
+test("create → watch → end, one run after another: no watcher waits for the 1 s recheck to see the end", async () => {
+  // The end must arrive by notice (this process's own, or the store's), not by the recheck a second later.
+  // 700 ms sits between a run of one step (a few ms) and the recheck; a missed notice shows as ~1,000 ms.
+  const slow: string[] = [];
+  for (const [label, watcher] of [["executing process", executor], ["other process", front]] as const) {
+    for (let i = 0; i < 100; i++) {
+      const started = performance.now();
+      const { run } = await executor.client.createRun({ workflowName: "many_steps", input: valueFromJson({ steps: 1, delayMs: 0 }) });
+      const updates = await collect(watcher.client, run?.runId ?? "");
+      const ms = performance.now() - started;
+      assert.ok(updates.some((u) => u.update.case === "run" && u.update.value.status === RunStatus.COMPLETED), `run ${i}: the stream ended without the run's end`);
+      if (ms > 700) slow.push(`${label}: run ${i} took ${ms.toFixed(0)} ms`);
+    }
+  }
+  assert.deepEqual(slow, []);
+});
