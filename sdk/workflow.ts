@@ -141,6 +141,20 @@ export interface WorkflowContext {
   startAgent(name: string, request: AgentRequest): Promise<string>;
   /** startAgent, then waits for the worker's result (operation names `name` and `name/result`). Throws AgentTurnFailedError. */
   runAgent<T = JsonValue>(name: string, request: AgentRequest, options?: AgentWaitOptions): Promise<T>;
+  /** The current time, journaled: a replay returns the same instant. Use it instead of `Date.now()` / `new Date()`. */
+  now(): Date;
+  /** A number in [0, 1), journaled: a replay returns the same one. Use it instead of `Math.random()`. */
+  random(): number;
+  /** A random UUID (v4), journaled: a replay returns the same one. Use it instead of `crypto.randomUUID()`. */
+  uuid(): string;
+  /**
+   * True when this run reaches this point on code that has patch `id` (new runs, and runs that passed here
+   * after the deploy); false when replaying history recorded before the patch. Branch on it to change code
+   * under runs in flight: `if (ctx.patched("new-fee")) await ctx.step("fee", ...)`.
+   */
+  patched(id: string): boolean;
+  /** Once no run that took the old branch of patch `id` is left: accepts journals with or without its marker; then drop the old branch. */
+  deprecatePatch(id: string): void;
 }
 
 export type WorkflowHandler<I, O> = (input: I, ctx: WorkflowContext) => Promise<O> | O;
