@@ -57,7 +57,11 @@ export type RunCompleted = Base & { kind: "run_completed"; result: JsonValue };
 export type RunFailed = Base & { kind: "run_failed"; error: FailureInfo };
 export type RunCancelled = Base & { kind: "run_cancelled"; error?: FailureInfo };
 /** PauseRun / ResumeRun (run-control.ts): the reason rides in error.message. */
-export type RunPaused = Base & { kind: "run_paused"; error?: FailureInfo };
+/**
+ * A run paused because its code diverged from its journal (error.name DeterminismError) carries in
+ * `result.supersedes` the entries the diverging activation wrote: replay skips them, like a retry's.
+ */
+export type RunPaused = Base & { kind: "run_paused"; error?: FailureInfo; result?: RetriedNote };
 export type RunResumed = Base & { kind: "run_resumed"; error?: FailureInfo };
 /**
  * RetryRun (run-control.ts): the failed run was queued again. `result.supersedes` lists the sequences replay
@@ -245,7 +249,7 @@ export function entryFromRecord(record: EntryRecord): NewEntry {
     case "run_cancelled":
       return { kind: "run_cancelled", ...base, ...(r.error ? { error: r.error } : {}) };
     case "run_paused":
-      return { kind: "run_paused", ...base, ...(r.error ? { error: r.error } : {}) };
+      return { kind: "run_paused", ...base, ...(r.error ? { error: r.error } : {}), ...(r.result ? { result: r.result as RetriedNote } : {}) };
     case "run_resumed":
       return { kind: "run_resumed", ...base, ...(r.error ? { error: r.error } : {}) };
     case "run_retried":

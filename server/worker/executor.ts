@@ -247,7 +247,9 @@ export async function executeRun(
     }
     case "diverged": {
       const reason = `${outcome.failure.message}. The run is paused, not failed: deploy code that matches its journal (or branches with ctx.patched) and ResumeRun continues it`;
-      if (await pauseDiverged(deps.store.db, fence, reason)) {
+      const startedAfter = entries.at(-1)?.sequence ?? 0;
+      const written = committed.filter((entry) => entry.sequence > startedAfter).map((entry) => entry.sequence);
+      if (await pauseDiverged(deps.store.db, fence, reason, written.sort((a, b) => a - b))) {
         deps.onEnded(run.id, undefined);
         activationEnded("diverged");
         logger.warn({ reason: outcome.failure.message }, "run paused: its journal no longer matches the workflow code");

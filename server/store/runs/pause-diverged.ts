@@ -11,8 +11,13 @@ import { runs } from "../schema.js";
 import type { Fence } from "./lease.js";
 import { appendRunEntry } from "./run-entry.js";
 
-/** False when the fence no longer holds (lease lost, or a cancel came first and wins). */
-export async function pauseDiverged(db: Db, fence: Fence, reason: string): Promise<boolean> {
+/**
+ * False when the fence no longer holds (lease lost, or a cancel came first and wins). `written` are the
+ * sequences the diverging activation journaled (operations the changed code started while replaying): replay
+ * skips them from now on, so the code that is deployed to fix the divergence replays the journal as it was.
+ * A diverging activation never consumes an event or fires a timer (those happen only past the recorded entries).
+ */
+export async function pauseDiverged(db: Db, fence: Fence, reason: string, written: readonly number[]): Promise<boolean> {
   return db.transaction(async (tx) => {
     const [run] = await tx
       .select()
@@ -20,7 +25,8 @@ export async function pauseDiverged(db: Db, fence: Fence, reason: string): Promi
       .where(and(eq(runs.id, fence.runId), eq(runs.leaseOwner, fence.owner), eq(runs.leaseEpoch, fence.epoch), eq(runs.status, "running")))
       .for("update");
     if (!run || run.cancelRequestedAt) return false;
-    await appendRunEntry(tx, run, "run_paused", JSON.stringify({ name: "DeterminismError", message: reason }));
+    const note = written.length > 0 ? { supersedes: [...written] } : null;
+    await appendRunEntry(tx, run, "run_paused", JSON.stringify({ name: "DeterminismError", message: reason }), note);
     await tx
       .update(runs)
       .set({
