@@ -186,7 +186,27 @@ export function defineWorkflow<I, O>(definition: {
   timeout?: Duration;
   handler: WorkflowHandler<I, O>;
 }): WorkflowDefinition<I, O> {
+  checkOptionKeys(definition, ["name", "input", "timeout", "handler"], `defineWorkflow options${typeof definition?.name === "string" ? ` of "${definition.name}"` : ""}`);
   return { kind: "cairn.workflow", ...definition };
+}
+
+/** A durable primitive or a workflow definition used wrongly (an unknown option key, a bad argument). */
+export class InvalidOperationError extends Error {
+  override readonly name = "InvalidOperationError";
+}
+
+/**
+ * Throws InvalidOperationError for a key of `options` not in `known`: a misspelt option (`maxAttempt`) would
+ * otherwise be ignored in silence. `what` names the options: "step options", "retry policy".
+ */
+export function checkOptionKeys(options: unknown, known: readonly string[], what: string): void {
+  if (options === undefined) return;
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new InvalidOperationError(`${what} must be an object (got ${Array.isArray(options) ? "an array" : String(options)}); known keys: ${known.join(", ")}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) throw new InvalidOperationError(`unknown option ${key} in ${what}; known: ${known.join(", ")}`);
+  }
 }
 
 /** Throw from a step to fail it without further retries. */

@@ -141,3 +141,49 @@ describe("ctx.patched / ctx.deprecatePatch", () => {
     assert.equal(outcome.kind, "diverged");
   });
 });
+
+describe("option checking and pending operations", () => {
+  const cases: [string, (ctx: WorkflowContext) => Promise<unknown>, RegExp][] = [
+    ["step", (ctx) => ctx.step("pay", () => 1, { maxAttempt: 3 } as never), /^ctx\.step\("pay"\): unknown option maxAttempt in step options; known: retry, timeout$/],
+    [
+      "retry policy",
+      (ctx) => ctx.step("pay", () => 1, { retry: { intialInterval: "1s" } as never }),
+      /unknown option intialInterval in retry policy; known: maxAttempts, initialInterval, backoffCoefficient, maxInterval, jitter, nonRetryableErrors$/,
+    ],
+    ["wait", (ctx) => ctx.waitForEvent("w", "t", "k", { timout: "1s" } as never), /ctx\.waitForEvent\("w"\): unknown option timout in waitForEvent options; known: timeout, lookback/],
+    ["child", (ctx) => ctx.startWorkflow("c", "child_wf", {}, { detach: true } as never), /ctx\.startWorkflow\("c"\): unknown option detach in startWorkflow options; known: detached/],
+    ["agent", (ctx) => ctx.runAgent("a", { text: "hi" }, { timeOut: "1s" } as never), /ctx\.runAgent\("a"\): unknown option timeOut in runAgent options; known: timeout/],
+  ];
+  for (const [what, call, message] of cases) {
+    test(`an unknown key in ${what} options fails the run with InvalidOperationError naming it and the known ones`, async () => {
+      const { host, outcome } = activate(async (_: unknown, ctx: WorkflowContext) => call(ctx));
+      const result = await outcome;
+      assert.equal(result.kind, "failed");
+      assert.equal(result.kind === "failed" && result.failure.name, "InvalidOperationError");
+      assert.match(result.kind === "failed" ? result.failure.message : "", message);
+      // Nothing ran or was journaled for the misconfigured operation.
+      assert.deepEqual(host.journal, []);
+      assert.equal(host.childRequests.length + host.turns.size, 0);
+    });
+  }
+
+  test("defineWorkflow refuses an unknown key", async () => {
+    const { defineWorkflow } = await import("../../sdk/workflow.js");
+    assert.throws(
+      () => defineWorkflow({ name: "typo", timeOut: "1h", handler: () => 1 } as never),
+      (error: Error) => error.name === "InvalidOperationError" && /unknown option timeOut in defineWorkflow options of "typo"; known: name, input, timeout, handler/.test(error.message),
+    );
+  });
+
+  test("operations still pending when the handler returns are logged at warn level with their names", async () => {
+    const { host, outcome } = activate(async (_: unknown, ctx: WorkflowContext) => {
+      void ctx.sleep("forgotten-nap", "1h");
+      void ctx.waitForEvent("forgotten-wait", "t", "k");
+      await ctx.step("awaited", () => 1);
+      return "done";
+    });
+    assert.equal((await outcome).kind, "completed");
+    const warnings = host.logs.filter((line) => line.startsWith("warn:"));
+    assert.deepEqual(warnings, ["warn:workflow returned with operations still pending: forgotten-nap, forgotten-wait (a missing await?)"]);
+  });
+});
