@@ -50,6 +50,20 @@ export type ActivationOutcome =
 
 export type Handler = (input: never, ctx: WorkflowContext) => unknown;
 
+export interface ActivationOptions {
+  /**
+   * Check a recorded journal against the code, nothing more (cairn/testing's replay): the activation ends
+   * `aborted` with ReplayComplete as soon as the recorded entries are all delivered, and a divergence is found
+   * at once even while the code's new operations are in flight (the host never lets them finish).
+   */
+  replayOnly?: boolean;
+}
+
+/** A replay-only activation got through every recorded entry. */
+export class ReplayComplete extends Error {
+  override readonly name = "ReplayComplete";
+}
+
 export class Activation {
   private readonly replay: Replay;
   private readonly operations = new Map<string, Operation>();
@@ -72,6 +86,7 @@ export class Activation {
     private readonly run: RunIdentity,
     journal: readonly JournalEntry[],
     private readonly host: ActivationHost,
+    private readonly options: ActivationOptions = {},
   ) {
     this.replay = new Replay(run, journal);
     this.nextSequence = (journal.at(-1)?.sequence ?? 0) + 1;
@@ -121,17 +136,19 @@ export class Activation {
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (this.host.signal.aborted) this.fail(this.host.signal.reason, true);
       if (this.fatal || this.handlerResult) {
-        if (this.inFlight > 0 && !this.fatal?.abort) {
+        // (A replay-only check never lets its in-flight work finish: it reports at once.)
+        if (this.inFlight > 0 && !this.fatal?.abort && !this.options.replayOnly) {
           // Steps the handler started but did not await still finish and persist before the run ends.
           await this.nextChange();
           continue;
         }
         return this.finalOutcome();
       }
+      if (this.options.replayOnly && !this.replay.isReplaying) return { kind: "aborted", reason: new ReplayComplete("every recorded entry replayed") };
       if (this.replay.isReplaying) {
         const next = this.replay.next(this.operations);
         if (next.kind === "blocked") {
-          if (this.inFlight > 0) {
+          if (this.inFlight > 0 && !this.options.replayOnly) {
             await this.nextChange();
             continue;
           }
