@@ -153,3 +153,24 @@ test("ctx.now/random/uuid: the same values after a restart, journaled in the nex
   const kinds = (history.json.entries as { kind: string }[]).map((entry) => entry.kind);
   assert.deepEqual(kinds.slice(0, 3), ["ENTRY_KIND_NOW_RECORDED", "ENTRY_KIND_RANDOM_RECORDED", "ENTRY_KIND_UUID_RECORDED"]);
 });
+
+test("an unknown option key fails the run naming it; an operation left pending is logged at warn level", async () => {
+  await deploy("v1");
+  const typo = await sdk.createRun("typo_option", {}, { eagerStart: true });
+  const failed = await until(typo.runId, "failed");
+  assert.equal(failed.error?.name, "InvalidOperationError");
+  const expected = 'ctx.step("pay"): unknown option maxAttempt in retry policy; known: maxAttempts, initialInterval, backoffCoefficient, maxInterval, jitter, nonRetryableErrors';
+  assert.equal(failed.error?.message, expected);
+  const got = await connectJson("GetRun", { runId: typo.runId });
+  assert.equal((got.json.run as { status: string }).status, "RUN_STATUS_FAILED");
+  assert.equal((got.json.run as { error: { message: string } }).error.message, expected);
+  // Nothing ran for the misconfigured step: the journal holds only the run's end.
+  assert.deepEqual(named(await entries(typo.runId)), ["run_failed:"]);
+
+  const forgetful = await connectJson("CreateRun", { workflowName: "forgetful", eagerStart: true });
+  assert.equal(forgetful.status, 200, JSON.stringify(forgetful.json));
+  const runId = (forgetful.json.run as { runId: string }).runId;
+  assert.deepEqual(await sdk.waitForResult(runId, { timeoutMs: 15_000 }), "done");
+  const warning = server?.logRecords().find((record) => record.runId === runId && record.level === 40);
+  assert.match(String(warning?.msg), /workflow returned with operations still pending: forgotten-nap \(a missing await\?\)/);
+});
