@@ -124,6 +124,8 @@ test("without a patch the old run pauses with a readable reason; reverted code a
   // The status through the independent client.
   const got = await connectJson("GetRun", { runId: old.runId });
   assert.equal((got.json.run as { status: string }).status, "RUN_STATUS_PAUSED");
+  const explained = await connectJson("ExplainRun", { runId: old.runId });
+  assert.match(String(explained.json.pauseReason), /records "paid" \(event_wait_started\) next/);
 
   await deploy("v1");
   const resumed = await connectJson("ResumeRun", { runId: old.runId, reason: "v1 is back" });
