@@ -141,6 +141,20 @@ export interface WorkflowContext {
   startAgent(name: string, request: AgentRequest): Promise<string>;
   /** startAgent, then waits for the worker's result (operation names `name` and `name/result`). Throws AgentTurnFailedError. */
   runAgent<T = JsonValue>(name: string, request: AgentRequest, options?: AgentWaitOptions): Promise<T>;
+  /** The current time, journaled: a replay returns the same instant. Use it instead of `Date.now()` / `new Date()`. */
+  now(): Date;
+  /** A number in [0, 1), journaled: a replay returns the same one. Use it instead of `Math.random()`. */
+  random(): number;
+  /** A random UUID (v4), journaled: a replay returns the same one. Use it instead of `crypto.randomUUID()`. */
+  uuid(): string;
+  /**
+   * True when this run reaches this point on code that has patch `id` (new runs, and runs that passed here
+   * after the deploy); false when replaying history recorded before the patch. Branch on it to change code
+   * under runs in flight: `if (ctx.patched("new-fee")) await ctx.step("fee", ...)`.
+   */
+  patched(id: string): boolean;
+  /** Once no run that took the old branch of patch `id` is left: accepts journals with or without its marker; then drop the old branch. */
+  deprecatePatch(id: string): void;
 }
 
 export type WorkflowHandler<I, O> = (input: I, ctx: WorkflowContext) => Promise<O> | O;
@@ -172,7 +186,27 @@ export function defineWorkflow<I, O>(definition: {
   timeout?: Duration;
   handler: WorkflowHandler<I, O>;
 }): WorkflowDefinition<I, O> {
+  checkOptionKeys(definition, ["name", "input", "timeout", "handler"], `defineWorkflow options${typeof definition?.name === "string" ? ` of "${definition.name}"` : ""}`);
   return { kind: "cairn.workflow", ...definition };
+}
+
+/** A durable primitive or a workflow definition used wrongly (an unknown option key, a bad argument). */
+export class InvalidOperationError extends Error {
+  override readonly name = "InvalidOperationError";
+}
+
+/**
+ * Throws InvalidOperationError for a key of `options` not in `known`: a misspelt option (`maxAttempt`) would
+ * otherwise be ignored in silence. `what` names the options: "step options", "retry policy".
+ */
+export function checkOptionKeys(options: unknown, known: readonly string[], what: string): void {
+  if (options === undefined) return;
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new InvalidOperationError(`${what} must be an object (got ${Array.isArray(options) ? "an array" : String(options)}); known keys: ${known.join(", ")}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) throw new InvalidOperationError(`unknown option ${key} in ${what}; known: ${known.join(", ")}`);
+  }
 }
 
 /** Throw from a step to fail it without further retries. */

@@ -26,6 +26,7 @@ import type { Operation, OperationKernel, OperationType, RunIdentity } from "./p
 import { rejected } from "./primitives/settled.js";
 import { startDueRetry } from "./primitives/step.js";
 import { Replay } from "./replay.js";
+import { DeterminismError } from "./errors.js";
 import type { JournalEntry } from "./journal.js";
 import { type PendingWait, waitDescriptors } from "./waits.js";
 
@@ -34,14 +35,34 @@ export type { RunIdentity } from "./primitives/primitive.js";
 export { childRunId } from "./ids.js";
 
 export type ActivationOutcome =
-  | { kind: "completed"; output: JsonValue }
-  | { kind: "failed"; failure: FailureInfo }
+  /** `deferred`: entries (recorded values, patch markers) the host writes with the run's end, before it. */
+  | { kind: "completed"; output: JsonValue; deferred?: NewEntry[] }
+  | { kind: "failed"; failure: FailureInfo; deferred?: NewEntry[] }
+  /**
+   * The code no longer does what the recorded journal says (a DeterminismError found while replaying): the
+   * host pauses the run with this reason instead of failing it, so a fixed deploy and ResumeRun continue it.
+   */
+  | { kind: "diverged"; failure: FailureInfo }
   /** The run is parked on these waits; the host has already recorded them. */
   | { kind: "suspended"; waits: PendingWait[] }
   /** The host withdrew the activation (lease lost, cancelled, shutdown): persist nothing more. */
   | { kind: "aborted"; reason: unknown };
 
 export type Handler = (input: never, ctx: WorkflowContext) => unknown;
+
+export interface ActivationOptions {
+  /**
+   * Check a recorded journal against the code, nothing more (cairn/testing's replay): the activation ends
+   * `aborted` with ReplayComplete as soon as the recorded entries are all delivered, and a divergence is found
+   * at once even while the code's new operations are in flight (the host never lets them finish).
+   */
+  replayOnly?: boolean;
+}
+
+/** A replay-only activation got through every recorded entry. */
+export class ReplayComplete extends Error {
+  override readonly name = "ReplayComplete";
+}
 
 export class Activation {
   private readonly replay: Replay;
@@ -56,13 +77,16 @@ export class Activation {
   private wakeLoop: (() => void) | undefined;
   private handlerResult: { ok: true; value: unknown } | { ok: false; error: unknown } | undefined;
   /** A determinism error or host failure: it decides the outcome whatever the handler does with it. */
-  private fatal: { error: unknown; abort: boolean } | undefined;
+  private fatal: { error: unknown; abort: boolean; diverged: boolean } | undefined;
+  /** Deferred entries (kernel.defer) with their sequence numbers: they go out with the next write. */
+  private riders: { sequence: number; entry: NewEntry; operation: Operation }[] = [];
   private readonly kernel: OperationKernel;
 
   constructor(
     private readonly run: RunIdentity,
     journal: readonly JournalEntry[],
     private readonly host: ActivationHost,
+    private readonly options: ActivationOptions = {},
   ) {
     this.replay = new Replay(run, journal);
     this.nextSequence = (journal.at(-1)?.sequence ?? 0) + 1;
@@ -73,6 +97,10 @@ export class Activation {
       register: (name, type) => this.register(name, type),
       recorded: (name) => this.replay.recordedFor(name),
       write: (entry, operation) => this.startWrite(entry, operation),
+      defer: (entry, operation) => {
+        this.riders.push({ sequence: this.nextSequence++, entry, operation });
+      },
+      replaying: () => this.replay.isReplaying,
       track: (work) => this.track(work),
       fail: (error, abort) => this.fail(error, abort),
       invalid: (name, primitive, error) => rejected(this.invalid(name, primitive, error)),
@@ -108,17 +136,19 @@ export class Activation {
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (this.host.signal.aborted) this.fail(this.host.signal.reason, true);
       if (this.fatal || this.handlerResult) {
-        if (this.inFlight > 0 && !this.fatal?.abort) {
+        // (A replay-only check never lets its in-flight work finish: it reports at once.)
+        if (this.inFlight > 0 && !this.fatal?.abort && !this.options.replayOnly) {
           // Steps the handler started but did not await still finish and persist before the run ends.
           await this.nextChange();
           continue;
         }
         return this.finalOutcome();
       }
+      if (this.options.replayOnly && !this.replay.isReplaying) return { kind: "aborted", reason: new ReplayComplete("every recorded entry replayed") };
       if (this.replay.isReplaying) {
         const next = this.replay.next(this.operations);
         if (next.kind === "blocked") {
-          if (this.inFlight > 0) {
+          if (this.inFlight > 0 && !this.options.replayOnly) {
             await this.nextChange();
             continue;
           }
@@ -151,6 +181,11 @@ export class Activation {
         continue;
       }
       if (this.fatal) continue;
+      if (this.riders.length > 0) {
+        // Parking without a write of its own (a child or retry wait): the deferred values need their own commit.
+        this.startWrite(undefined, undefined);
+        continue;
+      }
       try {
         if (await this.host.suspend(waits)) return { kind: "suspended", waits };
       } catch (error) {
@@ -161,16 +196,32 @@ export class Activation {
 
   private finalOutcome(): ActivationOutcome {
     if (this.fatal) {
-      return this.fatal.abort ? { kind: "aborted", reason: this.fatal.error } : { kind: "failed", failure: toFailureInfo(this.fatal.error) };
+      if (this.fatal.abort) return { kind: "aborted", reason: this.fatal.error };
+      if (this.fatal.diverged) return { kind: "diverged", failure: toFailureInfo(this.fatal.error) };
+      return { kind: "failed", failure: toFailureInfo(this.fatal.error), ...this.takeRiders() };
     }
+    this.warnPending();
     const result = this.handlerResult as NonNullable<typeof this.handlerResult>;
-    if (!result.ok) return { kind: "failed", failure: toFailureInfo(result.error) };
+    if (!result.ok) return { kind: "failed", failure: toFailureInfo(result.error), ...this.takeRiders() };
     try {
       const output = result.value === undefined ? null : storedJson(result.value, "the workflow's return value", stepResultLimit(this.host.limits));
-      return { kind: "completed", output };
+      return { kind: "completed", output, ...this.takeRiders() };
     } catch (error) {
-      return { kind: "failed", failure: toFailureInfo(error) };
+      return { kind: "failed", failure: toFailureInfo(error), ...this.takeRiders() };
     }
+  }
+
+  /** The deferred entries still unwritten, for the host's final write (absent when there are none). */
+  private takeRiders(): { deferred?: NewEntry[] } {
+    const deferred = this.riders.splice(0).map((rider) => rider.entry);
+    return deferred.length > 0 ? { deferred } : {};
+  }
+
+  /** Operations the handler started but never saw end (a missing `await`, a lost race): likely a bug, so say which. */
+  private warnPending(): void {
+    const pending = [...this.operations.values()].filter((operation) => !operation.settled).map((operation) => operation.name);
+    if (pending.length === 0) return;
+    this.host.logger.warn(`workflow returned with operations still pending: ${pending.join(", ")} (a missing await?)`, { operations: pending });
   }
 
   /**
@@ -222,15 +273,19 @@ export class Activation {
     );
   }
 
-  /** Journals `entry` in the background; the handler sees it when its sequence number comes up. */
-  private startWrite(entry: NewEntry, operation: Operation): void {
-    const sequence = this.nextSequence++;
+  /**
+   * Journals `entry` in the background, preceded by the deferred entries (all appended in the same turn, so the
+   * host's group commit carries them in one statement); the handler sees it when its sequence number comes up.
+   * Without an entry, only the deferred ones are written.
+   */
+  private startWrite(entry: NewEntry | undefined, operation: Operation | undefined): void {
+    const writes = this.riders.splice(0);
+    if (entry && operation) writes.push({ sequence: this.nextSequence++, entry, operation });
     this.inFlight++;
-    this.host
-      .append(entry)
+    Promise.all(writes.map((write) => this.host.append(write.entry)))
       .then(
         () => {
-          this.committed.set(sequence, { entry, operation });
+          for (const write of writes) this.committed.set(write.sequence, { entry: write.entry, operation: write.operation });
         },
         (error: unknown) => {
           this.fail(error, true);
@@ -271,7 +326,8 @@ export class Activation {
 
   /** Records a fatal condition; returns the error to throw into the handler. */
   private fail(error: unknown, abort: boolean): unknown {
-    this.fatal ??= { error, abort };
+    // Found while replaying recorded entries, a determinism error means the code changed under the run: it pauses.
+    this.fatal ??= { error, abort, diverged: !abort && error instanceof DeterminismError && this.replay.isReplaying };
     this.poke();
     return this.fatal.error;
   }

@@ -57,7 +57,11 @@ export type RunCompleted = Base & { kind: "run_completed"; result: JsonValue };
 export type RunFailed = Base & { kind: "run_failed"; error: FailureInfo };
 export type RunCancelled = Base & { kind: "run_cancelled"; error?: FailureInfo };
 /** PauseRun / ResumeRun (run-control.ts): the reason rides in error.message. */
-export type RunPaused = Base & { kind: "run_paused"; error?: FailureInfo };
+/**
+ * A run paused because its code diverged from its journal (error.name DeterminismError) carries in
+ * `result.supersedes` the entries the diverging activation wrote: replay skips them, like a retry's.
+ */
+export type RunPaused = Base & { kind: "run_paused"; error?: FailureInfo; result?: RetriedNote };
 export type RunResumed = Base & { kind: "run_resumed"; error?: FailureInfo };
 /**
  * RetryRun (run-control.ts): the failed run was queued again. `result.supersedes` lists the sequences replay
@@ -82,6 +86,17 @@ export interface ForkedNote {
   fromSequence: number;
 }
 
+/**
+ * ctx.now() / ctx.random() / ctx.uuid() (primitives/deterministic.ts): the value handed to the handler, kept so
+ * that replay hands back the same one. `result` is epoch ms for now, a number in [0, 1) for random, a string for
+ * uuid. These entries have no commit of their own: they ride on the run's next journal write.
+ */
+export type NowRecorded = Base & { kind: "now_recorded"; result: number };
+export type RandomRecorded = Base & { kind: "random_recorded"; result: number };
+export type UuidRecorded = Base & { kind: "uuid_recorded"; result: string };
+/** ctx.patched(id) reached on code that has the patch: replays of this run take the patched branch. */
+export type PatchMarked = Base & { kind: "patch_marked" };
+
 /** What an activation asks the host to persist. */
 export type NewEntry =
   | StepCompleted
@@ -104,7 +119,11 @@ export type NewEntry =
   | RunPaused
   | RunResumed
   | RunRetried
-  | RunForked;
+  | RunForked
+  | NowRecorded
+  | RandomRecorded
+  | UuidRecorded
+  | PatchMarked;
 
 export type EntryKind = NewEntry["kind"];
 export type EntryOf<K extends EntryKind> = Extract<NewEntry, { kind: K }>;
@@ -131,6 +150,10 @@ export const entryKinds = [
   "run_resumed",
   "run_retried",
   "run_forked",
+  "now_recorded",
+  "random_recorded",
+  "uuid_recorded",
+  "patch_marked",
 ] as const satisfies readonly EntryKind[];
 
 export type JournalEntry = NewEntry & { sequence: number; createdAt: Date };
@@ -226,13 +249,20 @@ export function entryFromRecord(record: EntryRecord): NewEntry {
     case "run_cancelled":
       return { kind: "run_cancelled", ...base, ...(r.error ? { error: r.error } : {}) };
     case "run_paused":
-      return { kind: "run_paused", ...base, ...(r.error ? { error: r.error } : {}) };
+      return { kind: "run_paused", ...base, ...(r.error ? { error: r.error } : {}), ...(r.result ? { result: r.result as RetriedNote } : {}) };
     case "run_resumed":
       return { kind: "run_resumed", ...base, ...(r.error ? { error: r.error } : {}) };
     case "run_retried":
       return { kind: "run_retried", ...base, result: need(r.result, r, "superseded sequences") as RetriedNote, ...(r.error ? { error: r.error } : {}) };
     case "run_forked":
       return { kind: "run_forked", ...base, targetRunId: need(r.targetRunId, r, "source run id"), result: need(r.result, r, "fork origin") as ForkedNote };
+    case "now_recorded":
+    case "random_recorded":
+      return { kind: r.kind as "now_recorded" | "random_recorded", ...base, result: need(typeof r.result === "number" ? r.result : undefined, r, "numeric value") };
+    case "uuid_recorded":
+      return { kind: "uuid_recorded", ...base, result: need(typeof r.result === "string" ? r.result : undefined, r, "uuid") };
+    case "patch_marked":
+      return { kind: "patch_marked", ...base };
     default:
       throw new MalformedEntryError(r.kind, r.name, "known kind");
   }

@@ -55,7 +55,7 @@ export class Replay {
         kind: "blocked",
         error: new DeterminismError(
           entry.name,
-          `the journal of run ${this.run.runId} records "${entry.name}" (${entry.kind}) next, but workflow "${this.run.workflowName}" did not start that operation; the code changed under a running run — keep old operations for old runs or give new code new workflow names`,
+          `the journal of run ${this.run.runId} records "${entry.name}" (${entry.kind}) next, but workflow "${this.run.workflowName}" did not start that operation (it started ${startedInstead(operations)} instead); ${usualCauses}`,
         ),
       };
     }
@@ -81,9 +81,19 @@ export class Replay {
     if (first && operationTypeOf(first.kind) !== type) {
       return new DeterminismError(
         name,
-        `operation "${name}" in workflow "${this.run.workflowName}" (run ${this.run.runId}) is a ctx.${type} now but the journal recorded it as ${first.kind}; the workflow code changed under a running run — keep old names for old behaviour or give the new operation a new name`,
+        `operation "${name}" in workflow "${this.run.workflowName}" (run ${this.run.runId}) is a ctx.${type} now but the journal recorded it as ${first.kind}; ${usualCauses}`,
       );
     }
     return undefined;
   }
+}
+
+/** What a divergence usually means, and what to do about it. */
+const usualCauses =
+  "usually the workflow code changed under a running run (keep the old path for old runs with ctx.patched(id), or give new code a new workflow name), or the handler branches on clocks, randomness or I/O outside steps (use ctx.now(), ctx.random(), ctx.uuid() or a ctx.step)";
+
+/** The operations the handler is waiting on at a divergence: the code's side of the mismatch. */
+function startedInstead(operations: ReadonlyMap<string, Operation>): string {
+  const pending = [...operations.values()].filter((operation) => !operation.settled).map((operation) => `"${operation.name}" (${operation.type})`);
+  return pending.length > 0 ? pending.join(", ") : "nothing durable";
 }

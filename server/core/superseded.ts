@@ -6,11 +6,11 @@ import type { JournalEntry } from "./journal.js";
 import type { FailureInfo } from "./json.js";
 import { operationTypeOf } from "./primitives/index.js";
 
-/** Sequences every `run_retried` entry of the journal supersedes. */
+/** Sequences every `run_retried` entry (and every `run_paused` of a divergence) of the journal supersedes. */
 export function supersededSequences(journal: readonly JournalEntry[]): Set<number> {
   const superseded = new Set<number>();
   for (const entry of journal) {
-    if (entry.kind === "run_retried") for (const sequence of entry.result.supersedes) superseded.add(sequence);
+    if (entry.kind === "run_retried" || (entry.kind === "run_paused" && entry.result)) for (const sequence of entry.result?.supersedes ?? []) superseded.add(sequence);
   }
   return superseded;
 }

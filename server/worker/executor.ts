@@ -9,6 +9,7 @@ import { Activation, type ActivationHost, type ActivationOutcome } from "../core
 import type { StepAttemptScope } from "../core/host.js";
 import { LeaseLostError, RunCancelRequestedError, RunPauseRequestedError } from "../core/errors.js";
 import { pauseHeld } from "../store/runs/pause.js";
+import { pauseDiverged } from "../store/runs/pause-diverged.js";
 import type { JournalEntry, NewEntry } from "../core/journal.js";
 import { nextDeadline, type PendingWait } from "../core/waits.js";
 import { checkSize, inputLimit, toFailureInfo, type ValueLimits } from "../core/json.js";
@@ -244,12 +245,34 @@ export async function executeRun(
       }
       return;
     }
+    case "diverged": {
+      const reason = `${outcome.failure.message}. The run is paused, not failed: deploy code that matches its journal (or branches with ctx.patched) and ResumeRun continues it`;
+      const startedAfter = entries.at(-1)?.sequence ?? 0;
+      const written = committed.filter((entry) => entry.sequence > startedAfter).map((entry) => entry.sequence);
+      if (await pauseDiverged(deps.store.db, fence, reason, written.sort((a, b) => a - b))) {
+        deps.onEnded(run.id, undefined);
+        activationEnded("diverged");
+        logger.warn({ reason: outcome.failure.message }, "run paused: its journal no longer matches the workflow code");
+      } else {
+        logger.warn("divergence pause not recorded: lease lost or cancelled meanwhile");
+        activationEnded("lease_lost");
+      }
+      return;
+    }
     case "completed":
       ending = { status: "completed", output: outcome.output };
       break;
     case "failed":
       ending = { status: "failed", error: outcome.failure };
       break;
+  }
+  const deferred = outcome.kind === "completed" || outcome.kind === "failed" ? (outcome.deferred ?? []) : [];
+  if (deferred.length > 0) {
+    // Values drawn after the run's last write (ctx.now() just before returning): journaled before its end, in one
+    // statement. If they are refused, the end below is refused too (or wins a cancel race); history just lacks them.
+    await Promise.all(deferred.map((entry) => deps.store.journal.append(fence, nextSequence++, entry))).catch((error: unknown) =>
+      logger.warn({ err: error }, "recorded values not journaled before the run's end"),
+    );
   }
   // A crash before this commits leaves the run claimed; after the lease lapses it replays to the same end.
   const ended = await endRun(deps.store, fence, nextSequence++, ending, run.parentRunId);

@@ -41,11 +41,12 @@ async function replayEveryPrefix(
   outcome: ActivationOutcome,
 ): Promise<void> {
   const journal = [...host.journal];
-  const expectedDeterminismError = outcome.kind === "failed" && outcome.failure.name === "DeterminismError";
+  const expectedDeterminismError = outcome.kind === "diverged" || (outcome.kind === "failed" && outcome.failure.name === "DeterminismError");
   for (let length = 0; length <= journal.length; length++) {
     const replayed = await new Activation(run, journal.slice(0, length), probeHost(host)).execute(handler);
     const at = `replaying ${length} of ${journal.length} journal entries (${journal.slice(0, length).map((e) => `${e.kind}:${e.name}`).join(", ")})`;
-    if (replayed.kind === "failed" && replayed.failure.name === "DeterminismError" && !expectedDeterminismError) {
+    const diverged = replayed.kind === "diverged" || (replayed.kind === "failed" && replayed.failure.name === "DeterminismError");
+    if (diverged && !expectedDeterminismError) {
       throw new Error(`always-replay: ${at} hit a determinism error the activation did not: ${replayed.failure.message}`);
     }
     const ended = outcome.kind === "completed" || outcome.kind === "failed";
@@ -95,6 +96,8 @@ function describe(outcome: ActivationOutcome): string {
       return `completed with ${JSON.stringify(outcome.output)}`;
     case "failed":
       return `failed with ${outcome.failure.name}: ${outcome.failure.message}`;
+    case "diverged":
+      return `diverged (paused): ${outcome.failure.message}`;
     case "suspended":
       return `suspended on ${outcome.waits.map((w) => w.name).join(", ")}`;
     case "aborted":

@@ -4,7 +4,7 @@
  * finds the same turn again); `ctx.runAgent` starts one and parks on it as
  * `name/result` until a worker finishes it or its journaled deadline passes.
  */
-import type { AgentRequest, AgentWaitOptions, JsonValue } from "../../../sdk/workflow.js";
+import { type AgentRequest, type AgentWaitOptions, checkOptionKeys, type JsonValue } from "../../../sdk/workflow.js";
 import { AgentTurnFailedError } from "../../../sdk/workflow.js";
 import { parseDuration } from "../duration.js";
 import type { AgentTurnRequest } from "../host.js";
@@ -76,6 +76,11 @@ export const agentContext: ContextMethods<"startAgent" | "runAgent"> = (kernel) 
   startAgent: (name, request) => startAgent(kernel, name, request),
   runAgent: async <T>(name: string, request: AgentRequest, options: AgentWaitOptions = {}) => {
     // The deadline is journaled with the turn's start, so every replay waits for the same instant.
+    try {
+      checkOptionKeys(options, ["timeout"] satisfies (keyof AgentWaitOptions)[], "runAgent options");
+    } catch (error) {
+      return kernel.invalid(name, "runAgent", error);
+    }
     const recordedStart = kernel.recorded(name).find((e): e is typeof e & AgentTurnStarted => e.kind === "agent_turn_started");
     let timeoutAt = recordedStart?.timeoutAt;
     if (!recordedStart && options.timeout !== undefined) {

@@ -5,7 +5,7 @@
  * parks on a child until it ends; `ctx.runWorkflow` is both, as operations
  * `name` and `name/result`.
  */
-import type { JsonObject, StartWorkflowOptions } from "../../../sdk/workflow.js";
+import { checkOptionKeys, type JsonObject, type StartWorkflowOptions } from "../../../sdk/workflow.js";
 import { ChildWorkflowFailedError } from "../../../sdk/workflow.js";
 import { InvalidInputError, PayloadTooLargeError, WorkflowNotFoundError } from "../errors.js";
 import type { ChildRequest } from "../host.js";
@@ -68,6 +68,7 @@ function startWorkflow(kernel: OperationKernel, name: string, workflowName: stri
   if (recorded.length > 0) return promise;
   let request: ChildRequest;
   try {
+    checkOptionKeys(options, ["detached"] satisfies (keyof StartWorkflowOptions)[], "startWorkflow options");
     if (typeof workflowName !== "string" || workflowName.length === 0) throw new Error("workflowName must be a non-empty string");
     const json = normalizeJson(toJsonValue(input, "the child's input"));
     if (typeof json !== "object" || json === null || Array.isArray(json)) throw new Error("the child's input must be a JSON object");

@@ -5,7 +5,7 @@
  * wait for the same thing; an arrival journals `event_received` with the event
  * consumed, a passed timeout `event_wait_timed_out` (the handler sees null).
  */
-import type { WaitForEventOptions } from "../../../sdk/workflow.js";
+import { checkOptionKeys, type WaitForEventOptions } from "../../../sdk/workflow.js";
 import { parseDuration } from "../duration.js";
 import type { EventWaitStarted } from "../journal.js";
 import type { EventWait, WaitRecord } from "../waits.js";
@@ -75,6 +75,7 @@ export const eventContext: ContextMethods<"waitForEvent"> = (kernel) => ({
       wait = { kind: "event", name, eventType: started.eventType, correlationId: started.correlationId, timeoutAt: started.timeoutAt, lookbackFrom: started.lookbackFrom };
     } else {
       try {
+        checkOptionKeys(options, ["timeout", "lookback"] satisfies (keyof WaitForEventOptions)[], "waitForEvent options");
         if (typeof eventType !== "string" || eventType.length === 0) throw new Error("eventType must be a non-empty string");
         if (typeof correlationId !== "string") throw new Error("correlationId must be a string");
         const now = kernel.host.now();

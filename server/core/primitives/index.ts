@@ -7,6 +7,7 @@ import type { WorkflowContext } from "../../../sdk/workflow.js";
 import type { EntryKind, NewEntry } from "../journal.js";
 import { agentContext, agentEntries } from "./agent.js";
 import { childContext, childEntries } from "./child.js";
+import { deterministicContext, deterministicEntries } from "./deterministic.js";
 import { eventContext, eventEntries } from "./event.js";
 import type { EntryDescriptor, EntryDescriptors, OperationKernel, OperationType } from "./primitive.js";
 import { runControlEntries } from "./run-control.js";
@@ -22,6 +23,7 @@ export const entryDescriptors: EntryDescriptors<EntryKind> = {
   ...agentEntries,
   ...runEndEntries,
   ...runControlEntries,
+  ...deterministicEntries,
 };
 
 function descriptorOf(entry: NewEntry): EntryDescriptor<NewEntry> {
@@ -36,6 +38,7 @@ export function primitiveMethods(kernel: OperationKernel): Omit<WorkflowContext,
     ...eventContext(kernel),
     ...childContext(kernel),
     ...agentContext(kernel),
+    ...deterministicContext(kernel),
   };
 }
 

@@ -12,7 +12,7 @@ import type { EntryKind, EntryOf, JournalEntry, NewEntry } from "../journal.js";
 import type { PendingWait, WaitRecord } from "../waits.js";
 
 /** The kind of durable operation a `ctx` call is, for determinism checks. */
-export type OperationType = "step" | "timer" | "event" | "child" | "child_wait" | "agent" | "agent_wait";
+export type OperationType = "step" | "timer" | "event" | "child" | "child_wait" | "agent" | "agent_wait" | "value" | "patch";
 
 /** One named `ctx` call in this activation. */
 export interface Operation {
@@ -47,6 +47,13 @@ export interface OperationKernel {
   recorded(name: string): readonly JournalEntry[];
   /** Journals `entry` in the background; the handler sees it when its sequence number comes up. */
   write(entry: NewEntry, operation: Operation): void;
+  /**
+   * Journals `entry` (of an operation already settled) with the next write, in the same statement: no commit
+   * of its own. Entries still deferred when the handler returns go with the activation's final write.
+   */
+  defer(entry: NewEntry, operation: Operation): void;
+  /** Whether the handler is still inside the journal's recorded entries (the replay cursor has not reached the end). */
+  replaying(): boolean;
   /** Work in flight that must finish (or fail the activation) before the activation may suspend. */
   track(work: Promise<unknown>): void;
   /** Records a fatal condition (a determinism error, or with `abort` a host failure); returns the error to throw. */

@@ -5,7 +5,10 @@
 import type { EntryDescriptors } from "./primitive.js";
 
 export const runControlEntries: EntryDescriptors<"run_paused" | "run_resumed" | "run_retried" | "run_forked"> = {
-  run_paused: { summary: (entry) => (entry.error?.message ? `run paused: ${entry.error.message}` : "run paused") },
+  run_paused: {
+    summary: (entry) =>
+      `${entry.error?.message ? `run paused: ${entry.error.message}` : "run paused"}${entry.result?.supersedes.length ? ` (replay skips entries ${entry.result.supersedes.join(", ")})` : ""}`,
+  },
   run_resumed: { summary: (entry) => (entry.error?.message ? `run resumed: ${entry.error.message}` : "run resumed") },
   run_retried: {
     summary: (entry) =>

@@ -5,7 +5,7 @@
  * and fails it whatever the function does. A step that already has an outcome
  * in the journal never runs again: replay hands back what was recorded.
  */
-import type { JsonValue, StepContext, StepOptions } from "../../../sdk/workflow.js";
+import { checkOptionKeys, type JsonValue, type StepContext, type StepOptions, type RetryPolicy } from "../../../sdk/workflow.js";
 import { parseDuration } from "../duration.js";
 import type { StepAttemptFailed, StepCompleted, StepFailed } from "../journal.js";
 import { failureToError, type FailureInfo, stepResultLimit, storedJson, toFailureInfo } from "../json.js";
@@ -31,6 +31,9 @@ export const stepEntries: EntryDescriptors<"step_completed" | "step_failed" | "s
   },
 };
 
+const stepOptionKeys = ["retry", "timeout"] as const satisfies readonly (keyof StepOptions)[];
+const retryPolicyKeys = ["maxAttempts", "initialInterval", "backoffCoefficient", "maxInterval", "jitter", "nonRetryableErrors"] as const satisfies readonly (keyof RetryPolicy)[];
+
 interface LiveStep {
   operation: Operation;
   fn: (step: StepContext) => unknown;
@@ -46,6 +49,8 @@ export const stepContext: ContextMethods<"step"> = (kernel) => ({
     let policy: ResolvedRetryPolicy;
     let timeoutMs: number | undefined;
     try {
+      checkOptionKeys(options, stepOptionKeys, "step options");
+      checkOptionKeys(options?.retry, retryPolicyKeys, "retry policy");
       policy = resolveRetryPolicy(options?.retry);
       timeoutMs = options?.timeout === undefined ? undefined : parseDuration(options.timeout);
     } catch (error) {

@@ -1,0 +1,112 @@
+// The in-memory test environment for workflow authors (server/testing/environment.ts): the real engine core
+// over a virtual clock; long sleeps cost no wall time; exported histories replay against changed code.
+import assert from "node:assert/strict";
+import { describe, test } from "vitest";
+import { createTestEnvironment, type ExportedHistory, type TestRun } from "../../server/testing/environment.js";
+import { defineWorkflow } from "../../sdk/workflow.js";
+
+const trial = defineWorkflow({
+  name: "trial",
+  async handler(input: { user: string }, ctx) {
+    await ctx.step("welcome", () => `welcome ${input.user}`);
+    await ctx.sleep("trial-period", "30d");
+    const upgrade = await ctx.waitForEvent("upgrade", "user.upgraded", input.user, { timeout: "7d" });
+    return upgrade ? { plan: upgrade } : { plan: "free", endedAt: ctx.now().toISOString() };
+  },
+});
+
+const v1 = defineWorkflow({
+  name: "order_fee",
+  async handler(input: { order: string }, ctx) {
+    const charged = await ctx.step("charge", () => 10);
+    const paid = await ctx.waitForEvent("paid", "order.paid", input.order);
+    return { charged, paid, fee: 0 };
+  },
+});
+const patched = defineWorkflow({
+  name: "order_fee",
+  async handler(input: { order: string }, ctx) {
+    const newFee = ctx.patched("new-fee");
+    const charged = await ctx.step("charge", () => 10);
+    const paid = await ctx.waitForEvent("paid", "order.paid", input.order);
+    return { charged, paid, fee: newFee ? await ctx.step("fee", () => 2) : 0 };
+  },
+});
+const unpatched = defineWorkflow({
+  name: "order_fee",
+  async handler(input: { order: string }, ctx) {
+    const charged = await ctx.step("charge", () => 10);
+    const fee = await ctx.step("fee", () => {
+      throw new Error("must not run during a replay check");
+    });
+    return { charged, fee, paid: await ctx.waitForEvent("payment", "order.paid", input.order) };
+  },
+});
+
+/** The shape `cairn runs history --json` prints: the run, and every entry with ISO dates. */
+function exported(run: TestRun): ExportedHistory {
+  return JSON.parse(JSON.stringify({ run: { runId: run.runId, workflowName: run.workflowName, input: run.input }, entries: run.journal }));
+}
+
+describe("createTestEnvironment", () => {
+  test("a workflow that sleeps 30 days and waits for an event completes in well under a second", async () => {
+    const started = performance.now();
+    const env = createTestEnvironment({ workflows: [trial], startTime: new Date("2026-01-01T00:00:00Z") });
+    const run = await env.start(trial, { user: "ada" });
+    assert.equal(run.status, "waiting");
+    assert.deepEqual(run.waits.map((w) => w.name), ["trial-period"]);
+    await env.advance("30d");
+    assert.equal(run.status, "waiting");
+    assert.deepEqual(run.waits.map((w) => w.name), ["upgrade"]);
+    await env.sendEvent({ eventType: "user.upgraded", correlationId: "ada", payload: "pro" });
+    assert.deepEqual(await env.result(run), { plan: "pro" });
+    assert.deepEqual(run.journal.map((e) => e.kind), ["step_completed", "timer_started", "timer_fired", "event_wait_started", "event_received", "run_completed"]);
+    assert.ok(performance.now() - started < 1000, `took ${performance.now() - started} ms`);
+  });
+
+  test("result() skips time to each next deadline (the 7-day timeout here), and ctx.now() reads the virtual clock", async () => {
+    const env = createTestEnvironment({ workflows: [trial], startTime: new Date("2026-01-01T00:00:00Z") });
+    const run = await env.start(trial, { user: "bob" });
+    assert.deepEqual(await env.result(run), { plan: "free", endedAt: "2026-02-07T00:00:00.000Z" });
+  });
+
+  test("agent turns are answered by the test; a run waiting on nothing the clock can move says so", async () => {
+    const summarize = defineWorkflow({
+      name: "summarize",
+      async handler(_input: Record<string, never>, ctx) {
+        return ctx.runAgent("summary", { text: "summarize the week" });
+      },
+    });
+    const env = createTestEnvironment({ workflows: [summarize] });
+    const run = await env.start(summarize);
+    await assert.rejects(env.result(run), /waits on agent summary\/result and no timer can wake it/);
+    assert.deepEqual(env.pendingTurns().map((turn) => [turn.name, turn.text]), [["summary", "summarize the week"]]);
+    await env.completeTurn("summary", { text: "quiet week" });
+    assert.deepEqual(await env.result(run), { text: "quiet week" });
+  });
+
+  test("child workflows run in the same environment", async () => {
+    const child = defineWorkflow({ name: "child", handler: async (input: { n: number }, ctx) => ctx.step("double", () => input.n * 2) });
+    const parent = defineWorkflow({ name: "parent", handler: async (_input: Record<string, never>, ctx) => ctx.runWorkflow("kid", "child", { n: 21 }) });
+    const env = createTestEnvironment({ workflows: [parent, child] });
+    assert.equal(await env.result(await env.start(parent)), 42);
+  });
+
+  test("replay: an exported history checks against changed code without running a step", async () => {
+    const env = createTestEnvironment({ workflows: [v1] });
+    const run = await env.start(v1, { order: "o-1" });
+    const waiting = exported(run);
+    await env.sendEvent({ eventType: "order.paid", correlationId: "o-1", payload: { ok: true } });
+    await env.result(run);
+    const completed = exported(run);
+
+    assert.deepEqual(await env.replay(waiting, v1), { ok: true, replayed: 2 });
+    assert.deepEqual(await env.replay(completed, v1), { ok: true, replayed: 3 });
+    // The patched version keeps old journals on the old branch.
+    assert.equal((await env.replay(waiting, patched)).ok, true);
+    assert.equal((await env.replay(completed, patched)).ok, true);
+    const diverged = await env.replay(waiting, unpatched);
+    assert.equal(diverged.ok, false);
+    assert.match(diverged.ok ? "" : diverged.error.message, /records "paid" \(event_wait_started\) next, .*it started "fee" \(step\) instead/);
+  });
+});
