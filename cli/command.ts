@@ -14,6 +14,8 @@ export const ExitCode = {
   ok: 0,
   /** The watched run failed. */
   runFailed: 1,
+  /** `deploy check`: some run in flight would diverge on the new code. */
+  checkFailed: 1,
   /** The watched run was cancelled. */
   runCancelled: 2,
   /** The command line was wrong, or the server could not be reached. */
