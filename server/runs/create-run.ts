@@ -10,6 +10,7 @@ import { sameJson } from "../core/json.js";
 import { insertRun } from "../store/runs/create.js";
 import type { RunRow } from "../store/schema.js";
 import { validateInput } from "../workflows/registry.js";
+import { FlowControlError, type FlowControl, isGated, priority as checkPriority, type RunFlowControl, runFlowControl } from "../core/flow-control.js";
 import { checkPayload } from "./payload.js";
 import type { Call, RunsDeps } from "./runs-deps.js";
 
@@ -23,6 +24,8 @@ export interface CreateRunRequest {
   traceParent?: string | undefined;
   /** Run-level timeout in ms (absent: the workflow's `defineWorkflow({ timeout })`, if any); must be more than 0. */
   timeoutMs?: number | undefined;
+  /** Claim order over the workflow's default priority (-1000..1000; higher first). */
+  priority?: number | undefined;
 }
 
 export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRequest): Promise<{ run: RunRow; deduplicated: boolean }> {
@@ -39,23 +42,29 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
     throw new InvalidInputError(`timeout must be more than zero, got ${request.timeoutMs} ms`);
   }
   const timeoutMs = request.timeoutMs ?? workflow.timeoutMs;
+  const flow = flowOf(workflow.flow, input, request.priority, deps.namespaceMaxRunning);
   // Past the caller's deadline nothing is stored: the call ends DEADLINE_EXCEEDED instead.
   call.throwIfDeadlinePassed();
 
   // At its concurrency limit this process queues the run instead: any process with room picks it up.
-  const eager = request.eagerStart && worker.reserveSlot();
+  // A gated run is only ever started by a claim, where the flow-control gate admits or holds it.
+  const eager = request.eagerStart && !isGated(flow) && worker.reserveSlot();
   let created: Awaited<ReturnType<typeof insertRun>>;
   try {
     created = await insertRun(
       deps.store,
-      { id: randomUUID(), namespace: call.namespace, workflowName: workflow.name, input, idempotencyKey: request.idempotencyKey || undefined, metadata: request.metadata, traceParent: request.traceParent, timeoutMs },
+      { id: randomUUID(), namespace: call.namespace, workflowName: workflow.name, input, idempotencyKey: request.idempotencyKey || undefined, metadata: request.metadata, traceParent: request.traceParent, timeoutMs, flow },
       eager ? { owner: worker.owner, leaseMs: deps.leaseMs } : undefined,
     );
   } catch (error) {
     if (eager) worker.releaseSlot();
     throw error;
   }
-  const { run, deduplicated } = created;
+  const { run, deduplicated, debounced } = created;
+  if (debounced) {
+    // Folded into the key's run that has not started yet: nothing new to announce, it is due one period from now.
+    return { run, deduplicated: true };
+  }
   if (deduplicated) {
     if (eager) worker.releaseSlot();
     if (run.workflowName !== workflow.name || !sameJson(run.input, input)) throw new IdempotencyConflictError(request.idempotencyKey ?? "", run.id);
@@ -72,4 +81,15 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
     await worker.announce().catch(() => undefined);
   }
   return { run, deduplicated };
+}
+
+/** The run's flow control, evaluated once here; a bad priority or a key function that fails stores nothing. */
+function flowOf(flow: FlowControl | undefined, input: JsonValue, priority: number | undefined, namespaceMaxRunning: number | undefined): RunFlowControl {
+  try {
+    if (priority !== undefined) checkPriority(priority, "priority");
+    return runFlowControl(flow, input, { priority, namespaceMaxRunning });
+  } catch (error) {
+    if (error instanceof FlowControlError) throw new InvalidInputError(error.message);
+    throw error;
+  }
 }
