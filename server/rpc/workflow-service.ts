@@ -240,7 +240,7 @@ function explanationToProto(explained: RunExplanation) {
   const { facts } = explained;
   const run = facts.run;
   return create(ExplainRunResponseSchema, {
-    run: runToProto(run),
+    run: runToProto(run, facts.flowHold),
     waits: explained.waits.map((wait) => ({
       wait: waitingOnToProto(wait.record),
       lookbackFrom: timestamp(wait.lookbackFrom),

@@ -145,6 +145,9 @@ const claimRunsSql = `
  * the 1 ms of slack; a timer claimed that early is not fired early (the
  * engine compares its fire time with the clock and parks the run again).
  */
+/** The claim statement, for tests that EXPLAIN it ($1 owner, $2 lease ms, $3 limit, $4 workflow names). */
+export const claimStatement = claimRunsSql;
+
 export async function claimRunRows(db: Db, owner: string, leaseMs: number, limit: number, workflowNames: readonly string[]): Promise<RunRow[]> {
   const rows = await rawQuery<RawRun>(db, claimRunsSql, [owner, leaseMs, limit, [...workflowNames]], "cairn_claim_runs");
   return rows.map(toRunRow);
