@@ -43,6 +43,10 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
   }
   const timeoutMs = request.timeoutMs ?? workflow.timeoutMs;
   const flow = flowOf(workflow.flow, input, request.priority, deps.namespaceMaxRunning);
+  if (flow.debounceKey !== null && request.idempotencyKey) {
+    // Its debounce key already folds repeated creations into one run; two deduplication rules would disagree.
+    throw new InvalidInputError(`workflow ${workflow.name} is debounced: its debounce key deduplicates creations; leave idempotency_key empty`);
+  }
   // Past the caller's deadline nothing is stored: the call ends DEADLINE_EXCEEDED instead.
   call.throwIfDeadlinePassed();
 
