@@ -80,9 +80,13 @@ export function runFlowControl(flow: FlowControl | undefined, input: unknown, op
   };
 }
 
-/** Whether a run of this workflow must go through the claim gate (no eager start past it). */
-export function isGated(flow: RunFlowControl): boolean {
-  return flow.concurrencyLimit !== null || flow.rateLimit !== null || flow.namespaceMaxRunning !== null || flow.debounceKey !== null;
+/**
+ * Whether a run may be started eagerly (inserted already claimed): not a debounced one, which is due only a period
+ * later. Limits do not stop it: the insert passes the same gate as a claim (migration 0018) and a run not admitted
+ * is stored queued instead, which CreateRun sees.
+ */
+export function mayStartEagerly(flow: RunFlowControl): boolean {
+  return flow.debounceKey === null;
 }
 
 function evaluate(fn: KeyFn | undefined, input: unknown, what: string): string {

@@ -10,7 +10,7 @@ import { sameJson } from "../core/json.js";
 import { insertRun } from "../store/runs/create.js";
 import type { RunRow } from "../store/schema.js";
 import { validateInput } from "../workflows/registry.js";
-import { FlowControlError, type FlowControl, isGated, priority as checkPriority, type RunFlowControl, runFlowControl } from "../core/flow-control.js";
+import { FlowControlError, type FlowControl, mayStartEagerly, priority as checkPriority, type RunFlowControl, runFlowControl } from "../core/flow-control.js";
 import { checkPayload } from "./payload.js";
 import type { Call, RunsDeps } from "./runs-deps.js";
 
@@ -51,8 +51,7 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
   call.throwIfDeadlinePassed();
 
   // At its concurrency limit this process queues the run instead: any process with room picks it up.
-  // A gated run is only ever started by a claim, where the flow-control gate admits or holds it.
-  const eager = request.eagerStart && !isGated(flow) && worker.reserveSlot();
+  const eager = request.eagerStart && mayStartEagerly(flow) && worker.reserveSlot();
   let created: Awaited<ReturnType<typeof insertRun>>;
   try {
     created = await insertRun(
@@ -77,7 +76,11 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
   deps.metrics?.runsCreated.inc({ workflow: workflow.name, origin: "api" });
   // This process fires the timeout on time; others find it at their next poll (if this one dies first).
   if (run.timeoutAt) worker.noteTimeout(run.timeoutAt);
-  if (eager) {
+  if (eager && run.status !== "running") {
+    // Flow control's gate stored it queued (held, or its key was being admitted elsewhere that instant).
+    worker.releaseSlot();
+    await worker.announce().catch(() => undefined);
+  } else if (eager) {
     // Committed as claimed by this process: start it here, now (if we die first, the lease lapses and others resume it).
     worker.adopt(run);
   } else {

@@ -117,6 +117,36 @@ test("a held run: GetRun and ExplainRun name its key and position (SDK and Conne
   assert.equal(after, undefined, "an ended run is not held");
 });
 
+test("a place is freed on every way out of RUNNING: cancelled and SIGKILLed (lease lapsed) runs release the next", async () => {
+  const sdk = sdks[0]!;
+  const first = await sdk.createRun("flow_serial", { key: "", tag: "cancelled", ms: 1500 });
+  await waitFor(async () => ((await sdk.getRun(first.runId)).status === "running" ? true : undefined), 20_000, () => "first never ran");
+  const next = await sdks[1]!.createRun("flow_serial", { key: "", tag: "after-cancel", ms: 10 });
+  await waitFor(async () => ((await sdk.getRun(next.runId)).heldBy ? true : undefined), 20_000, () => "next was not held");
+  await sdk.cancelRun(first.runId, "free the place");
+  await allEnded([next.runId], 20_000);
+  assert.equal((await sdk.getRun(first.runId)).status, "cancelled");
+
+  // A server dies holding the key's only place: its lease lapses, the run is requeued, and the key moves on.
+  const victim = await startServerProcess({ databaseUrl: db.url, workflowDirs: dirs, name: "victim" });
+  const vsdk = createCairnClient({ baseUrl: victim.url });
+  const [holder] = await query<{ n: number }>("select count(*)::int as n from runs where workflow_name = 'flow_serial' and status = 'running'");
+  assert.equal(holder?.n, 0);
+  // Only the victim can claim for a moment: the others are busy with nothing, so give it an eager-like head start
+  // by creating through it and waiting until it (or another) runs it; then kill whoever holds it if it is the victim.
+  const long = await vsdk.createRun("flow_serial", { key: "", tag: "killed", ms: 4000 });
+  const owner = await waitFor(async () => {
+    const [row] = await query<{ lease_owner: string | null; status: string }>("select lease_owner, status from runs where id = $1", [long.runId]);
+    return row?.status === "running" ? row.lease_owner : undefined;
+  }, 20_000, () => "long never ran");
+  const behind = await sdk.createRun("flow_serial", { key: "", tag: "after-kill", ms: 10 });
+  if (owner === victim.owner) victim.kill("SIGKILL");
+  await allEnded([long.runId, behind.runId], 40_000);
+  const [running] = await query<{ n: number }>("select count(*)::int as n from runs where workflow_name = 'flow_serial' and (status <> 'completed' and status <> 'cancelled' or held_by is not null)");
+  assert.equal(running?.n, 0, "nothing left running or held");
+  victim.kill("SIGKILL");
+});
+
 test("rate limit 10 per second: starts never exceed 10 in any 1 s window", async () => {
   const ids = (await Promise.all(Array.from({ length: 35 }, (_, i) => sdks[i % 3]!.createRun("flow_rated", { key: "r", tag: `${i}` })))).map((r) => r.runId);
   await allEnded(ids, 30_000);

@@ -9,42 +9,44 @@
 -- (runs_concurrency_running_idx, runs_namespace_running_idx, runs_rate_starts_idx). A count that reaches the limit
 -- is taken again FOR SHARE: that waits for a transaction ending one of those runs right now, so a hold never
 -- misses the release that the ending transaction's wake (below) would otherwise not see.
-CREATE FUNCTION cairn_flow_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+-- The admission decision for one run about to start: 'admit' (with the start instant for a rate-limited first
+-- start), 'skip' (another transaction is admitting on one of its keys right now: leave it due), or the gate that
+-- holds it ('concurrency', 'namespace', 'rate' with the instant it is due again).
+CREATE FUNCTION cairn_flow_admission(r runs, first_start boolean, OUT verdict text, OUT due timestamptz, OUT started timestamptz)
+LANGUAGE plpgsql AS $$
 DECLARE
   v_count integer;
-  v_now timestamptz;
   v_oldest timestamptz;
 BEGIN
-  IF NEW.concurrency_limit IS NOT NULL THEN
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('cairn.flow.c:' || NEW.namespace || '/' || NEW.workflow_name || '/' || NEW.concurrency_key, 0)) THEN
-      RETURN OLD;
+  verdict := 'admit';
+  IF r.concurrency_limit IS NOT NULL THEN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('cairn.flow.c:' || r.namespace || '/' || r.workflow_name || '/' || r.concurrency_key, 0)) THEN
+      verdict := 'skip'; RETURN;
     END IF;
     SELECT count(*) INTO v_count FROM runs
-      WHERE namespace = NEW.namespace AND workflow_name = NEW.workflow_name AND concurrency_key = NEW.concurrency_key
+      WHERE namespace = r.namespace AND workflow_name = r.workflow_name AND concurrency_key = r.concurrency_key
         AND status = 'running' AND concurrency_limit IS NOT NULL;
-    IF v_count >= NEW.concurrency_limit THEN
+    IF v_count >= r.concurrency_limit THEN
       SELECT count(*) INTO v_count FROM (SELECT 1 FROM runs
-        WHERE namespace = NEW.namespace AND workflow_name = NEW.workflow_name AND concurrency_key = NEW.concurrency_key
+        WHERE namespace = r.namespace AND workflow_name = r.workflow_name AND concurrency_key = r.concurrency_key
           AND status = 'running' AND concurrency_limit IS NOT NULL FOR SHARE) s;
-      IF v_count >= NEW.concurrency_limit THEN
-        OLD.available_at := NULL; OLD.held_by := 'concurrency'; OLD.updated_at := now();
-        RETURN OLD;
+      IF v_count >= r.concurrency_limit THEN
+        verdict := 'concurrency'; RETURN;
       END IF;
     END IF;
   END IF;
 
-  IF NEW.namespace_max_running IS NOT NULL THEN
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('cairn.flow.ns:' || NEW.namespace, 0)) THEN
-      RETURN OLD;
+  IF r.namespace_max_running IS NOT NULL THEN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('cairn.flow.ns:' || r.namespace, 0)) THEN
+      verdict := 'skip'; RETURN;
     END IF;
     SELECT count(*) INTO v_count FROM runs
-      WHERE namespace = NEW.namespace AND status = 'running' AND namespace_max_running IS NOT NULL;
-    IF v_count >= NEW.namespace_max_running THEN
+      WHERE namespace = r.namespace AND status = 'running' AND namespace_max_running IS NOT NULL;
+    IF v_count >= r.namespace_max_running THEN
       SELECT count(*) INTO v_count FROM (SELECT 1 FROM runs
-        WHERE namespace = NEW.namespace AND status = 'running' AND namespace_max_running IS NOT NULL FOR SHARE) s;
-      IF v_count >= NEW.namespace_max_running THEN
-        OLD.available_at := NULL; OLD.held_by := 'namespace'; OLD.updated_at := now();
-        RETURN OLD;
+        WHERE namespace = r.namespace AND status = 'running' AND namespace_max_running IS NOT NULL FOR SHARE) s;
+      IF v_count >= r.namespace_max_running THEN
+        verdict := 'namespace'; RETURN;
       END IF;
     END IF;
   END IF;
@@ -52,24 +54,40 @@ BEGIN
   -- Only a run's first start counts against its rate; a re-claim after a wait is not a start. The start instant is
   -- taken under the key's lock (clock_timestamp, not the transaction's start) so the recorded starts of one key are
   -- in lock order and the window below is exact.
-  IF NEW.rate_limit IS NOT NULL AND OLD.started_at IS NULL THEN
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('cairn.flow.r:' || NEW.namespace || '/' || NEW.workflow_name || '/' || NEW.rate_key, 0)) THEN
-      RETURN OLD;
+  IF r.rate_limit IS NOT NULL AND first_start THEN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('cairn.flow.r:' || r.namespace || '/' || r.workflow_name || '/' || r.rate_key, 0)) THEN
+      verdict := 'skip'; RETURN;
     END IF;
-    v_now := clock_timestamp();
-    SELECT started_at INTO v_oldest FROM runs
-      WHERE namespace = NEW.namespace AND workflow_name = NEW.workflow_name AND rate_key = NEW.rate_key
-        AND rate_limit IS NOT NULL AND started_at IS NOT NULL
-        AND started_at > v_now - NEW.rate_period_ms * interval '1 millisecond'
-      ORDER BY started_at DESC OFFSET NEW.rate_limit - 1 LIMIT 1;
+    started := clock_timestamp();
+    SELECT s.started_at INTO v_oldest FROM runs s
+      WHERE s.namespace = r.namespace AND s.workflow_name = r.workflow_name AND s.rate_key = r.rate_key
+        AND s.rate_limit IS NOT NULL AND s.started_at IS NOT NULL
+        AND s.started_at > started - r.rate_period_ms * interval '1 millisecond'
+      ORDER BY s.started_at DESC OFFSET r.rate_limit - 1 LIMIT 1;
     IF FOUND THEN
       -- `limit` starts already inside the window: due again when the oldest of them leaves it.
-      OLD.available_at := v_oldest + NEW.rate_period_ms * interval '1 millisecond' + interval '1 millisecond';
-      OLD.held_by := 'rate'; OLD.updated_at := now();
-      RETURN OLD;
+      verdict := 'rate';
+      due := v_oldest + r.rate_period_ms * interval '1 millisecond' + interval '1 millisecond';
+      started := NULL;
+      RETURN;
     END IF;
-    NEW.started_at := v_now;
   END IF;
+END;
+$$;
+--> statement-breakpoint
+-- The claim: a held row keeps its old values (status, lease, epoch) and gets held_by and its new available_at.
+CREATE FUNCTION cairn_flow_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  a record;
+BEGIN
+  a := cairn_flow_admission(NEW, OLD.started_at IS NULL);
+  IF a.verdict = 'skip' THEN
+    RETURN OLD;
+  ELSIF a.verdict <> 'admit' THEN
+    OLD.available_at := a.due; OLD.held_by := a.verdict; OLD.updated_at := now();
+    RETURN OLD;
+  END IF;
+  IF a.started IS NOT NULL THEN NEW.started_at := a.started; END IF;
   NEW.held_by := NULL;
   RETURN NEW;
 END;
@@ -79,6 +97,31 @@ CREATE TRIGGER runs_flow_gate BEFORE UPDATE OF status ON runs
   FOR EACH ROW WHEN (NEW.status = 'running' AND OLD.status <> 'running'
     AND (NEW.concurrency_limit IS NOT NULL OR NEW.rate_limit IS NOT NULL OR NEW.namespace_max_running IS NOT NULL))
   EXECUTE FUNCTION cairn_flow_gate();
+--> statement-breakpoint
+-- Eager start (CreateRun inserting the run already claimed): the same decision; a run not admitted is inserted
+-- QUEUED and unclaimed instead (held, or due now when skipped), and CreateRun sees it was not claimed.
+CREATE FUNCTION cairn_flow_gate_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  a record;
+BEGIN
+  a := cairn_flow_admission(NEW, true);
+  IF a.verdict = 'admit' THEN
+    IF a.started IS NOT NULL THEN NEW.started_at := a.started; END IF;
+    RETURN NEW;
+  END IF;
+  NEW.status := 'queued'; NEW.lease_owner := NULL; NEW.lease_epoch := 0; NEW.lease_expires_at := NULL;
+  NEW.activation_count := 0; NEW.started_at := NULL;
+  IF a.verdict <> 'skip' THEN
+    NEW.available_at := a.due; NEW.held_by := a.verdict;
+  END IF;
+  RETURN NEW;
+END;
+$$;
+--> statement-breakpoint
+CREATE TRIGGER runs_flow_gate_insert BEFORE INSERT ON runs
+  FOR EACH ROW WHEN (NEW.status = 'running'
+    AND (NEW.concurrency_limit IS NOT NULL OR NEW.rate_limit IS NOT NULL OR NEW.namespace_max_running IS NOT NULL))
+  EXECUTE FUNCTION cairn_flow_gate_insert();
 --> statement-breakpoint
 -- The release: a run that stops running (completes, fails, is cancelled, times out, parks, pauses, is requeued
 -- after its lease lapsed or handed back) or ends without having run frees its place, in the same transaction as
