@@ -15,7 +15,8 @@ export interface FlowHold {
 }
 
 export async function flowHoldOf(db: Db, run: RunRow): Promise<FlowHold | undefined> {
-  if (!run.heldBy || run.status !== "queued") return undefined;
+  // A waiting run woken (its timer or event) and held at its claim stays WAITING, held like a queued one.
+  if (!run.heldBy || (run.status !== "queued" && run.status !== "waiting")) return undefined;
   if (run.heldBy === "rate") return { gate: "rate", key: run.rateKey ?? "", position: 0, availableAt: run.availableAt };
   if (run.availableAt !== null) return undefined; // released already, waiting for its claim
   const [row] =
