@@ -59,6 +59,8 @@ export interface BenchOptions {
   runControlCalls: number;
   /** ExplainRun latency: calls measured (0: skipped) and near-miss events stored for the explained run. */
   explainCalls: number;
+  /** Flow control's cost: W1 rounds over bench_steps and bench_steps_keyed alternately (0: skipped). */
+  flowControlRounds: number;
   explainNearMisses: number;
 }
 
@@ -130,6 +132,8 @@ ExplainRun (also with --quick):
   --explain-calls N     sequential ExplainRun calls on a waiting run (default 300; 0 skips)
   --explain-near-misses K  other-correlation events stored for it (default 5)
   --skip-explain        same as --explain-calls 0
+  --flow-control-rounds N  W1 rounds without and with a concurrency key (limit 64), alternating (default 3)
+  --skip-flow-control   same as --flow-control-rounds 0
 
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else postgres://root@127.0.0.1:5432/test
 if reachable, else an embedded cluster. A fresh bench_<random> database is created there and
@@ -234,6 +238,8 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "explain-calls": { type: "string" },
       "explain-near-misses": { type: "string", default: "5" },
       "skip-explain": { type: "boolean", default: false },
+      "flow-control-rounds": { type: "string" },
+      "skip-flow-control": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -280,6 +286,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     runControlRuns: values["skip-run-control"] ? 0 : int("--run-control-runs", values["run-control-runs"], d.runControlRuns),
     runControlCalls: int("--run-control-calls", values["run-control-calls"], d.runControlCalls, 1),
     explainCalls: values["skip-explain"] ? 0 : int("--explain-calls", values["explain-calls"], 300),
+    flowControlRounds: values["skip-flow-control"] ? 0 : int("--flow-control-rounds", values["flow-control-rounds"], 3),
     explainNearMisses: int("--explain-near-misses", values["explain-near-misses"], 5),
   };
 }

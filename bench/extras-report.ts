@@ -8,6 +8,7 @@ import { ms, type Summary, summarize, triple } from "./format.js";
 import { round } from "./stats.js";
 import type { WatchDelayResult } from "./watch.js";
 import type { ExplainLatencyResult } from "./explain.js";
+import { type FlowControlResult, flowControlSummary } from "./flow-control.js";
 
 export interface FanOutReport {
   children: number;
@@ -91,6 +92,8 @@ export interface ExtrasReport {
   agent: AgentReport | null;
   watch: WatchReport[];
   explain: ExplainReport | null;
+  /** W1 without and with a concurrency key (limit 64): median steps/s of each and keyed / plain. */
+  flowControl?: { rounds: number; plain: number; keyed: number; ratio: number; failed: number } | null;
 }
 
 export function extrasReport(input: {
@@ -98,6 +101,7 @@ export function extrasReport(input: {
   agent: AgentRoundTripResult | null;
   watch: WatchDelayResult[];
   explain: ExplainLatencyResult | null;
+  flowControl?: FlowControlResult | null;
 }): ExtrasReport {
   return {
     fanOut: input.fanOut ? fanOutReport(input.fanOut) : null,
@@ -106,6 +110,7 @@ export function extrasReport(input: {
     explain: input.explain
       ? { calls: input.explain.calls, nearMisses: input.explain.nearMisses, latencyMs: summarize(input.explain.latenciesMs), failed: input.explain.failures.length, failures: input.explain.failures }
       : null,
+    flowControl: input.flowControl ? { rounds: input.flowControl.rounds, ...flowControlSummary(input.flowControl) } : null,
   };
 }
 
@@ -240,6 +245,16 @@ export function extrasRows(extras: ExtrasReport): [string, string][] {
     );
   } else {
     rows.push(["EXPLAIN", "skipped"]);
+  }
+  rows.push(["", ""]);
+  const flow = extras.flowControl;
+  if (flow) {
+    rows.push(
+      ["FLOW CONTROL", `W1 over bench_steps against bench_steps_keyed (concurrency key, limit 64), ${flow.rounds} alternating rounds, medians`],
+      ["steps/s", `plain ${flow.plain.toFixed(0)}, keyed ${flow.keyed.toFixed(0)}: ${(flow.ratio * 100).toFixed(1)}% (goal >= 85%)${flow.failed > 0 ? `; FAILED RUNS ${flow.failed}` : ""}`],
+    );
+  } else {
+    rows.push(["FLOW CONTROL", "skipped"]);
   }
 
   return rows;

@@ -30,6 +30,7 @@ import { describeHttp, type HttpVersion, sdkClient } from "./client.js";
 import { agentRoundTrip, type AgentRoundTripResult, fanOut, type FanOutResult, warmUpComposition } from "./composition.js";
 import { Admin, BenchProbe, findServer, redact, urlForDatabase } from "./database.js";
 import { extrasReport } from "./extras-report.js";
+import { type FlowControlResult, flowControlSummary, flowControlThroughput } from "./flow-control.js";
 import { eventLatency, startLatency, warmUpLatency } from "./latency.js";
 import { runPgbench } from "./pgbench.js";
 import { resumeAfterRestart, stepCosts } from "./replay.js";
@@ -220,7 +221,7 @@ async function measureOnServers(
     w3: null,
     w4: null,
     replay: null,
-    extras: { fanOut: null, agent: null, watch: [], explain: null },
+    extras: { fanOut: null, agent: null, watch: [], explain: null, flowControl: null },
   };
   const needsA =
     options.runs + options.startRuns + options.eventRuns + options.timerRuns + options.replayLengths.length + options.children + options.agentTurns + options.watchSteps + options.explainCalls > 0;
@@ -319,12 +320,13 @@ async function measureExtras(
   probe: BenchProbe,
   failures: string[],
   signal: AbortSignal,
-): Promise<{ fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; watch: WatchDelayResult[]; explain: ExplainLatencyResult | null }> {
-  const result: { fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; watch: WatchDelayResult[]; explain: ExplainLatencyResult | null } = {
+): Promise<{ fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; watch: WatchDelayResult[]; explain: ExplainLatencyResult | null; flowControl: FlowControlResult | null }> {
+  const result: { fanOut: FanOutResult | null; agent: AgentRoundTripResult | null; watch: WatchDelayResult[]; explain: ExplainLatencyResult | null; flowControl: FlowControlResult | null } = {
     fanOut: null,
     agent: null,
     watch: [],
     explain: null,
+    flowControl: null,
   };
   const raw = client.raw.workflows;
   try {
@@ -358,6 +360,16 @@ async function measureExtras(
       result.explain = await explainLatency(client, { calls: options.explainCalls, nearMisses: options.explainNearMisses, signal });
     } catch (error) {
       failures.push(`explain: ${(error as Error).message}`);
+    }
+  }
+  if (options.flowControlRounds > 0 && options.runs > 0 && !signal.aborted) {
+    try {
+      log(`flow control: W1 without and with a concurrency key (limit 64), ${options.flowControlRounds} rounds each`);
+      result.flowControl = await flowControlThroughput([client], { runs: options.runs, steps: options.steps, concurrency: options.concurrency, rounds: options.flowControlRounds, signal, log });
+      const summary = flowControlSummary(result.flowControl);
+      log(`flow control: plain ${summary.plain.toFixed(0)} steps/s, keyed ${summary.keyed.toFixed(0)} steps/s (${(summary.ratio * 100).toFixed(1)}%)`);
+    } catch (error) {
+      failures.push(`flow control: ${(error as Error).message}`);
     }
   }
   return result;

@@ -21,6 +21,8 @@ export interface ThroughputOptions {
   /** A run not finished after this long counts as failed. */
   runTimeoutMs: number;
   signal: AbortSignal;
+  /** Default bench_steps; the flow-control comparison runs bench_steps_keyed the same way. */
+  workflowName?: string;
 }
 
 export interface ThroughputResult {
@@ -45,7 +47,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
       next++;
       const started = performance.now();
       try {
-        const run = await client.createRun(WORKFLOW_NAME, { steps: options.steps }, { eagerStart: true });
+        const run = await client.createRun(options.workflowName ?? WORKFLOW_NAME, { steps: options.steps }, { eagerStart: true });
         await run.waitForResult({ timeoutMs: options.runTimeoutMs, signal: options.signal });
         latencies.push(performance.now() - started);
       } catch (error) {

@@ -110,12 +110,21 @@ export function historyLine(entry: HistoryEntryInfo): string {
 }
 
 /** `runs get`: one "label  value" line per field, JSON values compact when short and indented when long. */
+/** Flow control's hold on a queued run: which limit, which key, its place in line. */
+function heldBy(hold: NonNullable<RunInfo["heldBy"]>): string {
+  const key = hold.gate === "namespace" ? `namespace ${hold.key}` : hold.key === "" ? "the workflow's single key" : `key ${JSON.stringify(hold.key)}`;
+  if (hold.gate === "rate") return `rate limit on ${key}; due again at ${hold.availableAt ? timestamp(hold.availableAt) : "?"}`;
+  return `${hold.gate} limit on ${key}; position ${hold.position}`;
+}
+
 export function runDetails(run: RunInfo): string {
   const fields: [string, string | undefined][] = [
     ["run", run.runId],
     ["workflow", run.workflowName],
     ["status", run.status],
     ["waiting on", run.status === "waiting" && run.waitingOn ? waitingOn(run.waitingOn) : undefined],
+    ["held by", run.heldBy ? heldBy(run.heldBy) : undefined],
+    ["priority", run.priority ? String(run.priority) : undefined],
     ["created", timestamp(run.createdAt)],
     ["started", run.startedAt ? timestamp(run.startedAt) : undefined],
     ["completed", run.completedAt ? timestamp(run.completedAt) : undefined],

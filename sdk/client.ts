@@ -115,6 +115,20 @@ export interface RunInfo<O = JsonValue> {
   forkedFromRunId?: string;
   /** The run-level timeout: not ended by then, the run fails with RunTimeoutError. */
   timeoutAt?: Date;
+  /** Claim order: higher first (docs/flow-control.md). */
+  priority: number;
+  /** Set while flow control holds the queued run back: which limit, its key and its place in line. */
+  heldBy?: FlowHoldInfo;
+}
+
+/** Why flow control holds a queued run back (docs/flow-control.md). */
+export interface FlowHoldInfo {
+  gate: "concurrency" | "rate" | "namespace";
+  /** The run's key ("" when the workflow declares no key function); for "namespace", the namespace. */
+  key: string;
+  /** 1 for the next run its key releases; 0 for "rate", which waits for `availableAt` instead. */
+  position: number;
+  availableAt?: Date;
 }
 
 export interface RetryRunOptions extends RequestOptions {
@@ -251,6 +265,8 @@ export interface CreateRunOptions extends RequestOptions {
    * `defineWorkflow({ timeout })`, if any. (Not `timeoutMs`, which bounds this call.)
    */
   timeout?: Duration;
+  /** Claim order over the workflow's default priority: an integer from -1000 to 1000, higher first. */
+  priority?: number;
 }
 
 export interface WaitForResultOptions {
@@ -512,6 +528,7 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
             idempotencyKey: createOptions.idempotencyKey ?? "",
             metadata: createOptions.metadata ?? {},
             ...(createOptions.timeout === undefined ? {} : { timeout: protoDuration(createOptions.timeout, "timeout") }),
+            ...(createOptions.priority === undefined ? {} : { priority: createOptions.priority }),
           },
           callOptions(createOptions),
         ),
@@ -1159,6 +1176,17 @@ function runInfo<O = JsonValue>(run: Run): RunInfo<O> {
     activationCount: run.activationCount,
     ...(run.forkedFromRunId ? { forkedFromRunId: run.forkedFromRunId } : {}),
     ...optionalDate("timeoutAt", run.timeoutAt),
+    priority: run.priority,
+    ...(run.heldBy
+      ? {
+          heldBy: {
+            gate: run.heldBy.gate as FlowHoldInfo["gate"],
+            key: run.heldBy.key,
+            position: Number(run.heldBy.position),
+            ...optionalDate("availableAt", run.heldBy.availableAt),
+          },
+        }
+      : {}),
   };
 }
 

@@ -159,6 +159,22 @@ export interface WorkflowContext {
 
 export type WorkflowHandler<I, O> = (input: I, ctx: WorkflowContext) => Promise<O> | O;
 
+/**
+ * Flow control (docs/flow-control.md). A `key` function of the input is evaluated once, when the run is created,
+ * and stored on the run; without one, all runs of the workflow share one key. Limits and periods must be more
+ * than zero (the server refuses to load the workflow otherwise).
+ */
+export interface FlowControlOptions<I = JsonObject> {
+  /** At most `limit` runs of a key executing at once (a run waiting on a timer, event, child or agent does not count). */
+  concurrency?: { limit: number; key?: (input: I) => string };
+  /** At most `limit` runs of a key started in any window of `period`. */
+  rateLimit?: { limit: number; period: Duration; key?: (input: I) => string };
+  /** The default priority of its runs, an integer from -1000 to 1000 (default 0): higher is claimed first. CreateRun's `priority` overrides. */
+  priority?: number;
+  /** A burst of creations on one key, each within `period` of the last, gives one run, with the last input; it starts `period` after the last. */
+  debounce?: { period: Duration; key?: (input: I) => string };
+}
+
 /** A workflow made with `defineWorkflow`: carries its input and output types for typed clients. */
 export interface WorkflowDefinition<I = JsonObject, O = unknown> {
   readonly kind: "cairn.workflow";
@@ -166,6 +182,10 @@ export interface WorkflowDefinition<I = JsonObject, O = unknown> {
   readonly input?: StandardSchemaV1<unknown, I>;
   /** Default run-level timeout: a run not ended this long after it was created fails with RunTimeoutError (CreateRun's `timeout` overrides). */
   readonly timeout?: Duration;
+  readonly concurrency?: FlowControlOptions<I>["concurrency"];
+  readonly rateLimit?: FlowControlOptions<I>["rateLimit"];
+  readonly priority?: number;
+  readonly debounce?: FlowControlOptions<I>["debounce"];
   readonly handler: WorkflowHandler<I, O>;
 }
 
@@ -173,17 +193,20 @@ export function defineWorkflow<S extends StandardSchemaV1, O>(definition: {
   name: string;
   input: S;
   timeout?: Duration;
+} & FlowControlOptions<StandardSchemaV1.InferOutput<S>> & {
   handler: WorkflowHandler<StandardSchemaV1.InferOutput<S>, O>;
 }): WorkflowDefinition<StandardSchemaV1.InferOutput<S>, O>;
 export function defineWorkflow<I extends JsonObject, O>(definition: {
   name: string;
   timeout?: Duration;
+} & FlowControlOptions<I> & {
   handler: WorkflowHandler<I, O>;
 }): WorkflowDefinition<I, O>;
 export function defineWorkflow<I, O>(definition: {
   name: string;
   input?: StandardSchemaV1<unknown, I>;
   timeout?: Duration;
+} & FlowControlOptions<I> & {
   handler: WorkflowHandler<I, O>;
 }): WorkflowDefinition<I, O> {
   checkOptionKeys(definition, ["name", "input", "timeout", "handler"], `defineWorkflow options${typeof definition?.name === "string" ? ` of "${definition.name}"` : ""}`);

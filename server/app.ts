@@ -132,6 +132,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     tails: new RunTails(database.db, feed),
     leaseMs: config.leaseMs,
     maxInputBytes: config.maxInputBytes,
+    namespaceMaxRunning: config.namespaceMaxRunning,
     maxEventBytes: config.maxEventBytes,
     maxListRunsPageSize: config.maxListRunsPageSize,
     maxHistoryPageSize: config.maxHistoryPageSize,

@@ -65,6 +65,8 @@ export interface Config {
   pollIntervalMs: number;
   /** Activations one process executes at once. */
   maxConcurrentRuns: number;
+  /** CAIRN_NAMESPACE_MAX_RUNNING: runs of one namespace executing at once across all processes (absent: no quota). */
+  namespaceMaxRunning?: number | undefined;
   /** Largest accepted event payload, as JSON bytes. */
   maxEventBytes: number;
   /** Largest agent result (CompleteTurn), as JSON bytes. */
@@ -136,6 +138,7 @@ export function loadConfig(env: Env = process.env): Config {
     leaseMs: integer(env, "CAIRN_LEASE_MS", 15_000, 500, 3_600_000),
     pollIntervalMs: integer(env, "CAIRN_POLL_INTERVAL_MS", 1000, 10, 60_000),
     maxConcurrentRuns: integer(env, "CAIRN_MAX_CONCURRENT_RUNS", 100, 1, 100_000),
+    namespaceMaxRunning: env.CAIRN_NAMESPACE_MAX_RUNNING ? integer(env, "CAIRN_NAMESPACE_MAX_RUNNING", 0, 1, 1_000_000) : undefined,
     maxEventBytes,
     maxAgentResultBytes,
     maxStepResultBytes: integer(env, "CAIRN_MAX_STEP_RESULT_BYTES", 1024 * 1024, 1, 512 * 1024 * 1024),

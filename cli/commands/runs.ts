@@ -10,7 +10,7 @@ import { watchRun } from "../watch.js";
 export const runsCreate: Command = {
   name: "runs create",
   summary: "start a run and print its id",
-  usage: "<workflow> [--input JSON | --input-file FILE] [--eager] [--idempotency-key KEY] [--timeout DURATION] [--wait]",
+  usage: "<workflow> [--input JSON | --input-file FILE] [--eager] [--idempotency-key KEY] [--timeout DURATION] [--priority N] [--wait]",
   description:
     "Starts a run of <workflow> and prints its id. With --wait it then follows the run like\n" +
     "`cairn runs watch` and exits with the run's outcome (0 completed, 1 failed, 2 cancelled).",
@@ -20,9 +20,11 @@ export const runsCreate: Command = {
     ["--eager", "start the run in the receiving server process at once instead of queueing it"],
     ["--idempotency-key KEY", "a retry with the same key returns the first run instead of starting another"],
     ["--timeout DURATION", "fail the run (RunTimeoutError) if it has not ended this long after creation, e.g. 30s, 5m, 1h"],
+    ["--priority N", "claim order over the workflow's default, -1000 to 1000: higher is claimed first"],
     ["--wait", "follow the run until it ends and print its result"],
   ],
   options: {
+    priority: { type: "string" },
     input: { type: "string" },
     "input-file": { type: "string" },
     eager: { type: "boolean" },
@@ -35,10 +37,16 @@ export const runsCreate: Command = {
     const input = await inputOption(values);
     const idempotencyKey = stringValue(values, "idempotency-key");
     const timeout = stringValue(values, "timeout");
+    const priorityText = stringValue(values, "priority");
+    const priority = priorityText === undefined ? undefined : Number(priorityText);
+    if (priority !== undefined && !(Number.isInteger(priority) && priority >= -1000 && priority <= 1000)) {
+      throw new UsageError(`--priority must be an integer from -1000 to 1000, got ${JSON.stringify(priorityText)}`);
+    }
     const created = await context.client().createRun(workflow, input ?? {}, {
       eagerStart: flag(values, "eager"),
       ...(idempotencyKey ? { idempotencyKey } : {}),
       ...(timeout !== undefined ? { timeout } : {}),
+      ...(priority !== undefined ? { priority } : {}),
     });
     if (created.deduplicated && !context.json) context.io.err(`cairn: the idempotency key matched run ${created.runId}; no new run was started`);
     if (flag(values, "wait")) return watchRun(context, created.runId);

@@ -1,4 +1,5 @@
 /** Store rows and engine values ↔ cairn.v1 messages. */
+import type { FlowHold } from "../runs/get-run.js";
 import { create, fromJson, type JsonValue as ProtoJson, toJson } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp, type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
 import {
@@ -9,6 +10,7 @@ import {
   HistoryEntrySchema,
   type Run,
   RunSchema,
+  FlowHoldSchema,
   RunStatus,
   WaitKind,
   type WaitingOn as WaitingOnMessage,
@@ -76,7 +78,7 @@ export function failureToProto(failure: FailureInfo): Failure {
   });
 }
 
-export function runToProto(row: RunRow): Run {
+export function runToProto(row: RunRow, hold?: FlowHold): Run {
   return create(RunSchema, {
     runId: row.id,
     workflowName: row.workflowName,
@@ -95,6 +97,8 @@ export function runToProto(row: RunRow): Run {
     activationCount: row.activationCount,
     forkedFromRunId: row.forkedFromRunId ?? "",
     timeoutAt: timestamp(row.timeoutAt),
+    priority: row.priority ?? 0,
+    ...(hold ? { heldBy: create(FlowHoldSchema, { gate: hold.gate, key: hold.key, position: BigInt(hold.position), availableAt: timestamp(hold.availableAt) }) } : {}),
     ...(row.status === "waiting" && row.waitingOn ? { waitingOn: waitingOnToProto(row.waitingOn) } : {}),
   });
 }

@@ -36,7 +36,7 @@ import { awaitRun } from "../runs/await-run.js";
 import { cancelRun } from "../runs/cancel-run.js";
 import { createRun } from "../runs/create-run.js";
 import { getBatch, listBatches } from "../runs/get-batch.js";
-import { getRun } from "../runs/get-run.js";
+import { getRunWithHold } from "../runs/get-run.js";
 import { startBatch } from "../runs/start-batch.js";
 import { listRuns } from "../runs/list-runs.js";
 import { forkRun } from "../runs/fork-run.js";
@@ -86,12 +86,14 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
         eagerStart: request.eagerStart,
         traceParent: context.values.get(traceParentKey),
         timeoutMs: request.timeout ? durationMs(request.timeout) : undefined,
+        priority: request.priority,
       });
       return create(CreateRunResponseSchema, { run: runToProto(run), deduplicated });
     },
 
     async getRun(request, context) {
-      return create(GetRunResponseSchema, { run: runToProto(await getRun(deps, callOf(context), request.runId)) });
+      const { run, hold } = await getRunWithHold(deps, callOf(context), request.runId);
+      return create(GetRunResponseSchema, { run: runToProto(run, hold) });
     },
 
     async listRuns(request, context) {
@@ -110,7 +112,7 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
         pageSize: request.pageSize,
         pageToken: request.pageToken,
       });
-      return create(ListRunsResponseSchema, { runs: page.runs.map(runToProto), nextPageToken: page.nextPageToken });
+      return create(ListRunsResponseSchema, { runs: page.runs.map((row) => runToProto(row)), nextPageToken: page.nextPageToken });
     },
 
     async getRunHistory(request, context) {
@@ -238,7 +240,7 @@ function explanationToProto(explained: RunExplanation) {
   const { facts } = explained;
   const run = facts.run;
   return create(ExplainRunResponseSchema, {
-    run: runToProto(run),
+    run: runToProto(run, facts.flowHold),
     waits: explained.waits.map((wait) => ({
       wait: waitingOnToProto(wait.record),
       lookbackFrom: timestamp(wait.lookbackFrom),

@@ -10,6 +10,7 @@ import { sameJson } from "../core/json.js";
 import { insertRun } from "../store/runs/create.js";
 import type { RunRow } from "../store/schema.js";
 import { validateInput } from "../workflows/registry.js";
+import { FlowControlError, type FlowControl, mayStartEagerly, priority as checkPriority, type RunFlowControl, runFlowControl } from "../core/flow-control.js";
 import { checkPayload } from "./payload.js";
 import type { Call, RunsDeps } from "./runs-deps.js";
 
@@ -23,6 +24,8 @@ export interface CreateRunRequest {
   traceParent?: string | undefined;
   /** Run-level timeout in ms (absent: the workflow's `defineWorkflow({ timeout })`, if any); must be more than 0. */
   timeoutMs?: number | undefined;
+  /** Claim order over the workflow's default priority (-1000..1000; higher first). */
+  priority?: number | undefined;
 }
 
 export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRequest): Promise<{ run: RunRow; deduplicated: boolean }> {
@@ -39,23 +42,32 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
     throw new InvalidInputError(`timeout must be more than zero, got ${request.timeoutMs} ms`);
   }
   const timeoutMs = request.timeoutMs ?? workflow.timeoutMs;
+  const flow = flowOf(workflow.flow, input, request.priority, deps.namespaceMaxRunning);
+  if (flow.debounceKey !== null && request.idempotencyKey) {
+    // Its debounce key already folds repeated creations into one run; two deduplication rules would disagree.
+    throw new InvalidInputError(`workflow ${workflow.name} is debounced: its debounce key deduplicates creations; leave idempotency_key empty`);
+  }
   // Past the caller's deadline nothing is stored: the call ends DEADLINE_EXCEEDED instead.
   call.throwIfDeadlinePassed();
 
   // At its concurrency limit this process queues the run instead: any process with room picks it up.
-  const eager = request.eagerStart && worker.reserveSlot();
+  const eager = request.eagerStart && mayStartEagerly(flow) && worker.reserveSlot();
   let created: Awaited<ReturnType<typeof insertRun>>;
   try {
     created = await insertRun(
       deps.store,
-      { id: randomUUID(), namespace: call.namespace, workflowName: workflow.name, input, idempotencyKey: request.idempotencyKey || undefined, metadata: request.metadata, traceParent: request.traceParent, timeoutMs },
+      { id: randomUUID(), namespace: call.namespace, workflowName: workflow.name, input, idempotencyKey: request.idempotencyKey || undefined, metadata: request.metadata, traceParent: request.traceParent, timeoutMs, flow },
       eager ? { owner: worker.owner, leaseMs: deps.leaseMs } : undefined,
     );
   } catch (error) {
     if (eager) worker.releaseSlot();
     throw error;
   }
-  const { run, deduplicated } = created;
+  const { run, deduplicated, debounced } = created;
+  if (debounced) {
+    // Folded into the key's run that has not started yet: nothing new to announce, it is due one period from now.
+    return { run, deduplicated: true };
+  }
   if (deduplicated) {
     if (eager) worker.releaseSlot();
     if (run.workflowName !== workflow.name || !sameJson(run.input, input)) throw new IdempotencyConflictError(request.idempotencyKey ?? "", run.id);
@@ -64,7 +76,11 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
   deps.metrics?.runsCreated.inc({ workflow: workflow.name, origin: "api" });
   // This process fires the timeout on time; others find it at their next poll (if this one dies first).
   if (run.timeoutAt) worker.noteTimeout(run.timeoutAt);
-  if (eager) {
+  if (eager && run.status !== "running") {
+    // Flow control's gate stored it queued (held, or its key was being admitted elsewhere that instant).
+    worker.releaseSlot();
+    await worker.announce().catch(() => undefined);
+  } else if (eager) {
     // Committed as claimed by this process: start it here, now (if we die first, the lease lapses and others resume it).
     worker.adopt(run);
   } else {
@@ -72,4 +88,15 @@ export async function createRun(deps: RunsDeps, call: Call, request: CreateRunRe
     await worker.announce().catch(() => undefined);
   }
   return { run, deduplicated };
+}
+
+/** The run's flow control, evaluated once here; a bad priority or a key function that fails stores nothing. */
+function flowOf(flow: FlowControl | undefined, input: JsonValue, priority: number | undefined, namespaceMaxRunning: number | undefined): RunFlowControl {
+  try {
+    if (priority !== undefined) checkPriority(priority, "priority");
+    return runFlowControl(flow, input, { priority, namespaceMaxRunning });
+  } catch (error) {
+    if (error instanceof FlowControlError) throw new InvalidInputError(error.message);
+    throw error;
+  }
 }

@@ -6,6 +6,7 @@
  */
 import { describeWait, type WaitRecord } from "../core/waits.js";
 import type { RunFacts, StoredEventFacts } from "../store/runs/explain.js";
+import type { FlowHold } from "../store/runs/flow-hold.js";
 
 export type NearMissReason = "other_correlation_id" | "before_lookback" | "already_consumed" | "targeted_at_other_run";
 
@@ -88,7 +89,11 @@ export function explain(facts: RunFacts): Explanation {
           for (const miss of wait.nearMisses) lines.push(`    ${miss.explanation}`);
         }
       }
-      if (facts.runsAhead !== undefined) {
+      const hold = facts.flowHold;
+      if (hold) lines.push(flowHoldLine(run, hold));
+      if (hold && hold.gate !== "rate") {
+        // Out of the due queue until a run of its key stops running: the claim order below does not apply yet.
+      } else if (facts.runsAhead !== undefined) {
         lines.push(`claimable since ${run.availableAt?.toISOString()}; ${facts.runsAhead} claimable run(s) ahead of it`);
       } else if (run.status === "waiting") {
         lines.push(run.availableAt ? `the clock wakes it at ${run.availableAt.toISOString()}` : "only the world can wake it (an event, a child's end, an agent's result)");
@@ -132,6 +137,19 @@ export function pendingRequest(run: RunFacts["run"]): string | undefined {
   if (run.cancelRequestedAt) return run.cancelReason ?? "cancel";
   if (run.pauseRequestedAt) return run.pauseReason ? `pause: ${run.pauseReason}` : "pause";
   return undefined;
+}
+
+/** Which flow-control limit holds the run, on which key, and its place in that key's line. */
+function flowHoldLine(run: RunFacts["run"], hold: FlowHold): string {
+  const key = hold.key === "" ? "the workflow's single key" : `key "${hold.key}"`;
+  switch (hold.gate) {
+    case "concurrency":
+      return `held by flow control: concurrency ${key} has ${run.concurrencyLimit} run(s) executing (its limit); position ${hold.position} in that key's line (priority ${run.priority})`;
+    case "namespace":
+      return `held by flow control: namespace "${hold.key}" has CAIRN_NAMESPACE_MAX_RUNNING=${run.namespaceMaxRunning} run(s) executing; position ${hold.position} in the namespace's line (priority ${run.priority})`;
+    case "rate":
+      return `held by flow control: rate limit ${key} started ${run.rateLimit} run(s) within ${run.ratePeriodMs} ms; due again at ${hold.availableAt?.toISOString()}`;
+  }
 }
 
 function loadedLine(facts: RunFacts): string {

@@ -4,6 +4,7 @@
  */
 import { RunNotFoundError } from "../core/errors.js";
 import { type RunFacts, runFacts } from "../store/runs/explain.js";
+import { flowHoldOf } from "../store/runs/flow-hold.js";
 import { type Explanation, explain, pendingRequest } from "./explain-lines.js";
 import { normalizeRunId } from "./get-run.js";
 import type { Call, RunsDeps } from "./runs-deps.js";
@@ -17,5 +18,6 @@ export interface RunExplanation extends Explanation {
 export async function explainRun(deps: RunsDeps, call: Call, runId: string): Promise<RunExplanation> {
   const facts = await runFacts(deps.store.db, call.namespace, normalizeRunId(runId));
   if (!facts) throw new RunNotFoundError(runId);
+  facts.flowHold = await flowHoldOf(deps.store.db, facts.run);
   return { facts, ...explain(facts), pendingRequest: facts.run.status === "running" ? pendingRequest(facts.run) : undefined };
 }

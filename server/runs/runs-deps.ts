@@ -20,6 +20,8 @@ export interface RunsDeps {
   tails: RunTails;
   leaseMs: number;
   maxInputBytes: number;
+  /** CAIRN_NAMESPACE_MAX_RUNNING, stamped on each run this process creates (absent: no quota). */
+  namespaceMaxRunning?: number | undefined;
   maxEventBytes: number;
   /** Caps on page sizes (CAIRN_MAX_LIST_RUNS_PAGE_SIZE, CAIRN_MAX_HISTORY_PAGE_SIZE). */
   maxListRunsPageSize: number;

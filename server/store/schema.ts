@@ -16,6 +16,8 @@ import type { JsonValue } from "../../sdk/workflow.js";
 /** The wait a WAITING run is parked on, as core/waits.ts describes it. */
 export type WaitingOn = WaitRecord;
 
+export type FlowGate = "concurrency" | "rate" | "namespace";
+
 export const runStatuses = ["queued", "running", "waiting", "paused", "completed", "failed", "cancelled"] as const;
 export type RunStatus = (typeof runStatuses)[number];
 export const terminalStatuses: readonly RunStatus[] = ["completed", "failed", "cancelled"];
@@ -69,6 +71,26 @@ export const runs = pgTable(
     traceParent: text(),
     /** ForkRun: the run this one was forked from (its journal's prefix was copied); null for other runs. */
     forkedFromRunId: uuid(),
+    /**
+     * Flow control (docs/flow-control.md), fixed at creation from the workflow's declaration and CreateRun: higher
+     * priority is claimed first; the keys are the workflow's key functions evaluated once over the input ('' when it
+     * declares no key function: one key for the whole workflow); a null limit means the gate does not apply.
+     */
+    priority: integer().notNull().default(0),
+    concurrencyKey: text(),
+    concurrencyLimit: integer(),
+    rateKey: text(),
+    rateLimit: integer(),
+    ratePeriodMs: integer(),
+    debounceKey: text(),
+    /** CAIRN_NAMESPACE_MAX_RUNNING of the server that created the run (null: no quota). */
+    namespaceMaxRunning: integer(),
+    /**
+     * The gate that last held this run back at a claim ('concurrency', 'rate' or 'namespace'); null once admitted.
+     * A run held by concurrency or the namespace quota has available_at NULL (out of the due index) until a run of
+     * its key stops running and releases it; one held by the rate limit is due again when a start leaves the window.
+     */
+    heldBy: text().$type<FlowGate>(),
   },
   (t) => [
     check("runs_status_check", sql`${t.status} in ('queued', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled')`),
@@ -86,6 +108,18 @@ export const runs = pgTable(
     // pending list on, every lookup scans the entries inserted since the last vacuum (7 ms per page with 100k
     // fresh runs, 0.07 ms without); inserting into the tree directly costs runs that carry metadata a little more.
     index("runs_metadata_idx").using("gin", t.metadata.op("jsonb_path_ops")).with({ fastupdate: false }),
+    // Flow control. Claims take due runs of nonzero priority from this small index (priority first) and those of
+    // priority 0 from runs_due_idx, so ordering by priority never walks parked runs (lease.ts).
+    index("runs_due_priority_idx").on(t.priority.desc(), t.availableAt).where(sql`${t.status} in ('queued', 'waiting') and ${t.priority} <> 0`),
+    // The claim gate counts a key's running runs and its starts within the rate period; at most `limit` rows each.
+    index("runs_concurrency_running_idx").on(t.namespace, t.workflowName, t.concurrencyKey).where(sql`${t.status} = 'running' and ${t.concurrencyLimit} is not null`),
+    index("runs_namespace_running_idx").on(t.namespace).where(sql`${t.status} = 'running' and ${t.namespaceMaxRunning} is not null`),
+    index("runs_rate_starts_idx").on(t.namespace, t.workflowName, t.rateKey, t.startedAt).where(sql`${t.rateLimit} is not null and ${t.startedAt} is not null`),
+    // A key's held runs in release order (GetRun's position counts the ones ahead).
+    index("runs_held_idx").on(t.namespace, t.workflowName, t.concurrencyKey, t.priority.desc(), t.createdAt).where(sql`${t.heldBy} = 'concurrency' and ${t.availableAt} is null`),
+    index("runs_namespace_held_idx").on(t.namespace, t.priority.desc(), t.createdAt).where(sql`${t.heldBy} = 'namespace' and ${t.availableAt} is null`),
+    // Debounce: at most one not-yet-started run per key; a creation inside the period folds into it (ON CONFLICT).
+    uniqueIndex("runs_debounce_idx").on(t.namespace, t.workflowName, t.debounceKey).where(sql`${t.debounceKey} is not null and ${t.status} = 'queued' and ${t.startedAt} is null`),
     // Run retention's range scan (oldest ended first) and ListRuns' ended-time filter.
     index("runs_ended_idx").on(t.completedAt).where(sql`${t.status} in ('completed', 'failed', 'cancelled')`),
   ],

@@ -14,6 +14,7 @@ import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { Duration } from "../../sdk/workflow.js";
 import type { Handler } from "../core/activation.js";
 import { parseDuration } from "../core/duration.js";
+import { type FlowControl, parseFlowControl } from "../core/flow-control.js";
 import type { Logger } from "../logger.js";
 import { describeLoadFailure } from "./load-error.js";
 import { registerWorkflowHooks } from "./module-hooks.js";
@@ -96,7 +97,14 @@ function workflowsIn(exports: Record<string, unknown>, file: string): LoadedWork
       }
       if (timeoutMs <= 0) throw new WorkflowLoadError(`${file}: the timeout of workflow "${value.name}" must be more than zero`);
     }
-    defined.push({ name: value.name, file, input: value.input, timeoutMs, handler: value.handler });
+    let flow: FlowControl;
+    try {
+      flow = parseFlowControl(value as Record<string, unknown>);
+    } catch (error) {
+      // A zero limit or a bad period would hold or flood every run later: stop start-up with the cause instead.
+      throw new WorkflowLoadError(`${file}: workflow "${value.name}": ${(error as Error).message}`);
+    }
+    defined.push({ name: value.name, file, input: value.input, timeoutMs, flow, handler: value.handler });
   }
   if (defined.length > 0) return defined;
 

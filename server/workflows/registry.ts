@@ -5,6 +5,7 @@
 import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { JsonValue } from "../../sdk/workflow.js";
 import type { Handler } from "../core/activation.js";
+import type { FlowControl } from "../core/flow-control.js";
 import { InvalidInputError, WorkflowNotFoundError } from "../core/errors.js";
 
 export interface LoadedWorkflow {
@@ -13,6 +14,8 @@ export interface LoadedWorkflow {
   input?: StandardSchemaV1 | undefined;
   /** `defineWorkflow({ timeout })` in ms: each run's default run-level timeout (absent: none). */
   timeoutMs?: number | undefined;
+  /** `defineWorkflow({ concurrency, rateLimit, priority, debounce })`, checked (absent: none). */
+  flow?: FlowControl | undefined;
   handler: Handler;
 }
 

@@ -3,6 +3,7 @@ import type { JsonValue } from "../../../sdk/workflow.js";
 import { type Db } from "../database.js";
 import type { Store } from "../store.js";
 import { type RunRow, runs } from "../schema.js";
+import { insertDebouncedRun, type RunFlow, type RunInsert } from "./rows.js";
 
 export interface NewRun {
   id: string;
@@ -16,12 +17,16 @@ export interface NewRun {
   traceParent?: string | undefined;
   /** Run-level timeout, ms from creation (absent: none): stored as `timeout_at`. */
   timeoutMs?: number | undefined;
+  /** Flow control fixed at creation (docs/flow-control.md). */
+  flow?: RunFlow | undefined;
 }
 
 export interface CreateRunResult {
   run: RunRow;
   /** An earlier run with the same idempotency key was returned instead. */
   deduplicated: boolean;
+  /** Debounce: the creation folded into its key's run that had not started yet (its input is now this one's). */
+  debounced?: boolean;
 }
 
 /**
@@ -34,7 +39,24 @@ export async function insertRun(
   run: NewRun,
   claimFor?: { owner: string; leaseMs: number },
 ): Promise<CreateRunResult> {
-  const inserted = await store.runInserts.submit({
+  if (run.flow?.debounceKey != null) {
+    // Not batched: its conflict target is the debounce key, not any unique index.
+    const { run: row, debounced } = await insertDebouncedRun(store.db, toInsert(run, claimFor));
+    return { run: row, deduplicated: false, debounced };
+  }
+  const inserted = await store.runInserts.submit(toInsert(run, claimFor));
+  if (inserted) return { run: inserted, deduplicated: false };
+  if (run.idempotencyKey === undefined) throw new Error(`run id ${run.id} collided`);
+  const [existing] = await store.db
+    .select()
+    .from(runs)
+    .where(and(eq(runs.namespace, run.namespace), eq(runs.idempotencyKey, run.idempotencyKey)));
+  if (!existing) throw new Error(`idempotency key ${run.idempotencyKey} conflicted but no run holds it`);
+  return { run: existing, deduplicated: true };
+}
+
+function toInsert(run: NewRun, claimFor: { owner: string; leaseMs: number } | undefined): RunInsert {
+  return {
     id: run.id,
     namespace: run.namespace,
     workflowName: run.workflowName,
@@ -44,16 +66,9 @@ export async function insertRun(
     parentRunId: run.parentRunId ?? null,
     traceParent: run.traceParent ?? null,
     timeoutMs: run.timeoutMs ?? null,
+    flow: run.flow,
     claimFor,
-  });
-  if (inserted) return { run: inserted, deduplicated: false };
-  if (run.idempotencyKey === undefined) throw new Error(`run id ${run.id} collided`);
-  const [existing] = await store.db
-    .select()
-    .from(runs)
-    .where(and(eq(runs.namespace, run.namespace), eq(runs.idempotencyKey, run.idempotencyKey)));
-  if (!existing) throw new Error(`idempotency key ${run.idempotencyKey} conflicted but no run holds it`);
-  return { run: existing, deduplicated: true };
+  };
 }
 
 /**

@@ -46,7 +46,11 @@ export interface RunFacts {
   pauseReason?: string | undefined;
   /** The database's clock when read. */
   now: Date;
+  /** QUEUED and held back by flow control: its gate, key and place in line (store/runs/flow-hold.ts). */
+  flowHold?: FlowHold | undefined;
 }
+
+import type { FlowHold } from "./flow-hold.js";
 
 export async function runFacts(db: Db, namespace: string, runId: string): Promise<RunFacts | undefined> {
   const run = await selectRun(db, namespace, runId);

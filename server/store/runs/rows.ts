@@ -10,7 +10,7 @@
 import type { JsonValue } from "../../../sdk/workflow.js";
 import type { FailureInfo } from "../../core/json.js";
 import { type Db, rawQuery } from "../database.js";
-import type { RunRow, RunStatus, WaitingOn } from "../schema.js";
+import type { FlowGate, RunRow, RunStatus, WaitingOn } from "../schema.js";
 
 export interface RunInsert {
   id: string;
@@ -23,7 +23,22 @@ export interface RunInsert {
   traceParent?: string | null | undefined;
   /** The run-level timeout in ms from creation (absent: none); stored as `timeout_at`. */
   timeoutMs?: number | null | undefined;
+  /** Flow control fixed at creation (absent: none; see schema.ts). */
+  flow?: RunFlow | undefined;
   claimFor?: { owner: string; leaseMs: number } | undefined;
+}
+
+export interface RunFlow {
+  priority: number;
+  concurrencyKey: string | null;
+  concurrencyLimit: number | null;
+  rateKey: string | null;
+  rateLimit: number | null;
+  ratePeriodMs: number | null;
+  debounceKey: string | null;
+  /** Debounce: the run is due this long after its (last) creation. */
+  delayMs: number | null;
+  namespaceMaxRunning: number | null;
 }
 
 export interface RunFinish {
@@ -37,19 +52,37 @@ export interface RunFinish {
   kind: string;
 }
 
-const insertRunsSql = `
+const insertRunsSelect = `
   insert into runs (id, namespace, workflow_name, status, input, idempotency_key, metadata, parent_run_id,
-                    lease_owner, lease_epoch, lease_expires_at, activation_count, started_at, trace_parent, timeout_at)
+                    lease_owner, lease_epoch, lease_expires_at, activation_count, started_at, trace_parent, timeout_at,
+                    available_at, priority, concurrency_key, concurrency_limit, rate_key, rate_limit, rate_period_ms,
+                    debounce_key, namespace_max_running)
   select v.id, v.namespace, v.workflow_name, v.status, v.input::jsonb, v.idempotency_key, v.metadata::jsonb, v.parent_run_id,
          v.lease_owner, v.lease_epoch, now() + v.lease_ms * interval '1 millisecond', v.activation_count,
          case when v.lease_owner is null then null else now() end, v.trace_parent,
-         now() + v.timeout_ms * interval '1 millisecond'
+         now() + v.timeout_ms * interval '1 millisecond',
+         now() + coalesce(v.delay_ms, 0) * interval '1 millisecond', coalesce(v.priority, 0), v.concurrency_key,
+         v.concurrency_limit, v.rate_key, v.rate_limit, v.rate_period_ms, v.debounce_key, v.namespace_max_running
   from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[],
-              $9::text[], $10::int[], $11::int[], $12::int[], $13::text[], $14::bigint[])
+              $9::text[], $10::int[], $11::int[], $12::int[], $13::text[], $14::bigint[], $15::bigint[], $16::int[],
+              $17::text[], $18::int[], $19::text[], $20::int[], $21::int[], $22::text[], $23::int[])
        as v(id, namespace, workflow_name, status, input, idempotency_key, metadata, parent_run_id,
-            lease_owner, lease_epoch, lease_ms, activation_count, trace_parent, timeout_ms)
+            lease_owner, lease_epoch, lease_ms, activation_count, trace_parent, timeout_ms, delay_ms, priority,
+            concurrency_key, concurrency_limit, rate_key, rate_limit, rate_period_ms, debounce_key, namespace_max_running)`;
+
+const insertRunsSql = `${insertRunsSelect}
   on conflict do nothing
   returning *`;
+
+/**
+ * Debounce: a creation while the key's run has not started yet folds into it (its input replaced, due one
+ * period from now) instead of adding a run; runs_debounce_idx allows one such run per key, so concurrent creations
+ * on any process agree. `xmax <> 0` tells a folded creation from an inserted one.
+ */
+const insertDebouncedRunSql = `${insertRunsSelect}
+  on conflict (namespace, workflow_name, debounce_key) where debounce_key is not null and status = 'queued' and started_at is null
+  do update set input = excluded.input, available_at = excluded.available_at, updated_at = now()
+  returning *, (xmax <> 0) as debounced`;
 
 /** Rows are locked in id order, like the other multi-row writers, so that concurrent ones cannot deadlock. */
 const finishRunsSql = `
@@ -74,14 +107,34 @@ const finishRunsSql = `
     select id, final_sequence, namespace, final_kind, '', output, error, 1 from finished)
   select * from finished`;
 
+/*
+ * Higher priority first, then the earliest due. Runs of priority 0 (nearly all) come from runs_due_idx in
+ * available_at order; the few of another priority from runs_due_priority_idx in (priority desc, available_at) order;
+ * each branch is an index range scan that stops after `limit` rows, and the union's best `limit` are the overall
+ * best. Runs held back by flow control are not in either index (available_at NULL) or are not yet due (the rate
+ * limit's next place), so they cost a claim nothing. The flow-control gate (migration 0018, a BEFORE trigger on the
+ * status change) admits or holds each row as the UPDATE reaches it; held rows keep their status and are left out.
+ */
 const claimRunsSql = `
-  update runs set status = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1,
-         lease_expires_at = now() + $2 * interval '1 millisecond', activation_count = activation_count + 1,
-         started_at = coalesce(started_at, now()), waiting_on = null, updated_at = now()
-  where id in (select id from runs where status in ('queued', 'waiting') and available_at <= now() + interval '1 millisecond'
-                 and workflow_name = any($4::text[])
-               order by available_at limit $3 for update skip locked)
-  returning *`;
+  with claimed as (
+    update runs set status = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1,
+           lease_expires_at = now() + $2 * interval '1 millisecond', activation_count = activation_count + 1,
+           started_at = coalesce(started_at, now()), waiting_on = null, updated_at = now()
+    where id in (
+      select id from (
+        select * from (select id, priority, available_at from runs
+          where status in ('queued', 'waiting') and priority <> 0 and available_at <= now() + interval '1 millisecond'
+            and workflow_name = any($4::text[])
+          order by priority desc, available_at limit $3 for update skip locked) prioritized
+        union all
+        select * from (select id, priority, available_at from runs
+          where status in ('queued', 'waiting') and priority = 0 and available_at <= now() + interval '1 millisecond'
+            and workflow_name = any($4::text[])
+          order by available_at limit $3 for update skip locked) plain
+      ) due
+      order by priority desc, available_at limit $3)
+    returning *)
+  select * from claimed where status = 'running'`;
 
 /**
  * Claims up to `limit` due runs for `owner`, bumping each one's epoch (see
@@ -92,6 +145,9 @@ const claimRunsSql = `
  * the 1 ms of slack; a timer claimed that early is not fired early (the
  * engine compares its fire time with the clock and parks the run again).
  */
+/** The claim statement, for tests that EXPLAIN it ($1 owner, $2 lease ms, $3 limit, $4 workflow names). */
+export const claimStatement = claimRunsSql;
+
 export async function claimRunRows(db: Db, owner: string, leaseMs: number, limit: number, workflowNames: readonly string[]): Promise<RunRow[]> {
   const rows = await rawQuery<RawRun>(db, claimRunsSql, [owner, leaseMs, limit, [...workflowNames]], "cairn_claim_runs");
   return rows.map(toRunRow);
@@ -103,31 +159,47 @@ export async function selectRun(db: Db, namespace: string, runId: string): Promi
 }
 
 /** Inserts runs (queued, or claimed by `claimFor`); undefined for each whose id or idempotency key is taken. */
-export async function insertRuns(db: Db, items: RunInsert[]): Promise<(RunRow | undefined)[]> {
+function insertParams(items: RunInsert[]): unknown[] {
   const column = <T>(pick: (r: RunInsert) => T) => items.map(pick);
-  const rows = await rawQuery<RawRun>(
-    db,
-    insertRunsSql,
-    [
-      column((r) => r.id),
-      column((r) => r.namespace),
-      column((r) => r.workflowName),
-      column((r) => (r.claimFor ? "running" : "queued")),
-      column((r) => JSON.stringify(r.input)),
-      column((r) => r.idempotencyKey),
-      column((r) => JSON.stringify(r.metadata)),
-      column((r) => r.parentRunId),
-      column((r) => r.claimFor?.owner ?? null),
-      column((r) => (r.claimFor ? 1 : 0)),
-      column((r) => r.claimFor?.leaseMs ?? null),
-      column((r) => (r.claimFor ? 1 : 0)),
-      column((r) => r.traceParent ?? null),
-      column((r) => r.timeoutMs ?? null),
-    ],
-    "cairn_insert_runs",
-  );
+  return [
+    column((r) => r.id),
+    column((r) => r.namespace),
+    column((r) => r.workflowName),
+    column((r) => (r.claimFor ? "running" : "queued")),
+    column((r) => JSON.stringify(r.input)),
+    column((r) => r.idempotencyKey),
+    column((r) => JSON.stringify(r.metadata)),
+    column((r) => r.parentRunId),
+    column((r) => r.claimFor?.owner ?? null),
+    column((r) => (r.claimFor ? 1 : 0)),
+    column((r) => r.claimFor?.leaseMs ?? null),
+    column((r) => (r.claimFor ? 1 : 0)),
+    column((r) => r.traceParent ?? null),
+    column((r) => r.timeoutMs ?? null),
+    column((r) => r.flow?.delayMs ?? null),
+    column((r) => r.flow?.priority ?? 0),
+    column((r) => r.flow?.concurrencyKey ?? null),
+    column((r) => r.flow?.concurrencyLimit ?? null),
+    column((r) => r.flow?.rateKey ?? null),
+    column((r) => r.flow?.rateLimit ?? null),
+    column((r) => r.flow?.ratePeriodMs ?? null),
+    column((r) => r.flow?.debounceKey ?? null),
+    column((r) => r.flow?.namespaceMaxRunning ?? null),
+  ];
+}
+
+/** Inserts runs (queued, or claimed by `claimFor`); undefined for each whose id or idempotency key is taken. */
+export async function insertRuns(db: Db, items: RunInsert[]): Promise<(RunRow | undefined)[]> {
+  const rows = await rawQuery<RawRun>(db, insertRunsSql, insertParams(items), "cairn_insert_runs");
   const byId = new Map(rows.map((row) => [row.id, toRunRow(row)]));
   return items.map((r) => byId.get(r.id));
+}
+
+/** Inserts a debounced run, or folds it into its key's run that has not started yet (`debounced`: the latter). */
+export async function insertDebouncedRun(db: Db, item: RunInsert): Promise<{ run: RunRow; debounced: boolean }> {
+  const [row] = await rawQuery<RawRun & { debounced: boolean }>(db, insertDebouncedRunSql, insertParams([item]), "cairn_insert_debounced_run");
+  if (!row) throw new Error(`debounced run ${item.id} was neither inserted nor folded`);
+  return { run: toRunRow(row), debounced: row.debounced };
 }
 
 /** Sets final statuses and journals last entries; undefined for each whose fence no longer holds. */
@@ -184,6 +256,15 @@ interface RawRun {
   completed_at: Date | null;
   trace_parent: string | null;
   forked_from_run_id: string | null;
+  priority: number;
+  concurrency_key: string | null;
+  concurrency_limit: number | null;
+  rate_key: string | null;
+  rate_limit: number | null;
+  rate_period_ms: number | null;
+  debounce_key: string | null;
+  namespace_max_running: number | null;
+  held_by: FlowGate | null;
 }
 
 /** A `runs` row as `to_jsonb(runs.*)` gives it: timestamps are ISO strings. */
@@ -236,5 +317,14 @@ function toRunRow(raw: RawRun): RunRow {
     completedAt: raw.completed_at,
     traceParent: raw.trace_parent ?? null,
     forkedFromRunId: raw.forked_from_run_id ?? null,
+    priority: raw.priority ?? 0,
+    concurrencyKey: raw.concurrency_key ?? null,
+    concurrencyLimit: raw.concurrency_limit ?? null,
+    rateKey: raw.rate_key ?? null,
+    rateLimit: raw.rate_limit ?? null,
+    ratePeriodMs: raw.rate_period_ms ?? null,
+    debounceKey: raw.debounce_key ?? null,
+    namespaceMaxRunning: raw.namespace_max_running ?? null,
+    heldBy: raw.held_by ?? null,
   };
 }
