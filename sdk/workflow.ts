@@ -209,7 +209,7 @@ export function defineWorkflow<I, O>(definition: {
 } & FlowControlOptions<I> & {
   handler: WorkflowHandler<I, O>;
 }): WorkflowDefinition<I, O> {
-  checkOptionKeys(definition, ["name", "input", "timeout", "handler"], `defineWorkflow options${typeof definition?.name === "string" ? ` of "${definition.name}"` : ""}`);
+  checkOptionKeys(definition, workflowOptionKeys, `defineWorkflow options${typeof definition?.name === "string" ? ` of "${definition.name}"` : ""}`);
   return { kind: "cairn.workflow", ...definition };
 }
 
@@ -222,6 +222,9 @@ export class InvalidOperationError extends Error {
  * Throws InvalidOperationError for a key of `options` not in `known`: a misspelt option (`maxAttempt`) would
  * otherwise be ignored in silence. `what` names the options: "step options", "retry policy".
  */
+/** Every key defineWorkflow takes: any other is a misspelling, refused when the workflow file loads. */
+const workflowOptionKeys = ["name", "input", "timeout", "handler", "concurrency", "rateLimit", "priority", "debounce"] as const;
+
 export function checkOptionKeys(options: unknown, known: readonly string[], what: string): void {
   if (options === undefined) return;
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
