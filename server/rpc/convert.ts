@@ -94,6 +94,7 @@ export function runToProto(row: RunRow): Run {
     startedAt: timestamp(row.startedAt),
     activationCount: row.activationCount,
     forkedFromRunId: row.forkedFromRunId ?? "",
+    scheduleId: row.scheduleId ?? "",
     timeoutAt: timestamp(row.timeoutAt),
     ...(row.status === "waiting" && row.waitingOn ? { waitingOn: waitingOnToProto(row.waitingOn) } : {}),
   });

@@ -184,6 +184,7 @@ interface RawRun {
   completed_at: Date | null;
   trace_parent: string | null;
   forked_from_run_id: string | null;
+  schedule_id?: string | null;
 }
 
 /** A `runs` row as `to_jsonb(runs.*)` gives it: timestamps are ISO strings. */
@@ -236,5 +237,6 @@ function toRunRow(raw: RawRun): RunRow {
     completedAt: raw.completed_at,
     traceParent: raw.trace_parent ?? null,
     forkedFromRunId: raw.forked_from_run_id ?? null,
+    scheduleId: raw.schedule_id ?? null,
   };
 }
