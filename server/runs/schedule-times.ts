@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import { Cron } from "croner";
 import { InvalidInputError } from "../core/errors.js";
+import type { FireClock } from "../store/schedules/fire.js";
 
 export interface ScheduleTiming {
   cron: string | null;
@@ -108,4 +109,15 @@ export function jitterFor(scheduleId: string, nominal: Date, jitterMs: number): 
 /** The idempotency key of a fire: one run per schedule and nominal time, whichever server fires it. */
 export function fireKey(scheduleId: string, nominal: Date): string {
   return `schedule:${scheduleId}:${nominal.toISOString()}`;
+}
+
+/** The arithmetic the store's firing applies (store/schedules/fire.ts), with the workflows' run timeouts. */
+export function scheduleClock(timeoutMsOf: (workflowName: string) => number | undefined): FireClock {
+  return {
+    nextFireAfter: (row, after) => nextFireAfter(row, after),
+    firstFireFrom: (row, from) => firstFireFrom(row, from),
+    jitterFor: (row, nominal) => jitterFor(row.scheduleId, nominal, row.jitterMs),
+    fireKey,
+    timeoutMsOf,
+  };
 }

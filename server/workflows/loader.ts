@@ -11,7 +11,7 @@ import { readdirSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { StandardSchemaV1 } from "@standard-schema/spec";
-import type { Duration } from "../../sdk/workflow.js";
+import type { Duration, WorkflowSchedule } from "../../sdk/workflow.js";
 import type { Handler } from "../core/activation.js";
 import { parseDuration } from "../core/duration.js";
 import type { Logger } from "../logger.js";
@@ -96,7 +96,7 @@ function workflowsIn(exports: Record<string, unknown>, file: string): LoadedWork
       }
       if (timeoutMs <= 0) throw new WorkflowLoadError(`${file}: the timeout of workflow "${value.name}" must be more than zero`);
     }
-    defined.push({ name: value.name, file, input: value.input, timeoutMs, handler: value.handler });
+    defined.push({ name: value.name, file, input: value.input, timeoutMs, schedules: value.schedules, handler: value.handler });
   }
   if (defined.length > 0) return defined;
 
@@ -119,7 +119,9 @@ function nearMiss(exports: Record<string, unknown>): boolean {
   return Object.values(exports).some((value) => typeof value === "object" && value !== null && (value as { kind?: unknown }).kind === "cairn.workflow");
 }
 
-function isDefinition(value: unknown): value is { name: string; input?: StandardSchemaV1; timeout?: Duration; handler: Handler } {
+function isDefinition(
+  value: unknown,
+): value is { name: string; input?: StandardSchemaV1; timeout?: Duration; schedules?: readonly WorkflowSchedule<unknown>[]; handler: Handler } {
   if (typeof value !== "object" || value === null) return false;
   const candidate = value as { kind?: unknown; name?: unknown; handler?: unknown; input?: unknown };
   return (

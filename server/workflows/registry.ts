@@ -3,7 +3,7 @@
  * through their optional Standard Schema (zod, valibot, arktype, ...).
  */
 import type { StandardSchemaV1 } from "@standard-schema/spec";
-import type { JsonValue } from "../../sdk/workflow.js";
+import type { JsonValue, WorkflowSchedule } from "../../sdk/workflow.js";
 import type { Handler } from "../core/activation.js";
 import { InvalidInputError, WorkflowNotFoundError } from "../core/errors.js";
 
@@ -13,6 +13,8 @@ export interface LoadedWorkflow {
   input?: StandardSchemaV1 | undefined;
   /** `defineWorkflow({ timeout })` in ms: each run's default run-level timeout (absent: none). */
   timeoutMs?: number | undefined;
+  /** `defineWorkflow({ schedules })`, as declared: checked and upserted at server start (runs/schedules.ts). */
+  schedules?: readonly WorkflowSchedule<unknown>[] | undefined;
   handler: Handler;
 }
 
