@@ -8,6 +8,9 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AgentService } from "../sdk/gen/cairn/v1/agent_pb.js";
 import { KeyService } from "../sdk/gen/cairn/v1/keys_pb.js";
+import { ScheduleService } from "../sdk/gen/cairn/v1/schedules_pb.js";
+import { createScheduleService } from "./rpc/schedule-service.js";
+import { upsertDeclaredSchedules } from "./runs/schedules.js";
 import { WorkflowService } from "../sdk/gen/cairn/v1/workflow_pb.js";
 import { KeyCache } from "./auth/key-cache.js";
 import { RateLimiter } from "./auth/rate-limit.js";
@@ -119,8 +122,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     version: serverVersion(),
   });
   metrics.observe({ queue: () => scheduler.queueDepth(), pool: database.poolStats });
-  const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName, KeyService.typeName] });
-  const reflection = createReflectionServices([WorkflowService, AgentService, KeyService, Health]);
+  const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName, KeyService.typeName, ScheduleService.typeName] });
+  const reflection = createReflectionServices([WorkflowService, AgentService, KeyService, ScheduleService, Health]);
   const shutdown = new AbortController();
   // Every in-flight request listens on this signal; many concurrent requests are normal, not a leak.
   setMaxListeners(0, shutdown.signal);
@@ -139,6 +142,9 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     metrics,
   };
   const workflowService = createWorkflowService(runsDeps);
+  const scheduleService = createScheduleService(runsDeps);
+  // Before any worker fires: a declaration that does not check stops start-up here, naming the file and schedule.
+  await upsertDeclaredSchedules(runsDeps, logger);
   // Any server works through stored batches; one that dies mid-batch leaves the rest to the next claimer.
   const batches = new BatchRunner({
     database,
@@ -163,6 +169,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     router.service(WorkflowService, workflowService);
     router.service(AgentService, agentService);
     router.service(KeyService, createKeyService(database));
+    router.service(ScheduleService, scheduleService);
     router.service(Health, health.impl);
     reflection.register(router);
     // Decoding errors that connect-es reports as INTERNAL are the client's: INVALID_ARGUMENT (see protocol-errors.ts).
@@ -180,7 +187,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     errorMappingInterceptor(logger),
     deadlineInterceptor(),
     authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, logger }),
-    validationInterceptor(createRequestValidator([WorkflowService, AgentService])),
+    validationInterceptor(createRequestValidator([WorkflowService, AgentService, ScheduleService])),
   ];
   return { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing };
 }
@@ -282,7 +289,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     metricsUrl: metricsServer ? `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${(metricsServer.address() as { port: number }).port}/metrics` : undefined,
     close() {
       closing ??= (async () => {
-        for (const service of [WorkflowService.typeName, AgentService.typeName, ""]) health.setStatus(service, ServingStatus.NOT_SERVING);
+        for (const service of [WorkflowService.typeName, AgentService.typeName, ScheduleService.typeName, ""]) health.setStatus(service, ServingStatus.NOT_SERVING);
         health.shutdown();
         shutdown.abort();
         await listening.close();
