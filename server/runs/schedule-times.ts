@@ -76,7 +76,8 @@ function cronOf(timing: ScheduleTiming): Cron {
 export function nextFireAfter(timing: ScheduleTiming, after: Date): Date | undefined {
   if (timing.everyMs !== null) {
     const anchor = timing.anchorAt.getTime();
-    const k = Math.max(0, Math.floor((after.getTime() - anchor) / timing.everyMs) + 1);
+    // k may be negative: a backfill before the schedule's creation gets the same grid of fire times.
+    const k = Math.floor((after.getTime() - anchor) / timing.everyMs) + 1;
     return new Date(anchor + k * timing.everyMs);
   }
   return cronOf(timing).nextRun(after) ?? undefined;
