@@ -122,10 +122,13 @@ test("every second for ~10 s on three servers: one run per fire time, none early
   assert.equal(first.created, 5);
   const again = await connectJson(servers[1]!, "BackfillSchedule", { scheduleId: "every-second", start: start.toISOString(), end: end.toISOString() });
   assert.equal(again.created ?? 0, 0);
+  // The schedule's grid of fire times (anchored at its creation) extended backwards.
+  const grid = runs[0]!.nominal % 1000;
+  const expected = Array.from({ length: 5 }, (_, i) => Math.ceil((start.getTime() - grid) / 1000) * 1000 + grid + i * 1000);
   const backfilled = (await runsOf("every-second")).filter((r) => r.nominal >= start.getTime() && r.nominal <= end.getTime());
   assert.deepEqual(
     backfilled.map((r) => r.nominal),
-    Array.from({ length: 5 }, (_, i) => createdAt - 5000 + i * 1000),
+    expected,
   );
   await sdk.schedules.delete("every-second");
 });
@@ -189,22 +192,21 @@ test("catch-up: every server stopped ~5 s; missed fires inside the window run on
   sdk = createCairnClient({ baseUrl: servers[0]!.url });
   await sleep(2_000);
   const runs = await runsOf("catch-up");
-  const afterStop = runs.filter((r) => r.nominal > beforeStop.at(-1)!.nominal);
-  // Fires between the stop and the restart: those older than the window were skipped...
-  const missed = afterStop.filter((r) => r.nominal < restartAt);
   const lastBefore = beforeStop.at(-1)!.nominal;
-  const gapFires = Math.floor((restartAt - lastBefore) / 1000);
-  assert.ok(missed.length < gapFires, `${missed.length} of ${gapFires} missed fires were made up`);
-  // ... and those inside it run once each, late but within the window.
-  assert.ok(missed.length >= 1, "fires inside the catch-up window are made up");
-  for (const run of missed) assert.ok(run.created - run.nominal <= 2_500 + 3_000, `made up ${run.created - run.nominal} ms late`);
+  const afterStop = runs.filter((r) => r.nominal > lastBefore);
   assertOnePerFireTime(afterStop, 1000, "after the restart");
-  assert.ok(afterStop[0]!.nominal - lastBefore > 1000, "some fires were skipped");
+  // Fires older than the window when the first server came back were skipped: a gap after the last fire before the stop.
+  const skippedFires = (afterStop[0]!.nominal - lastBefore) / 1000 - 1;
+  assert.ok(skippedFires >= 2, `${skippedFires} fires skipped (stopped ${stoppedAt - lastBefore} ms after the last fire, restarted at +${restartAt - stoppedAt} ms)`);
+  // Fires inside the window were made up once each: late, but at most the window late.
+  const madeUp = afterStop.filter((r) => r.created - r.nominal > 300);
+  assert.ok(madeUp.length >= 1, `fires inside the catch-up window are made up: ${JSON.stringify(afterStop.map((r) => r.created - r.nominal))}`);
+  for (const run of madeUp) assert.ok(run.created - run.nominal <= 2_500 + 200, `made up ${run.created - run.nominal} ms late`);
   const logged = servers.flatMap((s) => s.logRecords()).filter((r) => String(r.msg).includes("missed beyond the catch-up window") && r.scheduleId === "catch-up");
   assert.equal(logged.length, 1, "the skipped fires were logged once");
   assert.ok(Number(logged[0]!.count) >= 2);
   const row = await sdk.schedules.get("catch-up");
   assert.equal(row.skippedFires, Number(logged[0]!.count));
-  assert.ok(stoppedAt < restartAt);
+  assert.equal(row.skippedFires, skippedFires, "the skipped fires are the gap");
   await sdk.schedules.delete("catch-up");
 });
