@@ -17,6 +17,7 @@ import type { CairnClient, CairnError } from "../sdk/index.js";
 import { UnreachableError, UsageError } from "./args.js";
 import { type Command, type CommandContext, ExitCode, type OptionSpecs, type OptionValues, type Output } from "./command.js";
 import { batchesGet, batchesList } from "./commands/batches.js";
+import { scheduleCommands } from "./commands/schedules.js";
 import { eventsSend } from "./commands/events.js";
 import { keysCreate, keysList, keysRevoke } from "./commands/keys.js";
 import { runsCancel, runsCreate, runsFork, runsGet, runsList, runsPause, runsResume, runsRetry, runsWatch, runsWhy } from "./commands/runs.js";
@@ -40,6 +41,7 @@ export const commands: readonly Command[] = [
   runsFork,
   batchesGet,
   batchesList,
+  ...scheduleCommands,
   runsWhy,
   eventsSend,
   keysCreate,
