@@ -84,7 +84,8 @@ export async function fireDueSchedules(db: Db, limit: number, clock: FireClock):
 }
 
 async function fireOne(tx: Db, row: ScheduleRow, now: Date, clock: FireClock, outcome: FireOutcome): Promise<void> {
-  let active = row.lastRunId ? await runIsActive(tx, row.lastRunId) : false;
+  // ALLOW_ALL never looks at the previous run: one read less per fire on the hot path.
+  let active = row.lastRunId && (row.overlap !== "allow_all" || row.bufferedFireAt) ? await runIsActive(tx, row.lastRunId) : false;
   const starts: Date[] = [];
   let buffered = row.bufferedFireAt;
   let skipped = 0;
