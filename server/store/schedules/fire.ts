@@ -189,6 +189,11 @@ export async function insertScheduledRun(tx: Db, row: ScheduleRow, nominal: Date
       idempotencyKey,
       metadata: row.metadata,
       scheduleId: row.scheduleId,
+      // The statement's time, not the transaction's: a run started because the previous one ended must not
+      // look created before that end (the transaction may have begun a moment before the other committed).
+      createdAt: sql`clock_timestamp()`,
+      updatedAt: sql`clock_timestamp()`,
+      availableAt: sql`clock_timestamp()`,
       ...(timeoutMs !== undefined ? { timeoutAt: sql`now() + ${timeoutMs} * interval '1 millisecond'` } : {}),
     })
     .onConflictDoNothing()
