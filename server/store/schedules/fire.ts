@@ -63,11 +63,10 @@ export async function nextScheduleDue(db: Db): Promise<{ dueAt: Date | undefined
 export async function fireDueSchedules(db: Db, limit: number, clock: FireClock): Promise<FireOutcome & { claimed: number }> {
   return db.transaction(async (tx) => {
     const outcome: FireOutcome = { started: [], skipped: [], cancelled: [] };
-    const [{ now }] = (await queryRows<{ now: Date }>(tx, sql`select now() as now`)) as [{ now: Date }];
-    const nowAt = new Date(now);
+    // One round trip: the due rows carry the transaction's now(), the instant every decision below is made at.
     const due = await queryRows<Record<string, unknown>>(
       tx,
-      sql`select s.* from schedules s
+      sql`select s.*, now() as db_now from schedules s
           where (s.fire_due_at <= now())
              or (s.buffered_fire_at is not null and not s.paused
                  and not exists (select 1 from runs r where r.id = s.last_run_id and r.status not in ('completed', 'failed', 'cancelled')))
@@ -75,10 +74,7 @@ export async function fireDueSchedules(db: Db, limit: number, clock: FireClock):
           limit ${limit}
           for update of s skip locked`,
     );
-    for (const raw of due) {
-      const row = scheduleFromRaw(raw);
-      await fireOne(tx, row, nowAt, clock, outcome);
-    }
+    for (const raw of due) await fireOne(tx, scheduleFromRaw(raw), new Date(raw.db_now as string), clock, outcome);
     return { ...outcome, claimed: due.length };
   });
 }
