@@ -44,6 +44,8 @@ export interface FireOutcome {
 
 /** Missed fires counted one by one up to this; beyond, they are skipped as a range without counting. */
 const maxCountedMisses = 10_000;
+/** The least catch-up window: fires later than this under load are still made up, not skipped. */
+const minCatchupMs = 1_000;
 /** Fires made up per schedule per round (a catch-up window far larger than the interval). */
 const maxFiresPerRound = 1_000;
 
@@ -100,16 +102,21 @@ async function fireOne(tx: Db, row: ScheduleRow, now: Date, clock: FireClock, ou
   if (row.fireDueAt && row.nextFireAt && row.fireDueAt.getTime() <= now.getTime() && !row.paused) {
     let at: Date | undefined = row.nextFireAt;
     // Fires older than the catch-up window (missed while no server ran) are skipped, and said so.
-    const oldest = new Date(now.getTime() - row.catchupWindowMs);
-    if (at.getTime() < oldest.getTime()) {
+    // Lateness counts from a fire's due time (nominal + jitter), and a window under minCatchupMs counts as that:
+    // a fire a few ms late on a busy server is not "missed".
+    const oldest = now.getTime() - Math.max(row.catchupWindowMs, minCatchupMs);
+    const due = (fire: Date) => fire.getTime() + clock.jitterFor(row, fire);
+    if (due(at) < oldest) {
       let count = 0;
       let probe: Date | undefined = at;
-      while (probe && probe.getTime() < oldest.getTime() && count < maxCountedMisses) {
+      while (probe && due(probe) < oldest && count < maxCountedMisses) {
         count++;
         probe = clock.nextFireAfter(row, probe);
       }
-      const resume = clock.firstFireFrom(row, oldest);
-      skip(count, "missed beyond the catch-up window", at, resume ? new Date(resume.getTime() - 1) : oldest);
+      // Past the counting cap, jump: the first fire time whose due time is inside the window.
+      let resume = probe && due(probe) >= oldest ? probe : clock.firstFireFrom(row, new Date(oldest - row.jitterMs));
+      while (resume && due(resume) < oldest) resume = clock.nextFireAfter(row, resume);
+      skip(count, "missed beyond the catch-up window", at, resume ? new Date(resume.getTime() - 1) : new Date(oldest));
       at = resume;
     }
     let rounds = 0;
