@@ -23,6 +23,7 @@ import { listen } from "./http/listen.js";
 import { withValidAuthority } from "./http/require-authority.js";
 import { withOpenModeGuard } from "./http/open-mode-guard.js";
 import { withRestRoutes } from "./http/rest.js";
+import { withScheduleRestRoutes } from "./http/rest-schedules.js";
 import { withUnaryLane } from "./http/unary-lane.js";
 import type { Logger } from "./logger.js";
 import { Metrics } from "./metrics.js";
@@ -84,6 +85,7 @@ export interface CairnServices {
   readonly health: ReturnType<typeof createHealthService>;
   readonly keys: KeyCache | undefined;
   readonly workflowService: ReturnType<typeof createWorkflowService>;
+  readonly scheduleService: ReturnType<typeof createScheduleService>;
   /** Aborted at shutdown: every in-flight request listens on it. */
   readonly shutdown: AbortController;
   /** This server's Prometheus registry and instruments. */
@@ -189,13 +191,13 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, logger }),
     validationInterceptor(createRequestValidator([WorkflowService, AgentService, ScheduleService])),
   ];
-  return { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing };
+  return { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, scheduleService, shutdown, metrics, tracing };
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
   // A busy port fails at once, before the store is opened (which can take seconds the first time).
   await assertPortFree(config.host, config.port);
-  const { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing } =
+  const { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, scheduleService, shutdown, metrics, tracing } =
     await createServices(config, logger);
   const { auth } = config;
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
@@ -224,15 +226,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
         return verified.key.role === "admin" ? "ok" : "permission_denied";
       }
     : undefined;
+  const restOptions = { interceptors, readMaxBytes, shutdownSignal: shutdown.signal, onError: (error: unknown) => logger.error({ err: error }, "REST route failed") };
   const withRest = withMetrics(
-    withConsole(
-      withRestRoutes(lane ?? connectHandler, workflowService, {
-        interceptors,
-        readMaxBytes,
-        shutdownSignal: shutdown.signal,
-        onError: (error) => logger.error({ err: error }, "REST route failed"),
-      }),
-    ),
+    withConsole(withScheduleRestRoutes(withRestRoutes(lane ?? connectHandler, workflowService, restOptions), scheduleService, restOptions)),
     metrics,
     checkAdmin,
   );

@@ -162,3 +162,22 @@ test("a schedule declared in a workflow file is upserted at start and fires", as
   }
   await sdk.schedules.pause("declared-every-second");
 });
+
+test("REST: POST /schedules, GET /schedules/{id}, POST /schedules/{id}/pause, DELETE; a bad cron is 400 and stores nothing", async () => {
+  const post = (path: string, body?: unknown) =>
+    fetch(`${server.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  const created = await post("/schedules", { schedule_id: "rest-one", spec: { workflow_name: "tick", every: "3600s" } });
+  assert.equal(created.status, 200, await created.clone().text());
+  assert.equal(((await created.json()) as { schedule: { schedule_id: string } }).schedule.schedule_id, "rest-one");
+  const got = await fetch(`${server.url}/schedules/rest-one`);
+  assert.equal(got.status, 200);
+  assert.equal(((await got.json()) as { schedule: { spec: { workflow_name: string } } }).schedule.spec.workflow_name, "tick");
+  const paused = await post("/schedules/rest-one/pause");
+  assert.equal(((await paused.json()) as { schedule: { paused: boolean } }).schedule.paused, true);
+  const bad = await post("/schedules", { schedule_id: "rest-bad", spec: { workflow_name: "tick", cron: "0 0 * 13 *" } });
+  assert.equal(bad.status, 400);
+  assert.match(((await bad.json()) as { message: string }).message, /field 4 \(month\) "13"/);
+  assert.equal(await count("select count(*) as n from schedules where schedule_id = 'rest-bad'"), 0);
+  assert.equal((await fetch(`${server.url}/schedules/rest-one`, { method: "DELETE" })).status, 200);
+  assert.equal((await fetch(`${server.url}/schedules/rest-one`)).status, 404);
+});
