@@ -45,6 +45,10 @@ export interface BenchOptions {
 
   /** The batch section: a cancel batch over this many parked runs (0: skipped). */
   batchRuns: number;
+  /** The schedules section: this many schedules (0: skipped) every scheduleEveryMs, measured over scheduleCycles cycles. */
+  schedules: number;
+  scheduleEveryMs: number;
+  scheduleCycles: number;
 
   /** Extras: child fan-out, agent turns, watch delay (0: skipped). */
   children: number;
@@ -114,6 +118,10 @@ Replay (bench_replay):
 Batch (StartBatch):
   --batch-runs N        a cancel batch over N runs parked on events; runs/s (default 10000; quick 500; 0 skips)
   --skip-batch          same as --batch-runs 0
+  --schedules N         fire lateness p50/p99 of N schedules every 10 s on three servers
+                        (default 1000; quick 100; 0 skips)
+  --schedule-cycles C   fire cycles measured (default 3; quick 1)
+  --skip-schedules      same as --schedules 0
 
 Extras (kept from the earlier bench; skipped by --quick unless given):
   --children N          children of one bench_fan_out run (default 100; 0 skips)
@@ -140,6 +148,8 @@ if reachable, else an embedded cluster. A fresh bench_<random> database is creat
 dropped at the end. Other Cairn variables set in the environment pass through to the servers.`;
 
 interface Defaults {
+  schedules: number;
+  scheduleCycles: number;
   runs: number;
   w1Rounds: number;
   pgbenchSeconds: number;
@@ -170,6 +180,8 @@ const full: Defaults = {
   replayBudget: 2000,
   resumeSteps: 1000,
   batchRuns: 10_000,
+  schedules: 1000,
+  scheduleCycles: 3,
   extras: true,
   runControlRuns: 100_000,
   runControlCalls: 200,
@@ -188,6 +200,8 @@ const quick: Defaults = {
   replayBudget: 300,
   resumeSteps: 300,
   batchRuns: 500,
+  schedules: 100,
+  scheduleCycles: 1,
   extras: false,
   runControlRuns: 5000,
   runControlCalls: 50,
@@ -225,6 +239,9 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "skip-replay": { type: "boolean", default: false },
       "batch-runs": { type: "string" },
       "skip-batch": { type: "boolean", default: false },
+      schedules: { type: "string" },
+      "schedule-cycles": { type: "string" },
+      "skip-schedules": { type: "boolean", default: false },
       children: { type: "string" },
       "agent-turns": { type: "string" },
       "composition-poll-ms": { type: "string", default: "1" },
@@ -277,6 +294,9 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     replayStepsPerLength: int("--replay-budget", values["replay-budget"], d.replayBudget, 1),
     resumeSteps: replaySkipped ? 0 : int("--resume-steps", values["resume-steps"], d.resumeSteps),
     batchRuns: values["skip-batch"] ? 0 : int("--batch-runs", values["batch-runs"], d.batchRuns),
+    schedules: values["skip-schedules"] ? 0 : int("--schedules", values.schedules, d.schedules),
+    scheduleEveryMs: 10_000,
+    scheduleCycles: int("--schedule-cycles", values["schedule-cycles"], d.scheduleCycles, 1),
     children: extra("--children", values.children, 100),
     agentTurns: extra("--agent-turns", values["agent-turns"], 200),
     compositionPollMs: int("--composition-poll-ms", values["composition-poll-ms"], 1),

@@ -16,6 +16,7 @@ import type { EventLatencyResult, StartLatencyResult } from "./latency.js";
 import type { PgbenchResult } from "./pgbench.js";
 import type { ResumeResult, StepCostsResult } from "./replay.js";
 import type { BatchBenchResult } from "./batch.js";
+import type { ScheduleBenchResult } from "./schedules.js";
 import type { CpuShares } from "./resources.js";
 import { round } from "./stats.js";
 import type { ParkedResult, TimerLatenessResult } from "./waits.js";
@@ -118,6 +119,7 @@ export interface Report {
     replay: (StepCostsResult & { ratio: number; growth: number; loadAverage: number }) | null;
     resume: (ResumeResult & { loadAverage: number }) | null;
     batch: (BatchBenchResult & { loadAverage: number }) | null;
+    schedules: (ScheduleBenchResult & { loadAverage: number }) | null;
     extras: ExtrasReport;
     runControl: RunControlReport;
   };
@@ -151,6 +153,7 @@ export interface Measurements {
   replay: { result: StepCostsResult; loadAverage: number } | null;
   resume: { result: ResumeResult; loadAverage: number } | null;
   batch: { result: BatchBenchResult; loadAverage: number } | null;
+  schedules?: { result: ScheduleBenchResult; loadAverage: number } | null;
   extras: ExtrasReport;
   runControl: RunControlReport;
   failures: string[];
@@ -270,6 +273,7 @@ export function buildReport(m: Measurements): Report {
       : null,
     resume: m.resume ? { ...m.resume.result, loadAverage: m.resume.loadAverage } : null,
     batch: m.batch ? { ...m.batch.result, runsPerSec: round(m.batch.result.runsPerSec, 1), loadAverage: m.batch.loadAverage } : null,
+    schedules: m.schedules ? { ...m.schedules.result, loadAverage: m.schedules.loadAverage } : null,
     extras: m.extras,
     runControl: m.runControl,
   };
@@ -304,6 +308,7 @@ function collectFailures(m: Measurements): string[] {
     ...label("replay", m.replay?.result.failures ?? []),
     ...label("resume", m.resume?.result.failures ?? []),
     ...label("batch", m.batch?.result.failures ?? []),
+    ...label("schedules", m.schedules?.result.failures ?? []),
     ...extrasFailures(m.extras),
   ];
 }
@@ -438,6 +443,17 @@ function scoreboard(f: Report["figures"], pgbench: PgbenchReport[]): ScoreRow[] 
       goal: `≤ ${goals.resumeFirstStepMs} ms`,
       met: cold ? r.failures.length === 0 && cold.firstNewStepMs <= goals.resumeFirstStepMs : false,
       load: r.loadAverage,
+    });
+  }
+  if (f.schedules) {
+    const s = f.schedules;
+    rows.push({
+      workload: `Schedule fire lateness, ${thousands(s.schedules)} schedules every ${s.everyMs / 1000} s on three servers`,
+      figure: `p50 ${ms(s.latenessP50Ms, 1)}, p99 ${ms(s.latenessP99Ms, 1)}, max ${ms(s.latenessMaxMs, 1)} over ${thousands(s.fires)} fires (${s.early} early)${s.failures.length ? `; ${s.failures.length} FAILED` : ""}`,
+      vsPgbench: "",
+      goal: `p99 ≤ ${goals.scheduleP99Ms} ms, 0 early`,
+      met: s.failures.length > 0 ? false : (atMost(s.latenessP99Ms, goals.scheduleP99Ms) ?? false) && s.early === 0,
+      load: s.loadAverage,
     });
   }
   if (f.batch) {

@@ -26,6 +26,7 @@ import { fileURLToPath } from "node:url";
 import type { CairnClient } from "../sdk/client.js";
 import { type BenchOptions, parseOptions, usage } from "./args.js";
 import { type BatchBenchResult, cancelBatch } from "./batch.js";
+import { type ScheduleBenchResult, scheduleLateness } from "./schedules.js";
 import { describeHttp, type HttpVersion, sdkClient } from "./client.js";
 import { agentRoundTrip, type AgentRoundTripResult, fanOut, type FanOutResult, warmUpComposition } from "./composition.js";
 import { Admin, BenchProbe, findServer, redact, urlForDatabase } from "./database.js";
@@ -121,6 +122,7 @@ async function main(argv: string[]): Promise<number> {
       const resume =
         options.resumeSteps > 0 && !signal.aborted ? await measureResume(options, settings, measured.http, probe, failures, signal) : null;
       const batch = options.batchRuns > 0 && !signal.aborted ? await measureBatch(options, settings, measured.http, probe, failures, signal) : null;
+      const schedules = options.schedules > 0 && !signal.aborted ? await measureSchedules(options, settings, measured.http, failures, signal) : null;
       const parked = options.parkedRuns > 0 && !signal.aborted ? await measureParked(options, settings, measured.http, probe, failures, signal) : null;
       const runControl = await measureRunControl(options, settings, measured.http, failures, signal);
 
@@ -160,6 +162,7 @@ async function main(argv: string[]): Promise<number> {
         ...measured.figures,
         resume,
         batch,
+        schedules,
         parked,
         runControl,
         failures,
@@ -390,6 +393,34 @@ async function measureResume(
   } catch (error) {
     failures.push(`resume: ${(error as Error).message}`);
     return null;
+  }
+}
+
+async function measureSchedules(
+  options: BenchOptions,
+  settings: ServerSettings,
+  http: HttpVersion,
+  failures: string[],
+  signal: AbortSignal,
+): Promise<Run<ScheduleBenchResult> | null> {
+  log("starting servers S1, S2, S3 for the schedules");
+  const servers = await Promise.all(["server S1", "server S2", "server S3"].map((name) => ServerProcess.start(name, settings, log)));
+  try {
+    const loadAverage = load1();
+    const result = await scheduleLateness(sdkClient(servers[0]!.url, http), settings.databaseUrl, {
+      schedules: options.schedules,
+      everyMs: options.scheduleEveryMs,
+      cycles: options.scheduleCycles,
+      signal,
+      log,
+    });
+    log(`schedules: lateness p50 ${result.latenessP50Ms} ms, p99 ${result.latenessP99Ms} ms over ${result.fires} fires`);
+    return { result, loadAverage };
+  } catch (error) {
+    failures.push(`schedules: ${(error as Error).message}`);
+    return null;
+  } finally {
+    await Promise.all(servers.map((s) => s.close()));
   }
 }
 

@@ -18,6 +18,7 @@ import { UnreachableError, UsageError } from "./args.js";
 import { type Command, type CommandContext, ExitCode, type OptionSpecs, type OptionValues, type Output } from "./command.js";
 import { batchesGet, batchesList } from "./commands/batches.js";
 import { deployCheck } from "./commands/deploy-check.js";
+import { scheduleCommands } from "./commands/schedules.js";
 import { eventsSend } from "./commands/events.js";
 import { keysCreate, keysList, keysRevoke } from "./commands/keys.js";
 import { runsCancel, runsCreate, runsFork, runsGet, runsList, runsPause, runsResume, runsRetry, runsWatch, runsWhy } from "./commands/runs.js";
@@ -41,6 +42,7 @@ export const commands: readonly Command[] = [
   runsFork,
   batchesGet,
   batchesList,
+  ...scheduleCommands,
   runsWhy,
   eventsSend,
   deployCheck,

@@ -36,6 +36,7 @@ import { AgentService } from "./gen/cairn/v1/agent_pb.js";
 import { EntryKind, type Failure, type HistoryEntry, type Run, RunStatus, type WaitingOn, WaitKind } from "./gen/cairn/v1/types_pb.js";
 import { type Batch, BatchOperation, BatchStatus, type ExplainRunResponse, NearMissReason, type ServerProcess, WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
 import { CairnError, type RunFailure, RunCancelledError, RunFailedError, WaitTimeoutError } from "./errors.js";
+import { createScheduleClient, type ScheduleClient } from "./schedules.js";
 import { type Duration, type JsonObject, type JsonValue, parseDuration, type WorkflowDefinition } from "./workflow.js";
 
 /** What `new Headers(...)` accepts (spelled out so the SDK typechecks with Node's types as well as the DOM's). */
@@ -119,6 +120,8 @@ export interface RunInfo<O = JsonValue> {
   priority: number;
   /** Set while flow control holds the queued run back: which limit, its key and its place in line. */
   heldBy?: FlowHoldInfo;
+  /** The schedule whose fire created the run; absent otherwise. */
+  scheduleId?: string;
 }
 
 /** Why flow control holds a queued run back (docs/flow-control.md). */
@@ -284,6 +287,8 @@ export interface ListRunsFilter extends RequestOptions {
   statuses?: readonly RunStatusName[];
   /** Only children of this run. */
   parentRunId?: string;
+  /** Only runs this schedule created. */
+  scheduleId?: string;
   /** Only runs created at or after / before this instant. */
   createdAfter?: Date;
   createdBefore?: Date;
@@ -465,6 +470,8 @@ export interface CairnClient {
     readonly workflows: Client<typeof WorkflowService>;
     readonly agents: Client<typeof AgentService>;
   };
+  /** ScheduleService: create, list, pause, trigger, backfill... schedules (sdk/schedules.ts). */
+  readonly schedules: ScheduleClient;
   readonly transport: Transport;
 }
 
@@ -511,6 +518,7 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
 
   const client: CairnClient = {
     raw: { workflows, agents },
+    schedules: createScheduleClient(transport),
     transport,
 
     async createRun<O>(
@@ -1040,6 +1048,7 @@ function runFilterFields(filter: RunSelector) {
     workflowName: typeof filter.workflow === "string" ? filter.workflow : (filter.workflow?.name ?? ""),
     statuses: (filter.statuses ?? []).map(statusFromName),
     parentRunId: filter.parentRunId ?? "",
+    scheduleId: filter.scheduleId ?? "",
     createdAfter: filter.createdAfter ? timestampFromDate(filter.createdAfter) : undefined,
     createdBefore: filter.createdBefore ? timestampFromDate(filter.createdBefore) : undefined,
     endedAfter: filter.endedAfter ? timestampFromDate(filter.endedAfter) : undefined,
@@ -1187,6 +1196,7 @@ function runInfo<O = JsonValue>(run: Run): RunInfo<O> {
           },
         }
       : {}),
+    ...(run.scheduleId ? { scheduleId: run.scheduleId } : {}),
   };
 }
 

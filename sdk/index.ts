@@ -76,5 +76,7 @@ export {
 } from "./errors.js";
 export { createAgentWorker, type AgentHandler, type AgentTurnInput, type AgentWorker, type AgentWorkerOptions } from "./agent-worker.js";
 export { WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
+export { ScheduleService, Overlap } from "./gen/cairn/v1/schedules_pb.js";
+export { createScheduleClient, scheduleInfo, type ScheduleClient, type ScheduleInfo, type ScheduleSpecOptions } from "./schedules.js";
 export { AgentService } from "./gen/cairn/v1/agent_pb.js";
 export { RunStatus, EntryKind } from "./gen/cairn/v1/types_pb.js";

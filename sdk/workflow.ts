@@ -175,6 +175,33 @@ export interface FlowControlOptions<I = JsonObject> {
   debounce?: { period: Duration; key?: (input: I) => string };
 }
 
+/** What a schedule does when a fire finds the schedule's previous run still going. */
+export type ScheduleOverlap = "skip" | "buffer_one" | "allow_all" | "cancel_other";
+
+/**
+ * A schedule declared with the workflow (`defineWorkflow({ schedules: [...] })`), upserted in namespace "default"
+ * at server start; see docs/schedules.md. Exactly one of `cron` and `every`.
+ */
+export interface WorkflowSchedule<I = JsonObject> {
+  /** The schedule_id: unique per namespace. */
+  id: string;
+  /** A cron expression (5 fields, or 6 with seconds first), read in `timezone`. */
+  cron?: string;
+  /** IANA time zone of the cron (default UTC). */
+  timezone?: string;
+  /** Fire every interval instead of a cron. */
+  every?: Duration;
+  /** The runs' input (default {}). */
+  input?: I;
+  /** Delay each fire by a random 0..jitter. */
+  jitter?: Duration;
+  /** Default "skip". */
+  overlap?: ScheduleOverlap;
+  /** Fires missed while no server ran are made up if at most this late (default 1 minute). */
+  catchupWindow?: Duration;
+  metadata?: Record<string, string>;
+}
+
 /** A workflow made with `defineWorkflow`: carries its input and output types for typed clients. */
 export interface WorkflowDefinition<I = JsonObject, O = unknown> {
   readonly kind: "cairn.workflow";
@@ -186,6 +213,8 @@ export interface WorkflowDefinition<I = JsonObject, O = unknown> {
   readonly rateLimit?: FlowControlOptions<I>["rateLimit"];
   readonly priority?: number;
   readonly debounce?: FlowControlOptions<I>["debounce"];
+  /** Schedules that start this workflow, upserted at server start. */
+  readonly schedules?: readonly WorkflowSchedule<I>[];
   readonly handler: WorkflowHandler<I, O>;
 }
 
@@ -193,12 +222,14 @@ export function defineWorkflow<S extends StandardSchemaV1, O>(definition: {
   name: string;
   input: S;
   timeout?: Duration;
+  schedules?: readonly WorkflowSchedule<StandardSchemaV1.InferOutput<S>>[];
 } & FlowControlOptions<StandardSchemaV1.InferOutput<S>> & {
   handler: WorkflowHandler<StandardSchemaV1.InferOutput<S>, O>;
 }): WorkflowDefinition<StandardSchemaV1.InferOutput<S>, O>;
 export function defineWorkflow<I extends JsonObject, O>(definition: {
   name: string;
   timeout?: Duration;
+  schedules?: readonly WorkflowSchedule<I>[];
 } & FlowControlOptions<I> & {
   handler: WorkflowHandler<I, O>;
 }): WorkflowDefinition<I, O>;
@@ -206,6 +237,7 @@ export function defineWorkflow<I, O>(definition: {
   name: string;
   input?: StandardSchemaV1<unknown, I>;
   timeout?: Duration;
+  schedules?: readonly WorkflowSchedule<I>[];
 } & FlowControlOptions<I> & {
   handler: WorkflowHandler<I, O>;
 }): WorkflowDefinition<I, O> {
@@ -218,12 +250,13 @@ export class InvalidOperationError extends Error {
   override readonly name = "InvalidOperationError";
 }
 
+/** Every key defineWorkflow takes: any other is a misspelling, refused when the workflow file loads. */
+const workflowOptionKeys = ["name", "input", "timeout", "handler", "concurrency", "rateLimit", "priority", "debounce", "schedules"] as const;
+
 /**
  * Throws InvalidOperationError for a key of `options` not in `known`: a misspelt option (`maxAttempt`) would
  * otherwise be ignored in silence. `what` names the options: "step options", "retry policy".
  */
-/** Every key defineWorkflow takes: any other is a misspelling, refused when the workflow file loads. */
-const workflowOptionKeys = ["name", "input", "timeout", "handler", "concurrency", "rateLimit", "priority", "debounce"] as const;
 
 export function checkOptionKeys(options: unknown, known: readonly string[], what: string): void {
   if (options === undefined) return;

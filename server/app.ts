@@ -8,6 +8,9 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AgentService } from "../sdk/gen/cairn/v1/agent_pb.js";
 import { KeyService } from "../sdk/gen/cairn/v1/keys_pb.js";
+import { ScheduleService } from "../sdk/gen/cairn/v1/schedules_pb.js";
+import { createScheduleService } from "./rpc/schedule-service.js";
+import { upsertDeclaredSchedules } from "./runs/schedules.js";
 import { WorkflowService } from "../sdk/gen/cairn/v1/workflow_pb.js";
 import { KeyCache } from "./auth/key-cache.js";
 import { RateLimiter } from "./auth/rate-limit.js";
@@ -20,6 +23,7 @@ import { listen } from "./http/listen.js";
 import { withValidAuthority } from "./http/require-authority.js";
 import { withOpenModeGuard } from "./http/open-mode-guard.js";
 import { withRestRoutes } from "./http/rest.js";
+import { withScheduleRestRoutes } from "./http/rest-schedules.js";
 import { withUnaryLane } from "./http/unary-lane.js";
 import type { Logger } from "./logger.js";
 import { Metrics } from "./metrics.js";
@@ -81,6 +85,7 @@ export interface CairnServices {
   readonly health: ReturnType<typeof createHealthService>;
   readonly keys: KeyCache | undefined;
   readonly workflowService: ReturnType<typeof createWorkflowService>;
+  readonly scheduleService: ReturnType<typeof createScheduleService>;
   /** Aborted at shutdown: every in-flight request listens on it. */
   readonly shutdown: AbortController;
   /** This server's Prometheus registry and instruments. */
@@ -119,8 +124,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     version: serverVersion(),
   });
   metrics.observe({ queue: () => scheduler.queueDepth(), pool: database.poolStats });
-  const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName, KeyService.typeName] });
-  const reflection = createReflectionServices([WorkflowService, AgentService, KeyService, Health]);
+  const health = createHealthService({ services: [WorkflowService.typeName, AgentService.typeName, KeyService.typeName, ScheduleService.typeName] });
+  const reflection = createReflectionServices([WorkflowService, AgentService, KeyService, ScheduleService, Health]);
   const shutdown = new AbortController();
   // Every in-flight request listens on this signal; many concurrent requests are normal, not a leak.
   setMaxListeners(0, shutdown.signal);
@@ -140,6 +145,9 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     metrics,
   };
   const workflowService = createWorkflowService(runsDeps);
+  const scheduleService = createScheduleService(runsDeps);
+  // Before any worker fires: a declaration that does not check stops start-up here, naming the file and schedule.
+  await upsertDeclaredSchedules(runsDeps, logger);
   // Any server works through stored batches; one that dies mid-batch leaves the rest to the next claimer.
   const batches = new BatchRunner({
     database,
@@ -164,6 +172,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     router.service(WorkflowService, workflowService);
     router.service(AgentService, agentService);
     router.service(KeyService, createKeyService(database));
+    router.service(ScheduleService, scheduleService);
     router.service(Health, health.impl);
     reflection.register(router);
     // Decoding errors that connect-es reports as INTERNAL are the client's: INVALID_ARGUMENT (see protocol-errors.ts).
@@ -181,15 +190,15 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     errorMappingInterceptor(logger),
     deadlineInterceptor(),
     authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, logger }),
-    validationInterceptor(createRequestValidator([WorkflowService, AgentService])),
+    validationInterceptor(createRequestValidator([WorkflowService, AgentService, ScheduleService])),
   ];
-  return { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing };
+  return { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, scheduleService, shutdown, metrics, tracing };
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
   // A busy port fails at once, before the store is opened (which can take seconds the first time).
   await assertPortFree(config.host, config.port);
-  const { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing } =
+  const { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, scheduleService, shutdown, metrics, tracing } =
     await createServices(config, logger);
   const { auth } = config;
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
@@ -218,15 +227,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
         return verified.key.role === "admin" ? "ok" : "permission_denied";
       }
     : undefined;
+  const restOptions = { interceptors, readMaxBytes, shutdownSignal: shutdown.signal, onError: (error: unknown) => logger.error({ err: error }, "REST route failed") };
   const withRest = withMetrics(
-    withConsole(
-      withRestRoutes(lane ?? connectHandler, workflowService, {
-        interceptors,
-        readMaxBytes,
-        shutdownSignal: shutdown.signal,
-        onError: (error) => logger.error({ err: error }, "REST route failed"),
-      }),
-    ),
+    withConsole(withScheduleRestRoutes(withRestRoutes(lane ?? connectHandler, workflowService, restOptions), scheduleService, restOptions)),
     metrics,
     checkAdmin,
   );
@@ -283,7 +286,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     metricsUrl: metricsServer ? `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${(metricsServer.address() as { port: number }).port}/metrics` : undefined,
     close() {
       closing ??= (async () => {
-        for (const service of [WorkflowService.typeName, AgentService.typeName, ""]) health.setStatus(service, ServingStatus.NOT_SERVING);
+        for (const service of [WorkflowService.typeName, AgentService.typeName, ScheduleService.typeName, ""]) health.setStatus(service, ServingStatus.NOT_SERVING);
         health.shutdown();
         shutdown.abort();
         await listening.close();

@@ -4,13 +4,14 @@ import { instant, keyValuePairs, parseStatuses } from "../args.js";
 import { type Command, type OptionSpecs, stringValue } from "../command.js";
 
 export const runFilterUsage =
-  "[--workflow NAME] [--status S,...] [--parent RUN-ID] [--meta KEY=VALUE]... [--created-after T] [--created-before T]\n" +
+  "[--workflow NAME] [--status S,...] [--parent RUN-ID] [--schedule ID] [--meta KEY=VALUE]... [--created-after T] [--created-before T]\n" +
   "      [--ended-after T] [--ended-before T]";
 
 export const runFilterHelp: readonly (readonly [string, string])[] = [
   ["--workflow NAME", "only runs of this workflow"],
   ["--status S,...", "only runs in these states: queued, running, waiting, paused, completed, failed, cancelled"],
   ["--parent RUN-ID", "only child runs of this run"],
+  ["--schedule ID", "only runs this schedule started"],
   ["--meta KEY=VALUE", "only runs whose metadata has KEY equal to VALUE (repeat: every pair must match)"],
   ["--created-after T", "only runs created at or after instant T (e.g. 2026-01-31T12:00:00Z)"],
   ["--created-before T", "only runs created before T"],
@@ -22,6 +23,7 @@ export const runFilterOptions: OptionSpecs = {
   workflow: { type: "string" },
   status: { type: "string" },
   parent: { type: "string" },
+  schedule: { type: "string" },
   meta: { type: "string", multiple: true },
   "created-after": { type: "string" },
   "created-before": { type: "string" },
@@ -34,10 +36,12 @@ export function runFilterFrom(values: Parameters<Command["run"]>[1]): RunSelecto
   const workflow = stringValue(values, "workflow");
   const statusText = stringValue(values, "status");
   const parent = stringValue(values, "parent");
+  const schedule = stringValue(values, "schedule");
   return {
     ...(workflow ? { workflow } : {}),
     ...(statusText ? { statuses: parseStatuses(statusText) } : {}),
     ...(parent ? { parentRunId: parent } : {}),
+    ...(schedule ? { scheduleId: schedule } : {}),
     ...(Array.isArray(values.meta) ? { metadata: keyValuePairs(values.meta as string[], "--meta") } : {}),
     ...instants(values, { createdAfter: "created-after", createdBefore: "created-before", endedAfter: "ended-after", endedBefore: "ended-before" }),
   };

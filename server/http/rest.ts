@@ -73,8 +73,8 @@ export interface RestOptions {
   onError?: (error: unknown) => void;
 }
 
-type Request = IncomingMessage | Http2ServerRequest;
-type Response = ServerResponse | Http2ServerResponse;
+export type Request = IncomingMessage | Http2ServerRequest;
+export type Response = ServerResponse | Http2ServerResponse;
 
 const collectionPath = "/workflows/runs";
 const batchesPath = "/workflows/batches";
@@ -235,7 +235,7 @@ interface CallOptions {
   signal: AbortSignal;
 }
 
-async function call<O extends DescMessage>(
+export async function call<O extends DescMessage>(
   res: Response,
   req: Request,
   schema: O,
@@ -264,7 +264,7 @@ async function call<O extends DescMessage>(
 }
 
 /** The parsed body, or undefined after answering the request with an error. */
-async function readJsonBody(req: Request, res: Response, limit: number, options: { allowEmpty?: boolean } = {}): Promise<JsonValue | undefined> {
+export async function readJsonBody(req: Request, res: Response, limit: number, options: { allowEmpty?: boolean } = {}): Promise<JsonValue | undefined> {
   const contentType = headerValue(req, "content-type");
   const mediaType = contentType?.split(";")[0]?.trim().toLowerCase();
   if (mediaType && mediaType !== "application/json" && !/^application\/[\w.+-]+\+json$/.test(mediaType)) {
@@ -329,12 +329,12 @@ function refuseBody(req: Request, res: Response, error: ConnectError): void {
   sendError(res, error, 413);
 }
 
-function sendMethodNotAllowed(res: Response, method: string, path: string, allowed: string): void {
+export function sendMethodNotAllowed(res: Response, method: string, path: string, allowed: string): void {
   res.setHeader("allow", allowed === "GET" ? "GET, HEAD" : allowed);
   sendError(res, new ConnectError(`${method} ${path} is not supported; use ${allowed}`, Code.Unimplemented), 405);
 }
 
-function sendError(res: Response, error: ConnectError, status = httpStatus(error.code)): void {
+export function sendError(res: Response, error: ConnectError, status = httpStatus(error.code)): void {
   for (const name of returnedErrorHeaders) {
     const value = error.metadata.get(name);
     if (value !== null) res.setHeader(name, value);
@@ -387,7 +387,7 @@ function codeName(code: Code): string {
   return (Code[code] ?? "unknown").replace(/(?<!^)([A-Z])/g, "_$1").toLowerCase();
 }
 
-function pathOf(url: string | undefined): string {
+export function pathOf(url: string | undefined): string {
   const raw = url ?? "/";
   const end = raw.search(/[?#]/);
   return end === -1 ? raw : raw.slice(0, end);

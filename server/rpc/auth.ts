@@ -21,6 +21,7 @@
 import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { AgentService } from "../../sdk/gen/cairn/v1/agent_pb.js";
 import { WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
+import { ScheduleService } from "../../sdk/gen/cairn/v1/schedules_pb.js";
 import type { KeyCache } from "../auth/key-cache.js";
 import type { RateLimiter } from "../auth/rate-limit.js";
 import type { AuthMode } from "../config.js";
@@ -49,7 +50,7 @@ export function callerOf(context: HandlerContext): Caller {
 /** Which services each role may call (health and reflection: any valid key). */
 const roleServices: Record<ApiKeyRole, readonly string[] | "all"> = {
   admin: "all",
-  client: [WorkflowService.typeName],
+  client: [WorkflowService.typeName, ScheduleService.typeName],
   worker: [AgentService.typeName],
 };
 

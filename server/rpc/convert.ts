@@ -96,6 +96,7 @@ export function runToProto(row: RunRow, hold?: FlowHold): Run {
     startedAt: timestamp(row.startedAt),
     activationCount: row.activationCount,
     forkedFromRunId: row.forkedFromRunId ?? "",
+    scheduleId: row.scheduleId ?? "",
     timeoutAt: timestamp(row.timeoutAt),
     priority: row.priority ?? 0,
     ...(hold ? { heldBy: create(FlowHoldSchema, { gate: hold.gate, key: hold.key, position: BigInt(hold.position), availableAt: timestamp(hold.availableAt) }) } : {}),

@@ -2,6 +2,7 @@
  * The one place domain errors become Connect codes. Anything unrecognised is
  * an INTERNAL error: logged with its cause, never sent to the client.
  */
+import { ScheduleExistsError, ScheduleNotFoundError } from "../core/schedule-errors.js";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import {
   DeterminismError,
@@ -29,6 +30,8 @@ export function toConnectError(error: unknown, logger: Logger, procedure: string
     return new ConnectError(error.message, Code.InvalidArgument);
   }
   if (error instanceof IdempotencyConflictError) return new ConnectError(error.message, Code.AlreadyExists);
+  if (error instanceof ScheduleNotFoundError) return new ConnectError(error.message, Code.NotFound);
+  if (error instanceof ScheduleExistsError) return new ConnectError(error.message, Code.AlreadyExists);
   if (error instanceof EventTargetNotFoundError) return new ConnectError(error.message, Code.NotFound);
   if (error instanceof RunAlreadyFinishedError) return new ConnectError(error.message, Code.FailedPrecondition);
   if (error instanceof RunControlRefusedError) return new ConnectError(error.message, Code.FailedPrecondition);

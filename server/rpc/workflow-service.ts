@@ -101,6 +101,7 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
         workflowName: request.workflowName,
         statuses: statusesFromProto(request.statuses),
         parentRunId: request.parentRunId,
+        scheduleId: request.scheduleId,
         createdAfter: dateFromTimestamp(request.createdAfter),
         createdBefore: dateFromTimestamp(request.createdBefore),
         endedAfter: dateFromTimestamp(request.endedAfter),

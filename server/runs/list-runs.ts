@@ -16,6 +16,7 @@ export interface RunSelection {
   workflowName?: string | undefined;
   statuses: RunStatus[];
   parentRunId?: string | undefined;
+  scheduleId?: string | undefined;
   createdAfter?: Date | undefined;
   createdBefore?: Date | undefined;
   /** Only runs that ended at or after / before these instants. */
@@ -34,6 +35,7 @@ export function runFilterOf(request: RunSelection): RunFilter {
     workflowName: request.workflowName || undefined,
     statuses: request.statuses,
     parentRunId: request.parentRunId?.toLowerCase() || undefined,
+    scheduleId: request.scheduleId || undefined,
     createdAfter: request.createdAfter,
     createdBefore: request.createdBefore,
     endedAfter: request.endedAfter,

@@ -73,6 +73,7 @@ export function filterFromJson(json: Record<string, unknown>): RunSelection {
     workflowName: json.workflowName as string | undefined,
     statuses: (json.statuses as RunSelection["statuses"] | undefined) ?? [],
     parentRunId: json.parentRunId as string | undefined,
+    scheduleId: json.scheduleId as string | undefined,
     createdAfter: date(json.createdAfter),
     createdBefore: date(json.createdBefore),
     endedAfter: date(json.endedAfter),

@@ -91,6 +91,8 @@ export const runs = pgTable(
      * its key stops running and releases it; one held by the rate limit is due again when a start leaves the window.
      */
     heldBy: text().$type<FlowGate>(),
+    /** The schedule (schedules.schedule_id, same namespace) whose fire created the run; null for other runs. */
+    scheduleId: text(),
   },
   (t) => [
     check("runs_status_check", sql`${t.status} in ('queued', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled')`),
@@ -122,6 +124,8 @@ export const runs = pgTable(
     uniqueIndex("runs_debounce_idx").on(t.namespace, t.workflowName, t.debounceKey).where(sql`${t.debounceKey} is not null and ${t.status} = 'queued' and ${t.startedAt} is null`),
     // Run retention's range scan (oldest ended first) and ListRuns' ended-time filter.
     index("runs_ended_idx").on(t.completedAt).where(sql`${t.status} in ('completed', 'failed', 'cancelled')`),
+    // ListRuns' schedule_id filter and a schedule's runs.
+    index("runs_schedule_idx").on(t.namespace, t.scheduleId, t.createdAt.desc()).where(sql`${t.scheduleId} is not null`),
   ],
 );
 
@@ -405,3 +409,55 @@ export const processes = pgTable(
 );
 
 export type ProcessRow = typeof processes.$inferSelect;
+
+export const overlapPolicies = ["skip", "buffer_one", "allow_all", "cancel_other"] as const;
+export type OverlapPolicy = (typeof overlapPolicies)[number];
+
+/**
+ * Schedules (ScheduleService, or declared in a workflow file). `fire_due_at` is the next nominal fire time plus
+ * its jitter, null while paused: each worker's schedule timer sleeps until the earliest one (schedules_due_idx),
+ * then claims the due rows FOR UPDATE SKIP LOCKED and, in that transaction, creates their runs (idempotency key
+ * "schedule:<id>:<nominal>") and advances `next_fire_at`, so a fire is one run whichever process fires it.
+ */
+export const schedules = pgTable(
+  "schedules",
+  {
+    namespace: text().notNull(),
+    scheduleId: text().notNull(),
+    workflowName: text().notNull(),
+    input: jsonb().$type<JsonValue>().notNull().default({}),
+    metadata: jsonb().$type<Record<string, string>>().notNull().default({}),
+    /** Exactly one of cron and every_ms. */
+    cron: text(),
+    timezone: text().notNull().default("UTC"),
+    everyMs: bigint({ mode: "number" }),
+    /** `every` fires at anchor_at + k * every_ms. */
+    anchorAt: timestamptz("anchor_at").notNull().defaultNow(),
+    jitterMs: bigint({ mode: "number" }).notNull().default(0),
+    overlap: text().$type<OverlapPolicy>().notNull().default("skip"),
+    catchupWindowMs: bigint({ mode: "number" }).notNull().default(60_000),
+    paused: boolean().notNull().default(false),
+    /** Declared in a workflow file: upserted at server start. */
+    declared: boolean().notNull().default(false),
+    /** The next nominal fire time; null while paused. */
+    nextFireAt: timestamptz("next_fire_at"),
+    /** next_fire_at plus its jitter: when the timer fires it; null while paused. */
+    fireDueAt: timestamptz("fire_due_at"),
+    lastFireAt: timestamptz("last_fire_at"),
+    lastRunId: uuid(),
+    /** OVERLAP_BUFFER_ONE: the one fire kept while the last run runs, started when it ends. */
+    bufferedFireAt: timestamptz("buffered_fire_at"),
+    skippedFires: bigint({ mode: "number" }).notNull().default(0),
+    createdAt: timestamptz("created_at").notNull().defaultNow(),
+    updatedAt: timestamptz("updated_at").notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.namespace, t.scheduleId] }),
+    check("schedules_overlap_check", sql`${t.overlap} in ('skip', 'buffer_one', 'allow_all', 'cancel_other')`),
+    check("schedules_kind_check", sql`(${t.cron} is null) <> (${t.everyMs} is null)`),
+    index("schedules_due_idx").on(t.fireDueAt).where(sql`${t.fireDueAt} is not null`),
+    index("schedules_buffered_idx").on(t.bufferedFireAt).where(sql`${t.bufferedFireAt} is not null`),
+  ],
+);
+
+export type ScheduleRow = typeof schedules.$inferSelect;

@@ -34,6 +34,8 @@ import type { ActiveRun } from "./active-run.js";
 import { renewHeldLeases } from "./heartbeat.js";
 import { Sweeps } from "./sweeps.js";
 import { RunTimeouts } from "./run-timeouts.js";
+import { ScheduleFires } from "./schedule-fires.js";
+import { scheduleClock } from "../runs/schedule-times.js";
 import { announceProcess, removeProcess } from "../store/processes.js";
 import type { TurnBoard } from "../runs/turn-board.js";
 
@@ -106,6 +108,8 @@ export class Worker {
   private readonly parkedJournals = new ParkedJournals(parkedJournalEntries);
   /** Run-level timeouts: their own timer, fired here for any run (run-timeouts.ts). */
   private readonly timeouts: RunTimeouts;
+  /** Schedules: their own timer, armed for the earliest due fire of any schedule (schedule-fires.ts). */
+  private readonly schedules: ScheduleFires;
 
   constructor(private readonly options: WorkerOptions) {
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -118,6 +122,15 @@ export class Worker {
       db: options.store.db,
       logger: options.logger,
       metrics: options.metrics,
+      announceCancel: (runId) => this.announceCancel(runId),
+      onEnded: (runId) => options.onRunChanged?.(runId),
+    });
+    this.schedules = new ScheduleFires({
+      database: options.store.database,
+      logger: options.logger,
+      clock: scheduleClock((name) => options.registry.find(name)?.timeoutMs),
+      announceRuns: () => this.announce(),
+      noteTimeout: (at) => this.noteTimeout(at),
       announceCancel: (runId) => this.announceCancel(runId),
       onEnded: (runId) => options.onRunChanged?.(runId),
     });
@@ -156,6 +169,7 @@ export class Worker {
     await this.announceSelf().catch((error: unknown) => this.options.logger.warn({ err: error }, "announcing this process failed; retrying at the next heartbeat"));
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), Math.max(50, Math.floor(this.options.leaseMs / 3)));
     this.sweeps.start();
+    await this.schedules.start();
     this.schedulePoll(0);
   }
 
@@ -261,6 +275,7 @@ export class Worker {
     clearTimeout(this.pollTimer);
     this.deadlineTimer.stop();
     this.timeouts.stop();
+    this.schedules.stop();
     this.sweeps.stop();
     // A claim under way may still launch runs: wait for it so they are included below.
     await this.claiming;
@@ -279,7 +294,7 @@ export class Worker {
     clearTimeout(this.pollTimer);
     this.pollTimer = setTimeout(() => {
       this.wake();
-      void Promise.all([this.armForNextDue(), this.timeouts.armForNext()]).finally(() => this.schedulePoll(this.options.pollIntervalMs));
+      void Promise.all([this.armForNextDue(), this.timeouts.armForNext(), this.schedules.armForNext()]).finally(() => this.schedulePoll(this.options.pollIntervalMs));
     }, delayMs);
   }
 

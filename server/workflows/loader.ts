@@ -11,7 +11,7 @@ import { readdirSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { StandardSchemaV1 } from "@standard-schema/spec";
-import type { Duration } from "../../sdk/workflow.js";
+import type { Duration, WorkflowSchedule } from "../../sdk/workflow.js";
 import type { Handler } from "../core/activation.js";
 import { parseDuration } from "../core/duration.js";
 import { type FlowControl, parseFlowControl } from "../core/flow-control.js";
@@ -104,7 +104,7 @@ function workflowsIn(exports: Record<string, unknown>, file: string): LoadedWork
       // A zero limit or a bad period would hold or flood every run later: stop start-up with the cause instead.
       throw new WorkflowLoadError(`${file}: workflow "${value.name}": ${(error as Error).message}`);
     }
-    defined.push({ name: value.name, file, input: value.input, timeoutMs, flow, handler: value.handler });
+    defined.push({ name: value.name, file, input: value.input, timeoutMs, flow, schedules: value.schedules, handler: value.handler });
   }
   if (defined.length > 0) return defined;
 
@@ -127,7 +127,9 @@ function nearMiss(exports: Record<string, unknown>): boolean {
   return Object.values(exports).some((value) => typeof value === "object" && value !== null && (value as { kind?: unknown }).kind === "cairn.workflow");
 }
 
-function isDefinition(value: unknown): value is { name: string; input?: StandardSchemaV1; timeout?: Duration; handler: Handler } {
+function isDefinition(
+  value: unknown,
+): value is { name: string; input?: StandardSchemaV1; timeout?: Duration; schedules?: readonly WorkflowSchedule<unknown>[]; handler: Handler } {
   if (typeof value !== "object" || value === null) return false;
   const candidate = value as { kind?: unknown; name?: unknown; handler?: unknown; input?: unknown };
   return (

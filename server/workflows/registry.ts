@@ -3,7 +3,7 @@
  * through their optional Standard Schema (zod, valibot, arktype, ...).
  */
 import type { StandardSchemaV1 } from "@standard-schema/spec";
-import type { JsonValue } from "../../sdk/workflow.js";
+import type { JsonValue, WorkflowSchedule } from "../../sdk/workflow.js";
 import type { Handler } from "../core/activation.js";
 import type { FlowControl } from "../core/flow-control.js";
 import { InvalidInputError, WorkflowNotFoundError } from "../core/errors.js";
@@ -16,6 +16,8 @@ export interface LoadedWorkflow {
   timeoutMs?: number | undefined;
   /** `defineWorkflow({ concurrency, rateLimit, priority, debounce })`, checked (absent: none). */
   flow?: FlowControl | undefined;
+  /** `defineWorkflow({ schedules })`, as declared: checked and upserted at server start (runs/schedules.ts). */
+  schedules?: readonly WorkflowSchedule<unknown>[] | undefined;
   handler: Handler;
 }
 

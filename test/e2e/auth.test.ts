@@ -204,6 +204,7 @@ describe("authentication", () => {
     assert.deepEqual(await listServices(server.url, undefined), [
       "cairn.v1.AgentService",
       "cairn.v1.KeyService",
+      "cairn.v1.ScheduleService",
       "cairn.v1.WorkflowService",
       "grpc.health.v1.Health",
       "grpc.reflection.v1.ServerReflection",
@@ -261,7 +262,7 @@ describe("roles", () => {
   test("a client key calls WorkflowService but cannot receive, heartbeat, complete or fail agent turns", async () => {
     const { key } = await newKey("alpha", "client");
     const client = connectClients({ key });
-    const denied = /has role client, which cannot call cairn\.v1\.AgentService\/\w+; client keys may call cairn\.v1\.WorkflowService only/;
+    const denied = /has role client, which cannot call cairn\.v1\.AgentService\/\w+; client keys may call cairn\.v1\.WorkflowService, cairn\.v1\.ScheduleService only/;
     const turnId = randomUUID();
     const leaseToken = randomUUID();
     await Promise.all([

@@ -21,6 +21,8 @@ export interface RunFilter {
   workflowName?: string | undefined;
   statuses?: readonly RunStatus[] | undefined;
   parentRunId?: string | undefined;
+  /** Only runs this schedule created. */
+  scheduleId?: string | undefined;
   createdAfter?: Date | undefined;
   createdBefore?: Date | undefined;
   /** Only runs that ended (completed_at) at or after / before these instants. */
@@ -76,6 +78,7 @@ export function runFilterConditions(namespace: string, filter: RunFilter): (SQL 
   if (filter.workflowName) conditions.push(eq(runs.workflowName, filter.workflowName));
   if (filter.statuses && filter.statuses.length > 0) conditions.push(inArray(runs.status, [...filter.statuses]));
   if (filter.parentRunId) conditions.push(eq(runs.parentRunId, filter.parentRunId));
+  if (filter.scheduleId) conditions.push(eq(runs.scheduleId, filter.scheduleId));
   if (filter.createdAfter) conditions.push(gte(runs.createdAt, filter.createdAfter));
   if (filter.createdBefore) conditions.push(lt(runs.createdAt, filter.createdBefore));
   if (filter.endedAfter) conditions.push(gte(runs.completedAt, filter.endedAfter));

@@ -265,6 +265,7 @@ interface RawRun {
   debounce_key: string | null;
   namespace_max_running: number | null;
   held_by: FlowGate | null;
+  schedule_id?: string | null;
 }
 
 /** A `runs` row as `to_jsonb(runs.*)` gives it: timestamps are ISO strings. */
@@ -326,5 +327,6 @@ function toRunRow(raw: RawRun): RunRow {
     debounceKey: raw.debounce_key ?? null,
     namespaceMaxRunning: raw.namespace_max_running ?? null,
     heldBy: raw.held_by ?? null,
+    scheduleId: raw.schedule_id ?? null,
   };
 }
