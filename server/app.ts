@@ -107,6 +107,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     logger,
     turnBoard,
     leaseMs: config.leaseMs,
+    maxAbnormalActivations: config.maxAbnormalActivations,
     eventRetentionMs: config.eventRetentionMs,
     runRetention: config.runRetention,
     sweepIntervalMs: config.sweepIntervalMs,

@@ -61,6 +61,8 @@ export interface Config {
   maxInputBytes: number;
   /** How long a claimed run stays ours without a heartbeat. */
   leaseMs: number;
+  /** CAIRN_MAX_ABNORMAL_ACTIVATIONS: the poison-run breaker pauses a run whose lease lapsed this many activations in a row. */
+  maxAbnormalActivations: number;
   /** How often idle schedulers look for queued runs and lapsed leases. */
   pollIntervalMs: number;
   /** Activations one process executes at once. */
@@ -134,6 +136,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf(env, "LOG_LEVEL", "info", ["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
     maxInputBytes,
     leaseMs: integer(env, "CAIRN_LEASE_MS", 15_000, 500, 3_600_000),
+    maxAbnormalActivations: integer(env, "CAIRN_MAX_ABNORMAL_ACTIVATIONS", 5, 1, 1_000_000),
     pollIntervalMs: integer(env, "CAIRN_POLL_INTERVAL_MS", 1000, 10, 60_000),
     maxConcurrentRuns: integer(env, "CAIRN_MAX_CONCURRENT_RUNS", 100, 1, 100_000),
     maxEventBytes,
