@@ -30,6 +30,8 @@ import { Tracing } from "./tracing.js";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { createAgentService } from "./rpc/agent-service.js";
 import { authInterceptor } from "./rpc/auth.js";
+import { CallerSlots, callerCapsInterceptor } from "./rpc/caller-caps.js";
+import { peerContextValues } from "./rpc/peer.js";
 import { errorMappingInterceptor } from "./rpc/error-mapping.js";
 import { deadlineInterceptor } from "./rpc/deadline.js";
 import { acceptCompression, reclassifyProtocolErrors } from "./rpc/protocol-errors.js";
@@ -181,6 +183,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     errorMappingInterceptor(logger),
     deadlineInterceptor(),
     authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, logger }),
+    // Needs the caller auth resolved; before validation, so a refused stream costs no decoding work beyond auth's.
+    callerCapsInterceptor(new CallerSlots(config.maxStreamsPerCaller)),
     validationInterceptor(createRequestValidator([WorkflowService, AgentService])),
   ];
   return { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, shutdown, metrics, tracing };
@@ -201,7 +205,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   // ListRuns to every run: here an unknown field is INVALID_ARGUMENT naming it ('key "metdata" is unknown'), as
   // the REST routes already answer. Binary requests keep protobuf's rule (unknown fields skipped).
   const jsonOptions = { ignoreUnknownFields: false };
-  const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, maxTimeoutMs, jsonOptions, shutdownSignal: shutdown.signal };
+  const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, maxTimeoutMs, jsonOptions, shutdownSignal: shutdown.signal, contextValues: peerContextValues };
   // The adapter throws out of the request listener on a request without a usable Host: refused before it instead.
   const connectHandler = withValidAuthority(connectNodeAdapter(connectOptions));
   // Plain unary Connect calls skip the adapter's generic machinery, with the same options (see unary-lane.ts).

@@ -61,6 +61,8 @@ export interface Config {
   maxInputBytes: number;
   /** How long a claimed run stays ours without a heartbeat. */
   leaseMs: number;
+  /** CAIRN_MAX_STREAMS_PER_CALLER: open streams and long polls one API key (open mode: one peer address) may hold. */
+  maxStreamsPerCaller: number;
   /** CAIRN_MAX_ABNORMAL_ACTIVATIONS: the poison-run breaker pauses a run whose lease lapsed this many activations in a row. */
   maxAbnormalActivations: number;
   /** How often idle schedulers look for queued runs and lapsed leases. */
@@ -156,6 +158,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxConnections: integer(env, "CAIRN_MAX_CONNECTIONS", 10_000, 1, 1_000_000),
       maxConcurrentStreams: integer(env, "CAIRN_MAX_STREAMS_PER_CONNECTION", 1000, 1, 1_000_000),
     },
+    maxStreamsPerCaller: integer(env, "CAIRN_MAX_STREAMS_PER_CALLER", 100, 1, 1_000_000),
     agentLeaseMs: integer(env, "CAIRN_AGENT_LEASE_MS", 30_000, 100, 3_600_000),
     shutdownGraceMs: integer(env, "CAIRN_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
     corsOrigins: origins(env, "CAIRN_CORS_ORIGINS"),
