@@ -174,6 +174,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   const { auth } = config;
   const keys = auth.mode === "keys" ? new KeyCache(database.db, { ttlMs: auth.keyCacheTtlMs, logger }) : undefined;
   const rateLimiter = config.rateLimit && auth.mode === "keys" ? new RateLimiter(config.rateLimit.rps, config.rateLimit.burst) : undefined;
+  const failedAuthLimiter = auth.failureLimit && auth.mode === "keys" ? new RateLimiter(auth.failureLimit.rps, auth.failureLimit.burst) : undefined;
   // Outermost first: errors of everything inside are mapped (a store failure while loading a key becomes UNAVAILABLE);
   // a call already past its deadline stops; the caller is authenticated; requests are validated against the proto
   // rules last, right before the service.
@@ -182,7 +183,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     metricsInterceptor(metrics),
     errorMappingInterceptor(logger),
     deadlineInterceptor(),
-    authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, logger }),
+    authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, failedAuthLimiter, logger }),
     // Needs the caller auth resolved; before validation, so a refused stream costs no decoding work beyond auth's.
     callerCapsInterceptor(new CallerSlots(config.maxStreamsPerCaller)),
     validationInterceptor(createRequestValidator([WorkflowService, AgentService])),

@@ -26,6 +26,12 @@ export interface AuthConfig {
   openReflection: boolean;
   /** How long a verified key is trusted from memory when no change notice arrives. */
   keyCacheTtlMs: number;
+  /**
+   * Failed authentications allowed per peer address (token bucket: CAIRN_AUTH_FAILURE_RPS, CAIRN_AUTH_FAILURE_BURST);
+   * past it, that peer's requests are refused before any key lookup, except with a key verified from memory.
+   * Undefined (RPS 0): no limit.
+   */
+  failureLimit: { rps: number; burst: number } | undefined;
 }
 
 export interface RateLimitConfig {
@@ -205,7 +211,14 @@ function authConfig(env: Env, host: string, databaseUrl: string | undefined): Au
     openHealth: boolean(env, "CAIRN_OPEN_HEALTH", true),
     openReflection: boolean(env, "CAIRN_OPEN_REFLECTION", true),
     keyCacheTtlMs: duration(env, "CAIRN_KEY_CACHE_TTL", "30s"),
+    failureLimit: authFailureLimit(env),
   };
+}
+
+function authFailureLimit(env: Env): { rps: number; burst: number } | undefined {
+  const rps = number(env, "CAIRN_AUTH_FAILURE_RPS", 2, 0, 1_000_000);
+  if (rps === 0) return undefined;
+  return { rps, burst: integer(env, "CAIRN_AUTH_FAILURE_BURST", 20, 1, 10_000_000) };
 }
 
 function rateLimitConfig(env: Env): RateLimitConfig | undefined {
