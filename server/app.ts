@@ -95,7 +95,15 @@ export interface CairnServices {
 export async function createServices(config: Config, logger: Logger): Promise<CairnServices> {
   const registry = await loadWorkflows(config.workflowDirs, logger);
   describeFirstStore(config, logger);
-  const store = await openStore({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize });
+  const store = await openStore({
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: config.databasePoolSize,
+    leasePoolSize: config.leasePoolSize,
+    acquireTimeoutMs: config.dbAcquireTimeoutMs,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    listenerCheckMs: config.dbListenerCheckMs,
+  });
   const database = store.database;
   logger.info({ store: database.description }, "store ready");
 

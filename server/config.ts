@@ -61,6 +61,14 @@ export interface Config {
   databaseUrl: string | undefined;
   dataDir: string;
   databasePoolSize: number;
+  /** CAIRN_DB_LEASE_POOL_SIZE: clients of the heartbeat's own pool (lease renewals, lapsed-lease sweeps). */
+  leasePoolSize: number;
+  /** CAIRN_DB_ACQUIRE_TIMEOUT: how long a query waits for a pool client before failing (0: forever). */
+  dbAcquireTimeoutMs: number;
+  /** CAIRN_DB_STATEMENT_TIMEOUT: `statement_timeout` of pooled connections (0: none). */
+  dbStatementTimeoutMs: number;
+  /** CAIRN_DB_LISTENER_CHECK: how often the LISTEN connection checks it still hears (a self-NOTIFY; 0: never). */
+  dbListenerCheckMs: number;
   workflowDirs: string[];
   logLevel: string;
   /** Largest run input (CreateRun, REST, child runs) and agent request, as JSON bytes. */
@@ -137,6 +145,10 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl,
     dataDir: resolve(env.CAIRN_DATA_DIR || "./.cairn"),
     databasePoolSize: integer(env, "DATABASE_POOL_SIZE", 10, 1, 1000),
+    leasePoolSize: integer(env, "CAIRN_DB_LEASE_POOL_SIZE", 2, 1, 100),
+    dbAcquireTimeoutMs: duration(env, "CAIRN_DB_ACQUIRE_TIMEOUT", "10s"),
+    dbStatementTimeoutMs: duration(env, "CAIRN_DB_STATEMENT_TIMEOUT", "60s"),
+    dbListenerCheckMs: duration(env, "CAIRN_DB_LISTENER_CHECK", "10s"),
     workflowDirs: (env.WORKFLOW_DIRS || "./workflows")
       .split(delimiter)
       .filter((dir) => dir.length > 0)

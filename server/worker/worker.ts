@@ -388,7 +388,7 @@ export class Worker {
 
   private async heartbeat(): Promise<void> {
     const { store, leaseMs, logger } = this.options;
-    if (await renewHeldLeases({ db: store.db, owner: this.owner, leaseMs, maxAbnormalActivations: this.options.maxAbnormalActivations ?? Number.POSITIVE_INFINITY, logger, active: this.active, lastRenewal: this.lastRenewal, onRequeued: () => this.wake() })) {
+    if (await renewHeldLeases({ db: store.database.leaseDb, owner: this.owner, leaseMs, maxAbnormalActivations: this.options.maxAbnormalActivations ?? Number.POSITIVE_INFINITY, logger, active: this.active, lastRenewal: this.lastRenewal, onRequeued: () => this.wake() })) {
       this.lastRenewal = Date.now();
     }
     // Refreshes last_seen_at (and brings the row back if a sweep dropped it during a long stall).
