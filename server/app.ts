@@ -146,6 +146,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     maxEventBytes: config.maxEventBytes,
     maxListRunsPageSize: config.maxListRunsPageSize,
     maxHistoryPageSize: config.maxHistoryPageSize,
+    maxHistoryPageBytes: config.maxHistoryPageBytes,
     feed,
     metrics,
   };

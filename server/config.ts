@@ -95,6 +95,8 @@ export interface Config {
   maxListRunsPageSize: number;
   /** Cap on GetRunHistory page_size. */
   maxHistoryPageSize: number;
+  /** CAIRN_MAX_HISTORY_PAGE_BYTES: a GetRunHistory page stops early (has_more) once its entries' JSON reaches it. */
+  maxHistoryPageBytes: number;
   /** Runs a batch applies its operation to per transaction (CAIRN_BATCH_CHUNK_SIZE). */
   batchChunkSize: number;
   /** How long sent events are kept for waits that start later. */
@@ -165,6 +167,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxRequestBytes: requestBytes(env, { CAIRN_MAX_INPUT_BYTES: maxInputBytes, CAIRN_MAX_EVENT_BYTES: maxEventBytes, CAIRN_MAX_AGENT_RESULT_BYTES: maxAgentResultBytes }),
     maxListRunsPageSize: integer(env, "CAIRN_MAX_LIST_RUNS_PAGE_SIZE", 1000, 1, 100_000),
     maxHistoryPageSize: integer(env, "CAIRN_MAX_HISTORY_PAGE_SIZE", 10_000, 1, 100_000),
+    maxHistoryPageBytes: integer(env, "CAIRN_MAX_HISTORY_PAGE_BYTES", 4 * 1024 * 1024, 1, 1024 * 1024 * 1024),
     batchChunkSize: integer(env, "CAIRN_BATCH_CHUNK_SIZE", 200, 1, 10_000),
     eventRetentionMs: duration(env, "CAIRN_EVENT_RETENTION", "7d"),
     runRetention: runRetention(env),

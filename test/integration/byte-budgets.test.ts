@@ -1,0 +1,83 @@
+/**
+ * Byte budgets on PostgreSQL: a GetRunHistory page stops at CAIRN_MAX_HISTORY_PAGE_BYTES (fewer entries than asked
+ * for, has_more set; plain fetch), at least one entry per page even when that one is larger, and the SDK's paging
+ * still reads every entry once.
+ */
+import assert from "node:assert/strict";
+import { afterAll, beforeAll, test } from "vitest";
+import { createCairnClient, type CairnClient } from "../../sdk/client.js";
+import type { CairnServer } from "../../server/app.js";
+import { startTestServer } from "../support/in-process-server.js";
+import { createTestDatabase } from "../support/postgres.js";
+
+const pageBytes = 250_000;
+let server: CairnServer;
+let sdk: CairnClient;
+let dropDatabase: () => Promise<void>;
+
+beforeAll(async () => {
+  const database = await createTestDatabase("byte_budgets");
+  dropDatabase = database.drop;
+  ({ server } = await startTestServer({
+    DATABASE_URL: database.url,
+    WORKFLOW_DIRS: "test/fixtures/budget-workflows",
+    CAIRN_MAX_HISTORY_PAGE_BYTES: String(pageBytes),
+  }));
+  sdk = createCairnClient({ baseUrl: server.url });
+});
+
+afterAll(async () => {
+  await server?.close();
+  await dropDatabase?.();
+});
+
+async function historyPage(runId: string, afterSequence: number): Promise<{ entries: { sequence: string; kind: string; name?: string; result?: unknown }[]; hasMore?: boolean }> {
+  const response = await fetch(`${server.url}/cairn.v1.WorkflowService/GetRunHistory`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "connect-protocol-version": "1" },
+    body: JSON.stringify({ runId, afterSequence: String(afterSequence), pageSize: 100 }),
+  });
+  assert.equal(response.status, 200);
+  return (await response.json()) as never;
+}
+
+test("history pages are bounded by bytes: fewer entries with has_more; the SDK still reads them all", async () => {
+  const { runId } = await sdk.createRun("big_results", { count: 10, bytes: 100_000 });
+  assert.equal(await sdk.waitForResult(runId, { timeoutMs: 20_000 }), "done");
+
+  const seen: string[] = [];
+  let after = 0;
+  let pages = 0;
+  for (;;) {
+    const page = await historyPage(runId, after);
+    pages++;
+    const bigOnes = page.entries.filter((e) => e.name?.startsWith("big-"));
+    // 100,000-character results (100,002 bytes of JSON): two fit in 250,000 bytes, a third does not.
+    assert.ok(bigOnes.length <= 2, `page ${pages} carried ${bigOnes.length} large entries`);
+    assert.ok(page.entries.length >= 1);
+    seen.push(...page.entries.map((e) => e.sequence));
+    after = Number(page.entries.at(-1)?.sequence);
+    if (!page.hasMore) break;
+    assert.ok(pages < 50);
+  }
+  assert.ok(pages >= 5, `only ${pages} pages`);
+  const all = [];
+  for await (const entry of sdk.getRunHistory(runId, { pageSize: 100 })) all.push(entry);
+  assert.deepEqual(all.map((e) => String(e.sequence)), seen);
+  assert.equal(all.filter((e) => e.name.startsWith("big-") && e.kind === "step_completed").length, 10);
+});
+
+test("an entry larger than the page budget still comes, one per page", async () => {
+  const { runId } = await sdk.createRun("big_results", { count: 2, bytes: 300_000 });
+  assert.equal(await sdk.waitForResult(runId, { timeoutMs: 20_000 }), "done");
+  let after = 0;
+  const bigPerPage: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const page = await historyPage(runId, after);
+    bigPerPage.push(page.entries.filter((e) => e.name?.startsWith("big-")).length);
+    after = Number(page.entries.at(-1)?.sequence);
+    if (!page.hasMore) break;
+  }
+  assert.equal(bigPerPage.reduce((a, b) => a + b, 0), 2);
+  assert.ok(bigPerPage.every((n) => n <= 1), JSON.stringify(bigPerPage));
+});
