@@ -124,7 +124,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     pollIntervalMs: config.pollIntervalMs,
     maxConcurrentRuns: config.maxConcurrentRuns,
     onRunChanged: (runId, row) => feed.publishLocal(runId, row),
-    limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes },
+    limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes, journalBytes: config.maxJournalBytes },
     metrics,
     tracing,
     version: serverVersion(),

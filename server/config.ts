@@ -89,6 +89,8 @@ export interface Config {
   maxAgentResultBytes: number;
   /** Largest step result or run output a workflow may journal, as JSON bytes. */
   maxStepResultBytes: number;
+  /** CAIRN_MAX_JOURNAL_BYTES: a run whose journal's results and errors would pass it fails (JournalTooLargeError). */
+  maxJournalBytes: number;
   /** Largest request body; derived from the payload limits unless set, and never below the largest of them. */
   maxRequestBytes: number;
   /** Cap on ListRuns page_size. */
@@ -164,6 +166,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxEventBytes,
     maxAgentResultBytes,
     maxStepResultBytes: integer(env, "CAIRN_MAX_STEP_RESULT_BYTES", 1024 * 1024, 1, 512 * 1024 * 1024),
+    maxJournalBytes: integer(env, "CAIRN_MAX_JOURNAL_BYTES", 100 * 1024 * 1024, 1, 16 * 1024 * 1024 * 1024),
     maxRequestBytes: requestBytes(env, { CAIRN_MAX_INPUT_BYTES: maxInputBytes, CAIRN_MAX_EVENT_BYTES: maxEventBytes, CAIRN_MAX_AGENT_RESULT_BYTES: maxAgentResultBytes }),
     maxListRunsPageSize: integer(env, "CAIRN_MAX_LIST_RUNS_PAGE_SIZE", 1000, 1, 100_000),
     maxHistoryPageSize: integer(env, "CAIRN_MAX_HISTORY_PAGE_SIZE", 10_000, 1, 100_000),

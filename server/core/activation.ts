@@ -27,6 +27,7 @@ import { rejected } from "./primitives/settled.js";
 import { startDueRetry } from "./primitives/step.js";
 import { Replay } from "./replay.js";
 import type { JournalEntry } from "./journal.js";
+import { JournalBudget } from "./journal-budget.js";
 import { type PendingWait, waitDescriptors } from "./waits.js";
 
 export type { ActivationHost } from "./host.js";
@@ -58,6 +59,7 @@ export class Activation {
   /** A determinism error or host failure: it decides the outcome whatever the handler does with it. */
   private fatal: { error: unknown; abort: boolean } | undefined;
   private readonly kernel: OperationKernel;
+  private readonly budget: JournalBudget;
 
   constructor(
     private readonly run: RunIdentity,
@@ -65,6 +67,7 @@ export class Activation {
     private readonly host: ActivationHost,
   ) {
     this.replay = new Replay(run, journal);
+    this.budget = new JournalBudget(run.runId, host.limits?.journalBytes, journal);
     this.nextSequence = (journal.at(-1)?.sequence ?? 0) + 1;
     this.nextDelivery = this.nextSequence;
     this.kernel = {
@@ -224,6 +227,12 @@ export class Activation {
 
   /** Journals `entry` in the background; the handler sees it when its sequence number comes up. */
   private startWrite(entry: NewEntry, operation: Operation): void {
+    const overBudget = this.budget.admit(entry);
+    if (overBudget) {
+      // Not written: the run fails with the error (a run-level outcome, not a step failure to retry).
+      this.fail(overBudget, false);
+      return;
+    }
     const sequence = this.nextSequence++;
     this.inFlight++;
     this.host

@@ -1,17 +1,19 @@
 /**
  * Byte budgets on PostgreSQL: a GetRunHistory page stops at CAIRN_MAX_HISTORY_PAGE_BYTES (fewer entries than asked
  * for, has_more set; plain fetch), at least one entry per page even when that one is larger, and the SDK's paging
- * still reads every entry once.
+ * still reads every entry once. A run whose journal would pass CAIRN_MAX_JOURNAL_BYTES fails with an error naming
+ * the setting, and the write that would have passed it is not in the journal.
  */
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, test } from "vitest";
 import { createCairnClient, type CairnClient } from "../../sdk/client.js";
 import type { CairnServer } from "../../server/app.js";
 import { startTestServer } from "../support/in-process-server.js";
-import { createTestDatabase } from "../support/postgres.js";
+import { createTestDatabase, withClient } from "../support/postgres.js";
 
 const pageBytes = 250_000;
 let server: CairnServer;
+let capped: CairnServer;
 let sdk: CairnClient;
 let dropDatabase: () => Promise<void>;
 
@@ -24,11 +26,25 @@ beforeAll(async () => {
     CAIRN_MAX_HISTORY_PAGE_BYTES: String(pageBytes),
   }));
   sdk = createCairnClient({ baseUrl: server.url });
+  // A second database: the capped server must not claim the first one's runs.
+  const second = await createTestDatabase("journal_budget");
+  cleanups.push(second.drop);
+  ({ server: capped } = await startTestServer({
+    DATABASE_URL: second.url,
+    WORKFLOW_DIRS: "test/fixtures/budget-workflows",
+    CAIRN_MAX_JOURNAL_BYTES: "250000",
+  }));
+  databaseUrl = second.url;
 });
+
+const cleanups: (() => Promise<void>)[] = [];
+let databaseUrl: string;
 
 afterAll(async () => {
   await server?.close();
+  await capped?.close();
   await dropDatabase?.();
+  for (const cleanup of cleanups) await cleanup();
 });
 
 async function historyPage(runId: string, afterSequence: number): Promise<{ entries: { sequence: string; kind: string; name?: string; result?: unknown }[]; hasMore?: boolean }> {
@@ -80,4 +96,25 @@ test("an entry larger than the page budget still comes, one per page", async () 
   }
   assert.equal(bigPerPage.reduce((a, b) => a + b, 0), 2);
   assert.ok(bigPerPage.every((n) => n <= 1), JSON.stringify(bigPerPage));
+});
+
+test("a run whose journal would pass CAIRN_MAX_JOURNAL_BYTES fails naming the setting; the write past it is not journaled", async () => {
+  const cappedSdk = createCairnClient({ baseUrl: capped.url });
+  const { runId } = await cappedSdk.createRun("big_results", { count: 10, bytes: 100_000 });
+  await assert.rejects(cappedSdk.waitForResult(runId, { timeoutMs: 20_000 }), /CAIRN_MAX_JOURNAL_BYTES/);
+  const response = await fetch(`${capped.url}/cairn.v1.WorkflowService/GetRun`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "connect-protocol-version": "1" },
+    body: JSON.stringify({ runId }),
+  });
+  const { run } = (await response.json()) as { run: { status: string; error: { name: string; message: string } } };
+  assert.equal(run.status, "RUN_STATUS_FAILED");
+  assert.equal(run.error.name, "JournalTooLargeError");
+  assert.match(run.error.message, /past the limit of 250000 bytes \(CAIRN_MAX_JOURNAL_BYTES\)/);
+  const kinds = await withClient(databaseUrl, async (c) =>
+    (await c.query("select kind, name from journal_entries where run_id = $1 order by sequence", [runId])).rows as { kind: string; name: string }[],
+  );
+  // Two 100,002-byte results fit in 250,000 bytes; the third would not, and is not there.
+  assert.deepEqual(kinds.filter((k) => k.kind === "step_completed").map((k) => k.name), ["big-0", "big-1"]);
+  assert.equal(kinds.at(-1)?.kind, "run_failed");
 });
