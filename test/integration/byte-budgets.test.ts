@@ -2,12 +2,14 @@
  * Byte budgets on PostgreSQL: a GetRunHistory page stops at CAIRN_MAX_HISTORY_PAGE_BYTES (fewer entries than asked
  * for, has_more set; plain fetch), at least one entry per page even when that one is larger, and the SDK's paging
  * still reads every entry once. A run whose journal would pass CAIRN_MAX_JOURNAL_BYTES fails with an error naming
- * the setting, and the write that would have passed it is not in the journal.
+ * the setting, and the write that would have passed it is not in the journal. The shared WatchRun window of a run
+ * with large results holds at most its byte budget, and a watcher from the start still gets every entry.
  */
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, test } from "vitest";
 import { createCairnClient, type CairnClient } from "../../sdk/client.js";
 import type { CairnServer } from "../../server/app.js";
+import { RunTail, windowBytes } from "../../server/runs/run-tail.js";
 import { startTestServer } from "../support/in-process-server.js";
 import { createTestDatabase, withClient } from "../support/postgres.js";
 
@@ -118,3 +120,25 @@ test("a run whose journal would pass CAIRN_MAX_JOURNAL_BYTES fails naming the se
   assert.deepEqual(kinds.filter((k) => k.kind === "step_completed").map((k) => k.name), ["big-0", "big-1"]);
   assert.equal(kinds.at(-1)?.kind, "run_failed");
 });
+
+test("the shared watch window is bounded by bytes; a watcher from the start still receives every entry in order", async () => {
+  const { runId } = await sdk.createRun("big_results", { count: 12, bytes: 1_000_000 });
+  assert.equal(await sdk.waitForResult(runId, { timeoutMs: 60_000 }), "done");
+  const tail = new RunTail(server.database.db, "default", runId);
+  await tail.refresh();
+  const big = tail.window.filter((e) => e.kind === "step_completed" && e.name.startsWith("big-"));
+  assert.ok(tail.bytesHeld <= windowBytes, `window holds ${tail.bytesHeld} bytes`);
+  assert.ok(big.length >= 1 && big.length <= 8, `window holds ${big.length} of 12 large entries`);
+  assert.equal(tail.window.at(-1)?.kind, "run_completed");
+  assert.equal(tail.window.at(-1)?.sequence, tail.lastSequence);
+
+  const names: string[] = [];
+  const sequences: number[] = [];
+  for await (const update of sdk.watchRun(runId)) {
+    if (update.type !== "entry") continue;
+    sequences.push(Number(update.entry.sequence));
+    if (update.entry.name.startsWith("big-")) names.push(update.entry.name);
+  }
+  assert.deepEqual(names, Array.from({ length: 12 }, (_, i) => `big-${i}`));
+  assert.deepEqual(sequences, Array.from({ length: sequences.length }, (_, i) => i + 1));
+}, 90_000);
