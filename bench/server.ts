@@ -46,6 +46,8 @@ export function serverEnv(settings: ServerSettings, port: number): Record<string
     LOG_LEVEL: settings.logLevel,
     DATABASE_POOL_SIZE: String(settings.poolSize),
     CAIRN_MAX_CONCURRENT_RUNS: String(settings.maxConcurrentRuns),
+    // Every bench client is one peer address (open mode counts per peer): the crowded watch opens 200 streams.
+    CAIRN_MAX_STREAMS_PER_CALLER: "100000",
   };
 }
 

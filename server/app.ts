@@ -34,6 +34,8 @@ import { Tracing } from "./tracing.js";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { createAgentService } from "./rpc/agent-service.js";
 import { authInterceptor } from "./rpc/auth.js";
+import { CallerSlots, callerCapsInterceptor } from "./rpc/caller-caps.js";
+import { peerContextValues } from "./rpc/peer.js";
 import { errorMappingInterceptor } from "./rpc/error-mapping.js";
 import { deadlineInterceptor } from "./rpc/deadline.js";
 import { acceptCompression, reclassifyProtocolErrors } from "./rpc/protocol-errors.js";
@@ -98,7 +100,15 @@ export interface CairnServices {
 export async function createServices(config: Config, logger: Logger): Promise<CairnServices> {
   const registry = await loadWorkflows(config.workflowDirs, logger);
   describeFirstStore(config, logger);
-  const store = await openStore({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize });
+  const store = await openStore({
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: config.databasePoolSize,
+    leasePoolSize: config.leasePoolSize,
+    acquireTimeoutMs: config.dbAcquireTimeoutMs,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    listenerCheckMs: config.dbListenerCheckMs,
+  });
   const database = store.database;
   logger.info({ store: database.description }, "store ready");
 
@@ -112,13 +122,14 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     logger,
     turnBoard,
     leaseMs: config.leaseMs,
+    maxAbnormalActivations: config.maxAbnormalActivations,
     eventRetentionMs: config.eventRetentionMs,
     runRetention: config.runRetention,
     sweepIntervalMs: config.sweepIntervalMs,
     pollIntervalMs: config.pollIntervalMs,
     maxConcurrentRuns: config.maxConcurrentRuns,
     onRunChanged: (runId, row) => feed.publishLocal(runId, row),
-    limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes },
+    limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes, journalBytes: config.maxJournalBytes },
     metrics,
     tracing,
     version: serverVersion(),
@@ -141,6 +152,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     maxEventBytes: config.maxEventBytes,
     maxListRunsPageSize: config.maxListRunsPageSize,
     maxHistoryPageSize: config.maxHistoryPageSize,
+    maxHistoryPageBytes: config.maxHistoryPageBytes,
     feed,
     metrics,
   };
@@ -181,6 +193,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   const { auth } = config;
   const keys = auth.mode === "keys" ? new KeyCache(database.db, { ttlMs: auth.keyCacheTtlMs, logger }) : undefined;
   const rateLimiter = config.rateLimit && auth.mode === "keys" ? new RateLimiter(config.rateLimit.rps, config.rateLimit.burst) : undefined;
+  const failedAuthLimiter = auth.failureLimit && auth.mode === "keys" ? new RateLimiter(auth.failureLimit.rps, auth.failureLimit.burst) : undefined;
   // Outermost first: errors of everything inside are mapped (a store failure while loading a key becomes UNAVAILABLE);
   // a call already past its deadline stops; the caller is authenticated; requests are validated against the proto
   // rules last, right before the service.
@@ -189,7 +202,9 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     metricsInterceptor(metrics),
     errorMappingInterceptor(logger),
     deadlineInterceptor(),
-    authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, logger }),
+    authInterceptor({ mode: auth.mode, keys, openHealth: auth.openHealth, openReflection: auth.openReflection, rateLimiter, failedAuthLimiter, logger }),
+    // Needs the caller auth resolved; before validation, so a refused stream costs no decoding work beyond auth's.
+    callerCapsInterceptor(new CallerSlots(config.maxStreamsPerCaller)),
     validationInterceptor(createRequestValidator([WorkflowService, AgentService, ScheduleService])),
   ];
   return { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, workflowService, scheduleService, shutdown, metrics, tracing };
@@ -210,7 +225,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   // ListRuns to every run: here an unknown field is INVALID_ARGUMENT naming it ('key "metdata" is unknown'), as
   // the REST routes already answer. Binary requests keep protobuf's rule (unknown fields skipped).
   const jsonOptions = { ignoreUnknownFields: false };
-  const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, maxTimeoutMs, jsonOptions, shutdownSignal: shutdown.signal };
+  const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, maxTimeoutMs, jsonOptions, shutdownSignal: shutdown.signal, contextValues: peerContextValues };
   // The adapter throws out of the request listener on a request without a usable Host: refused before it instead.
   const connectHandler = withValidAuthority(connectNodeAdapter(connectOptions));
   // Plain unary Connect calls skip the adapter's generic machinery, with the same options (see unary-lane.ts).

@@ -26,6 +26,12 @@ export interface AuthConfig {
   openReflection: boolean;
   /** How long a verified key is trusted from memory when no change notice arrives. */
   keyCacheTtlMs: number;
+  /**
+   * Failed authentications allowed per peer address (token bucket: CAIRN_AUTH_FAILURE_RPS, CAIRN_AUTH_FAILURE_BURST);
+   * past it, that peer's requests are refused before any key lookup, except with a key verified from memory.
+   * Undefined (RPS 0): no limit.
+   */
+  failureLimit: { rps: number; burst: number } | undefined;
 }
 
 export interface RateLimitConfig {
@@ -55,12 +61,24 @@ export interface Config {
   databaseUrl: string | undefined;
   dataDir: string;
   databasePoolSize: number;
+  /** CAIRN_DB_LEASE_POOL_SIZE: clients of the heartbeat's own pool (lease renewals, lapsed-lease sweeps). */
+  leasePoolSize: number;
+  /** CAIRN_DB_ACQUIRE_TIMEOUT: how long a query waits for a pool client before failing (0: forever). */
+  dbAcquireTimeoutMs: number;
+  /** CAIRN_DB_STATEMENT_TIMEOUT: `statement_timeout` of pooled connections (0: none). */
+  dbStatementTimeoutMs: number;
+  /** CAIRN_DB_LISTENER_CHECK: how often the LISTEN connection checks it still hears (a self-NOTIFY; 0: never). */
+  dbListenerCheckMs: number;
   workflowDirs: string[];
   logLevel: string;
   /** Largest run input (CreateRun, REST, child runs) and agent request, as JSON bytes. */
   maxInputBytes: number;
   /** How long a claimed run stays ours without a heartbeat. */
   leaseMs: number;
+  /** CAIRN_MAX_STREAMS_PER_CALLER: open streams and long polls one API key (open mode: one peer address) may hold. */
+  maxStreamsPerCaller: number;
+  /** CAIRN_MAX_ABNORMAL_ACTIVATIONS: the poison-run breaker pauses a run whose lease lapsed this many activations in a row. */
+  maxAbnormalActivations: number;
   /** How often idle schedulers look for queued runs and lapsed leases. */
   pollIntervalMs: number;
   /** Activations one process executes at once. */
@@ -73,12 +91,16 @@ export interface Config {
   maxAgentResultBytes: number;
   /** Largest step result or run output a workflow may journal, as JSON bytes. */
   maxStepResultBytes: number;
+  /** CAIRN_MAX_JOURNAL_BYTES: a run whose journal's results and errors would pass it fails (JournalTooLargeError). */
+  maxJournalBytes: number;
   /** Largest request body; derived from the payload limits unless set, and never below the largest of them. */
   maxRequestBytes: number;
   /** Cap on ListRuns page_size. */
   maxListRunsPageSize: number;
   /** Cap on GetRunHistory page_size. */
   maxHistoryPageSize: number;
+  /** CAIRN_MAX_HISTORY_PAGE_BYTES: a GetRunHistory page stops early (has_more) once its entries' JSON reaches it. */
+  maxHistoryPageBytes: number;
   /** Runs a batch applies its operation to per transaction (CAIRN_BATCH_CHUNK_SIZE). */
   batchChunkSize: number;
   /** How long sent events are kept for waits that start later. */
@@ -129,6 +151,10 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl,
     dataDir: resolve(env.CAIRN_DATA_DIR || "./.cairn"),
     databasePoolSize: integer(env, "DATABASE_POOL_SIZE", 10, 1, 1000),
+    leasePoolSize: integer(env, "CAIRN_DB_LEASE_POOL_SIZE", 2, 1, 100),
+    dbAcquireTimeoutMs: duration(env, "CAIRN_DB_ACQUIRE_TIMEOUT", "10s"),
+    dbStatementTimeoutMs: duration(env, "CAIRN_DB_STATEMENT_TIMEOUT", "60s"),
+    dbListenerCheckMs: duration(env, "CAIRN_DB_LISTENER_CHECK", "10s"),
     workflowDirs: (env.WORKFLOW_DIRS || "./workflows")
       .split(delimiter)
       .filter((dir) => dir.length > 0)
@@ -136,15 +162,18 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf(env, "LOG_LEVEL", "info", ["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
     maxInputBytes,
     leaseMs: integer(env, "CAIRN_LEASE_MS", 15_000, 500, 3_600_000),
+    maxAbnormalActivations: integer(env, "CAIRN_MAX_ABNORMAL_ACTIVATIONS", 5, 1, 1_000_000),
     pollIntervalMs: integer(env, "CAIRN_POLL_INTERVAL_MS", 1000, 10, 60_000),
     maxConcurrentRuns: integer(env, "CAIRN_MAX_CONCURRENT_RUNS", 100, 1, 100_000),
     namespaceMaxRunning: env.CAIRN_NAMESPACE_MAX_RUNNING ? integer(env, "CAIRN_NAMESPACE_MAX_RUNNING", 0, 1, 1_000_000) : undefined,
     maxEventBytes,
     maxAgentResultBytes,
     maxStepResultBytes: integer(env, "CAIRN_MAX_STEP_RESULT_BYTES", 1024 * 1024, 1, 512 * 1024 * 1024),
+    maxJournalBytes: integer(env, "CAIRN_MAX_JOURNAL_BYTES", 100 * 1024 * 1024, 1, 16 * 1024 * 1024 * 1024),
     maxRequestBytes: requestBytes(env, { CAIRN_MAX_INPUT_BYTES: maxInputBytes, CAIRN_MAX_EVENT_BYTES: maxEventBytes, CAIRN_MAX_AGENT_RESULT_BYTES: maxAgentResultBytes }),
     maxListRunsPageSize: integer(env, "CAIRN_MAX_LIST_RUNS_PAGE_SIZE", 1000, 1, 100_000),
     maxHistoryPageSize: integer(env, "CAIRN_MAX_HISTORY_PAGE_SIZE", 10_000, 1, 100_000),
+    maxHistoryPageBytes: integer(env, "CAIRN_MAX_HISTORY_PAGE_BYTES", 4 * 1024 * 1024, 1, 1024 * 1024 * 1024),
     batchChunkSize: integer(env, "CAIRN_BATCH_CHUNK_SIZE", 200, 1, 10_000),
     eventRetentionMs: duration(env, "CAIRN_EVENT_RETENTION", "7d"),
     runRetention: runRetention(env),
@@ -156,6 +185,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxConnections: integer(env, "CAIRN_MAX_CONNECTIONS", 10_000, 1, 1_000_000),
       maxConcurrentStreams: integer(env, "CAIRN_MAX_STREAMS_PER_CONNECTION", 1000, 1, 1_000_000),
     },
+    maxStreamsPerCaller: integer(env, "CAIRN_MAX_STREAMS_PER_CALLER", 100, 1, 1_000_000),
     agentLeaseMs: integer(env, "CAIRN_AGENT_LEASE_MS", 30_000, 100, 3_600_000),
     shutdownGraceMs: integer(env, "CAIRN_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
     corsOrigins: origins(env, "CAIRN_CORS_ORIGINS"),
@@ -202,7 +232,14 @@ function authConfig(env: Env, host: string, databaseUrl: string | undefined): Au
     openHealth: boolean(env, "CAIRN_OPEN_HEALTH", true),
     openReflection: boolean(env, "CAIRN_OPEN_REFLECTION", true),
     keyCacheTtlMs: duration(env, "CAIRN_KEY_CACHE_TTL", "30s"),
+    failureLimit: authFailureLimit(env),
   };
+}
+
+function authFailureLimit(env: Env): { rps: number; burst: number } | undefined {
+  const rps = number(env, "CAIRN_AUTH_FAILURE_RPS", 2, 0, 1_000_000);
+  if (rps === 0) return undefined;
+  return { rps, burst: integer(env, "CAIRN_AUTH_FAILURE_BURST", 20, 1, 10_000_000) };
 }
 
 function rateLimitConfig(env: Env): RateLimitConfig | undefined {

@@ -4,8 +4,11 @@
  * Verified rows are cached in memory by key id (namespace, role, the secret's
  * digest, whether revoked); a presented key is checked against the cached
  * digest in constant time. A miss costs one lookup by primary key, shared by
- * concurrent requests for the same id. Unknown ids are cached too, so a client
- * retrying with a wrong key does not reach the database on every call.
+ * concurrent requests for the same id. Unknown ids are remembered in a separate,
+ * smaller LRU (the negative cache, `maxUnknown`), so a client retrying with a
+ * wrong key does not reach the database on every call, and a flood of random
+ * ids cannot push real keys out of the cache. What bounds the lookups a flood
+ * of *distinct* unknown ids costs is the failed-auth limit per peer (auth.ts).
  *
  * Revocation takes effect at once in every process: `cairn keys revoke` (and
  * create) NOTIFY `cairn_keys` with the key id in the revoking transaction, and
@@ -47,6 +50,8 @@ export interface KeyCacheOptions {
   ttlMs: number;
   /** Most rows kept; the oldest are dropped beyond it. Default 10,000. */
   maxEntries?: number;
+  /** Most unknown ids remembered (the negative cache); the least recently seen are dropped beyond it. Default 1,000. */
+  maxUnknown?: number;
   /** How often `last_used_at` is written. Default 60 s. */
   touchIntervalMs?: number;
   logger?: Logger;
@@ -63,12 +68,16 @@ export class KeyCache {
   /** Open streams by key id: told when their key stops verifying. */
   private readonly watchers = new Map<string, Set<() => void>>();
   private readonly maxEntries: number;
+  /** Ids no key has, with when to ask again: apart from `entries`, so they never evict a real key. */
+  private readonly unknown = new Map<string, number>();
+  private readonly maxUnknown: number;
 
   constructor(
     private readonly db: Db,
     private readonly options: KeyCacheOptions,
   ) {
     this.maxEntries = options.maxEntries ?? 10_000;
+    this.maxUnknown = options.maxUnknown ?? 1_000;
   }
 
   /** Subscribes to key changes. If the listener cannot start, the TTL alone bounds how long a revoked key works. */
@@ -98,6 +107,7 @@ export class KeyCache {
   evict(id: string): void {
     this.generation++;
     this.entries.delete(id);
+    this.unknown.delete(id);
     this.loading.delete(id);
     if (this.watchers.has(id)) this.recheck([id]);
   }
@@ -105,6 +115,7 @@ export class KeyCache {
   clear(): void {
     this.generation++;
     this.entries.clear();
+    this.unknown.clear();
     this.loading.clear();
     this.recheck([...this.watchers.keys()]);
   }
@@ -151,9 +162,24 @@ export class KeyCache {
     return { ok: true, key: { id: parsed.id, namespace: entry.key.namespace, role: entry.key.role } };
   }
 
-  private lookup(id: string): Promise<Entry> | Entry {
+  /** True when `id` verifies from memory alone as a live key (no database work): the failed-auth limit lets it by. */
+  isCachedLive(id: string): boolean {
     const cached = this.entries.get(id);
-    if (cached && cached.expiresAt > Date.now()) return cached;
+    return cached !== undefined && cached.expiresAt > Date.now() && cached.key !== undefined && !cached.key.revoked;
+  }
+
+  private lookup(id: string): Promise<Entry> | Entry {
+    const now = Date.now();
+    const cached = this.entries.get(id);
+    if (cached && cached.expiresAt > now) return cached;
+    const unknownUntil = this.unknown.get(id);
+    if (unknownUntil !== undefined) {
+      this.unknown.delete(id);
+      if (unknownUntil > now) {
+        this.unknown.set(id, unknownUntil); // most recently seen last
+        return { key: undefined, expiresAt: unknownUntil };
+      }
+    }
     let pending = this.loading.get(id);
     if (!pending) {
       const generation = this.generation;
@@ -180,6 +206,16 @@ export class KeyCache {
   }
 
   private remember(id: string, entry: Entry): void {
+    if (!entry.key) {
+      this.unknown.delete(id);
+      this.unknown.set(id, entry.expiresAt);
+      while (this.unknown.size > this.maxUnknown) {
+        const oldest = this.unknown.keys().next().value;
+        if (oldest === undefined) break;
+        this.unknown.delete(oldest);
+      }
+      return;
+    }
     this.entries.delete(id);
     this.entries.set(id, entry);
     while (this.entries.size > this.maxEntries) {

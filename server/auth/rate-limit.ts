@@ -43,6 +43,14 @@ export class RateLimiter {
     return Math.max(1, Math.ceil(((1 - bucket.tokens) * 1000) / this.rps));
   }
 
+  /** Like `take` without taking: 0 when a token is free for `id`, else the milliseconds until one is. */
+  peek(id: string): number {
+    const bucket = this.buckets.get(id);
+    if (!bucket) return 0;
+    const tokens = Math.min(this.burst, bucket.tokens + ((this.now() - bucket.at) * this.rps) / 1000);
+    return tokens >= 1 ? 0 : Math.max(1, Math.ceil(((1 - tokens) * 1000) / this.rps));
+  }
+
   /** How many keys have a bucket (the sweep keeps this to the keys used lately). */
   get size(): number {
     return this.buckets.size;

@@ -28,6 +28,7 @@ import { startDueRetry } from "./primitives/step.js";
 import { Replay } from "./replay.js";
 import { DeterminismError } from "./errors.js";
 import type { JournalEntry } from "./journal.js";
+import { JournalBudget } from "./journal-budget.js";
 import { type PendingWait, waitDescriptors } from "./waits.js";
 
 export type { ActivationHost } from "./host.js";
@@ -81,6 +82,7 @@ export class Activation {
   /** Deferred entries (kernel.defer) with their sequence numbers: they go out with the next write. */
   private riders: { sequence: number; entry: NewEntry; operation: Operation }[] = [];
   private readonly kernel: OperationKernel;
+  private readonly budget: JournalBudget;
 
   constructor(
     private readonly run: RunIdentity,
@@ -89,6 +91,7 @@ export class Activation {
     private readonly options: ActivationOptions = {},
   ) {
     this.replay = new Replay(run, journal);
+    this.budget = new JournalBudget(run.runId, host.limits?.journalBytes, journal);
     this.nextSequence = (journal.at(-1)?.sequence ?? 0) + 1;
     this.nextDelivery = this.nextSequence;
     this.kernel = {
@@ -281,6 +284,14 @@ export class Activation {
   private startWrite(entry: NewEntry | undefined, operation: Operation | undefined): void {
     const writes = this.riders.splice(0);
     if (entry && operation) writes.push({ sequence: this.nextSequence++, entry, operation });
+    for (const write of writes) {
+      const overBudget = this.budget.admit(write.entry);
+      if (overBudget) {
+        // Nothing of this turn is written: the run fails with the error (a run-level outcome, not a step failure to retry).
+        this.fail(overBudget, false);
+        return;
+      }
+    }
     this.inFlight++;
     Promise.all(writes.map((write) => this.host.append(write.entry)))
       .then(

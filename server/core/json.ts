@@ -134,6 +134,8 @@ export interface ValueLimits {
   stepResultBytes?: number;
   /** Child run inputs and agent requests: CAIRN_MAX_INPUT_BYTES. */
   inputBytes?: number;
+  /** A run's journal, results and errors in all: CAIRN_MAX_JOURNAL_BYTES (journal-budget.ts). */
+  journalBytes?: number;
 }
 
 export const stepResultLimit = (limits: ValueLimits | undefined): SizeLimit | undefined =>

@@ -35,6 +35,7 @@ import {
   type Client,
   Code,
   ConnectError,
+  type ContextValues,
   createClient,
   createRouterTransport,
   type Interceptor,
@@ -61,6 +62,7 @@ import {
   WorkflowService,
 } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import type { NodeHandler } from "./listen.js";
+import { peerContextValues } from "../rpc/peer.js";
 
 export interface RestOptions {
   /** Largest accepted request body in bytes: the Connect handler's readMaxBytes. */
@@ -233,6 +235,8 @@ async function serveBatches(client: Client<typeof WorkflowService>, req: Request
 interface CallOptions {
   headers: Headers;
   signal: AbortSignal;
+  /** The peer address, for limits kept per peer (server/rpc/peer.ts). */
+  contextValues: ContextValues;
 }
 
 export async function call<O extends DescMessage>(
@@ -253,7 +257,7 @@ export async function call<O extends DescMessage>(
   };
   res.once("close", onClose);
   try {
-    const message = await invoke({ headers, signal: abort.signal });
+    const message = await invoke({ headers, signal: abort.signal, contextValues: peerContextValues(req) });
     sendJson(res, 200, toJson(schema, message, { useProtoFieldName: true }), req.method === "HEAD");
   } catch (error) {
     if (abort.signal.aborted) return;

@@ -34,6 +34,7 @@ import {
   Code,
   ConnectError,
   type ConnectRouter,
+  type ContextValues,
   createContextValues,
   createMethodImplSpec,
   createServiceImplSpec,
@@ -78,6 +79,8 @@ export interface UnaryLaneOptions {
   jsonOptions?: UniversalHandlerOptions["jsonOptions"];
   binaryOptions?: UniversalHandlerOptions["binaryOptions"];
   shutdownSignal?: AbortSignal;
+  /** Per-call context values from the Node request (the peer address), as the adapter's option of the same name. */
+  contextValues?: (req: IncomingMessage | Http2ServerRequest) => ContextValues;
 }
 
 export interface UnaryLaneHandler extends NodeHandler {
@@ -157,7 +160,7 @@ export function withUnaryLane(next: NodeHandler, options: UnaryLaneOptions): Una
       requestHeader,
       responseHeader,
       responseTrailer,
-      values: createContextValues(),
+      values: options.contextValues?.(req) ?? createContextValues(),
     };
     const compression = compressionNegotiate(opt.acceptCompression, null, requestHeader.get("accept-encoding"), "Accept-Encoding");
     let status = 200;

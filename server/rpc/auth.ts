@@ -13,6 +13,9 @@
  *   a role that may not call the procedure      → PERMISSION_DENIED
  *   over the key's rate limit                   → RESOURCE_EXHAUSTED, with `retry-after` (seconds)
  *                                                 and `retry-after-ms` headers (trailers on gRPC)
+ *   a peer address over its failed-auth limit   → RESOURCE_EXHAUSTED with the same headers, before any key
+ *                                                 lookup (unless the key verifies from memory), so a flood of
+ *                                                 random keys costs a bounded number of database queries
  *
  * Roles: admin calls everything; client calls WorkflowService; worker calls
  * AgentService. Health and reflection need no key unless configured otherwise
@@ -22,11 +25,13 @@ import { Code, ConnectError, createContextKey, type HandlerContext, type Interce
 import { AgentService } from "../../sdk/gen/cairn/v1/agent_pb.js";
 import { WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import { ScheduleService } from "../../sdk/gen/cairn/v1/schedules_pb.js";
+import { parseApiKey } from "../auth/api-key.js";
 import type { KeyCache } from "../auth/key-cache.js";
 import type { RateLimiter } from "../auth/rate-limit.js";
 import type { AuthMode } from "../config.js";
 import type { Logger } from "../logger.js";
 import type { ApiKeyRole } from "../core/api-key-roles.js";
+import { peerOf } from "./peer.js";
 
 /** Who is calling. In open mode: admin of "default", without a key. */
 export interface Caller {
@@ -66,11 +71,13 @@ export interface AuthOptions {
   /** Reflection needs no key. */
   openReflection: boolean;
   rateLimiter?: RateLimiter | undefined;
+  /** Failed authentications per peer address (CAIRN_AUTH_FAILURE_RPS / _BURST). */
+  failedAuthLimiter?: RateLimiter | undefined;
   logger: Logger;
 }
 
 export function authInterceptor(options: AuthOptions): Interceptor {
-  const { keys, rateLimiter, logger } = options;
+  const { keys, rateLimiter, failedAuthLimiter, logger } = options;
   if (options.mode === "keys" && !keys) throw new Error("authInterceptor: keys mode needs a KeyCache");
   const open = new Set([...(options.openHealth ? [healthService] : []), ...(options.openReflection ? reflectionServices : [])]);
   const infrastructure = new Set([healthService, ...reflectionServices]);
@@ -84,12 +91,28 @@ export function authInterceptor(options: AuthOptions): Interceptor {
     if (open.has(service)) return next(request);
 
     const procedure = `${service}/${request.method.name}`;
+    const peer = peerOf(request.contextValues);
     const refuse = (message: string, code: Code, keyId?: string): never => {
-      logger.info({ keyId, procedure, code: Code[code] }, "request refused");
+      logger.info({ keyId, procedure, code: Code[code], peer }, "request refused");
+      if (code === Code.Unauthenticated) failedAuthLimiter?.take(peer);
       throw new ConnectError(message, code);
     };
 
     const presented = presentedKey(request.header);
+    if (failedAuthLimiter) {
+      // A key that verifies from memory costs nothing: it passes even from a peer that has failed a lot.
+      const id = presented === undefined ? undefined : parseApiKey(presented)?.id;
+      const waitMs = id !== undefined && (keys as KeyCache).isCachedLive(id) ? 0 : failedAuthLimiter.peek(peer);
+      if (waitMs > 0) {
+        logger.info({ peer, procedure, retryAfterMs: waitMs }, "request refused: too many failed authentications");
+        throw new ConnectError(
+          `too many failed authentications from ${peer} (limit CAIRN_AUTH_FAILURE_RPS=${failedAuthLimiter.rps}, ` +
+            `CAIRN_AUTH_FAILURE_BURST=${failedAuthLimiter.burst}); retry after ${waitMs} ms with a valid API key`,
+          Code.ResourceExhausted,
+          { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))), "retry-after-ms": String(waitMs) },
+        );
+      }
+    }
     if (presented === undefined) {
       return refuse("missing API key: send it in the X-Api-Key header (or as Authorization: Bearer <key>)", Code.Unauthenticated);
     }

@@ -1,6 +1,6 @@
 /** A run's history: its journal entries after a position, in pages. */
 import type { JournalEntry } from "../core/journal.js";
-import { listJournal } from "../store/journal.js";
+import { listJournalPage } from "../store/journal-page.js";
 import { getRun } from "./get-run.js";
 import { clampPageSize } from "./list-runs.js";
 import type { Call, RunsDeps } from "./runs-deps.js";
@@ -12,8 +12,8 @@ export async function runHistory(
 ): Promise<{ entries: JournalEntry[]; hasMore: boolean }> {
   const run = await getRun(deps, call, request.runId);
   const pageSize = clampPageSize(request.pageSize, 1000, deps.maxHistoryPageSize);
-  const entries = await listJournal(deps.store.db, call.namespace, run.id, request.afterSequence, pageSize);
-  return { entries: entries.slice(0, pageSize), hasMore: entries.length > pageSize };
+  // Bounded by bytes too (CAIRN_MAX_HISTORY_PAGE_BYTES): fewer entries and has_more when large results fill it.
+  return listJournalPage(deps.store.db, call.namespace, run.id, request.afterSequence, pageSize, deps.maxHistoryPageBytes);
 }
 
 /**

@@ -7,13 +7,16 @@
  */
 import type { JournalEntry } from "../core/journal.js";
 import type { Db } from "../store/database.js";
-import { listJournal } from "../store/journal.js";
+import { entryBytes } from "../core/journal-budget.js";
+import { listJournalPage } from "../store/journal-page.js";
 import { getRun } from "../store/runs/read.js";
 import type { RunRow } from "../store/schema.js";
 import { ChangeSignal, type RunFeed } from "./run-feed.js";
 
-/** Entries kept in memory per watched run. */
+/** Entries kept in memory per watched run: at most this many, and at most `windowBytes` of results and errors. */
 const windowSize = 2000;
+/** A run journaling large results keeps few of them here; watchers behind the window read the store instead. */
+export const windowBytes = 8 * 1024 * 1024;
 const pageSize = 500;
 /** Re-read at least this often while watched (covers notices lost during a listener reconnect). */
 const recheckMs = 1000;
@@ -29,6 +32,8 @@ const settleReadsMs = [50, 250];
 export class RunTail {
   /** Contiguous recent entries, ascending; the window's last entry is `lastSequence`. */
   readonly window: JournalEntry[] = [];
+  /** The result and error bytes of the entries in `window`. */
+  private windowBytesNow = 0;
   lastSequence = 0;
   run: RunRow | undefined;
   private readonly signals = new Set<ChangeSignal>();
@@ -82,8 +87,9 @@ export class RunTail {
     // (both commit together), so a stream that ends on the status has seen everything.
     const run = await getRun(this.db, this.namespace, this.runId);
     for (;;) {
-      const entries = await listJournal(this.db, this.namespace, this.runId, this.lastSequence, pageSize);
-      for (const entry of entries.slice(0, pageSize)) {
+      // Bounded by bytes as well: large results never arrive here more than a window's worth at a time.
+      const { entries, hasMore } = await listJournalPage(this.db, this.namespace, this.runId, this.lastSequence, pageSize, windowBytes);
+      for (const entry of entries) {
         if (entry.sequence !== this.lastSequence + 1) {
           // A concurrent write with a lower number may not have committed yet: wait a little, not for ever.
           this.gapSince ??= Date.now();
@@ -96,12 +102,31 @@ export class RunTail {
         this.gapSince = undefined;
         this.lastSequence = entry.sequence;
         this.window.push(entry);
+        this.windowBytesNow += entryBytes(entry as { result?: unknown; error?: unknown });
       }
-      if (this.window.length > windowSize) this.window.splice(0, this.window.length - windowSize);
-      if (entries.length <= pageSize || this.gapSince !== undefined) break;
+      this.trim();
+      if (!hasMore || this.gapSince !== undefined) break;
     }
     // While a gap is held back, the status waits too: a final status must not end streams before the held entries.
     if (this.gapSince === undefined) this.run = run;
+  }
+
+  /** Drops the oldest entries past the count or the byte budget (the newest one always stays). */
+  private trim(): void {
+    let drop = Math.max(0, this.window.length - windowSize);
+    let bytes = this.windowBytesNow;
+    for (let i = 0; i < drop; i++) bytes -= entryBytes(this.window[i] as { result?: unknown; error?: unknown });
+    while (bytes > windowBytes && drop < this.window.length - 1) {
+      bytes -= entryBytes(this.window[drop] as { result?: unknown; error?: unknown });
+      drop++;
+    }
+    if (drop > 0) this.window.splice(0, drop);
+    this.windowBytesNow = bytes;
+  }
+
+  /** The result and error bytes the window holds now. */
+  get bytesHeld(): number {
+    return this.windowBytesNow;
   }
 }
 

@@ -26,6 +26,8 @@ export interface RunsDeps {
   /** Caps on page sizes (CAIRN_MAX_LIST_RUNS_PAGE_SIZE, CAIRN_MAX_HISTORY_PAGE_SIZE). */
   maxListRunsPageSize: number;
   maxHistoryPageSize: number;
+  /** CAIRN_MAX_HISTORY_PAGE_BYTES: a history page's result and error JSON, in all (at least one entry per page). */
+  maxHistoryPageBytes: number;
   /** Absent in tests that do not look at metrics. */
   metrics?: Metrics | undefined;
 }

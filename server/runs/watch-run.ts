@@ -5,10 +5,11 @@
  * process (run-tail.ts); each watcher only keeps its own position.
  */
 import type { JournalEntry } from "../core/journal.js";
-import { listJournal } from "../store/journal.js";
+import { listJournalPage } from "../store/journal-page.js";
 import { type RunRow, terminalStatuses } from "../store/schema.js";
 import { watchRecheckMs } from "./await-run.js";
 import { getRun } from "./get-run.js";
+import { windowBytes } from "./run-tail.js";
 import type { Call, RunsDeps } from "./runs-deps.js";
 
 export type RunUpdate = { kind: "run"; run: RunRow } | { kind: "entry"; entry: JournalEntry };
@@ -27,8 +28,9 @@ export async function* watchRun(deps: RunsDeps, call: Call, request: { runId: st
       const first = tail.window[0];
       if (cursor < tail.lastSequence && (!first || cursor + 1 < first.sequence)) {
         // Behind the shared window (a new watcher of a long run, or a slow one): catch up from the store.
-        const older = await listJournal(deps.store.db, call.namespace, run.id, cursor, watchPageSize);
-        for (const entry of older.slice(0, watchPageSize)) {
+        // A page bounded by bytes too, like the shared window: one watcher catching up holds little at a time.
+        const { entries: older } = await listJournalPage(deps.store.db, call.namespace, run.id, cursor, watchPageSize, windowBytes);
+        for (const entry of older) {
           if (first && entry.sequence >= first.sequence) break;
           cursor = entry.sequence;
           yield { kind: "entry", entry };

@@ -22,6 +22,11 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 
 export interface Database {
   readonly db: Db;
+  /**
+   * Lease renewals and lapsed-lease sweeps (the heartbeat): on PostgreSQL a small pool of their own, so a request
+   * flood that holds every client of the main pool cannot make this process lose its leases. PGlite: `db`.
+   */
+  readonly leaseDb: Db;
   readonly kind: "postgres" | "pglite";
   /** A human description for logs, without credentials. */
   readonly description: string;
@@ -43,25 +48,34 @@ export interface DatabaseOptions {
   url?: string;
   dataDir: string;
   poolSize?: number;
+  /** Clients of the lease pool (default 2). */
+  leasePoolSize?: number;
+  /** How long a query waits for a free pool client before failing (pg `connectionTimeoutMillis`); 0: forever. */
+  acquireTimeoutMs?: number;
+  /** `statement_timeout` of every pooled connection (ms; 0: none). Migrations run without it. */
+  statementTimeoutMs?: number;
+  /** How often the LISTEN connection proves it still hears (a self-NOTIFY that must come back in time; 0: never). */
+  listenerCheckMs?: number;
 }
 
 const migrationsFolder = fileURLToPath(new URL("./migrations", import.meta.url));
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url) {
-    const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
-    // An idle client losing its connection (server restart, pg_terminate_backend) must not crash the process.
-    pool.on("error", () => {});
-    // Nor may a client that loses it while checked out (inside a transaction): pg reports the lost connection
-    // as an 'error' event on the client, which pg-pool handles only while the client is idle, so the event
-    // would be unhandled and end the process. The statement in flight fails on its own, and the pool drops
-    // the dead client when it is released.
-    pool.on("connect", (client) => client.on("error", () => {}));
+    const pool = openPool(options, options.poolSize ?? 10);
+    const leasePool = openPool(options, options.leasePoolSize ?? 2);
     const db = drizzleNodePg({ client: pool, schema, casing: "snake_case" });
+    const leaseDb = drizzleNodePg({ client: leasePool, schema, casing: "snake_case" });
     await migrateExclusively(pool);
-    const listener = new PostgresListener(options.url);
+    const listener = new PostgresListener(options.url, {
+      checkMs: options.listenerCheckMs ?? 10_000,
+      notify: async (channel, payload) => {
+        await pool.query("select pg_notify($1, $2)", [channel, payload]);
+      },
+    });
     return {
       db,
+      leaseDb,
       kind: "postgres",
       description: redactUrl(options.url),
       listen: (channel, onMessage, onReconnect) => listener.listen(channel, onMessage, onReconnect),
@@ -69,6 +83,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       close: async () => {
         await listener.close();
         await pool.end();
+        await leasePool.end();
       },
     };
   }
@@ -86,6 +101,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   }
   return {
     db,
+    leaseDb: db,
     kind: "pglite",
     description: `PGlite in ${options.dataDir}`,
     listen: async (channel, onMessage) => {
@@ -99,6 +115,28 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       }
     },
   };
+}
+
+/**
+ * A pool with an acquire timeout (a query that cannot get a client within it fails, instead of queueing without
+ * end behind a flood) and a server-side `statement_timeout` (a statement stuck on a lock or a runaway plan gives
+ * its client back).
+ */
+function openPool(options: DatabaseOptions, max: number): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max,
+    connectionTimeoutMillis: options.acquireTimeoutMs ?? 10_000,
+    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+  });
+  // An idle client losing its connection (server restart, pg_terminate_backend) must not crash the process.
+  pool.on("error", () => {});
+  // Nor may a client that loses it while checked out (inside a transaction): pg reports the lost connection
+  // as an 'error' event on the client, which pg-pool handles only while the client is idle, so the event
+  // would be unhandled and end the process. The statement in flight fails on its own, and the pool drops
+  // the dead client when it is released.
+  pool.on("connect", (client) => client.on("error", () => {}));
+  return pool;
 }
 
 export class DataDirInUseError extends Error {
@@ -191,7 +229,16 @@ function releaseClientsOfFailedTransactions(): void {
 }
 releaseClientsOfFailedTransactions();
 
-/** One LISTEN connection per process, shared by every channel; reconnects with backoff after a drop. */
+/** The channel the listener's self-check NOTIFYs itself on (payload: a per-process nonce and a counter). */
+const listenerCheckChannel = "cairn_listener_check";
+
+/**
+ * One LISTEN connection per process, shared by every channel; reconnects with backoff after a drop. TCP keepalive
+ * lets the kernel notice a peer that vanished; a connection that stays up but hears nothing (a proxy or NAT that
+ * dropped it silently, a half-open socket) is caught by a self-check: every `checkMs` a NOTIFY is sent through
+ * the pool, and if it has not come back within the next `checkMs` the connection is dropped and made again (and
+ * `onReconnect` runs, since notices may have been lost).
+ */
 class PostgresListener {
   private client: pg.Client | undefined;
   private connecting: Promise<void> | undefined;
@@ -199,8 +246,39 @@ class PostgresListener {
   private readonly reconnectHandlers = new Map<string, () => void>();
   private closed = false;
   private retryMs = 100;
+  private checkTimer: NodeJS.Timeout | undefined;
+  /** The self-check sent and not heard yet (its payload), with the client it was for. */
+  private pendingCheck: { payload: string; client: pg.Client } | undefined;
+  private checks = 0;
+  private readonly nonce = Math.random().toString(36).slice(2);
 
-  constructor(private readonly url: string) {}
+  constructor(
+    private readonly url: string,
+    private readonly check: { checkMs: number; notify: (channel: string, payload: string) => Promise<void> },
+  ) {}
+
+  private startChecks(): void {
+    if (this.checkTimer || this.check.checkMs <= 0) return;
+    this.checkTimer = setInterval(() => void this.selfCheck(), this.check.checkMs);
+    this.checkTimer.unref();
+  }
+
+  private async selfCheck(): Promise<void> {
+    const client = this.client;
+    if (!client || this.closed) return;
+    if (this.pendingCheck && this.pendingCheck.client === client) {
+      // The last check did not come back within a whole interval: this connection is deaf.
+      this.pendingCheck = undefined;
+      this.reconnect(client);
+      return;
+    }
+    const payload = `${this.nonce}:${++this.checks}`;
+    this.pendingCheck = { payload, client };
+    // A failed send proves nothing about the listener (the pool may be busy or down): the next tick retries.
+    await this.check.notify(listenerCheckChannel, payload).catch(() => {
+      if (this.pendingCheck?.payload === payload) this.pendingCheck = undefined;
+    });
+  }
 
   async listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<void> {
     this.handlers.set(channel, onMessage);
@@ -211,20 +289,32 @@ class PostgresListener {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.checkTimer);
     await this.client?.end().catch(() => undefined);
   }
 
   private connect(): Promise<void> {
     if (this.client) return Promise.resolve();
     this.connecting ??= (async () => {
-      const client = new pg.Client({ connectionString: this.url });
-      client.on("notification", (message) => this.handlers.get(message.channel)?.(message.payload ?? ""));
+      // Keepalive: a peer that vanished without a FIN is noticed by the kernel, not never.
+      const client = new pg.Client({ connectionString: this.url, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+      client.on("notification", (message) => {
+        if (message.channel === listenerCheckChannel) {
+          if (this.pendingCheck?.payload === message.payload) this.pendingCheck = undefined;
+          return;
+        }
+        this.handlers.get(message.channel)?.(message.payload ?? "");
+      });
       client.on("error", () => this.reconnect(client));
       client.on("end", () => this.reconnect(client));
       await client.connect();
-      for (const channel of this.handlers.keys()) await client.query(`listen ${pg.escapeIdentifier(channel)}`);
+      for (const channel of [...this.handlers.keys(), ...(this.check.checkMs > 0 ? [listenerCheckChannel] : [])]) {
+        await client.query(`listen ${pg.escapeIdentifier(channel)}`);
+      }
       this.client = client;
+      this.pendingCheck = undefined;
       this.retryMs = 100;
+      this.startChecks();
     })().finally(() => (this.connecting = undefined));
     return this.connecting;
   }
@@ -252,11 +342,15 @@ const migrationLockKey = 7_420_113;
 async function migrateExclusively(pool: pg.Pool): Promise<void> {
   const client = await pool.connect();
   try {
+    // Waiting for another replica's migration, or a migration building an index on a big table, may take long.
+    await client.query("set statement_timeout = 0");
     await client.query("select pg_advisory_lock($1)", [migrationLockKey]);
     try {
       await migrateNodePg(drizzleNodePg({ client, casing: "snake_case" }), { migrationsFolder });
     } finally {
       await client.query("select pg_advisory_unlock($1)", [migrationLockKey]);
+      // Back to the pool's statement_timeout before the client serves anything else.
+      await client.query("reset statement_timeout");
     }
   } finally {
     client.release();

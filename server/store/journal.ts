@@ -3,7 +3,7 @@
  * Appends go through `JournalWriter` (journal-writer.ts), fenced by the run's
  * lease.
  */
-import { and, asc, eq, getTableColumns, gt, inArray, sql } from "drizzle-orm";
+import { and, asc, eq, getTableColumns, gt, inArray, lte, sql } from "drizzle-orm";
 import { type EntryRecord, entryFromRecord, type JournalEntry } from "../core/journal.js";
 import { type Db, queryRows } from "./database.js";
 import { type JournalRow, journalEntries } from "./schema.js";
@@ -44,6 +44,23 @@ export async function listJournal(db: Db, namespace: string, runId: string, afte
     )
     .orderBy(asc(journalEntries.sequence))
     .limit(limit + 1);
+  return rows.map(toJournalEntry);
+}
+
+/** The entries with afterSequence < sequence <= lastSequence, in order (a byte-bounded history page). */
+export async function journalEntriesBetween(db: Db, namespace: string, runId: string, afterSequence: number, lastSequence: number): Promise<JournalEntry[]> {
+  const rows = await db
+    .select(columnsWithPresence)
+    .from(journalEntries)
+    .where(
+      and(
+        eq(journalEntries.namespace, namespace),
+        eq(journalEntries.runId, runId),
+        gt(journalEntries.sequence, afterSequence),
+        lte(journalEntries.sequence, lastSequence),
+      ),
+    )
+    .orderBy(asc(journalEntries.sequence));
   return rows.map(toJournalEntry);
 }
 

@@ -55,6 +55,15 @@ export const runs = pgTable(
      * or lost the database) and the run was requeued for someone else. ExplainRun shows it.
      */
     abnormalActivations: integer().notNull().default(0),
+    /**
+     * The poison-run breaker: abnormal activations in a row. A lapse right after another (its activation number is
+     * the last lapse's + 1) adds one; any other lapse starts again at 1, so an activation that ended normally in
+     * between (parked, finished, handed back) breaks the streak without any normal path writing here. ResumeRun
+     * clears it. At CAIRN_MAX_ABNORMAL_ACTIVATIONS the lapse pauses the run instead of requeueing it.
+     */
+    abnormalStreak: integer().notNull().default(0),
+    /** The activation_count of the last abnormal activation (null: none yet). */
+    lastAbnormalActivation: integer(),
     /** The run-level timeout (CreateRun's `timeout`, or the workflow's default): not ended by then, it fails with RunTimeoutError. */
     timeoutAt: timestamptz("timeout_at"),
     /** CancelRun on a running run: its holder stops at the next durable operation. */

@@ -15,6 +15,8 @@ export interface HeartbeatInput {
   db: Db;
   owner: string;
   leaseMs: number;
+  /** CAIRN_MAX_ABNORMAL_ACTIVATIONS: a run whose lease lapses this many activations in a row is paused, not requeued. */
+  maxAbnormalActivations: number;
   logger: Logger;
   active: ReadonlyMap<string, ActiveRun>;
   /** When the leases were last renewed (epoch ms). */
@@ -42,10 +44,13 @@ export async function renewHeldLeases(input: HeartbeatInput): Promise<boolean> {
       else run.validUntil = sentAt + leaseMs;
     }
     // Any process may return lapsed runs to the queue; the claim that follows bumps their epoch.
-    const requeued = await requeueExpiredLeases(db);
+    const { requeued, paused } = await requeueExpiredLeases(db, input.maxAbnormalActivations);
     if (requeued.length > 0) {
       logger.info({ runs: requeued.length }, "requeued runs whose lease lapsed");
       input.onRequeued();
+    }
+    if (paused.length > 0) {
+      logger.warn({ runs: paused, limit: input.maxAbnormalActivations }, "paused poison runs: their lease lapsed CAIRN_MAX_ABNORMAL_ACTIVATIONS activations in a row");
     }
   } catch (error) {
     logger.warn({ err: error }, "lease heartbeat failed");

@@ -46,6 +46,8 @@ export interface WorkerOptions {
   registry: WorkflowRegistry;
   logger: Logger;
   leaseMs: number;
+  /** CAIRN_MAX_ABNORMAL_ACTIVATIONS (the poison-run breaker); absent: never pause. */
+  maxAbnormalActivations?: number;
   pollIntervalMs: number;
   maxConcurrentRuns: number;
   /** Where agent workers wait for turns. */
@@ -401,7 +403,7 @@ export class Worker {
 
   private async heartbeat(): Promise<void> {
     const { store, leaseMs, logger } = this.options;
-    if (await renewHeldLeases({ db: store.db, owner: this.owner, leaseMs, logger, active: this.active, lastRenewal: this.lastRenewal, onRequeued: () => this.wake() })) {
+    if (await renewHeldLeases({ db: store.database.leaseDb, owner: this.owner, leaseMs, maxAbnormalActivations: this.options.maxAbnormalActivations ?? Number.POSITIVE_INFINITY, logger, active: this.active, lastRenewal: this.lastRenewal, onRequeued: () => this.wake() })) {
       this.lastRenewal = Date.now();
     }
     // Refreshes last_seen_at (and brings the row back if a sweep dropped it during a long stall).

@@ -344,7 +344,7 @@ describe("fencing: a writer whose lease was taken over can no longer write", () 
 
     // A stops heartbeating: its lease lapses, any process requeues the run, B claims it.
     await expire(run.id);
-    assert.deepEqual(await requeueExpiredLeases(db), [run.id]);
+    assert.deepEqual((await requeueExpiredLeases(db)).requeued, [run.id]);
     assert.equal(await appendEntry(db, fenceA, 2, entry("a-2")), false, "A can't write to a requeued run");
     const [claimedB] = await claimDueRuns(db, "B", 60_000, 10, ["counted_steps"]);
     assert.equal(claimedB?.id, run.id);
@@ -378,7 +378,7 @@ describe("fencing: a writer whose lease was taken over can no longer write", () 
     const [first] = await claimDueRuns(db, "A", 60_000, 10, ["counted_steps"]);
     assert.equal(first?.id, run.id);
     await expire(run.id);
-    assert.deepEqual(await requeueExpiredLeases(db), [run.id]);
+    assert.deepEqual((await requeueExpiredLeases(db)).requeued, [run.id]);
     const [second] = await claimDueRuns(db, "A", 60_000, 10, ["counted_steps"]);
     assert.equal(second?.leaseEpoch, first.leaseEpoch + 1);
     const stale: Fence = { runId: run.id, owner: "A", epoch: first.leaseEpoch };

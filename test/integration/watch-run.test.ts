@@ -22,7 +22,8 @@ beforeAll(async () => {
   databaseUrl = database.url;
   executor = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: "test/fixtures/watch-workflows" });
   // The front process loads no workflows: it can never execute the runs it is asked to watch.
-  front = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: "/nonexistent" });
+  // 200 concurrent watchers from one address: above the default per-caller cap (100, CAIRN_MAX_STREAMS_PER_CALLER).
+  front = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: "/nonexistent", CAIRN_MAX_STREAMS_PER_CALLER: "1000" });
 });
 
 afterAll(async () => {

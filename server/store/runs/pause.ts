@@ -114,6 +114,8 @@ async function transition(
         // A process that parked this run keeps its journal for a claim at exactly the next epoch; the entry
         // appended here is not in that copy, so the bump sends the next claim to the store (parked-journals.ts).
         leaseEpoch: sql`${runs.leaseEpoch} + 1`,
+        // Resuming gives a run the poison-run breaker paused a fresh count of CAIRN_MAX_ABNORMAL_ACTIVATIONS tries.
+        ...(change.to === "queued" ? { abnormalStreak: 0 } : {}),
         updatedAt: sql`now()`,
       })
       .where(eq(runs.id, runId))

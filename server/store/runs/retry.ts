@@ -57,6 +57,7 @@ export async function retryRun(db: Db, namespace: string, runId: string, reason:
         cancelReason: null,
         pauseRequestedAt: null,
         pauseReason: null,
+        abnormalStreak: 0,
         // A run-level timeout starts afresh, as long as it was at creation: a run failed by its timeout would
         // otherwise be failed again the moment it was queued.
         timeoutAt: sql`${runs.timeoutAt} - ${runs.createdAt} + now()`,

@@ -245,6 +245,8 @@ interface RawRun {
   available_at: Date | null;
   activation_count: number;
   abnormal_activations: number;
+  abnormal_streak: number;
+  last_abnormal_activation: number | null;
   timeout_at: Date | null;
   cancel_requested_at: Date | null;
   cancel_reason: string | null;
@@ -307,6 +309,8 @@ function toRunRow(raw: RawRun): RunRow {
     availableAt: raw.available_at,
     activationCount: raw.activation_count,
     abnormalActivations: raw.abnormal_activations ?? 0,
+    abnormalStreak: raw.abnormal_streak ?? 0,
+    lastAbnormalActivation: raw.last_abnormal_activation ?? null,
     timeoutAt: raw.timeout_at ?? null,
     cancelRequestedAt: raw.cancel_requested_at,
     cancelReason: raw.cancel_reason,
