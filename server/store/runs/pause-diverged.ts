@@ -5,11 +5,9 @@
  * `run_paused` entry; if the process dies before this commits, the lease lapses and the next holder replays,
  * diverges the same way and pauses it then.
  */
-import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../database.js";
-import { runs } from "../schema.js";
 import type { Fence } from "./lease.js";
-import { appendRunEntry } from "./run-entry.js";
+import { pauseUnderFence } from "./pause.js";
 
 /**
  * False when the fence no longer holds (lease lost, or a cancel came first and wins). `written` are the
@@ -18,29 +16,8 @@ import { appendRunEntry } from "./run-entry.js";
  * A diverging activation never consumes an event or fires a timer (those happen only past the recorded entries).
  */
 export async function pauseDiverged(db: Db, fence: Fence, reason: string, written: readonly number[]): Promise<boolean> {
-  return db.transaction(async (tx) => {
-    const [run] = await tx
-      .select()
-      .from(runs)
-      .where(and(eq(runs.id, fence.runId), eq(runs.leaseOwner, fence.owner), eq(runs.leaseEpoch, fence.epoch), eq(runs.status, "running")))
-      .for("update");
-    if (!run || run.cancelRequestedAt) return false;
-    const note = written.length > 0 ? { supersedes: [...written] } : null;
-    await appendRunEntry(tx, run, "run_paused", JSON.stringify({ name: "DeterminismError", message: reason }), note);
-    await tx
-      .update(runs)
-      .set({
-        status: "paused",
-        pauseRequestedAt: null,
-        pauseReason: null,
-        leaseOwner: null,
-        leaseExpiresAt: null,
-        availableAt: null,
-        waitingOn: null,
-        leaseEpoch: sql`${runs.leaseEpoch} + 1`,
-        updatedAt: sql`now()`,
-      })
-      .where(eq(runs.id, run.id));
-    return true;
-  });
+  return pauseUnderFence(db, fence, () => ({
+    error: JSON.stringify({ name: "DeterminismError", message: reason }),
+    result: written.length > 0 ? { supersedes: [...written] } : null,
+  }));
 }

@@ -5,6 +5,7 @@
  * `available_at = now()`, so the next activation replays and sees whatever arrived. Both append a run-level
  * history entry under the row lock, like a cancel of a waiting run.
  */
+import type { JsonValue } from "../../../sdk/workflow.js";
 import { and, eq, isNotNull, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../database.js";
 import { type RunRow, type RunStatus, runs } from "../schema.js";
@@ -63,15 +64,32 @@ export async function resumeRun(db: Db, namespace: string, runId: string, reason
  * came first and the executor handles that instead).
  */
 export async function pauseHeld(db: Db, fence: Fence): Promise<boolean> {
+  return pauseUnderFence(db, fence, (run) =>
+    run.pauseRequestedAt ? { error: run.pauseReason ? JSON.stringify({ name: "Paused", message: run.pauseReason }) : null } : undefined,
+  );
+}
+
+/**
+ * Pauses a running run its holder still holds under `fence`, in one transaction: the `run_paused` entry that
+ * `entryOf` gives (undefined: no pause after all), then status paused with the lease given up (epoch bumped, so
+ * a write in flight from the old holder is refused). False when the fence no longer holds, or a cancel request
+ * came first (the executor handles that instead).
+ */
+export async function pauseUnderFence(
+  db: Db,
+  fence: Fence,
+  entryOf: (run: RunRow) => { error: string | null; result?: JsonValue | null } | undefined,
+): Promise<boolean> {
   return db.transaction(async (tx) => {
     const [run] = await tx
       .select()
       .from(runs)
       .where(and(eq(runs.id, fence.runId), eq(runs.leaseOwner, fence.owner), eq(runs.leaseEpoch, fence.epoch), eq(runs.status, "running")))
       .for("update");
-    if (!run?.pauseRequestedAt || run.cancelRequestedAt) return false;
-    const note = run.pauseReason ? JSON.stringify({ name: "Paused", message: run.pauseReason }) : null;
-    await appendRunEntry(tx, run, "run_paused", note);
+    if (!run || run.cancelRequestedAt) return false;
+    const entry = entryOf(run);
+    if (!entry) return false;
+    await appendRunEntry(tx, run, "run_paused", entry.error, entry.result);
     await tx
       .update(runs)
       .set({
