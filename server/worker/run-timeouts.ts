@@ -12,6 +12,7 @@ import type { Metrics } from "../metrics.js";
 import type { Db } from "../store/database.js";
 import { cancelDescendants } from "../store/runs/cancel.js";
 import { dueTimeouts, nextTimeoutAt, timeOutRun } from "../store/runs/timeout.js";
+import { CoalescedTask } from "./coalesced-task.js";
 import { DeadlineTimer } from "./deadline-timer.js";
 
 /** Runs failed per statement round; more are handled in further rounds. */
@@ -31,8 +32,7 @@ export interface RunTimeoutsOptions {
 
 export class RunTimeouts {
   private readonly timer = new DeadlineTimer(() => void this.fire());
-  private firing: Promise<void> | undefined;
-  private fireAgain = false;
+  private readonly firing = new CoalescedTask(() => this.fireDue());
   private stopped = false;
 
   constructor(private readonly options: RunTimeoutsOptions) {}
@@ -59,18 +59,7 @@ export class RunTimeouts {
   }
 
   private fire(): void {
-    if (this.stopped) return;
-    if (this.firing) {
-      this.fireAgain = true;
-      return;
-    }
-    this.firing = this.fireDue().finally(() => {
-      this.firing = undefined;
-      if (this.fireAgain) {
-        this.fireAgain = false;
-        this.fire();
-      }
-    });
+    if (!this.stopped) this.firing.request();
   }
 
   private async fireDue(): Promise<void> {

@@ -11,6 +11,7 @@ import { type FireClock, type FireOutcome, fireDueSchedules, nextScheduleDue } f
 import { scheduleChannel } from "../store/schedules/rows.js";
 import type { Database } from "../store/database.js";
 import { cancelDescendants } from "../store/runs/cancel.js";
+import { CoalescedTask } from "./coalesced-task.js";
 import { DeadlineTimer } from "./deadline-timer.js";
 
 /** Schedules fired per transaction; more due ones are fired in further rounds at once. */
@@ -35,8 +36,7 @@ export interface ScheduleFiresOptions {
 
 export class ScheduleFires {
   private readonly timer = new DeadlineTimer(() => void this.fire());
-  private firing: Promise<void> | undefined;
-  private fireAgain = false;
+  private readonly firing = new CoalescedTask(() => this.fireDue());
   private stopped = false;
 
   constructor(private readonly options: ScheduleFiresOptions) {}
@@ -62,7 +62,7 @@ export class ScheduleFires {
     try {
       const { dueAt, buffered } = await nextScheduleDue(this.options.database.db);
       const now = Date.now();
-      if (dueAt) this.timer.note(new Date(dueAt.getTime() > now ? dueAt.getTime() : now + (this.firing ? minRearmMs : 0)));
+      if (dueAt) this.timer.note(new Date(dueAt.getTime() > now ? dueAt.getTime() : now + (this.firing.busy ? minRearmMs : 0)));
       if (buffered) this.timer.note(new Date(now + bufferedRecheckMs));
     } catch (error) {
       this.options.logger.warn({ err: error }, "reading the next schedule fire failed; retrying at next poll");
@@ -70,18 +70,7 @@ export class ScheduleFires {
   }
 
   private fire(): void {
-    if (this.stopped) return;
-    if (this.firing) {
-      this.fireAgain = true;
-      return;
-    }
-    this.firing = this.fireDue().finally(() => {
-      this.firing = undefined;
-      if (this.fireAgain) {
-        this.fireAgain = false;
-        this.fire();
-      }
-    });
+    if (!this.stopped) this.firing.request();
   }
 
   private async fireDue(): Promise<void> {
