@@ -96,7 +96,8 @@ export class ScheduleFires {
       if (run.timeoutAt) this.options.noteTimeout(run.timeoutAt);
       logger.info({ scheduleId: run.scheduleId, runId: run.runId, nominal: run.nominal.toISOString() }, "schedule fired");
     }
-    if (created.length > 0) await this.options.announceRuns().catch(() => undefined);
+    // Not awaited: the next due fire need not wait for this notice's round trip (claimers also poll).
+    if (created.length > 0) void this.options.announceRuns().catch(() => undefined);
     for (const skipped of outcome.skipped) {
       logger.warn(
         { namespace: skipped.namespace, scheduleId: skipped.scheduleId, count: skipped.count, from: skipped.from?.toISOString(), to: skipped.to?.toISOString() },
