@@ -67,14 +67,16 @@ export async function nextScheduleDue(db: Db): Promise<{ dueAt: Date | undefined
  * one advances every schedule. Only OVERLAP_CANCEL_OTHER adds a statement per schedule it cancels a run for.
  * A thousand schedules due at the same instant are a handful of round trips, not three per schedule.
  */
-export async function fireDueSchedules(db: Db, limit: number, clock: FireClock): Promise<FireOutcome & { claimed: number }> {
+export async function fireDueSchedules(db: Db, limit: number, clock: FireClock): Promise<FiredBatch> {
   return db.transaction(async (tx) => {
     const outcome: FireOutcome = { started: [], skipped: [], cancelled: [] };
     // One round trip: the due rows carry the transaction's now(), the instant every decision below is made at.
     const due = await queryRows<Record<string, unknown>>(
       tx,
       sql`select s.*, now() as db_now,
-                 (last.status is not null and last.status not in ('completed', 'failed', 'cancelled')) as last_run_active
+                 (last.status is not null and last.status not in ('completed', 'failed', 'cancelled')) as last_run_active,
+                 (select min(fire_due_at) from schedules where fire_due_at > now()) as later_due,
+                 exists (select 1 from schedules where buffered_fire_at is not null) as any_buffered
           from schedules s left join runs last on last.id = s.last_run_id
           where (s.fire_due_at <= now())
              or (s.buffered_fire_at is not null and not s.paused
@@ -93,8 +95,26 @@ export async function fireDueSchedules(db: Db, limit: number, clock: FireClock):
     const started = await insertScheduledRunsIn(tx, plans.flatMap((plan) => plan.starts.map((nominal) => ({ row: plan.row, nominal }))), clock);
     outcome.started.push(...started);
     await advanceSchedules(tx, plans, started, clock);
-    return { ...outcome, claimed: due.length };
+    // The timer's next instant without another read: the earliest of the later due times this statement saw
+    // and the ones it just set. A fire another server is committing meanwhile is that server's to arm for.
+    let nextDue = due[0]?.later_due ? new Date(due[0].later_due as string) : undefined;
+    for (const plan of plans) {
+      const at = plan.row.paused ? null : plan.next;
+      const dueAt = at ? new Date(at.getTime() + clock.jitterFor(plan.row, at)) : undefined;
+      if (dueAt && (!nextDue || dueAt < nextDue)) nextDue = dueAt;
+    }
+    const buffered = due[0]?.any_buffered === true || plans.some((plan) => plan.buffered !== null);
+    return { ...outcome, claimed: due.length, nextDue, buffered };
   });
+}
+
+/** A firing transaction's outcome; when it claimed any schedule, also when the next one is due. */
+export interface FiredBatch extends FireOutcome {
+  claimed: number;
+  /** Meaningful only when `claimed` > 0: the earliest due time after this firing (undefined: none). */
+  nextDue: Date | undefined;
+  /** Meaningful only when `claimed` > 0: a buffered fire waits for a run to end somewhere. */
+  buffered: boolean;
 }
 
 /** What one due schedule's fire does, decided in memory from its row, the instant and its last run's state. */
