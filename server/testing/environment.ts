@@ -7,14 +7,19 @@
  * Runs are driven to quiescence after every call: each runnable run is activated until it parks or ends, and
  * anything that could wake a parked run (an event, a fired deadline, an ended child, an answered agent turn)
  * re-activates every parked run, which parks again when nothing of its own moved.
+ *
+ * With `alwaysReplay`, every activation is followed by a replay from the top after each entry it added
+ * (always-replay.ts), as a crash there would force: a handler that depends on something outside the journal
+ * is paused with a DeterminismError naming the entry after which its replay went another way.
  */
 import type { JsonObject, JsonValue, WorkflowDefinition, WorkflowLogger, Duration } from "../../sdk/workflow.js";
 import { parseDuration } from "../../sdk/workflow.js";
-import { Activation, type ActivationHost, type Handler } from "../core/activation.js";
+import { Activation, type ActivationHost, type ActivationOutcome, type Handler } from "../core/activation.js";
 import type { AgentTurnRequest, ChildOutcome, MatchedEvent, TurnOutcome } from "../core/host.js";
 import type { JournalEntry, NewEntry } from "../core/journal.js";
 import type { FailureInfo } from "../core/json.js";
 import { nextDeadline, type PendingWait } from "../core/waits.js";
+import { replayEveryPrefix } from "./always-replay.js";
 import { type ExportedHistory, type ReplayReport, replayHistory } from "./replay-history.js";
 
 export type { ExportedHistory, ReplayReport } from "./replay-history.js";
@@ -43,6 +48,12 @@ export interface TestEnvironmentOptions {
   workflows: readonly WorkflowDefinition<never, unknown>[] | readonly WorkflowDefinition<any, any>[];
   /** Where the virtual clock starts (default: now). */
   startTime?: Date;
+  /**
+   * Replay each run from the start after every new journal entry, as a crash there would, and pause it with a
+   * DeterminismError (result() rejects) when the replay goes another way than the live run did: clocks,
+   * randomness or I/O outside steps show up in the test, not in production.
+   */
+  alwaysReplay?: boolean;
 }
 
 
@@ -154,7 +165,23 @@ export function createTestEnvironment(options: TestEnvironmentOptions): TestEnvi
       input = validated.value;
     }
     const identity = { runId: run.runId, workflowName: run.workflowName, input, createdAt: run.createdAt };
+    const checkedUpTo = run.journal.length;
     const outcome = await new Activation(identity, run.journal, hostFor(run)).execute(workflow.handler as Handler);
+    record(run, outcome);
+    if (options.alwaysReplay && outcome.kind !== "aborted" && run.journal.length > checkedUpTo) {
+      // The prefix the activation started from was replayed by the activation itself; every longer one is new.
+      const problem = await replayEveryPrefix(identity, run.journal, workflow.handler as Handler, outcome, { from: checkedUpTo + 1, host: { now: () => new Date(clock) } });
+      if (problem) {
+        run.status = "paused";
+        run.waits = [];
+        delete run.output;
+        run.error = { name: "DeterminismError", message: `always-replay: ${problem}` };
+      }
+    }
+  }
+
+  /** Applies an activation's outcome to the run: its state, and the entries written with its end. */
+  function record(run: TestRun, outcome: ActivationOutcome): void {
     switch (outcome.kind) {
       case "suspended":
         run.status = "waiting";
