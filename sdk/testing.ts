@@ -14,4 +14,6 @@ export {
   type TestRun,
   type TestRunStatus,
   type TestTurn,
+  type TestWorkflow,
+  type WorkflowModule,
 } from "../server/testing/environment.js";

@@ -12,7 +12,8 @@
  * (always-replay.ts), as a crash there would force: a handler that depends on something outside the journal
  * is paused with a DeterminismError naming the entry after which its replay went another way.
  */
-import type { JsonObject, JsonValue, WorkflowDefinition, WorkflowLogger, Duration } from "../../sdk/workflow.js";
+import type { StandardSchemaV1 } from "@standard-schema/spec";
+import type { JsonObject, JsonValue, WorkflowDefinition, WorkflowLogger, Duration, WorkflowContext } from "../../sdk/workflow.js";
 import { parseDuration } from "../../sdk/workflow.js";
 import { Activation, type ActivationHost, type ActivationOutcome, type Handler } from "../core/activation.js";
 import type { AgentTurnRequest, ChildOutcome, MatchedEvent, TurnOutcome } from "../core/host.js";
@@ -44,8 +45,21 @@ export interface TestTurn extends AgentTurnRequest {
   outcome?: TurnOutcome;
 }
 
+/**
+ * A workflow file in the plain export style (`import * as order from "./workflows/order.js"`): the same exports
+ * the server's loader reads.
+ */
+export interface WorkflowModule {
+  readonly WORKFLOW_NAME: string;
+  readonly handler: (input: any, ctx: WorkflowContext) => unknown;
+  readonly Input?: StandardSchemaV1;
+}
+
+/** What the environment runs: a `defineWorkflow` value or a plain-export workflow module. */
+export type TestWorkflow = WorkflowDefinition<any, any> | WorkflowModule;
+
 export interface TestEnvironmentOptions {
-  workflows: readonly WorkflowDefinition<never, unknown>[] | readonly WorkflowDefinition<any, any>[];
+  workflows: readonly TestWorkflow[];
   /** Where the virtual clock starts (default: now). */
   startTime?: Date;
   /**
@@ -61,7 +75,7 @@ export interface TestEnvironment {
   /** The virtual clock. */
   now(): Date;
   /** Creates a run and drives it until it parks or ends. */
-  start(workflow: WorkflowDefinition<any, any> | string, input?: JsonObject, options?: { runId?: string }): Promise<TestRun>;
+  start(workflow: TestWorkflow | string, input?: JsonObject, options?: { runId?: string }): Promise<TestRun>;
   /** Moves the clock forward and fires whatever came due. */
   advance(duration: Duration): Promise<void>;
   sendEvent(event: { eventType: string; correlationId: string; payload?: JsonValue; runId?: string }): Promise<void>;
@@ -76,12 +90,15 @@ export interface TestEnvironment {
   /** What ctx.log wrote (live activations only, as on the server). */
   readonly logs: string[];
   /** Replays an exported history against `workflow` without running any step: ok, or the first divergence. */
-  replay(history: ExportedHistory, workflow: WorkflowDefinition<any, any>): Promise<ReplayReport>;
+  replay(history: ExportedHistory, workflow: TestWorkflow): Promise<ReplayReport>;
 }
 
 export function createTestEnvironment(options: TestEnvironmentOptions): TestEnvironment {
-  const workflows = new Map<string, WorkflowDefinition<any, any>>();
-  for (const workflow of options.workflows as readonly WorkflowDefinition<any, any>[]) workflows.set(workflow.name, workflow);
+  const workflows = new Map<string, Workflow>();
+  for (const workflow of options.workflows.map(workflowFrom)) {
+    if (workflows.has(workflow.name)) throw new Error(`two workflows named "${workflow.name}" in this test environment`);
+    workflows.set(workflow.name, workflow);
+  }
   let clock = options.startTime?.getTime() ?? Date.now();
   let counter = 0;
   const runs = new Map<string, TestRun>();
@@ -93,7 +110,7 @@ export function createTestEnvironment(options: TestEnvironmentOptions): TestEnvi
     return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
   };
 
-  function workflowOf(name: string): WorkflowDefinition<any, any> {
+  function workflowOf(name: string): Workflow {
     const workflow = workflows.get(name);
     if (!workflow) throw new Error(`unknown workflow "${name}"; this environment has: ${[...workflows.keys()].join(", ") || "none"}`);
     return workflow;
@@ -166,11 +183,11 @@ export function createTestEnvironment(options: TestEnvironmentOptions): TestEnvi
     }
     const identity = { runId: run.runId, workflowName: run.workflowName, input, createdAt: run.createdAt };
     const checkedUpTo = run.journal.length;
-    const outcome = await new Activation(identity, run.journal, hostFor(run)).execute(workflow.handler as Handler);
+    const outcome = await new Activation(identity, run.journal, hostFor(run)).execute(workflow.handler);
     record(run, outcome);
     if (options.alwaysReplay && outcome.kind !== "aborted" && run.journal.length > checkedUpTo) {
       // The prefix the activation started from was replayed by the activation itself; every longer one is new.
-      const problem = await replayEveryPrefix(identity, run.journal, workflow.handler as Handler, outcome, { from: checkedUpTo + 1, host: { now: () => new Date(clock) } });
+      const problem = await replayEveryPrefix(identity, run.journal, workflow.handler, outcome, { from: checkedUpTo + 1, host: { now: () => new Date(clock) } });
       if (problem) {
         run.status = "paused";
         run.waits = [];
@@ -240,7 +257,7 @@ export function createTestEnvironment(options: TestEnvironmentOptions): TestEnvi
     logs,
     now: () => new Date(clock),
     async start(workflow, input = {}, startOptions = {}) {
-      const name = typeof workflow === "string" ? workflow : workflow.name;
+      const name = typeof workflow === "string" ? workflow : workflowFrom(workflow).name;
       workflowOf(name);
       const run = createRun(name, input, startOptions.runId ?? `test-run-${++counter}`);
       await settle();
@@ -286,8 +303,23 @@ export function createTestEnvironment(options: TestEnvironmentOptions): TestEnvi
         await wakeAndSettle();
       }
     },
-    replay: (history, workflow) => replayHistory(history, workflow.handler as Handler, workflow.name),
+    replay(history, workflow) {
+      const { handler, name } = workflowFrom(workflow);
+      return replayHistory(history, handler, name);
+    },
   };
   return env;
+}
+
+/** A workflow as the environment runs it, whichever way its file declares it. */
+interface Workflow {
+  name: string;
+  handler: Handler;
+  input?: StandardSchemaV1 | undefined;
+}
+
+function workflowFrom(workflow: TestWorkflow): Workflow {
+  if ("WORKFLOW_NAME" in workflow) return { name: workflow.WORKFLOW_NAME, handler: workflow.handler as Handler, input: workflow.Input };
+  return { name: workflow.name, handler: workflow.handler as Handler, input: workflow.input };
 }
 

@@ -176,7 +176,7 @@ console.log(JSON.stringify({ output, wallMs, kinds: run.journal.map((e) => e.kin
     );
     const report = JSON.parse(await sh(process.execPath, ["kit.mjs"], project, userEnv())) as { output: unknown; wallMs: number; kinds: string[]; failed: string; attempts: number };
     assert.deepEqual(report.output, { plan: "pro", at: "2026-01-31T00:00:00.000Z" });
-    assert.deepEqual(report.kinds, ["step_completed", "timer_started", "timer_fired", "event_wait_started", "event_received", "run_completed"]);
+    assert.deepEqual(report.kinds, ["step_completed", "timer_started", "timer_fired", "event_wait_started", "event_received", "now_recorded", "run_completed"]);
     assert.ok(report.wallMs < 1000, `the 30-day run took ${report.wallMs} ms of wall time`);
     assert.deepEqual([report.failed, report.attempts], ["NonRetryableError", 1]);
 
