@@ -303,9 +303,13 @@ export function createTestEnvironment(options: TestEnvironmentOptions): TestEnvi
         await wakeAndSettle();
       }
     },
-    replay(history, workflow) {
-      const { handler, name } = workflowFrom(workflow);
-      return replayHistory(history, handler, name);
+    async replay(history, workflow) {
+      const { handler, name, input } = workflowFrom(workflow);
+      // An exported run holds its input as it was sent: the handler gets it through the schema, as on a server.
+      if (!input) return replayHistory(history, handler, name);
+      const validated = await input["~standard"].validate(history.run.input ?? {});
+      if (validated.issues) return { ok: false, error: { name: "InvalidInputError", message: `the run's input no longer matches the workflow's schema: ${validated.issues.map((issue) => issue.message).join("; ")}` } };
+      return replayHistory({ ...history, run: { ...history.run, input: validated.value as JsonValue } }, handler, name);
     },
   };
   return env;
