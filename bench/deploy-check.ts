@@ -3,7 +3,9 @@
  * their events, then the CLI process (`cairn deploy check --json`, the path an operator or a CI job takes)
  * replays every run in flight against bench/changed-workflows, where the runs whose key ends in 0 gain a step
  * before their wait. Measured: the CLI's wall time (process start to exit, so its start-up counts) as runs/s.
- * Checked: exit code 1, and exactly the runs whose key ends in 0 listed among ours. The runs are cancelled after.
+ * Checked: exit code 1, and exactly the runs whose key ends in 0 listed among ours. Where the time went: the CPU
+ * of the CLI process, the server and the bench database's PostgreSQL backends over the check, and the machine's
+ * busy share (other work on the machine slows the check too). The runs are cancelled after.
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -13,6 +15,9 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { CairnClient } from "../sdk/client.js";
 import type { BenchProbe } from "./database.js";
+import { processStat } from "./proc.js";
+import { watchCpu } from "./resources.js";
+import type { ServerProcess } from "./server.js";
 import { awaitStatus, inParallel } from "./waits.js";
 import { WORKFLOW_NAME as EVENT_WORKFLOW } from "./workflows/event-wait.js";
 
@@ -34,13 +39,19 @@ export interface DeployCheckBenchResult {
   /** Runs not ours it listed (a workflow the changed folder lacks). */
   otherDiverging: number;
   exitCode: number;
+  /** CPU seconds over the check: the CLI process (with its children), the server, the bench database's backends. */
+  cliCpuSeconds: number;
+  serverCpuSeconds: number;
+  postgresCpuSeconds: number;
+  /** Busy share of the whole machine during the check (everything on it, other work included). */
+  machineBusyShare: number;
   failures: string[];
 }
 
 export async function deployCheckThroughput(
   client: CairnClient,
   probe: BenchProbe,
-  serverUrl: string,
+  server: ServerProcess,
   options: { runs: number; concurrency: number; signal: AbortSignal; log: (message: string) => void },
 ): Promise<DeployCheckBenchResult> {
   const tag = randomBytes(3).toString("hex");
@@ -61,9 +72,14 @@ export async function deployCheckThroughput(
   options.log(`deploy check: ${options.runs} runs parked (created in ${(createWallMs / 1000).toFixed(1)} s); cairn deploy check --workflow-dirs ${changedWorkflowDir}`);
 
   try {
+    const cpu = await watchCpu([server], probe);
+    // cutime + cstime of this process: the CPU of the children it reaped, so the CLI's once it exited.
+    const reapedBefore = (await processStat(process.pid))?.childrenCpuSeconds ?? Number.NaN;
     const checkBegin = performance.now();
-    const { stdout, exitCode } = await cli(["deploy", "check", "--json", "--url", serverUrl, "--workflow-dirs", changedWorkflowDir]);
+    const { stdout, exitCode } = await cli(["deploy", "check", "--json", "--url", server.url, "--workflow-dirs", changedWorkflowDir]);
     const checkWallMs = performance.now() - checkBegin;
+    const cliCpuSeconds = ((await processStat(process.pid))?.childrenCpuSeconds ?? Number.NaN) - reapedBefore;
+    const shares = await cpu.stop();
     const report = JSON.parse(stdout) as { checked: number; diverging: { runId: string; problem: string }[] };
     const listed = report.diverging.filter((d) => ours.has(d.runId));
     const wrong = listed.filter((d) => (ours.get(d.runId) ?? 1) % 10 !== 0);
@@ -82,6 +98,10 @@ export async function deployCheckThroughput(
       expectedDiverging,
       otherDiverging: report.diverging.length - listed.length,
       exitCode,
+      cliCpuSeconds,
+      serverCpuSeconds: shares.servers[0]?.cpuSeconds ?? Number.NaN,
+      postgresCpuSeconds: shares.postgresBenchDb.cpuSeconds,
+      machineBusyShare: shares.machine.share,
       failures,
     };
   } finally {

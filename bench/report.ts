@@ -476,7 +476,7 @@ function scoreboard(f: Report["figures"], pgbench: PgbenchReport[]): ScoreRow[] 
     const d = f.deployCheck;
     rows.push({
       workload: `cairn deploy check over ${thousands(d.runs)} parked runs (CLI process)`,
-      figure: `${thousands(Math.round(d.runsPerSec))} runs/s (${thousands(d.checked)} checked in ${(d.checkWallMs / 1000).toFixed(1)} s, start-up included; ${thousands(d.diverging)} divergent of ${thousands(d.expectedDiverging)} expected)${d.failures.length ? `; ${d.failures.length} FAILED` : ""}`,
+      figure: `${thousands(Math.round(d.runsPerSec))} runs/s (${thousands(d.checked)} checked in ${(d.checkWallMs / 1000).toFixed(1)} s, start-up included; ${thousands(d.diverging)} divergent of ${thousands(d.expectedDiverging)} expected; CPU s: CLI ${d.cliCpuSeconds.toFixed(1)}, server ${d.serverCpuSeconds.toFixed(1)}, PostgreSQL ${d.postgresCpuSeconds.toFixed(1)}; machine ${Math.round(d.machineBusyShare * 100)} % busy)${d.failures.length ? `; ${d.failures.length} FAILED` : ""}`,
       vsPgbench: "",
       goal: noGoal,
       met: d.failures.length > 0 ? false : null,

@@ -466,7 +466,7 @@ async function measureDeployCheck(
   try {
     const loadAverage = load1();
     log(`deploy check: ${options.deployCheckRuns} runs parked, then cairn deploy check over them, load ${loadAverage.toFixed(2)}`);
-    const result = await deployCheckThroughput(sdkClient(e.url, http), probe, e.url, { runs: options.deployCheckRuns, concurrency: options.waitConcurrency, signal, log });
+    const result = await deployCheckThroughput(sdkClient(e.url, http), probe, e, { runs: options.deployCheckRuns, concurrency: options.waitConcurrency, signal, log });
     log(`deploy check: ${result.runsPerSec.toFixed(0)} runs/s, ${result.diverging} of ${result.checked} diverging`);
     return { result, loadAverage };
   } catch (error) {
