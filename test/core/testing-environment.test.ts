@@ -155,6 +155,7 @@ describe("createTestEnvironment({ alwaysReplay: true })", () => {
 
   test("deterministic workflows pass: timers, events, ctx.now/random/uuid, agent turns, children, patches", async () => {
     const child = defineWorkflow({ name: "child", handler: async (input: { n: number }, ctx) => ctx.step("double", () => input.n * 2) });
+    let receiptAttempts = 0;
     const everything = defineWorkflow({
       name: "everything",
       async handler(input: { user: string }, ctx) {
@@ -168,7 +169,9 @@ describe("createTestEnvironment({ alwaysReplay: true })", () => {
           ctx.runWorkflow("kid", "child", { n: 21 }),
         ]);
         const summary = await ctx.runAgent("summary", { text: `summarize ${input.user}` });
-        return { fresh, id, lucky, plan, doubled, summary, at: ctx.now().toISOString() };
+        // Fails once, then succeeds after its backoff: the retry's entries replay too.
+        const receipt = await ctx.step("receipt", () => (++receiptAttempts === 1 ? Promise.reject(new Error("mail server down")) : "sent"), { retry: { initialInterval: "1m" } });
+        return { fresh, id, lucky, plan, doubled, summary, receipt, at: ctx.now().toISOString() };
       },
     });
     const env = createTestEnvironment({ workflows: [everything, child], alwaysReplay: true, startTime: new Date("2026-01-01T00:00:00Z") });
@@ -176,11 +179,12 @@ describe("createTestEnvironment({ alwaysReplay: true })", () => {
     await env.advance("30d");
     await env.sendEvent({ eventType: "user.upgraded", correlationId: "ada", payload: "pro" });
     await env.completeTurn("summary", { text: "a good month" });
-    const output = await env.result<{ fresh: boolean; id: string; lucky: number; plan: string; doubled: number; summary: unknown; at: string }>(run);
+    const output = await env.result<{ fresh: boolean; id: string; lucky: number; plan: string; doubled: number; summary: unknown; receipt: string; at: string }>(run);
     assert.equal(run.error, undefined);
     assert.deepEqual(
       { ...output, id: typeof output.id, lucky: typeof output.lucky },
-      { fresh: true, id: "string", lucky: "number", plan: "pro", doubled: 42, summary: { text: "a good month" }, at: "2026-01-31T00:00:00.000Z" },
+      { fresh: true, id: "string", lucky: "number", plan: "pro", doubled: 42, summary: { text: "a good month" }, receipt: "sent", at: "2026-01-31T00:01:00.000Z" },
     );
+    assert.equal(receiptAttempts, 2, "replays never run a step again");
   });
 });
