@@ -1,10 +1,10 @@
 /**
  * Fires schedules: one `DeadlineTimer` per process, armed for the earliest `fire_due_at` of all schedules (read
  * at start, after every firing, at each poll, and whenever a `cairn_schedules` notice says a schedule was
- * created or changed). When it fires, due schedules are claimed FOR UPDATE SKIP LOCKED and fired in the same
- * transaction that advances them (store/schedules/fire.ts), so several servers firing at once make each fire
- * once. No per-schedule polling: one indexed read of the minimum per arming. If this process dies mid-firing,
- * its transaction rolls back and the fire is still due for the next timer (its or another server's).
+ * created or changed). When it fires, due schedules are read and fired by one statement that advances each one
+ * still at the version read (store/schedules/fire.ts), so several servers firing at once make each fire once.
+ * No per-schedule polling: one indexed read of the minimum per arming. If this process dies mid-firing, that
+ * statement never committed and the fire is still due for the next timer (its or another server's).
  */
 import type { Logger } from "../logger.js";
 import { type FireClock, type FireOutcome, fireDueSchedules, nextScheduleDue } from "../store/schedules/fire.js";
@@ -78,12 +78,12 @@ export class ScheduleFires {
         const outcome = await fireDueSchedules(database.db, batch, clock);
         await this.after(outcome);
         if (this.stopped) return;
-        if (outcome.claimed === batch) continue;
-        // The firing read when the next schedule is due: arm for it without another round trip. Nothing claimed
-        // (all due ones were locked by other servers) tells nothing of what is next: read it.
-        // Its due time was after the firing's now(), so no other server held it then: if it is already past,
-        // fire at once (no spin: it is really due), not minRearmMs later.
-        if (outcome.claimed > 0) this.arm(outcome.nextDue, outcome.buffered, 0);
+        // A full batch read: more may be due (or other servers fired these first and the next ones wait).
+        if (outcome.read === batch) continue;
+        // The firing saw every due schedule and when the next one is due: arm for it without another round trip.
+        // That due time was after the read's now(): if it is already past, fire at once (it is really due). Nothing
+        // read tells nothing of what is next: read it.
+        if (outcome.read > 0) this.arm(outcome.nextDue, outcome.buffered, 0);
         else await this.armForNext();
         return;
       }

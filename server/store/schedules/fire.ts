@@ -1,10 +1,10 @@
 /**
- * Firing schedules. Due rows (`fire_due_at <= now()`, or a buffered fire whose previous run ended) are claimed
- * FOR UPDATE SKIP LOCKED, so two servers firing at once take different schedules; for each, in the same
- * transaction, the fire's runs are inserted (idempotency key "schedule:<id>:<nominal>", so a fire that somehow
- * ran twice still makes one run) and `next_fire_at` advances. If the process dies before the commit nothing
- * happened and the next timer fires it again; after it, the fire is done. Runs are created with the
- * transaction's `now()`, which is past the fire's due time: never early.
+ * Firing schedules. Due rows (`fire_due_at <= now()`, or a buffered fire whose previous run ended) are read, their
+ * fires planned in memory, and one statement advances each schedule still at the row version read and inserts the
+ * runs of its fires (idempotency key "schedule:<id>:<nominal>", so a fire that somehow ran twice still makes one
+ * run). Servers firing at once race on the row versions: one advances, the others change nothing. If the process
+ * dies before that statement commits nothing happened and the next timer fires it again; after it, the fire is done.
+ * Runs are created at the statement's clock, which is past the fire's due time: never early.
  */
 import { randomUUID } from "node:crypto";
 import { and, eq, or, sql } from "drizzle-orm";
@@ -62,59 +62,183 @@ export async function nextScheduleDue(db: Db): Promise<{ dueAt: Date | undefined
 }
 
 /**
- * Fires up to `limit` due schedules in one transaction of a fixed number of statements, whatever `limit` is: one
- * claims the due rows (with whether each one's last run is still active), one inserts every run the fires start,
- * one advances every schedule. Only OVERLAP_CANCEL_OTHER adds a statement per schedule it cancels a run for.
- * A thousand schedules due at the same instant are a handful of round trips, not three per schedule.
+ * Fires up to `limit` due schedules in two round trips, whatever `limit` is: a read of the due rows (with each one's
+ * row version, whether its last run is still active, and the next due time after them), then one statement that
+ * advances every schedule still at the version read and inserts the runs of the fires of those it advanced. Several
+ * servers firing at once read the same rows; each row is advanced by the one that locks it first, and the others skip
+ * it (locked) or find another version (advanced already), so each fire makes its runs once (and the fire's idempotency key would refuse a
+ * second run anyway). A process that dies between the two statements has changed nothing.
+ * OVERLAP_CANCEL_OTHER's cancel must commit with its fire: a batch with one runs both in a transaction.
  */
 export async function fireDueSchedules(db: Db, limit: number, clock: FireClock): Promise<FiredBatch> {
-  return db.transaction(async (tx) => {
-    const outcome: FireOutcome = { started: [], skipped: [], cancelled: [] };
-    // One round trip: the due rows carry the transaction's now(), the instant every decision below is made at.
-    const due = await queryRows<Record<string, unknown>>(
-      tx,
-      sql`select s.*, now() as db_now,
-                 (last.status is not null and last.status not in ('completed', 'failed', 'cancelled')) as last_run_active,
-                 (select min(fire_due_at) from schedules where fire_due_at > now()) as later_due,
-                 exists (select 1 from schedules where buffered_fire_at is not null) as any_buffered
-          from schedules s left join runs last on last.id = s.last_run_id
-          where (s.fire_due_at <= now())
-             or (s.buffered_fire_at is not null and not s.paused
-                 and not exists (select 1 from runs r where r.id = s.last_run_id and r.status not in ('completed', 'failed', 'cancelled')))
-          order by s.fire_due_at nulls first
-          limit ${limit}
-          for update of s skip locked`,
-    );
-    const plans = due.map((raw) => planFire(scheduleFromRaw(raw), new Date(raw.db_now as string), clock, raw.last_run_active === true));
-    for (const plan of plans) {
-      outcome.skipped.push(...plan.skipped);
-      if (!plan.cancelPrevious || !plan.row.lastRunId) continue;
-      const result = await cancelRun(tx, plan.row.namespace, plan.row.lastRunId, `schedule ${plan.row.scheduleId} fired again (OVERLAP_CANCEL_OTHER)`);
-      if (result && result.outcome !== "finished") outcome.cancelled.push(result);
+  const outcome: FireOutcome = { started: [], skipped: [], cancelled: [] };
+  const due = await queryRows<Record<string, unknown>>(
+    db,
+    sql`select s.*, s.xmin::text as row_version, now() as db_now,
+               (last.status is not null and last.status not in ('completed', 'failed', 'cancelled')) as last_run_active,
+               (select min(fire_due_at) from schedules where fire_due_at > now()) as later_due,
+               exists (select 1 from schedules where buffered_fire_at is not null) as any_buffered
+        from schedules s left join runs last on last.id = s.last_run_id
+        where (s.fire_due_at <= now())
+           or (s.buffered_fire_at is not null and not s.paused
+               and not exists (select 1 from runs r where r.id = s.last_run_id and r.status not in ('completed', 'failed', 'cancelled')))
+        order by s.fire_due_at nulls first
+        limit ${limit}`,
+  );
+  const plans = due.map((raw) => ({
+    ...planFire(scheduleFromRaw(raw), new Date(raw.db_now as string), clock, raw.last_run_active === true),
+    version: raw.row_version as string,
+  }));
+  const cancels = plans.filter((plan) => plan.cancelPrevious && plan.row.lastRunId);
+  let applied: AppliedFires;
+  if (cancels.length === 0) applied = await applyFires(db, plans, clock);
+  else {
+    try {
+      applied = await db.transaction(async (tx) => {
+        for (const plan of cancels) {
+          const result = await cancelRun(tx, plan.row.namespace, plan.row.lastRunId!, `schedule ${plan.row.scheduleId} fired again (OVERLAP_CANCEL_OTHER)`);
+          if (result && result.outcome !== "finished") outcome.cancelled.push(result);
+        }
+        const fired = await applyFires(tx, plans, clock);
+        // Another server fired one of them first: its cancel must not stand alone. Roll back; the next firing reads again.
+        if (cancels.some((plan) => !fired.advanced.has(keyOf(plan.row)))) throw new LostFire();
+        return fired;
+      });
+    } catch (error) {
+      if (!(error instanceof LostFire)) throw error;
+      outcome.cancelled.length = 0;
+      applied = { advanced: new Set(), started: [] };
     }
-    const started = await insertScheduledRunsIn(tx, plans.flatMap((plan) => plan.starts.map((nominal) => ({ row: plan.row, nominal }))), clock);
-    outcome.started.push(...started);
-    await advanceSchedules(tx, plans, started, clock);
-    // The timer's next instant without another read: the earliest of the later due times this statement saw
-    // and the ones it just set. A fire another server is committing meanwhile is that server's to arm for.
-    let nextDue = due[0]?.later_due ? new Date(due[0].later_due as string) : undefined;
-    for (const plan of plans) {
-      const at = plan.row.paused ? null : plan.next;
-      const dueAt = at ? new Date(at.getTime() + clock.jitterFor(plan.row, at)) : undefined;
-      if (dueAt && (!nextDue || dueAt < nextDue)) nextDue = dueAt;
-    }
-    const buffered = due[0]?.any_buffered === true || plans.some((plan) => plan.buffered !== null);
-    return { ...outcome, claimed: due.length, nextDue, buffered };
-  });
+  }
+  for (const plan of plans) if (applied.advanced.has(keyOf(plan.row))) outcome.skipped.push(...plan.skipped);
+  outcome.started.push(...applied.started);
+  // The timer's next instant without another read: the earliest of the later due times the read saw and the ones
+  // just set. Due rows another server fired are that server's to arm for (it committed before our advance gave up).
+  let nextDue = due[0]?.later_due ? new Date(due[0].later_due as string) : undefined;
+  for (const plan of plans) {
+    if (!applied.advanced.has(keyOf(plan.row))) continue;
+    const at = plan.row.paused ? null : plan.next;
+    const dueAt = at ? new Date(at.getTime() + clock.jitterFor(plan.row, at)) : undefined;
+    if (dueAt && (!nextDue || dueAt < nextDue)) nextDue = dueAt;
+  }
+  const buffered = due[0]?.any_buffered === true || plans.some((plan) => plan.buffered !== null);
+  return { ...outcome, read: due.length, claimed: applied.advanced.size, nextDue, buffered };
 }
 
-/** A firing transaction's outcome; when it claimed any schedule, also when the next one is due. */
+class LostFire extends Error {}
+
+/** A firing's outcome; `nextDue` and `buffered` are meaningful when `read` < the limit asked (every due row was seen). */
 export interface FiredBatch extends FireOutcome {
+  /** Due schedules read. */
+  read: number;
+  /** Of those, the ones this firing advanced (the others were fired by another server first). */
   claimed: number;
-  /** Meaningful only when `claimed` > 0: the earliest due time after this firing (undefined: none). */
+  /** The earliest due time after this firing (undefined: none). */
   nextDue: Date | undefined;
-  /** Meaningful only when `claimed` > 0: a buffered fire waits for a run to end somewhere. */
+  /** A buffered fire waits for a run to end somewhere. */
   buffered: boolean;
+}
+
+interface AppliedFires {
+  /** Schedules advanced, by keyOf. */
+  advanced: Set<string>;
+  started: ScheduledRun[];
+}
+
+const keyOf = (row: { namespace: string; scheduleId: string }) => `${row.namespace}\u0000${row.scheduleId}`;
+
+/**
+ * One statement: every planned schedule still at the row version its plan was made from is advanced (next fire,
+ * buffered fire, skip count, latest run), and the runs of the advanced ones' fires are inserted. Run ids are made
+ * here, so the schedule's latest run is known before the insert; a fire whose key a run holds already (a backfill
+ * of the same time) keeps that run, as its latest too.
+ */
+async function applyFires(db: Db, plans: readonly (FirePlan & { version: string })[], clock: FireClock): Promise<AppliedFires> {
+  if (plans.length === 0) return { advanced: new Set(), started: [] };
+  const fires = plans.flatMap((plan) =>
+    plan.starts.map((nominal) => ({ plan, nominal, runId: randomUUID(), idempotencyKey: clock.fireKey(plan.row.scheduleId, nominal) })),
+  );
+  const last = new Map<string, (typeof fires)[number]>();
+  for (const fire of fires) last.set(keyOf(fire.plan.row), fire);
+  const iso = (date: Date | null | undefined) => (date ? date.toISOString() : null);
+  const next = (plan: FirePlan) => (plan.row.paused ? null : plan.next);
+  const column = <T>(pick: (plan: FirePlan & { version: string }) => T) => sql.param(plans.map(pick));
+  const fireColumn = <T>(pick: (fire: (typeof fires)[number]) => T) => sql.param(fires.map(pick));
+  const rows = await queryRows<{ what: "advanced" | "started"; namespace: string; key: string; id: string | null; timeout_at: string | null }>(
+    db,
+    sql`with v as (
+          select * from unnest(${column((p) => p.row.namespace)}::text[], ${column((p) => p.row.scheduleId)}::text[],
+                               ${column((p) => p.version)}::text[],
+                               ${column((p) => iso(next(p)))}::timestamptz[],
+                               ${column((p) => { const at = next(p); return at ? iso(new Date(at.getTime() + clock.jitterFor(p.row, at))) : null; })}::timestamptz[],
+                               ${column((p) => iso(p.buffered))}::timestamptz[],
+                               ${column((p) => p.skipped.reduce((sum, s) => sum + s.count, 0))}::bigint[],
+                               ${column((p) => last.get(keyOf(p.row))?.runId ?? null)}::uuid[],
+                               ${column((p) => last.get(keyOf(p.row))?.idempotencyKey ?? null)}::text[],
+                               ${column((p) => iso(last.get(keyOf(p.row))?.nominal))}::timestamptz[])
+            as v(namespace, schedule_id, version, next_fire_at, fire_due_at, buffered_fire_at, skipped, last_run_id, last_key, last_fire_at)),
+        -- Rows still at the version read, locked in one order (two servers locking in different orders deadlock) and
+        -- skipping rows another server's firing holds: that one advances them (or, if it fails, the next firing does).
+        locked as (
+          select s.namespace, s.schedule_id from schedules s join v on s.namespace = v.namespace and s.schedule_id = v.schedule_id
+          where s.xmin::text = v.version
+          order by s.namespace, s.schedule_id
+          for update of s skip locked),
+        advanced as (
+          update schedules s
+          set next_fire_at = v.next_fire_at, fire_due_at = v.fire_due_at, buffered_fire_at = v.buffered_fire_at,
+              skipped_fires = s.skipped_fires + v.skipped,
+              last_run_id = case when v.last_run_id is null then s.last_run_id
+                                 else coalesce((select r.id from runs r where r.namespace = v.namespace and r.idempotency_key = v.last_key), v.last_run_id) end,
+              last_fire_at = coalesce(v.last_fire_at, s.last_fire_at),
+              updated_at = now()
+          from v
+          where s.namespace = v.namespace and s.schedule_id = v.schedule_id
+            and (s.namespace, s.schedule_id) in (select namespace, schedule_id from locked)
+          returning s.namespace, s.schedule_id),
+        started as (
+          insert into runs (id, namespace, workflow_name, status, input, idempotency_key, metadata, schedule_id,
+                            created_at, updated_at, available_at, timeout_at)
+          -- The statement's time, not the transaction's: a run started because the previous one ended must not look
+          -- created before that end.
+          select f.id, f.namespace, f.workflow_name, 'queued', f.input::jsonb, f.idempotency_key, f.metadata::jsonb, f.schedule_id,
+                 clock_timestamp(), clock_timestamp(), clock_timestamp(), now() + f.timeout_ms * interval '1 millisecond'
+          from unnest(${fireColumn((f) => f.runId)}::uuid[], ${fireColumn((f) => f.plan.row.namespace)}::text[],
+                      ${fireColumn((f) => f.plan.row.scheduleId)}::text[], ${fireColumn((f) => f.plan.row.workflowName)}::text[],
+                      ${fireColumn((f) => JSON.stringify(f.plan.row.input))}::text[], ${fireColumn((f) => f.idempotencyKey)}::text[],
+                      ${fireColumn((f) => JSON.stringify(f.plan.row.metadata))}::text[],
+                      ${fireColumn((f) => clock.timeoutMsOf(f.plan.row.workflowName) ?? null)}::bigint[])
+            as f(id, namespace, schedule_id, workflow_name, input, idempotency_key, metadata, timeout_ms)
+          join advanced a on a.namespace = f.namespace and a.schedule_id = f.schedule_id
+          on conflict do nothing
+          returning id, namespace, idempotency_key, timeout_at)
+        select 'advanced' as what, namespace, schedule_id as key, null::uuid as id, null::timestamptz as timeout_at from advanced
+        union all
+        select 'started', namespace, idempotency_key, id, timeout_at from started`,
+  );
+  const advanced = new Set(rows.filter((row) => row.what === "advanced").map((row) => `${row.namespace}\u0000${row.key}`));
+  const inserted = new Map(rows.filter((row) => row.what === "started").map((row) => [`${row.namespace}\u0000${row.key}`, row]));
+  const ours = fires.filter((fire) => advanced.has(keyOf(fire.plan.row)));
+  // A fire whose key a run held already (a backfill of the same time): that run is the fire's.
+  const held = ours.filter((fire) => !inserted.has(`${fire.plan.row.namespace}\u0000${fire.idempotencyKey}`));
+  const existing = held.length === 0 ? [] : await existingRuns(db, held.map((fire) => ({ namespace: fire.plan.row.namespace, idempotencyKey: fire.idempotencyKey })));
+  const started = ours.map((fire): ScheduledRun => {
+    const { row } = fire.plan;
+    const base = { namespace: row.namespace, scheduleId: row.scheduleId, workflowName: row.workflowName, nominal: fire.nominal };
+    const made = inserted.get(`${row.namespace}\u0000${fire.idempotencyKey}`);
+    if (made) return { ...base, runId: made.id!, created: true, timeoutAt: made.timeout_at ? new Date(made.timeout_at) : null };
+    const run = existing.find((r) => r.namespace === row.namespace && r.idempotencyKey === fire.idempotencyKey);
+    if (!run) throw new Error(`run for ${fire.idempotencyKey} conflicted but no run holds that key`);
+    return { ...base, runId: run.id, created: false, timeoutAt: run.timeoutAt };
+  });
+  return { advanced, started };
+}
+
+async function existingRuns(db: Db, keys: readonly { namespace: string; idempotencyKey: string }[]) {
+  return db
+    .select({ id: runs.id, namespace: runs.namespace, idempotencyKey: runs.idempotencyKey, timeoutAt: runs.timeoutAt })
+    .from(runs)
+    .where(or(...keys.map((key) => and(eq(runs.namespace, key.namespace), eq(runs.idempotencyKey, key.idempotencyKey)))));
 }
 
 /** What one due schedule's fire does, decided in memory from its row, the instant and its last run's state. */
@@ -196,32 +320,6 @@ function planFire(row: ScheduleRow, now: Date, clock: FireClock, lastRunActive: 
     next = at ?? null;
   }
   return { row, starts, buffered, skipped, cancelPrevious, next };
-}
-
-/** One UPDATE for every planned schedule: its next fire, its buffered fire, its skip count and its latest run. */
-async function advanceSchedules(tx: Db, plans: readonly FirePlan[], started: readonly ScheduledRun[], clock: FireClock): Promise<void> {
-  if (plans.length === 0) return;
-  const latest = new Map<string, ScheduledRun>();
-  for (const run of started) latest.set(`${run.namespace}\u0000${run.scheduleId}`, run);
-  const iso = (date: Date | null) => (date ? date.toISOString() : null);
-  const column = <T>(pick: (plan: FirePlan) => T) => sql.param(plans.map(pick));
-  const next = (plan: FirePlan) => (plan.row.paused ? null : plan.next);
-  const last = (plan: FirePlan) => latest.get(`${plan.row.namespace}\u0000${plan.row.scheduleId}`);
-  await tx.execute(sql`
-    update schedules s
-    set next_fire_at = v.next_fire_at, fire_due_at = v.fire_due_at, buffered_fire_at = v.buffered_fire_at,
-        skipped_fires = s.skipped_fires + v.skipped,
-        last_run_id = coalesce(v.last_run_id, s.last_run_id), last_fire_at = coalesce(v.last_fire_at, s.last_fire_at),
-        updated_at = now()
-    from unnest(${column((p) => p.row.namespace)}::text[], ${column((p) => p.row.scheduleId)}::text[],
-                ${column((p) => iso(next(p)))}::timestamptz[],
-                ${column((p) => { const at = next(p); return at ? new Date(at.getTime() + clock.jitterFor(p.row, at)).toISOString() : null; })}::timestamptz[],
-                ${column((p) => iso(p.buffered))}::timestamptz[],
-                ${column((p) => p.skipped.reduce((sum, s) => sum + s.count, 0))}::bigint[],
-                ${column((p) => last(p)?.runId ?? null)}::uuid[],
-                ${column((p) => iso(last(p)?.nominal ?? null))}::timestamptz[])
-      as v(namespace, schedule_id, next_fire_at, fire_due_at, buffered_fire_at, skipped, last_run_id, last_fire_at)
-    where s.namespace = v.namespace and s.schedule_id = v.schedule_id`);
 }
 
 /**
