@@ -278,22 +278,6 @@ export const agentTurns = pgTable(
 
 export type AgentTurnRow = typeof agentTurns.$inferSelect;
 
-/**
- * Who watches which runs ('*': every run). The change-notification
- * triggers NOTIFY only for watched runs, so unwatched work pays no NOTIFY at
- * commit. Rows of a process that died only cause spare notices until they expire.
- */
-export const runWatchers = pgTable(
-  "run_watchers",
-  {
-    process: text().notNull(),
-    /** A run id, or '*' for every run. */
-    target: text().notNull(),
-    expiresAt: timestamptz("expires_at").notNull(),
-  },
-  (t) => [primaryKey({ columns: [t.process, t.target] }), index("run_watchers_target_idx").on(t.target)],
-);
-
 export { type ApiKeyRole, apiKeyRoles } from "../core/api-key-roles.js";
 
 /**
