@@ -1,10 +1,11 @@
 /**
  * Awaiting a run's end (a long poll): answers with the run once it has ended
  * or when the wait is over, whichever comes first. The wait is a listener on
- * the process's one run feed (run-feed.ts): no row written, no loop of its
+ * the process's one run feed (run-feed.ts): no row per waiter, no loop of its
  * own. It reads the run again only when told its status changed: a run
- * executed here announces its end with the final row (no read at all), a
- * run elsewhere through the store's notice, and a lost notice through the
+ * executed here announces its end with the final row (no read at all, and no
+ * store notices needed), a run elsewhere through the store's notice (the
+ * namespace registered once per process), and a lost notice through the
  * feed's safety net, which hands over the status it read for all waiters.
  */
 import { type RunRow, terminalStatuses } from "../store/schema.js";
@@ -27,6 +28,7 @@ export async function awaitRun(deps: RunsDeps, call: Call, request: { runId: str
     if (change.source === "check" && change.status !== undefined && !terminalStatuses.includes(change.status)) return;
     changes.notify();
   });
+  let stopHearing: (() => void) | undefined;
   try {
     // Executing here (say, created a moment ago with eager_start): its row as claimed says it exists and whose it is.
     const local = worker.activeRun(runId);
@@ -34,6 +36,12 @@ export async function awaitRun(deps: RunsDeps, call: Call, request: { runId: str
     while (!terminalStatuses.includes(run.status) && !call.signal.aborted) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
+      if (!stopHearing && !(run.status === "running" && worker.isActive(runId))) {
+        // It may end elsewhere: the store must notify this process of the namespace's status changes (a no-op
+        // once any waiter here asked). Then look once more, for a change made before that counted.
+        stopHearing = await feed.hear(call.namespace, ["s"]);
+        changes.notify();
+      }
       await changes.next(remaining, call.signal);
       // Ended here: the final row came with the notice (same run, already checked to be the caller's).
       if (ended) run = ended;
@@ -45,5 +53,6 @@ export async function awaitRun(deps: RunsDeps, call: Call, request: { runId: str
     return run;
   } finally {
     unsubscribe();
+    stopHearing?.();
   }
 }

@@ -15,16 +15,24 @@
  *   compare with what they know. It is not the delivery path: a waiter that
  *   sees nothing new does no read of its own.
  *
- * Subscribing is an in-memory registration: no row is written, so a waiter
- * subscribes before its first read and then cannot miss a change committed
- * after that read. Waiters of one run are keyed by its id; WatchRuns streams
- * by their namespace, so a tenant's stream never hears of another's runs.
+ * Subscribing is an in-memory registration, so a waiter subscribes before
+ * its first read and then cannot miss a change committed after that read.
+ * Waiters of one run are keyed by its id; WatchRuns streams by their
+ * namespace, so a tenant's stream never hears of another's runs.
+ *
+ * The store notifies only for namespaces some process asked for (`hear`): a
+ * notifying commit takes a cluster-wide lock through its WAL flush, so work
+ * nobody waits on must not notify. A process registers a namespace and kind
+ * once (one run_watchers row), when its first waiter there needs notices from
+ * elsewhere, keeps it while it has waiters there and a minute after, and a
+ * dead process's rows expire. A run awaited where it executes needs none.
  */
 import type { Metrics } from "../metrics.js";
 import type { Database, Db } from "../store/database.js";
 import { queryRows } from "../store/database.js";
-import { type RunRow, type RunStatus } from "../store/schema.js";
-import { sql } from "drizzle-orm";
+import { randomUUID } from "node:crypto";
+import { and, eq, lt, sql } from "drizzle-orm";
+import { type RunRow, type RunStatus, runWatchers } from "../store/schema.js";
 
 const channel = "cairn_runs";
 
@@ -44,6 +52,18 @@ export type NamespaceListener = (runId: string, kind: "status" | "entry") => voi
 export const defaultRecheckMs = 5000;
 /** Runs per safety-net query. */
 const checkBatch = 1000;
+/** Registrations outlive a dead process by at most this long; an unused one of a live process is dropped after it too. */
+const registrationTtlMs = 60_000;
+/**
+ * Safety-net reads soon after a new registration: a write whose trigger ran before the registration committed sends
+ * no notice, yet may commit after a waiter's first read. These cover such a write's transaction time (once per
+ * registration, for every waiter at once) instead of a whole period.
+ */
+const settleChecksMs = [50, 250, 1000];
+
+/** 's': runs created and status changes; 'e': journal entries. */
+export type NoticeKind = "s" | "e";
+type Registration = { holders: number; idleSince: number | undefined; ready: Promise<void> };
 
 export class RunFeed {
   private readonly runListeners = new Map<string, Set<RunListener>>();
@@ -53,6 +73,9 @@ export class RunFeed {
   private checking: Promise<void> | undefined;
   private readonly recheckMs: number;
   private readonly metrics: Metrics | undefined;
+  private readonly registrations = new Map<string, Registration>();
+  private readonly process = randomUUID();
+  private refreshTimer: NodeJS.Timeout | undefined;
 
   constructor(options: { recheckMs?: number | undefined; metrics?: Metrics | undefined } = {}) {
     // Never a busy loop, whatever the setting.
@@ -65,12 +88,84 @@ export class RunFeed {
     // The safety net runs even if LISTEN fails below: waiters then hear of remote changes once per period.
     this.timer = setInterval(() => void this.check(), this.recheckMs);
     this.timer.unref();
+    this.refreshTimer = setInterval(() => void this.refresh(), registrationTtlMs / 3);
+    this.refreshTimer.unref();
     // A reconnected listener may have missed notices: look at once rather than at the next period.
     await database.listen(channel, (payload) => this.publishNotice(payload), () => void this.check());
   }
 
   stop(): void {
     clearInterval(this.timer);
+    clearInterval(this.refreshTimer);
+  }
+
+  /**
+   * Makes the store notify this process of `kinds` of change in `namespace` until the returned release is called;
+   * resolves once registered. The first holder of a namespace and kind writes one row; later ones write nothing.
+   */
+  async hear(namespace: string, kinds: readonly NoticeKind[]): Promise<() => void> {
+    const targets = kinds.map((kind) => `${kind}:${namespace}`);
+    const held = targets.map((target) => this.hold(target));
+    const release = () => {
+      for (const registration of held) if (--registration.holders === 0) registration.idleSince = Date.now();
+    };
+    try {
+      await Promise.all(held.map((registration) => registration.ready));
+    } catch (error) {
+      release();
+      throw error;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      release();
+    };
+  }
+
+  private hold(target: string): Registration {
+    let registration = this.registrations.get(target);
+    if (!registration) {
+      const created: Registration = { holders: 0, idleSince: undefined, ready: this.register(target) };
+      // A registration that failed is not kept: the next waiter tries again.
+      created.ready.catch(() => this.registrations.get(target) === created && this.registrations.delete(target));
+      this.registrations.set(target, (registration = created));
+    }
+    registration.holders++;
+    registration.idleSince = undefined;
+    return registration;
+  }
+
+  private async register(target: string): Promise<void> {
+    if (!this.db) return;
+    await this.db
+      .insert(runWatchers)
+      .values({ process: this.process, target, expiresAt: sql`now() + ${registrationTtlMs} * interval '1 millisecond'` })
+      .onConflictDoUpdate({ target: [runWatchers.process, runWatchers.target], set: { expiresAt: sql`excluded.expires_at` } });
+    for (const ms of settleChecksMs) setTimeout(() => void this.check(), ms).unref();
+  }
+
+  /** Keeps this process's registrations alive, drops those unused for a while, and those of processes that died. */
+  private async refresh(): Promise<void> {
+    const db = this.db;
+    if (!db) return;
+    try {
+      const now = Date.now();
+      for (const [target, registration] of this.registrations) {
+        if (registration.holders > 0 || registration.idleSince === undefined || now - registration.idleSince < registrationTtlMs) continue;
+        this.registrations.delete(target);
+        await db.delete(runWatchers).where(and(eq(runWatchers.process, this.process), eq(runWatchers.target, target)));
+        // A waiter came back while the delete was in flight: its insert may have landed first, so write it again.
+        if (this.registrations.has(target)) await this.register(target);
+      }
+      await db
+        .update(runWatchers)
+        .set({ expiresAt: sql`now() + ${registrationTtlMs} * interval '1 millisecond'` })
+        .where(eq(runWatchers.process, this.process));
+      await db.delete(runWatchers).where(lt(runWatchers.expiresAt, sql`now()`));
+    } catch {
+      // The next refresh tries again; an expired row of ours only costs notices until then (the safety net covers them).
+    }
   }
 
   /** Calls `listener` whenever `runId` may have changed; returns the unsubscribe function. No I/O. */

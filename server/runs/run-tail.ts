@@ -141,13 +141,20 @@ export class RunTails {
         if (tail.wants(change)) tail.refresh().catch(() => undefined);
       });
       const ready = (async () => {
+        let stopHearing: (() => void) | undefined;
         try {
+          // Entries and status changes made elsewhere: the store notifies this process of the namespace's (one row, once).
+          stopHearing = await this.feed.hear(namespace, ["s", "e"]);
           await tail.refresh();
         } catch (error) {
           unsubscribe();
+          stopHearing?.();
           throw error;
         }
-        return unsubscribe;
+        return () => {
+          unsubscribe();
+          stopHearing?.();
+        };
       })();
       shared = { tail, ready };
       this.tails.set(runId, shared);

@@ -18,11 +18,15 @@ export async function* watchRuns(deps: RunsDeps, call: Call, request: { workflow
   const changed = new Set<string>();
   const changes = new ChangeSignal();
   // Before the first read: a change committed after it is heard of.
-  const unsubscribe = deps.feed.subscribeNamespace(call.namespace, (runId) => {
+  const unsubscribe = deps.feed.subscribeNamespace(call.namespace, (runId, kind) => {
+    // A journal entry alone leaves the run's row as it was (notices of both kinds come when anyone here watches entries).
+    if (kind === "entry") return;
     changed.add(runId);
     changes.notify();
   });
+  let stopHearing: (() => void) | undefined;
   try {
+    stopHearing = await deps.feed.hear(call.namespace, ["s"]);
     deps.metrics?.waiterReads.inc({ waiter: "watch_runs" });
     const current = await listRuns(deps.store.db, call.namespace, { workflowName: workflowName || undefined, statuses }, initialRuns);
     for (const row of current.slice(0, initialRuns).reverse()) yield row;
@@ -37,5 +41,6 @@ export async function* watchRuns(deps: RunsDeps, call: Call, request: { workflow
     call.throwIfDeadlinePassed();
   } finally {
     unsubscribe();
+    stopHearing?.();
   }
 }

@@ -28,8 +28,8 @@ test("three servers opening an empty database at once all migrate it without err
   const applied = await withClient(url, async (c) => (await c.query("select count(*)::int as n from drizzle.__drizzle_migrations")).rows[0].n as number);
   assert.ok(applied >= 2, "every migration applied once");
   const tables = await withClient(url, async (c) => (await c.query("select count(*)::int as n from information_schema.tables where table_schema = 'public'")).rows[0].n as number);
-  // runs, journal_entries, events, waits, agent_turns, api_keys, processes, batches, batch_items, schedules
-  assert.equal(tables, 10);
+  // runs, journal_entries, events, waits, agent_turns, run_watchers, api_keys, processes, batches, batch_items, schedules
+  assert.equal(tables, 11);
 });
 
 test("events past retention are deleted, newer ones kept", async () => {
