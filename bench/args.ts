@@ -46,6 +46,8 @@ export interface BenchOptions {
 
   /** The batch section: a cancel batch over this many parked runs (0: skipped). */
   batchRuns: number;
+  /** The deploy-check section: `cairn deploy check` over this many parked runs (0: skipped). */
+  deployCheckRuns: number;
   /** The schedules section: this many schedules (0: skipped) every scheduleEveryMs, measured over scheduleCycles cycles. */
   schedules: number;
   scheduleEveryMs: number;
@@ -128,6 +130,10 @@ Replay (bench_replay):
 Batch (StartBatch):
   --batch-runs N        a cancel batch over N runs parked on events; runs/s (default 10000; quick 500; 0 skips)
   --skip-batch          same as --batch-runs 0
+  --deploy-check-runs N cairn deploy check (the CLI process) over N runs parked on events, against
+                        bench/changed-workflows, where a tenth of them diverge; runs/s (default 10000;
+                        quick 500; 0 skips)
+  --skip-deploy-check   same as --deploy-check-runs 0
   --schedules N         fire lateness p50/p99 of N schedules every 10 s on three servers
                         (default 1000; quick 100; 0 skips)
   --schedule-cycles C   fire cycles measured (default 3; quick 1)
@@ -184,6 +190,7 @@ interface Defaults {
   replayBudget: number;
   resumeSteps: number;
   batchRuns: number;
+  deployCheckRuns: number;
   extras: boolean;
   runControlRuns: number;
   runControlCalls: number;
@@ -202,6 +209,7 @@ const full: Defaults = {
   replayBudget: 2000,
   resumeSteps: 1000,
   batchRuns: 10_000,
+  deployCheckRuns: 10_000,
   schedules: 1000,
   scheduleCycles: 3,
   extras: true,
@@ -222,6 +230,7 @@ const quick: Defaults = {
   replayBudget: 300,
   resumeSteps: 300,
   batchRuns: 500,
+  deployCheckRuns: 500,
   schedules: 100,
   scheduleCycles: 1,
   extras: false,
@@ -261,6 +270,8 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "skip-replay": { type: "boolean", default: false },
       "batch-runs": { type: "string" },
       "skip-batch": { type: "boolean", default: false },
+      "deploy-check-runs": { type: "string" },
+      "skip-deploy-check": { type: "boolean", default: false },
       schedules: { type: "string" },
       "schedule-cycles": { type: "string" },
       "skip-schedules": { type: "boolean", default: false },
@@ -323,6 +334,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     replayStepsPerLength: int("--replay-budget", values["replay-budget"], d.replayBudget, 1),
     resumeSteps: replaySkipped ? 0 : int("--resume-steps", values["resume-steps"], d.resumeSteps),
     batchRuns: values["skip-batch"] ? 0 : int("--batch-runs", values["batch-runs"], d.batchRuns),
+    deployCheckRuns: values["skip-deploy-check"] ? 0 : int("--deploy-check-runs", values["deploy-check-runs"], d.deployCheckRuns),
     schedules: values["skip-schedules"] ? 0 : int("--schedules", values.schedules, d.schedules),
     scheduleEveryMs: 10_000,
     scheduleCycles: int("--schedule-cycles", values["schedule-cycles"], d.scheduleCycles, 1),

@@ -18,6 +18,7 @@ import type { EventLatencyResult, StartLatencyResult } from "./latency.js";
 import type { PgbenchResult } from "./pgbench.js";
 import type { ResumeResult, StepCostsResult } from "./replay.js";
 import type { BatchBenchResult } from "./batch.js";
+import type { DeployCheckBenchResult } from "./deploy-check.js";
 import type { ScheduleBenchResult } from "./schedules.js";
 import type { CpuShares } from "./resources.js";
 import { round } from "./stats.js";
@@ -124,6 +125,7 @@ export interface Report {
     resume: (ResumeResult & { loadAverage: number }) | null;
     batch: (BatchBenchResult & { loadAverage: number }) | null;
     schedules: (ScheduleBenchResult & { loadAverage: number }) | null;
+    deployCheck: (DeployCheckBenchResult & { loadAverage: number }) | null;
     extras: ExtrasReport;
     runControl: RunControlReport;
   };
@@ -158,6 +160,7 @@ export interface Measurements {
   resume: { result: ResumeResult; loadAverage: number } | null;
   batch: { result: BatchBenchResult; loadAverage: number } | null;
   schedules?: { result: ScheduleBenchResult; loadAverage: number } | null;
+  deployCheck?: { result: DeployCheckBenchResult; loadAverage: number } | null;
   extras: ExtrasReport;
   runControl: RunControlReport;
   wires: WireResult[];
@@ -279,6 +282,7 @@ export function buildReport(m: Measurements): Report {
     resume: m.resume ? { ...m.resume.result, loadAverage: m.resume.loadAverage } : null,
     batch: m.batch ? { ...m.batch.result, runsPerSec: round(m.batch.result.runsPerSec, 1), loadAverage: m.batch.loadAverage } : null,
     schedules: m.schedules ? { ...m.schedules.result, loadAverage: m.schedules.loadAverage } : null,
+    deployCheck: m.deployCheck ? { ...m.deployCheck.result, runsPerSec: round(m.deployCheck.result.runsPerSec, 1), loadAverage: m.deployCheck.loadAverage } : null,
     extras: m.extras,
     runControl: m.runControl,
   };
@@ -315,6 +319,7 @@ function collectFailures(m: Measurements): string[] {
     ...label("resume", m.resume?.result.failures ?? []),
     ...label("batch", m.batch?.result.failures ?? []),
     ...label("schedules", m.schedules?.result.failures ?? []),
+    ...label("deploy check", m.deployCheck?.result.failures ?? []),
     ...extrasFailures(m.extras),
   ];
 }
@@ -471,6 +476,17 @@ function scoreboard(f: Report["figures"], pgbench: PgbenchReport[]): ScoreRow[] 
       goal: noGoal,
       met: b.failures.length > 0 ? false : null,
       load: b.loadAverage,
+    });
+  }
+  if (f.deployCheck) {
+    const d = f.deployCheck;
+    rows.push({
+      workload: `cairn deploy check over ${thousands(d.runs)} parked runs (CLI process)`,
+      figure: `${thousands(Math.round(d.runsPerSec))} runs/s (${thousands(d.checked)} checked in ${(d.checkWallMs / 1000).toFixed(1)} s, start-up included; ${thousands(d.diverging)} divergent of ${thousands(d.expectedDiverging)} expected; CPU s: CLI ${d.cliCpuSeconds.toFixed(1)}, server ${d.serverCpuSeconds.toFixed(1)}, PostgreSQL ${d.postgresCpuSeconds.toFixed(1)}; machine ${Math.round(d.machineBusyShare * 100)} % busy)${d.failures.length ? `; ${d.failures.length} FAILED` : ""}`,
+      vsPgbench: "",
+      goal: noGoal,
+      met: d.failures.length > 0 ? false : null,
+      load: d.loadAverage,
     });
   }
   for (const p of pgbench) {

@@ -11,7 +11,9 @@
  * 4. resume after restart: a server parks long runs and stops, a new one
  *    resumes them;
  * 5. on a fresh server: a cancel batch over N parked runs (runs/s);
- * 6. last, on a fresh server: N parked runs (memory, idle CPU), which stay
+ * 6. on a fresh server: `cairn deploy check` (the CLI process) over N parked
+ *    runs against changed workflow code (runs/s, the divergent ones checked);
+ * 7. last, on a fresh server: N parked runs (memory, idle CPU), which stay
  *    in the database until it is dropped.
  *
  * Every server is a child process (bench/server.ts); this process is only
@@ -26,6 +28,7 @@ import { fileURLToPath } from "node:url";
 import type { CairnClient } from "../sdk/client.js";
 import { type BenchOptions, parseOptions, usage } from "./args.js";
 import { type BatchBenchResult, cancelBatch } from "./batch.js";
+import { type DeployCheckBenchResult, deployCheckThroughput } from "./deploy-check.js";
 import { type ScheduleBenchResult, scheduleLateness } from "./schedules.js";
 import { describeHttp, type HttpVersion, sdkClient } from "./client.js";
 import { agentRoundTrip, type AgentRoundTripResult, fanOut, type FanOutResult, warmUpComposition } from "./composition.js";
@@ -129,6 +132,7 @@ async function main(argv: string[]): Promise<number> {
         options.resumeSteps > 0 && !signal.aborted ? await measureResume(options, settings, measured.http, probe, failures, signal) : null;
       const batch = options.batchRuns > 0 && !signal.aborted ? await measureBatch(options, settings, measured.http, probe, failures, signal) : null;
       const schedules = options.schedules > 0 && !signal.aborted ? await measureSchedules(options, settings, measured.http, failures, signal) : null;
+      const deployCheck = options.deployCheckRuns > 0 && !signal.aborted ? await measureDeployCheck(options, settings, measured.http, probe, failures, signal) : null;
       const parked = options.parkedRuns > 0 && !signal.aborted ? await measureParked(options, settings, measured.http, probe, failures, signal) : null;
       const runControl = await measureRunControl(options, settings, measured.http, failures, signal);
 
@@ -169,6 +173,7 @@ async function main(argv: string[]): Promise<number> {
         resume,
         batch,
         schedules,
+        deployCheck,
         parked,
         runControl,
         wires,
@@ -497,6 +502,30 @@ async function measureBatch(
     return null;
   } finally {
     await d.close();
+  }
+}
+
+async function measureDeployCheck(
+  options: BenchOptions,
+  settings: ServerSettings,
+  http: HttpVersion,
+  probe: BenchProbe,
+  failures: string[],
+  signal: AbortSignal,
+): Promise<Run<DeployCheckBenchResult> | null> {
+  log("starting server E for the deploy check");
+  const e = await ServerProcess.start("server E", settings, log);
+  try {
+    const loadAverage = load1();
+    log(`deploy check: ${options.deployCheckRuns} runs parked, then cairn deploy check over them, load ${loadAverage.toFixed(2)}`);
+    const result = await deployCheckThroughput(sdkClient(e.url, http), probe, e, { runs: options.deployCheckRuns, concurrency: options.waitConcurrency, signal, log });
+    log(`deploy check: ${result.runsPerSec.toFixed(0)} runs/s, ${result.diverging} of ${result.checked} diverging`);
+    return { result, loadAverage };
+  } catch (error) {
+    failures.push(`deploy check: ${(error as Error).message}`);
+    return null;
+  } finally {
+    await e.close();
   }
 }
 

@@ -61,9 +61,7 @@ export class ScheduleFires {
     if (this.stopped) return;
     try {
       const { dueAt, buffered } = await nextScheduleDue(this.options.database.db);
-      const now = Date.now();
-      if (dueAt) this.timer.note(new Date(dueAt.getTime() > now ? dueAt.getTime() : now + (this.firing.busy ? minRearmMs : 0)));
-      if (buffered) this.timer.note(new Date(now + bufferedRecheckMs));
+      this.arm(dueAt, buffered);
     } catch (error) {
       this.options.logger.warn({ err: error }, "reading the next schedule fire failed; retrying at next poll");
     }
@@ -79,13 +77,26 @@ export class ScheduleFires {
       for (;;) {
         const outcome = await fireDueSchedules(database.db, batch, clock);
         await this.after(outcome);
-        if (outcome.claimed < batch || this.stopped) break;
+        if (this.stopped) return;
+        if (outcome.claimed === batch) continue;
+        // The firing read when the next schedule is due: arm for it without another round trip. Nothing claimed
+        // (all due ones were locked by other servers) tells nothing of what is next: read it.
+        // Its due time was after the firing's now(), so no other server held it then: if it is already past,
+        // fire at once (no spin: it is really due), not minRearmMs later.
+        if (outcome.claimed > 0) this.arm(outcome.nextDue, outcome.buffered, 0);
+        else await this.armForNext();
+        return;
       }
     } catch (error) {
       logger.warn({ err: error }, "firing schedules failed; retrying at next poll");
-      return;
     }
-    await this.armForNext();
+  }
+
+  /** `pastDueDelayMs`: how long to wait for a due time already past (a row another server may be firing). */
+  private arm(dueAt: Date | undefined, buffered: boolean, pastDueDelayMs = this.firing.busy ? minRearmMs : 0): void {
+    const now = Date.now();
+    if (dueAt) this.timer.note(new Date(Math.max(dueAt.getTime(), now + pastDueDelayMs)));
+    if (buffered) this.timer.note(new Date(now + bufferedRecheckMs));
   }
 
   /** After the commit: announce the runs, stop cancelled ones, log skipped fires. */
@@ -96,7 +107,8 @@ export class ScheduleFires {
       if (run.timeoutAt) this.options.noteTimeout(run.timeoutAt);
       logger.info({ scheduleId: run.scheduleId, runId: run.runId, nominal: run.nominal.toISOString() }, "schedule fired");
     }
-    if (created.length > 0) await this.options.announceRuns().catch(() => undefined);
+    // Not awaited: the next due fire need not wait for this notice's round trip (claimers also poll).
+    if (created.length > 0) void this.options.announceRuns().catch(() => undefined);
     for (const skipped of outcome.skipped) {
       logger.warn(
         { namespace: skipped.namespace, scheduleId: skipped.scheduleId, count: skipped.count, from: skipped.from?.toISOString(), to: skipped.to?.toISOString() },

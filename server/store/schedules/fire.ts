@@ -7,11 +7,11 @@
  * transaction's `now()`, which is past the fire's due time: never early.
  */
 import { randomUUID } from "node:crypto";
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, or, sql } from "drizzle-orm";
 import type { JsonValue } from "../../../sdk/workflow.js";
 import { type Db, queryRows, rawQuery } from "../database.js";
 import { type CancelResult, cancelRun } from "../runs/cancel.js";
-import { type ScheduleRow, runs, schedules, terminalStatuses } from "../schema.js";
+import { type ScheduleRow, runs, schedules } from "../schema.js";
 
 /** The schedule's time arithmetic (server/runs/schedule-times.ts), passed in: the store only applies it. */
 export interface FireClock {
@@ -61,14 +61,23 @@ export async function nextScheduleDue(db: Db): Promise<{ dueAt: Date | undefined
   return { dueAt: row?.due_at ? new Date(row.due_at) : undefined, buffered: row?.buffered ?? false };
 }
 
-/** Fires up to `limit` due schedules in one transaction. */
-export async function fireDueSchedules(db: Db, limit: number, clock: FireClock): Promise<FireOutcome & { claimed: number }> {
+/**
+ * Fires up to `limit` due schedules in one transaction of a fixed number of statements, whatever `limit` is: one
+ * claims the due rows (with whether each one's last run is still active), one inserts every run the fires start,
+ * one advances every schedule. Only OVERLAP_CANCEL_OTHER adds a statement per schedule it cancels a run for.
+ * A thousand schedules due at the same instant are a handful of round trips, not three per schedule.
+ */
+export async function fireDueSchedules(db: Db, limit: number, clock: FireClock): Promise<FiredBatch> {
   return db.transaction(async (tx) => {
     const outcome: FireOutcome = { started: [], skipped: [], cancelled: [] };
     // One round trip: the due rows carry the transaction's now(), the instant every decision below is made at.
     const due = await queryRows<Record<string, unknown>>(
       tx,
-      sql`select s.*, now() as db_now from schedules s
+      sql`select s.*, now() as db_now,
+                 (last.status is not null and last.status not in ('completed', 'failed', 'cancelled')) as last_run_active,
+                 (select min(fire_due_at) from schedules where fire_due_at > now()) as later_due,
+                 exists (select 1 from schedules where buffered_fire_at is not null) as any_buffered
+          from schedules s left join runs last on last.id = s.last_run_id
           where (s.fire_due_at <= now())
              or (s.buffered_fire_at is not null and not s.paused
                  and not exists (select 1 from runs r where r.id = s.last_run_id and r.status not in ('completed', 'failed', 'cancelled')))
@@ -76,21 +85,60 @@ export async function fireDueSchedules(db: Db, limit: number, clock: FireClock):
           limit ${limit}
           for update of s skip locked`,
     );
-    for (const raw of due) await fireOne(tx, scheduleFromRaw(raw), new Date(raw.db_now as string), clock, outcome);
-    return { ...outcome, claimed: due.length };
+    const plans = due.map((raw) => planFire(scheduleFromRaw(raw), new Date(raw.db_now as string), clock, raw.last_run_active === true));
+    for (const plan of plans) {
+      outcome.skipped.push(...plan.skipped);
+      if (!plan.cancelPrevious || !plan.row.lastRunId) continue;
+      const result = await cancelRun(tx, plan.row.namespace, plan.row.lastRunId, `schedule ${plan.row.scheduleId} fired again (OVERLAP_CANCEL_OTHER)`);
+      if (result && result.outcome !== "finished") outcome.cancelled.push(result);
+    }
+    const started = await insertScheduledRunsIn(tx, plans.flatMap((plan) => plan.starts.map((nominal) => ({ row: plan.row, nominal }))), clock);
+    outcome.started.push(...started);
+    await advanceSchedules(tx, plans, started, clock);
+    // The timer's next instant without another read: the earliest of the later due times this statement saw
+    // and the ones it just set. A fire another server is committing meanwhile is that server's to arm for.
+    let nextDue = due[0]?.later_due ? new Date(due[0].later_due as string) : undefined;
+    for (const plan of plans) {
+      const at = plan.row.paused ? null : plan.next;
+      const dueAt = at ? new Date(at.getTime() + clock.jitterFor(plan.row, at)) : undefined;
+      if (dueAt && (!nextDue || dueAt < nextDue)) nextDue = dueAt;
+    }
+    const buffered = due[0]?.any_buffered === true || plans.some((plan) => plan.buffered !== null);
+    return { ...outcome, claimed: due.length, nextDue, buffered };
   });
 }
 
-async function fireOne(tx: Db, row: ScheduleRow, now: Date, clock: FireClock, outcome: FireOutcome): Promise<void> {
-  // ALLOW_ALL never looks at the previous run: one read less per fire on the hot path.
-  let active = row.lastRunId && (row.overlap !== "allow_all" || row.bufferedFireAt) ? await runIsActive(tx, row.lastRunId) : false;
+/** A firing transaction's outcome; when it claimed any schedule, also when the next one is due. */
+export interface FiredBatch extends FireOutcome {
+  claimed: number;
+  /** Meaningful only when `claimed` > 0: the earliest due time after this firing (undefined: none). */
+  nextDue: Date | undefined;
+  /** Meaningful only when `claimed` > 0: a buffered fire waits for a run to end somewhere. */
+  buffered: boolean;
+}
+
+/** What one due schedule's fire does, decided in memory from its row, the instant and its last run's state. */
+interface FirePlan {
+  row: ScheduleRow;
+  /** Nominal times of the runs to start, oldest first. */
+  starts: Date[];
+  /** OVERLAP_BUFFER_ONE's kept fire after this round (null: none). */
+  buffered: Date | null;
+  skipped: FireOutcome["skipped"];
+  /** OVERLAP_CANCEL_OTHER: the last run is still active and a new fire replaces it. */
+  cancelPrevious: boolean;
+  /** The next fire time (null: none, e.g. paused). */
+  next: Date | null;
+}
+
+function planFire(row: ScheduleRow, now: Date, clock: FireClock, lastRunActive: boolean): FirePlan {
+  let active = lastRunActive;
   const starts: Date[] = [];
   let buffered = row.bufferedFireAt;
-  let skipped = 0;
+  const skipped: FireOutcome["skipped"] = [];
   let cancelPrevious = false;
   const skip = (count: number, reason: string, from?: Date, to?: Date) => {
-    skipped += count;
-    outcome.skipped.push({ namespace: row.namespace, scheduleId: row.scheduleId, count, reason, ...(from ? { from } : {}), ...(to ? { to } : {}) });
+    skipped.push({ namespace: row.namespace, scheduleId: row.scheduleId, count, reason, ...(from ? { from } : {}), ...(to ? { to } : {}) });
   };
   // A fire kept by OVERLAP_BUFFER_ONE starts as soon as the run it waited for has ended.
   if (buffered && !active && !row.paused) {
@@ -147,31 +195,33 @@ async function fireOne(tx: Db, row: ScheduleRow, now: Date, clock: FireClock, ou
     }
     next = at ?? null;
   }
-  if (cancelPrevious && row.lastRunId) {
-    const result = await cancelRun(tx, row.namespace, row.lastRunId, `schedule ${row.scheduleId} fired again (OVERLAP_CANCEL_OTHER)`);
-    if (result && result.outcome !== "finished") outcome.cancelled.push(result);
-  }
-  let lastRun: ScheduledRun | undefined;
-  for (const nominal of starts) {
-    lastRun = await insertScheduledRun(tx, row, nominal, clock);
-    outcome.started.push(lastRun);
-  }
-  await tx
-    .update(schedules)
-    .set({
-      nextFireAt: row.paused ? null : next,
-      fireDueAt: row.paused || !next ? null : new Date(next.getTime() + clock.jitterFor(row, next)),
-      bufferedFireAt: buffered,
-      skippedFires: sql`${schedules.skippedFires} + ${skipped}`,
-      ...(lastRun ? { lastRunId: lastRun.runId, lastFireAt: lastRun.nominal } : {}),
-      updatedAt: sql`now()`,
-    })
-    .where(and(eq(schedules.namespace, row.namespace), eq(schedules.scheduleId, row.scheduleId)));
+  return { row, starts, buffered, skipped, cancelPrevious, next };
 }
 
-async function runIsActive(tx: Db, runId: string): Promise<boolean> {
-  const [run] = await tx.select({ status: runs.status }).from(runs).where(eq(runs.id, runId));
-  return run !== undefined && !terminalStatuses.includes(run.status);
+/** One UPDATE for every planned schedule: its next fire, its buffered fire, its skip count and its latest run. */
+async function advanceSchedules(tx: Db, plans: readonly FirePlan[], started: readonly ScheduledRun[], clock: FireClock): Promise<void> {
+  if (plans.length === 0) return;
+  const latest = new Map<string, ScheduledRun>();
+  for (const run of started) latest.set(`${run.namespace}\u0000${run.scheduleId}`, run);
+  const iso = (date: Date | null) => (date ? date.toISOString() : null);
+  const column = <T>(pick: (plan: FirePlan) => T) => sql.param(plans.map(pick));
+  const next = (plan: FirePlan) => (plan.row.paused ? null : plan.next);
+  const last = (plan: FirePlan) => latest.get(`${plan.row.namespace}\u0000${plan.row.scheduleId}`);
+  await tx.execute(sql`
+    update schedules s
+    set next_fire_at = v.next_fire_at, fire_due_at = v.fire_due_at, buffered_fire_at = v.buffered_fire_at,
+        skipped_fires = s.skipped_fires + v.skipped,
+        last_run_id = coalesce(v.last_run_id, s.last_run_id), last_fire_at = coalesce(v.last_fire_at, s.last_fire_at),
+        updated_at = now()
+    from unnest(${column((p) => p.row.namespace)}::text[], ${column((p) => p.row.scheduleId)}::text[],
+                ${column((p) => iso(next(p)))}::timestamptz[],
+                ${column((p) => { const at = next(p); return at ? new Date(at.getTime() + clock.jitterFor(p.row, at)).toISOString() : null; })}::timestamptz[],
+                ${column((p) => iso(p.buffered))}::timestamptz[],
+                ${column((p) => p.skipped.reduce((sum, s) => sum + s.count, 0))}::bigint[],
+                ${column((p) => last(p)?.runId ?? null)}::uuid[],
+                ${column((p) => iso(last(p)?.nominal ?? null))}::timestamptz[])
+      as v(namespace, schedule_id, next_fire_at, fire_due_at, buffered_fire_at, skipped, last_run_id, last_fire_at)
+    where s.namespace = v.namespace and s.schedule_id = v.schedule_id`);
 }
 
 /**
@@ -179,36 +229,67 @@ async function runIsActive(tx: Db, runId: string): Promise<boolean> {
  * an existing run with the fire's key is returned instead (created: false).
  */
 export async function insertScheduledRun(tx: Db, row: ScheduleRow, nominal: Date, clock: FireClock, key?: string): Promise<ScheduledRun> {
-  const idempotencyKey = key ?? clock.fireKey(row.scheduleId, nominal);
-  const timeoutMs = clock.timeoutMsOf(row.workflowName);
-  const [inserted] = await tx
+  const [run] = await insertScheduledRunsIn(tx, [{ row, nominal, key }], clock);
+  return run!;
+}
+
+/** The runs of several fires in one INSERT (and one read for the keys that existed already), in the order given. */
+async function insertScheduledRunsIn(
+  tx: Db,
+  fires: readonly { row: ScheduleRow; nominal: Date; key?: string | undefined }[],
+  clock: FireClock,
+): Promise<ScheduledRun[]> {
+  if (fires.length === 0) return [];
+  const keyed = fires.map((fire) => ({ ...fire, idempotencyKey: fire.key ?? clock.fireKey(fire.row.scheduleId, fire.nominal) }));
+  const inserted = await tx
     .insert(runs)
-    .values({
-      id: randomUUID(),
-      namespace: row.namespace,
-      workflowName: row.workflowName,
-      status: "queued",
-      input: row.input as JsonValue,
-      idempotencyKey,
-      metadata: row.metadata,
-      scheduleId: row.scheduleId,
-      // The statement's time, not the transaction's: a run started because the previous one ended must not
-      // look created before that end (the transaction may have begun a moment before the other committed).
-      createdAt: sql`clock_timestamp()`,
-      updatedAt: sql`clock_timestamp()`,
-      availableAt: sql`clock_timestamp()`,
-      ...(timeoutMs !== undefined ? { timeoutAt: sql`now() + ${timeoutMs} * interval '1 millisecond'` } : {}),
-    })
+    .values(
+      keyed.map(({ row, idempotencyKey }) => {
+        const timeoutMs = clock.timeoutMsOf(row.workflowName);
+        return {
+          id: randomUUID(),
+          namespace: row.namespace,
+          workflowName: row.workflowName,
+          status: "queued" as const,
+          input: row.input as JsonValue,
+          idempotencyKey,
+          metadata: row.metadata,
+          scheduleId: row.scheduleId,
+          // The statement's time, not the transaction's: a run started because the previous one ended must not
+          // look created before that end (the transaction may have begun a moment before the other committed).
+          createdAt: sql`clock_timestamp()`,
+          updatedAt: sql`clock_timestamp()`,
+          availableAt: sql`clock_timestamp()`,
+          timeoutAt: timeoutMs !== undefined ? sql`now() + ${timeoutMs} * interval '1 millisecond'` : null,
+        };
+      }),
+    )
     .onConflictDoNothing()
-    .returning({ id: runs.id, timeoutAt: runs.timeoutAt });
-  const base = { namespace: row.namespace, scheduleId: row.scheduleId, workflowName: row.workflowName, nominal };
-  if (inserted) return { ...base, runId: inserted.id, created: true, timeoutAt: inserted.timeoutAt };
-  const [existing] = await tx
-    .select({ id: runs.id, timeoutAt: runs.timeoutAt })
-    .from(runs)
-    .where(and(eq(runs.namespace, row.namespace), eq(runs.idempotencyKey, idempotencyKey)));
-  if (!existing) throw new Error(`run for ${idempotencyKey} conflicted but no run holds that key`);
-  return { ...base, runId: existing.id, created: false, timeoutAt: existing.timeoutAt };
+    .returning({ id: runs.id, namespace: runs.namespace, idempotencyKey: runs.idempotencyKey, timeoutAt: runs.timeoutAt });
+  const byKey = new Map(inserted.map((run) => [`${run.namespace}\u0000${run.idempotencyKey}`, { ...run, created: true }]));
+  const missing = keyed.filter((fire) => !byKey.has(`${fire.row.namespace}\u0000${fire.idempotencyKey}`));
+  if (missing.length > 0) {
+    const existing = await tx
+      .select({ id: runs.id, namespace: runs.namespace, idempotencyKey: runs.idempotencyKey, timeoutAt: runs.timeoutAt })
+      .from(runs)
+      .where(
+        or(...missing.map((fire) => and(eq(runs.namespace, fire.row.namespace), eq(runs.idempotencyKey, fire.idempotencyKey)))),
+      );
+    for (const run of existing) byKey.set(`${run.namespace}\u0000${run.idempotencyKey}`, { ...run, created: false });
+  }
+  return keyed.map(({ row, nominal, idempotencyKey }) => {
+    const run = byKey.get(`${row.namespace}\u0000${idempotencyKey}`);
+    if (!run) throw new Error(`run for ${idempotencyKey} conflicted but no run holds that key`);
+    return {
+      namespace: row.namespace,
+      scheduleId: row.scheduleId,
+      workflowName: row.workflowName,
+      nominal,
+      runId: run.id,
+      created: run.created,
+      timeoutAt: run.timeoutAt,
+    };
+  });
 }
 
 /** Backfill and trigger: the runs of these fire times in one transaction (existing ones are kept, not doubled). */
