@@ -1,6 +1,7 @@
 /** Command-line flags of `npm run bench`. */
 import { parseArgs } from "node:util";
 import { type HttpVersion, httpVersions } from "./client.js";
+import { type Observation, observations, type WireName, wireNames } from "./wire.js";
 
 export interface BenchOptions {
   quick: boolean;
@@ -68,6 +69,15 @@ export interface BenchOptions {
   /** Flow control's cost: W1 rounds over bench_steps and bench_steps_keyed alternately (0: skipped). */
   flowControlRounds: number;
   explainNearMisses: number;
+
+  /** The wire table: W1–W4 through these independent clients (empty: skipped), each with the end seen these ways. */
+  wires: WireName[];
+  observations: Observation[];
+  /** Sizes of the wire table's W1 (runs), W2, W3 and W4 (0: that column skipped); steps, concurrency and timer-ms are shared. */
+  wireRuns: number;
+  wireStartRuns: number;
+  wireEventRuns: number;
+  wireTimerRuns: number;
 }
 
 export const usage = `usage: npm run bench -- [--quick] [flags]
@@ -148,6 +158,18 @@ ExplainRun (also with --quick):
   --skip-explain        same as --explain-calls 0
   --flow-control-rounds N  W1 rounds without and with a concurrency key (limit 64), alternating (default 3)
   --skip-flow-control   same as --flow-control-rounds 0
+
+Wires (issue 18; on a fresh server, after the SDK workloads; --steps, --concurrency, --timer-ms
+and --wait-concurrency as above):
+  --wires LIST          independent clients: grpc-js (@grpc/grpc-js + proto-loader on proto/),
+                        fetch (Connect JSON over plain fetch, HTTP/1.1), sdk (default all three)
+  --observe LIST        how each learns of a run's end: await (AwaitRun), watch (WatchRun)
+                        (default await,watch); W4 holds one observer per run (500 at once)
+  --wire-runs N         W1 runs per wire and observation (default 1000; quick 100; 0 skips)
+  --wire-start-runs N   W2 runs (default 200; quick 20; 0 skips)
+  --wire-event-runs N   W3 runs (default 200; quick 20; 0 skips)
+  --wire-timer-runs N   W4 runs, each with its own observer (default 500; quick 50; 0 skips)
+  --skip-wires          no wire table
 
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else postgres://root@127.0.0.1:5432/test
 if reachable, else an embedded cluster. A fresh bench_<random> database is created there and
@@ -268,6 +290,13 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "skip-explain": { type: "boolean", default: false },
       "flow-control-rounds": { type: "string" },
       "skip-flow-control": { type: "boolean", default: false },
+      wires: { type: "string", default: wireNames.join(",") },
+      observe: { type: "string", default: observations.join(",") },
+      "skip-wires": { type: "boolean", default: false },
+      "wire-runs": { type: "string" },
+      "wire-start-runs": { type: "string" },
+      "wire-event-runs": { type: "string" },
+      "wire-timer-runs": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -320,11 +349,23 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     explainCalls: values["skip-explain"] ? 0 : int("--explain-calls", values["explain-calls"], 300),
     flowControlRounds: values["skip-flow-control"] ? 0 : int("--flow-control-rounds", values["flow-control-rounds"], 3),
     explainNearMisses: int("--explain-near-misses", values["explain-near-misses"], 5),
+    wires: values["skip-wires"] ? [] : listFlag("--wires", values.wires, wireNames),
+    observations: listFlag("--observe", values.observe, observations),
+    wireRuns: int("--wire-runs", values["wire-runs"], d.runs),
+    wireStartRuns: int("--wire-start-runs", values["wire-start-runs"], d.startRuns),
+    wireEventRuns: int("--wire-event-runs", values["wire-event-runs"], d.eventRuns),
+    wireTimerRuns: int("--wire-timer-runs", values["wire-timer-runs"], d.timerRuns),
   };
 }
 
 function isHttpVersion(value: string): value is HttpVersion {
   return (httpVersions as readonly string[]).includes(value);
+}
+
+function listFlag<T extends string>(flag: string, raw: string, allowed: readonly T[]): T[] {
+  const items = raw.split(",").map((part) => part.trim()).filter((part) => part !== "");
+  for (const item of items) if (!(allowed as readonly string[]).includes(item)) throw new Error(`${flag}: ${JSON.stringify(item)} is not one of ${allowed.join(", ")}`);
+  return [...new Set(items as T[])];
 }
 
 function lengthList(raw: string): number[] {

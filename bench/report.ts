@@ -10,6 +10,8 @@ import { fileURLToPath } from "node:url";
 import type { BenchOptions } from "./args.js";
 import { type ExtrasReport, extrasFailures, extrasRows } from "./extras-report.js";
 import { type RunControlReport, runControlRows } from "./run-control-report.js";
+import { formatWireTable, wireFailures, type WireRow, wireRows } from "./wires-report.js";
+import type { WireResult } from "./wires.js";
 import { mib, ms, percent, signed, signedMib, type Summary, summarize, thousands, triple } from "./format.js";
 import { goals } from "./goals.js";
 import type { EventLatencyResult, StartLatencyResult } from "./latency.js";
@@ -85,6 +87,8 @@ export interface Report {
   goals: typeof goals;
   pgbench: PgbenchReport[];
   scoreboard: ScoreRow[];
+  /** The wire table (issue 18): one row per independent client and way of seeing a run end. */
+  wires: WireRow[];
   figures: {
     /** W1 on one server with each HTTP version, when --http both. */
     w1Http: ThroughputReport[];
@@ -159,6 +163,7 @@ export interface Measurements {
   deployCheck?: { result: DeployCheckBenchResult; loadAverage: number } | null;
   extras: ExtrasReport;
   runControl: RunControlReport;
+  wires: WireResult[];
   failures: string[];
 }
 
@@ -289,8 +294,9 @@ export function buildReport(m: Measurements): Report {
     goals,
     pgbench: m.pgbench,
     scoreboard: scoreboard(figures, m.pgbench),
+    wires: wireRows(m.wires, pgAt(m.flags.concurrency)?.tps),
     figures,
-    failures: [...m.failures, ...collectFailures(m)],
+    failures: [...m.failures, ...collectFailures(m), ...wireFailures(m.wires)],
   };
 }
 
@@ -515,6 +521,8 @@ export function formatReport(report: Report): string {
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => (row[i] ?? "").length)));
   const line = (row: readonly string[]) => `| ${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join(" | ")} |`;
   lines.push(line(columns), `|${widths.map((w) => rule(w + 2)).join("|")}|`, ...cells.map(line), "");
+  const pg = report.pgbench.find((p) => p.clients === report.flags.concurrency);
+  lines.push(...formatWireTable(report.wires, pg ? { clients: pg.clients, tps: pg.tps } : undefined));
 
   lines.push("Details", ...details(report).map(([label, value]) => (label === "" ? "" : `  ${label.padEnd(34)}  ${value}`)));
   return lines.join("\n").trimEnd();

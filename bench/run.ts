@@ -47,6 +47,11 @@ import type { RunControlReport } from "./run-control-report.js";
 import { watchDelay, type WatchDelayResult, warmUpWatch } from "./watch.js";
 import { explainLatency, type ExplainLatencyResult } from "./explain.js";
 import { runThroughput, stepsPerSecond, type ThroughputResult, warmUpThroughput } from "./workload.js";
+import { describeWire, type WireClient, type WireName } from "./wire.js";
+import { fetchWire } from "./wire-fetch.js";
+import { grpcWire } from "./wire-grpc.js";
+import { sdkWire } from "./wire-sdk.js";
+import { measureWire, type WireResult } from "./wires.js";
 
 /** Server settings that decide commit cost and capacity: recorded at the start and checked again at the end. */
 const postgresSettings = [
@@ -122,6 +127,7 @@ async function main(argv: string[]): Promise<number> {
 
       probe = await BenchProbe.connect(databaseUrl);
       const measured = await measureOnServers(options, settings, probe, pgbench, failures, signal);
+      const wires = await measureWires(options, settings, probe, failures, signal);
       const resume =
         options.resumeSteps > 0 && !signal.aborted ? await measureResume(options, settings, measured.http, probe, failures, signal) : null;
       const batch = options.batchRuns > 0 && !signal.aborted ? await measureBatch(options, settings, measured.http, probe, failures, signal) : null;
@@ -170,6 +176,7 @@ async function main(argv: string[]): Promise<number> {
         deployCheck,
         parked,
         runControl,
+        wires,
         failures,
       };
       const report = buildReport(measurements);
@@ -381,6 +388,51 @@ async function measureExtras(
     }
   }
   return result;
+}
+
+const wireClients: Record<WireName, (baseUrl: string) => WireClient> = { "grpc-js": grpcWire, fetch: fetchWire, sdk: sdkWire };
+
+/** The wire table, on a server of its own: every wire and way of seeing an end runs W1–W4 against it in turn. */
+async function measureWires(options: BenchOptions, settings: ServerSettings, probe: BenchProbe, failures: string[], signal: AbortSignal): Promise<WireResult[]> {
+  const results: WireResult[] = [];
+  if (options.wires.length === 0 || options.observations.length === 0 || signal.aborted) return results;
+  log("starting server W for the wire table");
+  const w = await ServerProcess.start("server W", settings, log);
+  try {
+    const sizes = {
+      runs: options.wireRuns,
+      steps: options.steps,
+      concurrency: options.concurrency,
+      startRuns: options.wireStartRuns,
+      eventRuns: options.wireEventRuns,
+      timerRuns: options.wireTimerRuns,
+      timerMs: options.timerMs,
+      createConcurrency: options.waitConcurrency,
+    };
+    for (const wire of options.wires) {
+      for (const how of options.observations) {
+        if (signal.aborted) break;
+        log(`wires: ${wire} (${describeWire(wire)}), end seen by ${how === "await" ? "AwaitRun" : "WatchRun"}, load ${load1().toFixed(2)}`);
+        try {
+          await probe.vacuumEngineTables();
+          const result = await measureWire(() => wireClients[wire](w.url), how, w, probe, sizes, signal, load1);
+          results.push(result);
+          log(
+            `wires: ${wire}/${how}: W1 ${result.w1?.stepsPerSec.toFixed(0) ?? "—"} steps/s, W2 p50 ${median(result.w2?.latenciesMs)} ms, W3 p50 ${median(result.w3?.latenciesMs)} ms, W4 p50 ${median(result.w4?.latenessMs)} ms`,
+          );
+        } catch (error) {
+          failures.push(`wires ${wire}/${how}: ${(error as Error).message}`);
+        }
+      }
+    }
+  } finally {
+    await w.close();
+  }
+  return results;
+}
+
+function median(sorted: number[] | undefined): string {
+  return sorted && sorted.length > 0 ? (sorted[Math.floor(sorted.length / 2)] as number).toFixed(1) : "—";
 }
 
 async function measureResume(

@@ -65,6 +65,10 @@ export interface CairnServer {
   readonly database: Database;
   readonly registry: WorkflowRegistry;
   readonly scheduler: Worker;
+  /** The run feed every waiter on runs listens on (AwaitRun, WatchRun, WatchRuns). */
+  readonly feed: RunFeed;
+  /** This server's Prometheus instruments. */
+  readonly metrics: Metrics;
   /** `CAIRN_METRICS_PORT`'s /metrics, when set. */
   readonly metricsUrl: string | undefined;
   /** Calls the unary fast lane answered so far (always 0 with CAIRN_UNARY_LANE=off). */
@@ -115,7 +119,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   const metrics = new Metrics();
   const tracing = config.tracing ? new Tracing(config.tracing) : undefined;
   const turnBoard = new TurnBoard();
-  const feed = new RunFeed();
+  const feed = new RunFeed({ recheckMs: config.watchRecheckMs, metrics });
   const scheduler = new Worker({
     store,
     registry,
@@ -145,7 +149,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     store,
     registry,
     worker: scheduler,
-    tails: new RunTails(database.db, feed),
+    tails: new RunTails(database.db, feed, metrics),
     leaseMs: config.leaseMs,
     maxInputBytes: config.maxInputBytes,
     namespaceMaxRunning: config.namespaceMaxRunning,
@@ -297,6 +301,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     database,
     registry,
     scheduler,
+    feed,
+    metrics,
     unaryLaneCalls: () => lane?.served() ?? 0,
     metricsUrl: metricsServer ? `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${(metricsServer.address() as { port: number }).port}/metrics` : undefined,
     close() {

@@ -415,11 +415,11 @@ for (const http of versions) {
           const runId = idOn(runs, server);
           const gone = new AbortController();
           const polling = rawExchange(server.url, http, rpc("AwaitRun", { runId, timeout: "60s" }, "json", { signal: gone.signal }));
-          // The long poll registers its watch in the store once it waits for changes made elsewhere.
-          await until(async () => (await watchers(runId)) > 0, `${server === open.lane ? "lane" : "generic"}: AwaitRun never started waiting`);
+          // The long poll listens on the server's run feed while it waits.
+          await until(async () => server.feed.waiters(runId) > 0, `${server === open.lane ? "lane" : "generic"}: AwaitRun never started waiting`);
           gone.abort();
           assert.ok("broken" in (await polling));
-          await until(async () => (await watchers(runId)) === 0, `${server === open.lane ? "lane" : "generic"}: AwaitRun kept waiting after its client left`);
+          await until(async () => server.feed.waiters(runId) === 0, `${server === open.lane ? "lane" : "generic"}: AwaitRun kept waiting after its client left`);
         }
         // The handler's answer to the departed client is written (and dropped) after the watch is released.
         await new Promise((resolve) => setTimeout(resolve, 100));
@@ -586,7 +586,7 @@ describe("server shutdown", () => {
     const polls = [pair.lane, pair.generic].map((server) =>
       rawExchange(server.url, "2", rpc("AwaitRun", { runId: idOn(runs, server), timeout: "60s" }, "json")).then(response),
     );
-    for (const server of [pair.lane, pair.generic]) await until(async () => (await watchers(idOn(runs, server))) > 0, "AwaitRun never started waiting");
+    for (const server of [pair.lane, pair.generic]) await until(async () => server.feed.waiters(idOn(runs, server)) > 0, "AwaitRun never started waiting");
     const began = Date.now();
     const closing = [pair.lane.close(), pair.generic.close()];
     const [viaLane, viaAdapter] = await Promise.all(polls);
@@ -754,14 +754,6 @@ async function newKey(namespace: string, role: ApiKeyRole): Promise<string> {
   const generated = generateApiKey();
   await insertApiKey(keyed.lane.database.db, { id: generated.id, namespace, role, secretHash: generated.secretHash, name: `unary lane ${role}` });
   return generated.key;
-}
-
-/** run_watchers rows for a run: an AwaitRun that waits for changes made elsewhere holds one. */
-async function watchers(runId: string): Promise<number> {
-  return withClient(database.url, async (client) => {
-    const result = await client.query<{ n: string }>("select count(*) as n from run_watchers where target = $1", [runId]);
-    return Number(result.rows[0]?.n ?? 0);
-  });
 }
 
 /** Writes `request` as it is on a new connection and returns everything the server sent until it closed. */
