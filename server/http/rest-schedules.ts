@@ -27,7 +27,8 @@ import {
 import type { NodeHandler } from "./listen.js";
 import { call, pathOf, readJsonBody, type RestOptions, sendError, sendMethodNotAllowed } from "./rest.js";
 
-const schedulesPath = "/schedules";
+/** The path these routes answer (and everything under it). */
+export const schedulesPath = "/schedules";
 
 export function withScheduleRestRoutes(next: NodeHandler, service: ServiceImpl<typeof ScheduleService>, options: RestOptions): NodeHandler {
   const transport = createRouterTransport((router) => router.service(ScheduleService, service), {

@@ -62,7 +62,7 @@ import {
   WorkflowService,
 } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import type { NodeHandler } from "./listen.js";
-import { peerContextValues } from "../rpc/peer.js";
+import { requestContextValues } from "./request-context.js";
 
 export interface RestOptions {
   /** Largest accepted request body in bytes: the Connect handler's readMaxBytes. */
@@ -80,6 +80,8 @@ export type Response = ServerResponse | Http2ServerResponse;
 
 const collectionPath = "/workflows/runs";
 const batchesPath = "/workflows/batches";
+/** The paths these routes answer (each and everything under it). */
+export const restRunPaths = [collectionPath, batchesPath] as const;
 
 /** Request headers handed on to the service call, so interceptors (API-key auth) see them as on the Connect routes. */
 const forwardedHeaders = ["x-api-key", "authorization", "user-agent"];
@@ -235,7 +237,7 @@ async function serveBatches(client: Client<typeof WorkflowService>, req: Request
 interface CallOptions {
   headers: Headers;
   signal: AbortSignal;
-  /** The peer address, for limits kept per peer (server/rpc/peer.ts). */
+  /** The peer address (limits kept per peer) and the key the HTTP gate verified. */
   contextValues: ContextValues;
 }
 
@@ -257,7 +259,7 @@ export async function call<O extends DescMessage>(
   };
   res.once("close", onClose);
   try {
-    const message = await invoke({ headers, signal: abort.signal, contextValues: peerContextValues(req) });
+    const message = await invoke({ headers, signal: abort.signal, contextValues: requestContextValues(req) });
     sendJson(res, 200, toJson(schema, message, { useProtoFieldName: true }), req.method === "HEAD");
   } catch (error) {
     if (abort.signal.aborted) return;
