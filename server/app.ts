@@ -186,7 +186,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   const routes = (router: ConnectRouter) => {
     router.service(WorkflowService, workflowService);
     router.service(AgentService, agentService);
-    router.service(KeyService, createKeyService(database));
+    router.service(KeyService, createKeyService(database, (keyId) => keys?.evict(keyId)));
     router.service(ScheduleService, scheduleService);
     router.service(Health, health.impl);
     reflection.register(router);
