@@ -30,7 +30,7 @@ import { withUnaryLane } from "./http/unary-lane.js";
 import type { Logger } from "./logger.js";
 import { Metrics } from "./metrics.js";
 import { serveMetrics, withMetrics, type AdminCheck } from "./http/metrics-endpoint.js";
-import { metricsInterceptor } from "./rpc/metrics-interceptor.js";
+import { codeLabel, metricsInterceptor } from "./rpc/metrics-interceptor.js";
 import { tracingInterceptor } from "./rpc/tracing-interceptor.js";
 import { Tracing } from "./tracing.js";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
@@ -249,7 +249,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   const apiRoutes = withScheduleRestRoutes(withRestRoutes(lane ?? connectHandler, workflowService, restOptions), scheduleService, restOptions);
   // In keys mode the key is checked from the headers before any of those reads a body (see key-gate.ts).
   const withoutKey = servicesWithoutKey(auth);
-  const services = [WorkflowService, AgentService, KeyService, ScheduleService, Health, ServerReflectionV1, ServerReflectionV1alpha].map((s) => s.typeName);
+  const served = [WorkflowService, AgentService, KeyService, ScheduleService, Health, ServerReflectionV1, ServerReflectionV1alpha];
+  const services = served.map((s) => s.typeName);
+  const procedurePaths = new Set(served.flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)));
   const gated = keys
     ? withKeyGate(apiRoutes, {
         keys,
@@ -257,6 +259,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
         services: services.filter((name) => !withoutKey.has(name)),
         restPaths: [...restRunPaths, schedulesPath],
         logger,
+        // Counted under the procedure, as the interceptor's refusals were (REST paths name no procedure: not counted).
+        onRefused: (path, error) => {
+          if (procedurePaths.has(path)) metrics.rpcCalls.inc({ method: path.slice(1), code: codeLabel(error) });
+        },
       })
     : apiRoutes;
   const withRest = withMetrics(withConsole(gated), metrics, checkAdmin);

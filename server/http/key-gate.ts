@@ -50,6 +50,8 @@ export interface KeyGateOptions {
   /** Paths of the REST routes: each path and everything under it needs a key. */
   restPaths: readonly string[];
   logger: Logger;
+  /** Told of every refusal (the RPC metrics count them, as they counted the interceptor's). */
+  onRefused?: (path: string, error: ConnectError) => void;
 }
 
 /** Requests whose key the gate verified, with the key: read by `keyVerifiedAtGate`. */
@@ -92,6 +94,7 @@ export function withKeyGate(next: NodeHandler, options: KeyGateOptions): NodeHan
         }
         const { error, keyId } = authentication;
         logger.info({ keyId, path, code: Code[error.code], peer, retryAfterMs: error.metadata.get("retry-after-ms") ?? undefined }, "request refused before its body was read");
+        options.onRefused?.(path, error);
         refuse(req, res, error);
       },
       // The store could not be asked: the interceptor asks again and maps the failure (UNAVAILABLE).

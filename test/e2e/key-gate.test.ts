@@ -21,6 +21,7 @@ import { valueFromJson } from "../../server/rpc/convert.js";
 import { insertApiKey } from "../../server/store/api-keys.js";
 import { startTestServer } from "../support/in-process-server.js";
 import { createTestDatabase } from "../support/postgres.js";
+import { scrape } from "../support/prometheus-text.js";
 
 const declared = 5 * 1024 * 1024;
 /** The server must answer long before this; without the gate it waits for the body until this deadline (408). */
@@ -31,6 +32,7 @@ const promptMs = 3000;
 let server: CairnServer;
 let dropDatabase: () => Promise<void>;
 let goodKey: string;
+let adminKey: string;
 const badKey = generateApiKey().key;
 
 beforeAll(async () => {
@@ -47,6 +49,9 @@ beforeAll(async () => {
   const generated = generateApiKey();
   await insertApiKey(server.database.db, { id: generated.id, namespace: "default", role: "client", secretHash: generated.secretHash, name: "gate test" });
   goodKey = generated.key;
+  const admin = generateApiKey();
+  await insertApiKey(server.database.db, { id: admin.id, namespace: "default", role: "admin", secretHash: admin.secretHash, name: "gate metrics" });
+  adminKey = admin.key;
 });
 
 afterAll(async () => {
@@ -262,6 +267,20 @@ describe("valid keys and open health", () => {
     assert.equal((await health.check({ service: "" })).status, HealthCheckResponse_ServingStatus.SERVING);
     const unknown = await fetch(`${server.url}/no.such.Service/Call`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
     assert.equal(unknown.status, 404);
+  });
+
+  test("refusals at the gate are counted in cairn_rpc_requests_total under their procedure", async () => {
+    const count = async () => {
+      const families = await scrape(`${server.url}/metrics`, { "x-api-key": adminKey });
+      const sample = families
+        .get("cairn_rpc_requests_total")
+        ?.metrics.find((m) => m.labels?.method === "cairn.v1.WorkflowService/GetRun" && m.labels?.code === "unauthenticated");
+      return Number(sample?.value ?? 0);
+    };
+    const before = await count();
+    const response = await fetch(`${server.url}/cairn.v1.WorkflowService/GetRun`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": badKey }, body: "{}" });
+    assert.equal(response.status, 401);
+    assert.equal((await count()) - before, 1);
   });
 
   test("a bad key through the SDK's clients is UNAUTHENTICATED on every protocol", async () => {
