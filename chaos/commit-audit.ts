@@ -39,6 +39,8 @@ export interface AuditFigures {
   runsTakenOver: number;
   /** Writes committed by a process that did not hold the run. */
   stale: number;
+  /** Runs taken over from a paused server while it slept (see takenOverWhilePaused). */
+  takenFromPaused: number;
 }
 
 const auditSql = `
@@ -101,7 +103,7 @@ function ownerPid(owner: string): number | undefined {
  */
 export function checkCommits(rows: readonly AuditRow[], pidSlots: ReadonlyMap<number, string>): { violations: string[]; figures: AuditFigures } {
   const violations: string[] = [];
-  const figures: AuditFigures = { entries: 0, endings: 0, unheld: 0, runsTakenOver: 0, stale: 0 };
+  const figures: AuditFigures = { entries: 0, endings: 0, unheld: 0, runsTakenOver: 0, stale: 0, takenFromPaused: 0 };
   const holdersByRun = new Map<string, Set<string>>();
   for (const row of rows) {
     if (row.holder === null) {
@@ -151,4 +153,38 @@ export async function probe(pool: pg.Pool, runId: string, writer: string, holder
     await client.query("rollback").catch(() => undefined);
     client.release();
   }
+}
+
+/** A server process frozen with SIGSTOP from `from` to `to`. */
+export interface Pause {
+  pid: number;
+  from: Date;
+  to: Date;
+}
+
+/**
+ * Runs another process took over from a paused one while it slept: the run's last audited write before the pause
+ * was made under the paused process's lease, and a write under another holder committed before it woke up. Shows
+ * that the pauses made stale holders (whose later writes the fences had to refuse).
+ */
+export function takenOverWhilePaused(rows: readonly AuditRow[], pauses: readonly Pause[]): number {
+  const byRun = new Map<string, AuditRow[]>();
+  for (const row of rows) {
+    if (row.holder === null) continue;
+    let list = byRun.get(row.run_id);
+    if (!list) byRun.set(row.run_id, (list = []));
+    list.push(row);
+  }
+  let taken = 0;
+  for (const list of byRun.values()) {
+    for (const pause of pauses) {
+      const before = list.filter((row) => row.at < pause.from).at(-1);
+      if (!before || ownerPid(before.holder as string) !== pause.pid) continue;
+      if (list.some((row) => row.at >= pause.from && row.at <= pause.to && ownerPid(row.holder as string) !== pause.pid)) {
+        taken++;
+        break;
+      }
+    }
+  }
+  return taken;
 }

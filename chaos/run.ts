@@ -29,7 +29,7 @@ import { type CairnClient, createCairnClient } from "../sdk/client.js";
 import { CairnError } from "../sdk/errors.js";
 import { Code } from "@connectrpc/connect";
 import { type AcceptedRun, type CheckFigures, type SentEvent, verify } from "./checks.js";
-import { type AuditFigures, checkCommits, installCommitAudit, probe, readAudit } from "./commit-audit.js";
+import { type AuditFigures, checkCommits, installCommitAudit, type Pause, probe, readAudit, takenOverWhilePaused } from "./commit-audit.js";
 import { describeFlood, type FloodFigures, SlowClientFlood } from "./flood.js";
 import { type ChaosCluster, freePort, startCluster } from "./cluster.js";
 import { type AnyInput, eventsFor, expectedOutput, makeInput, workflowNames, type WorkloadKind } from "./model.js";
@@ -149,6 +149,8 @@ const counts = {
   retries: new Map<string, number>(),
 };
 
+/** Every SIGSTOP..SIGCONT window, for the commit audit's figures. */
+const pauseWindows: Pause[] = [];
 const accepted: AcceptedRun[] = [];
 const sent: SentEvent[] = [];
 const unanswered = new Set<string>();
@@ -463,10 +465,13 @@ async function inject(faults: Fault[], startedAt: number): Promise<void> {
           }
           const victim = pick(ready);
           const pauseMs = Math.round(Number(serverEnv.CAIRN_LEASE_MS) + between(500, 2500));
+          const pausedPid = victim.pid;
           if (!victim.signal("SIGSTOP")) break;
+          const pausedAt = new Date();
           fault(`SIGSTOP server ${victim.name} for ${pauseMs} ms`);
           await sleep(pauseMs);
           victim.signal("SIGCONT");
+          if (pausedPid !== undefined) pauseWindows.push({ pid: pausedPid, from: pausedAt, to: new Date() });
           counts.pauses++;
           fault(`SIGCONT server ${victim.name}`);
           break;
@@ -600,7 +605,7 @@ function report(
       `${counts.pgRestarts} PostgreSQL restarts (${counts.pgDownMs.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(", ") || "-"} down), ` +
       `${counts.cuts} connection cuts (${counts.backendsTerminated} backends), ${counts.workerKills} agent-worker kills` +
       `, ${counts.pauses} server pauses past the lease`,
-    `  stale holder ${audit ? `${audit.entries} journal entries and ${audit.endings} run endings audited at commit (${audit.runsTakenOver} runs changed holder mid-run): ${audit.stale} committed by a process that did not hold the run` : "commit audit not read"}; ` +
+    `  stale holder ${audit ? `${audit.entries} journal entries and ${audit.endings} run endings audited at commit (${audit.runsTakenOver} runs changed holder mid-run, ${audit.takenFromPaused} of them taken from a paused server while it slept): ${audit.stale} committed by a process that did not hold the run` : "commit audit not read"}; ` +
       `fence refusals logged: ${fenceRefusals()}`,
     ...describeFlood(flood).map((line, i) => `  ${i === 0 ? "flood      " : "           "}  ${line}`),
     `  server logs  errors: ${errorSummary()}`,
@@ -636,6 +641,7 @@ async function auditCommits(violations: string[]): Promise<AuditFigures | undefi
   }
   const checked = checkCommits(rows, pidSlots);
   violations.push(...checked.violations);
+  checked.figures.takenFromPaused = takenOverWhilePaused(rows, pauseWindows);
   // Every committed entry has its audit row (both commit together): fewer rows would mean writes the check never saw.
   const [journaled] = await query<{ n: number }>(`select count(*)::int as n from journal_entries`);
   const audited = rows.filter((r) => r.what === "entry").length;
