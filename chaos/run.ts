@@ -463,12 +463,20 @@ async function inject(faults: Fault[], startedAt: number): Promise<void> {
             fault("SIGSTOP skipped: fewer than two servers are up");
             break;
           }
-          const victim = pick(ready);
+          // The server holding the most running runs, so that the pause leaves runs for the others to take over
+          // (a server caught between activations holds none, and its pause would test nothing).
+          const held = await query<{ owner: string; n: number }>(
+            `select lease_owner as owner, count(*)::int as n from runs where status = 'running' and lease_owner is not null group by lease_owner`,
+          );
+          const holding = (slot: ProcessSlot) => held.filter((h) => slot.pid !== undefined && h.owner.includes(`:${slot.pid}:`)).reduce((n, h) => n + h.n, 0);
+          const busiest = [...ready].sort((a, b) => holding(b) - holding(a))[0]!;
+          const fallback = pick(ready); // drawn either way: the seed's later draws stay the same
+          const victim = holding(busiest) > 0 ? busiest : fallback;
           const pauseMs = Math.round(Number(serverEnv.CAIRN_LEASE_MS) + between(500, 2500));
           const pausedPid = victim.pid;
           if (!victim.signal("SIGSTOP")) break;
           const pausedAt = new Date();
-          fault(`SIGSTOP server ${victim.name} for ${pauseMs} ms`);
+          fault(`SIGSTOP server ${victim.name} (holding ${holding(victim)} running runs) for ${pauseMs} ms`);
           await sleep(pauseMs);
           victim.signal("SIGCONT");
           if (pausedPid !== undefined) pauseWindows.push({ pid: pausedPid, from: pausedAt, to: new Date() });
