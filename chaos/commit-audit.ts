@@ -155,36 +155,29 @@ export async function probe(pool: pg.Pool, runId: string, writer: string, holder
   }
 }
 
-/** A server process frozen with SIGSTOP from `from` to `to`. */
+/** A server process frozen with SIGSTOP from `from` to `to`, and the running runs it held when it was stopped. */
 export interface Pause {
   pid: number;
   from: Date;
   to: Date;
+  heldRunIds: readonly string[];
 }
 
 /**
- * Runs another process took over from a paused one while it slept: the run's last audited write before the pause
- * was made under the paused process's lease, and a write under another holder committed before it woke up. Shows
- * that the pauses made stale holders (whose later writes the fences had to refuse).
+ * Runs another process took over from a paused one while it slept: runs it held when it was stopped that got a
+ * write under another holder before it woke up. Shows that the pauses made stale holders, whose later writes the
+ * fences had to refuse.
  */
 export function takenOverWhilePaused(rows: readonly AuditRow[], pauses: readonly Pause[]): number {
-  const byRun = new Map<string, AuditRow[]>();
-  for (const row of rows) {
-    if (row.holder === null) continue;
-    let list = byRun.get(row.run_id);
-    if (!list) byRun.set(row.run_id, (list = []));
-    list.push(row);
-  }
   let taken = 0;
-  for (const list of byRun.values()) {
-    for (const pause of pauses) {
-      const before = list.filter((row) => row.at < pause.from).at(-1);
-      if (!before || ownerPid(before.holder as string) !== pause.pid) continue;
-      if (list.some((row) => row.at >= pause.from && row.at <= pause.to && ownerPid(row.holder as string) !== pause.pid)) {
-        taken++;
-        break;
-      }
+  for (const pause of pauses) {
+    const held = new Set(pause.heldRunIds);
+    const takers = new Set<string>();
+    for (const row of rows) {
+      if (!held.has(row.run_id) || row.holder === null || row.at < pause.from || row.at > pause.to) continue;
+      if (ownerPid(row.holder) !== pause.pid) takers.add(row.run_id);
     }
+    taken += takers.size;
   }
   return taken;
 }

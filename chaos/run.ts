@@ -465,10 +465,9 @@ async function inject(faults: Fault[], startedAt: number): Promise<void> {
           }
           // The server holding the most running runs, so that the pause leaves runs for the others to take over
           // (a server caught between activations holds none, and its pause would test nothing).
-          const held = await query<{ owner: string; n: number }>(
-            `select lease_owner as owner, count(*)::int as n from runs where status = 'running' and lease_owner is not null group by lease_owner`,
-          );
-          const holding = (slot: ProcessSlot) => held.filter((h) => slot.pid !== undefined && h.owner.includes(`:${slot.pid}:`)).reduce((n, h) => n + h.n, 0);
+          const held = await query<{ id: string; owner: string }>(`select id, lease_owner as owner from runs where status = 'running' and lease_owner is not null`);
+          const heldBy = (slot: ProcessSlot) => held.filter((h) => slot.pid !== undefined && h.owner.includes(`:${slot.pid}:`)).map((h) => h.id);
+          const holding = (slot: ProcessSlot) => heldBy(slot).length;
           const busiest = [...ready].sort((a, b) => holding(b) - holding(a))[0]!;
           const fallback = pick(ready); // drawn either way: the seed's later draws stay the same
           const victim = holding(busiest) > 0 ? busiest : fallback;
@@ -479,7 +478,7 @@ async function inject(faults: Fault[], startedAt: number): Promise<void> {
           fault(`SIGSTOP server ${victim.name} (holding ${holding(victim)} running runs) for ${pauseMs} ms`);
           await sleep(pauseMs);
           victim.signal("SIGCONT");
-          if (pausedPid !== undefined) pauseWindows.push({ pid: pausedPid, from: pausedAt, to: new Date() });
+          if (pausedPid !== undefined) pauseWindows.push({ pid: pausedPid, from: pausedAt, to: new Date(), heldRunIds: heldBy(victim) });
           counts.pauses++;
           fault(`SIGCONT server ${victim.name}`);
           break;
