@@ -15,8 +15,8 @@
  *
  * A connection of the first three kinds still open `slackMs` after its deadline was held past it: an overdue
  * connection, which the chaos run reports as a violation. (A server paused with SIGSTOP closes nothing while it is
- * stopped, hence the slack: a pause lasts at most the lease plus 2.5 s.) Closes before the deadline are counted as
- * cut short (a server killed under them).
+ * stopped, and one starved of CPU checks its deadlines late, hence the slack.) Closes before the deadline are
+ * counted as cut short (a server killed under them).
  */
 import http2 from "node:http2";
 import net from "node:net";

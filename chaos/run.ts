@@ -96,10 +96,17 @@ const serverEnv = {
   CAIRN_AGENT_LEASE_MS: "3000",
   CAIRN_SHUTDOWN_GRACE_MS: "1000",
   DATABASE_POOL_SIZE: "10",
+  // Every fault here ends activations abnormally (a SIGKILL, a pause past the lease, a cut connection), and on a loaded
+  // machine a run can be hit five times in a row: the poison-run breaker's default would pause it (stuck). The faults
+  // are the infrastructure's, not the run's; test/e2e/poison-run.test.ts covers the breaker.
+  CAIRN_MAX_ABNORMAL_ACTIVATIONS: "20",
   // Short front-door deadlines, so that the slow-client flood's connections are closed (and counted) during the load.
   CAIRN_HEADERS_TIMEOUT_MS: "2000",
   CAIRN_REQUEST_TIMEOUT_MS: "4000",
 };
+
+/** How late past its deadline a flood connection may be closed before it counts as overdue. */
+const floodSlackMs = 20_000;
 
 const database = "cairn_chaos";
 const adminApp = "chaos-admin";
@@ -669,7 +676,7 @@ async function auditCommits(violations: string[]): Promise<AuditFigures | undefi
 function floodViolations(figures: FloodFigures, violations: string[]): void {
   for (const kind of ["half-header", "trickle", "preface"] as const) {
     const f = figures[kind];
-    if (f.overdue > 0) violations.push(`slow-client flood: ${f.overdue} ${kind} connections were still open ${(Number(serverEnv.CAIRN_LEASE_MS) + 6000) / 1000} s past their deadline`);
+    if (f.overdue > 0) violations.push(`slow-client flood: ${f.overdue} ${kind} connections were still open ${floodSlackMs / 1000} s past their deadline`);
     if (f.closedByDeadline === 0) violations.push(`not enough chaos: no ${kind} flood connection was closed at its deadline (${f.opened} opened)`);
   }
   for (const kind of ["watch-h1", "watch-h2"] as const) {
@@ -705,8 +712,10 @@ async function main(): Promise<number> {
     perServer: plan.flood,
     headersTimeoutMs: Number(serverEnv.CAIRN_HEADERS_TIMEOUT_MS),
     requestTimeoutMs: Number(serverEnv.CAIRN_REQUEST_TIMEOUT_MS),
-    // A paused server closes nothing while stopped (the lease plus up to 2.5 s), and a loaded machine is slow.
-    slackMs: Number(serverEnv.CAIRN_LEASE_MS) + 6000,
+    // A paused server closes nothing while stopped (the lease plus up to 2.5 s), and a server starved of CPU by a loaded
+    // machine checks its deadlines late (12 s late was seen at a load average of 16 on 2 cores). Still far from the
+    // minutes such connections were held before the deadlines applied.
+    slackMs: floodSlackMs,
     localAddress: "127.0.0.2",
   });
   log(`load, faults and the slow-client flood start`);
