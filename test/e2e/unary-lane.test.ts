@@ -536,9 +536,10 @@ describe("gRPC over HTTP/2", () => {
     assert.equal(ok.trailers?.["grpc-status"], "0");
   });
 
-  test("keys mode: no key is UNAUTHENTICATED, a good key is served", async () => {
-    const refused = await assertSameGrpc(keyed, () => grpcRpc("ListWorkflows", {}));
-    assert.equal(refused.trailers?.["grpc-status"], String(Code.Unauthenticated));
+  test("keys mode: no key is UNAUTHENTICATED (from the key gate, in front of both), a good key is served", async () => {
+    const refused = await assertSameGrpc(keyed, () => grpcRpc("ListWorkflows", {}), false);
+    // Trailers-only: the gate answers before the body is read, with the status in the headers.
+    assert.equal(refused.headers["grpc-status"], String(Code.Unauthenticated));
     const key = await newKey("grpc-lane", "admin");
     const served = await assertSameGrpc(keyed, () => grpcRpc("ListWorkflows", {}, { headers: { authorization: `Bearer ${key}` } }));
     assert.equal(served.trailers?.["grpc-status"], "0");
