@@ -2,7 +2,8 @@
  * One reader per watched run per process. However many WatchRun streams
  * follow a run, a change (from the process's run feed: a local change, the
  * store's notice, or a safety-net snapshot showing something new) costs one
- * journal read and one run read here, and nothing happens between changes;
+ * run read and one journal read here, shared in a batch with the other
+ * tails that changed at the same time (tail-reader.ts); nothing happens between changes;
  * the streams take what they need from a bounded in-memory window of recent
  * entries, and a stream that fell behind the window catches up from the
  * store on its own, so slow watchers never hold up fast ones or the engine.
@@ -15,6 +16,7 @@ import { getRun } from "../store/runs/read.js";
 import type { RunRow } from "../store/schema.js";
 import type { Metrics } from "../metrics.js";
 import { ChangeSignal, type RunChange, type RunFeed } from "./run-feed.js";
+import { TailReader } from "./tail-reader.js";
 
 /** Entries kept in memory per watched run: at most this many, and at most `windowBytes` of results and errors. */
 const windowSize = 2000;
@@ -42,6 +44,8 @@ export class RunTail {
     private readonly namespace: string,
     readonly runId: string,
     private readonly onRead?: () => void,
+    /** Reads shared with the process's other tails; absent: every read is this tail's own. */
+    private readonly reader?: TailReader,
   ) {}
 
   /** Whether the feed's news is worth a read: a safety-net snapshot only when it shows something this tail lacks. */
@@ -73,6 +77,21 @@ export class RunTail {
 
   private async readChanges(): Promise<void> {
     this.onRead?.();
+    // Usually the news is a few entries and a status: read them in a batch with the other tails' reads. A gap being
+    // waited out, entries past the batch's share, or a gap in what it brought: this tail's own paged read below.
+    if (this.reader && this.gapSince === undefined) {
+      const read = await this.reader.read({ namespace: this.namespace, runId: this.runId, afterSequence: this.lastSequence });
+      if (read.complete && read.entries.every((entry, i) => entry.sequence === this.lastSequence + 1 + i)) {
+        for (const entry of read.entries) {
+          this.lastSequence = entry.sequence;
+          this.window.push(entry);
+          this.windowBytesNow += entryBytes(entry as { result?: unknown; error?: unknown });
+        }
+        this.trim();
+        this.run = read.run;
+        return;
+      }
+    }
     // The run first: a final status read here guarantees the entries read next include the final entry
     // (both commit together), so a stream that ends on the status has seen everything.
     const run = await getRun(this.db, this.namespace, this.runId);
@@ -123,18 +142,21 @@ export class RunTail {
 /** Shares one RunTail per run among this process's watchers. */
 export class RunTails {
   private readonly tails = new Map<string, { tail: RunTail; ready: Promise<() => void> }>();
+  private readonly reader: TailReader;
 
   constructor(
     private readonly db: Db,
     private readonly feed: RunFeed,
     private readonly metrics?: Metrics | undefined,
-  ) {}
+  ) {
+    this.reader = new TailReader(db);
+  }
 
   /** A tail for the run, read and subscribed; call the returned release when the stream ends. */
   async acquire(namespace: string, runId: string): Promise<{ tail: RunTail; signal: ChangeSignal; release: () => void }> {
     let shared = this.tails.get(runId);
     if (!shared) {
-      const tail = new RunTail(this.db, namespace, runId, () => this.metrics?.waiterReads.inc({ waiter: "watch_run" }));
+      const tail = new RunTail(this.db, namespace, runId, () => this.metrics?.waiterReads.inc({ waiter: "watch_run" }), this.reader);
       // Subscribed before the first read (in memory, no I/O): a change committed after that read is heard of.
       const unsubscribe = this.feed.subscribe(runId, (_id, change) => {
         // A failed read is retried by the next change or the safety net (its snapshot still shows what the tail lacks).

@@ -65,12 +65,12 @@ export async function journalEntriesBetween(db: Db, namespace: string, runId: st
 }
 
 /** `pg` parses a stored JSON null and SQL NULL alike, so presence is selected separately. */
-const columnsWithPresence = {
+export const columnsWithPresence = {
   ...getTableColumns(journalEntries),
   hasResult: sql<boolean>`${journalEntries.result} is not null`,
 };
 
-function toJournalEntry(row: JournalRow & { hasResult: boolean }): JournalEntry {
+export function toJournalEntry(row: JournalRow & { hasResult: boolean }): JournalEntry {
   const record: EntryRecord = { kind: row.kind, name: row.name, attempt: row.attempt, startedAt: row.startedAt ?? row.createdAt };
   // SQL NULL means "no value" (a step that returned nothing); a stored JSON null is a value.
   if (row.hasResult) record.result = row.result;

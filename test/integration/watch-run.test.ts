@@ -85,6 +85,30 @@ test("200 concurrent watchers of one run all receive the full stream", async () 
   for (const updates of all) assert.deepEqual(sequences(updates), Array.from({ length: 11 }, (_, i) => i + 1));
 });
 
+test("reads shared by many watched runs: 100 runs changing together, a burst past a batch's share, results too large to batch", async () => {
+  // 100 runs of 3 steps at once: their watchers' reads go in shared batches (server/runs/tail-reader.ts).
+  const runIds = await Promise.all(Array.from({ length: 100 }, () => startRun(3, 5)));
+  const streams = await Promise.all(runIds.map((runId) => collect(front.client, runId)));
+  for (const updates of streams) assert.deepEqual(sequences(updates), [1, 2, 3, 4]);
+  // 300 entries new to a tail at once (the run ended before the watch): more than a batch takes for one run
+  // (entriesPerRun), so the tail pages through the rest itself.
+  const burst = await startRun(300, 0);
+  await waitForEnd(executor.client, burst, 30_000);
+  assert.deepEqual(sequences(await collect(front.client, burst)), Array.from({ length: 301 }, (_, i) => i + 1));
+  // Step results of 100 KiB, over what a batch carries (maxBatchedEntryBytes): read by the tail's own paged read.
+  const { run } = await executor.client.createRun({ workflowName: "big_steps", input: valueFromJson({ steps: 4, bytes: 100 * 1024 }) });
+  await waitForEnd(executor.client, run?.runId ?? "", 30_000);
+  const updates = await collect(front.client, run?.runId ?? "");
+  assert.deepEqual(sequences(updates), [1, 2, 3, 4, 5]);
+  const results = updates.flatMap((u) => (u.update.case === "entry" && u.update.value.kind === EntryKind.STEP_COMPLETED ? [u.update.value.result] : []));
+  assert.equal(results.length, 4);
+  for (const [i, result] of results.entries()) {
+    assert.equal(result?.kind.case, "stringValue");
+    assert.equal((result?.kind.value as string).length, 100 * 1024);
+    assert.ok((result?.kind.value as string).startsWith(`${i}:`));
+  }
+});
+
 test("a watcher that never reads does not stall the run", async () => {
   const runId = await startRun(30, 5);
   const controller = new AbortController();
