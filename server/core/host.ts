@@ -40,10 +40,26 @@ export interface ActivationHost {
    * Called as a step attempt starts (never on replay); the scope it returns runs the step's function and hears
    * how the attempt ended. The worker measures and traces attempts with it; absent, nothing is observed.
    */
-  stepAttempt?(step: { name: string; attempt: number }): StepAttemptScope;
+  stepAttempt?(step: StepAttemptStart): StepAttemptScope;
+  /**
+   * Called each time the activation's driver resumes the workflow's code (after every quiet point). A host that runs
+   * many activations on one thread notes whose code is about to run, to blame the right run if that code blocks.
+   */
+  enter?(): void;
   /** The live logger; the activation mutes it while replaying. */
   readonly logger: WorkflowLogger;
   now(): Date;
+}
+
+/** A step attempt starting, as the host is told of it. */
+export interface StepAttemptStart {
+  name: string;
+  attempt: number;
+  /**
+   * With a `timeout`: how long the attempt may run, and what to journal if it overruns without ever yielding (the
+   * host's watchdog then stops the code and records the attempt's failure itself; `retryDelayMs` absent: no retry left).
+   */
+  timeout?: { ms: number; failure: FailureInfo; retryDelayMs: number | undefined; startedAt: Date };
 }
 
 /** One step attempt as the host observes it. */

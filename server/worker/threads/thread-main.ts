@@ -1,0 +1,123 @@
+/**
+ * A workflow thread: it loads the workflow modules itself (handlers can't cross threads) and runs many activations
+ * at once, each with a `ThreadHost` that forwards to the main thread. Workflow code that throws where nothing catches
+ * it, or leaves a rejection unhandled, ends only the activation whose code was running (the shared slot says which);
+ * the thread and its other activations go on. Code that never yields is the watchdog's business (workflow-threads.ts):
+ * it terminates the whole thread from the outside.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { promisify } from "node:util";
+import type { JsonValue } from "../../../sdk/workflow.js";
+import { Activation, type ActivationOutcome } from "../../core/activation.js";
+import { toFailureInfo } from "../../core/json.js";
+import { createLogger } from "../../logger.js";
+import { loadWorkflows } from "../../workflows/loader.js";
+import { validateInput, type WorkflowRegistry } from "../../workflows/registry.js";
+import type { ActivationStart, FromThread, ToThread, WireOutcome } from "./protocol.js";
+import { ThreadHost } from "./thread-host.js";
+import { toWire } from "./wire-error.js";
+
+export interface ThreadData {
+  workflowDirs: string[];
+  /** One Int32: the id of the activation whose code runs (or last ran) on this thread. */
+  slot: SharedArrayBuffer;
+}
+
+const port = parentPort;
+if (!port) throw new Error("thread-main.ts runs only as a worker thread");
+const data = workerData as ThreadData;
+const slot = new Int32Array(data.slot);
+const running = new Map<number, ThreadHost>();
+const post = (message: FromThread): void => port.postMessage(message);
+
+attributeTimers(slot);
+
+// The main thread already logged every load and skip; a thread's load is the same files again, so it stays quiet.
+const registry: WorkflowRegistry = await loadWorkflows(data.workflowDirs, createLogger("silent"));
+
+process.on("uncaughtException", (error) => crash(error, "uncaught exception"));
+process.on("unhandledRejection", (reason) => crash(reason, "unhandled rejection"));
+
+port.on("message", (message: ToThread) => {
+  switch (message.t) {
+    case "start":
+      void start(message);
+      return;
+    case "reply":
+      running.get(message.id)?.settle(message.call, message.ok, message.ok ? message.value : message.error);
+      return;
+    case "abort":
+      running.get(message.id)?.abort(message.reason);
+      return;
+    case "ping":
+      for (const [id, validUntil] of message.leases) {
+        const host = running.get(id);
+        if (host) host.validUntil = validUntil;
+      }
+      post({ t: "pong", seq: message.seq });
+      return;
+  }
+});
+post({ t: "ready", workflows: registry.list().map((w) => w.name) });
+
+async function start(message: ActivationStart): Promise<void> {
+  const { id, run } = message;
+  const host = new ThreadHost(id, run.runId, port as never, slot, message.limits, message.validUntil);
+  running.set(id, host);
+  host.enter();
+  let outcome: ActivationOutcome;
+  try {
+    const workflow = registry.get(run.workflowName);
+    const input = await validateInput(workflow, run.input);
+    host.enter();
+    const identity = { runId: run.runId, workflowName: run.workflowName, input: input as JsonValue, createdAt: run.createdAt };
+    outcome = await new Activation(identity, message.journal, host).execute(workflow.handler);
+  } catch (error) {
+    // The workflow is not loaded here or its input no longer validates: the run can't execute anywhere sensible.
+    outcome = { kind: "failed", failure: toFailureInfo(error) };
+  }
+  // Crashed meanwhile: that end was already reported.
+  if (running.get(id) !== host) return;
+  running.delete(id);
+  host.close();
+  post({ t: "done", id, outcome: wireOutcome(outcome) });
+}
+
+function wireOutcome(outcome: ActivationOutcome): WireOutcome {
+  return outcome.kind === "aborted" ? { kind: "aborted", reason: toWire(outcome.reason) } : outcome;
+}
+
+/** Ends the activation whose code was running when `error` escaped; the thread goes on. */
+function crash(error: unknown, how: "uncaught exception" | "unhandled rejection"): void {
+  const id = slot[0] as number;
+  const host = running.get(id);
+  if (!host) return; // Its activation already ended: nothing is left to blame, nothing to stop.
+  running.delete(id);
+  host.close();
+  // Its step functions may listen on the signal: they stop too.
+  host.abort({ name: "WorkflowCrashedError", message: `workflow code left an ${how}` });
+  post({ t: "crashed", id, failure: toFailureInfo(error), how });
+}
+
+/**
+ * Timer callbacks are a way into an activation's code that no host reply announces: each one is wrapped to note, as
+ * it fires, the activation that scheduled it. (I/O callbacks a step awaits are not: see ARCHITECTURE.md.)
+ */
+function attributeTimers(owner: Int32Array): void {
+  type Scheduler = (callback: unknown, ...rest: unknown[]) => unknown;
+  const wrap = (original: Scheduler): Scheduler => {
+    const wrapped: Scheduler = (callback, ...rest) => {
+      if (typeof callback !== "function") return Reflect.apply(original, globalThis, [callback, ...rest]);
+      const scheduledBy = owner[0] as number;
+      return Reflect.apply(original, globalThis, [function (this: unknown, ...args: unknown[]) {
+        owner[0] = scheduledBy;
+        return (callback as (...args: unknown[]) => unknown).apply(this, args);
+      }, ...rest]);
+    };
+    const custom = (original as unknown as Record<symbol, unknown>)[promisify.custom];
+    if (custom) Object.defineProperty(wrapped, promisify.custom, { value: custom });
+    return wrapped;
+  };
+  const timers = globalThis as unknown as Record<"setTimeout" | "setInterval" | "setImmediate", Scheduler>;
+  for (const name of ["setTimeout", "setInterval", "setImmediate"] as const) timers[name] = wrap(timers[name]);
+}
