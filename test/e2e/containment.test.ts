@@ -149,6 +149,15 @@ test("an unhandled rejection in a step ends only its activation; after the limit
   assert.equal(server.hasExited(), false);
 }, 60_000);
 
+test("an exception thrown where nothing catches it (a timer in a step) ends only its activation, likewise", async () => {
+  const run = await sdk.createRun("throws_in_timer", {});
+  const bystander = await sdk.createRun("quick", { n: 7 });
+  await followUntilPaused(run.runId);
+  assert.match(await pauseReason(run.runId), /the last crashed its activation with an uncaught exception \(Error: thrown where nothing catches it\)/);
+  assert.deepEqual(await sdk.waitForResult(bystander.runId, { timeoutMs: 30_000 }), { doubled: 14 });
+  assert.equal(server.hasExited(), false);
+}, 60_000);
+
 test("a memory blow-up ends only its activation; after the limit the run is paused naming it; the process stays up", async () => {
   const run = await sdk.createRun("blows_memory", {});
   await followUntilPaused(run.runId, 60_000);
@@ -164,3 +173,37 @@ test("a step burning 1.5 s of CPU against a 100 ms timeout is a timed-out failur
   const info = await sdk.getRun(run.runId);
   assert.equal(info.status, "failed");
 }, 60_000);
+
+test("a step that never yields is stopped at its timeout, not the watchdog's limit, and its retry policy decides", async () => {
+  const run = await sdk.createRun("spins_past_timeout", {});
+  const started = Date.now();
+  await assert.rejects(sdk.waitForResult(run.runId, { timeoutMs: 30_000 }), /step "spin" attempt 2 timed out after 200 ms/);
+  const history = await withClient(databaseUrl, async (db) => (await db.query("select kind, attempt from journal_entries where run_id = $1 order by sequence", [run.runId])).rows as { kind: string; attempt: number }[]);
+  assert.deepEqual(
+    history.map((e) => `${e.kind}:${e.attempt}`),
+    ["step_attempt_failed:1", "step_failed:2", "run_failed:1"],
+  );
+  // Two attempts, each stopped well before CAIRN_BLOCKED_CODE_MS, and nothing counted against the run.
+  assert.ok(Date.now() - started < 2 * blockedMs + 1000, `took ${Date.now() - started} ms`);
+  assert.equal((await row(run.runId)).abnormal_activations, 0);
+}, 60_000);
+
+test("two poison runs sharing the only thread cannot shield each other from the breaker", async () => {
+  const single = await startServerProcess({
+    databaseUrl,
+    workflowDirs: "test/fixtures/containment-workflows",
+    name: "one-thread",
+    env: { CAIRN_BLOCKED_CODE_MS: String(blockedMs), CAIRN_MAX_ABNORMAL_ACTIVATIONS: String(limit), CAIRN_WORKFLOW_THREADS: "1", CAIRN_LEASE_MS: "10000" },
+  });
+  const client = createCairnClient({ baseUrl: single.url });
+  // Stop the first server claiming: this pair must share the one thread of the second.
+  server.kill("SIGSTOP");
+  try {
+    const a = await client.createRun("spins_in_step", {});
+    const b = await client.createRun("spins_in_handler", {});
+    await Promise.all([followUntilPaused(a.runId, 40_000), followUntilPaused(b.runId, 40_000)]);
+    for (const runId of [a.runId, b.runId]) assert.equal((await row(runId)).abnormal_activations, limit);
+  } finally {
+    server.kill("SIGCONT");
+  }
+}, 90_000);
