@@ -66,8 +66,11 @@ export interface StepAttemptStart {
 export interface StepAttemptScope {
   /** Calls the step's function (inside the host's context, e.g. a trace span). */
   run<T>(fn: () => T): T;
-  /** The attempt ended: its value was journaled, it failed for good, or it failed and will be retried. */
-  end(outcome: "completed" | "failed" | "retrying"): void;
+  /**
+   * The attempt ended: its value was journaled, it failed for good, or it failed and will be retried. `elapsedMs`:
+   * how long it ran, when measured where it ran (a host told of the attempt late measures nothing itself).
+   */
+  end(outcome: "completed" | "failed" | "retrying", elapsedMs?: number): void;
 }
 
 /** What `ctx.startAgent` asks the host to create (idempotently, like children). */

@@ -364,7 +364,7 @@ function observedAttempt(
   return {
     // With a context manager registered by the embedding process, the step's own instrumented calls nest under it.
     run: (fn) => (span ? otelContext.with(trace.setSpan(otelContext.active(), span), fn) : fn()),
-    end: (outcome) => {
+    end: (outcome, elapsedMs) => {
       if (span) {
         span.setAttribute("cairn.step.outcome", outcome);
         if (outcome !== "completed") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
@@ -372,7 +372,7 @@ function observedAttempt(
       }
       if (!metrics) return;
       metrics.stepAttempts.inc({ workflow, outcome });
-      metrics.stepDuration.observe({ workflow, outcome }, (performance.now() - started) / 1000);
+      metrics.stepDuration.observe({ workflow, outcome }, (elapsedMs ?? performance.now() - started) / 1000);
     },
   };
 }

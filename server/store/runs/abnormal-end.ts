@@ -21,7 +21,8 @@ export type AbnormalEnd = { status: "queued" | "paused"; streak: number } | unde
 export async function endAbnormally(db: Db, fence: Fence, cause: string, maxAbnormal = Number.POSITIVE_INFINITY): Promise<AbnormalEnd> {
   const limit = Number.isFinite(maxAbnormal) ? Math.max(1, Math.floor(maxAbnormal)) : 2_147_483_647;
   const head = "paused after ";
-  const tail = ` abnormal activations in a row: the last ${cause}; ResumeRun lets it try again`;
+  // (PostgreSQL text holds no NUL; a step name from workflow code could.)
+  const tail = ` abnormal activations in a row: the last ${cause.replaceAll("\0", "")}; ResumeRun lets it try again`;
   const rows = await queryRows<{ status: "queued" | "paused"; streak: number }>(
     db,
     sql`with held as (

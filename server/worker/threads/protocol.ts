@@ -42,11 +42,18 @@ export type ToThread =
 /** An activation's end as it crosses: `aborted` carries its reason as a WireError. */
 export type WireOutcome = Exclude<ActivationOutcome, { kind: "aborted" }> | { kind: "aborted"; reason: WireError };
 
+/**
+ * Messages from a thread come one by one or, when several are ready at once, as an array in order: step attempts
+ * and log records wait for the next message that must go at once (a host call, an activation's end) or the end of
+ * the thread's turn, so a step usually costs one message out (its journal write) and one back.
+ */
+export type FromThreadBatch = FromThread | FromThread[];
+
 export type FromThread =
   | { t: "ready"; workflows: string[] }
   | { t: "call"; id: number; call: number; op: HostCallName; arg: unknown }
   | { t: "attempt"; id: number; key: number; step: StepAttemptStart }
-  | { t: "attempt_end"; id: number; key: number; outcome: "completed" | "failed" | "retrying" }
+  | { t: "attempt_end"; id: number; key: number; outcome: "completed" | "failed" | "retrying"; elapsedMs: number }
   | { t: "log"; id: number; level: "debug" | "info" | "warn" | "error"; message: string; fields?: Record<string, unknown> | undefined }
   | { t: "done"; id: number; outcome: WireOutcome }
   /** Workflow code of this activation threw where nothing caught it, or left a rejection unhandled. */

@@ -4,12 +4,13 @@
  * code is about to run (its handler starts, a step function is called, a reply resumes it, its driver passes a quiet
  * point) its id goes into the thread's shared slot, so the watchdog can blame exactly this run if that code blocks.
  */
-import type { MessagePort } from "node:worker_threads";
 import type { WorkflowLogger } from "../../../sdk/workflow.js";
 import type { ActivationHost, StepAttemptScope, StepAttemptStart } from "../../core/host.js";
 import { LeaseLostError } from "../../core/errors.js";
 import type { ValueLimits } from "../../core/json.js";
-import type { FromThread, HostCallName, WireError } from "./protocol.js";
+import type { Outbox } from "./outbox.js";
+import type { HostCallName, WireError } from "./protocol.js";
+import type { RunningSlot } from "./running-slot.js";
 import { fromWire } from "./wire-error.js";
 
 export class ThreadHost implements ActivationHost {
@@ -22,8 +23,8 @@ export class ThreadHost implements ActivationHost {
   constructor(
     private readonly id: number,
     private readonly runId: string,
-    private readonly port: MessagePort,
-    private readonly slot: Int32Array,
+    private readonly outbox: Outbox,
+    private readonly slot: RunningSlot,
     readonly limits: ValueLimits | undefined,
     /** Until when the lease is certainly held (epoch ms), kept current by the watchdog's pings. */
     public validUntil: number | undefined,
@@ -31,7 +32,7 @@ export class ThreadHost implements ActivationHost {
     const log =
       (level: "debug" | "info" | "warn" | "error") =>
       (message: string, fields?: Record<string, unknown>): void =>
-        this.post({ t: "log", id, level, message, fields: cloneable(fields) });
+        this.outbox.queue({ t: "log", id, level, message, fields: cloneable(fields) });
     this.logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
   }
 
@@ -56,7 +57,7 @@ export class ThreadHost implements ActivationHost {
   }
 
   enter(): void {
-    this.slot[0] = this.id;
+    this.slot.enter(this.id);
   }
 
   now(): Date {
@@ -71,13 +72,17 @@ export class ThreadHost implements ActivationHost {
 
   stepAttempt(step: StepAttemptStart): StepAttemptScope {
     const key = this.nextAttempt++;
-    this.post({ t: "attempt", id: this.id, key, step });
+    const message = { t: "attempt", id: this.id, key, step } as const;
+    // With a timeout, the watchdog must know the attempt before its function can spin: it goes at once.
+    if (step.timeout) this.outbox.send(message);
+    else this.outbox.queue(message);
+    const started = performance.now();
     return {
       run: (fn) => {
-        this.enter();
+        this.slot.enterStep(this.id, key, step.name, step.timeout ? Date.now() + step.timeout.ms : 0);
         return fn();
       },
-      end: (outcome) => this.post({ t: "attempt_end", id: this.id, key, outcome }),
+      end: (outcome) => this.outbox.queue({ t: "attempt_end", id: this.id, key, outcome, elapsedMs: performance.now() - started }),
     };
   }
 
@@ -98,12 +103,8 @@ export class ThreadHost implements ActivationHost {
     const call = this.nextCall++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(call, { resolve: resolve as (value: never) => void, reject });
-      this.post({ t: "call", id: this.id, call, op, arg });
+      this.outbox.send({ t: "call", id: this.id, call, op, arg });
     });
-  }
-
-  private post(message: FromThread): void {
-    this.port.postMessage(message);
   }
 }
 

@@ -13,22 +13,24 @@ import { toFailureInfo } from "../../core/json.js";
 import { createLogger } from "../../logger.js";
 import { loadWorkflows } from "../../workflows/loader.js";
 import { validateInput, type WorkflowRegistry } from "../../workflows/registry.js";
-import type { ActivationStart, FromThread, ToThread, WireOutcome } from "./protocol.js";
+import { Outbox } from "./outbox.js";
+import type { ActivationStart, ToThread, WireOutcome } from "./protocol.js";
+import { RunningSlot } from "./running-slot.js";
 import { ThreadHost } from "./thread-host.js";
 import { toWire } from "./wire-error.js";
 
 export interface ThreadData {
   workflowDirs: string[];
-  /** One Int32: the id of the activation whose code runs (or last ran) on this thread. */
+  /** The thread's RunningSlot: what it runs right now, for the watchdog. */
   slot: SharedArrayBuffer;
 }
 
 const port = parentPort;
 if (!port) throw new Error("thread-main.ts runs only as a worker thread");
 const data = workerData as ThreadData;
-const slot = new Int32Array(data.slot);
+const slot = new RunningSlot(data.slot);
 const running = new Map<number, ThreadHost>();
-const post = (message: FromThread): void => port.postMessage(message);
+const outbox = new Outbox(port, setImmediate);
 
 attributeTimers(slot);
 
@@ -54,15 +56,15 @@ port.on("message", (message: ToThread) => {
         const host = running.get(id);
         if (host) host.validUntil = validUntil;
       }
-      post({ t: "pong", seq: message.seq });
+      outbox.send({ t: "pong", seq: message.seq });
       return;
   }
 });
-post({ t: "ready", workflows: registry.list().map((w) => w.name) });
+outbox.send({ t: "ready", workflows: registry.list().map((w) => w.name) });
 
 async function start(message: ActivationStart): Promise<void> {
   const { id, run } = message;
-  const host = new ThreadHost(id, run.runId, port as never, slot, message.limits, message.validUntil);
+  const host = new ThreadHost(id, run.runId, outbox, slot, message.limits, message.validUntil);
   running.set(id, host);
   host.enter();
   let outcome: ActivationOutcome;
@@ -80,7 +82,7 @@ async function start(message: ActivationStart): Promise<void> {
   if (running.get(id) !== host) return;
   running.delete(id);
   host.close();
-  post({ t: "done", id, outcome: wireOutcome(outcome) });
+  outbox.send({ t: "done", id, outcome: wireOutcome(outcome) });
 }
 
 function wireOutcome(outcome: ActivationOutcome): WireOutcome {
@@ -89,28 +91,28 @@ function wireOutcome(outcome: ActivationOutcome): WireOutcome {
 
 /** Ends the activation whose code was running when `error` escaped; the thread goes on. */
 function crash(error: unknown, how: "uncaught exception" | "unhandled rejection"): void {
-  const id = slot[0] as number;
+  const id = slot.activation;
   const host = running.get(id);
   if (!host) return; // Its activation already ended: nothing is left to blame, nothing to stop.
   running.delete(id);
   host.close();
   // Its step functions may listen on the signal: they stop too.
   host.abort({ name: "WorkflowCrashedError", message: `workflow code left an ${how}` });
-  post({ t: "crashed", id, failure: toFailureInfo(error), how });
+  outbox.send({ t: "crashed", id, failure: toFailureInfo(error), how });
 }
 
 /**
  * Timer callbacks are a way into an activation's code that no host reply announces: each one is wrapped to note, as
  * it fires, the activation that scheduled it. (I/O callbacks a step awaits are not: see ARCHITECTURE.md.)
  */
-function attributeTimers(owner: Int32Array): void {
+function attributeTimers(owner: RunningSlot): void {
   type Scheduler = (callback: unknown, ...rest: unknown[]) => unknown;
   const wrap = (original: Scheduler): Scheduler => {
     const wrapped: Scheduler = (callback, ...rest) => {
       if (typeof callback !== "function") return Reflect.apply(original, globalThis, [callback, ...rest]);
-      const scheduledBy = owner[0] as number;
+      const scheduledBy = owner.activation;
       return Reflect.apply(original, globalThis, [function (this: unknown, ...args: unknown[]) {
-        owner[0] = scheduledBy;
+        owner.enter(scheduledBy);
         return (callback as (...args: unknown[]) => unknown).apply(this, args);
       }, ...rest]);
     };

@@ -17,7 +17,8 @@ import type { NewEntry } from "../../core/journal.js";
 import type { Logger } from "../../logger.js";
 import type { WorkflowRegistry } from "../../workflows/registry.js";
 import type { ActivationRequest, ActivationRunner, RunnerOutcome } from "../activation-runner.js";
-import type { FromThread, HostCallName, ToThread } from "./protocol.js";
+import type { FromThread, FromThreadBatch, HostCallName, ToThread } from "./protocol.js";
+import { RunningSlot } from "./running-slot.js";
 import type { ThreadData } from "./thread-main.js";
 import { ErrorRefs } from "./wire-error.js";
 
@@ -55,8 +56,8 @@ class WorkflowThread {
   lastError: unknown;
   constructor(
     readonly worker: Worker,
-    /** The id of the activation whose code runs (or last ran) on the thread, written by the thread. */
-    readonly slot: Int32Array,
+    /** What the thread runs right now, written by the thread. */
+    readonly slot: RunningSlot,
   ) {}
 }
 
@@ -129,14 +130,17 @@ export class WorkflowThreads implements ActivationRunner {
   }
 
   private spawn(): WorkflowThread {
-    const slot = new SharedArrayBuffer(4);
-    const data: ThreadData = { workflowDirs: [...this.options.workflowDirs], slot };
+    const slot = new RunningSlot();
+    const data: ThreadData = { workflowDirs: [...this.options.workflowDirs], slot: slot.buffer };
     const [entry, evaluated] = threadEntry();
     // (The thread's console output goes to this process's stdout and stderr, as the code's would in-thread.)
     const worker = new Worker(entry, { ...evaluated, workerData: data, resourceLimits: { maxOldGenerationSizeMb: this.options.heapMb } });
-    const thread = new WorkflowThread(worker, new Int32Array(slot));
+    const thread = new WorkflowThread(worker, slot);
     this.threads.push(thread);
-    worker.on("message", (message: FromThread) => this.receive(thread, message));
+    worker.on("message", (batch: FromThreadBatch) => {
+      if (!Array.isArray(batch)) this.receive(thread, batch);
+      else for (const message of batch) this.receive(thread, message);
+    });
     worker.on("error", (error) => {
       thread.lastError = error;
     });
@@ -198,7 +202,7 @@ export class WorkflowThreads implements ActivationRunner {
         live.attempts.set(message.key, { step: message.step, startedAt: Date.now(), scope: host.stepAttempt?.(message.step) });
         return;
       case "attempt_end":
-        live.attempts.get(message.key)?.scope?.end(message.outcome);
+        live.attempts.get(message.key)?.scope?.end(message.outcome, message.elapsedMs);
         live.attempts.delete(message.key);
         return;
       case "log":
@@ -236,41 +240,35 @@ export class WorkflowThreads implements ActivationRunner {
         continue;
       }
       if (silentMs < this.pingMs) continue;
-      // Silent for a while: is the code running now a step attempt already past its own timeout?
-      const running = thread.activations.get(thread.slot[0] as number);
-      for (const attempt of running?.attempts.values() ?? []) {
-        const timeout = attempt.step.timeout;
-        if (timeout && now - attempt.startedAt > timeout.ms) {
-          this.stop(thread, "overran");
-          break;
-        }
-      }
+      // Silent for a while: is the code running now a step function already past its own timeout?
+      const step = thread.slot.step;
+      if (step && step.deadline > 0 && now > step.deadline && thread.activations.get(thread.slot.activation)?.attempts.has(step.key)) this.stop(thread, "overran");
     }
   }
 
   /** Terminates a thread whose code would not yield; blames the run in the slot and re-queues the others. */
   private stop(thread: WorkflowThread, why: "blocked" | "overran"): void {
-    const culprit = thread.activations.get(thread.slot[0] as number);
+    const culprit = thread.activations.get(thread.slot.activation);
+    const step = thread.slot.step;
+    const attempt = step && culprit?.attempts.get(step.key);
     let outcome: RunnerOutcome | undefined;
     if (culprit) {
-      const names = [...culprit.attempts.values()].map((attempt) => attempt.step.name);
-      const where = names.length > 0 ? `with step ${names.map((name) => `"${name}"`).join(", ")} running` : "in its handler";
-      const overran = why === "overran" ? [...culprit.attempts.values()].find((a) => a.step.timeout && Date.now() - a.startedAt > a.step.timeout.ms) : undefined;
-      if (overran?.step.timeout) {
-        outcome = { kind: "overran", entry: overrunEntry(overran.step), cause: `step "${overran.step.name}" ran past its ${overran.step.timeout.ms} ms timeout without yielding` };
+      if (why === "overran" && attempt?.step.timeout) {
+        outcome = { kind: "overran", entry: overrunEntry(attempt.step), cause: `step "${attempt.step.name}" ran past its ${attempt.step.timeout.ms} ms timeout without yielding` };
       } else {
+        const where = step ? `in step "${step.name}"` : "in its handler";
         const cause = `blocked its thread for more than ${this.options.blockedCodeMs} ms (CAIRN_BLOCKED_CODE_MS) ${where}`;
         outcome = { kind: "abnormal", cause, failure: { name: "WorkflowCodeBlockedError", message: `run ${culprit.request.run.runId} ${cause}` } };
       }
     }
-    this.options.logger.warn({ runId: culprit?.request.run.runId, activations: thread.activations.size, why }, "workflow thread stopped: its code did not yield; replacing it");
+    this.options.logger.warn({ runId: culprit?.request.run.runId, step: step?.name, activations: thread.activations.size, why }, "workflow thread stopped: its code did not yield; replacing it");
     this.retire(thread, culprit, outcome, why === "blocked" ? "its thread was stopped: another run's code blocked it" : "its thread was stopped: another run's step overran its timeout");
   }
 
   private exited(thread: WorkflowThread, code: number): void {
     if (thread.dead) return;
     const error = thread.lastError as (Error & { code?: string }) | undefined;
-    const culprit = thread.activations.get(thread.slot[0] as number);
+    const culprit = thread.activations.get(thread.slot.activation);
     const cause =
       error?.code === "ERR_WORKER_OUT_OF_MEMORY"
         ? `ran its thread out of memory (over ${this.options.heapMb} MB, CAIRN_WORKFLOW_HEAP_MB)`
