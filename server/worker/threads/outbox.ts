@@ -1,7 +1,9 @@
 /**
- * A thread's messages to the main thread. Each message to the main thread wakes it, so those that need no answer
- * (a step attempt starting or ending, a log record) wait for the next one that must go at once (a host call, an
- * activation's end, a pong) and travel with it in one array, or go at the end of the thread's turn.
+ * A thread's messages to the main thread. Each message wakes the main thread and costs a structured clone on both
+ * sides, so messages go out together: everything posted in one turn of the thread's event loop (the host calls of
+ * every activation that a batch of replies resumed, their step attempts and log records) leaves as one array at the
+ * end of that turn. Only what the watchdog must see before the code goes on (a step with a timeout about to run)
+ * goes at once, with everything queued before it.
  */
 import type { MessagePort } from "node:worker_threads";
 import type { FromThread } from "./protocol.js";
@@ -16,18 +18,14 @@ export class Outbox {
     private readonly later: (callback: () => void) => void,
   ) {}
 
-  /** Sends `message` with everything queued before it, now. */
-  send(message: FromThread): void {
-    if (this.queued.length === 0) {
-      this.port.postMessage(message);
-      return;
-    }
+  /** Sends `message`, with everything queued before it, now. */
+  sendNow(message: FromThread): void {
     this.queued.push(message);
     this.flush();
   }
 
-  /** Queues `message` for the next send, or the end of this turn. */
-  queue(message: FromThread): void {
+  /** Queues `message` for the end of this turn. */
+  send(message: FromThread): void {
     this.queued.push(message);
     if (this.flushing) return;
     this.flushing = true;

@@ -31,6 +31,9 @@ export interface ActivationStart {
   validUntil?: number | undefined;
 }
 
+/** Messages to a thread come one by one or, when several are ready in one turn of the main thread, as an array. */
+export type ToThreadBatch = ToThread | ToThread[];
+
 export type ToThread =
   | ActivationStart
   | { t: "reply"; id: number; call: number; ok: true; value: unknown }
@@ -42,11 +45,7 @@ export type ToThread =
 /** An activation's end as it crosses: `aborted` carries its reason as a WireError. */
 export type WireOutcome = Exclude<ActivationOutcome, { kind: "aborted" }> | { kind: "aborted"; reason: WireError };
 
-/**
- * Messages from a thread come one by one or, when several are ready at once, as an array in order: step attempts
- * and log records wait for the next message that must go at once (a host call, an activation's end) or the end of
- * the thread's turn, so a step usually costs one message out (its journal write) and one back.
- */
+/** Messages from a thread come one by one or, when several are ready in one turn of the thread, as an array. */
 export type FromThreadBatch = FromThread | FromThread[];
 
 export type FromThread =

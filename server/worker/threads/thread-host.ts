@@ -32,7 +32,7 @@ export class ThreadHost implements ActivationHost {
     const log =
       (level: "debug" | "info" | "warn" | "error") =>
       (message: string, fields?: Record<string, unknown>): void =>
-        this.outbox.queue({ t: "log", id, level, message, fields: cloneable(fields) });
+        this.outbox.send({ t: "log", id, level, message, fields: cloneable(fields) });
     this.logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
   }
 
@@ -74,15 +74,15 @@ export class ThreadHost implements ActivationHost {
     const key = this.nextAttempt++;
     const message = { t: "attempt", id: this.id, key, step } as const;
     // With a timeout, the watchdog must know the attempt before its function can spin: it goes at once.
-    if (step.timeout) this.outbox.send(message);
-    else this.outbox.queue(message);
+    if (step.timeout) this.outbox.sendNow(message);
+    else this.outbox.send(message);
     const started = performance.now();
     return {
       run: (fn) => {
         this.slot.enterStep(this.id, key, step.name, step.timeout ? Date.now() + step.timeout.ms : 0);
         return fn();
       },
-      end: (outcome) => this.outbox.queue({ t: "attempt_end", id: this.id, key, outcome, elapsedMs: performance.now() - started }),
+      end: (outcome) => this.outbox.send({ t: "attempt_end", id: this.id, key, outcome, elapsedMs: performance.now() - started }),
     };
   }
 

@@ -14,7 +14,7 @@ import { createLogger } from "../../logger.js";
 import { loadWorkflows } from "../../workflows/loader.js";
 import { validateInput, type WorkflowRegistry } from "../../workflows/registry.js";
 import { Outbox } from "./outbox.js";
-import type { ActivationStart, ToThread, WireOutcome } from "./protocol.js";
+import type { ActivationStart, ToThread, ToThreadBatch, WireOutcome } from "./protocol.js";
 import { RunningSlot } from "./running-slot.js";
 import { ThreadHost } from "./thread-host.js";
 import { toWire } from "./wire-error.js";
@@ -30,7 +30,9 @@ if (!port) throw new Error("thread-main.ts runs only as a worker thread");
 const data = workerData as ThreadData;
 const slot = new RunningSlot(data.slot);
 const running = new Map<number, ThreadHost>();
-const outbox = new Outbox(port, setImmediate);
+/** The thread's own setImmediate, before attributeTimers wraps it. */
+const later = setImmediate;
+const outbox = new Outbox(port, later);
 
 attributeTimers(slot);
 
@@ -40,7 +42,15 @@ const registry: WorkflowRegistry = await loadWorkflows(data.workflowDirs, create
 process.on("uncaughtException", (error) => crash(error, "uncaught exception"));
 process.on("unhandledRejection", (reason) => crash(reason, "unhandled rejection"));
 
-port.on("message", (message: ToThread) => {
+port.on("message", (batch: ToThreadBatch) => {
+  if (!Array.isArray(batch)) return receive(batch);
+  // One message per turn, as if each had come alone: an unhandled rejection is noticed at the end of a turn, and the
+  // slot must still name the activation whose code the turn ran.
+  receive(batch[0] as ToThread);
+  for (let i = 1; i < batch.length; i++) later(() => receive(batch[i] as ToThread));
+});
+
+function receive(message: ToThread): void {
   switch (message.t) {
     case "start":
       void start(message);
@@ -59,7 +69,7 @@ port.on("message", (message: ToThread) => {
       outbox.send({ t: "pong", seq: message.seq });
       return;
   }
-});
+}
 outbox.send({ t: "ready", workflows: registry.list().map((w) => w.name) });
 
 async function start(message: ActivationStart): Promise<void> {

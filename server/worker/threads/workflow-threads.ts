@@ -54,6 +54,8 @@ class WorkflowThread {
   /** When the unanswered ping went out (absent: none pending). */
   pingedAt: number | undefined;
   lastError: unknown;
+  /** Messages for the thread, sent together at the end of this turn. */
+  readonly outbox: ToThread[] = [];
   constructor(
     readonly worker: Worker,
     /** What the thread runs right now, written by the thread. */
@@ -173,9 +175,19 @@ export class WorkflowThreads implements ActivationRunner {
     }
   }
 
+  /**
+   * Queues `message` for the thread: everything for one thread in one turn (the replies a group commit resolved at
+   * once, the starts of a claimed batch) goes as one message once the turn's promise callbacks have run.
+   */
   private post(thread: WorkflowThread, message: ToThread): void {
     if (thread.dead) return;
-    thread.worker.postMessage(message);
+    thread.outbox.push(message);
+    if (thread.outbox.length > 1) return;
+    process.nextTick(() => {
+      const batch = thread.outbox.splice(0);
+      if (thread.dead || batch.length === 0) return;
+      thread.worker.postMessage(batch.length === 1 ? batch[0] : batch);
+    });
   }
 
   private receive(thread: WorkflowThread, message: FromThread): void {
