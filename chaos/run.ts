@@ -27,7 +27,7 @@ import { CairnError } from "../sdk/errors.js";
 import { Code } from "@connectrpc/connect";
 import { type AcceptedRun, type CheckFigures, type SentEvent, verify } from "./checks.js";
 import { type ChaosCluster, freePort, startCluster } from "./cluster.js";
-import { type AnyInput, eventsFor, expectedOutput, makeInput, workflowNames, type WorkloadKind } from "./model.js";
+import { type AnyInput, eventsFor, expectedOutput, makeInput, poisonCauses, type PoisonInput, workflowNames, type WorkloadKind } from "./model.js";
 import { ProcessSlot, repoRoot } from "./processes.js";
 
 // ── options ──────────────────────────────────────────────────────────────────
@@ -89,6 +89,9 @@ const serverEnv = {
   CAIRN_AGENT_LEASE_MS: "3000",
   CAIRN_SHUTDOWN_GRACE_MS: "1000",
   DATABASE_POOL_SIZE: "10",
+  // The poison runs (chaos/workflows/poison.ts) are stopped and paused quickly; the rest of the workload must not notice.
+  CAIRN_BLOCKED_CODE_MS: "1500",
+  CAIRN_WORKFLOW_HEAP_MB: "128",
 };
 
 const database = "cairn_chaos";
@@ -478,13 +481,41 @@ async function inject(faults: Fault[], startedAt: number): Promise<void> {
 
 // ── settle and report ────────────────────────────────────────────────────────
 
+/** Poison runs, one of each kind, started with the load: each must end paused, naming its cause. */
+const poisonRuns: { runId: string; how: PoisonInput["how"] }[] = [];
+
+async function startPoison(): Promise<void> {
+  for (const how of Object.keys(poisonCauses) as PoisonInput["how"][]) {
+    const input: PoisonInput = { seed: `poison-${seed}-${how}`, how };
+    const handle = await call(`CreateRun poison ${how}`, (c) => c.createRun(workflowNames.poison, input, { idempotencyKey: input.seed }));
+    poisonRuns.push({ runId: handle.runId, how });
+  }
+}
+
+/** Every poison run is paused by the breaker with a reason naming how it broke its thread. */
+async function checkPoison(violations: string[]): Promise<void> {
+  for (const { runId, how } of poisonRuns) {
+    const info = await call(`GetRun poison ${runId}`, (c) => c.getRun(runId), 30_000);
+    if (info.status !== "paused") {
+      violations.push(`poison run ${runId} (${how}) is ${info.status}, not paused`);
+      continue;
+    }
+    const reason = (await call(`ExplainRun poison ${runId}`, (c) => c.explainRun(runId), 30_000)).pauseReason ?? "";
+    // A server kill or pause may have lapsed its lease in between: the last cause is then the lapse, also a poison cause.
+    if (!poisonCauses[how].test(reason) && !/lease lapsed/.test(reason)) violations.push(`poison run ${runId} (${how}) paused for "${reason}", which does not name its cause`);
+  }
+}
+
 async function settle(): Promise<{ settledMs: number; stuck: number }> {
   const began = performance.now();
   let lastReport = 0;
+  const poisonIds = poisonRuns.map((run) => run.runId);
   for (;;) {
     const [row] = await query<{ open: number; turns: number }>(
-      `select (select count(*)::int from runs where status not in ('completed', 'failed', 'cancelled')) as open,
+      `select (select count(*)::int from runs where status not in ('completed', 'failed', 'cancelled') and not (id = any ($1::uuid[]))
+                 + (select count(*)::int from runs where id = any ($1::uuid[]) and status <> 'paused')) as open,
               (select count(*)::int from agent_turns where status in ('pending', 'leased')) as turns`,
+      [poisonIds],
     );
     const open = row?.open ?? 0;
     const turns = row?.turns ?? 0;
@@ -504,7 +535,8 @@ async function dumpStuck(): Promise<string[]> {
   const stuck = await query<Record<string, unknown>>(
     `select id, workflow_name, status, waiting_on, available_at, lease_owner, lease_epoch, lease_expires_at, activation_count,
             cancel_requested_at, parent_run_id, created_at, updated_at
-     from runs where status not in ('completed', 'failed', 'cancelled') order by updated_at limit 20`,
+     from runs where status not in ('completed', 'failed', 'cancelled') and not (status = 'paused' and workflow_name = 'chaos_poison')
+     order by updated_at limit 20`,
   );
   const [{ now } = { now: "?" }] = await query<{ now: string }>(`select now()::text as now`);
   lines.push(`stuck runs (database time ${now}), first ${stuck.length}:`);
@@ -616,8 +648,9 @@ async function main(): Promise<number> {
 
   const workload = planWorkload();
   const faults = planFaults();
+  await startPoison();
   const startedAt = performance.now();
-  log(`load and faults start`);
+  log(`load and faults start (with ${poisonRuns.length} poison runs)`);
   await Promise.all([Promise.all(workload.map((run) => drive(run, startedAt))), inject(faults, startedAt)]);
   log(`load and faults done: ${accepted.length} runs accepted, ${sent.length} events sent; waiting for every run to settle`);
 
@@ -631,9 +664,10 @@ async function main(): Promise<number> {
     log(`every run settled ${(settled.settledMs / 1000).toFixed(1)} s after the faults stopped`);
   }
 
-  const result = await verify(query, accepted, sent, unanswered);
+  const result = await verify(query, accepted, sent, unanswered, new Set(poisonRuns.map((run) => run.runId)));
   violations.push(...result.violations);
   if (settled.stuck === 0) await apiCheck(violations);
+  await checkPoison(violations);
   violations.push(...driverFailures.map((f) => `driver: ${f}`));
   if (internalAnswers.length > 0) {
     violations.push(`${internalAnswers.length} calls were answered INTERNAL instead of a retryable code (the cause is in the server logs), e.g. ${internalAnswers[0]}`);
