@@ -68,6 +68,7 @@ export class WorkflowThreads implements ActivationRunner {
   private nextId = 1;
   private pingSeq = 0;
   private watchdog: NodeJS.Timeout | undefined;
+  private lastWatch = Date.now();
   private closed = false;
   private readonly pingMs: number;
   /** Waiters for a ready thread (all threads are being replaced). */
@@ -81,6 +82,7 @@ export class WorkflowThreads implements ActivationRunner {
   async start(): Promise<void> {
     const started = Array.from({ length: Math.max(1, this.options.threads) }, () => this.spawn());
     await Promise.all(started.map((thread) => this.whenReady(thread)));
+    this.lastWatch = Date.now();
     this.watchdog = setInterval(() => this.watch(), this.pingMs);
     this.watchdog.unref();
   }
@@ -234,6 +236,13 @@ export class WorkflowThreads implements ActivationRunner {
   /** The watchdog's tick: ping quiet threads, stop those silent too long. */
   private watch(): void {
     const now = Date.now();
+    const stalled = now - this.lastWatch > Math.max(4 * this.pingMs, 1000);
+    this.lastWatch = now;
+    if (stalled) {
+      // This thread itself did not run for a while (SIGSTOP, a frozen VM, a long GC): the threads' silence counts from now.
+      for (const thread of this.threads) if (thread.pingedAt !== undefined) thread.pingedAt = now;
+      return;
+    }
     for (const thread of [...this.threads]) {
       if (!thread.ready || thread.dead) continue;
       if (thread.pingedAt === undefined) {
