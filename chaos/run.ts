@@ -512,8 +512,8 @@ async function settle(): Promise<{ settledMs: number; stuck: number }> {
   const poisonIds = poisonRuns.map((run) => run.runId);
   for (;;) {
     const [row] = await query<{ open: number; turns: number }>(
-      `select (select count(*)::int from runs where status not in ('completed', 'failed', 'cancelled') and not (id = any ($1::uuid[]))
-                 + (select count(*)::int from runs where id = any ($1::uuid[]) and status <> 'paused')) as open,
+      `select (select count(*)::int from runs where status not in ('completed', 'failed', 'cancelled') and not (id = any ($1::uuid[])))
+                 + (select count(*)::int from runs where id = any ($1::uuid[]) and status <> 'paused') as open,
               (select count(*)::int from agent_turns where status in ('pending', 'leased')) as turns`,
       [poisonIds],
     );
