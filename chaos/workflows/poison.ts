@@ -28,7 +28,8 @@ export async function handler(input: PoisonInput, ctx: WorkflowContext) {
     case "memory":
       return ctx.step("hog", () => {
         const hoard: number[][] = [];
-        for (;;) hoard.push(Array.from({ length: 100_000 }, (_, i) => i));
+        // 8 MB a turn: the heap limit comes long before the watchdog's.
+        for (;;) hoard.push(new Array(1_000_000).fill(hoard.length));
       });
   }
 }
