@@ -6,8 +6,8 @@ import type { PoisonInput } from "../model.js";
 
 export const WORKFLOW_NAME = "chaos_poison";
 
+// (No ledger steps: the checker reads every journaled step as a ledger step; the poison runs are checked apart.)
 export async function handler(input: PoisonInput, ctx: WorkflowContext) {
-  await ctx.step("before", () => input.seed);
   switch (input.how) {
     case "spin_handler":
       for (;;) {
