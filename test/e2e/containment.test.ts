@@ -205,5 +205,44 @@ test("two poison runs sharing the only thread cannot shield each other from the 
     for (const runId of [a.runId, b.runId]) assert.equal((await row(runId)).abnormal_activations, limit);
   } finally {
     server.kill("SIGCONT");
+    // It would claim the next tests' runs.
+    single.kill("SIGTERM");
+    await single.exited;
   }
 }, 90_000);
+
+test("SIGTERM while a run spins: the process still exits 0, within the grace period plus CAIRN_BLOCKED_CODE_MS", async () => {
+  const doomed = await startServerProcess({
+    databaseUrl,
+    workflowDirs: "test/fixtures/containment-workflows",
+    name: "sigterm",
+    env: { CAIRN_BLOCKED_CODE_MS: String(blockedMs), CAIRN_SHUTDOWN_GRACE_MS: "500", CAIRN_LEASE_MS: "10000" },
+  });
+  // Keep the other server from claiming the run: it must be spinning on the one we stop.
+  server.kill("SIGSTOP");
+  try {
+    const run = await createCairnClient({ baseUrl: doomed.url }).createRun("spins_in_step", {});
+    await waitForRow(run.runId, (r) => r.status === "running" && r.activation_count === 1);
+    const sent = Date.now();
+    doomed.kill("SIGTERM");
+    const exit = await doomed.exited;
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.ok(Date.now() - sent < 500 + blockedMs + 2000, `exited ${Date.now() - sent} ms after SIGTERM`);
+    // The spinning activation was ended by the watchdog and counted; the run is back in the queue, not left leased.
+    const after = await row(run.runId);
+    assert.equal(after.status, "queued");
+    assert.equal(after.abnormal_activations, 1);
+  } finally {
+    server.kill("SIGCONT");
+  }
+}, 60_000);
+
+async function waitForRow(runId: string, ok: (r: Row) => boolean, timeoutMs = 20_000): Promise<Row> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await row(runId);
+    if (r && ok(r)) return r;
+    if (Date.now() > deadline) throw new Error(`run ${runId}: ${JSON.stringify(r)}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
