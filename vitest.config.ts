@@ -1,7 +1,7 @@
 /**
  * Test layers, one vitest project each (docs/testing.md): core (pure, no database, no sockets), core again in
  * always-replay mode, rpc (services through a router transport), integration (PostgreSQL, PGlite, store, worker)
- * and e2e (real processes, browser, TLS, HTTP/2, gRPC clients).
+ * and e2e (real processes, browser, TLS, HTTP/2, gRPC clients); and the README's test of the example workflows.
  */
 import { defineConfig } from "vitest/config";
 
@@ -34,6 +34,8 @@ export default defineConfig({
       layer("rpc"),
       layer("integration"),
       layer("e2e"),
+      // The example workflows tested with @cairnjs/sdk/testing, as README.md shows (pure: no database, no sockets).
+      layer("examples", ["examples/**/*.test.ts"]),
     ],
   },
 });

@@ -1,6 +1,7 @@
 /** Command-line flags of `npm run bench`. */
 import { parseArgs } from "node:util";
 import { type HttpVersion, httpVersions } from "./client.js";
+import { type Observation, observations, type WireName, wireNames } from "./wire.js";
 
 export interface BenchOptions {
   quick: boolean;
@@ -45,6 +46,8 @@ export interface BenchOptions {
 
   /** The batch section: a cancel batch over this many parked runs (0: skipped). */
   batchRuns: number;
+  /** The deploy-check section: `cairn deploy check` over this many parked runs (0: skipped). */
+  deployCheckRuns: number;
   /** The schedules section: this many schedules (0: skipped) every scheduleEveryMs, measured over scheduleCycles cycles. */
   schedules: number;
   scheduleEveryMs: number;
@@ -66,6 +69,15 @@ export interface BenchOptions {
   /** Flow control's cost: W1 rounds over bench_steps and bench_steps_keyed alternately (0: skipped). */
   flowControlRounds: number;
   explainNearMisses: number;
+
+  /** The wire table: W1–W4 through these independent clients (empty: skipped), each with the end seen these ways. */
+  wires: WireName[];
+  observations: Observation[];
+  /** Sizes of the wire table's W1 (runs), W2, W3 and W4 (0: that column skipped); steps, concurrency and timer-ms are shared. */
+  wireRuns: number;
+  wireStartRuns: number;
+  wireEventRuns: number;
+  wireTimerRuns: number;
 }
 
 export const usage = `usage: npm run bench -- [--quick] [flags]
@@ -118,6 +130,10 @@ Replay (bench_replay):
 Batch (StartBatch):
   --batch-runs N        a cancel batch over N runs parked on events; runs/s (default 10000; quick 500; 0 skips)
   --skip-batch          same as --batch-runs 0
+  --deploy-check-runs N cairn deploy check (the CLI process) over N runs parked on events, against
+                        bench/changed-workflows, where a tenth of them diverge; runs/s (default 10000;
+                        quick 500; 0 skips)
+  --skip-deploy-check   same as --deploy-check-runs 0
   --schedules N         fire lateness p50/p99 of N schedules every 10 s on three servers
                         (default 1000; quick 100; 0 skips)
   --schedule-cycles C   fire cycles measured (default 3; quick 1)
@@ -143,6 +159,18 @@ ExplainRun (also with --quick):
   --flow-control-rounds N  W1 rounds without and with a concurrency key (limit 64), alternating (default 3)
   --skip-flow-control   same as --flow-control-rounds 0
 
+Wires (issue 18; on a fresh server, after the SDK workloads; --steps, --concurrency, --timer-ms
+and --wait-concurrency as above):
+  --wires LIST          independent clients: grpc-js (@grpc/grpc-js + proto-loader on proto/),
+                        fetch (Connect JSON over plain fetch, HTTP/1.1), sdk (default all three)
+  --observe LIST        how each learns of a run's end: await (AwaitRun), watch (WatchRun)
+                        (default await,watch); W4 holds one observer per run (500 at once)
+  --wire-runs N         W1 runs per wire and observation (default 1000; quick 100; 0 skips)
+  --wire-start-runs N   W2 runs (default 200; quick 20; 0 skips)
+  --wire-event-runs N   W3 runs (default 200; quick 20; 0 skips)
+  --wire-timer-runs N   W4 runs, each with its own observer (default 500; quick 50; 0 skips)
+  --skip-wires          no wire table
+
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else postgres://root@127.0.0.1:5432/test
 if reachable, else an embedded cluster. A fresh bench_<random> database is created there and
 dropped at the end. Other Cairn variables set in the environment pass through to the servers.`;
@@ -162,6 +190,7 @@ interface Defaults {
   replayBudget: number;
   resumeSteps: number;
   batchRuns: number;
+  deployCheckRuns: number;
   extras: boolean;
   runControlRuns: number;
   runControlCalls: number;
@@ -180,6 +209,7 @@ const full: Defaults = {
   replayBudget: 2000,
   resumeSteps: 1000,
   batchRuns: 10_000,
+  deployCheckRuns: 10_000,
   schedules: 1000,
   scheduleCycles: 3,
   extras: true,
@@ -200,6 +230,7 @@ const quick: Defaults = {
   replayBudget: 300,
   resumeSteps: 300,
   batchRuns: 500,
+  deployCheckRuns: 500,
   schedules: 100,
   scheduleCycles: 1,
   extras: false,
@@ -239,6 +270,8 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "skip-replay": { type: "boolean", default: false },
       "batch-runs": { type: "string" },
       "skip-batch": { type: "boolean", default: false },
+      "deploy-check-runs": { type: "string" },
+      "skip-deploy-check": { type: "boolean", default: false },
       schedules: { type: "string" },
       "schedule-cycles": { type: "string" },
       "skip-schedules": { type: "boolean", default: false },
@@ -257,6 +290,13 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "skip-explain": { type: "boolean", default: false },
       "flow-control-rounds": { type: "string" },
       "skip-flow-control": { type: "boolean", default: false },
+      wires: { type: "string", default: wireNames.join(",") },
+      observe: { type: "string", default: observations.join(",") },
+      "skip-wires": { type: "boolean", default: false },
+      "wire-runs": { type: "string" },
+      "wire-start-runs": { type: "string" },
+      "wire-event-runs": { type: "string" },
+      "wire-timer-runs": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -294,6 +334,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     replayStepsPerLength: int("--replay-budget", values["replay-budget"], d.replayBudget, 1),
     resumeSteps: replaySkipped ? 0 : int("--resume-steps", values["resume-steps"], d.resumeSteps),
     batchRuns: values["skip-batch"] ? 0 : int("--batch-runs", values["batch-runs"], d.batchRuns),
+    deployCheckRuns: values["skip-deploy-check"] ? 0 : int("--deploy-check-runs", values["deploy-check-runs"], d.deployCheckRuns),
     schedules: values["skip-schedules"] ? 0 : int("--schedules", values.schedules, d.schedules),
     scheduleEveryMs: 10_000,
     scheduleCycles: int("--schedule-cycles", values["schedule-cycles"], d.scheduleCycles, 1),
@@ -308,11 +349,23 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     explainCalls: values["skip-explain"] ? 0 : int("--explain-calls", values["explain-calls"], 300),
     flowControlRounds: values["skip-flow-control"] ? 0 : int("--flow-control-rounds", values["flow-control-rounds"], 3),
     explainNearMisses: int("--explain-near-misses", values["explain-near-misses"], 5),
+    wires: values["skip-wires"] ? [] : listFlag("--wires", values.wires, wireNames),
+    observations: listFlag("--observe", values.observe, observations),
+    wireRuns: int("--wire-runs", values["wire-runs"], d.runs),
+    wireStartRuns: int("--wire-start-runs", values["wire-start-runs"], d.startRuns),
+    wireEventRuns: int("--wire-event-runs", values["wire-event-runs"], d.eventRuns),
+    wireTimerRuns: int("--wire-timer-runs", values["wire-timer-runs"], d.timerRuns),
   };
 }
 
 function isHttpVersion(value: string): value is HttpVersion {
   return (httpVersions as readonly string[]).includes(value);
+}
+
+function listFlag<T extends string>(flag: string, raw: string, allowed: readonly T[]): T[] {
+  const items = raw.split(",").map((part) => part.trim()).filter((part) => part !== "");
+  for (const item of items) if (!(allowed as readonly string[]).includes(item)) throw new Error(`${flag}: ${JSON.stringify(item)} is not one of ${allowed.join(", ")}`);
+  return [...new Set(items as T[])];
 }
 
 function lengthList(raw: string): number[] {

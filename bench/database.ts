@@ -223,7 +223,7 @@ export class BenchProbe {
     await this.client.query("select pg_stat_force_next_flush()").catch(() => undefined);
     await this.client.query("select pg_stat_clear_snapshot()");
     const result = await this.client.query<{ relname: string; seq_scan: string; seq_tup_read: string; idx_scan: string | null; idx_tup_fetch: string | null }>(
-      "select relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch from pg_stat_user_tables where relname in ('runs', 'journal_entries', 'waits', 'events', 'run_watchers', 'agent_turns')",
+      "select relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch from pg_stat_user_tables where relname in ('runs', 'journal_entries', 'waits', 'events', 'agent_turns')",
     );
     return Object.fromEntries(
       result.rows.map((r) => [

@@ -27,4 +27,9 @@ export const goals = {
   resumeFirstStepMs: 200,
   /** W1 through two server processes ÷ through one. */
   twoServerRatio: 1.6,
+  /** The wire table (issue 18): W1 ÷ pgbench 64-client TPS through grpc-js (and fetch), and through the SDK. */
+  wireW1Ratio: 1.0,
+  wireW1SdkRatio: 1.5,
+  /** Server CPU per W2 run on the gRPC path, ms. */
+  wireW2ServerCpuMs: 2.5,
 } as const;

@@ -10,12 +10,15 @@ import { fileURLToPath } from "node:url";
 import type { BenchOptions } from "./args.js";
 import { type ExtrasReport, extrasFailures, extrasRows } from "./extras-report.js";
 import { type RunControlReport, runControlRows } from "./run-control-report.js";
+import { formatWireTable, wireFailures, type WireRow, wireRows } from "./wires-report.js";
+import type { WireResult } from "./wires.js";
 import { mib, ms, percent, signed, signedMib, type Summary, summarize, thousands, triple } from "./format.js";
 import { goals } from "./goals.js";
 import type { EventLatencyResult, StartLatencyResult } from "./latency.js";
 import type { PgbenchResult } from "./pgbench.js";
 import type { ResumeResult, StepCostsResult } from "./replay.js";
 import type { BatchBenchResult } from "./batch.js";
+import type { DeployCheckBenchResult } from "./deploy-check.js";
 import type { ScheduleBenchResult } from "./schedules.js";
 import type { CpuShares } from "./resources.js";
 import { round } from "./stats.js";
@@ -84,6 +87,8 @@ export interface Report {
   goals: typeof goals;
   pgbench: PgbenchReport[];
   scoreboard: ScoreRow[];
+  /** The wire table (issue 18): one row per independent client and way of seeing a run end. */
+  wires: WireRow[];
   figures: {
     /** W1 on one server with each HTTP version, when --http both. */
     w1Http: ThroughputReport[];
@@ -120,6 +125,7 @@ export interface Report {
     resume: (ResumeResult & { loadAverage: number }) | null;
     batch: (BatchBenchResult & { loadAverage: number }) | null;
     schedules: (ScheduleBenchResult & { loadAverage: number }) | null;
+    deployCheck: (DeployCheckBenchResult & { loadAverage: number }) | null;
     extras: ExtrasReport;
     runControl: RunControlReport;
   };
@@ -154,8 +160,10 @@ export interface Measurements {
   resume: { result: ResumeResult; loadAverage: number } | null;
   batch: { result: BatchBenchResult; loadAverage: number } | null;
   schedules?: { result: ScheduleBenchResult; loadAverage: number } | null;
+  deployCheck?: { result: DeployCheckBenchResult; loadAverage: number } | null;
   extras: ExtrasReport;
   runControl: RunControlReport;
+  wires: WireResult[];
   failures: string[];
 }
 
@@ -274,6 +282,7 @@ export function buildReport(m: Measurements): Report {
     resume: m.resume ? { ...m.resume.result, loadAverage: m.resume.loadAverage } : null,
     batch: m.batch ? { ...m.batch.result, runsPerSec: round(m.batch.result.runsPerSec, 1), loadAverage: m.batch.loadAverage } : null,
     schedules: m.schedules ? { ...m.schedules.result, loadAverage: m.schedules.loadAverage } : null,
+    deployCheck: m.deployCheck ? { ...m.deployCheck.result, runsPerSec: round(m.deployCheck.result.runsPerSec, 1), loadAverage: m.deployCheck.loadAverage } : null,
     extras: m.extras,
     runControl: m.runControl,
   };
@@ -285,8 +294,9 @@ export function buildReport(m: Measurements): Report {
     goals,
     pgbench: m.pgbench,
     scoreboard: scoreboard(figures, m.pgbench),
+    wires: wireRows(m.wires, pgAt(m.flags.concurrency)?.tps),
     figures,
-    failures: [...m.failures, ...collectFailures(m)],
+    failures: [...m.failures, ...collectFailures(m), ...wireFailures(m.wires)],
   };
 }
 
@@ -309,6 +319,7 @@ function collectFailures(m: Measurements): string[] {
     ...label("resume", m.resume?.result.failures ?? []),
     ...label("batch", m.batch?.result.failures ?? []),
     ...label("schedules", m.schedules?.result.failures ?? []),
+    ...label("deploy check", m.deployCheck?.result.failures ?? []),
     ...extrasFailures(m.extras),
   ];
 }
@@ -467,6 +478,17 @@ function scoreboard(f: Report["figures"], pgbench: PgbenchReport[]): ScoreRow[] 
       load: b.loadAverage,
     });
   }
+  if (f.deployCheck) {
+    const d = f.deployCheck;
+    rows.push({
+      workload: `cairn deploy check over ${thousands(d.runs)} parked runs (CLI process)`,
+      figure: `${thousands(Math.round(d.runsPerSec))} runs/s (${thousands(d.checked)} checked in ${(d.checkWallMs / 1000).toFixed(1)} s, start-up included; ${thousands(d.diverging)} divergent of ${thousands(d.expectedDiverging)} expected; CPU s: CLI ${d.cliCpuSeconds.toFixed(1)}, server ${d.serverCpuSeconds.toFixed(1)}, PostgreSQL ${d.postgresCpuSeconds.toFixed(1)}; machine ${Math.round(d.machineBusyShare * 100)} % busy)${d.failures.length ? `; ${d.failures.length} FAILED` : ""}`,
+      vsPgbench: "",
+      goal: noGoal,
+      met: d.failures.length > 0 ? false : null,
+      load: d.loadAverage,
+    });
+  }
   for (const p of pgbench) {
     rows.push({
       workload: `pgbench ${p.clients} client${p.clients === 1 ? "" : "s"}`,
@@ -499,6 +521,8 @@ export function formatReport(report: Report): string {
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => (row[i] ?? "").length)));
   const line = (row: readonly string[]) => `| ${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join(" | ")} |`;
   lines.push(line(columns), `|${widths.map((w) => rule(w + 2)).join("|")}|`, ...cells.map(line), "");
+  const pg = report.pgbench.find((p) => p.clients === report.flags.concurrency);
+  lines.push(...formatWireTable(report.wires, pg ? { clients: pg.clients, tps: pg.tps } : undefined));
 
   lines.push("Details", ...details(report).map(([label, value]) => (label === "" ? "" : `  ${label.padEnd(34)}  ${value}`)));
   return lines.join("\n").trimEnd();

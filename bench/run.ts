@@ -11,7 +11,9 @@
  * 4. resume after restart: a server parks long runs and stops, a new one
  *    resumes them;
  * 5. on a fresh server: a cancel batch over N parked runs (runs/s);
- * 6. last, on a fresh server: N parked runs (memory, idle CPU), which stay
+ * 6. on a fresh server: `cairn deploy check` (the CLI process) over N parked
+ *    runs against changed workflow code (runs/s, the divergent ones checked);
+ * 7. last, on a fresh server: N parked runs (memory, idle CPU), which stay
  *    in the database until it is dropped.
  *
  * Every server is a child process (bench/server.ts); this process is only
@@ -26,6 +28,7 @@ import { fileURLToPath } from "node:url";
 import type { CairnClient } from "../sdk/client.js";
 import { type BenchOptions, parseOptions, usage } from "./args.js";
 import { type BatchBenchResult, cancelBatch } from "./batch.js";
+import { type DeployCheckBenchResult, deployCheckThroughput } from "./deploy-check.js";
 import { type ScheduleBenchResult, scheduleLateness } from "./schedules.js";
 import { describeHttp, type HttpVersion, sdkClient } from "./client.js";
 import { agentRoundTrip, type AgentRoundTripResult, fanOut, type FanOutResult, warmUpComposition } from "./composition.js";
@@ -44,6 +47,11 @@ import type { RunControlReport } from "./run-control-report.js";
 import { watchDelay, type WatchDelayResult, warmUpWatch } from "./watch.js";
 import { explainLatency, type ExplainLatencyResult } from "./explain.js";
 import { runThroughput, stepsPerSecond, type ThroughputResult, warmUpThroughput } from "./workload.js";
+import { describeWire, type WireClient, type WireName } from "./wire.js";
+import { fetchWire } from "./wire-fetch.js";
+import { grpcWire } from "./wire-grpc.js";
+import { sdkWire } from "./wire-sdk.js";
+import { measureWire, type WireResult } from "./wires.js";
 
 /** Server settings that decide commit cost and capacity: recorded at the start and checked again at the end. */
 const postgresSettings = [
@@ -119,10 +127,12 @@ async function main(argv: string[]): Promise<number> {
 
       probe = await BenchProbe.connect(databaseUrl);
       const measured = await measureOnServers(options, settings, probe, pgbench, failures, signal);
+      const wires = await measureWires(options, settings, probe, failures, signal);
       const resume =
         options.resumeSteps > 0 && !signal.aborted ? await measureResume(options, settings, measured.http, probe, failures, signal) : null;
       const batch = options.batchRuns > 0 && !signal.aborted ? await measureBatch(options, settings, measured.http, probe, failures, signal) : null;
       const schedules = options.schedules > 0 && !signal.aborted ? await measureSchedules(options, settings, measured.http, failures, signal) : null;
+      const deployCheck = options.deployCheckRuns > 0 && !signal.aborted ? await measureDeployCheck(options, settings, measured.http, probe, failures, signal) : null;
       const parked = options.parkedRuns > 0 && !signal.aborted ? await measureParked(options, settings, measured.http, probe, failures, signal) : null;
       const runControl = await measureRunControl(options, settings, measured.http, failures, signal);
 
@@ -163,8 +173,10 @@ async function main(argv: string[]): Promise<number> {
         resume,
         batch,
         schedules,
+        deployCheck,
         parked,
         runControl,
+        wires,
         failures,
       };
       const report = buildReport(measurements);
@@ -378,6 +390,51 @@ async function measureExtras(
   return result;
 }
 
+const wireClients: Record<WireName, (baseUrl: string) => WireClient> = { "grpc-js": grpcWire, fetch: fetchWire, sdk: sdkWire };
+
+/** The wire table, on a server of its own: every wire and way of seeing an end runs W1–W4 against it in turn. */
+async function measureWires(options: BenchOptions, settings: ServerSettings, probe: BenchProbe, failures: string[], signal: AbortSignal): Promise<WireResult[]> {
+  const results: WireResult[] = [];
+  if (options.wires.length === 0 || options.observations.length === 0 || signal.aborted) return results;
+  log("starting server W for the wire table");
+  const w = await ServerProcess.start("server W", settings, log);
+  try {
+    const sizes = {
+      runs: options.wireRuns,
+      steps: options.steps,
+      concurrency: options.concurrency,
+      startRuns: options.wireStartRuns,
+      eventRuns: options.wireEventRuns,
+      timerRuns: options.wireTimerRuns,
+      timerMs: options.timerMs,
+      createConcurrency: options.waitConcurrency,
+    };
+    for (const wire of options.wires) {
+      for (const how of options.observations) {
+        if (signal.aborted) break;
+        log(`wires: ${wire} (${describeWire(wire)}), end seen by ${how === "await" ? "AwaitRun" : "WatchRun"}, load ${load1().toFixed(2)}`);
+        try {
+          await probe.vacuumEngineTables();
+          const result = await measureWire(() => wireClients[wire](w.url), how, w, probe, sizes, signal, load1);
+          results.push(result);
+          log(
+            `wires: ${wire}/${how}: W1 ${result.w1?.stepsPerSec.toFixed(0) ?? "—"} steps/s, W2 p50 ${median(result.w2?.latenciesMs)} ms, W3 p50 ${median(result.w3?.latenciesMs)} ms, W4 p50 ${median(result.w4?.latenessMs)} ms`,
+          );
+        } catch (error) {
+          failures.push(`wires ${wire}/${how}: ${(error as Error).message}`);
+        }
+      }
+    }
+  } finally {
+    await w.close();
+  }
+  return results;
+}
+
+function median(sorted: number[] | undefined): string {
+  return sorted && sorted.length > 0 ? (sorted[Math.floor(sorted.length / 2)] as number).toFixed(1) : "—";
+}
+
 async function measureResume(
   options: BenchOptions,
   settings: ServerSettings,
@@ -445,6 +502,30 @@ async function measureBatch(
     return null;
   } finally {
     await d.close();
+  }
+}
+
+async function measureDeployCheck(
+  options: BenchOptions,
+  settings: ServerSettings,
+  http: HttpVersion,
+  probe: BenchProbe,
+  failures: string[],
+  signal: AbortSignal,
+): Promise<Run<DeployCheckBenchResult> | null> {
+  log("starting server E for the deploy check");
+  const e = await ServerProcess.start("server E", settings, log);
+  try {
+    const loadAverage = load1();
+    log(`deploy check: ${options.deployCheckRuns} runs parked, then cairn deploy check over them, load ${loadAverage.toFixed(2)}`);
+    const result = await deployCheckThroughput(sdkClient(e.url, http), probe, e, { runs: options.deployCheckRuns, concurrency: options.waitConcurrency, signal, log });
+    log(`deploy check: ${result.runsPerSec.toFixed(0)} runs/s, ${result.diverging} of ${result.checked} diverging`);
+    return { result, loadAverage };
+  } catch (error) {
+    failures.push(`deploy check: ${(error as Error).message}`);
+    return null;
+  } finally {
+    await e.close();
   }
 }
 

@@ -51,6 +51,10 @@ export class ProcessSlot {
   readonly unexpectedExits: UnexpectedExit[] = [];
   /** Log records at level error or fatal (pino 50+), by message. */
   readonly errorsLogged = new Map<string, number>();
+  /** Log records at level warn (pino 40), by message: fence refusals of a woken stale holder, among others. */
+  readonly warningsLogged = new Map<string, number>();
+  /** Every incarnation's process id, in order (a server's lease owner id names it: host:pid:random). */
+  readonly pids: number[] = [];
 
   constructor(private readonly options: SlotOptions) {
     this.name = options.name;
@@ -127,6 +131,7 @@ export class ProcessSlot {
     this.note(`==== chaos: ${this.name} incarnation ${incarnation} starting at ${new Date().toISOString()}`);
     const child = spawnTsx(this.options.args, this.options.env);
     this.child = child;
+    if (child.pid !== undefined) this.pids.push(child.pid);
     child.stdout.on("data", (chunk: string) => this.log.write(chunk));
     child.stderr.on("data", (chunk: string) => this.log.write(chunk));
     eachLine(child.stdout, (line) => this.line(child, line));
@@ -149,11 +154,12 @@ export class ProcessSlot {
   /** One line the process printed: kept for the tail, counted if it is an error record, checked for readiness. */
   private line(child: ChildProcess, line: string): void {
     this.remember(line);
-    if (line.startsWith('{"level":5') || line.startsWith('{"level":6')) {
+    const counted = line.startsWith('{"level":5') || line.startsWith('{"level":6') ? this.errorsLogged : line.startsWith('{"level":4') ? this.warningsLogged : undefined;
+    if (counted) {
       try {
         const record = JSON.parse(line) as { msg?: unknown };
         const msg = String(record.msg ?? "?");
-        this.errorsLogged.set(msg, (this.errorsLogged.get(msg) ?? 0) + 1);
+        counted.set(msg, (counted.get(msg) ?? 0) + 1);
       } catch {
         // not a pino record
       }

@@ -23,26 +23,27 @@ import { assertPortFree } from "./http/port-check.js";
 import { listen } from "./http/listen.js";
 import { withValidAuthority } from "./http/require-authority.js";
 import { withOpenModeGuard } from "./http/open-mode-guard.js";
-import { withRestRoutes } from "./http/rest.js";
-import { withScheduleRestRoutes } from "./http/rest-schedules.js";
+import { restRunPaths, withRestRoutes } from "./http/rest.js";
+import { schedulesPath, withScheduleRestRoutes } from "./http/rest-schedules.js";
+import { withKeyGate } from "./http/key-gate.js";
+import { requestContextValues } from "./http/request-context.js";
 import { withUnaryLane } from "./http/unary-lane.js";
 import type { Logger } from "./logger.js";
 import { Metrics } from "./metrics.js";
 import { serveMetrics, withMetrics, type AdminCheck } from "./http/metrics-endpoint.js";
-import { metricsInterceptor } from "./rpc/metrics-interceptor.js";
+import { codeLabel, metricsInterceptor } from "./rpc/metrics-interceptor.js";
 import { tracingInterceptor } from "./rpc/tracing-interceptor.js";
 import { Tracing } from "./tracing.js";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { createAgentService } from "./rpc/agent-service.js";
-import { authInterceptor } from "./rpc/auth.js";
+import { authInterceptor, servicesWithoutKey } from "./rpc/auth.js";
 import { CallerSlots, callerCapsInterceptor } from "./rpc/caller-caps.js";
-import { peerContextValues } from "./rpc/peer.js";
 import { errorMappingInterceptor } from "./rpc/error-mapping.js";
 import { deadlineInterceptor } from "./rpc/deadline.js";
 import { acceptCompression, reclassifyProtocolErrors } from "./rpc/protocol-errors.js";
 import { createRequestValidator, validationInterceptor } from "./rpc/validation.js";
 import { createHealthService, Health, ServingStatus } from "./rpc/health.js";
-import { createReflectionServices } from "./rpc/reflection.js";
+import { createReflectionServices, ServerReflectionV1, ServerReflectionV1alpha } from "./rpc/reflection.js";
 import { createWorkflowService } from "./rpc/workflow-service.js";
 import { createKeyService } from "./rpc/key-service.js";
 import { Worker } from "./worker/worker.js";
@@ -66,6 +67,10 @@ export interface CairnServer {
   readonly database: Database;
   readonly registry: WorkflowRegistry;
   readonly scheduler: Worker;
+  /** The run feed every waiter on runs listens on (AwaitRun, WatchRun, WatchRuns). */
+  readonly feed: RunFeed;
+  /** This server's Prometheus instruments. */
+  readonly metrics: Metrics;
   /** `CAIRN_METRICS_PORT`'s /metrics, when set. */
   readonly metricsUrl: string | undefined;
   /** Calls the unary fast lane answered so far (always 0 with CAIRN_UNARY_LANE=off). */
@@ -89,6 +94,8 @@ export interface CairnServices {
   readonly interceptors: Interceptor[];
   readonly health: ReturnType<typeof createHealthService>;
   readonly keys: KeyCache | undefined;
+  /** Failed authentications per peer (keys mode with CAIRN_AUTH_FAILURE_RPS), shared by the HTTP key gate and the interceptor. */
+  readonly failedAuthLimiter: RateLimiter | undefined;
   readonly workflowService: ReturnType<typeof createWorkflowService>;
   readonly scheduleService: ReturnType<typeof createScheduleService>;
   /** Aborted at shutdown: every in-flight request listens on it. */
@@ -118,7 +125,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   const metrics = new Metrics();
   const tracing = config.tracing ? new Tracing(config.tracing) : undefined;
   const turnBoard = new TurnBoard();
-  const feed = new RunFeed();
+  const feed = new RunFeed({ recheckMs: config.watchRecheckMs, metrics });
   // Workflow code runs on these threads (started with the server), never on the thread that serves and renews leases.
   const workflowThreads =
     config.workflowThreads > 0
@@ -154,7 +161,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     store,
     registry,
     worker: scheduler,
-    tails: new RunTails(database.db, feed),
+    tails: new RunTails(database.db, feed, metrics),
     leaseMs: config.leaseMs,
     maxInputBytes: config.maxInputBytes,
     namespaceMaxRunning: config.namespaceMaxRunning,
@@ -192,7 +199,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   const routes = (router: ConnectRouter) => {
     router.service(WorkflowService, workflowService);
     router.service(AgentService, agentService);
-    router.service(KeyService, createKeyService(database));
+    router.service(KeyService, createKeyService(database, (keyId) => keys?.evict(keyId)));
     router.service(ScheduleService, scheduleService);
     router.service(Health, health.impl);
     reflection.register(router);
@@ -216,13 +223,13 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     callerCapsInterceptor(new CallerSlots(config.maxStreamsPerCaller)),
     validationInterceptor(createRequestValidator([WorkflowService, AgentService, ScheduleService])),
   ];
-  return { database, registry, scheduler, workflowThreads, batches, feed, routes, interceptors, health, keys, workflowService, scheduleService, shutdown, metrics, tracing };
+  return { database, registry, scheduler, workflowThreads, batches, feed, routes, interceptors, health, keys, failedAuthLimiter, workflowService, scheduleService, shutdown, metrics, tracing };
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
   // A busy port fails at once, before the store is opened (which can take seconds the first time).
   await assertPortFree(config.host, config.port);
-  const { database, registry, scheduler, workflowThreads, batches, feed, routes, interceptors, health, keys, workflowService, scheduleService, shutdown, metrics, tracing } =
+  const { database, registry, scheduler, workflowThreads, batches, feed, routes, interceptors, health, keys, failedAuthLimiter, workflowService, scheduleService, shutdown, metrics, tracing } =
     await createServices(config, logger);
   const { auth } = config;
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
@@ -234,7 +241,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   // ListRuns to every run: here an unknown field is INVALID_ARGUMENT naming it ('key "metdata" is unknown'), as
   // the REST routes already answer. Binary requests keep protobuf's rule (unknown fields skipped).
   const jsonOptions = { ignoreUnknownFields: false };
-  const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, maxTimeoutMs, jsonOptions, shutdownSignal: shutdown.signal, contextValues: peerContextValues };
+  const connectOptions = { routes, interceptors, readMaxBytes, acceptCompression, maxTimeoutMs, jsonOptions, shutdownSignal: shutdown.signal, contextValues: requestContextValues };
   // The adapter throws out of the request listener on a request without a usable Host: refused before it instead.
   const connectHandler = withValidAuthority(connectNodeAdapter(connectOptions));
   // Plain unary Connect calls skip the adapter's generic machinery, with the same options (see unary-lane.ts).
@@ -252,11 +259,26 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
       }
     : undefined;
   const restOptions = { interceptors, readMaxBytes, shutdownSignal: shutdown.signal, onError: (error: unknown) => logger.error({ err: error }, "REST route failed") };
-  const withRest = withMetrics(
-    withConsole(withScheduleRestRoutes(withRestRoutes(lane ?? connectHandler, workflowService, restOptions), scheduleService, restOptions)),
-    metrics,
-    checkAdmin,
-  );
+  const apiRoutes = withScheduleRestRoutes(withRestRoutes(lane ?? connectHandler, workflowService, restOptions), scheduleService, restOptions);
+  // In keys mode the key is checked from the headers before any of those reads a body (see key-gate.ts).
+  const withoutKey = servicesWithoutKey(auth);
+  const served = [WorkflowService, AgentService, KeyService, ScheduleService, Health, ServerReflectionV1, ServerReflectionV1alpha];
+  const services = served.map((s) => s.typeName);
+  const procedurePaths = new Set(served.flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)));
+  const gated = keys
+    ? withKeyGate(apiRoutes, {
+        keys,
+        failedAuthLimiter,
+        services: services.filter((name) => !withoutKey.has(name)),
+        restPaths: [...restRunPaths, schedulesPath],
+        logger,
+        // Counted under the procedure, as the interceptor's refusals were (REST paths name no procedure: not counted).
+        onRefused: (path, error) => {
+          if (procedurePaths.has(path)) metrics.rpcCalls.inc({ method: path.slice(1), code: codeLabel(error) });
+        },
+      })
+    : apiRoutes;
+  const withRest = withMetrics(withConsole(gated), metrics, checkAdmin);
   const withCorsRules = config.corsOrigins.length > 0 ? withCors(withRest, { origins: config.corsOrigins }) : withCorsHint(withRest, logger);
   const handler =
     auth.mode === "open" ? withOpenModeGuard(withCorsRules, { checkHost: isLoopback(config.host), corsOrigins: config.corsOrigins }) : withCorsRules;
@@ -307,6 +329,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     database,
     registry,
     scheduler,
+    feed,
+    metrics,
     unaryLaneCalls: () => lane?.served() ?? 0,
     metricsUrl: metricsServer ? `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${(metricsServer.address() as { port: number }).port}/metrics` : undefined,
     close() {

@@ -70,6 +70,8 @@ export interface Config {
   dbStatementTimeoutMs: number;
   /** CAIRN_DB_LISTENER_CHECK: how often the LISTEN connection checks it still hears (a self-NOTIFY; 0: never). */
   dbListenerCheckMs: number;
+  /** CAIRN_WATCH_RECHECK: the run feed's safety net: how often one batched read rechecks every run waited on here (covers lost notices). */
+  watchRecheckMs: number;
   workflowDirs: string[];
   logLevel: string;
   /** Largest run input (CreateRun, REST, child runs) and agent request, as JSON bytes. */
@@ -162,6 +164,7 @@ export function loadConfig(env: Env = process.env): Config {
     dbAcquireTimeoutMs: duration(env, "CAIRN_DB_ACQUIRE_TIMEOUT", "10s"),
     dbStatementTimeoutMs: duration(env, "CAIRN_DB_STATEMENT_TIMEOUT", "60s"),
     dbListenerCheckMs: duration(env, "CAIRN_DB_LISTENER_CHECK", "10s"),
+    watchRecheckMs: duration(env, "CAIRN_WATCH_RECHECK", "5s"),
     workflowDirs: (env.WORKFLOW_DIRS || "./workflows")
       .split(delimiter)
       .filter((dir) => dir.length > 0)

@@ -35,6 +35,12 @@ export class Metrics {
     labelNames: ["workflow", "origin"] as const,
     registers: [this.registry],
   });
+  readonly waiterReads = new Counter({
+    name: "cairn_waiter_reads_total",
+    help: "Store reads made for waiters on runs, by waiter (await_run, watch_run: a shared tail's refresh, watch_runs, safety_net: one batched recheck of every waited run). Changes reach waiters through one feed per process; this counts what they cost.",
+    labelNames: ["waiter"] as const,
+    registers: [this.registry],
+  });
   readonly runsEnded = new Counter({
     name: "cairn_runs_ended_total",
     help: "Runs that ended, by workflow and final status (completed, failed, cancelled).",

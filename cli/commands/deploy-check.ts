@@ -15,6 +15,14 @@ import { loadWorkflows } from "../../server/workflows/loader.js";
 import { validateInput } from "../../server/workflows/registry.js";
 import { type Command, ExitCode, jsonDocument, stringValue } from "../command.js";
 
+/**
+ * Each run costs a GetRunHistory round trip, so the check is bound by latency, not CPU: this many histories are
+ * read (and replayed) at once. Bounded, so a namespace with a million runs in flight is not a million requests.
+ */
+const historiesInFlight = 16;
+/** ListRuns' page: the server's cap (CAIRN_MAX_LIST_RUNS_PAGE_SIZE's default); a smaller cap pages the same. */
+const listPageSize = 1000;
+
 interface Divergence {
   runId: string;
   workflowName: string;
@@ -43,17 +51,33 @@ export const deployCheck: Command = {
       .map((dir) => resolve(dir));
     const registry = await loadWorkflows(dirs, pino({ level: "silent" }));
     const client = context.client();
-    const diverging: Divergence[] = [];
+    // Listed in ListRuns' order (newest first), whatever order the concurrent checks finish in.
+    const found: (Divergence | undefined)[] = [];
     let checked = 0;
-    for await (const run of client.listRuns({ statuses: ["queued", "running", "waiting", "paused"], pageSize: 500 })) {
-      checked++;
-      const problem = await divergenceOf(run, registry.find(run.workflowName), async () => {
+    let failure: { error: unknown } | undefined;
+    const inFlight = new Set<Promise<void>>();
+    for await (const run of client.listRuns({ statuses: ["queued", "running", "waiting", "paused"], pageSize: listPageSize })) {
+      if (failure) break;
+      const index = checked++;
+      const check = divergenceOf(run, registry.find(run.workflowName), async () => {
         const entries: HistoryEntryInfo[] = [];
         for await (const entry of client.getRunHistory(run.runId)) entries.push(entry);
         return entries;
-      });
-      if (problem) diverging.push({ runId: run.runId, workflowName: run.workflowName, status: run.status, problem });
+      }).then(
+        (problem) => {
+          if (problem) found[index] = { runId: run.runId, workflowName: run.workflowName, status: run.status, problem };
+        },
+        (error: unknown) => {
+          failure ??= { error };
+        },
+      );
+      const tracked = check.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+      if (inFlight.size >= historiesInFlight) await Promise.race(inFlight);
     }
+    await Promise.all(inFlight);
+    if (failure) throw failure.error;
+    const diverging = found.filter((d): d is Divergence => d !== undefined);
     if (context.json) {
       context.io.out(jsonDocument({ checked, diverging }));
     } else {

@@ -25,12 +25,14 @@ import {
   UnpauseScheduleResponseSchema,
 } from "../../sdk/gen/cairn/v1/schedules_pb.js";
 import type { NodeHandler } from "./listen.js";
+import { carryRequestValues } from "./rest-call-context.js";
 import { call, pathOf, readJsonBody, type RestOptions, sendError, sendMethodNotAllowed } from "./rest.js";
 
-const schedulesPath = "/schedules";
+/** The path these routes answer (and everything under it). */
+export const schedulesPath = "/schedules";
 
 export function withScheduleRestRoutes(next: NodeHandler, service: ServiceImpl<typeof ScheduleService>, options: RestOptions): NodeHandler {
-  const transport = createRouterTransport((router) => router.service(ScheduleService, service), {
+  const transport = createRouterTransport((router) => carryRequestValues(router.service(ScheduleService, service)), {
     transport: { useBinaryFormat: false },
     router: {
       interceptors: options.interceptors ?? [],

@@ -35,7 +35,6 @@ import {
   type Client,
   Code,
   ConnectError,
-  type ContextValues,
   createClient,
   createRouterTransport,
   type Interceptor,
@@ -62,7 +61,8 @@ import {
   WorkflowService,
 } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import type { NodeHandler } from "./listen.js";
-import { peerContextValues } from "../rpc/peer.js";
+import { requestContextValues } from "./request-context.js";
+import { carryRequestValues, withRequestValues } from "./rest-call-context.js";
 
 export interface RestOptions {
   /** Largest accepted request body in bytes: the Connect handler's readMaxBytes. */
@@ -80,6 +80,8 @@ export type Response = ServerResponse | Http2ServerResponse;
 
 const collectionPath = "/workflows/runs";
 const batchesPath = "/workflows/batches";
+/** The paths these routes answer (each and everything under it). */
+export const restRunPaths = [collectionPath, batchesPath] as const;
 
 /** Request headers handed on to the service call, so interceptors (API-key auth) see them as on the Connect routes. */
 const forwardedHeaders = ["x-api-key", "authorization", "user-agent"];
@@ -88,7 +90,7 @@ const returnedErrorHeaders = ["retry-after", "retry-after-ms"];
 
 /** Answers the REST routes under /workflows/runs and hands every other request to `next`. */
 export function withRestRoutes(next: NodeHandler, service: ServiceImpl<typeof WorkflowService>, options: RestOptions): NodeHandler {
-  const transport = createRouterTransport((router) => router.service(WorkflowService, service), {
+  const transport = createRouterTransport((router) => carryRequestValues(router.service(WorkflowService, service)), {
     // JSON in memory too: a body that decoded from REST JSON decodes again the same way. (Binary would refuse JSON
     // nested past protobuf's 100-message limit that JSON accepts, as INTERNAL: a fuzz finding.)
     transport: { useBinaryFormat: false },
@@ -232,11 +234,10 @@ async function serveBatches(client: Client<typeof WorkflowService>, req: Request
   sendError(res, new ConnectError(`no route for ${method} ${path}; batch routes are POST ${batchesPath} and GET ${batchesPath}/{id}`, Code.NotFound));
 }
 
+/** The call's context values (peer, verified key) travel beside these: see rest-call-context.ts. */
 interface CallOptions {
   headers: Headers;
   signal: AbortSignal;
-  /** The peer address, for limits kept per peer (server/rpc/peer.ts). */
-  contextValues: ContextValues;
 }
 
 export async function call<O extends DescMessage>(
@@ -257,7 +258,7 @@ export async function call<O extends DescMessage>(
   };
   res.once("close", onClose);
   try {
-    const message = await invoke({ headers, signal: abort.signal, contextValues: peerContextValues(req) });
+    const message = await withRequestValues(requestContextValues(req), () => invoke({ headers, signal: abort.signal }));
     sendJson(res, 200, toJson(schema, message, { useProtoFieldName: true }), req.method === "HEAD");
   } catch (error) {
     if (abort.signal.aborted) return;

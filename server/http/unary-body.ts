@@ -78,7 +78,7 @@ function lengthHint(value: string | undefined): number | undefined {
  * request is destroyed detached from its socket, so the connection stays and can carry the error response; an HTTP/2
  * request is destroyed, which leaves its stream to the response.
  */
-function abandonBody(req: Request): void {
+export function abandonBody(req: Request): void {
   if (req.destroyed) return;
   // Destroying emits "error" with the reason; nobody else listens to it any more.
   req.on("error", () => undefined);

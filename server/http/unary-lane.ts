@@ -65,8 +65,10 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { type Fix, protocolErrorFix } from "../rpc/protocol-errors.js";
 import type { NodeHandler } from "./listen.js";
 import { connectRequestUrl } from "./require-authority.js";
+import { serveGrpcUnary, takesGrpc } from "./grpc-unary.js";
 import { readUnaryBody } from "./unary-body.js";
 import { UnaryCallSignals } from "./unary-call-signal.js";
+import { webHeaders } from "./web-headers.js";
 
 /** The options `connectNodeAdapter` is given: pass the very same object, so both paths serve the same. */
 export interface UnaryLaneOptions {
@@ -83,6 +85,12 @@ export interface UnaryLaneOptions {
   contextValues?: (req: IncomingMessage | Http2ServerRequest) => ContextValues;
 }
 
+/** What the gRPC side (`grpc-unary.ts`) needs of the lane's options. */
+export interface LaneSettings {
+  opt: ReturnType<typeof validateUniversalHandlerOptions>;
+  contextValues: UnaryLaneOptions["contextValues"];
+}
+
 export interface UnaryLaneHandler extends NodeHandler {
   /** Calls the lane answered (the rest went to the adapter): for tests and diagnostics. */
   readonly served: () => number;
@@ -93,7 +101,7 @@ type Response = ServerResponse | Http2ServerResponse;
 type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
 type Serialization = ReturnType<typeof createMethodSerializationLookup>;
 
-interface LaneMethod {
+export interface LaneMethod {
   spec: UnarySpec;
   serialization: Serialization;
   /** The corrections `reclassifyProtocolErrors` applies to this method's errors. */
@@ -115,17 +123,26 @@ export function withUnaryLane(next: NodeHandler, options: UnaryLaneOptions): Una
     });
   }
   const signals = new UnaryCallSignals(opt.shutdownSignal);
+  const settings: LaneSettings = { opt, contextValues: options.contextValues };
   let served = 0;
 
   const handler: NodeHandler = (req, res) => {
     const method = req.method === "POST" && req.url !== undefined ? methods.get(req.url) : undefined;
+    const grpc = method !== undefined && takesGrpc(req);
     // Without a URL for the request (no or a malformed authority), the adapter's side has the answer.
-    const url = method && takes(req.headers) ? connectRequestUrl(req) : undefined;
+    const url = method && (grpc || takes(req.headers)) ? connectRequestUrl(req) : undefined;
     if (!method || url === undefined) {
       next(req, res);
       return;
     }
     served++;
+    if (grpc) {
+      serveGrpcUnary(method, req as Http2ServerRequest, res as Http2ServerResponse, url, settings, signals).catch((error: unknown) => {
+        console.error(`unary lane: gRPC ${method.spec.method.name} of ${method.spec.method.parent.typeName} failed`, error);
+        res.destroy();
+      });
+      return;
+    }
     serve(method, req, res, url).catch((error: unknown) => {
       // Only a fault outside the call gets here (headers Node refuses, an error that cannot be serialized): every call
       // error is answered as Connect error JSON. The adapter logs these too, but leaves the client waiting.
@@ -232,19 +249,6 @@ function isIdentity(value: string | string[] | undefined): boolean {
 
 function isSingle(value: string | string[] | undefined): boolean {
   return value === undefined || typeof value === "string";
-}
-
-/** Node's request headers as web Headers, as connect-node's nodeHeaderToWebHeader converts them (pseudo-headers left out). */
-function webHeaders(headers: IncomingHttpHeaders): Headers {
-  const result = new Headers();
-  for (const name in headers) {
-    if (name.charCodeAt(0) === 58 /* ":" */) continue;
-    const value = headers[name];
-    if (typeof value === "string") result.append(name, value);
-    else if (Array.isArray(value)) for (const item of value) result.append(name, item);
-    else if (typeof value === "number") result.append(name, String(value));
-  }
-  return result;
 }
 
 function jsonError(error: ConnectError, jsonOptions: UnaryLaneOptions["jsonOptions"]): Uint8Array {

@@ -17,6 +17,11 @@
  *                                                 lookup (unless the key verifies from memory), so a flood of
  *                                                 random keys costs a bounded number of database queries
  *
+ * The key itself is checked by server/auth/authenticate.ts. On the API port that happens in the HTTP key gate
+ * (server/http/key-gate.ts), from the headers, before a body is read or decoded; the gate hands the verified key
+ * on as a context value and this interceptor does not look it up again. Calls that reach the services another
+ * way (the in-memory router transports of tests) are authenticated here.
+ *
  * Roles: admin calls everything; client calls WorkflowService; worker calls
  * AgentService. Health and reflection need no key unless configured otherwise
  * (then any valid key will do).
@@ -25,8 +30,8 @@ import { Code, ConnectError, createContextKey, type HandlerContext, type Interce
 import { AgentService } from "../../sdk/gen/cairn/v1/agent_pb.js";
 import { WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import { ScheduleService } from "../../sdk/gen/cairn/v1/schedules_pb.js";
-import { parseApiKey } from "../auth/api-key.js";
-import type { KeyCache } from "../auth/key-cache.js";
+import { authenticate, presentedKey } from "../auth/authenticate.js";
+import type { KeyCache, VerifiedKey } from "../auth/key-cache.js";
 import type { RateLimiter } from "../auth/rate-limit.js";
 import type { AuthMode } from "../config.js";
 import type { Logger } from "../logger.js";
@@ -42,6 +47,9 @@ export interface Caller {
 }
 
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "cairn caller" });
+
+/** The key the HTTP key gate verified (server/http/key-gate.ts); absent for calls that did not pass it. */
+export const verifiedKeyKey = createContextKey<VerifiedKey | undefined>(undefined, { description: "cairn key verified at the HTTP layer" });
 
 export const openModeCaller: Caller = Object.freeze({ namespace: "default", role: "admin", keyId: undefined });
 
@@ -62,6 +70,11 @@ const roleServices: Record<ApiKeyRole, readonly string[] | "all"> = {
 const healthService = "grpc.health.v1.Health";
 const reflectionServices = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 
+/** The services a call to which needs no key (health and reflection, unless configured otherwise). */
+export function servicesWithoutKey(options: { openHealth: boolean; openReflection: boolean }): Set<string> {
+  return new Set([...(options.openHealth ? [healthService] : []), ...(options.openReflection ? reflectionServices : [])]);
+}
+
 export interface AuthOptions {
   mode: AuthMode;
   /** Required in "keys" mode. */
@@ -79,7 +92,7 @@ export interface AuthOptions {
 export function authInterceptor(options: AuthOptions): Interceptor {
   const { keys, rateLimiter, failedAuthLimiter, logger } = options;
   if (options.mode === "keys" && !keys) throw new Error("authInterceptor: keys mode needs a KeyCache");
-  const open = new Set([...(options.openHealth ? [healthService] : []), ...(options.openReflection ? reflectionServices : [])]);
+  const open = servicesWithoutKey(options);
   const infrastructure = new Set([healthService, ...reflectionServices]);
 
   return (next) => async (request) => {
@@ -92,44 +105,22 @@ export function authInterceptor(options: AuthOptions): Interceptor {
 
     const procedure = `${service}/${request.method.name}`;
     const peer = peerOf(request.contextValues);
-    const refuse = (message: string, code: Code, keyId?: string): never => {
-      logger.info({ keyId, procedure, code: Code[code], peer }, "request refused");
-      if (code === Code.Unauthenticated) failedAuthLimiter?.take(peer);
-      throw new ConnectError(message, code);
+    const refuse = (error: ConnectError, keyId?: string): never => {
+      logger.info({ keyId, procedure, code: Code[error.code], peer, retryAfterMs: error.metadata.get("retry-after-ms") ?? undefined }, "request refused");
+      throw error;
     };
 
-    const presented = presentedKey(request.header);
-    if (failedAuthLimiter) {
-      // A key that verifies from memory costs nothing: it passes even from a peer that has failed a lot.
-      const id = presented === undefined ? undefined : parseApiKey(presented)?.id;
-      const waitMs = id !== undefined && (keys as KeyCache).isCachedLive(id) ? 0 : failedAuthLimiter.peek(peer);
-      if (waitMs > 0) {
-        logger.info({ peer, procedure, retryAfterMs: waitMs }, "request refused: too many failed authentications");
-        throw new ConnectError(
-          `too many failed authentications from ${peer} (limit CAIRN_AUTH_FAILURE_RPS=${failedAuthLimiter.rps}, ` +
-            `CAIRN_AUTH_FAILURE_BURST=${failedAuthLimiter.burst}); retry after ${waitMs} ms with a valid API key`,
-          Code.ResourceExhausted,
-          { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))), "retry-after-ms": String(waitMs) },
-        );
-      }
+    // The HTTP key gate verified the key from the headers before the body was read: not looked up twice.
+    let key = request.contextValues.get(verifiedKeyKey);
+    if (!key) {
+      const authentication = await authenticate(presentedKey((name) => request.header.get(name)), peer, { keys: keys as KeyCache, failedAuthLimiter });
+      if (!authentication.ok) return refuse(authentication.error, authentication.keyId);
+      key = authentication.key;
     }
-    if (presented === undefined) {
-      return refuse("missing API key: send it in the X-Api-Key header (or as Authorization: Bearer <key>)", Code.Unauthenticated);
-    }
-    const verified = await (keys as KeyCache).verify(presented);
-    if (!verified.ok) {
-      if (verified.reason === "malformed") {
-        return refuse("malformed API key: Cairn keys look like cairn_<id>_<secret> (create one with `cairn keys create`)", Code.Unauthenticated);
-      }
-      if (verified.reason === "revoked") return refuse(`API key ${verified.keyId} has been revoked`, Code.Unauthenticated, verified.keyId);
-      return refuse(`API key ${verified.keyId} is not valid (no such key, or a wrong secret)`, Code.Unauthenticated, verified.keyId);
-    }
-    const { key } = verified;
     const allowed = roleServices[key.role];
     if (allowed !== "all" && !allowed.includes(service) && !infrastructure.has(service)) {
       return refuse(
-        `API key ${key.id} has role ${key.role}, which cannot call ${procedure}; ${key.role} keys may call ${allowed.join(", ")} only`,
-        Code.PermissionDenied,
+        new ConnectError(`API key ${key.id} has role ${key.role}, which cannot call ${procedure}; ${key.role} keys may call ${allowed.join(", ")} only`, Code.PermissionDenied),
         key.id,
       );
     }
@@ -173,13 +164,4 @@ async function* untilRevoked<T>(messages: AsyncIterable<T>, keys: KeyCache, keyI
     // Not awaited: a handler busy in an await stops at its next yield or when its signal aborts.
     iterator.return?.()?.catch(() => undefined);
   }
-}
-
-/** X-Api-Key, else the token of `Authorization: Bearer …`; other Authorization schemes are not ours and are ignored. */
-function presentedKey(header: Headers): string | undefined {
-  const apiKey = header.get("x-api-key")?.trim();
-  if (apiKey) return apiKey;
-  const authorization = header.get("authorization")?.trim();
-  const bearer = authorization ? /^bearer\s+(.+)$/i.exec(authorization) : null;
-  return bearer?.[1]?.trim() || undefined;
 }

@@ -22,7 +22,11 @@ function keyToProto(row: ApiKeyRow): ApiKey {
   });
 }
 
-export function createKeyService(database: Database): ServiceImpl<typeof KeyService> {
+/**
+ * `evict`: drops a revoked key from this process's key cache at once. Other processes evict it on the revocation's
+ * NOTIFY; this one must not wait for its own notice, or a call right after RevokeKey could still pass.
+ */
+export function createKeyService(database: Database, evict: (keyId: string) => void = () => {}): ServiceImpl<typeof KeyService> {
   return {
     async createKey(request, context) {
       const { namespace } = callerOf(context);
@@ -49,6 +53,7 @@ export function createKeyService(database: Database): ServiceImpl<typeof KeyServ
       const owned = (await listApiKeys(database.db, namespace)).some((row) => row.id === request.keyId);
       const result = owned ? await revokeApiKey(database.db, request.keyId) : undefined;
       if (!result) throw new ConnectError(`no API key ${request.keyId} in namespace ${namespace}`, Code.NotFound);
+      evict(request.keyId);
       return create(RevokeKeyResponseSchema, { key: keyToProto(result.row), alreadyRevoked: result.alreadyRevoked });
     },
   };

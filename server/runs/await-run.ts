@@ -1,16 +1,17 @@
 /**
  * Awaiting a run's end (a long poll): answers with the run once it has ended
- * or when the wait is over, whichever comes first. A run executed here
- * announces its end without a round trip; only a run that may end elsewhere
- * needs the store's notices.
+ * or when the wait is over, whichever comes first. The wait is a listener on
+ * the process's one run feed (run-feed.ts): no row per waiter, no loop of its
+ * own. It reads the run again only when told its status changed: a run
+ * executed here announces its end with the final row (no read at all, and no
+ * store notices needed), a run elsewhere through the store's notice (the
+ * namespace registered once per process), and a lost notice through the
+ * feed's safety net, which hands over the status it read for all waiters.
  */
 import { type RunRow, terminalStatuses } from "../store/schema.js";
 import { getRun, normalizeRunId } from "./get-run.js";
-import { ChangeSignal } from "./run-feed.js";
+import { ChangeSignal, type RunChange } from "./run-feed.js";
 import type { Call, RunsDeps } from "./runs-deps.js";
-
-/** A waiter re-reads the store at least this often, covering notifications lost while a listener reconnects. */
-export const watchRecheckMs = 1000;
 
 export async function awaitRun(deps: RunsDeps, call: Call, request: { runId: string; timeoutMs: number }): Promise<RunRow> {
   const { feed, worker } = deps;
@@ -18,11 +19,16 @@ export async function awaitRun(deps: RunsDeps, call: Call, request: { runId: str
   const deadline = Date.now() + request.timeoutMs;
   const changes = new ChangeSignal();
   let ended: RunRow | undefined;
-  const unsubscribeLocal = feed.subscribeLocal(runId, (_id, row) => {
-    if (row && terminalStatuses.includes(row.status)) ended = row;
+  // Subscribed before the first read: a change committed after it is heard of, one committed before it is read.
+  const unsubscribe = feed.subscribe(runId, (_id, change: RunChange) => {
+    if (change.source === "local" && change.row && terminalStatuses.includes(change.row.status)) ended = change.row;
+    // A journal entry alone never ends a run (the final status commits with it and is announced too).
+    if (change.source === "notice" && change.kind === "entry") return;
+    // The safety net's snapshot: only an end (or a vanished run) is worth a read.
+    if (change.source === "check" && change.status !== undefined && !terminalStatuses.includes(change.status)) return;
     changes.notify();
   });
-  let unsubscribeRemote: (() => void) | undefined;
+  let stopHearing: (() => void) | undefined;
   try {
     // Executing here (say, created a moment ago with eager_start): its row as claimed says it exists and whose it is.
     const local = worker.activeRun(runId);
@@ -30,18 +36,23 @@ export async function awaitRun(deps: RunsDeps, call: Call, request: { runId: str
     while (!terminalStatuses.includes(run.status) && !call.signal.aborted) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
-      if (!unsubscribeRemote && !(run.status === "running" && worker.isActive(runId))) {
-        unsubscribeRemote = await feed.subscribe(runId, changes.notify);
-        // It may have ended elsewhere before the registration counted: look once more.
+      if (!stopHearing && !(run.status === "running" && worker.isActive(runId))) {
+        // It may end elsewhere: the store must notify this process of the namespace's status changes (a no-op
+        // once any waiter here asked). Then look once more, for a change made before that counted.
+        stopHearing = await feed.hear(call.namespace, ["s"]);
         changes.notify();
       }
-      await changes.next(Math.min(remaining, watchRecheckMs), call.signal);
+      await changes.next(remaining, call.signal);
       // Ended here: the final row came with the notice (same run, already checked to be the caller's).
-      run = ended ?? (await getRun(deps, call, runId));
+      if (ended) run = ended;
+      else {
+        deps.metrics?.waiterReads.inc({ waiter: "await_run" });
+        run = await getRun(deps, call, runId);
+      }
     }
     return run;
   } finally {
-    unsubscribeLocal();
-    unsubscribeRemote?.();
+    unsubscribe();
+    stopHearing?.();
   }
 }

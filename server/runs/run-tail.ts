@@ -1,6 +1,8 @@
 /**
  * One reader per watched run per process. However many WatchRun streams
- * follow a run, a change notice costs one journal read and one run read here;
+ * follow a run, a change (from the process's run feed: a local change, the
+ * store's notice, or a safety-net snapshot showing something new) costs one
+ * journal read and one run read here, and nothing happens between changes;
  * the streams take what they need from a bounded in-memory window of recent
  * entries, and a stream that fell behind the window catches up from the
  * store on its own, so slow watchers never hold up fast ones or the engine.
@@ -11,23 +13,16 @@ import { entryBytes } from "../core/journal-budget.js";
 import { listJournalPage } from "../store/journal-page.js";
 import { getRun } from "../store/runs/read.js";
 import type { RunRow } from "../store/schema.js";
-import { ChangeSignal, type RunFeed } from "./run-feed.js";
+import type { Metrics } from "../metrics.js";
+import { ChangeSignal, type RunChange, type RunFeed } from "./run-feed.js";
 
 /** Entries kept in memory per watched run: at most this many, and at most `windowBytes` of results and errors. */
 const windowSize = 2000;
 /** A run journaling large results keeps few of them here; watchers behind the window read the store instead. */
 export const windowBytes = 8 * 1024 * 1024;
 const pageSize = 500;
-/** Re-read at least this often while watched (covers notices lost during a listener reconnect). */
-const recheckMs = 1000;
 /** How long to wait for a lower sequence number to commit before skipping the gap (a failed write). */
 const gapPatienceMs = 2000;
-/**
- * Extra reads soon after a tail starts. A write whose trigger ran before this process's watch registration
- * committed sends no notice, and if it commits after the tail's first read, nothing but the recheck would
- * show it: these reads cover such a write's transaction time instead of a whole recheck period.
- */
-const settleReadsMs = [50, 250];
 
 export class RunTail {
   /** Contiguous recent entries, ascending; the window's last entry is `lastSequence`. */
@@ -40,25 +35,19 @@ export class RunTail {
   private refreshing: Promise<void> | undefined;
   private again = false;
   private gapSince: number | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private settleTimers: NodeJS.Timeout[] = [];
   watchers = 0;
 
   constructor(
     private readonly db: Db,
     private readonly namespace: string,
     readonly runId: string,
+    private readonly onRead?: () => void,
   ) {}
 
-  start(): void {
-    this.timer = setInterval(() => void this.refresh(), recheckMs);
-    this.timer.unref();
-    this.settleTimers = settleReadsMs.map((ms) => setTimeout(() => void this.refresh(), ms).unref());
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
-    for (const timer of this.settleTimers) clearTimeout(timer);
+  /** Whether the feed's news is worth a read: a safety-net snapshot only when it shows something this tail lacks. */
+  wants(change: RunChange): boolean {
+    if (change.source !== "check") return true;
+    return change.status === undefined || change.status !== this.run?.status || change.lastSequence > this.lastSequence;
   }
 
   listen(signal: ChangeSignal): () => void {
@@ -83,6 +72,7 @@ export class RunTail {
   }
 
   private async readChanges(): Promise<void> {
+    this.onRead?.();
     // The run first: a final status read here guarantees the entries read next include the final entry
     // (both commit together), so a stream that ends on the status has seen everything.
     const run = await getRun(this.db, this.namespace, this.runId);
@@ -137,25 +127,33 @@ export class RunTails {
   constructor(
     private readonly db: Db,
     private readonly feed: RunFeed,
+    private readonly metrics?: Metrics | undefined,
   ) {}
 
   /** A tail for the run, read and subscribed; call the returned release when the stream ends. */
   async acquire(namespace: string, runId: string): Promise<{ tail: RunTail; signal: ChangeSignal; release: () => void }> {
     let shared = this.tails.get(runId);
     if (!shared) {
-      const tail = new RunTail(this.db, namespace, runId);
+      const tail = new RunTail(this.db, namespace, runId, () => this.metrics?.waiterReads.inc({ waiter: "watch_run" }));
+      // Subscribed before the first read (in memory, no I/O): a change committed after that read is heard of.
+      const unsubscribe = this.feed.subscribe(runId, (_id, change) => {
+        // A failed read is retried by the next change or the safety net (its snapshot still shows what the tail lacks).
+        if (tail.wants(change)) tail.refresh().catch(() => undefined);
+      });
       const ready = (async () => {
-        // Changes made by this process (a run executed here ends or parks) arrive without the store's round trip.
-        const unsubscribeLocal = this.feed.subscribeLocal(runId, () => void tail.refresh());
-        const unsubscribe = await this.feed.subscribe(runId, () => void tail.refresh()).catch((error: unknown) => {
-          unsubscribeLocal();
-          throw error;
-        });
-        await tail.refresh();
-        tail.start();
-        return () => {
-          unsubscribeLocal();
+        let stopHearing: (() => void) | undefined;
+        try {
+          // Entries and status changes made elsewhere: the store notifies this process of the namespace's (one row, once).
+          stopHearing = await this.feed.hear(namespace, ["s", "e"]);
+          await tail.refresh();
+        } catch (error) {
           unsubscribe();
+          stopHearing?.();
+          throw error;
+        }
+        return () => {
+          unsubscribe();
+          stopHearing?.();
         };
       })();
       shared = { tail, ready };
@@ -182,7 +180,6 @@ export class RunTails {
         stopListening();
         if (--tail.watchers === 0 && this.tails.get(runId)?.tail === tail) {
           this.tails.delete(runId);
-          tail.stop();
           unsubscribe();
         }
       },

@@ -2,17 +2,20 @@
  * Watching one run: its current state, then every journal entry after the
  * caller's position and every status change, until the run has ended and
  * everything before its end was sent. One shared reader per run in this
- * process (run-tail.ts); each watcher only keeps its own position.
+ * process (run-tail.ts), told of changes by the process's run feed; each
+ * watcher only keeps its own position and reads nothing while it is current.
  */
 import type { JournalEntry } from "../core/journal.js";
 import { listJournalPage } from "../store/journal-page.js";
 import { type RunRow, terminalStatuses } from "../store/schema.js";
-import { watchRecheckMs } from "./await-run.js";
 import { getRun } from "./get-run.js";
 import { windowBytes } from "./run-tail.js";
 import type { Call, RunsDeps } from "./runs-deps.js";
 
 export type RunUpdate = { kind: "run"; run: RunRow } | { kind: "entry"; entry: JournalEntry };
+
+/** A stream with nothing new sleeps until its tail signals (no timer needed); this only bounds one sleep. */
+const idleWakeMs = 60_000;
 
 /** Entries a watcher reads per round trip when it is behind the shared window. */
 const watchPageSize = 500;
@@ -51,7 +54,7 @@ export async function* watchRun(deps: RunsDeps, call: Call, request: { runId: st
       // The final entry and the final status commit together: a final status with nothing after the cursor ends the stream.
       if (latest && terminalStatuses.includes(latest.status) && cursor >= tail.lastSequence) return;
       if (cursor < tail.lastSequence) continue;
-      await signal.next(watchRecheckMs, call.signal);
+      await signal.next(idleWakeMs, call.signal);
     }
     // The deadline passed before the run ended: DEADLINE_EXCEEDED, not a clean end.
     call.throwIfDeadlinePassed();

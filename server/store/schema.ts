@@ -279,15 +279,19 @@ export const agentTurns = pgTable(
 export type AgentTurnRow = typeof agentTurns.$inferSelect;
 
 /**
- * Who watches which runs ('*': every run). The change-notification
- * triggers NOTIFY only for watched runs, so unwatched work pays no NOTIFY at
- * commit. Rows of a process that died only cause spare notices until they expire.
+ * Which processes want change notices, per namespace and kind: `target` is
+ * 's:<namespace>' (runs created and status changes) or 'e:<namespace>'
+ * (journal entries). A process registers a target once, when its first waiter
+ * there needs notices from other processes, not per waiter or per run; the
+ * triggers notify only for registered targets, so work nobody waits on pays no
+ * NOTIFY (a notifying commit takes a cluster-wide lock). Rows of a process
+ * that died only cause spare notices until they expire.
  */
 export const runWatchers = pgTable(
   "run_watchers",
   {
     process: text().notNull(),
-    /** A run id, or '*' for every run. */
+    /** 's:<namespace>' or 'e:<namespace>'. */
     target: text().notNull(),
     expiresAt: timestamptz("expires_at").notNull(),
   },

@@ -7,14 +7,20 @@
  * Runs are driven to quiescence after every call: each runnable run is activated until it parks or ends, and
  * anything that could wake a parked run (an event, a fired deadline, an ended child, an answered agent turn)
  * re-activates every parked run, which parks again when nothing of its own moved.
+ *
+ * With `alwaysReplay`, every activation is followed by a replay from the top after each entry it added
+ * (always-replay.ts), as a crash there would force: a handler that depends on something outside the journal
+ * is paused with a DeterminismError naming the entry after which its replay went another way.
  */
-import type { JsonObject, JsonValue, WorkflowDefinition, WorkflowLogger, Duration } from "../../sdk/workflow.js";
+import type { StandardSchemaV1 } from "@standard-schema/spec";
+import type { JsonObject, JsonValue, WorkflowDefinition, WorkflowLogger, Duration, WorkflowContext } from "../../sdk/workflow.js";
 import { parseDuration } from "../../sdk/workflow.js";
-import { Activation, type ActivationHost, type Handler } from "../core/activation.js";
+import { Activation, type ActivationHost, type ActivationOutcome, type Handler } from "../core/activation.js";
 import type { AgentTurnRequest, ChildOutcome, MatchedEvent, TurnOutcome } from "../core/host.js";
 import type { JournalEntry, NewEntry } from "../core/journal.js";
 import type { FailureInfo } from "../core/json.js";
 import { nextDeadline, type PendingWait } from "../core/waits.js";
+import { replayEveryPrefix } from "./always-replay.js";
 import { type ExportedHistory, type ReplayReport, replayHistory } from "./replay-history.js";
 
 export type { ExportedHistory, ReplayReport } from "./replay-history.js";
@@ -39,10 +45,29 @@ export interface TestTurn extends AgentTurnRequest {
   outcome?: TurnOutcome;
 }
 
+/**
+ * A workflow file in the plain export style (`import * as order from "./workflows/order.js"`): the same exports
+ * the server's loader reads.
+ */
+export interface WorkflowModule {
+  readonly WORKFLOW_NAME: string;
+  readonly handler: (input: any, ctx: WorkflowContext) => unknown;
+  readonly Input?: StandardSchemaV1;
+}
+
+/** What the environment runs: a `defineWorkflow` value or a plain-export workflow module. */
+export type TestWorkflow = WorkflowDefinition<any, any> | WorkflowModule;
+
 export interface TestEnvironmentOptions {
-  workflows: readonly WorkflowDefinition<never, unknown>[] | readonly WorkflowDefinition<any, any>[];
+  workflows: readonly TestWorkflow[];
   /** Where the virtual clock starts (default: now). */
   startTime?: Date;
+  /**
+   * Replay each run from the start after every new journal entry, as a crash there would, and pause it with a
+   * DeterminismError (result() rejects) when the replay goes another way than the live run did: clocks,
+   * randomness or I/O outside steps show up in the test, not in production.
+   */
+  alwaysReplay?: boolean;
 }
 
 
@@ -50,7 +75,7 @@ export interface TestEnvironment {
   /** The virtual clock. */
   now(): Date;
   /** Creates a run and drives it until it parks or ends. */
-  start(workflow: WorkflowDefinition<any, any> | string, input?: JsonObject, options?: { runId?: string }): Promise<TestRun>;
+  start(workflow: TestWorkflow | string, input?: JsonObject, options?: { runId?: string }): Promise<TestRun>;
   /** Moves the clock forward and fires whatever came due. */
   advance(duration: Duration): Promise<void>;
   sendEvent(event: { eventType: string; correlationId: string; payload?: JsonValue; runId?: string }): Promise<void>;
@@ -65,12 +90,15 @@ export interface TestEnvironment {
   /** What ctx.log wrote (live activations only, as on the server). */
   readonly logs: string[];
   /** Replays an exported history against `workflow` without running any step: ok, or the first divergence. */
-  replay(history: ExportedHistory, workflow: WorkflowDefinition<any, any>): Promise<ReplayReport>;
+  replay(history: ExportedHistory, workflow: TestWorkflow): Promise<ReplayReport>;
 }
 
 export function createTestEnvironment(options: TestEnvironmentOptions): TestEnvironment {
-  const workflows = new Map<string, WorkflowDefinition<any, any>>();
-  for (const workflow of options.workflows as readonly WorkflowDefinition<any, any>[]) workflows.set(workflow.name, workflow);
+  const workflows = new Map<string, Workflow>();
+  for (const workflow of options.workflows.map(workflowFrom)) {
+    if (workflows.has(workflow.name)) throw new Error(`two workflows named "${workflow.name}" in this test environment`);
+    workflows.set(workflow.name, workflow);
+  }
   let clock = options.startTime?.getTime() ?? Date.now();
   let counter = 0;
   const runs = new Map<string, TestRun>();
@@ -82,7 +110,7 @@ export function createTestEnvironment(options: TestEnvironmentOptions): TestEnvi
     return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
   };
 
-  function workflowOf(name: string): WorkflowDefinition<any, any> {
+  function workflowOf(name: string): Workflow {
     const workflow = workflows.get(name);
     if (!workflow) throw new Error(`unknown workflow "${name}"; this environment has: ${[...workflows.keys()].join(", ") || "none"}`);
     return workflow;
@@ -154,7 +182,23 @@ export function createTestEnvironment(options: TestEnvironmentOptions): TestEnvi
       input = validated.value;
     }
     const identity = { runId: run.runId, workflowName: run.workflowName, input, createdAt: run.createdAt };
-    const outcome = await new Activation(identity, run.journal, hostFor(run)).execute(workflow.handler as Handler);
+    const checkedUpTo = run.journal.length;
+    const outcome = await new Activation(identity, run.journal, hostFor(run)).execute(workflow.handler);
+    record(run, outcome);
+    if (options.alwaysReplay && outcome.kind !== "aborted" && run.journal.length > checkedUpTo) {
+      // The prefix the activation started from was replayed by the activation itself; every longer one is new.
+      const problem = await replayEveryPrefix(identity, run.journal, workflow.handler, outcome, { from: checkedUpTo + 1, host: { now: () => new Date(clock) } });
+      if (problem) {
+        run.status = "paused";
+        run.waits = [];
+        delete run.output;
+        run.error = { name: "DeterminismError", message: `always-replay: ${problem}` };
+      }
+    }
+  }
+
+  /** Applies an activation's outcome to the run: its state, and the entries written with its end. */
+  function record(run: TestRun, outcome: ActivationOutcome): void {
     switch (outcome.kind) {
       case "suspended":
         run.status = "waiting";
@@ -213,7 +257,7 @@ export function createTestEnvironment(options: TestEnvironmentOptions): TestEnvi
     logs,
     now: () => new Date(clock),
     async start(workflow, input = {}, startOptions = {}) {
-      const name = typeof workflow === "string" ? workflow : workflow.name;
+      const name = typeof workflow === "string" ? workflow : workflowFrom(workflow).name;
       workflowOf(name);
       const run = createRun(name, input, startOptions.runId ?? `test-run-${++counter}`);
       await settle();
@@ -259,8 +303,27 @@ export function createTestEnvironment(options: TestEnvironmentOptions): TestEnvi
         await wakeAndSettle();
       }
     },
-    replay: (history, workflow) => replayHistory(history, workflow.handler as Handler, workflow.name),
+    async replay(history, workflow) {
+      const { handler, name, input } = workflowFrom(workflow);
+      // An exported run holds its input as it was sent: the handler gets it through the schema, as on a server.
+      if (!input) return replayHistory(history, handler, name);
+      const validated = await input["~standard"].validate(history.run.input ?? {});
+      if (validated.issues) return { ok: false, error: { name: "InvalidInputError", message: `the run's input no longer matches the workflow's schema: ${validated.issues.map((issue) => issue.message).join("; ")}` } };
+      return replayHistory({ ...history, run: { ...history.run, input: validated.value as JsonValue } }, handler, name);
+    },
   };
   return env;
+}
+
+/** A workflow as the environment runs it, whichever way its file declares it. */
+interface Workflow {
+  name: string;
+  handler: Handler;
+  input?: StandardSchemaV1 | undefined;
+}
+
+function workflowFrom(workflow: TestWorkflow): Workflow {
+  if ("WORKFLOW_NAME" in workflow) return { name: workflow.WORKFLOW_NAME, handler: workflow.handler as Handler, input: workflow.Input };
+  return { name: workflow.name, handler: workflow.handler as Handler, input: workflow.input };
 }
 

@@ -1,10 +1,10 @@
 /**
  * Fires schedules: one `DeadlineTimer` per process, armed for the earliest `fire_due_at` of all schedules (read
  * at start, after every firing, at each poll, and whenever a `cairn_schedules` notice says a schedule was
- * created or changed). When it fires, due schedules are claimed FOR UPDATE SKIP LOCKED and fired in the same
- * transaction that advances them (store/schedules/fire.ts), so several servers firing at once make each fire
- * once. No per-schedule polling: one indexed read of the minimum per arming. If this process dies mid-firing,
- * its transaction rolls back and the fire is still due for the next timer (its or another server's).
+ * created or changed). When it fires, due schedules are read and fired by one statement that advances each one
+ * still at the version read (store/schedules/fire.ts), so several servers firing at once make each fire once.
+ * No per-schedule polling: one indexed read of the minimum per arming. If this process dies mid-firing, that
+ * statement never committed and the fire is still due for the next timer (its or another server's).
  */
 import type { Logger } from "../logger.js";
 import { type FireClock, type FireOutcome, fireDueSchedules, nextScheduleDue } from "../store/schedules/fire.js";
@@ -61,9 +61,7 @@ export class ScheduleFires {
     if (this.stopped) return;
     try {
       const { dueAt, buffered } = await nextScheduleDue(this.options.database.db);
-      const now = Date.now();
-      if (dueAt) this.timer.note(new Date(dueAt.getTime() > now ? dueAt.getTime() : now + (this.firing.busy ? minRearmMs : 0)));
-      if (buffered) this.timer.note(new Date(now + bufferedRecheckMs));
+      this.arm(dueAt, buffered);
     } catch (error) {
       this.options.logger.warn({ err: error }, "reading the next schedule fire failed; retrying at next poll");
     }
@@ -79,13 +77,26 @@ export class ScheduleFires {
       for (;;) {
         const outcome = await fireDueSchedules(database.db, batch, clock);
         await this.after(outcome);
-        if (outcome.claimed < batch || this.stopped) break;
+        if (this.stopped) return;
+        // A full batch read: more may be due (or other servers fired these first and the next ones wait).
+        if (outcome.read === batch) continue;
+        // The firing saw every due schedule and when the next one is due: arm for it without another round trip.
+        // That due time was after the read's now(): if it is already past, fire at once (it is really due). Nothing
+        // read tells nothing of what is next: read it.
+        if (outcome.read > 0) this.arm(outcome.nextDue, outcome.buffered, 0);
+        else await this.armForNext();
+        return;
       }
     } catch (error) {
       logger.warn({ err: error }, "firing schedules failed; retrying at next poll");
-      return;
     }
-    await this.armForNext();
+  }
+
+  /** `pastDueDelayMs`: how long to wait for a due time already past (a row another server may be firing). */
+  private arm(dueAt: Date | undefined, buffered: boolean, pastDueDelayMs = this.firing.busy ? minRearmMs : 0): void {
+    const now = Date.now();
+    if (dueAt) this.timer.note(new Date(Math.max(dueAt.getTime(), now + pastDueDelayMs)));
+    if (buffered) this.timer.note(new Date(now + bufferedRecheckMs));
   }
 
   /** After the commit: announce the runs, stop cancelled ones, log skipped fires. */
@@ -96,7 +107,8 @@ export class ScheduleFires {
       if (run.timeoutAt) this.options.noteTimeout(run.timeoutAt);
       logger.info({ scheduleId: run.scheduleId, runId: run.runId, nominal: run.nominal.toISOString() }, "schedule fired");
     }
-    if (created.length > 0) await this.options.announceRuns().catch(() => undefined);
+    // Not awaited: the next due fire need not wait for this notice's round trip (claimers also poll).
+    if (created.length > 0) void this.options.announceRuns().catch(() => undefined);
     for (const skipped of outcome.skipped) {
       logger.warn(
         { namespace: skipped.namespace, scheduleId: skipped.scheduleId, count: skipped.count, from: skipped.from?.toISOString(), to: skipped.to?.toISOString() },

@@ -32,6 +32,16 @@ test("the core imports only the core, the SDK's workflow types and @noble/hashes
   assert.deepEqual(found, []);
 });
 
+test("the test kit imports only itself, the core, the SDK's workflow module and type-only schema types", () => {
+  // @cairnjs/sdk/testing bundles server/testing with the core into the SDK package, which ships no server
+  // dependency: a store, a logger or a node:* import here would break the kit for workflow authors.
+  const kit = sourceFiles("server/testing");
+  assert.ok(kit.length >= 3, "the kit's files were found");
+  const found = violations(kit, (t) => t.startsWith("server/testing/") || t.startsWith("server/core/") || t === "sdk/workflow.js" || t === "@standard-schema/spec");
+  assert.deepEqual(found, []);
+  assert.deepEqual(importsOf("sdk/testing.ts"), ["server/testing/environment.js"]);
+});
+
 test("only the runs service, the worker and the store import the store", () => {
   const outside = [...sourceFiles("server"), ...sourceFiles("cli")].filter((f) => !/^server\/(runs|worker|store)\//.test(f));
   const found = violations(outside, (t) => !t.startsWith("server/store/"));

@@ -110,3 +110,81 @@ describe("createTestEnvironment", () => {
     assert.match(diverged.ok ? "" : diverged.error.message, /records "paid" \(event_wait_started\) next, .*it started "fee" \(step\) instead/);
   });
 });
+
+describe("createTestEnvironment({ alwaysReplay: true })", () => {
+  /** Picks a step name outside any step: different on every replay, and it ends in one activation. */
+  const randomName = defineWorkflow({
+    name: "random_name",
+    async handler(_input: Record<string, never>, ctx) {
+      const id = Math.random().toString(36).slice(2);
+      await ctx.step(`charge-${id}`, () => 1);
+      await ctx.step("receipt", () => 2);
+      return "done";
+    },
+  });
+  /** Names are fine, but the output is computed outside the journal. */
+  const randomOutput = defineWorkflow({
+    name: "random_output",
+    async handler(_input: Record<string, never>, ctx) {
+      await ctx.step("only", () => 1);
+      return { lucky: Math.random() };
+    },
+  });
+
+  test("a step name that changes on every replay pauses the run with a DeterminismError naming the entry", async () => {
+    // Without the mode the run completes: its one activation never replays, so the bug stays hidden.
+    const plain = createTestEnvironment({ workflows: [randomName] });
+    assert.equal(await plain.result(await plain.start(randomName)), "done");
+
+    const env = createTestEnvironment({ workflows: [randomName], alwaysReplay: true });
+    const run = await env.start(randomName);
+    assert.equal(run.status, "paused");
+    assert.equal(run.output, undefined);
+    assert.equal(run.error?.name, "DeterminismError");
+    assert.match(run.error?.message ?? "", /^always-replay: replaying 1 of 3 journal entries \(step_completed:charge-\w+\) hit a determinism error/);
+    assert.match(run.error?.message ?? "", /records "charge-\w+" \(step_completed\) next, but workflow "random_name" did not start that operation/);
+    await assert.rejects(env.result(run), /run test-run-1 paused: DeterminismError: always-replay/);
+  });
+
+  test("an output computed outside the journal is caught by the full replay ending differently", async () => {
+    const env = createTestEnvironment({ workflows: [randomOutput], alwaysReplay: true });
+    const run = await env.start(randomOutput);
+    assert.equal(run.status, "paused");
+    assert.match(run.error?.message ?? "", /^always-replay: replaying 2 of 2 journal entries .* ended completed with \{"lucky":[\d.e-]+\}, the activation completed with \{"lucky":/);
+  });
+
+  test("deterministic workflows pass: timers, events, ctx.now/random/uuid, agent turns, children, patches", async () => {
+    const child = defineWorkflow({ name: "child", handler: async (input: { n: number }, ctx) => ctx.step("double", () => input.n * 2) });
+    let receiptAttempts = 0;
+    const everything = defineWorkflow({
+      name: "everything",
+      async handler(input: { user: string }, ctx) {
+        const fresh = ctx.patched("fresh");
+        const id = ctx.uuid();
+        const lucky = ctx.random();
+        await ctx.step("welcome", () => `welcome ${input.user}`);
+        await ctx.sleep("trial-period", "30d");
+        const [plan, doubled] = await Promise.all([
+          ctx.waitForEvent("upgrade", "user.upgraded", input.user, { timeout: "7d" }),
+          ctx.runWorkflow("kid", "child", { n: 21 }),
+        ]);
+        const summary = await ctx.runAgent("summary", { text: `summarize ${input.user}` });
+        // Fails once, then succeeds after its backoff: the retry's entries replay too.
+        const receipt = await ctx.step("receipt", () => (++receiptAttempts === 1 ? Promise.reject(new Error("mail server down")) : "sent"), { retry: { initialInterval: "1m" } });
+        return { fresh, id, lucky, plan, doubled, summary, receipt, at: ctx.now().toISOString() };
+      },
+    });
+    const env = createTestEnvironment({ workflows: [everything, child], alwaysReplay: true, startTime: new Date("2026-01-01T00:00:00Z") });
+    const run = await env.start(everything, { user: "ada" });
+    await env.advance("30d");
+    await env.sendEvent({ eventType: "user.upgraded", correlationId: "ada", payload: "pro" });
+    await env.completeTurn("summary", { text: "a good month" });
+    const output = await env.result<{ fresh: boolean; id: string; lucky: number; plan: string; doubled: number; summary: unknown; receipt: string; at: string }>(run);
+    assert.equal(run.error, undefined);
+    assert.deepEqual(
+      { ...output, id: typeof output.id, lucky: typeof output.lucky },
+      { fresh: true, id: "string", lucky: "number", plan: "pro", doubled: 42, summary: { text: "a good month" }, receipt: "sent", at: "2026-01-31T00:01:00.000Z" },
+    );
+    assert.equal(receiptAttempts, 2, "replays never run a step again");
+  });
+});

@@ -276,6 +276,31 @@ test("open mode: start a run from the form, watch it live, send the event it wai
   assert.deepEqual(runsErrors, [], "the runs page logged errors");
 });
 
+test("a run held back by flow control says so on its page: the gate, its key, its place in line, and its priority", async () => {
+  const { server, client } = await startCairn("console_held");
+  const input = (workMs: number) => fromJson(ValueSchema, { account: "acme", workMs });
+  const { run: working } = await client.createRun({ workflowName: "account_sync", input: input(60_000) });
+  // The second run on the same account waits for the first one's place (concurrency limit 1 per account).
+  for (let i = 0; i < 100; i++) {
+    const { run } = await client.getRun({ runId: working!.runId });
+    if (run?.status === RunStatus.RUNNING) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const { run: held } = await client.createRun({ workflowName: "account_sync", input: input(0), priority: 5 });
+  const { page, errors } = await openPage();
+  await page.goto(`${server.url}/runs/${held!.runId}`);
+  const callout = page.locator(".callout.held-by");
+  await callout.waitFor({ timeout: 10_000 });
+  assert.match((await callout.textContent()) ?? "", /concurrency key "acme" has as many runs executing as its limit, number 1 in line/);
+  assert.match((await page.locator("dl.facts").textContent()) ?? "", /Priority5/);
+  await page.screenshot({ path: join(artifacts, "run-held.png") });
+  // Cancelling the working run frees the place: the held run starts, and its page drops the hold.
+  await client.cancelRun({ runId: working!.runId });
+  await page.locator('.run-page[data-status="completed"]').waitFor({ timeout: 20_000 });
+  assert.equal(await callout.count(), 0);
+  assert.deepEqual(errors, []);
+});
+
 test("keys mode: the console asks for an API key, keeps it in session storage, never in the URL", async () => {
   const { server } = await startCairn("console_keys", { CAIRN_AUTH: "keys" });
   const generated = generateApiKey();

@@ -1,6 +1,7 @@
 // The packages as a user gets them: the SDK packed with `npm pack` and installed into a folder
 // outside the repository (a plain node script starts a run and awaits it, tsc typechecks a typed
-// client and a workflow, esbuild bundles the client for a browser), and the compiled server
+// client and a workflow, esbuild bundles the client for a browser, the test kit `@cairnjs/sdk/testing` runs a
+// 30-day workflow in memory and typechecks), and the compiled server
 // (`npm run build`) loading an overlay folder outside the repository whose workflow imports
 // @cairnjs/sdk/workflow with no node_modules of its own.
 import assert from "node:assert/strict";
@@ -79,9 +80,9 @@ describe("the SDK installed from its npm pack tarball", () => {
   test("the tarball holds the compiled entry points and no TypeScript sources", () => {
     const installed = join(project, "node_modules/@cairnjs/sdk");
     const manifest = JSON.parse(readFileSync(join(installed, "package.json"), "utf8")) as { exports: Record<string, unknown> };
-    assert.deepEqual(Object.keys(manifest.exports), [".", "./workflow", "./node", "./package.json"]);
+    assert.deepEqual(Object.keys(manifest.exports), [".", "./workflow", "./node", "./testing", "./package.json"]);
     const files = readdirSync(join(installed, "dist"));
-    for (const name of ["index.js", "index.d.ts", "workflow.js", "workflow.d.ts", "node-transport.js"]) assert.ok(files.includes(name), `dist/${name} is missing`);
+    for (const name of ["index.js", "index.d.ts", "workflow.js", "workflow.d.ts", "node-transport.js", "testing.js", "testing.d.ts"]) assert.ok(files.includes(name), `dist/${name} is missing`);
     assert.deepEqual(readdirSync(installed).filter((name) => name.endsWith(".ts")), []);
   });
 
@@ -133,6 +134,74 @@ export async function main(ctx: WorkflowContext): Promise<string> {
     // And it does fail on a type error: the check above is not vacuous.
     writeFileSync(join(project, "typed.ts"), `import { defineWorkflow } from "@cairnjs/sdk/workflow";\nexport const n: number = defineWorkflow;\n`);
     await assert.rejects(sh(process.execPath, [tsc, "-p", "tsconfig.json"], project, userEnv()), /TS2322/);
+  });
+
+  test("@cairnjs/sdk/testing runs a workflow that sleeps 30 days, then waits for an event, in memory in under a second", async () => {
+    // No server and no database: the kit is the engine core over a virtual clock, bundled into the package.
+    writeFileSync(
+      join(project, "kit.mjs"),
+      `import { createTestEnvironment } from "@cairnjs/sdk/testing";
+import { defineWorkflow, NonRetryableError } from "@cairnjs/sdk/workflow";
+
+const trial = defineWorkflow({
+  name: "trial",
+  async handler(input, ctx) {
+    await ctx.step("welcome", () => "welcome " + input.user);
+    await ctx.sleep("trial-period", "30d");
+    const plan = await ctx.waitForEvent("upgrade", "user.upgraded", input.user);
+    return { plan, at: ctx.now().toISOString() };
+  },
+});
+// The package's own NonRetryableError (from @cairnjs/sdk/workflow) is the one the kit's core knows: no retries.
+let attempts = 0;
+const strict = defineWorkflow({
+  name: "strict",
+  async handler(_input, ctx) {
+    return ctx.step("refuse", () => {
+      attempts++;
+      throw new NonRetryableError("no");
+    });
+  },
+});
+const started = performance.now();
+const env = createTestEnvironment({ workflows: [trial, strict], startTime: new Date("2026-01-01T00:00:00Z") });
+const run = await env.start(trial, { user: "ada" });
+await env.advance("30d");
+await env.sendEvent({ eventType: "user.upgraded", correlationId: "ada", payload: "pro" });
+const output = await env.result(run);
+const wallMs = performance.now() - started;
+const failed = await env.result(await env.start(strict)).catch((error) => error.failure);
+console.log(JSON.stringify({ output, wallMs, kinds: run.journal.map((e) => e.kind), failed: failed.name, attempts }));
+`,
+    );
+    const report = JSON.parse(await sh(process.execPath, ["kit.mjs"], project, userEnv())) as { output: unknown; wallMs: number; kinds: string[]; failed: string; attempts: number };
+    assert.deepEqual(report.output, { plan: "pro", at: "2026-01-31T00:00:00.000Z" });
+    assert.deepEqual(report.kinds, ["step_completed", "timer_started", "timer_fired", "event_wait_started", "event_received", "now_recorded", "run_completed"]);
+    assert.ok(report.wallMs < 1000, `the 30-day run took ${report.wallMs} ms of wall time`);
+    assert.deepEqual([report.failed, report.attempts], ["NonRetryableError", 1]);
+
+    // And its declarations typecheck a test against the package's own workflow types.
+    writeFileSync(
+      join(project, "kit-typed.ts"),
+      `import { createTestEnvironment, type ExportedHistory, type ReplayReport, type TestRun } from "@cairnjs/sdk/testing";
+import { defineWorkflow } from "@cairnjs/sdk/workflow";
+
+const hello = defineWorkflow({ name: "hello", handler: async (input: { who: string }, ctx) => ctx.step("greet", () => \`hi \${input.who}\`) });
+export async function check(history: ExportedHistory): Promise<ReplayReport> {
+  const env = createTestEnvironment({ workflows: [hello], alwaysReplay: true });
+  const run: TestRun = await env.start(hello, { who: "you" });
+  const greeting: string = await env.result<string>(run);
+  // @ts-expect-error: advance takes a duration.
+  await env.advance(true);
+  return greeting ? env.replay(history, hello) : { ok: true, replayed: 0 };
+}
+`,
+    );
+    writeFileSync(
+      join(project, "tsconfig.kit.json"),
+      JSON.stringify({ compilerOptions: { target: "ES2022", module: "NodeNext", moduleResolution: "NodeNext", strict: true, noEmit: true, lib: ["ES2023", "DOM"], types: [] }, files: ["kit-typed.ts"] }),
+    );
+    await sh(process.execPath, [tsc, "-p", "tsconfig.kit.json"], project, userEnv());
   });
 
   test("esbuild bundles the client for a browser with no node:* modules", async () => {

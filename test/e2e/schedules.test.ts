@@ -76,12 +76,12 @@ function assertOnePerFireTime(runs: FiredRun[], everyMs: number, label: string):
   for (let i = 1; i < nominals.length; i++) assert.equal(nominals[i]! - nominals[i - 1]!, everyMs, `${label}: no fire time missed between runs ${i - 1} and ${i}`);
 }
 
-test("every second for ~10 s on three servers: one run per fire time, none early; pause, unpause, trigger, backfill", async () => {
+test("every second for ~20 s on three servers: one run per fire time, none early; pause, unpause, trigger, backfill", async () => {
   const created = await sdk.schedules.create("every-second", { workflow: "tick", every: "1s", overlap: "allow_all", input: { n: 1 } });
   const createdAt = created.createdAt!.getTime();
-  await sleep(10_500);
+  await sleep(20_500);
   let runs = await runsOf("every-second");
-  assert.ok(runs.length >= 9 && runs.length <= 11, `${runs.length} runs in 10.5 s`);
+  assert.ok(runs.length >= 19 && runs.length <= 21, `${runs.length} runs in 20.5 s`);
   assertOnePerFireTime(runs, 1000, "running");
   for (const run of runs) assert.ok(run.created >= run.nominal, `run ${run.key} created ${run.nominal - run.created} ms early`);
   // Every server took part in firing, or at least more than one did not double anything: the counts above hold.

@@ -38,7 +38,7 @@ import { insertApiKey } from "../../server/store/api-keys.js";
 import type { ApiKeyRole } from "../../server/store/schema.js";
 import { startTestServer } from "../support/in-process-server.js";
 import { createTestDatabase, type TestDatabase, withClient } from "../support/postgres.js";
-import { type HttpVersion, rawExchange, type RawOutcome, type RawRequest, type RawResponse } from "../support/raw-http.js";
+import { envelope, type HttpVersion, rawExchange, type RawOutcome, type RawRequest, type RawResponse } from "../support/raw-http.js";
 
 const origin = "https://app.example.com";
 // Small payload limits make the request cap (2 × 1024 + 64 KiB) cheap to exceed.
@@ -372,10 +372,11 @@ for (const http of versions) {
       const client = await newKey("default", "client");
       const unknown = generateApiKey().key;
       const withKey = (key: string | undefined, name = "x-api-key") => rpc("ListWorkflows", {}, "proto", key ? { headers: { [name]: key } } : {});
-      assert.equal((await assertSame(keyed, http, () => withKey(undefined))).status, 401);
-      assert.equal((await assertSame(keyed, http, () => withKey("not-a-key"))).status, 401);
-      assert.equal((await assertSame(keyed, http, () => withKey(unknown))).status, 401);
-      assert.equal((await assertSame(keyed, http, () => withKey(`Bearer ${unknown}`, "authorization"))).status, 401);
+      // Refused from the headers by the key gate, in front of both the lane and the adapter (server/http/key-gate.ts).
+      assert.equal((await assertSame(keyed, http, () => withKey(undefined), false)).status, 401);
+      assert.equal((await assertSame(keyed, http, () => withKey("not-a-key"), false)).status, 401);
+      assert.equal((await assertSame(keyed, http, () => withKey(unknown), false)).status, 401);
+      assert.equal((await assertSame(keyed, http, () => withKey(`Bearer ${unknown}`, "authorization"), false)).status, 401);
       assert.equal((await assertSame(keyed, http, () => withKey(worker))).status, 403);
       assert.equal(
         (await assertSame(keyed, http, () => ({ path: "/cairn.v1.AgentService/PollTurns", headers: { "content-type": "application/json", "x-api-key": client }, body: '{"agents": ["a"], "workerId": "w"}' }))).status,
@@ -415,11 +416,11 @@ for (const http of versions) {
           const runId = idOn(runs, server);
           const gone = new AbortController();
           const polling = rawExchange(server.url, http, rpc("AwaitRun", { runId, timeout: "60s" }, "json", { signal: gone.signal }));
-          // The long poll registers its watch in the store once it waits for changes made elsewhere.
-          await until(async () => (await watchers(runId)) > 0, `${server === open.lane ? "lane" : "generic"}: AwaitRun never started waiting`);
+          // The long poll listens on the server's run feed while it waits.
+          await until(async () => server.feed.waiters(runId) > 0, `${server === open.lane ? "lane" : "generic"}: AwaitRun never started waiting`);
           gone.abort();
           assert.ok("broken" in (await polling));
-          await until(async () => (await watchers(runId)) === 0, `${server === open.lane ? "lane" : "generic"}: AwaitRun kept waiting after its client left`);
+          await until(async () => server.feed.waiters(runId) === 0, `${server === open.lane ? "lane" : "generic"}: AwaitRun kept waiting after its client left`);
         }
         // The handler's answer to the departed client is written (and dropped) after the watch is released.
         await new Promise((resolve) => setTimeout(resolve, 100));
@@ -430,6 +431,130 @@ for (const http of versions) {
     });
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// gRPC (HTTP/2, application/grpc): the lane takes unary calls as grpc-js and other gRPC clients send them.
+
+/** A gRPC unary request for `method` of WorkflowService: the message binary, in one envelope. */
+function grpcRpc(method: string, message: JsonValue, extra: Partial<RawRequest> = {}): RawRequest {
+  const [input] = schemasOf(method);
+  return {
+    path: `/cairn.v1.WorkflowService/${method}`,
+    ...extra,
+    headers: { "content-type": "application/grpc", te: "trailers", ...extra.headers },
+    body: extra.body ?? envelope(toBinary(input, fromJson(input, message))),
+  };
+}
+
+/** Status, headers but Date, body and trailers, byte for byte (or the same broken exchange). */
+function assertSameGrpcAnswer(viaLane: RawOutcome, viaAdapter: RawOutcome): RawResponse {
+  const lane = response(viaLane);
+  const adapter = response(viaAdapter);
+  assert.equal(lane.status, adapter.status);
+  assert.deepEqual(withoutDate(lane.headers), withoutDate(adapter.headers));
+  assert.equal(lane.body.toString("latin1"), adapter.body.toString("latin1"));
+  assert.deepEqual(lane.trailers, adapter.trailers, `trailers; adapter: ${JSON.stringify(adapter.trailers)}`);
+  return lane;
+}
+
+async function assertSameGrpc(pair: Pair, request: (server: CairnServer) => RawRequest, taken = true): Promise<RawResponse> {
+  const [viaLane, viaAdapter] = await exchangeBoth(pair, "2", request, taken);
+  return assertSameGrpcAnswer(viaLane, viaAdapter);
+}
+
+/** The one message of a successful gRPC answer, decoded (gunzipped when its envelope is flagged compressed). */
+function grpcMessage(method: string, answer: RawResponse): unknown {
+  const [, output] = schemasOf(method);
+  assert.equal(answer.trailers?.["grpc-status"], "0", `grpc-status; message: ${answer.trailers?.["grpc-message"]}`);
+  const length = answer.body.readUInt32BE(1);
+  assert.equal(answer.body.byteLength, 5 + length, "one envelope");
+  const payload = answer.body.subarray(5);
+  return toJson(output, fromBinary(output, answer.body[0] === 1 ? gunzipSync(payload) : payload));
+}
+
+describe("gRPC over HTTP/2", () => {
+  test("ListWorkflows answers the same bytes and trailers", async () => {
+    const answer = await assertSameGrpc(open, () => grpcRpc("ListWorkflows", {}));
+    assert.equal(answer.status, 200);
+    assert.ok((grpcMessage("ListWorkflows", answer) as { workflows: unknown[] }).workflows.length > 0);
+  });
+
+  test("CreateRun (eager_start), AwaitRun, GetRun: the same run", async () => {
+    const [lane, adapter] = (await exchangeBoth(open, "2", () => grpcRpc("CreateRun", { workflowName: "sleeper", input: { ms: 1 }, eagerStart: true }))).map(response) as [RawResponse, RawResponse];
+    assert.deepEqual(withoutDate(lane.headers), withoutDate(adapter.headers));
+    assert.deepEqual(lane.trailers, adapter.trailers);
+    const created = new Map([
+      [open.lane, runIdOf(grpcMessage("CreateRun", lane))],
+      [open.generic, runIdOf(grpcMessage("CreateRun", adapter))],
+    ]);
+    for (const method of ["AwaitRun", "GetRun"]) {
+      const answers = (await exchangeBoth(open, "2", (server) => grpcRpc(method, { runId: idOn(created, server), ...(method === "AwaitRun" ? { timeout: "10s" } : {}) }))).map(response);
+      const [viaLane, viaAdapter] = answers.map((answer) => normalized(grpcMessage(method, answer)));
+      assert.deepEqual(viaLane, viaAdapter);
+      assert.equal((viaLane as { run: { status: string } }).run.status, "RUN_STATUS_COMPLETED");
+    }
+  });
+
+  test("errors: NOT_FOUND, proto rules with their details, an unknown workflow", async () => {
+    const runId = randomUUID();
+    const missing = await assertSameGrpc(open, () => grpcRpc("GetRun", { runId }));
+    assert.equal(missing.trailers?.["grpc-status"], String(Code.NotFound));
+    const invalid = await assertSameGrpc(open, () => grpcRpc("GetRun", { runId: "42" }));
+    assert.equal(invalid.trailers?.["grpc-status"], String(Code.InvalidArgument));
+    assert.ok(invalid.trailers?.["grpc-status-details-bin"], "violations travel as details");
+    const unknown = await assertSameGrpc(open, () => grpcRpc("CreateRun", { workflowName: "no_such_workflow", input: {} }));
+    assert.equal(unknown.trailers?.["grpc-status"], String(Code.NotFound));
+  });
+
+  test("envelope rules: missing, extra, incomplete, compressed without an encoding, not protobuf, oversized", async () => {
+    const message = toBinary(GetRunRequestSchema, create(GetRunRequestSchema, { runId: randomUUID() }));
+    const status = async (body: Uint8Array, headers: Record<string, string> = {}) =>
+      (await assertSameGrpc(open, () => grpcRpc("GetRun", {}, { body, headers }))).trailers?.["grpc-status"];
+    assert.equal(await status(new Uint8Array()), String(Code.Unimplemented));
+    assert.equal(await status(Buffer.concat([envelope(message), envelope(message)])), String(Code.Unimplemented));
+    assert.equal(await status(envelope(message).subarray(0, 8)), String(Code.InvalidArgument));
+    assert.equal(await status(envelope(message, 1)), String(Code.InvalidArgument));
+    assert.equal(await status(envelope(Buffer.from([0xff, 0xff, 0xff]))), String(Code.InvalidArgument));
+    const oversized = await assertSameGrpc(open, () => grpcRpc("CreateRun", {}, { body: envelope(new Uint8Array(readMaxBytes + 1)) }));
+    assert.equal(oversized.trailers?.["grpc-status"], String(Code.ResourceExhausted));
+    assert.match(decodeURIComponent(oversized.trailers?.["grpc-message"] ?? ""), /message size \d+ is larger than configured readMaxBytes \d+ \(CAIRN_MAX_REQUEST_BYTES\)/);
+  });
+
+  test("compression: a gzip request, a gzip answer when accepted, an unknown encoding refused", async () => {
+    const body = envelope(gzipSync(toBinary(ListWorkflowsRequestSchema, create(ListWorkflowsRequestSchema, {}))), 1);
+    const answer = await assertSameGrpc(open, () => grpcRpc("ListWorkflows", {}, { body, headers: { "grpc-encoding": "gzip", "grpc-accept-encoding": "gzip" } }));
+    assert.equal(answer.headers["grpc-encoding"], "gzip");
+    assert.ok((grpcMessage("ListWorkflows", answer) as { workflows: unknown[] }).workflows.length > 0);
+    const unknown = await assertSameGrpc(open, () => grpcRpc("ListWorkflows", {}, { headers: { "grpc-encoding": "snappy" } }));
+    assert.equal(unknown.trailers?.["grpc-status"], String(Code.Unimplemented));
+  });
+
+  test("grpc-timeout: a malformed one is refused, a valid one is honoured", async () => {
+    const bad = await assertSameGrpc(open, () => grpcRpc("ListWorkflows", {}, { headers: { "grpc-timeout": "soon" } }));
+    assert.notEqual(bad.trailers?.["grpc-status"], "0");
+    const ok = await assertSameGrpc(open, () => grpcRpc("ListWorkflows", {}, { headers: { "grpc-timeout": "5S" } }));
+    assert.equal(ok.trailers?.["grpc-status"], "0");
+  });
+
+  test("keys mode: no key is UNAUTHENTICATED, a good key is served", async () => {
+    const refused = await assertSameGrpc(keyed, () => grpcRpc("ListWorkflows", {}));
+    assert.equal(refused.trailers?.["grpc-status"], String(Code.Unauthenticated));
+    const key = await newKey("grpc-lane", "admin");
+    const served = await assertSameGrpc(keyed, () => grpcRpc("ListWorkflows", {}, { headers: { authorization: `Bearer ${key}` } }));
+    assert.equal(served.trailers?.["grpc-status"], "0");
+  });
+
+  test("left to the adapter: gRPC JSON, a server stream, and gRPC over HTTP/1.1", async () => {
+    await assertSameGrpc(open, () => ({ ...grpcRpc("ListWorkflows", {}), headers: { "content-type": "application/grpc+json", te: "trailers" }, body: envelope(Buffer.from("{}")) }), false);
+    // A server stream (refused at once: the run id is not a UUID).
+    const watch = toBinary(GetRunRequestSchema, create(GetRunRequestSchema, { runId: "42" }));
+    const stream = await assertSameGrpc(open, () => ({ ...grpcRpc("ListWorkflows", {}), path: "/cairn.v1.WorkflowService/WatchRun", body: envelope(watch) }), false);
+    assert.equal(stream.trailers?.["grpc-status"], String(Code.InvalidArgument));
+    const [lane, adapter] = (await exchangeBoth(open, "1.1", () => grpcRpc("ListWorkflows", {}), false)).map(response) as [RawResponse, RawResponse];
+    assert.equal(lane.status, adapter.status);
+    assert.deepEqual(withoutDate(lane.headers), withoutDate(adapter.headers));
+  });
+});
 
 describe("requests without a usable authority", () => {
   // connect-node's adapter throws out of the request listener for these; uncaught, that ended the server process.
@@ -462,7 +587,7 @@ describe("server shutdown", () => {
     const polls = [pair.lane, pair.generic].map((server) =>
       rawExchange(server.url, "2", rpc("AwaitRun", { runId: idOn(runs, server), timeout: "60s" }, "json")).then(response),
     );
-    for (const server of [pair.lane, pair.generic]) await until(async () => (await watchers(idOn(runs, server))) > 0, "AwaitRun never started waiting");
+    for (const server of [pair.lane, pair.generic]) await until(async () => server.feed.waiters(idOn(runs, server)) > 0, "AwaitRun never started waiting");
     const began = Date.now();
     const closing = [pair.lane.close(), pair.generic.close()];
     const [viaLane, viaAdapter] = await Promise.all(polls);
@@ -583,6 +708,45 @@ describe("the lane and the adapter on a fixture service", () => {
       assert.equal((await same(http, { path: "/cairn.v1.WorkflowService/SendEvent", headers: { "content-type": "application/json" }, body: "{}" })).status, 501);
     });
   }
+
+  async function sameGrpc(request: RawRequest): Promise<RawResponse> {
+    const before = laneCalls();
+    observed.length = 0;
+    const lane = await rawExchange(`http://127.0.0.1:${viaLane.port}`, "2", request);
+    const laneObserved = observed.splice(0);
+    assert.equal(laneCalls() - before, 1);
+    const adapter = await rawExchange(`http://127.0.0.1:${viaAdapter.port}`, "2", request);
+    const adapterObserved = observed.splice(0);
+    const port = (text: unknown) => JSON.parse(JSON.stringify(text).replace(/127\.0\.0\.1:\d+/g, "HOST"));
+    assert.deepEqual(port(laneObserved), port(adapterObserved));
+    return assertSameGrpcAnswer(lane, adapter);
+  }
+  const grpcCall = (method: string, message: Uint8Array, headers: Record<string, string> = {}): RawRequest => ({
+    path: `/cairn.v1.WorkflowService/${method}`,
+    headers: { "content-type": "application/grpc+proto", te: "trailers", "x-test": "t", ...headers },
+    body: envelope(message),
+  });
+
+  test("gRPC: headers, set-cookie and trailers from the handler and interceptors, what interceptors see", async () => {
+    const answer = await sameGrpc(grpcCall("ListWorkflows", new Uint8Array()));
+    assert.equal(answer.headers["x-handler"], "h");
+    assert.equal(answer.trailers?.["x-trailer"], "t");
+    assert.equal(answer.headers["x-from-interceptor"], "yes");
+  });
+
+  test("gRPC: error metadata in the trailers; a deadline from grpc-timeout; a non-Connect error is INTERNAL; UNIMPLEMENTED", async () => {
+    const refused = await sameGrpc(grpcCall("GetRun", new Uint8Array()));
+    assert.equal(refused.trailers?.["grpc-status"], String(Code.FailedPrecondition));
+    assert.equal(refused.trailers?.["x-meta"], "m");
+    const deadline = await sameGrpc(grpcCall("AwaitRun", new Uint8Array(), { "grpc-timeout": "50m" }));
+    assert.equal((grpcMessageOf(deadline) as { run: { runId: string } }).run.runId, "deadline");
+    assert.equal((await sameGrpc(grpcCall("CancelRun", new Uint8Array()))).trailers?.["grpc-status"], String(Code.Internal));
+    assert.equal((await sameGrpc(grpcCall("SendEvent", new Uint8Array()))).trailers?.["grpc-status"], String(Code.Unimplemented));
+  });
+
+  function grpcMessageOf(answer: RawResponse): unknown {
+    return toJson(AwaitRunResponseSchema, fromBinary(AwaitRunResponseSchema, answer.body.subarray(5)));
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -591,14 +755,6 @@ async function newKey(namespace: string, role: ApiKeyRole): Promise<string> {
   const generated = generateApiKey();
   await insertApiKey(keyed.lane.database.db, { id: generated.id, namespace, role, secretHash: generated.secretHash, name: `unary lane ${role}` });
   return generated.key;
-}
-
-/** run_watchers rows for a run: an AwaitRun that waits for changes made elsewhere holds one. */
-async function watchers(runId: string): Promise<number> {
-  return withClient(database.url, async (client) => {
-    const result = await client.query<{ n: string }>("select count(*) as n from run_watchers where target = $1", [runId]);
-    return Number(result.rows[0]?.n ?? 0);
-  });
 }
 
 /** Writes `request` as it is on a new connection and returns everything the server sent until it closed. */

@@ -181,3 +181,42 @@ test("REST: POST /schedules, GET /schedules/{id}, POST /schedules/{id}/pause, DE
   assert.equal((await fetch(`${server.url}/schedules/rest-one`, { method: "DELETE" })).status, 200);
   assert.equal((await fetch(`${server.url}/schedules/rest-one`)).status, 404);
 });
+
+test("three firings racing over the same due schedules: each fire makes its run once, each schedule advances once", async () => {
+  const { fireDueSchedules } = await import("../../server/store/schedules/fire.js");
+  const { scheduleClock } = await import("../../server/runs/schedule-times.js");
+  const ids = Array.from({ length: 40 }, (_, i) => `race-${i}`);
+  for (const id of ids) await sdk.schedules.create(id, { workflow: "tick", every: "1h", overlap: i(id) % 2 === 0 ? "allow_all" : "skip" });
+  // Every one due a moment ago (this server's timer is armed for an hour from now and hears no notice of this).
+  await query(`update schedules set next_fire_at = now() - interval '5 ms', fire_due_at = now() - interval '5 ms' where schedule_id like 'race-%'`);
+  const before = await query<{ schedule_id: string; next_fire_at: Date }>(`select schedule_id, next_fire_at from schedules where schedule_id like 'race-%'`);
+  const clock = scheduleClock(() => undefined);
+  // Three firings at once on separate connections of the pool, in batches smaller than the due set.
+  const batches = await Promise.all([0, 1, 2].map(async () => {
+    const made = [];
+    for (;;) {
+      const fired = await fireDueSchedules(server.database.db, 7, clock);
+      made.push(fired);
+      if (fired.read < 7) return made;
+    }
+  }));
+  const claimed = batches.flat().reduce((sum, fired) => sum + fired.claimed, 0);
+  const started = batches.flat().flatMap((fired) => fired.started);
+  assert.equal(claimed, ids.length, "each schedule advanced by exactly one firing");
+  assert.equal(started.length, ids.length, "one run per fire, reported once");
+  assert.ok(started.every((run) => run.created));
+  assert.equal(await count(`select count(*) as n from runs where schedule_id like 'race-%'`), ids.length);
+  const after = await query<{ schedule_id: string; next_fire_at: Date; last_run_id: string }>(`select schedule_id, next_fire_at, last_run_id from schedules where schedule_id like 'race-%'`);
+  for (const row of after) {
+    const was = before.find((b) => b.schedule_id === row.schedule_id)!;
+    // The next fire on the schedule's grid, at most one interval on: advanced once (twice would be past it).
+    const step = row.next_fire_at.getTime() - was.next_fire_at.getTime();
+    assert.ok(step > 0 && step <= 3_600_000, `${row.schedule_id} advanced by ${step} ms`);
+    assert.equal(row.last_run_id, started.find((run) => run.scheduleId === row.schedule_id)?.runId);
+  }
+  for (const id of ids) await sdk.schedules.delete(id);
+});
+
+function i(id: string): number {
+  return Number(id.split("-")[1]);
+}

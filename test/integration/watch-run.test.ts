@@ -103,17 +103,21 @@ test("watching a finished run replays its history and ends", async () => {
   assert.deepEqual(sequences(await collect(front.client, runId, 4n)), []);
 });
 
-test("runs nobody watches cost no change notifications", async () => {
+test("a watched run's changes come as notices naming the run with its namespace, by kind", async () => {
   const listener = new pg.Client({ connectionString: databaseUrl });
   await listener.connect();
   const heard: string[] = [];
   listener.on("notification", (message) => heard.push(message.payload ?? ""));
   await listener.query("listen cairn_runs");
   try {
-    const runId = await startRun(3, 0);
-    await waitForEnd(executor.client, runId);
+    // Steps 100 ms apart: the watcher on the front registers its namespace long before the run ends.
+    const runId = await startRun(3, 100);
+    await collect(front.client, runId);
     await new Promise((resolve) => setTimeout(resolve, 200));
-    assert.equal(heard.filter((id) => id === runId).length, 0);
+    const naming = heard.filter((payload) => payload.slice(2).split(",").includes(`default:${runId}`));
+    // Its end: a status notice; its steps and the end: journal notices.
+    assert.ok(naming.some((payload) => payload.startsWith("s ")), `a status notice: ${JSON.stringify(naming)}`);
+    assert.ok(naming.some((payload) => payload.startsWith("e ")), `a journal notice: ${JSON.stringify(naming)}`);
   } finally {
     await listener.end();
   }
@@ -141,9 +145,9 @@ test("WatchRuns streams status changes of matching runs", async () => {
   assert.ok(seen.includes(runId), "the completed run was announced");
 });
 
-test("create → watch → end, one run after another: no watcher waits for the 1 s recheck to see the end", async () => {
-  // The end must arrive by notice (this process's own, or the store's), not by the recheck a second later.
-  // 700 ms sits between a run of one step (a few ms) and the recheck; a missed notice shows as ~1,000 ms.
+test("create → watch → end, one run after another: no watcher waits for the safety net to see the end", async () => {
+  // The end must arrive by notice (this process's own, or the store's), not by the safety net's recheck (5 s).
+  // 700 ms sits far above a run of one step (a few ms) and far below the recheck.
   const slow: string[] = [];
   for (const [label, watcher] of [["executing process", executor], ["other process", front]] as const) {
     for (let i = 0; i < 100; i++) {

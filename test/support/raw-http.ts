@@ -23,6 +23,8 @@ export interface RawResponse {
   /** Lower-case names; repeated headers joined with ", ". */
   headers: Record<string, string>;
   body: Buffer;
+  /** HTTP/2 trailers (gRPC's status), when the response had any. */
+  trailers?: Record<string, string>;
 }
 
 /** The response, or the error code of the broken exchange (ECONNRESET, ERR_HTTP2_STREAM_ERROR…). */
@@ -78,8 +80,12 @@ function exchange2(baseUrl: string, request: RawRequest): Promise<RawOutcome> {
       const { ":status": _, ...rest } = received;
       headers = flatten(rest);
     });
+    let trailers: Record<string, string> | undefined;
+    stream.on("trailers", (received) => {
+      trailers = flatten(received);
+    });
     stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-    stream.on("end", () => done({ status, headers, body: Buffer.concat(chunks) }));
+    stream.on("end", () => done({ status, headers, body: Buffer.concat(chunks), ...(trailers ? { trailers } : {}) }));
     stream.on("error", (error: NodeJS.ErrnoException) => done({ broken: error.code ?? error.message }));
     for (let offset = 0; offset < body.byteLength; offset += 16 * 1024) stream.write(body.subarray(offset, offset + 16 * 1024));
     stream.end();

@@ -65,6 +65,27 @@ function RunPage({ params }: { params: string[] }) {
     return () => abort.abort();
   }, [runId]);
 
+  // A hold is not in the watch's run updates (its place in line moves as other runs leave, with no change of this
+  // run): read it with GetRun while the run could be held, at once and every 2 s.
+  const [hold, setHold] = useState<Run["heldBy"]>();
+  const holdable = run?.status === RunStatus.QUEUED || run?.status === RunStatus.WAITING;
+  useEffect(() => {
+    setHold(undefined);
+    if (!holdable) return;
+    const abort = new AbortController();
+    const read = () =>
+      api.getRun({ runId }, { signal: abort.signal }).then(
+        (response) => setHold(response.run?.heldBy),
+        () => undefined,
+      );
+    void read();
+    const timer = setInterval(read, 2000);
+    return () => {
+      clearInterval(timer);
+      abort.abort();
+    };
+  }, [runId, holdable]);
+
   const finished = run ? ended.has(run.status) : false;
   useEffect(() => {
     if (finished) return;
@@ -118,6 +139,20 @@ function RunPage({ params }: { params: string[] }) {
             <dd>{time(date(run.timeoutAt))}</dd>
           </>
         )}
+        {run.scheduleId && (
+          <>
+            <dt>Schedule</dt>
+            <dd class="mono">
+              <a href={`/?schedule=${encodeURIComponent(run.scheduleId)}`}>{run.scheduleId}</a>
+            </dd>
+          </>
+        )}
+        {run.priority !== 0 && (
+          <>
+            <dt>Priority</dt>
+            <dd>{run.priority}</dd>
+          </>
+        )}
         {Object.keys(run.metadata).length > 0 && (
           <>
             <dt>Metadata</dt>
@@ -131,6 +166,11 @@ function RunPage({ params }: { params: string[] }) {
           </>
         )}
       </dl>
+      {holdable && hold && (
+        <div class="callout held-by">
+          <span class="callout-title">Held by flow control</span> {holdText(hold)}
+        </div>
+      )}
       {run.waitingOn && (
         <div class="callout waiting-on">
           <span class="callout-title">Waiting on</span> <WaitingOnText waiting={run.waitingOn} now={now} />
@@ -176,3 +216,19 @@ export const page: Page = {
   path: /^\/runs\/([0-9a-fA-F-]{36})\/?$/,
   component: RunPage,
 };
+
+/** One line for a queued run that flow control holds back (the gate, its key and the run's place in line). */
+function holdText(hold: NonNullable<Run["heldBy"]>): string {
+  const key = hold.key ? ` "${hold.key}"` : "";
+  const place = hold.position > 0n ? `, number ${hold.position} in line` : "";
+  switch (hold.gate) {
+    case "concurrency":
+      return `its concurrency key${key} has as many runs executing as its limit${place}`;
+    case "namespace":
+      return `the namespace has CAIRN_NAMESPACE_MAX_RUNNING runs executing${place}`;
+    case "rate":
+      return `its rate key${key} started its limit within the period; due again ${time(date(hold.availableAt))}`;
+    default:
+      return `${hold.gate}${key}${place}`;
+  }
+}

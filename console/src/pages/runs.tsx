@@ -25,6 +25,8 @@ interface Filter {
   metadata: Record<string, string>;
   after: string;
   before: string;
+  /** Only runs this schedule created (the run page links here). */
+  schedule: string;
 }
 
 function filterOf(query: URLSearchParams): Filter {
@@ -43,6 +45,7 @@ function filterOf(query: URLSearchParams): Filter {
     metadata,
     after: query.get("after") ?? "",
     before: query.get("before") ?? "",
+    schedule: query.get("schedule") ?? "",
   };
 }
 
@@ -54,6 +57,7 @@ function queryOf(filter: Filter): string {
   for (const [k, v] of Object.entries(filter.metadata)) query.append("meta", `${k}=${v}`);
   if (filter.after) query.set("after", filter.after);
   if (filter.before) query.set("before", filter.before);
+  if (filter.schedule) query.set("schedule", filter.schedule);
   const text = query.toString();
   return text ? `/?${text}` : "/";
 }
@@ -63,6 +67,7 @@ function matches(run: Run, filter: Filter): boolean {
   const created = date(run.createdAt)?.getTime() ?? 0;
   if (filter.after && created < new Date(filter.after).getTime()) return false;
   if (filter.before && created >= new Date(filter.before).getTime()) return false;
+  if (filter.schedule && run.scheduleId !== filter.schedule) return false;
   if (filter.waiting && (run.status !== RunStatus.WAITING || run.waitingOn?.target.case !== waitKindName(filter.waiting))) return false;
   return Object.entries(filter.metadata).every(([k, v]) => run.metadata[k] === v);
 }
@@ -116,6 +121,7 @@ function RunsPage({ query }: { query: URLSearchParams }) {
       statuses: filter.statuses,
       waitingFor: filter.waiting,
       metadata: filter.metadata,
+      scheduleId: filter.schedule,
       pageSize,
       pageToken: token,
       ...(filter.after ? { createdAfter: timestampFromDate(new Date(filter.after)) } : {}),
@@ -207,6 +213,14 @@ function RunsPage({ query }: { query: URLSearchParams }) {
             ))}
           </select>
         </label>
+        {filter.schedule && (
+          <span class="tag schedule-filter">
+            schedule {filter.schedule}{" "}
+            <button type="button" class="link" title="Show runs of every schedule" onClick={() => update({ schedule: "" })}>
+              ×
+            </button>
+          </span>
+        )}
         <label>
           Metadata
           <input

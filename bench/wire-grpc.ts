@@ -1,0 +1,100 @@
+/**
+ * The wire comparison's gRPC client: @grpc/grpc-js with @grpc/proto-loader
+ * reading proto/ at start-up, sharing no code with the server or the SDK (the
+ * way a team in another language would call Cairn). One channel (one h2c
+ * connection) per client; streams and long polls multiplex on it.
+ */
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { finalStatuses, type Observation, statusName, type WireClient } from "./wire.js";
+
+const protoDir = fileURLToPath(new URL("../proto", import.meta.url));
+
+type Method = grpc.MethodDefinition<object, object>;
+/** google.protobuf.Value as proto-loader builds it (well-known types keep their camelCase names). */
+type ProtoValue = { nullValue?: string; numberValue?: number; stringValue?: string; boolValue?: boolean; structValue?: { fields: Record<string, ProtoValue> }; listValue?: { values: ProtoValue[] } };
+type ProtoRun = { run_id: string; status: string };
+
+let loaded: { Client: grpc.ServiceClientConstructor; methods: Record<string, Method> } | undefined;
+
+function service(): { Client: grpc.ServiceClientConstructor; methods: Record<string, Method> } {
+  if (!loaded) {
+    const definition = protoLoader.loadSync("cairn/v1/workflow.proto", { includeDirs: [protoDir], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+    const cairn = grpc.loadPackageDefinition(definition).cairn as grpc.GrpcObject;
+    const Client = (cairn.v1 as grpc.GrpcObject).WorkflowService as grpc.ServiceClientConstructor;
+    loaded = { Client, methods: Client.service as unknown as Record<string, Method> };
+  }
+  return loaded;
+}
+
+function toValue(json: unknown): ProtoValue {
+  if (json === null) return { nullValue: "NULL_VALUE" };
+  if (typeof json === "number") return { numberValue: json };
+  if (typeof json === "string") return { stringValue: json };
+  if (typeof json === "boolean") return { boolValue: json };
+  if (Array.isArray(json)) return { listValue: { values: json.map(toValue) } };
+  if (typeof json === "object") return { structValue: { fields: Object.fromEntries(Object.entries(json).map(([k, v]) => [k, toValue(v)])) } };
+  throw new TypeError(`not JSON: ${String(json)}`);
+}
+
+/** One AwaitRun waits at most this long; the client calls it again until the run ends. */
+const awaitSliceSeconds = 30;
+
+export function grpcWire(baseUrl: string): WireClient {
+  const { Client, methods } = service();
+  const client = new Client(new URL(baseUrl).host, grpc.credentials.createInsecure());
+  const method = (name: string): Method => {
+    const found = methods[name];
+    if (!found) throw new Error(`proto/ has no WorkflowService.${name}`);
+    return found;
+  };
+  const unary = <T>(name: string, request: object, deadlineMs = 30_000): Promise<T> => {
+    const m = method(name);
+    return new Promise<T>((resolve, reject) => {
+      client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, request, { deadline: Date.now() + deadlineMs }, (error, value) =>
+        error ? reject(error) : resolve(value as T),
+      );
+    });
+  };
+  const watchEnd = (runId: string, signal: AbortSignal): Promise<string> => {
+    const m = method("WatchRun");
+    return new Promise<string>((resolve, reject) => {
+      const call = client.makeServerStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, { run_id: runId, after_sequence: "0" });
+      let settled = false;
+      const settle = (error: Error | undefined, status?: string) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener("abort", abort);
+        call.cancel();
+        if (error) reject(error);
+        else resolve(status as string);
+      };
+      const abort = () => settle(new Error(`run ${runId}: interrupted`));
+      signal.addEventListener("abort", abort);
+      call.on("data", (message: { run?: ProtoRun | null }) => {
+        const status = message.run ? statusName(message.run.status) : undefined;
+        if (status && finalStatuses.includes(status)) settle(undefined, status);
+      });
+      call.on("error", (error: Error) => settle(error));
+      call.on("end", () => settle(new Error(`run ${runId}: the watch stream ended before the run did`)));
+    });
+  };
+  return {
+    wire: "grpc-js",
+    createRun: async (workflowName, input) => (await unary<{ run: ProtoRun }>("CreateRun", { workflow_name: workflowName, input: toValue(input), eager_start: true })).run.run_id,
+    status: async (runId) => statusName((await unary<{ run: ProtoRun }>("GetRun", { run_id: runId })).run.status),
+    sendEvent: async (eventType, correlationId, payload) =>
+      (await unary<{ matched_run_ids: string[] }>("SendEvent", { event_type: eventType, correlation_id: correlationId, payload: toValue(payload) })).matched_run_ids,
+    async observeEnd(runId: string, how: Observation, signal: AbortSignal): Promise<string> {
+      if (how === "watch") return watchEnd(runId, signal);
+      for (;;) {
+        if (signal.aborted) throw new Error(`run ${runId}: interrupted`);
+        const { run } = await unary<{ run: ProtoRun }>("AwaitRun", { run_id: runId, timeout: { seconds: String(awaitSliceSeconds), nanos: 0 } }, (awaitSliceSeconds + 5) * 1000);
+        const status = statusName(run.status);
+        if (finalStatuses.includes(status)) return status;
+      }
+    },
+    close: () => client.close(),
+  };
+}

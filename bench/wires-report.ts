@@ -1,0 +1,84 @@
+/**
+ * The wire table: W1–W4 through each independent client, with the run's
+ * end learnt by AwaitRun and by WatchRun, side by side, next to pgbench of
+ * the same run, each against issue 18's goals.
+ */
+import { type Summary, summarize, thousands } from "./format.js";
+import { goals } from "./goals.js";
+import { round } from "./stats.js";
+import type { Observation, WireName } from "./wire.js";
+import type { WireResult } from "./wires.js";
+
+export interface WireRow {
+  wire: WireName;
+  observation: Observation;
+  w1: { stepsPerSec: number; ratioToPgbench: number | null; runs: number; completed: number; failed: number; loadAverage: number } | null;
+  w2: { latencyMs: Summary; serverCpuMsPerRun: number; failed: number; loadAverage: number } | null;
+  w3: { latencyMs: Summary; failed: number; loadAverage: number } | null;
+  w4: { runs: number; observers: number; latenessMs: Summary; early: number; failed: number; loadAverage: number } | null;
+}
+
+export function wireRows(results: readonly WireResult[], pgbenchTpsAtConcurrency: number | undefined): WireRow[] {
+  return results.map((r) => ({
+    wire: r.wire,
+    observation: r.observation,
+    w1: r.w1
+      ? {
+          stepsPerSec: round(r.w1.stepsPerSec, 1),
+          ratioToPgbench: pgbenchTpsAtConcurrency ? round(r.w1.stepsPerSec / pgbenchTpsAtConcurrency, 3) : null,
+          runs: r.w1.runs,
+          completed: r.w1.completed,
+          failed: r.w1.failures.length,
+          loadAverage: r.w1.loadAverage,
+        }
+      : null,
+    w2: r.w2 ? { latencyMs: summarize(r.w2.latenciesMs), serverCpuMsPerRun: round(r.w2.serverCpuMsPerRun, 2), failed: r.w2.failures.length, loadAverage: r.w2.loadAverage } : null,
+    w3: r.w3 ? { latencyMs: summarize(r.w3.latenciesMs), failed: r.w3.failures.length, loadAverage: r.w3.loadAverage } : null,
+    w4: r.w4 ? { runs: r.w4.runs, observers: r.w4.observers, latenessMs: summarize(r.w4.latenessMs), early: r.w4.early, failed: r.w4.failures.length, loadAverage: r.w4.loadAverage } : null,
+  }));
+}
+
+export function wireFailures(results: readonly WireResult[]): string[] {
+  const label = (r: WireResult, w: string, failures: readonly string[] | undefined) => (failures ?? []).slice(0, 10).map((f) => `${r.wire}/${r.observation} ${w}: ${f}`);
+  return results.flatMap((r) => [...label(r, "W1", r.w1?.failures), ...label(r, "W2", r.w2?.failures), ...label(r, "W3", r.w3?.failures), ...label(r, "W4", r.w4?.failures)]);
+}
+
+const verdict = (met: boolean) => (met ? "yes" : "NO");
+const pair = (s: Summary) => `${s.p50.toFixed(1)} / ${s.p99.toFixed(1)}`;
+
+/** The table's lines: one row per wire and observation, every goal checked in its own column. */
+export function formatWireTable(rows: readonly WireRow[], pgbench: { clients: number; tps: number } | undefined): string[] {
+  if (rows.length === 0) return [];
+  const columns = ["wire", "end seen by", "W1 steps/s (× pgbench)", "W2 p50 / p99 ms", "W2 server CPU/run", "W3 p50 / p99 ms", "W4 lateness p50 / p99 ms, early", "goals met?"];
+  const cells = rows.map((r) => {
+    const missed: string[] = [];
+    const w1Goal = r.wire === "sdk" ? goals.wireW1SdkRatio : goals.wireW1Ratio;
+    if (r.w1 && (r.w1.failed > 0 || r.w1.ratioToPgbench === null || r.w1.ratioToPgbench < w1Goal)) missed.push(`W1 ≥ ${w1Goal}×`);
+    if (r.w2 && (r.w2.failed > 0 || r.w2.latencyMs.p50 > (goals.w2P50Ms ?? Infinity) || r.w2.latencyMs.p99 > goals.w2P99Ms)) missed.push("W2");
+    if (r.w2 && r.wire === "grpc-js" && r.w2.serverCpuMsPerRun > goals.wireW2ServerCpuMs) missed.push(`CPU ≤ ${goals.wireW2ServerCpuMs} ms`);
+    if (r.w3 && (r.w3.failed > 0 || r.w3.latencyMs.p50 > (goals.w3P50Ms ?? Infinity) || r.w3.latencyMs.p99 > goals.w3P99Ms)) missed.push("W3");
+    if (r.w4 && (r.w4.failed > 0 || r.w4.early > 0 || r.w4.latenessMs.p99 > goals.w4P99Ms)) missed.push("W4");
+    const failed = (n: number | undefined) => (n ? ` (${n} failed)` : "");
+    return [
+      r.wire,
+      r.observation === "await" ? "AwaitRun" : "WatchRun",
+      r.w1 ? `${thousands(r.w1.stepsPerSec)} (${r.w1.ratioToPgbench === null ? "—" : `${r.w1.ratioToPgbench.toFixed(2)}×`})${failed(r.w1.failed)}` : "—",
+      r.w2 ? `${pair(r.w2.latencyMs)}${failed(r.w2.failed)}` : "—",
+      r.w2 ? `${r.w2.serverCpuMsPerRun.toFixed(2)} ms` : "—",
+      r.w3 ? `${pair(r.w3.latencyMs)}${failed(r.w3.failed)}` : "—",
+      r.w4 ? `${pair(r.w4.latenessMs)}, ${r.w4.early} early (${r.w4.observers} observers)${failed(r.w4.failed)}` : "—",
+      missed.length === 0 ? verdict(true) : `NO: ${missed.join(", ")}`,
+    ];
+  });
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => (row[i] ?? "").length)));
+  const line = (row: readonly string[]) => `| ${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join(" | ")} |`;
+  const loads = rows.flatMap((r) => [r.w1?.loadAverage, r.w2?.loadAverage, r.w3?.loadAverage, r.w4?.loadAverage]).filter((l): l is number => l !== undefined);
+  return [
+    `Wires (issue 18): independent clients against one server; pgbench ${pgbench ? `${thousands(pgbench.tps)} TPS at ${pgbench.clients} clients` : "not run"} in this same run; load ${loads.length ? `${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)}` : "?"}`,
+    `goals: W1 ≥ ${goals.wireW1Ratio}× pgbench (SDK ≥ ${goals.wireW1SdkRatio}×); W2, W3 p50 ≤ ${goals.w2P50Ms} ms, p99 ≤ ${goals.w2P99Ms} ms; W4 p99 ≤ ${goals.w4P99Ms} ms, 0 early; gRPC server CPU per W2 run ≤ ${goals.wireW2ServerCpuMs} ms`,
+    line(columns),
+    `|${widths.map((w) => "─".repeat(w + 2)).join("|")}|`,
+    ...cells.map(line),
+    "",
+  ];
+}

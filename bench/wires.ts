@@ -1,0 +1,190 @@
+/**
+ * W1–W4 through each wire (wire.ts), with the run's end learnt by AwaitRun
+ * and by WatchRun, against one server process:
+ *
+ * - W1: N bench_steps runs of S steps, C in flight: create (eager) → end.
+ * - W2: sequential 1-step runs, create sent → end observed; the server's CPU
+ *   time over the whole series ÷ runs is the per-run server cost.
+ * - W3: sequential bench_event_wait runs; once WAITING, a second client of
+ *   the same wire opens its observer, the first sends the event; the figure
+ *   is SendEvent reply → end observed (0 when the observer saw it first).
+ * - W4: N bench_sleep runs created C at a time, every run observed by its
+ *   own concurrent awaiter or watch stream until it ends; lateness is the
+ *   journal's timer_fired.created_at − fire_at (never early).
+ */
+import { randomBytes } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { BenchProbe } from "./database.js";
+import { watchCpu } from "./resources.js";
+import type { ServerProcess } from "./server.js";
+import { inParallel } from "./waits.js";
+import type { Observation, WireClient, WireName } from "./wire.js";
+import { EVENT_TYPE, WORKFLOW_NAME as EVENT_WORKFLOW } from "./workflows/event-wait.js";
+import { WORKFLOW_NAME as SLEEP_WORKFLOW } from "./workflows/sleep.js";
+import { WORKFLOW_NAME as STEPS_WORKFLOW } from "./workflows/ten-steps.js";
+
+export interface WireSizes {
+  runs: number;
+  steps: number;
+  concurrency: number;
+  startRuns: number;
+  eventRuns: number;
+  timerRuns: number;
+  timerMs: number;
+  createConcurrency: number;
+}
+
+export interface WireResult {
+  wire: WireName;
+  observation: Observation;
+  w1: { runs: number; steps: number; completed: number; wallMs: number; stepsPerSec: number; failures: string[]; loadAverage: number } | null;
+  w2: { latenciesMs: number[]; serverCpuMsPerRun: number; failures: string[]; loadAverage: number } | null;
+  w3: { latenciesMs: number[]; failures: string[]; loadAverage: number } | null;
+  w4: { runs: number; latenessMs: number[]; early: number; observers: number; failures: string[]; loadAverage: number } | null;
+}
+
+const ascending = (values: number[]) => [...values].sort((a, b) => a - b);
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+export async function measureWire(
+  connect: () => WireClient,
+  how: Observation,
+  server: ServerProcess,
+  probe: BenchProbe,
+  sizes: WireSizes,
+  signal: AbortSignal,
+  load: () => number,
+): Promise<WireResult> {
+  const client = connect();
+  // W3's observer: another client (another connection), as a second service watching would be.
+  const observer = connect();
+  try {
+    const result: WireResult = { wire: client.wire, observation: how, w1: null, w2: null, w3: null, w4: null };
+    // Warm-up: connections, JIT and the server's first queries stay out of the figures.
+    await throughput(client, how, { ...sizes, runs: 16, concurrency: 8 }, signal);
+    if (sizes.runs > 0 && !signal.aborted) {
+      const loadAverage = load();
+      result.w1 = { ...(await throughput(client, how, sizes, signal)), loadAverage };
+    }
+    if (sizes.startRuns > 0 && !signal.aborted) {
+      const loadAverage = load();
+      const cpu = await watchCpu([server], probe);
+      const w2 = await startLatency(client, how, sizes.startRuns, signal);
+      const shares = await cpu.stop();
+      const serverCpuSeconds = shares.servers.reduce((sum, s) => sum + s.cpuSeconds, 0);
+      result.w2 = { ...w2, serverCpuMsPerRun: (serverCpuSeconds * 1000) / Math.max(1, w2.latenciesMs.length), loadAverage };
+    }
+    if (sizes.eventRuns > 0 && !signal.aborted) {
+      const loadAverage = load();
+      result.w3 = { ...(await eventLatency(client, observer, how, sizes.eventRuns, signal)), loadAverage };
+    }
+    if (sizes.timerRuns > 0 && !signal.aborted) {
+      const loadAverage = load();
+      result.w4 = { ...(await timerLateness(client, how, probe, sizes, signal)), loadAverage };
+    }
+    return result;
+  } finally {
+    client.close();
+    observer.close();
+  }
+}
+
+async function throughput(client: WireClient, how: Observation, sizes: Pick<WireSizes, "runs" | "steps" | "concurrency">, signal: AbortSignal) {
+  let completed = 0;
+  const begin = performance.now();
+  const failures = await inParallel(sizes.runs, sizes.concurrency, signal, async () => {
+    const runId = await client.createRun(STEPS_WORKFLOW, { steps: sizes.steps });
+    const status = await client.observeEnd(runId, how, signal);
+    if (status !== "completed") throw new Error(`run ${runId} ended ${status}`);
+    completed++;
+  });
+  const wallMs = performance.now() - begin;
+  return { runs: sizes.runs, steps: sizes.steps, completed, wallMs, stepsPerSec: (completed * sizes.steps) / (wallMs / 1000), failures };
+}
+
+async function startLatency(client: WireClient, how: Observation, runs: number, signal: AbortSignal) {
+  const latencies: number[] = [];
+  const failures: string[] = [];
+  for (let i = 0; i < runs && !signal.aborted; i++) {
+    try {
+      const t0 = performance.now();
+      const runId = await client.createRun(STEPS_WORKFLOW, { steps: 1 });
+      const status = await client.observeEnd(runId, how, signal);
+      if (status !== "completed") throw new Error(`run ${runId} ended ${status}`);
+      latencies.push(performance.now() - t0);
+    } catch (error) {
+      failures.push(message(error));
+    }
+  }
+  return { latenciesMs: ascending(latencies), failures };
+}
+
+async function eventLatency(client: WireClient, observer: WireClient, how: Observation, runs: number, signal: AbortSignal) {
+  const tag = randomBytes(3).toString("hex");
+  const latencies: number[] = [];
+  const failures: string[] = [];
+  for (let i = 0; i < runs && !signal.aborted; i++) {
+    const key = `wire-w3-${tag}-${i}`;
+    try {
+      const runId = await client.createRun(EVENT_WORKFLOW, { key });
+      await untilWaiting(client, runId, signal);
+      let seenAt: number | undefined;
+      const observed = observer.observeEnd(runId, how, signal).then((status) => {
+        seenAt = performance.now();
+        return status;
+      });
+      // Guards an unhandled rejection while the event is sent; the await below reports it.
+      observed.catch(() => undefined);
+      // The observer's call is on the server before the event goes (a watch stream answers its first message then;
+      // a long poll cannot say, so give it the time one round trip takes).
+      await sleep(how === "await" ? 5 : 0);
+      const matched = await client.sendEvent(EVENT_TYPE, key, { i });
+      const t0 = performance.now();
+      if (!matched.includes(runId)) throw new Error(`run ${runId}: SendEvent matched ${JSON.stringify(matched)}, not the WAITING run`);
+      const status = await observed;
+      if (status !== "completed") throw new Error(`run ${runId} ended ${status}`);
+      latencies.push(Math.max(0, (seenAt ?? t0) - t0));
+    } catch (error) {
+      failures.push(message(error));
+    }
+  }
+  return { latenciesMs: ascending(latencies), failures };
+}
+
+async function untilWaiting(client: WireClient, runId: string, signal: AbortSignal): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  for (;;) {
+    if (signal.aborted) throw new Error(`run ${runId}: interrupted`);
+    const status = await client.status(runId);
+    if (status === "waiting") return;
+    if (status !== "queued" && status !== "running") throw new Error(`run ${runId} is ${status}, expected it WAITING`);
+    if (performance.now() > deadline) throw new Error(`run ${runId}: not WAITING after 10 s`);
+    await sleep(1);
+  }
+}
+
+async function timerLateness(client: WireClient, how: Observation, probe: BenchProbe, sizes: WireSizes, signal: AbortSignal) {
+  const ids: string[] = [];
+  const observing: Promise<void>[] = [];
+  let observers = 0;
+  const failures = await inParallel(sizes.timerRuns, sizes.createConcurrency, signal, async () => {
+    const runId = await client.createRun(SLEEP_WORKFLOW, { ms: sizes.timerMs });
+    ids.push(runId);
+    observers++;
+    observing.push(
+      client.observeEnd(runId, how, signal).then(
+        (status) => {
+          if (status !== "completed") failures.push(`run ${runId} ended ${status}`);
+        },
+        (error: unknown) => void failures.push(message(error)),
+      ),
+    );
+  });
+  // Every run has an observer waiting on it until its end: 500 long polls or 500 streams at once.
+  await Promise.all(observing);
+  const times = await probe.timerTimes(ids, "nap");
+  if (times.length !== ids.length) failures.push(`${ids.length - times.length} runs have no timer_started/timer_fired pair`);
+  const lateness = times.map((t) => t.firedAt - t.fireAt);
+  return { runs: sizes.timerRuns, latenessMs: ascending(lateness), early: lateness.filter((l) => l < 0).length, observers, failures };
+}
