@@ -118,6 +118,8 @@ export async function verify(
   accepted: readonly AcceptedRun[],
   sent: readonly SentEvent[],
   unansweredKeys: ReadonlySet<string>,
+  /** The poison runs (checked apart: they must end paused, see run.ts). */
+  poisonIds: ReadonlySet<string> = new Set(),
 ): Promise<CheckResult> {
   const violations: string[] = [];
   const violate = (message: string) => {
@@ -206,7 +208,7 @@ export async function verify(
       checkOutcome(run, "child run");
       continue;
     }
-    if (acceptedIds.has(run.id)) continue;
+    if (acceptedIds.has(run.id) || poisonIds.has(run.id)) continue;
     if (run.idempotency_key && unansweredKeys.has(run.idempotency_key)) {
       // A CreateRun the driver gave up on, which the server had accepted after all: it must still complete.
       checkOutcome(run, "run (CreateRun never answered OK)");

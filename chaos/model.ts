@@ -15,7 +15,19 @@ export const workflowNames = {
   parent: "chaos_parent",
   agent: "chaos_agent",
   mixed: "chaos_mixed",
+  poison: "chaos_poison",
 } as const;
+
+/** How a poison run breaks its thread, and the cause its pause reason must name (chaos/workflows/poison.ts). */
+export const poisonCauses = {
+  spin_handler: /blocked its thread for more than \d+ ms \(CAIRN_BLOCKED_CODE_MS\) in its handler/,
+  spin_step: /blocked its thread for more than \d+ ms \(CAIRN_BLOCKED_CODE_MS\) in step "spin"/,
+  unhandled_rejection: /crashed its activation with an unhandled rejection/,
+  // On a starved machine a thread that allocates its way to the limit may be stopped by the watchdog first.
+  memory: /ran its thread out of memory|blocked its thread for more than \d+ ms \(CAIRN_BLOCKED_CODE_MS\) in step "hog"/,
+} as const;
+
+export type PoisonInput = { seed: string; how: keyof typeof poisonCauses };
 
 export type WorkloadKind = "steps" | "events" | "parent" | "agent" | "mixed";
 

@@ -32,7 +32,7 @@ import { type AcceptedRun, type CheckFigures, type SentEvent, verify } from "./c
 import { type AuditFigures, checkCommits, installCommitAudit, type Pause, probe, readAudit, takenOverWhilePaused } from "./commit-audit.js";
 import { describeFlood, type FloodFigures, SlowClientFlood } from "./flood.js";
 import { type ChaosCluster, freePort, startCluster } from "./cluster.js";
-import { type AnyInput, eventsFor, expectedOutput, makeInput, workflowNames, type WorkloadKind } from "./model.js";
+import { type AnyInput, eventsFor, expectedOutput, makeInput, poisonCauses, type PoisonInput, workflowNames, type WorkloadKind } from "./model.js";
 import { ProcessSlot, repoRoot } from "./processes.js";
 
 // ── options ──────────────────────────────────────────────────────────────────
@@ -103,6 +103,10 @@ const serverEnv = {
   // Short front-door deadlines, so that the slow-client flood's connections are closed (and counted) during the load.
   CAIRN_HEADERS_TIMEOUT_MS: "2000",
   CAIRN_REQUEST_TIMEOUT_MS: "4000",
+  // The poison runs (chaos/workflows/poison.ts) are stopped quickly (20 times each before the breaker pauses them);
+  // the rest of the workload must not notice.
+  CAIRN_BLOCKED_CODE_MS: "1000",
+  CAIRN_WORKFLOW_HEAP_MB: "128",
 };
 
 /** How late past its deadline a flood connection may be closed before it counts as overdue. */
@@ -509,13 +513,41 @@ async function inject(faults: Fault[], startedAt: number): Promise<void> {
 
 // ── settle and report ────────────────────────────────────────────────────────
 
+/** Poison runs, one of each kind, started with the load: each must end paused, naming its cause. */
+const poisonRuns: { runId: string; how: PoisonInput["how"] }[] = [];
+
+async function startPoison(): Promise<void> {
+  for (const how of Object.keys(poisonCauses) as PoisonInput["how"][]) {
+    const input: PoisonInput = { seed: `poison-${seed}-${how}`, how };
+    const handle = await call(`CreateRun poison ${how}`, (c) => c.createRun(workflowNames.poison, input, { idempotencyKey: input.seed }));
+    poisonRuns.push({ runId: handle.runId, how });
+  }
+}
+
+/** Every poison run is paused by the breaker with a reason naming how it broke its thread. */
+async function checkPoison(violations: string[]): Promise<void> {
+  for (const { runId, how } of poisonRuns) {
+    const info = await call(`GetRun poison ${runId}`, (c) => c.getRun(runId), 30_000);
+    if (info.status !== "paused") {
+      violations.push(`poison run ${runId} (${how}) is ${info.status}, not paused`);
+      continue;
+    }
+    const reason = (await call(`ExplainRun poison ${runId}`, (c) => c.explainRun(runId), 30_000)).pauseReason ?? "";
+    // A server kill or pause may have lapsed its lease in between: the last cause is then the lapse, also a poison cause.
+    if (!poisonCauses[how].test(reason) && !/lease lapsed/.test(reason)) violations.push(`poison run ${runId} (${how}) paused for "${reason}", which does not name its cause`);
+  }
+}
+
 async function settle(): Promise<{ settledMs: number; stuck: number }> {
   const began = performance.now();
   let lastReport = 0;
+  const poisonIds = poisonRuns.map((run) => run.runId);
   for (;;) {
     const [row] = await query<{ open: number; turns: number }>(
-      `select (select count(*)::int from runs where status not in ('completed', 'failed', 'cancelled')) as open,
+      `select (select count(*)::int from runs where status not in ('completed', 'failed', 'cancelled') and not (id = any ($1::uuid[])))
+                 + (select count(*)::int from runs where id = any ($1::uuid[]) and status <> 'paused') as open,
               (select count(*)::int from agent_turns where status in ('pending', 'leased')) as turns`,
+      [poisonIds],
     );
     const open = row?.open ?? 0;
     const turns = row?.turns ?? 0;
@@ -535,7 +567,8 @@ async function dumpStuck(): Promise<string[]> {
   const stuck = await query<Record<string, unknown>>(
     `select id, workflow_name, status, waiting_on, available_at, lease_owner, lease_epoch, lease_expires_at, activation_count,
             cancel_requested_at, parent_run_id, created_at, updated_at
-     from runs where status not in ('completed', 'failed', 'cancelled') order by updated_at limit 20`,
+     from runs where status not in ('completed', 'failed', 'cancelled') and not (status = 'paused' and workflow_name = 'chaos_poison')
+     order by updated_at limit 20`,
   );
   const [{ now } = { now: "?" }] = await query<{ now: string }>(`select now()::text as now`);
   lines.push(`stuck runs (database time ${now}), first ${stuck.length}:`);
@@ -706,6 +739,7 @@ async function main(): Promise<number> {
 
   const workload = planWorkload();
   const faults = planFaults();
+  await startPoison();
   const startedAt = performance.now();
   const flood = new SlowClientFlood({
     ports: serverUrls.map((url) => Number(new URL(url).port)),
@@ -718,7 +752,7 @@ async function main(): Promise<number> {
     slackMs: floodSlackMs,
     localAddress: "127.0.0.2",
   });
-  log(`load, faults and the slow-client flood start`);
+  log(`load, faults and the slow-client flood start (with ${poisonRuns.length} poison runs)`);
   flood.start();
   await Promise.all([Promise.all(workload.map((run) => drive(run, startedAt))), inject(faults, startedAt)]);
   const floodFigures = await flood.stop();
@@ -734,11 +768,12 @@ async function main(): Promise<number> {
     log(`every run settled ${(settled.settledMs / 1000).toFixed(1)} s after the faults stopped`);
   }
 
-  const result = await verify(query, accepted, sent, unanswered);
+  const result = await verify(query, accepted, sent, unanswered, new Set(poisonRuns.map((run) => run.runId)));
   violations.push(...result.violations);
   const audit = await auditCommits(violations);
   floodViolations(floodFigures, violations);
   if (settled.stuck === 0) await apiCheck(violations);
+  await checkPoison(violations);
   violations.push(...driverFailures.map((f) => `driver: ${f}`));
   if (internalAnswers.length > 0) {
     violations.push(`${internalAnswers.length} calls were answered INTERNAL instead of a retryable code (the cause is in the server logs), e.g. ${internalAnswers[0]}`);

@@ -3,6 +3,7 @@
  * listening port. `main.ts` runs it from the environment; tests start it
  * in-process with their own config.
  */
+import { WorkflowThreads } from "./worker/threads/workflow-threads.js";
 import { setMaxListeners } from "node:events";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -83,6 +84,8 @@ export interface CairnServices {
   readonly database: Database;
   readonly registry: WorkflowRegistry;
   readonly scheduler: Worker;
+  /** Where workflow code runs; undefined with CAIRN_WORKFLOW_THREADS=0 (on the main thread). */
+  readonly workflowThreads: WorkflowThreads | undefined;
   /** Works through stored batches (StartBatch); started with the server. */
   readonly batches: BatchRunner;
   readonly feed: RunFeed;
@@ -123,9 +126,15 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   const tracing = config.tracing ? new Tracing(config.tracing) : undefined;
   const turnBoard = new TurnBoard();
   const feed = new RunFeed({ recheckMs: config.watchRecheckMs, metrics });
+  // Workflow code runs on these threads (started with the server), never on the thread that serves and renews leases.
+  const workflowThreads =
+    config.workflowThreads > 0
+      ? new WorkflowThreads({ workflowDirs: config.workflowDirs, threads: config.workflowThreads, blockedCodeMs: config.blockedCodeMs, heapMb: config.workflowHeapMb, logger })
+      : undefined;
   const scheduler = new Worker({
     store,
     registry,
+    ...(workflowThreads ? { runner: workflowThreads } : {}),
     logger,
     turnBoard,
     leaseMs: config.leaseMs,
@@ -214,13 +223,13 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     callerCapsInterceptor(new CallerSlots(config.maxStreamsPerCaller)),
     validationInterceptor(createRequestValidator([WorkflowService, AgentService, ScheduleService])),
   ];
-  return { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, failedAuthLimiter, workflowService, scheduleService, shutdown, metrics, tracing };
+  return { database, registry, scheduler, workflowThreads, batches, feed, routes, interceptors, health, keys, failedAuthLimiter, workflowService, scheduleService, shutdown, metrics, tracing };
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<CairnServer> {
   // A busy port fails at once, before the store is opened (which can take seconds the first time).
   await assertPortFree(config.host, config.port);
-  const { database, registry, scheduler, batches, feed, routes, interceptors, health, keys, failedAuthLimiter, workflowService, scheduleService, shutdown, metrics, tracing } =
+  const { database, registry, scheduler, workflowThreads, batches, feed, routes, interceptors, health, keys, failedAuthLimiter, workflowService, scheduleService, shutdown, metrics, tracing } =
     await createServices(config, logger);
   const { auth } = config;
   // Bodies over the cap are refused unread; it covers the largest payload limit (see config.ts).
@@ -295,6 +304,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     );
   }
 
+  await workflowThreads?.start();
   await scheduler.start();
   await batches.start();
   await feed.start(database).catch((error: unknown) => logger.warn({ err: error }, "run change feed not listening; watchers fall back to polling"));
@@ -332,6 +342,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
         await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
         await batches.stop();
         await scheduler.stop(config.shutdownGraceMs);
+        await workflowThreads?.close();
         feed.stop();
         await keys?.stop();
         await database.close();

@@ -2,6 +2,7 @@
  * Configuration from the environment (DESIGN §6). Parsed once at start-up;
  * a bad value stops the server with a message naming the variable.
  */
+import { defaultWorkflowThreads } from "./worker/threads/workflow-threads.js";
 import { type TracingConfig, tracingConfigFromEnv } from "./tracing.js";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
@@ -81,6 +82,12 @@ export interface Config {
   maxStreamsPerCaller: number;
   /** CAIRN_MAX_ABNORMAL_ACTIVATIONS: the poison-run breaker pauses a run whose lease lapsed this many activations in a row. */
   maxAbnormalActivations: number;
+  /** CAIRN_WORKFLOW_THREADS: worker threads that run workflow code (0: on the main thread, uncontained). */
+  workflowThreads: number;
+  /** CAIRN_BLOCKED_CODE_MS: workflow code that keeps its thread busy longer than this is stopped. */
+  blockedCodeMs: number;
+  /** CAIRN_WORKFLOW_HEAP_MB: each workflow thread's heap limit; a run that blows it is stopped. */
+  workflowHeapMb: number;
   /** How often idle schedulers look for queued runs and lapsed leases. */
   pollIntervalMs: number;
   /** Activations one process executes at once. */
@@ -166,6 +173,9 @@ export function loadConfig(env: Env = process.env): Config {
     maxInputBytes,
     leaseMs: integer(env, "CAIRN_LEASE_MS", 15_000, 500, 3_600_000),
     maxAbnormalActivations: integer(env, "CAIRN_MAX_ABNORMAL_ACTIVATIONS", 5, 1, 1_000_000),
+    workflowThreads: integer(env, "CAIRN_WORKFLOW_THREADS", defaultWorkflowThreads(), 0, 64),
+    blockedCodeMs: integer(env, "CAIRN_BLOCKED_CODE_MS", 5000, 100, 3_600_000),
+    workflowHeapMb: integer(env, "CAIRN_WORKFLOW_HEAP_MB", 512, 16, 65_536),
     pollIntervalMs: integer(env, "CAIRN_POLL_INTERVAL_MS", 1000, 10, 60_000),
     maxConcurrentRuns: integer(env, "CAIRN_MAX_CONCURRENT_RUNS", 100, 1, 100_000),
     namespaceMaxRunning: env.CAIRN_NAMESPACE_MAX_RUNNING ? integer(env, "CAIRN_NAMESPACE_MAX_RUNNING", 0, 1, 1_000_000) : undefined,

@@ -15,7 +15,7 @@ const callBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 
 export type RunOrigin = "api" | "child";
 export type StepAttemptOutcome = "completed" | "failed" | "retrying";
-export type ActivationOutcome = "completed" | "failed" | "suspended" | "cancelled" | "lease_lost" | "shutdown" | "store_error" | "diverged";
+export type ActivationOutcome = "completed" | "failed" | "suspended" | "cancelled" | "lease_lost" | "shutdown" | "store_error" | "diverged" | "abnormal" | "released";
 
 export interface QueueDepth {
   queued: number;

@@ -137,6 +137,7 @@ export class Activation {
     for (;;) {
       // Let the handler react to the last outcome until it blocks again.
       await new Promise<void>((resolve) => setImmediate(resolve));
+      this.host.enter?.();
       if (this.host.signal.aborted) this.fail(this.host.signal.reason, true);
       if (this.fatal || this.handlerResult) {
         // (A replay-only check never lets its in-flight work finish: it reports at once.)

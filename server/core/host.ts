@@ -40,18 +40,37 @@ export interface ActivationHost {
    * Called as a step attempt starts (never on replay); the scope it returns runs the step's function and hears
    * how the attempt ended. The worker measures and traces attempts with it; absent, nothing is observed.
    */
-  stepAttempt?(step: { name: string; attempt: number }): StepAttemptScope;
+  stepAttempt?(step: StepAttemptStart): StepAttemptScope;
+  /**
+   * Called each time the activation's driver resumes the workflow's code (after every quiet point). A host that runs
+   * many activations on one thread notes whose code is about to run, to blame the right run if that code blocks.
+   */
+  enter?(): void;
   /** The live logger; the activation mutes it while replaying. */
   readonly logger: WorkflowLogger;
   now(): Date;
+}
+
+/** A step attempt starting, as the host is told of it. */
+export interface StepAttemptStart {
+  name: string;
+  attempt: number;
+  /**
+   * With a `timeout`: how long the attempt may run, and what to journal if it overruns without ever yielding (the
+   * host's watchdog then stops the code and records the attempt's failure itself; `retryDelayMs` absent: no retry left).
+   */
+  timeout?: { ms: number; failure: FailureInfo; retryDelayMs: number | undefined; startedAt: Date };
 }
 
 /** One step attempt as the host observes it. */
 export interface StepAttemptScope {
   /** Calls the step's function (inside the host's context, e.g. a trace span). */
   run<T>(fn: () => T): T;
-  /** The attempt ended: its value was journaled, it failed for good, or it failed and will be retried. */
-  end(outcome: "completed" | "failed" | "retrying"): void;
+  /**
+   * The attempt ended: its value was journaled, it failed for good, or it failed and will be retried. `elapsedMs`:
+   * how long it ran, when measured where it ran (a host told of the attempt late measures nothing itself).
+   */
+  end(outcome: "completed" | "failed" | "retrying", elapsedMs?: number): void;
 }
 
 /** What `ctx.startAgent` asks the host to create (idempotently, like children). */

@@ -128,7 +128,7 @@ export function explain(facts: RunFacts): Explanation {
       break;
   }
   if (run.timeoutAt && !["completed", "failed", "cancelled"].includes(run.status)) lines.push(`times out at ${run.timeoutAt.toISOString()}`);
-  lines.push(`${run.activationCount} activation(s), ${run.abnormalActivations} ended abnormally (lease lapsed)`);
+  lines.push(`${run.activationCount} activation(s), ${run.abnormalActivations} ended abnormally (lease lapsed, or code that blocked, crashed or ran its thread out of memory)`);
   return { waits, lines };
 }
 

@@ -5,14 +5,16 @@
  * meets the database.
  */
 import type { JsonValue } from "../../sdk/workflow.js";
-import { Activation, type ActivationHost, type ActivationOutcome } from "../core/activation.js";
+import type { ActivationHost } from "../core/activation.js";
+import type { ActivationRunner, RunnerOutcome } from "./activation-runner.js";
+import { endAbnormally, releaseInnocent } from "../store/runs/abnormal-end.js";
 import type { StepAttemptScope } from "../core/host.js";
 import { LeaseLostError, RunCancelRequestedError, RunPauseRequestedError } from "../core/errors.js";
 import { pauseHeld } from "../store/runs/pause.js";
 import { pauseDiverged } from "../store/runs/pause-diverged.js";
 import type { JournalEntry, NewEntry } from "../core/journal.js";
 import { nextDeadline, type PendingWait } from "../core/waits.js";
-import { checkSize, inputLimit, toFailureInfo, type ValueLimits } from "../core/json.js";
+import { checkSize, inputLimit, type ValueLimits } from "../core/json.js";
 import { toWorkflowLogger, type Logger } from "../logger.js";
 import type { ActivationOutcome as ActivationOutcomeLabel, Metrics } from "../metrics.js";
 import type { Tracing } from "../tracing.js";
@@ -51,6 +53,12 @@ export interface RunExecutorDeps {
   tracing?: Tracing | undefined;
   /** Until when (epoch ms, this process's clock) the claim `fence` is certainly still ours; absent: no check. */
   leaseValidUntil?(fence: Fence): number;
+  /** Where the workflow's code runs: a workflow thread (the server's default) or this thread. */
+  runner: ActivationRunner;
+  /** CAIRN_MAX_ABNORMAL_ACTIVATIONS: abnormal ends in a row (blocked, crashed, out of memory) that pause the run. */
+  maxAbnormalActivations?: number | undefined;
+  /** The run went back to the queue after its thread was stopped: look for claimable runs. */
+  onRequeued?(): void;
 }
 
 export class ShutdownError extends Error {
@@ -176,7 +184,7 @@ export async function executeRun(
     },
   };
 
-  let outcome: ActivationOutcome;
+  let outcome: RunnerOutcome;
   if (run.cancelRequestedAt) {
     // Cancelled while its previous holder ran it; that holder died before stopping.
     outcome = { kind: "aborted", reason: new RunCancelRequestedError(run.id, run.cancelReason ?? "cancelled") };
@@ -184,15 +192,23 @@ export async function executeRun(
     // Paused while its previous holder ran it; that holder died before stopping.
     outcome = { kind: "aborted", reason: new RunPauseRequestedError(run.id) };
   } else {
-    try {
-      const workflow = deps.registry.get(run.workflowName);
-      const input = await validateInput(workflow, run.input);
-      const identity = { runId: run.id, workflowName: run.workflowName, input: input as JsonValue, createdAt: run.createdAt };
-      outcome = await new Activation(identity, entries, host).execute(workflow.handler);
-    } catch (error) {
-      // The workflow's input no longer validates: the run can't execute anywhere sensible.
-      outcome = { kind: "failed", failure: toFailureInfo(error) };
-    }
+    const leaseValidUntil = deps.leaseValidUntil;
+    outcome = await deps.runner.run(
+      {
+        run: { runId: run.id, workflowName: run.workflowName, input: run.input as JsonValue, createdAt: run.createdAt },
+        journal: entries,
+        host,
+        leaseValidUntil: leaseValidUntil && (() => leaseValidUntil(fence)),
+      },
+      deps.registry,
+    );
+  }
+
+  if (outcome.kind === "abnormal" || outcome.kind === "overran" || outcome.kind === "released") {
+    await endContained(deps, run, fence, outcome, logger, () => nextSequence++);
+    deps.onRequeued?.();
+    activationEnded(outcome.kind === "released" ? "released" : "abnormal");
+    return;
   }
 
   let ending: RunEnding;
@@ -288,6 +304,45 @@ export async function executeRun(
   }
 }
 
+/**
+ * The run's thread was stopped under it (its own code blocked it, crashed or ran it out of memory, or another run's
+ * did). Its own fault counts towards the poison-run breaker; a step that overran its timeout has that attempt
+ * journaled as timed out first (so its retry policy decides); an innocent run is only handed back. If the process dies
+ * in here, the lease lapses and the sweep requeues the run (counting it abnormal: the cost of a crash).
+ */
+async function endContained(
+  deps: RunExecutorDeps,
+  run: RunRow,
+  fence: Fence,
+  outcome: Extract<RunnerOutcome, { kind: "abnormal" | "overran" | "released" }>,
+  logger: Logger,
+  sequence: () => number,
+): Promise<void> {
+  if (outcome.kind === "released") {
+    await releaseInnocent(deps.store.db, fence).catch((error: unknown) => logger.warn({ err: error }, "could not release run"));
+    logger.info({ cause: outcome.cause }, "activation stopped; run released to run again");
+    return;
+  }
+  if (outcome.kind === "overran") {
+    const written = await deps.store.journal.append(fence, sequence(), outcome.entry).catch((error: unknown) => {
+      logger.warn({ err: error }, "timed-out step attempt not journaled");
+      return false;
+    });
+    if (written) {
+      await releaseRun(deps.store.db, fence).catch((error: unknown) => logger.warn({ err: error }, "could not release run"));
+      logger.warn({ cause: outcome.cause }, "step attempt stopped: it overran its timeout without yielding");
+      return;
+    }
+  }
+  const ended = await endAbnormally(deps.store.db, fence, outcome.cause, deps.maxAbnormalActivations);
+  if (ended?.status === "paused") {
+    deps.onEnded(run.id, undefined);
+    logger.warn({ cause: outcome.cause, streak: ended.streak }, "run paused: its activations ended abnormally CAIRN_MAX_ABNORMAL_ACTIVATIONS times in a row");
+  } else if (ended) {
+    logger.warn({ cause: outcome.cause, streak: ended.streak }, "activation ended abnormally; run requeued");
+  } else logger.warn({ cause: outcome.cause }, "abnormal end not recorded: lease lost meanwhile");
+}
+
 function startActivationSpan(tracing: Tracing, run: RunRow): Span {
   return tracing.tracer.startSpan(
     `activation ${run.workflowName}`,
@@ -309,7 +364,7 @@ function observedAttempt(
   return {
     // With a context manager registered by the embedding process, the step's own instrumented calls nest under it.
     run: (fn) => (span ? otelContext.with(trace.setSpan(otelContext.active(), span), fn) : fn()),
-    end: (outcome) => {
+    end: (outcome, elapsedMs) => {
       if (span) {
         span.setAttribute("cairn.step.outcome", outcome);
         if (outcome !== "completed") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
@@ -317,7 +372,7 @@ function observedAttempt(
       }
       if (!metrics) return;
       metrics.stepAttempts.inc({ workflow, outcome });
-      metrics.stepDuration.observe({ workflow, outcome }, (performance.now() - started) / 1000);
+      metrics.stepDuration.observe({ workflow, outcome }, (elapsedMs ?? performance.now() - started) / 1000);
     },
   };
 }

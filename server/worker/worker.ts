@@ -29,6 +29,7 @@ import type { RunRow } from "../store/schema.js";
 import type { WorkflowRegistry } from "../workflows/registry.js";
 import { DeadlineTimer } from "./deadline-timer.js";
 import { executeRun, ShutdownError } from "./executor.js";
+import { type ActivationRunner, InThreadRunner } from "./activation-runner.js";
 import { ParkedJournals } from "./parked-journals.js";
 import type { ActiveRun } from "./active-run.js";
 import { renewHeldLeases } from "./heartbeat.js";
@@ -68,6 +69,8 @@ export interface WorkerOptions {
   metrics?: Metrics | undefined;
   /** Traces activations and step attempts (absent: tracing off). */
   tracing?: Tracing | undefined;
+  /** Where workflow code runs (absent: on this thread, uncontained). */
+  runner?: ActivationRunner;
   /** The server's version, announced in the `processes` table. */
   version?: string | undefined;
 }
@@ -113,7 +116,10 @@ export class Worker {
   /** Schedules: their own timer, armed for the earliest due fire of any schedule (schedule-fires.ts). */
   private readonly schedules: ScheduleFires;
 
+  private readonly runner: ActivationRunner;
+
   constructor(private readonly options: WorkerOptions) {
+    this.runner = options.runner ?? new InThreadRunner();
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.sweeps = new Sweeps(options.store.db, options.logger, {
       eventRetentionMs: options.eventRetentionMs,
@@ -383,6 +389,9 @@ export class Worker {
         if (deadline) this.noteDeadline(deadline);
         this.options.onRunChanged?.(suspended.id);
       },
+      runner: this.runner,
+      maxAbnormalActivations: this.options.maxAbnormalActivations,
+      onRequeued: () => this.wake(),
       leaseValidUntil: (held: Fence) => (this.active.get(held.runId) === entry ? entry.validUntil : 0),
     };
     entry.done = executeRun(deps, run, fence, controller.signal, journal)

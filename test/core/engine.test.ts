@@ -490,6 +490,22 @@ describe("step retries and timeouts", () => {
     assert.ok(aborted instanceof Error);
   });
 
+  test("a step that burns CPU past its timeout without yielding and then returns is a timed-out failure, not a result", async () => {
+    const host = memoryHost();
+    const outcome = await activate(host, async (_i, ctx) =>
+      ctx.step("burn", () => {
+        const until = Date.now() + 120;
+        while (Date.now() < until) {
+          // The attempt's timer cannot fire while this runs.
+        }
+        return "burnt";
+      }, { timeout: "30ms", retry: { maxAttempts: 1 } }),
+    );
+    assert.equal(outcome.kind, "failed");
+    assert.equal(outcome.kind === "failed" && outcome.failure.name, "StepTimeoutError");
+    assert.match(outcome.kind === "failed" ? outcome.failure.message : "", /step "burn" attempt 1 timed out after 30 ms/);
+  });
+
   test("invalid retry options fail the run naming the step", async () => {
     const outcome = await activate(memoryHost(), async (_i, ctx) => ctx.step("x", () => 1, { retry: { maxAttempts: 0 } }));
     assert.match(outcome.kind === "failed" ? outcome.failure.message : "", /ctx\.step\("x"\): retry\.maxAttempts must be an integer of at least 1/);

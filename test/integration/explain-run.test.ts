@@ -206,7 +206,7 @@ test("a run whose holder died is requeued with one abnormal activation, which Ex
   assert.equal(row?.abnormal_activations, 1);
   const explained = await sdk.explainRun(runId);
   assert.equal(explained.abnormalActivations, 1);
-  assert.ok(explained.lines.some((line) => line.endsWith("1 ended abnormally (lease lapsed)")), explained.lines.join("\n"));
+  assert.ok(explained.lines.some((line) => line.endsWith("1 ended abnormally (lease lapsed, or code that blocked, crashed or ran its thread out of memory)")), explained.lines.join("\n"));
   const viaFetch = await connectJson("ExplainRun", { runId });
   assert.equal(viaFetch.json.abnormalActivations, 1);
   await sdk.cancelRun(runId);

@@ -25,7 +25,8 @@ const dirs = "test/fixtures/eyes-workflows";
 
 beforeAll(async () => {
   database = await createTestDatabase("metrics");
-  ({ server, client } = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: dirs }));
+  // Workflow code on threads, as in a server process: step attempts are counted from the thread's messages.
+  ({ server, client } = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: dirs, CAIRN_WORKFLOW_THREADS: "2" }));
 });
 
 afterAll(async () => {

@@ -41,7 +41,8 @@ describe("OpenTelemetry traces", () => {
   });
 
   test("one trace links the caller, CreateRun, the run's activations and steps, and its child run", async () => {
-    const { server } = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: dirs, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: "50" });
+    // Workflow code on threads, as in a server process: the step spans are made on the main thread from the thread's messages.
+    const { server } = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: dirs, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: "50", CAIRN_WORKFLOW_THREADS: "2" });
     let closed = false;
     try {
       const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";

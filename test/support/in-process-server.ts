@@ -10,9 +10,14 @@ import { WorkflowService } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 
 export type WorkflowClient = Client<typeof WorkflowService>;
 
-/** A server's config for tests: any free port on loopback, a quick poll, open mode unless `env` says otherwise. */
+/**
+ * A server's config for tests: any free port on loopback, a quick poll, open mode unless `env` says otherwise.
+ * Workflow code runs on the test's own thread (CAIRN_WORKFLOW_THREADS=0) unless `env` says otherwise: in-process
+ * fixtures share module state with their test (counters, switches, hooks), which a workflow thread's separate copy of
+ * the module would not see. Real server processes (test/e2e, chaos, bench) run workflow code on threads.
+ */
 export function testConfig(env: Record<string, string>): Config {
-  return loadConfig({ PORT: "0", HOST: "127.0.0.1", CAIRN_POLL_INTERVAL_MS: "50", CAIRN_AUTH: "open", ...env });
+  return loadConfig({ PORT: "0", HOST: "127.0.0.1", CAIRN_POLL_INTERVAL_MS: "50", CAIRN_AUTH: "open", CAIRN_WORKFLOW_THREADS: "0", ...env });
 }
 
 /** Silent unless TEST_LOG_LEVEL says otherwise. */

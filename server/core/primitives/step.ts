@@ -10,7 +10,7 @@ import { parseDuration } from "../duration.js";
 import type { StepAttemptFailed, StepCompleted, StepFailed } from "../journal.js";
 import { failureToError, type FailureInfo, stepResultLimit, storedJson, toFailureInfo } from "../json.js";
 import { type ResolvedRetryPolicy, resolveRetryPolicy, retryDelayMs } from "../retry.js";
-import type { StepAttemptScope } from "../host.js";
+import type { StepAttemptScope, StepAttemptStart } from "../host.js";
 import type { ContextMethods, EntryDescriptors, Operation, OperationKernel } from "./primitive.js";
 import { attemptSuffix, failureText } from "./settled.js";
 
@@ -95,7 +95,7 @@ function runAttempt(kernel: OperationKernel, live: LiveStep, attempt: number): v
     kernel.fail(lost, true);
     return;
   }
-  const scope = kernel.host.stepAttempt?.({ name, attempt });
+  const scope = kernel.host.stepAttempt?.({ name, attempt, ...(live.timeoutMs === undefined ? {} : { timeout: overrun(name, attempt, live, startedAt) }) });
   kernel.track(
     runStep(kernel, name, live.fn, attempt, live.timeoutMs, scope).then((settled) => {
       if ("value" in settled) {
@@ -118,7 +118,22 @@ function runAttempt(kernel: OperationKernel, live: LiveStep, attempt: number): v
   );
 }
 
-/** One attempt of a step's function; a timeout aborts its signal and fails the attempt whatever the function does. */
+function timeoutFailure(name: string, attempt: number, timeoutMs: number): Error {
+  const error = new Error(`step "${name}" attempt ${attempt} timed out after ${timeoutMs} ms`);
+  error.name = "StepTimeoutError";
+  return error;
+}
+
+/** What the host journals if the attempt overruns its timeout without yielding (its watchdog stops the code). */
+function overrun(name: string, attempt: number, live: LiveStep, startedAt: Date): NonNullable<StepAttemptStart["timeout"]> {
+  const failure = toFailureInfo(timeoutFailure(name, attempt, live.timeoutMs as number));
+  return { ms: live.timeoutMs as number, failure, retryDelayMs: retryDelayMs(live.policy, attempt, failure), startedAt };
+}
+
+/**
+ * One attempt of a step's function; a timeout aborts its signal and fails the attempt whatever the function does,
+ * even when the function never yielded to let the timer fire (a CPU burn that returns late is a timeout, not a result).
+ */
 async function runStep(
   kernel: OperationKernel,
   name: string,
@@ -132,8 +147,7 @@ async function runStep(
   const timedOut = new Promise<never>((_, reject) => {
     if (timeoutMs === undefined) return;
     timer = setTimeout(() => {
-      const error = new Error(`step "${name}" attempt ${attempt} timed out after ${timeoutMs} ms`);
-      error.name = "StepTimeoutError";
+      const error = timeoutFailure(name, attempt, timeoutMs);
       timeout.abort(error);
       reject(error);
     }, timeoutMs);
@@ -142,7 +156,9 @@ async function runStep(
   const signal = timeoutMs === undefined ? kernel.host.signal : AbortSignal.any([kernel.host.signal, timeout.signal]);
   try {
     const call = () => fn({ idempotencyKey: `${kernel.run.runId}:${name}`, attempt, signal });
+    const started = Date.now();
     const value = await Promise.race([scope ? scope.run(call) : call(), timedOut]);
+    if (timeoutMs !== undefined && Date.now() - started > timeoutMs) throw timeoutFailure(name, attempt, timeoutMs);
     if (value === undefined) return { value: undefined };
     return { value: storedJson(value, `step "${name}" result`, stepResultLimit(kernel.host.limits)) };
   } catch (error) {

@@ -1229,7 +1229,8 @@ export type ExplainRunResponse = Message<"cairn.v1.ExplainRunResponse"> & {
   pauseReason: string;
 
   /**
-   * Activations that ended abnormally: the holder's lease lapsed (it crashed, hung or lost the database).
+   * Activations that ended abnormally: the holder's lease lapsed (it crashed, hung or lost the database), or the
+   * run's code blocked its thread past CAIRN_BLOCKED_CODE_MS, crashed it or ran it out of memory.
    *
    * @generated from field: int32 abnormal_activations = 7;
    */

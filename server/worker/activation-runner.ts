@@ -1,0 +1,49 @@
+/**
+ * Where an activation's workflow code runs. The executor builds the host (every database call, fenced by the
+ * claim) on the main thread and hands the activation to a runner: `WorkflowThreads` (threads/workflow-threads.ts,
+ * the server's default) runs it on a workflow thread; `InThreadRunner` runs it right here (CAIRN_WORKFLOW_THREADS=0).
+ */
+import type { JsonValue } from "../../sdk/workflow.js";
+import { Activation, type ActivationHost, type ActivationOutcome } from "../core/activation.js";
+import type { FailureInfo } from "../core/json.js";
+import type { JournalEntry, NewEntry } from "../core/journal.js";
+import { toFailureInfo } from "../core/json.js";
+import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
+
+export interface ActivationRequest {
+  run: { runId: string; workflowName: string; input: JsonValue; createdAt: Date };
+  journal: JournalEntry[];
+  host: ActivationHost;
+  /** Until when (epoch ms, this process's clock) the lease is certainly held, as renewed; absent: never checked. */
+  leaseValidUntil?: (() => number) | undefined;
+}
+
+export type RunnerOutcome =
+  | ActivationOutcome
+  /** The run's own code broke its thread (blocked past the limit, crashed, out of memory): counted by the breaker. */
+  | { kind: "abnormal"; cause: string; failure: FailureInfo }
+  /** A step attempt overran its timeout without yielding and its thread was stopped: journal `entry`, then go again. */
+  | { kind: "overran"; entry: NewEntry; cause: string }
+  /** Another run's code broke the thread this one shared: it goes back to the queue, blameless. */
+  | { kind: "released"; cause: string };
+
+export interface ActivationRunner {
+  run(request: ActivationRequest, registry: WorkflowRegistry): Promise<RunnerOutcome>;
+}
+
+/**
+ * On the calling thread: nothing contains the workflow's code. Kept for embedding and debugging (a debugger or a
+ * profiler sees one thread; the step's code runs inside the caller's OpenTelemetry context).
+ */
+export class InThreadRunner implements ActivationRunner {
+  async run(request: ActivationRequest, registry: WorkflowRegistry): Promise<RunnerOutcome> {
+    try {
+      const workflow = registry.get(request.run.workflowName);
+      const input = await validateInput(workflow, request.run.input);
+      return await new Activation({ ...request.run, input: input as JsonValue }, request.journal, request.host).execute(workflow.handler);
+    } catch (error) {
+      // The workflow's input no longer validates: the run can't execute anywhere sensible.
+      return { kind: "failed", failure: toFailureInfo(error) };
+    }
+  }
+}

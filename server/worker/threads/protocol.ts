@@ -1,0 +1,60 @@
+/**
+ * The messages between the main thread (RPCs, leases, timers, every database call) and a workflow thread (handlers
+ * and step functions). An activation on a thread talks to its host on the main thread only through these: each
+ * host call is one message out and one reply back; step attempts and log records go out without a reply.
+ * Everything crosses by structured clone (Dates survive; errors cross as `WireError`).
+ */
+import type { JsonValue } from "../../../sdk/workflow.js";
+import type { ActivationOutcome } from "../../core/activation.js";
+import type { StepAttemptStart } from "../../core/host.js";
+import type { FailureInfo, ValueLimits } from "../../core/json.js";
+import type { JournalEntry } from "../../core/journal.js";
+
+/** An error as it crosses the port; `ref` points back at the main thread's original object (its class matters there). */
+export interface WireError {
+  name: string;
+  message: string;
+  stack?: string | undefined;
+  ref?: number | undefined;
+}
+
+/** The host methods a thread calls on the main thread (each answered by one `reply`). */
+export type HostCallName = "append" | "findEvent" | "startChild" | "startAgentTurn" | "findTurnOutcome" | "findChildOutcome" | "suspend";
+
+export interface ActivationStart {
+  t: "start";
+  id: number;
+  run: { runId: string; workflowName: string; input: JsonValue; createdAt: Date };
+  journal: JournalEntry[];
+  limits?: ValueLimits | undefined;
+  /** Until when (epoch ms) the lease is certainly held; absent: never checked. */
+  validUntil?: number | undefined;
+}
+
+/** Messages to a thread come one by one or, when several are ready in one turn of the main thread, as an array. */
+export type ToThreadBatch = ToThread | ToThread[];
+
+export type ToThread =
+  | ActivationStart
+  | { t: "reply"; id: number; call: number; ok: true; value: unknown }
+  | { t: "reply"; id: number; call: number; ok: false; error: WireError }
+  | { t: "abort"; id: number; reason: WireError }
+  /** The watchdog's ping; it carries the renewed lease horizons of the thread's activations (id, epoch ms). */
+  | { t: "ping"; seq: number; leases: [number, number][] };
+
+/** An activation's end as it crosses: `aborted` carries its reason as a WireError. */
+export type WireOutcome = Exclude<ActivationOutcome, { kind: "aborted" }> | { kind: "aborted"; reason: WireError };
+
+/** Messages from a thread come one by one or, when several are ready in one turn of the thread, as an array. */
+export type FromThreadBatch = FromThread | FromThread[];
+
+export type FromThread =
+  | { t: "ready"; workflows: string[] }
+  | { t: "call"; id: number; call: number; op: HostCallName; arg: unknown }
+  | { t: "attempt"; id: number; key: number; step: StepAttemptStart }
+  | { t: "attempt_end"; id: number; key: number; outcome: "completed" | "failed" | "retrying"; elapsedMs: number }
+  | { t: "log"; id: number; level: "debug" | "info" | "warn" | "error"; message: string; fields?: Record<string, unknown> | undefined }
+  | { t: "done"; id: number; outcome: WireOutcome }
+  /** Workflow code of this activation threw where nothing caught it, or left a rejection unhandled. */
+  | { t: "crashed"; id: number; failure: FailureInfo; how: "uncaught exception" | "unhandled rejection" }
+  | { t: "pong"; seq: number };

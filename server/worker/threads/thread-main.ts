@@ -1,0 +1,135 @@
+/**
+ * A workflow thread: it loads the workflow modules itself (handlers can't cross threads) and runs many activations
+ * at once, each with a `ThreadHost` that forwards to the main thread. Workflow code that throws where nothing catches
+ * it, or leaves a rejection unhandled, ends only the activation whose code was running (the shared slot says which);
+ * the thread and its other activations go on. Code that never yields is the watchdog's business (workflow-threads.ts):
+ * it terminates the whole thread from the outside.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { promisify } from "node:util";
+import type { JsonValue } from "../../../sdk/workflow.js";
+import { Activation, type ActivationOutcome } from "../../core/activation.js";
+import { toFailureInfo } from "../../core/json.js";
+import { createLogger } from "../../logger.js";
+import { loadWorkflows } from "../../workflows/loader.js";
+import { validateInput, type WorkflowRegistry } from "../../workflows/registry.js";
+import { Outbox } from "./outbox.js";
+import type { ActivationStart, ToThread, ToThreadBatch, WireOutcome } from "./protocol.js";
+import { RunningSlot } from "./running-slot.js";
+import { ThreadHost } from "./thread-host.js";
+import { toWire } from "./wire-error.js";
+
+export interface ThreadData {
+  workflowDirs: string[];
+  /** The thread's RunningSlot: what it runs right now, for the watchdog. */
+  slot: SharedArrayBuffer;
+}
+
+const port = parentPort;
+if (!port) throw new Error("thread-main.ts runs only as a worker thread");
+const data = workerData as ThreadData;
+const slot = new RunningSlot(data.slot);
+const running = new Map<number, ThreadHost>();
+/** The thread's own setImmediate, before attributeTimers wraps it. */
+const later = setImmediate;
+const outbox = new Outbox(port, later);
+
+attributeTimers(slot);
+
+// The main thread already logged every load and skip; a thread's load is the same files again, so it stays quiet.
+const registry: WorkflowRegistry = await loadWorkflows(data.workflowDirs, createLogger("silent"));
+
+process.on("uncaughtException", (error) => crash(error, "uncaught exception"));
+process.on("unhandledRejection", (reason) => crash(reason, "unhandled rejection"));
+
+port.on("message", (batch: ToThreadBatch) => {
+  if (!Array.isArray(batch)) return receive(batch);
+  // One message per turn, as if each had come alone: an unhandled rejection is noticed at the end of a turn, and the
+  // slot must still name the activation whose code the turn ran.
+  receive(batch[0] as ToThread);
+  for (let i = 1; i < batch.length; i++) later(() => receive(batch[i] as ToThread));
+});
+
+function receive(message: ToThread): void {
+  switch (message.t) {
+    case "start":
+      void start(message);
+      return;
+    case "reply":
+      running.get(message.id)?.settle(message.call, message.ok, message.ok ? message.value : message.error);
+      return;
+    case "abort":
+      running.get(message.id)?.abort(message.reason);
+      return;
+    case "ping":
+      for (const [id, validUntil] of message.leases) {
+        const host = running.get(id);
+        if (host) host.validUntil = validUntil;
+      }
+      outbox.send({ t: "pong", seq: message.seq });
+      return;
+  }
+}
+outbox.send({ t: "ready", workflows: registry.list().map((w) => w.name) });
+
+async function start(message: ActivationStart): Promise<void> {
+  const { id, run } = message;
+  const host = new ThreadHost(id, run.runId, outbox, slot, message.limits, message.validUntil);
+  running.set(id, host);
+  host.enter();
+  let outcome: ActivationOutcome;
+  try {
+    const workflow = registry.get(run.workflowName);
+    const input = await validateInput(workflow, run.input);
+    host.enter();
+    const identity = { runId: run.runId, workflowName: run.workflowName, input: input as JsonValue, createdAt: run.createdAt };
+    outcome = await new Activation(identity, message.journal, host).execute(workflow.handler);
+  } catch (error) {
+    // The workflow is not loaded here or its input no longer validates: the run can't execute anywhere sensible.
+    outcome = { kind: "failed", failure: toFailureInfo(error) };
+  }
+  // Crashed meanwhile: that end was already reported.
+  if (running.get(id) !== host) return;
+  running.delete(id);
+  host.close();
+  outbox.send({ t: "done", id, outcome: wireOutcome(outcome) });
+}
+
+function wireOutcome(outcome: ActivationOutcome): WireOutcome {
+  return outcome.kind === "aborted" ? { kind: "aborted", reason: toWire(outcome.reason) } : outcome;
+}
+
+/** Ends the activation whose code was running when `error` escaped; the thread goes on. */
+function crash(error: unknown, how: "uncaught exception" | "unhandled rejection"): void {
+  const id = slot.activation;
+  const host = running.get(id);
+  if (!host) return; // Its activation already ended: nothing is left to blame, nothing to stop.
+  running.delete(id);
+  host.close();
+  // Its step functions may listen on the signal: they stop too.
+  host.abort({ name: "WorkflowCrashedError", message: `workflow code left an ${how}` });
+  outbox.send({ t: "crashed", id, failure: toFailureInfo(error), how });
+}
+
+/**
+ * Timer callbacks are a way into an activation's code that no host reply announces: each one is wrapped to note, as
+ * it fires, the activation that scheduled it. (I/O callbacks a step awaits are not: see ARCHITECTURE.md.)
+ */
+function attributeTimers(owner: RunningSlot): void {
+  type Scheduler = (callback: unknown, ...rest: unknown[]) => unknown;
+  const wrap = (original: Scheduler): Scheduler => {
+    const wrapped: Scheduler = (callback, ...rest) => {
+      if (typeof callback !== "function") return Reflect.apply(original, globalThis, [callback, ...rest]);
+      const scheduledBy = owner.activation;
+      return Reflect.apply(original, globalThis, [function (this: unknown, ...args: unknown[]) {
+        owner.enter(scheduledBy);
+        return (callback as (...args: unknown[]) => unknown).apply(this, args);
+      }, ...rest]);
+    };
+    const custom = (original as unknown as Record<symbol, unknown>)[promisify.custom];
+    if (custom) Object.defineProperty(wrapped, promisify.custom, { value: custom });
+    return wrapped;
+  };
+  const timers = globalThis as unknown as Record<"setTimeout" | "setInterval" | "setImmediate", Scheduler>;
+  for (const name of ["setTimeout", "setInterval", "setImmediate"] as const) timers[name] = wrap(timers[name]);
+}

@@ -1,0 +1,351 @@
+/**
+ * Workflow code off the main thread. A few worker threads (CAIRN_WORKFLOW_THREADS, each with a heap limit) run every
+ * activation of this process, many per thread; the main thread keeps RPCs, lease renewal, timers and every database
+ * call, and answers each activation's host calls with the executor's real host (protocol.ts).
+ *
+ * A watchdog pings each thread. A thread silent for longer than CAIRN_BLOCKED_CODE_MS is terminated (that stops even
+ * a spinning isolate) and replaced: the run whose code held it (the thread's shared slot, set each time a run's code
+ * is entered) ends abnormally and counts towards the poison-run breaker; the other runs on that thread are only
+ * re-queued (their journals are durable). A silent thread whose running step attempt is past its own `timeout` is
+ * stopped at once, and that attempt is journaled as timed out. A thread that runs out of heap is blamed the same way.
+ */
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import type { StepAttemptScope, StepAttemptStart } from "../../core/host.js";
+import type { ActivationOutcome } from "../../core/activation.js";
+import type { NewEntry } from "../../core/journal.js";
+import type { Logger } from "../../logger.js";
+import type { WorkflowRegistry } from "../../workflows/registry.js";
+import type { ActivationRequest, ActivationRunner, RunnerOutcome } from "../activation-runner.js";
+import type { FromThread, FromThreadBatch, HostCallName, ToThread } from "./protocol.js";
+import { RunningSlot } from "./running-slot.js";
+import type { ThreadData } from "./thread-main.js";
+import { ErrorRefs } from "./wire-error.js";
+
+export interface WorkflowThreadsOptions {
+  workflowDirs: readonly string[];
+  /** CAIRN_WORKFLOW_THREADS. */
+  threads: number;
+  /** CAIRN_BLOCKED_CODE_MS. */
+  blockedCodeMs: number;
+  /** CAIRN_WORKFLOW_HEAP_MB: each thread's old-generation heap limit. */
+  heapMb: number;
+  logger: Logger;
+}
+
+/** The default thread count: one per core, at most four (the main thread needs a core too). */
+export function defaultWorkflowThreads(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
+interface LiveActivation {
+  id: number;
+  request: ActivationRequest;
+  refs: ErrorRefs;
+  attempts: Map<number, { step: StepAttemptStart; startedAt: number; scope: StepAttemptScope | undefined }>;
+  finish(outcome: RunnerOutcome): void;
+}
+
+class WorkflowThread {
+  readonly activations = new Map<number, LiveActivation>();
+  ready = false;
+  /** Stopped (terminated by the watchdog, exited, or pool closed): its activations are settled. */
+  dead = false;
+  /** When the unanswered ping went out (absent: none pending). */
+  pingedAt: number | undefined;
+  lastError: unknown;
+  /** Messages for the thread, sent together at the end of this turn. */
+  readonly outbox: ToThread[] = [];
+  constructor(
+    readonly worker: Worker,
+    /** What the thread runs right now, written by the thread. */
+    readonly slot: RunningSlot,
+  ) {}
+}
+
+export class WorkflowThreads implements ActivationRunner {
+  private readonly threads: WorkflowThread[] = [];
+  private nextId = 1;
+  private pingSeq = 0;
+  private watchdog: NodeJS.Timeout | undefined;
+  private lastWatch = Date.now();
+  private closed = false;
+  private readonly pingMs: number;
+  /** Waiters for a ready thread (all threads are being replaced). */
+  private waiters: (() => void)[] = [];
+
+  constructor(private readonly options: WorkflowThreadsOptions) {
+    this.pingMs = Math.max(10, Math.min(250, Math.floor(options.blockedCodeMs / 4)));
+  }
+
+  /** Starts the threads; rejects if one can't load the workflows (start-up stops, as when the main thread can't). */
+  async start(): Promise<void> {
+    const started = Array.from({ length: Math.max(1, this.options.threads) }, () => this.spawn());
+    await Promise.all(started.map((thread) => this.whenReady(thread)));
+    this.lastWatch = Date.now();
+    this.watchdog = setInterval(() => this.watch(), this.pingMs);
+    this.watchdog.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.watchdog);
+    const all = this.threads.splice(0);
+    for (const thread of all) this.settleAll(thread, undefined, "server shutting down");
+    await Promise.allSettled(all.map((thread) => thread.worker.terminate()));
+  }
+
+  get size(): number {
+    return this.threads.length;
+  }
+
+  async run(request: ActivationRequest, _registry: WorkflowRegistry): Promise<RunnerOutcome> {
+    const thread = await this.pick();
+    const id = this.nextId++;
+    if (this.nextId > 0x7fff_fff0) this.nextId = 1;
+    const refs = new ErrorRefs();
+    const { host } = request;
+    return new Promise<RunnerOutcome>((resolve) => {
+      const onAbort = () => this.post(thread, { t: "abort", id, reason: refs.toWire(host.signal.reason) });
+      const live: LiveActivation = {
+        id,
+        request,
+        refs,
+        attempts: new Map(),
+        finish: (outcome) => {
+          if (!thread.activations.delete(id)) return;
+          host.signal.removeEventListener("abort", onAbort);
+          for (const attempt of live.attempts.values()) attempt.scope?.end("failed");
+          resolve(outcome);
+        },
+      };
+      thread.activations.set(id, live);
+      host.signal.addEventListener("abort", onAbort);
+      this.post(thread, {
+        t: "start",
+        id,
+        run: request.run,
+        journal: request.journal,
+        limits: host.limits,
+        validUntil: request.leaseValidUntil?.(),
+      });
+      if (host.signal.aborted) onAbort();
+    });
+  }
+
+  private spawn(): WorkflowThread {
+    const slot = new RunningSlot();
+    const data: ThreadData = { workflowDirs: [...this.options.workflowDirs], slot: slot.buffer };
+    const [entry, evaluated] = threadEntry();
+    // (The thread's console output goes to this process's stdout and stderr, as the code's would in-thread.)
+    const worker = new Worker(entry, { ...evaluated, workerData: data, resourceLimits: { maxOldGenerationSizeMb: this.options.heapMb } });
+    const thread = new WorkflowThread(worker, slot);
+    this.threads.push(thread);
+    worker.on("message", (batch: FromThreadBatch) => {
+      if (!Array.isArray(batch)) this.receive(thread, batch);
+      else for (const message of batch) this.receive(thread, message);
+    });
+    worker.on("error", (error) => {
+      thread.lastError = error;
+    });
+    worker.on("exit", (code) => this.exited(thread, code));
+    return thread;
+  }
+
+  private whenReady(thread: WorkflowThread): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (thread.ready) return resolve();
+        if (thread.dead) return reject(thread.lastError instanceof Error ? thread.lastError : new Error("a workflow thread exited while loading the workflows"));
+        setTimeout(check, 5);
+      };
+      check();
+    });
+  }
+
+  /** The ready thread with the fewest activations (waiting while every thread is being replaced). */
+  private async pick(): Promise<WorkflowThread> {
+    for (;;) {
+      let best: WorkflowThread | undefined;
+      for (const thread of this.threads) {
+        if (!thread.ready || thread.dead) continue;
+        if (!best || thread.activations.size < best.activations.size) best = thread;
+      }
+      if (best) return best;
+      if (this.closed) throw new Error("workflow threads are closed");
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /**
+   * Queues `message` for the thread: everything for one thread in one turn (the replies a group commit resolved at
+   * once, the starts of a claimed batch) goes as one message once the turn's promise callbacks have run.
+   */
+  private post(thread: WorkflowThread, message: ToThread): void {
+    if (thread.dead) return;
+    thread.outbox.push(message);
+    if (thread.outbox.length > 1) return;
+    process.nextTick(() => {
+      const batch = thread.outbox.splice(0);
+      if (thread.dead || batch.length === 0) return;
+      thread.worker.postMessage(batch.length === 1 ? batch[0] : batch);
+    });
+  }
+
+  private receive(thread: WorkflowThread, message: FromThread): void {
+    if (message.t === "pong") {
+      thread.pingedAt = undefined;
+      return;
+    }
+    if (message.t === "ready") {
+      thread.ready = true;
+      for (const wake of this.waiters.splice(0)) wake();
+      return;
+    }
+    const live = thread.activations.get(message.id);
+    if (!live) return;
+    const host = live.request.host;
+    switch (message.t) {
+      case "call":
+        void (host[message.op as HostCallName] as (arg: unknown) => Promise<unknown>)(message.arg).then(
+          (value) => this.post(thread, { t: "reply", id: live.id, call: message.call, ok: true, value }),
+          (error: unknown) => this.post(thread, { t: "reply", id: live.id, call: message.call, ok: false, error: live.refs.toWire(error) }),
+        );
+        return;
+      case "attempt":
+        live.attempts.set(message.key, { step: message.step, startedAt: Date.now(), scope: host.stepAttempt?.(message.step) });
+        return;
+      case "attempt_end":
+        live.attempts.get(message.key)?.scope?.end(message.outcome, message.elapsedMs);
+        live.attempts.delete(message.key);
+        return;
+      case "log":
+        host.logger[message.level](message.message, message.fields);
+        return;
+      case "done": {
+        const outcome = message.outcome;
+        live.finish(outcome.kind === "aborted" ? ({ kind: "aborted", reason: live.refs.resolve(outcome.reason) } satisfies ActivationOutcome) : outcome);
+        return;
+      }
+      case "crashed":
+        live.finish({ kind: "abnormal", cause: `crashed its activation with an ${message.how} (${message.failure.name}: ${message.failure.message})`, failure: message.failure });
+        return;
+    }
+  }
+
+  /** The watchdog's tick: ping quiet threads, stop those silent too long. */
+  private watch(): void {
+    const now = Date.now();
+    const stalled = now - this.lastWatch > Math.max(4 * this.pingMs, 1000);
+    this.lastWatch = now;
+    if (stalled) {
+      // This thread itself did not run for a while (SIGSTOP, a frozen VM, a long GC): the threads' silence counts from now.
+      for (const thread of this.threads) if (thread.pingedAt !== undefined) thread.pingedAt = now;
+      return;
+    }
+    for (const thread of [...this.threads]) {
+      if (!thread.ready || thread.dead) continue;
+      if (thread.pingedAt === undefined) {
+        thread.pingedAt = now;
+        const leases: [number, number][] = [];
+        for (const live of thread.activations.values()) {
+          const validUntil = live.request.leaseValidUntil?.();
+          if (validUntil !== undefined) leases.push([live.id, validUntil]);
+        }
+        this.post(thread, { t: "ping", seq: ++this.pingSeq, leases });
+        continue;
+      }
+      const silentMs = now - thread.pingedAt;
+      if (silentMs > this.options.blockedCodeMs) {
+        this.stop(thread, "blocked");
+        continue;
+      }
+      if (silentMs < this.pingMs) continue;
+      // Silent for a while: is the code running now a step function already past its own timeout?
+      const step = thread.slot.step;
+      if (step && step.deadline > 0 && now > step.deadline && thread.activations.get(thread.slot.activation)?.attempts.has(step.key)) this.stop(thread, "overran");
+    }
+  }
+
+  /** Terminates a thread whose code would not yield; blames the run in the slot and re-queues the others. */
+  private stop(thread: WorkflowThread, why: "blocked" | "overran"): void {
+    const culprit = thread.activations.get(thread.slot.activation);
+    const step = thread.slot.step;
+    const attempt = step && culprit?.attempts.get(step.key);
+    let outcome: RunnerOutcome | undefined;
+    if (culprit) {
+      if (why === "overran" && attempt?.step.timeout) {
+        outcome = { kind: "overran", entry: overrunEntry(attempt.step), cause: `step "${attempt.step.name}" ran past its ${attempt.step.timeout.ms} ms timeout without yielding` };
+      } else {
+        const where = step ? `in step "${step.name}"` : "in its handler";
+        const cause = `blocked its thread for more than ${this.options.blockedCodeMs} ms (CAIRN_BLOCKED_CODE_MS) ${where}`;
+        outcome = { kind: "abnormal", cause, failure: { name: "WorkflowCodeBlockedError", message: `run ${culprit.request.run.runId} ${cause}` } };
+      }
+    }
+    this.options.logger.warn({ runId: culprit?.request.run.runId, step: step?.name, activations: thread.activations.size, why }, "workflow thread stopped: its code did not yield; replacing it");
+    this.retire(thread, culprit, outcome, why === "blocked" ? "its thread was stopped: another run's code blocked it" : "its thread was stopped: another run's step overran its timeout");
+  }
+
+  private exited(thread: WorkflowThread, code: number): void {
+    if (thread.dead) return;
+    const error = thread.lastError as (Error & { code?: string }) | undefined;
+    const culprit = thread.activations.get(thread.slot.activation);
+    const cause =
+      error?.code === "ERR_WORKER_OUT_OF_MEMORY"
+        ? `ran its thread out of memory (over ${this.options.heapMb} MB, CAIRN_WORKFLOW_HEAP_MB)`
+        : `ended its thread (exit code ${code}${error ? `: ${error.message}` : ""})`;
+    this.options.logger.warn({ runId: culprit?.request.run.runId, activations: thread.activations.size, err: error, code }, "workflow thread ended; replacing it");
+    const outcome: RunnerOutcome | undefined = culprit && { kind: "abnormal", cause, failure: { name: error?.code === "ERR_WORKER_OUT_OF_MEMORY" ? "WorkflowOutOfMemoryError" : "WorkflowThreadExitedError", message: `run ${culprit.request.run.runId} ${cause}` } };
+    this.retire(thread, culprit, outcome, "its thread ended: another run's code broke it");
+  }
+
+  /** Settles every activation of a dead thread and starts its replacement. */
+  private retire(thread: WorkflowThread, culprit: LiveActivation | undefined, outcome: RunnerOutcome | undefined, innocentCause: string): void {
+    const wasReady = thread.ready;
+    thread.dead = true;
+    const index = this.threads.indexOf(thread);
+    if (index >= 0) this.threads.splice(index, 1);
+    void thread.worker.terminate();
+    if (culprit && outcome) culprit.finish(outcome);
+    this.settleAll(thread, culprit, innocentCause);
+    if (this.closed) return;
+    if (!wasReady) {
+      // It failed while loading the workflows (a file changed on disk?): try again later, not in a tight loop.
+      this.options.logger.error({ err: thread.lastError }, "a workflow thread could not load the workflows; retrying in 1 s");
+      setTimeout(() => !this.closed && this.spawn(), 1000).unref();
+      return;
+    }
+    this.spawn();
+  }
+
+  private settleAll(thread: WorkflowThread, except: LiveActivation | undefined, cause: string): void {
+    thread.dead = true;
+    for (const live of [...thread.activations.values()]) if (live !== except) live.finish({ kind: "released", cause });
+  }
+}
+
+/** The step attempt's timed-out failure, as the core would have journaled it had the code yielded. */
+function overrunEntry(step: StepAttemptStart): NewEntry {
+  const timeout = step.timeout as NonNullable<StepAttemptStart["timeout"]>;
+  if (timeout.retryDelayMs === undefined) return { kind: "step_failed", name: step.name, error: timeout.failure, attempt: step.attempt, startedAt: timeout.startedAt };
+  return {
+    kind: "step_attempt_failed",
+    name: step.name,
+    error: timeout.failure,
+    attempt: step.attempt,
+    startedAt: timeout.startedAt,
+    fireAt: new Date(Date.now() + timeout.retryDelayMs),
+  };
+}
+
+/**
+ * How to start a thread: the compiled server runs thread-main.js as is; from the sources, the thread first registers
+ * tsx (worker threads don't inherit `--import tsx`), then imports thread-main.ts.
+ */
+function threadEntry(): [string | URL, { eval: true }?] {
+  const fromSources = import.meta.url.endsWith(".ts");
+  const entry = new URL(fromSources ? "./thread-main.ts" : "./thread-main.js", import.meta.url);
+  if (!fromSources) return [entry];
+  const tsx = typeof import.meta.resolve === "function" ? import.meta.resolve("tsx/esm/api") : "tsx/esm/api";
+  return [`import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); });`, { eval: true }];
+}
