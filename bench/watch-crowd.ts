@@ -1,0 +1,161 @@
+/**
+ * A crowd of watch streams on parked runs: what N concurrent WatchRun streams cost the server (memory after a
+ * forced GC) and the database while nothing happens (transactions per second of the bench database, against the
+ * same window with no stream open), and how fast a change reaches every one of them.
+ *
+ *   npx tsx --conditions=@cairnjs/source bench/watch-crowd.ts [--streams 10000] [--per-connection 500] [--idle-seconds 10]
+ *
+ * One server process on a throwaway database, started as `npm run bench` starts it. N runs of bench_watched park
+ * on their own gate event; N streams (one per run, `--per-connection` streams on each of the SDK's HTTP/2
+ * connections) count as open when their first message (the run snapshot) arrived. Then every run is cancelled
+ * (CancelRun, 100 at a time, on its own connection), and each stream's delivery delay is the arrival of the
+ * CANCELLED status minus the moment its CancelRun was sent: the change's commit, its notice and the stream.
+ */
+import { parseArgs } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
+import { setMaxListeners } from "node:events";
+import pg from "pg";
+import { fromJson } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
+import { Admin, findServer, urlForDatabase } from "./database.js";
+import { sdkClient } from "./client.js";
+import { ServerProcess } from "./server.js";
+import { percentile } from "./stats.js";
+import { WORKFLOW_NAME as WATCHED_WORKFLOW } from "./workflows/watched.js";
+
+const { values } = parseArgs({
+  options: {
+    streams: { type: "string", default: "10000" },
+    "per-connection": { type: "string", default: "500" },
+    "idle-seconds": { type: "string", default: "10" },
+  },
+});
+const streams = Number(values.streams);
+const perConnection = Number(values["per-connection"]);
+const idleSeconds = Number(values["idle-seconds"]);
+
+const log = (message: string) => console.log(`[watch-crowd ${new Date().toISOString().slice(11, 19)}] ${message}`);
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+
+async function commitsPerSecond(databaseUrl: string, seconds: number): Promise<number> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const read = async () => Number((await client.query<{ n: string }>("select xact_commit as n from pg_stat_database where datname = current_database()")).rows[0]?.n);
+    // pg_stat_database is flushed by each backend at most once a second: wait that out on both ends.
+    await sleep(1500);
+    const before = await read();
+    await sleep(seconds * 1000);
+    const after = await read();
+    // This client's own two reads (and the stats snapshot) are not the server's.
+    return (after - before - 1) / seconds;
+  } finally {
+    await client.end();
+  }
+}
+
+async function main(): Promise<void> {
+  const server0 = await findServer();
+  const admin = await Admin.connect(server0.adminUrl);
+  const database = await admin.createDatabase();
+  const databaseUrl = urlForDatabase(server0.adminUrl, database);
+  const server = await ServerProcess.start("S1", { databaseUrl, poolSize: 20, maxConcurrentRuns: 200, logLevel: "warn" }, log);
+  const controller = new AbortController();
+  setMaxListeners(streams + 100, controller.signal);
+  try {
+    const clients = Array.from({ length: Math.ceil(streams / perConnection) }, () => sdkClient(server.url, "2"));
+    const creator = clients[0]!;
+    log(`creating ${streams} runs of ${WATCHED_WORKFLOW}, each parked on its own gate event`);
+    const runIds: string[] = [];
+    for (let i = 0; i < streams; i += 200) {
+      const made = await Promise.all(
+        Array.from({ length: Math.min(200, streams - i) }, (_, j) =>
+          creator.raw.workflows.createRun({ workflowName: WATCHED_WORKFLOW, input: fromJson(ValueSchema, { steps: 1, stepMs: 0, gate: `crowd-${i + j}` }), metadata: { crowd: "yes" } }),
+        ),
+      );
+      runIds.push(...made.map((r) => r.run?.runId ?? ""));
+    }
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    for (;;) {
+      const { rows } = await db.query<{ n: string }>("select count(*) as n from runs where status = 'waiting'");
+      if (Number(rows[0]?.n) === streams) break;
+      await sleep(500);
+    }
+    await db.end();
+    log(`all ${streams} runs parked; measuring with no stream open`);
+    const baseMemory = (await server.probe(true)).memory;
+    const idleWithout = await commitsPerSecond(databaseUrl, idleSeconds);
+
+    log(`opening ${streams} WatchRun streams over ${clients.length} HTTP/2 connections`);
+    const opened: Promise<void>[] = [];
+    const delays: number[] = [];
+    const sentAt = new Map<string, number>();
+    let failed = 0;
+    const finished = runIds.map((runId, i) => {
+      const client = clients[Math.floor(i / perConnection)]!;
+      let open!: () => void;
+      opened.push(new Promise<void>((resolve) => (open = resolve)));
+      return (async () => {
+        try {
+          for await (const update of client.raw.workflows.watchRun({ runId }, { signal: controller.signal })) {
+            open();
+            if (update.update.case === "run" && update.update.value.status === RunStatus.CANCELLED) {
+              const sent = sentAt.get(runId);
+              if (sent !== undefined) delays.push(Date.now() - sent);
+              return;
+            }
+          }
+        } catch (error) {
+          open();
+          if (!controller.signal.aborted) {
+            failed++;
+            if (failed <= 3) log(`stream failed: ${(error as Error).message}`);
+          }
+        }
+      })();
+    });
+    const openStarted = Date.now();
+    await Promise.all(opened);
+    log(`${streams} streams open in ${((Date.now() - openStarted) / 1000).toFixed(1)} s (${failed} failed)`);
+    await sleep(2000);
+    const crowdMemory = (await server.probe(true)).memory;
+    const idleWith = await commitsPerSecond(databaseUrl, idleSeconds);
+
+    log("cancelling every run, 100 CancelRun calls at a time");
+    const cancelStarted = Date.now();
+    const canceller = sdkClient(server.url, "2");
+    const cancelLatency: number[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        while (next < runIds.length) {
+          const i = next++;
+          const runId = runIds[i]!;
+          sentAt.set(runId, Date.now());
+          await canceller.raw.workflows.cancelRun({ runId, reason: "watch crowd" });
+          cancelLatency.push(Date.now() - sentAt.get(runId)!);
+        }
+      }),
+    );
+    await Promise.race([Promise.all(finished), sleep(300_000)]);
+    const cancelSeconds = (Date.now() - cancelStarted) / 1000;
+    delays.sort((a, b) => a - b);
+    cancelLatency.sort((a, b) => a - b);
+
+    console.log("");
+    console.log(`Watch crowd: ${streams} WatchRun streams on parked runs, one server, SDK over HTTP/2 (${perConnection} streams per connection)`);
+    console.log(`  server memory after GC     ${mb(baseMemory.rss)} RSS / ${mb(baseMemory.heapUsed)} heap without streams; ${mb(crowdMemory.rss)} / ${mb(crowdMemory.heapUsed)} with them: +${mb(crowdMemory.rss - baseMemory.rss)} RSS (goal ≤ 100 MB), +${mb(crowdMemory.heapUsed - baseMemory.heapUsed)} heap`);
+    console.log(`  database while idle        ${idleWithout.toFixed(1)} transactions/s without streams, ${idleWith.toFixed(1)} with ${streams} (goal: independent of their number)`);
+    console.log(`  a change to every run      CancelRun of each (${cancelSeconds.toFixed(1)} s for all; the call p50 ${percentile(cancelLatency, 50)} ms, p99 ${percentile(cancelLatency, 99)} ms); delivered to ${delays.length} of ${streams} streams, from the call to the stream p50 ${percentile(delays, 50)} ms, p99 ${percentile(delays, 99)} ms, max ${delays.at(-1)} ms (goal p99 ≤ 100 ms)`);
+    console.log(`  failed streams             ${failed}`);
+  } finally {
+    controller.abort();
+    await server.close();
+    await admin.dropDatabase(database);
+    await admin.close();
+  }
+}
+
+await main();
