@@ -19,7 +19,7 @@ import { compressionNegotiate, invokeUnaryImplementation } from "@connectrpc/con
 import { grpcStatusOk, parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { abandonBody } from "./unary-body.js";
+import { readBodyWith } from "./unary-body.js";
 import type { UnaryCallSignals } from "./unary-call-signal.js";
 import type { LaneMethod, LaneSettings } from "./unary-lane.js";
 import { webHeaders } from "./web-headers.js";
@@ -135,55 +135,25 @@ export async function serveGrpcUnary(
  * decoder), and a body ending inside an envelope is INVALID_ARGUMENT "protocol error: incomplete envelope".
  */
 function readEnvelopes(req: Http2ServerRequest, readMaxBytes: number): Promise<Buffer[]> {
-  return new Promise<Buffer[]>((resolve, reject) => {
-    let pending: Buffer = Buffer.alloc(0);
-    const envelopes: Buffer[] = [];
-    const stop = (): void => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      req.off("close", onClose);
-    };
-    const refuse = (error: ConnectError): void => {
-      stop();
-      abandonBody(req);
-      reject(error);
-    };
-    const onData = (chunk: Buffer): void => {
+  let pending: Buffer = Buffer.alloc(0);
+  const envelopes: Buffer[] = [];
+  return readBodyWith<Buffer[]>(
+    req,
+    (chunk) => {
       pending = pending.byteLength === 0 ? chunk : Buffer.concat([pending, chunk]);
       while (pending.byteLength >= 5) {
         const length = pending.readUInt32BE(1);
-        if (length > readMaxBytes) return refuse(new ConnectError(`message size ${length} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
-        if (pending.byteLength < 5 + length) return;
+        if (length > readMaxBytes) return { refuse: new ConnectError(`message size ${length} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted) };
+        if (pending.byteLength < 5 + length) return undefined;
         envelopes.push(pending.subarray(0, 5 + length));
         pending = pending.subarray(5 + length);
-        if (envelopes.length === 2) {
-          // A second message: the call is refused whatever follows, so the rest is not read.
-          stop();
-          abandonBody(req);
-          return resolve(envelopes);
-        }
+        // A second message: the call is refused whatever follows, so the rest is not read.
+        if (envelopes.length === 2) return { done: envelopes };
       }
-    };
-    const onEnd = (): void => {
-      stop();
-      if (pending.byteLength > 0) return reject(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
-      resolve(envelopes);
-    };
-    const onError = (error: Error): void => {
-      stop();
-      reject(error);
-    };
-    // Closed before the end: the client went away mid-body.
-    const onClose = (): void => {
-      stop();
-      reject(new ConnectError("the request body ended prematurely (the client went away)", Code.Aborted));
-    };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-    req.on("close", onClose);
-  });
+      return undefined;
+    },
+    () => (pending.byteLength > 0 ? new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument) : envelopes),
+  );
 }
 
 /** Headers, the message (if any) and the trailers, all in this tick. */

@@ -25,30 +25,54 @@ export function readUnaryBody(req: Request, readMaxBytes: number, contentLength:
   if (hint !== undefined && hint > readMaxBytes) {
     return Promise.reject(new ConnectError(`message size ${hint} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
   }
-  return new Promise<Uint8Array>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  return readBodyWith<Uint8Array>(
+    req,
+    (chunk) => {
+      size += chunk.byteLength;
+      if (hint !== undefined && size > hint) return { refuse: new ConnectError(`protocol error: promised ${hint} bytes, received ${size}`, Code.InvalidArgument) };
+      if (hint === undefined && size > readMaxBytes) return { refuse: new ConnectError(`message size is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted) };
+      chunks.push(chunk);
+      return undefined;
+    },
+    () => {
+      if (hint !== undefined && size < hint) return new ConnectError(`protocol error: promised ${hint} bytes, received ${size}`, Code.InvalidArgument);
+      return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
+    },
+  );
+}
+
+/**
+ * Reads a request body from the stream's events. `onChunk` may stop early: `{ done }` answers with a value,
+ * `{ refuse }` with an error; either way the rest of the body is given up (`abandonBody`). At the end, `onEnd`
+ * gives the value or the error. A request closed before its end is ABORTED (the client went away).
+ */
+export function readBodyWith<T>(
+  req: Request,
+  onChunk: (chunk: Buffer) => { done: T } | { refuse: ConnectError } | undefined,
+  onEnd: () => T | ConnectError,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
     const stop = (): void => {
       req.off("data", onData);
-      req.off("end", onEnd);
+      req.off("end", onEndEvent);
       req.off("error", onError);
       req.off("close", onClose);
     };
-    const refuse = (error: ConnectError): void => {
+    const onData = (chunk: Buffer): void => {
+      const verdict = onChunk(chunk);
+      if (!verdict) return;
       stop();
       abandonBody(req);
-      reject(error);
+      if ("refuse" in verdict) reject(verdict.refuse);
+      else resolve(verdict.done);
     };
-    const onData = (chunk: Buffer): void => {
-      size += chunk.byteLength;
-      if (hint !== undefined && size > hint) return refuse(new ConnectError(`protocol error: promised ${hint} bytes, received ${size}`, Code.InvalidArgument));
-      if (hint === undefined && size > readMaxBytes) return refuse(new ConnectError(`message size is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => {
+    const onEndEvent = (): void => {
       stop();
-      if (hint !== undefined && size < hint) return reject(new ConnectError(`protocol error: promised ${hint} bytes, received ${size}`, Code.InvalidArgument));
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+      const outcome = onEnd();
+      if (outcome instanceof ConnectError) reject(outcome);
+      else resolve(outcome);
     };
     const onError = (error: Error): void => {
       stop();
@@ -60,7 +84,7 @@ export function readUnaryBody(req: Request, readMaxBytes: number, contentLength:
       reject(new ConnectError("the request body ended prematurely (the client went away)", Code.Aborted));
     };
     req.on("data", onData);
-    req.on("end", onEnd);
+    req.on("end", onEndEvent);
     req.on("error", onError);
     req.on("close", onClose);
   });
@@ -78,7 +102,7 @@ function lengthHint(value: string | undefined): number | undefined {
  * request is destroyed detached from its socket, so the connection stays and can carry the error response; an HTTP/2
  * request is destroyed, which leaves its stream to the response.
  */
-export function abandonBody(req: Request): void {
+function abandonBody(req: Request): void {
   if (req.destroyed) return;
   // Destroying emits "error" with the reason; nobody else listens to it any more.
   req.on("error", () => undefined);
