@@ -3,57 +3,27 @@
  * thread past CAIRN_BLOCKED_CODE_MS, crashed it (an uncaught exception or unhandled rejection) or ran it out of
  * memory. It counts towards the poison-run breaker exactly like a lapse (`requeueExpiredLeases`): the streak grows
  * when the previous activation was abnormal too, and at the limit the run is paused with a `run_paused` entry naming
- * the cause; below it the run goes back to the queue at once. One statement under the fence: if the process dies
+ * the cause; below it the run goes back to the queue at once (abnormal-streak.ts). One statement under the fence: if the process dies
  * before it commits, the lease lapses and the sweep counts the activation instead.
  */
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../database.js";
+import { abnormalEndStatement, reasonHead } from "./abnormal-streak.js";
 import type { Fence } from "./lease.js";
 
 /** The reason a run paused by the breaker after abnormal ends (`cause`: how the last one ended). */
 export function abnormalPauseReason(streak: number, cause: string): string {
-  return `paused after ${streak} abnormal activations in a row: the last ${cause}; ResumeRun lets it try again`;
+  return `${reasonHead}${streak} abnormal activations in a row: the last ${cause}; ResumeRun lets it try again`;
 }
 
 /** What became of the run: back in the queue, paused by the breaker, or nothing (the fence no longer holds). */
 export type AbnormalEnd = { status: "queued" | "paused"; streak: number } | undefined;
 
 export async function endAbnormally(db: Db, fence: Fence, cause: string, maxAbnormal = Number.POSITIVE_INFINITY): Promise<AbnormalEnd> {
-  const limit = Number.isFinite(maxAbnormal) ? Math.max(1, Math.floor(maxAbnormal)) : 2_147_483_647;
-  const head = "paused after ";
   // (PostgreSQL text holds no NUL; a step name from workflow code could.)
   const tail = ` abnormal activations in a row: the last ${cause.replaceAll("\0", "")}; ResumeRun lets it try again`;
-  const rows = await queryRows<{ status: "queued" | "paused"; streak: number }>(
-    db,
-    sql`with held as (
-          select id, streak, streak >= ${limit} and cancel_requested_at is null as poisoned
-          from (select id, cancel_requested_at,
-                       case when last_abnormal_activation = activation_count - 1 then abnormal_streak + 1 else 1 end as streak
-                from runs
-                where id = ${fence.runId} and lease_owner = ${fence.owner} and lease_epoch = ${fence.epoch} and status = 'running'
-                for update) s),
-        changed as (
-          update runs r set
-            status = case when h.poisoned then 'paused' else 'queued' end,
-            available_at = case when h.poisoned then null else now() end,
-            lease_epoch = r.lease_epoch + case when h.poisoned then 1 else 0 end,
-            pause_requested_at = case when h.poisoned then null else r.pause_requested_at end,
-            pause_reason = case when h.poisoned then null else r.pause_reason end,
-            lease_owner = null, lease_expires_at = null,
-            abnormal_activations = r.abnormal_activations + 1,
-            abnormal_streak = h.streak, last_abnormal_activation = r.activation_count,
-            updated_at = now()
-          from held h where r.id = h.id
-          returning r.id, r.namespace, r.status, h.streak),
-        noted as (
-          insert into journal_entries (run_id, sequence, namespace, kind, name, error, attempt)
-          select c.id, (select coalesce(max(j.sequence), 0) + 1 from journal_entries j where j.run_id = c.id), c.namespace,
-                 'run_paused', '',
-                 jsonb_build_object('name', 'Paused', 'message', ${head}::text || c.streak || ${tail}::text),
-                 1
-          from changed c where c.status = 'paused')
-        select status, streak from changed`,
-  );
+  const where = sql`id = ${fence.runId} and lease_owner = ${fence.owner} and lease_epoch = ${fence.epoch} and status = 'running'`;
+  const rows = await queryRows<{ status: "queued" | "paused"; streak: number }>(db, abnormalEndStatement({ where, skipLocked: false }, maxAbnormal, tail));
   const row = rows[0];
   return row ? { status: row.status, streak: Number(row.streak) } : undefined;
 }

@@ -1,6 +1,7 @@
 import { and, eq, sql } from "drizzle-orm";
 import { type Db, queryRows, rawQuery } from "../database.js";
 import { claimRunRows } from "./rows.js";
+import { abnormalEndStatement, reasonHead } from "./abnormal-streak.js";
 import { type RunRow, runs } from "../schema.js";
 
 /** Identifies one claim of a run: writes carrying a stale fence are refused. */
@@ -52,12 +53,11 @@ export interface LapsedRuns {
   paused: string[];
 }
 
-const poisonReasonHead = "paused after ";
 const poisonReasonTail = " abnormal activations in a row: lease lapsed (holder crashed or hung); ResumeRun lets it try again";
 
 /** The reason a run paused by the breaker carries (its `run_paused` entry; GetRun and ExplainRun show it). */
 export function poisonPauseReason(streak: number): string {
-  return `${poisonReasonHead}${streak}${poisonReasonTail}`;
+  return `${reasonHead}${streak}${poisonReasonTail}`;
 }
 
 /**
@@ -69,40 +69,8 @@ export function poisonPauseReason(streak: number): string {
  * it commits, nothing changed and the next sweep does the same.
  */
 export async function requeueExpiredLeases(db: Db, maxAbnormal = Number.POSITIVE_INFINITY): Promise<LapsedRuns> {
-  // The streak limit as an integer parameter; "never" is a number no streak reaches.
-  const limit = Number.isFinite(maxAbnormal) ? Math.max(1, Math.floor(maxAbnormal)) : 2_147_483_647;
-  const rows = await queryRows<{ id: string; status: string }>(
-    db,
-    sql`with lapsed as (
-          select id, streak, streak >= ${limit} and cancel_requested_at is null as poisoned
-          from (select id, cancel_requested_at,
-                       case when last_abnormal_activation = activation_count - 1 then abnormal_streak + 1 else 1 end as streak
-                from runs where status = 'running' and lease_expires_at < now()
-                for update skip locked) s),
-        changed as (
-          update runs r set
-            status = case when l.poisoned then 'paused' else 'queued' end,
-            available_at = case when l.poisoned then null else now() end,
-            -- Like PauseRun: the entry below is in no parked journal copy, so the next claim reads the store.
-            lease_epoch = r.lease_epoch + case when l.poisoned then 1 else 0 end,
-            -- A pending pause request is settled by this pause (a cancel request keeps the run queued instead).
-            pause_requested_at = case when l.poisoned then null else r.pause_requested_at end,
-            pause_reason = case when l.poisoned then null else r.pause_reason end,
-            lease_owner = null, lease_expires_at = null,
-            abnormal_activations = r.abnormal_activations + 1,
-            abnormal_streak = l.streak, last_abnormal_activation = r.activation_count,
-            updated_at = now()
-          from lapsed l where r.id = l.id
-          returning r.id, r.namespace, r.status, l.streak),
-        noted as (
-          insert into journal_entries (run_id, sequence, namespace, kind, name, error, attempt)
-          select c.id, (select coalesce(max(j.sequence), 0) + 1 from journal_entries j where j.run_id = c.id), c.namespace,
-                 'run_paused', '',
-                 jsonb_build_object('name', 'Paused', 'message', ${poisonReasonHead}::text || c.streak || ${poisonReasonTail}::text),
-                 1
-          from changed c where c.status = 'paused')
-        select id, status from changed`,
-  );
+  const where = sql`status = 'running' and lease_expires_at < now()`;
+  const rows = await queryRows<{ id: string; status: string }>(db, abnormalEndStatement({ where, skipLocked: true }, maxAbnormal, poisonReasonTail));
   return { requeued: rows.filter((r) => r.status === "queued").map((r) => r.id), paused: rows.filter((r) => r.status === "paused").map((r) => r.id) };
 }
 
