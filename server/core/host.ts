@@ -60,6 +60,8 @@ export interface StepAttemptStart {
    * host's watchdog then stops the code and records the attempt's failure itself; `retryDelayMs` absent: no retry left).
    */
   timeout?: { ms: number; failure: FailureInfo; retryDelayMs: number | undefined; startedAt: Date };
+  /** When the attempt began (epoch ms), for a host told of it only once it ended (absent: it begins now). */
+  startedAt?: number;
 }
 
 /** One step attempt as the host observes it. */

@@ -124,7 +124,7 @@ export async function executeRun(
         : undefined,
     logger: toWorkflowLogger(logger),
     now: () => new Date(),
-    ...(metrics || span ? { stepAttempt: (step: { name: string; attempt: number }) => observedAttempt(step, workflow, metrics, span && deps.tracing ? { tracing: deps.tracing, parent: span } : undefined) } : {}),
+    ...(metrics || span ? { stepAttempt: (step: { name: string; attempt: number; startedAt?: number }) => observedAttempt(step, workflow, metrics, span && deps.tracing ? { tracing: deps.tracing, parent: span } : undefined) } : {}),
     append: async (entry: NewEntry) => {
       if (signal.aborted) throw signal.reason;
       // The sequence is taken before the write so that concurrent operations of one run get distinct numbers.
@@ -353,14 +353,18 @@ function startActivationSpan(tracing: Tracing, run: RunRow): Span {
 
 /** Times one step attempt for the metrics, and traces it as a child of the activation's span. */
 function observedAttempt(
-  step: { name: string; attempt: number },
+  step: { name: string; attempt: number; startedAt?: number },
   workflow: string,
   metrics: Metrics | undefined,
   traced: { tracing: Tracing; parent: Span } | undefined,
 ): StepAttemptScope {
   const started = performance.now();
   const parentContext = traced ? trace.setSpan(otelContext.active(), traced.parent) : undefined;
-  const span = traced?.tracing.tracer.startSpan(`step ${step.name}`, { attributes: { "cairn.step": step.name, "cairn.step.attempt": step.attempt } }, parentContext);
+  const span = traced?.tracing.tracer.startSpan(
+    `step ${step.name}`,
+    { attributes: { "cairn.step": step.name, "cairn.step.attempt": step.attempt }, ...(step.startedAt === undefined ? {} : { startTime: step.startedAt }) },
+    parentContext,
+  );
   return {
     // With a context manager registered by the embedding process, the step's own instrumented calls nest under it.
     run: (fn) => (span ? otelContext.with(trace.setSpan(otelContext.active(), span), fn) : fn()),

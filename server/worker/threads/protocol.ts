@@ -45,14 +45,19 @@ export type ToThread =
 /** An activation's end as it crosses: `aborted` carries its reason as a WireError. */
 export type WireOutcome = Exclude<ActivationOutcome, { kind: "aborted" }> | { kind: "aborted"; reason: WireError };
 
+export type AttemptOutcome = "completed" | "failed" | "retrying";
+
 /** Messages from a thread come one by one or, when several are ready in one turn of the thread, as an array. */
 export type FromThreadBatch = FromThread | FromThread[];
 
 export type FromThread =
   | { t: "ready"; workflows: string[] }
   | { t: "call"; id: number; call: number; op: HostCallName; arg: unknown }
+  /** A step attempt with a timeout starts (the watchdog enforces it), then ends. */
   | { t: "attempt"; id: number; key: number; step: StepAttemptStart }
-  | { t: "attempt_end"; id: number; key: number; outcome: "completed" | "failed" | "retrying"; elapsedMs: number }
+  | { t: "attempt_end"; id: number; key: number; outcome: AttemptOutcome; elapsedMs: number }
+  /** A step attempt without a timeout, told once it ended: one message instead of two. */
+  | { t: "attempt_done"; id: number; step: StepAttemptStart; outcome: AttemptOutcome; elapsedMs: number }
   | { t: "log"; id: number; level: "debug" | "info" | "warn" | "error"; message: string; fields?: Record<string, unknown> | undefined }
   | { t: "done"; id: number; outcome: WireOutcome }
   /** Workflow code of this activation threw where nothing caught it, or left a rejection unhandled. */

@@ -72,17 +72,22 @@ export class ThreadHost implements ActivationHost {
 
   stepAttempt(step: StepAttemptStart): StepAttemptScope {
     const key = this.nextAttempt++;
-    const message = { t: "attempt", id: this.id, key, step } as const;
-    // With a timeout, the watchdog must know the attempt before its function can spin: it goes at once.
-    if (step.timeout) this.outbox.sendNow(message);
-    else this.outbox.send(message);
     const started = performance.now();
+    const startedAt = Date.now();
+    // With a timeout, the watchdog must know the attempt before its function can spin: it goes at once. Without one,
+    // the main thread only counts and traces it, so it hears of the attempt once, when it ended (an attempt cut off
+    // by its thread's end is then not counted: the activation's abnormal end is).
+    if (step.timeout) this.outbox.sendNow({ t: "attempt", id: this.id, key, step });
     return {
       run: (fn) => {
-        this.slot.enterStep(this.id, key, step.name, step.timeout ? Date.now() + step.timeout.ms : 0);
+        this.slot.enterStep(this.id, key, step.name, step.timeout ? startedAt + step.timeout.ms : 0);
         return fn();
       },
-      end: (outcome) => this.outbox.send({ t: "attempt_end", id: this.id, key, outcome, elapsedMs: performance.now() - started }),
+      end: (outcome) => {
+        const elapsedMs = performance.now() - started;
+        if (step.timeout) this.outbox.send({ t: "attempt_end", id: this.id, key, outcome, elapsedMs });
+        else this.outbox.send({ t: "attempt_done", id: this.id, step: { name: step.name, attempt: step.attempt, startedAt }, outcome, elapsedMs });
+      },
     };
   }
 

@@ -42,6 +42,7 @@ interface LiveActivation {
   id: number;
   request: ActivationRequest;
   refs: ErrorRefs;
+  /** Its step attempts with a timeout that have not ended (the watchdog enforces those). */
   attempts: Map<number, { step: StepAttemptStart; startedAt: number; scope: StepAttemptScope | undefined }>;
   finish(outcome: RunnerOutcome): void;
 }
@@ -218,6 +219,9 @@ export class WorkflowThreads implements ActivationRunner {
       case "attempt_end":
         live.attempts.get(message.key)?.scope?.end(message.outcome, message.elapsedMs);
         live.attempts.delete(message.key);
+        return;
+      case "attempt_done":
+        host.stepAttempt?.(message.step).end(message.outcome, message.elapsedMs);
         return;
       case "log":
         host.logger[message.level](message.message, message.fields);
