@@ -394,6 +394,9 @@ export class Worker {
       onRequeued: () => this.wake(),
       leaseValidUntil: (held: Fence) => (this.active.get(held.runId) === entry ? entry.validUntil : 0),
     };
+    // Registered before the activation starts: its lease horizon (leaseValidUntil) is looked up here from its first
+    // synchronous step on.
+    this.active.set(run.id, entry);
     entry.done = executeRun(deps, run, fence, controller.signal, journal)
       .catch((error: unknown) => {
         // The database failed under us: the lease will lapse and another activation replays the run.
@@ -403,7 +406,6 @@ export class Worker {
         if (this.active.get(run.id) === entry) this.active.delete(run.id);
         if (this.starved && this.active.size + this.reserved < this.options.maxConcurrentRuns) this.wake();
       });
-    this.active.set(run.id, entry);
   }
 
   private abortCancelled(runId: string): void {
