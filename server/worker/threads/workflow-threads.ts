@@ -101,7 +101,9 @@ export class WorkflowThreads implements ActivationRunner {
   }
 
   async run(request: ActivationRequest, _registry: WorkflowRegistry): Promise<RunnerOutcome> {
-    const thread = await this.pick();
+    // Picked and taken in one synchronous stretch: a claimed batch's activations, started in one turn, spread over
+    // the threads (awaiting the pick first would let them all choose the same least busy thread).
+    const thread = this.leastBusy() ?? (await this.readyThread());
     const id = this.nextId++;
     if (this.nextId > 0x7fff_fff0) this.nextId = 1;
     const refs = new ErrorRefs();
@@ -164,14 +166,20 @@ export class WorkflowThreads implements ActivationRunner {
     });
   }
 
-  /** The ready thread with the fewest activations (waiting while every thread is being replaced). */
-  private async pick(): Promise<WorkflowThread> {
+  /** The ready thread with the fewest activations, if any thread is ready. */
+  private leastBusy(): WorkflowThread | undefined {
+    let best: WorkflowThread | undefined;
+    for (const thread of this.threads) {
+      if (!thread.ready || thread.dead) continue;
+      if (!best || thread.activations.size < best.activations.size) best = thread;
+    }
+    return best;
+  }
+
+  /** Waits while every thread is being replaced. */
+  private async readyThread(): Promise<WorkflowThread> {
     for (;;) {
-      let best: WorkflowThread | undefined;
-      for (const thread of this.threads) {
-        if (!thread.ready || thread.dead) continue;
-        if (!best || thread.activations.size < best.activations.size) best = thread;
-      }
+      const best = this.leastBusy();
       if (best) return best;
       if (this.closed) throw new Error("workflow threads are closed");
       await new Promise<void>((resolve) => this.waiters.push(resolve));
