@@ -117,6 +117,7 @@ export function isolationReport(result: IsolationResult): IsolationReport {
   };
 }
 
+const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 const verdict = (met: boolean) => (met ? "yes" : "NO");
 const msText = (value: number, digits = 2) => `${value.toFixed(digits)} ms`;
 const signedMs = (value: number) => `${value >= 0 ? "+" : "−"}${Math.abs(value).toFixed(2)} ms`;
@@ -128,7 +129,7 @@ export function formatIsolationBlock(report: IsolationReport | null): string[] {
   const failed = (n: number) => (n > 0 ? ` (${n} failed)` : "");
   const columns = ["figure", `T (${t.workflowThreads} workflow threads)`, "I (CAIRN_WORKFLOW_THREADS=0)", "T vs I", "goal", "met?"];
   const cells = [
-    [`W1 steps/s, median of ${t.w1.roundsStepsPerSec.length} rounds`, `${thousands(t.w1.stepsPerSec)}${failed(t.w1.failed)}`, `${thousands(i.w1.stepsPerSec)}${failed(i.w1.failed)}`, `${report.w1Ratio.toFixed(3)}×`, `T/I ≥ ${goals.isolationW1Ratio}`, verdict(report.met.w1)],
+    [`W1 steps/s, median of ${plural(t.w1.roundsStepsPerSec.length, "round")}`, `${thousands(t.w1.stepsPerSec)}${failed(t.w1.failed)}`, `${thousands(i.w1.stepsPerSec)}${failed(i.w1.failed)}`, `${report.w1Ratio.toFixed(3)}×`, `T/I ≥ ${goals.isolationW1Ratio}`, verdict(report.met.w1)],
     ["W1 server CPU per step, median", msText(t.w1.serverCpuMsPerStep, 3), msText(i.w1.serverCpuMsPerStep, 3), `${(t.w1.serverCpuMsPerStep / i.w1.serverCpuMsPerStep).toFixed(2)}×`, "—", "—"],
     [`W2 p50, ${t.w2.samples} + ${i.w2.samples} runs pooled`, `${msText(t.w2.latencyMs.p50)}${failed(t.w2.failed)}`, `${msText(i.w2.latencyMs.p50)}${failed(i.w2.failed)}`, signedMs(report.w2P50DeltaMs), `T − I ≤ +${goals.isolationP50DeltaMs} ms`, verdict(report.met.w2)],
     ["W2 p99", msText(t.w2.latencyMs.p99), msText(i.w2.latencyMs.p99), signedMs(t.w2.latencyMs.p99 - i.w2.latencyMs.p99), "—", "—"],
@@ -140,7 +141,7 @@ export function formatIsolationBlock(report: IsolationReport | null): string[] {
   const list = (values: readonly number[], digits: number) => values.map((v) => v.toFixed(digits)).join(", ");
   const loads = report.roundLoads;
   return [
-    `The price of workflow isolation (issue 12): server T against server I, each on its own fresh database, ${report.rounds} alternating round(s) (T first in odd rounds); W1 ${report.runs} runs × ${report.steps} steps, ${report.concurrency} in flight; W2 and W3 ${report.latencyRuns} runs per server and round; HTTP/${report.http}; load ${loads.length ? `${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)}` : "?"}`,
+    `The price of workflow isolation (issue 12): server T against server I, each on its own fresh database, ${plural(report.rounds, "alternating round")} (T first in odd rounds); W1 ${report.runs} runs × ${report.steps} steps, ${report.concurrency} in flight; W2 and W3 ${report.latencyRuns} runs per server and round; HTTP/${report.http}; load ${loads.length ? `${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)}` : "?"}`,
     line(columns),
     `|${widths.map((w) => "─".repeat(w + 2)).join("|")}|`,
     ...cells.map(line),

@@ -588,7 +588,7 @@ async function measureIsolation(
   signal: AbortSignal,
 ): Promise<IsolationResult | null> {
   if (options.isolationRounds === 0 || signal.aborted) return null;
-  log(`isolation: ${options.isolationRounds} round(s) of W1, W2 and W3 on server T (workflow thread pool) and server I (CAIRN_WORKFLOW_THREADS=0), load ${load1().toFixed(2)}`);
+  log(`isolation: ${options.isolationRounds} round${options.isolationRounds === 1 ? "" : "s"} of W1, W2 and W3 on server T (workflow thread pool) and server I (CAIRN_WORKFLOW_THREADS=0), load ${load1().toFixed(2)}`);
   try {
     const result = await isolationCost(admin, adminUrl, settings, http, {
       rounds: options.isolationRounds,
