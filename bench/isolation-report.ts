@@ -38,9 +38,10 @@ export interface IsolationReport {
   roundLoads: number[];
   threaded: IsolationSideReport;
   inThread: IsolationSideReport;
-  /** T ÷ I of the W1 medians (goal ≥ isolationW1Ratio), and each round's own T ÷ I. */
+  /** T ÷ I of the W1 medians (goal ≥ isolationW1Ratio), each round's own T ÷ I, and their median (pairs a round's two runs, which saw much the same load). */
   w1Ratio: number;
   w1RoundRatios: number[];
+  w1RoundRatioMedian: number;
   /** T − I of the pooled p50s, ms (goal ≤ isolationP50DeltaMs). */
   w2P50DeltaMs: number;
   w3P50DeltaMs: number;
@@ -85,6 +86,7 @@ export function isolationReport(result: IsolationResult): IsolationReport {
   const t = sideReport(result.threaded);
   const i = sideReport(result.inThread);
   const w1Ratio = round(t.w1.stepsPerSec / i.w1.stepsPerSec, 3);
+  const w1RoundRatios = t.w1.roundsStepsPerSec.map((x, r) => round(x / (i.w1.roundsStepsPerSec[r] ?? Number.NaN), 3));
   const w2P50DeltaMs = round(t.w2.latencyMs.p50 - i.w2.latencyMs.p50, 2);
   const w3P50DeltaMs = round(t.w3.latencyMs.p50 - i.w3.latencyMs.p50, 2);
   const failures = (["threaded", "inThread"] as const).flatMap((key) => {
@@ -105,7 +107,8 @@ export function isolationReport(result: IsolationResult): IsolationReport {
     threaded: t,
     inThread: i,
     w1Ratio,
-    w1RoundRatios: t.w1.roundsStepsPerSec.map((x, r) => round(x / (i.w1.roundsStepsPerSec[r] ?? Number.NaN), 3)),
+    w1RoundRatios,
+    w1RoundRatioMedian: round(median(w1RoundRatios), 3),
     w2P50DeltaMs,
     w3P50DeltaMs,
     met: {
@@ -145,7 +148,7 @@ export function formatIsolationBlock(report: IsolationReport | null): string[] {
     line(columns),
     `|${widths.map((w) => "─".repeat(w + 2)).join("|")}|`,
     ...cells.map(line),
-    `  W1 rounds, steps/s: T ${list(t.w1.roundsStepsPerSec, 0)}; I ${list(i.w1.roundsStepsPerSec, 0)}; T/I per round ${list(report.w1RoundRatios, 3)}`,
+    `  W1 rounds, steps/s: T ${list(t.w1.roundsStepsPerSec, 0)}; I ${list(i.w1.roundsStepsPerSec, 0)}; T/I per round ${list(report.w1RoundRatios, 3)} (median ${report.w1RoundRatioMedian.toFixed(3)})`,
     `  W1 PostgreSQL backends' CPU per step, median: T ${msText(t.w1.postgresCpuMsPerStep, 3)}, I ${msText(i.w1.postgresCpuMsPerStep, 3)}`,
     `  W2 p50 per round: T ${list(t.w2.roundsP50, 2)}; I ${list(i.w2.roundsP50, 2)} ms; server CPU per run T ${msText(t.w2.serverCpuMsPerRun)}, I ${msText(i.w2.serverCpuMsPerRun)}`,
     `  W3 p50 per round: T ${list(t.w3.roundsP50, 2)}; I ${list(i.w3.roundsP50, 2)} ms; server CPU per run (GetRun polls until WAITING included) T ${msText(t.w3.serverCpuMsPerRun)}, I ${msText(i.w3.serverCpuMsPerRun)}`,
