@@ -78,6 +78,15 @@ export interface BenchOptions {
   wireStartRuns: number;
   wireEventRuns: number;
   wireTimerRuns: number;
+
+  /**
+   * The price of workflow isolation: rounds (0: skipped) of W1, W2 and W3 on a server with the default workflow thread
+   * pool and on one with CAIRN_WORKFLOW_THREADS=0, alternating; W1 runs (its own size, so --skip-w1 leaves it alone)
+   * and the runs of each W2 and W3 series.
+   */
+  isolationRounds: number;
+  isolationRuns: number;
+  isolationLatencyRuns: number;
 }
 
 export const usage = `usage: npm run bench -- [--quick] [flags]
@@ -148,7 +157,7 @@ Extras (kept from the earlier bench; skipped by --quick unless given):
   --watchers W          watchers of the crowded watch measurement (default 200)
   --skip-extras         none of them
 
-Run control (on a fresh server, last):
+Run control (on a fresh server, after the parked runs):
   --run-control-runs N  ended runs seeded for ListRuns by metadata (default 100000; quick 5000; 0 skips)
   --run-control-calls N ListRuns calls per measured query (default 200; quick 50)
   --skip-run-control    same as --run-control-runs 0
@@ -170,6 +179,14 @@ and --wait-concurrency as above):
   --wire-event-runs N   W3 runs (default 200; quick 20; 0 skips)
   --wire-timer-runs N   W4 runs, each with its own observer (default 500; quick 50; 0 skips)
   --skip-wires          no wire table
+
+The price of workflow isolation (two fresh databases, a server on each: T with the default
+workflow thread pool, I with CAIRN_WORKFLOW_THREADS=0; alternating rounds; --steps and
+--concurrency as above):
+  --isolation-rounds R  rounds of W1, W2 and W3 on T and on I (default 5; quick 1; 0 skips)
+  --isolation-runs N    W1 runs per server and round (default 1000; quick 100)
+  --isolation-latency-runs N  W2 and W3 runs per server and round (default 100; quick 20)
+  --skip-isolation      same as --isolation-rounds 0
 
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else postgres://root@127.0.0.1:5432/test
 if reachable, else an embedded cluster. A fresh bench_<random> database is created there and
@@ -194,6 +211,9 @@ interface Defaults {
   extras: boolean;
   runControlRuns: number;
   runControlCalls: number;
+  isolationRounds: number;
+  isolationRuns: number;
+  isolationLatencyRuns: number;
 }
 
 const full: Defaults = {
@@ -215,6 +235,9 @@ const full: Defaults = {
   extras: true,
   runControlRuns: 100_000,
   runControlCalls: 200,
+  isolationRounds: 5,
+  isolationRuns: 1000,
+  isolationLatencyRuns: 100,
 };
 
 const quick: Defaults = {
@@ -236,6 +259,9 @@ const quick: Defaults = {
   extras: false,
   runControlRuns: 5000,
   runControlCalls: 50,
+  isolationRounds: 1,
+  isolationRuns: 100,
+  isolationLatencyRuns: 20,
 };
 
 export function parseOptions(argv: string[]): BenchOptions | "help" {
@@ -297,6 +323,10 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "wire-start-runs": { type: "string" },
       "wire-event-runs": { type: "string" },
       "wire-timer-runs": { type: "string" },
+      "isolation-rounds": { type: "string" },
+      "isolation-runs": { type: "string" },
+      "isolation-latency-runs": { type: "string" },
+      "skip-isolation": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -355,6 +385,9 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     wireStartRuns: int("--wire-start-runs", values["wire-start-runs"], d.startRuns),
     wireEventRuns: int("--wire-event-runs", values["wire-event-runs"], d.eventRuns),
     wireTimerRuns: int("--wire-timer-runs", values["wire-timer-runs"], d.timerRuns),
+    isolationRounds: values["skip-isolation"] ? 0 : int("--isolation-rounds", values["isolation-rounds"], d.isolationRounds),
+    isolationRuns: int("--isolation-runs", values["isolation-runs"], d.isolationRuns, 1),
+    isolationLatencyRuns: int("--isolation-latency-runs", values["isolation-latency-runs"], d.isolationLatencyRuns, 1),
   };
 }
 

@@ -9,6 +9,8 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { BenchOptions } from "./args.js";
 import { type ExtrasReport, extrasFailures, extrasRows } from "./extras-report.js";
+import { formatIsolationBlock, type IsolationReport, isolationReport } from "./isolation-report.js";
+import type { IsolationResult } from "./isolation.js";
 import { type RunControlReport, runControlRows } from "./run-control-report.js";
 import { formatWireTable, wireFailures, type WireRow, wireRows } from "./wires-report.js";
 import type { WireResult } from "./wires.js";
@@ -89,6 +91,8 @@ export interface Report {
   scoreboard: ScoreRow[];
   /** The wire table (issue 18): one row per independent client and way of seeing a run end. */
   wires: WireRow[];
+  /** The price of workflow isolation (issue 12): server T (thread pool) against server I (CAIRN_WORKFLOW_THREADS=0). */
+  isolation: IsolationReport | null;
   figures: {
     /** W1 on one server with each HTTP version, when --http both. */
     w1Http: ThroughputReport[];
@@ -164,6 +168,7 @@ export interface Measurements {
   extras: ExtrasReport;
   runControl: RunControlReport;
   wires: WireResult[];
+  isolation?: IsolationResult | null;
   failures: string[];
 }
 
@@ -221,6 +226,7 @@ export function buildReport(m: Measurements): Report {
   };
   const w1 = medianRound(m.w1);
   const two = medianRound(m.w1TwoServers);
+  const isolation = m.isolation ? isolationReport(m.isolation) : null;
   const figures: Report["figures"] = {
     w1Http: m.w1Http.map(throughput),
     w1,
@@ -295,8 +301,9 @@ export function buildReport(m: Measurements): Report {
     pgbench: m.pgbench,
     scoreboard: scoreboard(figures, m.pgbench),
     wires: wireRows(m.wires, pgAt(m.flags.concurrency)?.tps),
+    isolation,
     figures,
-    failures: [...m.failures, ...collectFailures(m), ...wireFailures(m.wires)],
+    failures: [...m.failures, ...collectFailures(m), ...wireFailures(m.wires), ...(isolation?.failures ?? [])],
   };
 }
 
@@ -523,6 +530,7 @@ export function formatReport(report: Report): string {
   lines.push(line(columns), `|${widths.map((w) => rule(w + 2)).join("|")}|`, ...cells.map(line), "");
   const pg = report.pgbench.find((p) => p.clients === report.flags.concurrency);
   lines.push(...formatWireTable(report.wires, pg ? { clients: pg.clients, tps: pg.tps } : undefined));
+  lines.push(...formatIsolationBlock(report.isolation));
 
   lines.push("Details", ...details(report).map(([label, value]) => (label === "" ? "" : `  ${label.padEnd(34)}  ${value}`)));
   return lines.join("\n").trimEnd();

@@ -13,8 +13,11 @@
  * 5. on a fresh server: a cancel batch over N parked runs (runs/s);
  * 6. on a fresh server: `cairn deploy check` (the CLI process) over N parked
  *    runs against changed workflow code (runs/s, the divergent ones checked);
- * 7. last, on a fresh server: N parked runs (memory, idle CPU), which stay
- *    in the database until it is dropped.
+ * 7. on a fresh server: N parked runs (memory, idle CPU), which stay
+ *    in the database until it is dropped; then run control on another;
+ * 8. last, the price of workflow isolation: a server with the workflow thread
+ *    pool and one with CAIRN_WORKFLOW_THREADS=0, each on a fresh database of
+ *    its own, taking turns at W1, W2 and W3 (bench/isolation.ts).
  *
  * Every server is a child process (bench/server.ts); this process is only
  * the load generator and the observer. See bench/README.md.
@@ -35,6 +38,8 @@ import { agentRoundTrip, type AgentRoundTripResult, fanOut, type FanOutResult, w
 import { Admin, BenchProbe, findServer, redact, urlForDatabase } from "./database.js";
 import { extrasReport } from "./extras-report.js";
 import { type FlowControlResult, flowControlSummary, flowControlThroughput } from "./flow-control.js";
+import { isolationCost, type IsolationResult } from "./isolation.js";
+import { isolationReport } from "./isolation-report.js";
 import { eventLatency, startLatency, warmUpLatency } from "./latency.js";
 import { runPgbench } from "./pgbench.js";
 import { resumeAfterRestart, stepCosts } from "./replay.js";
@@ -135,6 +140,7 @@ async function main(argv: string[]): Promise<number> {
       const deployCheck = options.deployCheckRuns > 0 && !signal.aborted ? await measureDeployCheck(options, settings, measured.http, probe, failures, signal) : null;
       const parked = options.parkedRuns > 0 && !signal.aborted ? await measureParked(options, settings, measured.http, probe, failures, signal) : null;
       const runControl = await measureRunControl(options, settings, measured.http, failures, signal);
+      const isolation = await measureIsolation(options, admin, pgServer.adminUrl, settings, measured.http, failures, signal);
 
       const settingsAtEnd = await admin.settings(postgresSettings);
       const environment: Environment = {
@@ -177,6 +183,7 @@ async function main(argv: string[]): Promise<number> {
         parked,
         runControl,
         wires,
+        isolation,
         failures,
       };
       const report = buildReport(measurements);
@@ -568,6 +575,39 @@ async function measureRunControl(options: BenchOptions, settings: ServerSettings
     await d.close();
   }
   return report;
+}
+
+/** Last, on two servers with fresh databases of their own: nothing else runs on them, and they leave the bench database alone. */
+async function measureIsolation(
+  options: BenchOptions,
+  admin: Admin,
+  adminUrl: string,
+  settings: ServerSettings,
+  http: HttpVersion,
+  failures: string[],
+  signal: AbortSignal,
+): Promise<IsolationResult | null> {
+  if (options.isolationRounds === 0 || signal.aborted) return null;
+  log(`isolation: ${options.isolationRounds} round${options.isolationRounds === 1 ? "" : "s"} of W1, W2 and W3 on server T (workflow thread pool) and server I (CAIRN_WORKFLOW_THREADS=0), load ${load1().toFixed(2)}`);
+  try {
+    const result = await isolationCost(admin, adminUrl, settings, http, {
+      rounds: options.isolationRounds,
+      runs: options.isolationRuns,
+      steps: options.steps,
+      concurrency: options.concurrency,
+      latencyRuns: options.isolationLatencyRuns,
+      signal,
+      log,
+    });
+    const summary = isolationReport(result);
+    log(
+      `isolation: W1 T ${summary.threaded.w1.stepsPerSec.toFixed(0)} / I ${summary.inThread.w1.stepsPerSec.toFixed(0)} steps/s (${summary.w1Ratio.toFixed(3)}); W2 p50 T − I ${summary.w2P50DeltaMs.toFixed(2)} ms; W3 p50 T − I ${summary.w3P50DeltaMs.toFixed(2)} ms`,
+    );
+    return result;
+  } catch (error) {
+    failures.push(`isolation: ${(error as Error).message}`);
+    return null;
+  }
 }
 
 function cairnVersion(): { version: string; commit: string } {

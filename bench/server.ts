@@ -32,6 +32,8 @@ export interface ServerSettings {
   /** CAIRN_MAX_CONCURRENT_RUNS. */
   maxConcurrentRuns: number;
   logLevel: string;
+  /** Extra variables for this server only, over the inherited ones; undefined removes an inherited variable. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** The variables a bench server gets, besides those inherited. */
@@ -85,7 +87,7 @@ export class ServerProcess {
       ["--expose-gc", "--import", "tsx", "--import", "./bench/server-probe.ts", "server/main.ts"],
       {
         cwd: repoRoot,
-        env: { ...process.env, ...serverEnv(settings, port) },
+        env: childEnv(settings, port),
         stdio: ["ignore", "pipe", "pipe", "ipc"],
       },
     );
@@ -160,6 +162,16 @@ export class ServerProcess {
     }
     return this.exited;
   }
+}
+
+/** The inherited environment, the bench's variables, then the server's own additions and removals. */
+function childEnv(settings: ServerSettings, port: number): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...serverEnv(settings, port) };
+  for (const [name, value] of Object.entries(settings.env ?? {})) {
+    if (value === undefined) delete env[name];
+    else env[name] = value;
+  }
+  return env;
 }
 
 /** A pino line as "level: msg (first line of err.message)", anything else shortened to 300 characters. */

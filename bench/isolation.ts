@@ -1,0 +1,189 @@
+/**
+ * The price of workflow isolation (issue 12): the same workloads on server T, which runs workflow code on its default
+ * pool of worker threads, and on server I, which runs it on its main thread (CAIRN_WORKFLOW_THREADS=0, as before
+ * isolation existed). Two separate bench runs on this shared machine differ by more than the price itself, so both
+ * servers run in one bench run and take turns: each round runs W1 on T and on I, then W2 on both, then W3 on both, the
+ * first of each pair swapping every round so neither always goes first after a burst of load elsewhere.
+ *
+ * Each server has a fresh database of its own: servers claim runs from their database's queue, so two servers on one
+ * database would execute each other's runs. Both databases are dropped at the end, whatever happened.
+ */
+import { readdir } from "node:fs/promises";
+import { loadavg } from "node:os";
+import { defaultWorkflowThreads } from "../server/worker/threads/workflow-threads.js";
+import type { CairnClient } from "../sdk/client.js";
+import { type HttpVersion, sdkClient } from "./client.js";
+import { type Admin, BenchProbe, urlForDatabase } from "./database.js";
+import { eventLatency, type EventLatencyResult, startLatency, type StartLatencyResult, warmUpLatency } from "./latency.js";
+import { percentile } from "./stats.js";
+import { type CpuShares, watchCpu } from "./resources.js";
+import { ServerProcess, type ServerSettings } from "./server.js";
+import { runThroughput, stepsPerSecond, type ThroughputResult, warmUpThroughput } from "./workload.js";
+
+export type IsolationSideName = "T" | "I";
+
+export interface IsolationSide {
+  name: IsolationSideName;
+  /** The workflow threads the server ran with (0: workflow code on the main thread). */
+  workflowThreads: number;
+  /** OS threads of the server process after the warm-up (/proc/<pid>/task): T's minus I's shows the pool exists. */
+  osThreads: number;
+  w1: { result: ThroughputResult; cpu: CpuShares }[];
+  /**
+   * Each with the server's CPU time over the series, seconds: process.cpuUsage() through the probe (microseconds, every
+   * thread of the process). W3's includes the GetRun polls until each run is WAITING.
+   */
+  w2: { result: StartLatencyResult; serverCpuSeconds: number }[];
+  w3: { result: EventLatencyResult; serverCpuSeconds: number }[];
+}
+
+export interface IsolationResult {
+  rounds: number;
+  runs: number;
+  steps: number;
+  concurrency: number;
+  latencyRuns: number;
+  http: HttpVersion;
+  /** CAIRN_WORKFLOW_THREADS as set when the bench started: server T does not get it (it measures the default pool). */
+  threadsVariableRemovedFromT: string | null;
+  /** 1-minute load average when each round started. */
+  roundLoads: number[];
+  threaded: IsolationSide;
+  inThread: IsolationSide;
+}
+
+interface Side {
+  record: IsolationSide;
+  server: ServerProcess;
+  client: CairnClient;
+  probe: BenchProbe;
+}
+
+export async function isolationCost(
+  admin: Admin,
+  adminUrl: string,
+  settings: ServerSettings,
+  http: HttpVersion,
+  options: { rounds: number; runs: number; steps: number; concurrency: number; latencyRuns: number; signal: AbortSignal; log: (line: string) => void },
+): Promise<IsolationResult> {
+  const { signal, log } = options;
+  const inherited = process.env.CAIRN_WORKFLOW_THREADS ?? null;
+  const result: IsolationResult = {
+    rounds: options.rounds,
+    runs: options.runs,
+    steps: options.steps,
+    concurrency: options.concurrency,
+    latencyRuns: options.latencyRuns,
+    http,
+    threadsVariableRemovedFromT: inherited,
+    roundLoads: [],
+    threaded: emptySide("T", defaultWorkflowThreads()),
+    inThread: emptySide("I", 0),
+  };
+  const databases: string[] = [];
+  const sides: Side[] = [];
+  try {
+    // T gets the server's default pool even if CAIRN_WORKFLOW_THREADS was set for the bench as a whole.
+    for (const [record, threadsEnv] of [
+      [result.threaded, undefined],
+      [result.inThread, "0"],
+    ] as const) {
+      const database = await admin.createDatabase();
+      databases.push(database);
+      const databaseUrl = urlForDatabase(adminUrl, database);
+      const name = `server ${record.name}`;
+      log(`isolation: starting ${name} on ${database} (${record.workflowThreads === 0 ? "CAIRN_WORKFLOW_THREADS=0" : `default pool of ${record.workflowThreads} workflow threads`})`);
+      const server = await ServerProcess.start(name, { ...settings, databaseUrl, env: { CAIRN_WORKFLOW_THREADS: threadsEnv } }, log);
+      const probe = await BenchProbe.connect(databaseUrl).catch(async (error: unknown) => {
+        await server.close();
+        throw error;
+      });
+      sides.push({ record, server, client: sdkClient(server.url, http), probe });
+    }
+    if (inherited !== null) log(`isolation: CAIRN_WORKFLOW_THREADS=${inherited} is set for the bench; server T runs without it (the default pool)`);
+
+    for (const side of sides) {
+      if (signal.aborted) break;
+      await warmUpThroughput([side.client], options.steps, signal);
+      await warmUpLatency(side.client, side.probe, signal);
+      side.record.osThreads = await osThreads(side.server.pid);
+    }
+    log(`isolation: OS threads after warm-up: T ${result.threaded.osThreads}, I ${result.inThread.osThreads}`);
+
+    for (let round = 1; round <= options.rounds && !signal.aborted; round++) {
+      const load = loadavg()[0] ?? Number.NaN;
+      result.roundLoads.push(load);
+      // Odd rounds T first, even rounds I first.
+      const order = round % 2 === 1 ? sides : [...sides].reverse();
+      log(`isolation round ${round}: W1 ${options.runs} runs × ${options.steps} steps, ${options.concurrency} in flight, order ${order.map((s) => s.record.name).join(", ")}, load ${load.toFixed(2)}`);
+      for (const side of order) {
+        if (signal.aborted) break;
+        const cpu = await watchCpu([side.server], side.probe);
+        const w1 = await runThroughput({ runs: options.runs, steps: options.steps, concurrency: options.concurrency, clients: [side.client], runTimeoutMs: 300_000, signal });
+        const shares = await cpu.stop();
+        side.record.w1.push({ result: w1, cpu: shares });
+        const steps = Math.max(1, w1.completed * w1.steps);
+        const serverCpu = shares.servers[0]?.cpuSeconds ?? Number.NaN;
+        log(
+          `isolation round ${round}: W1 on ${side.record.name}: ${stepsPerSecond(w1).toFixed(0)} steps/s, server ${((serverCpu * 1000) / steps).toFixed(3)} ms CPU/step${failed(w1.failures)}`,
+        );
+      }
+      // The W1 rows would otherwise set autovacuum off in the middle of the latency series (as before the main W2).
+      await Promise.all(sides.map((s) => s.probe.vacuumEngineTables()));
+      for (const side of order) {
+        if (signal.aborted) break;
+        const before = await serverCpuSeconds(side.server);
+        const w2 = await startLatency(side.client, { runs: options.latencyRuns, signal });
+        side.record.w2.push({ result: w2, serverCpuSeconds: (await serverCpuSeconds(side.server)) - before });
+        log(`isolation round ${round}: W2 on ${side.record.name}: p50 ${p(w2.latenciesMs, 50)} ms, p99 ${p(w2.latenciesMs, 99)} ms${failed(w2.failures)}`);
+      }
+      for (const side of order) {
+        if (signal.aborted) break;
+        const before = await serverCpuSeconds(side.server);
+        const w3 = await eventLatency(side.client, side.probe, { runs: options.latencyRuns, signal, tag: `iso-${side.record.name}-${round}` });
+        side.record.w3.push({ result: w3, serverCpuSeconds: (await serverCpuSeconds(side.server)) - before });
+        log(`isolation round ${round}: W3 on ${side.record.name}: p50 ${p(w3.latenciesMs, 50)} ms, p99 ${p(w3.latenciesMs, 99)} ms${failed(w3.failures)}`);
+      }
+      const t = result.threaded.w1[round - 1];
+      const i = result.inThread.w1[round - 1];
+      if (t && i) log(`isolation round ${round}: W1 T/I ${(stepsPerSecond(t.result) / stepsPerSecond(i.result)).toFixed(3)}`);
+    }
+    return result;
+  } finally {
+    await Promise.all(sides.map((s) => s.server.close()));
+    await Promise.all(sides.map((s) => s.probe.close().catch(() => undefined)));
+    for (const database of databases) {
+      try {
+        await admin.dropDatabase(database);
+        log(`isolation: dropped ${database}`);
+      } catch (error) {
+        log(`isolation: could not drop ${database}: ${(error as Error).message}`);
+      }
+    }
+  }
+}
+
+function emptySide(name: IsolationSideName, workflowThreads: number): IsolationSide {
+  return { name, workflowThreads, osThreads: Number.NaN, w1: [], w2: [], w3: [] };
+}
+
+/** /proc counts CPU in 10 ms ticks, too coarse for 100 one-at-a-time runs. */
+async function serverCpuSeconds(server: ServerProcess): Promise<number> {
+  return (await server.probe(false)).cpuMicros / 1e6;
+}
+
+async function osThreads(pid: number): Promise<number> {
+  try {
+    return (await readdir(`/proc/${pid}/task`)).length;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function p(sorted: readonly number[], rank: number): string {
+  return percentile(sorted, rank).toFixed(2);
+}
+
+function failed(failures: readonly string[]): string {
+  return failures.length > 0 ? `; ${failures.length} FAILED (${failures[0]})` : "";
+}
