@@ -84,7 +84,7 @@ export class ServerProcess {
     const begin = performance.now();
     const child = spawn(
       process.execPath,
-      ["--expose-gc", "--import", "tsx", "--import", "./bench/server-probe.ts", "server/main.ts"],
+      [...cpuProfileFlags(), "--expose-gc", "--import", "tsx", "--import", "./bench/server-probe.ts", "server/main.ts"],
       {
         cwd: repoRoot,
         env: childEnv(settings, port),
@@ -162,6 +162,15 @@ export class ServerProcess {
     }
     return this.exited;
   }
+}
+
+/**
+ * BENCH_CPU_PROF=<dir>: every server writes V8 CPU profiles there when it exits (one file per thread: the main thread
+ * and each workflow thread), for chrome://inspect or speedscope. Profiling slows a server down: not for figures.
+ */
+function cpuProfileFlags(): string[] {
+  const dir = process.env.BENCH_CPU_PROF;
+  return dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [];
 }
 
 /** The inherited environment, the bench's variables, then the server's own additions and removals. */
