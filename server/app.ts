@@ -131,6 +131,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     config.workflowThreads > 0
       ? new WorkflowThreads({ workflowDirs: config.workflowDirs, threads: config.workflowThreads, blockedCodeMs: config.blockedCodeMs, heapMb: config.workflowHeapMb, logger })
       : undefined;
+  // Group commits wait for the threads' turn: what one commit resumed comes back as the next commit's items.
+  if (workflowThreads) store.gatherWith(workflowThreads.gather);
   const scheduler = new Worker({
     store,
     registry,

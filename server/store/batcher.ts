@@ -16,6 +16,15 @@ export interface BatcherOptions {
   maxInFlight?: number;
 }
 
+/**
+ * How long a batch gathers items before its statement goes: `flush` is called once the producers that are about to
+ * add items have had their turn.
+ */
+export type Gather = (flush: () => void) => void;
+
+/** One turn of the event loop lets every activation on this thread that is ready add its item first. */
+export const oneTurn: Gather = (flush) => setImmediate(flush);
+
 interface Pending<T, R> {
   item: T;
   resolve(result: R): void;
@@ -28,6 +37,7 @@ export class Batcher<T, R> {
   private scheduled = false;
   private readonly maxBatch: number;
   private readonly maxInFlight: number;
+  private gather: Gather = oneTurn;
 
   /** `write` answers one result per item, in the items' order. */
   constructor(
@@ -36,6 +46,11 @@ export class Batcher<T, R> {
   ) {
     this.maxBatch = options.maxBatch ?? 256;
     this.maxInFlight = options.maxInFlight ?? 4;
+  }
+
+  /** Replaces how batches gather items (activations on other threads add theirs later than one turn of this one). */
+  gatherWith(gather: Gather): void {
+    this.gather = gather;
   }
 
   submit(item: T): Promise<R> {
@@ -48,8 +63,7 @@ export class Batcher<T, R> {
   private schedule(): void {
     if (this.scheduled || this.inFlight >= this.maxInFlight || this.queue.length === 0) return;
     this.scheduled = true;
-    // One turn of the event loop lets every activation that is ready add its item first.
-    setImmediate(() => {
+    this.gather(() => {
       this.scheduled = false;
       this.flush();
     });

@@ -13,7 +13,7 @@
  */
 import { entryFields, type NewEntry } from "../core/journal.js";
 import { wellFormed } from "../core/json.js";
-import { Batcher, type BatcherOptions } from "./batcher.js";
+import { Batcher, type BatcherOptions, type Gather } from "./batcher.js";
 import { type Db, rawQuery } from "./database.js";
 import type { Fence } from "./runs/lease.js";
 
@@ -28,6 +28,10 @@ export class JournalWriter {
 
   constructor(db: Db, options: BatcherOptions = {}) {
     this.batcher = new Batcher((appends) => insertEntries(db, appends), options);
+  }
+
+  gatherWith(gather: Gather): void {
+    this.batcher.gatherWith(gather);
   }
 
   /** Resolves true once the entry committed, false when the fence no longer holds (nothing written). */

@@ -4,7 +4,7 @@
  * run inserts, run endings, journal appends. The batchers are instances owned
  * here, one set per store, made when the store is opened.
  */
-import { Batcher } from "./batcher.js";
+import { Batcher, type Gather } from "./batcher.js";
 import type { Database, Db } from "./database.js";
 import { JournalWriter } from "./journal-writer.js";
 import { finishRuns, insertRuns, type RunFinish, type RunInsert } from "./runs/rows.js";
@@ -25,5 +25,12 @@ export class Store {
     this.runInserts = new Batcher((items) => insertRuns(db, items));
     this.runEndings = new Batcher((items) => finishRuns(db, items));
     this.journal = new JournalWriter(db);
+  }
+
+  /** How every group commit gathers its items (batcher.ts); workflow threads hold a batch until their turn is over. */
+  gatherWith(gather: Gather): void {
+    this.runInserts.gatherWith(gather);
+    this.runEndings.gatherWith(gather);
+    this.journal.gatherWith(gather);
   }
 }

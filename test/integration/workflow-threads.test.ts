@@ -1,9 +1,11 @@
 /**
  * The workflow thread pool on its own, with an in-memory host: activations handed to it in one turn (a claimed
- * batch) spread over its threads, as each goes to the thread with the fewest activations.
+ * batch) spread over its threads, as each goes to the thread with the fewest activations; and a group commit whose
+ * items come from activations on several threads waits for every thread's answer, so one statement carries them all.
  */
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, test } from "vitest";
+import { Batcher } from "../../server/store/batcher.js";
 import type { ActivationHost } from "../../server/core/host.js";
 import type { NewEntry } from "../../server/core/journal.js";
 import { createLogger } from "../../server/logger.js";
@@ -13,7 +15,8 @@ import type { WorkflowRegistry } from "../../server/workflows/registry.js";
 let pool: WorkflowThreads;
 
 beforeAll(async () => {
-  pool = new WorkflowThreads({ workflowDirs: ["test/fixtures/thread-workflows"], threads: 2, blockedCodeMs: 5000, heapMb: 256, logger: createLogger("silent") });
+  // A generous cap on the wait for the threads' answers: a slow machine must not split a statement in this test.
+  pool = new WorkflowThreads({ workflowDirs: ["test/fixtures/thread-workflows"], threads: 2, blockedCodeMs: 5000, heapMb: 256, gatherCapMs: 2000, logger: createLogger("silent") });
   await pool.start();
 });
 
@@ -22,7 +25,7 @@ afterAll(async () => {
 });
 
 /** A host that keeps the journal in memory; the workflow under test only appends. */
-function memoryHost(appended: NewEntry[]): ActivationHost {
+function memoryHost(appended: NewEntry[], write: (entry: NewEntry) => Promise<void> = async () => undefined): ActivationHost {
   const unused = async (): Promise<never> => {
     throw new Error("not used by this workflow");
   };
@@ -32,6 +35,7 @@ function memoryHost(appended: NewEntry[]): ActivationHost {
     logger: { debug: muted, info: muted, warn: muted, error: muted },
     now: () => new Date(),
     append: async (entry) => {
+      await write(entry);
       appended.push(entry);
     },
     findEvent: unused,
@@ -62,4 +66,28 @@ test("activations started in one turn spread over the threads", async () => {
     perThread.set(threadId, (perThread.get(threadId) ?? 0) + 1);
   }
   assert.deepEqual([...perThread.values()], [4, 4], `activations per thread: ${JSON.stringify([...perThread])}`);
+});
+
+test("a group commit waits for every thread: the appends one commit resumed, on both threads, share the next statement", async () => {
+  const statements: number[] = [];
+  // A group commit as the store's, gathering as the server has it gather with threads; each statement takes 5 ms.
+  const commits = new Batcher<NewEntry, undefined>(async (entries) => {
+    statements.push(entries.length);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    return entries.map(() => undefined);
+  });
+  commits.gatherWith(pool.gather);
+  const runs = 8;
+  const outcomes = await Promise.all(
+    Array.from({ length: runs }, (_, i) =>
+      pool.run(
+        { run: { runId: `steps-${i}`, workflowName: "five_steps", input: {}, createdAt: new Date() }, journal: [], host: memoryHost([], (entry) => commits.submit(entry)), leaseValidUntil: () => Date.now() + 60_000 },
+        undefined as unknown as WorkflowRegistry,
+      ),
+    ),
+  );
+  assert.deepEqual(outcomes.map((outcome) => outcome.kind), Array(runs).fill("completed"));
+  // Each step's appends of all eight runs (four on each thread) in one statement; one turn of the main thread
+  // (the gathering without threads) split them by thread.
+  assert.deepEqual(statements, Array(5).fill(runs));
 });

@@ -1,22 +1,39 @@
 /**
  * A thread's messages to the main thread. Each message wakes the main thread and costs a structured clone on both
- * sides, so messages go out together: everything posted in one turn of the thread's event loop (the host calls of
- * every activation that a batch of replies resumed, their step attempts and log records) leaves as one array at the
- * end of that turn. Only what the watchdog must see before the code goes on (a step with a timeout about to run)
- * goes at once, with everything queued before it.
+ * sides, so they leave together, once the thread is idle: when a whole turn of its event loop passed without any
+ * workflow code entered (the slot counts entries) — every activation the main thread's last batches resumed has
+ * then run up to its next host call or real wait. The message ends with how many of the main thread's batches the
+ * thread has handled, which the main thread's group commits wait for (workflow-threads.ts, `gather`). Code that never
+ * idles (a loop of short timers) holds messages at most `maxHoldMs`. Only what the watchdog must see before the code
+ * goes on (a step with a timeout about to run) goes at once, with everything queued before it.
  */
 import type { MessagePort } from "node:worker_threads";
 import type { FromThread } from "./protocol.js";
+import type { RunningSlot } from "./running-slot.js";
+
+const maxHoldMs = 2;
 
 export class Outbox {
   private queued: FromThread[] = [];
-  private flushing = false;
+  private scheduled = false;
+  /** Batches received from the main thread, and the count last reported. */
+  private received = 0;
+  private reported = 0;
+  private enteredAtCheck = 0;
+  private heldSince = 0;
 
   constructor(
     private readonly port: MessagePort,
+    private readonly slot: RunningSlot,
     /** The thread's own setImmediate, before any wrapping. */
     private readonly later: (callback: () => void) => void,
   ) {}
+
+  /** A batch from the main thread arrived: it is answered, at the latest, when the thread next goes idle. */
+  batchReceived(): void {
+    this.received++;
+    this.schedule();
+  }
 
   /** Sends `message`, with everything queued before it, now. */
   sendNow(message: FromThread): void {
@@ -24,16 +41,36 @@ export class Outbox {
     this.flush();
   }
 
-  /** Queues `message` for the end of this turn. */
+  /** Queues `message` until the thread is idle. */
   send(message: FromThread): void {
     this.queued.push(message);
-    if (this.flushing) return;
-    this.flushing = true;
-    this.later(() => this.flush());
+    this.schedule();
   }
 
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.heldSince = performance.now();
+    this.enteredAtCheck = this.slot.entered;
+    this.later(this.check);
+  }
+
+  private readonly check = (): void => {
+    if (this.slot.entered !== this.enteredAtCheck && performance.now() - this.heldSince < maxHoldMs) {
+      // Workflow code ran during this turn: what it started may still answer in the next one.
+      this.enteredAtCheck = this.slot.entered;
+      this.later(this.check);
+      return;
+    }
+    this.scheduled = false;
+    this.flush();
+  };
+
   private flush(): void {
-    this.flushing = false;
+    if (this.received !== this.reported) {
+      this.reported = this.received;
+      this.queued.push({ t: "answered", n: this.received });
+    }
     if (this.queued.length === 0) return;
     const batch = this.queued;
     this.queued = [];

@@ -62,4 +62,6 @@ export type FromThread =
   | { t: "done"; id: number; outcome: WireOutcome }
   /** Workflow code of this activation threw where nothing caught it, or left a rejection unhandled. */
   | { t: "crashed"; id: number; failure: FailureInfo; how: "uncaught exception" | "unhandled rejection" }
-  | { t: "pong"; seq: number };
+  | { t: "pong"; seq: number }
+  /** The thread went idle after handling the first `n` batches the main thread sent it: what they resumed has answered. */
+  | { t: "answered"; n: number };

@@ -32,7 +32,7 @@ const slot = new RunningSlot(data.slot);
 const running = new Map<number, ThreadHost>();
 /** The thread's own setImmediate, before attributeTimers wraps it. */
 const later = setImmediate;
-const outbox = new Outbox(port, later);
+const outbox = new Outbox(port, slot, later);
 
 attributeTimers(slot);
 
@@ -43,11 +43,14 @@ process.on("uncaughtException", (error) => crash(error, "uncaught exception"));
 process.on("unhandledRejection", (reason) => crash(reason, "unhandled rejection"));
 
 port.on("message", (batch: ToThreadBatch) => {
-  if (!Array.isArray(batch)) return receive(batch);
-  // One message per turn, as if each had come alone: an unhandled rejection is noticed at the end of a turn, and the
-  // slot must still name the activation whose code the turn ran.
-  receive(batch[0] as ToThread);
-  for (let i = 1; i < batch.length; i++) later(() => receive(batch[i] as ToThread));
+  if (!Array.isArray(batch)) receive(batch);
+  else {
+    // One message per turn, as if each had come alone: an unhandled rejection is noticed at the end of a turn, and the
+    // slot must still name the activation whose code the turn ran.
+    receive(batch[0] as ToThread);
+    for (let i = 1; i < batch.length; i++) later(() => receive(batch[i] as ToThread));
+  }
+  outbox.batchReceived();
 });
 
 function receive(message: ToThread): void {

@@ -15,6 +15,7 @@ import type { StepAttemptScope, StepAttemptStart } from "../../core/host.js";
 import type { ActivationOutcome } from "../../core/activation.js";
 import type { NewEntry } from "../../core/journal.js";
 import type { Logger } from "../../logger.js";
+import type { Gather } from "../../store/batcher.js";
 import type { WorkflowRegistry } from "../../workflows/registry.js";
 import type { ActivationRequest, ActivationRunner, RunnerOutcome } from "../activation-runner.js";
 import type { FromThread, FromThreadBatch, HostCallName, ToThread } from "./protocol.js";
@@ -30,8 +31,17 @@ export interface WorkflowThreadsOptions {
   blockedCodeMs: number;
   /** CAIRN_WORKFLOW_HEAP_MB: each thread's old-generation heap limit. */
   heapMb: number;
+  /** The longest a group commit waits for the threads to answer (default 2 ms). */
+  gatherCapMs?: number;
   logger: Logger;
 }
+
+/**
+ * The longest a group commit waits for the threads to answer. A thread answers once what it was sent has run up to
+ * its next host call or real wait, which is quick unless its code is busy for a while (a CPU-heavy step, a thread
+ * the OS put aside): then the statement goes without what that thread would add.
+ */
+const defaultGatherCapMs = 2;
 
 /** The default thread count: one per core, at most four (the main thread needs a core too). */
 export function defaultWorkflowThreads(): number {
@@ -57,6 +67,9 @@ class WorkflowThread {
   lastError: unknown;
   /** Messages for the thread, sent together at the end of this turn. */
   readonly outbox: ToThread[] = [];
+  /** Batches posted to the thread, and how many of them it has answered (it went idle after handling them). */
+  sent = 0;
+  answered = 0;
   constructor(
     readonly worker: Worker,
     /** What the thread runs right now, written by the thread. */
@@ -74,6 +87,9 @@ export class WorkflowThreads implements ActivationRunner {
   private readonly pingMs: number;
   /** Waiters for a ready thread (all threads are being replaced). */
   private waiters: (() => void)[] = [];
+  /** Group commits waiting for the threads to answer, and the cap on that wait. */
+  private gathering: (() => void)[] = [];
+  private gatherTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: WorkflowThreadsOptions) {
     this.pingMs = Math.max(10, Math.min(250, Math.floor(options.blockedCodeMs / 4)));
@@ -93,11 +109,39 @@ export class WorkflowThreads implements ActivationRunner {
     clearInterval(this.watchdog);
     const all = this.threads.splice(0);
     for (const thread of all) this.settleAll(thread, undefined, "server shutting down");
+    this.releaseGathered();
     await Promise.allSettled(all.map((thread) => thread.worker.terminate()));
   }
 
   get size(): number {
     return this.threads.length;
+  }
+
+  /**
+   * How the store's group commits gather items with workflow threads (store.gatherWith): after one turn of this
+   * thread, a statement waits until every thread has answered what it was last sent, so the activations that one
+   * commit resumed, on every thread, are all in the next. In-thread, one turn of the main thread did that; here
+   * their appends arrive later, and without the wait a statement carried about half of them (twice the statements,
+   * commits and round trips per step).
+   */
+  readonly gather: Gather = (flush) => {
+    setImmediate(() => {
+      if (this.quiet()) return flush();
+      this.gathering.push(flush);
+      this.gatherTimer ??= setTimeout(() => this.releaseGathered(), this.options.gatherCapMs ?? defaultGatherCapMs);
+    });
+  };
+
+  /** Every live thread has answered everything posted to it. */
+  private quiet(): boolean {
+    for (const thread of this.threads) if (!thread.dead && thread.ready && thread.answered < thread.sent) return false;
+    return true;
+  }
+
+  private releaseGathered(): void {
+    clearTimeout(this.gatherTimer);
+    this.gatherTimer = undefined;
+    for (const flush of this.gathering.splice(0)) flush();
   }
 
   async run(request: ActivationRequest, _registry: WorkflowRegistry): Promise<RunnerOutcome> {
@@ -197,6 +241,7 @@ export class WorkflowThreads implements ActivationRunner {
     process.nextTick(() => {
       const batch = thread.outbox.splice(0);
       if (thread.dead || batch.length === 0) return;
+      thread.sent++;
       thread.worker.postMessage(batch.length === 1 ? batch[0] : batch);
     });
   }
@@ -204,6 +249,11 @@ export class WorkflowThreads implements ActivationRunner {
   private receive(thread: WorkflowThread, message: FromThread): void {
     if (message.t === "pong") {
       thread.pingedAt = undefined;
+      return;
+    }
+    if (message.t === "answered") {
+      thread.answered = message.n;
+      if (this.gathering.length > 0 && this.quiet()) this.releaseGathered();
       return;
     }
     if (message.t === "ready") {
@@ -320,6 +370,7 @@ export class WorkflowThreads implements ActivationRunner {
     void thread.worker.terminate();
     if (culprit && outcome) culprit.finish(outcome);
     this.settleAll(thread, culprit, innocentCause);
+    if (this.gathering.length > 0 && this.quiet()) this.releaseGathered();
     if (this.closed) return;
     if (!wasReady) {
       // It failed while loading the workflows (a file changed on disk?): try again later, not in a tight loop.
