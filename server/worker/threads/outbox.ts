@@ -1,15 +1,13 @@
 /**
  * A thread's messages to the main thread. Each message wakes the main thread and costs a structured clone on both
- * sides, so they leave together, once the thread is idle: when a whole turn of its event loop passed without any
- * workflow code entered (the slot counts entries) — every activation the main thread's last batches resumed has
- * then run up to its next host call or real wait. The message ends with how many of the main thread's batches the
- * thread has handled, which the main thread's group commits wait for (workflow-threads.ts, `gather`). Code that never
- * idles (a loop of short timers) holds messages at most `maxHoldMs`. Only what the watchdog must see before the code
- * goes on (a step with a timeout about to run) goes at once, with everything queued before it.
+ * sides, so they leave together, once the thread is idle: no immediate is left to run, so every activation the main
+ * thread's last batches resumed has run up to its next host call or real wait. The message ends with how many of the
+ * main thread's batches the thread has handled, which the main thread's group commits wait for (workflow-threads.ts,
+ * `gather`). Code that never idles (a loop of immediates) holds messages at most `maxHoldMs`. Only what the watchdog
+ * must see before the code goes on (a step with a timeout about to run) goes at once, with everything before it.
  */
 import type { MessagePort } from "node:worker_threads";
 import type { FromThread } from "./protocol.js";
-import type { RunningSlot } from "./running-slot.js";
 
 const maxHoldMs = 2;
 
@@ -19,12 +17,12 @@ export class Outbox {
   /** Batches received from the main thread, and the count last reported. */
   private received = 0;
   private reported = 0;
-  private enteredAtCheck = 0;
   private heldSince = 0;
 
   constructor(
     private readonly port: MessagePort,
-    private readonly slot: RunningSlot,
+    /** Whether the thread's code has more to do in its next turn (immediates not yet run). */
+    private readonly busy: () => boolean,
     /** The thread's own setImmediate, before any wrapping. */
     private readonly later: (callback: () => void) => void,
   ) {}
@@ -51,14 +49,12 @@ export class Outbox {
     if (this.scheduled) return;
     this.scheduled = true;
     this.heldSince = performance.now();
-    this.enteredAtCheck = this.slot.entered;
     this.later(this.check);
   }
 
   private readonly check = (): void => {
-    if (this.slot.entered !== this.enteredAtCheck && performance.now() - this.heldSince < maxHoldMs) {
-      // Workflow code ran during this turn: what it started may still answer in the next one.
-      this.enteredAtCheck = this.slot.entered;
+    if (this.busy() && performance.now() - this.heldSince < maxHoldMs) {
+      // Resumed code goes on in the next turn: what it does may still add to this message.
       this.later(this.check);
       return;
     }

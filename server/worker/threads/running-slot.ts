@@ -12,8 +12,6 @@ export class RunningSlot {
   private readonly ints: Int32Array;
   private readonly deadline: Float64Array;
   private readonly name: Uint8Array;
-  /** Entries into workflow code on this side (not shared): the thread's outbox sends once a turn passes without one. */
-  entered = 0;
 
   constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(bytes)) {
     // [0] activation, [1] attempt key, (bytes 8-15: the deadline), [4] the name's length in bytes.
@@ -24,7 +22,6 @@ export class RunningSlot {
 
   /** The activation's code runs (outside any step function we know of). */
   enter(activation: number): void {
-    this.entered++;
     this.ints[0] = activation;
     this.ints[1] = 0;
     this.deadline[0] = 0;
@@ -32,7 +29,6 @@ export class RunningSlot {
 
   /** The activation calls a step function: attempt `key`, which may run until `deadline` (epoch ms; 0: no timeout). */
   enterStep(activation: number, key: number, name: string, deadline: number): void {
-    this.entered++;
     this.ints[0] = activation;
     this.ints[1] = key;
     this.deadline[0] = deadline;

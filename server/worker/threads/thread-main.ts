@@ -32,9 +32,9 @@ const slot = new RunningSlot(data.slot);
 const running = new Map<number, ThreadHost>();
 /** The thread's own setImmediate, before attributeTimers wraps it. */
 const later = setImmediate;
-const outbox = new Outbox(port, slot, later);
 
-attributeTimers(slot);
+const pendingImmediates = attributeTimers(slot);
+const outbox = new Outbox(port, () => pendingImmediates() > 0, later);
 
 // The main thread already logged every load and skip; a thread's load is the same files again, so it stays quiet.
 const registry: WorkflowRegistry = await loadWorkflows(data.workflowDirs, createLogger("silent"));
@@ -116,23 +116,35 @@ function crash(error: unknown, how: "uncaught exception" | "unhandled rejection"
 
 /**
  * Timer callbacks are a way into an activation's code that no host reply announces: each one is wrapped to note, as
- * it fires, the activation that scheduled it. (I/O callbacks a step awaits are not: see ARCHITECTURE.md.)
+ * it fires, the activation that scheduled it. (I/O callbacks a step awaits are not: see ARCHITECTURE.md.) The
+ * immediates not yet run are counted: while there are any, code that was resumed has not yet reached its next host
+ * call or real wait (the activation's driver takes a turn per quiet point), and the outbox holds its message.
  */
-function attributeTimers(owner: RunningSlot): void {
+function attributeTimers(owner: RunningSlot): () => number {
   type Scheduler = (callback: unknown, ...rest: unknown[]) => unknown;
-  const wrap = (original: Scheduler): Scheduler => {
+  const pendingImmediates = new Set<unknown>();
+  const wrap = (original: Scheduler, counted: boolean): Scheduler => {
     const wrapped: Scheduler = (callback, ...rest) => {
       if (typeof callback !== "function") return Reflect.apply(original, globalThis, [callback, ...rest]);
       const scheduledBy = owner.activation;
-      return Reflect.apply(original, globalThis, [function (this: unknown, ...args: unknown[]) {
+      const handle = Reflect.apply(original, globalThis, [function (this: unknown, ...args: unknown[]) {
+        if (counted) pendingImmediates.delete(handle);
         owner.enter(scheduledBy);
         return (callback as (...args: unknown[]) => unknown).apply(this, args);
       }, ...rest]);
+      if (counted) pendingImmediates.add(handle);
+      return handle;
     };
     const custom = (original as unknown as Record<symbol, unknown>)[promisify.custom];
     if (custom) Object.defineProperty(wrapped, promisify.custom, { value: custom });
     return wrapped;
   };
-  const timers = globalThis as unknown as Record<"setTimeout" | "setInterval" | "setImmediate", Scheduler>;
-  for (const name of ["setTimeout", "setInterval", "setImmediate"] as const) timers[name] = wrap(timers[name]);
+  const timers = globalThis as unknown as Record<"setTimeout" | "setInterval" | "setImmediate" | "clearImmediate", Scheduler>;
+  for (const name of ["setTimeout", "setInterval", "setImmediate"] as const) timers[name] = wrap(timers[name], name === "setImmediate");
+  const clearImmediate = timers.clearImmediate;
+  timers.clearImmediate = (handle) => {
+    pendingImmediates.delete(handle);
+    return Reflect.apply(clearImmediate, globalThis, [handle]);
+  };
+  return () => pendingImmediates.size;
 }
