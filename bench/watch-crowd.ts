@@ -10,6 +10,12 @@
  * connections) count as open when their first message (the run snapshot) arrived. Then every run is cancelled
  * (CancelRun, 100 at a time, on its own connection), and each stream's delivery delay is the arrival of the
  * CANCELLED status minus the moment its CancelRun was sent: the change's commit, its notice and the stream.
+ *
+ * Memory is the server's own `process.memoryUsage()` after two forced GCs (bench/server-probe.ts), with and without
+ * the streams: heapUsed (JS objects) and RSS (everything the process holds: the JS heap, nghttp2's per-stream state
+ * and buffers, which live outside the JS heap, and the allocator's slack); both are reported, in total and per stream.
+ * Before each idle window the bench database is vacuumed and analyzed (and the window waits for any autovacuum to
+ * finish), so that the window counts the server's transactions, not the autovacuum that the inserts of N runs bring.
  */
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -45,6 +51,7 @@ async function commitsPerSecond(databaseUrl: string, seconds: number): Promise<n
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
+    await quiesce(client);
     const read = async () => Number((await client.query<{ n: string }>("select xact_commit as n from pg_stat_database where datname = current_database()")).rows[0]?.n);
     // pg_stat_database is flushed by each backend at most once a second: wait that out on both ends.
     await sleep(1500);
@@ -55,6 +62,21 @@ async function commitsPerSecond(databaseUrl: string, seconds: number): Promise<n
     return (after - before - 1) / seconds;
   } finally {
     await client.end();
+  }
+}
+
+/**
+ * Vacuums and analyzes the bench database, then waits until no vacuum (ours or autovacuum's) runs on it: autovacuum
+ * and autoanalyze transactions count in xact_commit, and the inserts of thousands of runs bring them on otherwise.
+ */
+async function quiesce(client: pg.Client): Promise<void> {
+  await client.query("vacuum analyze");
+  for (;;) {
+    const { rows } = await client.query<{ n: string }>(
+      "select count(*) as n from pg_stat_activity where datname = current_database() and (backend_type = 'autovacuum worker' or query ilike 'autovacuum:%') and pid <> pg_backend_pid()",
+    );
+    if (Number(rows[0]?.n) === 0) return;
+    await sleep(200);
   }
 }
 
@@ -145,14 +167,20 @@ async function main(): Promise<void> {
         }
       }),
     );
-    await Promise.race([Promise.all(finished), sleep(300_000)]);
+    // Unreferenced: the bench exits as soon as it is done, not when this bound passes.
+    await Promise.race([Promise.all(finished), sleep(300_000, undefined, { ref: false })]);
     const cancelSeconds = (Date.now() - cancelStarted) / 1000;
     delays.sort((a, b) => a - b);
     cancelLatency.sort((a, b) => a - b);
 
     console.log("");
     console.log(`Watch crowd: ${streams} WatchRun streams on ${runCount} parked runs, one server, SDK over HTTP/2 (${perConnection} streams per connection)`);
-    console.log(`  server memory after GC     ${mb(baseMemory.rss)} RSS / ${mb(baseMemory.heapUsed)} heap without streams; ${mb(crowdMemory.rss)} / ${mb(crowdMemory.heapUsed)} with them: +${mb(crowdMemory.rss - baseMemory.rss)} RSS (goal ≤ 100 MB), +${mb(crowdMemory.heapUsed - baseMemory.heapUsed)} heap`);
+    const kb = (bytes: number) => `${(bytes / 1024 / streams).toFixed(1)} KB`;
+    const addedRss = crowdMemory.rss - baseMemory.rss;
+    const addedHeap = crowdMemory.heapUsed - baseMemory.heapUsed;
+    const addedExternal = crowdMemory.external - baseMemory.external;
+    console.log(`  server memory after GC     ${mb(baseMemory.rss)} RSS / ${mb(baseMemory.heapUsed)} heap without streams; ${mb(crowdMemory.rss)} / ${mb(crowdMemory.heapUsed)} with them: +${mb(addedRss)} RSS (goal ≤ 100 MB), +${mb(addedHeap)} heap, +${mb(addedExternal)} external`);
+    console.log(`  per stream                 ${kb(addedRss)} RSS, ${kb(addedHeap)} heap, ${kb(addedExternal)} external`);
     console.log(`  database while idle        ${idleWithout.toFixed(1)} transactions/s without streams, ${idleWith.toFixed(1)} with ${streams} (goal: independent of their number)`);
     console.log(`  a change to every run      CancelRun of each (${cancelSeconds.toFixed(1)} s for all; the call p50 ${percentile(cancelLatency, 50)} ms, p99 ${percentile(cancelLatency, 99)} ms); delivered to ${delays.length} of ${streams} streams, from the call to the stream p50 ${percentile(delays, 50)} ms, p99 ${percentile(delays, 99)} ms, max ${delays.at(-1)} ms (goal p99 ≤ 100 ms)`);
     console.log(`  failed streams             ${failed}`);
