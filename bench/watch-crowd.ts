@@ -48,13 +48,15 @@ const log = (message: string) => console.log(`[watch-crowd ${new Date().toISOStr
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
 async function commitsPerSecond(databaseUrl: string, seconds: number): Promise<number> {
+  await quiesce(databaseUrl);
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    await quiesce(client);
     const read = async () => Number((await client.query<{ n: string }>("select xact_commit as n from pg_stat_database where datname = current_database()")).rows[0]?.n);
-    // pg_stat_database is flushed by each backend at most once a second: wait that out on both ends.
-    await sleep(1500);
+    // A backend reports its transaction counts at most once a second while busy, and an idle one up to 10 s after its
+    // last transaction (PGSTAT_IDLE_INTERVAL): the burst before the window (parking runs, opening streams, each a
+    // read or more) would land in the window otherwise.
+    await sleep(11_000);
     const before = await read();
     await sleep(seconds * 1000);
     const after = await read();
@@ -68,15 +70,24 @@ async function commitsPerSecond(databaseUrl: string, seconds: number): Promise<n
 /**
  * Vacuums and analyzes the bench database, then waits until no vacuum (ours or autovacuum's) runs on it: autovacuum
  * and autoanalyze transactions count in xact_commit, and the inserts of thousands of runs bring them on otherwise.
+ * The vacuum runs on a connection of its own that is closed at once: a backend reports its transaction counts when
+ * it exits, where an idle one may hold them back for up to 10 s (into the window), and a vacuum of the whole
+ * database is one transaction per table.
  */
-async function quiesce(client: pg.Client): Promise<void> {
-  await client.query("vacuum analyze");
-  for (;;) {
-    const { rows } = await client.query<{ n: string }>(
-      "select count(*) as n from pg_stat_activity where datname = current_database() and (backend_type = 'autovacuum worker' or query ilike 'autovacuum:%') and pid <> pg_backend_pid()",
-    );
-    if (Number(rows[0]?.n) === 0) return;
-    await sleep(200);
+async function quiesce(databaseUrl: string): Promise<void> {
+  const vacuum = new pg.Client({ connectionString: databaseUrl });
+  await vacuum.connect();
+  try {
+    await vacuum.query("vacuum analyze");
+    for (;;) {
+      const { rows } = await vacuum.query<{ n: string }>(
+        "select count(*) as n from pg_stat_activity where datname = current_database() and (backend_type = 'autovacuum worker' or query ilike 'autovacuum:%') and pid <> pg_backend_pid()",
+      );
+      if (Number(rows[0]?.n) === 0) return;
+      await sleep(200);
+    }
+  } finally {
+    await vacuum.end();
   }
 }
 
