@@ -130,6 +130,9 @@ async function main(): Promise<void> {
     const opened: Promise<void>[] = [];
     const delays: number[] = [];
     const sentAt = new Map<string, number>();
+    /** When each run's CancelRun was answered (its change committed): the stream's share of the delay starts there. */
+    const answeredAt = new Map<string, number>();
+    const arrivals: [runId: string, at: number][] = [];
     let failed = 0;
     const watched = Array.from({ length: streams }, (_, i) => runIds[i % runIds.length]!);
     const finished = watched.map((runId, i) => {
@@ -143,6 +146,7 @@ async function main(): Promise<void> {
             if (update.update.case === "run" && update.update.value.status === RunStatus.CANCELLED) {
               const sent = sentAt.get(runId);
               if (sent !== undefined) delays.push(Date.now() - sent);
+              arrivals.push([runId, Date.now()]);
               return;
             }
           }
@@ -174,7 +178,9 @@ async function main(): Promise<void> {
           const runId = runIds[i]!;
           sentAt.set(runId, Date.now());
           await canceller.raw.workflows.cancelRun({ runId, reason: "watch crowd" });
-          cancelLatency.push(Date.now() - sentAt.get(runId)!);
+          const answered = Date.now();
+          cancelLatency.push(answered - sentAt.get(runId)!);
+          answeredAt.set(runId, answered);
         }
       }),
     );
@@ -183,6 +189,8 @@ async function main(): Promise<void> {
     const cancelSeconds = (Date.now() - cancelStarted) / 1000;
     delays.sort((a, b) => a - b);
     cancelLatency.sort((a, b) => a - b);
+    // A stream may have its message before the call's answer arrives: 0 then.
+    const afterAnswer = arrivals.map(([runId, at]) => Math.max(0, at - (answeredAt.get(runId) ?? at))).sort((a, b) => a - b);
 
     console.log("");
     console.log(`Watch crowd: ${streams} WatchRun streams on ${runCount} parked runs, one server, SDK over HTTP/2 (${perConnection} streams per connection)`);
@@ -194,6 +202,7 @@ async function main(): Promise<void> {
     console.log(`  per stream                 ${kb(addedRss)} RSS, ${kb(addedHeap)} heap, ${kb(addedExternal)} external`);
     console.log(`  database while idle        ${idleWithout.toFixed(1)} transactions/s without streams, ${idleWith.toFixed(1)} with ${streams} (goal: independent of their number)`);
     console.log(`  a change to every run      CancelRun of each (${cancelSeconds.toFixed(1)} s for all; the call p50 ${percentile(cancelLatency, 50)} ms, p99 ${percentile(cancelLatency, 99)} ms); delivered to ${delays.length} of ${streams} streams, from the call to the stream p50 ${percentile(delays, 50)} ms, p99 ${percentile(delays, 99)} ms, max ${delays.at(-1)} ms (goal p99 ≤ 100 ms)`);
+    console.log(`  after the call answered    p50 ${percentile(afterAnswer, 50)} ms, p99 ${percentile(afterAnswer, 99)} ms, max ${afterAnswer.at(-1)} ms (the stream's share: notice or local change, tail read, write; 0 when the stream was first)`);
     console.log(`  failed streams             ${failed}`);
   } finally {
     controller.abort();

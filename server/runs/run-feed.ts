@@ -69,6 +69,8 @@ export class RunFeed {
   private readonly runListeners = new Map<string, Set<RunListener>>();
   private readonly namespaceListeners = new Map<string, Set<NamespaceListener>>();
   private db: Db | undefined;
+  /** The safety net's reads: the watchers' own pool, not queued behind the main pool's writes. */
+  private readDb: Db | undefined;
   private timer: NodeJS.Timeout | undefined;
   private checking: Promise<void> | undefined;
   private readonly recheckMs: number;
@@ -85,6 +87,7 @@ export class RunFeed {
 
   async start(database: Database): Promise<void> {
     this.db = database.db;
+    this.readDb = database.watchDb;
     // The safety net runs even if LISTEN fails below: waiters then hear of remote changes once per period.
     this.timer = setInterval(() => void this.check(), this.recheckMs);
     this.timer.unref();
@@ -210,7 +213,7 @@ export class RunFeed {
   /** The safety net: one read per batch of watched runs, whatever the number of waiters on each. */
   check(): Promise<void> {
     this.checking ??= (async () => {
-      const db = this.db;
+      const db = this.readDb;
       const ids = [...this.runListeners.keys()];
       for (let i = 0; db && i < ids.length; i += checkBatch) {
         const batch = ids.slice(i, i + checkBatch);
