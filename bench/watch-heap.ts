@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
-import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { fromJson } from "@bufbuild/protobuf";
@@ -43,9 +43,11 @@ const snapshot = async (label: string): Promise<string> => {
     await sleep(1000);
     const fresh = readdirSync(values.dir).filter((f) => !before.has(f));
     if (fresh.length > 0) {
-      await sleep(3000);
+      // Written in pieces, with pauses: done once the JSON document is closed.
+      const path = join(values.dir, fresh[0]!);
+      while (!complete(path)) await sleep(1000);
       log(`${label}: ${fresh.join(" ")}`);
-      return join(values.dir, fresh[0]!);
+      return path;
     }
   }
 };
@@ -114,4 +116,18 @@ function tally(file: string): Map<string, [count: number, size: number]> {
     out.set(key, entry);
   }
   return out;
+}
+
+/** The snapshot's last bytes close its JSON object. */
+function complete(path: string): boolean {
+  const size = statSync(path).size;
+  if (size < 2) return false;
+  const fd = openSync(path, "r");
+  try {
+    const tail = Buffer.alloc(Math.min(16, size));
+    readSync(fd, tail, 0, tail.byteLength, size - tail.byteLength);
+    return tail.toString("latin1").trimEnd().endsWith("]}");
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -35,6 +35,7 @@ import {
   createMethodImplSpec,
   createServiceImplSpec,
   type ConnectRouter,
+  type ContextValues,
   type HandlerContext,
   type MethodImplSpec,
   type StreamRequest,
@@ -76,7 +77,11 @@ interface LaneMethod {
   spec: StreamSpec;
   serialization: Serialization;
   fix: Fix;
+  /** The implementation behind the interceptors, applied once for every call (Connect applies them per call). */
+  call: (request: StreamRequest) => Promise<StreamResponse>;
 }
+
+type StreamFn = (request: StreamRequest) => Promise<StreamResponse>;
 
 /** The protocol of a stream the lane takes, and what differs between the two. */
 interface Protocol {
@@ -92,14 +97,34 @@ export function withStreamLane(next: NodeHandler, options: UnaryLaneOptions): St
     // As connectNodeAdapter: gzip and br unless told otherwise.
     acceptCompression: options.acceptCompression ?? [compressionGzip, compressionBrotli],
   });
+  // Each call's handler context, found from its context values (every interceptor passes the same object on): the
+  // chain of interceptors is then built once per method, not once per stream, and holds nothing of a call.
+  const contexts = new WeakMap<ContextValues, HandlerContext>();
   const methods = new Map<string, LaneMethod>();
   for (const spec of streamMethodsOf(options.routes)) {
     const path = `/${spec.method.parent.typeName}/${spec.method.name}`;
     if (!laneMethods.has(path)) continue;
+    // Connect's invokeStreamImplementation, with the call's context from the map.
+    const invoke: StreamFn = async (req) => {
+      const context = contexts.get(req.contextValues);
+      if (!context) throw new ConnectError("stream lane: an interceptor replaced the call's context values", Code.Internal);
+      const input = await ensureSingle(req.message);
+      return {
+        stream: true,
+        message: spec.impl(input, { ...context, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues }),
+        method: spec.method,
+        service: spec.method.parent,
+        header: context.responseHeader,
+        trailer: context.responseTrailer,
+      } as StreamResponse;
+    };
+    let call = invoke;
+    for (const interceptor of [...opt.interceptors].reverse()) call = interceptor(call as never) as unknown as StreamFn;
     methods.set(path, {
       spec,
       serialization: createMethodSerializationLookup(spec.method, opt.binaryOptions, opt.jsonOptions, opt),
       fix: protocolErrorFix(spec.method.input.typeName),
+      call,
     });
   }
   const endStreamSerialization = createEndStreamSerialization(opt.jsonOptions);
@@ -192,17 +217,8 @@ export function withStreamLane(next: NodeHandler, options: UnaryLaneOptions): St
         service: spec.method.parent,
         contextValues: context.values,
       } as StreamRequest;
-      const invoke = async (req: StreamRequest): Promise<StreamResponse> => ({
-        stream: true,
-        message: spec.impl(await ensureSingle(req.message), { ...context, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues }),
-        method: spec.method,
-        service: spec.method.parent,
-        header: responseHeader,
-        trailer: responseTrailer,
-      } as StreamResponse);
-      let chain = invoke as (req: StreamRequest) => Promise<StreamResponse>;
-      for (const interceptor of [...opt.interceptors].reverse()) chain = interceptor(chain as never) as unknown as typeof chain;
-      const response = await chain(request);
+      contexts.set(context.values, context);
+      const response = await method.call(request);
       copyHeaders(response.header, responseHeader);
       iterator = (response.message as AsyncIterable<Message>)[Symbol.asyncIterator]();
       const output = spec.method.output;
