@@ -4,12 +4,21 @@
  * same window with no stream open), and how fast a change reaches every one of them.
  *
  *   npx tsx --conditions=@cairnjs/source bench/watch-crowd.ts [--streams 10000] [--per-connection 500] [--idle-seconds 10]
+ *     [--runs N] [--cancellers 100]
  *
  * One server process on a throwaway database, started as `npm run bench` starts it. N runs of bench_watched park
  * on their own gate event; N streams (one per run, `--per-connection` streams on each of the SDK's HTTP/2
  * connections) count as open when their first message (the run snapshot) arrived. Then every run is cancelled
- * (CancelRun, 100 at a time, on its own connection), and each stream's delivery delay is the arrival of the
- * CANCELLED status minus the moment its CancelRun was sent: the change's commit, its notice and the stream.
+ * (CancelRun, `--cancellers` calls in flight, 100 by default, on its own connection), and each stream's delivery
+ * delay is the arrival of the CANCELLED status minus the moment its CancelRun was sent: the change's commit, its
+ * notice and the stream. The stream's own share is shown too: the arrival minus the moment the call was answered
+ * (its change committed), 0 when the stream had it first.
+ *
+ * Memory is the server's own `process.memoryUsage()` after two forced GCs (bench/server-probe.ts), with and without
+ * the streams: heapUsed (JS objects) and RSS (everything the process holds: the JS heap, nghttp2's per-stream state
+ * and buffers, which live outside the JS heap, and the allocator's slack); both are reported, in total and per stream.
+ * Before each idle window the bench database is vacuumed and analyzed (and the window waits for any autovacuum to
+ * finish), so that the window counts the server's transactions, not the autovacuum that the inserts of N runs bring.
  */
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -31,23 +40,29 @@ const { values } = parseArgs({
     "idle-seconds": { type: "string", default: "10" },
     /** Fewer runs than streams: the streams share runs (and so each process's reader of a run). */
     runs: { type: "string" },
+    /** CancelRun calls in flight: their commits queue (each notifying commit holds a cluster-wide lock through its WAL flush). */
+    cancellers: { type: "string", default: "100" },
   },
 });
 const streams = Number(values.streams);
 const perConnection = Number(values["per-connection"]);
 const idleSeconds = Number(values["idle-seconds"]);
 const runCount = Number(values.runs ?? streams);
+const cancellers = Number(values.cancellers);
 
 const log = (message: string) => console.log(`[watch-crowd ${new Date().toISOString().slice(11, 19)}] ${message}`);
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
 async function commitsPerSecond(databaseUrl: string, seconds: number): Promise<number> {
+  await quiesce(databaseUrl);
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
     const read = async () => Number((await client.query<{ n: string }>("select xact_commit as n from pg_stat_database where datname = current_database()")).rows[0]?.n);
-    // pg_stat_database is flushed by each backend at most once a second: wait that out on both ends.
-    await sleep(1500);
+    // A backend reports its transaction counts at most once a second while busy, and an idle one up to 10 s after its
+    // last transaction (PGSTAT_IDLE_INTERVAL): the burst before the window (parking runs, opening streams, each a
+    // read or more) would land in the window otherwise.
+    await sleep(11_000);
     const before = await read();
     await sleep(seconds * 1000);
     const after = await read();
@@ -55,6 +70,30 @@ async function commitsPerSecond(databaseUrl: string, seconds: number): Promise<n
     return (after - before - 1) / seconds;
   } finally {
     await client.end();
+  }
+}
+
+/**
+ * Vacuums and analyzes the bench database, then waits until no vacuum (ours or autovacuum's) runs on it: autovacuum
+ * and autoanalyze transactions count in xact_commit, and the inserts of thousands of runs bring them on otherwise.
+ * The vacuum runs on a connection of its own that is closed at once: a backend reports its transaction counts when
+ * it exits, where an idle one may hold them back for up to 10 s (into the window), and a vacuum of the whole
+ * database is one transaction per table.
+ */
+async function quiesce(databaseUrl: string): Promise<void> {
+  const vacuum = new pg.Client({ connectionString: databaseUrl });
+  await vacuum.connect();
+  try {
+    await vacuum.query("vacuum analyze");
+    for (;;) {
+      const { rows } = await vacuum.query<{ n: string }>(
+        "select count(*) as n from pg_stat_activity where datname = current_database() and (backend_type = 'autovacuum worker' or query ilike 'autovacuum:%') and pid <> pg_backend_pid()",
+      );
+      if (Number(rows[0]?.n) === 0) return;
+      await sleep(200);
+    }
+  } finally {
+    await vacuum.end();
   }
 }
 
@@ -97,6 +136,9 @@ async function main(): Promise<void> {
     const opened: Promise<void>[] = [];
     const delays: number[] = [];
     const sentAt = new Map<string, number>();
+    /** When each run's CancelRun was answered (its change committed): the stream's share of the delay starts there. */
+    const answeredAt = new Map<string, number>();
+    const arrivals: [runId: string, at: number][] = [];
     let failed = 0;
     const watched = Array.from({ length: streams }, (_, i) => runIds[i % runIds.length]!);
     const finished = watched.map((runId, i) => {
@@ -110,6 +152,7 @@ async function main(): Promise<void> {
             if (update.update.case === "run" && update.update.value.status === RunStatus.CANCELLED) {
               const sent = sentAt.get(runId);
               if (sent !== undefined) delays.push(Date.now() - sent);
+              arrivals.push([runId, Date.now()]);
               return;
             }
           }
@@ -129,32 +172,43 @@ async function main(): Promise<void> {
     const crowdMemory = (await server.probe(true)).memory;
     const idleWith = await commitsPerSecond(databaseUrl, idleSeconds);
 
-    log("cancelling every run, 100 CancelRun calls at a time");
+    log(`cancelling every run, ${cancellers} CancelRun calls at a time`);
     const cancelStarted = Date.now();
     const canceller = sdkClient(server.url, "2");
     const cancelLatency: number[] = [];
     let next = 0;
     await Promise.all(
-      Array.from({ length: 100 }, async () => {
+      Array.from({ length: cancellers }, async () => {
         while (next < runIds.length) {
           const i = next++;
           const runId = runIds[i]!;
           sentAt.set(runId, Date.now());
           await canceller.raw.workflows.cancelRun({ runId, reason: "watch crowd" });
-          cancelLatency.push(Date.now() - sentAt.get(runId)!);
+          const answered = Date.now();
+          cancelLatency.push(answered - sentAt.get(runId)!);
+          answeredAt.set(runId, answered);
         }
       }),
     );
-    await Promise.race([Promise.all(finished), sleep(300_000)]);
+    // Unreferenced: the bench exits as soon as it is done, not when this bound passes.
+    await Promise.race([Promise.all(finished), sleep(300_000, undefined, { ref: false })]);
     const cancelSeconds = (Date.now() - cancelStarted) / 1000;
     delays.sort((a, b) => a - b);
     cancelLatency.sort((a, b) => a - b);
+    // A stream may have its message before the call's answer arrives: 0 then.
+    const afterAnswer = arrivals.map(([runId, at]) => Math.max(0, at - (answeredAt.get(runId) ?? at))).sort((a, b) => a - b);
 
     console.log("");
     console.log(`Watch crowd: ${streams} WatchRun streams on ${runCount} parked runs, one server, SDK over HTTP/2 (${perConnection} streams per connection)`);
-    console.log(`  server memory after GC     ${mb(baseMemory.rss)} RSS / ${mb(baseMemory.heapUsed)} heap without streams; ${mb(crowdMemory.rss)} / ${mb(crowdMemory.heapUsed)} with them: +${mb(crowdMemory.rss - baseMemory.rss)} RSS (goal ≤ 100 MB), +${mb(crowdMemory.heapUsed - baseMemory.heapUsed)} heap`);
+    const kb = (bytes: number) => `${(bytes / 1024 / streams).toFixed(1)} KB`;
+    const addedRss = crowdMemory.rss - baseMemory.rss;
+    const addedHeap = crowdMemory.heapUsed - baseMemory.heapUsed;
+    const addedExternal = crowdMemory.external - baseMemory.external;
+    console.log(`  server memory after GC     ${mb(baseMemory.rss)} RSS / ${mb(baseMemory.heapUsed)} heap without streams; ${mb(crowdMemory.rss)} / ${mb(crowdMemory.heapUsed)} with them: +${mb(addedRss)} RSS (goal ≤ 100 MB), +${mb(addedHeap)} heap, +${mb(addedExternal)} external`);
+    console.log(`  per stream                 ${kb(addedRss)} RSS, ${kb(addedHeap)} heap, ${kb(addedExternal)} external`);
     console.log(`  database while idle        ${idleWithout.toFixed(1)} transactions/s without streams, ${idleWith.toFixed(1)} with ${streams} (goal: independent of their number)`);
-    console.log(`  a change to every run      CancelRun of each (${cancelSeconds.toFixed(1)} s for all; the call p50 ${percentile(cancelLatency, 50)} ms, p99 ${percentile(cancelLatency, 99)} ms); delivered to ${delays.length} of ${streams} streams, from the call to the stream p50 ${percentile(delays, 50)} ms, p99 ${percentile(delays, 99)} ms, max ${delays.at(-1)} ms (goal p99 ≤ 100 ms)`);
+    console.log(`  a change to every run      CancelRun of each, ${cancellers} in flight (${cancelSeconds.toFixed(1)} s for all; the call p50 ${percentile(cancelLatency, 50)} ms, p99 ${percentile(cancelLatency, 99)} ms); delivered to ${delays.length} of ${streams} streams, from the call to the stream p50 ${percentile(delays, 50)} ms, p99 ${percentile(delays, 99)} ms, max ${delays.at(-1)} ms (goal p99 ≤ 100 ms)`);
+    console.log(`  after the call answered    p50 ${percentile(afterAnswer, 50)} ms, p99 ${percentile(afterAnswer, 99)} ms, max ${afterAnswer.at(-1)} ms (the stream's share: notice or local change, tail read, write; 0 when the stream was first)`);
     console.log(`  failed streams             ${failed}`);
   } finally {
     controller.abort();

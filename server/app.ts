@@ -28,6 +28,7 @@ import { schedulesPath, withScheduleRestRoutes } from "./http/rest-schedules.js"
 import { withKeyGate } from "./http/key-gate.js";
 import { requestContextValues } from "./http/request-context.js";
 import { withUnaryLane } from "./http/unary-lane.js";
+import { withStreamLane } from "./http/stream-lane.js";
 import type { Logger } from "./logger.js";
 import { Metrics } from "./metrics.js";
 import { serveMetrics, withMetrics, type AdminCheck } from "./http/metrics-endpoint.js";
@@ -75,6 +76,8 @@ export interface CairnServer {
   readonly metricsUrl: string | undefined;
   /** Calls the unary fast lane answered so far (always 0 with CAIRN_UNARY_LANE=off). */
   unaryLaneCalls(): number;
+  /** Streams the stream lane answered so far (always 0 with CAIRN_STREAM_LANE=off). */
+  streamLaneCalls(): number;
   /** Graceful: stop serving, let activations finish within the grace period, release the rest, close the store. */
   close(): Promise<void>;
 }
@@ -163,7 +166,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     store,
     registry,
     worker: scheduler,
-    tails: new RunTails(database.db, feed, metrics),
+    tails: new RunTails(database.watchDb, feed, metrics),
     leaseMs: config.leaseMs,
     maxInputBytes: config.maxInputBytes,
     namespaceMaxRunning: config.namespaceMaxRunning,
@@ -247,7 +250,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
   // The adapter throws out of the request listener on a request without a usable Host: refused before it instead.
   const connectHandler = withValidAuthority(connectNodeAdapter(connectOptions));
   // Plain unary Connect calls skip the adapter's generic machinery, with the same options (see unary-lane.ts).
-  const lane = config.unaryLane ? withUnaryLane(connectHandler, connectOptions) : undefined;
+  // WatchRun streams over HTTP/2 skip the adapter's per-stream pipeline, which thousands of open streams pay for in memory.
+  const streamLane = config.streamLane ? withStreamLane(connectHandler, connectOptions) : undefined;
+  const lane = config.unaryLane ? withUnaryLane(streamLane ?? connectHandler, connectOptions) : undefined;
   // REST routes call the same service through the same interceptors; CORS wraps everything, so
   // preflights for every route are answered before routing.
   // The console's pages and assets (GET only) come first: they are files, not calls.
@@ -261,7 +266,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
       }
     : undefined;
   const restOptions = { interceptors, readMaxBytes, shutdownSignal: shutdown.signal, onError: (error: unknown) => logger.error({ err: error }, "REST route failed") };
-  const apiRoutes = withScheduleRestRoutes(withRestRoutes(lane ?? connectHandler, workflowService, restOptions), scheduleService, restOptions);
+  const apiRoutes = withScheduleRestRoutes(withRestRoutes(lane ?? streamLane ?? connectHandler, workflowService, restOptions), scheduleService, restOptions);
   // In keys mode the key is checked from the headers before any of those reads a body (see key-gate.ts).
   const withoutKey = servicesWithoutKey(auth);
   const served = [WorkflowService, AgentService, KeyService, ScheduleService, Health, ServerReflectionV1, ServerReflectionV1alpha];
@@ -334,6 +339,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     feed,
     metrics,
     unaryLaneCalls: () => lane?.served() ?? 0,
+    streamLaneCalls: () => streamLane?.served() ?? 0,
     metricsUrl: metricsServer ? `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${(metricsServer.address() as { port: number }).port}/metrics` : undefined,
     close() {
       closing ??= (async () => {

@@ -133,6 +133,8 @@ export interface Config {
   tls: TlsConfig | undefined;
   /** Plain unary Connect calls take the fast lane (server/http/unary-lane.ts); off: all go through the Connect adapter. */
   unaryLane: boolean;
+  /** WatchRun streams over HTTP/2 take the stream lane (server/http/stream-lane.ts); off: all go through the Connect adapter. */
+  streamLane: boolean;
   /** `CAIRN_METRICS_PORT`: also serve `/metrics`, without a key, on this port of `host` (absent: main port only). */
   metricsPort: number | undefined;
   /** OpenTelemetry traces from the standard OTEL_* variables; undefined: off. */
@@ -206,6 +208,7 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimit: rateLimitConfig(env),
     tls: tlsConfig(env),
     unaryLane: boolean(env, "CAIRN_UNARY_LANE", true),
+    streamLane: boolean(env, "CAIRN_STREAM_LANE", true),
     tracing: tracingConfigFromEnv(env),
     metricsPort: env.CAIRN_METRICS_PORT ? integer(env, "CAIRN_METRICS_PORT", 0, 0, 65535) : undefined,
   };

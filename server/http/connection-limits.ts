@@ -81,7 +81,12 @@ export function requireRequestInTime(stream: ServerHttp2Stream, limits: Connecti
     if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
   }, limits.requestTimeoutMs);
   timer.unref();
-  const done = () => clearTimeout(timer);
+  // Both listeners go with the timer: a server stream (WatchRun) stays open for hours after its request ended.
+  const done = () => {
+    clearTimeout(timer);
+    stream.off("end", done);
+    stream.off("close", done);
+  };
   stream.once("end", done);
   stream.once("close", done);
 }

@@ -164,7 +164,8 @@ function send(res: Http2ServerResponse, header: Headers, trailer: Headers, body:
   else res.end();
 }
 
-function nodeHeaders(header: Headers): OutgoingHttpHeaders {
+/** Web headers as connect-node's webHeaderToNodeHeaders writes them: repeated ones as arrays. */
+export function nodeHeaders(header: Headers): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = Object.create(null) as OutgoingHttpHeaders;
   header.forEach((value, name) => {
     const existing = out[name];

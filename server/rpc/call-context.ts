@@ -5,9 +5,11 @@ import { callerOf } from "./auth.js";
 import { throwIfDeadlinePassed } from "./deadline.js";
 
 export function callOf(context: HandlerContext): Call {
+  // The signal alone, not the context: a stream holds its Call for as long as it lasts.
+  const signal = context.signal;
   return {
     namespace: callerOf(context).namespace,
-    signal: context.signal,
-    throwIfDeadlinePassed: () => throwIfDeadlinePassed(context.signal),
+    signal,
+    throwIfDeadlinePassed: () => throwIfDeadlinePassed(signal),
   };
 }

@@ -101,7 +101,8 @@ async function rewriteConnectUnary(response: UniversalServerResponse, body: Asyn
   return { ...response, status: connectHttpStatus(fixed.code), header, body: once(out) };
 }
 
-function rewriteEndStream(payload: Uint8Array, fix: Fix): Uint8Array | undefined {
+/** A Connect end-stream message with its error corrected, or undefined to leave it (also used by the stream lane). */
+export function rewriteEndStream(payload: Uint8Array, fix: Fix): Uint8Array | undefined {
   let parsed: { error?: { code?: unknown; message?: unknown } };
   try {
     parsed = JSON.parse(decoder.decode(payload)) as typeof parsed;
@@ -130,8 +131,8 @@ function rewriteGrpcWebTrailer(payload: Uint8Array, fix: Fix): Uint8Array | unde
   return encoder.encode(text);
 }
 
-/** Rewrites grpc-status / grpc-message in place; true when something changed. */
-function fixGrpcStatus(headers: Headers, fix: Fix): boolean {
+/** Rewrites grpc-status / grpc-message in place; true when something changed (also used by the stream lane). */
+export function fixGrpcStatus(headers: Headers, fix: Fix): boolean {
   const status = headers.get("grpc-status");
   if (status === null || !/^\d+$/.test(status)) return false;
   let message = headers.get("grpc-message") ?? "";

@@ -48,6 +48,7 @@ import { runHistory, sequenceAfter } from "../runs/run-history.js";
 import type { RunsDeps } from "../runs/runs-deps.js";
 import { sendEvent } from "../runs/send-event.js";
 import { watchRun } from "../runs/watch-run.js";
+import { mapStream } from "./map-stream.js";
 import { watchRuns } from "../runs/watch-runs.js";
 import { inputJsonSchema } from "../workflows/json-schema.js";
 import { callOf } from "./call-context.js";
@@ -198,12 +199,15 @@ export function createWorkflowService(deps: RunsDeps): ServiceImpl<typeof Workfl
       return create(AwaitRunResponseSchema, { run: runToProto(run) });
     },
 
-    async *watchRun(request, context) {
-      for await (const update of watchRun(deps, callOf(context), { runId: request.runId, afterSequence: sequenceAfter(request.afterSequence) })) {
-        yield create(WatchRunResponseSchema, {
-          update: update.kind === "run" ? { case: "run", value: runToProto(update.run) } : { case: "entry", value: entryToProto(update.entry) },
-        });
-      }
+    watchRun(request, context) {
+      // Mapped without a generator of its own (map-stream.ts): thousands of these stay open for hours.
+      return mapStream(
+        () => watchRun(deps, callOf(context), { runId: request.runId, afterSequence: sequenceAfter(request.afterSequence) }),
+        (update) =>
+          create(WatchRunResponseSchema, {
+            update: update.kind === "run" ? { case: "run", value: runToProto(update.run) } : { case: "entry", value: entryToProto(update.entry) },
+          }),
+      );
     },
 
     async *watchRuns(request, context) {

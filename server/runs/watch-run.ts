@@ -21,18 +21,23 @@ const idleWakeMs = 60_000;
 const watchPageSize = 500;
 
 export async function* watchRun(deps: RunsDeps, call: Call, request: { runId: string; afterSequence: number }): AsyncGenerator<RunUpdate> {
-  const run = await getRun(deps, call, request.runId);
-  const { tail, signal, release } = await deps.tails.acquire(call.namespace, run.id);
+  // Read here (NOT_FOUND, the namespace check) but not kept: the shared tail holds the run's state, once per run
+  // however many streams watch it, and a stream may stay open for hours.
+  let found: RunRow | undefined = await getRun(deps, call, request.runId);
+  const runId = found.id;
+  const { tail, signal, release } = await deps.tails.acquire(call.namespace, runId);
   try {
-    let status = (tail.run ?? run).status;
-    yield { kind: "run", run: tail.run ?? run };
+    const snapshot = tail.run ?? found;
+    found = undefined;
+    let status = snapshot.status;
+    yield { kind: "run", run: snapshot };
     let cursor = request.afterSequence;
     while (!call.signal.aborted) {
       const first = tail.window[0];
       if (cursor < tail.lastSequence && (!first || cursor + 1 < first.sequence)) {
         // Behind the shared window (a new watcher of a long run, or a slow one): catch up from the store.
         // A page bounded by bytes too, like the shared window: one watcher catching up holds little at a time.
-        const { entries: older } = await listJournalPage(deps.store.db, call.namespace, run.id, cursor, watchPageSize, windowBytes);
+        const { entries: older } = await listJournalPage(deps.store.db, call.namespace, runId, cursor, watchPageSize, windowBytes);
         for (const entry of older) {
           if (first && entry.sequence >= first.sequence) break;
           cursor = entry.sequence;

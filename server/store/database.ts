@@ -27,6 +27,12 @@ export interface Database {
    * flood that holds every client of the main pool cannot make this process lose its leases. PGlite: `db`.
    */
   readonly leaseDb: Db;
+  /**
+   * What watchers are told is read here (the shared tails' batched reads, the run feed's safety net): on PostgreSQL
+   * a small pool of its own, so that a burst of writes queued for the main pool (a thousand CancelRuns, each waiting
+   * its turn to commit) does not hold back the reads that deliver their changes to streams. PGlite: `db`.
+   */
+  readonly watchDb: Db;
   readonly kind: "postgres" | "pglite";
   /** A human description for logs, without credentials. */
   readonly description: string;
@@ -50,6 +56,8 @@ export interface DatabaseOptions {
   poolSize?: number;
   /** Clients of the lease pool (default 2). */
   leasePoolSize?: number;
+  /** Clients of the watchers' read pool (default 2). */
+  watchPoolSize?: number;
   /** How long a query waits for a free pool client before failing (pg `connectionTimeoutMillis`); 0: forever. */
   acquireTimeoutMs?: number;
   /** `statement_timeout` of every pooled connection (ms; 0: none). Migrations run without it. */
@@ -64,8 +72,10 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   if (options.url) {
     const pool = openPool(options, options.poolSize ?? 10);
     const leasePool = openPool(options, options.leasePoolSize ?? 2);
+    const watchPool = openPool(options, options.watchPoolSize ?? 2);
     const db = drizzleNodePg({ client: pool, schema, casing: "snake_case" });
     const leaseDb = drizzleNodePg({ client: leasePool, schema, casing: "snake_case" });
+    const watchDb = drizzleNodePg({ client: watchPool, schema, casing: "snake_case" });
     await migrateExclusively(pool);
     const listener = new PostgresListener(options.url, {
       checkMs: options.listenerCheckMs ?? 10_000,
@@ -76,6 +86,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     return {
       db,
       leaseDb,
+      watchDb,
       kind: "postgres",
       description: redactUrl(options.url),
       listen: (channel, onMessage, onReconnect) => listener.listen(channel, onMessage, onReconnect),
@@ -84,6 +95,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
         await listener.close();
         await pool.end();
         await leasePool.end();
+        await watchPool.end();
       },
     };
   }
@@ -102,6 +114,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   return {
     db,
     leaseDb: db,
+    watchDb: db,
     kind: "pglite",
     description: `PGlite in ${options.dataDir}`,
     listen: async (channel, onMessage) => {
