@@ -32,15 +32,13 @@ import {
   Code,
   ConnectError,
   createContextValues,
-  createMethodImplSpec,
-  createServiceImplSpec,
-  type ConnectRouter,
   type ContextValues,
   type HandlerContext,
   type MethodImplSpec,
   type StreamRequest,
   type StreamResponse,
 } from "@connectrpc/connect";
+import { laneMethodsOf } from "./lane-methods.js";
 import { compressionNegotiate, createMethodSerializationLookup, validateUniversalHandlerOptions } from "@connectrpc/connect/protocol";
 import {
   contentTypeStreamJson,
@@ -101,7 +99,7 @@ export function withStreamLane(next: NodeHandler, options: UnaryLaneOptions): St
   // chain of interceptors is then built once per method, not once per stream, and holds nothing of a call.
   const contexts = new WeakMap<ContextValues, HandlerContext>();
   const methods = new Map<string, LaneMethod>();
-  for (const spec of streamMethodsOf(options.routes)) {
+  for (const spec of laneMethodsOf(options.routes, "server_streaming")) {
     const path = `/${spec.method.parent.typeName}/${spec.method.name}`;
     if (!laneMethods.has(path)) continue;
     // Connect's invokeStreamImplementation, with the call's context from the map.
@@ -378,22 +376,4 @@ function drained(res: Http2ServerResponse): Promise<void> {
     res.on("drain", done);
     res.on("close", done);
   });
-}
-
-/** The server-streaming methods `routes` registers; services with their own options stay with the adapter. */
-function streamMethodsOf(routes: (router: ConnectRouter) => void): StreamSpec[] {
-  const specs: MethodImplSpec[] = [];
-  const recorder: ConnectRouter = {
-    handlers: [],
-    service(service, implementation, options) {
-      if (!options) specs.push(...Object.values(createServiceImplSpec(service, implementation).methods));
-      return recorder;
-    },
-    rpc(method, impl, options) {
-      if (!options) specs.push(createMethodImplSpec(method, impl));
-      return recorder;
-    },
-  };
-  routes(recorder);
-  return specs.filter((spec): spec is StreamSpec => spec.kind === "server_streaming");
 }

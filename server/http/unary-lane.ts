@@ -36,11 +36,10 @@ import {
   type ConnectRouter,
   type ContextValues,
   createContextValues,
-  createMethodImplSpec,
-  createServiceImplSpec,
   type HandlerContext,
   type MethodImplSpec,
 } from "@connectrpc/connect";
+import { laneMethodsOf } from "./lane-methods.js";
 import {
   type Compression,
   compressionNegotiate,
@@ -115,7 +114,7 @@ export function withUnaryLane(next: NodeHandler, options: UnaryLaneOptions): Una
     acceptCompression: options.acceptCompression ?? [compressionGzip, compressionBrotli],
   });
   const methods = new Map<string, LaneMethod>();
-  for (const spec of unaryMethodsOf(options.routes)) {
+  for (const spec of laneMethodsOf(options.routes, "unary")) {
     methods.set(`/${spec.method.parent.typeName}/${spec.method.name}`, {
       spec,
       serialization: createMethodSerializationLookup(spec.method, opt.binaryOptions, opt.jsonOptions, opt),
@@ -216,24 +215,6 @@ export function withUnaryLane(next: NodeHandler, options: UnaryLaneOptions): Una
 }
 
 const encoder = new TextEncoder();
-
-/** The unary methods `routes` registers, as Connect's router sees them; services with their own options stay with the adapter. */
-function unaryMethodsOf(routes: (router: ConnectRouter) => void): UnarySpec[] {
-  const specs: MethodImplSpec[] = [];
-  const recorder: ConnectRouter = {
-    handlers: [],
-    service(service, implementation, options) {
-      if (!options) specs.push(...Object.values(createServiceImplSpec(service, implementation).methods));
-      return recorder;
-    },
-    rpc(method, impl, options) {
-      if (!options) specs.push(createMethodImplSpec(method, impl));
-      return recorder;
-    },
-  };
-  routes(recorder);
-  return specs.filter((spec): spec is UnarySpec => spec.kind === "unary");
-}
 
 /** The request is a plain unary Connect call: an uncompressed body and single-valued protocol headers. */
 function takes(headers: IncomingHttpHeaders): boolean {
