@@ -589,6 +589,13 @@ describe("server shutdown", () => {
       rawExchange(server.url, "2", rpc("AwaitRun", { runId: idOn(runs, server), timeout: "60s" }, "json")).then(response),
     );
     for (const server of [pair.lane, pair.generic]) await until(async () => server.feed.waiters(idOn(runs, server)) > 0, "AwaitRun never started waiting");
+    // Both runs parked on their event first: a run still RUNNING at the close would answer differently from one WAITING.
+    for (const server of [pair.lane, pair.generic]) {
+      await until(async () => {
+        const got = response(await rawExchange(server.url, "2", rpc("GetRun", { runId: idOn(runs, server) }, "json")));
+        return (JSON.parse(got.body.toString()) as { run?: { status?: string } }).run?.status === "RUN_STATUS_WAITING";
+      }, "the run never parked on its event");
+    }
     const began = Date.now();
     const closing = [pair.lane.close(), pair.generic.close()];
     const [viaLane, viaAdapter] = await Promise.all(polls);
