@@ -14,7 +14,8 @@
  * an encoding), the status in the trailers (`setTrailerStatus`, error metadata included), the
  * corrections `reclassifyProtocolErrors` applies, and the response headers.
  */
-import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { laneContext } from "./lane-context.js";
 import { compressionNegotiate, invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import { grpcStatusOk, parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
@@ -58,19 +59,7 @@ export async function serveGrpcUnary(
   const requestHeader = webHeaders(headers);
   const responseHeader = new Headers({ "content-type": "application/grpc+proto" });
   const responseTrailer = new Headers({ "grpc-status": grpcStatusOk });
-  const context: HandlerContext = {
-    method: spec.method,
-    service: spec.method.parent,
-    requestMethod: "POST",
-    protocolName: "grpc",
-    url,
-    signal: call.signal,
-    timeoutMs: call.timeoutMs,
-    requestHeader,
-    responseHeader,
-    responseTrailer,
-    values: settings.contextValues?.(req) ?? createContextValues(),
-  };
+  const context = laneContext(spec, call, { protocolName: "grpc", url, requestHeader, responseHeader, responseTrailer, values: settings.contextValues?.(req) });
   const compression = compressionNegotiate(
     opt.acceptCompression,
     requestHeader.get("grpc-encoding"),

@@ -31,13 +31,13 @@ import { create, type DescMessage, type Message } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
-  createContextValues,
   type ContextValues,
   type HandlerContext,
   type MethodImplSpec,
   type StreamRequest,
   type StreamResponse,
 } from "@connectrpc/connect";
+import { laneContext } from "./lane-context.js";
 import { laneMethodsOf } from "./lane-methods.js";
 import { compressionNegotiate, createMethodSerializationLookup, validateUniversalHandlerOptions } from "@connectrpc/connect/protocol";
 import {
@@ -158,19 +158,7 @@ export function withStreamLane(next: NodeHandler, options: UnaryLaneOptions): St
       "content-type": grpc ? "application/grpc+proto" : protocol.binary ? contentTypeStreamProto : contentTypeStreamJson,
     });
     const responseTrailer = grpc ? new Headers({ "grpc-status": grpcStatusOk }) : new Headers();
-    const context: HandlerContext = {
-      method: spec.method,
-      service: spec.method.parent,
-      requestMethod: "POST",
-      protocolName: protocol.name,
-      url,
-      signal: call.signal,
-      timeoutMs: call.timeoutMs,
-      requestHeader,
-      responseHeader,
-      responseTrailer,
-      values: options.contextValues?.(req) ?? createContextValues(),
-    };
+    const context = laneContext(spec, call, { protocolName: protocol.name, url, requestHeader, responseHeader, responseTrailer, values: options.contextValues?.(req) });
     const compression = grpc
       ? compressionNegotiate(opt.acceptCompression, requestHeader.get("grpc-encoding"), requestHeader.get("grpc-accept-encoding"), "grpc-accept-encoding")
       : compressionNegotiate(opt.acceptCompression, requestHeader.get("connect-content-encoding"), requestHeader.get("connect-accept-encoding"), "connect-accept-encoding");

@@ -35,10 +35,9 @@ import {
   ConnectError,
   type ConnectRouter,
   type ContextValues,
-  createContextValues,
-  type HandlerContext,
   type MethodImplSpec,
 } from "@connectrpc/connect";
+import { laneContext } from "./lane-context.js";
 import { laneMethodsOf } from "./lane-methods.js";
 import {
   type Compression,
@@ -165,19 +164,7 @@ export function withUnaryLane(next: NodeHandler, options: UnaryLaneOptions): Una
     const requestHeader = webHeaders(headers);
     const responseHeader = new Headers({ "content-type": binary ? contentTypeUnaryProto : contentTypeUnaryJson });
     const responseTrailer = new Headers();
-    const context: HandlerContext = {
-      method: spec.method,
-      service: spec.method.parent,
-      requestMethod: "POST",
-      protocolName: "connect",
-      url,
-      signal: call.signal,
-      timeoutMs: call.timeoutMs,
-      requestHeader,
-      responseHeader,
-      responseTrailer,
-      values: options.contextValues?.(req) ?? createContextValues(),
-    };
+    const context = laneContext(spec, call, { protocolName: "connect", url, requestHeader, responseHeader, responseTrailer, values: options.contextValues?.(req) });
     const compression = compressionNegotiate(opt.acceptCompression, null, requestHeader.get("accept-encoding"), "Accept-Encoding");
     let status = 200;
     let body: Uint8Array;
