@@ -8,7 +8,7 @@ import type { JsonValue } from "../../sdk/workflow.js";
 import type { ActivationHost } from "../core/activation.js";
 import type { ActivationRunner, RunnerOutcome } from "./activation-runner.js";
 import { endAbnormally, releaseInnocent } from "../store/runs/abnormal-end.js";
-import type { StepAttemptScope } from "../core/host.js";
+import type { StepAttemptScope, StepAttemptStart } from "../core/host.js";
 import { LeaseLostError, RunCancelRequestedError, RunPauseRequestedError } from "../core/errors.js";
 import { pauseHeld } from "../store/runs/pause.js";
 import { pauseDiverged } from "../store/runs/pause-diverged.js";
@@ -124,7 +124,7 @@ export async function executeRun(
         : undefined,
     logger: toWorkflowLogger(logger),
     now: () => new Date(),
-    ...(metrics || span ? { stepAttempt: (step: { name: string; attempt: number; startedAt?: number }) => observedAttempt(step, workflow, metrics, span && deps.tracing ? { tracing: deps.tracing, parent: span } : undefined) } : {}),
+    ...(metrics || span ? { stepAttempt: (step: StepAttemptStart) => observedAttempt(step, workflow, metrics, span && deps.tracing ? { tracing: deps.tracing, parent: span } : undefined) } : {}),
     append: async (entry: NewEntry) => {
       if (signal.aborted) throw signal.reason;
       // The sequence is taken before the write so that concurrent operations of one run get distinct numbers.
@@ -353,7 +353,7 @@ function startActivationSpan(tracing: Tracing, run: RunRow): Span {
 
 /** Times one step attempt for the metrics, and traces it as a child of the activation's span. */
 function observedAttempt(
-  step: { name: string; attempt: number; startedAt?: number },
+  step: StepAttemptStart,
   workflow: string,
   metrics: Metrics | undefined,
   traced: { tracing: Tracing; parent: Span } | undefined,

@@ -138,6 +138,11 @@ export class WorkflowThreads implements ActivationRunner {
     return true;
   }
 
+  /** A thread answered or went away: the waiting group commits go if no other thread still owes an answer. */
+  private releaseIfQuiet(): void {
+    if (this.gathering.length > 0 && this.quiet()) this.releaseGathered();
+  }
+
   private releaseGathered(): void {
     clearTimeout(this.gatherTimer);
     this.gatherTimer = undefined;
@@ -253,7 +258,7 @@ export class WorkflowThreads implements ActivationRunner {
     }
     if (message.t === "answered") {
       thread.answered = message.n;
-      if (this.gathering.length > 0 && this.quiet()) this.releaseGathered();
+      this.releaseIfQuiet();
       return;
     }
     if (message.t === "ready") {
@@ -370,7 +375,7 @@ export class WorkflowThreads implements ActivationRunner {
     void thread.worker.terminate();
     if (culprit && outcome) culprit.finish(outcome);
     this.settleAll(thread, culprit, innocentCause);
-    if (this.gathering.length > 0 && this.quiet()) this.releaseGathered();
+    this.releaseIfQuiet();
     if (this.closed) return;
     if (!wasReady) {
       // It failed while loading the workflows (a file changed on disk?): try again later, not in a tight loop.
