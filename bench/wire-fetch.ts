@@ -22,10 +22,30 @@ export function fetchWire(baseUrl: string): WireClient {
     if (!response.ok) throw new Error(`${method}: HTTP ${response.status} ${text.slice(0, 200)}`);
     return JSON.parse(text) as T;
   };
-  const watchEnd = async (runId: string, signal: AbortSignal): Promise<string> => {
+  // The run's end is known at its final message; the body is then read on to the server's end-of-stream rather than
+  // aborted, as a client that keeps its connection does: aborting a response mid-body costs undici the HTTP/1.1
+  // connection (the next call opens a new one).
+  const watchEnd = (runId: string, signal: AbortSignal): Promise<string> =>
+    new Promise<string>((resolve, reject) => {
+      let settled = false;
+      const settle = (error: Error | undefined, status?: string) => {
+        if (settled) return;
+        settled = true;
+        if (error) reject(error);
+        else resolve(status as string);
+      };
+      readWatch(runId, signal, (status) => settle(undefined, status)).then(
+        () => settle(new Error(`run ${runId}: the watch stream ended before the run did`)),
+        (error: unknown) => settle(error instanceof Error ? error : new Error(String(error))),
+      );
+    });
+  /** Reads one WatchRun to its end-of-stream message, telling `onFinal` of the run's final status when it comes. */
+  const readWatch = async (runId: string, signal: AbortSignal, onFinal: (status: string) => void): Promise<void> => {
     const stop = new AbortController();
     const abort = () => stop.abort();
     signal.addEventListener("abort", abort);
+    // A server that does not end the stream soon after the final status is a defect the bench should not hide.
+    let lingering: NodeJS.Timeout | undefined;
     try {
       const json = new TextEncoder().encode(JSON.stringify({ runId }));
       const envelope = new Uint8Array(5 + json.length);
@@ -34,6 +54,7 @@ export function fetchWire(baseUrl: string): WireClient {
       const response = await fetch(url("WatchRun"), { method: "POST", headers: { "content-type": "application/connect+json" }, body: envelope, signal: stop.signal });
       if (!response.ok || !response.body) throw new Error(`WatchRun: HTTP ${response.status} ${(await response.text()).slice(0, 200)}`);
       let buffered = new Uint8Array(0);
+      let final: string | undefined;
       const decoder = new TextDecoder();
       for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
         const joined = new Uint8Array(buffered.length + chunk.length);
@@ -49,14 +70,20 @@ export function fetchWire(baseUrl: string): WireClient {
           buffered = buffered.subarray(5 + length);
           if (flags & endOfStream) {
             if (message.error) throw new Error(`WatchRun: ${message.error.code} ${message.error.message ?? ""}`);
+            if (final) return;
             throw new Error(`run ${runId}: the watch stream ended before the run did`);
           }
           const status = message.run ? statusName(message.run.status) : undefined;
-          if (status && finalStatuses.includes(status)) return status;
+          if (status && finalStatuses.includes(status) && !final) {
+            final = status;
+            onFinal(status);
+            lingering = setTimeout(() => stop.abort(), 5_000);
+          }
         }
       }
       throw new Error(`run ${runId}: the watch stream closed without an end-of-stream message`);
     } finally {
+      clearTimeout(lingering);
       signal.removeEventListener("abort", abort);
       stop.abort();
     }

@@ -34,9 +34,10 @@ import { type Client, Code, ConnectError, type ContextValues, createClient, type
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AgentService } from "./gen/cairn/v1/agent_pb.js";
 import { EntryKind, type Failure, type HistoryEntry, type Run, RunStatus, type WaitingOn, WaitKind } from "./gen/cairn/v1/types_pb.js";
-import { type Batch, BatchOperation, BatchStatus, type ExplainRunResponse, NearMissReason, type ServerProcess, WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
+import { type Batch, BatchOperation, BatchStatus, type ExplainRunResponse, NearMissReason, type ServerProcess, type WatchRunResponse, WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
 import { CairnError, type RunFailure, RunCancelledError, RunFailedError, WaitTimeoutError } from "./errors.js";
 import { createScheduleClient, type ScheduleClient } from "./schedules.js";
+import { drainStream } from "./stream-drain.js";
 import { type Duration, type JsonObject, type JsonValue, parseDuration, type WorkflowDefinition } from "./workflow.js";
 
 /** What `new Headers(...)` accepts (spelled out so the SDK typechecks with Node's types as well as the DOM's). */
@@ -680,17 +681,40 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
       let reconnects = 0;
       for (;;) {
         try {
-          const stream = workflows.watchRun({ runId, afterSequence: BigInt(afterSequence) }, watchOptions.signal ? { signal: watchOptions.signal } : {});
-          for await (const message of stream) {
-            reconnects = 0;
-            if (message.update.case === "run") yield { type: "run", run: runInfo(message.update.value) };
-            else if (message.update.case === "entry") {
-              const entry = entryInfo(message.update.value);
-              afterSequence = entry.sequence;
-              yield { type: "entry", entry };
+          // Its own signal: a caller that stops before the run ended cancels the stream in the finally below (what
+          // for-await's break would do), even while a read is pending.
+          const stop = new AbortController();
+          const stopWithCaller = () => stop.abort(watchOptions.signal?.reason);
+          if (watchOptions.signal?.aborted) stopWithCaller();
+          watchOptions.signal?.addEventListener("abort", stopWithCaller);
+          const stream = workflows.watchRun({ runId, afterSequence: BigInt(afterSequence) }, { signal: stop.signal });
+          const messages = stream[Symbol.asyncIterator]();
+          try {
+            for (;;) {
+              const next = await messages.next();
+              if (next.done) return;
+              reconnects = 0;
+              const update = watchUpdate(next.value);
+              if (!update) continue;
+              if (update.type === "entry") afterSequence = update.entry.sequence;
+              if (update.type === "run" && finalRunStatuses.has(update.run.status)) {
+                // The server ends the stream right after a final status. Read to that end before handing the status
+                // over: a caller that stops there would otherwise reset the stream, and Node's HTTP/2 server closes a
+                // connection, with every call on it, after 1,000 resets in a burst (its rapid-reset defence).
+                const rest = await drainStream(messages, finalDrainMs);
+                yield update;
+                for (const later of rest) {
+                  const laterUpdate = watchUpdate(later);
+                  if (laterUpdate) yield laterUpdate;
+                }
+                return;
+              }
+              yield update;
             }
+          } finally {
+            watchOptions.signal?.removeEventListener("abort", stopWithCaller);
+            stop.abort();
           }
-          return;
         } catch (error) {
           const cairnError = CairnError.from(error);
           const transient = [Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted].includes(cairnError.code);
@@ -1147,6 +1171,16 @@ function waitingOnInfo(waiting: WaitingOn): WaitingOnInfo {
 function optionalDate<K extends string>(key: K, ts: Timestamp | undefined): { [P in K]?: Date } {
   const value = date(ts);
   return (value ? { [key]: value } : {}) as { [P in K]?: Date };
+}
+
+/** How long watchRun reads on after a final status for the stream's end (the server sends it at once). */
+const finalDrainMs = 2_000;
+const finalRunStatuses = new Set<RunStatusName>(["completed", "failed", "cancelled"]);
+
+function watchUpdate(message: WatchRunResponse): RunUpdate | undefined {
+  if (message.update.case === "run") return { type: "run", run: runInfo(message.update.value) };
+  if (message.update.case === "entry") return { type: "entry", entry: entryInfo(message.update.value) };
+  return undefined;
 }
 
 function entryInfo(entry: HistoryEntry): HistoryEntryInfo {

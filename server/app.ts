@@ -321,6 +321,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Cairn
     ...(config.tls ? { tls: { cert: config.tls.cert, key: config.tls.key } } : {}),
     limits: config.connectionLimits,
     onError: (error) => logger.warn({ err: error }, "http server error"),
+    onClientReset: () => metrics.http2ClientResets.inc(),
   });
   const metricsServer = config.metricsPort === undefined ? undefined : await listenForMetrics(metrics, config.host, config.metricsPort);
   const url = `${config.tls ? "https" : "http"}://${listening.host.includes(":") ? `[${listening.host}]` : listening.host}:${listening.port}`;

@@ -41,6 +41,11 @@ export class Metrics {
     labelNames: ["waiter"] as const,
     registers: [this.registry],
   });
+  readonly http2ClientResets = new Counter({
+    name: "cairn_http2_client_resets_total",
+    help: "HTTP/2 streams the client reset (RST_STREAM) before they ended. Node's HTTP/2 server closes a connection with INTERNAL_ERROR, and every call on it, once its client has reset 1,000 streams in a burst (33 a second after): a client that cancels its streams instead of reading them to their end is heading there.",
+    registers: [this.registry],
+  });
   readonly runsEnded = new Counter({
     name: "cairn_runs_ended_total",
     help: "Runs that ended, by workflow and final status (completed, failed, cancelled).",

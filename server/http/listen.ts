@@ -22,6 +22,7 @@ import {
   defaultConnectionLimits,
   requireRequestInTime,
   startRequestDeadlines,
+  countClientResets,
   watchSessionIdleness,
 } from "./connection-limits.js";
 
@@ -46,6 +47,8 @@ export interface ListenOptions {
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Header, request and idle deadlines, the connection cap and HTTP/2's stream cap (see connection-limits.ts). */
   limits?: ConnectionLimits;
+  /** An HTTP/2 stream the client reset (RST_STREAM) before it ended; see countClientResets. */
+  onClientReset?: () => void;
 }
 
 export interface Listening {
@@ -94,7 +97,10 @@ export function listen(handler: NodeHandler, options: ListenOptions): Promise<Li
 
   const h2 = createHttp2Server(limits);
   h2.on("request", handler);
-  h2.on("stream", (stream: ServerHttp2Stream) => requireRequestInTime(stream, limits));
+  h2.on("stream", (stream: ServerHttp2Stream) => {
+    requireRequestInTime(stream, limits);
+    if (options.onClientReset) countClientResets(stream, options.onClientReset);
+  });
   h2.on("session", (session: ServerHttp2Session) => {
     sessions.add(session);
     watchSessionIdleness(session, limits);
