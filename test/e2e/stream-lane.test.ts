@@ -137,7 +137,7 @@ describe("WatchRun through the lane and through the adapter", () => {
         else assert.equal(endStream(r).error?.code, "not_found");
       });
 
-      test("bad requests: a run id that is no uuid, no message, two messages, an incomplete envelope, undecodable bytes, a compressed flag without an encoding", async () => {
+      test("bad requests: a run id that is no uuid, no message, two messages, an incomplete envelope, undecodable bytes, a compressed flag without an encoding, and more", async () => {
         const valid = watch(protocol, { runId: finishedRunId }).body as Uint8Array;
         const bodies = [
           (watch(protocol, { runId: "not-a-uuid" }).body as Uint8Array),
@@ -146,11 +146,37 @@ describe("WatchRun through the lane and through the adapter", () => {
           valid.subarray(0, valid.byteLength - 2),
           envelope(new Uint8Array([0xff, 0xff, 0xff])),
           envelope(valid.subarray(5), 0b01),
+          // A length past the read limit, a valid message then a few stray bytes, a message then an empty one; for
+          // Connect, an end-stream flag on a request (gRPC defines only the compressed bit: both ignore it); for JSON,
+          // bytes that are no JSON and a field of the wrong type.
+          (() => {
+            const head = new Uint8Array(5);
+            new DataView(head.buffer).setUint32(1, 0x7fff_ffff);
+            return head;
+          })(),
+          Buffer.concat([valid, new Uint8Array([0, 0, 0])]),
+          Buffer.concat([valid, envelope(new Uint8Array(0))]),
+          ...(protocol === "grpc" ? [] : [envelope(valid.subarray(5), 0b10)]),
+          ...(protocol === "connect+json" ? [envelope(new TextEncoder().encode("{runId:")), envelope(new TextEncoder().encode(JSON.stringify({ runId: 42 })))] : []),
         ];
         for (const body of bodies) {
           const r = await assertSame(open, watch(protocol, {}, { body }));
           if (protocol === "grpc") assert.notEqual(r.trailers?.["grpc-status"], "0");
           else assert.ok(endStream(r).error);
+        }
+      });
+
+      test("a body that arrives in two parts: one message, and 100 ms later a second one or the rest of the first", async () => {
+        const valid = watch(protocol, { runId: finishedRunId }).body as Uint8Array;
+        for (const [body, bytes] of [
+          [Buffer.concat([valid, valid]), valid.byteLength],
+          [Buffer.from(valid), 3],
+          [Buffer.from(valid), valid.byteLength - 1],
+        ] as const) {
+          const r = await assertSame(open, { ...watch(protocol, {}, { body }), pause: { bytes, ms: 100 } });
+          const ok = body.byteLength === valid.byteLength;
+          if (protocol === "grpc") assert.equal(r.trailers?.["grpc-status"] === "0", ok);
+          else assert.equal(endStream(r).error === undefined, ok);
         }
       });
 

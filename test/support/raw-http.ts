@@ -16,6 +16,8 @@ export interface RawRequest {
   chunked?: boolean;
   /** Aborts the request when it fires (the client goes away). */
   signal?: AbortSignal;
+  /** HTTP/2: send the body's first `bytes`, then the rest (and the end) `ms` later. */
+  pause?: { bytes: number; ms: number };
 }
 
 export interface RawResponse {
@@ -87,8 +89,20 @@ function exchange2(baseUrl: string, request: RawRequest): Promise<RawOutcome> {
     stream.on("data", (chunk: Buffer) => chunks.push(chunk));
     stream.on("end", () => done({ status, headers, body: Buffer.concat(chunks), ...(trailers ? { trailers } : {}) }));
     stream.on("error", (error: NodeJS.ErrnoException) => done({ broken: error.code ?? error.message }));
-    for (let offset = 0; offset < body.byteLength; offset += 16 * 1024) stream.write(body.subarray(offset, offset + 16 * 1024));
-    stream.end();
+    const send = (part: Buffer) => {
+      for (let offset = 0; offset < part.byteLength; offset += 16 * 1024) stream.write(part.subarray(offset, offset + 16 * 1024));
+    };
+    if (!request.pause) {
+      send(body);
+      stream.end();
+      return;
+    }
+    send(body.subarray(0, request.pause.bytes));
+    setTimeout(() => {
+      if (stream.closed) return;
+      send(body.subarray(request.pause!.bytes));
+      stream.end();
+    }, request.pause.ms);
   });
 }
 
