@@ -13,6 +13,7 @@ import { toFailureInfo } from "../../core/json.js";
 import { createLogger } from "../../logger.js";
 import { loadWorkflows } from "../../workflows/loader.js";
 import { validateInput, type WorkflowRegistry } from "../../workflows/registry.js";
+import { IdleCollector } from "./idle-collector.js";
 import { Outbox } from "./outbox.js";
 import type { ActivationStart, ToThread, ToThreadBatch, WireOutcome } from "./protocol.js";
 import { RunningSlot } from "./running-slot.js";
@@ -32,6 +33,7 @@ const slot = new RunningSlot(data.slot);
 const running = new Map<number, ThreadHost>();
 /** The thread's own setImmediate, before attributeTimers wraps it. */
 const later = setImmediate;
+const idleCollector = new IdleCollector(setTimeout, clearTimeout);
 
 const pendingImmediates = attributeTimers(slot);
 const outbox = new Outbox(port, () => pendingImmediates() > 0, later);
@@ -79,6 +81,7 @@ async function start(message: ActivationStart): Promise<void> {
   const { id, run } = message;
   const host = new ThreadHost(id, run.runId, outbox, slot, message.limits, message.validUntil);
   running.set(id, host);
+  idleCollector.busy();
   host.enter();
   let outcome: ActivationOutcome;
   try {
@@ -95,6 +98,7 @@ async function start(message: ActivationStart): Promise<void> {
   if (running.get(id) !== host) return;
   running.delete(id);
   host.close();
+  if (running.size === 0) idleCollector.idle();
   outbox.send({ t: "done", id, outcome: wireOutcome(outcome) });
 }
 
@@ -109,6 +113,7 @@ function crash(error: unknown, how: "uncaught exception" | "unhandled rejection"
   if (!host) return; // Its activation already ended: nothing is left to blame, nothing to stop.
   running.delete(id);
   host.close();
+  if (running.size === 0) idleCollector.idle();
   // Its step functions may listen on the signal: they stop too.
   host.abort({ name: "WorkflowCrashedError", message: `workflow code left an ${how}` });
   outbox.send({ t: "crashed", id, failure: toFailureInfo(error), how });

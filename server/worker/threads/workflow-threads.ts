@@ -42,6 +42,8 @@ export interface WorkflowThreadsOptions {
  * the OS put aside): then the statement goes without what that thread would add.
  */
 const defaultGatherCapMs = 2;
+/** How often the watchdog pings a thread that has no activation. */
+const idlePingMs = 5000;
 
 /** The default thread count: one per core, at most four (the main thread needs a core too). */
 export function defaultWorkflowThreads(): number {
@@ -64,6 +66,8 @@ class WorkflowThread {
   dead = false;
   /** When the unanswered ping went out (absent: none pending). */
   pingedAt: number | undefined;
+  /** When the last ping went out. */
+  lastPingAt = 0;
   lastError: unknown;
   /** Messages for the thread, sent together at the end of this turn. */
   readonly outbox: ToThread[] = [];
@@ -313,7 +317,12 @@ export class WorkflowThreads implements ActivationRunner {
     for (const thread of [...this.threads]) {
       if (!thread.ready || thread.dead) continue;
       if (thread.pingedAt === undefined) {
+        // A thread without activations holds no run up: pinged now and then, not every tick (each ping wakes both
+        // threads; with many idle servers' threads that was most of their idle CPU). The next activation it is
+        // given brings it back to every tick.
+        if (thread.activations.size === 0 && now - thread.lastPingAt < idlePingMs) continue;
         thread.pingedAt = now;
+        thread.lastPingAt = now;
         const leases: [number, number][] = [];
         for (const live of thread.activations.values()) {
           const validUntil = live.request.leaseValidUntil?.();
