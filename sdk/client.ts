@@ -37,7 +37,7 @@ import { EntryKind, type Failure, type HistoryEntry, type Run, RunStatus, type W
 import { type Batch, BatchOperation, BatchStatus, type ExplainRunResponse, NearMissReason, type ServerProcess, type WatchRunResponse, WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
 import { CairnError, type RunFailure, RunCancelledError, RunFailedError, WaitTimeoutError } from "./errors.js";
 import { createScheduleClient, type ScheduleClient } from "./schedules.js";
-import { drainStream } from "./stream-drain.js";
+import { settledWithin } from "./stream-drain.js";
 import { type Duration, type JsonObject, type JsonValue, parseDuration, type WorkflowDefinition } from "./workflow.js";
 
 /** What `new Headers(...)` accepts (spelled out so the SDK typechecks with Node's types as well as the DOM's). */
@@ -679,6 +679,8 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
     async *watchRun(runId: string, watchOptions: WatchRunOptions = {}): AsyncIterable<RunUpdate> {
       let afterSequence = watchOptions.afterSequence ?? 0;
       let reconnects = 0;
+      /** The last update handed over was a final status: a failure right after it needs no reconnect. */
+      let ended = false;
       for (;;) {
         try {
           // Its own signal: a caller that stops before the run ended cancels the stream in the finally below (what
@@ -690,24 +692,53 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
           const stream = workflows.watchRun({ runId, afterSequence: BigInt(afterSequence) }, { signal: stop.signal });
           const messages = stream[Symbol.asyncIterator]();
           try {
+            // A read already asked for (after a final status), which the loop takes before asking for another.
+            let pending: Promise<IteratorResult<WatchRunResponse>> | undefined;
             for (;;) {
-              const next = await messages.next();
+              const next = await (pending ?? messages.next());
+              pending = undefined;
               if (next.done) return;
               reconnects = 0;
               const update = watchUpdate(next.value);
               if (!update) continue;
-              if (update.type === "entry") afterSequence = update.entry.sequence;
+              if (update.type === "entry") {
+                afterSequence = update.entry.sequence;
+                // History after the final status (a finished run): a failure from here on reconnects for the rest.
+                ended = false;
+              }
               if (update.type === "run" && finalRunStatuses.has(update.run.status)) {
-                // The server ends the stream right after a final status. Read to that end before handing the status
-                // over: a caller that stops there would otherwise reset the stream, and Node's HTTP/2 server closes a
-                // connection, with every call on it, after 1,000 resets in a burst (its rapid-reset defence).
-                const rest = await drainStream(messages, finalDrainMs);
-                yield update;
-                for (const later of rest) {
-                  const laterUpdate = watchUpdate(later);
-                  if (laterUpdate) yield laterUpdate;
+                // The server ends the stream right after a final status (a finished run's history, if it was asked
+                // for, comes first). Read on to that end before handing the status over: a caller that stops here
+                // would otherwise reset the stream, and Node's HTTP/2 server closes a connection, with every call on
+                // it, after 1,000 resets in a burst. Bounded: at most 2 s and 1,000 messages are held back; past
+                // that, the rest streams as usual.
+                const held: WatchRunResponse[] = [];
+                const until = Date.now() + finalEndMs;
+                let streamEnded = false;
+                while (held.length < finalHeldMessages) {
+                  pending = messages.next();
+                  const ahead = await settledWithin(pending, Math.max(0, until - Date.now())).catch(() => "late" as const);
+                  if (ahead === "late") break;
+                  pending = undefined;
+                  if (ahead.done) {
+                    streamEnded = true;
+                    break;
+                  }
+                  held.push(ahead.value);
                 }
-                return;
+                ended = true;
+                yield update;
+                for (const message of held) {
+                  const later = watchUpdate(message);
+                  if (!later) continue;
+                  if (later.type === "entry") {
+                    afterSequence = later.entry.sequence;
+                    ended = false;
+                  }
+                  yield later;
+                }
+                if (streamEnded) return;
+                continue;
               }
               yield update;
             }
@@ -716,6 +747,7 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
             stop.abort();
           }
         } catch (error) {
+          if (ended) return;
           const cairnError = CairnError.from(error);
           const transient = [Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted].includes(cairnError.code);
           if (watchOptions.signal?.aborted || !transient || reconnects >= (watchOptions.maxReconnects ?? 5)) throw cairnError;
@@ -1173,8 +1205,9 @@ function optionalDate<K extends string>(key: K, ts: Timestamp | undefined): { [P
   return (value ? { [key]: value } : {}) as { [P in K]?: Date };
 }
 
-/** How long watchRun reads on after a final status for the stream's end (the server sends it at once). */
-const finalDrainMs = 2_000;
+/** How long, and for how many messages, watchRun reads on after a final status for the stream's end. */
+const finalEndMs = 2_000;
+const finalHeldMessages = 1_000;
 const finalRunStatuses = new Set<RunStatusName>(["completed", "failed", "cancelled"]);
 
 function watchUpdate(message: WatchRunResponse): RunUpdate | undefined {

@@ -6,7 +6,8 @@
 //   resets nothing: 1,100 such watches on one connection leave the counter where it was, and a long poll opened
 //   on that connection before them is still open after them (a closed connection would have failed it);
 // - against a peer that holds the end back, watchRun hands the final status over once the end came (no reset),
-//   and cancels only when no end came within 2 s.
+//   and cancels only when no end came within 2 s; a final status followed by a finished run's history is read to
+//   the end as well.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, test } from "vitest";
@@ -14,7 +15,7 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { create, fromJson, toBinary } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
+import { EntryKind, RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
 import { WatchRunRequestSchema, WatchRunResponseSchema } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import { type CairnClient, createCairnClient } from "../../sdk/index.js";
 import type { CairnServer } from "../../server/app.js";
@@ -129,11 +130,13 @@ describe("streams reset by the client", () => {
     assert.match(longPollSettled ?? "", /cancel/i);
   }, 240_000);
 
-  test("the SDK reads on to the end even when it comes after the final status, and stops reading after 2 s", async () => {
+  test("the SDK reads on to the end even when it comes after the final status or after history, and waits for it at most 2 s", async () => {
     // A server of our own making, to hold the end back: WatchRun answers a completed run, then ends the stream
     // `endAfterMs` later. It reports how each stream closed.
     const final = toBinary(WatchRunResponseSchema, create(WatchRunResponseSchema, { update: { case: "run", value: { runId: "r1", workflowName: "w", status: RunStatus.COMPLETED } } }));
+    const entry = toBinary(WatchRunResponseSchema, create(WatchRunResponseSchema, { update: { case: "entry", value: { sequence: 1n, kind: EntryKind.RUN_COMPLETED } } }));
     let endAfterMs = 50;
+    let history = 0;
     const closes: number[] = [];
     const peer = http2.createServer();
     const sessions = new Set<http2.ServerHttp2Session>();
@@ -143,6 +146,7 @@ describe("streams reset by the client", () => {
       stream.once("close", () => closes.push(stream.rstCode));
       stream.respond({ ":status": 200, "content-type": "application/connect+proto" });
       stream.write(envelope(final));
+      for (let i = 0; i < history; i++) stream.write(envelope(entry));
       const timer = setTimeout(() => stream.end(envelope(new TextEncoder().encode("{}"), 0b10)), endAfterMs);
       stream.once("close", () => clearTimeout(timer));
     });
@@ -157,9 +161,24 @@ describe("streams reset by the client", () => {
       const slow = Date.now();
       assert.equal(await watchToFinal(sdk, "r1"), "completed");
       assert.ok(Date.now() - slow < 5_000);
+      // A finished run's history comes after its final status, then the end: read to the end too, nothing reset.
+      history = 1;
+      endAfterMs = 50;
+      const seen: string[] = [];
+      for await (const update of sdk.watchRun("r1")) {
+        seen.push(update.type);
+        if (update.type === "run") break;
+      }
+      assert.deepEqual(seen, ["run"]);
+      // More history than the SDK holds back (1,000 messages): it hands over at once and streams the rest.
+      history = 1_500;
+      endAfterMs = 60_000;
+      const longStarted = Date.now();
+      for await (const update of sdk.watchRun("r1")) if (update.type === "run") break;
+      assert.ok(Date.now() - longStarted < 1_500, "past 1,000 held messages the status is not held for the end");
       const deadline = Date.now() + 5_000;
-      while (closes.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-      assert.deepEqual(closes, [http2.constants.NGHTTP2_NO_ERROR, http2.constants.NGHTTP2_CANCEL]);
+      while (closes.length < 4 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(closes, [http2.constants.NGHTTP2_NO_ERROR, http2.constants.NGHTTP2_CANCEL, http2.constants.NGHTTP2_NO_ERROR, http2.constants.NGHTTP2_CANCEL]);
     } finally {
       for (const session of sessions) session.destroy();
       await new Promise((resolve) => peer.close(resolve));
