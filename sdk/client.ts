@@ -37,7 +37,7 @@ import { EntryKind, type Failure, type HistoryEntry, type Run, RunStatus, type W
 import { type Batch, BatchOperation, BatchStatus, type ExplainRunResponse, NearMissReason, type ServerProcess, type WatchRunResponse, WorkflowService } from "./gen/cairn/v1/workflow_pb.js";
 import { CairnError, type RunFailure, RunCancelledError, RunFailedError, WaitTimeoutError } from "./errors.js";
 import { createScheduleClient, type ScheduleClient } from "./schedules.js";
-import { settledWithin } from "./stream-drain.js";
+import { readOnToEnd } from "./stream-drain.js";
 import { type Duration, type JsonObject, type JsonValue, parseDuration, type WorkflowDefinition } from "./workflow.js";
 
 /** What `new Headers(...)` accepts (spelled out so the SDK typechecks with Node's types as well as the DOM's). */
@@ -707,28 +707,16 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
                 ended = false;
               }
               if (update.type === "run" && finalRunStatuses.has(update.run.status)) {
-                // The server ends the stream right after a final status (a finished run's history, if it was asked
-                // for, comes first). Read on to that end before handing the status over: a caller that stops here
+                // The server ends the stream right after a final status, or after the history that follows a finished
+                // run's status. Read on to that end before handing the status over: a caller that stops here
                 // would otherwise reset the stream, and Node's HTTP/2 server closes a connection, with every call on
                 // it, after 1,000 resets in a burst. Bounded: at most 2 s and 1,000 messages are held back; past
                 // that, the rest streams as usual.
-                const held: WatchRunResponse[] = [];
-                const until = Date.now() + finalEndMs;
-                let streamEnded = false;
-                while (held.length < finalHeldMessages) {
-                  pending = messages.next();
-                  const ahead = await settledWithin(pending, Math.max(0, until - Date.now())).catch(() => "late" as const);
-                  if (ahead === "late") break;
-                  pending = undefined;
-                  if (ahead.done) {
-                    streamEnded = true;
-                    break;
-                  }
-                  held.push(ahead.value);
-                }
+                const rest = await readOnToEnd(messages, finalEndMs, finalHeldMessages);
+                pending = rest.pending;
                 ended = true;
                 yield update;
-                for (const message of held) {
+                for (const message of rest.held) {
                   const later = watchUpdate(message);
                   if (!later) continue;
                   if (later.type === "entry") {
@@ -737,7 +725,7 @@ export function createCairnClient(options: CairnClientOptions): CairnClient {
                   }
                   yield later;
                 }
-                if (streamEnded) return;
+                if (rest.ended) return;
                 continue;
               }
               yield update;

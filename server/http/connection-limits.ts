@@ -14,6 +14,7 @@
  */
 import http from "node:http";
 import http2, { type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
+import { resetByServer } from "./client-resets.js";
 
 export interface ConnectionLimits {
   headersTimeoutMs: number;
@@ -49,22 +50,6 @@ export function createHttp2Server(limits: ConnectionLimits): http2.Http2Server {
   return http2.createServer({ settings: { maxConcurrentStreams: limits.maxConcurrentStreams } });
 }
 
-/**
- * Calls `onReset` when the client resets the stream (RST_STREAM) before its end. Node's HTTP/2 server closes a
- * connection with INTERNAL_ERROR once its client has reset 1,000 streams in a burst, 33 a second after (nghttp2's
- * rapid-reset defence, CVE-2023-44487, not adjustable on Node 20), so operators should see a client heading there.
- * A stream that closes because its whole connection went is not a reset.
- */
-export function countClientResets(stream: ServerHttp2Stream, onReset: () => void): void {
-  // Node lets go of the stream's session before "close"; whether the connection is still there is asked of it.
-  const session = stream.session;
-  stream.once("close", () => {
-    if (stream.rstCode === http2.constants.NGHTTP2_NO_ERROR || resetHere.has(stream)) return;
-    if (!session || session.destroyed || session.closed) return;
-    onReset();
-  });
-}
-
 /** The first-stream deadline and the idle timeout of one HTTP/2 session. */
 export function watchSessionIdleness(session: ServerHttp2Session, limits: ConnectionLimits): void {
   let open = 0;
@@ -90,16 +75,12 @@ export function watchSessionIdleness(session: ServerHttp2Session, limits: Connec
   session.once("close", () => clearTimeout(timer));
 }
 
-/** Streams this server reset itself (a request too slow), which countClientResets must not count. */
-const resetHere = new WeakSet<ServerHttp2Stream>();
-
 /** The whole request of one HTTP/2 stream must arrive in time; the response may take as long as it takes. */
 export function requireRequestInTime(stream: ServerHttp2Stream, limits: ConnectionLimits): void {
   if (stream.readableEnded || stream.endAfterHeaders) return;
   const timer = setTimeout(() => {
     if (stream.destroyed) return;
-    resetHere.add(stream);
-    stream.close(http2.constants.NGHTTP2_CANCEL);
+    resetByServer(stream, http2.constants.NGHTTP2_CANCEL);
   }, limits.requestTimeoutMs);
   timer.unref();
   // Both listeners go with the timer: a server stream (WatchRun) stays open for hours after its request ended.

@@ -22,9 +22,9 @@ import {
   defaultConnectionLimits,
   requireRequestInTime,
   startRequestDeadlines,
-  countClientResets,
   watchSessionIdleness,
 } from "./connection-limits.js";
+import { countClientResets } from "./client-resets.js";
 
 /** What `connectNodeAdapter({ routes })` returns. */
 export type NodeHandler = (
@@ -47,7 +47,7 @@ export interface ListenOptions {
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Header, request and idle deadlines, the connection cap and HTTP/2's stream cap (see connection-limits.ts). */
   limits?: ConnectionLimits;
-  /** An HTTP/2 stream the client reset (RST_STREAM) before it ended; see countClientResets. */
+  /** An HTTP/2 stream the client reset (RST_STREAM) before it ended (client-resets.ts). */
   onClientReset?: () => void;
 }
 
