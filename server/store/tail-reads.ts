@@ -4,7 +4,7 @@
  * batch cancel), their WatchRun readers cost two statements per batch, not three per run per change, so watching
  * does not crowd the pool that claims and timers need.
  */
-import { and, asc, eq, gt, inArray, or, sql } from "drizzle-orm";
+import { asc, inArray, sql } from "drizzle-orm";
 import type { JournalEntry } from "../core/journal.js";
 import type { Db } from "./database.js";
 import { columnsWithPresence, toJournalEntry } from "./journal.js";
@@ -47,7 +47,12 @@ export async function readTails(db: Db, wanted: readonly TailWanted[]): Promise<
       bytes: sql<number>`coalesce(octet_length(${journalEntries.result}::text), 0) + coalesce(octet_length(${journalEntries.error}::text), 0)`,
     })
     .from(journalEntries)
-    .where(or(...wanted.map((w) => and(eq(journalEntries.namespace, w.namespace), eq(journalEntries.runId, w.runId), gt(journalEntries.sequence, w.afterSequence)))))
+    // The wanted runs as one array-valued relation, not an OR of one range per run: the plan is the same index probe
+    // per run, but an OR of 200 ranges cost PostgreSQL about 10 ms to plan, as much as running it.
+    .innerJoin(
+      sql`unnest(${sql.param(wanted.map((w) => w.runId))}::uuid[], ${sql.param(wanted.map((w) => w.namespace))}::text[], ${sql.param(wanted.map((w) => w.afterSequence))}::int[]) as wanted(run_id, namespace, after_sequence)`,
+      sql`${journalEntries.runId} = wanted.run_id and ${journalEntries.namespace} = wanted.namespace and ${journalEntries.sequence} > wanted.after_sequence`,
+    )
     .orderBy(asc(journalEntries.runId), asc(journalEntries.sequence))
     .limit(limit);
   // Over the overall limit, no run's share is known to be whole.

@@ -20,6 +20,14 @@ test("PGlite store: a run completes, and survives a restart with its history", a
   const { run } = await first.client.createRun({ workflowName: "order_fulfillment", input: valueFromJson(input), eagerStart: true });
   const finished = await waitForEnd(first.client, run?.runId ?? "");
   assert.equal(finished.status, RunStatus.COMPLETED);
+  // WatchRun reads its run's entries through the batched tail reads, on PGlite too: the final status and the whole history.
+  const watched = [];
+  for await (const update of first.client.watchRun({ runId: finished.runId })) watched.push(update);
+  assert.deepEqual(
+    watched.flatMap((u) => (u.update.case === "entry" ? [Number(u.update.value.sequence)] : [])),
+    [1, 2, 3, 4],
+  );
+  assert.deepEqual(watched.flatMap((u) => (u.update.case === "run" ? [u.update.value.status] : [])), [RunStatus.COMPLETED]);
   // Accepted just before shutdown (whether or not this process got to run it): the next process must finish it.
   const { run: queued } = await first.client.createRun({ workflowName: "document_ingest", input: valueFromJson({ url: "https://example.com" }) });
   await first.server.close();
