@@ -4,15 +4,22 @@
  * same window with no stream open), and how fast a change reaches every one of them.
  *
  *   npx tsx --conditions=@cairnjs/source bench/watch-crowd.ts [--streams 10000] [--per-connection 500] [--idle-seconds 10]
- *     [--runs N] [--cancellers 100]
+ *     [--runs N] [--change batch|cancel] [--cancellers 100]
  *
  * One server process on a throwaway database, started as `npm run bench` starts it. N runs of bench_watched park
  * on their own gate event; N streams (one per run, `--per-connection` streams on each of the SDK's HTTP/2
- * connections) count as open when their first message (the run snapshot) arrived. Then every run is cancelled
- * (CancelRun, `--cancellers` calls in flight, 100 by default, on its own connection), and each stream's delivery
- * delay is the arrival of the CANCELLED status minus the moment its CancelRun was sent: the change's commit, its
- * notice and the stream. The stream's own share is shown too: the arrival minus the moment the call was answered
- * (its change committed), 0 when the stream had it first.
+ * connections) count as open when their first message (the run snapshot) arrived. Then every run is cancelled,
+ * and each stream's delivery delay is the arrival of the CANCELLED status minus the run's `updated_at` in that very
+ * message: the start of the transaction that cancelled it (so its commit, the notice and the stream; never less
+ * than the true delay). How the runs are cancelled (`--change`):
+ *   - `batch` (the default): one StartBatch cancels them all, `--chunk-size` runs per transaction
+ *     (CAIRN_BATCH_CHUNK_SIZE, 200 as the server's default), as an operator's bulk action would: a change to every run
+ *     at once. Each run's commit is bracketed: its updated_at (the transaction's start) is before it, and the first
+ *     GetBatch (polled back to back) that shows its chunk done is after it; both delays are shown.
+ *   - `cancel`: a CancelRun per run, `--cancellers` calls in flight (100 by default) on their own connection. Each
+ *     is a transaction of its own, and these queue behind each other (each notifying commit holds a cluster-wide lock
+ *     through its WAL flush): the delay from the call's start, reported too, is mostly that queue. The arrival minus
+ *     the call's answer is shown as well (0 when the stream had it first).
  *
  * Memory is the server's own `process.memoryUsage()` after two forced GCs (bench/server-probe.ts), with and without
  * the streams: heapUsed (JS objects) and RSS (everything the process holds: the JS heap, nghttp2's per-stream state
@@ -27,6 +34,7 @@ import pg from "pg";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
+import { BatchOperation, BatchStatus } from "../sdk/gen/cairn/v1/workflow_pb.js";
 import { Admin, findServer, urlForDatabase } from "./database.js";
 import { sdkClient } from "./client.js";
 import { ServerProcess } from "./server.js";
@@ -40,8 +48,12 @@ const { values } = parseArgs({
     "idle-seconds": { type: "string", default: "10" },
     /** Fewer runs than streams: the streams share runs (and so each process's reader of a run). */
     runs: { type: "string" },
-    /** CancelRun calls in flight: their commits queue (each notifying commit holds a cluster-wide lock through its WAL flush). */
+    /** How every run is changed: one StartBatch (`batch`) or a CancelRun per run (`cancel`). */
+    change: { type: "string", default: "batch" },
+    /** With `--change cancel`, CancelRun calls in flight: their commits queue (each notifying commit holds a cluster-wide lock through its WAL flush). */
     cancellers: { type: "string", default: "100" },
+    /** With `--change batch`: CAIRN_BATCH_CHUNK_SIZE, runs per transaction (the server's default is 200). */
+    "chunk-size": { type: "string", default: "200" },
   },
 });
 const streams = Number(values.streams);
@@ -49,6 +61,9 @@ const perConnection = Number(values["per-connection"]);
 const idleSeconds = Number(values["idle-seconds"]);
 const runCount = Number(values.runs ?? streams);
 const cancellers = Number(values.cancellers);
+const change = values.change;
+const chunkSize = Number(values["chunk-size"]);
+if (change !== "batch" && change !== "cancel") throw new Error(`--change must be batch or cancel, not ${change}`);
 
 const log = (message: string) => console.log(`[watch-crowd ${new Date().toISOString().slice(11, 19)}] ${message}`);
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
@@ -102,7 +117,7 @@ async function main(): Promise<void> {
   const admin = await Admin.connect(server0.adminUrl);
   const database = await admin.createDatabase();
   const databaseUrl = urlForDatabase(server0.adminUrl, database);
-  const server = await ServerProcess.start("S1", { databaseUrl, poolSize: 20, maxConcurrentRuns: 200, logLevel: "warn" }, log);
+  const server = await ServerProcess.start("S1", { databaseUrl, poolSize: 20, maxConcurrentRuns: 200, logLevel: "warn", env: { CAIRN_BATCH_CHUNK_SIZE: String(chunkSize) } }, log);
   const controller = new AbortController();
   setMaxListeners(streams + 100, controller.signal);
   try {
@@ -135,7 +150,12 @@ async function main(): Promise<void> {
     log(`opening ${streams} WatchRun streams over ${clients.length} HTTP/2 connections`);
     const opened: Promise<void>[] = [];
     const delays: number[] = [];
+    /** Each stream's arrival minus the cancelling transaction's start (the run's updated_at in the message). */
+    const fromCommit: number[] = [];
     const sentAt = new Map<string, number>();
+    let batchSentAt: number | undefined;
+    /** With `--change batch`: when the run's chunk was first seen committed. */
+    const commitSeenAt = new Map<string, number>();
     /** When each run's CancelRun was answered (its change committed): the stream's share of the delay starts there. */
     const answeredAt = new Map<string, number>();
     const arrivals: [runId: string, at: number][] = [];
@@ -150,9 +170,12 @@ async function main(): Promise<void> {
           for await (const update of client.raw.workflows.watchRun({ runId }, { signal: controller.signal })) {
             open();
             if (update.update.case === "run" && update.update.value.status === RunStatus.CANCELLED) {
-              const sent = sentAt.get(runId);
-              if (sent !== undefined) delays.push(Date.now() - sent);
-              arrivals.push([runId, Date.now()]);
+              const now = Date.now();
+              const sent = sentAt.get(runId) ?? batchSentAt;
+              if (sent !== undefined) delays.push(now - sent);
+              const committed = update.update.value.updatedAt;
+              if (committed) fromCommit.push(now - (Number(committed.seconds) * 1000 + Math.floor(committed.nanos / 1e6)));
+              arrivals.push([runId, now]);
               return;
             }
           }
@@ -172,30 +195,57 @@ async function main(): Promise<void> {
     const crowdMemory = (await server.probe(true)).memory;
     const idleWith = await commitsPerSecond(databaseUrl, idleSeconds);
 
-    log(`cancelling every run, ${cancellers} CancelRun calls at a time`);
     const cancelStarted = Date.now();
     const canceller = sdkClient(server.url, "2");
     const cancelLatency: number[] = [];
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: cancellers }, async () => {
-        while (next < runIds.length) {
-          const i = next++;
-          const runId = runIds[i]!;
-          sentAt.set(runId, Date.now());
-          await canceller.raw.workflows.cancelRun({ runId, reason: "watch crowd" });
-          const answered = Date.now();
-          cancelLatency.push(answered - sentAt.get(runId)!);
-          answeredAt.set(runId, answered);
-        }
-      }),
-    );
+    if (change === "batch") {
+      log(`cancelling every run with one StartBatch`);
+      batchSentAt = Date.now();
+      const started = await canceller.raw.workflows.startBatch({
+        filter: { workflowName: WATCHED_WORKFLOW, statuses: [RunStatus.WAITING] },
+        operation: BatchOperation.CANCEL,
+        reason: "watch crowd",
+      });
+      cancelLatency.push(Date.now() - batchSentAt);
+      log(`batch ${started.batch?.batchId} selected ${started.matchedCount} runs`);
+      // When each chunk's commit became visible: GetBatch polled back to back (a chunk takes the pending runs in run
+      // id order, `chunkSize` at a time, so a run's chunk is its rank among the ids). The commit came before it was
+      // seen, so the arrival minus this is at most the true delay, where the updated_at figure is at least it.
+      const selected = Number(started.matchedCount);
+      const chunkSeenAt: number[] = [];
+      while (chunkSeenAt.length < Math.ceil(selected / chunkSize)) {
+        const { batch } = await canceller.raw.workflows.getBatch({ batchId: started.batch?.batchId ?? "" });
+        const seen = Date.now();
+        const processed = Number(batch?.processedCount ?? 0);
+        while (chunkSeenAt.length < Math.ceil(processed / chunkSize)) chunkSeenAt.push(seen);
+        if (batch?.status === BatchStatus.FAILED) throw new Error(`batch ended ${BatchStatus[batch?.status ?? 0]} at ${processed} of ${selected}`);
+      }
+      [...runIds].sort().forEach((runId, rank) => commitSeenAt.set(runId, chunkSeenAt[Math.floor(rank / chunkSize)]!));
+    } else {
+      log(`cancelling every run, ${cancellers} CancelRun calls at a time`);
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: cancellers }, async () => {
+          while (next < runIds.length) {
+            const i = next++;
+            const runId = runIds[i]!;
+            sentAt.set(runId, Date.now());
+            await canceller.raw.workflows.cancelRun({ runId, reason: "watch crowd" });
+            const answered = Date.now();
+            cancelLatency.push(answered - sentAt.get(runId)!);
+            answeredAt.set(runId, answered);
+          }
+        }),
+      );
+    }
     // Unreferenced: the bench exits as soon as it is done, not when this bound passes.
     await Promise.race([Promise.all(finished), sleep(300_000, undefined, { ref: false })]);
     const cancelSeconds = (Date.now() - cancelStarted) / 1000;
     delays.sort((a, b) => a - b);
+    fromCommit.sort((a, b) => a - b);
     cancelLatency.sort((a, b) => a - b);
     // A stream may have its message before the call's answer arrives: 0 then.
+    const afterSeen = arrivals.filter(([runId]) => commitSeenAt.has(runId)).map(([runId, at]) => at - commitSeenAt.get(runId)!).sort((a, b) => a - b);
     const afterAnswer = arrivals.map(([runId, at]) => Math.max(0, at - (answeredAt.get(runId) ?? at))).sort((a, b) => a - b);
 
     console.log("");
@@ -207,8 +257,15 @@ async function main(): Promise<void> {
     console.log(`  server memory after GC     ${mb(baseMemory.rss)} RSS / ${mb(baseMemory.heapUsed)} heap without streams; ${mb(crowdMemory.rss)} / ${mb(crowdMemory.heapUsed)} with them: +${mb(addedRss)} RSS (goal ≤ 100 MB), +${mb(addedHeap)} heap, +${mb(addedExternal)} external`);
     console.log(`  per stream                 ${kb(addedRss)} RSS, ${kb(addedHeap)} heap, ${kb(addedExternal)} external`);
     console.log(`  database while idle        ${idleWithout.toFixed(1)} transactions/s without streams, ${idleWith.toFixed(1)} with ${streams} (goal: independent of their number)`);
-    console.log(`  a change to every run      CancelRun of each, ${cancellers} in flight (${cancelSeconds.toFixed(1)} s for all; the call p50 ${percentile(cancelLatency, 50)} ms, p99 ${percentile(cancelLatency, 99)} ms); delivered to ${delays.length} of ${streams} streams, from the call to the stream p50 ${percentile(delays, 50)} ms, p99 ${percentile(delays, 99)} ms, max ${delays.at(-1)} ms (goal p99 ≤ 100 ms)`);
-    console.log(`  after the call answered    p50 ${percentile(afterAnswer, 50)} ms, p99 ${percentile(afterAnswer, 99)} ms, max ${afterAnswer.at(-1)} ms (the stream's share: notice or local change, tail read, write; 0 when the stream was first)`);
+    const how =
+      change === "batch"
+        ? `one StartBatch cancelling all ${runCount} (answered in ${cancelLatency[0]} ms; ${cancelSeconds.toFixed(1)} s until every stream had its change)`
+        : `CancelRun of each, ${cancellers} in flight (${cancelSeconds.toFixed(1)} s for all; the call p50 ${percentile(cancelLatency, 50)} ms, p99 ${percentile(cancelLatency, 99)} ms)`;
+    console.log(`  a change to every run      ${how}; delivered to ${fromCommit.length} of ${streams} streams`);
+    console.log(`  from its commit            p50 ${percentile(fromCommit, 50)} ms, p99 ${percentile(fromCommit, 99)} ms, max ${fromCommit.at(-1)} ms (goal p99 ≤ 100 ms; from the start of the run's cancelling transaction, its updated_at, to the stream)`);
+    console.log(`  from the request           p50 ${percentile(delays, 50)} ms, p99 ${percentile(delays, 99)} ms, max ${delays.at(-1)} ms (${change === "batch" ? "StartBatch sent" : "its CancelRun sent"}; includes ${change === "batch" ? "the batch's earlier chunks" : "the queue of CancelRun commits"})`);
+    if (change === "batch") console.log(`  from its chunk seen        p50 ${percentile(afterSeen, 50)} ms, p99 ${percentile(afterSeen, 99)} ms, max ${afterSeen.at(-1)} ms (from the first GetBatch that showed the run's chunk committed; negative when the stream was first)`);
+    if (change === "cancel") console.log(`  after the call answered    p50 ${percentile(afterAnswer, 50)} ms, p99 ${percentile(afterAnswer, 99)} ms, max ${afterAnswer.at(-1)} ms (0 when the stream was first)`);
     console.log(`  failed streams             ${failed}`);
   } finally {
     controller.abort();
