@@ -5,7 +5,7 @@
  * "Already in the wanted state" is `skipped`, a refusal is `failed` with the run's message.
  */
 import type { ApplyToRun, BatchApply, ItemResult } from "../store/batches/chunk.js";
-import { cancelIdleRuns, cancellableChildren, cancelRun as cancelStored, type IdleRunCancelled } from "../store/runs/cancel.js";
+import { cancelIdleRuns, cancellableChildren, cancelRun as cancelStored } from "../store/runs/cancel.js";
 import { pauseRun as pauseStored, resumeRun as resumeStored } from "../store/runs/pause.js";
 import { retryRun as retryStored } from "../store/runs/retry.js";
 import type { Db } from "../store/database.js";
@@ -36,12 +36,11 @@ const cancel: Operation = (deps, batch) => async (tx, runId) => {
   return { outcome: "done", afterCommit: async () => void (await Promise.all(notices.map((notice) => notice()))) };
 };
 
-/** `change`: the run's row after the cancel and the entry it wrote, when known (watchers here then read nothing). */
-function noticeOfCancel(deps: Effects, outcome: "cancelled" | "requested", runId: string, workflow: string, change?: IdleRunCancelled): () => Promise<void> {
+function noticeOfCancel(deps: Effects, outcome: "cancelled" | "requested", runId: string, workflow: string): () => Promise<void> {
   return async () => {
     if (outcome === "requested") return deps.worker.announceCancel(runId).catch(() => undefined);
     deps.metrics?.runsEnded.inc({ workflow, status: "cancelled" });
-    deps.feed.publishLocal(runId, change?.run, change && [change.entry]);
+    deps.feed.publishLocal(runId);
   };
 }
 
@@ -100,7 +99,7 @@ const retry: Operation = (deps, batch) => async (tx, runId) => {
 const cancelMany = (deps: Effects, batch: Batch) => async (tx: Db, runIds: readonly string[]) => {
   const cancelled = await cancelIdleRuns(tx, batch.namespace, runIds, reasonOf(batch, "cancelled"));
   return new Map<string, ItemResult>(
-    cancelled.map((change) => [change.run.id, { outcome: "done", afterCommit: noticeOfCancel(deps, "cancelled", change.run.id, change.run.workflowName, change) }]),
+    cancelled.map((run) => [run.id, { outcome: "done", afterCommit: noticeOfCancel(deps, "cancelled", run.id, run.workflowName) }]),
   );
 };
 

@@ -27,7 +27,6 @@
  * elsewhere, keeps it while it has waiters there and a minute after, and a
  * dead process's rows expire. A run awaited where it executes needs none.
  */
-import type { JournalEntry } from "../core/journal.js";
 import type { Metrics } from "../metrics.js";
 import type { Database, Db } from "../store/database.js";
 import { queryRows } from "../store/database.js";
@@ -39,11 +38,8 @@ const channel = "cairn_runs";
 
 /** What a waiter is told about a run. */
 export type RunChange =
-  /**
-   * This process changed the run; `row` is its new state when the change came with it, and `entries` the journal
-   * entries it committed with that change, when it knows them all (a watcher then has the change without a read).
-   */
-  | { source: "local"; row?: RunRow | undefined; entries?: readonly JournalEntry[] | undefined }
+  /** This process changed the run; `row` is its new state when the change came with it. */
+  | { source: "local"; row?: RunRow | undefined }
   /** The store's notice: the run's status changed (or it was created), or a journal entry was appended. */
   | { source: "notice"; kind: "status" | "entry" }
   /** The safety net's snapshot (status undefined: the run is gone); compare with what you know before reading. */
@@ -194,8 +190,8 @@ export class RunFeed {
   }
 
   /** A run changed in this process (it ended or parked): tell its waiters without a round trip. */
-  publishLocal(runId: string, row?: RunRow, entries?: readonly JournalEntry[]): void {
-    this.tell(runId, { source: "local", row, entries });
+  publishLocal(runId: string, row?: RunRow): void {
+    this.tell(runId, { source: "local", row });
   }
 
   /** Parses one notice: "<s|e> ns:id,ns:id,..." (status change or journal entry). */

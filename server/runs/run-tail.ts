@@ -3,8 +3,7 @@
  * follow a run, a change (from the process's run feed: a local change, the
  * store's notice, or a safety-net snapshot showing something new) costs one
  * run read and one journal read here, shared in a batch with the other
- * tails that changed at the same time (tail-reader.ts), or none when this
- * process made the change and published it whole (`take`); nothing happens between changes;
+ * tails that changed at the same time (tail-reader.ts); nothing happens between changes;
  * the streams take what they need from a bounded in-memory window of recent
  * entries, and a stream that fell behind the window catches up from the
  * store on its own, so slow watchers never hold up fast ones or the engine.
@@ -58,26 +57,6 @@ export class RunTail {
   listen(signal: ChangeSignal): () => void {
     this.signals.add(signal);
     return () => this.signals.delete(signal);
-  }
-
-  /**
-   * A change this process made and knows whole (the run's row as committed, and the entries committed with it, which
-   * follow the window's last one on): taken without a read, and every stream told. Refused (false: read as for any
-   * other change) while a read is in flight, whose older answer could land after it, while a gap is being waited out,
-   * or when the entries do not follow on exactly (this tail missed one, or a read already brought them).
-   */
-  take(run: RunRow, entries: readonly JournalEntry[]): boolean {
-    if (this.refreshing || this.gapSince !== undefined || this.run === undefined) return false;
-    if (!entries.every((entry, i) => entry.sequence === this.lastSequence + 1 + i)) return false;
-    for (const entry of entries) {
-      this.lastSequence = entry.sequence;
-      this.window.push(entry);
-      this.windowBytesNow += entryBytes(entry as { result?: unknown; error?: unknown });
-    }
-    this.trim();
-    this.run = run;
-    for (const signal of this.signals) signal.notify();
-    return true;
   }
 
   /** Reads what changed (coalescing overlapping calls) and tells every stream. */
@@ -180,8 +159,6 @@ export class RunTails {
       const tail = new RunTail(this.db, namespace, runId, () => this.metrics?.waiterReads.inc({ waiter: "watch_run" }), this.reader);
       // Subscribed before the first read (in memory, no I/O): a change committed after that read is heard of.
       const unsubscribe = this.feed.subscribe(runId, (_id, change) => {
-        // This process's own change, known whole (a batch's cancel): no read.
-        if (change.source === "local" && change.row && change.entries && tail.take(change.row, change.entries)) return;
         // A failed read is retried by the next change or the safety net (its snapshot still shows what the tail lacks).
         if (tail.wants(change)) tail.refresh().catch(() => undefined);
       });

@@ -2,10 +2,7 @@ import { and, eq, inArray, or, sql } from "drizzle-orm";
 import { cancelTurnsOf } from "../agents.js";
 import { lockChildKey } from "../events.js";
 import { type Db, queryRows } from "../database.js";
-import type { JournalEntry } from "../../core/journal.js";
-import { toJournalEntry } from "../journal.js";
-import { type JournalRow, type RunRow, runs, terminalStatuses, waits } from "../schema.js";
-import { type JsonRun, runRowFromJson } from "./rows.js";
+import { type RunRow, runs, terminalStatuses, waits } from "../schema.js";
 import { wakeParent } from "./finish.js";
 import { appendRunEntry, lockRun } from "./run-entry.js";
 
@@ -75,15 +72,14 @@ export async function cancelRun(db: Db, namespace: string, runId: string, reason
  * queued, waiting or paused, not a child (no parent to wake), without children that end with them and without
  * open agent turns — exactly as `cancelRun` would (the same row values and `run_cancelled` entry). Runs are locked
  * first, in id order; the change then reads children and turns in a snapshot taken after the locks, when none of
- * these runs can start a child. Returns the runs it cancelled, each as its row now is and with the entry it wrote
- * (what a reader would see after the commit: watchers here need not read them); the caller takes the others one by one.
+ * these runs can start a child. Returns the runs it cancelled; the caller takes the others one by one.
  */
-export async function cancelIdleRuns(db: Db, namespace: string, runIds: readonly string[], reason: string): Promise<IdleRunCancelled[]> {
+export async function cancelIdleRuns(db: Db, namespace: string, runIds: readonly string[], reason: string): Promise<{ id: string; workflowName: string }[]> {
   if (runIds.length === 0) return [];
   const ids = sql.param([...runIds]);
   await queryRows(db, sql`select id from runs where id = any(${ids}::uuid[]) and namespace = ${namespace} order by id for update`);
   const error = JSON.stringify({ name: "CancelledError", message: reason });
-  const rows = await queryRows<{ run: JsonRun; sequence: number; created_at: Date }>(
+  const rows = await queryRows<{ id: string; workflow_name: string }>(
     db,
     sql`with idle as (
           select r.id, r.namespace from runs r
@@ -94,53 +90,15 @@ export async function cancelIdleRuns(db: Db, namespace: string, runIds: readonly
         entries as (
           insert into journal_entries (run_id, sequence, namespace, kind, name, error, attempt)
           select i.id, coalesce((select max(j.sequence) from journal_entries j where j.run_id = i.id), 0) + 1, i.namespace, 'run_cancelled', '', ${error}::jsonb, 1
-          from idle i
-          returning run_id, sequence, created_at),
+          from idle i),
         cleared as (delete from waits w using idle i where w.run_id = i.id)
         update runs r set status = 'cancelled', error = ${error}::jsonb, cancel_reason = ${reason}, cancel_requested_at = now(),
           waiting_on = null, available_at = null, lease_owner = null, lease_expires_at = null, completed_at = now(), updated_at = now()
-        from idle i join entries e on e.run_id = i.id where r.id = i.id
-        returning to_jsonb(r.*) as run, e.sequence, e.created_at`,
+        from idle i where r.id = i.id
+        returning r.id, r.workflow_name`,
   );
-  return rows.map((row) => {
-    const run = runRowFromJson(row.run);
-    const entry = toJournalEntry({
-      ...noJournalColumns,
-      runId: run.id,
-      namespace: run.namespace,
-      sequence: Number(row.sequence),
-      kind: "run_cancelled",
-      error: { name: "CancelledError", message: reason },
-      createdAt: new Date(row.created_at),
-    });
-    return { run, entry };
-  });
+  return rows.map((r) => ({ id: r.id, workflowName: r.workflow_name }));
 }
-
-export interface IdleRunCancelled {
-  /** The row as the cancel left it. */
-  run: RunRow;
-  /** Its `run_cancelled` entry, as a read of the journal gives it. */
-  entry: JournalEntry;
-}
-
-/** A journal row's optional columns, all absent (SQL NULL), with the column defaults. */
-const noJournalColumns = {
-  name: "",
-  result: null,
-  hasResult: false,
-  error: null,
-  attempt: 1,
-  startedAt: null,
-  fireAt: null,
-  timeoutAt: null,
-  eventType: null,
-  correlationId: null,
-  lookbackFrom: null,
-  eventId: null,
-  targetRunId: null,
-  targetTurnId: null,
-} satisfies Partial<JournalRow & { hasResult: boolean }>;
 
 /**
  * Cancels the children of `runId` that end with it (not detached), and theirs, each as CancelRun would;
