@@ -2,7 +2,8 @@
  * W1–W4 through each wire (wire.ts), with the run's end learnt by AwaitRun
  * and by WatchRun, against one server process:
  *
- * - W1: N bench_steps runs of S steps, C in flight: create (eager) → end.
+ * - W1: N bench_steps runs of S steps, C in flight: create (eager) → end;
+ *   the median of `w1Rounds` rounds.
  * - W2: sequential 1-step runs, create sent → end observed; the server's CPU
  *   time over the whole series ÷ runs is the per-run server cost.
  * - W3: sequential bench_event_wait runs; once WAITING, a second client of
@@ -26,6 +27,8 @@ import { WORKFLOW_NAME as STEPS_WORKFLOW } from "./workflows/ten-steps.js";
 
 export interface WireSizes {
   runs: number;
+  /** W1 rounds: the figure is their median (the first round of a client on a fresh connection runs colder). */
+  w1Rounds: number;
   steps: number;
   concurrency: number;
   startRuns: number;
@@ -38,7 +41,8 @@ export interface WireSizes {
 export interface WireResult {
   wire: WireName;
   observation: Observation;
-  w1: { runs: number; steps: number; completed: number; wallMs: number; stepsPerSec: number; failures: string[]; loadAverage: number } | null;
+  /** The median round's figures; `roundsStepsPerSec` every round's; `failures` of all rounds. */
+  w1: { runs: number; steps: number; completed: number; wallMs: number; stepsPerSec: number; roundsStepsPerSec: number[]; failures: string[]; loadAverage: number } | null;
   w2: { latenciesMs: number[]; serverCpuMsPerRun: number; failures: string[]; loadAverage: number } | null;
   w3: { latenciesMs: number[]; failures: string[]; loadAverage: number } | null;
   w4: { runs: number; latenessMs: number[]; early: number; observers: number; failures: string[]; loadAverage: number } | null;
@@ -65,7 +69,10 @@ export async function measureWire(
     await throughput(client, how, { ...sizes, runs: 16, concurrency: 8 }, signal);
     if (sizes.runs > 0 && !signal.aborted) {
       const loadAverage = load();
-      result.w1 = { ...(await throughput(client, how, sizes, signal)), loadAverage };
+      const rounds: Awaited<ReturnType<typeof throughput>>[] = [];
+      for (let round = 0; round < Math.max(1, sizes.w1Rounds) && !signal.aborted; round++) rounds.push(await throughput(client, how, sizes, signal));
+      const median = [...rounds].sort((a, b) => a.stepsPerSec - b.stepsPerSec)[Math.floor((rounds.length - 1) / 2)]!;
+      result.w1 = { ...median, roundsStepsPerSec: rounds.map((r) => r.stepsPerSec), failures: rounds.flatMap((r) => r.failures), loadAverage };
     }
     if (sizes.startRuns > 0 && !signal.aborted) {
       const loadAverage = load();
