@@ -36,6 +36,8 @@ export class RunTail {
   private readonly signals = new Set<ChangeSignal>();
   private refreshing: Promise<void> | undefined;
   private again = false;
+  /** Some change heard since the last read may have changed the run's row, not only added entries. */
+  private rowChanged = true;
   private gapSince: number | undefined;
   watchers = 0;
 
@@ -59,28 +61,43 @@ export class RunTail {
     return () => this.signals.delete(signal);
   }
 
-  /** Reads what changed (coalescing overlapping calls) and tells every stream. */
-  refresh(): Promise<void> {
+  /**
+   * Reads what changed (coalescing overlapping calls) and tells every stream. `entriesOnly`: all this change brought
+   * is new entries (a journal notice), so the run's row is not read again unless another change asked for it.
+   */
+  refresh(entriesOnly = false): Promise<void> {
+    if (!entriesOnly) this.rowChanged = true;
     if (this.refreshing) {
       this.again = true;
       return this.refreshing;
     }
     this.refreshing = (async () => {
+      // The notices of one commit (its entries, then its status) arrive together: let them all land before deciding
+      // whether the row needs reading, so that a run's end costs one read, not an entries-only read and another.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       do {
         this.again = false;
-        await this.readChanges();
+        const withRun = this.rowChanged;
+        this.rowChanged = false;
+        try {
+          await this.readChanges(withRun);
+        } catch (error) {
+          // The next change or the safety net reads again, the row too if this read was to.
+          this.rowChanged ||= withRun;
+          throw error;
+        }
         for (const signal of this.signals) signal.notify();
       } while (this.again);
     })().finally(() => (this.refreshing = undefined));
     return this.refreshing;
   }
 
-  private async readChanges(): Promise<void> {
+  private async readChanges(withRun: boolean): Promise<void> {
     this.onRead?.();
     // Usually the news is a few entries and a status: read them in a batch with the other tails' reads. A gap being
     // waited out, entries past the batch's share, or a gap in what it brought: this tail's own paged read below.
     if (this.reader && this.gapSince === undefined) {
-      const read = await this.reader.read({ namespace: this.namespace, runId: this.runId, afterSequence: this.lastSequence });
+      const read = await this.reader.read({ namespace: this.namespace, runId: this.runId, afterSequence: this.lastSequence, withRun });
       if (read.complete && read.entries.every((entry, i) => entry.sequence === this.lastSequence + 1 + i)) {
         for (const entry of read.entries) {
           this.lastSequence = entry.sequence;
@@ -88,7 +105,7 @@ export class RunTail {
           this.windowBytesNow += entryBytes(entry as { result?: unknown; error?: unknown });
         }
         this.trim();
-        this.run = read.run;
+        if (withRun) this.run = read.run;
         return;
       }
     }
@@ -160,7 +177,7 @@ export class RunTails {
       // Subscribed before the first read (in memory, no I/O): a change committed after that read is heard of.
       const unsubscribe = this.feed.subscribe(runId, (_id, change) => {
         // A failed read is retried by the next change or the safety net (its snapshot still shows what the tail lacks).
-        if (tail.wants(change)) tail.refresh().catch(() => undefined);
+        if (tail.wants(change)) tail.refresh(change.source === "notice" && change.kind === "entry").catch(() => undefined);
       });
       const ready = (async () => {
         let stopHearing: (() => void) | undefined;
