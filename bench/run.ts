@@ -132,7 +132,7 @@ async function main(argv: string[]): Promise<number> {
 
       probe = await BenchProbe.connect(databaseUrl);
       const measured = await measureOnServers(options, settings, probe, pgbench, failures, signal);
-      const wires = await measureWires(options, settings, probe, failures, signal);
+      const wires = await measureWires(options, settings, measured.http, probe, failures, signal);
       const resume =
         options.resumeSteps > 0 && !signal.aborted ? await measureResume(options, settings, measured.http, probe, failures, signal) : null;
       const batch = options.batchRuns > 0 && !signal.aborted ? await measureBatch(options, settings, measured.http, probe, failures, signal) : null;
@@ -400,7 +400,7 @@ async function measureExtras(
 const wireClients: Record<WireName, (baseUrl: string) => WireClient> = { "grpc-js": grpcWire, fetch: fetchWire, sdk: sdkWire };
 
 /** The wire table, on a server of its own: every wire and way of seeing an end runs W1–W4 against it in turn. */
-async function measureWires(options: BenchOptions, settings: ServerSettings, probe: BenchProbe, failures: string[], signal: AbortSignal): Promise<WireResult[]> {
+async function measureWires(options: BenchOptions, settings: ServerSettings, http: HttpVersion, probe: BenchProbe, failures: string[], signal: AbortSignal): Promise<WireResult[]> {
   const results: WireResult[] = [];
   if (options.wires.length === 0 || options.observations.length === 0 || signal.aborted) return results;
   log("starting server W for the wire table");
@@ -421,7 +421,7 @@ async function measureWires(options: BenchOptions, settings: ServerSettings, pro
       // A fresh process runs its first thousands of steps colder (the JIT, the pools): one W1 round through the SDK
       // first, as the SDK section's rounds have had theirs, so the first wire measured is not the one that pays it.
       log(`wires: warming server W up with one W1 round through the SDK`);
-      const warm = sdkClient(w.url, options.http === "both" ? "2" : options.http);
+      const warm = sdkClient(w.url, http);
       await runThroughput({ runs: options.wireRuns, steps: options.steps, concurrency: options.concurrency, clients: [warm], runTimeoutMs: 120_000, signal });
     }
     for (const wire of options.wires) {
