@@ -9,10 +9,14 @@ describe("IdleCollector", () => {
   test("collects once per quiet period after work, never while an activation runs", async () => {
     let collections = 0;
     const collector = new IdleCollector(setTimeout, clearTimeout, 30, () => collections++);
+    /** Falls idle and stays quiet past the period: `expected` collections so far. */
+    const quietPeriod = async (expected: number) => {
+      collector.idle();
+      await sleep(80);
+      assert.equal(collections, expected);
+    };
     // Idle without having worked: nothing to give back.
-    collector.idle();
-    await sleep(80);
-    assert.equal(collections, 0);
+    await quietPeriod(0);
     // Work, idle, and work again before the period ends: no collection.
     collector.busy();
     collector.idle();
@@ -22,17 +26,11 @@ describe("IdleCollector", () => {
     assert.equal(collections, 0);
     // Idle for the period: one collection, and only one however long the quiet lasts.
     collector.idle();
-    collector.idle();
-    await sleep(80);
-    assert.equal(collections, 1);
-    collector.idle();
-    await sleep(80);
-    assert.equal(collections, 1);
+    await quietPeriod(1);
+    await quietPeriod(1);
     // The next quiet period after more work: one more.
     collector.busy();
-    collector.idle();
-    await sleep(80);
-    assert.equal(collections, 2);
+    await quietPeriod(2);
   });
 
   test("the default collection is V8's full collection: garbage that only a full collection frees is gone after it", async () => {
