@@ -66,8 +66,11 @@ export interface StepAttemptStart {
 
 /** One step attempt as the host observes it. */
 export interface StepAttemptScope {
-  /** Calls the step's function (inside the host's context, e.g. a trace span). */
-  run<T>(fn: () => T): T;
+  /**
+   * Calls the step's function (inside the host's context, e.g. a trace span). A host may first wait for earlier
+   * entries to commit (a host that lets code run ahead of its commits, thread-host.ts): then it returns a promise.
+   */
+  run<T>(fn: () => T): T | Promise<Awaited<T>>;
   /**
    * The attempt ended: its value was journaled, it failed for good, or it failed and will be retried. `elapsedMs`:
    * how long it ran, when measured where it ran (a host told of the attempt late measures nothing itself).

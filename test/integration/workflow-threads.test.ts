@@ -2,6 +2,8 @@
  * The workflow thread pool on its own, with an in-memory host: activations handed to it in one turn (a claimed
  * batch) spread over its threads, as each goes to the thread with the fewest activations; and a group commit whose
  * items come from activations on several threads waits for every thread's answer, so one statement carries them all.
+ * On a thread, appends run ahead of their commit; the rest of this file checks that nothing the code does next
+ * outruns the commit (a step's function, a host call, the run's end) and that a failed append aborts the activation.
  */
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, test } from "vitest";
@@ -25,14 +27,14 @@ afterAll(async () => {
 });
 
 /** A host that keeps the journal in memory; the workflow under test only appends. */
-function memoryHost(appended: NewEntry[], write: (entry: NewEntry) => Promise<void> = async () => undefined): ActivationHost {
+function memoryHost(appended: NewEntry[], write: (entry: NewEntry) => Promise<void> = async () => undefined, logged: string[] = []): ActivationHost {
   const unused = async (): Promise<never> => {
     throw new Error("not used by this workflow");
   };
   const muted = () => undefined;
   return {
     signal: new AbortController().signal,
-    logger: { debug: muted, info: muted, warn: muted, error: muted },
+    logger: { debug: muted, info: (message) => logged.push(message), warn: muted, error: muted },
     now: () => new Date(),
     append: async (entry) => {
       await write(entry);
@@ -90,4 +92,75 @@ test("a group commit waits for every thread: the appends one commit resumed, on 
   // Each step's appends of all eight runs (four on each thread) in one statement; one turn of the main thread
   // (the gathering without threads) split them by thread.
   assert.deepEqual(statements, Array(5).fill(runs));
+});
+
+/** Now, in ms since the epoch with sub-millisecond precision: comparable with what a workflow thread reads. */
+const now = () => performance.timeOrigin + performance.now();
+
+/** Appends that take `ms` to commit, each noting when it committed (by the entry's step name). */
+function slowCommits(ms: number, fail?: (entry: NewEntry) => Error | undefined) {
+  const committedAt = new Map<string, number>();
+  const write = async (entry: NewEntry) => {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    const error = fail?.(entry);
+    if (error) throw error;
+    committedAt.set(entryName(entry), now());
+  };
+  return { committedAt, write };
+}
+
+function entryName(entry: NewEntry): string {
+  return "name" in entry && typeof entry.name === "string" ? entry.name : entry.kind;
+}
+
+function runAhead(runId: string, input: { steps: number; child?: boolean }, host: ActivationHost) {
+  return pool.run({ run: { runId, workflowName: "ahead", input, createdAt: new Date() }, journal: [], host, leaseValidUntil: () => Date.now() + 60_000 }, undefined as unknown as WorkflowRegistry);
+}
+
+// On a thread, an append resolves before it commits, so the code goes on while the main thread commits; what it does
+// next must still wait for the commit wherever that matters (thread-host.ts).
+test("code runs ahead of a commit, but a step's function starts only once the step before it committed", async () => {
+  const appended: NewEntry[] = [];
+  const commits = slowCommits(40);
+  const outcome = await runAhead("ahead-steps", { steps: 3 }, memoryHost(appended, commits.write));
+  assert.equal(outcome.kind, "completed");
+  const { startedAt } = (outcome as unknown as { output: { startedAt: number[] } }).output;
+  for (let i = 1; i < 3; i++) {
+    const before = commits.committedAt.get(`step-${i - 1}`) as number;
+    assert.ok((startedAt[i] as number) >= before, `step-${i}'s function started ${(before - (startedAt[i] as number)).toFixed(1)} ms before step-${i - 1} committed`);
+  }
+});
+
+test("the run's end is settled only after its last step committed", async () => {
+  const commits = slowCommits(40);
+  const outcome = await runAhead("ahead-end", { steps: 1 }, memoryHost([], commits.write));
+  const settledAt = now();
+  assert.equal(outcome.kind, "completed");
+  assert.ok(settledAt >= (commits.committedAt.get("step-0") as number), "the end was settled before the step's entry committed");
+});
+
+test("a call made after the code saw an uncommitted outcome waits for the commit: a child is not started on it", async () => {
+  const commits = slowCommits(40);
+  let childStartedAt = 0;
+  const host = memoryHost([], commits.write);
+  host.startChild = async () => {
+    childStartedAt = now();
+  };
+  const outcome = await runAhead("ahead-child", { steps: 1, child: true }, host);
+  assert.equal(outcome.kind, "completed");
+  assert.ok(childStartedAt > 0, "the child was never started");
+  assert.ok(childStartedAt >= (commits.committedAt.get("step-0") as number), "the child was started before the step it follows committed");
+});
+
+test("an append ahead that fails aborts the activation: nothing after it runs or is written, the end is not reported", async () => {
+  const appended: NewEntry[] = [];
+  const logged: string[] = [];
+  const lost = new Error("lease lost while step-0 committed");
+  const commits = slowCommits(40, (entry) => ("name" in entry && entry.name === "step-0" ? lost : undefined));
+  const outcome = await runAhead("ahead-fails", { steps: 3 }, memoryHost(appended, commits.write, logged));
+  assert.equal(outcome.kind, "aborted");
+  assert.equal((outcome as { reason: Error }).reason.message, lost.message);
+  assert.deepEqual(appended, []);
+  // step-1's function was waiting for step-0's commit: it never started.
+  assert.deepEqual(logged, ["step-0 started"]);
 });

@@ -52,13 +52,19 @@ export type FromThreadBatch = FromThread | FromThread[];
 
 export type FromThread =
   | { t: "ready"; workflows: string[] }
-  | { t: "call"; id: number; call: number; op: HostCallName; arg: unknown }
+  /**
+   * `after`: the code that made this call may have seen the outcome of an append not yet committed (thread-host.ts,
+   * `append`), so the main thread makes it only once the activation's earlier appends have committed, and fails it
+   * with their error if one did not.
+   */
+  | { t: "call"; id: number; call: number; op: HostCallName; arg: unknown; after?: true }
   /** A step attempt with a timeout starts (the watchdog enforces it), then ends. */
   | { t: "attempt"; id: number; key: number; step: StepAttemptStart }
   | { t: "attempt_end"; id: number; key: number; outcome: AttemptOutcome; elapsedMs: number }
   /** A step attempt without a timeout, told once it ended: one message instead of two. */
   | { t: "attempt_done"; id: number; step: StepAttemptStart; outcome: AttemptOutcome; elapsedMs: number }
   | { t: "log"; id: number; level: "debug" | "info" | "warn" | "error"; message: string; fields?: Record<string, unknown> | undefined }
+  /** The activation ended; the main thread settles it once its appends have committed (an append may still be in flight). */
   | { t: "done"; id: number; outcome: WireOutcome }
   /** Workflow code of this activation threw where nothing caught it, or left a rejection unhandled. */
   | { t: "crashed"; id: number; failure: FailureInfo; how: "uncaught exception" | "unhandled rejection" }

@@ -3,6 +3,18 @@
  * whose executor host (server/worker/executor.ts) does the real work and posts the reply. Whenever this activation's
  * code is about to run (its handler starts, a step function is called, a reply resumes it, its driver passes a quiet
  * point) its id goes into the thread's shared slot, so the watchdog can blame exactly this run if that code blocks.
+ *
+ * Appends run ahead of their commit, one at a time. Waiting on this thread for each append's reply costs two hops
+ * between threads (the reply, then whatever the code does next), and a hop to a thread that sat idle costs 0.1–0.5 ms
+ * on a VM. So an append resolves at once when no other is ahead, and the code goes on while the main thread commits.
+ * Nothing it does can outrun the commit:
+ * - a step's function starts only once the entry ahead has committed (a step's side effects never act on an outcome
+ *   that a crash could still take back);
+ * - every host call made after the code may have seen that outcome goes marked `after`, and the main thread makes it
+ *   only once the entry committed (a child is not created, a run does not park, on an uncommitted outcome);
+ * - the main thread settles the activation's end only once its appends committed (workflow-threads.ts).
+ * If the append fails, the activation is aborted, as an append that failed before the code saw it would abort it.
+ * What this saves: a run whose last step is followed by its end sends the step's entry and the end in one message.
  */
 import type { WorkflowLogger } from "../../../sdk/workflow.js";
 import type { ActivationHost, StepAttemptScope, StepAttemptStart } from "../../core/host.js";
@@ -18,6 +30,12 @@ export class ThreadHost implements ActivationHost {
   private readonly pending = new Map<number, { resolve: (value: never) => void; reject: (error: unknown) => void }>();
   private nextCall = 1;
   private nextAttempt = 1;
+  /** The call number of the append that resolved before its commit, while it is not yet confirmed. */
+  private ahead: number | undefined;
+  /** The code passed a quiet point since: it may have seen the outcome of the append ahead. */
+  private aheadSeen = false;
+  /** Step functions waiting for the append ahead to commit. */
+  private aheadWaiters: (() => void)[] = [];
   readonly logger: WorkflowLogger;
 
   constructor(
@@ -42,21 +60,35 @@ export class ThreadHost implements ActivationHost {
 
   /** The main thread withdrew the activation (lease lost, cancel, shutdown, pause). */
   abort(reason: WireError): void {
-    this.enter();
+    this.slot.enter(this.id);
     this.controller.abort(fromWire(reason));
   }
 
   /** The main thread answered call `call`. */
   settle(call: number, ok: boolean, value: unknown): void {
+    if (call === this.ahead) return this.confirm(ok, value);
     const waiter = this.pending.get(call);
     if (!waiter) return;
     this.pending.delete(call);
-    this.enter();
+    this.slot.enter(this.id);
     if (ok) waiter.resolve(value as never);
     else waiter.reject(fromWire(value as WireError));
   }
 
+  /** The append ahead committed, or failed: then the activation ends as if it had failed before the code saw it. */
+  private confirm(ok: boolean, value: unknown): void {
+    this.ahead = undefined;
+    this.aheadSeen = false;
+    const waiters = this.aheadWaiters.splice(0);
+    this.slot.enter(this.id);
+    // (On failure the waiting step functions never start: the abort ends the activation without them.)
+    if (!ok) this.controller.abort(fromWire(value as WireError));
+    else for (const wake of waiters) wake();
+  }
+
+  /** The activation's driver resumes the code: from here on, it may have seen the outcome of the append ahead. */
   enter(): void {
+    if (this.ahead !== undefined) this.aheadSeen = true;
     this.slot.enter(this.id);
   }
 
@@ -79,9 +111,13 @@ export class ThreadHost implements ActivationHost {
     // by its thread's end is then not counted: the activation's abnormal end is).
     if (step.timeout) this.outbox.sendNow({ t: "attempt", id: this.id, key, step });
     return {
-      run: (fn) => {
-        this.slot.enterStep(this.id, key, step.name, step.timeout ? startedAt + step.timeout.ms : 0);
-        return fn();
+      run: <T>(fn: () => T): T | Promise<Awaited<T>> => {
+        const start = () => {
+          this.slot.enterStep(this.id, key, step.name, step.timeout ? startedAt + step.timeout.ms : 0);
+          return fn();
+        };
+        if (!this.aheadSeen) return start();
+        return new Promise<void>((resolve) => this.aheadWaiters.push(resolve)).then(start) as Promise<Awaited<T>>;
       },
       end: (outcome) => {
         const elapsedMs = performance.now() - started;
@@ -91,7 +127,13 @@ export class ThreadHost implements ActivationHost {
     };
   }
 
-  append = (entry: Parameters<ActivationHost["append"]>[0]) => this.call<void>("append", entry);
+  append = (entry: Parameters<ActivationHost["append"]>[0]): Promise<void> => {
+    if (this.ahead !== undefined) return this.call<void>("append", entry);
+    const call = this.nextCall++;
+    this.ahead = call;
+    this.outbox.send({ t: "call", id: this.id, call, op: "append", arg: entry });
+    return Promise.resolve();
+  };
   findEvent: ActivationHost["findEvent"] = (waits) => this.call("findEvent", waits);
   startChild: ActivationHost["startChild"] = (request) => this.call("startChild", request);
   startAgentTurn: ActivationHost["startAgentTurn"] = (request) => this.call("startAgentTurn", request);
@@ -102,13 +144,14 @@ export class ThreadHost implements ActivationHost {
   /** Drops every pending call: the activation is over (its thread-side state becomes garbage). */
   close(): void {
     this.pending.clear();
+    this.aheadWaiters.length = 0;
   }
 
   private call<T>(op: HostCallName, arg: unknown): Promise<T> {
     const call = this.nextCall++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(call, { resolve: resolve as (value: never) => void, reject });
-      this.outbox.send({ t: "call", id: this.id, call, op, arg });
+      this.outbox.send(this.aheadSeen ? { t: "call", id: this.id, call, op, arg, after: true } : { t: "call", id: this.id, call, op, arg });
     });
   }
 }

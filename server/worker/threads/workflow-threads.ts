@@ -61,6 +61,10 @@ interface LiveActivation {
   refs: ErrorRefs;
   /** Its step attempts with a timeout that have not ended (the watchdog enforces those). */
   attempts: Map<number, { step: StepAttemptStart; startedAt: number; scope: StepAttemptScope | undefined }>;
+  /** Settles once every append the thread has sent so far committed; rejected with the first that failed. */
+  appended: Promise<void>;
+  /** The thread reported the activation's end: replies would find nothing there to resume. */
+  ended: boolean;
   finish(outcome: RunnerOutcome): void;
 }
 
@@ -173,6 +177,8 @@ export class WorkflowThreads implements ActivationRunner {
         request,
         refs,
         attempts: new Map(),
+        appended: Promise.resolve(),
+        ended: false,
         finish: (outcome) => {
           if (!thread.activations.delete(id)) return;
           host.signal.removeEventListener("abort", onAbort);
@@ -279,12 +285,20 @@ export class WorkflowThreads implements ActivationRunner {
     if (!live) return;
     const host = live.request.host;
     switch (message.t) {
-      case "call":
-        void (host[message.op as HostCallName] as (arg: unknown) => Promise<unknown>)(message.arg).then(
-          (value) => this.post(thread, { t: "reply", id: live.id, call: message.call, ok: true, value }),
-          (error: unknown) => this.post(thread, { t: "reply", id: live.id, call: message.call, ok: false, error: live.refs.toWire(error) }),
+      case "call": {
+        const method = host[message.op as HostCallName] as (arg: unknown) => Promise<unknown>;
+        // A call made after the code may have seen an uncommitted append waits for it (thread-host.ts, `append`).
+        const result = message.after ? live.appended.then(() => method(message.arg)) : method(message.arg);
+        if (message.op === "append") {
+          live.appended = live.appended.then(() => result as Promise<void>);
+          live.appended.catch(() => undefined);
+        }
+        void result.then(
+          (value) => !live.ended && this.post(thread, { t: "reply", id: live.id, call: message.call, ok: true, value }),
+          (error: unknown) => !live.ended && this.post(thread, { t: "reply", id: live.id, call: message.call, ok: false, error: live.refs.toWire(error) }),
         );
         return;
+      }
       case "attempt":
         live.attempts.set(message.key, { step: message.step, startedAt: Date.now(), scope: host.stepAttempt?.(message.step) });
         return;
@@ -300,7 +314,12 @@ export class WorkflowThreads implements ActivationRunner {
         return;
       case "done": {
         const outcome = message.outcome;
-        live.finish(outcome.kind === "aborted" ? ({ kind: "aborted", reason: live.refs.resolve(outcome.reason) } satisfies ActivationOutcome) : outcome);
+        live.ended = true;
+        // Its last append may still be committing: the end is written after it, or not at all if it fails.
+        void live.appended.then(
+          () => live.finish(outcome.kind === "aborted" ? ({ kind: "aborted", reason: live.refs.resolve(outcome.reason) } satisfies ActivationOutcome) : outcome),
+          (error: unknown) => live.finish({ kind: "aborted", reason: error }),
+        );
         return;
       }
       case "crashed":
