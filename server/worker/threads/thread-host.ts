@@ -9,7 +9,7 @@
  * on a VM. So an append resolves at once when no other is ahead, and the code goes on while the main thread commits.
  * Nothing it does can outrun the commit:
  * - a step's function starts only once the entry ahead has committed (a step's side effects never act on an outcome
- *   that a crash could still take back);
+ *   that a crash could still take back), and only if the lease is still certainly held then;
  * - every host call made after the code may have seen that outcome goes marked `after`, and the main thread makes it
  *   only once the entry committed (a child is not created, a run does not park, on an uncommitted outcome);
  * - the main thread settles the activation's end only once its appends committed (workflow-threads.ts).
@@ -117,7 +117,15 @@ export class ThreadHost implements ActivationHost {
           return fn();
         };
         if (!this.aheadSeen) return start();
-        return new Promise<void>((resolve) => this.aheadWaiters.push(resolve)).then(start) as Promise<Awaited<T>>;
+        const afterCommit = (): T | Promise<never> => {
+          // The wait may have outlasted the lease (the process was stopped meanwhile, and the run may have moved on
+          // elsewhere): checked again, as the core checked before the wait. The function then never starts.
+          const lost = this.leaseLost();
+          if (!lost) return start();
+          this.controller.abort(lost);
+          return new Promise<never>(() => undefined);
+        };
+        return new Promise<void>((resolve) => this.aheadWaiters.push(resolve)).then(afterCommit) as Promise<Awaited<T>>;
       },
       end: (outcome) => {
         const elapsedMs = performance.now() - started;
