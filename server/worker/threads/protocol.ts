@@ -47,6 +47,13 @@ export type WireOutcome = Exclude<ActivationOutcome, { kind: "aborted" }> | { ki
 
 export type AttemptOutcome = "completed" | "failed" | "retrying";
 
+/** A step attempt without a timeout that ended, as the main thread counts and traces it. */
+export interface EndedAttempt {
+  step: StepAttemptStart;
+  outcome: AttemptOutcome;
+  elapsedMs: number;
+}
+
 /** Messages from a thread come one by one or, when several are ready in one turn of the thread, as an array. */
 export type FromThreadBatch = FromThread | FromThread[];
 
@@ -57,12 +64,15 @@ export type FromThread =
    * `append`), so the main thread makes it only once the activation's earlier appends have committed, and fails it
    * with their error if one did not.
    */
-  | { t: "call"; id: number; call: number; op: HostCallName; arg: unknown; after?: true }
+  | { t: "call"; id: number; call: number; op: HostCallName; arg: unknown; after?: true; attempt?: EndedAttempt }
   /** A step attempt with a timeout starts (the watchdog enforces it), then ends. */
   | { t: "attempt"; id: number; key: number; step: StepAttemptStart }
   | { t: "attempt_end"; id: number; key: number; outcome: AttemptOutcome; elapsedMs: number }
-  /** A step attempt without a timeout, told once it ended: one message instead of two. */
-  | { t: "attempt_done"; id: number; step: StepAttemptStart; outcome: AttemptOutcome; elapsedMs: number }
+  /**
+   * A step attempt without a timeout, told once it ended: one message instead of two. It usually rides on the append
+   * of the attempt's entry (`call.attempt`), which follows at once; alone only when no append took it.
+   */
+  | ({ t: "attempt_done"; id: number } & EndedAttempt)
   | { t: "log"; id: number; level: "debug" | "info" | "warn" | "error"; message: string; fields?: Record<string, unknown> | undefined }
   /** The activation ended; the main thread settles it once its appends have committed (an append may still be in flight). */
   | { t: "done"; id: number; outcome: WireOutcome }

@@ -21,7 +21,9 @@ import type { ActivationHost, StepAttemptScope, StepAttemptStart } from "../../c
 import { LeaseLostError } from "../../core/errors.js";
 import type { ValueLimits } from "../../core/json.js";
 import type { Outbox } from "./outbox.js";
-import type { HostCallName, WireError } from "./protocol.js";
+import type { EndedAttempt, FromThread, HostCallName, WireError } from "./protocol.js";
+
+type CallMessage = Extract<FromThread, { t: "call" }>;
 import type { RunningSlot } from "./running-slot.js";
 import { fromWire } from "./wire-error.js";
 
@@ -36,6 +38,8 @@ export class ThreadHost implements ActivationHost {
   private aheadSeen = false;
   /** Step functions waiting for the append ahead to commit. */
   private aheadWaiters: (() => void)[] = [];
+  /** A step attempt that ended, for the append of its entry (which follows at once) to carry. */
+  private endedAttempt: EndedAttempt | undefined;
   readonly logger: WorkflowLogger;
 
   constructor(
@@ -129,8 +133,17 @@ export class ThreadHost implements ActivationHost {
       },
       end: (outcome) => {
         const elapsedMs = performance.now() - started;
-        if (step.timeout) this.outbox.send({ t: "attempt_end", id: this.id, key, outcome, elapsedMs });
-        else this.outbox.send({ t: "attempt_done", id: this.id, step: { name: step.name, attempt: step.attempt, startedAt }, outcome, elapsedMs });
+        if (step.timeout) {
+          this.outbox.send({ t: "attempt_end", id: this.id, key, outcome, elapsedMs });
+          return;
+        }
+        // The core journals the attempt's outcome right after this, in the same turn: that append carries it. If it
+        // does not (the journal's byte budget refused the entry), it goes alone.
+        this.endedAttempt = { step: { name: step.name, attempt: step.attempt, startedAt }, outcome, elapsedMs };
+        queueMicrotask(() => {
+          const ended = this.takeEndedAttempt();
+          if (ended) this.outbox.send({ t: "attempt_done", id: this.id, ...ended });
+        });
       },
     };
   }
@@ -139,7 +152,7 @@ export class ThreadHost implements ActivationHost {
     if (this.ahead !== undefined) return this.call<void>("append", entry);
     const call = this.nextCall++;
     this.ahead = call;
-    this.outbox.send({ t: "call", id: this.id, call, op: "append", arg: entry });
+    this.outbox.send(this.withAttempt({ t: "call", id: this.id, call, op: "append", arg: entry }));
     return Promise.resolve();
   };
   findEvent: ActivationHost["findEvent"] = (waits) => this.call("findEvent", waits);
@@ -159,8 +172,20 @@ export class ThreadHost implements ActivationHost {
     const call = this.nextCall++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(call, { resolve: resolve as (value: never) => void, reject });
-      this.outbox.send(this.aheadSeen ? { t: "call", id: this.id, call, op, arg, after: true } : { t: "call", id: this.id, call, op, arg });
+      const message: CallMessage = this.aheadSeen ? { t: "call", id: this.id, call, op, arg, after: true } : { t: "call", id: this.id, call, op, arg };
+      this.outbox.send(op === "append" ? this.withAttempt(message) : message);
     });
+  }
+
+  private withAttempt(message: CallMessage): CallMessage {
+    const attempt = this.takeEndedAttempt();
+    return attempt ? { ...message, attempt } : message;
+  }
+
+  private takeEndedAttempt(): EndedAttempt | undefined {
+    const ended = this.endedAttempt;
+    this.endedAttempt = undefined;
+    return ended;
   }
 }
 

@@ -286,6 +286,7 @@ export class WorkflowThreads implements ActivationRunner {
     const host = live.request.host;
     switch (message.t) {
       case "call": {
+        if (message.attempt) host.stepAttempt?.(message.attempt.step).end(message.attempt.outcome, message.attempt.elapsedMs);
         const method = host[message.op as HostCallName] as (arg: unknown) => Promise<unknown>;
         // A call made after the code may have seen an uncommitted append waits for it (thread-host.ts, `append`).
         const result = message.after ? live.appended.then(() => method(message.arg)) : method(message.arg);
