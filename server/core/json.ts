@@ -252,9 +252,22 @@ export function sameJson(a: JsonValue, b: JsonValue): boolean {
   return keys.length === Object.keys(b).length && keys.every((key) => key in b && sameJson(a[key] as JsonValue, b[key] as JsonValue));
 }
 
-const encoder = new TextEncoder();
-
-/** UTF-8 length of a string (what the store and the wire count), without Node's Buffer. */
+/**
+ * UTF-8 length of a string (what the store and the wire count), without Node's Buffer. Counted from the UTF-16 code
+ * units rather than by encoding: every step result is measured, and an encoder allocates a copy of each just to
+ * take its length. A lone surrogate counts 3 bytes, as the encoder writes U+FFFD for it.
+ */
 export function utf8Bytes(text: string): number {
-  return encoder.encode(text).byteLength;
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) continue;
+    if (unit < 0x800) bytes += 1;
+    else if (unit >= 0xd800 && unit < 0xdc00 && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      // A surrogate pair: two units, four bytes.
+      bytes += 2;
+      i++;
+    } else bytes += 2;
+  }
+  return bytes;
 }
