@@ -179,7 +179,8 @@ export class ThreadHost implements ActivationHost {
 
   private withAttempt(message: CallMessage): CallMessage {
     const attempt = this.takeEndedAttempt();
-    return attempt ? { ...message, attempt } : message;
+    if (attempt) message.attempt = attempt;
+    return message;
   }
 
   private takeEndedAttempt(): EndedAttempt | undefined {
