@@ -17,7 +17,7 @@ import { Batcher, type BatcherOptions, type Gather } from "./batcher.js";
 import { type Db, rawQuery } from "./database.js";
 import type { Fence } from "./runs/lease.js";
 
-interface Append {
+export interface Append {
   fence: Fence;
   sequence: number;
   entry: NewEntry;
@@ -78,8 +78,11 @@ async function insertEntries(db: Db, batch: Append[]): Promise<boolean[]> {
   return batch.map((p) => written.has(rowKey(p.fence.runId, p.sequence)));
 }
 
-/** One row of the recordset; absent keys are NULL. Text columns are made well-formed, as the driver's UTF-8 encoding did. */
-function toRecord({ fence, sequence, entry: typed }: Append): Record<string, unknown> {
+/**
+ * One row of the recordset; absent keys are NULL. Text columns are made well-formed, as the driver's UTF-8 encoding
+ * did. (The run-ending statement reads the same rows for the entries written with a run's end, rows.ts.)
+ */
+export function toRecord({ fence, sequence, entry: typed }: Append): Record<string, unknown> {
   const entry = entryFields(typed);
   return {
     run_id: fence.runId,

@@ -282,16 +282,20 @@ export async function executeRun(
       ending = { status: "failed", error: outcome.failure };
       break;
   }
+  // Entries to journal before the end: values drawn after the run's last write (ctx.now() just before returning) and,
+  // from a workflow thread, the run's last step when it arrived with the end (workflow-threads.ts).
   const deferred = outcome.kind === "completed" || outcome.kind === "failed" ? (outcome.deferred ?? []) : [];
-  if (deferred.length > 0) {
-    // Values drawn after the run's last write (ctx.now() just before returning): journaled before its end, in one
-    // statement. If they are refused, the end below is refused too (or wins a cancel race); history just lacks them.
+  let riding: { sequence: number; entry: NewEntry }[] = [];
+  if (deferred.length > 0 && run.parentRunId) {
+    // A child's end is its own transaction (it wakes the parent): they go first, in one statement. If they are
+    // refused, the end below is refused too (or wins a cancel race); history just lacks them.
     await Promise.all(deferred.map((entry) => deps.store.journal.append(fence, nextSequence++, entry))).catch((error: unknown) =>
-      logger.warn({ err: error }, "recorded values not journaled before the run's end"),
+      logger.warn({ err: error }, "entries not journaled before the run's end"),
     );
-  }
-  // A crash before this commits leaves the run claimed; after the lease lapses it replays to the same end.
-  const ended = await endRun(deps.store, fence, nextSequence++, ending, run.parentRunId);
+  } else riding = deferred.map((entry) => ({ sequence: nextSequence++, entry }));
+  // A crash before this commits leaves the run claimed; after the lease lapses it replays to the same end. The entries
+  // riding on it commit with it or not at all.
+  const ended = await endRun(deps.store, fence, nextSequence++, ending, run.parentRunId, riding);
   if (ended) {
     activationEnded(ending.status);
     metrics?.runsEnded.inc({ workflow, status: ending.status });

@@ -5,15 +5,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, test } from "vitest";
-import { RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
+import { EntryKind, RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
 import { valueFromJson, valueToJson } from "../../server/rpc/convert.js";
+import { rawQuery } from "../../server/store/database.js";
 import { startTestServer, waitForEnd } from "../support/in-process-server.js";
 
 const dataDir = mkdtempSync(join(tmpdir(), "cairn-pglite-"));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
 test("PGlite store: a run completes, and survives a restart with its history", async () => {
-  const env = { CAIRN_DATA_DIR: dataDir, WORKFLOW_DIRS: "workflows" };
+  // With a workflow thread, as `npm start` runs: the run's last step then rides on its end's statement (rows.ts).
+  const env = { CAIRN_DATA_DIR: dataDir, WORKFLOW_DIRS: "workflows", CAIRN_WORKFLOW_THREADS: "1" };
   const first = await startTestServer(env);
   assert.equal(first.server.database.kind, "pglite");
   const input = { orderId: "pg-1", items: [{ sku: "a", quantity: 1 }], amountCents: 99 };
@@ -28,6 +30,16 @@ test("PGlite store: a run completes, and survives a restart with its history", a
     [1, 2, 3, 4],
   );
   assert.deepEqual(watched.flatMap((u) => (u.update.case === "run" ? [u.update.value.status] : [])), [RunStatus.COMPLETED]);
+  assert.deepEqual(
+    watched.flatMap((u) => (u.update.case === "entry" ? [u.update.value.kind] : [])).slice(-2),
+    [EntryKind.STEP_COMPLETED, EntryKind.RUN_COMPLETED],
+  );
+  const [together] = await rawQuery<{ n: number }>(
+    first.server.database.db,
+    "select count(distinct xmin::text)::int as n from journal_entries where run_id = $1 and sequence >= 3",
+    [finished.runId],
+  );
+  assert.equal(together?.n, 1, "the last step and the run's end were written in one transaction");
   // Accepted just before shutdown (whether or not this process got to run it): the next process must finish it.
   const { run: queued } = await first.client.createRun({ workflowName: "document_ingest", input: valueFromJson({ url: "https://example.com" }) });
   await first.server.close();

@@ -1,6 +1,7 @@
 // Group commit (server/store/batcher.ts) on real PostgreSQL: journal entries,
 // new runs and run endings of many runs share one statement, each keeps its
-// own fence, one run's unstorable value does not fail the others, and an entry
+// own fence, one run's unstorable value does not fail the others, entries can ride
+// on a run's end (one statement), and an entry
 // is reported written only once it committed.
 import { afterAll, beforeAll, test } from "vitest";
 import assert from "node:assert/strict";
@@ -14,7 +15,7 @@ import { Store } from "../../server/store/store.js";
 import { loadJournal } from "../../server/store/journal.js";
 import { JournalWriter } from "../../server/store/journal-writer.js";
 import type { Fence } from "../../server/store/runs/lease.js";
-import { finishRun } from "../../server/store/runs/finish.js";
+import { endRun, finishRun } from "../../server/store/runs/finish.js";
 import { getRun } from "../../server/store/runs/read.js";
 import { insertRun } from "../../server/store/runs/create.js";
 import { createTestDatabase, type TestDatabase, withClient } from "../support/postgres.js";
@@ -132,4 +133,25 @@ test("concurrent creates share one INSERT, and concurrent endings one statement,
     assert.deepEqual(run?.output, { i });
     assert.deepEqual(await names(fence.runId), ["1:"], "the run_completed entry was journaled with the ending");
   }
+});
+
+test("entries riding on a run's end commit with it in its statement, or not at all when the fence no longer holds", async () => {
+  const [held, lost] = await Promise.all([claimedRun("R"), claimedRun("R")]);
+  const stale: Fence = { ...lost!, epoch: 9 };
+  const tricky = { text: "välue 😀", nested: [1, null, { ok: true }] };
+  const [endedHeld, endedStale] = await Promise.all([
+    endRun(writes, held!, 3, { status: "completed", output: "done" }, null, [
+      { sequence: 1, entry: entry("last step", tricky) },
+      { sequence: 2, entry: { kind: "now_recorded", name: "now-1", attempt: 1, startedAt: new Date(), result: 1234 } },
+    ]),
+    endRun(writes, stale, 2, { status: "completed", output: "stale" }, null, [{ sequence: 1, entry: entry("never") }]),
+  ]);
+  assert.ok(endedHeld, "the held fence's end was refused");
+  assert.equal(endedStale, undefined, "the stale fence's end was accepted");
+  const journal = await loadJournal(store.db, held!.runId);
+  assert.deepEqual(journal.map((e) => `${e.sequence}:${e.kind}:${e.name}`), ["1:step_completed:last step", "2:now_recorded:now-1", "3:run_completed:"]);
+  assert.deepEqual((journal[0] as { result?: unknown }).result, tricky);
+  assert.equal(await transactionsOf("journal_entries", "run_id", [held!.runId]), 1, "the entries and the end committed in one transaction");
+  assert.deepEqual(await names(lost!.runId), [], "nothing rode on the refused end");
+  assert.equal((await getRun(store.db, "default", lost!.runId))?.status, "running");
 });

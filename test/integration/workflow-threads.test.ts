@@ -90,8 +90,8 @@ test("a group commit waits for every thread: the appends one commit resumed, on 
   );
   assert.deepEqual(outcomes.map((outcome) => outcome.kind), Array(runs).fill("completed"));
   // Each step's appends of all eight runs (four on each thread) in one statement; one turn of the main thread
-  // (the gathering without threads) split them by thread.
-  assert.deepEqual(statements, Array(5).fill(runs));
+  // (the gathering without threads) split them by thread. The fifth step rides on each run's end (not written here).
+  assert.deepEqual(statements, Array(4).fill(runs));
 });
 
 /** Now, in ms since the epoch with sub-millisecond precision: comparable with what a workflow thread reads. */
@@ -113,7 +113,7 @@ function entryName(entry: NewEntry): string {
   return "name" in entry && typeof entry.name === "string" ? entry.name : entry.kind;
 }
 
-function runAhead(runId: string, input: { steps: number; child?: boolean }, host: ActivationHost) {
+function runAhead(runId: string, input: { steps: number; child?: boolean; pauseMs?: number }, host: ActivationHost) {
   return pool.run({ run: { runId, workflowName: "ahead", input, createdAt: new Date() }, journal: [], host, leaseValidUntil: () => Date.now() + 60_000 }, undefined as unknown as WorkflowRegistry);
 }
 
@@ -131,11 +131,22 @@ test("code runs ahead of a commit, but a step's function starts only once the st
   }
 });
 
-test("the run's end is settled only after its last step committed", async () => {
+test("a run's last step that reaches the main thread with its end rides on the end: one write instead of two", async () => {
+  const appended: NewEntry[] = [];
+  const outcome = await runAhead("ahead-rides", { steps: 2 }, memoryHost(appended, slowCommits(40).write));
+  assert.equal(outcome.kind, "completed");
+  assert.deepEqual(appended.map(entryName), ["step-0"], "the last step was appended on its own");
+  const deferred = (outcome as { deferred?: NewEntry[] }).deferred ?? [];
+  assert.deepEqual(deferred.map((entry) => [entry.kind, entryName(entry)]), [["step_completed", "step-1"]]);
+});
+
+test("the run's end is settled only after its last step committed, when the end comes later than the step", async () => {
+  const appended: NewEntry[] = [];
   const commits = slowCommits(40);
-  const outcome = await runAhead("ahead-end", { steps: 1 }, memoryHost([], commits.write));
+  const outcome = await runAhead("ahead-end", { steps: 1, pauseMs: 5 }, memoryHost(appended, commits.write));
   const settledAt = now();
   assert.equal(outcome.kind, "completed");
+  assert.deepEqual(appended.map(entryName), ["step-0"]);
   assert.ok(settledAt >= (commits.committedAt.get("step-0") as number), "the end was settled before the step's entry committed");
 });
 

@@ -1,6 +1,8 @@
 import { and, sql } from "drizzle-orm";
 import type { JsonValue } from "../../../sdk/workflow.js";
+import type { NewEntry } from "../../core/journal.js";
 import type { FailureInfo } from "../../core/json.js";
+import { toRecord } from "../journal-writer.js";
 import { lockChildKey } from "../events.js";
 import { type Db, queryRows } from "../database.js";
 import type { Store } from "../store.js";
@@ -36,14 +38,18 @@ export async function endRun(
   sequence: number,
   ending: RunEnding,
   parentRunId?: string | null,
+  /** Entries written in the same statement, before the end (a run without a parent only: a child's end writes none). */
+  entries: readonly { sequence: number; entry: NewEntry }[] = [],
 ): Promise<{ row: RunRow | undefined } | undefined> {
   if (!parentRunId) {
     const output = ending.status === "completed" ? JSON.stringify(ending.output) : null;
     const error = ending.status === "completed" ? null : JSON.stringify(ending.error);
     const finish = { runId: fence.runId, owner: fence.owner, epoch: fence.epoch, sequence, status: ending.status, output, error };
-    const row = await store.runEndings.submit({ ...finish, kind: endingKinds[ending.status] });
+    const ridden = entries.length > 0 ? { entries: entries.map(({ sequence, entry }) => toRecord({ fence, sequence, entry })) } : {};
+    const row = await store.runEndings.submit({ ...finish, kind: endingKinds[ending.status], ...ridden });
     return row ? { row } : undefined;
   }
+  if (entries.length > 0) throw new Error("entries ride only on the end of a run without a parent");
   // A child's end must wake a parent parked on it: take the child key the parent's suspension takes.
   const finished = await store.db.transaction(async (tx) => {
     await lockChildKey(tx, fence.runId);

@@ -50,6 +50,11 @@ export interface RunFinish {
   output: string | null;
   error: string | null;
   kind: string;
+  /**
+   * Entries written before the end, in the same statement (so both or neither commit): the run's last step when it
+   * reached the main thread together with the run's end, values drawn after the last write (journal-writer.ts rows).
+   */
+  entries?: Record<string, unknown>[];
 }
 
 const insertRunsSelect = `
@@ -85,6 +90,11 @@ const insertDebouncedRunSql = `${insertRunsSelect}
   returning *, (xmax <> 0) as debounced`;
 
 /** Rows are locked in id order, like the other multi-row writers, so that concurrent ones cannot deadlock. */
+/**
+ * Run endings of many runs in one statement, each fenced by its lease. `$9` holds entries written with an ending
+ * (journal-writer.ts's recordset rows): they join `finished`, so they are written only for runs whose end is, in
+ * the same statement.
+ */
 const finishRunsSql = `
   with v as (
     select * from unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[])
@@ -102,6 +112,16 @@ const finishRunsSql = `
     where r.id = v.run_id and r.id in (select id from locked) and r.lease_owner = v.owner and r.lease_epoch = v.epoch
     returning r.*, v.sequence as final_sequence, v.kind as final_kind),
   dropped as (delete from waits where run_id in (select id from finished)),
+  ridden as (
+    insert into journal_entries (run_id, sequence, namespace, kind, name, result, error, attempt, started_at,
+                                 fire_at, timeout_at, event_type, correlation_id, lookback_from, event_id, target_run_id, target_turn_id)
+    select f.id, e.sequence, f.namespace, e.kind, e.name, e.result -> 0, e.error, e.attempt, e.started_at,
+           e.fire_at, e.timeout_at, e.event_type, e.correlation_id, e.lookback_from, e.event_id, e.target_run_id, e.target_turn_id
+    from jsonb_to_recordset($9::jsonb) as e(
+           run_id uuid, sequence int, kind text, name text, result jsonb, error jsonb, attempt int,
+           started_at timestamptz, fire_at timestamptz, timeout_at timestamptz, event_type text, correlation_id text,
+           lookback_from timestamptz, event_id uuid, target_run_id uuid, target_turn_id uuid)
+    join finished f on f.id = e.run_id),
   written as (
     insert into journal_entries (run_id, sequence, namespace, kind, name, result, error, attempt)
     select id, final_sequence, namespace, final_kind, '', output, error, 1 from finished)
@@ -218,6 +238,7 @@ export async function finishRuns(db: Db, items: RunFinish[]): Promise<(RunRow | 
       column((f) => f.output),
       column((f) => f.error),
       column((f) => f.kind),
+      JSON.stringify(sorted.flatMap((f) => f.entries ?? [])),
     ],
     "cairn_finish_runs",
   );

@@ -18,7 +18,7 @@ import type { Logger } from "../../logger.js";
 import type { Gather } from "../../store/batcher.js";
 import type { WorkflowRegistry } from "../../workflows/registry.js";
 import type { ActivationRequest, ActivationRunner, RunnerOutcome } from "../activation-runner.js";
-import type { FromThread, FromThreadBatch, HostCallName, ToThread } from "./protocol.js";
+import type { FromThread, FromThreadBatch, HostCallName, ToThread, WireOutcome } from "./protocol.js";
 import { RunningSlot } from "./running-slot.js";
 import type { ThreadData } from "./thread-main.js";
 import { ErrorRefs } from "./wire-error.js";
@@ -65,6 +65,8 @@ interface LiveActivation {
   appended: Promise<void>;
   /** The thread reported the activation's end: replies would find nothing there to resume. */
   ended: boolean;
+  /** Appends that came right before the activation's end: they are written with it (`withTrailing`). */
+  trailing: NewEntry[];
   finish(outcome: RunnerOutcome): void;
 }
 
@@ -179,6 +181,7 @@ export class WorkflowThreads implements ActivationRunner {
         attempts: new Map(),
         appended: Promise.resolve(),
         ended: false,
+        trailing: [],
         finish: (outcome) => {
           if (!thread.activations.delete(id)) return;
           host.signal.removeEventListener("abort", onAbort);
@@ -210,7 +213,7 @@ export class WorkflowThreads implements ActivationRunner {
     this.threads.push(thread);
     worker.on("message", (batch: FromThreadBatch) => {
       if (!Array.isArray(batch)) this.receive(thread, batch);
-      else for (const message of batch) this.receive(thread, message);
+      else for (let i = 0; i < batch.length; i++) this.receive(thread, batch[i] as FromThread, endsNext(batch, i));
     });
     worker.on("error", (error) => {
       thread.lastError = error;
@@ -266,7 +269,8 @@ export class WorkflowThreads implements ActivationRunner {
     });
   }
 
-  private receive(thread: WorkflowThread, message: FromThread): void {
+  /** `endsNext`: the activation's end follows this message in its batch, with nothing of the activation's between. */
+  private receive(thread: WorkflowThread, message: FromThread, endsNext = false): void {
     if (message.t === "pong") {
       thread.pingedAt = undefined;
       return;
@@ -287,6 +291,13 @@ export class WorkflowThreads implements ActivationRunner {
     switch (message.t) {
       case "call": {
         if (message.attempt) host.stepAttempt?.(message.attempt.step).end(message.attempt.outcome, message.attempt.elapsedMs);
+        if (message.op === "append" && endsNext) {
+          // The run's last entry came with its end (the append ran ahead, thread-host.ts): it is written with the end,
+          // in one statement, instead of a commit of its own before it. If the end is not a run's end (the activation
+          // was aborted), nothing of it is written, as if the append had failed.
+          live.trailing.push(message.arg as NewEntry);
+          return;
+        }
         const method = host[message.op as HostCallName] as (arg: unknown) => Promise<unknown>;
         // A call made after the code may have seen an uncommitted append waits for it (thread-host.ts, `append`).
         const result = message.after ? live.appended.then(() => method(message.arg)) : method(message.arg);
@@ -314,7 +325,7 @@ export class WorkflowThreads implements ActivationRunner {
         host.logger[message.level](message.message, message.fields);
         return;
       case "done": {
-        const outcome = message.outcome;
+        const outcome = withTrailing(message.outcome, live.trailing);
         live.ended = true;
         // Its last append may still be committing: the end is written after it, or not at all if it fails.
         void live.appended.then(
@@ -424,6 +435,27 @@ export class WorkflowThreads implements ActivationRunner {
     thread.dead = true;
     for (const live of [...thread.activations.values()]) if (live !== except) live.finish({ kind: "released", cause });
   }
+}
+
+/**
+ * Whether message `i` of a thread's batch is followed by its activation's end as a run's end (completed or failed),
+ * with only log records of that activation between: then an append there can ride on the end.
+ */
+function endsNext(batch: readonly FromThread[], i: number): boolean {
+  const message = batch[i] as FromThread;
+  if (message.t !== "call" || message.op !== "append") return false;
+  for (let k = i + 1; k < batch.length; k++) {
+    const next = batch[k] as FromThread;
+    if (!("id" in next) || next.id !== message.id || next.t === "log") continue;
+    return next.t === "done" && (next.outcome.kind === "completed" || next.outcome.kind === "failed");
+  }
+  return false;
+}
+
+/** A run's end with the entries that came right before it, to be journaled first in the same statement. */
+function withTrailing(outcome: WireOutcome, trailing: NewEntry[]): WireOutcome {
+  if (trailing.length === 0 || (outcome.kind !== "completed" && outcome.kind !== "failed")) return outcome;
+  return { ...outcome, deferred: [...trailing, ...(outcome.deferred ?? [])] };
 }
 
 /** The step attempt's timed-out failure, as the core would have journaled it had the code yielded. */
