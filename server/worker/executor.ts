@@ -297,6 +297,7 @@ export async function executeRun(
   // riding on it commit with it or not at all.
   const ended = await endRun(deps.store, fence, nextSequence++, ending, run.parentRunId, riding);
   if (ended) {
+    for (const { entry } of riding) logFailedAttempt(logger, entry);
     activationEnded(ending.status);
     metrics?.runsEnded.inc({ workflow, status: ending.status });
     deps.onEnded(run.id, ended.row);

@@ -30,7 +30,8 @@ beforeAll(async () => {
     },
   });
   const logger = pino({ level: "info" }, sink);
-  server = await startServer(testConfig({ DATABASE_URL: database.url, WORKFLOW_DIRS: "test/fixtures/eyes-workflows" }), logger);
+  // With a workflow thread, as the server runs by default: a run's last entry can then ride on its end (its log too).
+  server = await startServer(testConfig({ DATABASE_URL: database.url, WORKFLOW_DIRS: "test/fixtures/eyes-workflows", CAIRN_WORKFLOW_THREADS: "1" }), logger);
   client = createClient(WorkflowService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
 });
 

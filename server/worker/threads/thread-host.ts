@@ -14,7 +14,8 @@
  *   only once the entry committed (a child is not created, a run does not park, on an uncommitted outcome);
  * - the main thread settles the activation's end only once its appends committed (workflow-threads.ts).
  * If the append fails, the activation is aborted, as an append that failed before the code saw it would abort it.
- * What this saves: a run whose last step is followed by its end sends the step's entry and the end in one message.
+ * What this saves: a run whose last step is followed by its end sends the step's entry and the end in one message,
+ * and the main thread writes the entry with the end, in one statement (workflow-threads.ts, `endsNext`).
  */
 import type { WorkflowLogger } from "../../../sdk/workflow.js";
 import type { ActivationHost, StepAttemptScope, StepAttemptStart } from "../../core/host.js";
@@ -22,10 +23,10 @@ import { LeaseLostError } from "../../core/errors.js";
 import type { ValueLimits } from "../../core/json.js";
 import type { Outbox } from "./outbox.js";
 import type { EndedAttempt, FromThread, HostCallName, WireError } from "./protocol.js";
-
-type CallMessage = Extract<FromThread, { t: "call" }>;
 import type { RunningSlot } from "./running-slot.js";
 import { fromWire } from "./wire-error.js";
+
+type CallMessage = Extract<FromThread, { t: "call" }>;
 
 export class ThreadHost implements ActivationHost {
   private readonly controller = new AbortController();
