@@ -203,14 +203,20 @@ export class BenchProbe {
   }
 
   /** Per run: timer_started.fire_at and timer_fired.created_at (epoch ms) of its timer `name`. */
-  async timerTimes(ids: readonly string[], name: string): Promise<{ runId: string; fireAt: number; firedAt: number }[]> {
-    const result = await this.client.query<{ run_id: string; fire_ms: number; fired_ms: number }>(
-      `select s.run_id, extract(epoch from s.fire_at) * 1000 as fire_ms, extract(epoch from f.created_at) * 1000 as fired_ms
+  /**
+   * Each run's timer `name`: when it was due, when its timer_fired entry's transaction began, and when the run
+   * completed (NaN while it has not). A run that returns right after the timer writes timer_fired with its end.
+   */
+  async timerTimes(ids: readonly string[], name: string): Promise<{ runId: string; fireAt: number; firedAt: number; completedAt: number }[]> {
+    const result = await this.client.query<{ run_id: string; fire_ms: number; fired_ms: number; completed_ms: number | null }>(
+      `select s.run_id, extract(epoch from s.fire_at) * 1000 as fire_ms, extract(epoch from f.created_at) * 1000 as fired_ms,
+              extract(epoch from r.completed_at) * 1000 as completed_ms
        from journal_entries s join journal_entries f on f.run_id = s.run_id and f.name = s.name and f.kind = 'timer_fired'
+       join runs r on r.id = s.run_id
        where s.run_id = any($1::uuid[]) and s.kind = 'timer_started' and s.name = $2`,
       [ids, name],
     );
-    return result.rows.map((r) => ({ runId: r.run_id, fireAt: Number(r.fire_ms), firedAt: Number(r.fired_ms) }));
+    return result.rows.map((r) => ({ runId: r.run_id, fireAt: Number(r.fire_ms), firedAt: Number(r.fired_ms), completedAt: r.completed_ms === null ? Number.NaN : Number(r.completed_ms) }));
   }
 
   /**

@@ -102,9 +102,10 @@ export interface Report {
     w1TwoServers: (ThroughputReport & { roundsStepsPerSec: number[]; ratioToOneServer: number }) | null;
     w2: (LatencyReport & { createMs: Summary }) | null;
     w3: (LatencyReport & { sendEventMs: Summary; journalMs: { eventReceived: Summary; stepCompleted: Summary; runCompleted: Summary } }) | null;
-    w4: (Omit<TimerLatenessResult, "latenessMs" | "latenessQuietMs" | "failures"> & {
+    w4: (Omit<TimerLatenessResult, "latenessMs" | "latenessQuietMs" | "completedAfterMs" | "failures"> & {
       latenessMs: Summary;
       latenessQuietMs: Summary & { count: number };
+      completedAfterMs: Summary;
       failed: number;
       loadAverage: number;
     }) | null;
@@ -247,7 +248,7 @@ export function buildReport(m: Measurements): Report {
       : null,
     w4: m.w4
       ? (() => {
-          const { latenessMs, latenessQuietMs, failures, ...rest } = m.w4.result;
+          const { latenessMs, latenessQuietMs, completedAfterMs, failures, ...rest } = m.w4.result;
           return {
             ...rest,
             createWallMs: round(rest.createWallMs, 1),
@@ -255,6 +256,7 @@ export function buildReport(m: Measurements): Report {
             runningWhileFiring: { max: rest.runningWhileFiring.max, mean: round(rest.runningWhileFiring.mean, 1) },
             latenessMs: summarize(latenessMs),
             latenessQuietMs: { ...summarize(latenessQuietMs), count: latenessQuietMs.length },
+            completedAfterMs: summarize(completedAfterMs),
             failed: failures.length,
             loadAverage: m.w4.loadAverage,
           };
@@ -582,6 +584,7 @@ function details(report: Report): [string, string][] {
     rows.push(
       ["W4", `${w.runs} runs created in ${(w.createWallMs / 1000).toFixed(2)} s (${w.createConcurrency} in flight), fire_at spread ${w.fireAtSpreadMs.toFixed(0)} ms; lateness ${triple(w.latenessMs)}`],
       ["W4: due after creates ended", w.latenessQuietMs.count === 0 ? "none" : `${w.latenessQuietMs.count} timers: ${triple(w.latenessQuietMs)}`],
+      ["W4: fire_at → run completed", triple(w.completedAfterMs)],
       ["W4: RUNNING runs while firing", `max ${w.runningWhileFiring.max}, mean ${w.runningWhileFiring.mean}`],
     );
   }

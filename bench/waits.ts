@@ -88,6 +88,8 @@ export interface TimerLatenessResult {
   early: number;
   /** Lateness of the timers due after the last create was answered (no create load competing), ascending. */
   latenessQuietMs: number[];
+  /** runs.completed_at − fire_at per run, ms, ascending: the run's end, one write after the timer's in the same commit or the next. */
+  completedAfterMs: number[];
   /** RUNNING runs (any server), sampled every 100 ms from the database while the timers fired. */
   runningWhileFiring: { max: number; mean: number };
   /** First create → the database shows every run ended. */
@@ -136,6 +138,7 @@ export async function timerLateness(
     latenessMs: ascending(lateness),
     early: lateness.filter((l) => l < 0).length,
     latenessQuietMs: ascending(quiet),
+    completedAfterMs: ascending(times.filter((t) => !Number.isNaN(t.completedAt)).map((t) => t.completedAt - t.fireAt)),
     runningWhileFiring: { max: runningMax, mean: samples === 0 ? 0 : runningSum / samples },
     wallMs,
   };
