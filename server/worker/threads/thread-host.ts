@@ -15,7 +15,7 @@
  * - the main thread settles the activation's end only once its appends committed (workflow-threads.ts).
  * If the append fails, the activation is aborted, as an append that failed before the code saw it would abort it.
  * What this saves: a run whose last step is followed by its end sends the step's entry and the end in one message,
- * and the main thread writes the entry with the end, in one statement (workflow-threads.ts, `endsNext`).
+ * and the main thread writes the entry with the end, in one statement (workflow-threads.ts, `appendsBeforeEnds`).
  */
 import type { WorkflowLogger } from "../../../sdk/workflow.js";
 import type { ActivationHost, StepAttemptScope, StepAttemptStart } from "../../core/host.js";

@@ -220,7 +220,10 @@ export class WorkflowThreads implements ActivationRunner {
     this.threads.push(thread);
     worker.on("message", (batch: FromThreadBatch) => {
       if (!Array.isArray(batch)) this.receive(thread, batch);
-      else for (let i = 0; i < batch.length; i++) this.receive(thread, batch[i] as FromThread, endsNext(batch, i));
+      else {
+        const riding = appendsBeforeEnds(batch);
+        for (let i = 0; i < batch.length; i++) this.receive(thread, batch[i] as FromThread, riding.has(i));
+      }
     });
     worker.on("error", (error) => {
       thread.lastError = error;
@@ -276,7 +279,7 @@ export class WorkflowThreads implements ActivationRunner {
     });
   }
 
-  /** `endsNext`: the activation's end follows this message in its batch, with nothing of the activation's between. */
+  /** `endsNext`: the activation's end follows this message in its batch, with nothing of the activation's between (`appendsBeforeEnds`). */
   private receive(thread: WorkflowThread, message: FromThread, endsNext = false): void {
     if (message.t === "pong") {
       thread.pingedAt = undefined;
@@ -445,18 +448,20 @@ export class WorkflowThreads implements ActivationRunner {
 }
 
 /**
- * Whether message `i` of a thread's batch is followed by its activation's end as a run's end (completed or failed),
- * with only log records of that activation between: then an append there can ride on the end.
+ * The positions in a thread's batch of appends followed by their activation's end as a run's end (completed or
+ * failed), with only log records of that activation between: those appends can ride on the end. One pass from the
+ * back, remembering per activation whether the next message of its own is such an end.
  */
-function endsNext(batch: readonly FromThread[], i: number): boolean {
-  const message = batch[i] as FromThread;
-  if (message.t !== "call" || message.op !== "append") return false;
-  for (let k = i + 1; k < batch.length; k++) {
-    const next = batch[k] as FromThread;
-    if (!("id" in next) || next.id !== message.id || next.t === "log") continue;
-    return next.t === "done" && (next.outcome.kind === "completed" || next.outcome.kind === "failed");
+function appendsBeforeEnds(batch: readonly FromThread[]): Set<number> {
+  const riding = new Set<number>();
+  const endsNext = new Map<number, boolean>();
+  for (let i = batch.length - 1; i >= 0; i--) {
+    const message = batch[i] as FromThread;
+    if (!("id" in message) || message.t === "log") continue;
+    if (message.t === "call" && message.op === "append" && endsNext.get(message.id) === true) riding.add(i);
+    endsNext.set(message.id, message.t === "done" && (message.outcome.kind === "completed" || message.outcome.kind === "failed"));
   }
-  return false;
+  return riding;
 }
 
 /** A run's end with the entries that came right before it, to be journaled first in the same statement. */
