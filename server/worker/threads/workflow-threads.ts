@@ -279,7 +279,7 @@ export class WorkflowThreads implements ActivationRunner {
     });
   }
 
-  /** `endsNext`: the activation's end follows this message in its batch, with nothing of the activation's between (`appendsBeforeEnds`). */
+  /** `endsNext`: the activation's end follows this message in its batch (`appendsBeforeEnds`). */
   private receive(thread: WorkflowThread, message: FromThread, endsNext = false): void {
     if (message.t === "pong") {
       thread.pingedAt = undefined;
