@@ -327,14 +327,21 @@ export class Activation {
     wake?.();
   }
 
-  private async nextChange(): Promise<void> {
+  /**
+   * Waits for the next poke; a poke since the last call counts, and then there is nothing to wait for (no promise:
+   * the loop passes here several times per step, and each promise was garbage).
+   */
+  private nextChange(): Promise<void> | undefined {
     if (this.changed) {
       this.changed = false;
-      return;
+      return undefined;
     }
-    await new Promise<void>((resolve) => (this.wakeLoop = resolve));
-    this.changed = false;
+    return new Promise<void>((resolve) => (this.wakeLoop = resolve)).then(this.changeSeen);
   }
+
+  private readonly changeSeen = (): void => {
+    this.changed = false;
+  };
 
   /** Records a fatal condition; returns the error to throw into the handler. */
   private fail(error: unknown, abort: boolean): unknown {

@@ -76,50 +76,72 @@ export function jsonProblem(value: unknown, root: string): string | undefined {
  */
 export const maxJsonDepth = 48;
 
-function findNonJson(value: unknown, path: string, seen: Set<object>, depth = 0): string | undefined {
+/**
+ * What makes `value` unstorable as JSON, with its path under `root`, or undefined. The path is spelled out only for a
+ * problem: a journaled value is checked on every step, and building `$.a[3].b` for every part that is fine was most of
+ * the check's garbage.
+ */
+function findNonJson(value: unknown, root: string, seen: Set<object>): string | undefined {
+  const path: (string | number)[] = [];
+  const problem = findNonJsonAt(value, path, seen, 0);
+  return problem === undefined ? undefined : `${pathText(root, path)}${problem}`;
+}
+
+function pathText(root: string, path: readonly (string | number)[]): string {
+  let text = root;
+  for (const part of path) text += typeof part === "number" ? `[${part}]` : `.${part}`;
+  return text;
+}
+
+/** The problem with `value` (at `path`, which it extends while it looks and leaves at the problem), as the end of a sentence that starts with the path. */
+function findNonJsonAt(value: unknown, path: (string | number)[], seen: Set<object>, depth: number): string | undefined {
   switch (typeof value) {
     case "string":
-      return unpairedSurrogate.test(value) ? `${path} contains an unpaired UTF-16 surrogate, which is not Unicode` : undefined;
+      return unpairedSurrogate.test(value) ? " contains an unpaired UTF-16 surrogate, which is not Unicode" : undefined;
     case "boolean":
       return undefined;
     case "number":
-      return Number.isFinite(value) ? undefined : `${path} is ${value}`;
+      return Number.isFinite(value) ? undefined : ` is ${value}`;
     case "undefined":
-      return `${path} is undefined`;
+      return " is undefined";
     case "bigint":
     case "symbol":
     case "function":
-      return `${path} is a ${typeof value}`;
+      return ` is a ${typeof value}`;
   }
   if (value === null) return undefined;
-  if (depth >= maxJsonDepth) return `${path} nests arrays and objects deeper than ${maxJsonDepth} levels`;
+  if (depth >= maxJsonDepth) return ` nests arrays and objects deeper than ${maxJsonDepth} levels`;
   const object = value as object;
-  if (seen.has(object)) return `${path} is a circular reference`;
+  if (seen.has(object)) return " is a circular reference";
   seen.add(object);
-  try {
-    if (Array.isArray(object)) {
-      for (let i = 0; i < object.length; i++) {
-        const problem = findNonJson(object[i], `${path}[${i}]`, seen, depth + 1);
-        if (problem) return problem;
-      }
-      return undefined;
-    }
-    const proto: unknown = Object.getPrototypeOf(object);
-    if (proto !== Object.prototype && proto !== null) {
-      const kind = (object as { constructor?: { name?: string } }).constructor?.name ?? "object";
-      return `${path} is a ${kind}, not a plain object`;
-    }
-    for (const [key, item] of Object.entries(object)) {
-      if (unpairedSurrogate.test(key)) return `${path} has a key with an unpaired UTF-16 surrogate, which is not Unicode`;
-      // JSON drops undefined properties; accept them as "absent", like JSON.stringify does.
-      if (item === undefined) continue;
-      const problem = findNonJson(item, `${path}.${key}`, seen, depth + 1);
+  if (Array.isArray(object)) {
+    for (let i = 0; i < object.length; i++) {
+      path.push(i);
+      const problem = findNonJsonAt(object[i], path, seen, depth + 1);
       if (problem) return problem;
+      path.pop();
     }
-    return undefined;
-  } finally {
     seen.delete(object);
+    return undefined;
   }
+  const proto: unknown = Object.getPrototypeOf(object);
+  if (proto !== Object.prototype && proto !== null) {
+    const kind = (object as { constructor?: { name?: string } }).constructor?.name ?? "object";
+    return ` is a ${kind}, not a plain object`;
+  }
+  for (const key in object) {
+    if (!Object.hasOwn(object, key)) continue;
+    if (unpairedSurrogate.test(key)) return " has a key with an unpaired UTF-16 surrogate, which is not Unicode";
+    const item = (object as Record<string, unknown>)[key];
+    // JSON drops undefined properties; accept them as "absent", like JSON.stringify does.
+    if (item === undefined) continue;
+    path.push(key);
+    const problem = findNonJsonAt(item, path, seen, depth + 1);
+    if (problem) return problem;
+    path.pop();
+  }
+  seen.delete(object);
+  return undefined;
 }
 
 /** A size limit on a journaled value, with the setting that configures it (named in the error). */

@@ -142,10 +142,28 @@ async function runStep(
   timeoutMs: number | undefined,
   scope: StepAttemptScope | undefined,
 ): Promise<{ value: JsonValue | undefined } | { failure: FailureInfo }> {
+  if (timeoutMs !== undefined) return runStepWithTimeout(kernel, name, fn, attempt, timeoutMs, scope);
+  // Most steps have no timeout: no timer, controller or race to build (a step's garbage is most of a run's).
+  try {
+    const signal = kernel.host.signal;
+    const call = () => fn({ idempotencyKey: `${kernel.run.runId}:${name}`, attempt, signal });
+    return stepValue(kernel, name, await (scope ? scope.run(call) : call()));
+  } catch (error) {
+    return { failure: toFailureInfo(error) };
+  }
+}
+
+async function runStepWithTimeout(
+  kernel: OperationKernel,
+  name: string,
+  fn: (step: StepContext) => unknown,
+  attempt: number,
+  timeoutMs: number,
+  scope: StepAttemptScope | undefined,
+): Promise<{ value: JsonValue | undefined } | { failure: FailureInfo }> {
   const timeout = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<never>((_, reject) => {
-    if (timeoutMs === undefined) return;
     timer = setTimeout(() => {
       const error = timeoutFailure(name, attempt, timeoutMs);
       timeout.abort(error);
@@ -153,17 +171,22 @@ async function runStep(
     }, timeoutMs);
   });
   timedOut.catch(() => undefined);
-  const signal = timeoutMs === undefined ? kernel.host.signal : AbortSignal.any([kernel.host.signal, timeout.signal]);
+  const signal = AbortSignal.any([kernel.host.signal, timeout.signal]);
   try {
     const call = () => fn({ idempotencyKey: `${kernel.run.runId}:${name}`, attempt, signal });
     const started = Date.now();
     const value = await Promise.race([scope ? scope.run(call) : call(), timedOut]);
-    if (timeoutMs !== undefined && Date.now() - started > timeoutMs) throw timeoutFailure(name, attempt, timeoutMs);
-    if (value === undefined) return { value: undefined };
-    return { value: storedJson(value, `step "${name}" result`, stepResultLimit(kernel.host.limits)) };
+    if (Date.now() - started > timeoutMs) throw timeoutFailure(name, attempt, timeoutMs);
+    return stepValue(kernel, name, value);
   } catch (error) {
     return { failure: toFailureInfo(error) };
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A step function's value as the journal keeps it (throws what makes it unstorable). */
+function stepValue(kernel: OperationKernel, name: string, value: unknown): { value: JsonValue | undefined } {
+  if (value === undefined) return { value: undefined };
+  return { value: storedJson(value, `step "${name}" result`, stepResultLimit(kernel.host.limits)) };
 }
