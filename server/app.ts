@@ -149,7 +149,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     sweepIntervalMs: config.sweepIntervalMs,
     pollIntervalMs: config.pollIntervalMs,
     maxConcurrentRuns: config.maxConcurrentRuns,
-    onRunChanged: (runId, row) => feed.publishLocal(runId, row),
+    onRunChanged: (runId, row, entries) => feed.publishLocal(runId, row, entries),
     limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes, journalBytes: config.maxJournalBytes },
     metrics,
     tracing,

@@ -5,8 +5,9 @@
  * own. It reads the run again only when told its status changed: a run
  * executed here announces its end with the final row (no read at all, and no
  * store notices needed), a run elsewhere through the store's notice (the
- * namespace registered once per process), and a lost notice through the
- * feed's safety net, which hands over the status it read for all waiters.
+ * namespace registered once per process; a notice of a status that is not an
+ * end costs nothing), and a lost notice through the feed's safety net, which
+ * hands over the status it read for all waiters.
  */
 import { type RunRow, terminalStatuses } from "../store/schema.js";
 import { getRun, normalizeRunId } from "./get-run.js";
@@ -22,8 +23,10 @@ export async function awaitRun(deps: RunsDeps, call: Call, request: { runId: str
   // Subscribed before the first read: a change committed after it is heard of, one committed before it is read.
   const unsubscribe = feed.subscribe(runId, (_id, change: RunChange) => {
     if (change.source === "local" && change.row && terminalStatuses.includes(change.row.status)) ended = change.row;
-    // A journal entry alone never ends a run (the final status commits with it and is announced too).
+    // A journal entry alone never ends a run (the final status commits with it and is announced too), nor does a
+    // status that is not an end.
     if (change.source === "notice" && change.kind === "entry") return;
+    if (change.source === "notice" && change.status !== undefined && !terminalStatuses.includes(change.status)) return;
     // The safety net's snapshot: only an end (or a vanished run) is worth a read.
     if (change.source === "check" && change.status !== undefined && !terminalStatuses.includes(change.status)) return;
     changes.notify();

@@ -4,11 +4,15 @@
  * waitForResult): one subscription per process, fanned out in memory.
  *
  * Changes arrive three ways:
- * - this process's own changes (`publishLocal`), without a round trip;
+ * - this process's own changes (`publishLocal`), without a round trip; a
+ *   run's end comes with its final row and the entries it journaled, so its
+ *   local waiters read nothing;
  * - the store's `cairn_runs` notices: triggers send one at commit for every
  *   run created, every status change and every journal entry, ids batched
- *   per statement with their namespace (server/store/migrations/0021), over
- *   the process's single LISTEN connection;
+ *   per statement with their namespace and what changed, the new status or
+ *   the last new sequence number (server/store/migrations/0021, 0022), over
+ *   the process's single LISTEN connection. A waiter that already knows what
+ *   a notice says (this process's own change, told first) reads nothing;
  * - a safety net: every `recheckMs` (and at once after the listener
  *   reconnects, when notices may have been lost) one batched read of every
  *   run somebody here waits on, handed to its waiters as a snapshot they
@@ -27,6 +31,7 @@
  * elsewhere, keeps it while it has waiters there and a minute after, and a
  * dead process's rows expire. A run awaited where it executes needs none.
  */
+import type { JournalEntry } from "../core/journal.js";
 import type { Metrics } from "../metrics.js";
 import type { Database, Db } from "../store/database.js";
 import { queryRows } from "../store/database.js";
@@ -38,10 +43,17 @@ const channel = "cairn_runs";
 
 /** What a waiter is told about a run. */
 export type RunChange =
-  /** This process changed the run; `row` is its new state when the change came with it. */
-  | { source: "local"; row?: RunRow | undefined }
-  /** The store's notice: the run's status changed (or it was created), or a journal entry was appended. */
-  | { source: "notice"; kind: "status" | "entry" }
+  /**
+   * This process changed the run; `row` is its new state when the change came with it, and `entries` the journal
+   * entries the same commit wrote (a run's end: the entries written with it and the final one), as the store reads them.
+   */
+  | { source: "local"; row?: RunRow | undefined; entries?: readonly JournalEntry[] | undefined }
+  /**
+   * The store's notice: the run's status changed (or it was created) to `status`, or journal entries were appended up
+   * to `lastSequence`. (Either is absent from a notice of an earlier version's format.)
+   */
+  | { source: "notice"; kind: "status"; status?: RunStatus | undefined }
+  | { source: "notice"; kind: "entry"; lastSequence?: number | undefined }
   /** The safety net's snapshot (status undefined: the run is gone); compare with what you know before reading. */
   | { source: "check"; status: RunStatus | undefined; lastSequence: number };
 
@@ -189,21 +201,35 @@ export class RunFeed {
     return this.runListeners.get(runId)?.size ?? 0;
   }
 
-  /** A run changed in this process (it ended or parked): tell its waiters without a round trip. */
-  publishLocal(runId: string, row?: RunRow): void {
-    this.tell(runId, { source: "local", row });
+  /**
+   * A run changed in this process (it ended or parked): tell its waiters without a round trip, with its new row and
+   * the entries its commit wrote when the change came with them.
+   */
+  publishLocal(runId: string, row?: RunRow, entries?: readonly JournalEntry[]): void {
+    this.tell(runId, { source: "local", row, entries });
   }
 
-  /** Parses one notice: "<s|e> ns:id,ns:id,..." (status change or journal entry). */
+  /**
+   * Parses one notice: "s ns:id:status,..." (runs created or whose status changed, with the new status) or
+   * "e ns:id:sequence,..." (journal entries, with the run's last new sequence number). Namespaces hold no ':'; an
+   * item without its third part (an earlier version's trigger) says only that something changed.
+   */
   private publishNotice(payload: string): void {
     const kind = payload.startsWith("e ") ? "entry" : "status";
-    const change: RunChange = { source: "notice", kind };
     for (const item of payload.slice(2).split(",")) {
-      const colon = item.lastIndexOf(":");
-      if (colon < 0) continue;
-      const runId = item.slice(colon + 1);
-      this.tell(runId, change);
-      const forNamespace = this.namespaceListeners.get(item.slice(0, colon));
+      const first = item.indexOf(":");
+      if (first < 0) continue;
+      const second = item.indexOf(":", first + 1);
+      const namespace = item.slice(0, first);
+      const runId = second < 0 ? item.slice(first + 1) : item.slice(first + 1, second);
+      const what = second < 0 ? undefined : item.slice(second + 1);
+      this.tell(
+        runId,
+        kind === "entry"
+          ? { source: "notice", kind, lastSequence: what === undefined ? undefined : Number(what) }
+          : { source: "notice", kind, status: what as RunStatus | undefined },
+      );
+      const forNamespace = this.namespaceListeners.get(namespace);
       if (forNamespace) for (const listener of forNamespace) listener(runId, kind);
     }
   }

@@ -3,7 +3,9 @@
  * follow a run, a change (from the process's run feed: a local change, the
  * store's notice, or a safety-net snapshot showing something new) costs one
  * run read and one journal read here, shared in a batch with the other
- * tails that changed at the same time (tail-reader.ts); nothing happens between changes;
+ * tails that changed at the same time (tail-reader.ts), and nothing when it
+ * came with its data (this process's own end) or says only what the tail
+ * holds (the notices of that end); nothing happens between changes;
  * the streams take what they need from a bounded in-memory window of recent
  * entries, and a stream that fell behind the window catches up from the
  * store on its own, so slow watchers never hold up fast ones or the engine.
@@ -13,7 +15,7 @@ import type { Db } from "../store/database.js";
 import { entryBytes } from "../core/journal-budget.js";
 import { listJournalPage } from "../store/journal-page.js";
 import { getRun } from "../store/runs/read.js";
-import type { RunRow } from "../store/schema.js";
+import type { RunRow, RunStatus } from "../store/schema.js";
 import type { Metrics } from "../metrics.js";
 import { ChangeSignal, type RunChange, type RunFeed } from "./run-feed.js";
 import { TailReader } from "./tail-reader.js";
@@ -35,25 +37,101 @@ export class RunTail {
   run: RunRow | undefined;
   private readonly signals = new Set<ChangeSignal>();
   private refreshing: Promise<void> | undefined;
+  /** A read is running now (not only waiting for the rest of a commit's news to land). */
+  private reading = false;
   private again = false;
   /** Some change heard since the last read may have changed the run's row, not only added entries. */
   private rowChanged = true;
+  /** Some change heard since the last read said nothing of what it was (a local change without data, a snapshot). */
+  private unknownChange = true;
+  /** What the store's notices since the last read said: the last new sequence number, the statuses. */
+  private noticedSequence = 0;
+  private readonly noticedStatuses = new Set<RunStatus>();
+  /** This process's own change, told while a read ran: taken, if it still fits, once that read is in. */
+  private pendingLocal: { row: RunRow; entries: readonly JournalEntry[] } | undefined;
   private gapSince: number | undefined;
   watchers = 0;
 
   constructor(
     private readonly db: Db,
-    private readonly namespace: string,
+    readonly namespace: string,
     readonly runId: string,
     private readonly onRead?: () => void,
     /** Reads shared with the process's other tails; absent: every read is this tail's own. */
     private readonly reader?: TailReader,
   ) {}
 
-  /** Whether the feed's news is worth a read: a safety-net snapshot only when it shows something this tail lacks. */
-  wants(change: RunChange): boolean {
-    if (change.source !== "check") return true;
-    return change.status === undefined || change.status !== this.run?.status || change.lastSequence > this.lastSequence;
+  /**
+   * News from the feed. This process's own change that came with its data is taken as it is (`take`); other news
+   * leads to a read, unless it says what changed and the tail already has that: a safety-net snapshot that shows
+   * nothing new, or a store notice of a change this process made and told first (or told while the read waited for
+   * the rest of the commit's news to land). A failed read is retried by the next change or the safety net.
+   */
+  hear(change: RunChange): void {
+    if (change.source === "local") {
+      if (change.row && change.entries && this.take(change.row, change.entries)) return;
+      this.refresh().catch(() => undefined);
+      return;
+    }
+    if (change.source === "check") {
+      if (change.status !== undefined && change.status === this.run?.status && change.lastSequence <= this.lastSequence) return;
+      this.refresh().catch(() => undefined);
+      return;
+    }
+    if (change.kind === "entry") {
+      if (change.lastSequence === undefined) this.refresh(true).catch(() => undefined);
+      else if (this.refreshing || change.lastSequence > this.lastSequence) {
+        this.noticedSequence = Math.max(this.noticedSequence, change.lastSequence);
+        this.schedule(true).catch(() => undefined);
+      }
+      return;
+    }
+    if (change.status === undefined) this.refresh().catch(() => undefined);
+    else if (this.refreshing || change.status !== this.run?.status) {
+      this.noticedStatuses.add(change.status);
+      this.schedule().catch(() => undefined);
+    }
+  }
+
+  /**
+   * This process's own change, with the run's new row and the entries its commit wrote: taken as they are when they
+   * follow on from what the tail holds, and every stream told, without a read. False when they do not fit (a read
+   * running, a gap held back, entries missed before them): then a read must bring them.
+   */
+  take(row: RunRow, entries: readonly JournalEntry[]): boolean {
+    if (this.gapSince !== undefined || entries.length === 0) return false;
+    if (this.reading) {
+      // The read may have started before this change committed: tried again once it is in.
+      this.pendingLocal = { row, entries };
+      return true;
+    }
+    // Past this change already (its row may be older than what the tail has): a read decides.
+    const last = entries[entries.length - 1]!.sequence;
+    if (last < this.lastSequence) return false;
+    // Entries the tail has (a read that saw the entries but an older row) are skipped; the rest must follow on.
+    let expected = this.lastSequence + 1;
+    for (const entry of entries) {
+      if (entry.sequence < expected) continue;
+      if (entry.sequence !== expected) return false;
+      expected++;
+    }
+    for (const entry of entries) {
+      if (entry.sequence <= this.lastSequence) continue;
+      this.lastSequence = entry.sequence;
+      this.window.push(entry);
+      this.windowBytesNow += entryBytes(entry as { result?: unknown; error?: unknown });
+    }
+    this.trim();
+    this.run = row;
+    for (const signal of this.signals) signal.notify();
+    return true;
+  }
+
+  /** Whether everything heard since the last read is known already (a notice of a change `take` brought). */
+  private upToDate(): boolean {
+    if (this.unknownChange || this.gapSince !== undefined || this.noticedSequence > this.lastSequence) return false;
+    for (const status of this.noticedStatuses) if (status !== this.run?.status) return false;
+    return true;
   }
 
   listen(signal: ChangeSignal): () => void {
@@ -66,6 +144,12 @@ export class RunTail {
    * is new entries (a journal notice), so the run's row is not read again unless another change asked for it.
    */
   refresh(entriesOnly = false): Promise<void> {
+    this.unknownChange = true;
+    return this.schedule(entriesOnly);
+  }
+
+  /** A read soon, unless what was heard meanwhile turns out to be known already (`upToDate`). */
+  private schedule(entriesOnly = false): Promise<void> {
     if (!entriesOnly) this.rowChanged = true;
     if (this.refreshing) {
       this.again = true;
@@ -77,14 +161,33 @@ export class RunTail {
       await new Promise<void>((resolve) => setImmediate(resolve));
       do {
         this.again = false;
+        // This process's own change, told with its data meanwhile, may have brought all the news said.
+        if (this.upToDate()) {
+          this.noticedStatuses.clear();
+          this.rowChanged = false;
+          break;
+        }
         const withRun = this.rowChanged;
         this.rowChanged = false;
+        this.unknownChange = false;
+        this.noticedStatuses.clear();
+        this.reading = true;
         try {
           await this.readChanges(withRun);
         } catch (error) {
           // The next change or the safety net reads again, the row too if this read was to.
           this.rowChanged ||= withRun;
+          this.unknownChange = true;
           throw error;
+        } finally {
+          this.reading = false;
+        }
+        const local = this.pendingLocal;
+        this.pendingLocal = undefined;
+        // (What the read brought may include it; if it neither includes it nor is followed by it, read again.)
+        if (local && local.entries[local.entries.length - 1]!.sequence >= this.lastSequence && !this.take(local.row, local.entries)) {
+          this.unknownChange = true;
+          this.again = true;
         }
         for (const signal of this.signals) signal.notify();
       } while (this.again);
@@ -150,6 +253,11 @@ export class RunTail {
     this.windowBytesNow = bytes;
   }
 
+  /** A read found a gap in the journal (a lower sequence number not committed yet) and holds back what follows it. */
+  get waitingOutGap(): boolean {
+    return this.gapSince !== undefined;
+  }
+
   /** The result and error bytes the window holds now. */
   get bytesHeld(): number {
     return this.windowBytesNow;
@@ -169,16 +277,18 @@ export class RunTails {
     this.reader = new TailReader(db);
   }
 
-  /** A tail for the run, read and subscribed; call the returned release when the stream ends. */
+  /**
+   * A tail for the run in `namespace`, read and subscribed (its `run` undefined when no such run is there); call the
+   * returned release when the stream ends. One per namespace and run: another tenant asking for the same id gets a
+   * tail of its own, which finds nothing.
+   */
   async acquire(namespace: string, runId: string): Promise<{ tail: RunTail; signal: ChangeSignal; release: () => void }> {
-    let shared = this.tails.get(runId);
+    const key = `${namespace}:${runId}`;
+    let shared = this.tails.get(key);
     if (!shared) {
       const tail = new RunTail(this.db, namespace, runId, () => this.metrics?.waiterReads.inc({ waiter: "watch_run" }), this.reader);
       // Subscribed before the first read (in memory, no I/O): a change committed after that read is heard of.
-      const unsubscribe = this.feed.subscribe(runId, (_id, change) => {
-        // A failed read is retried by the next change or the safety net (its snapshot still shows what the tail lacks).
-        if (tail.wants(change)) tail.refresh(change.source === "notice" && change.kind === "entry").catch(() => undefined);
-      });
+      const unsubscribe = this.feed.subscribe(runId, (_id, change) => tail.hear(change));
       const ready = (async () => {
         let stopHearing: (() => void) | undefined;
         try {
@@ -196,9 +306,9 @@ export class RunTails {
         };
       })();
       shared = { tail, ready };
-      this.tails.set(runId, shared);
+      this.tails.set(key, shared);
       // A tail that failed to start is not shared: the next watcher tries afresh.
-      ready.catch(() => this.tails.delete(runId));
+      ready.catch(() => this.tails.delete(key));
     }
     const { tail, ready } = shared;
     // Counted before waiting, so an early watcher leaving cannot stop the tail under a later one.
@@ -217,8 +327,8 @@ export class RunTails {
       signal,
       release: () => {
         stopListening();
-        if (--tail.watchers === 0 && this.tails.get(runId)?.tail === tail) {
-          this.tails.delete(runId);
+        if (--tail.watchers === 0 && this.tails.get(key)?.tail === tail) {
+          this.tails.delete(key);
           unsubscribe();
         }
       },

@@ -8,7 +8,8 @@
 import type { JournalEntry } from "../core/journal.js";
 import { listJournalPage } from "../store/journal-page.js";
 import { type RunRow, terminalStatuses } from "../store/schema.js";
-import { getRun } from "./get-run.js";
+import { RunNotFoundError } from "../core/errors.js";
+import { getRun, normalizeRunId } from "./get-run.js";
 import { windowBytes } from "./run-tail.js";
 import type { Call, RunsDeps } from "./runs-deps.js";
 
@@ -21,14 +22,15 @@ const idleWakeMs = 60_000;
 const watchPageSize = 500;
 
 export async function* watchRun(deps: RunsDeps, call: Call, request: { runId: string; afterSequence: number }): AsyncGenerator<RunUpdate> {
-  // Read here (NOT_FOUND, the namespace check) but not kept: the shared tail holds the run's state, once per run
-  // however many streams watch it, and a stream may stay open for hours.
-  let found: RunRow | undefined = await getRun(deps, call, request.runId);
-  const runId = found.id;
+  // The shared tail holds the run's state, once per run however many streams watch it (a stream may stay open for
+  // hours). Its first read is the NOT_FOUND check too: it reads the run in the caller's namespace only.
+  const runId = normalizeRunId(request.runId);
   const { tail, signal, release } = await deps.tails.acquire(call.namespace, runId);
   try {
-    const snapshot = tail.run ?? found;
-    found = undefined;
+    // No row: no such run in the caller's namespace, unless the tail's first read is waiting out a gap in the journal
+    // (then the run's own read tells).
+    if (!tail.run && !tail.waitingOutGap) throw new RunNotFoundError(request.runId);
+    const snapshot = tail.run ?? (await getRun(deps, call, request.runId));
     let status = snapshot.status;
     yield { kind: "run", run: snapshot };
     let cursor = request.afterSequence;

@@ -41,8 +41,11 @@ export interface RunExecutorDeps {
   onTurnCreated(agent: string): void;
   /** A child run was queued: some process should claim it (and fire its run-level timeout, `timeoutMs` from now, if it has one). */
   onChildCreated(timeoutMs: number | undefined): void;
-  /** The run ended here (its final status committed); `row` is the final row when the store returned it. */
-  onEnded(runId: string, row: RunRow | undefined): void;
+  /**
+   * The run ended here (its final status committed); `row` is the final row when the store returned it, `entries`
+   * the journal entries the end wrote (as a read would give them), when known.
+   */
+  onEnded(runId: string, row: RunRow | undefined, entries?: readonly JournalEntry[]): void;
   /** The run parked; `deadline` is when the clock alone will wake it; `journal` is its whole journal, when known. */
   onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined, journal: JournalEntry[] | undefined): void;
   /** Size limits on journaled values and child inputs (absent: none). */
@@ -300,7 +303,7 @@ export async function executeRun(
     for (const { entry } of riding) logFailedAttempt(logger, entry);
     activationEnded(ending.status);
     metrics?.runsEnded.inc({ workflow, status: ending.status });
-    deps.onEnded(run.id, ended.row);
+    deps.onEnded(run.id, ended.row, ended.entries);
     if (ending.status === "failed") logger.warn({ status: ending.status, error: ending.error }, "run failed");
     else logger.info({ status: ending.status }, "run finished");
   } else {

@@ -138,7 +138,8 @@ test("concurrent creates share one INSERT, and concurrent endings one statement,
 test("entries riding on a run's end commit with it in its statement, or not at all when the fence no longer holds", async () => {
   const [held, lost] = await Promise.all([claimedRun("R"), claimedRun("R")]);
   const stale: Fence = { ...lost!, epoch: 9 };
-  const tricky = { text: "välue 😀", nested: [1, null, { ok: true }] };
+  // Keys in an order jsonb does not keep (it sorts them: shorter first, then bytewise), some beyond ASCII.
+  const tricky = { text: "välue 😀", nested: [1, null, { ok: true, b: "x" }], "ä": 1, zz: { y: 2, a: 1 } };
   const [endedHeld, endedStale] = await Promise.all([
     endRun(writes, held!, 3, { status: "completed", output: "done" }, null, [
       { sequence: 1, entry: entry("last step", tricky) },
@@ -151,6 +152,10 @@ test("entries riding on a run's end commit with it in its statement, or not at a
   const journal = await loadJournal(store.db, held!.runId);
   assert.deepEqual(journal.map((e) => `${e.sequence}:${e.kind}:${e.name}`), ["1:step_completed:last step", "2:now_recorded:now-1", "3:run_completed:"]);
   assert.deepEqual((journal[0] as { result?: unknown }).result, tricky);
+  // What the end hands local waiters (run-feed.ts) is what a read gives, in jsonb's key order and with the statement's time.
+  assert.deepEqual(endedHeld.entries, journal);
+  assert.equal(JSON.stringify(endedHeld.entries), JSON.stringify(journal));
+  assert.notEqual(JSON.stringify((journal[0] as { result?: unknown }).result), JSON.stringify(tricky), "the key order must differ for this to check it");
   assert.equal(await transactionsOf("journal_entries", "run_id", [held!.runId]), 1, "the entries and the end committed in one transaction");
   assert.deepEqual(await names(lost!.runId), [], "nothing rode on the refused end");
   assert.equal((await getRun(store.db, "default", lost!.runId))?.status, "running");

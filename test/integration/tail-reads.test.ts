@@ -93,3 +93,68 @@ test("a tail reads its row again only after a change that is not entries alone, 
   assert.equal(tail.lastSequence, 4);
   assert.equal(tail.run?.status, "failed");
 });
+
+test("a tail takes this process's own change as told, and reads nothing for the notices of it; news it lacks is read", async () => {
+  const runId = await runWithEntries(1);
+  let reads = 0;
+  const tail = new RunTail(database.watchDb, "default", runId, () => reads++, new TailReader(database.watchDb));
+  await tail.refresh();
+  assert.equal(reads, 1);
+  const settle = () => new Promise<void>((resolve) => setTimeout(resolve, 30));
+  const readBack = async () => {
+    const [read] = await readTails(database.watchDb, [{ namespace: "default", runId, afterSequence: 0 }]);
+    return read!;
+  };
+
+  // The end, told by this process with its data (what a read would give): taken without a read.
+  await append(runId, 2);
+  await sql("update runs set status = 'completed' where id = $1", [runId]);
+  const ended = await readBack();
+  tail.hear({ source: "local", row: ended.run, entries: ended.entries.filter((e) => e.sequence === 2) });
+  assert.equal(tail.lastSequence, 2);
+  assert.equal(tail.run?.status, "completed");
+  // Its notices come after: nothing in them is new.
+  tail.hear({ source: "notice", kind: "entry", lastSequence: 2 });
+  tail.hear({ source: "notice", kind: "status", status: "completed" });
+  await settle();
+  assert.equal(reads, 1, "the end and its notices cost no read");
+
+  // The notices first, then this process's own telling in the same turn (both sockets were ready at once): no read.
+  await sql("update runs set status = 'running' where id = $1", [runId]);
+  await append(runId, 3);
+  await sql("update runs set status = 'completed' where id = $1", [runId]);
+  const again = await readBack();
+  tail.hear({ source: "notice", kind: "status", status: "running" });
+  tail.hear({ source: "notice", kind: "status", status: "completed" });
+  tail.hear({ source: "notice", kind: "entry", lastSequence: 3 });
+  tail.hear({ source: "local", row: again.run, entries: again.entries.filter((e) => e.sequence === 3) });
+  await settle();
+  // (Two statuses were told: one the tail never held, so the row is read after all.)
+  assert.equal(reads, 2, "a status the tail never saw is read");
+  assert.equal(tail.lastSequence, 3);
+
+  // Notices of what the tail lacks are read: a newer entry, another status.
+  await append(runId, 4);
+  tail.hear({ source: "notice", kind: "entry", lastSequence: 4 });
+  await settle();
+  assert.equal(reads, 3);
+  assert.equal(tail.lastSequence, 4);
+  await sql("update runs set status = 'failed' where id = $1", [runId]);
+  tail.hear({ source: "notice", kind: "status", status: "failed" });
+  await settle();
+  assert.equal(reads, 4);
+  assert.equal(tail.run?.status, "failed");
+  // And a notice of an earlier version's format (no data) is always read.
+  tail.hear({ source: "notice", kind: "entry" });
+  await settle();
+  assert.equal(reads, 5);
+
+  // A change told with data that does not follow on (entries missed before it) is read, not taken.
+  await append(runId, 5);
+  await append(runId, 6);
+  const ahead = await readBack();
+  tail.hear({ source: "local", row: ahead.run, entries: ahead.entries.filter((e) => e.sequence === 6) });
+  await settle();
+  assert.equal(reads, 6);
+  assert.equal(tail.lastSequence, 6);
+});

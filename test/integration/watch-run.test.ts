@@ -127,7 +127,7 @@ test("watching a finished run replays its history and ends", async () => {
   assert.deepEqual(sequences(await collect(front.client, runId, 4n)), []);
 });
 
-test("a watched run's changes come as notices naming the run with its namespace, by kind", async () => {
+test("a watched run's changes come as notices naming the run with its namespace and what changed, by kind", async () => {
   const listener = new pg.Client({ connectionString: databaseUrl });
   await listener.connect();
   const heard: string[] = [];
@@ -138,10 +138,14 @@ test("a watched run's changes come as notices naming the run with its namespace,
     const runId = await startRun(3, 100);
     await collect(front.client, runId);
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const naming = heard.filter((payload) => payload.slice(2).split(",").includes(`default:${runId}`));
-    // Its end: a status notice; its steps and the end: journal notices.
-    assert.ok(naming.some((payload) => payload.startsWith("s ")), `a status notice: ${JSON.stringify(naming)}`);
-    assert.ok(naming.some((payload) => payload.startsWith("e ")), `a journal notice: ${JSON.stringify(naming)}`);
+    const items = heard.flatMap((payload) => payload.slice(2).split(",").map((item) => `${payload[0]} ${item}`));
+    const naming = items.filter((item) => item.slice(2).startsWith(`default:${runId}:`));
+    // Its end: a status notice with the final status; its steps and the end: journal notices with the last new sequence
+    // number (3 steps, then the end as entry 4), in order.
+    assert.ok(naming.includes(`s default:${runId}:completed`), `a status notice: ${JSON.stringify(naming)}`);
+    const sequences = naming.filter((item) => item.startsWith("e ")).map((item) => Number(item.slice(item.lastIndexOf(":") + 1)));
+    assert.equal(sequences.at(-1), 4, `journal notices: ${JSON.stringify(naming)}`);
+    assert.deepEqual(sequences, [...sequences].sort((a, b) => a - b));
   } finally {
     await listener.end();
   }

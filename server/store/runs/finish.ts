@@ -1,8 +1,10 @@
 import { and, sql } from "drizzle-orm";
 import type { JsonValue } from "../../../sdk/workflow.js";
-import type { NewEntry } from "../../core/journal.js";
+import type { JournalEntry, NewEntry } from "../../core/journal.js";
 import type { FailureInfo } from "../../core/json.js";
+import { toJournalEntry } from "../journal.js";
 import { toRecord } from "../journal-writer.js";
+import { inJsonbOrder } from "../jsonb-order.js";
 import { lockChildKey } from "../events.js";
 import { type Db, queryRows } from "../database.js";
 import type { Store } from "../store.js";
@@ -40,14 +42,14 @@ export async function endRun(
   parentRunId?: string | null,
   /** Entries written in the same statement, before the end (a run without a parent only: a child's end writes none). */
   entries: readonly { sequence: number; entry: NewEntry }[] = [],
-): Promise<{ row: RunRow | undefined } | undefined> {
+): Promise<{ row: RunRow | undefined; entries?: JournalEntry[] } | undefined> {
   if (!parentRunId) {
     const output = ending.status === "completed" ? JSON.stringify(ending.output) : null;
     const error = ending.status === "completed" ? null : JSON.stringify(ending.error);
     const finish = { runId: fence.runId, owner: fence.owner, epoch: fence.epoch, sequence, status: ending.status, output, error };
-    const ridden = entries.length > 0 ? { entries: entries.map(({ sequence, entry }) => toRecord({ fence, sequence, entry })) } : {};
-    const row = await store.runEndings.submit({ ...finish, kind: endingKinds[ending.status], ...ridden });
-    return row ? { row } : undefined;
+    const records = entries.map(({ sequence, entry }) => toRecord({ fence, sequence, entry }));
+    const row = await store.runEndings.submit({ ...finish, kind: endingKinds[ending.status], ...(records.length > 0 ? { entries: records } : {}) });
+    return row ? { row, entries: writtenWithEnd(row, records, sequence) } : undefined;
   }
   if (entries.length > 0) throw new Error("entries ride only on the end of a run without a parent");
   // A child's end must wake a parent parked on it: take the child key the parent's suspension takes.
@@ -58,6 +60,66 @@ export async function endRun(
     return written;
   });
   return finished ? { row: undefined } : undefined;
+}
+
+/**
+ * The entries a run's end wrote (those riding on it, then the final one) as a read of the journal would give them,
+ * from what the statement was given and the row it returned: every row of that statement got the same `now()`, so
+ * the entries' `created_at` is the run's `completed_at`, and jsonb hands objects back with its own key order.
+ */
+function writtenWithEnd(row: RunRow, riding: readonly Record<string, unknown>[], sequence: number): JournalEntry[] {
+  const createdAt = row.completedAt as Date;
+  const entries = riding.map((record) => {
+    const result = record.result as [JsonValue] | undefined;
+    const error = record.error as FailureInfo | undefined;
+    return toJournalEntry({
+      runId: row.id,
+      sequence: record.sequence as number,
+      namespace: row.namespace,
+      kind: record.kind as string,
+      name: record.name as string,
+      result: result === undefined ? null : inJsonbOrder(result[0]),
+      hasResult: result !== undefined,
+      error: error === undefined ? null : inJsonbOrder(error),
+      attempt: record.attempt as number,
+      startedAt: (record.started_at as Date | undefined) ?? null,
+      createdAt,
+      fireAt: (record.fire_at as Date | undefined) ?? null,
+      timeoutAt: (record.timeout_at as Date | undefined) ?? null,
+      eventType: (record.event_type as string | undefined) ?? null,
+      correlationId: (record.correlation_id as string | undefined) ?? null,
+      lookbackFrom: (record.lookback_from as Date | undefined) ?? null,
+      eventId: (record.event_id as string | undefined) ?? null,
+      targetRunId: (record.target_run_id as string | undefined) ?? null,
+      targetTurnId: (record.target_turn_id as string | undefined) ?? null,
+    });
+  });
+  // The final entry: the run's output (completed; never SQL NULL) or its error, as the statement copied them.
+  const completed = row.status === "completed";
+  entries.push(
+    toJournalEntry({
+      runId: row.id,
+      sequence,
+      namespace: row.namespace,
+      kind: endingKinds[row.status as RunEnding["status"]],
+      name: "",
+      result: completed ? row.output : null,
+      hasResult: completed,
+      error: row.error,
+      attempt: 1,
+      startedAt: null,
+      createdAt,
+      fireAt: null,
+      timeoutAt: null,
+      eventType: null,
+      correlationId: null,
+      lookbackFrom: null,
+      eventId: null,
+      targetRunId: null,
+      targetTurnId: null,
+    }),
+  );
+  return entries;
 }
 
 /** Wakes a run parked on `childRunId`, if any; the notice reaches every server process at commit. */
