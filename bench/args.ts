@@ -76,6 +76,8 @@ export interface BenchOptions {
   /** Sizes of the wire table's W1 (runs), W2, W3 and W4 (0: that column skipped); steps, concurrency and timer-ms are shared. */
   wireRuns: number;
   wireStartRuns: number;
+  /** W2 runs before the measured ones on each wire: the JIT's warm-up, reported apart as the cold figures (0: none). */
+  wireStartWarmup: number;
   wireEventRuns: number;
   wireTimerRuns: number;
 
@@ -176,6 +178,9 @@ and --wait-concurrency as above):
                         (default await,watch); W4 holds one observer per run (500 at once)
   --wire-runs N         W1 runs per wire and observation (default 1000; quick 100; 0 skips)
   --wire-start-runs N   W2 runs (default 200; quick 20; 0 skips)
+  --wire-start-warmup N W2 runs before those, on the same wire (the JIT's warm-up: a fresh path
+                        takes ~2,000 runs to reach its steady CPU); reported apart as the cold
+                        figures (default 2000; quick 0)
   --wire-event-runs N   W3 runs (default 200; quick 20; 0 skips)
   --wire-timer-runs N   W4 runs, each with its own observer (default 500; quick 50; 0 skips)
   --skip-wires          no wire table
@@ -214,6 +219,7 @@ interface Defaults {
   isolationRounds: number;
   isolationRuns: number;
   isolationLatencyRuns: number;
+  wireStartWarmup: number;
 }
 
 const full: Defaults = {
@@ -221,6 +227,7 @@ const full: Defaults = {
   w1Rounds: 3,
   pgbenchSeconds: 10,
   startRuns: 200,
+  wireStartWarmup: 2000,
   eventRuns: 200,
   timerRuns: 500,
   timerMs: 2000,
@@ -245,6 +252,7 @@ const quick: Defaults = {
   w1Rounds: 1,
   pgbenchSeconds: 1,
   startRuns: 20,
+  wireStartWarmup: 0,
   eventRuns: 20,
   timerRuns: 50,
   timerMs: 1000,
@@ -321,6 +329,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "skip-wires": { type: "boolean", default: false },
       "wire-runs": { type: "string" },
       "wire-start-runs": { type: "string" },
+      "wire-start-warmup": { type: "string" },
       "wire-event-runs": { type: "string" },
       "wire-timer-runs": { type: "string" },
       "isolation-rounds": { type: "string" },
@@ -383,6 +392,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     observations: listFlag("--observe", values.observe, observations),
     wireRuns: int("--wire-runs", values["wire-runs"], d.runs),
     wireStartRuns: int("--wire-start-runs", values["wire-start-runs"], d.startRuns),
+    wireStartWarmup: int("--wire-start-warmup", values["wire-start-warmup"], d.wireStartWarmup),
     wireEventRuns: int("--wire-event-runs", values["wire-event-runs"], d.eventRuns),
     wireTimerRuns: int("--wire-timer-runs", values["wire-timer-runs"], d.timerRuns),
     isolationRounds: values["skip-isolation"] ? 0 : int("--isolation-rounds", values["isolation-rounds"], d.isolationRounds),

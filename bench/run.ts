@@ -412,6 +412,7 @@ async function measureWires(options: BenchOptions, settings: ServerSettings, htt
       steps: options.steps,
       concurrency: options.concurrency,
       startRuns: options.wireStartRuns,
+      startWarmup: options.wireStartRuns > 0 ? options.wireStartWarmup : 0,
       eventRuns: options.wireEventRuns,
       timerRuns: options.wireTimerRuns,
       timerMs: options.timerMs,

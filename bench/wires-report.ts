@@ -13,7 +13,14 @@ export interface WireRow {
   wire: WireName;
   observation: Observation;
   w1: { stepsPerSec: number; ratioToPgbench: number | null; runs: number; completed: number; failed: number; loadAverage: number } | null;
-  w2: { latencyMs: Summary; serverCpuMsPerRun: number; failed: number; loadAverage: number } | null;
+  w2: {
+    latencyMs: Summary;
+    serverCpuMsPerRun: number;
+    failed: number;
+    loadAverage: number;
+    /** The warm-up series before the measured one (runs, latency, CPU), when there was one. */
+    cold?: { runs: number; latencyMs: Summary; serverCpuMsPerRun: number; failed: number };
+  } | null;
   w3: { latencyMs: Summary; failed: number; loadAverage: number } | null;
   w4: { runs: number; observers: number; latenessMs: Summary; early: number; failed: number; loadAverage: number } | null;
 }
@@ -32,7 +39,24 @@ export function wireRows(results: readonly WireResult[], pgbenchTpsAtConcurrency
           loadAverage: r.w1.loadAverage,
         }
       : null,
-    w2: r.w2 ? { latencyMs: summarize(r.w2.latenciesMs), serverCpuMsPerRun: round(r.w2.serverCpuMsPerRun, 2), failed: r.w2.failures.length, loadAverage: r.w2.loadAverage } : null,
+    w2: r.w2
+      ? {
+          latencyMs: summarize(r.w2.latenciesMs),
+          serverCpuMsPerRun: round(r.w2.serverCpuMsPerRun, 2),
+          failed: r.w2.failures.length,
+          loadAverage: r.w2.loadAverage,
+          ...(r.w2.cold
+            ? {
+                cold: {
+                  runs: r.w2.cold.latenciesMs.length + r.w2.cold.failures.length,
+                  latencyMs: summarize(r.w2.cold.latenciesMs),
+                  serverCpuMsPerRun: round(r.w2.cold.serverCpuMsPerRun, 2),
+                  failed: r.w2.cold.failures.length,
+                },
+              }
+            : {}),
+        }
+      : null,
     w3: r.w3 ? { latencyMs: summarize(r.w3.latenciesMs), failed: r.w3.failures.length, loadAverage: r.w3.loadAverage } : null,
     w4: r.w4 ? { runs: r.w4.runs, observers: r.w4.observers, latenessMs: summarize(r.w4.latenessMs), early: r.w4.early, failed: r.w4.failures.length, loadAverage: r.w4.loadAverage } : null,
   }));
@@ -79,6 +103,20 @@ export function formatWireTable(rows: readonly WireRow[], pgbench: { clients: nu
     line(columns),
     `|${widths.map((w) => "─".repeat(w + 2)).join("|")}|`,
     ...cells.map(line),
+    ...coldLines(rows),
     "",
+  ];
+}
+
+/** W2 as the warm-up series measured it, before the JIT had optimized the path (the table shows the series after). */
+function coldLines(rows: readonly WireRow[]): string[] {
+  const cold = rows.filter((r) => r.w2?.cold);
+  if (cold.length === 0) return [];
+  return [
+    `W2 cold: the ${cold[0]!.w2!.cold!.runs} runs before the measured ones on each wire (p50 / p99 ms, server CPU per run):`,
+    ...cold.map((r) => {
+      const c = r.w2!.cold!;
+      return `  ${r.wire}/${r.observation}: ${pair(c.latencyMs)} ms, ${c.serverCpuMsPerRun.toFixed(2)} ms CPU${c.failed ? ` (${c.failed} failed)` : ""}`;
+    }),
   ];
 }

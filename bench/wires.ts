@@ -5,7 +5,11 @@
  * - W1: N bench_steps runs of S steps, C in flight: create (eager) → end;
  *   the median of `w1Rounds` rounds.
  * - W2: sequential 1-step runs, create sent → end observed; the server's CPU
- *   time over the whole series ÷ runs is the per-run server cost.
+ *   time over the whole series ÷ runs is the per-run server cost. A fresh
+ *   call path takes about 2,000 such runs to reach its steady cost (the JIT
+ *   optimizes what it has seen often; W1's concurrent runs before do not
+ *   warm this one up): `startWarmup` runs go first and are reported apart,
+ *   as the cold figures.
  * - W3: sequential bench_event_wait runs; once WAITING, a second client of
  *   the same wire opens its observer, the first sends the event; the figure
  *   is SendEvent reply → end observed (0 when the observer saw it first).
@@ -32,6 +36,7 @@ export interface WireSizes {
   steps: number;
   concurrency: number;
   startRuns: number;
+  startWarmup: number;
   eventRuns: number;
   timerRuns: number;
   timerMs: number;
@@ -43,7 +48,14 @@ export interface WireResult {
   observation: Observation;
   /** The median round's figures; `roundsStepsPerSec` every round's; `failures` of all rounds. */
   w1: { runs: number; steps: number; completed: number; wallMs: number; stepsPerSec: number; roundsStepsPerSec: number[]; failures: string[]; loadAverage: number } | null;
-  w2: { latenciesMs: number[]; serverCpuMsPerRun: number; failures: string[]; loadAverage: number } | null;
+  w2: {
+    latenciesMs: number[];
+    serverCpuMsPerRun: number;
+    failures: string[];
+    loadAverage: number;
+    /** The warm-up series before them, when there was one: the same figures, cold. */
+    cold?: { latenciesMs: number[]; serverCpuMsPerRun: number; failures: string[] };
+  } | null;
   w3: { latenciesMs: number[]; failures: string[]; loadAverage: number } | null;
   w4: { runs: number; latenessMs: number[]; early: number; observers: number; failures: string[]; loadAverage: number } | null;
 }
@@ -75,12 +87,16 @@ export async function measureWire(
       result.w1 = { ...median, roundsStepsPerSec: rounds.map((r) => r.stepsPerSec), failures: rounds.flatMap((r) => r.failures), loadAverage };
     }
     if (sizes.startRuns > 0 && !signal.aborted) {
+      const series = async (runs: number) => {
+        const cpu = await watchCpu([server], probe);
+        const w2 = await startLatency(client, how, runs, signal);
+        const shares = await cpu.stop();
+        const serverCpuSeconds = shares.servers.reduce((sum, s) => sum + s.cpuSeconds, 0);
+        return { ...w2, serverCpuMsPerRun: (serverCpuSeconds * 1000) / Math.max(1, w2.latenciesMs.length) };
+      };
+      const cold = sizes.startWarmup > 0 ? await series(sizes.startWarmup) : undefined;
       const loadAverage = load();
-      const cpu = await watchCpu([server], probe);
-      const w2 = await startLatency(client, how, sizes.startRuns, signal);
-      const shares = await cpu.stop();
-      const serverCpuSeconds = shares.servers.reduce((sum, s) => sum + s.cpuSeconds, 0);
-      result.w2 = { ...w2, serverCpuMsPerRun: (serverCpuSeconds * 1000) / Math.max(1, w2.latenciesMs.length), loadAverage };
+      result.w2 = { ...(await series(sizes.startRuns)), loadAverage, ...(cold ? { cold } : {}) };
     }
     if (sizes.eventRuns > 0 && !signal.aborted) {
       const loadAverage = load();
