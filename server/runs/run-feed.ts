@@ -44,10 +44,11 @@ const channel = "cairn_runs";
 /** What a waiter is told about a run. */
 export type RunChange =
   /**
-   * This process changed the run; `row` is its new state when the change came with it, and `entries` the journal
-   * entries the same commit wrote (a run's end: the entries written with it and the final one), as the store reads them.
+   * This process changed the run; `row` is its new state when the change came with it, and `entries` gives the
+   * journal entries the same commit wrote (a run's end: the entries written with it and the final one), as the store
+   * reads them (built when first asked for).
    */
-  | { source: "local"; row?: RunRow | undefined; entries?: readonly JournalEntry[] | undefined }
+  | { source: "local"; row?: RunRow | undefined; entries?: (() => readonly JournalEntry[]) | undefined }
   /**
    * The store's notice: the run's status changed (or it was created) to `status`, or journal entries were appended up
    * to `lastSequence`. (Either is absent from a notice of an earlier version's format.)
@@ -205,7 +206,7 @@ export class RunFeed {
    * A run changed in this process (it ended or parked): tell its waiters without a round trip, with its new row and
    * the entries its commit wrote when the change came with them.
    */
-  publishLocal(runId: string, row?: RunRow, entries?: readonly JournalEntry[]): void {
+  publishLocal(runId: string, row?: RunRow, entries?: () => readonly JournalEntry[]): void {
     this.tell(runId, { source: "local", row, entries });
   }
 

@@ -69,7 +69,7 @@ export class RunTail {
    */
   hear(change: RunChange): void {
     if (change.source === "local") {
-      if (change.row && change.entries && this.take(change.row, change.entries)) return;
+      if (change.row && change.entries && this.take(change.row, change.entries())) return;
       this.refresh().catch(() => undefined);
       return;
     }

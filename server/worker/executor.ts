@@ -45,7 +45,7 @@ export interface RunExecutorDeps {
    * The run ended here (its final status committed); `row` is the final row when the store returned it, `entries`
    * the journal entries the end wrote (as a read would give them), when known.
    */
-  onEnded(runId: string, row: RunRow | undefined, entries?: readonly JournalEntry[]): void;
+  onEnded(runId: string, row: RunRow | undefined, entries?: () => readonly JournalEntry[]): void;
   /** The run parked; `deadline` is when the clock alone will wake it; `journal` is its whole journal, when known. */
   onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined, journal: JournalEntry[] | undefined): void;
   /** Size limits on journaled values and child inputs (absent: none). */

@@ -63,7 +63,7 @@ export interface WorkerOptions {
    * A run executed here ended (`row`: its final row, `entries`: what its end journaled, when known) or parked: for
    * local waiters such as AwaitRun and WatchRun's tails.
    */
-  onRunChanged?: (runId: string, row?: RunRow, entries?: readonly JournalEntry[]) => void;
+  onRunChanged?: (runId: string, row?: RunRow, entries?: () => readonly JournalEntry[]) => void;
   /** Unique per process; defaults to host:pid:random. */
   owner?: string;
   /** Size limits on journaled values and child inputs (absent: none). */
@@ -386,7 +386,7 @@ export class Worker {
         this.options.turnBoard.announce(agent);
         void this.options.store.db.execute(sql`select pg_notify(${turnChannel}, ${agent})`).catch(() => undefined);
       },
-      onEnded: (runId: string, row: RunRow | undefined, entries?: readonly JournalEntry[]) => this.options.onRunChanged?.(runId, row, entries),
+      onEnded: (runId: string, row: RunRow | undefined, entries?: () => readonly JournalEntry[]) => this.options.onRunChanged?.(runId, row, entries),
       onSuspended: (suspended: RunRow, _waits: readonly PendingWait[], deadline: Date | undefined, known: JournalEntry[] | undefined) => {
         if (known) this.parkedJournals.remember(suspended.id, fence.epoch, known);
         if (deadline) this.noteDeadline(deadline);

@@ -35,7 +35,7 @@ for (const threads of ["0", "1"]) {
         const runId = run?.runId ?? "";
         const told: JournalEntry[][] = [];
         const unsubscribe = server.feed.subscribe(runId, (_id, change) => {
-          if (change.source === "local" && change.entries) told.push([...change.entries]);
+          if (change.source === "local" && change.entries) told.push([...change.entries()]);
         });
         try {
           await until(async () => (await client.getRun({ runId })).run?.status === RunStatus.WAITING, "the run never parked");

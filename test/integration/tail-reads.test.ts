@@ -110,7 +110,7 @@ test("a tail takes this process's own change as told, and reads nothing for the 
   await append(runId, 2);
   await sql("update runs set status = 'completed' where id = $1", [runId]);
   const ended = await readBack();
-  tail.hear({ source: "local", row: ended.run, entries: ended.entries.filter((e) => e.sequence === 2) });
+  tail.hear({ source: "local", row: ended.run, entries: () => ended.entries.filter((e) => e.sequence === 2) });
   assert.equal(tail.lastSequence, 2);
   assert.equal(tail.run?.status, "completed");
   // Its notices come after: nothing in them is new.
@@ -127,7 +127,7 @@ test("a tail takes this process's own change as told, and reads nothing for the 
   tail.hear({ source: "notice", kind: "status", status: "running" });
   tail.hear({ source: "notice", kind: "status", status: "completed" });
   tail.hear({ source: "notice", kind: "entry", lastSequence: 3 });
-  tail.hear({ source: "local", row: again.run, entries: again.entries.filter((e) => e.sequence === 3) });
+  tail.hear({ source: "local", row: again.run, entries: () => again.entries.filter((e) => e.sequence === 3) });
   await settle();
   // (Two statuses were told: one the tail never held, so the row is read after all.)
   assert.equal(reads, 2, "a status the tail never saw is read");
@@ -153,7 +153,7 @@ test("a tail takes this process's own change as told, and reads nothing for the 
   await append(runId, 5);
   await append(runId, 6);
   const ahead = await readBack();
-  tail.hear({ source: "local", row: ahead.run, entries: ahead.entries.filter((e) => e.sequence === 6) });
+  tail.hear({ source: "local", row: ahead.run, entries: () => ahead.entries.filter((e) => e.sequence === 6) });
   await settle();
   assert.equal(reads, 6);
   assert.equal(tail.lastSequence, 6);

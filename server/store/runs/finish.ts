@@ -42,14 +42,17 @@ export async function endRun(
   parentRunId?: string | null,
   /** Entries written in the same statement, before the end (a run without a parent only: a child's end writes none). */
   entries: readonly { sequence: number; entry: NewEntry }[] = [],
-): Promise<{ row: RunRow | undefined; entries?: JournalEntry[] } | undefined> {
+): Promise<{ row: RunRow | undefined; entries?: () => JournalEntry[] } | undefined> {
   if (!parentRunId) {
     const output = ending.status === "completed" ? JSON.stringify(ending.output) : null;
     const error = ending.status === "completed" ? null : JSON.stringify(ending.error);
     const finish = { runId: fence.runId, owner: fence.owner, epoch: fence.epoch, sequence, status: ending.status, output, error };
     const records = entries.map(({ sequence, entry }) => toRecord({ fence, sequence, entry }));
     const row = await store.runEndings.submit({ ...finish, kind: endingKinds[ending.status], ...(records.length > 0 ? { entries: records } : {}) });
-    return row ? { row, entries: writtenWithEnd(row, records, sequence) } : undefined;
+    if (!row) return undefined;
+    // Built only if a local waiter asks (a watched run): most ends are awaited, and the row is all an await needs.
+    let written: JournalEntry[] | undefined;
+    return { row, entries: () => (written ??= writtenWithEnd(row, records, sequence)) };
   }
   if (entries.length > 0) throw new Error("entries ride only on the end of a run without a parent");
   // A child's end must wake a parent parked on it: take the child key the parent's suspension takes.
