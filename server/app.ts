@@ -150,6 +150,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     pollIntervalMs: config.pollIntervalMs,
     maxConcurrentRuns: config.maxConcurrentRuns,
     onRunChanged: (runId, row, entries) => feed.publishLocal(runId, row, entries),
+    onEntriesAppended: (runId, entries) => feed.publishAppended(runId, entries),
     limits: { inputBytes: config.maxInputBytes, stepResultBytes: config.maxStepResultBytes, journalBytes: config.maxJournalBytes },
     metrics,
     tracing,

@@ -25,7 +25,7 @@ export async function awaitRun(deps: RunsDeps, call: Call, request: { runId: str
     if (change.source === "local" && change.row && terminalStatuses.includes(change.row.status)) ended = change.row;
     // A journal entry alone never ends a run (the final status commits with it and is announced too), nor does a
     // status that is not an end.
-    if (change.source === "notice" && change.kind === "entry") return;
+    if (change.source === "appended" || (change.source === "notice" && change.kind === "entry")) return;
     if (change.source === "notice" && change.status !== undefined && !terminalStatuses.includes(change.status)) return;
     // The safety net's snapshot: only an end (or a vanished run) is worth a read.
     if (change.source === "check" && change.status !== undefined && !terminalStatuses.includes(change.status)) return;

@@ -49,6 +49,8 @@ export type RunChange =
    * reads them (built when first asked for).
    */
   | { source: "local"; row?: RunRow | undefined; entries?: (() => readonly JournalEntry[]) | undefined }
+  /** This process journaled entries of the run (its row unchanged): `entries` gives them as the store reads them. */
+  | { source: "appended"; entries: () => readonly JournalEntry[] }
   /**
    * The store's notice: the run's status changed (or it was created) to `status`, or journal entries were appended up
    * to `lastSequence`. (Either is absent from a notice of an earlier version's format.)
@@ -208,6 +210,11 @@ export class RunFeed {
    */
   publishLocal(runId: string, row?: RunRow, entries?: () => readonly JournalEntry[]): void {
     this.tell(runId, { source: "local", row, entries });
+  }
+
+  /** This process journaled entries of a run it executes: tell the run's waiters here, if it has any, without a read. */
+  publishAppended(runId: string, entries: () => readonly JournalEntry[]): void {
+    this.tell(runId, { source: "appended", entries });
   }
 
   /**

@@ -48,7 +48,7 @@ export class RunTail {
   private noticedSequence = 0;
   private readonly noticedStatuses = new Set<RunStatus>();
   /** This process's own change, told while a read ran: taken, if it still fits, once that read is in. */
-  private pendingLocal: { row: RunRow; entries: readonly JournalEntry[] } | undefined;
+  private pendingLocal: { row: RunRow | undefined; entries: readonly JournalEntry[] } | undefined;
   private gapSince: number | undefined;
   watchers = 0;
 
@@ -68,6 +68,10 @@ export class RunTail {
    * the rest of the commit's news to land). A failed read is retried by the next change or the safety net.
    */
   hear(change: RunChange): void {
+    if (change.source === "appended") {
+      if (!this.take(undefined, change.entries())) this.refresh(true).catch(() => undefined);
+      return;
+    }
     if (change.source === "local") {
       if (change.row && change.entries && this.take(change.row, change.entries())) return;
       this.refresh().catch(() => undefined);
@@ -94,19 +98,24 @@ export class RunTail {
   }
 
   /**
-   * This process's own change, with the run's new row and the entries its commit wrote: taken as they are when they
-   * follow on from what the tail holds, and every stream told, without a read. False when they do not fit (a read
-   * running, a gap held back, entries missed before them): then a read must bring them.
+   * This process's own change, with the entries its commit wrote and the run's new row (none: an append, which leaves
+   * the row as it was): taken as they are when they follow on from what the tail holds, and every stream told, without
+   * a read. False when they do not fit (a gap held back, entries missed before them): then a read must bring them.
    */
-  take(row: RunRow, entries: readonly JournalEntry[]): boolean {
+  take(row: RunRow | undefined, entries: readonly JournalEntry[]): boolean {
     if (this.gapSince !== undefined || entries.length === 0) return false;
     if (this.reading) {
-      // The read may have started before this change committed: tried again once it is in.
-      this.pendingLocal = { row, entries };
+      // The read may have started before these changes committed: tried, in order, once it is in.
+      const pending = this.pendingLocal;
+      this.pendingLocal = {
+        row: row ?? pending?.row,
+        entries: pending ? [...pending.entries, ...entries].sort((a, b) => a.sequence - b.sequence) : entries,
+      };
       return true;
     }
-    // Past this change already (its row may be older than what the tail has): a read decides.
+    // Past this change already: an append has nothing new; a row may be older than what the tail has, a read decides.
     const last = entries[entries.length - 1]!.sequence;
+    if (!row && last <= this.lastSequence) return true;
     if (last < this.lastSequence) return false;
     // Entries the tail has (a read that saw the entries but an older row) are skipped; the rest must follow on.
     let expected = this.lastSequence + 1;
@@ -122,7 +131,7 @@ export class RunTail {
       this.windowBytesNow += entryBytes(entry as { result?: unknown; error?: unknown });
     }
     this.trim();
-    this.run = row;
+    if (row) this.run = row;
     for (const signal of this.signals) signal.notify();
     return true;
   }

@@ -11,8 +11,11 @@
  * committed, and answers false, with nothing written, when its fence no
  * longer holds.
  */
-import { entryFields, type NewEntry } from "../core/journal.js";
-import { wellFormed } from "../core/json.js";
+import type { JsonValue } from "../../sdk/workflow.js";
+import { entryFields, type JournalEntry, type NewEntry } from "../core/journal.js";
+import { type FailureInfo, wellFormed } from "../core/json.js";
+import { toJournalEntry } from "./journal.js";
+import { inJsonbOrder } from "./jsonb-order.js";
 import { Batcher, type BatcherOptions, type Gather } from "./batcher.js";
 import { type Db, rawQuery } from "./database.js";
 import type { Fence } from "./runs/lease.js";
@@ -24,7 +27,8 @@ export interface Append {
 }
 
 export class JournalWriter {
-  private readonly batcher: Batcher<Append, boolean>;
+  /** Each append's commit time (its statement's `now()`, the entry's `created_at`), or null when refused. */
+  private readonly batcher: Batcher<Append, Date | null>;
 
   constructor(db: Db, options: BatcherOptions = {}) {
     this.batcher = new Batcher((appends) => insertEntries(db, appends), options);
@@ -35,7 +39,12 @@ export class JournalWriter {
   }
 
   /** Resolves true once the entry committed, false when the fence no longer holds (nothing written). */
-  append(fence: Fence, sequence: number, entry: NewEntry): Promise<boolean> {
+  async append(fence: Fence, sequence: number, entry: NewEntry): Promise<boolean> {
+    return (await this.batcher.submit({ fence, sequence, entry })) !== null;
+  }
+
+  /** `append`, resolving the entry's `created_at` once it committed, or null when the fence no longer holds. */
+  write(fence: Fence, sequence: number, entry: NewEntry): Promise<Date | null> {
     return this.batcher.submit({ fence, sequence, entry });
   }
 }
@@ -68,14 +77,45 @@ const insertEntriesSql = `
     and r.pause_requested_at is null
   order by v.ordinality
   for share of r
-  returning run_id, sequence`;
+  returning run_id, sequence, created_at`;
 
-async function insertEntries(db: Db, batch: Append[]): Promise<boolean[]> {
+async function insertEntries(db: Db, batch: Append[]): Promise<(Date | null)[]> {
   const rows = [...batch].sort((a, b) => (a.fence.runId < b.fence.runId ? -1 : a.fence.runId > b.fence.runId ? 1 : a.sequence - b.sequence));
   const json = JSON.stringify(rows.map(toRecord));
-  const inserted = await rawQuery<{ run_id: string; sequence: number }>(db, insertEntriesSql, [json], "cairn_append_entries_json");
-  const written = new Set(inserted.map((row) => rowKey(row.run_id, row.sequence)));
-  return batch.map((p) => written.has(rowKey(p.fence.runId, p.sequence)));
+  const inserted = await rawQuery<{ run_id: string; sequence: number; created_at: Date }>(db, insertEntriesSql, [json], "cairn_append_entries_json");
+  const written = new Map(inserted.map((row) => [rowKey(row.run_id, row.sequence), row.created_at]));
+  return batch.map((p) => written.get(rowKey(p.fence.runId, p.sequence)) ?? null);
+}
+
+/**
+ * A journaled entry as a read of the journal gives it (store/journal.ts, `toJournalEntry`), from its row of the
+ * statement that wrote it (`toRecord`), the run's namespace and the statement's `now()`: jsonb hands objects back in
+ * its own key order. For this process's own waiters, told of the entry without a read (run-feed.ts).
+ */
+export function entryAsRead(record: Record<string, unknown>, namespace: string, createdAt: Date): JournalEntry {
+  const result = record.result as [JsonValue] | undefined;
+  const error = record.error as FailureInfo | undefined;
+  return toJournalEntry({
+    runId: record.run_id as string,
+    sequence: record.sequence as number,
+    namespace,
+    kind: record.kind as string,
+    name: record.name as string,
+    result: result === undefined ? null : inJsonbOrder(result[0]),
+    hasResult: result !== undefined,
+    error: error === undefined ? null : inJsonbOrder(error),
+    attempt: record.attempt as number,
+    startedAt: (record.started_at as Date | undefined) ?? null,
+    createdAt,
+    fireAt: (record.fire_at as Date | undefined) ?? null,
+    timeoutAt: (record.timeout_at as Date | undefined) ?? null,
+    eventType: (record.event_type as string | undefined) ?? null,
+    correlationId: (record.correlation_id as string | undefined) ?? null,
+    lookbackFrom: (record.lookback_from as Date | undefined) ?? null,
+    eventId: (record.event_id as string | undefined) ?? null,
+    targetRunId: (record.target_run_id as string | undefined) ?? null,
+    targetTurnId: (record.target_turn_id as string | undefined) ?? null,
+  });
 }
 
 /**

@@ -22,6 +22,7 @@ import { type Span, SpanStatusCode, context as otelContext, trace } from "@opent
 import { findTurnOutcome, insertTurn } from "../store/agents.js";
 import { findEvent } from "../store/events.js";
 import { loadJournal } from "../store/journal.js";
+import { entryAsRead, toRecord } from "../store/journal-writer.js";
 import type { Store } from "../store/store.js";
 import { endRun, type RunEnding } from "../store/runs/finish.js";
 import { type Fence, releaseRun } from "../store/runs/lease.js";
@@ -46,6 +47,8 @@ export interface RunExecutorDeps {
    * the journal entries the end wrote (as a read would give them), when known.
    */
   onEnded(runId: string, row: RunRow | undefined, entries?: () => readonly JournalEntry[]): void;
+  /** The run journaled an entry here (committed); `entries` gives it as a read of the journal would. */
+  onAppended?(runId: string, entries: () => readonly JournalEntry[]): void;
   /** The run parked; `deadline` is when the clock alone will wake it; `journal` is its whole journal, when known. */
   onSuspended(run: RunRow, waits: readonly PendingWait[], deadline: Date | undefined, journal: JournalEntry[] | undefined): void;
   /** Size limits on journaled values and child inputs (absent: none). */
@@ -132,18 +135,20 @@ export async function executeRun(
       if (signal.aborted) throw signal.reason;
       // The sequence is taken before the write so that concurrent operations of one run get distinct numbers.
       const sequence = nextSequence++;
-      let written: boolean;
+      let createdAt: Date | null;
       try {
-        written = await deps.store.journal.append(fence, sequence, entry);
+        createdAt = await deps.store.journal.write(fence, sequence, entry);
       } catch (error) {
         complete = false;
         throw error;
       }
-      if (!written) {
+      if (!createdAt) {
         complete = false;
         throw await refusal();
       }
-      committed.push({ ...entry, sequence, createdAt: new Date() });
+      committed.push({ ...entry, sequence, createdAt });
+      // Watchers here take it as told (built only if there are any), instead of reading it on the store's notice.
+      deps.onAppended?.(run.id, () => [entryAsRead(toRecord({ fence, sequence, entry }), run.namespace, createdAt)]);
       logFailedAttempt(logger, entry);
     },
     findEvent: (waits) => findEvent(deps.store.db, run.namespace, run.id, waits),

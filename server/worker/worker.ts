@@ -64,6 +64,8 @@ export interface WorkerOptions {
    * local waiters such as AwaitRun and WatchRun's tails.
    */
   onRunChanged?: (runId: string, row?: RunRow, entries?: () => readonly JournalEntry[]) => void;
+  /** A run executed here journaled an entry: for local watchers (WatchRun's tails), who then read nothing for it. */
+  onEntriesAppended?: (runId: string, entries: () => readonly JournalEntry[]) => void;
   /** Unique per process; defaults to host:pid:random. */
   owner?: string;
   /** Size limits on journaled values and child inputs (absent: none). */
@@ -387,6 +389,7 @@ export class Worker {
         void this.options.store.db.execute(sql`select pg_notify(${turnChannel}, ${agent})`).catch(() => undefined);
       },
       onEnded: (runId: string, row: RunRow | undefined, entries?: () => readonly JournalEntry[]) => this.options.onRunChanged?.(runId, row, entries),
+      onAppended: (runId: string, entries: () => readonly JournalEntry[]) => this.options.onEntriesAppended?.(runId, entries),
       onSuspended: (suspended: RunRow, _waits: readonly PendingWait[], deadline: Date | undefined, known: JournalEntry[] | undefined) => {
         if (known) this.parkedJournals.remember(suspended.id, fence.epoch, known);
         if (deadline) this.noteDeadline(deadline);

@@ -60,6 +60,36 @@ for (const threads of ["0", "1"]) {
   });
 }
 
+test("a watcher in the process that executes the run gets every step as told, as the store reads them, with few reads", async () => {
+  const { server, client } = await startTestServer({ DATABASE_URL: database.url, WORKFLOW_DIRS: "test/fixtures/local-end-workflows", CAIRN_WORKFLOW_THREADS: "1" });
+  try {
+    const readsOf = async () => (await server.metrics.waiterReads.get()).values.filter((v) => v.labels.waiter === "watch_run").reduce((sum, v) => sum + v.value, 0);
+    const before = await readsOf();
+    const steps = 30;
+    const { run } = await client.createRun({ workflowName: "unordered_steps", input: valueFromJson({ steps }), eagerStart: true });
+    const runId = run?.runId ?? "";
+    const streamed: unknown[] = [];
+    for await (const update of client.watchRun({ runId, afterSequence: 0n })) {
+      if (update.update.case === "entry") streamed.push(update.update.value);
+    }
+    const history = await client.getRunHistory({ runId, pageSize: 1000 });
+    assert.equal(streamed.length, steps + 1, "every step and the end");
+    // The same entries, byte for byte, as the history (read from the store) gives them.
+    assert.equal(JSON.stringify(streamed.map(comparable)), JSON.stringify(history.entries.map(comparable)));
+    // Told, not read: the stream's first read, and a read now and then when a notice beats its telling.
+    const reads = (await readsOf()) - before;
+    assert.ok(reads < steps / 2, `${reads} reads for ${steps + 1} entries`);
+  } finally {
+    await server.close();
+  }
+});
+
+/** An entry as the API gives it, without protobuf-es's internals. */
+function comparable(entry: unknown): unknown {
+  const { $typeName: _, ...rest } = entry as Record<string, unknown>;
+  return JSON.parse(JSON.stringify(rest, (_key, value) => (typeof value === "bigint" ? value.toString() : value)));
+}
+
 async function until(check: () => Promise<boolean>, message: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (!(await check())) {

@@ -3,8 +3,7 @@ import type { JsonValue } from "../../../sdk/workflow.js";
 import type { JournalEntry, NewEntry } from "../../core/journal.js";
 import type { FailureInfo } from "../../core/json.js";
 import { toJournalEntry } from "../journal.js";
-import { toRecord } from "../journal-writer.js";
-import { inJsonbOrder } from "../jsonb-order.js";
+import { entryAsRead, toRecord } from "../journal-writer.js";
 import { lockChildKey } from "../events.js";
 import { type Db, queryRows } from "../database.js";
 import type { Store } from "../store.js";
@@ -72,31 +71,7 @@ export async function endRun(
  */
 function writtenWithEnd(row: RunRow, riding: readonly Record<string, unknown>[], sequence: number): JournalEntry[] {
   const createdAt = row.completedAt as Date;
-  const entries = riding.map((record) => {
-    const result = record.result as [JsonValue] | undefined;
-    const error = record.error as FailureInfo | undefined;
-    return toJournalEntry({
-      runId: row.id,
-      sequence: record.sequence as number,
-      namespace: row.namespace,
-      kind: record.kind as string,
-      name: record.name as string,
-      result: result === undefined ? null : inJsonbOrder(result[0]),
-      hasResult: result !== undefined,
-      error: error === undefined ? null : inJsonbOrder(error),
-      attempt: record.attempt as number,
-      startedAt: (record.started_at as Date | undefined) ?? null,
-      createdAt,
-      fireAt: (record.fire_at as Date | undefined) ?? null,
-      timeoutAt: (record.timeout_at as Date | undefined) ?? null,
-      eventType: (record.event_type as string | undefined) ?? null,
-      correlationId: (record.correlation_id as string | undefined) ?? null,
-      lookbackFrom: (record.lookback_from as Date | undefined) ?? null,
-      eventId: (record.event_id as string | undefined) ?? null,
-      targetRunId: (record.target_run_id as string | undefined) ?? null,
-      targetTurnId: (record.target_turn_id as string | undefined) ?? null,
-    });
-  });
+  const entries = riding.map((record) => entryAsRead(record, row.namespace, createdAt));
   // The final entry: the run's output (completed; never SQL NULL) or its error, as the statement copied them.
   const completed = row.status === "completed";
   entries.push(
