@@ -2,7 +2,6 @@ import { and, sql } from "drizzle-orm";
 import type { JsonValue } from "../../../sdk/workflow.js";
 import type { JournalEntry, NewEntry } from "../../core/journal.js";
 import type { FailureInfo } from "../../core/json.js";
-import { toJournalEntry } from "../journal.js";
 import { entryAsRead, toRecord } from "../journal-writer.js";
 import { lockChildKey } from "../events.js";
 import { type Db, queryRows } from "../database.js";
@@ -74,29 +73,8 @@ function writtenWithEnd(row: RunRow, riding: readonly Record<string, unknown>[],
   const entries = riding.map((record) => entryAsRead(record, row.namespace, createdAt));
   // The final entry: the run's output (completed; never SQL NULL) or its error, as the statement copied them.
   const completed = row.status === "completed";
-  entries.push(
-    toJournalEntry({
-      runId: row.id,
-      sequence,
-      namespace: row.namespace,
-      kind: endingKinds[row.status as RunEnding["status"]],
-      name: "",
-      result: completed ? row.output : null,
-      hasResult: completed,
-      error: row.error,
-      attempt: 1,
-      startedAt: null,
-      createdAt,
-      fireAt: null,
-      timeoutAt: null,
-      eventType: null,
-      correlationId: null,
-      lookbackFrom: null,
-      eventId: null,
-      targetRunId: null,
-      targetTurnId: null,
-    }),
-  );
+  const final = { run_id: row.id, sequence, kind: endingKinds[row.status as RunEnding["status"]], name: "", attempt: 1 };
+  entries.push(entryAsRead({ ...final, result: completed ? [row.output] : undefined, error: row.error ?? undefined }, row.namespace, createdAt));
   return entries;
 }
 
