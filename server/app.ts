@@ -167,7 +167,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     store,
     registry,
     worker: scheduler,
-    tails: new RunTails(database.watchDb, feed, metrics),
+    tails: new RunTails(database.watchDb, feed, metrics, store.commits),
     leaseMs: config.leaseMs,
     maxInputBytes: config.maxInputBytes,
     namespaceMaxRunning: config.namespaceMaxRunning,
@@ -191,6 +191,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     pollMs: Math.max(config.pollIntervalMs, 1000),
     chunkSize: config.batchChunkSize,
     operationFor: batchOperationFor(runsDeps),
+    commits: store.commits,
     onChunk: (batch, outcomes) => {
       for (const [outcome, n] of Object.entries(outcomes)) if (n > 0) metrics.batchRuns.inc({ operation: batch.operation, outcome }, n);
     },

@@ -22,7 +22,11 @@ export async function awaitRun(deps: RunsDeps, call: Call, request: { runId: str
   let ended: RunRow | undefined;
   // Subscribed before the first read: a change committed after it is heard of, one committed before it is read.
   const unsubscribe = feed.subscribe(runId, (_id, change: RunChange) => {
-    if (change.source === "local" && change.row && terminalStatuses.includes(change.row.status)) ended = change.row;
+    if (change.source === "local" && change.row) {
+      // Changed here, with its row: an end answers at once; any other status (a pause) says it has not ended.
+      if (!terminalStatuses.includes(change.row.status)) return;
+      ended = change.row;
+    }
     // A journal entry alone never ends a run (the final status commits with it and is announced too), nor does a
     // status that is not an end.
     if (change.source === "appended" || (change.source === "notice" && change.kind === "entry")) return;

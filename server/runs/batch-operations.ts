@@ -5,7 +5,7 @@
  * "Already in the wanted state" is `skipped`, a refusal is `failed` with the run's message.
  */
 import type { ApplyToRun, BatchApply, ItemResult } from "../store/batches/chunk.js";
-import { cancelIdleRuns, cancellableChildren, cancelRun as cancelStored } from "../store/runs/cancel.js";
+import { type CancelResult, cancelIdleRuns, cancellableChildren, cancelRun as cancelStored } from "../store/runs/cancel.js";
 import { pauseRun as pauseStored, resumeRun as resumeStored } from "../store/runs/pause.js";
 import { retryRun as retryStored } from "../store/runs/retry.js";
 import type { Db } from "../store/database.js";
@@ -31,23 +31,25 @@ const cancel: Operation = (deps, batch) => async (tx, runId) => {
     return { outcome: "failed", error: `run already ended (${result.run.status.toUpperCase()})` };
   }
   // Children that end with their parent, as CancelRun does, in the same transaction.
-  const notices = [noticeOfCancel(deps, result.outcome, runId, result.run.workflowName)];
+  const notices = [noticeOfCancel(deps, result)];
   await cancelDescendants(deps, tx, batch.namespace, runId, `parent run ${runId} was cancelled: ${reason}`, notices);
   return { outcome: "done", afterCommit: async () => void (await Promise.all(notices.map((notice) => notice()))) };
 };
 
-function noticeOfCancel(deps: Effects, outcome: "cancelled" | "requested", runId: string, workflow: string): () => Promise<void> {
+/** After the commit: a running run's holder is told to stop; a cancelled run's watchers here get its row and entry. */
+function noticeOfCancel(deps: Effects, result: Exclude<CancelResult, { outcome: "finished" }>): () => Promise<void> {
   return async () => {
-    if (outcome === "requested") return deps.worker.announceCancel(runId).catch(() => undefined);
-    deps.metrics?.runsEnded.inc({ workflow, status: "cancelled" });
-    deps.feed.publishLocal(runId);
+    if (result.outcome === "requested") return deps.worker.announceCancel(result.run.id).catch(() => undefined);
+    deps.metrics?.runsEnded.inc({ workflow: result.run.workflowName, status: "cancelled" });
+    const { run, entry } = result;
+    deps.feed.publishLocal(run.id, run, () => [entry]);
   };
 }
 
 async function cancelDescendants(deps: Effects, tx: Db, namespace: string, runId: string, reason: string, notices: (() => Promise<void>)[]): Promise<void> {
   for (const childId of await cancellableChildren(tx, runId)) {
     const result = await cancelStored(tx, namespace, childId, reason);
-    if (result && result.outcome !== "finished") notices.push(noticeOfCancel(deps, result.outcome, childId, result.run.workflowName));
+    if (result && result.outcome !== "finished") notices.push(noticeOfCancel(deps, result));
     await cancelDescendants(deps, tx, namespace, childId, reason, notices);
   }
 }
@@ -57,7 +59,11 @@ const pause: Operation = (deps, batch) => async (tx, runId) => {
   if (!result) return notFound;
   if (result.outcome === "unchanged") return { outcome: "skipped" };
   if (result.outcome === "refused") return { outcome: "failed", error: `run already ended (${result.run.status.toUpperCase()}); only queued, running or waiting runs can be paused` };
-  return { outcome: "done", afterCommit: () => deps.feed.publishLocal(runId) };
+  if (result.outcome === "requested") return { outcome: "done", afterCommit: () => deps.feed.publishLocal(runId) };
+  // A paused run changes next by an entry of its own (a resume, a cancel): the row told here cannot be older than
+  // what the tail reads meanwhile without that entry showing it (run-tail.ts, take).
+  const { run, entry } = result;
+  return { outcome: "done", afterCommit: () => deps.feed.publishLocal(runId, run, () => [entry]) };
 };
 
 const resume: Operation = (deps, batch) => async (tx, runId) => {
@@ -99,7 +105,7 @@ const retry: Operation = (deps, batch) => async (tx, runId) => {
 const cancelMany = (deps: Effects, batch: Batch) => async (tx: Db, runIds: readonly string[]) => {
   const cancelled = await cancelIdleRuns(tx, batch.namespace, runIds, reasonOf(batch, "cancelled"));
   return new Map<string, ItemResult>(
-    cancelled.map((run) => [run.id, { outcome: "done", afterCommit: noticeOfCancel(deps, "cancelled", run.id, run.workflowName) }]),
+    cancelled.map(({ run, entry }) => [run.id, { outcome: "done", afterCommit: noticeOfCancel(deps, { outcome: "cancelled", run, entry }) }]),
   );
 };
 

@@ -18,6 +18,7 @@ export async function resumeRun(deps: RunsDeps, call: Call, request: { runId: st
   if (result.outcome !== "changed") {
     throw new RunControlRefusedError(runId, `run ${runId} is not paused (${result.run.status.toUpperCase()}); only a paused run can be resumed`);
   }
+  // Without its row: a claim changes a queued run without an entry, so a tail must read what is newest.
   deps.feed.publishLocal(runId);
   // This process may claim it at once; others hear the NOTIFY committed with the change.
   deps.worker.wake();

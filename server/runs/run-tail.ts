@@ -12,6 +12,7 @@
  */
 import type { JournalEntry } from "../core/journal.js";
 import type { Db } from "../store/database.js";
+import type { LocalCommits } from "../store/local-commits.js";
 import { entryBytes } from "../core/journal-budget.js";
 import { listJournalPage } from "../store/journal-page.js";
 import { getRun } from "../store/runs/read.js";
@@ -50,6 +51,8 @@ export class RunTail {
   /** This process's own change, told while a read ran: taken, if it still fits, once that read is in. */
   private pendingLocal: { row: RunRow | undefined; entries: readonly JournalEntry[] } | undefined;
   private gapSince: number | undefined;
+  /** A store notice that says what changed was heard since the last read. */
+  private noticeHeard = false;
   watchers = 0;
 
   constructor(
@@ -59,6 +62,8 @@ export class RunTail {
     private readonly onRead?: () => void,
     /** Reads shared with the process's other tails; absent: every read is this tail's own. */
     private readonly reader?: TailReader,
+    /** Runs whose change this process is committing now: a notice of one waits for its telling (local-commits.ts). */
+    private readonly commits?: LocalCommits,
   ) {}
 
   /**
@@ -86,6 +91,7 @@ export class RunTail {
       if (change.lastSequence === undefined) this.refresh(true).catch(() => undefined);
       else if (this.refreshing || change.lastSequence > this.lastSequence) {
         this.noticedSequence = Math.max(this.noticedSequence, change.lastSequence);
+        this.noticeHeard = true;
         this.schedule(true).catch(() => undefined);
       }
       return;
@@ -93,6 +99,7 @@ export class RunTail {
     if (change.status === undefined) this.refresh().catch(() => undefined);
     else if (this.refreshing || change.status !== this.run?.status) {
       this.noticedStatuses.add(change.status);
+      this.noticeHeard = true;
       this.schedule().catch(() => undefined);
     }
   }
@@ -170,6 +177,12 @@ export class RunTail {
       await new Promise<void>((resolve) => setImmediate(resolve));
       do {
         this.again = false;
+        if (this.noticeHeard) {
+          // This process may be committing the change the notice is of: its telling follows the commit's answer.
+          this.noticeHeard = false;
+          const committing = this.commits?.settled(this.runId);
+          if (committing) await committing;
+        }
         // This process's own change, told with its data meanwhile, may have brought all the news said.
         if (this.upToDate()) {
           this.noticedStatuses.clear();
@@ -282,6 +295,7 @@ export class RunTails {
     private readonly db: Db,
     private readonly feed: RunFeed,
     private readonly metrics?: Metrics | undefined,
+    private readonly commits?: LocalCommits,
   ) {
     this.reader = new TailReader(db);
   }
@@ -295,7 +309,7 @@ export class RunTails {
     const key = `${namespace}:${runId}`;
     let shared = this.tails.get(key);
     if (!shared) {
-      const tail = new RunTail(this.db, namespace, runId, () => this.metrics?.waiterReads.inc({ waiter: "watch_run" }), this.reader);
+      const tail = new RunTail(this.db, namespace, runId, () => this.metrics?.waiterReads.inc({ waiter: "watch_run" }), this.reader, this.commits);
       // Subscribed before the first read (in memory, no I/O): a change committed after that read is heard of.
       const unsubscribe = this.feed.subscribe(runId, (_id, change) => tail.hear(change));
       const ready = (async () => {

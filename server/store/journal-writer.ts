@@ -18,6 +18,7 @@ import { toJournalEntry } from "./journal.js";
 import { inJsonbOrder } from "./jsonb-order.js";
 import { Batcher, type BatcherOptions, type Gather } from "./batcher.js";
 import { type Db, rawQuery } from "./database.js";
+import type { LocalCommits } from "./local-commits.js";
 import type { Fence } from "./runs/lease.js";
 
 export interface Append {
@@ -30,8 +31,12 @@ export class JournalWriter {
   /** Each append's commit time (its statement's `now()`, the entry's `created_at`), or null when refused. */
   private readonly batcher: Batcher<Append, Date | null>;
 
-  constructor(db: Db, options: BatcherOptions = {}) {
-    this.batcher = new Batcher((appends) => insertEntries(db, appends), options);
+  /** `commits`: where the runs of a statement in flight are marked, so that watchers here wait for its telling. */
+  constructor(db: Db, options: BatcherOptions = {}, commits?: LocalCommits) {
+    this.batcher = new Batcher(
+      commits ? (appends) => commits.around(appends.map((a) => a.fence.runId), () => insertEntries(db, appends)) : (appends) => insertEntries(db, appends),
+      options,
+    );
   }
 
   gatherWith(gather: Gather): void {

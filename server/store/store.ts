@@ -7,6 +7,7 @@
 import { Batcher, type Gather } from "./batcher.js";
 import type { Database, Db } from "./database.js";
 import { JournalWriter } from "./journal-writer.js";
+import { LocalCommits } from "./local-commits.js";
 import { finishRuns, insertRuns, type RunFinish, type RunInsert } from "./runs/rows.js";
 import type { RunRow } from "./schema.js";
 
@@ -18,13 +19,15 @@ export class Store {
   readonly runEndings: Batcher<RunFinish, RunRow | undefined>;
   /** Journal appends of every activation in this process. */
   readonly journal: JournalWriter;
+  /** Runs whose change a statement of this process is committing now (watchers here wait for its telling). */
+  readonly commits = new LocalCommits();
 
   constructor(readonly database: Database) {
     const db = database.db;
     this.db = db;
     this.runInserts = new Batcher((items) => insertRuns(db, items));
-    this.runEndings = new Batcher((items) => finishRuns(db, items));
-    this.journal = new JournalWriter(db);
+    this.runEndings = new Batcher((items) => this.commits.around(items.map((item) => item.runId), () => finishRuns(db, items)));
+    this.journal = new JournalWriter(db, {}, this.commits);
   }
 
   /** How every group commit gathers its items (batcher.ts); workflow threads hold a batch until their turn is over. */

@@ -9,6 +9,7 @@ import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { type BatchApply, BatchLeaseLostError, type ChunkOutcome, processChunk } from "../store/batches/chunk.js";
 import { claimBatch, completeBatch, failBatch, releaseBatch } from "../store/batches/claim.js";
+import type { LocalCommits } from "../store/local-commits.js";
 import type { BatchRow } from "../store/schema.js";
 
 const batchChannel = "cairn_batches";
@@ -24,6 +25,8 @@ export interface BatchRunnerOptions {
   chunkSize: number;
   /** The operation of a batch; undefined fails the batch (an operation this server does not know). */
   operationFor: (batch: BatchRow) => BatchApply | undefined;
+  /** Where each chunk's runs are marked while it commits (watchers here then wait for its notices, not read). */
+  commits?: LocalCommits;
   /** Called after each committed chunk, with its runs by outcome (metrics). */
   onChunk?: (batch: BatchRow, outcomes: ChunkOutcome["outcomes"]) => void;
 }
@@ -100,8 +103,13 @@ export class BatchRunner {
     while (!this.stopped) {
       let chunk;
       try {
-        chunk = await processChunk(database.db, { id: batch.id, owner, leaseMs }, chunkSize, apply, (error) =>
-          logger.warn({ err: error, batch: batch.id }, "batch fast path failed; this chunk's runs are taken one by one"),
+        chunk = await processChunk(
+          database.db,
+          { id: batch.id, owner, leaseMs },
+          chunkSize,
+          apply,
+          (error) => logger.warn({ err: error, batch: batch.id }, "batch fast path failed; this chunk's runs are taken one by one"),
+          this.options.commits,
         );
       } catch (error) {
         if (error instanceof BatchLeaseLostError) {

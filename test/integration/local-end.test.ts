@@ -76,9 +76,10 @@ test("a watcher in the process that executes the run gets every step as told, as
     assert.equal(streamed.length, steps + 1, "every step and the end");
     // The same entries, byte for byte, as the history (read from the store) gives them.
     assert.equal(JSON.stringify(streamed.map(comparable)), JSON.stringify(history.entries.map(comparable)));
-    // Told, not read: the stream's first read, and a read now and then when a notice beats its telling.
+    // Told, not read: the stream's first read (and the one after it, if the run had moved on by then). A notice that
+    // beats its telling waits for it (local-commits.ts); without that wait, 4 to 11 reads here.
     const reads = (await readsOf()) - before;
-    assert.ok(reads < steps / 2, `${reads} reads for ${steps + 1} entries`);
+    assert.ok(reads <= 3, `${reads} reads for ${steps + 1} entries`);
   } finally {
     await server.close();
   }

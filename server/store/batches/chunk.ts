@@ -7,6 +7,7 @@
  */
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../database.js";
+import type { LocalCommits } from "../local-commits.js";
 import type { BatchItemOutcome } from "../schema.js";
 
 export interface ItemResult {
@@ -48,6 +49,28 @@ export async function processChunk(
   size: number,
   apply: BatchApply,
   onFastPathError: (error: unknown) => void = () => {},
+  /** Where the chunk's runs are marked while it commits; their mark ends after the last `afterCommit` notice. */
+  commits?: LocalCommits,
+): Promise<ChunkOutcome> {
+  let settle: (() => void) | undefined;
+  try {
+    return await chunkTransaction(db, batch, size, apply, onFastPathError, (runIds) => {
+      settle = commits?.begin(runIds);
+      return settle;
+    });
+  } catch (error) {
+    settle?.();
+    throw error;
+  }
+}
+
+async function chunkTransaction(
+  db: Db,
+  batch: { id: string; owner: string; leaseMs: number },
+  size: number,
+  apply: BatchApply,
+  onFastPathError: (error: unknown) => void,
+  mark: (runIds: readonly string[]) => (() => void) | undefined,
 ): Promise<ChunkOutcome> {
   return db.transaction(async (tx) => {
     // Run id order is the order the runs' rows are locked in, as the store's other multi-run writers do.
@@ -57,6 +80,8 @@ export async function processChunk(
           order by run_id limit ${size} for update skip locked`,
     );
     if (items.length === 0) return { processed: 0, outcomes: { done: 0, skipped: 0, failed: 0 }, afterCommit: [] };
+    // From here until the notices below are out, watchers here of these runs wait for them rather than read.
+    const settle = mark(items.map((i) => i.run_id));
     const results: { runId: string; result: ItemResult }[] = [];
     let handled = new Map<string, ItemResult>();
     if (apply.many) {
@@ -100,7 +125,8 @@ export async function processChunk(
     // Another server holds the batch now (this one stalled past its lease): roll the whole chunk back.
     if (fenced.length === 0) throw new BatchLeaseLostError(batch.id);
     const outcomes = { done: results.length - skipped - failed, skipped, failed };
-    return { processed: results.length, outcomes, afterCommit: results.flatMap((r) => (r.result.afterCommit ? [r.result.afterCommit] : [])) };
+    const notices = results.flatMap((r) => (r.result.afterCommit ? [r.result.afterCommit] : []));
+    return { processed: results.length, outcomes, afterCommit: settle ? [...notices, settle] : notices };
   });
 }
 

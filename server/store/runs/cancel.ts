@@ -2,9 +2,11 @@ import { and, eq, inArray, or, sql } from "drizzle-orm";
 import { cancelTurnsOf } from "../agents.js";
 import { lockChildKey } from "../events.js";
 import { type Db, queryRows } from "../database.js";
+import type { JournalEntry } from "../../core/journal.js";
 import { type RunRow, runs, terminalStatuses, waits } from "../schema.js";
 import { wakeParent } from "./finish.js";
-import { appendRunEntry, lockRun } from "./run-entry.js";
+import { appendRunEntry, lockRun, runEntryAsRead, type StoredRunEntry, storedRunEntryColumns } from "./run-entry.js";
+import { type JsonRun, runRowFromJson } from "./rows.js";
 
 /** Children of `runId` that end with it (not detached, not ended). */
 export async function cancellableChildren(db: Db, runId: string): Promise<string[]> {
@@ -16,7 +18,8 @@ export async function cancellableChildren(db: Db, runId: string): Promise<string
 }
 
 export type CancelResult =
-  | { outcome: "cancelled"; run: RunRow }
+  /** `entry`: its `run_cancelled` entry, as a journal read gives it. */
+  | { outcome: "cancelled"; run: RunRow; entry: JournalEntry }
   | { outcome: "requested"; run: RunRow }
   | { outcome: "finished"; run: RunRow };
 
@@ -41,7 +44,7 @@ export async function cancelRun(db: Db, namespace: string, runId: string, reason
         .returning();
       return { outcome: "requested", run: requested ?? run };
     }
-    await appendRunEntry(tx, run, "run_cancelled", error);
+    const entry = await appendRunEntry(tx, run, "run_cancelled", error);
     await tx.delete(waits).where(eq(waits.runId, runId));
     if (run.parentRunId) {
       await lockChildKey(tx, runId);
@@ -63,7 +66,7 @@ export async function cancelRun(db: Db, namespace: string, runId: string, reason
       })
       .where(eq(runs.id, runId))
       .returning();
-    return { outcome: "cancelled", run: cancelled ?? run };
+    return { outcome: "cancelled", run: cancelled ?? run, entry };
   });
 }
 
@@ -74,12 +77,13 @@ export async function cancelRun(db: Db, namespace: string, runId: string, reason
  * first, in id order; the change then reads children and turns in a snapshot taken after the locks, when none of
  * these runs can start a child. Returns the runs it cancelled; the caller takes the others one by one.
  */
-export async function cancelIdleRuns(db: Db, namespace: string, runIds: readonly string[], reason: string): Promise<{ id: string; workflowName: string }[]> {
+export async function cancelIdleRuns(db: Db, namespace: string, runIds: readonly string[], reason: string): Promise<{ run: RunRow; entry: JournalEntry }[]> {
   if (runIds.length === 0) return [];
   const ids = sql.param([...runIds]);
   await queryRows(db, sql`select id from runs where id = any(${ids}::uuid[]) and namespace = ${namespace} order by id for update`);
   const error = JSON.stringify({ name: "CancelledError", message: reason });
-  const rows = await queryRows<{ id: string; workflow_name: string }>(
+  // Each run's new row and its entry as stored, for this process's watchers (run-feed.ts): they need not read them.
+  const rows = await queryRows<{ run: JsonRun } & StoredRunEntry>(
     db,
     sql`with idle as (
           select r.id, r.namespace from runs r
@@ -90,14 +94,18 @@ export async function cancelIdleRuns(db: Db, namespace: string, runIds: readonly
         entries as (
           insert into journal_entries (run_id, sequence, namespace, kind, name, error, attempt)
           select i.id, coalesce((select max(j.sequence) from journal_entries j where j.run_id = i.id), 0) + 1, i.namespace, 'run_cancelled', '', ${error}::jsonb, 1
-          from idle i),
+          from idle i
+          returning run_id, ${storedRunEntryColumns}),
         cleared as (delete from waits w using idle i where w.run_id = i.id)
         update runs r set status = 'cancelled', error = ${error}::jsonb, cancel_reason = ${reason}, cancel_requested_at = now(),
           waiting_on = null, available_at = null, lease_owner = null, lease_expires_at = null, completed_at = now(), updated_at = now()
-        from idle i where r.id = i.id
-        returning r.id, r.workflow_name`,
+        from idle i join entries e on e.run_id = i.id where r.id = i.id
+        returning to_jsonb(r.*) as run, e.sequence, e.result, e.has_result, e.error, e.created_at`,
   );
-  return rows.map((r) => ({ id: r.id, workflowName: r.workflow_name }));
+  return rows.map(({ run, ...stored }) => {
+    const row = runRowFromJson(run);
+    return { run: row, entry: runEntryAsRead(row, "run_cancelled", stored) };
+  });
 }
 
 /**

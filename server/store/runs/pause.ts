@@ -7,13 +7,15 @@
  */
 import type { JsonValue } from "../../../sdk/workflow.js";
 import { and, eq, isNotNull, sql } from "drizzle-orm";
+import type { JournalEntry } from "../../core/journal.js";
 import { type Db, queryRows } from "../database.js";
 import { type RunRow, type RunStatus, runs } from "../schema.js";
 import type { Fence } from "./lease.js";
 import { appendRunEntry, lockRun } from "./run-entry.js";
 
 export type PauseResult =
-  | { outcome: "changed"; run: RunRow }
+  /** `entry`: its `run_paused` or `run_resumed` entry, as a journal read gives it. */
+  | { outcome: "changed"; run: RunRow; entry: JournalEntry }
   | { outcome: "unchanged"; run: RunRow }
   | { outcome: "refused"; run: RunRow }
   /** A running run: the request is recorded (pause), or withdrawn before its holder honoured it (resume). */
@@ -120,7 +122,7 @@ async function transition(
     if (run.status === change.to && change.to === "paused") return { outcome: "unchanged", run };
     if (!change.from.includes(run.status)) return { outcome: "refused", run };
     const note = change.reason ? JSON.stringify({ name: change.kind === "run_paused" ? "Paused" : "Resumed", message: change.reason }) : null;
-    await appendRunEntry(tx, run, change.kind, note);
+    const entry = await appendRunEntry(tx, run, change.kind, note);
     const [changed] = await tx
       .update(runs)
       .set({
@@ -140,6 +142,6 @@ async function transition(
       .returning();
     // Claimable now: idle processes hear it when this commits instead of at their next poll.
     if (change.to === "queued") await queryRows(tx, sql`select pg_notify('cairn_wake', '')`);
-    return { outcome: "changed", run: changed ?? run };
+    return { outcome: "changed", run: changed ?? run, entry };
   });
 }
