@@ -192,6 +192,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     chunkSize: config.batchChunkSize,
     operationFor: batchOperationFor(runsDeps),
     commits: store.commits,
+    waitersOf: (runId) => feed.waiters(runId),
     onChunk: (batch, outcomes) => {
       for (const [outcome, n] of Object.entries(outcomes)) if (n > 0) metrics.batchRuns.inc({ operation: batch.operation, outcome }, n);
     },

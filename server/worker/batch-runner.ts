@@ -21,8 +21,10 @@ export interface BatchRunnerOptions {
   logger: Logger;
   leaseMs: number;
   pollMs: number;
-  /** Runs per chunk (one transaction each). */
+  /** Runs per chunk (one transaction each), at most. */
   chunkSize: number;
+  /** Waiters in this process on a run (watch streams, AwaitRun): a chunk with many is made smaller (`nextChunkSize`). */
+  waitersOf?: (runId: string) => number;
   /** The operation of a batch; undefined fails the batch (an operation this server does not know). */
   operationFor: (batch: BatchRow) => BatchApply | undefined;
   /** Where each chunk's runs are marked while it commits (watchers here then wait for its notices, not read). */
@@ -94,7 +96,7 @@ export class BatchRunner {
 
   /** True when the batch ended here (completed or failed); false when it was left for later or for others. */
   private async work(batch: BatchRow): Promise<boolean> {
-    const { database, owner, logger, leaseMs, chunkSize } = this.options;
+    const { database, owner, logger, leaseMs, chunkSize, waitersOf } = this.options;
     const apply = this.options.operationFor(batch);
     if (!apply) {
       await failBatch(database.db, batch.id, owner, `operation "${batch.operation}" is not known to this server`);
@@ -110,6 +112,7 @@ export class BatchRunner {
           apply,
           (error) => logger.warn({ err: error, batch: batch.id }, "batch fast path failed; this chunk's runs are taken one by one"),
           this.options.commits,
+          waitersOf && ((runIds) => runsToTake(runIds, waitersOf)),
         );
       } catch (error) {
         if (error instanceof BatchLeaseLostError) {
@@ -130,4 +133,24 @@ export class BatchRunner {
     }
     return false;
   }
+}
+
+/**
+ * Runs with waiters in this process to tell per chunk, at most. Telling one costs this thread ~0.5 ms (the row and the
+ * entry to protobuf, the HTTP/2 writes, the stream's end), and a chunk's waiters are told one after another once it
+ * commits: with chunks of 200 watched runs the last heard ~180 ms after the commit, with 50 within ~50 ms.
+ */
+const waitedRunsPerChunk = 50;
+
+/**
+ * How many of a chunk's runs (in the order they are taken) to take: all of them, or up to the one that makes
+ * `waitedRunsPerChunk` runs that someone here waits on. The rest stay pending for the next chunk. A batch over runs
+ * nobody here waits on keeps its full chunks.
+ */
+export function runsToTake(runIds: readonly string[], waitersOf: (runId: string) => number): number {
+  let waited = 0;
+  for (let i = 0; i < runIds.length; i++) {
+    if (waitersOf(runIds[i]!) > 0 && ++waited === waitedRunsPerChunk) return i + 1;
+  }
+  return runIds.length;
 }

@@ -51,10 +51,12 @@ export async function processChunk(
   onFastPathError: (error: unknown) => void = () => {},
   /** Where the chunk's runs are marked while it commits; their mark ends after the last `afterCommit` notice. */
   commits?: LocalCommits,
+  /** How many of the pending runs taken (in order) this chunk applies; the rest stay pending for the next. */
+  take?: (runIds: readonly string[]) => number,
 ): Promise<ChunkOutcome> {
   let settle: (() => void) | undefined;
   try {
-    return await chunkTransaction(db, batch, size, apply, onFastPathError, (runIds) => {
+    return await chunkTransaction(db, batch, size, apply, onFastPathError, take, (runIds) => {
       settle = commits?.begin(runIds);
       return settle;
     });
@@ -70,15 +72,18 @@ async function chunkTransaction(
   size: number,
   apply: BatchApply,
   onFastPathError: (error: unknown) => void,
+  take: ((runIds: readonly string[]) => number) | undefined,
   mark: (runIds: readonly string[]) => (() => void) | undefined,
 ): Promise<ChunkOutcome> {
   return db.transaction(async (tx) => {
     // Run id order is the order the runs' rows are locked in, as the store's other multi-run writers do.
-    const items = await queryRows<{ run_id: string }>(
+    const locked = await queryRows<{ run_id: string }>(
       tx,
       sql`select run_id from batch_items where batch_id = ${batch.id} and outcome = 'pending'
           order by run_id limit ${size} for update skip locked`,
     );
+    // (Those left out stay pending; their locks go with this transaction.)
+    const items = take ? locked.slice(0, Math.max(1, take(locked.map((i) => i.run_id)))) : locked;
     if (items.length === 0) return { processed: 0, outcomes: { done: 0, skipped: 0, failed: 0 }, afterCommit: [] };
     // From here until the notices below are out, watchers here of these runs wait for them rather than read.
     const settle = mark(items.map((i) => i.run_id));
