@@ -50,6 +50,10 @@ export async function awaitRun(deps: RunsDeps, call: Call, request: { runId: str
         changes.notify();
       }
       await changes.next(remaining, call.signal);
+      // The store's notice of an end committed here often lands before that commit's answer: its telling, with the
+      // final row, follows at once (local-commits.ts).
+      const committing = ended ? undefined : deps.store.commits.settled(runId);
+      if (committing) await committing;
       // Ended here: the final row came with the notice (same run, already checked to be the caller's).
       if (ended) run = ended;
       else {
