@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { afterAll, beforeAll, test } from "vitest";
 import { RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
 import { valueFromJson } from "../../server/rpc/convert.js";
-import { startTestServer } from "../support/in-process-server.js";
+import { startTestServer, untilParked } from "../support/in-process-server.js";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.js";
 
 let database: TestDatabase;
@@ -29,7 +29,7 @@ test("awaiters here of runs that end here read nothing for the ends, even when t
         return run?.runId ?? "";
       }),
     );
-    await until(async () => (await Promise.all(runIds.map((runId) => client.getRun({ runId })))).every((r) => r.run?.status === RunStatus.WAITING), "the runs never parked");
+    await untilParked(client, runIds);
     // Parked: each AwaitRun asks for the namespace's notices, so the ends' notices reach this process too.
     const awaited = runIds.map((runId) => client.awaitRun({ runId, timeout: { seconds: 30n } }));
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -43,11 +43,3 @@ test("awaiters here of runs that end here read nothing for the ends, even when t
     await server.close();
   }
 });
-
-async function until(check: () => Promise<boolean>, message: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(message);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

@@ -8,7 +8,7 @@ import { RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
 import type { JournalEntry } from "../../server/core/journal.js";
 import { valueFromJson } from "../../server/rpc/convert.js";
 import { loadJournal } from "../../server/store/journal.js";
-import { startTestServer, waitForEnd } from "../support/in-process-server.js";
+import { startTestServer, until, waitForEnd } from "../support/in-process-server.js";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.js";
 
 let database: TestDatabase;
@@ -89,12 +89,4 @@ test("a watcher in the process that executes the run gets every step as told, as
 function comparable(entry: unknown): unknown {
   const { $typeName: _, ...rest } = entry as Record<string, unknown>;
   return JSON.parse(JSON.stringify(rest, (_key, value) => (typeof value === "bigint" ? value.toString() : value)));
-}
-
-async function until(check: () => Promise<boolean>, message: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(message);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }

@@ -4,7 +4,7 @@
 // (jsonb's key order, the commit's timestamp).
 import assert from "node:assert/strict";
 import { afterAll, beforeAll, test } from "vitest";
-import { EntryKind, RunStatus } from "../../sdk/gen/cairn/v1/types_pb.js";
+import { EntryKind } from "../../sdk/gen/cairn/v1/types_pb.js";
 import { BatchOperation, BatchStatus } from "../../sdk/gen/cairn/v1/workflow_pb.js";
 import type { JournalEntry } from "../../server/core/journal.js";
 import { valueFromJson } from "../../server/rpc/convert.js";
@@ -12,7 +12,7 @@ import type { RunChange } from "../../server/runs/run-feed.js";
 import { loadJournal } from "../../server/store/journal.js";
 import { getRun } from "../../server/store/runs/read.js";
 import type { RunRow } from "../../server/store/schema.js";
-import { startTestServer } from "../support/in-process-server.js";
+import { startTestServer, until, untilParked } from "../support/in-process-server.js";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.js";
 
 let database: TestDatabase;
@@ -37,7 +37,7 @@ test("a cancel or pause made here tells local waiters the run's row and entry ex
     const batched = await Promise.all(Array.from({ length: 5 }, (_, i) => park(`batch-${i}`, "batch")));
     const pausedInBatch = await Promise.all(Array.from({ length: 2 }, (_, i) => park(`batch-pause-${i}`, "batch-pause")));
     const all = [cancelled, paused, ...batched, ...pausedInBatch];
-    await until(async () => (await Promise.all(all.map((runId) => client.getRun({ runId })))).every((r) => r.run?.status === RunStatus.WAITING), "the runs never parked");
+    await untilParked(client, all);
 
     const told = new Map<string, { row: RunRow; entries: readonly JournalEntry[] }[]>();
     const unsubscribes = all.map((runId) =>
@@ -91,7 +91,7 @@ test("watchers here of runs a batch cancels get the cancel without reading it", 
         return run?.runId ?? "";
       }),
     );
-    await until(async () => (await Promise.all(runIds.map((runId) => client.getRun({ runId })))).every((r) => r.run?.status === RunStatus.WAITING), "the runs never parked");
+    await untilParked(client, runIds);
     const opened = new Set<string>();
     const streams = runIds.map(async (runId) => {
       const entries: EntryKind[] = [];
@@ -115,11 +115,3 @@ test("watchers here of runs a batch cancels get the cancel without reading it", 
     await server.close();
   }
 });
-
-async function until(check: () => Promise<boolean>, message: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(message);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

@@ -44,3 +44,17 @@ export async function waitForEnd(client: WorkflowClient, runId: string, timeoutM
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** Polls `check` every 20 ms until it holds (or 10 s pass, which fails the test with `message`). */
+export async function until(check: () => Promise<boolean>, message: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(message);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Waits until every run is WAITING (parked). */
+export async function untilParked(client: WorkflowClient, runIds: readonly string[]): Promise<void> {
+  await until(async () => (await Promise.all(runIds.map((runId) => client.getRun({ runId })))).every((r) => r.run?.status === RunStatus.WAITING), "the runs never parked");
+}

@@ -8,7 +8,7 @@ import type { JsonValue } from "../../../sdk/workflow.js";
 import type { FailureInfo } from "../../core/json.js";
 import type { JournalEntry } from "../../core/journal.js";
 import { type Db, queryRows } from "../database.js";
-import { toJournalEntry } from "../journal.js";
+import { entryAsRead } from "../journal-writer.js";
 import { journalEntries, type RunRow, runs } from "../schema.js";
 
 /**
@@ -49,27 +49,16 @@ export const storedRunEntryColumns = sql.raw("sequence, result, result is not nu
 
 /** A run-level entry (no name, attempt 1) from what its insert returned, exactly as `loadJournal` reads it. */
 export function runEntryAsRead(run: { id: string; namespace: string }, kind: string, stored: StoredRunEntry): JournalEntry {
-  return toJournalEntry({
-    runId: run.id,
+  const record = {
+    run_id: run.id,
     sequence: stored.sequence,
-    namespace: run.namespace,
     kind,
     name: "",
-    result: stored.result,
-    hasResult: stored.has_result,
-    error: stored.error,
     attempt: 1,
-    startedAt: null,
-    createdAt: journalEntries.createdAt.mapFromDriverValue(stored.created_at as string) as Date,
-    fireAt: null,
-    timeoutAt: null,
-    eventType: null,
-    correlationId: null,
-    lookbackFrom: null,
-    eventId: null,
-    targetRunId: null,
-    targetTurnId: null,
-  });
+    ...(stored.has_result ? { result: [stored.result] } : {}),
+    ...(stored.error === null ? {} : { error: stored.error }),
+  };
+  return entryAsRead(record, run.namespace, journalEntries.createdAt.mapFromDriverValue(stored.created_at as string) as Date);
 }
 
 /** The run's row, locked for the rest of the transaction (ordered against a concurrent claim). */
