@@ -32,6 +32,11 @@ export interface BenchOptions {
   /** W4 (0: skipped). */
   timerRuns: number;
   timerMs: number;
+  /**
+   * W4 runs before the measured ones, on the same server and (in the wire table) the same wire: a process's first
+   * timers, and a wire's first burst of observers, are reported apart as the cold figures (0: none).
+   */
+  timerWarmup: number;
   /** CreateRun calls in flight for W4 and the parked runs. */
   waitConcurrency: number;
 
@@ -124,6 +129,10 @@ Latency (one run at a time):
 W4 timers (bench_sleep):
   --timer-runs N        runs (default 500; quick 50; 0 skips); 1000 gives the older variant
   --timer-ms MS         how long each sleeps (default 2000; quick 1000)
+  --timer-warmup N      W4 runs before the measured ones, the same way (each wire of the wire table
+                        too): a process's first timers fire on cold code, and a wire's first 500
+                        observers open their connections; reported apart as the cold figures
+                        (default 500; quick 0)
   --wait-concurrency C  creates in flight for timers and parked runs (default 64)
   --skip-timers         same as --timer-runs 0
 
@@ -220,6 +229,7 @@ interface Defaults {
   isolationRuns: number;
   isolationLatencyRuns: number;
   wireStartWarmup: number;
+  timerWarmup: number;
 }
 
 const full: Defaults = {
@@ -228,6 +238,7 @@ const full: Defaults = {
   pgbenchSeconds: 10,
   startRuns: 200,
   wireStartWarmup: 2000,
+  timerWarmup: 500,
   eventRuns: 200,
   timerRuns: 500,
   timerMs: 2000,
@@ -253,6 +264,7 @@ const quick: Defaults = {
   pgbenchSeconds: 1,
   startRuns: 20,
   wireStartWarmup: 0,
+  timerWarmup: 0,
   eventRuns: 20,
   timerRuns: 50,
   timerMs: 1000,
@@ -292,6 +304,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "event-runs": { type: "string" },
       "skip-latency": { type: "boolean", default: false },
       "timer-runs": { type: "string" },
+      "timer-warmup": { type: "string" },
       "timer-ms": { type: "string" },
       "wait-concurrency": { type: "string", default: "64" },
       "skip-timers": { type: "boolean", default: false },
@@ -366,6 +379,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     eventRuns: values["skip-latency"] ? 0 : int("--event-runs", values["event-runs"], d.eventRuns),
     timerRuns: values["skip-timers"] ? 0 : int("--timer-runs", values["timer-runs"], d.timerRuns),
     timerMs: int("--timer-ms", values["timer-ms"], d.timerMs),
+    timerWarmup: int("--timer-warmup", values["timer-warmup"], d.timerWarmup),
     waitConcurrency: int("--wait-concurrency", values["wait-concurrency"], 64, 1),
     parkedRuns: values["skip-parked"] ? 0 : int("--parked-runs", values["parked-runs"], d.parkedRuns),
     idleSeconds: int("--idle-seconds", values["idle-seconds"], d.idleSeconds, 1),

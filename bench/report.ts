@@ -108,6 +108,8 @@ export interface Report {
       completedAfterMs: Summary;
       failed: number;
       loadAverage: number;
+      /** The warm-up series before it: the server's first timers. */
+      cold?: { runs: number; latenessMs: Summary; early: number; failed: number };
     }) | null;
     parked: (Omit<ParkedResult, "failures"> & {
       failed: number;
@@ -159,7 +161,8 @@ export interface Measurements {
   w1TwoServers: { result: ThroughputResult; http: string; cpu: CpuShares }[] | null;
   w2: { result: StartLatencyResult; loadAverage: number } | null;
   w3: { result: EventLatencyResult; loadAverage: number } | null;
-  w4: { result: TimerLatenessResult; loadAverage: number } | null;
+  /** `cold`: the warm-up series before the measured one (`--timer-warmup`). */
+  w4: { result: TimerLatenessResult; loadAverage: number; cold?: TimerLatenessResult } | null;
   parked: { result: ParkedResult; loadAverage: number } | null;
   replay: { result: StepCostsResult; loadAverage: number } | null;
   resume: { result: ResumeResult; loadAverage: number } | null;
@@ -259,6 +262,9 @@ export function buildReport(m: Measurements): Report {
             completedAfterMs: summarize(completedAfterMs),
             failed: failures.length,
             loadAverage: m.w4.loadAverage,
+            ...(m.w4.cold
+              ? { cold: { runs: m.w4.cold.runs, latenessMs: summarize(m.w4.cold.latenessMs), early: m.w4.cold.early, failed: m.w4.cold.failures.length } }
+              : {}),
           };
         })()
       : null,
@@ -587,6 +593,7 @@ function details(report: Report): [string, string][] {
       ["W4: fire_at → run completed", triple(w.completedAfterMs)],
       ["W4: RUNNING runs while firing", `max ${w.runningWhileFiring.max}, mean ${w.runningWhileFiring.mean}`],
     );
+    if (w.cold) rows.push(["W4 cold: the warm-up series", `${w.cold.runs} runs before, the server's first timers: lateness ${triple(w.cold.latenessMs)}, ${w.cold.early} early${w.cold.failed ? `; ${w.cold.failed} FAILED` : ""}`]);
   }
   if (f.parked) {
     const p = f.parked;

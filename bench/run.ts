@@ -46,7 +46,7 @@ import { resumeAfterRestart, stepCosts } from "./replay.js";
 import { buildReport, type Environment, formatReport, type Measurements, type PgbenchReport, writeReport } from "./report.js";
 import { type CpuShares, watchCpu } from "./resources.js";
 import { ServerProcess, type ServerSettings, serverEnv, serverLogs } from "./server.js";
-import { parkedRuns, timerLateness } from "./waits.js";
+import { parkedRuns, type TimerLatenessResult, timerLateness } from "./waits.js";
 import { listRunsByMetadata } from "./run-control.js";
 import type { RunControlReport } from "./run-control-report.js";
 import { watchDelay, type WatchDelayResult, warmUpWatch } from "./watch.js";
@@ -315,9 +315,17 @@ async function measureOnServers(
 
     // ── W4 ──
     if (options.timerRuns > 0 && !signal.aborted) {
+      const sizes = { sleepMs: options.timerMs, concurrency: options.waitConcurrency, signal };
+      // The server's first timers fire on cold code (the claim, the wake, the thread's resume path): a series first,
+      // reported apart, so that the figure is the steady one, as W1's and W2's warm-ups do for theirs.
+      let cold: TimerLatenessResult | undefined;
+      if (options.timerWarmup > 0) {
+        log(`W4 warm-up: ${options.timerWarmup} runs sleeping ${options.timerMs} ms, reported apart as cold`);
+        cold = await timerLateness(client, probe, { ...sizes, runs: options.timerWarmup });
+      }
       const loadAverage = load1();
       log(`W4: ${options.timerRuns} runs sleeping ${options.timerMs} ms, ${options.waitConcurrency} creates in flight, load ${loadAverage.toFixed(2)}`);
-      figures.w4 = { result: await timerLateness(client, probe, { runs: options.timerRuns, sleepMs: options.timerMs, concurrency: options.waitConcurrency, signal }), loadAverage };
+      figures.w4 = { result: await timerLateness(client, probe, { ...sizes, runs: options.timerRuns }), loadAverage, ...(cold ? { cold } : {}) };
     }
 
     // ── replay: per-step cost ──
@@ -415,6 +423,7 @@ async function measureWires(options: BenchOptions, settings: ServerSettings, htt
       startWarmup: options.wireStartRuns > 0 ? options.wireStartWarmup : 0,
       eventRuns: options.wireEventRuns,
       timerRuns: options.wireTimerRuns,
+      timerWarmup: options.wireTimerRuns > 0 ? options.timerWarmup : 0,
       timerMs: options.timerMs,
       createConcurrency: options.waitConcurrency,
     };

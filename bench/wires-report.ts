@@ -22,7 +22,16 @@ export interface WireRow {
     cold?: { runs: number; latencyMs: Summary; serverCpuMsPerRun: number; failed: number };
   } | null;
   w3: { latencyMs: Summary; failed: number; loadAverage: number } | null;
-  w4: { runs: number; observers: number; latenessMs: Summary; early: number; failed: number; loadAverage: number } | null;
+  w4: {
+    runs: number;
+    observers: number;
+    latenessMs: Summary;
+    early: number;
+    failed: number;
+    loadAverage: number;
+    /** The warm-up series before the measured one, when there was one. */
+    cold?: { runs: number; latenessMs: Summary; early: number; failed: number };
+  } | null;
 }
 
 export function wireRows(results: readonly WireResult[], pgbenchTpsAtConcurrency: number | undefined): WireRow[] {
@@ -58,7 +67,19 @@ export function wireRows(results: readonly WireResult[], pgbenchTpsAtConcurrency
         }
       : null,
     w3: r.w3 ? { latencyMs: summarize(r.w3.latenciesMs), failed: r.w3.failures.length, loadAverage: r.w3.loadAverage } : null,
-    w4: r.w4 ? { runs: r.w4.runs, observers: r.w4.observers, latenessMs: summarize(r.w4.latenessMs), early: r.w4.early, failed: r.w4.failures.length, loadAverage: r.w4.loadAverage } : null,
+    w4: r.w4
+      ? {
+          runs: r.w4.runs,
+          observers: r.w4.observers,
+          latenessMs: summarize(r.w4.latenessMs),
+          early: r.w4.early,
+          failed: r.w4.failures.length,
+          loadAverage: r.w4.loadAverage,
+          ...(r.w4.cold
+            ? { cold: { runs: r.w4.cold.runs, latenessMs: summarize(r.w4.cold.latenessMs), early: r.w4.cold.early, failed: r.w4.cold.failures.length } }
+            : {}),
+        }
+      : null,
   }));
 }
 
@@ -108,15 +129,28 @@ export function formatWireTable(rows: readonly WireRow[], pgbench: { clients: nu
   ];
 }
 
-/** W2 as the warm-up series measured it, before the JIT had optimized the path (the table shows the series after). */
+/** W2 and W4 as their warm-up series measured them, before the path was warm (the table shows the series after). */
 function coldLines(rows: readonly WireRow[]): string[] {
+  const lines: string[] = [];
   const cold = rows.filter((r) => r.w2?.cold);
-  if (cold.length === 0) return [];
-  return [
-    `W2 cold: the ${cold[0]!.w2!.cold!.runs} runs before the measured ones on each wire (p50 / p99 ms, server CPU per run):`,
-    ...cold.map((r) => {
-      const c = r.w2!.cold!;
-      return `  ${r.wire}/${r.observation}: ${pair(c.latencyMs)} ms, ${c.serverCpuMsPerRun.toFixed(2)} ms CPU${c.failed ? ` (${c.failed} failed)` : ""}`;
-    }),
-  ];
+  if (cold.length > 0) {
+    lines.push(
+      `W2 cold: the ${cold[0]!.w2!.cold!.runs} runs before the measured ones on each wire (p50 / p99 ms, server CPU per run):`,
+      ...cold.map((r) => {
+        const c = r.w2!.cold!;
+        return `  ${r.wire}/${r.observation}: ${pair(c.latencyMs)} ms, ${c.serverCpuMsPerRun.toFixed(2)} ms CPU${c.failed ? ` (${c.failed} failed)` : ""}`;
+      }),
+    );
+  }
+  const coldTimers = rows.filter((r) => r.w4?.cold);
+  if (coldTimers.length > 0) {
+    lines.push(
+      `W4 cold: the ${coldTimers[0]!.w4!.cold!.runs} runs before the measured ones on each wire, each with its observer (lateness p50 / p99 ms):`,
+      ...coldTimers.map((r) => {
+        const c = r.w4!.cold!;
+        return `  ${r.wire}/${r.observation}: ${pair(c.latenessMs)} ms, ${c.early} early${c.failed ? ` (${c.failed} failed)` : ""}`;
+      }),
+    );
+  }
+  return lines;
 }

@@ -39,6 +39,8 @@ export interface WireSizes {
   startWarmup: number;
   eventRuns: number;
   timerRuns: number;
+  /** W4 runs before the measured ones on the same wire, reported apart as the cold figures (0: none). */
+  timerWarmup: number;
   timerMs: number;
   createConcurrency: number;
 }
@@ -57,7 +59,15 @@ export interface WireResult {
     cold?: { latenciesMs: number[]; serverCpuMsPerRun: number; failures: string[] };
   } | null;
   w3: { latenciesMs: number[]; failures: string[]; loadAverage: number } | null;
-  w4: { runs: number; latenessMs: number[]; early: number; observers: number; failures: string[]; loadAverage: number } | null;
+  w4: (TimerLateness & { loadAverage: number; cold?: TimerLateness }) | null;
+}
+
+interface TimerLateness {
+  runs: number;
+  latenessMs: number[];
+  early: number;
+  observers: number;
+  failures: string[];
 }
 
 const ascending = (values: number[]) => [...values].sort((a, b) => a - b);
@@ -103,8 +113,11 @@ export async function measureWire(
       result.w3 = { ...(await eventLatency(client, observer, how, sizes.eventRuns, signal)), loadAverage };
     }
     if (sizes.timerRuns > 0 && !signal.aborted) {
+      // The first timers of the process, or the first burst of observers on this wire (500 connections over
+      // HTTP/1.1), are later than the steady ones: a series first, reported apart, as W2's warm-up is.
+      const cold = sizes.timerWarmup > 0 ? await timerLateness(client, how, probe, sizes.timerWarmup, sizes, signal) : undefined;
       const loadAverage = load();
-      result.w4 = { ...(await timerLateness(client, how, probe, sizes, signal)), loadAverage };
+      result.w4 = { ...(await timerLateness(client, how, probe, sizes.timerRuns, sizes, signal)), loadAverage, ...(cold ? { cold } : {}) };
     }
     return result;
   } finally {
@@ -187,11 +200,11 @@ async function untilWaiting(client: WireClient, runId: string, signal: AbortSign
   }
 }
 
-async function timerLateness(client: WireClient, how: Observation, probe: BenchProbe, sizes: WireSizes, signal: AbortSignal) {
+async function timerLateness(client: WireClient, how: Observation, probe: BenchProbe, runs: number, sizes: WireSizes, signal: AbortSignal): Promise<TimerLateness> {
   const ids: string[] = [];
   const observing: Promise<void>[] = [];
   let observers = 0;
-  const failures = await inParallel(sizes.timerRuns, sizes.createConcurrency, signal, async () => {
+  const failures = await inParallel(runs, sizes.createConcurrency, signal, async () => {
     const runId = await client.createRun(SLEEP_WORKFLOW, { ms: sizes.timerMs });
     ids.push(runId);
     observers++;
@@ -209,5 +222,5 @@ async function timerLateness(client: WireClient, how: Observation, probe: BenchP
   const times = await probe.timerTimes(ids, "nap");
   if (times.length !== ids.length) failures.push(`${ids.length - times.length} runs have no timer_started/timer_fired pair`);
   const lateness = times.map((t) => t.firedAt - t.fireAt);
-  return { runs: sizes.timerRuns, latenessMs: ascending(lateness), early: lateness.filter((l) => l < 0).length, observers, failures };
+  return { runs, latenessMs: ascending(lateness), early: lateness.filter((l) => l < 0).length, observers, failures };
 }
