@@ -22,7 +22,7 @@ import type { ActivationHost, StepAttemptScope, StepAttemptStart } from "../../c
 import { LeaseLostError } from "../../core/errors.js";
 import type { ValueLimits } from "../../core/json.js";
 import type { Outbox } from "./outbox.js";
-import type { EndedAttempt, FromThread, HostCallName, WireError } from "./protocol.js";
+import type { AttemptOutcome, EndedAttempt, FromThread, HostCallName, WireError } from "./protocol.js";
 import type { RunningSlot } from "./running-slot.js";
 import { fromWire } from "./wire-error.js";
 
@@ -109,59 +109,76 @@ export class ThreadHost implements ActivationHost {
 
   stepAttempt(step: StepAttemptStart): StepAttemptScope {
     const key = this.nextAttempt++;
-    const started = performance.now();
-    const startedAt = Date.now();
     // With a timeout, the watchdog must know the attempt before its function can spin: it goes at once. Without one,
     // the main thread only counts and traces it, so it hears of the attempt once, when it ended (an attempt cut off
     // by its thread's end is then not counted: the activation's abnormal end is).
+    const attempt = new ThreadStepAttempt(this, key, step);
     if (step.timeout) this.outbox.sendNow({ t: "attempt", id: this.id, key, step });
-    return {
-      run: <T>(fn: () => T): T | Promise<Awaited<T>> => {
-        const start = () => {
-          this.slot.enterStep(this.id, key, step.name, step.timeout ? startedAt + step.timeout.ms : 0);
-          return fn();
-        };
-        if (!this.aheadSeen) return start();
-        const afterCommit = (): T | Promise<never> => {
-          // The wait may have outlasted the lease (the process was stopped meanwhile, and the run may have moved on
-          // elsewhere): checked again, as the core checked before the wait. The function then never starts.
-          const lost = this.leaseLost();
-          if (!lost) return start();
-          this.controller.abort(lost);
-          return new Promise<never>(() => undefined);
-        };
-        return new Promise<void>((resolve) => this.aheadWaiters.push(resolve)).then(afterCommit) as Promise<Awaited<T>>;
-      },
-      end: (outcome) => {
-        const elapsedMs = performance.now() - started;
-        if (step.timeout) {
-          this.outbox.send({ t: "attempt_end", id: this.id, key, outcome, elapsedMs });
-          return;
-        }
-        // The core journals the attempt's outcome right after this, in the same turn: that append carries it. If it
-        // does not (the journal's byte budget refused the entry), it goes alone.
-        this.endedAttempt = { step: { name: step.name, attempt: step.attempt, startedAt }, outcome, elapsedMs };
-        queueMicrotask(() => {
-          const ended = this.takeEndedAttempt();
-          if (ended) this.outbox.send({ t: "attempt_done", id: this.id, ...ended });
-        });
-      },
-    };
+    return attempt;
   }
 
-  append = (entry: Parameters<ActivationHost["append"]>[0]): Promise<void> => {
+  /** Runs a step attempt's function: at once, or once the append ahead committed if the code may have seen it. */
+  runAttempt<T>(attempt: ThreadStepAttempt, fn: () => T): T | Promise<Awaited<T>> {
+    if (!this.aheadSeen) return attempt.start(fn);
+    const afterCommit = (): T | Promise<never> => {
+      // The wait may have outlasted the lease (the process was stopped meanwhile, and the run may have moved on
+      // elsewhere): checked again, as the core checked before the wait. The function then never starts.
+      const lost = this.leaseLost();
+      if (!lost) return attempt.start(fn);
+      this.controller.abort(lost);
+      return new Promise<never>(() => undefined);
+    };
+    return new Promise<void>((resolve) => this.aheadWaiters.push(resolve)).then(afterCommit) as Promise<Awaited<T>>;
+  }
+
+  /** A step attempt's function starts: the watchdog's slot names it (and its deadline, if it has a timeout). */
+  enterStep(key: number, name: string, deadline: number): void {
+    this.slot.enterStep(this.id, key, name, deadline);
+  }
+
+  /** A step attempt ended. */
+  endAttempt(key: number, step: StepAttemptStart, startedAt: number, outcome: AttemptOutcome, elapsedMs: number): void {
+    if (step.timeout) {
+      this.outbox.send({ t: "attempt_end", id: this.id, key, outcome, elapsedMs });
+      return;
+    }
+    // The core journals the attempt's outcome right after this, in the same turn: that append carries it. If it
+    // does not (the journal's byte budget refused the entry), it goes alone.
+    this.endedAttempt = { step: { name: step.name, attempt: step.attempt, startedAt }, outcome, elapsedMs };
+    queueMicrotask(this.sendEndedAttempt);
+  }
+
+  private readonly sendEndedAttempt = (): void => {
+    const ended = this.takeEndedAttempt();
+    if (ended) this.outbox.send({ t: "attempt_done", id: this.id, ...ended });
+  };
+
+  // Methods, not arrow-function fields: a thread makes a host per activation, and the core calls them as methods.
+  append(entry: Parameters<ActivationHost["append"]>[0]): Promise<void> {
     if (this.ahead !== undefined) return this.call<void>("append", entry);
     const call = this.nextCall++;
     this.ahead = call;
     this.outbox.send(this.withAttempt({ t: "call", id: this.id, call, op: "append", arg: entry }));
     return Promise.resolve();
-  };
-  findEvent: ActivationHost["findEvent"] = (waits) => this.call("findEvent", waits);
-  startChild: ActivationHost["startChild"] = (request) => this.call("startChild", request);
-  startAgentTurn: ActivationHost["startAgentTurn"] = (request) => this.call("startAgentTurn", request);
-  findTurnOutcome: ActivationHost["findTurnOutcome"] = (waits) => this.call("findTurnOutcome", waits);
-  findChildOutcome: ActivationHost["findChildOutcome"] = (waits) => this.call("findChildOutcome", waits);
-  suspend: ActivationHost["suspend"] = (waits) => this.call("suspend", waits);
+  }
+  findEvent(waits: Parameters<ActivationHost["findEvent"]>[0]): ReturnType<ActivationHost["findEvent"]> {
+    return this.call("findEvent", waits);
+  }
+  startChild(request: Parameters<ActivationHost["startChild"]>[0]): ReturnType<ActivationHost["startChild"]> {
+    return this.call("startChild", request);
+  }
+  startAgentTurn(request: Parameters<ActivationHost["startAgentTurn"]>[0]): ReturnType<ActivationHost["startAgentTurn"]> {
+    return this.call("startAgentTurn", request);
+  }
+  findTurnOutcome(waits: Parameters<ActivationHost["findTurnOutcome"]>[0]): ReturnType<ActivationHost["findTurnOutcome"]> {
+    return this.call("findTurnOutcome", waits);
+  }
+  findChildOutcome(waits: Parameters<ActivationHost["findChildOutcome"]>[0]): ReturnType<ActivationHost["findChildOutcome"]> {
+    return this.call("findChildOutcome", waits);
+  }
+  suspend(waits: Parameters<ActivationHost["suspend"]>[0]): ReturnType<ActivationHost["suspend"]> {
+    return this.call("suspend", waits);
+  }
 
   /** Drops every pending call: the activation is over (its thread-side state becomes garbage). */
   close(): void {
@@ -203,5 +220,33 @@ function cloneable(fields: Record<string, unknown> | undefined): Record<string, 
     } catch {
       return { fields: String(fields) };
     }
+  }
+}
+
+/**
+ * One step attempt as its thread host sees it. A class, not a scope of closures: an attempt is made every step, and
+ * its closures were a twentieth of what a workflow thread allocated in W1 (sampled).
+ */
+class ThreadStepAttempt implements StepAttemptScope {
+  private readonly started = performance.now();
+  private readonly startedAt = Date.now();
+
+  constructor(
+    private readonly host: ThreadHost,
+    private readonly key: number,
+    private readonly step: StepAttemptStart,
+  ) {}
+
+  run<T>(fn: () => T): T | Promise<Awaited<T>> {
+    return this.host.runAttempt(this, fn);
+  }
+
+  start<T>(fn: () => T): T {
+    this.host.enterStep(this.key, this.step.name, this.step.timeout ? this.startedAt + this.step.timeout.ms : 0);
+    return fn();
+  }
+
+  end(outcome: AttemptOutcome): void {
+    this.host.endAttempt(this.key, this.step, this.startedAt, outcome, performance.now() - this.started);
   }
 }
