@@ -7,6 +7,7 @@
  * must see before the code goes on (a step with a timeout about to run) goes at once, with everything before it.
  */
 import type { MessagePort } from "node:worker_threads";
+import { packFromThread } from "./packed-messages.js";
 import type { FromThread } from "./protocol.js";
 
 const maxHoldMs = 2;
@@ -70,6 +71,6 @@ export class Outbox {
     if (this.queued.length === 0) return;
     const batch = this.queued;
     this.queued = [];
-    this.port.postMessage(batch.length === 1 ? batch[0] : batch);
+    this.port.postMessage(packFromThread(batch));
   }
 }

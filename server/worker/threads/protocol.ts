@@ -2,7 +2,8 @@
  * The messages between the main thread (RPCs, leases, timers, every database call) and a workflow thread (handlers
  * and step functions). An activation on a thread talks to its host on the main thread only through these: each
  * host call is one message out and one reply back; step attempts and log records go out without a reply.
- * Everything crosses by structured clone (Dates survive; errors cross as `WireError`).
+ * Everything crosses by structured clone (Dates survive; errors cross as `WireError`), several messages of one turn as
+ * one batch, in which each step's append and its reply are packed (packed-messages.ts).
  */
 import type { JsonValue } from "../../../sdk/workflow.js";
 import type { ActivationOutcome } from "../../core/activation.js";
@@ -31,9 +32,6 @@ export interface ActivationStart {
   validUntil?: number | undefined;
 }
 
-/** Messages to a thread come one by one or, when several are ready in one turn of the main thread, as an array. */
-export type ToThreadBatch = ToThread | ToThread[];
-
 export type ToThread =
   | ActivationStart
   | { t: "reply"; id: number; call: number; ok: true; value: unknown }
@@ -53,9 +51,6 @@ export interface EndedAttempt {
   outcome: AttemptOutcome;
   elapsedMs: number;
 }
-
-/** Messages from a thread come one by one or, when several are ready in one turn of the thread, as an array. */
-export type FromThreadBatch = FromThread | FromThread[];
 
 export type FromThread =
   | { t: "ready"; workflows: string[] }

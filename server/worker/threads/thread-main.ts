@@ -15,7 +15,8 @@ import { loadWorkflows } from "../../workflows/loader.js";
 import { validateInput, type WorkflowRegistry } from "../../workflows/registry.js";
 import { IdleCollector } from "./idle-collector.js";
 import { Outbox } from "./outbox.js";
-import type { ActivationStart, ToThread, ToThreadBatch, WireOutcome } from "./protocol.js";
+import { type PackedBatch, unpackToThread } from "./packed-messages.js";
+import type { ActivationStart, ToThread, WireOutcome } from "./protocol.js";
 import { RunningSlot } from "./running-slot.js";
 import { ThreadHost } from "./thread-host.js";
 import { toWire } from "./wire-error.js";
@@ -44,14 +45,12 @@ const registry: WorkflowRegistry = await loadWorkflows(data.workflowDirs, create
 process.on("uncaughtException", (error) => crash(error, "uncaught exception"));
 process.on("unhandledRejection", (reason) => crash(reason, "unhandled rejection"));
 
-port.on("message", (batch: ToThreadBatch) => {
-  if (!Array.isArray(batch)) receive(batch);
-  else {
-    // One message per turn, as if each had come alone: an unhandled rejection is noticed at the end of a turn, and the
-    // slot must still name the activation whose code the turn ran.
-    receive(batch[0] as ToThread);
-    for (let i = 1; i < batch.length; i++) later(receive, batch[i] as ToThread);
-  }
+port.on("message", (batch: PackedBatch<ToThread>) => {
+  const messages = unpackToThread(batch);
+  // One message per turn, as if each had come alone: an unhandled rejection is noticed at the end of a turn, and the
+  // slot must still name the activation whose code the turn ran.
+  receive(messages[0] as ToThread);
+  for (let i = 1; i < messages.length; i++) later(receive, messages[i] as ToThread);
   outbox.batchReceived();
 });
 

@@ -18,7 +18,8 @@ import type { Logger } from "../../logger.js";
 import type { Gather } from "../../store/batcher.js";
 import type { WorkflowRegistry } from "../../workflows/registry.js";
 import type { ActivationRequest, ActivationRunner, RunnerOutcome } from "../activation-runner.js";
-import type { FromThread, FromThreadBatch, HostCallName, ToThread, WireOutcome } from "./protocol.js";
+import { type PackedBatch, packToThread, unpackFromThread } from "./packed-messages.js";
+import type { FromThread, HostCallName, ToThread, WireOutcome } from "./protocol.js";
 import { RunningSlot } from "./running-slot.js";
 import type { ThreadData } from "./thread-main.js";
 import { ErrorRefs } from "./wire-error.js";
@@ -218,11 +219,12 @@ export class WorkflowThreads implements ActivationRunner {
     const worker = new Worker(entry, { ...evaluated, workerData: data, resourceLimits: { maxOldGenerationSizeMb: this.options.heapMb, maxYoungGenerationSizeMb: threadYoungGenerationMb } });
     const thread = new WorkflowThread(worker, slot);
     this.threads.push(thread);
-    worker.on("message", (batch: FromThreadBatch) => {
-      if (!Array.isArray(batch)) this.receive(thread, batch);
+    worker.on("message", (batch: PackedBatch<FromThread>) => {
+      const messages = unpackFromThread(batch);
+      if (messages.length === 1) this.receive(thread, messages[0] as FromThread);
       else {
-        const riding = appendsBeforeEnds(batch);
-        for (let i = 0; i < batch.length; i++) this.receive(thread, batch[i] as FromThread, riding.has(i));
+        const riding = appendsBeforeEnds(messages);
+        for (let i = 0; i < messages.length; i++) this.receive(thread, messages[i] as FromThread, riding.has(i));
       }
     });
     worker.on("error", (error) => {
@@ -275,7 +277,7 @@ export class WorkflowThreads implements ActivationRunner {
       const batch = thread.outbox.splice(0);
       if (thread.dead || batch.length === 0) return;
       thread.sent++;
-      thread.worker.postMessage(batch.length === 1 ? batch[0] : batch);
+      thread.worker.postMessage(packToThread(batch));
     });
   }
 

@@ -1,0 +1,119 @@
+/**
+ * The two messages every step sends between the threads, packed. Structured clone writes every key of every object
+ * and rebuilds every object on the other side: a step's append crossed as four objects (the call, its entry, the
+ * ended attempt and the attempt's step), and the main thread, whose time every run shares, spent more on rebuilding
+ * them than on the rest of the call. Packed, a message is a tag followed by its fields, primitives in the batch array
+ * (the step's result stays a value): for 64 appends, posting took 19–34 µs instead of 104–128 and receiving 52–88 µs
+ * instead of 171–297 (one MessageChannel, this VM).
+ *
+ * A batch is a message alone or an array whose items are messages (objects, as they were) or packed messages (a tag
+ * number, then its fields); unpacking gives back the messages in their order, equal to what was packed.
+ */
+import type { StepCompleted } from "../../core/journal.js";
+import type { AttemptOutcome, EndedAttempt, FromThread, ToThread } from "./protocol.js";
+
+/** A batch as posted: one message, or messages and packed messages in order. */
+export type PackedBatch<M> = M | (M | number | string | unknown)[];
+
+/** The tags of packed messages (a message is never a number, so a number starts a packed one). */
+const appendStep = 1;
+const replyOk = 2;
+
+const outcomes: readonly AttemptOutcome[] = ["completed", "failed", "retrying"];
+const after = 1;
+const hasResult = 2;
+const hasAttempt = 4;
+
+type CallMessage = Extract<FromThread, { t: "call" }>;
+
+/** A thread's messages as one batch: the appends of completed steps packed. */
+export function packFromThread(messages: FromThread[]): PackedBatch<FromThread> {
+  if (messages.length === 1 && !packableAppend(messages[0] as FromThread)) return messages[0] as FromThread;
+  const out: unknown[] = [];
+  for (const message of messages) {
+    if (!packableAppend(message)) {
+      out.push(message);
+      continue;
+    }
+    const entry = message.arg as StepCompleted;
+    const attempt = message.attempt;
+    const flags = (message.after ? after : 0) | ("result" in entry ? hasResult : 0) | (attempt ? hasAttempt : 0);
+    out.push(appendStep, message.id, message.call, flags, entry.name, entry.attempt, entry.startedAt.getTime());
+    if (flags & hasResult) out.push(entry.result);
+    if (attempt) out.push(outcomes.indexOf(attempt.outcome), attempt.elapsedMs, attempt.step.startedAt);
+  }
+  return out;
+}
+
+/** The messages of a thread's batch, in order. */
+export function unpackFromThread(batch: PackedBatch<FromThread>): FromThread[] {
+  if (!Array.isArray(batch)) return [batch];
+  const messages: FromThread[] = [];
+  for (let i = 0; i < batch.length; ) {
+    const item = batch[i++];
+    if (item !== appendStep) {
+      messages.push(item as FromThread);
+      continue;
+    }
+    const id = batch[i++] as number;
+    const call = batch[i++] as number;
+    const flags = batch[i++] as number;
+    const name = batch[i++] as string;
+    const attemptNumber = batch[i++] as number;
+    const startedAt = new Date(batch[i++] as number);
+    const entry: StepCompleted = flags & hasResult ? { kind: "step_completed", name, attempt: attemptNumber, startedAt, result: batch[i++] as StepCompleted["result"] } : { kind: "step_completed", name, attempt: attemptNumber, startedAt };
+    const message: CallMessage = flags & after ? { t: "call", id, call, op: "append", arg: entry, after: true } : { t: "call", id, call, op: "append", arg: entry };
+    if (flags & hasAttempt) {
+      const outcome = outcomes[batch[i++] as number] as AttemptOutcome;
+      const elapsedMs = batch[i++] as number;
+      const attemptStartedAt = batch[i++] as number | undefined;
+      const ended: EndedAttempt = { step: attemptStartedAt === undefined ? { name, attempt: attemptNumber } : { name, attempt: attemptNumber, startedAt: attemptStartedAt }, outcome, elapsedMs };
+      message.attempt = ended;
+    }
+    messages.push(message);
+  }
+  return messages;
+}
+
+/** The main thread's messages to a thread as one batch: replies to appends packed. */
+export function packToThread(messages: ToThread[]): PackedBatch<ToThread> {
+  if (messages.length === 1 && !packableReply(messages[0] as ToThread)) return messages[0] as ToThread;
+  const out: unknown[] = [];
+  for (const message of messages) {
+    if (packableReply(message)) out.push(replyOk, message.id, message.call);
+    else out.push(message);
+  }
+  return out;
+}
+
+/** The messages of the main thread's batch, in order. */
+export function unpackToThread(batch: PackedBatch<ToThread>): ToThread[] {
+  if (!Array.isArray(batch)) return [batch];
+  const messages: ToThread[] = [];
+  for (let i = 0; i < batch.length; ) {
+    const item = batch[i++];
+    if (item !== replyOk) {
+      messages.push(item as ToThread);
+      continue;
+    }
+    messages.push({ t: "reply", id: batch[i++] as number, call: batch[i++] as number, ok: true, value: undefined });
+  }
+  return messages;
+}
+
+/**
+ * An append of a completed step whose ended attempt (if any) is that step's: packed, the attempt's name and number
+ * are the entry's. Anything else (another entry, an attempt of another step) crosses as it is.
+ */
+function packableAppend(message: FromThread): message is CallMessage {
+  if (message.t !== "call" || message.op !== "append") return false;
+  const entry = message.arg as { kind?: unknown; name?: unknown; attempt?: unknown; startedAt?: unknown };
+  if (entry.kind !== "step_completed" || !(entry.startedAt instanceof Date)) return false;
+  const step = message.attempt?.step;
+  return step === undefined || (step.name === entry.name && step.attempt === entry.attempt && step.timeout === undefined);
+}
+
+/** A reply to an append: ok, with no value. */
+function packableReply(message: ToThread): message is Extract<ToThread, { t: "reply"; ok: true }> {
+  return message.t === "reply" && message.ok && message.value === undefined;
+}
