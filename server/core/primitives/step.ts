@@ -45,7 +45,7 @@ interface LiveStep {
 export const stepContext: ContextMethods<"step"> = (kernel) => ({
   step: <T>(name: string, fn: (step: StepContext) => T | Promise<T>, options?: StepOptions): Promise<T> => {
     const { operation, promise, recorded } = kernel.register<T>(name, "step");
-    if (recorded.some((e) => e.kind === "step_completed" || e.kind === "step_failed")) return promise;
+    if (hasOutcome(recorded)) return promise;
     let policy: ResolvedRetryPolicy;
     let timeoutMs: number | undefined;
     try {
@@ -56,16 +56,26 @@ export const stepContext: ContextMethods<"step"> = (kernel) => ({
     } catch (error) {
       return kernel.invalid(name, "step", error);
     }
-    const failures = recorded.filter((e): e is typeof e & StepAttemptFailed => e.kind === "step_attempt_failed");
+    // A live step's first attempt has nothing recorded: nothing to filter (a step's garbage is most of a run's).
+    const failures = recorded.length === 0 ? [] : recorded.filter((e): e is typeof e & StepAttemptFailed => e.kind === "step_attempt_failed");
     const attempt = failures.length + 1;
     const startedAt = recorded[0]?.startedAt ?? kernel.host.now();
     const live: LiveStep = { operation, fn: fn as (step: StepContext) => unknown, policy, timeoutMs, startedAt };
-    const retryAt = failures.at(-1)?.fireAt;
+    const retryAt = failures.length === 0 ? undefined : (failures[failures.length - 1] as StepAttemptFailed).fireAt;
     if (retryAt && retryAt.getTime() > kernel.host.now().getTime()) awaitRetry(kernel, live, attempt, retryAt);
     else runAttempt(kernel, live, attempt);
     return promise;
   },
 });
+
+/** The journal already holds the step's outcome: replay hands it back, the function never runs again. */
+function hasOutcome(recorded: readonly { kind: string }[]): boolean {
+  for (let i = 0; i < recorded.length; i++) {
+    const kind = (recorded[i] as { kind: string }).kind;
+    if (kind === "step_completed" || kind === "step_failed") return true;
+  }
+  return false;
+}
 
 /** Parks a step until its backoff passes; the run may suspend meanwhile (the backoff is durable). */
 function awaitRetry(kernel: OperationKernel, live: LiveStep, attempt: number, retryAt: Date): void {
@@ -95,12 +105,13 @@ function runAttempt(kernel: OperationKernel, live: LiveStep, attempt: number): v
     kernel.fail(lost, true);
     return;
   }
-  const scope = kernel.host.stepAttempt?.({ name, attempt, ...(live.timeoutMs === undefined ? {} : { timeout: overrun(name, attempt, live, startedAt) }) });
+  const scope = kernel.host.stepAttempt?.(live.timeoutMs === undefined ? { name, attempt } : { name, attempt, timeout: overrun(name, attempt, live, startedAt) });
   kernel.track(
     runStep(kernel, name, live.fn, attempt, live.timeoutMs, scope).then((settled) => {
       if ("value" in settled) {
         scope?.end("completed");
-        const entry: StepCompleted = { kind: "step_completed", name, attempt, startedAt, ...(settled.value === undefined ? {} : { result: settled.value }) };
+        const entry: StepCompleted =
+          settled.value === undefined ? { kind: "step_completed", name, attempt, startedAt } : { kind: "step_completed", name, attempt, startedAt, result: settled.value };
         kernel.write(entry, operation);
         return;
       }

@@ -42,6 +42,8 @@ export class ThreadHost implements ActivationHost {
   /** A step attempt that ended, for the append of its entry (which follows at once) to carry. */
   private endedAttempt: EndedAttempt | undefined;
   readonly logger: WorkflowLogger;
+  /** The controller's signal, read once: the activation's driver checks it at every quiet point. */
+  readonly signal: AbortSignal = this.controller.signal;
 
   constructor(
     private readonly id: number,
@@ -52,15 +54,7 @@ export class ThreadHost implements ActivationHost {
     /** Until when the lease is certainly held (epoch ms), kept current by the watchdog's pings. */
     public validUntil: number | undefined,
   ) {
-    const log =
-      (level: "debug" | "info" | "warn" | "error") =>
-      (message: string, fields?: Record<string, unknown>): void =>
-        this.outbox.send({ t: "log", id, level, message, fields: cloneable(fields) });
-    this.logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
-  }
-
-  get signal(): AbortSignal {
-    return this.controller.signal;
+    this.logger = new ThreadLogger(id, outbox);
   }
 
   /** The main thread withdrew the activation (lease lost, cancel, shutdown, pause). */
@@ -205,6 +199,31 @@ export class ThreadHost implements ActivationHost {
     const ended = this.endedAttempt;
     this.endedAttempt = undefined;
     return ended;
+  }
+}
+
+/** An activation's log records, sent to the main thread's logger (methods: one object per activation, not five). */
+class ThreadLogger implements WorkflowLogger {
+  constructor(
+    private readonly id: number,
+    private readonly outbox: Outbox,
+  ) {}
+
+  debug(message: string, fields?: Record<string, unknown>): void {
+    this.send("debug", message, fields);
+  }
+  info(message: string, fields?: Record<string, unknown>): void {
+    this.send("info", message, fields);
+  }
+  warn(message: string, fields?: Record<string, unknown>): void {
+    this.send("warn", message, fields);
+  }
+  error(message: string, fields?: Record<string, unknown>): void {
+    this.send("error", message, fields);
+  }
+
+  private send(level: "debug" | "info" | "warn" | "error", message: string, fields: Record<string, unknown> | undefined): void {
+    this.outbox.send({ t: "log", id: this.id, level, message, fields: cloneable(fields) });
   }
 }
 
