@@ -29,7 +29,7 @@ import { Replay } from "./replay.js";
 import { DeterminismError } from "./errors.js";
 import type { JournalEntry } from "./journal.js";
 import { JournalBudget } from "./journal-budget.js";
-import { type PendingWait, waitDescriptors } from "./waits.js";
+import { nextDeadline, type PendingWait, waitDescriptors } from "./waits.js";
 
 export type { ActivationHost } from "./host.js";
 export type { RunIdentity } from "./primitives/primitive.js";
@@ -190,6 +190,15 @@ export class Activation {
         this.startWrite(undefined, undefined);
         continue;
       }
+      const holdMs = this.clockHold(waits);
+      if (holdMs !== undefined) {
+        // Due in a moment: wait here (the loop then resolves it by the clock) rather than park and be claimed again.
+        // A poke (an abort, a step the handler left running) ends the wait early; the loop looks again.
+        const timer = setTimeout(this.pokeFromTimer, holdMs);
+        await this.nextChange();
+        clearTimeout(timer);
+        continue;
+      }
       try {
         if (await this.host.suspend(waits)) return { kind: "suspended", waits };
       } catch (error) {
@@ -319,6 +328,20 @@ export class Activation {
         this.poke();
       });
   }
+
+  /** How long to wait in place for `waits` (all the clock's, the earliest due within the host's hold), if so. */
+  private clockHold(waits: readonly PendingWait[]): number | undefined {
+    const holdWithinMs = this.host.holdClockWaitsMs;
+    if (holdWithinMs === undefined || this.options.replayOnly) return undefined;
+    for (const wait of waits) if (wait.kind !== "timer" && wait.kind !== "retry") return undefined;
+    const due = nextDeadline(waits);
+    if (due === undefined) return undefined;
+    const inMs = due.getTime() - this.host.now().getTime();
+    // (Already due: the clock resolved nothing only if this instant is a hair before it by the host's own clock.)
+    return inMs <= holdWithinMs ? Math.max(1, inMs) : undefined;
+  }
+
+  private readonly pokeFromTimer = (): void => this.poke();
 
   private poke(): void {
     this.changed = true;

@@ -49,6 +49,13 @@ export interface ActivationHost {
   /** The live logger; the activation mutes it while replaying. */
   readonly logger: WorkflowLogger;
   now(): Date;
+  /**
+   * When every wait is the clock's (timers, retry backoffs) and the earliest comes due within this many ms, the
+   * activation waits it out instead of parking the run (absent: it always parks). A server claims such runs a little
+   * before they are due (server/store/runs/rows.ts), so they fire on time instead of a claim and a replay late; a
+   * short sleep does not park at all. The entry is still journaled only once the clock has reached it.
+   */
+  readonly holdClockWaitsMs?: number | undefined;
 }
 
 /** A step attempt starting, as the host is told of it. */

@@ -19,10 +19,10 @@ export class DeadlineTimer {
 
   constructor(private readonly onFire: () => void) {}
 
-  /** Arms the timer for `at` if it is earlier than the one armed, and remembers `at`. */
-  note(at: Date): void {
+  /** Arms the timer for `at` (or `aheadMs` before it) if that is earlier than the one armed, and remembers it. */
+  note(at: Date, aheadMs = 0): void {
     if (this.stopped) return;
-    this.deadlines.push(at.getTime());
+    this.deadlines.push(at.getTime() - aheadMs);
     this.arm();
   }
 

@@ -61,6 +61,8 @@ export interface RunExecutorDeps {
   leaseValidUntil?(fence: Fence): number;
   /** Where the workflow's code runs: a workflow thread (the server's default) or this thread. */
   runner: ActivationRunner;
+  /** ActivationHost.holdClockWaitsMs (absent: a run always parks on its waits). */
+  holdClockWaitsMs?: number | undefined;
   /** CAIRN_MAX_ABNORMAL_ACTIVATIONS: abnormal ends in a row (blocked, crashed, out of memory) that pause the run. */
   maxAbnormalActivations?: number | undefined;
   /** The run went back to the queue after its thread was stopped: look for claimable runs. */
@@ -130,6 +132,7 @@ export async function executeRun(
         : undefined,
     logger: toWorkflowLogger(logger),
     now: () => new Date(),
+    holdClockWaitsMs: deps.holdClockWaitsMs,
     ...(metrics || span ? { stepAttempt: (step: StepAttemptStart) => observedAttempt(step, workflow, metrics, span && deps.tracing ? { tracing: deps.tracing, parent: span } : undefined) } : {}),
     append: async (entry: NewEntry) => {
       if (signal.aborted) throw signal.reason;

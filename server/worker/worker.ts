@@ -86,6 +86,14 @@ const cancelChannel = "cairn_cancel";
 const turnChannel = "cairn_turns";
 const minRearmMs = 5;
 /**
+ * Runs parked here on the clock alone (timers, retry backoffs) are claimed this long before they are due, and their
+ * activations wait out what is left (`holdClockWaitsMs`, longer, so a claim a little early by PostgreSQL's clock
+ * still holds): the claim, the journal and the replay no longer come after the deadline. Measured on the bench's W4
+ * (500 timers of 2 s): see docs/benchmarks.md. A process that dies while holding one leaves it to the lease's lapse.
+ */
+const claimAheadMs = 20;
+const holdClockWaitsMs = 50;
+/**
  * Journal entries kept in memory for parked runs, over all of them: about 570 bytes of heap each (measured: an
  * entry's object, its Dates and strings), so about 6 MB, whatever the number of parked runs.
  */
@@ -273,10 +281,13 @@ export class Worker {
     this.launch(run, journal, run.leaseExpiresAt?.getTime() ?? Date.now() + this.options.leaseMs);
   }
 
-  /** Wakes this worker at `at` (a run parked here has a timer or backoff due then). */
-  noteDeadline(at: Date): void {
+  /**
+   * Wakes this worker at `at` (a run parked here has a timer, a backoff or a wait's timeout due then); a little before
+   * it when the run waits on the clock alone, to claim it ahead.
+   */
+  noteDeadline(at: Date, clockOnly = false): void {
     if (this.stopped) return;
-    this.deadlineTimer.note(at);
+    this.deadlineTimer.note(at, clockOnly ? claimAheadMs : 0);
   }
 
   /**
@@ -319,7 +330,7 @@ export class Worker {
       // claimed right now (or PostgreSQL's clock is a hair behind ours): look again a moment later, never in a spin.
       if (this.starved) return;
       this.nextDeadlineUnknown = false;
-      if (due) this.noteDeadline(new Date(Math.max(due.getTime(), Date.now() + minRearmMs)));
+      if (due) this.noteDeadline(new Date(Math.max(due.at.getTime(), Date.now() + minRearmMs)), due.clockOnly);
     } catch (error) {
       this.options.logger.warn({ err: error }, "reading the next deadline failed; retrying at next poll");
     }
@@ -334,7 +345,7 @@ export class Worker {
         if (capacity <= 0 || this.stopped) break;
         const names = this.options.registry.list().map((w) => w.name);
         const sentAt = Date.now();
-        const claimed = await claimDueRuns(this.options.store.db, this.owner, this.options.leaseMs, capacity, names);
+        const claimed = await claimDueRuns(this.options.store.db, this.owner, this.options.leaseMs, capacity, names, claimAheadMs);
         // One read for the whole batch's journals instead of one per run.
         const unknown = claimed.filter((r) => !this.parkedJournals.has(r.id, r.leaseEpoch - 1));
         const journals =
@@ -390,12 +401,13 @@ export class Worker {
       },
       onEnded: (runId: string, row: RunRow | undefined, entries?: () => readonly JournalEntry[]) => this.options.onRunChanged?.(runId, row, entries),
       onAppended: (runId: string, entries: () => readonly JournalEntry[]) => this.options.onEntriesAppended?.(runId, entries),
-      onSuspended: (suspended: RunRow, _waits: readonly PendingWait[], deadline: Date | undefined, known: JournalEntry[] | undefined) => {
+      onSuspended: (suspended: RunRow, waits: readonly PendingWait[], deadline: Date | undefined, known: JournalEntry[] | undefined) => {
         if (known) this.parkedJournals.remember(suspended.id, fence.epoch, known);
-        if (deadline) this.noteDeadline(deadline);
+        if (deadline) this.noteDeadline(deadline, waits.every((wait) => wait.kind === "timer" || wait.kind === "retry"));
         this.options.onRunChanged?.(suspended.id);
       },
       runner: this.runner,
+      holdClockWaitsMs,
       maxAbnormalActivations: this.options.maxAbnormalActivations,
       onRequeued: () => this.wake(),
       leaseValidUntil: (held: Fence) => (this.active.get(held.runId) === entry ? entry.validUntil : 0),

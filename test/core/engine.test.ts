@@ -286,6 +286,46 @@ describe("durable waits", () => {
     assert.deepEqual(host.journal.map((e) => e.kind), ["timer_started", "timer_fired", "step_completed"]);
   });
 
+  /** A host on the real clock that waits out clock waits due within `holdMs` (a server's host does, executor.ts). */
+  const holding = (holdMs: number): MemoryHost => {
+    const host = memoryHost();
+    host.now = () => new Date();
+    (host as { holdClockWaitsMs?: number }).holdClockWaitsMs = holdMs;
+    return host;
+  };
+
+  test("a timer due within the host's hold is waited out in place, never fired early; a later one still parks", async () => {
+    const host = holding(500);
+    const workflow = async (_i: { n: number }, ctx: WorkflowContext) => {
+      await ctx.sleep("blink", 40);
+      return ctx.step("after", () => "woke");
+    };
+    assert.deepEqual(await activate(host, workflow), { kind: "completed", output: "woke" });
+    assert.equal(host.suspendedOn, undefined, "never parked");
+    assert.deepEqual(host.journal.map((e) => e.kind), ["timer_started", "timer_fired", "step_completed"]);
+    const [started, fired] = host.journal;
+    assert.ok(started?.kind === "timer_started" && fired?.kind === "timer_fired");
+    assert.ok(fired.createdAt.getTime() >= started.fireAt.getTime(), `fired at ${fired.createdAt.toISOString()}, due ${started.fireAt.toISOString()}`);
+
+    const later = holding(500);
+    assert.equal((await activate(later, async (_i, ctx) => ctx.sleep("nap", "2s"))).kind, "suspended");
+    assert.deepEqual(later.suspendedOn?.map((w) => w.kind), ["timer"]);
+  });
+
+  test("only waits on the clock alone are held: a near event timeout parks, and an abort ends a hold at once", async () => {
+    const host = holding(500);
+    const outcome = await activate(host, async (_i, ctx) => ctx.waitForEvent("reply", "answer", "q-1", { timeout: "40ms" }));
+    assert.equal(outcome.kind, "suspended", "an event may come first: the run parks where a sender can wake it");
+
+    const aborted = holding(5_000);
+    const dueAt = Date.now() + 3_000;
+    setTimeout(() => aborted.controller.abort(new Error("cancelled")), 30);
+    const ended = await activate(aborted, async (_i, ctx) => ctx.sleep("nap", "3s"));
+    assert.equal(ended.kind, "aborted");
+    assert.ok(Date.now() < dueAt, "the hold ended with the abort, not at the timer");
+    assert.deepEqual(aborted.journal.map((e) => e.kind), ["timer_started"]);
+  });
+
   test("an event stored before the wait starts is delivered; each event is consumed once", async () => {
     const host = memoryHost();
     host.events.push({ id: "e1", eventType: "approval", correlationId: "order-7", payload: { by: "ann" }, createdAt: new Date() });

@@ -225,8 +225,8 @@ test("the claim stays indexed: due runs by priority from runs_due_priority_idx, 
                select gen_random_uuid(), 'flow_seed', 'queued', '{}', case when g <= 20 then 5 else 0 end from generate_series(1, 20000) g`);
   await query("analyze runs");
   await withClient(db.url, async (c) => {
-    await c.query(`prepare claim(text, int, int, text[]) as ${claimStatement}`);
-    const plan = (await c.query("explain execute claim('x', 1000, 10, '{flow_seed}')")).rows.map((r: Record<string, string>) => Object.values(r)[0]).join("\n");
+    await c.query(`prepare claim(text, int, int, text[], int) as ${claimStatement}`);
+    const plan = (await c.query("explain execute claim('x', 1000, 10, '{flow_seed}', 20)")).rows.map((r: Record<string, string>) => Object.values(r)[0]).join("\n");
     assert.match(plan, /Index Scan using runs_due_priority_idx/, plan);
     assert.match(plan, /Index Scan using runs_due_idx/, plan);
     assert.doesNotMatch(plan, /Seq Scan/, plan);

@@ -24,25 +24,30 @@ export async function claimDueRuns(
   leaseMs: number,
   limit: number,
   workflowNames: readonly string[],
+  /** How long before they are due runs parked on the clock alone may be claimed (rows.ts). */
+  aheadMs = 0,
 ): Promise<RunRow[]> {
   if (workflowNames.length === 0) return [];
-  return claimRunRows(db, owner, leaseMs, limit, workflowNames);
+  return claimRunRows(db, owner, leaseMs, limit, workflowNames, aheadMs);
 }
 
-/** The earliest time a parked or queued run becomes due, so an idle scheduler can sleep exactly until then. */
-export async function nextDueAt(db: Db, workflowNames: readonly string[]): Promise<Date | undefined> {
+/**
+ * The earliest time a parked or queued run becomes due, so an idle scheduler can sleep exactly until then, and
+ * whether that run is parked on the clock alone (so it may be claimed a little ahead, rows.ts).
+ */
+export async function nextDueAt(db: Db, workflowNames: readonly string[]): Promise<{ at: Date; clockOnly: boolean } | undefined> {
   if (workflowNames.length === 0) return undefined;
   // ORDER BY ... LIMIT 1 walks runs_due_idx from its earliest entry and stops at the first of our workflows; min()
   // with the workflow filter scanned every parked run on every poll (bench: 1,000,000 rows per 10 s at 100k parked).
-  const [row] = await rawQuery<{ at: Date }>(
+  const [row] = await rawQuery<{ at: Date; clock_only: boolean }>(
     db,
-    `select available_at as at from runs
+    `select available_at as at, status = 'waiting' and (select 1 from waits w where w.run_id = runs.id limit 1) is null as clock_only from runs
      where status in ('queued', 'waiting') and available_at is not null and workflow_name = any($1::text[])
      order by available_at limit 1`,
     [[...workflowNames]],
     "cairn_next_due",
   );
-  return row?.at ? new Date(row.at) : undefined;
+  return row?.at ? { at: new Date(row.at), clockOnly: row.clock_only } : undefined;
 }
 
 /** What `requeueExpiredLeases` did with the runs whose lease lapsed. */

@@ -128,7 +128,13 @@ const finishRunsSql = `
   select * from finished`;
 
 /*
- * Higher priority first, then the earliest due. Runs of priority 0 (nearly all) come from runs_due_idx in
+ * Higher priority first, then the earliest due. A run parked on the clock alone (no `waits` rows: timers and retry
+ * backoffs, park.ts) may be claimed up to $5 ms before it is due: its activation waits out the rest in place
+ * (ActivationHost.holdClockWaitsMs) and journals the timer when the clock reaches it, so the claim, the journal read
+ * and the replay happen before the deadline instead of after it. Queued runs (a flow-control delay) and runs waiting
+ * on anything else are claimed only once due. (The waits lookup is a scalar subquery with LIMIT, not NOT EXISTS:
+ * PostgreSQL turned that into a hashed subplan that reads every waits row per claim; this one probes waits_pkey only
+ * for the few rows inside the window ahead.) Runs of priority 0 (nearly all) come from runs_due_idx in
  * available_at order; the few of another priority from runs_due_priority_idx in (priority desc, available_at) order;
  * each branch is an index range scan that stops after `limit` rows, and the union's best `limit` are the overall
  * best. Runs held back by flow control are not in either index (available_at NULL) or are not yet due (the rate
@@ -143,12 +149,14 @@ const claimRunsSql = `
     where id in (
       select id from (
         select * from (select id, priority, available_at from runs
-          where status in ('queued', 'waiting') and priority <> 0 and available_at <= now() + interval '1 millisecond'
+          where status in ('queued', 'waiting') and priority <> 0 and available_at <= now() + $5 * interval '1 millisecond'
+            and (available_at <= now() + interval '1 millisecond' or status = 'waiting' and (select 1 from waits w where w.run_id = runs.id limit 1) is null)
             and workflow_name = any($4::text[])
           order by priority desc, available_at limit $3 for update skip locked) prioritized
         union all
         select * from (select id, priority, available_at from runs
-          where status in ('queued', 'waiting') and priority = 0 and available_at <= now() + interval '1 millisecond'
+          where status in ('queued', 'waiting') and priority = 0 and available_at <= now() + $5 * interval '1 millisecond'
+            and (available_at <= now() + interval '1 millisecond' or status = 'waiting' and (select 1 from waits w where w.run_id = runs.id limit 1) is null)
             and workflow_name = any($4::text[])
           order by available_at limit $3 for update skip locked) plain
       ) due
@@ -165,11 +173,11 @@ const claimRunsSql = `
  * the 1 ms of slack; a timer claimed that early is not fired early (the
  * engine compares its fire time with the clock and parks the run again).
  */
-/** The claim statement, for tests that EXPLAIN it ($1 owner, $2 lease ms, $3 limit, $4 workflow names). */
+/** The claim statement, for tests that EXPLAIN it ($1 owner, $2 lease ms, $3 limit, $4 workflow names, $5 ms ahead). */
 export const claimStatement = claimRunsSql;
 
-export async function claimRunRows(db: Db, owner: string, leaseMs: number, limit: number, workflowNames: readonly string[]): Promise<RunRow[]> {
-  const rows = await rawQuery<RawRun>(db, claimRunsSql, [owner, leaseMs, limit, [...workflowNames]], "cairn_claim_runs");
+export async function claimRunRows(db: Db, owner: string, leaseMs: number, limit: number, workflowNames: readonly string[], aheadMs = 0): Promise<RunRow[]> {
+  const rows = await rawQuery<RawRun>(db, claimRunsSql, [owner, leaseMs, limit, [...workflowNames], Math.max(1, aheadMs)], "cairn_claim_runs");
   return rows.map(toRunRow);
 }
 

@@ -30,6 +30,8 @@ export interface ActivationStart {
   limits?: ValueLimits | undefined;
   /** Until when (epoch ms) the lease is certainly held; absent: never checked. */
   validUntil?: number | undefined;
+  /** The host's `holdClockWaitsMs`. */
+  holdClockWaitsMs?: number | undefined;
 }
 
 export type ToThread =

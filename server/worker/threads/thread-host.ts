@@ -53,6 +53,7 @@ export class ThreadHost implements ActivationHost {
     readonly limits: ValueLimits | undefined,
     /** Until when the lease is certainly held (epoch ms), kept current by the watchdog's pings. */
     public validUntil: number | undefined,
+    readonly holdClockWaitsMs: number | undefined,
   ) {
     this.logger = new ThreadLogger(id, outbox);
   }

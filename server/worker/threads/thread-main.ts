@@ -78,7 +78,7 @@ outbox.send({ t: "ready", workflows: registry.list().map((w) => w.name) });
 
 async function start(message: ActivationStart): Promise<void> {
   const { id, run } = message;
-  const host = new ThreadHost(id, run.runId, outbox, slot, message.limits, message.validUntil);
+  const host = new ThreadHost(id, run.runId, outbox, slot, message.limits, message.validUntil, message.holdClockWaitsMs);
   running.set(id, host);
   idleCollector.busy();
   host.enter();

@@ -206,6 +206,7 @@ export class WorkflowThreads implements ActivationRunner {
         journal: request.journal,
         limits: host.limits,
         validUntil: request.leaseValidUntil?.(),
+        holdClockWaitsMs: host.holdClockWaitsMs,
       });
       if (host.signal.aborted) onAbort();
     });
