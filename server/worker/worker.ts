@@ -330,7 +330,13 @@ export class Worker {
       // claimed right now (or PostgreSQL's clock is a hair behind ours): look again a moment later, never in a spin.
       if (this.starved) return;
       this.nextDeadlineUnknown = false;
-      if (due) this.noteDeadline(new Date(Math.max(due.at.getTime(), Date.now() + minRearmMs)), due.clockOnly);
+      if (due) {
+        // Fired no sooner than minRearmMs from now, the claim ahead counted: its claim may find nothing (PostgreSQL's
+        // clock a hair behind ours), and each try would otherwise read the same deadline and fire again at once.
+        const aheadMs = due.clockOnly ? claimAheadMs : 0;
+        const firesAt = Math.max(due.at.getTime() - aheadMs, Date.now() + minRearmMs);
+        this.deadlineTimer.note(new Date(firesAt + aheadMs), aheadMs);
+      }
     } catch (error) {
       this.options.logger.warn({ err: error }, "reading the next deadline failed; retrying at next poll");
     }

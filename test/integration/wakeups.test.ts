@@ -110,8 +110,12 @@ test("timers are claimed a little ahead and fire on time, never early; a short s
   );
   assert.equal(rows.length, 21);
   for (const row of rows) assert.ok(row.fired_at.getTime() >= row.fire_at.getTime(), `run ${row.id} fired ${row.fire_at.getTime() - row.fired_at.getTime()} ms early`);
-  // Parked ones woke once (their activation was claimed ahead and held); the 15 ms sleep was held from the start.
-  for (const row of rows) assert.equal(row.activation_count, row.id === short.run?.runId ? 1 : 2, `run ${row.id}`);
+  // The 15 ms sleep was held from the start, never parked. The others parked and woke once (claimed ahead and held),
+  // or, when their first activation reached the sleep late (a slow commit), were held from the start as well.
+  for (const row of rows) {
+    if (row.id === short.run?.runId) assert.equal(row.activation_count, 1, "the short sleep never parked");
+    else assert.ok(row.activation_count === 1 || row.activation_count === 2, `run ${row.id}: ${row.activation_count} activations`);
+  }
 });
 
 test("the claim takes runs parked on the clock alone ahead of their deadline, and nothing else", async () => {
