@@ -29,7 +29,7 @@ import { Replay } from "./replay.js";
 import { DeterminismError } from "./errors.js";
 import type { JournalEntry } from "./journal.js";
 import { JournalBudget } from "./journal-budget.js";
-import { nextDeadline, type PendingWait, waitDescriptors } from "./waits.js";
+import { nextDeadline, onClockAlone, type PendingWait, waitDescriptors } from "./waits.js";
 
 export type { ActivationHost } from "./host.js";
 export type { RunIdentity } from "./primitives/primitive.js";
@@ -333,7 +333,7 @@ export class Activation {
   private clockHold(waits: readonly PendingWait[]): number | undefined {
     const holdWithinMs = this.host.holdClockWaitsMs;
     if (holdWithinMs === undefined || this.options.replayOnly) return undefined;
-    for (const wait of waits) if (wait.kind !== "timer" && wait.kind !== "retry") return undefined;
+    if (!onClockAlone(waits)) return undefined;
     const due = nextDeadline(waits);
     if (due === undefined) return undefined;
     const inMs = due.getTime() - this.host.now().getTime();

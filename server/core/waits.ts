@@ -64,6 +64,12 @@ export function nextDeadline(waits: readonly PendingWait[]): Date | undefined {
 }
 
 /** When the clock alone wakes the run for this one wait (undefined: only the world can). */
+/** Only the clock can end these waits (timers, retry backoffs): parked without `waits` rows, claimable ahead. */
+export function onClockAlone(waits: readonly PendingWait[]): boolean {
+  for (const wait of waits) if (wait.kind !== "timer" && wait.kind !== "retry") return false;
+  return true;
+}
+
 export function deadlineOf(wait: PendingWait): Date | undefined {
   return descriptorOf(wait.kind).deadline(wait as never);
 }

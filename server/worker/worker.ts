@@ -15,7 +15,7 @@ import { randomUUID } from "node:crypto";
 import { sql } from "drizzle-orm";
 import { RunCancelRequestedError } from "../core/errors.js";
 import type { JournalEntry } from "../core/journal.js";
-import type { PendingWait } from "../core/waits.js";
+import { onClockAlone, type PendingWait } from "../core/waits.js";
 import type { ValueLimits } from "../core/json.js";
 import type { RunRetention } from "../config.js";
 import type { Logger } from "../logger.js";
@@ -409,7 +409,7 @@ export class Worker {
       onAppended: (runId: string, entries: () => readonly JournalEntry[]) => this.options.onEntriesAppended?.(runId, entries),
       onSuspended: (suspended: RunRow, waits: readonly PendingWait[], deadline: Date | undefined, known: JournalEntry[] | undefined) => {
         if (known) this.parkedJournals.remember(suspended.id, fence.epoch, known);
-        if (deadline) this.noteDeadline(deadline, waits.every((wait) => wait.kind === "timer" || wait.kind === "retry"));
+        if (deadline) this.noteDeadline(deadline, onClockAlone(waits));
         this.options.onRunChanged?.(suspended.id);
       },
       runner: this.runner,

@@ -1,6 +1,6 @@
 import { and, eq, inArray, isNull, sql } from "drizzle-orm";
 import { LeaseLostError } from "../../core/errors.js";
-import { type AgentWait, type ChildWait, type EventWait, deadlineOf, nextDeadline, type PendingWait, waitRecord } from "../../core/waits.js";
+import { type AgentWait, type ChildWait, type EventWait, deadlineOf, nextDeadline, onClockAlone, type PendingWait, waitRecord } from "../../core/waits.js";
 import { findTurnOutcome, lockTurnKey } from "../agents.js";
 import { eventLockKey, findEvent, lockChildKey, lockEventKey } from "../events.js";
 import { type Db, queryRows, rawQuery } from "../database.js";
@@ -20,7 +20,7 @@ export async function suspendRun(db: Db, fence: Fence, namespace: string, pendin
   const deadline = nextDeadline(pending);
   const first = pending[0];
   const waitingOn = first ? waitRecord(first) : null;
-  if (pending.every((w) => w.kind === "timer" || w.kind === "retry")) return parkOnClock(db, fence, waitingOn, deadline);
+  if (onClockAlone(pending)) return parkOnClock(db, fence, waitingOn, deadline);
   if (pending.every((w) => w.kind === "event" || w.kind === "timer" || w.kind === "retry")) {
     return parkOnEvents(db, fence, namespace, pending, waitingOn, deadline);
   }
