@@ -94,6 +94,8 @@ export interface BenchOptions {
   isolationRounds: number;
   isolationRuns: number;
   isolationLatencyRuns: number;
+  /** The crowd of watch streams (bench/crowd.ts): streams on as many parked runs (0: skipped). */
+  crowdStreams: number;
 }
 
 export const usage = `usage: npm run bench -- [--quick] [flags]
@@ -202,6 +204,12 @@ workflow thread pool, I with CAIRN_WORKFLOW_THREADS=0; alternating rounds; --ste
   --isolation-latency-runs N  W2 and W3 runs per server and round (default 100; quick 20)
   --skip-isolation      same as --isolation-rounds 0
 
+A crowd of watch streams (issue 18; a fresh database and server; bench/crowd.ts, or
+bench/watch-crowd.ts for every knob):
+  --crowd-streams N     WatchRun streams, one per parked run, 500 per HTTP/2 connection; one
+                        StartBatch then cancels every run (default 10000; quick 200; 0 skips)
+  --skip-crowd          same as --crowd-streams 0
+
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else postgres://root@127.0.0.1:5432/test
 if reachable, else an embedded cluster. A fresh bench_<random> database is created there and
 dropped at the end. Other Cairn variables set in the environment pass through to the servers.`;
@@ -228,6 +236,7 @@ interface Defaults {
   isolationRounds: number;
   isolationRuns: number;
   isolationLatencyRuns: number;
+  crowdStreams: number;
   wireStartWarmup: number;
   timerWarmup: number;
 }
@@ -256,6 +265,7 @@ const full: Defaults = {
   isolationRounds: 5,
   isolationRuns: 1000,
   isolationLatencyRuns: 100,
+  crowdStreams: 10_000,
 };
 
 const quick: Defaults = {
@@ -282,6 +292,7 @@ const quick: Defaults = {
   isolationRounds: 1,
   isolationRuns: 100,
   isolationLatencyRuns: 20,
+  crowdStreams: 200,
 };
 
 export function parseOptions(argv: string[]): BenchOptions | "help" {
@@ -349,6 +360,8 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "isolation-runs": { type: "string" },
       "isolation-latency-runs": { type: "string" },
       "skip-isolation": { type: "boolean", default: false },
+      "crowd-streams": { type: "string" },
+      "skip-crowd": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -412,6 +425,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     isolationRounds: values["skip-isolation"] ? 0 : int("--isolation-rounds", values["isolation-rounds"], d.isolationRounds),
     isolationRuns: int("--isolation-runs", values["isolation-runs"], d.isolationRuns, 1),
     isolationLatencyRuns: int("--isolation-latency-runs", values["isolation-latency-runs"], d.isolationLatencyRuns, 1),
+    crowdStreams: values["skip-crowd"] ? 0 : int("--crowd-streams", values["crowd-streams"], d.crowdStreams),
   };
 }
 

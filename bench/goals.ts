@@ -32,6 +32,9 @@ export const goals = {
   wireW1SdkRatio: 1.5,
   /** Server CPU per W2 run on the gRPC path, ms. */
   wireW2ServerCpuMs: 2.5,
+  /** A crowd of 10,000 watch streams on parked runs (issue 18): server RSS they add, decimal MB; a change to every run, p99 from its commit to its stream, ms. */
+  crowdAddedRssMB: 100,
+  crowdDeliveryP99Ms: 100,
   /** The price of workflow isolation (issue 12): W1 with the thread pool ÷ W1 on the main thread, and W2, W3 p50 with it − without, ms. */
   isolationW1Ratio: 0.9,
   isolationP50DeltaMs: 0.5,

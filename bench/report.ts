@@ -9,6 +9,8 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { BenchOptions } from "./args.js";
 import { type ExtrasReport, extrasFailures, extrasRows } from "./extras-report.js";
+import { crowdFailures, formatCrowdBlock } from "./crowd-report.js";
+import type { CrowdResult } from "./crowd.js";
 import { formatIsolationBlock, type IsolationReport, isolationReport } from "./isolation-report.js";
 import type { IsolationResult } from "./isolation.js";
 import { type RunControlReport, runControlRows } from "./run-control-report.js";
@@ -93,6 +95,8 @@ export interface Report {
   wires: WireRow[];
   /** The price of workflow isolation (issue 12): server T (thread pool) against server I (CAIRN_WORKFLOW_THREADS=0). */
   isolation: IsolationReport | null;
+  /** A crowd of watch streams on parked runs (issue 18). */
+  crowd: CrowdResult | null;
   figures: {
     /** W1 on one server with each HTTP version, when --http both. */
     w1Http: ThroughputReport[];
@@ -173,6 +177,7 @@ export interface Measurements {
   runControl: RunControlReport;
   wires: WireResult[];
   isolation?: IsolationResult | null;
+  crowd?: CrowdResult | null;
   failures: string[];
 }
 
@@ -310,8 +315,9 @@ export function buildReport(m: Measurements): Report {
     scoreboard: scoreboard(figures, m.pgbench),
     wires: wireRows(m.wires, pgAt(m.flags.concurrency)?.tps),
     isolation,
+    crowd: m.crowd ?? null,
     figures,
-    failures: [...m.failures, ...collectFailures(m), ...wireFailures(m.wires), ...(isolation?.failures ?? [])],
+    failures: [...m.failures, ...collectFailures(m), ...wireFailures(m.wires), ...(isolation?.failures ?? []), ...crowdFailures(m.crowd ?? null)],
   };
 }
 
@@ -538,6 +544,7 @@ export function formatReport(report: Report): string {
   lines.push(line(columns), `|${widths.map((w) => rule(w + 2)).join("|")}|`, ...cells.map(line), "");
   const pg = report.pgbench.find((p) => p.clients === report.flags.concurrency);
   lines.push(...formatWireTable(report.wires, pg ? { clients: pg.clients, tps: pg.tps } : undefined));
+  lines.push(...formatCrowdBlock(report.crowd));
   lines.push(...formatIsolationBlock(report.isolation));
 
   lines.push("Details", ...details(report).map(([label, value]) => (label === "" ? "" : `  ${label.padEnd(34)}  ${value}`)));

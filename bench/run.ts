@@ -15,7 +15,9 @@
  *    runs against changed workflow code (runs/s, the divergent ones checked);
  * 7. on a fresh server: N parked runs (memory, idle CPU), which stay
  *    in the database until it is dropped; then run control on another;
- * 8. last, the price of workflow isolation: a server with the workflow thread
+ * 8. on a fresh database and server: a crowd of watch streams on parked runs
+ *    (memory, the idle database, one change delivered to all: bench/crowd.ts);
+ * 9. last, the price of workflow isolation: a server with the workflow thread
  *    pool and one with CAIRN_WORKFLOW_THREADS=0, each on a fresh database of
  *    its own, taking turns at W1, W2 and W3 (bench/isolation.ts).
  *
@@ -31,6 +33,7 @@ import { fileURLToPath } from "node:url";
 import type { CairnClient } from "../sdk/client.js";
 import { type BenchOptions, parseOptions, usage } from "./args.js";
 import { type BatchBenchResult, cancelBatch } from "./batch.js";
+import { type CrowdResult, watchCrowd } from "./crowd.js";
 import { type DeployCheckBenchResult, deployCheckThroughput } from "./deploy-check.js";
 import { type ScheduleBenchResult, scheduleLateness } from "./schedules.js";
 import { describeHttp, type HttpVersion, sdkClient } from "./client.js";
@@ -140,6 +143,7 @@ async function main(argv: string[]): Promise<number> {
       const deployCheck = options.deployCheckRuns > 0 && !signal.aborted ? await measureDeployCheck(options, settings, measured.http, probe, failures, signal) : null;
       const parked = options.parkedRuns > 0 && !signal.aborted ? await measureParked(options, settings, measured.http, probe, failures, signal) : null;
       const runControl = await measureRunControl(options, settings, measured.http, failures, signal);
+      const crowd = await measureCrowd(options, admin, pgServer.adminUrl, settings, failures, signal);
       const isolation = await measureIsolation(options, admin, pgServer.adminUrl, settings, measured.http, failures, signal);
 
       const settingsAtEnd = await admin.settings(postgresSettings);
@@ -184,6 +188,7 @@ async function main(argv: string[]): Promise<number> {
         runControl,
         wires,
         isolation,
+        crowd,
         failures,
       };
       const report = buildReport(measurements);
@@ -624,6 +629,36 @@ async function measureIsolation(
     return result;
   } catch (error) {
     failures.push(`isolation: ${(error as Error).message}`);
+    return null;
+  }
+}
+
+/** The crowd of watch streams, on a database and server of its own (the parked runs of earlier sections stay in theirs). */
+async function measureCrowd(
+  options: BenchOptions,
+  admin: Admin,
+  adminUrl: string,
+  settings: ServerSettings,
+  failures: string[],
+  signal: AbortSignal,
+): Promise<CrowdResult | null> {
+  if (options.crowdStreams === 0 || signal.aborted) return null;
+  log(`crowd: ${options.crowdStreams} WatchRun streams on as many parked runs, load ${load1().toFixed(2)}`);
+  try {
+    const { databaseUrl: _, ...serverSettings } = settings;
+    return await watchCrowd(admin, adminUrl, { ...serverSettings, maxConcurrentRuns: Math.max(settings.maxConcurrentRuns, 200) }, {
+      streams: options.crowdStreams,
+      runs: options.crowdStreams,
+      perConnection: 500,
+      idleSeconds: options.idleSeconds,
+      change: "batch",
+      cancellers: 100,
+      chunkSize: 200,
+      signal,
+      log,
+    });
+  } catch (error) {
+    failures.push(`crowd: ${(error as Error).message}`);
     return null;
   }
 }
