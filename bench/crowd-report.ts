@@ -63,7 +63,7 @@ export function formatCrowdBlock(result: CrowdResult | null): string[] {
   ];
   if (result.fromCommitAtMostMs && result.fromCommitAtLeastMs) {
     lines.push(
-      `  from its commit, at most   ${spread(result.fromCommitAtMostMs)} (goal p99 ≤ ${goals.crowdDeliveryP99Ms} ms: ${verdict(met.delivery)}; from the last read of the batch's count that did not show the run done, when it was sent)`,
+      `  from its commit, at most   ${spread(result.fromCommitAtMostMs)} (goal p99 ≤ ${goals.crowdDeliveryP99Ms} ms: ${verdict(met.delivery)}; from the later of its transaction's start and the sending of the last read of the batch's count that did not show it done)`,
       `  from its commit, at least  ${spread(result.fromCommitAtLeastMs)} (from the first read that showed it done, when it came back; negative when the stream was first)`,
     );
   }

@@ -14,9 +14,11 @@
  *     (CAIRN_BATCH_CHUNK_SIZE, 200 as the server's default), as an operator's bulk action would: a change to every run
  *     at once. Each run's commit is bracketed by reads of the batch's processed count (chunks take the runs in id
  *     order, so the first N runs by id are done once it shows N), every 5 ms on a connection of the bench's own: the
- *     commit came after the last read that did not show the run done was sent, and before the first that did came
- *     back. The arrival minus the first is at least the true delay, minus the second at most; both are kept, and
- *     the delay from updated_at (the transaction's start, before the chunk's own work).
+ *     commit came after the last read that did not show the run done was sent (and after its transaction began, the
+ *     run's updated_at), and before the first that did came back. The arrival minus the first is at least the true
+ *     delay, minus the later of the other two at most; both are kept, and the delay from updated_at (the
+ *     transaction's start, before the chunk's own work). The reads run on a thread of their own
+ *     (bench/batch-progress.ts): the bench's main thread is busy with the streams.
  *   - `cancel`: a CancelRun per run, `cancellers` calls in flight on their own connection. Each is a transaction of
  *     its own, and these queue behind each other (each notifying commit holds a cluster-wide lock through its WAL
  *     flush): the delay from the call's start is mostly that queue. The arrival minus the call's answer is kept as
@@ -29,6 +31,7 @@
  * transactions, not the autovacuum that the inserts of N runs bring.
  */
 import { setMaxListeners } from "node:events";
+import { Worker } from "node:worker_threads";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { fromJson } from "@bufbuild/protobuf";
@@ -36,6 +39,7 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { RunStatus } from "../sdk/gen/cairn/v1/types_pb.js";
 import { BatchOperation } from "../sdk/gen/cairn/v1/workflow_pb.js";
 import { sdkClient } from "./client.js";
+import type { BatchProgressInput, BatchProgressRead } from "./batch-progress.js";
 import { type Admin, urlForDatabase } from "./database.js";
 import { type Summary, summarize } from "./format.js";
 import type { MemorySample } from "./probe-protocol.js";
@@ -84,6 +88,37 @@ export interface CrowdResult {
   fromCommitAtLeastMs: Summary | null;
   /** With `cancel`: arrival minus the call's answer, 0 when the stream was first. */
   afterAnswerMs: Summary | null;
+}
+
+/**
+ * Starts bench/batch-progress.ts (connected, waiting for its batch); `follow` tells it the batch and returns its
+ * reads in order once the batch is done.
+ */
+function batchProgress(databaseUrl: string): { ready: Promise<void>; follow(batchId: string, selected: number): Promise<BatchProgressRead[]>; stop(): Promise<number> } {
+  const reads: BatchProgressRead[] = [];
+  let isReady!: () => void;
+  const ready = new Promise<void>((resolve) => (isReady = resolve));
+  // The bench runs from its sources under tsx, whose loader a worker thread registers for itself.
+  const entry = new URL("./batch-progress.ts", import.meta.url).href;
+  const tsx = import.meta.resolve("tsx/esm/api");
+  const worker = new Worker(`import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry)}); });`, {
+    eval: true,
+    workerData: { databaseUrl },
+  });
+  worker.on("message", (read: BatchProgressRead | "ready") => (read === "ready" ? isReady() : reads.push(read)));
+  const exited = new Promise<BatchProgressRead[]>((resolve, reject) => {
+    worker.once("error", reject);
+    worker.once("exit", (code) => (code === 0 ? resolve(reads) : reject(new Error(`batch progress reader exited with ${code}`))));
+  });
+  exited.catch(() => undefined);
+  return {
+    ready: Promise.race([ready, exited.then(() => undefined)]),
+    follow(batchId, selected) {
+      worker.postMessage({ batchId, selected } satisfies Omit<BatchProgressInput, "databaseUrl">);
+      return exited;
+    },
+    stop: () => worker.terminate(),
+  };
 }
 
 export async function watchCrowd(admin: Admin, adminUrl: string, settings: Omit<ServerSettings, "databaseUrl">, options: CrowdOptions): Promise<CrowdResult> {
@@ -145,6 +180,8 @@ export async function watchCrowd(admin: Admin, adminUrl: string, settings: Omit<
     const commitAfter = new Map<string, number>();
     const answeredAt = new Map<string, number>();
     const arrivals: [runId: string, at: number][] = [];
+    /** The run's updated_at: its cancelling transaction began then, so it committed no sooner. */
+    const transactionStart = new Map<string, number>();
     let failed = 0;
     const watched = Array.from({ length: streams }, (_, i) => runIds[i % runIds.length]!);
     const finished = watched.map((runId, i) => {
@@ -160,7 +197,11 @@ export async function watchCrowd(admin: Admin, adminUrl: string, settings: Omit<
               const sent = sentAt.get(runId) ?? batchSentAt;
               if (sent !== undefined) delays.push(now - sent);
               const committed = update.update.value.updatedAt;
-              if (committed) fromCommit.push(now - (Number(committed.seconds) * 1000 + Math.floor(committed.nanos / 1e6)));
+              const began = committed ? Number(committed.seconds) * 1000 + Math.floor(committed.nanos / 1e6) : undefined;
+              if (began !== undefined) {
+                fromCommit.push(now - began);
+                transactionStart.set(runId, began);
+              }
               arrivals.push([runId, now]);
               return;
             }
@@ -188,6 +229,8 @@ export async function watchCrowd(admin: Admin, adminUrl: string, settings: Omit<
     const callMs: number[] = [];
     if (change === "batch") {
       log(`crowd: cancelling every run with one StartBatch`);
+      const progress = batchProgress(databaseUrl);
+      await progress.ready;
       batchSentAt = Date.now();
       const started = await canceller.raw.workflows.startBatch({
         filter: { workflowName: WATCHED_WORKFLOW, statuses: [RunStatus.WAITING] },
@@ -196,32 +239,22 @@ export async function watchCrowd(admin: Admin, adminUrl: string, settings: Omit<
       });
       callMs.push(Date.now() - batchSentAt);
       // The batch's processed count, read every 5 ms on a connection of the bench's own (GetBatch would take CPU from
-      // the server whose delivery is being measured, and answer late through it). Chunks take the pending runs in id
-      // order: once it shows N, the first N runs by id are done.
+      // the server whose delivery is being measured, and answer late through it), from a thread of its own
+      // (bench/batch-progress.ts). Chunks take the pending runs in id order: once it shows N, the first N runs by id
+      // are done.
       const selected = Number(started.matchedCount);
       const byId = [...runIds].sort();
-      const poller = new pg.Client({ connectionString: databaseUrl });
-      await poller.connect();
-      try {
-        let done = 0;
-        let lastSent = Date.now();
-        while (done < selected) {
-          const sent = Date.now();
-          const { rows } = await poller.query<{ processed_count: number; status: string }>("select processed_count, status from batches where id = $1", [
-            started.batch?.batchId ?? "",
-          ]);
-          const seen = Date.now();
-          const processed = Math.min(selected, Number(rows[0]?.processed_count ?? 0));
-          for (; done < processed; done++) {
-            commitSeenAt.set(byId[done]!, seen);
-            commitAfter.set(byId[done]!, lastSent);
-          }
-          if (rows[0]?.status === "failed") throw new Error(`batch failed at ${processed} of ${selected}`);
-          lastSent = sent;
-          await sleep(5);
+      const reads = await progress.follow(started.batch?.batchId ?? "", selected).finally(() => progress.stop());
+      let done = 0;
+      let lastSent = batchSentAt;
+      for (const read of reads) {
+        const processed = Math.min(selected, read.processed);
+        for (; done < processed; done++) {
+          commitSeenAt.set(byId[done]!, read.seen);
+          commitAfter.set(byId[done]!, lastSent);
         }
-      } finally {
-        await poller.end();
+        if (read.status === "failed") throw new Error(`batch failed at ${processed} of ${selected}`);
+        lastSent = read.sent;
       }
     } else {
       log(`crowd: cancelling every run, ${cancellers} CancelRun calls at a time`);
@@ -261,7 +294,10 @@ export async function watchCrowd(admin: Admin, adminUrl: string, settings: Omit<
       fromUpdatedAtMs: sorted(fromCommit),
       fromRequestMs: sorted(delays),
       // A stream may have its message before the bench saw the commit: negative then.
-      fromCommitAtMostMs: change === "batch" ? sorted(arrivals.filter(([runId]) => commitAfter.has(runId)).map(([runId, at]) => at - commitAfter.get(runId)!)) : null,
+      fromCommitAtMostMs:
+        change === "batch"
+          ? sorted(arrivals.filter(([runId]) => commitAfter.has(runId)).map(([runId, at]) => at - Math.max(commitAfter.get(runId)!, transactionStart.get(runId) ?? -Infinity)))
+          : null,
       fromCommitAtLeastMs: change === "batch" ? sorted(arrivals.filter(([runId]) => commitSeenAt.has(runId)).map(([runId, at]) => at - commitSeenAt.get(runId)!)) : null,
       afterAnswerMs: change === "cancel" ? sorted(arrivals.map(([runId, at]) => Math.max(0, at - (answeredAt.get(runId) ?? at)))) : null,
     };

@@ -12,7 +12,17 @@ import type { WireResult } from "./wires.js";
 export interface WireRow {
   wire: WireName;
   observation: Observation;
-  w1: { stepsPerSec: number; ratioToPgbench: number | null; runs: number; completed: number; failed: number; loadAverage: number } | null;
+  w1: {
+    stepsPerSec: number;
+    ratioToPgbench: number | null;
+    runs: number;
+    completed: number;
+    failed: number;
+    loadAverage: number;
+    /** The median round's CPU per step: the server, its PostgreSQL backends, the client (this process); and the machine's cores busy, 0–1. */
+    cpuMsPerStep?: { server: number; postgres: number; client: number };
+    machineBusyShare?: number;
+  } | null;
   w2: {
     latencyMs: Summary;
     serverCpuMsPerRun: number;
@@ -46,6 +56,8 @@ export function wireRows(results: readonly WireResult[], pgbenchTpsAtConcurrency
           completed: r.w1.completed,
           failed: r.w1.failures.length,
           loadAverage: r.w1.loadAverage,
+          cpuMsPerStep: { server: round(r.w1.cpuMsPerStep.server, 3), postgres: round(r.w1.cpuMsPerStep.postgres, 3), client: round(r.w1.cpuMsPerStep.client, 3) },
+          machineBusyShare: round(r.w1.machineBusyShare, 3),
         }
       : null,
     w2: r.w2
@@ -124,8 +136,22 @@ export function formatWireTable(rows: readonly WireRow[], pgbench: { clients: nu
     line(columns),
     `|${widths.map((w) => "─".repeat(w + 2)).join("|")}|`,
     ...cells.map(line),
+    ...w1CpuLines(rows),
     ...coldLines(rows),
     "",
+  ];
+}
+
+/** Where W1's time went on each wire: what one step cost each party on the machine's shared cores. */
+function w1CpuLines(rows: readonly WireRow[]): string[] {
+  const measured = rows.filter((r) => r.w1?.cpuMsPerStep);
+  if (measured.length === 0) return [];
+  return [
+    "W1 CPU per step, the median round (server / its PostgreSQL backends / the client, this process), and the machine's cores busy:",
+    ...measured.map((r) => {
+      const c = r.w1!.cpuMsPerStep!;
+      return `  ${r.wire}/${r.observation}: ${c.server.toFixed(3)} / ${c.postgres.toFixed(3)} / ${c.client.toFixed(3)} ms (${(c.server + c.postgres + c.client).toFixed(3)} ms in all), cores ${((r.w1!.machineBusyShare ?? Number.NaN) * 100).toFixed(0)} % busy`;
+    }),
   ];
 }
 

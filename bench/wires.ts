@@ -21,7 +21,7 @@ import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { BenchProbe } from "./database.js";
-import { watchCpu } from "./resources.js";
+import { type CpuShares, watchCpu } from "./resources.js";
 import type { ServerProcess } from "./server.js";
 import { inParallel } from "./waits.js";
 import type { Observation, WireClient, WireName } from "./wire.js";
@@ -49,7 +49,19 @@ export interface WireResult {
   wire: WireName;
   observation: Observation;
   /** The median round's figures; `roundsStepsPerSec` every round's; `failures` of all rounds. */
-  w1: { runs: number; steps: number; completed: number; wallMs: number; stepsPerSec: number; roundsStepsPerSec: number[]; failures: string[]; loadAverage: number } | null;
+  w1: {
+    runs: number;
+    steps: number;
+    completed: number;
+    wallMs: number;
+    stepsPerSec: number;
+    roundsStepsPerSec: number[];
+    failures: string[];
+    loadAverage: number;
+    /** Where the median round's time went: CPU per completed step of the server, its PostgreSQL backends and this process (the client), and how busy the machine's cores were. */
+    cpuMsPerStep: { server: number; postgres: number; client: number };
+    machineBusyShare: number;
+  } | null;
   w2: {
     latenciesMs: number[];
     serverCpuMsPerRun: number;
@@ -91,10 +103,26 @@ export async function measureWire(
     await throughput(client, how, { ...sizes, runs: 16, concurrency: 8 }, signal);
     if (sizes.runs > 0 && !signal.aborted) {
       const loadAverage = load();
-      const rounds: Awaited<ReturnType<typeof throughput>>[] = [];
-      for (let round = 0; round < Math.max(1, sizes.w1Rounds) && !signal.aborted; round++) rounds.push(await throughput(client, how, sizes, signal));
-      const median = [...rounds].sort((a, b) => a.stepsPerSec - b.stepsPerSec)[Math.floor((rounds.length - 1) / 2)]!;
-      result.w1 = { ...median, roundsStepsPerSec: rounds.map((r) => r.stepsPerSec), failures: rounds.flatMap((r) => r.failures), loadAverage };
+      const rounds: (Awaited<ReturnType<typeof throughput>> & { cpu: CpuShares })[] = [];
+      for (let round = 0; round < Math.max(1, sizes.w1Rounds) && !signal.aborted; round++) {
+        const cpu = await watchCpu([server], probe);
+        const measured = await throughput(client, how, sizes, signal);
+        rounds.push({ ...measured, cpu: await cpu.stop() });
+      }
+      const { cpu, ...median } = [...rounds].sort((a, b) => a.stepsPerSec - b.stepsPerSec)[Math.floor((rounds.length - 1) / 2)]!;
+      const perStep = (seconds: number) => (seconds * 1000) / Math.max(1, median.completed * median.steps);
+      result.w1 = {
+        ...median,
+        roundsStepsPerSec: rounds.map((r) => r.stepsPerSec),
+        failures: rounds.flatMap((r) => r.failures),
+        loadAverage,
+        cpuMsPerStep: {
+          server: perStep(cpu.servers.reduce((sum, s) => sum + s.cpuSeconds, 0)),
+          postgres: perStep(cpu.postgresBenchDb.cpuSeconds),
+          client: perStep(cpu.client.cpuSeconds),
+        },
+        machineBusyShare: cpu.machine.share,
+      };
     }
     if (sizes.startRuns > 0 && !signal.aborted) {
       const series = async (runs: number) => {
