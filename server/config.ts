@@ -133,7 +133,7 @@ export interface Config {
   tls: TlsConfig | undefined;
   /** Plain unary Connect calls take the fast lane (server/http/unary-lane.ts); off: all go through the Connect adapter. */
   unaryLane: boolean;
-  /** WatchRun streams over HTTP/2 take the stream lane (server/http/stream-lane.ts); off: all go through the Connect adapter. */
+  /** WatchRun streams (Connect over HTTP/2 or HTTP/1.1, gRPC over HTTP/2) take the stream lane (server/http/stream-lane.ts); off: all go through the Connect adapter. */
   streamLane: boolean;
   /** `CAIRN_METRICS_PORT`: also serve `/metrics`, without a key, on this port of `host` (absent: main port only). */
   metricsPort: number | undefined;

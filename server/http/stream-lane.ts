@@ -1,6 +1,7 @@
 /**
- * The stream lane: WatchRun server streams over HTTP/2, Connect (`application/connect+proto`, `+json`) and gRPC
- * (`application/grpc`, `+proto`), answered in front of the Connect adapter, which keeps everything else.
+ * The stream lane: WatchRun server streams, Connect (`application/connect+proto`, `+json`) over HTTP/2 and HTTP/1.1
+ * and gRPC (`application/grpc`, `+proto`, HTTP/2 only), answered in front of the Connect adapter, which keeps
+ * everything else.
  *
  * Why: a WatchRun stream may stay open for hours on a parked run, and the adapter holds for each one its whole
  * generic pipeline: a dozen async generators (request body, envelope split/parse, invoke, serialize, compress,
@@ -22,7 +23,7 @@
  * away aborts the call's signal with the adapter's reason and ends the handler's iteration (`return()`), so its
  * tail, feed subscription and caller slot are released.
  *
- * What the lane leaves to the adapter: HTTP/1.1, compressed requests (`connect-content-encoding`, `grpc-encoding`
+ * What the lane leaves to the adapter: gRPC over HTTP/1.1 (which the adapter refuses), compressed requests (`connect-content-encoding`, `grpc-encoding`
  * other than identity), gRPC with JSON, gRPC-Web, repeated protocol headers, an authority that makes no URL, and
  * every other method. Deliberate difference, as on the unary lane: a stream that ends cleanly does not abort its
  * `context.signal` afterwards.
@@ -50,6 +51,7 @@ import {
 } from "@connectrpc/connect/protocol-connect";
 import { grpcStatusOk, parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { type Fix, fixGrpcStatus, protocolErrorFix, rewriteEndStream } from "../rpc/protocol-errors.js";
 import { nodeHeaders, takesGrpc } from "./grpc-unary.js";
@@ -80,6 +82,10 @@ interface LaneMethod {
 }
 
 type StreamFn = (request: StreamRequest) => Promise<StreamResponse>;
+
+/** A stream's request and response: an HTTP/2 stream's compatibility objects, or an HTTP/1.1 exchange. */
+type LaneRequest = Http2ServerRequest | IncomingMessage;
+type LaneResponse = Http2ServerResponse | ServerResponse;
 
 /** The protocol of a stream the lane takes, and what differs between the two. */
 interface Protocol {
@@ -130,22 +136,23 @@ export function withStreamLane(next: NodeHandler, options: UnaryLaneOptions): St
   let served = 0;
 
   const handler: NodeHandler = (req, res) => {
-    const method = req.method === "POST" && req.url !== undefined && req.httpVersionMajor === 2 ? methods.get(req.url) : undefined;
-    const protocol = method ? protocolOf(req as Http2ServerRequest, opt.requireConnectProtocolHeader) : undefined;
+    // HTTP/1.1 too: fetch and browsers hold their WatchRun streams over it, each one request (gRPC needs HTTP/2).
+    const method = req.method === "POST" && req.url !== undefined && req.httpVersionMajor >= 1 ? methods.get(req.url) : undefined;
+    const protocol = method ? protocolOf(req, opt.requireConnectProtocolHeader) : undefined;
     const url = protocol ? connectRequestUrl(req) : undefined;
     if (!method || !protocol || url === undefined) {
       next(req, res);
       return;
     }
     served++;
-    serve(method, protocol, req as Http2ServerRequest, res as Http2ServerResponse, url).catch((error: unknown) => {
+    serve(method, protocol, req, res, url).catch((error: unknown) => {
       // Only a fault outside the call gets here (headers Node refuses): every call error ends the stream in its protocol.
       console.error(`stream lane: rpc ${method.spec.method.name} of ${method.spec.method.parent.typeName} failed`, error);
       res.destroy();
     });
   };
 
-  async function serve(method: LaneMethod, protocol: Protocol, req: Http2ServerRequest, res: Http2ServerResponse, url: string): Promise<void> {
+  async function serve(method: LaneMethod, protocol: Protocol, req: LaneRequest, res: LaneResponse, url: string): Promise<void> {
     const { spec, serialization } = method;
     const headers = req.headers;
     const grpc = protocol.name === "grpc";
@@ -169,7 +176,7 @@ export function withStreamLane(next: NodeHandler, options: UnaryLaneOptions): St
       if (compression.error) throw compression.error;
       if (timeout.error) throw timeout.error;
     }, (bytes) => serialization.getI(protocol.binary).parse(bytes));
-    const gone = () => res.stream.destroyed || res.stream.closed;
+    const gone = "stream" in res ? () => res.stream.destroyed || res.stream.closed : () => res.destroyed || res.socket?.destroyed !== false;
     let headersSent = false;
     const compresses = (data: Uint8Array) => compression.response !== null && data.byteLength >= opt.compressMinBytes;
     const writeEnvelope = async (flags: number, data: Uint8Array, compress = compresses(data)): Promise<void> => {
@@ -186,7 +193,7 @@ export function withStreamLane(next: NodeHandler, options: UnaryLaneOptions): St
         headersSent = true;
         res.writeHead(200, nodeHeaders(responseHeader));
       }
-      if (!res.write(envelope)) await drained(res);
+      if (!(res as { write(chunk: Uint8Array): boolean }).write(envelope)) await drained(res);
     };
 
     let failure: unknown;
@@ -232,7 +239,7 @@ export function withStreamLane(next: NodeHandler, options: UnaryLaneOptions): St
       // reclassifyProtocolErrors corrects the status in the adapter's trailers; the same here.
       fixGrpcStatus(responseTrailer, method.fix);
       if (!headersSent) res.writeHead(200, nodeHeaders(responseHeader));
-      res.addTrailers(nodeHeaders(responseTrailer));
+      (res as Http2ServerResponse).addTrailers(nodeHeaders(responseTrailer));
       res.end();
       return;
     }
@@ -249,7 +256,7 @@ export function withStreamLane(next: NodeHandler, options: UnaryLaneOptions): St
 }
 
 /** The protocol of a request the lane can take, or undefined (the adapter answers it). */
-function protocolOf(req: Http2ServerRequest, requireConnectProtocolHeader: boolean): Protocol | undefined {
+function protocolOf(req: LaneRequest, requireConnectProtocolHeader: boolean): Protocol | undefined {
   const headers = req.headers;
   if (takesGrpc(req)) return isIdentity(headers["grpc-encoding"]) ? { name: "grpc", binary: true } : undefined;
   const contentType = headers["content-type"];
@@ -276,7 +283,7 @@ function isSingle(value: string | string[] | undefined): boolean {
  * messages are read: the handler takes one and refuses a second.
  */
 function requestMessages<T>(
-  req: Http2ServerRequest,
+  req: LaneRequest,
   readMaxBytes: number,
   skipFlag: number | undefined,
   first: () => void,
@@ -306,7 +313,7 @@ function requestMessages<T>(
   };
 }
 
-function readEnvelopes(req: Http2ServerRequest, readMaxBytes: number, skipFlag: number | undefined): Promise<{ envelopes: Buffer[]; error?: unknown }> {
+function readEnvelopes(req: LaneRequest, readMaxBytes: number, skipFlag: number | undefined): Promise<{ envelopes: Buffer[]; error?: unknown }> {
   let pending: Buffer = Buffer.alloc(0);
   const envelopes: Buffer[] = [];
   return readBodyWith<{ envelopes: Buffer[]; error?: unknown }>(
@@ -354,7 +361,7 @@ function copyHeaders(from: Headers, to: Headers): void {
   from.forEach((value, key) => to.set(key, value));
 }
 
-function drained(res: Http2ServerResponse): Promise<void> {
+function drained(res: LaneResponse): Promise<void> {
   return new Promise<void>((resolve) => {
     const done = () => {
       res.off("drain", done);

@@ -1,11 +1,12 @@
 // The stream lane (server/http/stream-lane.ts) against the Connect adapter it stands in front of.
-// Each test sends the same WatchRun bytes over raw HTTP/2 to a server with the lane on and to one with it off
+// Each test sends the same WatchRun bytes over raw HTTP/2 (and, for Connect, HTTP/1.1) to a server with the lane on and to one with it off
 // (CAIRN_STREAM_LANE=off), both on one database, and compares what comes back byte for byte: status, headers (all
 // but Date), the response stream (every envelope, the end-stream message) and gRPC's trailers. The runs watched
 // are finished or parked, so both servers stream the same bytes. Every comparison also checks who answered: the
 // lane server's counter must move for requests the lane takes and stay put for those it leaves to the adapter.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import http from "node:http";
 import http2 from "node:http2";
 import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, test } from "vitest";
@@ -16,7 +17,7 @@ import { WatchRunRequestSchema, WatchRunResponseSchema } from "../../sdk/gen/cai
 import type { CairnServer } from "../../server/app.js";
 import { startTestServer, waitForEnd, type WorkflowClient } from "../support/in-process-server.js";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.js";
-import { envelope, rawExchange, type RawOutcome, type RawRequest, type RawResponse } from "../support/raw-http.js";
+import { envelope, type HttpVersion, rawExchange, type RawOutcome, type RawRequest, type RawResponse } from "../support/raw-http.js";
 
 let database: TestDatabase;
 interface Pair {
@@ -87,11 +88,13 @@ function withoutDate(r: RawResponse): RawResponse {
 }
 
 /** Sends the request to both servers; the lane server's lane must have taken it (or not); both answers must be equal. */
-async function assertSame(pair: Pair, request: RawRequest, taken = true): Promise<RawResponse> {
+const assertSame = (pair: Pair, request: RawRequest, taken = true) => assertSameOver(pair, request, taken, "2");
+
+async function assertSameOver(pair: Pair, request: RawRequest, taken = true, over: HttpVersion = "2"): Promise<RawResponse> {
   const before = pair.lane.streamLaneCalls();
-  const viaLane = response(await rawExchange(pair.lane.url, "2", request));
+  const viaLane = response(await rawExchange(pair.lane.url, over, request));
   assert.equal(pair.lane.streamLaneCalls() - before, taken ? 1 : 0, taken ? "the lane should have answered" : "the lane should have left this to the adapter");
-  const viaAdapter = response(await rawExchange(pair.generic.url, "2", request));
+  const viaAdapter = response(await rawExchange(pair.generic.url, over, request));
   assert.equal(pair.generic.streamLaneCalls(), 0);
   assert.deepEqual(withoutDate(viaLane), withoutDate(viaAdapter));
   return viaLane;
@@ -116,8 +119,16 @@ function endStream(r: RawResponse): { error?: { code: string; message: string } 
 }
 
 describe("WatchRun through the lane and through the adapter", () => {
-  for (const protocol of Object.keys(protocols) as Protocol[]) {
-    describe(protocol, () => {
+  for (const [protocol, over] of [
+    ...(Object.keys(protocols) as Protocol[]).map((p) => [p, "2"] as const),
+    // fetch and browsers hold their streams over HTTP/1.1: Connect there, one request per stream (gRPC needs HTTP/2).
+    ["connect+proto", "1.1"] as const,
+    ["connect+json", "1.1"] as const,
+  ]) {
+    const assertSame = (pair: Pair, request: RawRequest, taken = true) => assertSameOver(pair, request, taken, over);
+    const openStream = (server: CairnServer, request: RawRequest) => openStreamOver(server, request, over);
+    const exchange = (server: CairnServer, request: RawRequest) => rawExchange(server.url, over, request);
+    describe(`${protocol} over HTTP/${over}`, () => {
       test("a run that has ended: its snapshot, its entries, the end", async () => {
         const r = await assertSame(open, watch(protocol, { runId: finishedRunId }));
         const frames = envelopes(r.body);
@@ -198,11 +209,11 @@ describe("WatchRun through the lane and through the adapter", () => {
         for (const server of [capped.lane, capped.generic]) {
           const held = await openStream(server, watch(protocol, { runId: parkedRunId }));
           try {
-            const r = response(await rawExchange(server.url, "2", watch(protocol, { runId: parkedRunId })));
+            const r = response(await exchange(server, watch(protocol, { runId: parkedRunId })));
             const other = server === capped.lane ? capped.generic : capped.lane;
             const otherHeld = await openStream(other, watch(protocol, { runId: parkedRunId }));
             try {
-              const r2 = response(await rawExchange(other.url, "2", watch(protocol, { runId: parkedRunId })));
+              const r2 = response(await exchange(other, watch(protocol, { runId: parkedRunId })));
               assert.deepEqual(withoutDate(r), withoutDate(r2));
               if (protocol === "grpc") assert.equal(r.trailers?.["grpc-status"], "8");
               else assert.equal(endStream(r).error?.code, "resource_exhausted");
@@ -248,10 +259,11 @@ describe("WatchRun through the lane and through the adapter", () => {
     });
   }
 
-  test("left to the adapter: HTTP/1.1, compressed requests, gRPC with JSON, other methods", async () => {
+  test("left to the adapter: gRPC over HTTP/1.1, compressed requests, gRPC with JSON, other methods", async () => {
     const valid = watch("connect+proto", { runId: finishedRunId });
     const before = open.lane.streamLaneCalls();
-    response(await rawExchange(open.lane.url, "1.1", valid));
+    await assertSameOver(open, watch("grpc", { runId: finishedRunId }), false, "1.1");
+    await assertSameOver(open, { ...valid, headers: { ...valid.headers, "connect-content-encoding": "gzip" } }, false, "1.1");
     await assertSame(open, { ...valid, headers: { ...valid.headers, "connect-content-encoding": "gzip" } }, false);
     await assertSame(open, { ...watch("grpc", { runId: finishedRunId }), headers: { "content-type": "application/grpc", te: "trailers", "grpc-encoding": "gzip" } }, false);
     await assertSame(open, { ...watch("connect+json", { runId: finishedRunId }), headers: { "content-type": "application/grpc+json", te: "trailers" } }, false);
@@ -262,8 +274,41 @@ describe("WatchRun through the lane and through the adapter", () => {
   });
 });
 
-/** Opens a WatchRun stream and waits for its headers and first chunk; cancel() resets it (RST_STREAM CANCEL). */
-async function openStream(server: CairnServer, request: RawRequest): Promise<{ headers: Record<string, string>; firstChunk: Buffer; cancel: () => void }> {
+interface OpenStream {
+  headers: Record<string, string>;
+  firstChunk: Buffer;
+  cancel: () => void;
+}
+
+/**
+ * Opens a WatchRun stream and waits for its headers and first chunk; cancel() goes away: over HTTP/2 it resets the
+ * stream (RST_STREAM CANCEL), over HTTP/1.1 it closes the connection.
+ */
+function openStreamOver(server: CairnServer, request: RawRequest, over: HttpVersion): Promise<OpenStream> {
+  return over === "2" ? openStream(server, request) : openStream1(server, request);
+}
+
+async function openStream1(server: CairnServer, request: RawRequest): Promise<OpenStream> {
+  const url = new URL(server.url);
+  const body = Buffer.from(request.body as Uint8Array);
+  const req = http.request({ host: url.hostname, port: url.port, path: request.path, method: "POST", headers: { ...request.headers, "content-length": String(body.byteLength) }, agent: false });
+  req.on("error", () => undefined);
+  req.end(body);
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    req.once("response", resolve);
+    req.once("error", reject);
+  });
+  const firstChunk = await new Promise<Buffer>((resolve, reject) => {
+    res.once("data", (chunk: Buffer) => resolve(chunk));
+    res.once("error", reject);
+  });
+  // The headers a client sees that are the connection's, not the call's.
+  const { date: _d, connection: _c, "keep-alive": _k, ...headers } = res.headers as Record<string, string>;
+  return { headers, firstChunk, cancel: () => req.destroy() };
+}
+
+/** Opens a WatchRun stream over HTTP/2 and waits for its headers and first chunk; cancel() resets it (RST_STREAM CANCEL). */
+async function openStream(server: CairnServer, request: RawRequest): Promise<OpenStream> {
   const session = http2.connect(server.url);
   const stream = session.request({ ":method": "POST", ":path": request.path, ...request.headers });
   stream.end(Buffer.from(request.body as Uint8Array));

@@ -16,7 +16,7 @@ export interface RawRequest {
   chunked?: boolean;
   /** Aborts the request when it fires (the client goes away). */
   signal?: AbortSignal;
-  /** HTTP/2: send the body's first `bytes`, then the rest (and the end) `ms` later. */
+  /** Send the body's first `bytes`, then the rest (and the end) `ms` later. */
   pause?: { bytes: number; ms: number };
 }
 
@@ -54,7 +54,13 @@ function exchange1(baseUrl: string, request: RawRequest): Promise<RawOutcome> {
       res.on("error", (error: NodeJS.ErrnoException) => resolve({ broken: error.code ?? error.message }));
     });
     req.on("error", (error: NodeJS.ErrnoException) => resolve({ broken: error.code ?? error.message }));
-    if (request.chunked) {
+    if (request.pause) {
+      const { bytes, ms } = request.pause;
+      req.write(body.subarray(0, bytes));
+      setTimeout(() => {
+        if (!req.destroyed) req.end(body.subarray(bytes));
+      }, ms);
+    } else if (request.chunked) {
       // Several writes, so the server sees the body arrive in pieces.
       for (let offset = 0; offset < body.byteLength; offset += 16 * 1024) req.write(body.subarray(offset, offset + 16 * 1024));
       req.end();
