@@ -105,7 +105,7 @@ Cairn server processes (node --import tsx server/main.ts) on a fresh database,
 next to pgbench on the same PostgreSQL in the same run. See bench/README.md.
 
 General:
-  --quick               small sizes for a smoke run (< 1 min); explicit flags still win
+  --quick               small sizes for a smoke run (~2 min); explicit flags still win
   --http V              the SDK's wire: 2 (h2c, the SDK's node:http2 transport), 2-connect (h2c,
                         the connect-node transport), 1.1 (the SDK's fetch transport, keep-alive
                         pool), or both (W1 on one server with 1.1 and 2; the faster is used for
