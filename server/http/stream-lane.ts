@@ -23,10 +23,10 @@
  * away aborts the call's signal with the adapter's reason and ends the handler's iteration (`return()`), so its
  * tail, feed subscription and caller slot are released.
  *
- * What the lane leaves to the adapter: gRPC over HTTP/1.1 (which the adapter refuses), compressed requests (`connect-content-encoding`, `grpc-encoding`
- * other than identity), gRPC with JSON, gRPC-Web, repeated protocol headers, an authority that makes no URL, and
- * every other method. Deliberate difference, as on the unary lane: a stream that ends cleanly does not abort its
- * `context.signal` afterwards.
+ * What the lane leaves to the adapter: gRPC over HTTP/1.1 (which the adapter refuses), compressed requests
+ * (`connect-content-encoding`, `grpc-encoding` other than identity), gRPC with JSON, gRPC-Web, repeated protocol
+ * headers, an authority that makes no URL, and every other method. Deliberate difference, as on the unary lane: a
+ * stream that ends cleanly does not abort its `context.signal` afterwards.
  */
 import { create, type DescMessage, type Message } from "@bufbuild/protobuf";
 import {
