@@ -1,6 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import { type Db, queryRows, rawQuery } from "../database.js";
-import { claimRunRows } from "./rows.js";
+import { claimRunRows, parkedOnClockAlone } from "./rows.js";
 import { abnormalEndStatement, reasonHead } from "./abnormal-streak.js";
 import { type RunRow, runs } from "../schema.js";
 
@@ -41,7 +41,7 @@ export async function nextDueAt(db: Db, workflowNames: readonly string[]): Promi
   // with the workflow filter scanned every parked run on every poll (bench: 1,000,000 rows per 10 s at 100k parked).
   const [row] = await rawQuery<{ at: Date; clock_only: boolean }>(
     db,
-    `select available_at as at, status = 'waiting' and (select 1 from waits w where w.run_id = runs.id limit 1) is null as clock_only from runs
+    `select available_at as at, ${parkedOnClockAlone} as clock_only from runs
      where status in ('queued', 'waiting') and available_at is not null and workflow_name = any($1::text[])
      order by available_at limit 1`,
     [[...workflowNames]],

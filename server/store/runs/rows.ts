@@ -132,15 +132,20 @@ const finishRunsSql = `
  * backoffs, park.ts) may be claimed up to $5 ms before it is due: its activation waits out the rest in place
  * (ActivationHost.holdClockWaitsMs) and journals the timer when the clock reaches it, so the claim, the journal read
  * and the replay happen before the deadline instead of after it. Queued runs (a flow-control delay) and runs waiting
- * on anything else are claimed only once due. (The waits lookup is a scalar subquery with LIMIT, not NOT EXISTS:
- * PostgreSQL turned that into a hashed subplan that reads every waits row per claim; this one probes waits_pkey only
- * for the few rows inside the window ahead.) Runs of priority 0 (nearly all) come from runs_due_idx in
+ * on anything else are claimed only once due (`parkedOnClockAlone` probes waits only for the few rows inside the
+ * window ahead). Runs of priority 0 (nearly all) come from runs_due_idx in
  * available_at order; the few of another priority from runs_due_priority_idx in (priority desc, available_at) order;
  * each branch is an index range scan that stops after `limit` rows, and the union's best `limit` are the overall
  * best. Runs held back by flow control are not in either index (available_at NULL) or are not yet due (the rate
  * limit's next place), so they cost a claim nothing. The flow-control gate (migration 0018, a BEFORE trigger on the
  * status change) admits or holds each row as the UPDATE reaches it; held rows keep their status and are left out.
  */
+/**
+ * A `runs` row parked on the clock alone (park.ts writes no `waits` rows for timers and retry backoffs). A scalar
+ * lookup with LIMIT, not NOT EXISTS: PostgreSQL turned that into a hashed subplan that read every waits row.
+ */
+export const parkedOnClockAlone = "status = 'waiting' and (select 1 from waits w where w.run_id = runs.id limit 1) is null";
+
 const claimRunsSql = `
   with claimed as (
     update runs set status = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1,
@@ -150,13 +155,13 @@ const claimRunsSql = `
       select id from (
         select * from (select id, priority, available_at from runs
           where status in ('queued', 'waiting') and priority <> 0 and available_at <= now() + $5 * interval '1 millisecond'
-            and (available_at <= now() + interval '1 millisecond' or status = 'waiting' and (select 1 from waits w where w.run_id = runs.id limit 1) is null)
+            and (available_at <= now() + interval '1 millisecond' or ${parkedOnClockAlone})
             and workflow_name = any($4::text[])
           order by priority desc, available_at limit $3 for update skip locked) prioritized
         union all
         select * from (select id, priority, available_at from runs
           where status in ('queued', 'waiting') and priority = 0 and available_at <= now() + $5 * interval '1 millisecond'
-            and (available_at <= now() + interval '1 millisecond' or status = 'waiting' and (select 1 from waits w where w.run_id = runs.id limit 1) is null)
+            and (available_at <= now() + interval '1 millisecond' or ${parkedOnClockAlone})
             and workflow_name = any($4::text[])
           order by available_at limit $3 for update skip locked) plain
       ) due
