@@ -1,5 +1,6 @@
 /** Command-line flags of `npm run bench`. */
 import { parseArgs } from "node:util";
+import type { CrowdWire } from "./crowd.js";
 import { type HttpVersion, httpVersions } from "./client.js";
 import { type Observation, observations, type WireName, wireNames } from "./wire.js";
 
@@ -94,8 +95,9 @@ export interface BenchOptions {
   isolationRounds: number;
   isolationRuns: number;
   isolationLatencyRuns: number;
-  /** The crowd of watch streams (bench/crowd.ts): streams on as many parked runs (0: skipped). */
+  /** The crowd of watch streams (bench/crowd.ts): streams on as many parked runs (0: skipped), once per client. */
   crowdStreams: number;
+  crowdWires: CrowdWire[];
 }
 
 export const usage = `usage: npm run bench -- [--quick] [flags]
@@ -208,6 +210,8 @@ A crowd of watch streams (issue 18; a fresh database and server; bench/crowd.ts,
 bench/watch-crowd.ts for every knob):
   --crowd-streams N     WatchRun streams, one per parked run, 500 per HTTP/2 connection; one
                         StartBatch then cancels every run (default 10000; quick 200; 0 skips)
+  --crowd-wires LIST    the clients holding them, one crowd each: sdk (the SDK over HTTP/2),
+                        grpc-js (@grpc/grpc-js + proto-loader) (default sdk,grpc-js; quick sdk)
   --skip-crowd          same as --crowd-streams 0
 
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else postgres://root@127.0.0.1:5432/test
@@ -361,6 +365,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "isolation-latency-runs": { type: "string" },
       "skip-isolation": { type: "boolean", default: false },
       "crowd-streams": { type: "string" },
+      "crowd-wires": { type: "string" },
       "skip-crowd": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -426,6 +431,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     isolationRuns: int("--isolation-runs", values["isolation-runs"], d.isolationRuns, 1),
     isolationLatencyRuns: int("--isolation-latency-runs", values["isolation-latency-runs"], d.isolationLatencyRuns, 1),
     crowdStreams: values["skip-crowd"] ? 0 : int("--crowd-streams", values["crowd-streams"], d.crowdStreams),
+    crowdWires: crowdWiresFlag(values["crowd-wires"] ?? (values.quick ? "sdk" : "sdk,grpc-js")),
   };
 }
 
@@ -443,6 +449,13 @@ function lengthList(raw: string): number[] {
   if (raw.trim() === "") return [];
   const lengths = raw.split(",").map((part) => integerFlag("--replay-steps", part.trim(), 2));
   return [...new Set(lengths)].sort((a, b) => a - b);
+}
+
+function crowdWiresFlag(raw: string): CrowdWire[] {
+  const wires = raw.split(",").map((w) => w.trim()).filter((w) => w.length > 0);
+  for (const wire of wires) if (wire !== "sdk" && wire !== "grpc-js") throw new Error(`--crowd-wires takes sdk and grpc-js, got ${JSON.stringify(wire)}`);
+  if (wires.length === 0) throw new Error("--crowd-wires needs at least one of sdk, grpc-js");
+  return wires as CrowdWire[];
 }
 
 function integerFlag(flag: string, raw: string, min: number): number {

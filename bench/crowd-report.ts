@@ -35,11 +35,10 @@ export function crowdVerdicts(result: CrowdResult): CrowdVerdicts {
   };
 }
 
-export function crowdFailures(result: CrowdResult | null): string[] {
-  if (!result) return [];
+export function crowdFailures(result: CrowdResult): string[] {
   const failures: string[] = [];
-  if (result.failed > 0) failures.push(`crowd: ${result.failed} of ${result.streams} streams failed`);
-  if (result.delivered < result.streams) failures.push(`crowd: the change reached ${result.delivered} of ${result.streams} streams`);
+  if (result.failed > 0) failures.push(`crowd ${result.wire}: ${result.failed} of ${result.streams} streams failed`);
+  if (result.delivered < result.streams) failures.push(`crowd ${result.wire}: the change reached ${result.delivered} of ${result.streams} streams`);
   return failures;
 }
 
@@ -55,7 +54,7 @@ export function formatCrowdBlock(result: CrowdResult | null): string[] {
       ? `one StartBatch cancelling all ${result.runs} runs, ≤ ${result.chunkSize} per transaction (answered in ${result.callMs.p50} ms; ${result.changeSeconds.toFixed(1)} s until every stream had its change)`
       : `a CancelRun per run, ${result.cancellers} in flight (${result.changeSeconds.toFixed(1)} s for all; the call ${spread(result.callMs)})`;
   const lines = [
-    `A crowd of watch streams (issue 18): ${streams} WatchRun streams on ${result.runs} parked runs, one server, the SDK over HTTP/2 (${result.perConnection} streams per connection; open in ${result.openSeconds.toFixed(1)} s)`,
+    `A crowd of watch streams (issue 18): ${streams} WatchRun streams on ${result.runs} parked runs, one server, ${result.wire === "sdk" ? "the SDK" : "grpc-js with proto-loader"} over HTTP/2 (${result.perConnection} streams per connection; open in ${result.openSeconds.toFixed(1)} s)`,
     `  server memory after GC     ${signedMb(addedRss)} RSS (goal ≤ ${goals.crowdAddedRssMB} MB: ${verdict(met.memory)}), ${signedMb(addedHeap)} heap, ${signedMb(addedExternal)} external; ${mb(memory.without.rss)} RSS without the streams`,
     `  per stream                 ${kb(addedRss, streams)} RSS, ${kb(addedHeap, streams)} heap, ${kb(addedExternal, streams)} external`,
     `  database while idle        ${idle.without.toFixed(1)} transactions/s without streams, ${idle.with.toFixed(1)} with them (goal: independent of their number: ${verdict(met.idle)})`,

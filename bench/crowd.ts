@@ -44,10 +44,13 @@ import { type Admin, urlForDatabase } from "./database.js";
 import { type Summary, summarize } from "./format.js";
 import type { MemorySample } from "./probe-protocol.js";
 import { ServerProcess, type ServerSettings } from "./server.js";
+import { grpcRunWatcher } from "./wire-grpc.js";
 import { WORKFLOW_NAME as WATCHED_WORKFLOW } from "./workflows/watched.js";
 
 export interface CrowdOptions {
   streams: number;
+  /** The client holding the streams. */
+  wire: CrowdWire;
   /** Streams per HTTP/2 connection of the SDK. */
   perConnection: number;
   idleSeconds: number;
@@ -64,6 +67,7 @@ export interface CrowdOptions {
 
 export interface CrowdResult {
   streams: number;
+  wire: CrowdWire;
   runs: number;
   perConnection: number;
   change: "batch" | "cancel";
@@ -88,6 +92,38 @@ export interface CrowdResult {
   fromCommitAtLeastMs: Summary | null;
   /** With `cancel`: arrival minus the call's answer, 0 when the stream was first. */
   afterAnswerMs: Summary | null;
+}
+
+/** How the crowd's streams are held: the SDK over HTTP/2, or grpc-js with proto-loader (bench/wire-grpc.ts). */
+export type CrowdWire = "sdk" | "grpc-js";
+
+interface CrowdWatchers {
+  /** Follows `runId` on connection `connection`, telling each run message (status, updated_at in ms) until the stream ends or the run is cancelled. */
+  watch(connection: number, runId: string, signal: AbortSignal, onRun: (status: string, updatedAtMs: number | undefined) => void): Promise<void>;
+  close(): void;
+}
+
+function crowdWatchers(wire: CrowdWire, url: string, connections: number): CrowdWatchers {
+  if (wire === "grpc-js") {
+    const channels = Array.from({ length: connections }, () => grpcRunWatcher(url));
+    return {
+      watch: (connection, runId, signal, onRun) => channels[connection]!.watch(runId, signal, onRun),
+      close: () => channels.forEach((channel) => channel.close()),
+    };
+  }
+  const clients = Array.from({ length: connections }, () => sdkClient(url, "2"));
+  return {
+    async watch(connection, runId, signal, onRun) {
+      for await (const update of clients[connection]!.raw.workflows.watchRun({ runId }, { signal })) {
+        if (update.update.case !== "run") continue;
+        const run = update.update.value;
+        const status = run.status === RunStatus.CANCELLED ? "cancelled" : RunStatus[run.status].toLowerCase();
+        onRun(status, run.updatedAt ? Number(run.updatedAt.seconds) * 1000 + Math.floor(run.updatedAt.nanos / 1e6) : undefined);
+        if (status === "cancelled") return;
+      }
+    },
+    close: () => undefined,
+  };
 }
 
 /**
@@ -130,6 +166,7 @@ export async function watchCrowd(admin: Admin, adminUrl: string, settings: Omit<
     { ...settings, databaseUrl, env: { ...settings.env, CAIRN_BATCH_CHUNK_SIZE: String(chunkSize) } },
     log,
   );
+  const watchers = crowdWatchers(options.wire, server.url, Math.ceil(streams / perConnection));
   const controller = new AbortController();
   setMaxListeners(streams + 100, controller.signal);
   const stopOnAbort = () => controller.abort();
@@ -138,8 +175,7 @@ export async function watchCrowd(admin: Admin, adminUrl: string, settings: Omit<
     if (options.signal?.aborted) throw new Error("interrupted");
   };
   try {
-    const clients = Array.from({ length: Math.ceil(streams / perConnection) }, () => sdkClient(server.url, "2"));
-    const creator = clients[0]!;
+    const creator = sdkClient(server.url, "2");
     log(`crowd: creating ${runCount} runs of ${WATCHED_WORKFLOW}, each parked on its own gate event`);
     const runIds: string[] = [];
     for (let i = 0; i < runCount; i += 200) {
@@ -170,7 +206,7 @@ export async function watchCrowd(admin: Admin, adminUrl: string, settings: Omit<
     const idleWithout = await commitsPerSecond(databaseUrl, options.idleSeconds);
     aborted();
 
-    log(`crowd: opening ${streams} WatchRun streams over ${clients.length} HTTP/2 connections`);
+    log(`crowd: opening ${streams} WatchRun streams through ${options.wire} over ${Math.ceil(streams / perConnection)} HTTP/2 connections`);
     const opened: Promise<void>[] = [];
     const delays: number[] = [];
     const fromCommit: number[] = [];
@@ -185,27 +221,24 @@ export async function watchCrowd(admin: Admin, adminUrl: string, settings: Omit<
     let failed = 0;
     const watched = Array.from({ length: streams }, (_, i) => runIds[i % runIds.length]!);
     const finished = watched.map((runId, i) => {
-      const client = clients[Math.floor(i / perConnection)]!;
       let open!: () => void;
       opened.push(new Promise<void>((resolve) => (open = resolve)));
+      let seen = false;
       return (async () => {
         try {
-          for await (const update of client.raw.workflows.watchRun({ runId }, { signal: controller.signal })) {
+          await watchers.watch(Math.floor(i / perConnection), runId, controller.signal, (status, began) => {
             open();
-            if (update.update.case === "run" && update.update.value.status === RunStatus.CANCELLED) {
-              const now = Date.now();
-              const sent = sentAt.get(runId) ?? batchSentAt;
-              if (sent !== undefined) delays.push(now - sent);
-              const committed = update.update.value.updatedAt;
-              const began = committed ? Number(committed.seconds) * 1000 + Math.floor(committed.nanos / 1e6) : undefined;
-              if (began !== undefined) {
-                fromCommit.push(now - began);
-                transactionStart.set(runId, began);
-              }
-              arrivals.push([runId, now]);
-              return;
+            if (status !== "cancelled" || seen) return;
+            seen = true;
+            const now = Date.now();
+            const sent = sentAt.get(runId) ?? batchSentAt;
+            if (sent !== undefined) delays.push(now - sent);
+            if (began !== undefined) {
+              fromCommit.push(now - began);
+              transactionStart.set(runId, began);
             }
-          }
+            arrivals.push([runId, now]);
+          });
         } catch (error) {
           open();
           if (!controller.signal.aborted) {
@@ -279,6 +312,7 @@ export async function watchCrowd(admin: Admin, adminUrl: string, settings: Omit<
     const sorted = (values: number[]) => summarize([...values].sort((a, b) => a - b));
     return {
       streams,
+      wire: options.wire,
       runs: runCount,
       perConnection,
       change,
@@ -304,6 +338,7 @@ export async function watchCrowd(admin: Admin, adminUrl: string, settings: Omit<
   } finally {
     options.signal?.removeEventListener("abort", stopOnAbort);
     controller.abort();
+    watchers.close();
     await server.close();
     await admin.dropDatabase(database);
   }

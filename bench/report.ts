@@ -95,8 +95,8 @@ export interface Report {
   wires: WireRow[];
   /** The price of workflow isolation (issue 12): server T (thread pool) against server I (CAIRN_WORKFLOW_THREADS=0). */
   isolation: IsolationReport | null;
-  /** A crowd of watch streams on parked runs (issue 18). */
-  crowd: CrowdResult | null;
+  /** A crowd of watch streams on parked runs (issue 18), once per client. */
+  crowd: CrowdResult[];
   figures: {
     /** W1 on one server with each HTTP version, when --http both. */
     w1Http: ThroughputReport[];
@@ -177,7 +177,7 @@ export interface Measurements {
   runControl: RunControlReport;
   wires: WireResult[];
   isolation?: IsolationResult | null;
-  crowd?: CrowdResult | null;
+  crowd?: CrowdResult[];
   failures: string[];
 }
 
@@ -315,9 +315,9 @@ export function buildReport(m: Measurements): Report {
     scoreboard: scoreboard(figures, m.pgbench),
     wires: wireRows(m.wires, pgAt(m.flags.concurrency)?.tps),
     isolation,
-    crowd: m.crowd ?? null,
+    crowd: m.crowd ?? [],
     figures,
-    failures: [...m.failures, ...collectFailures(m), ...wireFailures(m.wires), ...(isolation?.failures ?? []), ...crowdFailures(m.crowd ?? null)],
+    failures: [...m.failures, ...collectFailures(m), ...wireFailures(m.wires), ...(isolation?.failures ?? []), ...(m.crowd ?? []).flatMap(crowdFailures)],
   };
 }
 
@@ -544,7 +544,7 @@ export function formatReport(report: Report): string {
   lines.push(line(columns), `|${widths.map((w) => rule(w + 2)).join("|")}|`, ...cells.map(line), "");
   const pg = report.pgbench.find((p) => p.clients === report.flags.concurrency);
   lines.push(...formatWireTable(report.wires, pg ? { clients: pg.clients, tps: pg.tps } : undefined));
-  lines.push(...formatCrowdBlock(report.crowd));
+  for (const crowd of report.crowd) lines.push(...formatCrowdBlock(crowd));
   lines.push(...formatIsolationBlock(report.isolation));
 
   lines.push("Details", ...details(report).map(([label, value]) => (label === "" ? "" : `  ${label.padEnd(34)}  ${value}`)));

@@ -15,7 +15,7 @@
  *    runs against changed workflow code (runs/s, the divergent ones checked);
  * 7. on a fresh server: N parked runs (memory, idle CPU), which stay
  *    in the database until it is dropped; then run control on another;
- * 8. on a fresh database and server: a crowd of watch streams on parked runs
+ * 8. on a fresh database and server: a crowd of watch streams on parked runs, once per client (SDK, grpc-js)
  *    (memory, the idle database, one change delivered to all: bench/crowd.ts);
  * 9. last, the price of workflow isolation: a server with the workflow thread
  *    pool and one with CAIRN_WORKFLOW_THREADS=0, each on a fresh database of
@@ -633,7 +633,7 @@ async function measureIsolation(
   }
 }
 
-/** The crowd of watch streams, on a database and server of its own (the parked runs of earlier sections stay in theirs). */
+/** The crowd of watch streams, once per client, each on a database and server of its own (the parked runs of earlier sections stay in theirs). */
 async function measureCrowd(
   options: BenchOptions,
   admin: Admin,
@@ -641,26 +641,33 @@ async function measureCrowd(
   settings: ServerSettings,
   failures: string[],
   signal: AbortSignal,
-): Promise<CrowdResult | null> {
-  if (options.crowdStreams === 0 || signal.aborted) return null;
-  log(`crowd: ${options.crowdStreams} WatchRun streams on as many parked runs, load ${load1().toFixed(2)}`);
-  try {
-    const { databaseUrl: _, ...serverSettings } = settings;
-    return await watchCrowd(admin, adminUrl, { ...serverSettings, maxConcurrentRuns: Math.max(settings.maxConcurrentRuns, 200) }, {
-      streams: options.crowdStreams,
-      runs: options.crowdStreams,
-      perConnection: 500,
-      idleSeconds: options.idleSeconds,
-      change: "batch",
-      cancellers: 100,
-      chunkSize: 200,
-      signal,
-      log,
-    });
-  } catch (error) {
-    failures.push(`crowd: ${(error as Error).message}`);
-    return null;
+): Promise<CrowdResult[]> {
+  const results: CrowdResult[] = [];
+  if (options.crowdStreams === 0) return results;
+  const { databaseUrl: _, ...serverSettings } = settings;
+  for (const wire of options.crowdWires) {
+    if (signal.aborted) break;
+    log(`crowd: ${options.crowdStreams} WatchRun streams through ${wire} on as many parked runs, load ${load1().toFixed(2)}`);
+    try {
+      results.push(
+        await watchCrowd(admin, adminUrl, { ...serverSettings, maxConcurrentRuns: Math.max(settings.maxConcurrentRuns, 200) }, {
+          streams: options.crowdStreams,
+          wire,
+          runs: options.crowdStreams,
+          perConnection: 500,
+          idleSeconds: options.idleSeconds,
+          change: "batch",
+          cancellers: 100,
+          chunkSize: 200,
+          signal,
+          log,
+        }),
+      );
+    } catch (error) {
+      failures.push(`crowd ${wire}: ${(error as Error).message}`);
+    }
   }
+  return results;
 }
 
 function cairnVersion(): { version: string; commit: string } {

@@ -121,3 +121,39 @@ export function grpcWire(baseUrl: string): WireClient {
     close: () => client.close(),
   };
 }
+
+/**
+ * WatchRun streams through grpc-js for the crowd of watch streams (bench/crowd.ts): `watch` reports each message's
+ * run status and `updated_at` (ms), and settles when the server ends the stream. Its own channel: grpc-js shares a
+ * connection among clients of the same target and options, and the crowd wants one per `perConnection` streams.
+ */
+export function grpcRunWatcher(baseUrl: string): {
+  watch(runId: string, signal: AbortSignal, onRun: (status: string, updatedAtMs: number | undefined) => void): Promise<void>;
+  close(): void;
+} {
+  const { Client, methods } = service();
+  const client = new Client(new URL(baseUrl).host, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
+  const m = methods.WatchRun;
+  if (!m) throw new Error("proto/ has no WorkflowService.WatchRun");
+  type Timestamp = { seconds: string; nanos: number } | null;
+  return {
+    watch: (runId, signal, onRun) =>
+      new Promise<void>((resolve, reject) => {
+        const call = client.makeServerStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, { run_id: runId, after_sequence: "0" });
+        const abort = () => call.cancel();
+        signal.addEventListener("abort", abort, { once: true });
+        const done = (error?: Error) => {
+          signal.removeEventListener("abort", abort);
+          if (error) reject(error);
+          else resolve();
+        };
+        call.on("data", (message: { run?: (ProtoRun & { updated_at?: Timestamp }) | null }) => {
+          const at = message.run?.updated_at;
+          if (message.run) onRun(statusName(message.run.status), at ? Number(at.seconds) * 1000 + Math.floor(at.nanos / 1e6) : undefined);
+        });
+        call.on("error", (error: Error) => done(error));
+        call.on("end", () => done());
+      }),
+    close: () => client.close(),
+  };
+}
