@@ -3,7 +3,9 @@
  * 100,000 runs parked in a burst, two threads held about 140 MiB more resident memory than the same work done on the
  * main thread (where the process's own collections reach it), and did so until the next burst. So a thread that
  * has had no activation for `idleMs` runs one full collection, which gives the pages back. It costs a few
- * milliseconds per quiet period, never while activations run; a thread that stays busy never does it.
+ * milliseconds per quiet period, never while activations run; a thread that stays busy never does it. (The young
+ * generation is not given back by any collection: the pool replaces a thread whose young generation grew, once it has
+ * stayed idle, see workflow-threads.ts.)
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -11,7 +13,7 @@ import { runInNewContext } from "node:vm";
 const defaultIdleMs = 1000;
 
 /** V8's full collection; `--expose-gc` takes effect for contexts created after it is set, so a fresh one lends it. */
-function fullCollection(): () => void {
+export function fullCollection(): () => void {
   setFlagsFromString("--expose-gc");
   return runInNewContext("gc") as () => void;
 }

@@ -76,5 +76,7 @@ export type FromThread =
   /** Workflow code of this activation threw where nothing caught it, or left a rejection unhandled. */
   | { t: "crashed"; id: number; failure: FailureInfo; how: "uncaught exception" | "unhandled rejection" }
   | { t: "pong"; seq: number }
+  /** The thread fell idle and collected its garbage; its young generation is this big now (V8 never shrinks it). */
+  | { t: "idle"; youngBytes: number }
   /** The thread went idle after handling the first `n` batches the main thread sent it: what they resumed has answered. */
   | { t: "answered"; n: number };

@@ -7,13 +7,14 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { promisify } from "node:util";
+import { getHeapSpaceStatistics } from "node:v8";
 import type { JsonValue } from "../../../sdk/workflow.js";
 import { Activation, type ActivationOutcome } from "../../core/activation.js";
 import { toFailureInfo } from "../../core/json.js";
 import { createLogger } from "../../logger.js";
 import { loadWorkflows } from "../../workflows/loader.js";
 import { validateInput, type WorkflowRegistry } from "../../workflows/registry.js";
-import { IdleCollector } from "./idle-collector.js";
+import { fullCollection, IdleCollector } from "./idle-collector.js";
 import { Outbox } from "./outbox.js";
 import { type PackedBatch, unpackToThread } from "./packed-messages.js";
 import type { ActivationStart, ToThread, WireOutcome } from "./protocol.js";
@@ -34,7 +35,13 @@ const slot = new RunningSlot(data.slot);
 const running = new Map<number, ThreadHost>();
 /** The thread's own setImmediate, before attributeTimers wraps it. */
 const later = setImmediate;
-const idleCollector = new IdleCollector(setTimeout, clearTimeout);
+const collect = fullCollection();
+// After the collection, the thread tells the pool how big its young generation grew: a grown one is memory that only
+// replacing the thread gives back (workflow-threads.ts, `replaceIdle`).
+const idleCollector = new IdleCollector(setTimeout, clearTimeout, undefined, () => {
+  collect();
+  outbox.send({ t: "idle", youngBytes: youngGenerationBytes() });
+});
 
 const pendingImmediates = attributeTimers(slot);
 const outbox = new Outbox(port, () => pendingImmediates() > 0, later);
@@ -99,6 +106,11 @@ async function start(message: ActivationStart): Promise<void> {
   host.close();
   if (running.size === 0) idleCollector.idle();
   outbox.send({ t: "done", id, outcome: wireOutcome(outcome) });
+}
+
+/** The young generation's reserved size (both semi-spaces), which V8 grows under load up to the pool's limit. */
+function youngGenerationBytes(): number {
+  return getHeapSpaceStatistics().find((space) => space.space_name === "new_space")?.space_size ?? 0;
 }
 
 function wireOutcome(outcome: ActivationOutcome): WireOutcome {

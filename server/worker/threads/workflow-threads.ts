@@ -8,6 +8,9 @@
  * is entered) ends abnormally and counts towards the poison-run breaker; the other runs on that thread are only
  * re-queued (their journals are durable). A silent thread whose running step attempt is past its own `timeout` is
  * stopped at once, and that attempt is journaled as timed out. A thread that runs out of heap is blamed the same way.
+ *
+ * A thread whose young generation grew under load and that then stays idle is replaced by a fresh one (`replaceIdle`):
+ * V8 never gives a grown young generation back, and a new thread is the only way to return that memory.
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
@@ -34,6 +37,10 @@ export interface WorkflowThreadsOptions {
   heapMb: number;
   /** The longest a group commit waits for the threads to answer (default 2 ms). */
   gatherCapMs?: number;
+  /** How long a thread whose young generation grew stays idle before it is replaced (default 5 s). */
+  replaceIdleAfterMs?: number;
+  /** The young generation size (bytes, as the thread reports it) above which an idle thread is replaced (default 16 MiB). */
+  replaceAboveYoungBytes?: number;
   logger: Logger;
 }
 
@@ -46,12 +53,18 @@ const defaultGatherCapMs = 2;
 /** How often the watchdog pings a thread that has no activation. */
 const idlePingMs = 5000;
 /**
- * Each thread's young generation, MB (V8's default is larger). A thread's young generation is memory of its own, on
- * top of the main thread's: with 100,000 runs parked through one thread, the server's RSS grew 84–94 MiB by default
- * and 60–69 MiB with 16 MB, at no measurable cost in W1 (the bench's isolation section with both servers threaded,
- * 16 MB against the default: 1.03× and 0.99× steps/s). 8 MB saved 10 MiB more but cost W1 about a tenth (0.89×).
+ * Each thread's young generation, MB: the most V8 may grow it to (it starts at about 2 MB). Activations live for the
+ * length of a run, a few round trips: with 16 MB a busy thread collected its young generation 15 times a second and
+ * copied most of the runs in flight each time, and the collections took a fifth of the thread's time and more of
+ * V8's helper threads' (W1 through the thread cost 1.26–1.55× the CPU per step of W1 on the main thread); with 64 MB,
+ * 4 a second, and W1's price fell from about 0.85 to about 0.9 (docs/benchmarks.md). What a grown young generation
+ * keeps is given back when the thread is replaced after a quiet spell (`replaceIdle`).
  */
-const threadYoungGenerationMb = 16;
+const threadYoungGenerationMb = 64;
+/** How long a thread whose young generation grew stays idle before it is replaced. */
+const defaultReplaceIdleAfterMs = 5000;
+/** A young generation larger than this (its size as V8 reports it) has grown under load: replacing the thread pays. */
+const defaultReplaceAboveYoungBytes = 16 * 1024 * 1024;
 
 /**
  * The default thread count: one per core but one, at least one and at most four. The main thread (RPCs, the database
@@ -93,6 +106,16 @@ class WorkflowThread {
   /** Batches posted to the thread, and how many of them it has answered (it went idle after handling them). */
   sent = 0;
   answered = 0;
+  /** Since when the thread has had no activation (absent: it has some, or is not ready). */
+  idleSince: number | undefined;
+  /** Its young generation's size when it last fell idle (the thread reports it after its idle collection). */
+  youngBytes = 0;
+  /** The thread this one was started to replace, until it is ready and takes over. */
+  replaces: WorkflowThread | undefined;
+  /** The fresh thread loading to replace this one. */
+  replacement: WorkflowThread | undefined;
+  /** Replaced: it takes no new activation and is stopped once its last one ends. */
+  retiring = false;
   constructor(
     readonly worker: Worker,
     /** What the thread runs right now, written by the thread. */
@@ -176,6 +199,7 @@ export class WorkflowThreads implements ActivationRunner {
     // Picked and taken in one synchronous stretch: a claimed batch's activations, started in one turn, spread over
     // the threads (awaiting the pick first would let them all choose the same least busy thread).
     const thread = this.leastBusy() ?? (await this.readyThread());
+    thread.idleSince = undefined;
     const id = this.nextId++;
     if (this.nextId > 0x7fff_fff0) this.nextId = 1;
     const refs = new ErrorRefs();
@@ -192,6 +216,7 @@ export class WorkflowThreads implements ActivationRunner {
         trailing: [],
         finish: (outcome) => {
           if (!thread.activations.delete(id)) return;
+          if (thread.activations.size === 0) this.becameIdle(thread);
           host.signal.removeEventListener("abort", onAbort);
           for (const attempt of live.attempts.values()) attempt.scope?.end("failed");
           resolve(outcome);
@@ -212,13 +237,18 @@ export class WorkflowThreads implements ActivationRunner {
     });
   }
 
-  private spawn(): WorkflowThread {
+  /** `replaces`: the thread this one takes over from once it is ready (`replaceIdle`). */
+  private spawn(replaces?: WorkflowThread): WorkflowThread {
     const slot = new RunningSlot();
     const data: ThreadData = { workflowDirs: [...this.options.workflowDirs], slot: slot.buffer };
     const [entry, evaluated] = threadEntry();
     // (The thread's console output goes to this process's stdout and stderr, as the code's would in-thread.)
     const worker = new Worker(entry, { ...evaluated, workerData: data, resourceLimits: { maxOldGenerationSizeMb: this.options.heapMb, maxYoungGenerationSizeMb: threadYoungGenerationMb } });
     const thread = new WorkflowThread(worker, slot);
+    if (replaces) {
+      thread.replaces = replaces;
+      replaces.replacement = thread;
+    }
     this.threads.push(thread);
     worker.on("message", (batch: PackedBatch<FromThread>) => {
       const messages = unpackFromThread(batch);
@@ -250,7 +280,7 @@ export class WorkflowThreads implements ActivationRunner {
   private leastBusy(): WorkflowThread | undefined {
     let best: WorkflowThread | undefined;
     for (const thread of this.threads) {
-      if (!thread.ready || thread.dead) continue;
+      if (!thread.ready || thread.dead || thread.retiring) continue;
       if (!best || thread.activations.size < best.activations.size) best = thread;
     }
     return best;
@@ -295,7 +325,13 @@ export class WorkflowThreads implements ActivationRunner {
     }
     if (message.t === "ready") {
       thread.ready = true;
+      thread.idleSince = Date.now();
+      if (thread.replaces) this.handOver(thread.replaces, thread);
       for (const wake of this.waiters.splice(0)) wake();
+      return;
+    }
+    if (message.t === "idle") {
+      thread.youngBytes = message.youngBytes;
       return;
     }
     const live = thread.activations.get(message.id);
@@ -365,6 +401,7 @@ export class WorkflowThreads implements ActivationRunner {
     }
     for (const thread of [...this.threads]) {
       if (!thread.ready || thread.dead) continue;
+      if (this.grownAndIdle(thread, now)) this.replaceIdle(thread);
       if (thread.pingedAt === undefined) {
         // A thread without activations holds no run up: pinged now and then, not every tick (each ping wakes both
         // threads; with many idle servers' threads that was most of their idle CPU). The next activation it is
@@ -390,6 +427,48 @@ export class WorkflowThreads implements ActivationRunner {
       const step = thread.slot.step;
       if (step && step.deadline > 0 && now > step.deadline && thread.activations.get(thread.slot.activation)?.attempts.has(step.key)) this.stop(thread, "overran");
     }
+  }
+
+  /** The thread's young generation grew under load and it has been idle long enough: replacing it pays. */
+  private grownAndIdle(thread: WorkflowThread, now: number): boolean {
+    if (thread.retiring || thread.replacement || thread.idleSince === undefined || this.closed) return false;
+    const afterMs = this.options.replaceIdleAfterMs ?? defaultReplaceIdleAfterMs;
+    return now - thread.idleSince >= afterMs && thread.youngBytes > (this.options.replaceAboveYoungBytes ?? defaultReplaceAboveYoungBytes);
+  }
+
+  /**
+   * Starts a fresh thread to replace an idle one whose young generation grew (memory V8 keeps for good). The idle
+   * thread serves on while the new one loads the workflows (activations that come meanwhile go to it); once the new
+   * one is ready, the old takes no more and is stopped when it has none (`handOver`). Loading costs the new thread
+   * some CPU (a few hundred ms from the sources, less built), once per quiet spell after a burst.
+   */
+  private replaceIdle(thread: WorkflowThread): void {
+    this.options.logger.debug({ youngBytes: thread.youngBytes }, "replacing an idle workflow thread whose young generation grew, to give that memory back");
+    this.spawn(thread);
+  }
+
+  /** The replacement `fresh` is ready: `old` takes no new activation and stops once it has none. */
+  private handOver(old: WorkflowThread, fresh: WorkflowThread): void {
+    fresh.replaces = undefined;
+    old.replacement = undefined;
+    if (old.dead) return;
+    old.retiring = true;
+    if (old.activations.size === 0) this.dismiss(old);
+  }
+
+  /** The thread has no activation now: a retiring one is stopped. */
+  private becameIdle(thread: WorkflowThread): void {
+    thread.idleSince = Date.now();
+    if (thread.retiring && !thread.dead) this.dismiss(thread);
+  }
+
+  /** Stops a thread that holds no activation (replaced), without replacing it. */
+  private dismiss(thread: WorkflowThread): void {
+    thread.dead = true;
+    const index = this.threads.indexOf(thread);
+    if (index >= 0) this.threads.splice(index, 1);
+    void thread.worker.terminate();
+    this.releaseIfQuiet();
   }
 
   /** Terminates a thread whose code would not yield; blames the run in the slot and re-queues the others. */
@@ -435,6 +514,16 @@ export class WorkflowThreads implements ActivationRunner {
     this.settleAll(thread, culprit, innocentCause);
     this.releaseIfQuiet();
     if (this.closed) return;
+    // A replacement that broke before it was ready: the thread it was to replace serves on (it tries again after
+    // its next burst). A retiring thread that broke: its replacement already serves.
+    if (thread.replaces && !thread.replaces.dead) {
+      thread.replaces.replacement = undefined;
+      thread.replaces.youngBytes = 0;
+      this.options.logger.warn({ err: thread.lastError }, "a replacement workflow thread could not start; the idle one it was to replace serves on");
+      return;
+    }
+    // (A thread that broke while its replacement loads leaves that replacement to take its place.)
+    if (thread.retiring || thread.replacement) return;
     if (!wasReady) {
       // It failed while loading the workflows (a file changed on disk?): try again later, not in a tight loop.
       this.options.logger.error({ err: thread.lastError }, "a workflow thread could not load the workflows; retrying in 1 s");
