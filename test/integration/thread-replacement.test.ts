@@ -7,10 +7,10 @@
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, test } from "vitest";
-import type { ActivationHost } from "../../server/core/host.js";
 import { createLogger } from "../../server/logger.js";
 import { WorkflowThreads, type WorkflowThreadsOptions } from "../../server/worker/threads/workflow-threads.js";
 import type { WorkflowRegistry } from "../../server/workflows/registry.js";
+import { appendOnlyHost } from "../support/append-only-host.js";
 
 let pool: WorkflowThreads | undefined;
 
@@ -25,31 +25,12 @@ async function startPool(options: Partial<WorkflowThreadsOptions>): Promise<Work
   return pool;
 }
 
-function host(): ActivationHost {
-  const unused = async (): Promise<never> => {
-    throw new Error("not used by this workflow");
-  };
-  const muted = () => undefined;
-  return {
-    signal: new AbortController().signal,
-    logger: { debug: muted, info: muted, warn: muted, error: muted },
-    now: () => new Date(),
-    append: async () => undefined,
-    findEvent: unused,
-    startChild: unused,
-    startAgentTurn: unused,
-    findTurnOutcome: unused,
-    findChildOutcome: unused,
-    suspend: unused,
-  };
-}
-
 let runs = 0;
 
 /** Runs which_thread to its end: the worker thread its step ran on. */
 async function whichThread(threads: WorkflowThreads, pauseMs?: number): Promise<number> {
   const outcome = await threads.run(
-    { run: { runId: `run-${++runs}`, workflowName: "which_thread", input: pauseMs === undefined ? {} : { pauseMs }, createdAt: new Date() }, journal: [], host: host(), leaseValidUntil: () => Date.now() + 60_000 },
+    { run: { runId: `run-${++runs}`, workflowName: "which_thread", input: pauseMs === undefined ? {} : { pauseMs }, createdAt: new Date() }, journal: [], host: appendOnlyHost(), leaseValidUntil: () => Date.now() + 60_000 },
     undefined as unknown as WorkflowRegistry,
   );
   assert.equal(outcome.kind, "completed", JSON.stringify(outcome));

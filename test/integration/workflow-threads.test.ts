@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { afterAll, beforeAll, test } from "vitest";
 import { Batcher } from "../../server/store/batcher.js";
 import type { ActivationHost } from "../../server/core/host.js";
+import { appendOnlyHost } from "../support/append-only-host.js";
 import type { NewEntry } from "../../server/core/journal.js";
 import { createLogger } from "../../server/logger.js";
 import { WorkflowThreads } from "../../server/worker/threads/workflow-threads.js";
@@ -26,35 +27,12 @@ afterAll(async () => {
   await pool?.close();
 });
 
-/** A host that keeps the journal in memory; the workflow under test only appends. */
-function memoryHost(appended: NewEntry[], write: (entry: NewEntry) => Promise<void> = async () => undefined, logged: string[] = []): ActivationHost {
-  const unused = async (): Promise<never> => {
-    throw new Error("not used by this workflow");
-  };
-  const muted = () => undefined;
-  return {
-    signal: new AbortController().signal,
-    logger: { debug: muted, info: (message) => logged.push(message), warn: muted, error: muted },
-    now: () => new Date(),
-    append: async (entry) => {
-      await write(entry);
-      appended.push(entry);
-    },
-    findEvent: unused,
-    startChild: unused,
-    startAgentTurn: unused,
-    findTurnOutcome: unused,
-    findChildOutcome: unused,
-    suspend: unused,
-  };
-}
-
 test("activations started in one turn spread over the threads", async () => {
   const journals = Array.from({ length: 8 }, () => [] as NewEntry[]);
   const outcomes = await Promise.all(
     journals.map((appended, i) =>
       pool.run(
-        { run: { runId: `run-${i}`, workflowName: "which_thread", input: {}, createdAt: new Date() }, journal: [], host: memoryHost(appended), leaseValidUntil: () => Date.now() + 60_000 },
+        { run: { runId: `run-${i}`, workflowName: "which_thread", input: {}, createdAt: new Date() }, journal: [], host: appendOnlyHost(appended), leaseValidUntil: () => Date.now() + 60_000 },
         undefined as unknown as WorkflowRegistry,
       ),
     ),
@@ -83,7 +61,7 @@ test("a group commit waits for every thread: the appends one commit resumed, on 
   const outcomes = await Promise.all(
     Array.from({ length: runs }, (_, i) =>
       pool.run(
-        { run: { runId: `steps-${i}`, workflowName: "five_steps", input: {}, createdAt: new Date() }, journal: [], host: memoryHost([], (entry) => commits.submit(entry)), leaseValidUntil: () => Date.now() + 60_000 },
+        { run: { runId: `steps-${i}`, workflowName: "five_steps", input: {}, createdAt: new Date() }, journal: [], host: appendOnlyHost([], (entry) => commits.submit(entry)), leaseValidUntil: () => Date.now() + 60_000 },
         undefined as unknown as WorkflowRegistry,
       ),
     ),
@@ -122,7 +100,7 @@ function runAhead(runId: string, input: { steps: number; child?: boolean; pauseM
 test("code runs ahead of a commit, but a step's function starts only once the step before it committed", async () => {
   const appended: NewEntry[] = [];
   const commits = slowCommits(40);
-  const outcome = await runAhead("ahead-steps", { steps: 3 }, memoryHost(appended, commits.write));
+  const outcome = await runAhead("ahead-steps", { steps: 3 }, appendOnlyHost(appended, commits.write));
   assert.equal(outcome.kind, "completed");
   const { startedAt } = (outcome as unknown as { output: { startedAt: number[] } }).output;
   for (let i = 1; i < 3; i++) {
@@ -133,7 +111,7 @@ test("code runs ahead of a commit, but a step's function starts only once the st
 
 test("a run's last step that reaches the main thread with its end rides on the end: one write instead of two", async () => {
   const appended: NewEntry[] = [];
-  const outcome = await runAhead("ahead-rides", { steps: 2 }, memoryHost(appended, slowCommits(40).write));
+  const outcome = await runAhead("ahead-rides", { steps: 2 }, appendOnlyHost(appended, slowCommits(40).write));
   assert.equal(outcome.kind, "completed");
   assert.deepEqual(appended.map(entryName), ["step-0"], "the last step was appended on its own");
   const deferred = (outcome as { deferred?: NewEntry[] }).deferred ?? [];
@@ -143,7 +121,7 @@ test("a run's last step that reaches the main thread with its end rides on the e
 test("the run's end is settled only after its last step committed, when the end comes later than the step", async () => {
   const appended: NewEntry[] = [];
   const commits = slowCommits(40);
-  const outcome = await runAhead("ahead-end", { steps: 1, pauseMs: 5 }, memoryHost(appended, commits.write));
+  const outcome = await runAhead("ahead-end", { steps: 1, pauseMs: 5 }, appendOnlyHost(appended, commits.write));
   const settledAt = now();
   assert.equal(outcome.kind, "completed");
   assert.deepEqual(appended.map(entryName), ["step-0"]);
@@ -153,7 +131,7 @@ test("the run's end is settled only after its last step committed, when the end 
 test("a call made after the code saw an uncommitted outcome waits for the commit: a child is not started on it", async () => {
   const commits = slowCommits(40);
   let childStartedAt = 0;
-  const host = memoryHost([], commits.write);
+  const host = appendOnlyHost([], commits.write);
   host.startChild = async () => {
     childStartedAt = now();
   };
@@ -168,7 +146,7 @@ test("an append ahead that fails aborts the activation: nothing after it runs or
   const logged: string[] = [];
   const lost = new Error("lease lost while step-0 committed");
   const commits = slowCommits(40, (entry) => ("name" in entry && entry.name === "step-0" ? lost : undefined));
-  const outcome = await runAhead("ahead-fails", { steps: 3 }, memoryHost(appended, commits.write, logged));
+  const outcome = await runAhead("ahead-fails", { steps: 3 }, appendOnlyHost(appended, commits.write, logged));
   assert.equal(outcome.kind, "aborted");
   assert.equal((outcome as { reason: Error }).reason.message, lost.message);
   assert.deepEqual(appended, []);
