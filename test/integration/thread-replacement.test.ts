@@ -2,9 +2,13 @@
  * A workflow thread whose young generation grew under load gives that memory back only by being replaced (V8 never
  * shrinks a young generation): once such a thread has stayed idle a while, the pool starts a fresh one, which takes
  * over when it is ready. A run that reaches the old thread while the new one loads still finishes there, and the old
- * thread stops once it has none; a thread whose young generation stayed small is left alone.
+ * thread stops once it has none; a replacement that does not load in time is stopped and the old one serves on; a
+ * thread whose young generation stayed small is left alone.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, test } from "vitest";
 import { createLogger } from "../../server/logger.js";
@@ -77,4 +81,22 @@ test("a thread whose young generation stayed small is not replaced", async () =>
   await sleep(2000);
   assert.equal(threads.size, 1);
   assert.equal(await whichThread(threads), first);
+});
+
+test("a replacement that does not load in time is stopped, and the idle thread serves on", async () => {
+  const folder = mkdtempSync(join(tmpdir(), "cairn-hang-on-load-"));
+  const marker = join(folder, "hang");
+  process.env.CAIRN_TEST_HANG_ON_LOAD = marker;
+  try {
+    const threads = await startPool({ workflowDirs: ["test/fixtures/hang-on-load-workflows"], replaceIdleAfterMs: 200, replaceAboveYoungBytes: 0, replacementLoadMs: 1000 });
+    const first = await whichThread(threads);
+    // From now on a new thread spins while it loads the workflow module.
+    writeFileSync(marker, "");
+    await until("a replacement loads", () => threads.size === 2);
+    await until("the replacement that did not load is stopped", () => threads.size === 1);
+    assert.equal(await whichThread(threads), first);
+  } finally {
+    delete process.env.CAIRN_TEST_HANG_ON_LOAD;
+    rmSync(folder, { recursive: true, force: true });
+  }
 });

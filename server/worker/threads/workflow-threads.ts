@@ -41,6 +41,8 @@ export interface WorkflowThreadsOptions {
   replaceIdleAfterMs?: number;
   /** The young generation size (bytes, as the thread reports it) above which an idle thread is replaced (default 16 MiB). */
   replaceAboveYoungBytes?: number;
+  /** How long a replacement may take to load the workflows before it is given up (default 60 s). */
+  replacementLoadMs?: number;
   logger: Logger;
 }
 
@@ -65,6 +67,11 @@ const threadYoungGenerationMb = 64;
 const defaultReplaceIdleAfterMs = 5000;
 /** A young generation larger than this (its size as V8 reports it) has grown under load: replacing the thread pays. */
 const defaultReplaceAboveYoungBytes = 16 * 1024 * 1024;
+/**
+ * How long a replacement may take to load the workflows (about a second from the sources) before it is stopped and
+ * the idle thread serves on: a workflow file changed on disk to loop at import must not leave a thread spinning.
+ */
+const defaultReplacementLoadMs = 60_000;
 
 /**
  * The default thread count: one per core but one, at least one and at most four. The main thread (RPCs, the database
@@ -116,6 +123,7 @@ class WorkflowThread {
   replacement: WorkflowThread | undefined;
   /** Replaced: it takes no new activation and is stopped once its last one ends. */
   retiring = false;
+  readonly spawnedAt = Date.now();
   constructor(
     readonly worker: Worker,
     /** What the thread runs right now, written by the thread. */
@@ -400,6 +408,10 @@ export class WorkflowThreads implements ActivationRunner {
       return;
     }
     for (const thread of [...this.threads]) {
+      if (thread.replaces && !thread.ready && !thread.dead && now - thread.spawnedAt > (this.options.replacementLoadMs ?? defaultReplacementLoadMs)) {
+        this.retire(thread, undefined, undefined, "its replacement thread did not load");
+        continue;
+      }
       if (!thread.ready || thread.dead) continue;
       if (this.grownAndIdle(thread, now)) this.replaceIdle(thread);
       if (thread.pingedAt === undefined) {
@@ -514,12 +526,12 @@ export class WorkflowThreads implements ActivationRunner {
     this.settleAll(thread, culprit, innocentCause);
     this.releaseIfQuiet();
     if (this.closed) return;
-    // A replacement that broke before it was ready: the thread it was to replace serves on (it tries again after
-    // its next burst). A retiring thread that broke: its replacement already serves.
+    // A replacement that broke or hung before it was ready: the thread it was to replace serves on (it tries again
+    // after its next burst). A retiring thread that broke: its replacement already serves.
     if (thread.replaces && !thread.replaces.dead) {
       thread.replaces.replacement = undefined;
       thread.replaces.youngBytes = 0;
-      this.options.logger.warn({ err: thread.lastError }, "a replacement workflow thread could not start; the idle one it was to replace serves on");
+      this.options.logger.warn({ err: thread.lastError }, "a replacement workflow thread could not load the workflows; the idle one it was to replace serves on");
       return;
     }
     // (A thread that broke while its replacement loads leaves that replacement to take its place.)
