@@ -15,6 +15,7 @@ import { createLogger } from "../../server/logger.js";
 import { WorkflowThreads, type WorkflowThreadsOptions } from "../../server/worker/threads/workflow-threads.js";
 import type { WorkflowRegistry } from "../../server/workflows/registry.js";
 import { appendOnlyHost } from "../support/append-only-host.js";
+import { waitFor } from "../support/server-process.js";
 
 let pool: WorkflowThreads | undefined;
 
@@ -41,22 +42,13 @@ async function whichThread(threads: WorkflowThreads, pauseMs?: number): Promise<
   return (outcome as unknown as { output: { threadId: number } }).output.threadId;
 }
 
-/** Waits until `check` holds (polling), failing after `ms`. */
-async function until(what: string, check: () => boolean, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
-    await sleep(20);
-  }
-}
-
 test("an idle thread whose young generation grew is replaced; a run that reaches it meanwhile finishes there, and it stops after", async () => {
   // Every reported young generation counts as grown here: a thread is replaced after each quiet spell of 3 s (long
   // enough that the replacement, busy with this test's runs, is not replaced in turn before the test ends).
   const threads = await startPool({ replaceIdleAfterMs: 3000, replaceAboveYoungBytes: 0 });
   const first = await whichThread(threads);
   // The thread falls idle, collects, reports its young generation; 3 s after its run its replacement starts loading.
-  await until("a replacement loads", () => threads.size === 2);
+  await waitFor(() => (threads.size === 2 ? true : undefined), 15_000, () => "a replacement loads");
   // The old thread serves on while the new one loads: this run goes to it and holds it for a while.
   const held = whichThread(threads, 1500);
   // Runs go to the old thread until the new one is ready, then to the new one.
@@ -92,8 +84,8 @@ test("a replacement that does not load in time is stopped, and the idle thread s
     const first = await whichThread(threads);
     // From now on a new thread spins while it loads the workflow module.
     writeFileSync(marker, "");
-    await until("a replacement loads", () => threads.size === 2);
-    await until("the replacement that did not load is stopped", () => threads.size === 1);
+    await waitFor(() => (threads.size === 2 ? true : undefined), 15_000, () => "a replacement loads");
+    await waitFor(() => (threads.size === 1 ? true : undefined), 15_000, () => "the replacement that did not load is stopped");
     assert.equal(await whichThread(threads), first);
   } finally {
     delete process.env.CAIRN_TEST_HANG_ON_LOAD;
