@@ -119,8 +119,6 @@ class WorkflowThread {
   youngBytes = 0;
   /** The thread this one was started to replace, until it is ready and takes over. */
   replaces: WorkflowThread | undefined;
-  /** The fresh thread loading to replace this one. */
-  replacement: WorkflowThread | undefined;
   /** Replaced: it takes no new activation and is stopped once its last one ends. */
   retiring = false;
   readonly spawnedAt = Date.now();
@@ -253,10 +251,7 @@ export class WorkflowThreads implements ActivationRunner {
     // (The thread's console output goes to this process's stdout and stderr, as the code's would in-thread.)
     const worker = new Worker(entry, { ...evaluated, workerData: data, resourceLimits: { maxOldGenerationSizeMb: this.options.heapMb, maxYoungGenerationSizeMb: threadYoungGenerationMb } });
     const thread = new WorkflowThread(worker, slot);
-    if (replaces) {
-      thread.replaces = replaces;
-      replaces.replacement = thread;
-    }
+    thread.replaces = replaces;
     this.threads.push(thread);
     worker.on("message", (batch: PackedBatch<FromThread>) => {
       const messages = unpackFromThread(batch);
@@ -443,7 +438,7 @@ export class WorkflowThreads implements ActivationRunner {
 
   /** The thread's young generation grew under load and it has been idle long enough: replacing it pays. */
   private grownAndIdle(thread: WorkflowThread, now: number): boolean {
-    if (thread.retiring || thread.replacement || thread.idleSince === undefined || this.closed) return false;
+    if (thread.retiring || thread.idleSince === undefined || this.closed || this.replacementOf(thread)) return false;
     const afterMs = this.options.replaceIdleAfterMs ?? defaultReplaceIdleAfterMs;
     return now - thread.idleSince >= afterMs && thread.youngBytes > (this.options.replaceAboveYoungBytes ?? defaultReplaceAboveYoungBytes);
   }
@@ -459,10 +454,14 @@ export class WorkflowThreads implements ActivationRunner {
     this.spawn(thread);
   }
 
+  /** The fresh thread loading to replace `thread`, if any. */
+  private replacementOf(thread: WorkflowThread): WorkflowThread | undefined {
+    return this.threads.find((other) => other.replaces === thread);
+  }
+
   /** The replacement `fresh` is ready: `old` takes no new activation and stops once it has none. */
   private handOver(old: WorkflowThread, fresh: WorkflowThread): void {
     fresh.replaces = undefined;
-    old.replacement = undefined;
     if (old.dead) return;
     old.retiring = true;
     if (old.activations.size === 0) this.dismiss(old);
@@ -529,13 +528,12 @@ export class WorkflowThreads implements ActivationRunner {
     // A replacement that broke or hung before it was ready: the thread it was to replace serves on (it tries again
     // after its next burst). A retiring thread that broke: its replacement already serves.
     if (thread.replaces && !thread.replaces.dead) {
-      thread.replaces.replacement = undefined;
       thread.replaces.youngBytes = 0;
       this.options.logger.warn({ err: thread.lastError }, "a replacement workflow thread could not load the workflows; the idle one it was to replace serves on");
       return;
     }
     // (A thread that broke while its replacement loads leaves that replacement to take its place.)
-    if (thread.retiring || thread.replacement) return;
+    if (thread.retiring || this.replacementOf(thread)) return;
     if (!wasReady) {
       // It failed while loading the workflows (a file changed on disk?): try again later, not in a tight loop.
       this.options.logger.error({ err: thread.lastError }, "a workflow thread could not load the workflows; retrying in 1 s");
