@@ -132,7 +132,24 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
   // Workflow code runs on these threads (started with the server), never on the thread that serves and renews leases.
   const workflowThreads =
     config.workflowThreads > 0
-      ? new WorkflowThreads({ workflowDirs: config.workflowDirs, threads: config.workflowThreads, blockedCodeMs: config.blockedCodeMs, heapMb: config.workflowHeapMb, logger })
+      ? new WorkflowThreads({
+          workflowDirs: config.workflowDirs,
+          threads: config.workflowThreads,
+          blockedCodeMs: config.blockedCodeMs,
+          heapMb: config.workflowHeapMb,
+          logger,
+          // On PostgreSQL each thread journals its runs' steps over two connections of its own.
+          journal: config.databaseUrl
+            ? {
+                url: config.databaseUrl,
+                connections: 2,
+                acquireTimeoutMs: config.dbAcquireTimeoutMs,
+                statementTimeoutMs: config.dbStatementTimeoutMs,
+                applicationName: "cairn workflow thread",
+              }
+            : undefined,
+          commits: store.commits,
+        })
       : undefined;
   // Group commits wait for the threads' turn: what one commit resumed comes back as the next commit's items.
   if (workflowThreads) store.gatherWith(workflowThreads.gather);

@@ -60,6 +60,26 @@ export class Batcher<T, R> {
     });
   }
 
+  /** The items queued for the next statement, oldest first. */
+  queued(): T[] {
+    return this.queue.map((pending) => pending.item);
+  }
+
+  /**
+   * Takes back the queued items that `match` picks before any statement carries them (the caller writes them another
+   * way): each one's promise resolves with `answer`. Items in flight are not touched.
+   */
+  withdraw(match: (item: T) => boolean, answer: R): T[] {
+    const taken: Pending<T, R>[] = [];
+    this.queue = this.queue.filter((pending) => {
+      if (!match(pending.item)) return true;
+      taken.push(pending);
+      return false;
+    });
+    for (const pending of taken) pending.resolve(answer);
+    return taken.map((pending) => pending.item);
+  }
+
   private schedule(): void {
     if (this.scheduled || this.inFlight >= this.maxInFlight || this.queue.length === 0) return;
     this.scheduled = true;

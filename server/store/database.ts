@@ -16,6 +16,7 @@ import type { PgDatabase, PgQueryResultHKT, PgTransactionConfig } from "drizzle-
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import pg from "pg";
+import { openPool } from "./pool.js";
 import * as schema from "./schema.js";
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -70,9 +71,10 @@ const migrationsFolder = fileURLToPath(new URL("./migrations", import.meta.url))
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url) {
-    const pool = openPool(options, options.poolSize ?? 10);
-    const leasePool = openPool(options, options.leasePoolSize ?? 2);
-    const watchPool = openPool(options, options.watchPoolSize ?? 2);
+    const url = options.url;
+    const pool = openPool({ ...options, url }, options.poolSize ?? 10);
+    const leasePool = openPool({ ...options, url }, options.leasePoolSize ?? 2);
+    const watchPool = openPool({ ...options, url }, options.watchPoolSize ?? 2);
     const db = drizzleNodePg({ client: pool, schema, casing: "snake_case" });
     const leaseDb = drizzleNodePg({ client: leasePool, schema, casing: "snake_case" });
     const watchDb = drizzleNodePg({ client: watchPool, schema, casing: "snake_case" });
@@ -128,28 +130,6 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       }
     },
   };
-}
-
-/**
- * A pool with an acquire timeout (a query that cannot get a client within it fails, instead of queueing without
- * end behind a flood) and a server-side `statement_timeout` (a statement stuck on a lock or a runaway plan gives
- * its client back).
- */
-function openPool(options: DatabaseOptions, max: number): pg.Pool {
-  const pool = new pg.Pool({
-    connectionString: options.url,
-    max,
-    connectionTimeoutMillis: options.acquireTimeoutMs ?? 10_000,
-    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
-  });
-  // An idle client losing its connection (server restart, pg_terminate_backend) must not crash the process.
-  pool.on("error", () => {});
-  // Nor may a client that loses it while checked out (inside a transaction): pg reports the lost connection
-  // as an 'error' event on the client, which pg-pool handles only while the client is idle, so the event
-  // would be unhandled and end the process. The statement in flight fails on its own, and the pool drops
-  // the dead client when it is released.
-  pool.on("connect", (client) => client.on("error", () => {}));
-  return pool;
 }
 
 export class DataDirInUseError extends Error {

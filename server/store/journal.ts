@@ -18,6 +18,12 @@ export async function loadJournal(db: Db, runId: string): Promise<JournalEntry[]
 }
 
 /** The journals of several runs in one query (a claim batch), by run id. */
+/** The run's last journaled sequence number (0: none). */
+export async function lastSequence(db: Db, runId: string): Promise<number> {
+  const rows = await queryRows<{ last: number }>(db, sql`select coalesce(max(sequence), 0)::int as last from journal_entries where run_id = ${runId}`);
+  return rows[0]?.last ?? 0;
+}
+
 export async function loadJournals(db: Db, runIds: readonly string[]): Promise<Map<string, JournalEntry[]>> {
   const journals = new Map<string, JournalEntry[]>(runIds.map((id) => [id, []]));
   if (runIds.length === 0) return journals;

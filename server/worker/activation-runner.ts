@@ -7,6 +7,7 @@ import type { JsonValue } from "../../sdk/workflow.js";
 import { Activation, type ActivationHost, type ActivationOutcome } from "../core/activation.js";
 import type { FailureInfo } from "../core/json.js";
 import type { JournalEntry, NewEntry } from "../core/journal.js";
+import type { Fence } from "../store/runs/lease.js";
 import { toFailureInfo } from "../core/json.js";
 import { validateInput, type WorkflowRegistry } from "../workflows/registry.js";
 
@@ -16,6 +17,27 @@ export interface ActivationRequest {
   host: ActivationHost;
   /** Until when (epoch ms, this process's clock) the lease is certainly held, as renewed; absent: never checked. */
   leaseValidUntil?: (() => number) | undefined;
+  /**
+   * For a runner that can write the activation's appends itself (a workflow thread with its own connection) instead
+   * of calling `host.append`: the claim's fence and the next sequence number, and where it reports back.
+   */
+  direct?: DirectJournal | undefined;
+}
+
+export interface DirectJournal {
+  readonly fence: Fence;
+  /** The run's next free sequence number when the activation starts. */
+  readonly nextSequence: number;
+  /**
+   * The runner's writes of this activation settled, before its outcome is handed back: `next` is the run's next free
+   * sequence number, `written` the entries committed (when the activation's end is not the run's), `incomplete` says
+   * a write failed or was refused.
+   */
+  ended(report: { next: number; written?: JournalEntry[] | undefined; incomplete?: true | undefined }): void;
+  /** Why a write matched nothing (its fence no longer held): a cancel or pause request, or the lease lost. */
+  refusal(): Promise<Error>;
+  /** The runner committed `entry` (this process's watchers are told of it; a failed attempt is logged). */
+  appended(sequence: number, entry: NewEntry, createdAt: Date): void;
 }
 
 export type RunnerOutcome =

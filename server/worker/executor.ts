@@ -6,7 +6,7 @@
  */
 import type { JsonValue } from "../../sdk/workflow.js";
 import type { ActivationHost } from "../core/activation.js";
-import type { ActivationRunner, RunnerOutcome } from "./activation-runner.js";
+import type { ActivationRunner, DirectJournal, RunnerOutcome } from "./activation-runner.js";
 import { endAbnormally, releaseInnocent } from "../store/runs/abnormal-end.js";
 import type { StepAttemptScope, StepAttemptStart } from "../core/host.js";
 import { LeaseLostError, RunCancelRequestedError, RunPauseRequestedError } from "../core/errors.js";
@@ -21,8 +21,9 @@ import type { Tracing } from "../tracing.js";
 import { type Span, SpanStatusCode, context as otelContext, trace } from "@opentelemetry/api";
 import { findTurnOutcome, insertTurn } from "../store/agents.js";
 import { findEvent } from "../store/events.js";
-import { loadJournal } from "../store/journal.js";
-import { entryAsRead, toRecord } from "../store/journal-writer.js";
+import { lastSequence, loadJournal } from "../store/journal.js";
+import { entryAsRead } from "../store/journal-writer.js";
+import { toRecord } from "../store/journal-insert.js";
 import type { Store } from "../store/store.js";
 import { endRun, type RunEnding } from "../store/runs/finish.js";
 import { type Fence, releaseRun } from "../store/runs/lease.js";
@@ -195,6 +196,23 @@ export async function executeRun(
     },
   };
 
+  // A runner that writes the appends itself (a workflow thread on PostgreSQL) follows the same fence and sequence, and
+  // reports what it wrote once its writes settled; it tells each entry as it commits, for the watchers here.
+  const direct: DirectJournal = {
+    fence,
+    nextSequence,
+    ended: (report) => {
+      nextSequence = report.next;
+      if (report.incomplete) complete = false;
+      if (report.written) committed.push(...report.written);
+    },
+    refusal,
+    appended: (sequence, entry, createdAt) => {
+      deps.onAppended?.(run.id, () => [entryAsRead(toRecord({ fence, sequence, entry }), run.namespace, createdAt)]);
+      logFailedAttempt(logger, entry);
+    },
+  };
+
   let outcome: RunnerOutcome;
   if (run.cancelRequestedAt) {
     // Cancelled while its previous holder ran it; that holder died before stopping.
@@ -210,6 +228,7 @@ export async function executeRun(
         journal: entries,
         host,
         leaseValidUntil: leaseValidUntil && (() => leaseValidUntil(fence)),
+        direct,
       },
       deps.registry,
     );
@@ -340,7 +359,9 @@ async function endContained(
     return;
   }
   if (outcome.kind === "overran") {
-    const written = await deps.store.journal.append(fence, sequence(), outcome.entry).catch((error: unknown) => {
+    // The stopped thread may have written the run's entries itself, and told nothing of them: the journal says how far it got.
+    const last = await lastSequence(deps.store.db, run.id).catch(() => undefined);
+    const written = await deps.store.journal.append(fence, last === undefined ? sequence() : last + 1, outcome.entry).catch((error: unknown) => {
       logger.warn({ err: error }, "timed-out step attempt not journaled");
       return false;
     });

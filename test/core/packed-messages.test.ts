@@ -39,6 +39,11 @@ describe("packed thread messages", () => {
       { t: "call", id: 7, call: 4, op: "suspend", arg: [{ kind: "timer", name: "wait" }], after: true },
       { t: "done", id: 7, outcome: { kind: "completed", output: { sum: 90 } } },
       { t: "answered", n: 12 },
+      // Ended attempts told alone (the thread wrote their entries itself): packed, with or without a start time; one
+      // with a timeout is not.
+      { t: "attempt_done", id: 8, step: { name: "ship", attempt: 3, startedAt: startedAt.getTime() }, outcome: "retrying", elapsedMs: 12.5 },
+      { t: "attempt_done", id: 8, step: { name: "ship", attempt: 4 }, outcome: "completed", elapsedMs: 0 },
+      { t: "attempt_done", id: 8, step: { name: "slow", attempt: 1, timeout: { ms: 100 } } as never, outcome: "failed", elapsedMs: 101 },
     ];
     const packed = packFromThread(messages);
     const unpacked = unpackFromThread(across(packed));
@@ -51,8 +56,10 @@ describe("packed thread messages", () => {
     expect((unpacked[5] as Extract<FromThread, { t: "call" }>).arg).toHaveProperty("result", null);
     expect("after" in (unpacked[0] as object)).toBe(false);
     expect("startedAt" in (unpacked[6] as Extract<FromThread, { t: "call" }>).attempt!.step).toBe(false);
-    // The appends of completed steps are packed: no object crosses for them (the result's value aside).
-    expect((packed as unknown[]).filter((item) => typeof item === "object" && item !== null && "t" in item)).toHaveLength(6);
+    expect("startedAt" in (unpacked[11] as Extract<FromThread, { t: "attempt_done" }>).step).toBe(false);
+    // The appends of completed steps and the attempts without a timeout are packed: no object crosses for them (the
+    // result's value aside).
+    expect((packed as unknown[]).filter((item) => typeof item === "object" && item !== null && "t" in item)).toHaveLength(7);
   });
 
   it("send a message alone as it is, and a lone append packed", () => {

@@ -19,6 +19,8 @@ export class Outbox {
   private received = 0;
   private reported = 0;
   private heldSince = 0;
+  /** Called at the next idle point, before the messages go (the thread's journal sends its statement there). */
+  private idleCallbacks: (() => void)[] = [];
 
   constructor(
     private readonly port: MessagePort,
@@ -38,6 +40,12 @@ export class Outbox {
   sendNow(message: FromThread): void {
     this.queued.push(message);
     this.flush();
+  }
+
+  /** Calls `callback` once the thread is next idle (as `send` would send a message then), before the messages go. */
+  whenIdle(callback: () => void): void {
+    this.idleCallbacks.push(callback);
+    this.schedule();
   }
 
   /** Queues `message` until the thread is idle. */
@@ -60,6 +68,7 @@ export class Outbox {
       return;
     }
     this.scheduled = false;
+    if (this.idleCallbacks.length > 0) for (const callback of this.idleCallbacks.splice(0)) callback();
     this.flush();
   };
 

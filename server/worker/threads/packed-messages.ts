@@ -18,6 +18,7 @@ export type PackedBatch<M> = M | (M | number | string | unknown)[];
 /** The tags of packed messages (a message is never a number, so a number starts a packed one). */
 const appendStep = 1;
 const replyOk = 2;
+const attemptDone = 3;
 
 const outcomes: readonly AttemptOutcome[] = ["completed", "failed", "retrying"];
 const after = 1;
@@ -28,9 +29,14 @@ type CallMessage = Extract<FromThread, { t: "call" }>;
 
 /** A thread's messages as one batch: the appends of completed steps packed. */
 export function packFromThread(messages: FromThread[]): PackedBatch<FromThread> {
-  if (messages.length === 1 && !packableAppend(messages[0] as FromThread)) return messages[0] as FromThread;
+  if (messages.length === 1 && !packableAppend(messages[0] as FromThread) && !packableAttempt(messages[0] as FromThread)) return messages[0] as FromThread;
   const out: unknown[] = [];
   for (const message of messages) {
+    if (packableAttempt(message)) {
+      // A step attempt that ended, told alone (the thread wrote its entry itself): its fields, as an append carries them.
+      out.push(attemptDone, message.id, message.step.name, message.step.attempt, outcomes.indexOf(message.outcome), message.elapsedMs, message.step.startedAt);
+      continue;
+    }
     if (!packableAppend(message)) {
       out.push(message);
       continue;
@@ -51,6 +57,16 @@ export function unpackFromThread(batch: PackedBatch<FromThread>): FromThread[] {
   const messages: FromThread[] = [];
   for (let i = 0; i < batch.length; ) {
     const item = batch[i++];
+    if (item === attemptDone) {
+      const id = batch[i++] as number;
+      const name = batch[i++] as string;
+      const attemptNumber = batch[i++] as number;
+      const outcome = outcomes[batch[i++] as number] as AttemptOutcome;
+      const elapsedMs = batch[i++] as number;
+      const startedAt = batch[i++] as number | undefined;
+      messages.push({ t: "attempt_done", id, step: startedAt === undefined ? { name, attempt: attemptNumber } : { name, attempt: attemptNumber, startedAt }, outcome, elapsedMs });
+      continue;
+    }
     if (item !== appendStep) {
       messages.push(item as FromThread);
       continue;
@@ -111,6 +127,11 @@ function packableAppend(message: FromThread): message is CallMessage {
   if (entry.kind !== "step_completed" || !(entry.startedAt instanceof Date)) return false;
   const step = message.attempt?.step;
   return step === undefined || (step.name === entry.name && step.attempt === entry.attempt && step.timeout === undefined);
+}
+
+/** A step attempt without a timeout that ended, told alone. */
+function packableAttempt(message: FromThread): message is Extract<FromThread, { t: "attempt_done" }> {
+  return message.t === "attempt_done" && message.step.timeout === undefined;
 }
 
 /** A reply to an append: ok, with no value. */

@@ -9,7 +9,8 @@ import type { JsonValue } from "../../../sdk/workflow.js";
 import type { ActivationOutcome } from "../../core/activation.js";
 import type { StepAttemptStart } from "../../core/host.js";
 import type { FailureInfo, ValueLimits } from "../../core/json.js";
-import type { JournalEntry } from "../../core/journal.js";
+import type { JournalEntry, NewEntry } from "../../core/journal.js";
+import type { Fence } from "../../store/runs/lease.js";
 
 /** An error as it crosses the port; `ref` points back at the main thread's original object (its class matters there). */
 export interface WireError {
@@ -20,7 +21,7 @@ export interface WireError {
 }
 
 /** The host methods a thread calls on the main thread (each answered by one `reply`). */
-export type HostCallName = "append" | "findEvent" | "startChild" | "startAgentTurn" | "findTurnOutcome" | "findChildOutcome" | "suspend";
+export type HostCallName = "append" | "findEvent" | "startChild" | "startAgentTurn" | "findTurnOutcome" | "findChildOutcome" | "suspend" | "refusal";
 
 export interface ActivationStart {
   t: "start";
@@ -32,6 +33,26 @@ export interface ActivationStart {
   validUntil?: number | undefined;
   /** The host's `holdClockWaitsMs`. */
   holdClockWaitsMs?: number | undefined;
+  /** Present when the thread writes this activation's appends itself (thread-journal.ts): its fence and next sequence. */
+  direct?: { fence: Fence; nextSequence: number } | undefined;
+}
+
+/** An entry a thread's statement committed. */
+export interface CommittedEntry {
+  id: number;
+  sequence: number;
+  entry: NewEntry;
+  createdAt: number;
+}
+
+/** How a thread's own writes of an activation ended, with its end: the executor goes on from there (executor.ts). */
+export interface DirectReport {
+  /** The run's next free sequence number (entries taken back to ride on the end have given theirs back). */
+  next: number;
+  /** The entries this activation committed, when its end is not a run's end (a parked run's journal is kept). */
+  written?: JournalEntry[] | undefined;
+  /** A write failed or was refused: the journal is not known here. */
+  incomplete?: true | undefined;
 }
 
 export type ToThread =
@@ -72,7 +93,14 @@ export type FromThread =
   | ({ t: "attempt_done"; id: number } & EndedAttempt)
   | { t: "log"; id: number; level: "debug" | "info" | "warn" | "error"; message: string; fields?: Record<string, unknown> | undefined }
   /** The activation ended; the main thread settles it once its appends have committed (an append may still be in flight). */
-  | { t: "done"; id: number; outcome: WireOutcome }
+  | { t: "done"; id: number; outcome: WireOutcome; direct?: DirectReport | undefined }
+  /**
+   * The thread's journal statement `statement` is about to go with these runs' entries: until it is `committed`, a
+   * store notice of them waits for its telling instead of reading (store/local-commits.ts).
+   */
+  | { t: "committing"; statement: number; runIds: string[] }
+  /** Statement `statement` settled; the entries it committed (`createdAt` epoch ms), for this process's watchers and log. */
+  | { t: "committed"; statement: number; entries: CommittedEntry[] }
   /** Workflow code of this activation threw where nothing caught it, or left a rejection unhandled. */
   | { t: "crashed"; id: number; failure: FailureInfo; how: "uncaught exception" | "unhandled rejection" }
   | { t: "pong"; seq: number }

@@ -16,17 +16,32 @@
  * If the append fails, the activation is aborted, as an append that failed before the code saw it would abort it.
  * What this saves: a run whose last step is followed by its end sends the step's entry and the end in one message,
  * and the main thread writes the entry with the end, in one statement (workflow-threads.ts, `appendsBeforeEnds`).
+ *
+ * On PostgreSQL the thread writes the appends itself (`direct`, thread-journal.ts) under the same rules: the append
+ * ahead resolves at once, a step function waits for its commit, a call made after the code may have seen it goes
+ * only once every write before it committed, and the end goes only once the writes settled (the last entries, if no
+ * statement carried them yet, ride on the end instead: thread-main.ts).
  */
 import type { WorkflowLogger } from "../../../sdk/workflow.js";
 import type { ActivationHost, StepAttemptScope, StepAttemptStart } from "../../core/host.js";
+import type { JournalEntry, NewEntry } from "../../core/journal.js";
+import type { Fence } from "../../store/runs/lease.js";
+import type { ThreadJournal, WriteAnswer } from "./thread-journal.js";
 import { LeaseLostError } from "../../core/errors.js";
 import type { ValueLimits } from "../../core/json.js";
 import type { Outbox } from "./outbox.js";
-import type { AttemptOutcome, EndedAttempt, FromThread, HostCallName, WireError } from "./protocol.js";
+import type { AttemptOutcome, DirectReport, EndedAttempt, FromThread, HostCallName, WireError } from "./protocol.js";
 import type { RunningSlot } from "./running-slot.js";
 import { fromWire } from "./wire-error.js";
 
 type CallMessage = Extract<FromThread, { t: "call" }>;
+
+/** The thread's own writes of one activation (thread-journal.ts). */
+export interface DirectWrites {
+  journal: ThreadJournal;
+  fence: Fence;
+  nextSequence: number;
+}
 
 export class ThreadHost implements ActivationHost {
   private readonly controller = new AbortController();
@@ -41,6 +56,11 @@ export class ThreadHost implements ActivationHost {
   private aheadWaiters: (() => void)[] = [];
   /** A step attempt that ended, for the append of its entry (which follows at once) to carry. */
   private endedAttempt: EndedAttempt | undefined;
+  /** Direct writes: settles once every write so far committed; rejected with the first that failed (never handled twice). */
+  private writes: Promise<void> = Promise.resolve();
+  /** Direct writes: the entries this activation committed, and whether one failed or was refused. */
+  private readonly written: JournalEntry[] = [];
+  private incomplete = false;
   readonly logger: WorkflowLogger;
   /** The controller's signal, read once: the activation's driver checks it at every quiet point. */
   readonly signal: AbortSignal = this.controller.signal;
@@ -54,6 +74,8 @@ export class ThreadHost implements ActivationHost {
     /** Until when the lease is certainly held (epoch ms), kept current by the watchdog's pings. */
     public validUntil: number | undefined,
     readonly holdClockWaitsMs: number | undefined,
+    /** Present when this thread writes the activation's appends itself. */
+    readonly direct?: DirectWrites | undefined,
   ) {
     this.logger = new ThreadLogger(id, outbox);
   }
@@ -77,12 +99,16 @@ export class ThreadHost implements ActivationHost {
 
   /** The append ahead committed, or failed: then the activation ends as if it had failed before the code saw it. */
   private confirm(ok: boolean, value: unknown): void {
+    this.confirmed(ok ? undefined : fromWire(value as WireError));
+  }
+
+  private confirmed(failure: unknown): void {
     this.ahead = undefined;
     this.aheadSeen = false;
     const waiters = this.aheadWaiters.splice(0);
     this.slot.enter(this.id);
     // (On failure the waiting step functions never start: the abort ends the activation without them.)
-    if (!ok) this.controller.abort(fromWire(value as WireError));
+    if (failure !== undefined) this.controller.abort(failure);
     else for (const wake of waiters) wake();
   }
 
@@ -150,6 +176,7 @@ export class ThreadHost implements ActivationHost {
 
   // Methods, not arrow-function fields: a thread makes a host per activation, and the core calls them as methods.
   append(entry: Parameters<ActivationHost["append"]>[0]): Promise<void> {
+    if (this.direct) return this.appendDirect(this.direct, entry);
     if (this.ahead !== undefined) return this.call<void>("append", entry);
     const call = this.nextCall++;
     this.ahead = call;
@@ -175,6 +202,83 @@ export class ThreadHost implements ActivationHost {
     return this.call("suspend", waits);
   }
 
+  /** `append` when the thread writes itself: the same order and waits as through the main thread, without its messages. */
+  private appendDirect(direct: DirectWrites, entry: NewEntry): Promise<void> {
+    if (this.signal.aborted) return Promise.reject(this.signal.reason as Error);
+    // The sequence is taken before the write so that concurrent operations of one run get distinct numbers.
+    const sequence = direct.nextSequence++;
+    const before = this.writes;
+    const write = () => this.writeDirect(direct, sequence, entry);
+    if (this.ahead === undefined) {
+      this.ahead = this.nextCall++;
+      const result = write();
+      this.writes = before.then(() => result);
+      this.writes.catch(() => undefined);
+      result.then(
+        () => this.confirmed(undefined),
+        (error: unknown) => this.confirmed(error),
+      );
+      this.sendEndedAttemptAlone();
+      return Promise.resolve();
+    }
+    // Another append is ahead: this one resolves once committed, and goes only after the writes before it if the code
+    // may have seen the outcome of the one ahead.
+    const result = this.aheadSeen ? before.then(write) : write();
+    this.writes = before.then(() => result);
+    this.writes.catch(() => undefined);
+    this.sendEndedAttemptAlone();
+    return result;
+  }
+
+  private async writeDirect(direct: DirectWrites, sequence: number, entry: NewEntry): Promise<void> {
+    let answer: WriteAnswer;
+    try {
+      answer = await direct.journal.write(this.id, { fence: direct.fence, sequence, entry });
+    } catch (error) {
+      this.incomplete = true;
+      throw error;
+    }
+    if (answer === undefined) return; // Taken back: it rides on the run's end.
+    if (answer === null) {
+      // The fence matched nothing: the main thread knows why (a cancel or pause request, or a lost lease).
+      this.incomplete = true;
+      return this.call<void>("refusal", undefined);
+    }
+    this.written.push({ ...entry, sequence, createdAt: answer } as JournalEntry);
+  }
+
+  /** The ended attempt goes on its own: no append message carries it. */
+  private sendEndedAttemptAlone(): void {
+    const ended = this.takeEndedAttempt();
+    if (ended) this.outbox.send({ t: "attempt_done", id: this.id, ...ended });
+  }
+
+  /**
+   * Direct writes, at the activation's end: `rideOnEnd` takes back the last entries if no statement carried them yet
+   * (they are written with the run's end), then waits for the rest to settle. Answers the first failure, if any.
+   */
+  async settleWrites(rideOnEnd: boolean): Promise<{ failure: unknown; trailing: NewEntry[] }> {
+    const direct = this.direct;
+    if (!direct) return { failure: undefined, trailing: [] };
+    const trailing = rideOnEnd ? direct.journal.takeBack(this.id, direct.nextSequence) : [];
+    direct.nextSequence -= trailing.length;
+    try {
+      await this.writes;
+      return { failure: undefined, trailing };
+    } catch (error) {
+      return { failure: error, trailing: [] };
+    }
+  }
+
+  /** Direct writes: what the executor needs from them once the activation ended (`whole`: its end is not the run's). */
+  directReport(whole: boolean): DirectReport | undefined {
+    if (!this.direct) return undefined;
+    const report: DirectReport = { next: this.direct.nextSequence };
+    if (whole) report.written = this.written;
+    if (this.incomplete) report.incomplete = true;
+    return report;
+  }
+
   /** Drops every pending call: the activation is over (its thread-side state becomes garbage). */
   close(): void {
     this.pending.clear();
@@ -182,10 +286,17 @@ export class ThreadHost implements ActivationHost {
   }
 
   private call<T>(op: HostCallName, arg: unknown): Promise<T> {
+    // Direct writes: a call made after the code may have seen an uncommitted entry waits for it here.
+    if (this.direct && this.aheadSeen && op !== "refusal") return this.writes.then(() => this.send<T>(op, arg));
+    return this.send<T>(op, arg);
+  }
+
+  private send<T>(op: HostCallName, arg: unknown): Promise<T> {
     const call = this.nextCall++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(call, { resolve: resolve as (value: never) => void, reject });
-      const message: CallMessage = this.aheadSeen ? { t: "call", id: this.id, call, op, arg, after: true } : { t: "call", id: this.id, call, op, arg };
+      const after = this.aheadSeen && !this.direct;
+      const message: CallMessage = after ? { t: "call", id: this.id, call, op, arg, after: true } : { t: "call", id: this.id, call, op, arg };
       this.outbox.send(op === "append" ? this.withAttempt(message) : message);
     });
   }

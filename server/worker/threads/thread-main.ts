@@ -20,12 +20,15 @@ import { type PackedBatch, unpackToThread } from "./packed-messages.js";
 import type { ActivationStart, ToThread, WireOutcome } from "./protocol.js";
 import { RunningSlot } from "./running-slot.js";
 import { ThreadHost } from "./thread-host.js";
+import { ThreadJournal, type ThreadJournalOptions } from "./thread-journal.js";
 import { toWire } from "./wire-error.js";
 
 export interface ThreadData {
   workflowDirs: string[];
   /** The thread's RunningSlot: what it runs right now, for the watchdog. */
   slot: SharedArrayBuffer;
+  /** On PostgreSQL: the thread writes its activations' appends itself, over a pool of its own (thread-journal.ts). */
+  journal?: ThreadJournalOptions | undefined;
 }
 
 const port = parentPort;
@@ -45,6 +48,8 @@ const idleCollector = new IdleCollector(setTimeout, clearTimeout, undefined, () 
 
 const pendingImmediates = attributeTimers(slot);
 const outbox = new Outbox(port, () => pendingImmediates() > 0, later);
+// Its statements go when the thread is idle, with its messages: every activation resumed has appended by then.
+const journal = data.journal ? new ThreadJournal(data.journal, (flush) => outbox.whenIdle(flush), (message) => outbox.send(message)) : undefined;
 
 // The main thread already logged every load and skip; a thread's load is the same files again, so it stays quiet.
 const registry: WorkflowRegistry = await loadWorkflows(data.workflowDirs, createLogger("silent"));
@@ -85,7 +90,8 @@ outbox.send({ t: "ready", workflows: registry.list().map((w) => w.name) });
 
 async function start(message: ActivationStart): Promise<void> {
   const { id, run } = message;
-  const host = new ThreadHost(id, run.runId, outbox, slot, message.limits, message.validUntil, message.holdClockWaitsMs);
+  const direct = journal && message.direct ? { journal, fence: message.direct.fence, nextSequence: message.direct.nextSequence } : undefined;
+  const host = new ThreadHost(id, run.runId, outbox, slot, message.limits, message.validUntil, message.holdClockWaitsMs, direct);
   running.set(id, host);
   idleCollector.busy();
   host.enter();
@@ -102,10 +108,20 @@ async function start(message: ActivationStart): Promise<void> {
   }
   // Crashed meanwhile: that end was already reported.
   if (running.get(id) !== host) return;
+  if (direct) {
+    // The end goes once the activation's own writes settled; its last entries, if no statement carried them yet, are
+    // written with a run's end instead (by the main thread, in one statement). A write that failed aborts it.
+    const runEnds = outcome.kind === "completed" || outcome.kind === "failed";
+    const { failure, trailing } = await host.settleWrites(runEnds);
+    if (running.get(id) !== host) return;
+    if (failure !== undefined) outcome = { kind: "aborted", reason: failure };
+    else if (trailing.length > 0 && (outcome.kind === "completed" || outcome.kind === "failed")) outcome = { ...outcome, deferred: [...trailing, ...(outcome.deferred ?? [])] };
+  }
   running.delete(id);
   host.close();
   if (running.size === 0) idleCollector.idle();
-  outbox.send({ t: "done", id, outcome: wireOutcome(outcome) });
+  const runEnded = outcome.kind === "completed" || outcome.kind === "failed";
+  outbox.send({ t: "done", id, outcome: wireOutcome(outcome), direct: host.directReport(!runEnded) });
 }
 
 /** The young generation's reserved size (both semi-spaces), which V8 grows under load up to the pool's limit. */

@@ -19,11 +19,13 @@ import type { ActivationOutcome } from "../../core/activation.js";
 import type { NewEntry } from "../../core/journal.js";
 import type { Logger } from "../../logger.js";
 import type { Gather } from "../../store/batcher.js";
+import type { LocalCommits } from "../../store/local-commits.js";
 import type { WorkflowRegistry } from "../../workflows/registry.js";
-import type { ActivationRequest, ActivationRunner, RunnerOutcome } from "../activation-runner.js";
+import type { ActivationRequest, ActivationRunner, DirectJournal, RunnerOutcome } from "../activation-runner.js";
 import { type PackedBatch, packToThread, unpackFromThread } from "./packed-messages.js";
 import type { FromThread, HostCallName, ToThread, WireOutcome } from "./protocol.js";
 import { RunningSlot } from "./running-slot.js";
+import type { ThreadJournalOptions } from "./thread-journal.js";
 import type { ThreadData } from "./thread-main.js";
 import { ErrorRefs } from "./wire-error.js";
 
@@ -37,6 +39,13 @@ export interface WorkflowThreadsOptions {
   heapMb: number;
   /** The longest a group commit waits for the threads to answer (default 2 ms). */
   gatherCapMs?: number;
+  /**
+   * On PostgreSQL: each thread writes its activations' appends itself, over a pool of its own with these settings
+   * (thread-journal.ts). Absent (PGlite): appends go through the main thread.
+   */
+  journal?: ThreadJournalOptions | undefined;
+  /** Where this process marks the runs its statements are committing (the store's), for the threads' statements too. */
+  commits?: LocalCommits | undefined;
   /** How long a thread whose young generation grew stays idle before it is replaced (default 5 s). */
   replaceIdleAfterMs?: number;
   /** The young generation size (bytes, as the thread reports it) above which an idle thread is replaced (default 16 MiB). */
@@ -110,6 +119,8 @@ class WorkflowThread {
   lastError: unknown;
   /** Messages for the thread, sent together at the end of this turn. */
   readonly outbox: ToThread[] = [];
+  /** The thread's journal statements in flight, each with the end of its mark in LocalCommits. */
+  readonly statements = new Map<number, () => void>();
   /** Batches posted to the thread, and how many of them it has answered (it went idle after handling them). */
   sent = 0;
   answered = 0;
@@ -238,6 +249,7 @@ export class WorkflowThreads implements ActivationRunner {
         limits: host.limits,
         validUntil: request.leaseValidUntil?.(),
         holdClockWaitsMs: host.holdClockWaitsMs,
+        direct: request.direct && this.options.journal ? { fence: request.direct.fence, nextSequence: request.direct.nextSequence } : undefined,
       });
       if (host.signal.aborted) onAbort();
     });
@@ -246,7 +258,7 @@ export class WorkflowThreads implements ActivationRunner {
   /** `replaces`: the thread this one takes over from once it is ready (`replaceIdle`). */
   private spawn(replaces?: WorkflowThread): WorkflowThread {
     const slot = new RunningSlot();
-    const data: ThreadData = { workflowDirs: [...this.options.workflowDirs], slot: slot.buffer };
+    const data: ThreadData = { workflowDirs: [...this.options.workflowDirs], slot: slot.buffer, journal: this.options.journal };
     const [entry, evaluated] = threadEntry();
     // (The thread's console output goes to this process's stdout and stderr, as the code's would in-thread.)
     const worker = new Worker(entry, { ...evaluated, workerData: data, resourceLimits: { maxOldGenerationSizeMb: this.options.heapMb, maxYoungGenerationSizeMb: threadYoungGenerationMb } });
@@ -337,6 +349,19 @@ export class WorkflowThreads implements ActivationRunner {
       thread.youngBytes = message.youngBytes;
       return;
     }
+    if (message.t === "committing") {
+      // Marked until its tellings are out, as the main thread's own statements are (store/local-commits.ts).
+      if (this.options.commits) thread.statements.set(message.statement, this.options.commits.begin(message.runIds));
+      return;
+    }
+    if (message.t === "committed") {
+      for (const { id, sequence, entry, createdAt } of message.entries) thread.activations.get(id)?.request.direct?.appended(sequence, entry, new Date(createdAt));
+      const end = thread.statements.get(message.statement);
+      thread.statements.delete(message.statement);
+      // After the promise callbacks the tellings resumed, as LocalCommits.around ends its mark.
+      if (end) setImmediate(end);
+      return;
+    }
     const live = thread.activations.get(message.id);
     if (!live) return;
     const host = live.request.host;
@@ -350,7 +375,10 @@ export class WorkflowThreads implements ActivationRunner {
           live.trailing.push(message.arg as NewEntry);
           return;
         }
-        const method = host[message.op as HostCallName] as (arg: unknown) => Promise<unknown>;
+        const method =
+          message.op === "refusal"
+            ? () => (live.request.direct as DirectJournal).refusal().then((error) => Promise.reject(error))
+            : (host[message.op as Exclude<HostCallName, "refusal">] as (arg: unknown) => Promise<unknown>);
         // A call made after the code may have seen an uncommitted append waits for it (thread-host.ts, `append`).
         const result = message.after ? live.appended.then(() => method(message.arg)) : method(message.arg);
         if (message.op === "append") {
@@ -377,6 +405,7 @@ export class WorkflowThreads implements ActivationRunner {
         host.logger[message.level](message.message, message.fields);
         return;
       case "done": {
+        if (message.direct) live.request.direct?.ended(message.direct);
         const outcome = withTrailing(message.outcome, live.trailing);
         live.ended = true;
         // Its last append may still be committing: the end is written after it, or not at all if it fails.
@@ -545,6 +574,9 @@ export class WorkflowThreads implements ActivationRunner {
 
   private settleAll(thread: WorkflowThread, except: LiveActivation | undefined, cause: string): void {
     thread.dead = true;
+    // Its statements in flight commit or not without it: nothing will tell their entries, watchers read them.
+    for (const end of thread.statements.values()) end();
+    thread.statements.clear();
     for (const live of [...thread.activations.values()]) if (live !== except) live.finish({ kind: "released", cause });
   }
 }
