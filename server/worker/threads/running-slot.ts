@@ -7,6 +7,7 @@
 const bytes = 256;
 const nameOffset = 24;
 const nameCapacity = bytes - nameOffset;
+const encoder = new TextEncoder();
 
 export class RunningSlot {
   private readonly ints: Int32Array;
@@ -32,7 +33,7 @@ export class RunningSlot {
     this.ints[0] = activation;
     this.ints[1] = key;
     this.deadline[0] = deadline;
-    this.ints[4] = new TextEncoder().encodeInto(name, this.name).written;
+    this.ints[4] = encoder.encodeInto(name, this.name).written;
   }
 
   get activation(): number {

@@ -58,8 +58,11 @@ export class ThreadHost implements ActivationHost {
   private endedAttempt: EndedAttempt | undefined;
   /** Direct writes: settles once every write so far committed; rejected with the first that failed (never handled twice). */
   private writes: Promise<void> = Promise.resolve();
-  /** Direct writes: the entries this activation committed, and whether one failed or was refused. */
-  private readonly written: JournalEntry[] = [];
+  /**
+   * Direct writes: the entries this activation committed, flat (sequence, entry, commit time; built into journal
+   * entries only for a run that parks), and whether one failed or was refused.
+   */
+  private readonly written: (number | NewEntry | Date)[] = [];
   private incomplete = false;
   readonly logger: WorkflowLogger;
   /** The controller's signal, read once: the activation's driver checks it at every quiet point. */
@@ -244,7 +247,7 @@ export class ThreadHost implements ActivationHost {
       this.incomplete = true;
       return this.call<void>("refusal", undefined);
     }
-    this.written.push({ ...entry, sequence, createdAt: answer } as JournalEntry);
+    this.written.push(sequence, entry, answer);
   }
 
   /** The ended attempt goes on its own: no append message carries it. */
@@ -274,7 +277,11 @@ export class ThreadHost implements ActivationHost {
   directReport(whole: boolean): DirectReport | undefined {
     if (!this.direct) return undefined;
     const report: DirectReport = { next: this.direct.nextSequence };
-    if (whole) report.written = this.written;
+    if (whole) {
+      const entries: JournalEntry[] = [];
+      for (let i = 0; i < this.written.length; i += 3) entries.push({ ...(this.written[i + 1] as NewEntry), sequence: this.written[i] as number, createdAt: this.written[i + 2] as Date } as JournalEntry);
+      report.written = entries;
+    }
     if (this.incomplete) report.incomplete = true;
     return report;
   }
