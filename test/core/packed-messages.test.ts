@@ -62,6 +62,30 @@ describe("packed thread messages", () => {
     expect((packed as unknown[]).filter((item) => typeof item === "object" && item !== null && "t" in item)).toHaveLength(7);
   });
 
+  it("give back a thread's statement report: completed steps as their fields, other entries as they are", () => {
+    const committed: FromThread = {
+      t: "committed",
+      statement: 41,
+      entries: [
+        { id: 7, sequence: 3, createdAt: startedAt.getTime() + 5, entry: { kind: "step_completed", name: "charge", attempt: 2, startedAt, result: { ok: true, items: ["a", null] } } },
+        { id: 8, sequence: 1, createdAt: startedAt.getTime() + 6, entry: { kind: "step_completed", name: "notify", attempt: 1, startedAt } },
+        { id: 8, sequence: 2, createdAt: startedAt.getTime() + 6, entry: { kind: "step_completed", name: "n", attempt: 1, startedAt, result: null } },
+        { id: 9, sequence: 4, createdAt: startedAt.getTime() + 7, entry: { kind: "timer_started", name: "wait", attempt: 1, startedAt, fireAt: new Date(startedAt.getTime() + 5000) } },
+      ],
+    };
+    const empty: FromThread = { t: "committed", statement: 42, entries: [] };
+    const messages: FromThread[] = [committed, { t: "done", id: 7, outcome: { kind: "completed", output: 1 } }, empty];
+    const packed = packFromThread(messages);
+    const unpacked = unpackFromThread(across(packed));
+    expect(unpacked).toEqual(messages);
+    const entries = (unpacked[0] as Extract<FromThread, { t: "committed" }>).entries;
+    expect(entries[0]!.entry.startedAt).toBeInstanceOf(Date);
+    expect("result" in entries[1]!.entry).toBe(false);
+    expect(entries[2]!.entry).toHaveProperty("result", null);
+    // Alone, a report is packed too.
+    expect(unpackFromThread(across(packFromThread([committed])))).toEqual([committed]);
+  });
+
   it("send a message alone as it is, and a lone append packed", () => {
     const log: FromThread = { t: "pong", seq: 4 };
     expect(packFromThread([log])).toBe(log);

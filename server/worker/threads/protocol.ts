@@ -95,10 +95,10 @@ export type FromThread =
   /** The activation ended; the main thread settles it once its appends have committed (an append may still be in flight). */
   | { t: "done"; id: number; outcome: WireOutcome; direct?: DirectReport | undefined }
   /**
-   * The thread's journal statement `statement` is about to go with these runs' entries: until it is `committed`, a
+   * The thread's journal statement `statement` is about to go with these activations' entries: until it is `committed`, a
    * store notice of them waits for its telling instead of reading (store/local-commits.ts).
    */
-  | { t: "committing"; statement: number; runIds: string[] }
+  | { t: "committing"; statement: number; ids: number[] }
   /** Statement `statement` settled; the entries it committed (`createdAt` epoch ms), for this process's watchers and log. */
   | { t: "committed"; statement: number; entries: CommittedEntry[] }
   /** Workflow code of this activation threw where nothing caught it, or left a rejection unhandled. */

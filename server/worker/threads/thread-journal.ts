@@ -44,7 +44,7 @@ export class ThreadJournal {
     const query = async <R>(text: string, values: unknown[], name: string) => (await pool.query({ text, values, name })).rows as R[];
     const write = async (items: Queued[]): Promise<WriteAnswer[]> => {
       const statement = ++this.statements;
-      tell({ t: "committing", statement, runIds: items.map((item) => item.append.fence.runId) });
+      tell({ t: "committing", statement, ids: items.map((item) => item.activation) });
       const entries: CommittedEntry[] = [];
       try {
         const answers = await insertEntries(query, items.map((item) => item.append));

@@ -351,7 +351,14 @@ export class WorkflowThreads implements ActivationRunner {
     }
     if (message.t === "committing") {
       // Marked until its tellings are out, as the main thread's own statements are (store/local-commits.ts).
-      if (this.options.commits) thread.statements.set(message.statement, this.options.commits.begin(message.runIds));
+      if (this.options.commits) {
+        const runIds: string[] = [];
+        for (const id of message.ids) {
+          const live = thread.activations.get(id);
+          if (live) runIds.push(live.request.run.runId);
+        }
+        thread.statements.set(message.statement, this.options.commits.begin(runIds));
+      }
       return;
     }
     if (message.t === "committed") {
