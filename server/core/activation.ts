@@ -49,6 +49,20 @@ export type ActivationOutcome =
   /** The host withdrew the activation (lease lost, cancelled, shutdown): persist nothing more. */
   | { kind: "aborted"; reason: unknown };
 
+/** The outcome ends the run (completed or failed), rather than parking it or giving it up. */
+export function endsRun<O extends { kind: string }>(outcome: O): outcome is Extract<O, { kind: "completed" | "failed" }> {
+  return outcome.kind === "completed" || outcome.kind === "failed";
+}
+
+/**
+ * A run's end with `entries` (appended right before it, not yet written) journaled first, in the end's own statement.
+ * Any other outcome is returned as it is.
+ */
+export function withEntriesFirst<O extends { kind: string; deferred?: NewEntry[] }>(outcome: O, entries: readonly NewEntry[]): O {
+  if (entries.length === 0 || !endsRun(outcome)) return outcome;
+  return { ...outcome, deferred: [...entries, ...(outcome.deferred ?? [])] };
+}
+
 export type Handler = (input: never, ctx: WorkflowContext) => unknown;
 
 export interface ActivationOptions {

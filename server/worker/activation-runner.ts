@@ -24,16 +24,22 @@ export interface ActivationRequest {
   direct?: DirectJournal | undefined;
 }
 
+/** How a runner's own writes of an activation ended, reported with its end. */
+export interface DirectReport {
+  /** The run's next free sequence number (entries taken back to ride on the end have given theirs back). */
+  next: number;
+  /** The entries this activation committed, when its end is not a run's end (a parked run's journal is kept). */
+  written?: JournalEntry[] | undefined;
+  /** A write failed or was refused: the journal is not known here. */
+  incomplete?: true | undefined;
+}
+
 export interface DirectJournal {
   readonly fence: Fence;
   /** The run's next free sequence number when the activation starts. */
   readonly nextSequence: number;
-  /**
-   * The runner's writes of this activation settled, before its outcome is handed back: `next` is the run's next free
-   * sequence number, `written` the entries committed (when the activation's end is not the run's), `incomplete` says
-   * a write failed or was refused.
-   */
-  ended(report: { next: number; written?: JournalEntry[] | undefined; incomplete?: true | undefined }): void;
+  /** The runner's writes of this activation settled, before its outcome is handed back. */
+  ended(report: DirectReport): void;
   /** Why a write matched nothing (its fence no longer held): a cancel or pause request, or the lease lost. */
   refusal(): Promise<Error>;
   /** The runner committed `entry` (this process's watchers are told of it; a failed attempt is logged). */

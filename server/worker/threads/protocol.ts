@@ -11,6 +11,7 @@ import type { StepAttemptStart } from "../../core/host.js";
 import type { FailureInfo, ValueLimits } from "../../core/json.js";
 import type { JournalEntry, NewEntry } from "../../core/journal.js";
 import type { Fence } from "../../store/runs/lease.js";
+import type { DirectReport } from "../activation-runner.js";
 
 /** An error as it crosses the port; `ref` points back at the main thread's original object (its class matters there). */
 export interface WireError {
@@ -45,15 +46,6 @@ export interface CommittedEntry {
   createdAt: number;
 }
 
-/** How a thread's own writes of an activation ended, with its end: the executor goes on from there (executor.ts). */
-export interface DirectReport {
-  /** The run's next free sequence number (entries taken back to ride on the end have given theirs back). */
-  next: number;
-  /** The entries this activation committed, when its end is not a run's end (a parked run's journal is kept). */
-  written?: JournalEntry[] | undefined;
-  /** A write failed or was refused: the journal is not known here. */
-  incomplete?: true | undefined;
-}
 
 export type ToThread =
   | ActivationStart

@@ -23,6 +23,7 @@
  * statement carried them yet, ride on the end instead: thread-main.ts).
  */
 import type { WorkflowLogger } from "../../../sdk/workflow.js";
+import { type ActivationOutcome, endsRun, withEntriesFirst } from "../../core/activation.js";
 import type { ActivationHost, StepAttemptScope, StepAttemptStart } from "../../core/host.js";
 import type { JournalEntry, NewEntry } from "../../core/journal.js";
 import type { Fence } from "../../store/runs/lease.js";
@@ -30,7 +31,8 @@ import type { ThreadJournal, WriteAnswer } from "./thread-journal.js";
 import { LeaseLostError } from "../../core/errors.js";
 import type { ValueLimits } from "../../core/json.js";
 import type { Outbox } from "./outbox.js";
-import type { AttemptOutcome, DirectReport, EndedAttempt, FromThread, HostCallName, WireError } from "./protocol.js";
+import type { DirectReport } from "../activation-runner.js";
+import type { AttemptOutcome, EndedAttempt, FromThread, HostCallName, WireError } from "./protocol.js";
 import type { RunningSlot } from "./running-slot.js";
 import { fromWire } from "./wire-error.js";
 
@@ -212,25 +214,19 @@ export class ThreadHost implements ActivationHost {
     const sequence = direct.nextSequence++;
     const before = this.writes;
     const write = () => this.writeDirect(direct, sequence, entry);
-    if (this.ahead === undefined) {
-      this.ahead = this.nextCall++;
-      const result = write();
-      this.writes = before.then(() => result);
-      this.writes.catch(() => undefined);
-      result.then(
-        () => this.confirmed(undefined),
-        (error: unknown) => this.confirmed(error),
-      );
-      this.sendEndedAttemptAlone();
-      return Promise.resolve();
-    }
-    // Another append is ahead: this one resolves once committed, and goes only after the writes before it if the code
-    // may have seen the outcome of the one ahead.
+    // If the code may have seen the outcome of the append ahead, this write goes only after the writes before it.
     const result = this.aheadSeen ? before.then(write) : write();
     this.writes = before.then(() => result);
     this.writes.catch(() => undefined);
     this.sendEndedAttemptAlone();
-    return result;
+    // Another append is ahead: this one resolves once committed. Otherwise it becomes the append ahead.
+    if (this.ahead !== undefined) return result;
+    this.ahead = this.nextCall++;
+    result.then(
+      () => this.confirmed(undefined),
+      (error: unknown) => this.confirmed(error),
+    );
+    return Promise.resolve();
   }
 
   private async writeDirect(direct: DirectWrites, sequence: number, entry: NewEntry): Promise<void> {
@@ -257,27 +253,27 @@ export class ThreadHost implements ActivationHost {
   }
 
   /**
-   * Direct writes, at the activation's end: `rideOnEnd` takes back the last entries if no statement carried them yet
-   * (they are written with the run's end), then waits for the rest to settle. Answers the first failure, if any.
+   * Direct writes, at the activation's end: the run's end takes back its last entries if no statement carried them
+   * yet (they are written with it), then the rest settle. A write that failed makes the end an abort with its error.
    */
-  async settleWrites(rideOnEnd: boolean): Promise<{ failure: unknown; trailing: NewEntry[] }> {
+  async settleWrites(outcome: ActivationOutcome): Promise<ActivationOutcome> {
     const direct = this.direct;
-    if (!direct) return { failure: undefined, trailing: [] };
-    const trailing = rideOnEnd ? direct.journal.takeBack(this.id, direct.nextSequence) : [];
+    if (!direct) return outcome;
+    const trailing = endsRun(outcome) ? direct.journal.takeBack(this.id, direct.nextSequence) : [];
     direct.nextSequence -= trailing.length;
     try {
       await this.writes;
-      return { failure: undefined, trailing };
     } catch (error) {
-      return { failure: error, trailing: [] };
+      return { kind: "aborted", reason: error };
     }
+    return withEntriesFirst(outcome, trailing);
   }
 
-  /** Direct writes: what the executor needs from them once the activation ended (`whole`: its end is not the run's). */
-  directReport(whole: boolean): DirectReport | undefined {
+  /** Direct writes: what the executor needs from them once the activation ended with `outcome`. */
+  directReport(outcome: ActivationOutcome): DirectReport | undefined {
     if (!this.direct) return undefined;
     const report: DirectReport = { next: this.direct.nextSequence };
-    if (whole) {
+    if (!endsRun(outcome)) {
       const entries: JournalEntry[] = [];
       for (let i = 0; i < this.written.length; i += 3) entries.push({ ...(this.written[i + 1] as NewEntry), sequence: this.written[i] as number, createdAt: this.written[i + 2] as Date } as JournalEntry);
       report.written = entries;

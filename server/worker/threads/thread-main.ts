@@ -109,19 +109,14 @@ async function start(message: ActivationStart): Promise<void> {
   // Crashed meanwhile: that end was already reported.
   if (running.get(id) !== host) return;
   if (direct) {
-    // The end goes once the activation's own writes settled; its last entries, if no statement carried them yet, are
-    // written with a run's end instead (by the main thread, in one statement). A write that failed aborts it.
-    const runEnds = outcome.kind === "completed" || outcome.kind === "failed";
-    const { failure, trailing } = await host.settleWrites(runEnds);
+    // The end goes once the activation's own writes settled (thread-host.ts, `settleWrites`).
+    outcome = await host.settleWrites(outcome);
     if (running.get(id) !== host) return;
-    if (failure !== undefined) outcome = { kind: "aborted", reason: failure };
-    else if (trailing.length > 0 && (outcome.kind === "completed" || outcome.kind === "failed")) outcome = { ...outcome, deferred: [...trailing, ...(outcome.deferred ?? [])] };
   }
   running.delete(id);
   host.close();
   if (running.size === 0) idleCollector.idle();
-  const runEnded = outcome.kind === "completed" || outcome.kind === "failed";
-  outbox.send({ t: "done", id, outcome: wireOutcome(outcome), direct: host.directReport(!runEnded) });
+  outbox.send({ t: "done", id, outcome: wireOutcome(outcome), direct: host.directReport(outcome) });
 }
 
 /** The young generation's reserved size (both semi-spaces), which V8 grows under load up to the pool's limit. */

@@ -15,7 +15,7 @@
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { StepAttemptScope, StepAttemptStart } from "../../core/host.js";
-import type { ActivationOutcome } from "../../core/activation.js";
+import { type ActivationOutcome, withEntriesFirst } from "../../core/activation.js";
 import type { NewEntry } from "../../core/journal.js";
 import type { Logger } from "../../logger.js";
 import type { Gather } from "../../store/batcher.js";
@@ -102,7 +102,7 @@ interface LiveActivation {
   appended: Promise<void>;
   /** The thread reported the activation's end: replies would find nothing there to resume. */
   ended: boolean;
-  /** Appends that came right before the activation's end: they are written with it (`withTrailing`). */
+  /** Appends that came right before the activation's end: they are written with it (`withEntriesFirst`). */
   trailing: NewEntry[];
   finish(outcome: RunnerOutcome): void;
 }
@@ -413,7 +413,7 @@ export class WorkflowThreads implements ActivationRunner {
         return;
       case "done": {
         if (message.direct) live.request.direct?.ended(message.direct);
-        const outcome = withTrailing(message.outcome, live.trailing);
+        const outcome = withEntriesFirst(message.outcome, live.trailing);
         live.ended = true;
         // Its last append may still be committing: the end is written after it, or not at all if it fails.
         void live.appended.then(
@@ -603,12 +603,6 @@ function appendsBeforeEnds(batch: readonly FromThread[]): Set<number> {
     endsNext.set(message.id, message.t === "done" && (message.outcome.kind === "completed" || message.outcome.kind === "failed"));
   }
   return riding;
-}
-
-/** A run's end with the entries that came right before it, to be journaled first in the same statement. */
-function withTrailing(outcome: WireOutcome, trailing: NewEntry[]): WireOutcome {
-  if (trailing.length === 0 || (outcome.kind !== "completed" && outcome.kind !== "failed")) return outcome;
-  return { ...outcome, deferred: [...trailing, ...(outcome.deferred ?? [])] };
 }
 
 /** The step attempt's timed-out failure, as the core would have journaled it had the code yielded. */
