@@ -93,6 +93,8 @@ export interface BenchOptions {
    * and the runs of each W2 and W3 series.
    */
   isolationRounds: number;
+  /** Uncounted W1 rounds on each server before the measured ones: the JIT's warm-up, printed as the cold figures. */
+  isolationWarmupRounds: number;
   isolationRuns: number;
   isolationLatencyRuns: number;
   /** The crowd of watch streams (bench/crowd.ts): streams on as many parked runs (0: skipped), once per client. */
@@ -201,7 +203,10 @@ and --wait-concurrency as above):
 The price of workflow isolation (two fresh databases, a server on each: T with the default
 workflow thread pool, I with CAIRN_WORKFLOW_THREADS=0; alternating rounds; --steps and
 --concurrency as above):
-  --isolation-rounds R  rounds of W1, W2 and W3 on T and on I (default 5; quick 1; 0 skips)
+  --isolation-rounds R  rounds of W1, W2 and W3 on T and on I (default 6, so each goes first in
+                        as many rounds; quick 1; 0 skips)
+  --isolation-warmup-rounds W  uncounted W1 rounds on each before them, the JIT's warm-up
+                        (default 2; quick 0)
   --isolation-runs N    W1 runs per server and round (default 1000; quick 100)
   --isolation-latency-runs N  W2 and W3 runs per server and round (default 100; quick 20)
   --skip-isolation      same as --isolation-rounds 0
@@ -238,6 +243,7 @@ interface Defaults {
   runControlRuns: number;
   runControlCalls: number;
   isolationRounds: number;
+  isolationWarmupRounds: number;
   isolationRuns: number;
   isolationLatencyRuns: number;
   crowdStreams: number;
@@ -266,7 +272,8 @@ const full: Defaults = {
   extras: true,
   runControlRuns: 100_000,
   runControlCalls: 200,
-  isolationRounds: 5,
+  isolationRounds: 6,
+  isolationWarmupRounds: 2,
   isolationRuns: 1000,
   isolationLatencyRuns: 100,
   crowdStreams: 10_000,
@@ -294,6 +301,7 @@ const quick: Defaults = {
   runControlRuns: 5000,
   runControlCalls: 50,
   isolationRounds: 1,
+  isolationWarmupRounds: 0,
   isolationRuns: 100,
   isolationLatencyRuns: 20,
   crowdStreams: 200,
@@ -361,6 +369,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       "wire-event-runs": { type: "string" },
       "wire-timer-runs": { type: "string" },
       "isolation-rounds": { type: "string" },
+      "isolation-warmup-rounds": { type: "string" },
       "isolation-runs": { type: "string" },
       "isolation-latency-runs": { type: "string" },
       "skip-isolation": { type: "boolean", default: false },
@@ -428,6 +437,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     wireEventRuns: int("--wire-event-runs", values["wire-event-runs"], d.eventRuns),
     wireTimerRuns: int("--wire-timer-runs", values["wire-timer-runs"], d.timerRuns),
     isolationRounds: values["skip-isolation"] ? 0 : int("--isolation-rounds", values["isolation-rounds"], d.isolationRounds),
+    isolationWarmupRounds: int("--isolation-warmup-rounds", values["isolation-warmup-rounds"], d.isolationWarmupRounds),
     isolationRuns: int("--isolation-runs", values["isolation-runs"], d.isolationRuns, 1),
     isolationLatencyRuns: int("--isolation-latency-runs", values["isolation-latency-runs"], d.isolationLatencyRuns, 1),
     crowdStreams: values["skip-crowd"] ? 0 : int("--crowd-streams", values["crowd-streams"], d.crowdStreams),

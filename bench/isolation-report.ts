@@ -1,7 +1,7 @@
 /**
  * The price of workflow isolation: the JSON summary of bench/isolation.ts and its block in the printed report, each
  * figure of server T (workflow thread pool) next to server I (CAIRN_WORKFLOW_THREADS=0) and issue 12's goals.
- * W1 is the median round of each server; W2 and W3 pool every round's samples of a server (p99 of 100 samples is
+ * W1 is the median round of each server (the warm-up rounds apart, as the cold figures); W2 and W3 pool every round's samples of a server (p99 of 100 samples is
  * nearly the maximum, of 500 it is a percentile).
  */
 import { type Summary, summarize, thousands } from "./format.js";
@@ -21,6 +21,9 @@ export interface IsolationSideReport {
     serverCpuMsPerStep: number;
     postgresCpuMsPerStep: number;
     failed: number;
+    /** The uncounted warm-up rounds (the cold figures): steps/s and server CPU per step, in order. */
+    warmupStepsPerSec: number[];
+    warmupServerCpuMsPerStep: number[];
   };
   /** Every round's samples pooled; roundsP50 lists each round's own p50. */
   w2: { latencyMs: Summary; roundsP50: number[]; samples: number; serverCpuMsPerRun: number; failed: number };
@@ -29,6 +32,7 @@ export interface IsolationSideReport {
 
 export interface IsolationReport {
   rounds: number;
+  warmupRounds: number;
   runs: number;
   steps: number;
   concurrency: number;
@@ -49,9 +53,12 @@ export interface IsolationReport {
   failures: string[];
 }
 
+/** Of an even count, the mean of the middle two. */
 const median = (values: readonly number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length === 0 ? Number.NaN : (sorted[Math.floor((sorted.length - 1) / 2)] as number);
+  if (sorted.length === 0) return Number.NaN;
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 };
 
 function sideReport(side: IsolationSide): IsolationSideReport {
@@ -76,6 +83,8 @@ function sideReport(side: IsolationSide): IsolationSideReport {
       serverCpuMsPerStep: round(median(side.w1.map((w) => perStep(w.cpu.servers[0]?.cpuSeconds ?? Number.NaN, w.result.completed, w.result.steps))), 3),
       postgresCpuMsPerStep: round(median(side.w1.map((w) => perStep(w.cpu.postgresBenchDb.cpuSeconds, w.result.completed, w.result.steps))), 3),
       failed: side.w1.reduce((n, w) => n + w.result.failures.length, 0),
+      warmupStepsPerSec: (side.warmupW1 ?? []).map((w) => round(stepsPerSecond(w.result), 1)),
+      warmupServerCpuMsPerStep: (side.warmupW1 ?? []).map((w) => round(perStep(w.cpu.servers[0]?.cpuSeconds ?? Number.NaN, w.result.completed, w.result.steps), 3)),
     },
     w2: latency(side.w2),
     w3: latency(side.w3),
@@ -97,6 +106,7 @@ export function isolationReport(result: IsolationResult): IsolationReport {
   const clean = (a: number, b: number) => a === 0 && b === 0;
   return {
     rounds: result.rounds,
+    warmupRounds: result.warmupRounds ?? 0,
     runs: result.runs,
     steps: result.steps,
     concurrency: result.concurrency,
@@ -144,11 +154,16 @@ export function formatIsolationBlock(report: IsolationReport | null): string[] {
   const list = (values: readonly number[], digits: number) => values.map((v) => v.toFixed(digits)).join(", ");
   const loads = report.roundLoads;
   return [
-    `The price of workflow isolation (issue 12): server T against server I, each on its own fresh database, ${plural(report.rounds, "alternating round")} (T first in odd rounds); W1 ${report.runs} runs × ${report.steps} steps, ${report.concurrency} in flight; W2 and W3 ${report.latencyRuns} runs per server and round; HTTP/${report.http}; load ${loads.length ? `${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)}` : "?"}`,
+    `The price of workflow isolation (issue 12): server T against server I, each on its own fresh database, ${plural(report.rounds, "alternating round")} (T first in odd rounds) after ${plural(report.warmupRounds, "uncounted warm-up round")} of W1; W1 ${report.runs} runs × ${report.steps} steps, ${report.concurrency} in flight; W2 and W3 ${report.latencyRuns} runs per server and round; HTTP/${report.http}; load ${loads.length ? `${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)}` : "?"}`,
     line(columns),
     `|${widths.map((w) => "─".repeat(w + 2)).join("|")}|`,
     ...cells.map(line),
     `  W1 rounds, steps/s: T ${list(t.w1.roundsStepsPerSec, 0)}; I ${list(i.w1.roundsStepsPerSec, 0)}; T/I per round ${list(report.w1RoundRatios, 3)} (median ${report.w1RoundRatioMedian.toFixed(3)})`,
+    ...(report.warmupRounds > 0
+      ? [
+          `  W1 warm-up rounds (not counted; the cold figures), steps/s: T ${list(t.w1.warmupStepsPerSec, 0)}; I ${list(i.w1.warmupStepsPerSec, 0)}; server CPU per step T ${list(t.w1.warmupServerCpuMsPerStep, 3)}, I ${list(i.w1.warmupServerCpuMsPerStep, 3)} ms`,
+        ]
+      : []),
     `  W1 PostgreSQL backends' CPU per step, median: T ${msText(t.w1.postgresCpuMsPerStep, 3)}, I ${msText(i.w1.postgresCpuMsPerStep, 3)}`,
     `  W2 p50 per round: T ${list(t.w2.roundsP50, 2)}; I ${list(i.w2.roundsP50, 2)} ms; server CPU per run T ${msText(t.w2.serverCpuMsPerRun)}, I ${msText(i.w2.serverCpuMsPerRun)}`,
     `  W3 p50 per round: T ${list(t.w3.roundsP50, 2)}; I ${list(i.w3.roundsP50, 2)} ms; server CPU per run (GetRun polls until WAITING included) T ${msText(t.w3.serverCpuMsPerRun)}, I ${msText(i.w3.serverCpuMsPerRun)}`,

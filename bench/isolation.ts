@@ -5,6 +5,12 @@
  * servers run in one bench run and take turns: each round runs W1 on T and on I, then W2 on both, then W3 on both, the
  * first of each pair swapping every round so neither always goes first after a burst of load elsewhere.
  *
+ * Before the measured rounds, warm-up rounds run W1 on both, uncounted: a server's first W1 rounds after its start run
+ * code the JIT has not finished optimizing, T's longer than I's (two isolates to optimize), and its CPU per step falls
+ * for tens of thousands of steps. Without them the first measured round priced T's warm-up, not isolation. Their
+ * figures are kept and printed as the cold figures. An even number of measured rounds lets each server go first as
+ * often as the other (the server going first in a round follows the other server's latency series and the vacuum).
+ *
  * Each server has a fresh database of its own: servers claim runs from their database's queue, so two servers on one
  * database would execute each other's runs. Both databases are dropped at the end, whatever happened.
  */
@@ -29,6 +35,8 @@ export interface IsolationSide {
   /** OS threads of the server process after the warm-up (/proc/<pid>/task): T's minus I's shows the pool exists. */
   osThreads: number;
   w1: { result: ThroughputResult; cpu: CpuShares }[];
+  /** The uncounted warm-up rounds of W1, in order. */
+  warmupW1: { result: ThroughputResult; cpu: CpuShares }[];
   /**
    * Each with the server's CPU time over the series, seconds: process.cpuUsage() through the probe (microseconds, every
    * thread of the process). W3's includes the GetRun polls until each run is WAITING.
@@ -39,6 +47,7 @@ export interface IsolationSide {
 
 export interface IsolationResult {
   rounds: number;
+  warmupRounds: number;
   runs: number;
   steps: number;
   concurrency: number;
@@ -64,12 +73,19 @@ export async function isolationCost(
   adminUrl: string,
   settings: ServerSettings,
   http: HttpVersion,
-  options: { rounds: number; runs: number; steps: number; concurrency: number; latencyRuns: number; signal: AbortSignal; log: (line: string) => void },
+  options: { rounds: number; warmupRounds: number; runs: number; steps: number; concurrency: number; latencyRuns: number; signal: AbortSignal; log: (line: string) => void },
 ): Promise<IsolationResult> {
   const { signal, log } = options;
+  /** One W1 round on a server, with the server's and the database's CPU over it. */
+  const measuredW1 = async (side: Side) => {
+    const cpu = await watchCpu([side.server], side.probe);
+    const result = await runThroughput({ runs: options.runs, steps: options.steps, concurrency: options.concurrency, clients: [side.client], runTimeoutMs: 300_000, signal });
+    return { result, cpu: await cpu.stop() };
+  };
   const inherited = process.env.CAIRN_WORKFLOW_THREADS ?? null;
   const result: IsolationResult = {
     rounds: options.rounds,
+    warmupRounds: options.warmupRounds,
     runs: options.runs,
     steps: options.steps,
     concurrency: options.concurrency,
@@ -110,6 +126,16 @@ export async function isolationCost(
     }
     log(`isolation: OS threads after warm-up: T ${result.threaded.osThreads}, I ${result.inThread.osThreads}`);
 
+    for (let round = 1; round <= options.warmupRounds && !signal.aborted; round++) {
+      const order = round % 2 === 1 ? sides : [...sides].reverse();
+      for (const side of order) {
+        if (signal.aborted) break;
+        const w1 = await measuredW1(side);
+        side.record.warmupW1.push(w1);
+        log(`isolation warm-up round ${round} (not counted): W1 on ${side.record.name}: ${stepsPerSecond(w1.result).toFixed(0)} steps/s, server ${cpuMsPerStep(w1).toFixed(3)} ms CPU/step${failed(w1.result.failures)}`);
+      }
+    }
+
     for (let round = 1; round <= options.rounds && !signal.aborted; round++) {
       const load = loadavg()[0] ?? Number.NaN;
       result.roundLoads.push(load);
@@ -118,15 +144,9 @@ export async function isolationCost(
       log(`isolation round ${round}: W1 ${options.runs} runs × ${options.steps} steps, ${options.concurrency} in flight, order ${order.map((s) => s.record.name).join(", ")}, load ${load.toFixed(2)}`);
       for (const side of order) {
         if (signal.aborted) break;
-        const cpu = await watchCpu([side.server], side.probe);
-        const w1 = await runThroughput({ runs: options.runs, steps: options.steps, concurrency: options.concurrency, clients: [side.client], runTimeoutMs: 300_000, signal });
-        const shares = await cpu.stop();
-        side.record.w1.push({ result: w1, cpu: shares });
-        const steps = Math.max(1, w1.completed * w1.steps);
-        const serverCpu = shares.servers[0]?.cpuSeconds ?? Number.NaN;
-        log(
-          `isolation round ${round}: W1 on ${side.record.name}: ${stepsPerSecond(w1).toFixed(0)} steps/s, server ${((serverCpu * 1000) / steps).toFixed(3)} ms CPU/step${failed(w1.failures)}`,
-        );
+        const w1 = await measuredW1(side);
+        side.record.w1.push(w1);
+        log(`isolation round ${round}: W1 on ${side.record.name}: ${stepsPerSecond(w1.result).toFixed(0)} steps/s, server ${cpuMsPerStep(w1).toFixed(3)} ms CPU/step${failed(w1.result.failures)}`);
       }
       // The W1 rows would otherwise set autovacuum off in the middle of the latency series (as before the main W2).
       await Promise.all(sides.map((s) => s.probe.vacuumEngineTables()));
@@ -164,7 +184,7 @@ export async function isolationCost(
 }
 
 function emptySide(name: IsolationSideName, workflowThreads: number): IsolationSide {
-  return { name, workflowThreads, osThreads: Number.NaN, w1: [], w2: [], w3: [] };
+  return { name, workflowThreads, osThreads: Number.NaN, w1: [], warmupW1: [], w2: [], w3: [] };
 }
 
 /** /proc counts CPU in 10 ms ticks, too coarse for 100 one-at-a-time runs. */
@@ -182,6 +202,10 @@ async function osThreads(pid: number): Promise<number> {
 
 function p(sorted: readonly number[], rank: number): string {
   return percentile(sorted, rank).toFixed(2);
+}
+
+function cpuMsPerStep(w1: { result: ThroughputResult; cpu: CpuShares }): number {
+  return ((w1.cpu.servers[0]?.cpuSeconds ?? Number.NaN) * 1000) / Math.max(1, w1.result.completed * w1.result.steps);
 }
 
 function failed(failures: readonly string[]): string {

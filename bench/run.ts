@@ -615,6 +615,7 @@ async function measureIsolation(
   try {
     const result = await isolationCost(admin, adminUrl, settings, http, {
       rounds: options.isolationRounds,
+      warmupRounds: options.isolationWarmupRounds,
       runs: options.isolationRuns,
       steps: options.steps,
       concurrency: options.concurrency,
