@@ -184,7 +184,8 @@ export async function createServices(config: Config, logger: Logger): Promise<Ca
     store,
     registry,
     worker: scheduler,
-    tails: new RunTails(database.watchDb, feed, metrics, store.commits),
+    // Threads that journal their runs' entries themselves tell the main thread those of runs tailed here.
+    tails: new RunTails(database.watchDb, feed, metrics, store.commits, workflowThreads && ((runId, tailed) => workflowThreads.tailed(runId, tailed))),
     leaseMs: config.leaseMs,
     maxInputBytes: config.maxInputBytes,
     namespaceMaxRunning: config.namespaceMaxRunning,

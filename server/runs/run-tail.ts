@@ -296,6 +296,8 @@ export class RunTails {
     private readonly feed: RunFeed,
     private readonly metrics?: Metrics | undefined,
     private readonly commits?: LocalCommits,
+    /** Told when this process starts tailing a run and when it stops (once each, per namespace and run). */
+    private readonly onTailed?: (runId: string, tailed: boolean) => void,
   ) {
     this.reader = new TailReader(db);
   }
@@ -312,6 +314,7 @@ export class RunTails {
       const tail = new RunTail(this.db, namespace, runId, () => this.metrics?.waiterReads.inc({ waiter: "watch_run" }), this.reader, this.commits);
       // Subscribed before the first read (in memory, no I/O): a change committed after that read is heard of.
       const unsubscribe = this.feed.subscribe(runId, (_id, change) => tail.hear(change));
+      this.onTailed?.(runId, true);
       const ready = (async () => {
         let stopHearing: (() => void) | undefined;
         try {
@@ -321,11 +324,13 @@ export class RunTails {
         } catch (error) {
           unsubscribe();
           stopHearing?.();
+          this.onTailed?.(runId, false);
           throw error;
         }
         return () => {
           unsubscribe();
           stopHearing?.();
+          this.onTailed?.(runId, false);
         };
       })();
       shared = { tail, ready };

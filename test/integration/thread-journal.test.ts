@@ -2,7 +2,8 @@
  * On PostgreSQL a workflow thread journals its runs' steps itself, over a pool of its own (thread-journal.ts), under
  * the rules the main thread's writes follow: every entry fenced by the claim, in order, a run's last entries riding
  * on its end; a write refused because the run was cancelled meanwhile ends the run as cancelled (the main thread
- * says why); a failed attempt the thread wrote is logged as the main thread logs its own.
+ * says why); a failed attempt the thread wrote is logged as the main thread logs its own; entries cross to the main
+ * thread only for runs this process tails (a WatchRun), and then each as it commits.
  */
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
@@ -106,4 +107,32 @@ test("a failed attempt the thread journaled is logged by the main thread, and it
   );
   const failures = logged.filter((line) => line.includes(runId) && line.includes("step attempt failed; will retry"));
   assert.equal(failures.length, 2, logged.join(""));
+});
+
+test("only the entries of a run tailed here cross to the main thread, from the moment a watcher tails it", async () => {
+  // What the threads told the main thread, by run (the run feed's tellings of appended entries).
+  const told = new Map<string, number>();
+  const publish = server.feed.publishAppended.bind(server.feed);
+  server.feed.publishAppended = (runId, entries) => {
+    told.set(runId, (told.get(runId) ?? 0) + 1);
+    publish(runId, entries);
+  };
+  try {
+    // Nobody watches it here: nothing of it crosses (its end reaches the main thread with the run's outcome).
+    const unwatched = await createRun("slow_steps", { steps: 4 });
+    assert.equal((await waitForEnd(client, unwatched)).status, RunStatus.COMPLETED);
+    assert.equal(told.get(unwatched) ?? 0, 0, "entries of a run nobody tails were told");
+
+    // Tailed once it runs: the steps committed after that are told, and the watcher sees every entry in order.
+    const watched = await createRun("slow_steps", { steps: 6, stepMs: 150 });
+    await until(async () => (await client.getRun({ runId: watched })).run?.status === RunStatus.RUNNING, "the run never ran");
+    const sequences: bigint[] = [];
+    for await (const update of client.watchRun({ runId: watched, afterSequence: 0n })) {
+      if (update.update.case === "entry") sequences.push(update.update.value.sequence);
+    }
+    assert.deepEqual(sequences, [1n, 2n, 3n, 4n, 5n, 6n, 7n]);
+    assert.ok((told.get(watched) ?? 0) >= 3, `${told.get(watched) ?? 0} entries told of a tailed run's 6 steps`);
+  } finally {
+    server.feed.publishAppended = publish;
+  }
 });

@@ -53,7 +53,9 @@ export type ToThread =
   | { t: "reply"; id: number; call: number; ok: false; error: WireError }
   | { t: "abort"; id: number; reason: WireError }
   /** The watchdog's ping; it carries the renewed lease horizons of the thread's activations (id, epoch ms). */
-  | { t: "ping"; seq: number; leases: [number, number][] };
+  | { t: "ping"; seq: number; leases: [number, number][] }
+  /** Whether this process tails the run now (a WatchRun): only then are its entries told as they commit. */
+  | { t: "tailed"; runId: string; on: boolean };
 
 /** An activation's end as it crosses: `aborted` carries its reason as a WireError. */
 export type WireOutcome = Exclude<ActivationOutcome, { kind: "aborted" }> | { kind: "aborted"; reason: WireError };
@@ -87,11 +89,15 @@ export type FromThread =
   /** The activation ended; the main thread settles it once its appends have committed (an append may still be in flight). */
   | { t: "done"; id: number; outcome: WireOutcome; direct?: DirectReport | undefined }
   /**
-   * The thread's journal statement `statement` is about to go with these activations' entries: until it is `committed`, a
-   * store notice of them waits for its telling instead of reading (store/local-commits.ts).
+   * The thread's journal statement `statement` is about to go with these activations' entries, of runs this process
+   * tails: until it is `committed`, a store notice of them waits for its telling instead of reading
+   * (store/local-commits.ts). A statement with none of them is not announced.
    */
   | { t: "committing"; statement: number; ids: number[] }
-  /** Statement `statement` settled; the entries it committed (`createdAt` epoch ms), for this process's watchers and log. */
+  /**
+   * Statement `statement` settled; the entries it committed (`createdAt` epoch ms) that this process's watchers or log
+   * take: those of tailed runs, and failed attempts. Sent only if it was announced or has such entries.
+   */
   | { t: "committed"; statement: number; entries: CommittedEntry[] }
   /** Workflow code of this activation threw where nothing caught it, or left a rejection unhandled. */
   | { t: "crashed"; id: number; failure: FailureInfo; how: "uncaught exception" | "unhandled rejection" }

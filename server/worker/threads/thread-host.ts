@@ -72,7 +72,7 @@ export class ThreadHost implements ActivationHost {
 
   constructor(
     private readonly id: number,
-    private readonly runId: string,
+    readonly runId: string,
     private readonly outbox: Outbox,
     private readonly slot: RunningSlot,
     readonly limits: ValueLimits | undefined,

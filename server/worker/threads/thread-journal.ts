@@ -20,6 +20,9 @@ export interface ThreadJournalOptions extends PoolOptions {
   connections: number;
 }
 
+/** Entries the main thread logs as they commit (executor.ts, `logFailedAttempt`): told whoever tails the run. */
+const loggedKinds: ReadonlySet<NewEntry["kind"]> = new Set(["step_attempt_failed", "step_failed"]);
+
 interface Queued {
   activation: number;
   append: Append;
@@ -35,26 +38,31 @@ export class ThreadJournal {
 
   /**
    * `tell`: the thread's messages to the main thread (queued until the thread is idle; the gather runs at that point,
-   * just before they go): each statement is announced before it goes and reported once it settled, so that this
-   * process's watchers of those runs are told its entries instead of reading them (workflow-threads.ts).
+   * just before they go): a statement with entries of runs this process tails (`tailed`, by activation) is announced
+   * before it goes and reported once it settled, so that their watchers here are told its entries instead of reading
+   * them (workflow-threads.ts). Other runs' entries do not cross (a watcher that comes meanwhile reads them on the
+   * store's notice), but for the failed attempts the main thread logs.
    */
-  constructor(options: ThreadJournalOptions, gather: Gather, tell: (message: FromThread) => void) {
+  constructor(options: ThreadJournalOptions, gather: Gather, tell: (message: FromThread) => void, tailed: (activation: number) => boolean) {
     // (The thread's connections close when it stops; pg closes idle ones after 10 s.)
     const pool = openPool(options, options.connections);
     const query = async <R>(text: string, values: unknown[], name: string) => (await pool.query({ text, values, name })).rows as R[];
     const write = async (items: Queued[]): Promise<WriteAnswer[]> => {
       const statement = ++this.statements;
-      tell({ t: "committing", statement, ids: items.map((item) => item.activation) });
+      // Decided once, before the statement goes: a run tailed from now on hears of this one from the store.
+      const told = items.map((item) => tailed(item.activation));
+      const announced = told.includes(true);
+      if (announced) tell({ t: "committing", statement, ids: items.filter((_, i) => told[i]).map((item) => item.activation) });
       const entries: CommittedEntry[] = [];
       try {
         const answers = await insertEntries(query, items.map((item) => item.append));
         answers.forEach((createdAt, i) => {
           const { activation, append } = items[i] as Queued;
-          if (createdAt) entries.push({ id: activation, sequence: append.sequence, entry: append.entry, createdAt: createdAt.getTime() });
+          if (createdAt && (told[i] || loggedKinds.has(append.entry.kind))) entries.push({ id: activation, sequence: append.sequence, entry: append.entry, createdAt: createdAt.getTime() });
         });
         return answers;
       } finally {
-        tell({ t: "committed", statement, entries });
+        if (announced || entries.length > 0) tell({ t: "committed", statement, entries });
       }
     };
     this.batcher = new Batcher(write, { maxInFlight: options.connections });

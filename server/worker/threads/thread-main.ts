@@ -36,6 +36,9 @@ if (!port) throw new Error("thread-main.ts runs only as a worker thread");
 const data = workerData as ThreadData;
 const slot = new RunningSlot(data.slot);
 const running = new Map<number, ThreadHost>();
+/** Runs this process tails (WatchRun): their entries are told as they commit (thread-journal.ts). */
+const tailedRuns = new Set<string>();
+const tailed = (activation: number): boolean => tailedRuns.size > 0 && tailedRuns.has(running.get(activation)?.runId ?? "");
 /** The thread's own setImmediate, before attributeTimers wraps it. */
 const later = setImmediate;
 const collect = fullCollection();
@@ -49,7 +52,7 @@ const idleCollector = new IdleCollector(setTimeout, clearTimeout, undefined, () 
 const pendingImmediates = attributeTimers(slot);
 const outbox = new Outbox(port, () => pendingImmediates() > 0, later);
 // Its statements go when the thread is idle, with its messages: every activation resumed has appended by then.
-const journal = data.journal ? new ThreadJournal(data.journal, (flush) => outbox.whenIdle(flush), (message) => outbox.send(message)) : undefined;
+const journal = data.journal ? new ThreadJournal(data.journal, (flush) => outbox.whenIdle(flush), (message) => outbox.send(message), tailed) : undefined;
 
 // The main thread already logged every load and skip; a thread's load is the same files again, so it stays quiet.
 const registry: WorkflowRegistry = await loadWorkflows(data.workflowDirs, createLogger("silent"));
@@ -83,6 +86,10 @@ function receive(message: ToThread): void {
         if (host) host.validUntil = validUntil;
       }
       outbox.send({ t: "pong", seq: message.seq });
+      return;
+    case "tailed":
+      if (message.on) tailedRuns.add(message.runId);
+      else tailedRuns.delete(message.runId);
       return;
   }
 }

@@ -153,6 +153,8 @@ export class WorkflowThreads implements ActivationRunner {
   /** Group commits waiting for the threads to answer, and the cap on that wait. */
   private gathering: (() => void)[] = [];
   private gatherTimer: NodeJS.Timeout | undefined;
+  /** Runs this process tails (WatchRun), counted: the threads that write their entries tell them as they commit. */
+  private readonly tailedRuns = new Map<string, number>();
 
   constructor(private readonly options: WorkflowThreadsOptions) {
     this.pingMs = Math.max(10, Math.min(250, Math.floor(options.blockedCodeMs / 4)));
@@ -255,6 +257,19 @@ export class WorkflowThreads implements ActivationRunner {
     });
   }
 
+  /**
+   * This process starts (`on`) or stops tailing a run. Threads that write their runs' entries themselves tell the main
+   * thread those of tailed runs only: for the others, nobody here would take them (a watcher that comes later reads
+   * them on the store's notice, as it would those of a run executed elsewhere).
+   */
+  tailed(runId: string, on: boolean): void {
+    if (!this.options.journal) return;
+    const count = (this.tailedRuns.get(runId) ?? 0) + (on ? 1 : -1);
+    if (count > 0) this.tailedRuns.set(runId, count);
+    else this.tailedRuns.delete(runId);
+    if (count === (on ? 1 : 0)) for (const thread of this.threads) this.post(thread, { t: "tailed", runId, on });
+  }
+
   /** `replaces`: the thread this one takes over from once it is ready (`replaceIdle`). */
   private spawn(replaces?: WorkflowThread): WorkflowThread {
     const slot = new RunningSlot();
@@ -277,6 +292,8 @@ export class WorkflowThreads implements ActivationRunner {
       thread.lastError = error;
     });
     worker.on("exit", (code) => this.exited(thread, code));
+    // (Posted before the thread listens: its port holds them until it does.)
+    for (const runId of this.tailedRuns.keys()) this.post(thread, { t: "tailed", runId, on: true });
     return thread;
   }
 
