@@ -625,7 +625,7 @@ async function measureIsolation(
     });
     const summary = isolationReport(result);
     log(
-      `isolation: W1 T ${summary.threaded.w1.stepsPerSec.toFixed(0)} / I ${summary.inThread.w1.stepsPerSec.toFixed(0)} steps/s (${summary.w1Ratio.toFixed(3)}); W2 p50 T − I ${summary.w2P50DeltaMs.toFixed(2)} ms; W3 p50 T − I ${summary.w3P50DeltaMs.toFixed(2)} ms`,
+      `isolation: W1 T ${summary.threaded.w1.stepsPerSec.toFixed(0)} / I ${summary.inThread.w1.stepsPerSec.toFixed(0)} steps/s (${summary.w1Ratio.toFixed(3)}; the rounds' own T/I, median ${summary.w1RoundRatioMedian.toFixed(3)}); W2 p50 T − I ${summary.w2P50DeltaMs.toFixed(2)} ms; W3 p50 T − I ${summary.w3P50DeltaMs.toFixed(2)} ms`,
     );
     return result;
   } catch (error) {
