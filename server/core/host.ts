@@ -82,8 +82,11 @@ export interface StepAttemptScope {
    * The attempt ended: its value was journaled, it failed for good, or it failed and will be retried. `elapsedMs`:
    * how long it ran, when measured where it ran (a host told of the attempt late measures nothing itself).
    */
-  end(outcome: "completed" | "failed" | "retrying", elapsedMs?: number): void;
+  end(outcome: AttemptOutcome, elapsedMs?: number): void;
 }
+
+/** How a step attempt ended: its value journaled, failed for good, or failed with a retry to come. */
+export type AttemptOutcome = "completed" | "failed" | "retrying";
 
 /** What `ctx.startAgent` asks the host to create (idempotently, like children). */
 export interface AgentTurnRequest {

@@ -5,6 +5,7 @@
  */
 import type { JsonValue } from "../../sdk/workflow.js";
 import { Activation, type ActivationHost, type ActivationOutcome } from "../core/activation.js";
+import type { AttemptOutcome } from "../core/host.js";
 import type { FailureInfo } from "../core/json.js";
 import type { JournalEntry, NewEntry } from "../core/journal.js";
 import type { Fence } from "../store/runs/lease.js";
@@ -22,6 +23,11 @@ export interface ActivationRequest {
    * of calling `host.append`: the claim's fence and the next sequence number, and where it reports back.
    */
   direct?: DirectJournal | undefined;
+  /**
+   * Present when an ended step attempt is only counted (no span to end, as `host.stepAttempt` would): a runner on
+   * another thread may tally the attempts and count them here in bulk instead of telling each as it ends.
+   */
+  countAttempt?: ((outcome: AttemptOutcome, elapsedMs: number) => void) | undefined;
 }
 
 /** How a runner's own writes of an activation ended, reported with its end. */

@@ -8,7 +8,7 @@ import type { JsonValue } from "../../sdk/workflow.js";
 import type { ActivationHost } from "../core/activation.js";
 import type { ActivationRunner, DirectJournal, RunnerOutcome } from "./activation-runner.js";
 import { endAbnormally, releaseInnocent } from "../store/runs/abnormal-end.js";
-import type { StepAttemptScope, StepAttemptStart } from "../core/host.js";
+import type { AttemptOutcome, StepAttemptScope, StepAttemptStart } from "../core/host.js";
 import { LeaseLostError, RunCancelRequestedError, RunPauseRequestedError } from "../core/errors.js";
 import { pauseHeld } from "../store/runs/pause.js";
 import { pauseDiverged } from "../store/runs/pause-diverged.js";
@@ -229,6 +229,8 @@ export async function executeRun(
         host,
         leaseValidUntil: leaseValidUntil && (() => leaseValidUntil(fence)),
         direct,
+        // With no span to end, an attempt is only counted: a runner may tally them instead of telling each.
+        ...(metrics && !(span && deps.tracing) ? { countAttempt: (outcome: AttemptOutcome, elapsedMs: number) => countAttempt(metrics, workflow, outcome, elapsedMs) } : {}),
       },
       deps.registry,
     );
@@ -411,11 +413,15 @@ function observedAttempt(
         if (outcome !== "completed") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
         span.end();
       }
-      if (!metrics) return;
-      metrics.stepAttempts.inc({ workflow, outcome });
-      metrics.stepDuration.observe({ workflow, outcome }, (elapsedMs ?? performance.now() - started) / 1000);
+      if (metrics) countAttempt(metrics, workflow, outcome, elapsedMs ?? performance.now() - started);
     },
   };
+}
+
+/** One step attempt that ended, in the metrics. */
+function countAttempt(metrics: Metrics, workflow: string, outcome: AttemptOutcome, elapsedMs: number): void {
+  metrics.stepAttempts.inc({ workflow, outcome });
+  metrics.stepDuration.observe({ workflow, outcome }, elapsedMs / 1000);
 }
 
 /** Failed step attempts are journaled, not thrown: the log is where an operator sees them as they happen. */

@@ -14,6 +14,8 @@ const maxHoldMs = 2;
 
 export class Outbox {
   private queued: FromThread[] = [];
+  /** Ended attempts tallied since the last batch: (activation id, outcome index, elapsed ms) each. */
+  private tallied: number[] = [];
   private scheduled = false;
   /** Batches received from the main thread, and the count last reported. */
   private received = 0;
@@ -48,6 +50,12 @@ export class Outbox {
     this.schedule();
   }
 
+  /** Tallies an ended step attempt of an activation the main thread only counts: they go as one `tally`. */
+  tally(activation: number, outcome: number, elapsedMs: number): void {
+    this.tallied.push(activation, outcome, elapsedMs);
+    this.schedule();
+  }
+
   /** Queues `message` until the thread is idle. */
   send(message: FromThread): void {
     this.queued.push(message);
@@ -76,6 +84,11 @@ export class Outbox {
     if (this.received !== this.reported) {
       this.reported = this.received;
       this.queued.push({ t: "answered", n: this.received });
+    }
+    if (this.tallied.length > 0) {
+      // First: the attempts ended before any activation's end that this batch carries.
+      this.queued.unshift({ t: "tally", attempts: this.tallied });
+      this.tallied = [];
     }
     if (this.queued.length === 0) return;
     const batch = this.queued;

@@ -13,7 +13,7 @@
  * number, then its fields); unpacking gives back the messages in their order, equal to what was packed.
  */
 import type { NewEntry, StepCompleted } from "../../core/journal.js";
-import type { AttemptOutcome, CommittedEntry, EndedAttempt, FromThread, ToThread } from "./protocol.js";
+import { type AttemptOutcome, attemptOutcomes, type CommittedEntry, type EndedAttempt, type FromThread, type ToThread } from "./protocol.js";
 
 /** A batch as posted: one message, or messages and packed messages in order. */
 export type PackedBatch<M> = M | (M | number | string | unknown)[];
@@ -28,7 +28,7 @@ const entryAsIs = 0;
 const stepFields = 1;
 const stepFieldsWithResult = 2;
 
-const outcomes: readonly AttemptOutcome[] = ["completed", "failed", "retrying"];
+const outcomes = attemptOutcomes;
 const after = 1;
 const hasResult = 2;
 const hasAttempt = 4;

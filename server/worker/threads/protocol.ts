@@ -7,7 +7,7 @@
  */
 import type { JsonValue } from "../../../sdk/workflow.js";
 import type { ActivationOutcome } from "../../core/activation.js";
-import type { StepAttemptStart } from "../../core/host.js";
+import type { AttemptOutcome, StepAttemptStart } from "../../core/host.js";
 import type { FailureInfo, ValueLimits } from "../../core/json.js";
 import type { JournalEntry, NewEntry } from "../../core/journal.js";
 import type { Fence } from "../../store/runs/lease.js";
@@ -36,6 +36,8 @@ export interface ActivationStart {
   holdClockWaitsMs?: number | undefined;
   /** Present when the thread writes this activation's appends itself (thread-journal.ts): its fence and next sequence. */
   direct?: { fence: Fence; nextSequence: number } | undefined;
+  /** The main thread only counts this activation's step attempts (no span to end): the thread tallies them (`tally`). */
+  tally?: true | undefined;
 }
 
 /** An entry a thread's statement committed. */
@@ -60,7 +62,10 @@ export type ToThread =
 /** An activation's end as it crosses: `aborted` carries its reason as a WireError. */
 export type WireOutcome = Exclude<ActivationOutcome, { kind: "aborted" }> | { kind: "aborted"; reason: WireError };
 
-export type AttemptOutcome = "completed" | "failed" | "retrying";
+export type { AttemptOutcome };
+
+/** Attempt outcomes by number, as a `tally` carries them. */
+export const attemptOutcomes: readonly AttemptOutcome[] = ["completed", "failed", "retrying"];
 
 /** A step attempt without a timeout that ended, as the main thread counts and traces it. */
 export interface EndedAttempt {
@@ -85,6 +90,11 @@ export type FromThread =
    * of the attempt's entry (`call.attempt`), which follows at once; alone only when no append took it.
    */
   | ({ t: "attempt_done"; id: number } & EndedAttempt)
+  /**
+   * Step attempts without a timeout that ended, of activations the main thread only counts (`ActivationStart.tally`):
+   * (activation id, outcome's index in `attemptOutcomes`, elapsed ms) each, first in a batch (before any `done`).
+   */
+  | { t: "tally"; attempts: number[] }
   | { t: "log"; id: number; level: "debug" | "info" | "warn" | "error"; message: string; fields?: Record<string, unknown> | undefined }
   /** The activation ended; the main thread settles it once its appends have committed (an append may still be in flight). */
   | { t: "done"; id: number; outcome: WireOutcome; direct?: DirectReport | undefined }

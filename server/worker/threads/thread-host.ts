@@ -32,7 +32,7 @@ import { LeaseLostError } from "../../core/errors.js";
 import type { ValueLimits } from "../../core/json.js";
 import type { Outbox } from "./outbox.js";
 import type { DirectReport } from "../activation-runner.js";
-import type { AttemptOutcome, EndedAttempt, FromThread, HostCallName, WireError } from "./protocol.js";
+import { type AttemptOutcome, attemptOutcomes, type EndedAttempt, type FromThread, type HostCallName, type WireError } from "./protocol.js";
 import type { RunningSlot } from "./running-slot.js";
 import { fromWire } from "./wire-error.js";
 
@@ -81,6 +81,8 @@ export class ThreadHost implements ActivationHost {
     readonly holdClockWaitsMs: number | undefined,
     /** Present when this thread writes the activation's appends itself. */
     readonly direct?: DirectWrites | undefined,
+    /** The main thread only counts this activation's attempts: they are tallied (`Outbox.tally`), not told each. */
+    private readonly tallied = false,
   ) {
     this.logger = new ThreadLogger(id, outbox);
   }
@@ -166,6 +168,10 @@ export class ThreadHost implements ActivationHost {
   endAttempt(key: number, step: StepAttemptStart, startedAt: number, outcome: AttemptOutcome, elapsedMs: number): void {
     if (step.timeout) {
       this.outbox.send({ t: "attempt_end", id: this.id, key, outcome, elapsedMs });
+      return;
+    }
+    if (this.tallied) {
+      this.outbox.tally(this.id, attemptOutcomes.indexOf(outcome), elapsedMs);
       return;
     }
     // The core journals the attempt's outcome right after this, in the same turn: that append carries it. If it

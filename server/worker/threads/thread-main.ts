@@ -98,7 +98,7 @@ outbox.send({ t: "ready", workflows: registry.list().map((w) => w.name) });
 async function start(message: ActivationStart): Promise<void> {
   const { id, run } = message;
   const direct = journal && message.direct ? { journal, fence: message.direct.fence, nextSequence: message.direct.nextSequence } : undefined;
-  const host = new ThreadHost(id, run.runId, outbox, slot, message.limits, message.validUntil, message.holdClockWaitsMs, direct);
+  const host = new ThreadHost(id, run.runId, outbox, slot, message.limits, message.validUntil, message.holdClockWaitsMs, direct, message.tally === true);
   running.set(id, host);
   idleCollector.busy();
   host.enter();

@@ -23,7 +23,7 @@ import type { LocalCommits } from "../../store/local-commits.js";
 import type { WorkflowRegistry } from "../../workflows/registry.js";
 import type { ActivationRequest, ActivationRunner, DirectJournal, RunnerOutcome } from "../activation-runner.js";
 import { type PackedBatch, packToThread, unpackFromThread } from "./packed-messages.js";
-import type { FromThread, HostCallName, ToThread, WireOutcome } from "./protocol.js";
+import { type AttemptOutcome, attemptOutcomes, type FromThread, type HostCallName, type ToThread, type WireOutcome } from "./protocol.js";
 import { RunningSlot } from "./running-slot.js";
 import type { ThreadJournalOptions } from "./thread-journal.js";
 import type { ThreadData } from "./thread-main.js";
@@ -252,6 +252,7 @@ export class WorkflowThreads implements ActivationRunner {
         validUntil: request.leaseValidUntil?.(),
         holdClockWaitsMs: host.holdClockWaitsMs,
         direct: request.direct && this.options.journal ? { fence: request.direct.fence, nextSequence: request.direct.nextSequence } : undefined,
+        tally: request.countAttempt ? true : undefined,
       });
       if (host.signal.aborted) onAbort();
     });
@@ -375,6 +376,13 @@ export class WorkflowThreads implements ActivationRunner {
           if (live) runIds.push(live.request.run.runId);
         }
         thread.statements.set(message.statement, this.options.commits.begin(runIds));
+      }
+      return;
+    }
+    if (message.t === "tally") {
+      const { attempts } = message;
+      for (let i = 0; i < attempts.length; i += 3) {
+        thread.activations.get(attempts[i] as number)?.request.countAttempt?.(attemptOutcomes[attempts[i + 1] as number] as AttemptOutcome, attempts[i + 2] as number);
       }
       return;
     }
