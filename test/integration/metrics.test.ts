@@ -59,6 +59,9 @@ describe("GET /metrics", () => {
     assert.equal(moved("cairn_step_attempts_total", { workflow: "flaky", outcome: "retrying" }), 2);
     assert.equal(moved("cairn_step_attempts_total", { workflow: "flaky", outcome: "completed" }), 3);
     assert.equal(moved("cairn_step_attempts_total", { workflow: "flaky", outcome: "failed" }), 1);
+    // Each timed too (the threads tally ended attempts, with their durations, for the main thread to count).
+    assert.equal(moved("cairn_step_attempt_duration_seconds", { workflow: "flaky", outcome: "retrying" }), 2);
+    assert.equal(moved("cairn_step_attempt_duration_seconds", { workflow: "flaky", outcome: "completed" }), 3);
     // The parent may park on its child (when the child is not done at its quiet point), then completes once.
     assert.equal(moved("cairn_activations_total", { workflow: "parent", outcome: "completed" }), 1);
     assert.equal(moved("cairn_activations_total", { workflow: "flaky", outcome: "failed" }), 1);
