@@ -126,6 +126,11 @@ export type NewEntry =
   | PatchMarked;
 
 export type EntryKind = NewEntry["kind"];
+
+/** A step attempt that failed (for good, or with a retry to come): the entries an operator is warned of in the log. */
+export function isFailedAttempt(entry: NewEntry): entry is StepFailed | StepAttemptFailed {
+  return entry.kind === "step_failed" || entry.kind === "step_attempt_failed";
+}
 export type EntryOf<K extends EntryKind> = Extract<NewEntry, { kind: K }>;
 
 export const entryKinds = [

@@ -12,7 +12,7 @@ import type { AttemptOutcome, StepAttemptScope, StepAttemptStart } from "../core
 import { LeaseLostError, RunCancelRequestedError, RunPauseRequestedError } from "../core/errors.js";
 import { pauseHeld } from "../store/runs/pause.js";
 import { pauseDiverged } from "../store/runs/pause-diverged.js";
-import type { JournalEntry, NewEntry } from "../core/journal.js";
+import { isFailedAttempt, type JournalEntry, type NewEntry } from "../core/journal.js";
 import { nextDeadline, type PendingWait } from "../core/waits.js";
 import { checkSize, inputLimit, type ValueLimits } from "../core/json.js";
 import { toWorkflowLogger, type Logger } from "../logger.js";
@@ -426,9 +426,10 @@ function countAttempt(metrics: Metrics, workflow: string, outcome: AttemptOutcom
 
 /** Failed step attempts are journaled, not thrown: the log is where an operator sees them as they happen. */
 function logFailedAttempt(logger: Logger, entry: NewEntry): void {
+  if (!isFailedAttempt(entry)) return;
   if (entry.kind === "step_attempt_failed") {
     logger.warn({ step: entry.name, attempt: entry.attempt, error: entry.error, retryAt: entry.fireAt }, "step attempt failed; will retry");
-  } else if (entry.kind === "step_failed") {
+  } else {
     logger.warn({ step: entry.name, attempt: entry.attempt, error: entry.error }, "step failed");
   }
 }

@@ -28,7 +28,6 @@ const entryAsIs = 0;
 const stepFields = 1;
 const stepFieldsWithResult = 2;
 
-const outcomes = attemptOutcomes;
 const after = 1;
 const hasResult = 2;
 const hasAttempt = 4;
@@ -53,7 +52,7 @@ export function packFromThread(messages: FromThread[]): PackedBatch<FromThread> 
     }
     if (packableAttempt(message)) {
       // A step attempt that ended, told alone (the thread wrote its entry itself): its fields, as an append carries them.
-      out.push(attemptDone, message.id, message.step.name, message.step.attempt, outcomes.indexOf(message.outcome), message.elapsedMs, message.step.startedAt);
+      out.push(attemptDone, message.id, message.step.name, message.step.attempt, attemptOutcomes.indexOf(message.outcome), message.elapsedMs, message.step.startedAt);
       continue;
     }
     if (!packableAppend(message)) {
@@ -65,7 +64,7 @@ export function packFromThread(messages: FromThread[]): PackedBatch<FromThread> 
     const flags = (message.after ? after : 0) | ("result" in entry ? hasResult : 0) | (attempt ? hasAttempt : 0);
     out.push(appendStep, message.id, message.call, flags, entry.name, entry.attempt, entry.startedAt.getTime());
     if (flags & hasResult) out.push(entry.result);
-    if (attempt) out.push(outcomes.indexOf(attempt.outcome), attempt.elapsedMs, attempt.step.startedAt);
+    if (attempt) out.push(attemptOutcomes.indexOf(attempt.outcome), attempt.elapsedMs, attempt.step.startedAt);
   }
   return out;
 }
@@ -102,7 +101,7 @@ export function unpackFromThread(batch: PackedBatch<FromThread>): FromThread[] {
       const id = batch[i++] as number;
       const name = batch[i++] as string;
       const attemptNumber = batch[i++] as number;
-      const outcome = outcomes[batch[i++] as number] as AttemptOutcome;
+      const outcome = attemptOutcomes[batch[i++] as number] as AttemptOutcome;
       const elapsedMs = batch[i++] as number;
       const startedAt = batch[i++] as number | undefined;
       messages.push({ t: "attempt_done", id, step: startedAt === undefined ? { name, attempt: attemptNumber } : { name, attempt: attemptNumber, startedAt }, outcome, elapsedMs });
@@ -121,7 +120,7 @@ export function unpackFromThread(batch: PackedBatch<FromThread>): FromThread[] {
     const entry: StepCompleted = flags & hasResult ? { kind: "step_completed", name, attempt: attemptNumber, startedAt, result: batch[i++] as StepCompleted["result"] } : { kind: "step_completed", name, attempt: attemptNumber, startedAt };
     const message: CallMessage = flags & after ? { t: "call", id, call, op: "append", arg: entry, after: true } : { t: "call", id, call, op: "append", arg: entry };
     if (flags & hasAttempt) {
-      const outcome = outcomes[batch[i++] as number] as AttemptOutcome;
+      const outcome = attemptOutcomes[batch[i++] as number] as AttemptOutcome;
       const elapsedMs = batch[i++] as number;
       const attemptStartedAt = batch[i++] as number | undefined;
       const ended: EndedAttempt = { step: attemptStartedAt === undefined ? { name, attempt: attemptNumber } : { name, attempt: attemptNumber, startedAt: attemptStartedAt }, outcome, elapsedMs };

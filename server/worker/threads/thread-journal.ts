@@ -9,7 +9,8 @@
  * owner and epoch) decides, as for the main thread's writes. PGlite has one connection, the main thread's: there the
  * thread sends its appends to the main thread instead (thread-host.ts).
  */
-import type { NewEntry } from "../../core/journal.js";
+// Failed attempts are told whoever tails the run: the main thread logs them (executor.ts, `logFailedAttempt`).
+import { isFailedAttempt, type NewEntry } from "../../core/journal.js";
 import { Batcher, type Gather } from "../../store/batcher.js";
 import { type Append, insertEntries } from "../../store/journal-insert.js";
 import { openPool, type PoolOptions } from "../../store/pool.js";
@@ -19,9 +20,6 @@ export interface ThreadJournalOptions extends PoolOptions {
   /** Connections of the thread's pool, and statements in flight at once. */
   connections: number;
 }
-
-/** Entries the main thread logs as they commit (executor.ts, `logFailedAttempt`): told whoever tails the run. */
-const loggedKinds: ReadonlySet<NewEntry["kind"]> = new Set(["step_attempt_failed", "step_failed"]);
 
 interface Queued {
   activation: number;
@@ -58,7 +56,7 @@ export class ThreadJournal {
         const answers = await insertEntries(query, items.map((item) => item.append));
         answers.forEach((createdAt, i) => {
           const { activation, append } = items[i] as Queued;
-          if (createdAt && (told[i] || loggedKinds.has(append.entry.kind))) entries.push({ id: activation, sequence: append.sequence, entry: append.entry, createdAt: createdAt.getTime() });
+          if (createdAt && (told[i] || isFailedAttempt(append.entry))) entries.push({ id: activation, sequence: append.sequence, entry: append.entry, createdAt: createdAt.getTime() });
         });
         return answers;
       } finally {
