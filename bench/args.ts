@@ -207,7 +207,7 @@ workflow thread pool, I with CAIRN_WORKFLOW_THREADS=0; alternating rounds; --ste
                         as many rounds; quick 1; 0 skips)
   --isolation-warmup-rounds W  uncounted W1 rounds on each before them, the JIT's warm-up
                         (default 2; quick 0)
-  --isolation-runs N    W1 runs per server and round (default 1000; quick 100)
+  --isolation-runs N    W1 runs per server and round (default 4000; quick 100)
   --isolation-latency-runs N  W2 and W3 runs per server and round (default 100; quick 20)
   --skip-isolation      same as --isolation-rounds 0
 
@@ -274,7 +274,7 @@ const full: Defaults = {
   runControlCalls: 200,
   isolationRounds: 6,
   isolationWarmupRounds: 2,
-  isolationRuns: 1000,
+  isolationRuns: 4000,
   isolationLatencyRuns: 100,
   crowdStreams: 10_000,
 };

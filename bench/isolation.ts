@@ -146,7 +146,7 @@ export async function isolationCost(
         if (signal.aborted) break;
         const w1 = await measuredW1(side);
         side.record.w1.push(w1);
-        log(`isolation round ${round}: W1 on ${side.record.name}: ${stepsPerSecond(w1.result).toFixed(0)} steps/s, server ${cpuMsPerStep(w1).toFixed(3)} ms CPU/step${failed(w1.result.failures)}`);
+        log(`isolation round ${round}: W1 on ${side.record.name}: ${stepsPerSecond(w1.result).toFixed(0)} steps/s, server ${cpuMsPerStep(w1).toFixed(3)} ms CPU/step, PostgreSQL ${perStepMs(w1, w1.cpu.postgresBenchDb.cpuSeconds).toFixed(3)} ms, client ${perStepMs(w1, w1.cpu.client.cpuSeconds).toFixed(3)} ms, machine busy ${(w1.cpu.machine.share * 100).toFixed(0)} %${failed(w1.result.failures)}`);
       }
       // The W1 rows would otherwise set autovacuum off in the middle of the latency series (as before the main W2).
       await Promise.all(sides.map((s) => s.probe.vacuumEngineTables()));
@@ -206,6 +206,11 @@ function p(sorted: readonly number[], rank: number): string {
 
 function cpuMsPerStep(w1: { result: ThroughputResult; cpu: CpuShares }): number {
   return ((w1.cpu.servers[0]?.cpuSeconds ?? Number.NaN) * 1000) / Math.max(1, w1.result.completed * w1.result.steps);
+}
+
+/** CPU seconds over a W1 round, per step, in ms. */
+function perStepMs(w1: { result: ThroughputResult }, cpuSeconds: number): number {
+  return (cpuSeconds * 1000) / Math.max(1, w1.result.completed * w1.result.steps);
 }
 
 function failed(failures: readonly string[]): string {
