@@ -146,7 +146,7 @@ export async function isolationCost(
         if (signal.aborted) break;
         const w1 = await measuredW1(side);
         side.record.w1.push(w1);
-        log(`isolation round ${round}: W1 on ${side.record.name}: ${stepsPerSecond(w1.result).toFixed(0)} steps/s, server ${cpuMsPerStep(w1).toFixed(3)} ms CPU/step, PostgreSQL ${perStepMs(w1, w1.cpu.postgresBenchDb.cpuSeconds).toFixed(3)} ms, client ${perStepMs(w1, w1.cpu.client.cpuSeconds).toFixed(3)} ms, machine busy ${(w1.cpu.machine.share * 100).toFixed(0)} %${failed(w1.result.failures)}`);
+        log(`isolation round ${round}: W1 on ${side.record.name}: ${stepsPerSecond(w1.result).toFixed(0)} steps/s, server ${cpuMsPerStep(w1).toFixed(3)} ms CPU/step, PostgreSQL ${perStepMs(w1, w1.cpu.postgresBenchDb.cpuSeconds).toFixed(3)} ms, client ${perStepMs(w1, w1.cpu.client.cpuSeconds).toFixed(3)} ms, machine busy ${(w1.cpu.machine.share * 100).toFixed(0)} % (stolen ${(w1.cpu.machine.stealShare * 100).toFixed(0)} %)${failed(w1.result.failures)}`);
       }
       // The W1 rows would otherwise set autovacuum off in the middle of the latency series (as before the main W2).
       await Promise.all(sides.map((s) => s.probe.vacuumEngineTables()));

@@ -49,12 +49,12 @@ export async function processStat(pid: number): Promise<ProcessStat | undefined>
 }
 
 /** Busy and total CPU time of the whole machine so far (all cores), seconds, from the first line of /proc/stat. */
-export async function machineCpu(): Promise<{ busySeconds: number; totalSeconds: number }> {
+export async function machineCpu(): Promise<{ busySeconds: number; totalSeconds: number; stealSeconds: number }> {
   const text = await readFile("/proc/stat", "utf8");
   const values = (text.split("\n")[0] ?? "").trim().split(/\s+/).slice(1).map(Number);
   const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = values;
   const busy = user + nice + system + irq + softirq + steal;
-  return { busySeconds: busy / ticksPerSecond, totalSeconds: (busy + idle + iowait) / ticksPerSecond };
+  return { busySeconds: busy / ticksPerSecond, totalSeconds: (busy + idle + iowait) / ticksPerSecond, stealSeconds: steal / ticksPerSecond };
 }
 
 /** PIDs of processes whose command name is `name` (e.g. every "postgres" process of the machine). */

@@ -26,8 +26,11 @@ export interface CpuShares {
   postgresBenchDb: { cpuSeconds: number; share: number };
   /** Every postgres process of the machine (WAL writer, checkpointer and other databases' backends included). */
   postgresAll: { cpuSeconds: number; share: number };
-  /** Busy time of all cores (anything on the machine, other engineers' tests included). */
-  machine: { busySeconds: number; share: number };
+  /**
+   * Busy time of all cores (anything on the machine, other engineers' tests included). `stealShare`: the part of
+   * the window the hypervisor gave this machine's cores to other guests (counted in busy), a slow machine's usual cause.
+   */
+  machine: { busySeconds: number; share: number; stealShare: number };
 }
 
 export interface CpuWatch {
@@ -77,7 +80,11 @@ export async function watchCpu(servers: readonly ServerProcess[], probe: BenchPr
         client: { cpuSeconds: clientSeconds, share: share(clientSeconds) },
         postgresBenchDb: { cpuSeconds: benchDb.seconds(), share: share(benchDb.seconds()) },
         postgresAll: { cpuSeconds: allPostgres.seconds(), share: share(allPostgres.seconds()) },
-        machine: { busySeconds: machineBusy, share: machineTotal > 0 ? machineBusy / machineTotal : Number.NaN },
+        machine: {
+          busySeconds: machineBusy,
+          share: machineTotal > 0 ? machineBusy / machineTotal : Number.NaN,
+          stealShare: machineTotal > 0 ? (machineAfter.stealSeconds - machineBefore.stealSeconds) / machineTotal : Number.NaN,
+        },
       };
     },
   };
