@@ -319,11 +319,17 @@ export async function executeRun(
   const deferred = outcome.kind === "completed" || outcome.kind === "failed" ? (outcome.deferred ?? []) : [];
   let riding: { sequence: number; entry: NewEntry }[] = [];
   if (deferred.length > 0 && run.parentRunId) {
-    // A child's end is its own transaction (it wakes the parent): they go first, in one statement. If they are
-    // refused, the end below is refused too (or wins a cancel race); history just lacks them.
-    await Promise.all(deferred.map((entry) => deps.store.journal.append(fence, nextSequence++, entry))).catch((error: unknown) =>
-      logger.warn({ err: error }, "entries not journaled before the run's end"),
-    );
+    // A child's end is its own transaction (it wakes the parent): they go first, in one statement. If the fence refused
+    // them, the end below is refused too (or wins a cancel race). If the store failed, the run must not end: they
+    // may hold its last step's completion, and an end without it would leave a step executed that the journal never
+    // saw (and a gap in the sequence). Keep the lease until it lapses; the run replays from what did commit.
+    try {
+      await Promise.all(deferred.map((entry) => deps.store.journal.append(fence, nextSequence++, entry)));
+    } catch (error) {
+      activationEnded("store_error");
+      logger.error({ err: error }, "entries before the run's end not journaled (store error); the run resumes after its lease lapses");
+      return;
+    }
   } else riding = deferred.map((entry) => ({ sequence: nextSequence++, entry }));
   // A crash before this commits leaves the run claimed; after the lease lapses it replays to the same end. The entries
   // riding on it commit with it or not at all.
