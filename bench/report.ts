@@ -554,7 +554,7 @@ export function formatReport(report: Report): string {
 function cpuLine(cpu: CpuShares): string {
   const servers = cpu.servers.map((s) => `${s.name} ${percent(s.share)}`).join(", ");
   const ours = cpu.servers.reduce((sum, s) => sum + s.share, 0) + cpu.client.share + cpu.postgresAll.share;
-  return `${servers}; client ${percent(cpu.client.share)}; PostgreSQL bench-db backends ${percent(cpu.postgresBenchDb.share)} (all postgres ${percent(cpu.postgresAll.share)}); everything else ${percent(Math.max(0, cpu.machine.share - ours))}; machine busy ${percent(cpu.machine.share)} of ${cpu.cores} cores (${percent(cpu.machine.stealShare ?? Number.NaN)} stolen by the hypervisor)`;
+  return `${servers}; client ${percent(cpu.client.share)}; PostgreSQL bench-db backends ${percent(cpu.postgresBenchDb.share)} (all postgres ${percent(cpu.postgresAll.share)}); everything else ${percent(Math.max(0, cpu.machine.share - ours))}; machine busy ${percent(cpu.machine.share)} of ${cpu.cores} cores (${percent(cpu.machine.stealShare)} stolen by the hypervisor)`;
 }
 
 function cpuPerStep(w: ThroughputReport): string {

@@ -13,7 +13,8 @@
  * number, then its fields); unpacking gives back the messages in their order, equal to what was packed.
  */
 import type { NewEntry, StepCompleted } from "../../core/journal.js";
-import { type AttemptOutcome, attemptOutcomes, type CommittedEntry, type EndedAttempt, type FromThread, type ToThread } from "./protocol.js";
+import type { AttemptOutcome } from "../../core/host.js";
+import { attemptOutcomes, type CommittedEntry, type EndedAttempt, type FromThread, type ToThread } from "./protocol.js";
 
 /** A batch as posted: one message, or messages and packed messages in order. */
 export type PackedBatch<M> = M | (M | number | string | unknown)[];

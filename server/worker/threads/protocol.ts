@@ -62,8 +62,6 @@ export type ToThread =
 /** An activation's end as it crosses: `aborted` carries its reason as a WireError. */
 export type WireOutcome = Exclude<ActivationOutcome, { kind: "aborted" }> | { kind: "aborted"; reason: WireError };
 
-export type { AttemptOutcome };
-
 /** Attempt outcomes by number, as a `tally` carries them. */
 export const attemptOutcomes: readonly AttemptOutcome[] = ["completed", "failed", "retrying"];
 

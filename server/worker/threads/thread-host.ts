@@ -32,7 +32,8 @@ import { LeaseLostError } from "../../core/errors.js";
 import type { ValueLimits } from "../../core/json.js";
 import type { Outbox } from "./outbox.js";
 import type { DirectReport } from "../activation-runner.js";
-import { type AttemptOutcome, attemptOutcomes, type EndedAttempt, type FromThread, type HostCallName, type WireError } from "./protocol.js";
+import type { AttemptOutcome } from "../../core/host.js";
+import { attemptOutcomes, type EndedAttempt, type FromThread, type HostCallName, type WireError } from "./protocol.js";
 import type { RunningSlot } from "./running-slot.js";
 import { fromWire } from "./wire-error.js";
 
